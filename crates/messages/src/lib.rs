@@ -1,0 +1,19 @@
+//! Wire types and the frame codec shared by the mpx controller, engines and clients.
+//!
+//! # Layout
+//! - [`wire`]: the messages of each channel (engine ⇄ controller, client ⇄ controller).
+//! - [`codec`]: a signed frame: HMAC-SHA256 over a JSON header and raw byte buffers.
+//! - [`connection`]: the JSON connection file (address, key, cluster id).
+//!
+//! Frame layout (inside a 4-byte big-endian length prefix):
+//! `signature[32] | header_len: u32 LE | header (JSON) | n_buffers: u32 LE | n × len: u64 LE | buffers`.
+//! The signature covers every byte after itself and is checked before anything else is read.
+#![deny(missing_docs)]
+
+pub mod codec;
+pub mod connection;
+pub mod wire;
+
+pub use codec::{CodecError, Frame, FrameCodec, Key, DEFAULT_MAX_FRAME};
+pub use connection::ConnectionInfo;
+pub use wire::*;

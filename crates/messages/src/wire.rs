@@ -1,0 +1,247 @@
+//! The messages of each channel. Each channel has one enum per direction, tagged adjacently
+//! (`{"msg_type": ..., "content": ...}`), so every receiver has one exhaustive `match`.
+
+use serde::{Deserialize, Serialize};
+
+/// Engine id (equals the MPI rank in its world).
+pub type EngineId = u32;
+
+/// Which engines a request is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Targets {
+    /// Every registered engine.
+    #[default]
+    All,
+    /// These engine ids.
+    List(Vec<EngineId>),
+}
+
+/// Element type of an array payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    /// 64-bit float.
+    F64,
+    /// 32-bit float.
+    F32,
+    /// 64-bit signed integer.
+    I64,
+    /// 32-bit signed integer.
+    I32,
+    /// Unsigned byte.
+    U8,
+    /// Boolean, one byte (0 or 1).
+    Bool,
+}
+
+impl Dtype {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F64 | Dtype::I64 => 8,
+            Dtype::F32 | Dtype::I32 => 4,
+            Dtype::U8 | Dtype::Bool => 1,
+        }
+    }
+}
+
+/// Describes an array whose raw little-endian bytes travel in a buffer of the frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArrayMeta {
+    /// Element type.
+    pub dtype: Dtype,
+    /// Shape (row-major, C order); empty for a 0-d array.
+    pub shape: Vec<usize>,
+    /// Index of the buffer holding the bytes.
+    pub buffer: usize,
+}
+
+/// The work an engine is asked to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "args")]
+pub enum Task {
+    /// Run a cell of code in the engine's persistent namespace.
+    Execute {
+        /// Source of the cell.
+        code: String,
+    },
+}
+
+/// An error raised on an engine, as it travels (ipyparallel's `wrap_exception`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteError {
+    /// Error class, e.g. `RuntimeError`, `ParseError`, `EngineDied`.
+    pub ename: String,
+    /// Human-readable message.
+    pub evalue: String,
+    /// 1-based line of the cell where it happened, when known.
+    pub line: Option<usize>,
+}
+
+/// What one engine did for one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Outcome {
+    /// Lines printed by the cell.
+    pub stdout: String,
+    /// Diagnostics printed by the engine for the cell.
+    pub stderr: String,
+    /// Display form of the cell's value (`Out[n]`), if any.
+    pub value: Option<String>,
+    /// The error, if the request failed on this engine.
+    pub error: Option<RemoteError>,
+    /// The engine's execution counter after this request.
+    pub execution_count: u64,
+    /// When the engine started the work (seconds since the Unix epoch).
+    pub started: f64,
+    /// When the engine finished the work (seconds since the Unix epoch).
+    pub completed: f64,
+}
+
+/// An engine's registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// Rank in the engine's MPI world.
+    pub rank: u32,
+    /// Size of the engine's MPI world.
+    pub size: u32,
+    /// Process id of the engine.
+    pub pid: u32,
+    /// Host the engine runs on.
+    pub hostname: String,
+}
+
+/// The controller's answer to a registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterReply {
+    /// Id given to the engine, or `None` when refused.
+    pub engine_id: Option<EngineId>,
+    /// The cluster id.
+    pub cluster_id: String,
+    /// Why the registration was refused.
+    pub error: Option<String>,
+}
+
+/// A unit of work for one engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRequest {
+    /// Controller-wide id of this task.
+    pub task_id: u64,
+    /// What to do.
+    pub task: Task,
+}
+
+/// An engine's answer to a [`TaskRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskReply {
+    /// Id of the task answered.
+    pub task_id: u64,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// Engine → controller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "msg_type", content = "content")]
+pub enum EngineToController {
+    /// First message of an engine connection.
+    RegisterRequest(RegisterRequest),
+    /// Result of a task.
+    TaskReply(TaskReply),
+}
+
+/// Controller → engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "msg_type", content = "content")]
+pub enum ControllerToEngine {
+    /// Answer to the registration.
+    RegisterReply(RegisterReply),
+    /// Work to do.
+    TaskRequest(TaskRequest),
+    /// Leave the loop, finalize MPI and exit.
+    Shutdown,
+}
+
+/// A request from a client to run a task on engines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmitRequest {
+    /// Client-chosen id, echoed in every reply about this request.
+    pub req_id: u64,
+    /// Engines to run on.
+    pub targets: Targets,
+    /// The work.
+    pub task: Task,
+}
+
+/// The controller's acceptance (or refusal) of a [`SubmitRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitReply {
+    /// Id of the request.
+    pub req_id: u64,
+    /// Engines that will each send a [`TaskResult`], in id order; empty when refused.
+    pub engines: Vec<EngineId>,
+    /// Why the request was refused (unknown engine, no engines, ...).
+    pub error: Option<String>,
+}
+
+/// One engine's result for a client request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// Id of the client request.
+    pub req_id: u64,
+    /// Engine that answered.
+    pub engine_id: EngineId,
+    /// What happened there.
+    pub outcome: Outcome,
+}
+
+/// A registered engine as reported to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineInfo {
+    /// Engine id (MPI rank).
+    pub id: EngineId,
+    /// Size of its MPI world.
+    pub world_size: u32,
+    /// Process id.
+    pub pid: u32,
+    /// Host name.
+    pub hostname: String,
+}
+
+/// The state of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// Cluster id.
+    pub cluster_id: String,
+    /// Registered engines, by id.
+    pub engines: Vec<EngineInfo>,
+    /// Process id of the controller.
+    pub controller_pid: u32,
+    /// Process id of the mpirun the controller started, if any.
+    pub mpirun_pid: Option<u32>,
+}
+
+/// Client → controller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "msg_type", content = "content")]
+pub enum ClientToController {
+    /// Ask for the cluster's state.
+    InfoRequest,
+    /// Run a task on engines.
+    SubmitRequest(SubmitRequest),
+    /// Stop the whole cluster (engines, mpirun, controller).
+    ShutdownRequest,
+}
+
+/// Controller → client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "msg_type", content = "content")]
+pub enum ControllerToClient {
+    /// Answer to [`ClientToController::InfoRequest`].
+    InfoReply(ClusterInfo),
+    /// Acceptance of a submission.
+    SubmitReply(SubmitReply),
+    /// One engine's result.
+    TaskResult(TaskResult),
+    /// The cluster is stopping; the connection closes next.
+    ShutdownReply,
+}
