@@ -1,1 +1,62 @@
-//! mpx client.
+//! The mpx client library: connect to a cluster, run code on engines, collect results.
+//!
+//! # Layout
+//! - [`client`]: [`Client`], the connection, and [`View`], a set of target engines.
+//! - [`result`]: [`AsyncResult`], one request's per-engine results, waited for with timeouts.
+//! - [`display`]: ipyparallel-style rendering (`[stdout:0] ...`, `Out[0]: ...`, `[2:error] ...`).
+//!
+//! # Examples
+//! ```no_run
+//! use std::time::Duration;
+//! let client = mpx_client::Client::connect("default")?;
+//! let results = client.view(mpx_client::Targets::All).execute_sync("rank * 2", Duration::from_secs(10))?;
+//! for r in results {
+//!     println!("{}: {:?}", r.engine_id, r.outcome.value);
+//! }
+//! # Ok::<(), mpx_client::ClientError>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod client;
+pub mod display;
+pub mod result;
+
+pub use client::{Client, View};
+pub use mpx_messages::{EngineId, Outcome, RemoteError, Targets};
+pub use result::{AsyncResult, EngineResult};
+
+use thiserror::Error;
+
+/// Why a client call failed.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// No such cluster / connection file problem.
+    #[error("{0}")]
+    NotFound(String),
+    /// The TCP connection could not be made.
+    #[error("cannot connect to the controller at {address}: {source}")]
+    Connect {
+        /// Address tried.
+        address: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The controller refused our signature.
+    #[error("authentication failed: the controller rejected this client's key (wrong or stale connection file?)")]
+    Rejected,
+    /// The connection ended.
+    #[error("connection to the controller lost: {0}")]
+    Closed(String),
+    /// The wait ran out; the request goes on and can be waited for again.
+    #[error("timed out after {0:?} (the request is still running; wait again to get it)")]
+    Timeout(std::time::Duration),
+    /// The controller refused the request.
+    #[error("request refused by the controller: {0}")]
+    Refused(String),
+    /// One or more engines reported an error.
+    #[error("{}", .0.iter().map(|(id, e)| format!("[{id}:{}] {}", e.ename, e.evalue)).collect::<Vec<_>>().join("; "))]
+    Remote(Vec<(EngineId, RemoteError)>),
+    /// Framing or encoding failure.
+    #[error(transparent)]
+    Codec(#[from] mpx_messages::CodecError),
+}

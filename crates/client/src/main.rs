@@ -1,1 +1,23 @@
-fn main() {}
+//! `mpx`: start and stop clusters, run code on engines, and the interactive console.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MPX_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("mpx: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}

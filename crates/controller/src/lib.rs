@@ -1,1 +1,64 @@
-//! mpx controller.
+//! The mpx controller: registers engines, routes work from clients to engines and results back,
+//! and runs whole clusters (controller + engines under mpirun).
+//!
+//! # Layout
+//! - [`hub`]: the `Hub` actor, registry of engines and pending tasks.
+//! - [`engine_conn`]: the `EngineConn` actor, one per engine connection.
+//! - [`client_session`]: the `ClientSession` actor, one per client connection.
+//! - [`listener`]: the accept loop and the first-frame handshake.
+//! - [`cluster`]: start a controller, launch engines with mpirun, tear everything down.
+//! - [`files`]: connection files under `$MPX_HOME`.
+#![deny(missing_docs)]
+
+use std::{path::PathBuf, time::Duration};
+
+use thiserror::Error;
+
+pub mod client_session;
+pub mod cluster;
+pub mod engine_conn;
+pub mod files;
+pub mod hub;
+pub mod listener;
+
+pub use cluster::{run_cluster, start_controller, ClusterOptions, Ready, StopReason};
+
+/// Why a cluster could not be started or reached.
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    /// mpirun could not be run or ended before the engines were ready.
+    #[error("{status}; its output:\n{output}")]
+    MpirunFailed {
+        /// Exit status or spawn error.
+        status: String,
+        /// The last lines mpirun printed.
+        output: String,
+    },
+    /// Not every engine registered in time.
+    #[error("the {n} engines did not all register within {after:?}; mpirun's output:\n{output}")]
+    Timeout {
+        /// Engines expected.
+        n: u32,
+        /// The timeout.
+        after: Duration,
+        /// The last lines mpirun printed.
+        output: String,
+    },
+    /// A signal arrived during the start.
+    #[error("interrupted by {0} while starting")]
+    Interrupted(&'static str),
+    /// A controller with this id is running already.
+    #[error("a cluster with id {0:?} is already running (mpx cluster stop --cluster-id {0})")]
+    AlreadyRunning(String),
+    /// The connection file is missing, unsafe or invalid.
+    #[error("connection file {path}: {why}")]
+    BadConnectionFile {
+        /// Its path.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// I/O error.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -14,6 +14,6 @@ pub mod codec;
 pub mod connection;
 pub mod wire;
 
-pub use codec::{CodecError, Frame, FrameCodec, Key, DEFAULT_MAX_FRAME};
+pub use codec::{CodecError, Frame, FrameCodec, Key, Outbound, DEFAULT_MAX_FRAME};
 pub use connection::ConnectionInfo;
 pub use wire::*;

@@ -1,0 +1,88 @@
+//! Command-line definitions and dispatch.
+
+mod cluster;
+mod console;
+mod exec;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use mpx_client::Targets;
+
+/// Interactive parallel computing on MPI.
+#[derive(Parser)]
+#[command(name = "mpx", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start, stop and list clusters.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Run code on engines (like %px).
+    Px(exec::PxArgs),
+    /// Run a file on engines.
+    Run(exec::RunArgs),
+    /// Interactive console: `%px CODE`, `%autopx`, plain lines run locally.
+    Console(console::ConsoleArgs),
+}
+
+/// Which cluster and engines a command talks to.
+#[derive(Args, Clone, Debug)]
+pub struct Target {
+    /// Cluster id or connection file (default: the only running cluster).
+    #[arg(long, default_value = "")]
+    cluster_id: String,
+    /// Engines to run on, e.g. `0,2` or `1-3` (default: all).
+    #[arg(long, value_parser = parse_targets, default_value = "all")]
+    targets: Targets,
+    /// Seconds to wait for the result.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+}
+
+impl Target {
+    fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout.max(0.0))
+    }
+}
+
+/// Parses `all`, `0,2`, `1-3` or a mix such as `0,2-3`.
+pub fn parse_targets(text: &str) -> Result<Targets, String> {
+    let text = text.trim();
+    if text.is_empty() || text == "all" {
+        return Ok(Targets::All);
+    }
+    let mut ids = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        let bad = || format!("bad target {part:?}: expected e.g. 0,2 or 1-3 or all");
+        if let Some((a, b)) = part.split_once('-') {
+            let (a, b): (u32, u32) = (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            );
+            if a > b {
+                return Err(bad());
+            }
+            ids.extend(a..=b);
+        } else {
+            ids.push(part.parse().map_err(|_| bad())?);
+        }
+    }
+    Ok(Targets::List(ids))
+}
+
+/// Runs a command; returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Cluster(cmd) => cluster::run(cmd),
+        Command::Px(args) => exec::px(args),
+        Command::Run(args) => exec::run_file(args),
+        Command::Console(args) => console::run(args),
+    }
+}

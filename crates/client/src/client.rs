@@ -1,0 +1,397 @@
+//! [`Client`]: one TCP connection to a controller, with a reader thread that files each reply
+//! under its request; [`View`]: a set of target engines.
+
+use std::{
+    collections::HashMap,
+    io::BufReader,
+    net::TcpStream,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Condvar, Mutex,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use mpx_controller::files;
+use mpx_messages::{
+    codec::blocking, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId,
+    Frame, Key, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
+};
+
+use crate::{
+    result::{EngineResult, RequestState},
+    AsyncResult, ClientError,
+};
+
+/// How long `connect` waits for the controller's first answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Why the connection ended, kept to build the error for every later call.
+#[derive(Debug, Clone)]
+pub(crate) enum Closed {
+    Rejected,
+    Other(String),
+}
+
+impl Closed {
+    pub(crate) fn to_error(&self) -> ClientError {
+        match self {
+            Closed::Rejected => ClientError::Rejected,
+            Closed::Other(why) => ClientError::Closed(why.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub requests: HashMap<u64, RequestState>,
+    pub info: Option<ClusterInfo>,
+    pub info_seq: u64,
+    pub shutdown_acked: bool,
+    pub closed: Option<Closed>,
+}
+
+/// What the reader thread and the callers share.
+#[derive(Debug)]
+pub struct Shared {
+    pub(crate) state: Mutex<State>,
+    pub(crate) cond: Condvar,
+}
+
+/// A connection to a cluster's controller.
+#[derive(Debug)]
+pub struct Client {
+    key: Key,
+    writer: Mutex<TcpStream>,
+    shared: Arc<Shared>,
+    next_req: AtomicU64,
+    cluster_id: String,
+    connection_file: PathBuf,
+}
+
+/// Finds the connection file for `target`: a path to a file, or a cluster id under `$MPX_HOME`
+/// ("" means the only running cluster).
+///
+/// # Errors
+/// [`ClientError::NotFound`] naming what was looked for.
+pub fn find_connection_file(target: &str) -> Result<PathBuf, ClientError> {
+    let as_path = Path::new(target);
+    if target.ends_with(".json") || as_path.is_file() {
+        return Ok(as_path.to_path_buf());
+    }
+    let home = files::mpx_home();
+    if !target.is_empty() {
+        let path = files::connection_file(&home, target);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(ClientError::NotFound(format!(
+                "no cluster {target:?} is running (no {}); start one with `mpx cluster start -n 4 --cluster-id {target}`",
+                path.display()
+            )))
+        };
+    }
+    let found = files::list_connection_files(&home);
+    match found.as_slice() {
+        [] => Err(ClientError::NotFound(format!(
+            "no cluster is running (no connection file in {}); start one with `mpx cluster start -n 4`",
+            home.display()
+        ))),
+        [(_, path)] => Ok(path.clone()),
+        many => Err(ClientError::NotFound(format!(
+            "several clusters are running ({}); choose one with --cluster-id",
+            many.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+impl Client {
+    /// Connects to a cluster by connection-file path or cluster id ("" = the only one running).
+    ///
+    /// # Errors
+    /// The file is missing or unsafe, the controller is unreachable, or it rejects our key.
+    pub fn connect(target: &str) -> Result<Client, ClientError> {
+        let path = find_connection_file(target)?;
+        let info =
+            files::read_connection_file(&path).map_err(|e| ClientError::NotFound(e.to_string()))?;
+        let key = Key::from_hex(&info.key)?;
+        Self::connect_with(&info.address, key, &info.cluster_id, path)
+    }
+
+    /// Connects to a controller at `address` with `key`.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub fn connect_with(
+        address: &str,
+        key: Key,
+        cluster_id: &str,
+        connection_file: PathBuf,
+    ) -> Result<Client, ClientError> {
+        let stream = TcpStream::connect(address).map_err(|source| ClientError::Connect {
+            address: address.to_string(),
+            source,
+        })?;
+        let _ = stream.set_nodelay(true);
+        let reader = stream.try_clone().map_err(|source| ClientError::Connect {
+            address: address.to_string(),
+            source,
+        })?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            cond: Condvar::new(),
+        });
+        let (key2, shared2) = (key.clone(), shared.clone());
+        std::thread::Builder::new()
+            .name("mpx-client-reader".into())
+            .spawn(move || read_loop(reader, key2, shared2))
+            .map_err(|source| ClientError::Connect {
+                address: address.to_string(),
+                source,
+            })?;
+        let client = Client {
+            key,
+            writer: Mutex::new(stream),
+            shared,
+            next_req: AtomicU64::new(1),
+            cluster_id: cluster_id.to_string(),
+            connection_file,
+        };
+        // The first exchange proves the key: a wrong one is rejected here, clearly.
+        client.info(CONNECT_TIMEOUT)?;
+        Ok(client)
+    }
+
+    /// The cluster id.
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// The connection file used.
+    pub fn connection_file(&self) -> &Path {
+        &self.connection_file
+    }
+
+    fn send(&self, msg: ClientToController) -> Result<(), ClientError> {
+        let mut w = self.writer.lock().expect("client writer");
+        blocking::write_frame(&mut *w, &self.key, &Frame::new(msg)).map_err(|e| match e {
+            CodecError::Io(io) => self
+                .closed_error()
+                .unwrap_or(ClientError::Closed(io.to_string())),
+            other => ClientError::Codec(other),
+        })
+    }
+
+    fn closed_error(&self) -> Option<ClientError> {
+        self.shared
+            .state
+            .lock()
+            .expect("client state")
+            .closed
+            .as_ref()
+            .map(Closed::to_error)
+    }
+
+    /// The cluster's state: id, engines, pids.
+    ///
+    /// # Errors
+    /// Timeout or a lost connection.
+    pub fn info(&self, timeout: Duration) -> Result<ClusterInfo, ClientError> {
+        let seq = self.shared.state.lock().expect("client state").info_seq;
+        self.send(ClientToController::InfoRequest)?;
+        let mut state = self.shared.state.lock().expect("client state");
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if state.info_seq > seq {
+                return Ok(state.info.clone().expect("info set with its sequence"));
+            }
+            if let Some(c) = &state.closed {
+                return Err(c.to_error());
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout(timeout));
+            }
+            state = self
+                .shared
+                .cond
+                .wait_timeout(state, left)
+                .expect("client state")
+                .0;
+        }
+    }
+
+    /// Ids of the registered engines.
+    ///
+    /// # Errors
+    /// As [`info`](Self::info).
+    pub fn ids(&self) -> Result<Vec<EngineId>, ClientError> {
+        Ok(self
+            .info(CONNECT_TIMEOUT)?
+            .engines
+            .iter()
+            .map(|e| e.id)
+            .collect())
+    }
+
+    /// A view on some engines.
+    pub fn view(&self, targets: Targets) -> View<'_> {
+        View {
+            client: self,
+            targets,
+        }
+    }
+
+    /// Submits a task to `targets`; results arrive in the returned [`AsyncResult`].
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn submit(&self, targets: Targets, task: Task) -> Result<AsyncResult, ClientError> {
+        let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .state
+            .lock()
+            .expect("client state")
+            .requests
+            .insert(req_id, RequestState::default());
+        let submitted = now();
+        self.send(ClientToController::SubmitRequest(SubmitRequest {
+            req_id,
+            targets,
+            task,
+        }))?;
+        Ok(AsyncResult {
+            req_id,
+            shared: self.shared.clone(),
+            submitted,
+        })
+    }
+
+    /// Asks the controller to stop the whole cluster; returns once it acknowledged.
+    ///
+    /// # Errors
+    /// Timeout or a connection lost before the acknowledgement.
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), ClientError> {
+        self.send(ClientToController::ShutdownRequest)?;
+        let mut state = self.shared.state.lock().expect("client state");
+        let deadline = std::time::Instant::now() + timeout;
+        while !state.shutdown_acked {
+            if let Some(c) = &state.closed {
+                return Err(c.to_error());
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout(timeout));
+            }
+            state = self
+                .shared
+                .cond
+                .wait_timeout(state, left)
+                .expect("client state")
+                .0;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Ok(w) = self.writer.lock() {
+            let _ = w.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// The reader thread: files every frame under its request and wakes the waiters.
+fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
+    let mut reader = BufReader::with_capacity(1 << 16, stream);
+    let why = loop {
+        let frame = match blocking::read_frame::<ControllerToClient>(
+            &mut reader,
+            &key,
+            DEFAULT_MAX_FRAME,
+        ) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break Closed::Other("the controller closed the connection".into()),
+            Err(CodecError::Rejected) => break Closed::Rejected,
+            Err(e) => break Closed::Other(e.to_string()),
+        };
+        let mut state = shared.state.lock().expect("client state");
+        match frame.header {
+            ControllerToClient::InfoReply(info) => {
+                state.info = Some(info);
+                state.info_seq += 1;
+            }
+            ControllerToClient::SubmitReply(reply) => {
+                if let Some(req) = state.requests.get_mut(&reply.req_id) {
+                    match reply.error {
+                        Some(e) => req.error = Some(e),
+                        None => req.engines = Some(reply.engines),
+                    }
+                }
+            }
+            ControllerToClient::TaskResult(res) => {
+                if let Some(req) = state.requests.get_mut(&res.req_id) {
+                    let result = EngineResult {
+                        engine_id: res.engine_id,
+                        outcome: res.outcome,
+                        received: now(),
+                    };
+                    req.results.insert(res.engine_id, result);
+                }
+            }
+            ControllerToClient::ShutdownReply => state.shutdown_acked = true,
+        }
+        drop(state);
+        shared.cond.notify_all();
+    };
+    shared.state.lock().expect("client state").closed = Some(why);
+    shared.cond.notify_all();
+}
+
+/// A set of target engines of one client (ipyparallel's `DirectView`).
+#[derive(Debug, Clone)]
+pub struct View<'a> {
+    client: &'a Client,
+    targets: Targets,
+}
+
+impl View<'_> {
+    /// The targets.
+    pub fn targets(&self) -> &Targets {
+        &self.targets
+    }
+
+    /// Runs a cell on the view's engines.
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn execute(&self, code: &str) -> Result<AsyncResult, ClientError> {
+        self.client.submit(
+            self.targets.clone(),
+            Task::Execute {
+                code: code.to_string(),
+            },
+        )
+    }
+
+    /// Runs a cell and waits for every engine's result (errors included, per engine).
+    ///
+    /// # Errors
+    /// Timeout (the cell goes on), refusal, or a lost connection.
+    pub fn execute_sync(
+        &self,
+        code: &str,
+        timeout: Duration,
+    ) -> Result<Vec<EngineResult>, ClientError> {
+        self.execute(code)?.get(timeout)
+    }
+}

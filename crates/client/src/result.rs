@@ -1,0 +1,183 @@
+//! [`AsyncResult`]: the per-engine results of one request, filled in by the reader thread.
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use mpx_messages::{EngineId, Outcome};
+
+use crate::{client::Shared, ClientError};
+
+/// One engine's result, with when the client received it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineResult {
+    /// The engine.
+    pub engine_id: EngineId,
+    /// What it did.
+    pub outcome: Outcome,
+    /// When the client had it (seconds since the Unix epoch).
+    pub received: f64,
+}
+
+/// State of one request, shared with the reader thread.
+#[derive(Debug, Default)]
+pub(crate) struct RequestState {
+    /// Engines that will answer, once the controller accepted.
+    pub engines: Option<Vec<EngineId>>,
+    /// Refusal.
+    pub error: Option<String>,
+    /// Results so far.
+    pub results: BTreeMap<EngineId, EngineResult>,
+}
+
+impl RequestState {
+    fn done(&self) -> bool {
+        self.error.is_some()
+            || self
+                .engines
+                .as_ref()
+                .is_some_and(|e| e.len() == self.results.len())
+    }
+}
+
+/// A request in flight: wait for it, poll it, get its per-engine results in engine order.
+#[derive(Debug, Clone)]
+pub struct AsyncResult {
+    pub(crate) req_id: u64,
+    pub(crate) shared: Arc<Shared>,
+    /// When the request was sent (seconds since the Unix epoch).
+    pub submitted: f64,
+}
+
+impl AsyncResult {
+    /// Whether every engine has answered (or the request was refused).
+    pub fn ready(&self) -> bool {
+        let state = self.shared.state.lock().expect("client state");
+        state
+            .requests
+            .get(&self.req_id)
+            .is_some_and(RequestState::done)
+            || state.closed.is_some()
+    }
+
+    /// Waits up to `timeout` for all results; `Ok(true)` when ready, `Ok(false)` on timeout.
+    ///
+    /// # Errors
+    /// [`ClientError::Closed`] if the connection ended first.
+    pub fn wait(&self, timeout: Duration) -> Result<bool, ClientError> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.shared.state.lock().expect("client state");
+        loop {
+            if state
+                .requests
+                .get(&self.req_id)
+                .is_some_and(RequestState::done)
+            {
+                return Ok(true);
+            }
+            if let Some(why) = &state.closed {
+                return Err(why.to_error());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            state = self
+                .shared
+                .cond
+                .wait_timeout(state, left)
+                .expect("client state")
+                .0;
+        }
+    }
+
+    /// The engines this request runs on (waits for the controller's acceptance).
+    ///
+    /// # Errors
+    /// Timeout, refusal or a lost connection.
+    pub fn engines(&self, timeout: Duration) -> Result<Vec<EngineId>, ClientError> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.shared.state.lock().expect("client state");
+        loop {
+            if let Some(req) = state.requests.get(&self.req_id) {
+                if let Some(e) = &req.error {
+                    return Err(ClientError::Refused(e.clone()));
+                }
+                if let Some(engines) = &req.engines {
+                    return Ok(engines.clone());
+                }
+            }
+            if let Some(why) = &state.closed {
+                return Err(why.to_error());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout(timeout));
+            }
+            state = self
+                .shared
+                .cond
+                .wait_timeout(state, left)
+                .expect("client state")
+                .0;
+        }
+    }
+
+    /// The results received so far, in engine order (for progress or partial output).
+    pub fn partial(&self) -> Vec<EngineResult> {
+        let state = self.shared.state.lock().expect("client state");
+        state
+            .requests
+            .get(&self.req_id)
+            .map(|r| r.results.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` and returns every engine's result in engine order, errors included.
+    ///
+    /// # Errors
+    /// [`ClientError::Timeout`] (the request goes on: call again), a refusal, or a lost connection.
+    pub fn get(&self, timeout: Duration) -> Result<Vec<EngineResult>, ClientError> {
+        if !self.wait(timeout)? {
+            return Err(ClientError::Timeout(timeout));
+        }
+        let state = self.shared.state.lock().expect("client state");
+        let req = state
+            .requests
+            .get(&self.req_id)
+            .expect("request state exists once done");
+        if let Some(e) = &req.error {
+            return Err(ClientError::Refused(e.clone()));
+        }
+        Ok(req.results.values().cloned().collect())
+    }
+
+    /// Like [`get`](Self::get), but any engine's error becomes [`ClientError::Remote`].
+    ///
+    /// # Errors
+    /// As `get`, plus the engines' errors.
+    pub fn get_ok(&self, timeout: Duration) -> Result<Vec<EngineResult>, ClientError> {
+        let results = self.get(timeout)?;
+        let errors: Vec<_> = results
+            .iter()
+            .filter_map(|r| r.outcome.error.clone().map(|e| (r.engine_id, e)))
+            .collect();
+        if errors.is_empty() {
+            Ok(results)
+        } else {
+            Err(ClientError::Remote(errors))
+        }
+    }
+
+    /// Forgets this request's results (they are kept until then so a timed-out wait can resume).
+    pub fn forget(self) {
+        self.shared
+            .state
+            .lock()
+            .expect("client state")
+            .requests
+            .remove(&self.req_id);
+    }
+}

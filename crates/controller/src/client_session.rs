@@ -1,0 +1,108 @@
+//! `ClientSession` is an actor. It owns one client's TCP connection: it decodes the client's
+//! requests, hands them to the hub, and writes the hub's answers and results back.
+
+use actix::{io::FramedWrite, io::WriteHandler, prelude::*};
+use mpx_messages::{
+    ClientToController, CodecError, ControllerToClient, Frame, FrameCodec, Outbound, SubmitReply,
+};
+use tokio::net::tcp::OwnedWriteHalf;
+use tracing::{info, warn};
+
+use crate::hub::{Hub, Info, RequestShutdown, Submit, ToClient};
+
+/// Writer half of a client connection.
+pub type ClientWriter = FramedWrite<
+    Outbound<ControllerToClient>,
+    OwnedWriteHalf,
+    FrameCodec<ClientToController, ControllerToClient>,
+>;
+
+/// One client's connection.
+pub struct ClientSession {
+    /// The hub.
+    pub hub: Addr<Hub>,
+    /// Where frames are written.
+    pub writer: ClientWriter,
+}
+
+impl ClientSession {
+    fn reply(&mut self, msg: ControllerToClient) {
+        self.writer.write(Outbound::Frame(Frame::new(msg)));
+    }
+}
+
+impl Actor for ClientSession {
+    type Context = Context<Self>;
+}
+
+impl WriteHandler<CodecError> for ClientSession {}
+
+/// Handler for `ToClient`: write the frame.
+impl Handler<ToClient> for ClientSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToClient, _: &mut Context<Self>) {
+        self.writer.write(Outbound::Frame(msg.0));
+    }
+}
+
+/// The client's frames: the one dispatch point of this channel.
+impl StreamHandler<Result<Frame<ClientToController>, CodecError>> for ClientSession {
+    fn handle(
+        &mut self,
+        item: Result<Frame<ClientToController>, CodecError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let frame = match item {
+            Ok(frame) => frame,
+            Err(e) => {
+                warn!(error = %e, "bad frame from a client; closing its connection");
+                if matches!(e, CodecError::BadSignature) {
+                    self.writer.write(Outbound::AuthRejected);
+                }
+                self.writer.close();
+                ctx.stop();
+                return;
+            }
+        };
+        match frame.header {
+            ClientToController::InfoRequest => {
+                self.hub
+                    .send(Info)
+                    .into_actor(self)
+                    .map(|res, act, _| {
+                        if let Ok(info) = res {
+                            act.reply(ControllerToClient::InfoReply(info));
+                        }
+                    })
+                    .wait(ctx);
+            }
+            ClientToController::SubmitRequest(req) => {
+                let req_id = req.req_id;
+                let client = ctx.address().recipient();
+                // `wait` keeps the SubmitReply ahead of any TaskResult written for it.
+                self.hub
+                    .send(Submit { req, client })
+                    .into_actor(self)
+                    .map(move |res, act, _| {
+                        let reply = res.unwrap_or_else(|e| SubmitReply {
+                            req_id,
+                            engines: vec![],
+                            error: Some(format!("controller busy: {e}")),
+                        });
+                        act.reply(ControllerToClient::SubmitReply(reply));
+                    })
+                    .wait(ctx);
+            }
+            ClientToController::ShutdownRequest => {
+                info!("a client asked the cluster to stop");
+                self.reply(ControllerToClient::ShutdownReply);
+                self.hub.do_send(RequestShutdown);
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

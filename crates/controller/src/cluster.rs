@@ -1,0 +1,377 @@
+//! Running a cluster: bind the controller, write the connection file, launch the engines under
+//! mpirun, wait until they are all registered, serve until told to stop, then tear everything
+//! down (engines, mpirun's process group, files).
+
+use std::{
+    collections::VecDeque,
+    net::SocketAddr,
+    path::PathBuf,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use actix::prelude::*;
+use mpx_messages::{ConnectionInfo, Key, DEFAULT_MAX_FRAME};
+use rand::RngExt;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, BufReader},
+    net::TcpListener,
+    process::{Child, Command},
+    sync::oneshot,
+};
+use tracing::{info, warn};
+
+use crate::{
+    files,
+    hub::{Hub, SetMpirunPid, StopEngines, WaitForEngines},
+    listener::{self, ListenerConfig},
+    ClusterError,
+};
+
+/// How many lines of mpirun's output are kept for error messages.
+const OUTPUT_LINES: usize = 40;
+
+/// Everything `mpx cluster start` needs.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Cluster id (names the connection file).
+    pub cluster_id: String,
+    /// Number of engines (MPI ranks).
+    pub n: u32,
+    /// Directory of connection files.
+    pub home: PathBuf,
+    /// The `mpx-engine` executable.
+    pub engine_exe: PathBuf,
+    /// The mpirun command.
+    pub mpirun: String,
+    /// Extra arguments for mpirun, before the engine command.
+    pub mpirun_args: Vec<String>,
+    /// How long engines may take to register.
+    pub timeout: Duration,
+    /// Address to bind (`127.0.0.1:0` by default).
+    pub bind: String,
+    /// Largest frame accepted, in bytes.
+    pub max_frame: usize,
+    /// Grace period between SIGTERM and SIGKILL at teardown.
+    pub grace: Duration,
+}
+
+impl ClusterOptions {
+    /// Options with defaults for everything but the id and size.
+    pub fn new(cluster_id: impl Into<String>, n: u32) -> Self {
+        ClusterOptions {
+            cluster_id: cluster_id.into(),
+            n,
+            home: files::mpx_home(),
+            engine_exe: PathBuf::from("mpx-engine"),
+            mpirun: "mpirun".into(),
+            mpirun_args: Vec::new(),
+            timeout: Duration::from_secs(60),
+            bind: "127.0.0.1:0".into(),
+            max_frame: DEFAULT_MAX_FRAME,
+            grace: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Reported once every engine has registered.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    /// Cluster id.
+    pub cluster_id: String,
+    /// Number of engines.
+    pub n: u32,
+    /// Time from start to ready.
+    pub elapsed: Duration,
+    /// The connection file.
+    pub connection_file: PathBuf,
+    /// The controller's address.
+    pub address: SocketAddr,
+}
+
+/// Why a running cluster stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// SIGINT or SIGTERM.
+    Signal(&'static str),
+    /// A client sent a shutdown request (`mpx cluster stop`).
+    Requested,
+    /// mpirun ended by itself (a rank died, or the job was killed).
+    MpirunExited(String),
+}
+
+/// A bound controller: its address, hub, and the signal that a client asked to stop.
+pub struct Controller {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// The hub actor.
+    pub hub: Addr<Hub>,
+    /// Fires when a client sends a shutdown request.
+    pub shutdown: oneshot::Receiver<()>,
+}
+
+/// Binds a controller and starts serving on the current actix System.
+///
+/// # Errors
+/// [`ClusterError::Io`] if the address cannot be bound.
+pub async fn start_controller(
+    bind: &str,
+    key: Key,
+    cluster_id: &str,
+    max_frame: usize,
+) -> Result<Controller, ClusterError> {
+    let listener = TcpListener::bind(bind).await?;
+    let address = listener.local_addr()?;
+    if !address.ip().is_loopback() {
+        warn!(%address, "the controller listens beyond loopback: anyone who can reach it and has the key gets in");
+    }
+    let (tx, shutdown) = oneshot::channel();
+    let hub = Hub::new(cluster_id.to_string(), tx).start();
+    let config = ListenerConfig {
+        key,
+        cluster_id: cluster_id.to_string(),
+        max_frame,
+    };
+    actix::spawn(listener::serve(listener, hub.clone(), config));
+    Ok(Controller {
+        address,
+        hub,
+        shutdown,
+    })
+}
+
+/// A fresh random cluster key.
+pub fn new_key() -> Key {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill(&mut bytes);
+    Key::new(bytes.to_vec())
+}
+
+/// Runs a whole cluster in the foreground until a signal, a shutdown request or the end of
+/// mpirun; calls `on_ready` once all engines registered. Everything started is stopped and the
+/// connection file removed before this returns, on every path.
+///
+/// # Errors
+/// [`ClusterError`] if the cluster could not be started (nothing is left running then).
+pub async fn run_cluster(
+    opts: ClusterOptions,
+    on_ready: impl FnOnce(&Ready),
+) -> Result<StopReason, ClusterError> {
+    let t0 = Instant::now();
+    let path = files::connection_file(&opts.home, &opts.cluster_id);
+    if let Ok(old) = files::read_connection_file(&path) {
+        if files::pid_alive(old.controller_pid) {
+            return Err(ClusterError::AlreadyRunning(opts.cluster_id.clone()));
+        }
+    }
+    let key = new_key();
+    let mut ctl =
+        start_controller(&opts.bind, key.clone(), &opts.cluster_id, opts.max_frame).await?;
+    let info = ConnectionInfo {
+        cluster_id: opts.cluster_id.clone(),
+        address: ctl.address.to_string(),
+        key: key.to_hex(),
+        controller_pid: std::process::id(),
+        engines: opts.n,
+    };
+    files::write_connection_file(&path, &info)?;
+    let _cleanup = RemoveOnDrop(path.clone());
+
+    let mut job = match MpiJob::spawn(&opts, &path) {
+        Ok(job) => job,
+        Err(e) => return Err(e),
+    };
+    ctl.hub.do_send(SetMpirunPid(job.child.id()));
+
+    // Wait for all engines, the end of mpirun, a signal, or the timeout.
+    let (ready_tx, ready_rx) = oneshot::channel();
+    ctl.hub.do_send(WaitForEngines {
+        n: opts.n as usize,
+        ready: ready_tx,
+    });
+    let mut signals = Signals::new()?;
+    let started = tokio::select! {
+        _ = ready_rx => Ok(()),
+        status = job.child.wait() => Err(ClusterError::MpirunFailed {
+            status: describe_status(status.ok()),
+            output: job.output_text(),
+        }),
+        _ = tokio::time::sleep(opts.timeout) => Err(ClusterError::Timeout {
+            n: opts.n,
+            after: opts.timeout,
+            output: job.output_text(),
+        }),
+        name = signals.next() => Err(ClusterError::Interrupted(name)),
+    };
+    if let Err(e) = started {
+        teardown(&ctl.hub, &mut job, opts.grace).await;
+        return Err(e);
+    }
+    on_ready(&Ready {
+        cluster_id: opts.cluster_id.clone(),
+        n: opts.n,
+        elapsed: t0.elapsed(),
+        connection_file: path.clone(),
+        address: ctl.address,
+    });
+
+    let reason = tokio::select! {
+        name = signals.next() => StopReason::Signal(name),
+        _ = &mut ctl.shutdown => StopReason::Requested,
+        status = job.child.wait() => StopReason::MpirunExited(describe_status(status.ok())),
+    };
+    info!(?reason, "stopping the cluster");
+    let t1 = Instant::now();
+    teardown(&ctl.hub, &mut job, opts.grace).await;
+    info!(elapsed = ?t1.elapsed(), "cluster stopped");
+    Ok(reason)
+}
+
+/// Removes a file when dropped (the connection file, on every exit path).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// SIGINT and SIGTERM as one stream.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self, ClusterError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        }
+    }
+}
+
+/// The mpirun process running the engines, in its own process group.
+struct MpiJob {
+    child: Child,
+    pgid: Option<i32>,
+    output: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl MpiJob {
+    fn spawn(
+        opts: &ClusterOptions,
+        connection_file: &std::path::Path,
+    ) -> Result<MpiJob, ClusterError> {
+        let mut cmd = Command::new(&opts.mpirun);
+        cmd.arg("-n").arg(opts.n.to_string());
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        if opts.n as usize > cores && !opts.mpirun_args.iter().any(|a| a == "--oversubscribe") {
+            cmd.arg("--oversubscribe");
+        }
+        cmd.args(&opts.mpirun_args)
+            .arg(&opts.engine_exe)
+            .arg("--connect")
+            .arg(connection_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        info!(command = ?cmd.as_std(), "launching engines");
+        let mut child = cmd.spawn().map_err(|e| ClusterError::MpirunFailed {
+            status: format!("could not run {:?}: {e}", opts.mpirun),
+            output: String::new(),
+        })?;
+        let pgid = child.id().map(|p| p as i32);
+        let output = Arc::new(Mutex::new(VecDeque::new()));
+        if let Some(out) = child.stdout.take() {
+            actix::spawn(collect_lines(out, output.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            actix::spawn(collect_lines(err, output.clone()));
+        }
+        Ok(MpiJob {
+            child,
+            pgid,
+            output,
+        })
+    }
+
+    fn output_text(&self) -> String {
+        let lines = self.output.lock().expect("output lock");
+        lines.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    fn signal_group(&self, sig: i32) {
+        if let Some(pgid) = self.pgid {
+            // SAFETY: signals the process group we created for mpirun, nothing else.
+            unsafe { libc::kill(-pgid, sig) };
+        }
+    }
+}
+
+async fn collect_lines(pipe: impl AsyncRead + Unpin, into: Arc<Mutex<VecDeque<String>>>) {
+    let mut lines = BufReader::new(pipe).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        info!(target: "mpirun", "{line}");
+        let mut buf = into.lock().expect("output lock");
+        if buf.len() == OUTPUT_LINES {
+            buf.pop_front();
+        }
+        buf.push_back(line);
+    }
+}
+
+fn describe_status(status: Option<std::process::ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => format!("mpirun exited with code {code}"),
+            (_, Some(sig)) => format!("mpirun was killed by signal {sig}"),
+            _ => "mpirun ended".into(),
+        },
+        None => "mpirun ended (status unknown)".into(),
+    }
+}
+
+/// Stops the engines and mpirun: ask the engines to shut down, give mpirun a moment to end on
+/// its own, then SIGTERM its process group, then SIGKILL; finally SIGKILL any engine process
+/// that outlived mpirun (engines are not always in mpirun's process group).
+async fn teardown(hub: &Addr<Hub>, job: &mut MpiJob, grace: Duration) {
+    let pids = hub.send(StopEngines).await.unwrap_or_default();
+    let exited = tokio::time::timeout(grace, job.child.wait()).await.is_ok();
+    if !exited {
+        warn!("mpirun did not end after the engines were told to stop; sending SIGTERM");
+        job.signal_group(libc::SIGTERM);
+        if tokio::time::timeout(grace, job.child.wait()).await.is_err() {
+            warn!("mpirun ignored SIGTERM; sending SIGKILL");
+            job.signal_group(libc::SIGKILL);
+            let _ = job.child.wait().await;
+        }
+    }
+    // mpirun is gone; its group may still hold stragglers.
+    job.signal_group(libc::SIGKILL);
+    for pid in pids {
+        let deadline = Instant::now() + grace;
+        while files::pid_alive(pid) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if files::pid_alive(pid) {
+            warn!(pid, "engine outlived mpirun; sending SIGKILL");
+            // SAFETY: pid is an engine that registered with this controller.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! `EngineConn` is an actor. It owns the TCP connection of one registered engine: it writes the
+//! hub's tasks to it and hands the engine's replies to the hub.
+
+use actix::{io::FramedWrite, io::WriteHandler, prelude::*};
+use mpx_messages::{
+    CodecError, ControllerToEngine, EngineId, EngineToController, Frame, FrameCodec,
+};
+use tokio::net::tcp::OwnedWriteHalf;
+use tracing::warn;
+
+use crate::hub::{EngineGone, EngineReply, Hub, ToEngine};
+
+/// Writer half of an engine connection.
+pub type EngineWriter = FramedWrite<
+    Frame<ControllerToEngine>,
+    OwnedWriteHalf,
+    FrameCodec<EngineToController, ControllerToEngine>,
+>;
+
+/// One engine's connection.
+pub struct EngineConn {
+    /// Engine id, once registered.
+    pub id: Option<EngineId>,
+    /// The hub.
+    pub hub: Addr<Hub>,
+    /// Where frames are written.
+    pub writer: EngineWriter,
+    /// Why the connection ended, for the hub.
+    pub cause: String,
+}
+
+impl Actor for EngineConn {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(id) = self.id {
+            self.hub.do_send(EngineGone {
+                id,
+                cause: std::mem::take(&mut self.cause),
+            });
+        }
+    }
+}
+
+impl WriteHandler<CodecError> for EngineConn {}
+
+/// Handler for `ToEngine`: write the frame.
+impl Handler<ToEngine> for EngineConn {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToEngine, _: &mut Context<Self>) {
+        self.writer.write(msg.0);
+    }
+}
+
+/// The engine's frames: the main event loop of the connection.
+impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn {
+    fn handle(
+        &mut self,
+        item: Result<Frame<EngineToController>, CodecError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let id = self.id.unwrap_or(u32::MAX);
+        match item {
+            Ok(frame) => match frame.header {
+                EngineToController::TaskReply(reply) => self.hub.do_send(EngineReply { id, reply }),
+                EngineToController::RegisterRequest(_) => {
+                    warn!(engine = id, "second registration on one connection ignored");
+                }
+            },
+            Err(e) => {
+                warn!(engine = id, error = %e, "bad frame from engine; closing its connection");
+                self.cause = format!("its connection sent a bad frame ({e})");
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        if self.cause.is_empty() {
+            self.cause = "connection closed".into();
+        }
+        ctx.stop();
+    }
+}

@@ -1,0 +1,159 @@
+//! The accept loop: every connection's first frame says whether it is an engine or a client,
+//! and the connection is handed to a new `EngineConn` or `ClientSession` actor.
+
+use std::{net::SocketAddr, time::Duration};
+
+use actix::{io::FramedWrite, prelude::*};
+use futures::StreamExt;
+use mpx_messages::{
+    ClientToController, ControllerToClient, ControllerToEngine, EngineToController, Frame,
+    FrameCodec, Key, Outbound, RegisterReply,
+};
+use serde::Deserialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::FramedRead;
+use tracing::{debug, warn};
+
+use crate::{
+    client_session::ClientSession,
+    engine_conn::EngineConn,
+    hub::{Hub, Register},
+};
+
+/// How long a new connection may take to send its first frame.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The first frame of a connection: an engine's registration or any client request.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum First {
+    Engine(EngineToController),
+    Client(ClientToController),
+}
+
+/// Settings of the listener.
+#[derive(Clone, Debug)]
+pub struct ListenerConfig {
+    /// The cluster key.
+    pub key: Key,
+    /// The cluster id, told to engines.
+    pub cluster_id: String,
+    /// Largest frame accepted, in bytes.
+    pub max_frame: usize,
+}
+
+/// Accepts connections forever (until the System stops).
+pub async fn serve(listener: TcpListener, hub: Addr<Hub>, config: ListenerConfig) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                actix::spawn(handshake(stream, peer, hub.clone(), config.clone()));
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: ListenerConfig) {
+    let (read, write) = stream.into_split();
+    let codec: FrameCodec<First, ()> = FrameCodec::with_limit(config.key.clone(), config.max_frame);
+    let mut framed = FramedRead::new(read, codec);
+    let first = match tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next()).await {
+        Ok(Some(Ok(frame))) => frame,
+        Ok(Some(Err(e))) => {
+            warn!(%peer, error = %e, "refused a connection: bad first frame");
+            if matches!(e, mpx_messages::CodecError::BadSignature) {
+                let codec: FrameCodec<(), ()> = FrameCodec::new(config.key.clone());
+                let mut w = tokio_util::codec::FramedWrite::new(write, codec);
+                let _ = futures::SinkExt::send(&mut w, Outbound::<()>::AuthRejected).await;
+            }
+            return;
+        }
+        Ok(None) => return,
+        Err(_) => {
+            warn!(%peer, "refused a connection: no first frame within {HANDSHAKE_TIMEOUT:?}");
+            return;
+        }
+    };
+    let leftover = framed.read_buffer().clone();
+    let read = framed.into_inner();
+    match first.header {
+        First::Engine(EngineToController::RegisterRequest(req)) => {
+            let codec: FrameCodec<EngineToController, ControllerToEngine> =
+                FrameCodec::with_limit(config.key.clone(), config.max_frame);
+            let mut reader = FramedRead::new(read, codec);
+            reader.read_buffer_mut().extend_from_slice(&leftover);
+            let cluster_id = config.cluster_id.clone();
+            let hub2 = hub.clone();
+            EngineConn::create(move |ctx| {
+                let mut writer = FramedWrite::new(
+                    write,
+                    FrameCodec::with_limit(config.key, config.max_frame),
+                    ctx,
+                );
+                let addr = ctx.address();
+                let register = Register {
+                    req,
+                    conn: addr.recipient(),
+                };
+                ctx.wait(
+                    actix::fut::wrap_future::<_, EngineConn>(hub2.send(register)).map(
+                        move |res, act, ctx| {
+                            let (engine_id, error) = match res {
+                                Ok(Ok(id)) => (Some(id), None),
+                                Ok(Err(e)) => (None, Some(e)),
+                                Err(e) => (None, Some(e.to_string())),
+                            };
+                            act.id = engine_id;
+                            let reply = RegisterReply {
+                                engine_id,
+                                cluster_id,
+                                error: error.clone(),
+                            };
+                            act.writer
+                                .write(Frame::new(ControllerToEngine::RegisterReply(reply)));
+                            if let Some(e) = error {
+                                warn!(error = %e, "engine registration refused");
+                                act.writer.close();
+                                ctx.stop();
+                            }
+                        },
+                    ),
+                );
+                ctx.add_stream(reader);
+                writer.set_buffer_capacity(64 * 1024, 64 * 1024);
+                EngineConn {
+                    id: None,
+                    hub: hub2,
+                    writer,
+                    cause: String::new(),
+                }
+            });
+            debug!(%peer, "engine connected");
+        }
+        First::Engine(other) => {
+            warn!(%peer, "refused a connection: engine spoke before registering ({other:?})");
+        }
+        First::Client(msg) => {
+            let codec: FrameCodec<ClientToController, ControllerToClient> =
+                FrameCodec::with_limit(config.key.clone(), config.max_frame);
+            let mut reader = FramedRead::new(read, codec);
+            reader.read_buffer_mut().extend_from_slice(&leftover);
+            let first = Frame::with_buffers(msg, first.buffers);
+            let stream = futures::stream::once(async move { Ok(first) }).chain(reader);
+            ClientSession::create(move |ctx| {
+                let writer = FramedWrite::new(
+                    write,
+                    FrameCodec::with_limit(config.key, config.max_frame),
+                    ctx,
+                );
+                ctx.add_stream(stream);
+                ClientSession { hub, writer }
+            });
+        }
+    }
+}

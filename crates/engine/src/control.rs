@@ -1,0 +1,141 @@
+//! `Control` is an actor on the engine's second thread. It owns the connection to the controller:
+//! it registers, hands tasks to the MPI thread through the job channel, and writes the replies.
+//! It never touches MPI, so it stays responsive while the MPI thread blocks in a collective.
+
+use std::{sync::mpsc::Sender, time::Duration};
+
+use actix::{io::FramedWrite, io::WriteHandler, prelude::*};
+use mpx_messages::{
+    CodecError, ControllerToEngine, EngineToController, Frame, FrameCodec, TaskReply,
+};
+use tokio::net::tcp::OwnedWriteHalf;
+use tracing::{error, info, warn};
+
+/// Work for the MPI thread.
+pub enum Job {
+    /// Run a task and send the reply to `reply_to`.
+    Task {
+        /// Controller's task id.
+        task_id: u64,
+        /// The work.
+        task: mpx_messages::Task,
+        /// Where the reply goes.
+        reply_to: Recipient<Done>,
+    },
+    /// Registered as this engine id.
+    Registered(u32),
+    /// Leave the job loop (with a reason when it is an error).
+    Exit(Option<String>),
+}
+
+/// A finished task, from the MPI thread.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Done(pub TaskReply);
+
+/// How long the MPI thread gets to leave on its own after the controller is lost.
+pub const EXIT_GRACE: Duration = Duration::from_secs(3);
+
+/// The control connection.
+pub struct Control {
+    /// Frames to the controller.
+    pub writer: FramedWrite<
+        Frame<EngineToController>,
+        OwnedWriteHalf,
+        FrameCodec<ControllerToEngine, EngineToController>,
+    >,
+    /// Jobs to the MPI thread.
+    pub jobs: Sender<Job>,
+    /// Set once the controller accepted the registration.
+    pub registered: bool,
+}
+
+impl Control {
+    fn exit(&mut self, why: Option<String>, ctx: &mut Context<Self>) {
+        let _ = self.jobs.send(Job::Exit(why));
+        // If the MPI thread is stuck (e.g. in a collective another rank never joins), leave anyway:
+        // the rest of the job is torn down by mpirun when this rank exits.
+        std::thread::spawn(|| {
+            std::thread::sleep(EXIT_GRACE);
+            error!("the MPI thread did not stop within {EXIT_GRACE:?}; exiting");
+            std::process::exit(1);
+        });
+        ctx.stop();
+    }
+}
+
+impl Actor for Control {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        System::current().stop();
+    }
+}
+
+impl WriteHandler<CodecError> for Control {}
+
+/// Handler for `Done`: send the reply.
+impl Handler<Done> for Control {
+    type Result = ();
+
+    fn handle(&mut self, msg: Done, _: &mut Context<Self>) {
+        self.writer
+            .write(Frame::new(EngineToController::TaskReply(msg.0)));
+    }
+}
+
+/// The controller's frames: the one dispatch point of this channel.
+impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
+    fn handle(
+        &mut self,
+        item: Result<Frame<ControllerToEngine>, CodecError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let frame = match item {
+            Ok(frame) => frame,
+            Err(e) => {
+                warn!(error = %e, "bad frame from the controller; leaving");
+                return self.exit(Some(format!("bad frame from the controller: {e}")), ctx);
+            }
+        };
+        match frame.header {
+            ControllerToEngine::RegisterReply(reply) => match (reply.engine_id, reply.error) {
+                (Some(id), _) => {
+                    info!(engine = id, cluster = %reply.cluster_id, "registered");
+                    self.registered = true;
+                    let _ = self.jobs.send(Job::Registered(id));
+                }
+                (None, error) => {
+                    let why = error.unwrap_or_else(|| "refused".into());
+                    error!(%why, "registration refused");
+                    self.exit(Some(format!("registration refused: {why}")), ctx);
+                }
+            },
+            ControllerToEngine::TaskRequest(req) => {
+                let job = Job::Task {
+                    task_id: req.task_id,
+                    task: req.task,
+                    reply_to: ctx.address().recipient(),
+                };
+                if self.jobs.send(job).is_err() {
+                    self.exit(None, ctx);
+                }
+            }
+            ControllerToEngine::Shutdown => {
+                info!("shutdown requested by the controller");
+                let _ = self.jobs.send(Job::Exit(None));
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        warn!("the controller closed the connection; leaving");
+        let why = if self.registered {
+            None
+        } else {
+            Some("the controller closed the connection (wrong key?)".into())
+        };
+        self.exit(why, ctx);
+    }
+}

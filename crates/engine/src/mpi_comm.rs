@@ -1,0 +1,162 @@
+//! [`Collectives`] over a real MPI communicator. Lives on the thread that initialised MPI.
+
+use mpi::{
+    collective::SystemOperation, datatype::PartitionMut, topology::SimpleCommunicator, traits::*,
+    Count,
+};
+use mpx_cells::comm::{Collectives, CommError, ReduceOp};
+
+/// A cell's view of an MPI communicator (COMM_WORLD for now).
+pub struct MpiComm {
+    comm: SimpleCommunicator,
+}
+
+impl MpiComm {
+    /// Wraps `MPI_COMM_WORLD`.
+    pub fn world() -> Self {
+        MpiComm {
+            comm: SimpleCommunicator::world(),
+        }
+    }
+
+    fn check_rank(&self, r: usize, what: &str) -> Result<i32, CommError> {
+        if r < self.size() {
+            Ok(r as i32)
+        } else {
+            Err(CommError(format!(
+                "{what} {r} is not a rank of this world of {} ranks",
+                self.size()
+            )))
+        }
+    }
+
+    fn check_tag(tag: i32) -> Result<i32, CommError> {
+        if (0..=32767).contains(&tag) {
+            Ok(tag)
+        } else {
+            Err(CommError(format!("tag {tag} is outside 0..=32767")))
+        }
+    }
+}
+
+fn op(op: ReduceOp) -> SystemOperation {
+    match op {
+        ReduceOp::Sum => SystemOperation::sum(),
+        ReduceOp::Prod => SystemOperation::product(),
+        ReduceOp::Min => SystemOperation::min(),
+        ReduceOp::Max => SystemOperation::max(),
+    }
+}
+
+/// All ranks must agree on the length of a reduction; a mismatch would be undefined behaviour
+/// in MPI, so it is checked first with one small allreduce of `[len, -len]` under MAX.
+fn check_same_len(comm: &SimpleCommunicator, len: usize) -> Result<(), CommError> {
+    let mine = [len as i64, -(len as i64)];
+    let mut out = [0i64; 2];
+    comm.all_reduce_into(&mine[..], &mut out[..], SystemOperation::max());
+    let (hi, lo) = (out[0], -out[1]);
+    if lo != hi {
+        return Err(CommError(format!(
+            "ranks reduce different lengths ({lo} to {hi} elements)"
+        )));
+    }
+    Ok(())
+}
+
+macro_rules! reductions {
+    ($allreduce:ident, $reduce:ident, $t:ty) => {
+        fn $allreduce(&self, data: &mut [$t], o: ReduceOp) -> Result<(), CommError> {
+            check_same_len(&self.comm, data.len())?;
+            let send = data.to_vec();
+            self.comm.all_reduce_into(&send[..], data, op(o));
+            Ok(())
+        }
+
+        fn $reduce(&self, data: &mut [$t], o: ReduceOp, root: usize) -> Result<(), CommError> {
+            let root = self.check_rank(root, "root")?;
+            check_same_len(&self.comm, data.len())?;
+            let send = data.to_vec();
+            let process = self.comm.process_at_rank(root);
+            if self.comm.rank() == root {
+                process.reduce_into_root(&send[..], data, op(o));
+            } else {
+                process.reduce_into(&send[..], op(o));
+            }
+            Ok(())
+        }
+    };
+}
+
+impl Collectives for MpiComm {
+    fn rank(&self) -> usize {
+        self.comm.rank() as usize
+    }
+
+    fn size(&self) -> usize {
+        self.comm.size() as usize
+    }
+
+    fn barrier(&self) -> Result<(), CommError> {
+        self.comm.barrier();
+        Ok(())
+    }
+
+    reductions!(allreduce_f64, reduce_f64, f64);
+    reductions!(allreduce_i64, reduce_i64, i64);
+
+    fn bcast_bytes(&self, buf: &mut Vec<u8>, root: usize) -> Result<(), CommError> {
+        let root = self.check_rank(root, "root")?;
+        let process = self.comm.process_at_rank(root);
+        let mut len = buf.len() as u64;
+        process.broadcast_into(&mut len);
+        if self.comm.rank() != root {
+            buf.clear();
+            buf.resize(len as usize, 0);
+        }
+        process.broadcast_into(&mut buf[..]);
+        Ok(())
+    }
+
+    fn allgather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>, CommError> {
+        let n = self.size();
+        let my_len = mine.len() as Count;
+        let mut counts: Vec<Count> = vec![0; n];
+        self.comm.all_gather_into(&my_len, &mut counts[..]);
+        let displs: Vec<Count> = counts
+            .iter()
+            .scan(0, |acc, &c| {
+                let d = *acc;
+                *acc += c;
+                Some(d)
+            })
+            .collect();
+        let total: usize = counts.iter().map(|&c| c as usize).sum();
+        let mut all = vec![0u8; total];
+        {
+            let mut partition = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
+            self.comm.all_gather_varcount_into(mine, &mut partition);
+        }
+        Ok(counts
+            .iter()
+            .zip(&displs)
+            .map(|(&c, &d)| all[d as usize..(d + c) as usize].to_vec())
+            .collect())
+    }
+
+    fn send_bytes(&self, data: &[u8], dest: usize, tag: i32) -> Result<(), CommError> {
+        let dest = self.check_rank(dest, "destination")?;
+        let tag = Self::check_tag(tag)?;
+        self.comm.process_at_rank(dest).send_with_tag(data, tag);
+        Ok(())
+    }
+
+    fn recv_bytes(&self, source: usize, tag: i32) -> Result<Vec<u8>, CommError> {
+        let source = self.check_rank(source, "source")?;
+        let tag = Self::check_tag(tag)?;
+        let (data, _status) = self
+            .comm
+            .process_at_rank(source)
+            .receive_vec_with_tag::<u8>(tag);
+        Ok(data)
+    }
+}

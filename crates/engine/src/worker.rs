@@ -1,0 +1,215 @@
+//! The MPI thread: start MPI and the control thread, then run jobs until told to exit.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{atomic::AtomicBool, mpsc, Arc},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use actix::prelude::*;
+use mpi::traits::*;
+use mpx_cells::{Interpreter, Registry};
+use mpx_messages::{
+    ConnectionInfo, EngineToController, Frame, FrameCodec, Key, Outcome, RegisterRequest,
+    RemoteError, Task, TaskReply, DEFAULT_MAX_FRAME,
+};
+use thiserror::Error;
+use tokio_util::codec::FramedRead;
+use tracing::{error, info};
+
+use crate::{
+    control::{Control, Done, Job},
+    mpi_comm::MpiComm,
+};
+
+/// Settings of an engine process.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// The controller's connection file.
+    pub connection_file: PathBuf,
+    /// How long to wait for the connection file to appear.
+    pub wait: Duration,
+}
+
+/// Why an engine stopped abnormally.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// MPI could not be initialised.
+    #[error("MPI could not be initialised (already initialised?)")]
+    MpiInit,
+    /// The connection file is missing or bad.
+    #[error("connection file {path}: {why}")]
+    ConnectionFile {
+        /// Its path.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// The controller could not be reached or refused us.
+    #[error("controller: {0}")]
+    Controller(String),
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn read_connection_file(path: &Path, wait: Duration) -> Result<ConnectionInfo, EngineError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                return serde_json::from_str(&text).map_err(|e| EngineError::ConnectionFile {
+                    path: path.to_path_buf(),
+                    why: e.to_string(),
+                })
+            }
+            Err(e) if Instant::now() >= deadline => {
+                return Err(EngineError::ConnectionFile {
+                    path: path.to_path_buf(),
+                    why: e.to_string(),
+                })
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Makes every panic abort the whole MPI job instead of unwinding into a hang.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        // SAFETY: MPI is initialised before the hook is installed; MPI_Abort is callable from
+        // any thread at the Multiple thread level and does not return.
+        unsafe {
+            mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, 101);
+        }
+    }));
+}
+
+/// Runs an engine with the given native functions: the whole life of an `mpx-engine` process.
+/// A custom engine binary calls this from `main` after filling its [`Registry`].
+///
+/// # Errors
+/// [`EngineError`] when MPI, the connection file or the controller fail.
+pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineError> {
+    let (universe, _level) =
+        mpi::initialize_with_threading(mpi::Threading::Multiple).ok_or(EngineError::MpiInit)?;
+    install_panic_hook();
+    let world = universe.world();
+    let (rank, size) = (world.rank() as u32, world.size() as u32);
+
+    let info = read_connection_file(&opts.connection_file, opts.wait)?;
+    let key = Key::from_hex(&info.key).map_err(|e| EngineError::ConnectionFile {
+        path: opts.connection_file.clone(),
+        why: e.to_string(),
+    })?;
+
+    let (jobs_tx, jobs) = mpsc::channel::<Job>();
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let address = info.address.clone();
+    let control_thread = std::thread::Builder::new()
+        .name("mpx-control".into())
+        .spawn(move || control_main(address, key, rank, size, jobs_tx))
+        .map_err(|e| EngineError::Controller(e.to_string()))?;
+
+    let mut interp = Interpreter::new(Box::new(MpiComm::world()), registry, interrupt);
+    let mut result = Ok(());
+    for job in jobs {
+        match job {
+            Job::Registered(id) => info!(engine = id, "ready"),
+            Job::Task {
+                task_id,
+                task,
+                reply_to,
+            } => {
+                let outcome = run_task(&mut interp, task);
+                reply_to.do_send(Done(TaskReply { task_id, outcome }));
+            }
+            Job::Exit(why) => {
+                if let Some(why) = why {
+                    result = Err(EngineError::Controller(why));
+                }
+                break;
+            }
+        }
+    }
+    drop(interp);
+    let _ = control_thread.join();
+    drop(universe);
+    result
+}
+
+fn run_task(interp: &mut Interpreter, task: Task) -> Outcome {
+    let started = now();
+    let cell = match task {
+        Task::Execute { code } => interp.execute(&code),
+    };
+    Outcome {
+        stdout: cell.stdout,
+        stderr: String::new(),
+        value: cell.value,
+        error: cell.error.map(|e| RemoteError {
+            ename: e.ename,
+            evalue: e.evalue,
+            line: e.line,
+        }),
+        execution_count: interp.execution_count(),
+        started,
+        completed: now(),
+    }
+}
+
+/// The control thread: connect, register, and run the `Control` actor until it stops.
+fn control_main(address: String, key: Key, rank: u32, size: u32, jobs: mpsc::Sender<Job>) {
+    let system = System::new();
+    let jobs2 = jobs.clone();
+    let started = system.block_on(async move {
+        let stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .map_err(|e| format!("cannot connect to the controller at {address}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        let hostname = hostname();
+        let register = RegisterRequest {
+            rank,
+            size,
+            pid: std::process::id(),
+            hostname,
+        };
+        Control::create(move |ctx| {
+            let codec = || FrameCodec::with_limit(key.clone(), DEFAULT_MAX_FRAME);
+            let mut writer = actix::io::FramedWrite::new(write, codec(), ctx);
+            writer.write(Frame::new(EngineToController::RegisterRequest(register)));
+            ctx.add_stream(FramedRead::new(read, codec()));
+            Control {
+                writer,
+                jobs: jobs2,
+                registered: false,
+            }
+        });
+        Ok::<(), String>(())
+    });
+    match started {
+        Ok(()) => {
+            if let Err(e) = system.run() {
+                error!(error = %e, "control thread failed");
+            }
+        }
+        Err(why) => {
+            error!(%why, "cannot start");
+            let _ = jobs.send(Job::Exit(Some(why)));
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
