@@ -1,1 +1,301 @@
-//! Integration tests live in tests/tests/.
+//! Test harness: start real clusters (mpirun, 4 ranks) in a private `$MPX_HOME`, run the `mpx`
+//! CLI against them, and make sure every process they started is gone afterwards (by PID).
+#![deny(missing_docs)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use mpx_controller::files::{self, pid_alive};
+
+/// One cluster at a time per test binary: 4 busy-waiting ranks per cluster on a 2-core machine.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Takes the per-binary cluster lock (poison-tolerant: one failed test must not fail the rest).
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The directory holding the workspace's built binaries (target/debug).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    // target/debug/deps/<test> -> target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// Path of a workspace binary; panics with a hint if it was not built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} is not built: run `cargo build --workspace --bins --examples` first",
+        p.display()
+    );
+    p
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// A fresh private `$MPX_HOME`.
+pub fn temp_home(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mpx-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp home");
+    dir
+}
+
+/// `mpx` with the test environment (private home, Open MPI allowed as root).
+pub fn mpx_cmd(home: &Path) -> Command {
+    let mut cmd = Command::new(bin("mpx"));
+    cmd.env("MPX_HOME", home)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs a command with a deadline; kills it (by PID) if it overruns.
+pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "command timed out after {timeout:?}: {cmd:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Text of an output's stdout.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Text of an output's stderr.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every process of a running cluster, from its connection file and the controller's info.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterPids {
+    /// The controller.
+    pub controller: u32,
+    /// mpirun.
+    pub mpirun: Option<u32>,
+    /// The engines.
+    pub engines: Vec<u32>,
+}
+
+impl ClusterPids {
+    /// All pids.
+    pub fn all(&self) -> Vec<u32> {
+        let mut v = vec![self.controller];
+        v.extend(self.mpirun);
+        v.extend(&self.engines);
+        v
+    }
+
+    /// Pids still alive (zombies count as gone).
+    pub fn alive(&self) -> Vec<u32> {
+        self.all().into_iter().filter(|&p| pid_alive(p)).collect()
+    }
+
+    /// Waits up to `timeout` for every process to be gone; returns the survivors.
+    pub fn wait_gone(&self, timeout: Duration) -> Vec<u32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let alive = self.alive();
+            if alive.is_empty() || Instant::now() > deadline {
+                return alive;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILLs whatever is left (test cleanup, by PID only).
+    pub fn kill_all(&self) {
+        for pid in self.alive() {
+            // SAFETY: these pids belong to the cluster this test started.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+}
+
+/// A daemonized cluster for one test; stopped (and checked gone) on drop.
+pub struct Cluster {
+    /// Its `$MPX_HOME`.
+    pub home: PathBuf,
+    /// Its id.
+    pub id: String,
+    /// Its processes.
+    pub pids: ClusterPids,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Cluster {
+    /// Starts `mpx cluster start -n N --daemonize` with extra arguments.
+    pub fn start(tag: &str, n: u32, extra: &[&str]) -> Cluster {
+        let guard = serial();
+        let home = temp_home(tag);
+        let mut cmd = mpx_cmd(&home);
+        cmd.args([
+            "cluster",
+            "start",
+            "-n",
+            &n.to_string(),
+            "--daemonize",
+            "--timeout",
+            "60",
+        ])
+        .args(extra);
+        let out = run_with_timeout(cmd, Duration::from_secs(90));
+        assert!(
+            out.status.success(),
+            "cluster start failed:\n{}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).contains(&format!("{n} engines ready")),
+            "{}",
+            stdout(&out)
+        );
+        let mut cluster = Cluster {
+            home,
+            id: "default".into(),
+            pids: ClusterPids::default(),
+            _serial: guard,
+        };
+        cluster.pids = cluster.read_pids();
+        assert_eq!(
+            cluster.pids.engines.len(),
+            n as usize,
+            "engine pids: {:?}",
+            cluster.pids
+        );
+        cluster
+    }
+
+    /// Reads the pids from the controller.
+    pub fn read_pids(&self) -> ClusterPids {
+        let path = files::connection_file(&self.home, &self.id);
+        let client =
+            mpx_client::Client::connect(path.to_str().expect("utf8 path")).expect("connect");
+        let info = client.info(Duration::from_secs(10)).expect("info");
+        ClusterPids {
+            controller: info.controller_pid,
+            mpirun: info.mpirun_pid,
+            engines: info.engines.iter().map(|e| e.pid).collect(),
+        }
+    }
+
+    /// The connection file.
+    pub fn connection_file(&self) -> PathBuf {
+        files::connection_file(&self.home, &self.id)
+    }
+
+    /// A client connected to this cluster.
+    pub fn client(&self) -> mpx_client::Client {
+        mpx_client::Client::connect(self.connection_file().to_str().expect("utf8"))
+            .expect("connect")
+    }
+
+    /// Runs `mpx ARGS` against this cluster.
+    pub fn mpx(&self, args: &[&str]) -> Output {
+        let mut cmd = mpx_cmd(&self.home);
+        cmd.args(args);
+        run_with_timeout(cmd, Duration::from_secs(60))
+    }
+
+    /// Runs `mpx px CODE` and asserts it succeeded; returns stdout.
+    pub fn px(&self, code: &str) -> String {
+        let out = self.mpx(&["px", code]);
+        assert!(
+            out.status.success(),
+            "px {code:?} failed:\n{}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    /// Stops the cluster with `mpx cluster stop` and asserts every process is gone.
+    pub fn stop(self) {
+        let out = self.mpx(&["cluster", "stop"]);
+        assert!(
+            out.status.success(),
+            "stop failed:\n{}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        let left = self.pids.wait_gone(Duration::from_secs(5));
+        assert!(left.is_empty(), "processes left after stop: {left:?}");
+        assert!(
+            !self.connection_file().exists(),
+            "connection file left after stop"
+        );
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !self.pids.alive().is_empty() {
+            let mut cmd = mpx_cmd(&self.home);
+            cmd.args(["cluster", "stop", "--all"]);
+            let _ = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status();
+            if !self.pids.wait_gone(Duration::from_secs(5)).is_empty() {
+                self.pids.kill_all();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// Values of `Out[R]: v` lines, by engine.
+pub fn out_values(text: &str) -> Vec<(u32, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("Out[")?;
+            let (id, value) = rest.split_once("]: ")?;
+            Some((id.parse().ok()?, value.to_string()))
+        })
+        .collect()
+}
+
+/// Lines of `[stdout:R] text`, by engine.
+pub fn stdout_lines(text: &str) -> Vec<(u32, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("[stdout:")?;
+            let (id, value) = rest.split_once("] ")?;
+            Some((id.parse().ok()?, value.to_string()))
+        })
+        .collect()
+}

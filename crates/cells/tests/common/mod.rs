@@ -11,7 +11,11 @@ use mpx_cells::{local::LocalWorld, CellOutcome, Interpreter, Registry};
 /// A single-rank interpreter.
 pub fn interp() -> Interpreter {
     let comm = LocalWorld::new(1).pop().expect("one rank");
-    Interpreter::new(Box::new(comm), Registry::new(), Arc::new(AtomicBool::new(false)))
+    Interpreter::new(
+        Box::new(comm),
+        Registry::new(),
+        Arc::new(AtomicBool::new(false)),
+    )
 }
 
 /// Runs `code`, asserting it succeeded.
@@ -40,8 +44,11 @@ pub fn run_world<T: Send + 'static>(
         .map(|comm| {
             let cells: Vec<String> = cells.iter().map(|c| c.to_string()).collect();
             thread::spawn(move || {
-                let mut i =
-                    Interpreter::new(Box::new(comm), Registry::new(), Arc::new(AtomicBool::new(false)));
+                let mut i = Interpreter::new(
+                    Box::new(comm),
+                    Registry::new(),
+                    Arc::new(AtomicBool::new(false)),
+                );
                 let outs = cells.iter().map(|c| i.execute(c)).collect();
                 let extra = after(&i);
                 (outs, extra)
