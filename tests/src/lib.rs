@@ -4,7 +4,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output, Stdio},
     sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
 };
@@ -23,10 +23,7 @@ pub fn serial() -> MutexGuard<'static, ()> {
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     // target/debug/deps/<test> -> target/debug
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
 }
 
 /// Path of a workspace binary; panics with a hint if it was not built.
@@ -42,10 +39,7 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
 }
 
 /// A fresh private `$MPX_HOME`.
@@ -69,11 +63,7 @@ pub fn mpx_cmd(home: &Path) -> Command {
 
 /// Runs a command with a deadline; kills it (by PID) if it overruns.
 pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let deadline = Instant::now() + timeout;
     loop {
         if child.try_wait().expect("try_wait").is_some() {
@@ -165,49 +155,21 @@ impl Cluster {
         let guard = serial();
         let home = temp_home(tag);
         let mut cmd = mpx_cmd(&home);
-        cmd.args([
-            "cluster",
-            "start",
-            "-n",
-            &n.to_string(),
-            "--daemonize",
-            "--timeout",
-            "60",
-        ])
-        .args(extra);
+        cmd.args(["cluster", "start", "-n", &n.to_string(), "--daemonize", "--timeout", "60"]).args(extra);
         let out = run_with_timeout(cmd, Duration::from_secs(90));
-        assert!(
-            out.status.success(),
-            "cluster start failed:\n{}\n{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        assert!(
-            stdout(&out).contains(&format!("{n} engines ready")),
-            "{}",
-            stdout(&out)
-        );
-        let mut cluster = Cluster {
-            home,
-            id: "default".into(),
-            pids: ClusterPids::default(),
-            _serial: guard,
-        };
+        assert!(out.status.success(), "cluster start failed:\n{}\n{}", stdout(&out), stderr(&out));
+        assert!(stdout(&out).contains(&format!("{n} engines ready")), "{}", stdout(&out));
+        let mut cluster =
+            Cluster { home, id: "default".into(), pids: ClusterPids::default(), _serial: guard };
         cluster.pids = cluster.read_pids();
-        assert_eq!(
-            cluster.pids.engines.len(),
-            n as usize,
-            "engine pids: {:?}",
-            cluster.pids
-        );
+        assert_eq!(cluster.pids.engines.len(), n as usize, "engine pids: {:?}", cluster.pids);
         cluster
     }
 
     /// Reads the pids from the controller.
     pub fn read_pids(&self) -> ClusterPids {
         let path = files::connection_file(&self.home, &self.id);
-        let client =
-            mpx_client::Client::connect(path.to_str().expect("utf8 path")).expect("connect");
+        let client = mpx_client::Client::connect(path.to_str().expect("utf8 path")).expect("connect");
         let info = client.info(Duration::from_secs(10)).expect("info");
         ClusterPids {
             controller: info.controller_pid,
@@ -223,8 +185,7 @@ impl Cluster {
 
     /// A client connected to this cluster.
     pub fn client(&self) -> mpx_client::Client {
-        mpx_client::Client::connect(self.connection_file().to_str().expect("utf8"))
-            .expect("connect")
+        mpx_client::Client::connect(self.connection_file().to_str().expect("utf8")).expect("connect")
     }
 
     /// Runs `mpx ARGS` against this cluster.
@@ -237,30 +198,17 @@ impl Cluster {
     /// Runs `mpx px CODE` and asserts it succeeded; returns stdout.
     pub fn px(&self, code: &str) -> String {
         let out = self.mpx(&["px", code]);
-        assert!(
-            out.status.success(),
-            "px {code:?} failed:\n{}\n{}",
-            stdout(&out),
-            stderr(&out)
-        );
+        assert!(out.status.success(), "px {code:?} failed:\n{}\n{}", stdout(&out), stderr(&out));
         stdout(&out)
     }
 
     /// Stops the cluster with `mpx cluster stop` and asserts every process is gone.
     pub fn stop(self) {
         let out = self.mpx(&["cluster", "stop"]);
-        assert!(
-            out.status.success(),
-            "stop failed:\n{}\n{}",
-            stdout(&out),
-            stderr(&out)
-        );
+        assert!(out.status.success(), "stop failed:\n{}\n{}", stdout(&out), stderr(&out));
         let left = self.pids.wait_gone(Duration::from_secs(5));
         assert!(left.is_empty(), "processes left after stop: {left:?}");
-        assert!(
-            !self.connection_file().exists(),
-            "connection file left after stop"
-        );
+        assert!(!self.connection_file().exists(), "connection file left after stop");
     }
 }
 

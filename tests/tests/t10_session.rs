@@ -3,15 +3,7 @@
 use mpx_tests::{out_values, repo_root, stderr, stdout, stdout_lines, Cluster};
 
 fn floats(values: &[(u32, String)]) -> Vec<(u32, f64)> {
-    values
-        .iter()
-        .map(|(id, v)| {
-            (
-                *id,
-                v.parse().unwrap_or_else(|_| panic!("not a number: {v}")),
-            )
-        })
-        .collect()
+    values.iter().map(|(id, v)| (*id, v.parse().unwrap_or_else(|_| panic!("not a number: {v}")))).collect()
 }
 
 #[test]
@@ -25,35 +17,19 @@ fn t10_psum_reference_session() {
 
     // Each engine's local sum, then the printed totals.
     let locals = floats(&out_values(&c.px("sum(a)")));
-    assert_eq!(
-        locals.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
-        vec![0, 1, 2, 3]
-    );
+    assert_eq!(locals.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
     let printed = c.px("print(s)");
     let totals = floats(&stdout_lines(&printed));
     assert_eq!(totals.len(), 4, "{printed}");
-    assert_eq!(
-        totals.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
-        vec![0, 1, 2, 3]
-    );
+    assert_eq!(totals.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
     let expected: f64 = locals.iter().map(|(_, v)| v).sum();
     for (id, total) in &totals {
-        assert!(
-            (total - expected).abs() < 1e-9 * expected.abs(),
-            "engine {id}: {total} != {expected}"
-        );
-        assert_eq!(
-            total.to_bits(),
-            totals[0].1.to_bits(),
-            "engines disagree: {totals:?}"
-        );
+        assert!((total - expected).abs() < 1e-9 * expected.abs(), "engine {id}: {total} != {expected}");
+        assert_eq!(total.to_bits(), totals[0].1.to_bits(), "engines disagree: {totals:?}");
     }
     // rand(100) in [0,1): the local sums are plausible and differ between engines.
     assert!(locals.iter().all(|(_, v)| (0.0..100.0).contains(v)));
-    assert!(
-        locals.windows(2).any(|w| w[0].1 != w[1].1),
-        "every engine drew the same numbers: {locals:?}"
-    );
+    assert!(locals.windows(2).any(|w| w[0].1 != w[1].1), "every engine drew the same numbers: {locals:?}");
     c.stop();
 }
 
@@ -63,12 +39,7 @@ fn t11_variables_and_functions_persist() {
     c.px("let x = rank * 10; fn twice(v) { v * 2 }");
     c.px("let y = twice(x) + 1;");
     let vals = out_values(&c.px("y"));
-    assert_eq!(
-        vals,
-        (0..4)
-            .map(|r| (r, (r * 20 + 1).to_string()))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(vals, (0..4).map(|r| (r, (r * 20 + 1).to_string())).collect::<Vec<_>>());
     // Re-binding keeps only the new value.
     c.px("let x = 5;");
     let vals = out_values(&c.px("twice(x)"));
@@ -79,37 +50,19 @@ fn t11_variables_and_functions_persist() {
 #[test]
 fn t12_targets_run_on_the_subset_only() {
     let c = Cluster::start("targets", 4, &[]);
-    let out = c.mpx(&[
-        "px",
-        "--targets",
-        "1,3",
-        "let only = rank; print(`here ${rank}`);",
-    ]);
+    let out = c.mpx(&["px", "--targets", "1,3", "let only = rank; print(`here ${rank}`);"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let lines = stdout_lines(&stdout(&out));
-    assert_eq!(
-        lines,
-        vec![(1, "here 1".to_string()), (3, "here 3".to_string())]
-    );
+    assert_eq!(lines, vec![(1, "here 1".to_string()), (3, "here 3".to_string())]);
     // The variable exists on 1 and 3 only.
     let out = c.mpx(&["px", "only"]);
     let text = stdout(&out);
     assert!(!out.status.success());
-    assert_eq!(
-        out_values(&text),
-        vec![(1, "1".to_string()), (3, "3".to_string())],
-        "{text}"
-    );
-    assert!(
-        text.contains("[0:error]") && text.contains("[2:error]"),
-        "{text}"
-    );
+    assert_eq!(out_values(&text), vec![(1, "1".to_string()), (3, "3".to_string())], "{text}");
+    assert!(text.contains("[0:error]") && text.contains("[2:error]"), "{text}");
     // A range and an unknown engine.
     let out = c.mpx(&["px", "--targets", "2-3", "rank"]);
-    assert_eq!(
-        out_values(&stdout(&out)),
-        vec![(2, "2".to_string()), (3, "3".to_string())]
-    );
+    assert_eq!(out_values(&stdout(&out)), vec![(2, "2".to_string()), (3, "3".to_string())]);
     let out = c.mpx(&["px", "--targets", "7", "rank"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no engine 7"), "{}", stderr(&out));
@@ -120,41 +73,18 @@ fn t12_targets_run_on_the_subset_only() {
 fn t13_a_cell_error_on_one_engine_is_reported_and_the_engine_goes_on() {
     let c = Cluster::start("errors", 4, &[]);
     c.px("let kept = rank + 100;");
-    let out = c.mpx(&[
-        "px",
-        "let z = 1;\nif rank == 2 {\n  throw \"boom on two\";\n}\nrank",
-    ]);
+    let out = c.mpx(&["px", "let z = 1;\nif rank == 2 {\n  throw \"boom on two\";\n}\nrank"]);
     let text = stdout(&out);
-    assert!(
-        !out.status.success(),
-        "an engine error must give a non-zero exit"
-    );
-    assert!(
-        text.contains("[2:error]") && text.contains("boom on two") && text.contains("line 3"),
-        "{text}"
-    );
-    assert_eq!(
-        out_values(&text),
-        vec![(0, "0".into()), (1, "1".into()), (3, "3".into())],
-        "{text}"
-    );
+    assert!(!out.status.success(), "an engine error must give a non-zero exit");
+    assert!(text.contains("[2:error]") && text.contains("boom on two") && text.contains("line 3"), "{text}");
+    assert_eq!(out_values(&text), vec![(0, "0".into()), (1, "1".into()), (3, "3".into())], "{text}");
     // Engine 2 still works, and kept its variables.
     let vals = out_values(&c.px("kept"));
-    assert_eq!(
-        vals,
-        (0..4)
-            .map(|r| (r, (r + 100).to_string()))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(vals, (0..4).map(|r| (r, (r + 100).to_string())).collect::<Vec<_>>());
     // A syntax error and an unknown variable are errors too, on every engine.
     let out = c.mpx(&["px", "let = ;"]);
     assert!(!out.status.success());
-    assert_eq!(
-        stdout(&out).matches(":error]").count(),
-        4,
-        "{}",
-        stdout(&out)
-    );
+    assert_eq!(stdout(&out).matches(":error]").count(), 4, "{}", stdout(&out));
     let out = c.mpx(&["px", "nope + 1"]);
     assert!(stdout(&out).contains("nope"), "{}", stdout(&out));
     c.px("barrier();");

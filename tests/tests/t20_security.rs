@@ -12,29 +12,16 @@ fn t20_wrong_key_is_refused_with_a_clear_message() {
     let mut info: serde_json::Value = serde_json::from_str(&text).unwrap();
     info["key"] = serde_json::Value::String("ab".repeat(32));
     let bad = c.home.join("bad-key.json");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .open(&bad)
-        .unwrap();
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&bad).unwrap();
     f.write_all(info.to_string().as_bytes()).unwrap();
     drop(f);
 
     let out = c.mpx(&["px", "--cluster-id", bad.to_str().unwrap(), "rank"]);
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("authentication failed"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("authentication failed"), "{}", stderr(&out));
 
     // The connection file was created 0600; a readable key file is refused.
-    let mode = std::fs::metadata(c.connection_file())
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
+    let mode = std::fs::metadata(c.connection_file()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = c.mpx(&["px", "--cluster-id", bad.to_str().unwrap(), "rank"]);

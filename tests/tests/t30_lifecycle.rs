@@ -6,20 +6,14 @@ use std::{
 };
 
 use mpx_controller::files;
-use mpx_tests::{
-    mpx_cmd, run_with_timeout, serial, stderr, stdout, temp_home, Cluster, ClusterPids,
-};
+use mpx_tests::{mpx_cmd, run_with_timeout, serial, stderr, stdout, temp_home, Cluster, ClusterPids};
 
 #[test]
 fn t30_stop_leaves_nothing_running() {
     let c = Cluster::start("stop", 4, &[]);
     let pids = c.pids.clone();
     assert!(pids.mpirun.is_some());
-    assert_eq!(
-        pids.alive().len(),
-        6,
-        "controller + mpirun + 4 engines: {pids:?}"
-    );
+    assert_eq!(pids.alive().len(), 6, "controller + mpirun + 4 engines: {pids:?}");
     let t0 = Instant::now();
     c.stop();
     eprintln!("stop took {:?}", t0.elapsed());
@@ -30,18 +24,13 @@ fn t30_stop_leaves_nothing_running() {
 fn foreground(tag: &str) -> (std::process::Child, std::path::PathBuf, ClusterPids) {
     let home = temp_home(tag);
     let mut cmd: Command = mpx_cmd(&home);
-    cmd.args(["cluster", "start", "-n", "4", "--timeout", "60"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    cmd.args(["cluster", "start", "-n", "4", "--timeout", "60"]).stdout(Stdio::piped()).stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
     let path = files::connection_file(&home, "default");
     let deadline = Instant::now() + Duration::from_secs(60);
     let pids = loop {
         assert!(Instant::now() < deadline, "foreground cluster not ready");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "foreground cluster exited early"
-        );
+        assert!(child.try_wait().unwrap().is_none(), "foreground cluster exited early");
         if let Ok(client) = mpx_client::Client::connect(path.to_str().unwrap()) {
             let info = client.info(Duration::from_secs(5)).unwrap();
             if info.engines.len() == 4 {
@@ -78,10 +67,7 @@ fn signal_stops_everything(sig: i32, tag: &str) {
     let left = pids.wait_gone(Duration::from_secs(5));
     pids.kill_all();
     assert!(left.is_empty(), "left after signal {sig}: {left:?}");
-    assert!(
-        !files::connection_file(&home, "default").exists(),
-        "connection file left"
-    );
+    assert!(!files::connection_file(&home, "default").exists(), "connection file left");
     let _ = std::fs::remove_dir_all(home);
 }
 
@@ -100,43 +86,19 @@ fn t33_failed_start_reports_mpiruns_error_and_leaves_nothing() {
     let _guard = serial();
     let home = temp_home("badstart");
     let mut cmd = mpx_cmd(&home);
-    cmd.args([
-        "cluster",
-        "start",
-        "-n",
-        "2",
-        "--timeout",
-        "30",
-        "--engine",
-        "/nonexistent/mpx-engine",
-    ]);
+    cmd.args(["cluster", "start", "-n", "2", "--timeout", "30", "--engine", "/nonexistent/mpx-engine"]);
     let out = run_with_timeout(cmd, Duration::from_secs(60));
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("mpirun exited with code"), "{err}");
-    assert!(
-        err.contains("/nonexistent/mpx-engine"),
-        "mpirun's own text is shown: {err}"
-    );
+    assert!(err.contains("/nonexistent/mpx-engine"), "mpirun's own text is shown: {err}");
     assert!(!files::connection_file(&home, "default").exists());
     // Daemonized: same, through the daemon's report.
     let mut cmd = mpx_cmd(&home);
-    cmd.args([
-        "cluster",
-        "start",
-        "-n",
-        "2",
-        "--daemonize",
-        "--engine",
-        "/nonexistent/mpx-engine",
-    ]);
+    cmd.args(["cluster", "start", "-n", "2", "--daemonize", "--engine", "/nonexistent/mpx-engine"]);
     let out = run_with_timeout(cmd, Duration::from_secs(60));
     assert!(!out.status.success(), "{}", stdout(&out));
-    assert!(
-        stderr(&out).contains("mpirun exited with code"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("mpirun exited with code"), "{}", stderr(&out));
     assert!(!files::connection_file(&home, "default").exists());
     let _ = std::fs::remove_dir_all(home);
 }
@@ -147,23 +109,10 @@ fn t34_engines_not_registering_in_time_is_a_timeout_with_nothing_left() {
     let home = temp_home("slowstart");
     // An "engine" that never registers: mpirun runs `sleep`, the start times out.
     let mut cmd = mpx_cmd(&home);
-    cmd.args([
-        "cluster",
-        "start",
-        "-n",
-        "2",
-        "--timeout",
-        "2",
-        "--engine",
-        "/bin/sleep",
-    ]);
+    cmd.args(["cluster", "start", "-n", "2", "--timeout", "2", "--engine", "/bin/sleep"]);
     let out = run_with_timeout(cmd, Duration::from_secs(60));
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("did not all register within"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("did not all register within"), "{}", stderr(&out));
     assert!(!files::connection_file(&home, "default").exists());
     let _ = std::fs::remove_dir_all(home);
 }

@@ -25,14 +25,7 @@ pub enum DType {
 
 impl DType {
     /// All dtypes, in the order of their wire codes.
-    pub const ALL: [DType; 6] = [
-        DType::F64,
-        DType::F32,
-        DType::I64,
-        DType::I32,
-        DType::U8,
-        DType::Bool,
-    ];
+    pub const ALL: [DType; 6] = [DType::F64, DType::F32, DType::I64, DType::I32, DType::U8, DType::Bool];
 
     /// The numpy-style name ("f64", "f32", "i64", "i32", "u8", "bool").
     pub fn name(self) -> &'static str {
@@ -200,11 +193,7 @@ pub fn fmt_float(x: f64) -> String {
     if (1e-4..1e16).contains(&ax) {
         let s = format!("{x:.8}");
         let s = s.trim_end_matches('0');
-        return if s.ends_with('.') {
-            format!("{s}0")
-        } else {
-            s.into()
-        };
+        return if s.ends_with('.') { format!("{s}0") } else { s.into() };
     }
     let s = format!("{x:.8e}");
     match s.split_once('e') {
@@ -298,17 +287,10 @@ impl ArrayValue {
     /// Resolves a possibly negative index along the first axis.
     fn resolve(&self, index: i64) -> Result<usize, CellError> {
         let n = self.shape().first().copied().unwrap_or(0);
-        let i = if index < 0 {
-            i64::try_from(n).unwrap_or(i64::MAX).saturating_add(index)
-        } else {
-            index
-        };
+        let i = if index < 0 { i64::try_from(n).unwrap_or(i64::MAX).saturating_add(index) } else { index };
         match usize::try_from(i) {
             Ok(i) if i < n && self.ndim() > 0 => Ok(i),
-            _ if self.ndim() == 0 => Err(CellError::new(
-                "IndexError",
-                "a 0-d array cannot be indexed",
-            )),
+            _ if self.ndim() == 0 => Err(CellError::new("IndexError", "a 0-d array cannot be indexed")),
             _ => Err(CellError::new(
                 "IndexError",
                 format!("index {index} is out of bounds for axis 0 with size {n}"),
@@ -322,9 +304,7 @@ impl ArrayValue {
         if self.ndim() == 1 {
             return Ok(with_array!(self, a => Element::from_f(a[[i]])));
         }
-        Ok(Element::Array(
-            with_array!(self, a => Elem::wrap(a.index_axis(Axis(0), i).to_owned())),
-        ))
+        Ok(Element::Array(with_array!(self, a => Elem::wrap(a.index_axis(Axis(0), i).to_owned()))))
     }
 
     /// `a[index] = value` on a 1-d array (copy-on-write), casting `value` to the dtype.
@@ -333,10 +313,7 @@ impl ArrayValue {
         if self.ndim() != 1 {
             return Err(CellError::new(
                 "IndexError",
-                format!(
-                    "element assignment needs a 1-d array, not {}-d",
-                    self.ndim()
-                ),
+                format!("element assignment needs a 1-d array, not {}-d", self.ndim()),
             ));
         }
         let (f, n, b) = (value.as_f64(), value.as_i64(), value.as_f64() != 0.0);
@@ -439,19 +416,11 @@ fn fmt_view<T: Elem>(v: &ArrayViewD<T>, depth: usize, out: &mut String) {
     }
     let n = v.shape()[0];
     let idx: Vec<Option<usize>> = if n > THRESHOLD {
-        (0..EDGE)
-            .map(Some)
-            .chain(std::iter::once(None))
-            .chain((n - EDGE..n).map(Some))
-            .collect()
+        (0..EDGE).map(Some).chain(std::iter::once(None)).chain((n - EDGE..n).map(Some)).collect()
     } else {
         (0..n).map(Some).collect()
     };
-    let sep = if v.ndim() == 1 {
-        ", ".to_string()
-    } else {
-        format!(",\n{}", " ".repeat(depth + 1))
-    };
+    let sep = if v.ndim() == 1 { ", ".to_string() } else { format!(",\n{}", " ".repeat(depth + 1)) };
     out.push('[');
     for (k, i) in idx.iter().enumerate() {
         if k > 0 {

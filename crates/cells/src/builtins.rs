@@ -58,11 +58,7 @@ pub fn dim(n: i64) -> Result<usize, CellError> {
 /// A shape from a rhai array of non-negative integers.
 pub fn shape_of(arr: &Array) -> Result<Vec<usize>, CellError> {
     arr.iter()
-        .map(|d| {
-            d.as_int()
-                .map_err(|_| CellError::new("TypeError", "a shape holds integers"))
-                .and_then(dim)
-        })
+        .map(|d| d.as_int().map_err(|_| CellError::new("TypeError", "a shape holds integers")).and_then(dim))
         .collect()
 }
 
@@ -73,10 +69,7 @@ pub fn number(d: &Dynamic) -> Result<Scalar, CellError> {
     } else if let Ok(x) = d.as_float() {
         Ok(Scalar::F(x))
     } else {
-        Err(CellError::new(
-            "TypeError",
-            format!("expected a number, got {}", d.type_name()),
-        ))
+        Err(CellError::new("TypeError", format!("expected a number, got {}", d.type_name())))
     }
 }
 
@@ -103,9 +96,7 @@ fn linspace(start: &Dynamic, stop: &Dynamic, n: i64) -> Result<ArrayValue, CellE
     let (a, b, n) = (number(start)?.as_f64(), number(stop)?.as_f64(), dim(n)?);
     ops::shape_len(&[n])?;
     let step = if n > 1 { (b - a) / (n - 1) as f64 } else { 0.0 };
-    Ok(ArrayValue::from_vec_f64(
-        (0..n).map(|i| a + step * i as f64).collect(),
-    ))
+    Ok(ArrayValue::from_vec_f64((0..n).map(|i| a + step * i as f64).collect()))
 }
 
 fn arange(start: &Dynamic, stop: &Dynamic, step: &Dynamic) -> Result<ArrayValue, CellError> {
@@ -120,15 +111,10 @@ fn arange(start: &Dynamic, stop: &Dynamic, step: &Dynamic) -> Result<ArrayValue,
     let n = count as usize;
     ops::shape_len(&[n])?;
     match (a, s) {
-        (Scalar::I(a), Scalar::I(s)) if matches!(b, Scalar::I(_)) => ops::from_shape_vec(
-            &[n],
-            (0..n as i64)
-                .map(|i| a.wrapping_add(i.wrapping_mul(s)))
-                .collect(),
-        ),
-        _ => Ok(ArrayValue::from_vec_f64(
-            (0..n).map(|i| a.as_f64() + s.as_f64() * i as f64).collect(),
-        )),
+        (Scalar::I(a), Scalar::I(s)) if matches!(b, Scalar::I(_)) => {
+            ops::from_shape_vec(&[n], (0..n as i64).map(|i| a.wrapping_add(i.wrapping_mul(s))).collect())
+        }
+        _ => Ok(ArrayValue::from_vec_f64((0..n).map(|i| a.as_f64() + s.as_f64() * i as f64).collect())),
     }
 }
 
@@ -215,88 +201,43 @@ fn register_constructors(engine: &mut Engine) {
     engine.register_fn("rand", |s: Array| rhai_ok(random(&shape_of(&s)?)));
     for (name, value) in [("zeros", 0.0), ("ones", 1.0)] {
         engine.register_fn(name, move |n: i64| rhai_ok(filled(&[dim(n)?], value, None)));
-        engine.register_fn(name, move |s: Array| {
-            rhai_ok(filled(&shape_of(&s)?, value, None))
-        });
-        engine.register_fn(name, move |n: i64, t: &str| {
-            rhai_ok(filled(&[dim(n)?], value, Some(t)))
-        });
-        engine.register_fn(name, move |s: Array, t: &str| {
-            rhai_ok(filled(&shape_of(&s)?, value, Some(t)))
-        });
+        engine.register_fn(name, move |s: Array| rhai_ok(filled(&shape_of(&s)?, value, None)));
+        engine.register_fn(name, move |n: i64, t: &str| rhai_ok(filled(&[dim(n)?], value, Some(t))));
+        engine.register_fn(name, move |s: Array, t: &str| rhai_ok(filled(&shape_of(&s)?, value, Some(t))));
     }
-    engine.register_fn("linspace", |a: Dynamic, b: Dynamic, n: i64| {
-        rhai_ok(linspace(&a, &b, n))
-    });
-    engine.register_fn("arange", |n: i64| {
-        rhai_ok(arange(&0.into(), &n.into(), &1.into()))
-    });
-    engine.register_fn("arange", |a: Dynamic, b: Dynamic| {
-        rhai_ok(arange(&a, &b, &1.into()))
-    });
-    engine.register_fn("arange", |a: Dynamic, b: Dynamic, s: Dynamic| {
-        rhai_ok(arange(&a, &b, &s))
-    });
+    engine.register_fn("linspace", |a: Dynamic, b: Dynamic, n: i64| rhai_ok(linspace(&a, &b, n)));
+    engine.register_fn("arange", |n: i64| rhai_ok(arange(&0.into(), &n.into(), &1.into())));
+    engine.register_fn("arange", |a: Dynamic, b: Dynamic| rhai_ok(arange(&a, &b, &1.into())));
+    engine.register_fn("arange", |a: Dynamic, b: Dynamic, s: Dynamic| rhai_ok(arange(&a, &b, &s)));
     engine.register_fn("ndarray", |a: Array| rhai_ok(from_rhai(&a, None)));
-    engine.register_fn("ndarray", |a: Array, t: &str| {
-        rhai_ok(from_rhai(&a, Some(dtype_arg(t)?)))
-    });
+    engine.register_fn("ndarray", |a: Array, t: &str| rhai_ok(from_rhai(&a, Some(dtype_arg(t)?))));
     engine.register_fn("ndarray", |a: ArrayValue| a);
-    engine.register_fn("ndarray", |a: ArrayValue, t: &str| {
-        rhai_ok(dtype_arg(t).map(|d| a.astype(d)))
-    });
-    engine.register_fn("astype", |a: ArrayValue, t: &str| {
-        rhai_ok(dtype_arg(t).map(|d| a.astype(d)))
-    });
-    engine.register_fn("reshape", |a: ArrayValue, s: Array| {
-        rhai_ok(a.reshape(&shape_of(&s)?))
-    });
+    engine.register_fn("ndarray", |a: ArrayValue, t: &str| rhai_ok(dtype_arg(t).map(|d| a.astype(d))));
+    engine.register_fn("astype", |a: ArrayValue, t: &str| rhai_ok(dtype_arg(t).map(|d| a.astype(d))));
+    engine.register_fn("reshape", |a: ArrayValue, s: Array| rhai_ok(a.reshape(&shape_of(&s)?)));
     engine.register_fn("to_array", |a: ArrayValue| -> Array {
-        a.to_vec_f64()
-            .into_iter()
-            .map(Dynamic::from_float)
-            .collect()
+        a.to_vec_f64().into_iter().map(Dynamic::from_float).collect()
     });
 }
 
 fn register_queries(engine: &mut Engine) {
     engine.register_fn("sum", |a: ArrayValue| reduced(ops::sum(&a)));
     engine.register_fn("mean", |a: ArrayValue| ops::mean(&a));
-    engine.register_fn("min", |a: ArrayValue| {
-        rhai_ok(ops::extremum(&a, false).map(reduced))
-    });
-    engine.register_fn("max", |a: ArrayValue| {
-        rhai_ok(ops::extremum(&a, true).map(reduced))
-    });
-    engine.register_fn("sum", |a: Array| {
-        rhai_ok(from_rhai(&a, None).map(|a| reduced(ops::sum(&a))))
-    });
-    engine.register_fn("mean", |a: Array| {
-        rhai_ok(from_rhai(&a, None).map(|a| ops::mean(&a)))
-    });
+    engine.register_fn("min", |a: ArrayValue| rhai_ok(ops::extremum(&a, false).map(reduced)));
+    engine.register_fn("max", |a: ArrayValue| rhai_ok(ops::extremum(&a, true).map(reduced)));
+    engine.register_fn("sum", |a: Array| rhai_ok(from_rhai(&a, None).map(|a| reduced(ops::sum(&a)))));
+    engine.register_fn("mean", |a: Array| rhai_ok(from_rhai(&a, None).map(|a| ops::mean(&a))));
     engine.register_fn("min", |a: Array| {
-        rhai_ok(
-            from_rhai(&a, None)
-                .and_then(|a| ops::extremum(&a, false))
-                .map(reduced),
-        )
+        rhai_ok(from_rhai(&a, None).and_then(|a| ops::extremum(&a, false)).map(reduced))
     });
     engine.register_fn("max", |a: Array| {
-        rhai_ok(
-            from_rhai(&a, None)
-                .and_then(|a| ops::extremum(&a, true))
-                .map(reduced),
-        )
+        rhai_ok(from_rhai(&a, None).and_then(|a| ops::extremum(&a, true)).map(reduced))
     });
     engine.register_fn("dot", |a: ArrayValue, b: ArrayValue| {
         rhai_ok(ops::binop(&a, &b, BinOp::Mul).map(|p| reduced(ops::sum(&p))))
     });
-    let shape = |a: &mut ArrayValue| -> Array {
-        a.shape()
-            .iter()
-            .map(|&d| Dynamic::from_int(d as i64))
-            .collect()
-    };
+    let shape =
+        |a: &mut ArrayValue| -> Array { a.shape().iter().map(|&d| Dynamic::from_int(d as i64)).collect() };
     let len = |a: &mut ArrayValue| a.len() as i64;
     let dtype = |a: &mut ArrayValue| a.dtype_name().to_string();
     let ndim = |a: &mut ArrayValue| a.ndim() as i64;
@@ -316,21 +257,11 @@ type FloatFn = fn(f64) -> f64;
 fn register_arithmetic(engine: &mut Engine) {
     for op in [BinOp::Add, BinOp::Sub, BinOp::Mul, BinOp::Div] {
         let s = op.symbol();
-        engine.register_fn(s, move |a: ArrayValue, b: ArrayValue| {
-            rhai_ok(ops::binop(&a, &b, op))
-        });
-        engine.register_fn(s, move |a: ArrayValue, b: f64| {
-            ops::scalar_op(&a, Scalar::F(b), op, false)
-        });
-        engine.register_fn(s, move |a: ArrayValue, b: i64| {
-            ops::scalar_op(&a, Scalar::I(b), op, false)
-        });
-        engine.register_fn(s, move |a: f64, b: ArrayValue| {
-            ops::scalar_op(&b, Scalar::F(a), op, true)
-        });
-        engine.register_fn(s, move |a: i64, b: ArrayValue| {
-            ops::scalar_op(&b, Scalar::I(a), op, true)
-        });
+        engine.register_fn(s, move |a: ArrayValue, b: ArrayValue| rhai_ok(ops::binop(&a, &b, op)));
+        engine.register_fn(s, move |a: ArrayValue, b: f64| ops::scalar_op(&a, Scalar::F(b), op, false));
+        engine.register_fn(s, move |a: ArrayValue, b: i64| ops::scalar_op(&a, Scalar::I(b), op, false));
+        engine.register_fn(s, move |a: f64, b: ArrayValue| ops::scalar_op(&b, Scalar::F(a), op, true));
+        engine.register_fn(s, move |a: i64, b: ArrayValue| ops::scalar_op(&b, Scalar::I(a), op, true));
     }
     engine.register_fn("-", |a: ArrayValue| ops::neg(&a));
     engine.register_fn("abs", |a: ArrayValue| ops::abs(&a));

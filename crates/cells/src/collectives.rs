@@ -12,12 +12,8 @@ use crate::{
 };
 
 /// The reduction-operator constants put in every cell's scope: `SUM`, `PROD`, `MIN`, `MAX`.
-pub const OP_CONSTANTS: [(&str, &str); 4] = [
-    ("SUM", "sum"),
-    ("PROD", "prod"),
-    ("MIN", "min"),
-    ("MAX", "max"),
-];
+pub const OP_CONSTANTS: [(&str, &str); 4] =
+    [("SUM", "sum"), ("PROD", "prod"), ("MIN", "min"), ("MAX", "max")];
 
 /// Parses "sum" | "prod" | "min" | "max" (case-insensitive).
 pub fn parse_op(op: &str) -> Result<ReduceOp, CellError> {
@@ -39,18 +35,9 @@ fn comm_err(e: CommError) -> CellError {
 
 /// A rank argument checked against the communicator size.
 fn rank_arg(comm: &dyn Collectives, r: i64, what: &str) -> Result<usize, CellError> {
-    usize::try_from(r)
-        .ok()
-        .filter(|&r| r < comm.size())
-        .ok_or_else(|| {
-            CellError::new(
-                "ValueError",
-                format!(
-                    "{what} {r} is not a rank of a world of size {}",
-                    comm.size()
-                ),
-            )
-        })
+    usize::try_from(r).ok().filter(|&r| r < comm.size()).ok_or_else(|| {
+        CellError::new("ValueError", format!("{what} {r} is not a rank of a world of size {}", comm.size()))
+    })
 }
 
 fn tag_arg(t: i64) -> Result<i32, CellError> {
@@ -67,24 +54,14 @@ enum Target {
     Root(usize),
 }
 
-fn reduce_f64(
-    c: &dyn Collectives,
-    d: &mut [f64],
-    op: ReduceOp,
-    t: Target,
-) -> Result<(), CommError> {
+fn reduce_f64(c: &dyn Collectives, d: &mut [f64], op: ReduceOp, t: Target) -> Result<(), CommError> {
     match t {
         Target::All => c.allreduce_f64(d, op),
         Target::Root(r) => c.reduce_f64(d, op, r),
     }
 }
 
-fn reduce_i64(
-    c: &dyn Collectives,
-    d: &mut [i64],
-    op: ReduceOp,
-    t: Target,
-) -> Result<(), CommError> {
+fn reduce_i64(c: &dyn Collectives, d: &mut [i64], op: ReduceOp, t: Target) -> Result<(), CommError> {
     match t {
         Target::All => c.allreduce_i64(d, op),
         Target::Root(r) => c.reduce_i64(d, op, r),
@@ -92,12 +69,7 @@ fn reduce_i64(
 }
 
 /// Reduces a number or an array; ints stay ints, i32 arrays stay i32, other arrays become f64.
-fn reduce_value(
-    comm: &dyn Collectives,
-    x: &Dynamic,
-    op: &str,
-    target: Target,
-) -> Result<Dynamic, CellError> {
+fn reduce_value(comm: &dyn Collectives, x: &Dynamic, op: &str, target: Target) -> Result<Dynamic, CellError> {
     let op = parse_op(op)?;
     let keep = match target {
         Target::All => true,
@@ -131,10 +103,7 @@ fn reduce_value(
             }
         }
     } else {
-        return Err(CellError::new(
-            "TypeError",
-            format!("cannot reduce a value of type {}", x.type_name()),
-        ));
+        return Err(CellError::new("TypeError", format!("cannot reduce a value of type {}", x.type_name())));
     };
     Ok(if keep { result } else { Dynamic::UNIT })
 }
@@ -192,8 +161,7 @@ pub fn register(engine: &mut Engine, comm: Rc<dyn Collectives>) {
     engine.register_fn("send", move |x: Dynamic, dest: i64, tag: i64| {
         rhai_ok((|| {
             let dest = rank_arg(&*c, dest, "dest")?;
-            c.send_bytes(&encode(&x)?, dest, tag_arg(tag)?)
-                .map_err(comm_err)
+            c.send_bytes(&encode(&x)?, dest, tag_arg(tag)?).map_err(comm_err)
         })())
     });
 

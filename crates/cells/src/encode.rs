@@ -110,10 +110,7 @@ fn encode_into(v: &Dynamic, out: &mut Vec<u8>, depth: usize) -> Result<(), CellE
             encode_into(item, out, depth + 1)?;
         }
     } else {
-        return Err(enc_err(format!(
-            "cannot send a value of type {}",
-            v.type_name()
-        )));
+        return Err(enc_err(format!("cannot send a value of type {}", v.type_name())));
     }
     Ok(())
 }
@@ -165,10 +162,10 @@ impl<'a> Reader<'a> {
     fn count(&mut self, min: usize) -> Result<usize, CellError> {
         let n = usize::try_from(self.u64()?).map_err(|_| dec_err("length overflows"))?;
         let left = self.buf.len() - self.pos;
-        if n.checked_mul(min).map_or(true, |need| need > left) {
-            return Err(dec_err("length exceeds message"));
+        match n.checked_mul(min) {
+            Some(need) if need <= left => Ok(n),
+            _ => Err(dec_err("length exceeds message")),
         }
-        Ok(n)
     }
 
     fn string(&mut self) -> Result<String, CellError> {
@@ -215,9 +212,7 @@ impl<'a> Reader<'a> {
 
     fn ndarray(&mut self) -> Result<ArrayValue, CellError> {
         let code = usize::from(self.u8()?);
-        let dtype = *DType::ALL
-            .get(code)
-            .ok_or_else(|| dec_err(format!("unknown dtype code {code}")))?;
+        let dtype = *DType::ALL.get(code).ok_or_else(|| dec_err(format!("unknown dtype code {code}")))?;
         let ndim = self.u32()? as usize;
         if ndim > 64 {
             return Err(dec_err("too many dimensions"));
@@ -227,9 +222,7 @@ impl<'a> Reader<'a> {
             shape.push(usize::try_from(self.u64()?).map_err(|_| dec_err("dim overflows"))?);
         }
         let n = shape_len(&shape).map_err(|e| dec_err(e.evalue))?;
-        let bytes_len = n
-            .checked_mul(dtype.item_size())
-            .ok_or_else(|| dec_err("array too large"))?;
+        let bytes_len = n.checked_mul(dtype.item_size()).ok_or_else(|| dec_err("array too large"))?;
         let raw = self.take(bytes_len)?;
         match dtype {
             DType::F64 => read_elems::<f64>(&shape, raw),
@@ -244,10 +237,7 @@ impl<'a> Reader<'a> {
 }
 
 fn read_elems<T: Elem>(shape: &[usize], raw: &[u8]) -> Result<ArrayValue, CellError> {
-    let v: Vec<T> = raw
-        .chunks_exact(T::DTYPE.item_size())
-        .map(T::read_le)
-        .collect();
+    let v: Vec<T> = raw.chunks_exact(T::DTYPE.item_size()).map(T::read_le).collect();
     from_shape_vec(shape, v)
 }
 
@@ -273,8 +263,7 @@ mod tests {
     #[test]
     fn nested_roundtrip() {
         let a = ArrayValue::I32(std::sync::Arc::new(
-            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[2, 2]), vec![1, -2, 3, 4])
-                .expect("shape"),
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[2, 2]), vec![1, -2, 3, 4]).expect("shape"),
         ));
         let mut map = Map::new();
         map.insert("k".into(), Dynamic::from(a.clone()));
@@ -301,7 +290,7 @@ mod tests {
         let mut huge = vec![LIST];
         huge.extend_from_slice(&u64::MAX.to_le_bytes());
         assert!(decode(&huge).is_err());
-        let deep = vec![LIST, 1, 0, 0, 0, 0, 0, 0, 0].repeat(MAX_DEPTH + 5);
+        let deep = [LIST, 1, 0, 0, 0, 0, 0, 0, 0].repeat(MAX_DEPTH + 5);
         assert!(decode(&deep).is_err());
         assert!(decode(&[99]).is_err());
     }

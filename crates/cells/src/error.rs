@@ -17,19 +17,12 @@ pub struct CellError {
 impl CellError {
     /// A new error without a line.
     pub fn new(ename: impl Into<String>, evalue: impl Into<String>) -> Self {
-        CellError {
-            ename: ename.into(),
-            evalue: evalue.into(),
-            line: None,
-        }
+        CellError { ename: ename.into(), evalue: evalue.into(), line: None }
     }
 
     /// Wraps this error so a native function can return it to rhai; [`from_eval`] unwraps it.
     pub fn into_rhai(self) -> Box<EvalAltResult> {
-        Box::new(EvalAltResult::ErrorRuntime(
-            Dynamic::from(self),
-            Position::NONE,
-        ))
+        Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(self), Position::NONE))
     }
 }
 
@@ -49,11 +42,7 @@ pub fn rhai_ok<T>(r: Result<T, CellError>) -> RhaiResult<T> {
 
 /// Maps a compile error.
 pub fn from_parse(err: &ParseError) -> CellError {
-    CellError {
-        ename: "ParseError".into(),
-        evalue: err.0.to_string(),
-        line: err.1.line(),
-    }
+    CellError { ename: "ParseError".into(), evalue: err.0.to_string(), line: err.1.line() }
 }
 
 /// Maps an evaluation error. Errors inside functions report the innermost error's class and
@@ -77,21 +66,16 @@ pub fn from_eval(err: EvalAltResult) -> CellError {
         }
         E::ErrorRuntime(d, _) => ("RuntimeError", d.to_string()),
         E::ErrorTerminated(..) => ("KeyboardInterrupt", "cell interrupted".into()),
-        E::ErrorVariableNotFound(name, _) => (
-            "VariableNotFound",
-            format!("variable '{name}' is not defined"),
-        ),
-        E::ErrorFunctionNotFound(sig, _) => {
-            ("FunctionNotFound", format!("no function matches {sig}"))
+        E::ErrorVariableNotFound(name, _) => {
+            ("VariableNotFound", format!("variable '{name}' is not defined"))
         }
-        E::ErrorArrayBounds(len, idx, _) => (
-            "IndexError",
-            format!("index {idx} is out of bounds for length {len}"),
-        ),
-        E::ErrorStringBounds(len, idx, _) => (
-            "IndexError",
-            format!("string index {idx} is out of bounds for length {len}"),
-        ),
+        E::ErrorFunctionNotFound(sig, _) => ("FunctionNotFound", format!("no function matches {sig}")),
+        E::ErrorArrayBounds(len, idx, _) => {
+            ("IndexError", format!("index {idx} is out of bounds for length {len}"))
+        }
+        E::ErrorStringBounds(len, idx, _) => {
+            ("IndexError", format!("string index {idx} is out of bounds for length {len}"))
+        }
         E::ErrorIndexNotFound(idx, _) => ("IndexError", format!("index {idx} not found")),
         E::ErrorParsing(p, _) => ("ParseError", p.to_string()),
         E::ErrorArithmetic(msg, _) => ("ArithmeticError", msg),
@@ -103,21 +87,15 @@ pub fn from_eval(err: EvalAltResult) -> CellError {
                 | E::ErrorIndexingType(..)
                 | E::ErrorFor(..) => "TypeError",
                 E::ErrorDotExpr(..) | E::ErrorPropertyNotFound(..) => "AttributeError",
-                E::ErrorAssignmentToConstant(..) | E::ErrorNonPureMethodCallOnConstant(..) => {
-                    "ConstantError"
+                E::ErrorAssignmentToConstant(..) | E::ErrorNonPureMethodCallOnConstant(..) => "ConstantError",
+                E::ErrorTooManyOperations(..) | E::ErrorTooManyVariables(..) | E::ErrorDataTooLarge(..) => {
+                    "LimitError"
                 }
-                E::ErrorTooManyOperations(..)
-                | E::ErrorTooManyVariables(..)
-                | E::ErrorDataTooLarge(..) => "LimitError",
                 _ => "RuntimeError",
             };
             let _ = other.take_position();
             (ename, other.to_string())
         }
     };
-    CellError {
-        ename: ename.into(),
-        evalue,
-        line,
-    }
+    CellError { ename: ename.into(), evalue, line }
 }

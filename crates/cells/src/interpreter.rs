@@ -93,11 +93,7 @@ impl Interpreter {
             ("size", Dynamic::from_int(comm.size() as i64)),
         ]
         .into_iter()
-        .chain(
-            OP_CONSTANTS
-                .iter()
-                .map(|&(k, v)| (k, Dynamic::from(v.to_string()))),
-        )
+        .chain(OP_CONSTANTS.iter().map(|&(k, v)| (k, Dynamic::from(v.to_string()))))
         .collect();
         let constants = Rc::new(constants);
 
@@ -118,8 +114,7 @@ impl Interpreter {
         });
         let flag = Arc::clone(&interrupt);
         engine.on_progress(move |_| {
-            flag.load(Ordering::Relaxed)
-                .then(|| Dynamic::from("KeyboardInterrupt".to_string()))
+            flag.load(Ordering::Relaxed).then(|| Dynamic::from("KeyboardInterrupt".to_string()))
         });
         // Functions cannot see the global scope in rhai: serve the built-in constants (`rank`,
         // `SUM`, ...) to them here, unless a local variable of that name exists.
@@ -152,10 +147,7 @@ impl Interpreter {
     pub fn execute(&mut self, code: &str) -> CellOutcome {
         self.count += 1;
         let outcome = self.guarded(|this| {
-            let ast = this
-                .engine
-                .compile_with_scope(&this.scope, code)
-                .map_err(|e| from_parse(&e))?;
+            let ast = this.engine.compile_with_scope(&this.scope, code).map_err(|e| from_parse(&e))?;
             let combined = this.lib.merge(&ast);
             let v = this
                 .engine
@@ -170,17 +162,11 @@ impl Interpreter {
 
     /// Calls a registered or cell-defined function by name with the given arguments.
     pub fn call(&mut self, name: &str, args: Vec<Dynamic>) -> CellOutcome {
-        let valid = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_alphabetic() || c == '_')
+        let valid = name.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_alphanumeric() || c == '_');
         if !valid {
             return CellOutcome {
-                error: Some(CellError::new(
-                    "NameError",
-                    format!("'{name}' is not a function name"),
-                )),
+                error: Some(CellError::new("NameError", format!("'{name}' is not a function name"))),
                 ..CellOutcome::default()
             };
         }
@@ -216,20 +202,12 @@ impl Interpreter {
         });
         let stdout = std::mem::take(&mut *self.out.borrow_mut());
         match result {
-            Ok(v) => CellOutcome {
-                stdout,
-                value: (!v.is_unit()).then(|| display_value(&v)),
-                error: None,
-            },
+            Ok(v) => CellOutcome { stdout, value: (!v.is_unit()).then(|| display_value(&v)), error: None },
             Err(e) => {
                 if e.ename == "KeyboardInterrupt" {
                     self.interrupt.store(false, Ordering::SeqCst);
                 }
-                CellOutcome {
-                    stdout,
-                    value: None,
-                    error: Some(e),
-                }
+                CellOutcome { stdout, value: None, error: Some(e) }
             }
         }
     }
@@ -244,11 +222,8 @@ impl Interpreter {
             last.insert(name, i);
         }
         if last.len() != names.len() {
-            let keep: Vec<bool> = names
-                .iter()
-                .enumerate()
-                .map(|(i, name)| last.get(name) == Some(&i))
-                .collect();
+            let keep: Vec<bool> =
+                names.iter().enumerate().map(|(i, name)| last.get(name) == Some(&i)).collect();
             let old = std::mem::replace(&mut self.scope, Scope::new());
             for ((name, value, _), keep) in old.into_iter().zip(keep) {
                 if keep {
@@ -270,12 +245,10 @@ impl Interpreter {
     /// A variable as an array (pull): arrays as they are, numbers and bools as 0-d arrays,
     /// rhai arrays of numbers converted. Error if missing or of another type.
     pub fn get_array(&self, name: &str) -> Result<ArrayValue, CellError> {
-        let v = self.scope.get(name).ok_or_else(|| {
-            CellError::new(
-                "VariableNotFound",
-                format!("variable '{name}' is not defined"),
-            )
-        })?;
+        let v = self
+            .scope
+            .get(name)
+            .ok_or_else(|| CellError::new("VariableNotFound", format!("variable '{name}' is not defined")))?;
         if let Some(a) = v.read_lock::<ArrayValue>() {
             return Ok(a.clone());
         }

@@ -49,10 +49,7 @@ impl LocalWorld {
     #[allow(clippy::new_ret_no_self)]
     pub fn new(n: usize) -> Vec<LocalComm> {
         let n = n.max(1);
-        let board = Arc::new(Board {
-            barrier: Barrier::new(n),
-            slots: Mutex::new(vec![Vec::new(); n]),
-        });
+        let board = Arc::new(Board { barrier: Barrier::new(n), slots: Mutex::new(vec![Vec::new(); n]) });
         // senders[s][d] / receivers[d][s] form the channel s -> d.
         let mut senders: Vec<Vec<Sender<Message>>> = (0..n).map(|_| Vec::new()).collect();
         let mut receivers: Vec<Vec<Receiver<Message>>> = (0..n).map(|_| Vec::new()).collect();
@@ -82,10 +79,7 @@ impl LocalWorld {
 
 impl std::fmt::Debug for LocalComm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalComm")
-            .field("rank", &self.rank)
-            .field("size", &self.size)
-            .finish()
+        f.debug_struct("LocalComm").field("rank", &self.rank).field("size", &self.size).finish()
     }
 }
 
@@ -125,9 +119,7 @@ impl LocalComm {
         let mine: Vec<u8> = data.iter().flat_map(|&x| to_le(x)).collect();
         let all = self.exchange(mine)?;
         if all.iter().any(|b| b.len() != data.len() * N) {
-            return Err(CommError(
-                "reduction buffers differ in length across ranks".into(),
-            ));
+            return Err(CommError("reduction buffers differ in length across ranks".into()));
         }
         if root.is_some_and(|r| r != self.rank) {
             return Ok(());
@@ -181,58 +173,26 @@ impl Collectives for LocalComm {
     }
 
     fn allreduce_f64(&self, data: &mut [f64], op: ReduceOp) -> Result<(), CommError> {
-        self.reduce_generic(
-            data,
-            op,
-            None,
-            f64::to_le_bytes,
-            f64::from_le_bytes,
-            combine_f64,
-        )
+        self.reduce_generic(data, op, None, f64::to_le_bytes, f64::from_le_bytes, combine_f64)
     }
 
     fn allreduce_i64(&self, data: &mut [i64], op: ReduceOp) -> Result<(), CommError> {
-        self.reduce_generic(
-            data,
-            op,
-            None,
-            i64::to_le_bytes,
-            i64::from_le_bytes,
-            combine_i64,
-        )
+        self.reduce_generic(data, op, None, i64::to_le_bytes, i64::from_le_bytes, combine_i64)
     }
 
     fn reduce_f64(&self, data: &mut [f64], op: ReduceOp, root: usize) -> Result<(), CommError> {
         self.check_rank(root)?;
-        self.reduce_generic(
-            data,
-            op,
-            Some(root),
-            f64::to_le_bytes,
-            f64::from_le_bytes,
-            combine_f64,
-        )
+        self.reduce_generic(data, op, Some(root), f64::to_le_bytes, f64::from_le_bytes, combine_f64)
     }
 
     fn reduce_i64(&self, data: &mut [i64], op: ReduceOp, root: usize) -> Result<(), CommError> {
         self.check_rank(root)?;
-        self.reduce_generic(
-            data,
-            op,
-            Some(root),
-            i64::to_le_bytes,
-            i64::from_le_bytes,
-            combine_i64,
-        )
+        self.reduce_generic(data, op, Some(root), i64::to_le_bytes, i64::from_le_bytes, combine_i64)
     }
 
     fn bcast_bytes(&self, buf: &mut Vec<u8>, root: usize) -> Result<(), CommError> {
         self.check_rank(root)?;
-        let mine = if root == self.rank {
-            buf.clone()
-        } else {
-            Vec::new()
-        };
+        let mine = if root == self.rank { buf.clone() } else { Vec::new() };
         let mut all = self.exchange(mine)?;
         if root != self.rank {
             *buf = std::mem::take(&mut all[root]);
@@ -263,17 +223,13 @@ impl Collectives for LocalComm {
         loop {
             let msg = match self.recv_timeout {
                 Some(t) => self.from[source].recv_timeout(t),
-                None => self.from[source]
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected),
+                None => self.from[source].recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match msg {
                 Ok((t, data)) if t == tag => return Ok(data),
                 Ok(other) => queue.push_back(other),
                 Err(RecvTimeoutError::Timeout) => {
-                    return Err(CommError(format!(
-                        "recv from rank {source} with tag {tag} timed out"
-                    )))
+                    return Err(CommError(format!("recv from rank {source} with tag {tag} timed out")))
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(CommError(format!("rank {source} has left the world")))

@@ -129,11 +129,7 @@ pub fn binop(a: &ArrayValue, b: &ArrayValue, op: BinOp) -> Result<ArrayValue, Ce
 }
 
 fn map_scalar<T: Elem>(a: &ArrayD<T>, s: T, f: fn(T, T) -> T, left: bool) -> ArrayValue {
-    T::wrap(if left {
-        a.mapv(|x| f(s, x))
-    } else {
-        a.mapv(|x| f(x, s))
-    })
+    T::wrap(if left { a.mapv(|x| f(s, x)) } else { a.mapv(|x| f(x, s)) })
 }
 
 /// `a op s` (or `s op a` when `scalar_left`). f64/f32 arrays keep their dtype; integer arrays with
@@ -189,12 +185,8 @@ pub enum Reduced {
 /// Sum of all elements (wrapping for integers).
 pub fn sum(a: &ArrayValue) -> Reduced {
     match a.dtype() {
-        DType::F64 | DType::F32 => {
-            Reduced::F(with_array!(a, x => x.iter().map(|v| v.to_f64()).sum()))
-        }
-        _ => {
-            Reduced::I(with_array!(a, x => x.iter().fold(0i64, |s, v| s.wrapping_add(v.to_i64()))))
-        }
+        DType::F64 | DType::F32 => Reduced::F(with_array!(a, x => x.iter().map(|v| v.to_f64()).sum())),
+        _ => Reduced::I(with_array!(a, x => x.iter().fold(0i64, |s, v| s.wrapping_add(v.to_i64())))),
     }
 }
 
@@ -211,10 +203,7 @@ pub fn mean(a: &ArrayValue) -> f64 {
 pub fn extremum(a: &ArrayValue, want_max: bool) -> Result<Reduced, CellError> {
     if a.is_empty() {
         let name = if want_max { "max" } else { "min" };
-        return Err(CellError::new(
-            "ValueError",
-            format!("{name}() of an empty array"),
-        ));
+        return Err(CellError::new("ValueError", format!("{name}() of an empty array")));
     }
     let pick_f = |m: Option<f64>, v: f64| {
         Some(match m {
@@ -233,12 +222,9 @@ pub fn extremum(a: &ArrayValue, want_max: bool) -> Result<Reduced, CellError> {
     };
     Ok(match a.dtype() {
         DType::F64 | DType::F32 => Reduced::F(
-            with_array!(a, x => x.iter().map(|v| v.to_f64()).fold(None, pick_f))
-                .unwrap_or(f64::NAN),
+            with_array!(a, x => x.iter().map(|v| v.to_f64()).fold(None, pick_f)).unwrap_or(f64::NAN),
         ),
-        _ => Reduced::I(
-            with_array!(a, x => x.iter().map(|v| v.to_i64()).fold(None, pick_i)).unwrap_or(0),
-        ),
+        _ => Reduced::I(with_array!(a, x => x.iter().map(|v| v.to_i64()).fold(None, pick_i)).unwrap_or(0)),
     })
 }
 

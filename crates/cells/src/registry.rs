@@ -56,8 +56,6 @@ impl Registry {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry")
-            .field("steps", &self.steps.len())
-            .finish()
+        f.debug_struct("Registry").field("steps", &self.steps.len()).finish()
     }
 }

@@ -20,10 +20,7 @@ fn variables_and_functions_persist_across_cells() {
     ok(&mut i, "let x = 5;\nfn add(a, b) { a + b }");
     assert_eq!(value(&mut i, "add(x, 2)"), "7");
     // A later function calls an earlier one and a built-in.
-    ok(
-        &mut i,
-        "fn f3(a) { add(a, 1) * 3 }\nfn avg(a) { mean(a) + add(0, 0) }",
-    );
+    ok(&mut i, "fn f3(a) { add(a, 1) * 3 }\nfn avg(a) { mean(a) + add(0, 0) }");
     assert_eq!(value(&mut i, "f3(1)"), "6");
     assert_eq!(value(&mut i, "avg(linspace(0, 2, 3))"), "1.0");
     // Redefinition replaces the old function.
@@ -74,10 +71,7 @@ fn errors_report_kind_and_line_and_the_interpreter_stays_usable() {
     assert_eq!(e.ename, "FunctionNotFound");
 
     let e = i.execute("\n\nthrow \"boom\"").error.expect("error");
-    assert_eq!(
-        (e.ename.as_str(), e.evalue.as_str(), e.line),
-        ("RuntimeError", "boom", Some(3))
-    );
+    assert_eq!((e.ename.as_str(), e.evalue.as_str(), e.line), ("RuntimeError", "boom", Some(3)));
 
     // An error inside a function defined in an earlier cell: the line is the call site.
     ok(&mut i, "fn bad(v) {\n  v[10]\n}");
@@ -97,10 +91,7 @@ fn errors_report_kind_and_line_and_the_interpreter_stays_usable() {
 fn integers_work_wherever_numbers_are_expected() {
     let mut i = interp();
     assert_eq!(value(&mut i, "rand(100).len()"), "100");
-    assert_eq!(
-        value(&mut i, "linspace(0, 1, 5)"),
-        "[0.0, 0.25, 0.5, 0.75, 1.0]"
-    );
+    assert_eq!(value(&mut i, "linspace(0, 1, 5)"), "[0.0, 0.25, 0.5, 0.75, 1.0]");
     assert_eq!(value(&mut i, "linspace(0.0, 1, 3)"), "[0.0, 0.5, 1.0]");
     assert_eq!(value(&mut i, "zeros(3) + 1"), "[1.0, 1.0, 1.0]");
     assert_eq!(value(&mut i, "2 * ones(2)"), "[2.0, 2.0]");
@@ -130,19 +121,13 @@ fn integers_work_wherever_numbers_are_expected() {
 #[test]
 fn broadcasting_and_display() {
     let mut i = interp();
-    assert_eq!(
-        value(&mut i, "sum(ones([2, 3]) + ndarray([1, 2, 3]))"),
-        "18.0"
-    );
+    assert_eq!(value(&mut i, "sum(ones([2, 3]) + ndarray([1, 2, 3]))"), "18.0");
     assert_eq!(
         value(&mut i, "ndarray([[1, 2], [3, 4]]) * ndarray([[10], [100]])"),
         "[[10, 20],\n [300, 400]]"
     );
     assert_eq!(value(&mut i, "arange(20)"), "[0, 1, 2, ..., 17, 18, 19]");
-    assert_eq!(
-        value(&mut i, "ndarray([0.1, 1e-7, 2.0])"),
-        "[0.1, 1e-7, 2.0]"
-    );
+    assert_eq!(value(&mut i, "ndarray([0.1, 1e-7, 2.0])"), "[0.1, 1e-7, 2.0]");
     assert_eq!(value(&mut i, "reshape(arange(6), [3, 2])[2]"), "[4, 5]");
 }
 
@@ -152,24 +137,15 @@ fn indexing_get_set_negative_and_out_of_range() {
     ok(&mut i, "let a = arange(5);");
     assert_eq!(value(&mut i, "a[-1]"), "4");
     assert_eq!(value(&mut i, "a[0]"), "0");
-    assert_eq!(
-        value(&mut i, "a[1] = 10; a[-2] = 7.9; a"),
-        "[0, 10, 2, 7, 4]"
-    );
+    assert_eq!(value(&mut i, "a[1] = 10; a[-2] = 7.9; a"), "[0, 10, 2, 7, 4]");
     for bad in ["a[5]", "a[-6]", "a[100] = 1", "a[-99] = 1.0"] {
         let e = i.execute(bad).error.expect("error");
         assert_eq!(e.ename, "IndexError", "{bad}: {e}");
     }
     // Copy-on-write: writing through one binding leaves the other alone.
-    assert_eq!(
-        value(&mut i, "let b = a; b[0] = 99; [a[0], b[0]]"),
-        "[0, 99]"
-    );
+    assert_eq!(value(&mut i, "let b = a; b[0] = 99; [a[0], b[0]]"), "[0, 99]");
     assert_eq!(value(&mut i, "let f = zeros(2); f[1] = 2; f"), "[0.0, 2.0]");
-    let e = i
-        .execute("let u = ndarray([1], \"u8\"); u[0] = 300;")
-        .error
-        .expect("error");
+    let e = i.execute("let u = ndarray([1], \"u8\"); u[0] = 300;").error.expect("error");
     assert_eq!(e.ename, "ValueError");
 }
 
@@ -184,17 +160,11 @@ fn scope_compaction_frees_the_old_array() {
     };
     assert!(weak.upgrade().is_some());
     ok(&mut i, "let a = rand(1000000);");
-    assert!(
-        weak.upgrade().is_none(),
-        "the shadowed array is still alive"
-    );
+    assert!(weak.upgrade().is_none(), "the shadowed array is still alive");
     assert_eq!(i.scope_len(), len);
     // rank/size survive compaction, also inside functions.
     assert_eq!(
-        value(
-            &mut i,
-            "fn who() { [rank, size, SUM] }\n[rank, size, who()]"
-        ),
+        value(&mut i, "fn who() { [rank, size, SUM] }\n[rank, size, who()]"),
         "[0, 1, [0, 1, \"sum\"]]"
     );
     // set_array replaces the binding and frees the old value too.
@@ -239,9 +209,7 @@ fn registered_native_function_is_callable() {
     let comm = LocalWorld::new(1).pop().expect("rank");
     let mut reg = Registry::new();
     reg.add(|e| {
-        e.register_fn("norm2", |a: ArrayValue| -> f64 {
-            a.to_f64().iter().map(|x| x * x).sum()
-        });
+        e.register_fn("norm2", |a: ArrayValue| -> f64 { a.to_f64().iter().map(|x| x * x).sum() });
     });
     let mut i = Interpreter::new(Box::new(comm), reg, Arc::new(AtomicBool::new(false)));
     assert_eq!(value(&mut i, "norm2(ndarray([3, 4]))"), "25.0");
@@ -260,44 +228,23 @@ fn get_set_and_call_from_rust() {
     ok(&mut i, "let s = 2.5; let t = \"x\"; fn sq(x) { x * x }");
     let s = i.get_array("s").expect("number as array");
     assert_eq!((s.shape(), s.to_vec_f64()), (&[][..], vec![2.5]));
-    assert_eq!(
-        i.get_array("missing").expect_err("missing").ename,
-        "VariableNotFound"
-    );
+    assert_eq!(i.get_array("missing").expect_err("missing").ename, "VariableNotFound");
     assert_eq!(i.get_array("t").expect_err("string").ename, "TypeError");
 
-    assert_eq!(
-        i.call("sq", vec![Dynamic::from_int(3)]).value.as_deref(),
-        Some("9")
-    );
-    let out = i.call(
-        "sum",
-        vec![Dynamic::from(ArrayValue::from_vec_f64(vec![1.0, 2.0]))],
-    );
+    assert_eq!(i.call("sq", vec![Dynamic::from_int(3)]).value.as_deref(), Some("9"));
+    let out = i.call("sum", vec![Dynamic::from(ArrayValue::from_vec_f64(vec![1.0, 2.0]))]);
     assert_eq!(out.value.as_deref(), Some("3.0"));
-    assert_eq!(
-        i.call("nope", vec![]).error.expect("err").ename,
-        "FunctionNotFound"
-    );
-    assert_eq!(
-        i.call("x; 1", vec![]).error.expect("err").ename,
-        "NameError"
-    );
+    assert_eq!(i.call("nope", vec![]).error.expect("err").ename, "FunctionNotFound");
+    assert_eq!(i.call("x; 1", vec![]).error.expect("err").ename, "NameError");
     assert_eq!(i.execution_count(), 2);
 }
 
 #[test]
 fn deep_recursion_is_an_error_not_a_crash() {
     let mut i = interp();
-    ok(
-        &mut i,
-        "fn fib(n) { if n < 2 { n } else { fib(n - 1) + fib(n - 2) } }",
-    );
+    ok(&mut i, "fn fib(n) { if n < 2 { n } else { fib(n - 1) + fib(n - 2) } }");
     assert_eq!(value(&mut i, "fib(15)"), "610");
-    ok(
-        &mut i,
-        "fn deep(n) { if n == 0 { 0 } else { deep(n - 1) + 1 } }",
-    );
+    ok(&mut i, "fn deep(n) { if n == 0 { 0 } else { deep(n - 1) + 1 } }");
     let e = i.execute("deep(100000)").error.expect("too deep");
     assert_eq!(e.ename, "RecursionError");
     assert_eq!(value(&mut i, "deep(25)"), "25");

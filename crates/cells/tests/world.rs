@@ -25,11 +25,7 @@ fn sums(i: &Interpreter) -> (f64, f64) {
 fn psum_over_four_ranks() {
     let res = run_world(
         4,
-        &[
-            "let a = rand(100);",
-            "fn psum(a) { allreduce(sum(a), SUM) }",
-            "let s = psum(a);",
-        ],
+        &["let a = rand(100);", "fn psum(a) { allreduce(sum(a), SUM) }", "let s = psum(a);"],
         sums,
     );
     let total: f64 = res.iter().map(|(_, (local, _))| local).sum();
@@ -69,10 +65,7 @@ fn bcast_moves_every_dtype_and_scalar() {
     }
     let shown = root[1].clone().expect("value");
     assert!(shown.starts_with("[[3.0, -5.0], [1.5, 2.0], [[2, 4],\n [6, 8]], [7, -8], [0, 255]"));
-    assert!(
-        shown.contains("[true, false], 43, 3.25, true, \"text\", c, (), #{\"k\": 1}"),
-        "{shown}"
-    );
+    assert!(shown.contains("[true, false], 43, 3.25, true, \"text\", c, (), #{\"k\": 1}"), "{shown}");
 }
 
 #[test]
@@ -92,10 +85,7 @@ fn allgather_returns_every_rank_value_in_order() {
         let v = values(outs);
         assert_eq!(v[0].as_deref(), Some("[0, 10, 20, 30]"));
         assert_eq!(v[1].as_deref(), Some("[[0, 0], [1, 1], [2, 2], [3, 3]]"));
-        assert_eq!(
-            v[2].as_deref(),
-            Some("[\"i32\", \"i32\", \"i32\", \"i32\"]")
-        );
+        assert_eq!(v[2].as_deref(), Some("[\"i32\", \"i32\", \"i32\", \"i32\"]"));
         assert_eq!(v[3].as_deref(), Some("[[true], [false], [false], [false]]"));
         assert_eq!(v[4].as_deref(), Some("[\"u8\", \"u8\", \"u8\", \"u8\"]"));
     }
@@ -166,20 +156,9 @@ fn collective_argument_errors_are_cell_errors() {
         |_| (),
     );
     for (rank, (outs, _)) in res.iter().enumerate() {
-        let kinds: Vec<&str> = outs[..5]
-            .iter()
-            .map(|o| o.error.as_ref().expect("error").ename.as_str())
-            .collect();
-        assert_eq!(
-            kinds,
-            [
-                "ValueError",
-                "ValueError",
-                "ValueError",
-                "ValueError",
-                "TypeError"
-            ]
-        );
+        let kinds: Vec<&str> =
+            outs[..5].iter().map(|o| o.error.as_ref().expect("error").ename.as_str()).collect();
+        assert_eq!(kinds, ["ValueError", "ValueError", "ValueError", "ValueError", "TypeError"]);
         assert_eq!(outs[5].value.as_deref(), Some(rank.to_string().as_str()));
     }
 }

@@ -15,8 +15,8 @@ use std::{
 
 use mpx_controller::files;
 use mpx_messages::{
-    codec::blocking, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId,
-    Frame, Key, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
+    codec::blocking, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, Frame, Key,
+    SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
 };
 
 use crate::{
@@ -28,10 +28,7 @@ use crate::{
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 /// Why the connection ended, kept to build the error for every later call.
@@ -120,8 +117,7 @@ impl Client {
     /// The file is missing or unsafe, the controller is unreachable, or it rejects our key.
     pub fn connect(target: &str) -> Result<Client, ClientError> {
         let path = find_connection_file(target)?;
-        let info =
-            files::read_connection_file(&path).map_err(|e| ClientError::NotFound(e.to_string()))?;
+        let info = files::read_connection_file(&path).map_err(|e| ClientError::NotFound(e.to_string()))?;
         let key = Key::from_hex(&info.key)?;
         Self::connect_with(&info.address, key, &info.cluster_id, path)
     }
@@ -136,27 +132,18 @@ impl Client {
         cluster_id: &str,
         connection_file: PathBuf,
     ) -> Result<Client, ClientError> {
-        let stream = TcpStream::connect(address).map_err(|source| ClientError::Connect {
-            address: address.to_string(),
-            source,
-        })?;
+        let stream = TcpStream::connect(address)
+            .map_err(|source| ClientError::Connect { address: address.to_string(), source })?;
         let _ = stream.set_nodelay(true);
-        let reader = stream.try_clone().map_err(|source| ClientError::Connect {
-            address: address.to_string(),
-            source,
-        })?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            cond: Condvar::new(),
-        });
+        let reader = stream
+            .try_clone()
+            .map_err(|source| ClientError::Connect { address: address.to_string(), source })?;
+        let shared = Arc::new(Shared { state: Mutex::new(State::default()), cond: Condvar::new() });
         let (key2, shared2) = (key.clone(), shared.clone());
         std::thread::Builder::new()
             .name("mpx-client-reader".into())
             .spawn(move || read_loop(reader, key2, shared2))
-            .map_err(|source| ClientError::Connect {
-                address: address.to_string(),
-                source,
-            })?;
+            .map_err(|source| ClientError::Connect { address: address.to_string(), source })?;
         let client = Client {
             key,
             writer: Mutex::new(stream),
@@ -183,21 +170,13 @@ impl Client {
     fn send(&self, msg: ClientToController) -> Result<(), ClientError> {
         let mut w = self.writer.lock().expect("client writer");
         blocking::write_frame(&mut *w, &self.key, &Frame::new(msg)).map_err(|e| match e {
-            CodecError::Io(io) => self
-                .closed_error()
-                .unwrap_or(ClientError::Closed(io.to_string())),
+            CodecError::Io(io) => self.closed_error().unwrap_or(ClientError::Closed(io.to_string())),
             other => ClientError::Codec(other),
         })
     }
 
     fn closed_error(&self) -> Option<ClientError> {
-        self.shared
-            .state
-            .lock()
-            .expect("client state")
-            .closed
-            .as_ref()
-            .map(Closed::to_error)
+        self.shared.state.lock().expect("client state").closed.as_ref().map(Closed::to_error)
     }
 
     /// The cluster's state: id, engines, pids.
@@ -220,12 +199,7 @@ impl Client {
             if left.is_zero() {
                 return Err(ClientError::Timeout(timeout));
             }
-            state = self
-                .shared
-                .cond
-                .wait_timeout(state, left)
-                .expect("client state")
-                .0;
+            state = self.shared.cond.wait_timeout(state, left).expect("client state").0;
         }
     }
 
@@ -234,20 +208,12 @@ impl Client {
     /// # Errors
     /// As [`info`](Self::info).
     pub fn ids(&self) -> Result<Vec<EngineId>, ClientError> {
-        Ok(self
-            .info(CONNECT_TIMEOUT)?
-            .engines
-            .iter()
-            .map(|e| e.id)
-            .collect())
+        Ok(self.info(CONNECT_TIMEOUT)?.engines.iter().map(|e| e.id).collect())
     }
 
     /// A view on some engines.
     pub fn view(&self, targets: Targets) -> View<'_> {
-        View {
-            client: self,
-            targets,
-        }
+        View { client: self, targets }
     }
 
     /// Submits a task to `targets`; results arrive in the returned [`AsyncResult`].
@@ -256,23 +222,10 @@ impl Client {
     /// A lost connection.
     pub fn submit(&self, targets: Targets, task: Task) -> Result<AsyncResult, ClientError> {
         let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
-        self.shared
-            .state
-            .lock()
-            .expect("client state")
-            .requests
-            .insert(req_id, RequestState::default());
+        self.shared.state.lock().expect("client state").requests.insert(req_id, RequestState::default());
         let submitted = now();
-        self.send(ClientToController::SubmitRequest(SubmitRequest {
-            req_id,
-            targets,
-            task,
-        }))?;
-        Ok(AsyncResult {
-            req_id,
-            shared: self.shared.clone(),
-            submitted,
-        })
+        self.send(ClientToController::SubmitRequest(SubmitRequest { req_id, targets, task }))?;
+        Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted })
     }
 
     /// Asks the controller to stop the whole cluster; returns once it acknowledged.
@@ -291,12 +244,7 @@ impl Client {
             if left.is_zero() {
                 return Err(ClientError::Timeout(timeout));
             }
-            state = self
-                .shared
-                .cond
-                .wait_timeout(state, left)
-                .expect("client state")
-                .0;
+            state = self.shared.cond.wait_timeout(state, left).expect("client state").0;
         }
         Ok(())
     }
@@ -314,11 +262,7 @@ impl Drop for Client {
 fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
     let mut reader = BufReader::with_capacity(1 << 16, stream);
     let why = loop {
-        let frame = match blocking::read_frame::<ControllerToClient>(
-            &mut reader,
-            &key,
-            DEFAULT_MAX_FRAME,
-        ) {
+        let frame = match blocking::read_frame::<ControllerToClient>(&mut reader, &key, DEFAULT_MAX_FRAME) {
             Ok(Some(frame)) => frame,
             Ok(None) => break Closed::Other("the controller closed the connection".into()),
             Err(CodecError::Rejected) => break Closed::Rejected,
@@ -340,11 +284,8 @@ fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
             }
             ControllerToClient::TaskResult(res) => {
                 if let Some(req) = state.requests.get_mut(&res.req_id) {
-                    let result = EngineResult {
-                        engine_id: res.engine_id,
-                        outcome: res.outcome,
-                        received: now(),
-                    };
+                    let result =
+                        EngineResult { engine_id: res.engine_id, outcome: res.outcome, received: now() };
                     req.results.insert(res.engine_id, result);
                 }
             }
@@ -375,23 +316,14 @@ impl View<'_> {
     /// # Errors
     /// A lost connection.
     pub fn execute(&self, code: &str) -> Result<AsyncResult, ClientError> {
-        self.client.submit(
-            self.targets.clone(),
-            Task::Execute {
-                code: code.to_string(),
-            },
-        )
+        self.client.submit(self.targets.clone(), Task::Execute { code: code.to_string() })
     }
 
     /// Runs a cell and waits for every engine's result (errors included, per engine).
     ///
     /// # Errors
     /// Timeout (the cell goes on), refusal, or a lost connection.
-    pub fn execute_sync(
-        &self,
-        code: &str,
-        timeout: Duration,
-    ) -> Result<Vec<EngineResult>, ClientError> {
+    pub fn execute_sync(&self, code: &str, timeout: Duration) -> Result<Vec<EngineResult>, ClientError> {
         self.execute(code)?.get(timeout)
     }
 }

@@ -42,7 +42,9 @@ pub enum ClientError {
         source: std::io::Error,
     },
     /// The controller refused our signature.
-    #[error("authentication failed: the controller rejected this client's key (wrong or stale connection file?)")]
+    #[error(
+        "authentication failed: the controller rejected this client's key (wrong or stale connection file?)"
+    )]
     Rejected,
     /// The connection ended.
     #[error("connection to the controller lost: {0}")]

@@ -34,11 +34,7 @@ pub(crate) struct RequestState {
 
 impl RequestState {
     fn done(&self) -> bool {
-        self.error.is_some()
-            || self
-                .engines
-                .as_ref()
-                .is_some_and(|e| e.len() == self.results.len())
+        self.error.is_some() || self.engines.as_ref().is_some_and(|e| e.len() == self.results.len())
     }
 }
 
@@ -55,11 +51,7 @@ impl AsyncResult {
     /// Whether every engine has answered (or the request was refused).
     pub fn ready(&self) -> bool {
         let state = self.shared.state.lock().expect("client state");
-        state
-            .requests
-            .get(&self.req_id)
-            .is_some_and(RequestState::done)
-            || state.closed.is_some()
+        state.requests.get(&self.req_id).is_some_and(RequestState::done) || state.closed.is_some()
     }
 
     /// Waits up to `timeout` for all results; `Ok(true)` when ready, `Ok(false)` on timeout.
@@ -70,11 +62,7 @@ impl AsyncResult {
         let deadline = Instant::now() + timeout;
         let mut state = self.shared.state.lock().expect("client state");
         loop {
-            if state
-                .requests
-                .get(&self.req_id)
-                .is_some_and(RequestState::done)
-            {
+            if state.requests.get(&self.req_id).is_some_and(RequestState::done) {
                 return Ok(true);
             }
             if let Some(why) = &state.closed {
@@ -84,12 +72,7 @@ impl AsyncResult {
             if left.is_zero() {
                 return Ok(false);
             }
-            state = self
-                .shared
-                .cond
-                .wait_timeout(state, left)
-                .expect("client state")
-                .0;
+            state = self.shared.cond.wait_timeout(state, left).expect("client state").0;
         }
     }
 
@@ -116,23 +99,14 @@ impl AsyncResult {
             if left.is_zero() {
                 return Err(ClientError::Timeout(timeout));
             }
-            state = self
-                .shared
-                .cond
-                .wait_timeout(state, left)
-                .expect("client state")
-                .0;
+            state = self.shared.cond.wait_timeout(state, left).expect("client state").0;
         }
     }
 
     /// The results received so far, in engine order (for progress or partial output).
     pub fn partial(&self) -> Vec<EngineResult> {
         let state = self.shared.state.lock().expect("client state");
-        state
-            .requests
-            .get(&self.req_id)
-            .map(|r| r.results.values().cloned().collect())
-            .unwrap_or_default()
+        state.requests.get(&self.req_id).map(|r| r.results.values().cloned().collect()).unwrap_or_default()
     }
 
     /// Waits up to `timeout` and returns every engine's result in engine order, errors included.
@@ -144,10 +118,7 @@ impl AsyncResult {
             return Err(ClientError::Timeout(timeout));
         }
         let state = self.shared.state.lock().expect("client state");
-        let req = state
-            .requests
-            .get(&self.req_id)
-            .expect("request state exists once done");
+        let req = state.requests.get(&self.req_id).expect("request state exists once done");
         if let Some(e) = &req.error {
             return Err(ClientError::Refused(e.clone()));
         }
@@ -160,10 +131,8 @@ impl AsyncResult {
     /// As `get`, plus the engines' errors.
     pub fn get_ok(&self, timeout: Duration) -> Result<Vec<EngineResult>, ClientError> {
         let results = self.get(timeout)?;
-        let errors: Vec<_> = results
-            .iter()
-            .filter_map(|r| r.outcome.error.clone().map(|e| (r.engine_id, e)))
-            .collect();
+        let errors: Vec<_> =
+            results.iter().filter_map(|r| r.outcome.error.clone().map(|e| (r.engine_id, e))).collect();
         if errors.is_empty() {
             Ok(results)
         } else {
@@ -173,11 +142,6 @@ impl AsyncResult {
 
     /// Forgets this request's results (they are kept until then so a timed-out wait can resume).
     pub fn forget(self) {
-        self.shared
-            .state
-            .lock()
-            .expect("client state")
-            .requests
-            .remove(&self.req_id);
+        self.shared.state.lock().expect("client state").requests.remove(&self.req_id);
     }
 }

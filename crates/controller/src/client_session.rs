@@ -48,11 +48,7 @@ impl Handler<ToClient> for ClientSession {
 
 /// The client's frames: the one dispatch point of this channel.
 impl StreamHandler<Result<Frame<ClientToController>, CodecError>> for ClientSession {
-    fn handle(
-        &mut self,
-        item: Result<Frame<ClientToController>, CodecError>,
-        ctx: &mut Context<Self>,
-    ) {
+    fn handle(&mut self, item: Result<Frame<ClientToController>, CodecError>, ctx: &mut Context<Self>) {
         let frame = match item {
             Ok(frame) => frame,
             Err(e) => {

@@ -128,17 +128,9 @@ pub async fn start_controller(
     }
     let (tx, shutdown) = oneshot::channel();
     let hub = Hub::new(cluster_id.to_string(), tx).start();
-    let config = ListenerConfig {
-        key,
-        cluster_id: cluster_id.to_string(),
-        max_frame,
-    };
+    let config = ListenerConfig { key, cluster_id: cluster_id.to_string(), max_frame };
     actix::spawn(listener::serve(listener, hub.clone(), config));
-    Ok(Controller {
-        address,
-        hub,
-        shutdown,
-    })
+    Ok(Controller { address, hub, shutdown })
 }
 
 /// A fresh random cluster key.
@@ -166,8 +158,7 @@ pub async fn run_cluster(
         }
     }
     let key = new_key();
-    let mut ctl =
-        start_controller(&opts.bind, key.clone(), &opts.cluster_id, opts.max_frame).await?;
+    let mut ctl = start_controller(&opts.bind, key.clone(), &opts.cluster_id, opts.max_frame).await?;
     let info = ConnectionInfo {
         cluster_id: opts.cluster_id.clone(),
         address: ctl.address.to_string(),
@@ -186,10 +177,7 @@ pub async fn run_cluster(
 
     // Wait for all engines, the end of mpirun, a signal, or the timeout.
     let (ready_tx, ready_rx) = oneshot::channel();
-    ctl.hub.do_send(WaitForEngines {
-        n: opts.n as usize,
-        ready: ready_tx,
-    });
+    ctl.hub.do_send(WaitForEngines { n: opts.n as usize, ready: ready_tx });
     let mut signals = Signals::new()?;
     let started = tokio::select! {
         _ = ready_rx => Ok(()),
@@ -246,10 +234,7 @@ struct Signals {
 impl Signals {
     fn new() -> Result<Self, ClusterError> {
         use tokio::signal::unix::{signal, SignalKind};
-        Ok(Signals {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-        })
+        Ok(Signals { int: signal(SignalKind::interrupt())?, term: signal(SignalKind::terminate())? })
     }
 
     async fn next(&mut self) -> &'static str {
@@ -268,15 +253,10 @@ struct MpiJob {
 }
 
 impl MpiJob {
-    fn spawn(
-        opts: &ClusterOptions,
-        connection_file: &std::path::Path,
-    ) -> Result<MpiJob, ClusterError> {
+    fn spawn(opts: &ClusterOptions, connection_file: &std::path::Path) -> Result<MpiJob, ClusterError> {
         let mut cmd = Command::new(&opts.mpirun);
         cmd.arg("-n").arg(opts.n.to_string());
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         if opts.n as usize > cores && !opts.mpirun_args.iter().any(|a| a == "--oversubscribe") {
             cmd.arg("--oversubscribe");
         }
@@ -302,11 +282,7 @@ impl MpiJob {
         if let Some(err) = child.stderr.take() {
             actix::spawn(collect_lines(err, output.clone()));
         }
-        Ok(MpiJob {
-            child,
-            pgid,
-            output,
-        })
+        Ok(MpiJob { child, pgid, output })
     }
 
     fn output_text(&self) -> String {

@@ -2,9 +2,7 @@
 //! hub's tasks to it and hands the engine's replies to the hub.
 
 use actix::{io::FramedWrite, io::WriteHandler, prelude::*};
-use mpx_messages::{
-    CodecError, ControllerToEngine, EngineId, EngineToController, Frame, FrameCodec,
-};
+use mpx_messages::{CodecError, ControllerToEngine, EngineId, EngineToController, Frame, FrameCodec};
 use tokio::net::tcp::OwnedWriteHalf;
 use tracing::warn;
 
@@ -34,10 +32,7 @@ impl Actor for EngineConn {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         if let Some(id) = self.id {
-            self.hub.do_send(EngineGone {
-                id,
-                cause: std::mem::take(&mut self.cause),
-            });
+            self.hub.do_send(EngineGone { id, cause: std::mem::take(&mut self.cause) });
         }
     }
 }
@@ -55,11 +50,7 @@ impl Handler<ToEngine> for EngineConn {
 
 /// The engine's frames: the main event loop of the connection.
 impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn {
-    fn handle(
-        &mut self,
-        item: Result<Frame<EngineToController>, CodecError>,
-        ctx: &mut Context<Self>,
-    ) {
+    fn handle(&mut self, item: Result<Frame<EngineToController>, CodecError>, ctx: &mut Context<Self>) {
         let id = self.id.unwrap_or(u32::MAX);
         match item {
             Ok(frame) => match frame.header {

@@ -17,9 +17,7 @@ pub fn mpx_home() -> PathBuf {
     if let Some(dir) = std::env::var_os("MPX_HOME") {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     home.join(".mpx")
 }
 
@@ -44,16 +42,8 @@ pub fn write_connection_file(path: &Path, info: &ConnectionInfo) -> Result<(), C
     }
     let tmp = path.with_extension("json.tmp");
     let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(
-        serde_json::to_string_pretty(info)
-            .expect("serializable")
-            .as_bytes(),
-    )?;
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    f.write_all(serde_json::to_string_pretty(info).expect("serializable").as_bytes())?;
     f.sync_all()?;
     fs::rename(&tmp, path)?;
     Ok(())
@@ -64,10 +54,7 @@ pub fn write_connection_file(path: &Path, info: &ConnectionInfo) -> Result<(), C
 /// # Errors
 /// [`ClusterError::BadConnectionFile`] if it is missing, unreadable, too open or not valid.
 pub fn read_connection_file(path: &Path) -> Result<ConnectionInfo, ClusterError> {
-    let bad = |why: String| ClusterError::BadConnectionFile {
-        path: path.to_path_buf(),
-        why,
-    };
+    let bad = |why: String| ClusterError::BadConnectionFile { path: path.to_path_buf(), why };
     let meta = fs::metadata(path).map_err(|e| bad(e.to_string()))?;
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(bad(format!(
@@ -87,10 +74,7 @@ pub fn list_connection_files(home: &Path) -> Vec<(String, PathBuf)> {
         .flatten()
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
-            let id = name
-                .strip_prefix("cluster-")?
-                .strip_suffix(".json")?
-                .to_string();
+            let id = name.strip_prefix("cluster-")?.strip_suffix(".json")?.to_string();
             Some((id, entry.path()))
         })
         .collect();
@@ -112,7 +96,5 @@ fn is_zombie(pid: u32) -> bool {
         return false;
     };
     // The state follows the parenthesised command name, which may itself contain spaces.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        == Some("Z")
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) == Some("Z")
 }

@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use actix::prelude::*;
 use mpx_messages::{
     ClusterInfo, ControllerToClient, ControllerToEngine, EngineId, EngineInfo, Frame, Outcome,
-    RegisterRequest, RemoteError, SubmitReply, SubmitRequest, Targets, TaskReply, TaskRequest,
-    TaskResult,
+    RegisterRequest, RemoteError, SubmitReply, SubmitRequest, Targets, TaskReply, TaskRequest, TaskResult,
 };
 use tokio::sync::oneshot;
 use tracing::{info, warn};
@@ -60,8 +59,7 @@ impl Hub {
 
     fn wake_waiters(&mut self) {
         let n = self.engines.len();
-        let (ready, waiting): (Vec<_>, Vec<_>) =
-            self.waiters.drain(..).partition(|(want, _)| n >= *want);
+        let (ready, waiting): (Vec<_>, Vec<_>) = self.waiters.drain(..).partition(|(want, _)| n >= *want);
         self.waiters = waiting;
         for (_, tx) in ready {
             let _ = tx.send(());
@@ -115,25 +113,9 @@ impl Handler<Register> for Hub {
         if self.engines.contains_key(&id) {
             return Err(format!("engine id {id} is already registered"));
         }
-        info!(
-            engine = id,
-            pid = msg.req.pid,
-            size = msg.req.size,
-            "engine registered"
-        );
-        let info = EngineInfo {
-            id,
-            world_size: msg.req.size,
-            pid: msg.req.pid,
-            hostname: msg.req.hostname,
-        };
-        self.engines.insert(
-            id,
-            EngineEntry {
-                info,
-                conn: msg.conn,
-            },
-        );
+        info!(engine = id, pid = msg.req.pid, size = msg.req.size, "engine registered");
+        let info = EngineInfo { id, world_size: msg.req.size, pid: msg.req.pid, hostname: msg.req.hostname };
+        self.engines.insert(id, EngineEntry { info, conn: msg.conn });
         self.wake_waiters();
         Ok(id)
     }
@@ -158,12 +140,8 @@ impl Handler<EngineGone> for Hub {
             return;
         }
         warn!(engine = msg.id, cause = %msg.cause, "engine lost");
-        let lost: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.engine == msg.id)
-            .map(|(id, _)| *id)
-            .collect();
+        let lost: Vec<u64> =
+            self.pending.iter().filter(|(_, p)| p.engine == msg.id).map(|(id, _)| *id).collect();
         for task_id in lost {
             if let Some(p) = self.pending.remove(&task_id) {
                 let outcome = Outcome {
@@ -174,13 +152,8 @@ impl Handler<EngineGone> for Hub {
                     }),
                     ..Default::default()
                 };
-                let result = TaskResult {
-                    req_id: p.req_id,
-                    engine_id: p.engine,
-                    outcome,
-                };
-                p.client
-                    .do_send(ToClient(Frame::new(ControllerToClient::TaskResult(result))));
+                let result = TaskResult { req_id: p.req_id, engine_id: p.engine, outcome };
+                p.client.do_send(ToClient(Frame::new(ControllerToClient::TaskResult(result))));
             }
         }
     }
@@ -203,27 +176,14 @@ impl Handler<EngineReply> for Hub {
     fn handle(&mut self, msg: EngineReply, _: &mut Context<Self>) {
         match self.pending.remove(&msg.reply.task_id) {
             Some(p) if p.engine == msg.id => {
-                let result = TaskResult {
-                    req_id: p.req_id,
-                    engine_id: msg.id,
-                    outcome: msg.reply.outcome,
-                };
-                p.client
-                    .do_send(ToClient(Frame::new(ControllerToClient::TaskResult(result))));
+                let result = TaskResult { req_id: p.req_id, engine_id: msg.id, outcome: msg.reply.outcome };
+                p.client.do_send(ToClient(Frame::new(ControllerToClient::TaskResult(result))));
             }
             Some(p) => {
-                warn!(
-                    engine = msg.id,
-                    task = msg.reply.task_id,
-                    "reply from the wrong engine dropped"
-                );
+                warn!(engine = msg.id, task = msg.reply.task_id, "reply from the wrong engine dropped");
                 self.pending.insert(msg.reply.task_id, p);
             }
-            None => warn!(
-                engine = msg.id,
-                task = msg.reply.task_id,
-                "reply to an unknown task dropped"
-            ),
+            None => warn!(engine = msg.id, task = msg.reply.task_id, "reply to an unknown task dropped"),
         }
     }
 }
@@ -246,36 +206,19 @@ impl Handler<Submit> for Hub {
         let req_id = msg.req.req_id;
         let engines = match self.resolve(&msg.req.targets) {
             Ok(ids) => ids,
-            Err(error) => {
-                return MessageResult(SubmitReply {
-                    req_id,
-                    engines: vec![],
-                    error: Some(error),
-                })
-            }
+            Err(error) => return MessageResult(SubmitReply { req_id, engines: vec![], error: Some(error) }),
         };
         for &id in &engines {
             let task_id = self.next_task;
             self.next_task += 1;
-            self.pending.insert(
-                task_id,
-                PendingTask {
-                    client: msg.client.clone(),
-                    req_id,
-                    engine: id,
-                },
-            );
+            self.pending.insert(task_id, PendingTask { client: msg.client.clone(), req_id, engine: id });
             let frame = Frame::new(ControllerToEngine::TaskRequest(TaskRequest {
                 task_id,
                 task: msg.req.task.clone(),
             }));
             self.engines[&id].conn.do_send(ToEngine(frame));
         }
-        MessageResult(SubmitReply {
-            req_id,
-            engines,
-            error: None,
-        })
+        MessageResult(SubmitReply { req_id, engines, error: None })
     }
 }
 
@@ -360,8 +303,7 @@ impl Handler<StopEngines> for Hub {
     fn handle(&mut self, _: StopEngines, _: &mut Context<Self>) -> Self::Result {
         let pids = self.engines.values().map(|e| e.info.pid).collect();
         for e in self.engines.values() {
-            e.conn
-                .do_send(ToEngine(Frame::new(ControllerToEngine::Shutdown)));
+            e.conn.do_send(ToEngine(Frame::new(ControllerToEngine::Shutdown)));
         }
         MessageResult(pids)
     }

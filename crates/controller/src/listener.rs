@@ -6,8 +6,8 @@ use std::{net::SocketAddr, time::Duration};
 use actix::{io::FramedWrite, prelude::*};
 use futures::StreamExt;
 use mpx_messages::{
-    ClientToController, ControllerToClient, ControllerToEngine, EngineToController, Frame,
-    FrameCodec, Key, Outbound, RegisterReply,
+    ClientToController, ControllerToClient, ControllerToEngine, EngineToController, Frame, FrameCodec, Key,
+    Outbound, RegisterReply,
 };
 use serde::Deserialize;
 use tokio::net::{TcpListener, TcpStream};
@@ -90,48 +90,30 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
             let cluster_id = config.cluster_id.clone();
             let hub2 = hub.clone();
             EngineConn::create(move |ctx| {
-                let mut writer = FramedWrite::new(
-                    write,
-                    FrameCodec::with_limit(config.key, config.max_frame),
-                    ctx,
-                );
+                let mut writer =
+                    FramedWrite::new(write, FrameCodec::with_limit(config.key, config.max_frame), ctx);
                 let addr = ctx.address();
-                let register = Register {
-                    req,
-                    conn: addr.recipient(),
-                };
-                ctx.wait(
-                    actix::fut::wrap_future::<_, EngineConn>(hub2.send(register)).map(
-                        move |res, act, ctx| {
-                            let (engine_id, error) = match res {
-                                Ok(Ok(id)) => (Some(id), None),
-                                Ok(Err(e)) => (None, Some(e)),
-                                Err(e) => (None, Some(e.to_string())),
-                            };
-                            act.id = engine_id;
-                            let reply = RegisterReply {
-                                engine_id,
-                                cluster_id,
-                                error: error.clone(),
-                            };
-                            act.writer
-                                .write(Frame::new(ControllerToEngine::RegisterReply(reply)));
-                            if let Some(e) = error {
-                                warn!(error = %e, "engine registration refused");
-                                act.writer.close();
-                                ctx.stop();
-                            }
-                        },
-                    ),
-                );
+                let register = Register { req, conn: addr.recipient() };
+                ctx.wait(actix::fut::wrap_future::<_, EngineConn>(hub2.send(register)).map(
+                    move |res, act, ctx| {
+                        let (engine_id, error) = match res {
+                            Ok(Ok(id)) => (Some(id), None),
+                            Ok(Err(e)) => (None, Some(e)),
+                            Err(e) => (None, Some(e.to_string())),
+                        };
+                        act.id = engine_id;
+                        let reply = RegisterReply { engine_id, cluster_id, error: error.clone() };
+                        act.writer.write(Frame::new(ControllerToEngine::RegisterReply(reply)));
+                        if let Some(e) = error {
+                            warn!(error = %e, "engine registration refused");
+                            act.writer.close();
+                            ctx.stop();
+                        }
+                    },
+                ));
                 ctx.add_stream(reader);
                 writer.set_buffer_capacity(64 * 1024, 64 * 1024);
-                EngineConn {
-                    id: None,
-                    hub: hub2,
-                    writer,
-                    cause: String::new(),
-                }
+                EngineConn { id: None, hub: hub2, writer, cause: String::new() }
             });
             debug!(%peer, "engine connected");
         }
@@ -146,11 +128,8 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
             let first = Frame::with_buffers(msg, first.buffers);
             let stream = futures::stream::once(async move { Ok(first) }).chain(reader);
             ClientSession::create(move |ctx| {
-                let writer = FramedWrite::new(
-                    write,
-                    FrameCodec::with_limit(config.key, config.max_frame),
-                    ctx,
-                );
+                let writer =
+                    FramedWrite::new(write, FrameCodec::with_limit(config.key, config.max_frame), ctx);
                 ctx.add_stream(stream);
                 ClientSession { hub, writer }
             });

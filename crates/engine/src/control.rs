@@ -5,9 +5,7 @@
 use std::{sync::mpsc::Sender, time::Duration};
 
 use actix::{io::FramedWrite, io::WriteHandler, prelude::*};
-use mpx_messages::{
-    CodecError, ControllerToEngine, EngineToController, Frame, FrameCodec, TaskReply,
-};
+use mpx_messages::{CodecError, ControllerToEngine, EngineToController, Frame, FrameCodec, TaskReply};
 use tokio::net::tcp::OwnedWriteHalf;
 use tracing::{error, info, warn};
 
@@ -79,18 +77,13 @@ impl Handler<Done> for Control {
     type Result = ();
 
     fn handle(&mut self, msg: Done, _: &mut Context<Self>) {
-        self.writer
-            .write(Frame::new(EngineToController::TaskReply(msg.0)));
+        self.writer.write(Frame::new(EngineToController::TaskReply(msg.0)));
     }
 }
 
 /// The controller's frames: the one dispatch point of this channel.
 impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
-    fn handle(
-        &mut self,
-        item: Result<Frame<ControllerToEngine>, CodecError>,
-        ctx: &mut Context<Self>,
-    ) {
+    fn handle(&mut self, item: Result<Frame<ControllerToEngine>, CodecError>, ctx: &mut Context<Self>) {
         let frame = match item {
             Ok(frame) => frame,
             Err(e) => {
@@ -112,11 +105,8 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                 }
             },
             ControllerToEngine::TaskRequest(req) => {
-                let job = Job::Task {
-                    task_id: req.task_id,
-                    task: req.task,
-                    reply_to: ctx.address().recipient(),
-                };
+                let job =
+                    Job::Task { task_id: req.task_id, task: req.task, reply_to: ctx.address().recipient() };
                 if self.jobs.send(job).is_err() {
                     self.exit(None, ctx);
                 }

@@ -19,5 +19,5 @@ pub mod control;
 pub mod mpi_comm;
 pub mod worker;
 
-pub use mpx_cells::{ArrayValue, Registry};
+pub use mpx_cells::{self as cells, ArrayValue, Registry};
 pub use worker::{main_with, EngineError, EngineOptions};

@@ -19,16 +19,13 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MPX_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("MPX_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let opts = mpx_engine::EngineOptions {
-        connection_file: args.connect,
-        wait: Duration::from_secs_f64(args.wait),
-    };
+    let opts =
+        mpx_engine::EngineOptions { connection_file: args.connect, wait: Duration::from_secs_f64(args.wait) };
     mpx_engine::main_with(opts, mpx_engine::Registry::new())?;
     Ok(())
 }

@@ -1,8 +1,7 @@
 //! [`Collectives`] over a real MPI communicator. Lives on the thread that initialised MPI.
 
 use mpi::{
-    collective::SystemOperation, datatype::PartitionMut, topology::SimpleCommunicator, traits::*,
-    Count,
+    collective::SystemOperation, datatype::PartitionMut, topology::SimpleCommunicator, traits::*, Count,
 };
 use mpx_cells::comm::{Collectives, CommError, ReduceOp};
 
@@ -14,19 +13,14 @@ pub struct MpiComm {
 impl MpiComm {
     /// Wraps `MPI_COMM_WORLD`.
     pub fn world() -> Self {
-        MpiComm {
-            comm: SimpleCommunicator::world(),
-        }
+        MpiComm { comm: SimpleCommunicator::world() }
     }
 
     fn check_rank(&self, r: usize, what: &str) -> Result<i32, CommError> {
         if r < self.size() {
             Ok(r as i32)
         } else {
-            Err(CommError(format!(
-                "{what} {r} is not a rank of this world of {} ranks",
-                self.size()
-            )))
+            Err(CommError(format!("{what} {r} is not a rank of this world of {} ranks", self.size())))
         }
     }
 
@@ -56,9 +50,7 @@ fn check_same_len(comm: &SimpleCommunicator, len: usize) -> Result<(), CommError
     comm.all_reduce_into(&mine[..], &mut out[..], SystemOperation::max());
     let (hi, lo) = (out[0], -out[1]);
     if lo != hi {
-        return Err(CommError(format!(
-            "ranks reduce different lengths ({lo} to {hi} elements)"
-        )));
+        return Err(CommError(format!("ranks reduce different lengths ({lo} to {hi} elements)")));
     }
     Ok(())
 }
@@ -136,11 +128,7 @@ impl Collectives for MpiComm {
             let mut partition = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
             self.comm.all_gather_varcount_into(mine, &mut partition);
         }
-        Ok(counts
-            .iter()
-            .zip(&displs)
-            .map(|(&c, &d)| all[d as usize..(d + c) as usize].to_vec())
-            .collect())
+        Ok(counts.iter().zip(&displs).map(|(&c, &d)| all[d as usize..(d + c) as usize].to_vec()).collect())
     }
 
     fn send_bytes(&self, data: &[u8], dest: usize, tag: i32) -> Result<(), CommError> {
@@ -153,10 +141,7 @@ impl Collectives for MpiComm {
     fn recv_bytes(&self, source: usize, tag: i32) -> Result<Vec<u8>, CommError> {
         let source = self.check_rank(source, "source")?;
         let tag = Self::check_tag(tag)?;
-        let (data, _status) = self
-            .comm
-            .process_at_rank(source)
-            .receive_vec_with_tag::<u8>(tag);
+        let (data, _status) = self.comm.process_at_rank(source).receive_vec_with_tag::<u8>(tag);
         Ok(data)
     }
 }

@@ -10,8 +10,8 @@ use actix::prelude::*;
 use mpi::traits::*;
 use mpx_cells::{Interpreter, Registry};
 use mpx_messages::{
-    ConnectionInfo, EngineToController, Frame, FrameCodec, Key, Outcome, RegisterRequest,
-    RemoteError, Task, TaskReply, DEFAULT_MAX_FRAME,
+    ConnectionInfo, EngineToController, Frame, FrameCodec, Key, Outcome, RegisterRequest, RemoteError, Task,
+    TaskReply, DEFAULT_MAX_FRAME,
 };
 use thiserror::Error;
 use tokio_util::codec::FramedRead;
@@ -52,10 +52,7 @@ pub enum EngineError {
 
 /// Seconds since the Unix epoch.
 pub fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 fn read_connection_file(path: &Path, wait: Duration) -> Result<ConnectionInfo, EngineError> {
@@ -69,10 +66,7 @@ fn read_connection_file(path: &Path, wait: Duration) -> Result<ConnectionInfo, E
                 })
             }
             Err(e) if Instant::now() >= deadline => {
-                return Err(EngineError::ConnectionFile {
-                    path: path.to_path_buf(),
-                    why: e.to_string(),
-                })
+                return Err(EngineError::ConnectionFile { path: path.to_path_buf(), why: e.to_string() })
             }
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
@@ -123,11 +117,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     for job in jobs {
         match job {
             Job::Registered(id) => info!(engine = id, "ready"),
-            Job::Task {
-                task_id,
-                task,
-                reply_to,
-            } => {
+            Job::Task { task_id, task, reply_to } => {
                 let outcome = run_task(&mut interp, task);
                 reply_to.do_send(Done(TaskReply { task_id, outcome }));
             }
@@ -154,11 +144,7 @@ fn run_task(interp: &mut Interpreter, task: Task) -> Outcome {
         stdout: cell.stdout,
         stderr: String::new(),
         value: cell.value,
-        error: cell.error.map(|e| RemoteError {
-            ename: e.ename,
-            evalue: e.evalue,
-            line: e.line,
-        }),
+        error: cell.error.map(|e| RemoteError { ename: e.ename, evalue: e.evalue, line: e.line }),
         execution_count: interp.execution_count(),
         started,
         completed: now(),
@@ -176,22 +162,13 @@ fn control_main(address: String, key: Key, rank: u32, size: u32, jobs: mpsc::Sen
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
         let hostname = hostname();
-        let register = RegisterRequest {
-            rank,
-            size,
-            pid: std::process::id(),
-            hostname,
-        };
+        let register = RegisterRequest { rank, size, pid: std::process::id(), hostname };
         Control::create(move |ctx| {
             let codec = || FrameCodec::with_limit(key.clone(), DEFAULT_MAX_FRAME);
             let mut writer = actix::io::FramedWrite::new(write, codec(), ctx);
             writer.write(Frame::new(EngineToController::RegisterRequest(register)));
             ctx.add_stream(FramedRead::new(read, codec()));
-            Control {
-                writer,
-                jobs: jobs2,
-                registered: false,
-            }
+            Control { writer, jobs: jobs2, registered: false }
         });
         Ok::<(), String>(())
     });
@@ -209,7 +186,5 @@ fn control_main(address: String, key: Key, rank: u32, size: u32, jobs: mpsc::Sen
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
 }

@@ -109,10 +109,7 @@ pub struct Frame<H> {
 impl<H> Frame<H> {
     /// A frame without buffers.
     pub fn new(header: H) -> Self {
-        Frame {
-            header,
-            buffers: Vec::new(),
-        }
+        Frame { header, buffers: Vec::new() }
     }
 
     /// A frame with buffers.
@@ -126,11 +123,9 @@ impl<H> Frame<H> {
 /// # Errors
 /// [`CodecError::BadHeader`] if the header cannot be serialized.
 pub fn encode_body<H: Serialize>(key: &Key, frame: &Frame<H>) -> Result<BytesMut, CodecError> {
-    let header =
-        serde_json::to_vec(&frame.header).map_err(|e| CodecError::BadHeader(e.to_string()))?;
+    let header = serde_json::to_vec(&frame.header).map_err(|e| CodecError::BadHeader(e.to_string()))?;
     let payload: usize = frame.buffers.iter().map(|b| b.len()).sum();
-    let mut out =
-        BytesMut::with_capacity(SIG_LEN + 8 + header.len() + 8 * frame.buffers.len() + payload);
+    let mut out = BytesMut::with_capacity(SIG_LEN + 8 + header.len() + 8 * frame.buffers.len() + payload);
     out.put_bytes(0, SIG_LEN);
     out.put_u32_le(header.len() as u32);
     out.put_slice(&header);
@@ -162,8 +157,7 @@ pub fn decode_body<H: DeserializeOwned>(key: &Key, body: Bytes) -> Result<Frame<
     }
     let mut mac = key.mac();
     mac.update(&body[SIG_LEN..]);
-    mac.verify_slice(&body[..SIG_LEN])
-        .map_err(|_| CodecError::BadSignature)?;
+    mac.verify_slice(&body[..SIG_LEN]).map_err(|_| CodecError::BadSignature)?;
 
     let mut rest = body.slice(SIG_LEN..);
     let header_len = take_u32(&mut rest, "header length")? as usize;
@@ -173,9 +167,7 @@ pub fn decode_body<H: DeserializeOwned>(key: &Key, body: Bytes) -> Result<Frame<
     let header_bytes = rest.split_to(header_len);
     let n_buffers = take_u32(&mut rest, "buffer count")? as usize;
     if n_buffers > MAX_BUFFERS {
-        return Err(CodecError::Malformed(format!(
-            "{n_buffers} buffers (at most {MAX_BUFFERS})"
-        )));
+        return Err(CodecError::Malformed(format!("{n_buffers} buffers (at most {MAX_BUFFERS})")));
     }
     if rest.len() < 8 * n_buffers {
         return Err(CodecError::Truncated("buffer lengths"));
@@ -194,12 +186,8 @@ pub fn decode_body<H: DeserializeOwned>(key: &Key, body: Bytes) -> Result<Frame<
             CodecError::Malformed("trailing bytes after the buffers".into())
         });
     }
-    let buffers = lens
-        .into_iter()
-        .map(|len| rest.split_to(len as usize))
-        .collect();
-    let header =
-        serde_json::from_slice(&header_bytes).map_err(|e| CodecError::BadHeader(e.to_string()))?;
+    let buffers = lens.into_iter().map(|len| rest.split_to(len as usize)).collect();
+    let header = serde_json::from_slice(&header_bytes).map_err(|e| CodecError::BadHeader(e.to_string()))?;
     Ok(Frame { header, buffers })
 }
 
@@ -231,12 +219,7 @@ impl<In, Out> FrameCodec<In, Out> {
 
     /// A codec with the given key and a frame size limit in bytes.
     pub fn with_limit(key: Key, limit: usize) -> Self {
-        FrameCodec {
-            key,
-            limit,
-            pending: None,
-            _types: PhantomData,
-        }
+        FrameCodec { key, limit, pending: None, _types: PhantomData }
     }
 }
 
@@ -253,10 +236,7 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
                 }
                 let size = src.get_u32() as usize;
                 if size > self.limit {
-                    return Err(CodecError::TooLarge {
-                        size,
-                        limit: self.limit,
-                    });
+                    return Err(CodecError::TooLarge { size, limit: self.limit });
                 }
                 self.pending = Some(size);
                 size
@@ -287,10 +267,7 @@ impl<In, Out: Serialize> Encoder<Frame<Out>> for FrameCodec<In, Out> {
     fn encode(&mut self, frame: Frame<Out>, dst: &mut BytesMut) -> Result<(), CodecError> {
         let body = encode_body(&self.key, &frame)?;
         if body.len() > self.limit {
-            return Err(CodecError::TooLarge {
-                size: body.len(),
-                limit: self.limit,
-            });
+            return Err(CodecError::TooLarge { size: body.len(), limit: self.limit });
         }
         dst.reserve(4 + body.len());
         dst.put_u32(body.len() as u32);
@@ -348,10 +325,8 @@ pub mod blocking {
         frame: &Frame<H>,
     ) -> Result<(), CodecError> {
         let body = encode_body(key, frame)?;
-        let len = u32::try_from(body.len()).map_err(|_| CodecError::TooLarge {
-            size: body.len(),
-            limit: u32::MAX as usize,
-        })?;
+        let len = u32::try_from(body.len())
+            .map_err(|_| CodecError::TooLarge { size: body.len(), limit: u32::MAX as usize })?;
         w.write_all(&len.to_be_bytes())?;
         w.write_all(&body)?;
         w.flush()?;
@@ -382,9 +357,7 @@ pub mod blocking {
         }
         let mut body = BytesMut::zeroed(size);
         r.read_exact(&mut body).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => {
-                CodecError::Truncated("connection closed inside a frame")
-            }
+            std::io::ErrorKind::UnexpectedEof => CodecError::Truncated("connection closed inside a frame"),
             _ => CodecError::Io(e),
         })?;
         decode_body(key, Bytes::from(body)).map(Some)

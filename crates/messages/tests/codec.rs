@@ -14,15 +14,9 @@ fn sample() -> Frame<ClientToController> {
         ClientToController::SubmitRequest(SubmitRequest {
             req_id: 7,
             targets: Targets::List(vec![0, 2]),
-            task: Task::Execute {
-                code: "let a = rand(100);\nprint(a)".into(),
-            },
+            task: Task::Execute { code: "let a = rand(100);\nprint(a)".into() },
         }),
-        vec![
-            Bytes::from_static(b"\x00\x01\x02"),
-            Bytes::new(),
-            Bytes::from(vec![9u8; 1000]),
-        ],
+        vec![Bytes::from_static(b"\x00\x01\x02"), Bytes::new(), Bytes::from(vec![9u8; 1000])],
     )
 }
 
@@ -31,14 +25,9 @@ fn round_trip_through_tokio_codec() {
     let mut codec: FrameCodec<ClientToController, ClientToController> = FrameCodec::new(key());
     let mut buf = BytesMut::new();
     codec.encode(sample(), &mut buf).unwrap();
-    codec
-        .encode(Frame::new(ClientToController::InfoRequest), &mut buf)
-        .unwrap();
+    codec.encode(Frame::new(ClientToController::InfoRequest), &mut buf).unwrap();
     assert_eq!(codec.decode(&mut buf).unwrap(), Some(sample()));
-    assert_eq!(
-        codec.decode(&mut buf).unwrap(),
-        Some(Frame::new(ClientToController::InfoRequest))
-    );
+    assert_eq!(codec.decode(&mut buf).unwrap(), Some(Frame::new(ClientToController::InfoRequest)));
     assert_eq!(codec.decode(&mut buf).unwrap(), None);
 }
 
@@ -47,9 +36,7 @@ fn round_trip_blocking() {
     let mut wire = Vec::new();
     blocking::write_frame(&mut wire, &key(), &sample()).unwrap();
     let back: Frame<ClientToController> =
-        blocking::read_frame(&mut wire.as_slice(), &key(), DEFAULT_MAX_FRAME)
-            .unwrap()
-            .unwrap();
+        blocking::read_frame(&mut wire.as_slice(), &key(), DEFAULT_MAX_FRAME).unwrap().unwrap();
     assert_eq!(back, sample());
     // A clean end of stream between frames is not an error.
     let none: Option<Frame<ClientToController>> =
@@ -90,10 +77,7 @@ fn every_message_kind_round_trips_as_json() {
             cluster_id: "c".into(),
             error: None,
         }),
-        ControllerToEngine::TaskRequest(TaskRequest {
-            task_id: 5,
-            task: Task::Execute { code: "1".into() },
-        }),
+        ControllerToEngine::TaskRequest(TaskRequest { task_id: 5, task: Task::Execute { code: "1".into() } }),
         ControllerToEngine::Shutdown,
     ];
     for m in to_engine {
@@ -127,22 +111,15 @@ fn truncated_frames_are_rejected() {
     let mut wire = Vec::new();
     blocking::write_frame(&mut wire, &key(), &sample()).unwrap();
     for cut in [1, 3, 4, 10, 40, wire.len() / 2, wire.len() - 1] {
-        let err = blocking::read_frame::<ClientToController>(
-            &mut &wire[..cut],
-            &key(),
-            DEFAULT_MAX_FRAME,
-        )
-        .unwrap_err();
+        let err = blocking::read_frame::<ClientToController>(&mut &wire[..cut], &key(), DEFAULT_MAX_FRAME)
+            .unwrap_err();
         assert!(matches!(err, CodecError::Truncated(_)), "cut {cut}: {err}");
     }
     // Through the tokio codec: a partial frame is "not yet", and at EOF it is an error.
     let mut codec: FrameCodec<ClientToController, ClientToController> = FrameCodec::new(key());
     let mut buf = BytesMut::from(&wire[..wire.len() - 5]);
     assert!(codec.decode(&mut buf).unwrap().is_none());
-    assert!(matches!(
-        codec.decode_eof(&mut buf),
-        Err(CodecError::Truncated(_))
-    ));
+    assert!(matches!(codec.decode_eof(&mut buf), Err(CodecError::Truncated(_))));
 }
 
 #[test]
@@ -165,31 +142,17 @@ fn a_signed_but_inconsistent_body_is_rejected() {
 
 #[test]
 fn oversized_frame_is_refused_from_its_prefix() {
-    let mut codec: FrameCodec<ClientToController, ClientToController> =
-        FrameCodec::with_limit(key(), 1024);
+    let mut codec: FrameCodec<ClientToController, ClientToController> = FrameCodec::with_limit(key(), 1024);
     let mut buf = BytesMut::from(&(1_000_000u32).to_be_bytes()[..]);
     let err = codec.decode(&mut buf).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            CodecError::TooLarge {
-                size: 1_000_000,
-                limit: 1024
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, CodecError::TooLarge { size: 1_000_000, limit: 1024 }), "{err}");
     let mut out = BytesMut::new();
-    assert!(matches!(
-        codec.encode(sample(), &mut out),
-        Err(CodecError::TooLarge { .. })
-    ));
+    assert!(matches!(codec.encode(sample(), &mut out), Err(CodecError::TooLarge { .. })));
 }
 
 #[test]
 fn auth_rejection_marker_is_recognised() {
-    let err =
-        decode_body::<ClientToController>(&key(), Bytes::from_static(AUTH_REJECTED)).unwrap_err();
+    let err = decode_body::<ClientToController>(&key(), Bytes::from_static(AUTH_REJECTED)).unwrap_err();
     assert!(matches!(err, CodecError::Rejected));
 }
 

@@ -11,11 +11,7 @@ use mpx_cells::{local::LocalWorld, CellOutcome, Interpreter, Registry};
 /// A single-rank interpreter.
 pub fn interp() -> Interpreter {
     let comm = LocalWorld::new(1).pop().expect("one rank");
-    Interpreter::new(
-        Box::new(comm),
-        Registry::new(),
-        Arc::new(AtomicBool::new(false)),
-    )
+    Interpreter::new(Box::new(comm), Registry::new(), Arc::new(AtomicBool::new(false)))
 }
 
 /// Runs `code`, asserting it succeeded.
@@ -27,9 +23,7 @@ pub fn ok(i: &mut Interpreter, code: &str) -> CellOutcome {
 
 /// The Out value of a cell that must succeed.
 pub fn value(i: &mut Interpreter, code: &str) -> String {
-    ok(i, code)
-        .value
-        .unwrap_or_else(|| panic!("cell {code:?} has no value"))
+    ok(i, code).value.unwrap_or_else(|| panic!("cell {code:?} has no value"))
 }
 
 /// Runs the same cells on every rank of an `n`-rank local world, one thread per rank, and
@@ -44,19 +38,13 @@ pub fn run_world<T: Send + 'static>(
         .map(|comm| {
             let cells: Vec<String> = cells.iter().map(|c| c.to_string()).collect();
             thread::spawn(move || {
-                let mut i = Interpreter::new(
-                    Box::new(comm),
-                    Registry::new(),
-                    Arc::new(AtomicBool::new(false)),
-                );
+                let mut i =
+                    Interpreter::new(Box::new(comm), Registry::new(), Arc::new(AtomicBool::new(false)));
                 let outs = cells.iter().map(|c| i.execute(c)).collect();
                 let extra = after(&i);
                 (outs, extra)
             })
         })
         .collect();
-    handles
-        .into_iter()
-        .map(|h| h.join().expect("rank thread panicked"))
-        .collect()
+    handles.into_iter().map(|h| h.join().expect("rank thread panicked")).collect()
 }

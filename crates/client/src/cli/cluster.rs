@@ -77,9 +77,7 @@ fn engine_exe(explicit: Option<PathBuf>) -> PathBuf {
     if let Some(p) = explicit.or_else(|| std::env::var_os("MPX_ENGINE").map(PathBuf::from)) {
         return p;
     }
-    let sibling = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.join("mpx-engine")));
+    let sibling = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("mpx-engine")));
     match sibling {
         Some(p) if p.is_file() => p,
         _ => PathBuf::from("mpx-engine"),
@@ -146,33 +144,20 @@ fn daemonize(args: StartArgs) -> Result<i32> {
     let home = files::mpx_home();
     std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
     let log_path = files::log_file(&home, &args.cluster_id);
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("cannot create {}", log_path.display()))?;
+    let log =
+        std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
     let exe = std::env::current_exe().context("cannot find the mpx executable")?;
     let mut cmd = Command::new(exe);
-    cmd.args([
-        "cluster",
-        "start",
-        "--daemon-child",
-        "-n",
-        &args.n.to_string(),
-    ])
-    .args([
-        "--cluster-id",
-        &args.cluster_id,
-        "--timeout",
-        &args.timeout.to_string(),
-    ])
-    .args(["--ip", &args.ip, "--mpirun", &args.mpirun]);
+    cmd.args(["cluster", "start", "--daemon-child", "-n", &args.n.to_string()])
+        .args(["--cluster-id", &args.cluster_id, "--timeout", &args.timeout.to_string()])
+        .args(["--ip", &args.ip, "--mpirun", &args.mpirun]);
     if let Some(engine) = &args.engine {
         cmd.arg("--engine").arg(engine);
     }
     if !args.mpirun_args.is_empty() {
         cmd.arg("--").args(&args.mpirun_args);
     }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log));
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
     // SAFETY: setsid is async-signal-safe; the child leaves our session so a Ctrl-C in this
     // terminal does not reach the daemon.
     unsafe {
@@ -187,11 +172,7 @@ fn daemonize(args: StartArgs) -> Result<i32> {
         let line = line.unwrap_or_default();
         if let Some(ready) = line.strip_prefix("ready: ") {
             println!("{ready}");
-            println!(
-                "(running in the background, pid {}; log {})",
-                child.id(),
-                log_path.display()
-            );
+            println!("(running in the background, pid {}; log {})", child.id(), log_path.display());
             return Ok(0);
         }
         if let Some(err) = line.strip_prefix("error: ") {
@@ -249,10 +230,7 @@ fn stop_one(id: &str, path: &std::path::Path) -> Result<()> {
         Err(e) => tracing::warn!("cannot reach the controller ({e}); signalling it"),
     }
     // The controller tears down its engines and mpirun, then exits; escalate if it does not.
-    let steps = [
-        (Duration::from_secs(15), libc::SIGTERM),
-        (Duration::from_secs(5), libc::SIGKILL),
-    ];
+    let steps = [(Duration::from_secs(15), libc::SIGTERM), (Duration::from_secs(5), libc::SIGKILL)];
     for (wait, sig) in steps {
         let deadline = Instant::now() + wait;
         while files::pid_alive(pid) && Instant::now() < deadline {
@@ -266,10 +244,7 @@ fn stop_one(id: &str, path: &std::path::Path) -> Result<()> {
         unsafe { libc::kill(pid as libc::pid_t, sig) };
     }
     let _ = std::fs::remove_file(path);
-    println!(
-        "cluster {id} stopped in {:.2} s",
-        t0.elapsed().as_secs_f64()
-    );
+    println!("cluster {id} stopped in {:.2} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -282,16 +257,12 @@ fn list() -> Result<i32> {
     for (id, path) in found {
         let state = match files::read_connection_file(&path) {
             Ok(info) if files::pid_alive(info.controller_pid) => {
-                match Client::connect(&path.to_string_lossy())
-                    .and_then(|c| c.info(Duration::from_secs(2)))
-                {
+                match Client::connect(&path.to_string_lossy()).and_then(|c| c.info(Duration::from_secs(2))) {
                     Ok(ci) => format!(
                         "running, {} engines, controller pid {}, mpirun pid {}, {}",
                         ci.engines.len(),
                         ci.controller_pid,
-                        ci.mpirun_pid
-                            .map(|p| p.to_string())
-                            .unwrap_or_else(|| "-".into()),
+                        ci.mpirun_pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                         info.address
                     ),
                     Err(e) => format!("not answering: {e}"),

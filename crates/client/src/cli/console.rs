@@ -1,15 +1,193 @@
-//! `mpx console`: placeholder until the console is written.
+//! `mpx console`: an interactive session. `%px CODE` runs on the engines, `%autopx` sends every
+//! line to the engines until toggled off, and plain lines run in a local interpreter.
+
+use std::{
+    path::Path,
+    sync::{atomic::AtomicBool, Arc},
+    time::Duration,
+};
 
 use anyhow::Result;
 use clap::Args;
+use mpx_cells::{local::LocalWorld, Interpreter, Registry};
+use mpx_client::{display, Client, Targets};
+use rustyline::{error::ReadlineError, DefaultEditor};
+
+use super::parse_targets;
 
 #[derive(Args)]
 pub struct ConsoleArgs {
     /// Cluster id or connection file (default: the only running cluster).
     #[arg(long, default_value = "")]
     cluster_id: String,
+    /// Default seconds to wait for a cell's result.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
 }
 
-pub fn run(_args: ConsoleArgs) -> Result<i32> {
-    anyhow::bail!("not yet")
+const HELP: &str = "\
+%px CODE        run CODE on the target engines
+%autopx         toggle: every line runs on the engines
+%run FILE       run a file on the target engines
+%targets T      set targets: all, 0,2 or 1-3
+%timeout S      seconds to wait for results
+%help           this text
+%quit           leave (also exit or Ctrl-D)
+other lines     run locally (rank 0 of a world of 1)";
+
+struct Console {
+    client: Client,
+    targets: Targets,
+    timeout: Duration,
+    autopx: bool,
+    local: Interpreter,
+}
+
+impl Console {
+    fn remote(&self, code: &str) {
+        let result = self
+            .client
+            .view(self.targets.clone())
+            .execute(code)
+            .and_then(|pending| pending.get(self.timeout));
+        match result {
+            Ok(results) => print!("{}", display::render(&results)),
+            Err(e) => println!("error: {e}"),
+        }
+    }
+
+    fn local(&mut self, code: &str) {
+        let out = self.local.execute(code);
+        print!("{}", out.stdout);
+        if let Some(v) = out.value {
+            println!("{v}");
+        }
+        if let Some(e) = out.error {
+            let at = e.line.map(|l| format!(" (line {l})")).unwrap_or_default();
+            println!("{}: {}{at}", e.ename, e.evalue);
+        }
+    }
+
+    /// Handles one complete input; returns false to leave.
+    fn line(&mut self, input: &str) -> bool {
+        let trimmed = input.trim();
+        let (magic, rest) = match trimmed.strip_prefix('%') {
+            Some(m) => m.split_once(char::is_whitespace).map_or((m, ""), |(a, b)| (a, b.trim())),
+            None => ("", trimmed),
+        };
+        match magic {
+            "" if trimmed == "exit" || trimmed == "quit" => return false,
+            "" if trimmed.is_empty() => {}
+            "" if self.autopx => self.remote(input),
+            "" => self.local(input),
+            "px" => self.remote(rest),
+            "autopx" => {
+                self.autopx = !self.autopx;
+                println!(
+                    "%autopx {}",
+                    if self.autopx { "enabled: lines run on the engines" } else { "disabled" }
+                );
+            }
+            "run" => match std::fs::read_to_string(Path::new(rest)) {
+                Ok(code) => self.remote(&code),
+                Err(e) => println!("error: cannot read {rest}: {e}"),
+            },
+            "targets" => match parse_targets(rest) {
+                Ok(t) => {
+                    println!("targets: {t:?}");
+                    self.targets = t;
+                }
+                Err(e) => println!("error: {e}"),
+            },
+            "timeout" => match rest.parse::<f64>() {
+                Ok(s) if s > 0.0 => self.timeout = Duration::from_secs_f64(s),
+                _ => println!("error: %timeout takes a positive number of seconds"),
+            },
+            "help" => println!("{HELP}"),
+            "quit" | "exit" => return false,
+            other => println!("error: unknown magic %{other} (%help lists them)"),
+        }
+        true
+    }
+}
+
+/// Whether brackets are still open (the cell continues on the next line).
+fn incomplete(text: &str) -> bool {
+    let mut depth = 0i32;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in text.chars() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '`' | '\'' => quote = Some(c),
+            '{' | '(' | '[' => depth += 1,
+            '}' | ')' | ']' => depth -= 1,
+            _ => {}
+        }
+    }
+    depth > 0
+}
+
+pub fn run(args: ConsoleArgs) -> Result<i32> {
+    let client = Client::connect(&args.cluster_id)?;
+    let n = client.ids()?.len();
+    println!("mpx console: cluster {} with {n} engines. %help for help.", client.cluster_id());
+    let comm = LocalWorld::new(1).pop().expect("a world of one");
+    let local = Interpreter::new(Box::new(comm), Registry::new(), Arc::new(AtomicBool::new(false)));
+    let mut console = Console {
+        client,
+        targets: Targets::All,
+        timeout: Duration::from_secs_f64(args.timeout.max(0.001)),
+        autopx: false,
+        local,
+    };
+    let mut editor = DefaultEditor::new()?;
+    let mut buffer = String::new();
+    loop {
+        let prompt = match (buffer.is_empty(), console.autopx) {
+            (false, _) => "...: ",
+            (true, true) => "[px]> ",
+            (true, false) => "mpx> ",
+        };
+        match editor.readline(prompt) {
+            Ok(line) => {
+                buffer.push_str(&line);
+                buffer.push('\n');
+                if incomplete(&buffer) {
+                    continue;
+                }
+                let input = std::mem::take(&mut buffer);
+                let _ = editor.add_history_entry(input.trim_end());
+                if !console.line(&input) {
+                    break;
+                }
+            }
+            Err(ReadlineError::Interrupted) => buffer.clear(),
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::incomplete;
+
+    #[test]
+    fn open_brackets_continue_the_cell() {
+        assert!(incomplete("fn f(a) {\n"));
+        assert!(!incomplete("fn f(a) { a }\n"));
+        assert!(!incomplete("print(\"{\")\n"));
+        assert!(incomplete("let x = [1,\n"));
+    }
 }

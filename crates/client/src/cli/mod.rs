@@ -62,10 +62,8 @@ pub fn parse_targets(text: &str) -> Result<Targets, String> {
         let part = part.trim();
         let bad = || format!("bad target {part:?}: expected e.g. 0,2 or 1-3 or all");
         if let Some((a, b)) = part.split_once('-') {
-            let (a, b): (u32, u32) = (
-                a.trim().parse().map_err(|_| bad())?,
-                b.trim().parse().map_err(|_| bad())?,
-            );
+            let (a, b): (u32, u32) =
+                (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
             if a > b {
                 return Err(bad());
             }

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every check and test: format, lint, build, unit tests, and the integration tests under a
+# real mpirun. The same command is the README's test command and what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+
+# Open MPI refuses root without these; CI and containers run as root.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Containers often lack ptrace (CMA); this keeps Open MPI's shared memory path quiet there.
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo build --workspace --bins --examples
+cargo test --workspace
