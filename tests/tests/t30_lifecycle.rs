@@ -107,12 +107,20 @@ fn t33_failed_start_reports_mpiruns_error_and_leaves_nothing() {
 fn t34_engines_not_registering_in_time_is_a_timeout_with_nothing_left() {
     let _guard = serial();
     let home = temp_home("slowstart");
-    // An "engine" that never registers: mpirun runs `sleep`, the start times out.
+    // An "engine" that never registers: it ignores its arguments and sleeps; the start times out.
+    let fake = home.join("silent-engine.sh");
+    std::fs::write(&fake, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut cmd = mpx_cmd(&home);
-    cmd.args(["cluster", "start", "-n", "2", "--timeout", "2", "--engine", "/bin/sleep"]);
+    cmd.args(["cluster", "start", "-n", "2", "--timeout", "2", "--engine", fake.to_str().unwrap()]);
     let out = run_with_timeout(cmd, Duration::from_secs(60));
     assert!(!out.status.success());
     assert!(stderr(&out).contains("did not all register within"), "{}", stderr(&out));
     assert!(!files::connection_file(&home, "default").exists());
+    // The silent engines were in mpirun's process group and are gone too.
+    let ps = Command::new("ps").args(["-eo", "args="]).output().unwrap();
+    let fake_running =
+        String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.contains(fake.to_str().unwrap()));
+    assert!(!fake_running, "a silent engine outlived the failed start");
     let _ = std::fs::remove_dir_all(home);
 }
