@@ -109,7 +109,7 @@ fn t34_engines_not_registering_in_time_is_a_timeout_with_nothing_left() {
     let home = temp_home("slowstart");
     // An "engine" that never registers: it ignores its arguments and sleeps; the start times out.
     let fake = home.join("silent-engine.sh");
-    std::fs::write(&fake, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    std::fs::write(&fake, "#!/bin/sh\nsleep 60\n").unwrap();
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut cmd = mpx_cmd(&home);
     cmd.args(["cluster", "start", "-n", "2", "--timeout", "2", "--engine", fake.to_str().unwrap()]);
