@@ -3,34 +3,24 @@
 //! down (engines, mpirun's process group, files).
 
 use std::{
-    collections::VecDeque,
     net::SocketAddr,
     path::PathBuf,
-    process::Stdio,
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use actix::prelude::*;
 use mpx_messages::{ConnectionInfo, Key, DEFAULT_MAX_FRAME};
 use rand::RngExt;
-use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, BufReader},
-    net::TcpListener,
-    process::{Child, Command},
-    sync::oneshot,
-};
+use tokio::{net::TcpListener, sync::oneshot};
 use tracing::{info, warn};
 
 use crate::{
     files,
     hub::{Hub, SetMpirunPid, StopEngines, WaitForEngines},
+    launcher::Launcher,
     listener::{self, ListenerConfig},
     ClusterError,
 };
-
-/// How many lines of mpirun's output are kept for error messages.
-const OUTPUT_LINES: usize = 40;
 
 /// Everything `mpx cluster start` needs.
 #[derive(Debug, Clone)]
@@ -41,12 +31,6 @@ pub struct ClusterOptions {
     pub n: u32,
     /// Directory of connection files.
     pub home: PathBuf,
-    /// The `mpx-engine` executable.
-    pub engine_exe: PathBuf,
-    /// The mpirun command.
-    pub mpirun: String,
-    /// Extra arguments for mpirun, before the engine command.
-    pub mpirun_args: Vec<String>,
     /// How long engines may take to register.
     pub timeout: Duration,
     /// Address to bind (`127.0.0.1:0` by default).
@@ -64,9 +48,6 @@ impl ClusterOptions {
             cluster_id: cluster_id.into(),
             n,
             home: files::mpx_home(),
-            engine_exe: PathBuf::from("mpx-engine"),
-            mpirun: "mpirun".into(),
-            mpirun_args: Vec::new(),
             timeout: Duration::from_secs(60),
             bind: "127.0.0.1:0".into(),
             max_frame: DEFAULT_MAX_FRAME,
@@ -148,6 +129,7 @@ pub fn new_key() -> Key {
 /// [`ClusterError`] if the cluster could not be started (nothing is left running then).
 pub async fn run_cluster(
     opts: ClusterOptions,
+    mut launcher: Box<dyn Launcher>,
     on_ready: impl FnOnce(&Ready),
 ) -> Result<StopReason, ClusterError> {
     let t0 = Instant::now();
@@ -169,11 +151,8 @@ pub async fn run_cluster(
     files::write_connection_file(&path, &info)?;
     let _cleanup = RemoveOnDrop(path.clone());
 
-    let mut job = match MpiJob::spawn(&opts, &path) {
-        Ok(job) => job,
-        Err(e) => return Err(e),
-    };
-    ctl.hub.do_send(SetMpirunPid(job.child.id()));
+    launcher.start(opts.n, &path)?;
+    ctl.hub.do_send(SetMpirunPid(launcher.pid()));
 
     // Wait for all engines, the end of mpirun, a signal, or the timeout.
     let (ready_tx, ready_rx) = oneshot::channel();
@@ -181,19 +160,21 @@ pub async fn run_cluster(
     let mut signals = Signals::new()?;
     let started = tokio::select! {
         _ = ready_rx => Ok(()),
-        status = job.child.wait() => Err(ClusterError::MpirunFailed {
-            status: describe_status(status.ok()),
-            output: job.output_text(),
-        }),
+        status = launcher.wait() => Err(ClusterError::MpirunFailed { status, output: String::new() }),
         _ = tokio::time::sleep(opts.timeout) => Err(ClusterError::Timeout {
             n: opts.n,
             after: opts.timeout,
-            output: job.output_text(),
+            output: String::new(),
         }),
         name = signals.next() => Err(ClusterError::Interrupted(name)),
     };
-    if let Err(e) = started {
-        teardown(&ctl.hub, &mut job, opts.grace).await;
+    if let Err(mut e) = started {
+        // Let the output readers catch up with what the job printed before it ended.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let ClusterError::MpirunFailed { output, .. } | ClusterError::Timeout { output, .. } = &mut e {
+            *output = launcher.output();
+        }
+        teardown(&ctl.hub, launcher.as_mut(), opts.grace).await;
         return Err(e);
     }
     on_ready(&Ready {
@@ -207,11 +188,11 @@ pub async fn run_cluster(
     let reason = tokio::select! {
         name = signals.next() => StopReason::Signal(name),
         _ = &mut ctl.shutdown => StopReason::Requested,
-        status = job.child.wait() => StopReason::MpirunExited(describe_status(status.ok())),
+        status = launcher.wait() => StopReason::MpirunExited(status),
     };
     info!(?reason, "stopping the cluster");
     let t1 = Instant::now();
-    teardown(&ctl.hub, &mut job, opts.grace).await;
+    teardown(&ctl.hub, launcher.as_mut(), opts.grace).await;
     info!(elapsed = ?t1.elapsed(), "cluster stopped");
     Ok(reason)
 }
@@ -245,107 +226,19 @@ impl Signals {
     }
 }
 
-/// The mpirun process running the engines, in its own process group.
-struct MpiJob {
-    child: Child,
-    pgid: Option<i32>,
-    output: Arc<Mutex<VecDeque<String>>>,
-}
-
-impl MpiJob {
-    fn spawn(opts: &ClusterOptions, connection_file: &std::path::Path) -> Result<MpiJob, ClusterError> {
-        let mut cmd = Command::new(&opts.mpirun);
-        cmd.arg("-n").arg(opts.n.to_string());
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        if opts.n as usize > cores && !opts.mpirun_args.iter().any(|a| a == "--oversubscribe") {
-            cmd.arg("--oversubscribe");
-        }
-        cmd.args(&opts.mpirun_args)
-            .arg(&opts.engine_exe)
-            .arg("--connect")
-            .arg(connection_file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        info!(command = ?cmd.as_std(), "launching engines");
-        let mut child = cmd.spawn().map_err(|e| ClusterError::MpirunFailed {
-            status: format!("could not run {:?}: {e}", opts.mpirun),
-            output: String::new(),
-        })?;
-        let pgid = child.id().map(|p| p as i32);
-        let output = Arc::new(Mutex::new(VecDeque::new()));
-        if let Some(out) = child.stdout.take() {
-            actix::spawn(collect_lines(out, output.clone()));
-        }
-        if let Some(err) = child.stderr.take() {
-            actix::spawn(collect_lines(err, output.clone()));
-        }
-        Ok(MpiJob { child, pgid, output })
-    }
-
-    fn output_text(&self) -> String {
-        let lines = self.output.lock().expect("output lock");
-        lines.iter().cloned().collect::<Vec<_>>().join("\n")
-    }
-
-    fn signal_group(&self, sig: i32) {
-        if let Some(pgid) = self.pgid {
-            // SAFETY: signals the process group we created for mpirun, nothing else.
-            unsafe { libc::kill(-pgid, sig) };
-        }
-    }
-}
-
-async fn collect_lines(pipe: impl AsyncRead + Unpin, into: Arc<Mutex<VecDeque<String>>>) {
-    let mut lines = BufReader::new(pipe).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        info!(target: "mpirun", "{line}");
-        let mut buf = into.lock().expect("output lock");
-        if buf.len() == OUTPUT_LINES {
-            buf.pop_front();
-        }
-        buf.push_back(line);
-    }
-}
-
-fn describe_status(status: Option<std::process::ExitStatus>) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match status {
-        Some(s) => match (s.code(), s.signal()) {
-            (Some(code), _) => format!("mpirun exited with code {code}"),
-            (_, Some(sig)) => format!("mpirun was killed by signal {sig}"),
-            _ => "mpirun ended".into(),
-        },
-        None => "mpirun ended (status unknown)".into(),
-    }
-}
-
-/// Stops the engines and mpirun: ask the engines to shut down, give mpirun a moment to end on
-/// its own, then SIGTERM its process group, then SIGKILL; finally SIGKILL any engine process
-/// that outlived mpirun (engines are not always in mpirun's process group).
-async fn teardown(hub: &Addr<Hub>, job: &mut MpiJob, grace: Duration) {
+/// Stops the engines and their job: ask the engines to shut down, then let the launcher end the
+/// job (grace, SIGTERM, SIGKILL); finally SIGKILL any engine process that outlived the job
+/// (engines are not always in the launcher's process group).
+async fn teardown(hub: &Addr<Hub>, launcher: &mut dyn Launcher, grace: Duration) {
     let pids = hub.send(StopEngines).await.unwrap_or_default();
-    let exited = tokio::time::timeout(grace, job.child.wait()).await.is_ok();
-    if !exited {
-        warn!("mpirun did not end after the engines were told to stop; sending SIGTERM");
-        job.signal_group(libc::SIGTERM);
-        if tokio::time::timeout(grace, job.child.wait()).await.is_err() {
-            warn!("mpirun ignored SIGTERM; sending SIGKILL");
-            job.signal_group(libc::SIGKILL);
-            let _ = job.child.wait().await;
-        }
-    }
-    // mpirun is gone; its group may still hold stragglers.
-    job.signal_group(libc::SIGKILL);
+    launcher.stop(grace).await;
     for pid in pids {
         let deadline = Instant::now() + grace;
         while files::pid_alive(pid) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if files::pid_alive(pid) {
-            warn!(pid, "engine outlived mpirun; sending SIGKILL");
+            warn!(pid, "engine outlived its job; sending SIGKILL");
             // SAFETY: pid is an engine that registered with this controller.
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         }

@@ -6,7 +6,8 @@
 //! - [`engine_conn`]: the `EngineConn` actor, one per engine connection.
 //! - [`client_session`]: the `ClientSession` actor, one per client connection.
 //! - [`listener`]: the accept loop and the first-frame handshake.
-//! - [`cluster`]: start a controller, launch engines with mpirun, tear everything down.
+//! - [`cluster`]: start a controller, launch engines, tear everything down.
+//! - [`launcher`]: how engines are started (`local`: mpirun).
 //! - [`files`]: connection files under `$MPX_HOME`.
 #![deny(missing_docs)]
 
@@ -19,9 +20,11 @@ pub mod cluster;
 pub mod engine_conn;
 pub mod files;
 pub mod hub;
+pub mod launcher;
 pub mod listener;
 
 pub use cluster::{run_cluster, start_controller, ClusterOptions, Ready, StopReason};
+pub use launcher::{Launcher, LocalLauncher};
 
 /// Why a cluster could not be started or reached.
 #[derive(Debug, Error)]

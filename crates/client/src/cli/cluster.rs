@@ -11,7 +11,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use mpx_client::Client;
-use mpx_controller::{files, run_cluster, ClusterOptions, StopReason};
+use mpx_controller::{files, run_cluster, ClusterOptions, LocalLauncher, StopReason};
 
 #[derive(Subcommand)]
 pub enum ClusterCommand {
@@ -89,14 +89,12 @@ fn start_foreground(args: StartArgs) -> Result<i32> {
         bail!("-n must be at least 1");
     }
     let mut opts = ClusterOptions::new(args.cluster_id.clone(), args.n);
-    opts.engine_exe = engine_exe(args.engine);
-    opts.mpirun = args.mpirun;
-    opts.mpirun_args = args.mpirun_args;
+    let launcher = Box::new(LocalLauncher::new(args.mpirun, args.mpirun_args, engine_exe(args.engine)));
     opts.timeout = Duration::from_secs_f64(args.timeout.max(0.0));
     opts.bind = format!("{}:0", args.ip);
     let child = args.daemon_child;
     let system = actix::System::new();
-    let result = system.block_on(run_cluster(opts, |ready| {
+    let result = system.block_on(run_cluster(opts, launcher, |ready| {
         let line = format!(
             "cluster {}: {} engines ready in {:.2} s (connection file {})",
             ready.cluster_id,

@@ -1,0 +1,116 @@
+//! The local launcher: `mpirun -n N [--oversubscribe] [args] ENGINE --connect FILE`, in its own
+//! process group so that stopping it reaches every process it started.
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use futures::{future::LocalBoxFuture, FutureExt};
+use tokio::process::{Child, Command};
+use tracing::{info, warn};
+
+use super::{describe_status, Launcher, OutputTail};
+use crate::ClusterError;
+
+/// Runs engines with mpirun on this machine.
+#[derive(Debug)]
+pub struct LocalLauncher {
+    /// The mpirun command.
+    pub mpirun: String,
+    /// Extra arguments for mpirun, before the engine command.
+    pub mpirun_args: Vec<String>,
+    /// The engine executable.
+    pub engine_exe: PathBuf,
+    child: Option<Child>,
+    pgid: Option<i32>,
+    output: OutputTail,
+}
+
+impl LocalLauncher {
+    /// A launcher running `engine_exe` under `mpirun` with extra arguments.
+    pub fn new(mpirun: impl Into<String>, mpirun_args: Vec<String>, engine_exe: impl Into<PathBuf>) -> Self {
+        LocalLauncher {
+            mpirun: mpirun.into(),
+            mpirun_args,
+            engine_exe: engine_exe.into(),
+            child: None,
+            pgid: None,
+            output: OutputTail::default(),
+        }
+    }
+
+    fn signal_group(&self, sig: i32) {
+        if let Some(pgid) = self.pgid {
+            // SAFETY: signals the process group created for this mpirun, nothing else.
+            unsafe { libc::kill(-pgid, sig) };
+        }
+    }
+}
+
+impl Launcher for LocalLauncher {
+    fn start(&mut self, n: u32, connection_file: &std::path::Path) -> Result<(), ClusterError> {
+        let mut cmd = Command::new(&self.mpirun);
+        cmd.arg("-n").arg(n.to_string());
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        if n as usize > cores && !self.mpirun_args.iter().any(|a| a == "--oversubscribe") {
+            cmd.arg("--oversubscribe");
+        }
+        cmd.args(&self.mpirun_args)
+            .arg(&self.engine_exe)
+            .arg("--connect")
+            .arg(connection_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        info!(command = ?cmd.as_std(), "launching engines");
+        let mut child = cmd.spawn().map_err(|e| ClusterError::MpirunFailed {
+            status: format!("could not run {:?}: {e}", self.mpirun),
+            output: String::new(),
+        })?;
+        self.pgid = child.id().map(|p| p as i32);
+        if let Some(out) = child.stdout.take() {
+            self.output.collect(out, "stdout");
+        }
+        if let Some(err) = child.stderr.take() {
+            self.output.collect(err, "stderr");
+        }
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn wait(&mut self) -> LocalBoxFuture<'_, String> {
+        async move {
+            match self.child.as_mut() {
+                Some(child) => describe_status("mpirun", child.wait().await.ok()),
+                None => std::future::pending().await,
+            }
+        }
+        .boxed_local()
+    }
+
+    fn stop(&mut self, grace: Duration) -> LocalBoxFuture<'_, ()> {
+        async move {
+            let Some(mut child) = self.child.take() else { return };
+            if tokio::time::timeout(grace, child.wait()).await.is_err() {
+                warn!("mpirun did not end after the engines were told to stop; sending SIGTERM");
+                self.signal_group(libc::SIGTERM);
+                if tokio::time::timeout(grace, child.wait()).await.is_err() {
+                    warn!("mpirun ignored SIGTERM; sending SIGKILL");
+                    self.signal_group(libc::SIGKILL);
+                    let _ = child.wait().await;
+                }
+            }
+            // mpirun is gone; its group may still hold stragglers.
+            self.signal_group(libc::SIGKILL);
+        }
+        .boxed_local()
+    }
+
+    fn output(&self) -> String {
+        self.output.text()
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.pgid.map(|p| p as u32)
+    }
+}
