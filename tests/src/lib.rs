@@ -222,7 +222,10 @@ impl Drop for Cluster {
                 self.pids.kill_all();
             }
         }
-        let _ = std::fs::remove_dir_all(&self.home);
+        // MPX_TEST_KEEP=1 keeps the cluster's home (and its log) for debugging.
+        if std::env::var_os("MPX_TEST_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.home);
+        }
     }
 }
 

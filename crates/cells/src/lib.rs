@@ -44,6 +44,7 @@ pub mod error;
 pub mod interpreter;
 pub mod local;
 pub mod ops;
+pub mod raw;
 pub mod registry;
 
 pub use array::{ArrayValue, DType};

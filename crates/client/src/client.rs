@@ -13,10 +13,12 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use bytes::Bytes;
+use mpx_cells::{raw, ArrayValue, DType};
 use mpx_controller::files;
 use mpx_messages::{
-    codec::blocking, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, Frame, Key,
-    SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
+    codec::blocking, Arg, ArrayMeta, ClientToController, ClusterInfo, CodecError, ControllerToClient, Dtype,
+    EngineId, Frame, Key, Outcome, RemoteError, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
 };
 
 use crate::{
@@ -168,8 +170,12 @@ impl Client {
     }
 
     fn send(&self, msg: ClientToController) -> Result<(), ClientError> {
+        self.send_frame(&Frame::new(msg))
+    }
+
+    fn send_frame(&self, frame: &Frame<ClientToController>) -> Result<(), ClientError> {
         let mut w = self.writer.lock().expect("client writer");
-        blocking::write_frame(&mut *w, &self.key, &Frame::new(msg)).map_err(|e| match e {
+        blocking::write_frame(&mut *w, &self.key, frame).map_err(|e| match e {
             CodecError::Io(io) => self.closed_error().unwrap_or(ClientError::Closed(io.to_string())),
             other => ClientError::Codec(other),
         })
@@ -221,10 +227,27 @@ impl Client {
     /// # Errors
     /// A lost connection.
     pub fn submit(&self, targets: Targets, task: Task) -> Result<AsyncResult, ClientError> {
+        self.submit_with(targets, task, Vec::new())
+    }
+
+    /// Submits a task whose array bytes travel in `buffers`.
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn submit_with(
+        &self,
+        targets: Targets,
+        task: Task,
+        buffers: Vec<Bytes>,
+    ) -> Result<AsyncResult, ClientError> {
         let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
         self.shared.state.lock().expect("client state").requests.insert(req_id, RequestState::default());
         let submitted = now();
-        self.send(ClientToController::SubmitRequest(SubmitRequest { req_id, targets, task }))?;
+        let frame = Frame::with_buffers(
+            ClientToController::SubmitRequest(SubmitRequest { req_id, targets, task }),
+            buffers,
+        );
+        self.send_frame(&frame)?;
         Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted })
     }
 
@@ -268,8 +291,14 @@ fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
             Err(CodecError::Rejected) => break Closed::Rejected,
             Err(e) => break Closed::Other(e.to_string()),
         };
+        // Decode array replies before taking the lock: other threads keep waiting meanwhile.
+        let mut header = frame.header;
+        let array = match &mut header {
+            ControllerToClient::TaskResult(res) => decode_array(&mut res.outcome, &frame.buffers),
+            _ => None,
+        };
         let mut state = shared.state.lock().expect("client state");
-        match frame.header {
+        match header {
             ControllerToClient::InfoReply(info) => {
                 state.info = Some(info);
                 state.info_seq += 1;
@@ -284,8 +313,12 @@ fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
             }
             ControllerToClient::TaskResult(res) => {
                 if let Some(req) = state.requests.get_mut(&res.req_id) {
-                    let result =
-                        EngineResult { engine_id: res.engine_id, outcome: res.outcome, received: now() };
+                    let result = EngineResult {
+                        engine_id: res.engine_id,
+                        outcome: res.outcome,
+                        array,
+                        received: now(),
+                    };
                     req.results.insert(res.engine_id, result);
                 }
             }
@@ -296,6 +329,54 @@ fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
     };
     shared.state.lock().expect("client state").closed = Some(why);
     shared.cond.notify_all();
+}
+
+/// Decodes the array an outcome refers to; a bad one becomes the outcome's error.
+fn decode_array(outcome: &mut Outcome, buffers: &[Bytes]) -> Option<ArrayValue> {
+    let meta = outcome.array.as_ref()?;
+    let decoded = buffers
+        .get(meta.buffer)
+        .ok_or_else(|| "its buffer is missing".to_string())
+        .and_then(|b| raw::from_bytes(cell_dtype(meta.dtype), &meta.shape, b).map_err(|e| e.evalue));
+    match decoded {
+        Ok(a) => Some(a),
+        Err(why) => {
+            outcome.error = Some(RemoteError {
+                ename: "DecodeError".into(),
+                evalue: format!("bad array reply: {why}"),
+                line: None,
+            });
+            None
+        }
+    }
+}
+
+fn cell_dtype(d: Dtype) -> DType {
+    DType::parse(d.name()).expect("mpx dtypes are cell dtypes")
+}
+
+/// The wire description of an array whose bytes go in buffer `buffer`.
+fn meta_of(a: &ArrayValue, buffer: usize) -> ArrayMeta {
+    ArrayMeta {
+        dtype: Dtype::from_name(a.dtype_name()).expect("cell dtypes are mpx dtypes"),
+        shape: a.shape().to_vec(),
+        buffer,
+    }
+}
+
+/// An argument of [`View::apply`].
+#[derive(Debug, Clone)]
+pub enum ApplyArg {
+    /// A float.
+    Float(f64),
+    /// An integer.
+    Int(i64),
+    /// A boolean.
+    Bool(bool),
+    /// A string.
+    Str(String),
+    /// An array.
+    Array(ArrayValue),
 }
 
 /// A set of target engines of one client (ipyparallel's `DirectView`).
@@ -317,6 +398,106 @@ impl View<'_> {
     /// A lost connection.
     pub fn execute(&self, code: &str) -> Result<AsyncResult, ClientError> {
         self.client.submit(self.targets.clone(), Task::Execute { code: code.to_string() })
+    }
+
+    /// Binds `name` to `array` on the view's engines. The bytes cross the network once, to the
+    /// lowest target engine, which broadcasts them to the others with MPI.
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn push(&self, name: &str, array: &ArrayValue) -> Result<AsyncResult, ClientError> {
+        let task = Task::Push { name: name.into(), array: meta_of(array, 0), group: vec![] };
+        self.client.submit_with(self.targets.clone(), task, vec![raw::to_bytes(array)])
+    }
+
+    /// Fetches `name` from each of the view's engines (results carry `array`).
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn pull(&self, name: &str) -> Result<AsyncResult, ClientError> {
+        self.client.submit(self.targets.clone(), Task::Pull { name: name.into() })
+    }
+
+    /// Splits `array` along axis 0 over the view's engines (first engines get one row more);
+    /// one transfer to the lowest target, then MPI Scatterv.
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn scatter(&self, name: &str, array: &ArrayValue) -> Result<AsyncResult, ClientError> {
+        let task = Task::Scatter { name: name.into(), array: meta_of(array, 0), group: vec![], rows: vec![] };
+        self.client.submit_with(self.targets.clone(), task, vec![raw::to_bytes(array)])
+    }
+
+    /// Concatenates `name` along axis 0 over the view's engines (MPI Gatherv to the lowest
+    /// target, whose result carries the whole array).
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn gather(&self, name: &str) -> Result<AsyncResult, ClientError> {
+        self.client.submit(self.targets.clone(), Task::Gather { name: name.into(), group: vec![] })
+    }
+
+    /// Calls a registered native (or cell-defined) function on the view's engines.
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn apply(&self, function: &str, args: Vec<ApplyArg>) -> Result<AsyncResult, ClientError> {
+        let mut buffers = Vec::new();
+        let args = args
+            .into_iter()
+            .map(|a| match a {
+                ApplyArg::Float(x) => Arg::Float(x),
+                ApplyArg::Int(i) => Arg::Int(i),
+                ApplyArg::Bool(b) => Arg::Bool(b),
+                ApplyArg::Str(s) => Arg::Str(s),
+                ApplyArg::Array(a) => {
+                    buffers.push(raw::to_bytes(&a));
+                    Arg::Array(meta_of(&a, buffers.len() - 1))
+                }
+            })
+            .collect();
+        self.client.submit_with(
+            self.targets.clone(),
+            Task::Apply { function: function.into(), args },
+            buffers,
+        )
+    }
+
+    /// [`push`](Self::push) and wait; any engine's error is an error.
+    ///
+    /// # Errors
+    /// Timeout, refusal, a lost connection, or the engines' errors.
+    pub fn push_sync(&self, name: &str, array: &ArrayValue, timeout: Duration) -> Result<(), ClientError> {
+        self.push(name, array)?.get_ok(timeout).map(drop)
+    }
+
+    /// [`pull`](Self::pull) and wait: each engine's array, in engine order.
+    ///
+    /// # Errors
+    /// Timeout, refusal, a lost connection, or the engines' errors (naming engine and variable).
+    pub fn pull_sync(&self, name: &str, timeout: Duration) -> Result<Vec<ArrayValue>, ClientError> {
+        let results = self.pull(name)?.get_ok(timeout)?;
+        Ok(results.into_iter().filter_map(|r| r.array).collect())
+    }
+
+    /// [`scatter`](Self::scatter) and wait.
+    ///
+    /// # Errors
+    /// As [`push_sync`](Self::push_sync).
+    pub fn scatter_sync(&self, name: &str, array: &ArrayValue, timeout: Duration) -> Result<(), ClientError> {
+        self.scatter(name, array)?.get_ok(timeout).map(drop)
+    }
+
+    /// [`gather`](Self::gather) and wait: the concatenated array.
+    ///
+    /// # Errors
+    /// As [`pull_sync`](Self::pull_sync).
+    pub fn gather_sync(&self, name: &str, timeout: Duration) -> Result<ArrayValue, ClientError> {
+        let results = self.gather(name)?.get_ok(timeout)?;
+        results
+            .into_iter()
+            .find_map(|r| r.array)
+            .ok_or_else(|| ClientError::Closed("the gather's root sent no array".into()))
     }
 
     /// Runs a cell and waits for every engine's result (errors included, per engine).

@@ -21,7 +21,8 @@ pub mod client;
 pub mod display;
 pub mod result;
 
-pub use client::{Client, View};
+pub use client::{ApplyArg, Client, View};
+pub use mpx_cells::{ArrayValue, DType};
 pub use mpx_messages::{EngineId, Outcome, RemoteError, Targets};
 pub use result::{AsyncResult, EngineResult};
 

@@ -6,17 +6,20 @@ use std::{
     time::{Duration, Instant},
 };
 
+use mpx_cells::ArrayValue;
 use mpx_messages::{EngineId, Outcome};
 
 use crate::{client::Shared, ClientError};
 
 /// One engine's result, with when the client received it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct EngineResult {
     /// The engine.
     pub engine_id: EngineId,
     /// What it did.
     pub outcome: Outcome,
+    /// The array it sent back (pull, gather), decoded.
+    pub array: Option<ArrayValue>,
     /// When the client had it (seconds since the Unix epoch).
     pub received: f64,
 }

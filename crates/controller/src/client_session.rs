@@ -78,7 +78,7 @@ impl StreamHandler<Result<Frame<ClientToController>, CodecError>> for ClientSess
                 let client = ctx.address().recipient();
                 // `wait` keeps the SubmitReply ahead of any TaskResult written for it.
                 self.hub
-                    .send(Submit { req, client })
+                    .send(Submit { req, buffers: frame.buffers, client })
                     .into_actor(self)
                     .map(move |res, act, _| {
                         let reply = res.unwrap_or_else(|e| SubmitReply {

@@ -54,7 +54,9 @@ impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn
         let id = self.id.unwrap_or(u32::MAX);
         match item {
             Ok(frame) => match frame.header {
-                EngineToController::TaskReply(reply) => self.hub.do_send(EngineReply { id, reply }),
+                EngineToController::TaskReply(reply) => {
+                    self.hub.do_send(EngineReply { id, reply, buffers: frame.buffers })
+                }
                 EngineToController::RegisterRequest(_) => {
                     warn!(engine = id, "second registration on one connection ignored");
                 }

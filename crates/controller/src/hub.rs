@@ -4,12 +4,15 @@
 use std::collections::{BTreeMap, HashMap};
 
 use actix::prelude::*;
+use bytes::Bytes;
 use mpx_messages::{
     ClusterInfo, ControllerToClient, ControllerToEngine, EngineId, EngineInfo, Frame, Outcome,
     RegisterRequest, RemoteError, SubmitReply, SubmitRequest, Targets, TaskReply, TaskRequest, TaskResult,
 };
 use tokio::sync::oneshot;
 use tracing::{info, warn};
+
+use crate::plan::plan;
 
 /// A frame for an engine connection to write.
 #[derive(Message)]
@@ -114,7 +117,13 @@ impl Handler<Register> for Hub {
             return Err(format!("engine id {id} is already registered"));
         }
         info!(engine = id, pid = msg.req.pid, size = msg.req.size, "engine registered");
-        let info = EngineInfo { id, world_size: msg.req.size, pid: msg.req.pid, hostname: msg.req.hostname };
+        let info = EngineInfo {
+            id,
+            world_size: msg.req.size,
+            pid: msg.req.pid,
+            hostname: msg.req.hostname,
+            bytes_sent: 0,
+        };
         self.engines.insert(id, EngineEntry { info, conn: msg.conn });
         self.wake_waiters();
         Ok(id)
@@ -167,6 +176,8 @@ pub struct EngineReply {
     pub id: EngineId,
     /// Its answer.
     pub reply: TaskReply,
+    /// The answer's buffers (array bytes), forwarded without copying.
+    pub buffers: Vec<Bytes>,
 }
 
 /// Handler for `EngineReply`: forward to the client that asked.
@@ -177,7 +188,8 @@ impl Handler<EngineReply> for Hub {
         match self.pending.remove(&msg.reply.task_id) {
             Some(p) if p.engine == msg.id => {
                 let result = TaskResult { req_id: p.req_id, engine_id: msg.id, outcome: msg.reply.outcome };
-                p.client.do_send(ToClient(Frame::new(ControllerToClient::TaskResult(result))));
+                let frame = Frame::with_buffers(ControllerToClient::TaskResult(result), msg.buffers);
+                p.client.do_send(ToClient(frame));
             }
             Some(p) => {
                 warn!(engine = msg.id, task = msg.reply.task_id, "reply from the wrong engine dropped");
@@ -194,6 +206,8 @@ impl Handler<EngineReply> for Hub {
 pub struct Submit {
     /// The request.
     pub req: SubmitRequest,
+    /// The request's buffers (array bytes), forwarded without copying.
+    pub buffers: Vec<Bytes>,
     /// Where the results go.
     pub client: Recipient<ToClient>,
 }
@@ -204,19 +218,21 @@ impl Handler<Submit> for Hub {
 
     fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
         let req_id = msg.req.req_id;
-        let engines = match self.resolve(&msg.req.targets) {
-            Ok(ids) => ids,
+        let planned =
+            self.resolve(&msg.req.targets).and_then(|ids| Ok((plan(msg.req.task, &ids, msg.buffers)?, ids)));
+        let (assignments, engines) = match planned {
+            Ok(p) => p,
             Err(error) => return MessageResult(SubmitReply { req_id, engines: vec![], error: Some(error) }),
         };
-        for &id in &engines {
+        for a in assignments {
             let task_id = self.next_task;
             self.next_task += 1;
-            self.pending.insert(task_id, PendingTask { client: msg.client.clone(), req_id, engine: id });
-            let frame = Frame::new(ControllerToEngine::TaskRequest(TaskRequest {
-                task_id,
-                task: msg.req.task.clone(),
-            }));
-            self.engines[&id].conn.do_send(ToEngine(frame));
+            self.pending
+                .insert(task_id, PendingTask { client: msg.client.clone(), req_id, engine: a.engine });
+            let entry = self.engines.get_mut(&a.engine).expect("resolved engines are registered");
+            entry.info.bytes_sent += a.buffers.iter().map(|b| b.len() as u64).sum::<u64>();
+            let request = ControllerToEngine::TaskRequest(TaskRequest { task_id, task: a.task });
+            entry.conn.do_send(ToEngine(Frame::with_buffers(request, a.buffers)));
         }
         MessageResult(SubmitReply { req_id, engines, error: None })
     }

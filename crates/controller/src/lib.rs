@@ -5,6 +5,7 @@
 //! - [`hub`]: the `Hub` actor, registry of engines and pending tasks.
 //! - [`engine_conn`]: the `EngineConn` actor, one per engine connection.
 //! - [`client_session`]: the `ClientSession` actor, one per client connection.
+//! - [`plan`]: which engine gets which part of a task (pure).
 //! - [`listener`]: the accept loop and the first-frame handshake.
 //! - [`cluster`]: start a controller, launch engines, tear everything down.
 //! - [`launcher`]: how engines are started (`local`: mpirun).
@@ -22,6 +23,7 @@ pub mod files;
 pub mod hub;
 pub mod launcher;
 pub mod listener;
+pub mod plan;
 
 pub use cluster::{run_cluster, start_controller, ClusterOptions, Ready, StopReason};
 pub use launcher::{Launcher, LocalLauncher};

@@ -17,6 +17,8 @@ pub enum Job {
         task_id: u64,
         /// The work.
         task: mpx_messages::Task,
+        /// The request's buffers (array bytes).
+        buffers: Vec<bytes::Bytes>,
         /// Where the reply goes.
         reply_to: Recipient<Done>,
     },
@@ -26,10 +28,10 @@ pub enum Job {
     Exit(Option<String>),
 }
 
-/// A finished task, from the MPI thread.
+/// A finished task, from the MPI thread, with the reply's buffers.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Done(pub TaskReply);
+pub struct Done(pub TaskReply, pub Vec<bytes::Bytes>);
 
 /// How long the MPI thread gets to leave on its own after the controller is lost.
 pub const EXIT_GRACE: Duration = Duration::from_secs(3);
@@ -77,7 +79,7 @@ impl Handler<Done> for Control {
     type Result = ();
 
     fn handle(&mut self, msg: Done, _: &mut Context<Self>) {
-        self.writer.write(Frame::new(EngineToController::TaskReply(msg.0)));
+        self.writer.write(Frame::with_buffers(EngineToController::TaskReply(msg.0), msg.1));
     }
 }
 
@@ -105,8 +107,12 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                 }
             },
             ControllerToEngine::TaskRequest(req) => {
-                let job =
-                    Job::Task { task_id: req.task_id, task: req.task, reply_to: ctx.address().recipient() };
+                let job = Job::Task {
+                    task_id: req.task_id,
+                    task: req.task,
+                    buffers: frame.buffers,
+                    reply_to: ctx.address().recipient(),
+                };
                 if self.jobs.send(job).is_err() {
                     self.exit(None, ctx);
                 }

@@ -11,11 +11,13 @@
 //!
 //! # Layout
 //! - [`control`]: the control actor and the job channel.
+//! - [`data`]: push/pull/scatter/gather over MPI collectives.
 //! - [`mpi_comm`]: `Collectives` over MPI for the cells.
 //! - [`worker`]: the MPI thread's job loop.
 #![deny(missing_docs)]
 
 pub mod control;
+pub mod data;
 pub mod mpi_comm;
 pub mod worker;
 

@@ -5,6 +5,29 @@ use mpi::{
 };
 use mpx_cells::comm::{Collectives, CommError, ReduceOp};
 
+/// A real address for an empty send buffer.
+static EMPTY: [u8; 1] = [0];
+
+/// `buf`, or an empty slice at a real address when `buf` is empty. An empty `Vec<u8>` or
+/// `Bytes` points at address 1, which is Open MPI's `MPI_IN_PLACE`: passed as a buffer it
+/// changes the meaning of the call (or is refused as an invalid argument).
+pub fn send_buf(buf: &[u8]) -> &[u8] {
+    if buf.is_empty() {
+        &EMPTY[..0]
+    } else {
+        buf
+    }
+}
+
+/// Like [`send_buf`] for receive buffers; `spare` provides the real address.
+pub fn recv_buf<'a>(buf: &'a mut [u8], spare: &'a mut [u8; 1]) -> &'a mut [u8] {
+    if buf.is_empty() {
+        &mut spare[..0]
+    } else {
+        buf
+    }
+}
+
 /// A cell's view of an MPI communicator (COMM_WORLD for now).
 pub struct MpiComm {
     comm: SimpleCommunicator,
@@ -14,6 +37,16 @@ impl MpiComm {
     /// Wraps `MPI_COMM_WORLD`.
     pub fn world() -> Self {
         MpiComm { comm: SimpleCommunicator::world() }
+    }
+
+    /// Wraps a communicator.
+    pub fn new(comm: SimpleCommunicator) -> Self {
+        MpiComm { comm }
+    }
+
+    /// The communicator.
+    pub fn comm(&self) -> &SimpleCommunicator {
+        &self.comm
     }
 
     fn check_rank(&self, r: usize, what: &str) -> Result<i32, CommError> {
@@ -105,7 +138,9 @@ impl Collectives for MpiComm {
             buf.clear();
             buf.resize(len as usize, 0);
         }
-        process.broadcast_into(&mut buf[..]);
+        if len > 0 {
+            process.broadcast_into(&mut buf[..]);
+        }
         Ok(())
     }
 
@@ -124,9 +159,11 @@ impl Collectives for MpiComm {
             .collect();
         let total: usize = counts.iter().map(|&c| c as usize).sum();
         let mut all = vec![0u8; total];
+        let mut spare = [0u8; 1];
         {
-            let mut partition = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
-            self.comm.all_gather_varcount_into(mine, &mut partition);
+            let mut partition =
+                PartitionMut::new(recv_buf(&mut all[..], &mut spare), &counts[..], &displs[..]);
+            self.comm.all_gather_varcount_into(send_buf(mine), &mut partition);
         }
         Ok(counts.iter().zip(&displs).map(|(&c, &d)| all[d as usize..(d + c) as usize].to_vec()).collect())
     }
@@ -134,7 +171,7 @@ impl Collectives for MpiComm {
     fn send_bytes(&self, data: &[u8], dest: usize, tag: i32) -> Result<(), CommError> {
         let dest = self.check_rank(dest, "destination")?;
         let tag = Self::check_tag(tag)?;
-        self.comm.process_at_rank(dest).send_with_tag(data, tag);
+        self.comm.process_at_rank(dest).send_with_tag(send_buf(data), tag);
         Ok(())
     }
 

@@ -7,11 +7,12 @@ use std::{
 };
 
 use actix::prelude::*;
+use bytes::Bytes;
 use mpi::traits::*;
-use mpx_cells::{Interpreter, Registry};
+use mpx_cells::{raw, rhai::Dynamic, Interpreter, Registry};
 use mpx_messages::{
-    ConnectionInfo, EngineToController, Frame, FrameCodec, Key, Outcome, RegisterRequest, RemoteError, Task,
-    TaskReply, DEFAULT_MAX_FRAME,
+    Arg, ConnectionInfo, EngineToController, Frame, FrameCodec, Key, Outcome, RegisterRequest, RemoteError,
+    Task, TaskReply, DEFAULT_MAX_FRAME,
 };
 use thiserror::Error;
 use tokio_util::codec::FramedRead;
@@ -19,6 +20,7 @@ use tracing::{error, info};
 
 use crate::{
     control::{Control, Done, Job},
+    data::{self, Groups},
     mpi_comm::MpiComm,
 };
 
@@ -113,13 +115,14 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
         .map_err(|e| EngineError::Controller(e.to_string()))?;
 
     let mut interp = Interpreter::new(Box::new(MpiComm::world()), registry, interrupt);
+    let mut groups = Groups::new(size as usize);
     let mut result = Ok(());
     for job in jobs {
         match job {
             Job::Registered(id) => info!(engine = id, "ready"),
-            Job::Task { task_id, task, reply_to } => {
-                let outcome = run_task(&mut interp, task);
-                reply_to.do_send(Done(TaskReply { task_id, outcome }));
+            Job::Task { task_id, task, buffers, reply_to } => {
+                let (outcome, buffers) = run_task(&mut interp, &mut groups, rank, task, &buffers);
+                reply_to.do_send(Done(TaskReply { task_id, outcome }, buffers));
             }
             Job::Exit(why) => {
                 if let Some(why) = why {
@@ -135,20 +138,80 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     result
 }
 
-fn run_task(interp: &mut Interpreter, task: Task) -> Outcome {
+/// Runs one task; returns its outcome and the reply's buffers.
+fn run_task(
+    interp: &mut Interpreter,
+    groups: &mut Groups,
+    rank: u32,
+    task: Task,
+    buffers: &[Bytes],
+) -> (Outcome, Vec<Bytes>) {
     let started = now();
-    let cell = match task {
-        Task::Execute { code } => interp.execute(&code),
+    let mut out = Outcome { started, ..Default::default() };
+    let mut reply = Vec::new();
+    let take_cell = |out: &mut Outcome, cell: mpx_cells::CellOutcome| {
+        out.stdout = cell.stdout;
+        out.value = cell.value;
+        out.error = cell.error.map(|e| RemoteError { ename: e.ename, evalue: e.evalue, line: e.line });
     };
-    Outcome {
-        stdout: cell.stdout,
-        stderr: String::new(),
-        value: cell.value,
-        error: cell.error.map(|e| RemoteError { ename: e.ename, evalue: e.evalue, line: e.line }),
-        execution_count: interp.execution_count(),
-        started,
-        completed: now(),
+    let result: Result<(), RemoteError> = match task {
+        Task::Execute { code } => {
+            take_cell(&mut out, interp.execute(&code));
+            Ok(())
+        }
+        Task::Apply { function, args } => match apply_args(args, buffers) {
+            Ok(args) => {
+                take_cell(&mut out, interp.call(&function, args));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+        Task::Push { name, array, group } => data::push(groups, interp, &name, &array, &group, buffers),
+        Task::Pull { name } => data::pull(interp, rank, &name).map(|(meta, bytes)| {
+            out.array = Some(meta);
+            reply.push(bytes);
+        }),
+        Task::Scatter { name, array, group, rows } => {
+            data::scatter(groups, interp, &name, &array, &group, &rows, buffers)
+        }
+        Task::Gather { name, group } => data::gather(groups, interp, rank, &name, &group).map(|whole| {
+            if let Some((meta, bytes)) = whole {
+                out.array = Some(meta);
+                reply.push(bytes);
+            }
+        }),
+    };
+    if let Err(e) = result {
+        out.error = Some(e);
     }
+    out.execution_count = interp.execution_count();
+    out.completed = now();
+    (out, reply)
+}
+
+/// Arguments of an apply as cell values.
+fn apply_args(args: Vec<Arg>, buffers: &[Bytes]) -> Result<Vec<Dynamic>, RemoteError> {
+    args.into_iter()
+        .map(|a| match a {
+            Arg::Float(x) => Ok(Dynamic::from_float(x)),
+            Arg::Int(i) => Ok(Dynamic::from_int(i)),
+            Arg::Bool(b) => Ok(Dynamic::from_bool(b)),
+            Arg::Str(s) => Ok(Dynamic::from(s)),
+            Arg::Array(meta) => {
+                let dtype = mpx_cells::DType::parse(meta.dtype.name()).expect("mpx dtypes are cell dtypes");
+                let bytes = buffers.get(meta.buffer).ok_or_else(|| RemoteError {
+                    ename: "ValueError".into(),
+                    evalue: format!("argument buffer {} is missing", meta.buffer),
+                    line: None,
+                })?;
+                raw::from_bytes(dtype, &meta.shape, bytes).map(Dynamic::from).map_err(|e| RemoteError {
+                    ename: e.ename,
+                    evalue: e.evalue,
+                    line: None,
+                })
+            }
+        })
+        .collect()
 }
 
 /// The control thread: connect, register, and run the `Control` actor until it stops.

@@ -35,6 +35,26 @@ pub enum Dtype {
 }
 
 impl Dtype {
+    /// Every dtype.
+    pub const ALL: [Dtype; 6] = [Dtype::F64, Dtype::F32, Dtype::I64, Dtype::I32, Dtype::U8, Dtype::Bool];
+
+    /// The dtype's name: `f64`, `f32`, `i64`, `i32`, `u8` or `bool` (as in numpy).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F64 => "f64",
+            Dtype::F32 => "f32",
+            Dtype::I64 => "i64",
+            Dtype::I32 => "i32",
+            Dtype::U8 => "u8",
+            Dtype::Bool => "bool",
+        }
+    }
+
+    /// The dtype of a name, if it is one of [`Dtype::ALL`].
+    pub fn from_name(name: &str) -> Option<Dtype> {
+        Dtype::ALL.into_iter().find(|d| d.name() == name)
+    }
+
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
@@ -56,7 +76,26 @@ pub struct ArrayMeta {
     pub buffer: usize,
 }
 
+/// An argument of [`Task::Apply`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Arg {
+    /// A float.
+    Float(f64),
+    /// An integer.
+    Int(i64),
+    /// A boolean.
+    Bool(bool),
+    /// A string.
+    Str(String),
+    /// An array in a buffer of the frame.
+    Array(ArrayMeta),
+}
+
 /// The work an engine is asked to do.
+///
+/// For the collective kinds, `group` lists the engines taking part, lowest first; the lowest
+/// is the root, and only the root's frame carries the array bytes. A client leaves `group`
+/// (and `rows`) empty: the controller fills them in from the targets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "args")]
 pub enum Task {
@@ -64,6 +103,46 @@ pub enum Task {
     Execute {
         /// Source of the cell.
         code: String,
+    },
+    /// Bind `name` to an array; with several engines the root broadcasts it (MPI Bcast).
+    Push {
+        /// Variable name.
+        name: String,
+        /// The array (bytes in the root's frame).
+        array: ArrayMeta,
+        /// Engines taking part.
+        group: Vec<EngineId>,
+    },
+    /// Send back the array bound to `name`.
+    Pull {
+        /// Variable name.
+        name: String,
+    },
+    /// Split an array along axis 0 over the group (MPI Scatterv from the root).
+    Scatter {
+        /// Variable name.
+        name: String,
+        /// The whole array (bytes in the root's frame).
+        array: ArrayMeta,
+        /// Engines taking part.
+        group: Vec<EngineId>,
+        /// Rows for each engine of the group, in group order.
+        rows: Vec<usize>,
+    },
+    /// Concatenate `name` along axis 0 over the group (MPI Gatherv to the root, which replies
+    /// with the whole array).
+    Gather {
+        /// Variable name.
+        name: String,
+        /// Engines taking part.
+        group: Vec<EngineId>,
+    },
+    /// Call a native or cell-defined function with arguments.
+    Apply {
+        /// Function name.
+        function: String,
+        /// Arguments.
+        args: Vec<Arg>,
     },
 }
 
@@ -89,6 +168,8 @@ pub struct Outcome {
     pub value: Option<String>,
     /// The error, if the request failed on this engine.
     pub error: Option<RemoteError>,
+    /// An array sent back (pull, gather, apply), its bytes in a buffer of the frame.
+    pub array: Option<ArrayMeta>,
     /// The engine's execution counter after this request.
     pub execution_count: u64,
     /// When the engine started the work (seconds since the Unix epoch).
@@ -205,6 +286,8 @@ pub struct EngineInfo {
     pub pid: u32,
     /// Host name.
     pub hostname: String,
+    /// Payload bytes the controller has sent to this engine over its link.
+    pub bytes_sent: u64,
 }
 
 /// The state of a cluster.

@@ -1,0 +1,205 @@
+//! Data in and out: push/pull/scatter/gather of every dtype and awkward shapes, bit-exact,
+//! through MPI collectives (the bytes cross the controller→engine links once).
+
+use std::{sync::Arc, time::Duration};
+
+use mpx_cells::raw::to_bytes as raw_bytes;
+use mpx_client::{ArrayValue, Targets};
+use mpx_tests::Cluster;
+use ndarray::{ArrayD, IxDyn};
+
+const T: Duration = Duration::from_secs(120);
+
+/// A deterministic array of `dtype` and `shape` whose elements have distinct bit patterns
+/// (NaNs with payloads, negative zero, extremes for floats).
+fn sample(dtype: &str, shape: &[usize], seed: u64) -> ArrayValue {
+    let n: usize = shape.iter().product();
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let sh = IxDyn(shape);
+    match dtype {
+        "f64" => ArrayValue::from(
+            ArrayD::from_shape_vec(
+                sh,
+                (0..n)
+                    .map(|i| {
+                        if i % 5 == 4 {
+                            f64::from_bits(0x7FF8_0000_0000_1234 + i as u64)
+                        } else {
+                            f64::from_bits(next() >> 2)
+                        }
+                    })
+                    .collect(),
+            )
+            .unwrap(),
+        ),
+        "f32" => ArrayValue::from(
+            ArrayD::from_shape_vec(sh, (0..n).map(|_| f32::from_bits(next() as u32 >> 2)).collect()).unwrap(),
+        ),
+        "i64" => {
+            ArrayValue::from(ArrayD::from_shape_vec(sh, (0..n).map(|_| next() as i64).collect()).unwrap())
+        }
+        "i32" => {
+            ArrayValue::from(ArrayD::from_shape_vec(sh, (0..n).map(|_| next() as i32).collect()).unwrap())
+        }
+        "u8" => ArrayValue::from(ArrayD::from_shape_vec(sh, (0..n).map(|_| next() as u8).collect()).unwrap()),
+        "bool" => {
+            ArrayValue::from(ArrayD::from_shape_vec(sh, (0..n).map(|_| next() % 3 == 0).collect()).unwrap())
+        }
+        other => panic!("no dtype {other}"),
+    }
+}
+
+fn same(a: &ArrayValue, b: &ArrayValue) -> bool {
+    a.dtype() == b.dtype() && a.shape() == b.shape() && raw_bytes(a) == raw_bytes(b)
+}
+
+/// Rows `[from, to)` of an array, as its own array.
+fn rows(a: &ArrayValue, from: usize, to: usize) -> ArrayValue {
+    let bytes = raw_bytes(a);
+    let row = a.shape()[1..].iter().product::<usize>() * a.dtype().item_size();
+    let mut shape = a.shape().to_vec();
+    shape[0] = to - from;
+    mpx_cells::raw::from_bytes(a.dtype(), &shape, &bytes[from * row..to * row]).unwrap()
+}
+
+const DTYPES: [&str; 6] = ["f64", "f32", "i64", "i32", "u8", "bool"];
+
+#[test]
+fn t60_every_dtype_and_shape_round_trips_bit_exactly() {
+    let c = Cluster::start("data", 4, &[]);
+    let client = c.client();
+    let all = client.view(Targets::All);
+    let shapes: [&[usize]; 6] = [&[0], &[1], &[7], &[5, 3], &[4, 0, 2], &[]];
+    for (i, dtype) in DTYPES.iter().enumerate() {
+        for (j, shape) in shapes.iter().enumerate() {
+            let a = sample(dtype, shape, (i * 10 + j) as u64);
+            all.push_sync("x", &a, T).unwrap();
+            let back = all.pull_sync("x", T).unwrap();
+            assert_eq!(back.len(), 4);
+            for b in &back {
+                assert!(same(&a, b), "push/pull {dtype} {shape:?}: {a} != {b}");
+            }
+            // The cells see the pushed array too.
+            let out = all
+                .execute_sync(&format!("dtype(x) == \"{dtype}\" && ndim(x) == {}", shape.len()), T)
+                .unwrap();
+            assert!(
+                out.iter().all(|r| r.outcome.value.as_deref() == Some("true")),
+                "{dtype} {shape:?}: {out:?}"
+            );
+            if shape.is_empty() {
+                let err = all.scatter_sync("y", &a, T).unwrap_err().to_string();
+                assert!(err.contains("0-d"), "{err}");
+                continue;
+            }
+            all.scatter_sync("y", &a, T).unwrap();
+            let parts = all.pull_sync("y", T).unwrap();
+            let n = shape[0];
+            let mut start = 0;
+            for (r, part) in parts.iter().enumerate() {
+                let count = n / 4 + usize::from(r < n % 4);
+                assert!(same(part, &rows(&a, start, start + count)), "scatter {dtype} {shape:?} to {r}");
+                start += count;
+            }
+            let whole = all.gather_sync("y", T).unwrap();
+            assert!(same(&whole, &a), "gather {dtype} {shape:?}: {whole} != {a}");
+        }
+    }
+    c.stop();
+}
+
+#[test]
+fn t61_scatter_splits_like_ipyparallel_and_subsets_work() {
+    let c = Cluster::start("split", 4, &[]);
+    let client = c.client();
+    let all = client.view(Targets::All);
+    let a = sample("f64", &[10, 2], 1);
+    all.scatter_sync("a", &a, T).unwrap();
+    let lens: Vec<usize> = all.pull_sync("a", T).unwrap().iter().map(|p| p.shape()[0]).collect();
+    assert_eq!(lens, vec![3, 3, 2, 2]);
+    // Fewer rows than engines.
+    let b = sample("i32", &[2], 2);
+    all.scatter_sync("b", &b, T).unwrap();
+    let lens: Vec<usize> = all.pull_sync("b", T).unwrap().iter().map(|p| p.shape()[0]).collect();
+    assert_eq!(lens, vec![1, 1, 0, 0]);
+    assert!(same(&all.gather_sync("b", T).unwrap(), &b));
+    // On a subset: the communicator of exactly engines 1 and 3.
+    let sub = client.view(Targets::List(vec![3, 1]));
+    let s = sample("u8", &[5, 2], 3);
+    sub.scatter_sync("s", &s, T).unwrap();
+    let parts = sub.pull_sync("s", T).unwrap();
+    assert!(same(&parts[0], &rows(&s, 0, 3)) && same(&parts[1], &rows(&s, 3, 5)));
+    assert!(same(&sub.gather_sync("s", T).unwrap(), &s));
+    sub.push_sync("p", &s, T).unwrap();
+    let err = all.pull_sync("p", T).unwrap_err().to_string();
+    assert!(err.contains("[0:") && err.contains("[2:") && err.contains("\"p\""), "{err}");
+    // Collectives in cells still work after sub-communicators were made.
+    let out = all.execute_sync("allreduce(1, SUM)", T).unwrap();
+    assert!(out.iter().all(|r| r.outcome.value.as_deref() == Some("4")), "{out:?}");
+    c.stop();
+}
+
+#[test]
+fn t62_errors_name_the_engine_and_the_variable() {
+    let c = Cluster::start("dataerr", 4, &[]);
+    let client = c.client();
+    let all = client.view(Targets::All);
+    all.execute_sync("if rank != 2 { let q = zeros(3); }", T).unwrap();
+    let err = all.pull_sync("nothere", T).unwrap_err().to_string();
+    assert!(err.contains("engine 0") && err.contains("nothere"), "{err}");
+    // A gather where one engine lacks the variable fails on all of them, clearly, and no one hangs.
+    all.execute_sync("let g = if rank == 2 { \"text\" } else { ones(2) };", T).unwrap();
+    let err = all.gather_sync("g", T).unwrap_err().to_string();
+    assert!(err.contains("engine 2") && err.contains("\"g\""), "{err}");
+    // Mismatched trailing shapes.
+    all.execute_sync("let h = zeros([2, rank + 1]);", T).unwrap();
+    let err = all.gather_sync("h", T).unwrap_err().to_string();
+    assert!(err.contains("shape"), "{err}");
+    // The engines are fine afterwards.
+    let out = all.execute_sync("allreduce(rank, SUM)", T).unwrap();
+    assert!(out.iter().all(|r| r.outcome.value.as_deref() == Some("6")), "{out:?}");
+    c.stop();
+}
+
+#[test]
+fn t63_push_to_four_engines_crosses_the_links_once() {
+    let c = Cluster::start("links", 4, &[]);
+    let client = c.client();
+    let a = sample("f64", &[1_000_000], 7); // 8 MB
+    client.view(Targets::All).push_sync("big", &a, T).unwrap();
+    let info = client.info(T).unwrap();
+    let sent: Vec<u64> = info.engines.iter().map(|e| e.bytes_sent).collect();
+    assert_eq!(sent, vec![8_000_000, 0, 0, 0], "payload bytes per controller→engine link");
+    // And every engine has it.
+    let out = client.view(Targets::All).execute_sync("len(big)", T).unwrap();
+    assert!(out.iter().all(|r| r.outcome.value.as_deref() == Some("1000000")), "{out:?}");
+    // Scatter too: one transfer to the root.
+    client.view(Targets::All).scatter_sync("part", &a, T).unwrap();
+    let sent2: Vec<u64> = client.info(T).unwrap().engines.iter().map(|e| e.bytes_sent).collect();
+    assert_eq!(sent2, vec![16_000_000, 0, 0, 0]);
+    c.stop();
+}
+
+#[test]
+fn t64_a_200_mb_array_round_trips() {
+    let c = Cluster::start("huge", 4, &[]);
+    let client = c.client();
+    let all = client.view(Targets::All);
+    let n = 25_000_000; // 200 MB of f64
+    let a = ArrayValue::F64(Arc::new(ArrayD::from_shape_fn(IxDyn(&[n]), |i| i[0] as f64 * 0.5 - 3.0)));
+    all.push_sync("h", &a, T).unwrap();
+    let one = client.view(Targets::List(vec![3])).pull_sync("h", T).unwrap();
+    assert!(same(&one[0], &a));
+    all.scatter_sync("hs", &a, T).unwrap();
+    assert!(same(&all.gather_sync("hs", T).unwrap(), &a));
+    // Computing on it in cells works, without copies of the whole thing per call.
+    let out = all.execute_sync("allreduce(len(hs), SUM)", T).unwrap();
+    assert!(out.iter().all(|r| r.outcome.value.as_deref() == Some(&n.to_string()[..])), "{out:?}");
+    c.stop();
+}
