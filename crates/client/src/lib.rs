@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`client`]: [`Client`], the connection, and [`View`], a set of target engines.
 //! - [`result`]: [`AsyncResult`], one request's per-engine results, waited for with timeouts.
+//! - [`npy`]: `.npy` files for the CLI's data commands.
 //! - [`display`]: ipyparallel-style rendering (`[stdout:0] ...`, `Out[0]: ...`, `[2:error] ...`).
 //!
 //! # Examples
@@ -19,6 +20,7 @@
 
 pub mod client;
 pub mod display;
+pub mod npy;
 pub mod result;
 
 pub use client::{ApplyArg, Client, View};

@@ -10,7 +10,7 @@ use std::{
 use anyhow::Result;
 use clap::Args;
 use mpx_cells::{local::LocalWorld, Interpreter, Registry};
-use mpx_client::{display, Client, Targets};
+use mpx_client::{display, npy, Client, Targets};
 use rustyline::{error::ReadlineError, DefaultEditor};
 
 use super::parse_targets;
@@ -29,6 +29,8 @@ const HELP: &str = "\
 %px CODE        run CODE on the target engines
 %autopx         toggle: every line runs on the engines
 %run FILE       run a file on the target engines
+%push NAME F    send F.npy to the engines as NAME   %pull NAME F    fetch NAME into F.npy
+%scatter NAME F split F.npy over the engines         %gather NAME F  concatenate NAME into F.npy
 %targets T      set targets: all, 0,2 or 1-3
 %timeout S      seconds to wait for results
 %help           this text
@@ -53,6 +55,43 @@ impl Console {
         match result {
             Ok(results) => print!("{}", display::render(&results)),
             Err(e) => println!("error: {e}"),
+        }
+    }
+
+    /// `%push/%pull/%scatter/%gather NAME FILE`.
+    fn data(&self, magic: &str, rest: &str) {
+        let Some((name, file)) = rest.split_once(char::is_whitespace) else {
+            return println!("error: %{magic} takes NAME FILE");
+        };
+        let (name, file) = (name.trim(), Path::new(file.trim()));
+        let view = self.client.view(self.targets.clone());
+        let sent = match magic {
+            "push" | "scatter" => npy::read(file).and_then(|a| match magic {
+                "push" => view.push(name, &a),
+                _ => view.scatter(name, &a),
+            }),
+            "pull" => view.pull(name),
+            _ => view.gather(name),
+        };
+        let results = match sent.and_then(|pending| pending.get(self.timeout)) {
+            Ok(r) => r,
+            Err(e) => return println!("error: {e}"),
+        };
+        print!("{}", display::render(&results));
+        let arrays: Vec<_> = results.iter().filter_map(|r| Some((r.engine_id, r.array.as_ref()?))).collect();
+        for (id, a) in &arrays {
+            let path = if arrays.len() == 1 {
+                file.to_path_buf()
+            } else {
+                file.with_file_name(format!(
+                    "{}.{id}.npy",
+                    file.file_stem().and_then(|s| s.to_str()).unwrap_or("out")
+                ))
+            };
+            match npy::write(&path, a) {
+                Ok(()) => println!("[{id}] {} {:?} -> {}", a.dtype_name(), a.shape(), path.display()),
+                Err(e) => println!("error: {e}"),
+            }
         }
     }
 
@@ -92,6 +131,7 @@ impl Console {
                 Ok(code) => self.remote(&code),
                 Err(e) => println!("error: cannot read {rest}: {e}"),
             },
+            "push" | "pull" | "scatter" | "gather" => self.data(magic, rest),
             "targets" => match parse_targets(rest) {
                 Ok(t) => {
                     println!("targets: {t:?}");

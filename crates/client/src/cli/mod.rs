@@ -2,6 +2,7 @@
 
 mod cluster;
 mod console;
+mod data;
 mod exec;
 
 use std::time::Duration;
@@ -29,6 +30,14 @@ enum Command {
     Run(exec::RunArgs),
     /// Interactive console: `%px CODE`, `%autopx`, plain lines run locally.
     Console(console::ConsoleArgs),
+    /// Bind a variable on the engines to an array from a `.npy` file (MPI Bcast among them).
+    Push(data::PutArgs),
+    /// Fetch a variable from the engines into `.npy` files.
+    Pull(data::GetArgs),
+    /// Split a `.npy` array along axis 0 over the engines (MPI Scatterv).
+    Scatter(data::PutArgs),
+    /// Concatenate a variable along axis 0 from the engines into a `.npy` file (MPI Gatherv).
+    Gather(data::GetArgs),
 }
 
 /// Which cluster and engines a command talks to.
@@ -82,5 +91,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Px(args) => exec::px(args),
         Command::Run(args) => exec::run_file(args),
         Command::Console(args) => console::run(args),
+        Command::Push(args) => data::push(args),
+        Command::Pull(args) => data::pull(args),
+        Command::Scatter(args) => data::scatter(args),
+        Command::Gather(args) => data::gather(args),
     }
 }
