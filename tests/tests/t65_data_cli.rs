@@ -43,7 +43,7 @@ fn t65_npy_files_through_the_cli() {
     // An int16 .npy: a dtype mpx cannot hold, refused clearly before anything is sent.
     let mut bad = b"\x93NUMPY\x01\x00".to_vec();
     let mut header = "{'descr': '<i2', 'fortran_order': False, 'shape': (2,), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
