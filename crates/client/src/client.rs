@@ -18,7 +18,7 @@ use mpx_cells::{raw, ArrayValue, DType};
 use mpx_controller::files;
 use mpx_messages::{
     codec::blocking, Arg, ArrayMeta, ClientToController, ClusterInfo, CodecError, ControllerToClient, Dtype,
-    EngineId, Frame, Key, Outcome, RemoteError, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
+    EngineId, EngineState, Frame, Key, Outcome, RemoteError, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
 };
 
 use crate::{
@@ -56,6 +56,8 @@ pub(crate) struct State {
     pub info_seq: u64,
     pub shutdown_acked: bool,
     pub closed: Option<Closed>,
+    /// Answers to control requests (interrupt, where, abort), oldest first.
+    pub control: Vec<ControllerToClient>,
 }
 
 /// What the reader thread and the callers share.
@@ -251,6 +253,72 @@ impl Client {
         Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted })
     }
 
+    /// Sends a control request and waits for the first reply that `pick` accepts.
+    fn control<T>(
+        &self,
+        msg: ClientToController,
+        timeout: Duration,
+        pick: impl Fn(&ControllerToClient) -> Option<T>,
+    ) -> Result<T, ClientError> {
+        self.send(msg)?;
+        let deadline = std::time::Instant::now() + timeout;
+        let mut state = self.shared.state.lock().expect("client state");
+        loop {
+            if let Some(i) = state.control.iter().position(|r| pick(r).is_some()) {
+                let reply = state.control.remove(i);
+                return Ok(pick(&reply).expect("picked above"));
+            }
+            if let Some(c) = &state.closed {
+                return Err(c.to_error());
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout(timeout));
+            }
+            state = self.shared.cond.wait_timeout(state, left).expect("client state").0;
+        }
+    }
+
+    /// Interrupts the running cells of `targets` (they fail with `KeyboardInterrupt`); returns
+    /// the engines told.
+    ///
+    /// # Errors
+    /// Timeout or a lost connection.
+    pub fn interrupt(&self, targets: Targets, timeout: Duration) -> Result<Vec<EngineId>, ClientError> {
+        self.control(ClientToController::InterruptRequest { targets }, timeout, |r| match r {
+            ControllerToClient::InterruptReply { engines } => Some(engines.clone()),
+            _ => None,
+        })
+    }
+
+    /// What every engine is doing (`None`: it did not answer within a second): idle, running
+    /// a cell, or inside an MPI call on some communicator, and for how long.
+    ///
+    /// # Errors
+    /// Timeout or a lost connection.
+    pub fn engine_states(
+        &self,
+        timeout: Duration,
+    ) -> Result<Vec<(EngineId, Option<EngineState>)>, ClientError> {
+        self.control(ClientToController::WhereRequest, timeout, |r| match r {
+            ControllerToClient::WhereReply { states } => Some(states.clone()),
+            _ => None,
+        })
+    }
+
+    /// Tears the MPI world down (the cluster stops, or restarts when started with `--restart`).
+    ///
+    /// # Errors
+    /// Refused (engines started by hand), timeout or a lost connection.
+    pub fn abort(&self, reason: &str, timeout: Duration) -> Result<(), ClientError> {
+        let error =
+            self.control(ClientToController::AbortRequest { reason: reason.into() }, timeout, |r| match r {
+                ControllerToClient::AbortReply { error } => Some(error.clone()),
+                _ => None,
+            })?;
+        error.map_or(Ok(()), |e| Err(ClientError::Refused(e)))
+    }
+
     /// Asks the controller to stop the whole cluster; returns once it acknowledged.
     ///
     /// # Errors
@@ -323,6 +391,9 @@ fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
                 }
             }
             ControllerToClient::ShutdownReply => state.shutdown_acked = true,
+            reply @ (ControllerToClient::InterruptReply { .. }
+            | ControllerToClient::WhereReply { .. }
+            | ControllerToClient::AbortReply { .. }) => state.control.push(reply),
         }
         drop(state);
         shared.cond.notify_all();

@@ -25,7 +25,7 @@ pub mod result;
 
 pub use client::{ApplyArg, Client, View};
 pub use mpx_cells::{ArrayValue, DType};
-pub use mpx_messages::{EngineId, Outcome, RemoteError, Targets};
+pub use mpx_messages::{EngineId, EngineState, Outcome, RemoteError, Targets};
 pub use result::{AsyncResult, EngineResult};
 
 use thiserror::Error;
@@ -58,6 +58,15 @@ pub enum ClientError {
     /// The controller refused the request.
     #[error("request refused by the controller: {0}")]
     Refused(String),
+    /// An engine died (killed, crashed, exited); `cause` is what mpirun reported (signal or
+    /// exit code). The MPI world was torn down (or restarted) after it.
+    #[error("engine {rank} died: {cause}")]
+    EngineDied {
+        /// The engine (MPI rank).
+        rank: EngineId,
+        /// How it died.
+        cause: String,
+    },
     /// One or more engines reported an error.
     #[error("{}", .0.iter().map(|(id, e)| format!("[{id}:{}] {}", e.ename, e.evalue)).collect::<Vec<_>>().join("; "))]
     Remote(Vec<(EngineId, RemoteError)>),

@@ -11,6 +11,16 @@ use mpx_messages::{EngineId, Outcome};
 
 use crate::{client::Shared, ClientError};
 
+/// The first engine death among results, as [`ClientError::EngineDied`].
+pub fn died(results: &[EngineResult]) -> Option<ClientError> {
+    results.iter().find_map(|r| {
+        let e = r.outcome.error.as_ref().filter(|e| e.ename == "EngineDied")?;
+        let prefix = format!("engine {} died: ", r.engine_id);
+        let cause = e.evalue.strip_prefix(&prefix).unwrap_or(&e.evalue).to_string();
+        Some(ClientError::EngineDied { rank: r.engine_id, cause })
+    })
+}
+
 /// One engine's result, with when the client received it.
 #[derive(Debug, Clone)]
 pub struct EngineResult {
@@ -128,12 +138,16 @@ impl AsyncResult {
         Ok(req.results.values().cloned().collect())
     }
 
-    /// Like [`get`](Self::get), but any engine's error becomes [`ClientError::Remote`].
+    /// Like [`get`](Self::get), but a dead engine becomes [`ClientError::EngineDied`] and any
+    /// other engine error [`ClientError::Remote`].
     ///
     /// # Errors
     /// As `get`, plus the engines' errors.
     pub fn get_ok(&self, timeout: Duration) -> Result<Vec<EngineResult>, ClientError> {
         let results = self.get(timeout)?;
+        if let Some(dead) = died(&results) {
+            return Err(dead);
+        }
         let errors: Vec<_> =
             results.iter().filter_map(|r| r.outcome.error.clone().map(|e| (r.engine_id, e))).collect();
         if errors.is_empty() {

@@ -8,7 +8,7 @@ use mpx_messages::{
 use tokio::net::tcp::OwnedWriteHalf;
 use tracing::{info, warn};
 
-use crate::hub::{Hub, Info, RequestShutdown, Submit, ToClient};
+use crate::hub::{Abort, Hub, Info, Interrupt, RequestShutdown, Submit, ToClient, Where};
 
 /// Writer half of a client connection.
 pub type ClientWriter = FramedWrite<
@@ -87,6 +87,34 @@ impl StreamHandler<Result<Frame<ClientToController>, CodecError>> for ClientSess
                             error: Some(format!("controller busy: {e}")),
                         });
                         act.reply(ControllerToClient::SubmitReply(reply));
+                    })
+                    .wait(ctx);
+            }
+            ClientToController::InterruptRequest { targets } => {
+                self.hub
+                    .send(Interrupt(targets))
+                    .into_actor(self)
+                    .map(|res, act, _| {
+                        let engines = res.ok().and_then(Result::ok).unwrap_or_default();
+                        act.reply(ControllerToClient::InterruptReply { engines });
+                    })
+                    .wait(ctx);
+            }
+            ClientToController::WhereRequest => {
+                self.hub.do_send(Where { client: ctx.address().recipient() });
+            }
+            ClientToController::AbortRequest { reason } => {
+                warn!(%reason, "a client asked to tear the MPI world down");
+                self.hub
+                    .send(Abort(reason))
+                    .into_actor(self)
+                    .map(|res, act, _| {
+                        let error = match res {
+                            Ok(Ok(())) => None,
+                            Ok(Err(e)) => Some(e),
+                            Err(e) => Some(e.to_string()),
+                        };
+                        act.reply(ControllerToClient::AbortReply { error });
                     })
                     .wait(ctx);
             }

@@ -11,12 +11,15 @@ use std::{
 use actix::prelude::*;
 use mpx_messages::{ConnectionInfo, Key, DEFAULT_MAX_FRAME};
 use rand::RngExt;
-use tokio::{net::TcpListener, sync::oneshot};
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, oneshot},
+};
 use tracing::{info, warn};
 
 use crate::{
     files,
-    hub::{Hub, SetMpirunPid, StopEngines, WaitForEngines},
+    hub::{Hub, SetEvents, SetMpirunPid, StopEngines, WaitForEngines, WorldDown, WorldEvent},
     launcher::Launcher,
     listener::{self, ListenerConfig},
     ClusterError,
@@ -39,6 +42,10 @@ pub struct ClusterOptions {
     pub max_frame: usize,
     /// Grace period between SIGTERM and SIGKILL at teardown.
     pub grace: Duration,
+    /// Heartbeat period (zero: none).
+    pub heartbeat: Duration,
+    /// Restart the MPI world when it goes down, instead of stopping.
+    pub restart: bool,
 }
 
 impl ClusterOptions {
@@ -52,6 +59,8 @@ impl ClusterOptions {
             bind: "127.0.0.1:0".into(),
             max_frame: DEFAULT_MAX_FRAME,
             grace: Duration::from_secs(1),
+            heartbeat: Duration::from_secs(1),
+            restart: false,
         }
     }
 }
@@ -78,8 +87,9 @@ pub enum StopReason {
     Signal(&'static str),
     /// A client sent a shutdown request (`mpx cluster stop`).
     Requested,
-    /// mpirun ended by itself (a rank died, or the job was killed).
-    MpirunExited(String),
+    /// The MPI world went down (an engine died, a client aborted, the job ended) and the
+    /// cluster was not started with `restart`.
+    WorldDown(String),
 }
 
 /// A bound controller: its address, hub, and the signal that a client asked to stop.
@@ -101,6 +111,7 @@ pub async fn start_controller(
     key: Key,
     cluster_id: &str,
     max_frame: usize,
+    heartbeat: Duration,
 ) -> Result<Controller, ClusterError> {
     let listener = TcpListener::bind(bind).await?;
     let address = listener.local_addr()?;
@@ -109,7 +120,7 @@ pub async fn start_controller(
     }
     let (tx, shutdown) = oneshot::channel();
     let hub = Hub::new(cluster_id.to_string(), tx).start();
-    let config = ListenerConfig { key, cluster_id: cluster_id.to_string(), max_frame };
+    let config = ListenerConfig { key, cluster_id: cluster_id.to_string(), max_frame, heartbeat };
     actix::spawn(listener::serve(listener, hub.clone(), config));
     Ok(Controller { address, hub, shutdown })
 }
@@ -140,7 +151,8 @@ pub async fn run_cluster(
         }
     }
     let key = new_key();
-    let mut ctl = start_controller(&opts.bind, key.clone(), &opts.cluster_id, opts.max_frame).await?;
+    let mut ctl =
+        start_controller(&opts.bind, key.clone(), &opts.cluster_id, opts.max_frame, opts.heartbeat).await?;
     let info = ConnectionInfo {
         cluster_id: opts.cluster_id.clone(),
         address: ctl.address.to_string(),
@@ -150,14 +162,81 @@ pub async fn run_cluster(
     };
     files::write_connection_file(&path, &info)?;
     let _cleanup = RemoveOnDrop(path.clone());
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    ctl.hub.do_send(SetEvents(events_tx));
 
-    launcher.start(opts.n, &path)?;
-    ctl.hub.do_send(SetMpirunPid(launcher.pid()));
-
-    // Wait for all engines, the end of mpirun, a signal, or the timeout.
-    let (ready_tx, ready_rx) = oneshot::channel();
-    ctl.hub.do_send(WaitForEngines { n: opts.n as usize, ready: ready_tx });
     let mut signals = Signals::new()?;
+    start_world(&opts, launcher.as_mut(), &ctl.hub, &path, &mut signals).await?;
+    on_ready(&Ready {
+        cluster_id: opts.cluster_id.clone(),
+        n: opts.n,
+        elapsed: t0.elapsed(),
+        connection_file: path.clone(),
+        address: ctl.address,
+    });
+
+    let reason = loop {
+        let event = tokio::select! {
+            name = signals.next() => break StopReason::Signal(name),
+            _ = &mut ctl.shutdown => break StopReason::Requested,
+            Some(event) = events.recv() => event,
+            status = launcher.wait() => WorldEvent::Abort(format!("the engines' job ended ({status})")),
+        };
+        // The world is going down: find out why, fail what was pending, end the job.
+        let (first, cause) = match event {
+            WorldEvent::Died(id, fallback) => {
+                // mpirun reports how the rank died once it has noticed; give it a moment.
+                let _ = tokio::time::timeout(DEATH_REPORT_WAIT, launcher.wait()).await;
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                (Some(id), launcher.explain(id).unwrap_or(fallback))
+            }
+            WorldEvent::Abort(reason) => (None, reason),
+        };
+        warn!(engine = ?first, %cause, restart = opts.restart, "the MPI world goes down");
+        ctl.hub.send(WorldDown { first, cause: cause.clone(), restarting: opts.restart }).await.ok();
+        // Ranks stuck in a collective will not finish on their own: no grace period.
+        teardown(&ctl.hub, launcher.as_mut(), BROKEN_WORLD_GRACE).await;
+        // Drop events about the world just torn down.
+        while events.try_recv().is_ok() {}
+        let what = match first {
+            Some(id) => format!("engine {id} died: {cause}"),
+            None => cause,
+        };
+        if !opts.restart {
+            break StopReason::WorldDown(what);
+        }
+        info!("restarting the MPI world after: {what}");
+        if let Err(e) = start_world(&opts, launcher.as_mut(), &ctl.hub, &path, &mut signals).await {
+            break StopReason::WorldDown(format!("{what}; the restart failed: {e}"));
+        }
+        info!("the MPI world was restarted");
+    };
+    info!(?reason, "stopping the cluster");
+    let t1 = Instant::now();
+    teardown(&ctl.hub, launcher.as_mut(), opts.grace).await;
+    info!(elapsed = ?t1.elapsed(), "cluster stopped");
+    Ok(reason)
+}
+
+/// Grace before signalling the job of a world that went down.
+const BROKEN_WORLD_GRACE: Duration = Duration::from_millis(100);
+
+/// How long a death waits for mpirun's report of it.
+const DEATH_REPORT_WAIT: Duration = Duration::from_millis(1500);
+
+/// Starts the engines' job and waits until all N engines registered; on failure, tears down
+/// what was started and returns the error with the job's output.
+async fn start_world(
+    opts: &ClusterOptions,
+    launcher: &mut dyn Launcher,
+    hub: &Addr<Hub>,
+    path: &std::path::Path,
+    signals: &mut Signals,
+) -> Result<(), ClusterError> {
+    launcher.start(opts.n, path)?;
+    hub.do_send(SetMpirunPid(launcher.pid()));
+    let (ready_tx, ready_rx) = oneshot::channel();
+    hub.do_send(WaitForEngines { n: opts.n as usize, ready: ready_tx });
     let started = tokio::select! {
         _ = ready_rx => Ok(()),
         status = launcher.wait() => Err(ClusterError::MpirunFailed { status, output: String::new() }),
@@ -174,27 +253,10 @@ pub async fn run_cluster(
         if let ClusterError::MpirunFailed { output, .. } | ClusterError::Timeout { output, .. } = &mut e {
             *output = launcher.output();
         }
-        teardown(&ctl.hub, launcher.as_mut(), opts.grace).await;
+        teardown(hub, launcher, opts.grace).await;
         return Err(e);
     }
-    on_ready(&Ready {
-        cluster_id: opts.cluster_id.clone(),
-        n: opts.n,
-        elapsed: t0.elapsed(),
-        connection_file: path.clone(),
-        address: ctl.address,
-    });
-
-    let reason = tokio::select! {
-        name = signals.next() => StopReason::Signal(name),
-        _ = &mut ctl.shutdown => StopReason::Requested,
-        status = launcher.wait() => StopReason::MpirunExited(status),
-    };
-    info!(?reason, "stopping the cluster");
-    let t1 = Instant::now();
-    teardown(&ctl.hub, launcher.as_mut(), opts.grace).await;
-    info!(elapsed = ?t1.elapsed(), "cluster stopped");
-    Ok(reason)
+    Ok(())
 }
 
 /// Removes a file when dropped (the connection file, on every exit path).

@@ -1,12 +1,14 @@
 //! `EngineConn` is an actor. It owns the TCP connection of one registered engine: it writes the
 //! hub's tasks to it and hands the engine's replies to the hub.
 
+use std::time::{Duration, Instant};
+
 use actix::{io::FramedWrite, io::WriteHandler, prelude::*};
 use mpx_messages::{CodecError, ControllerToEngine, EngineId, EngineToController, Frame, FrameCodec};
 use tokio::net::tcp::OwnedWriteHalf;
 use tracing::warn;
 
-use crate::hub::{EngineGone, EngineReply, Hub, ToEngine};
+use crate::hub::{EngineGone, EngineReply, EngineStatus, Hub, ToEngine};
 
 /// Writer half of an engine connection.
 pub type EngineWriter = FramedWrite<
@@ -25,6 +27,32 @@ pub struct EngineConn {
     pub writer: EngineWriter,
     /// Why the connection ended, for the hub.
     pub cause: String,
+    /// Heartbeat period (zero: no heartbeats).
+    pub heartbeat: Duration,
+    /// When the engine was last heard from.
+    pub last_heard: Instant,
+    /// Next ping's sequence number.
+    pub seq: u64,
+}
+
+impl EngineConn {
+    /// Pings every period; three silent periods and the engine is declared dead.
+    pub fn start_heartbeats(&mut self, ctx: &mut Context<Self>) {
+        if self.heartbeat.is_zero() {
+            return;
+        }
+        let period = self.heartbeat;
+        ctx.run_interval(period, move |act, ctx| {
+            if act.last_heard.elapsed() > period * 3 {
+                warn!(engine = ?act.id, "engine missed 3 heartbeats");
+                act.cause = format!("it missed 3 heartbeats ({} ms period)", period.as_millis());
+                ctx.stop();
+                return;
+            }
+            act.seq += 1;
+            act.writer.write(Frame::new(ControllerToEngine::Ping { seq: act.seq }));
+        });
+    }
 }
 
 impl Actor for EngineConn {
@@ -52,8 +80,13 @@ impl Handler<ToEngine> for EngineConn {
 impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn {
     fn handle(&mut self, item: Result<Frame<EngineToController>, CodecError>, ctx: &mut Context<Self>) {
         let id = self.id.unwrap_or(u32::MAX);
+        self.last_heard = Instant::now();
         match item {
             Ok(frame) => match frame.header {
+                EngineToController::Pong { .. } => {}
+                EngineToController::Status { req, state } => {
+                    self.hub.do_send(EngineStatus { id, req, state })
+                }
                 EngineToController::TaskReply(reply) => {
                     self.hub.do_send(EngineReply { id, reply, buffers: frame.buffers })
                 }

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use actix::prelude::*;
 use bytes::Bytes;
 use mpx_messages::{
-    ClusterInfo, ControllerToClient, ControllerToEngine, EngineId, EngineInfo, Frame, Outcome,
+    ClusterInfo, ControllerToClient, ControllerToEngine, EngineId, EngineInfo, EngineState, Frame, Outcome,
     RegisterRequest, RemoteError, SubmitReply, SubmitRequest, Targets, TaskReply, TaskRequest, TaskResult,
 };
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::plan::plan;
@@ -44,12 +44,39 @@ pub struct Hub {
     next_task: u64,
     waiters: Vec<(usize, oneshot::Sender<()>)>,
     shutdown: Option<oneshot::Sender<()>>,
+    /// Deaths and aborts go to whoever runs the engines' job, if anyone does.
+    events: Option<mpsc::UnboundedSender<WorldEvent>>,
+    /// Set once the world is going down (stop, death, abort): later disconnections are expected.
+    world_down: bool,
+    wheres: HashMap<u64, PendingWhere>,
+    next_where: u64,
 }
+
+/// What the hub tells the runner of the engines' job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorldEvent {
+    /// An engine's connection ended unexpectedly (with what is known).
+    Died(EngineId, String),
+    /// A client asked to tear the world down.
+    Abort(String),
+}
+
+struct PendingWhere {
+    client: Recipient<ToClient>,
+    states: BTreeMap<EngineId, Option<EngineState>>,
+}
+
+/// How long `where` waits for the engines' answers.
+const WHERE_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
 
 impl Hub {
     /// A hub for the given cluster; `shutdown` fires when a client asks the cluster to stop.
     pub fn new(cluster_id: String, shutdown: oneshot::Sender<()>) -> Self {
         Hub {
+            events: None,
+            world_down: false,
+            wheres: HashMap::new(),
+            next_where: 1,
             cluster_id,
             mpirun_pid: None,
             engines: BTreeMap::new(),
@@ -57,6 +84,19 @@ impl Hub {
             next_task: 1,
             waiters: Vec::new(),
             shutdown: Some(shutdown),
+        }
+    }
+
+    /// Fails every pending task of the engines matching `which` with `error(engine)`.
+    fn fail_pending(&mut self, which: impl Fn(EngineId) -> bool, error: impl Fn(EngineId) -> RemoteError) {
+        let lost: Vec<u64> =
+            self.pending.iter().filter(|(_, p)| which(p.engine)).map(|(id, _)| *id).collect();
+        for task_id in lost {
+            if let Some(p) = self.pending.remove(&task_id) {
+                let outcome = Outcome { error: Some(error(p.engine)), ..Default::default() };
+                let result = TaskResult { req_id: p.req_id, engine_id: p.engine, outcome };
+                p.client.do_send(ToClient(Frame::new(ControllerToClient::TaskResult(result))));
+            }
         }
     }
 
@@ -117,6 +157,7 @@ impl Handler<Register> for Hub {
             return Err(format!("engine id {id} is already registered"));
         }
         info!(engine = id, pid = msg.req.pid, size = msg.req.size, "engine registered");
+        self.world_down = false;
         let info = EngineInfo {
             id,
             world_size: msg.req.size,
@@ -140,30 +181,196 @@ pub struct EngineGone {
     pub cause: String,
 }
 
-/// Handler for `EngineGone`: unregister, and fail every task still pending on it.
+/// Handler for `EngineGone`: unregister; an unexpected loss goes to the job's runner, which
+/// finds out how the rank died and takes the world down ([`WorldDown`]); without a runner the
+/// engine's pending tasks fail at once.
 impl Handler<EngineGone> for Hub {
     type Result = ();
 
-    fn handle(&mut self, msg: EngineGone, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: EngineGone, ctx: &mut Context<Self>) {
         if self.engines.remove(&msg.id).is_none() {
             return;
         }
+        if self.world_down {
+            return;
+        }
         warn!(engine = msg.id, cause = %msg.cause, "engine lost");
-        let lost: Vec<u64> =
-            self.pending.iter().filter(|(_, p)| p.engine == msg.id).map(|(id, _)| *id).collect();
-        for task_id in lost {
-            if let Some(p) = self.pending.remove(&task_id) {
-                let outcome = Outcome {
-                    error: Some(RemoteError {
-                        ename: "EngineDied".into(),
-                        evalue: format!("engine {} died: {}", msg.id, msg.cause),
-                        line: None,
-                    }),
-                    ..Default::default()
-                };
-                let result = TaskResult { req_id: p.req_id, engine_id: p.engine, outcome };
-                p.client.do_send(ToClient(Frame::new(ControllerToClient::TaskResult(result))));
+        let id = msg.id;
+        match &self.events {
+            Some(events) if events.send(WorldEvent::Died(id, msg.cause.clone())).is_ok() => {
+                // Fallback, should the runner never explain it.
+                ctx.run_later(std::time::Duration::from_secs(5), move |hub, _| {
+                    hub.fail_pending(|e| e == id, |e| died(e, &msg.cause));
+                });
             }
+            _ => self.fail_pending(|e| e == id, |e| died(e, &msg.cause)),
+        }
+    }
+}
+
+fn died(engine: EngineId, cause: &str) -> RemoteError {
+    RemoteError { ename: "EngineDied".into(), evalue: format!("engine {engine} died: {cause}"), line: None }
+}
+
+/// The world is down: an engine died (`first`), a client aborted, or the job ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WorldDown {
+    /// The engine whose death took the world down, if one did.
+    pub first: Option<EngineId>,
+    /// How it died, or why the world went down.
+    pub cause: String,
+    /// Whether the world is being restarted.
+    pub restarting: bool,
+}
+
+/// Handler for `WorldDown`: every pending task fails (the dead engine's with `EngineDied`,
+/// the others' with `WorldDown`), and the registry is emptied for a restart.
+impl Handler<WorldDown> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: WorldDown, _: &mut Context<Self>) {
+        self.world_down = true;
+        let note = if msg.restarting {
+            "; the MPI world is being restarted (variables are lost)"
+        } else {
+            "; the MPI world was torn down and the cluster stops"
+        };
+        let first = msg.first;
+        let cause = msg.cause.clone();
+        self.fail_pending(
+            |_| true,
+            |e| match first {
+                Some(f) if f == e => died(e, &format!("{cause}{note}")),
+                Some(f) => RemoteError {
+                    ename: "WorldDown".into(),
+                    evalue: format!("engine {f} died ({cause}){note}"),
+                    line: None,
+                },
+                None => {
+                    RemoteError { ename: "WorldDown".into(), evalue: format!("{cause}{note}"), line: None }
+                }
+            },
+        );
+        for e in self.engines.values() {
+            e.conn.do_send(ToEngine(Frame::new(ControllerToEngine::Shutdown)));
+        }
+        self.engines.clear();
+    }
+}
+
+/// Where deaths and aborts are reported (set by the runner of the engines' job).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetEvents(pub mpsc::UnboundedSender<WorldEvent>);
+
+/// Handler for `SetEvents`.
+impl Handler<SetEvents> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetEvents, _: &mut Context<Self>) {
+        self.events = Some(msg.0);
+    }
+}
+
+/// A client asks to interrupt the running cells of some engines.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<EngineId>, String>")]
+pub struct Interrupt(pub Targets);
+
+/// Handler for `Interrupt`.
+impl Handler<Interrupt> for Hub {
+    type Result = Result<Vec<EngineId>, String>;
+
+    fn handle(&mut self, msg: Interrupt, _: &mut Context<Self>) -> Self::Result {
+        let ids = self.resolve(&msg.0)?;
+        for id in &ids {
+            self.engines[id].conn.do_send(ToEngine(Frame::new(ControllerToEngine::Interrupt)));
+        }
+        Ok(ids)
+    }
+}
+
+/// A client asks what every engine is doing; the answer goes to `client` within a second.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Where {
+    /// Where the answer goes.
+    pub client: Recipient<ToClient>,
+}
+
+/// Handler for `Where`.
+impl Handler<Where> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Where, ctx: &mut Context<Self>) {
+        let req = self.next_where;
+        self.next_where += 1;
+        let states = self.engines.keys().map(|&id| (id, None)).collect();
+        for e in self.engines.values() {
+            e.conn.do_send(ToEngine(Frame::new(ControllerToEngine::StatusRequest { req })));
+        }
+        self.wheres.insert(req, PendingWhere { client: msg.client, states });
+        ctx.run_later(WHERE_WAIT, move |hub, _| hub.answer_where(req));
+        self.answer_where_if_complete(req);
+    }
+}
+
+impl Hub {
+    fn answer_where_if_complete(&mut self, req: u64) {
+        if self.wheres.get(&req).is_some_and(|w| w.states.values().all(Option::is_some)) {
+            self.answer_where(req);
+        }
+    }
+
+    fn answer_where(&mut self, req: u64) {
+        if let Some(w) = self.wheres.remove(&req) {
+            let states = w.states.into_iter().collect();
+            w.client.do_send(ToClient(Frame::new(ControllerToClient::WhereReply { states })));
+        }
+    }
+}
+
+/// An engine's state, for a pending `where`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EngineStatus {
+    /// The engine.
+    pub id: EngineId,
+    /// The `where` request.
+    pub req: u64,
+    /// Its state.
+    pub state: EngineState,
+}
+
+/// Handler for `EngineStatus`.
+impl Handler<EngineStatus> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: EngineStatus, _: &mut Context<Self>) {
+        if let Some(slot) = self.wheres.get_mut(&msg.req).and_then(|w| w.states.get_mut(&msg.id)) {
+            *slot = Some(msg.state);
+        }
+        self.answer_where_if_complete(msg.req);
+    }
+}
+
+/// A client asks to tear the world down.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Abort(pub String);
+
+/// Handler for `Abort`: the runner of the job does it.
+impl Handler<Abort> for Hub {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: Abort, _: &mut Context<Self>) -> Self::Result {
+        match &self.events {
+            Some(events) if events.send(WorldEvent::Abort(msg.0)).is_ok() => Ok(()),
+            _ => Err(
+                "this controller did not start its engines (they were started by hand); stop them yourself"
+                    .into(),
+            ),
         }
     }
 }
@@ -317,6 +524,7 @@ impl Handler<StopEngines> for Hub {
     type Result = MessageResult<StopEngines>;
 
     fn handle(&mut self, _: StopEngines, _: &mut Context<Self>) -> Self::Result {
+        self.world_down = true;
         let pids = self.engines.values().map(|e| e.info.pid).collect();
         for e in self.engines.values() {
             e.conn.do_send(ToEngine(Frame::new(ControllerToEngine::Shutdown)));

@@ -40,6 +40,8 @@ pub struct ListenerConfig {
     pub cluster_id: String,
     /// Largest frame accepted, in bytes.
     pub max_frame: usize,
+    /// Heartbeat period for engines (zero: none).
+    pub heartbeat: Duration,
 }
 
 /// Accepts connections forever (until the System stops).
@@ -102,18 +104,30 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
                             Err(e) => (None, Some(e.to_string())),
                         };
                         act.id = engine_id;
-                        let reply = RegisterReply { engine_id, cluster_id, error: error.clone() };
+                        let heartbeat_ms = act.heartbeat.as_millis() as u64;
+                        let reply =
+                            RegisterReply { engine_id, cluster_id, error: error.clone(), heartbeat_ms };
                         act.writer.write(Frame::new(ControllerToEngine::RegisterReply(reply)));
                         if let Some(e) = error {
                             warn!(error = %e, "engine registration refused");
                             act.writer.close();
                             ctx.stop();
+                        } else {
+                            act.start_heartbeats(ctx);
                         }
                     },
                 ));
                 ctx.add_stream(reader);
                 writer.set_buffer_capacity(64 * 1024, 64 * 1024);
-                EngineConn { id: None, hub: hub2, writer, cause: String::new() }
+                EngineConn {
+                    id: None,
+                    hub: hub2,
+                    writer,
+                    cause: String::new(),
+                    heartbeat: config.heartbeat,
+                    last_heard: std::time::Instant::now(),
+                    seq: 0,
+                }
             });
             debug!(%peer, "engine connected");
         }

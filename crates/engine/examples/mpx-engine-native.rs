@@ -47,6 +47,8 @@ fn main() -> anyhow::Result<()> {
         engine.register_fn("norm2", norm2);
         engine.register_fn("axpy", axpy);
         engine.register_fn("axpy", |a: i64, x: ArrayValue, y: ArrayValue| axpy(a as f64, x, y));
+        // Ends this rank's process at once, as a crashing native library would.
+        engine.register_fn("exit_now", |code: i64| -> () { std::process::exit(code as i32) });
     });
     let opts = EngineOptions { connection_file: args.connect, wait: Duration::from_secs_f64(args.wait) };
     mpx_engine::main_with(opts, registry)?;

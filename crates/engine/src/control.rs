@@ -2,12 +2,21 @@
 //! it registers, hands tasks to the MPI thread through the job channel, and writes the replies.
 //! It never touches MPI, so it stays responsive while the MPI thread blocks in a collective.
 
-use std::{sync::mpsc::Sender, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc::Sender,
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
 use actix::{io::FramedWrite, io::WriteHandler, prelude::*};
 use mpx_messages::{CodecError, ControllerToEngine, EngineToController, Frame, FrameCodec, TaskReply};
 use tokio::net::tcp::OwnedWriteHalf;
 use tracing::{error, info, warn};
+
+use crate::state::Board;
 
 /// Work for the MPI thread.
 pub enum Job {
@@ -33,11 +42,20 @@ pub enum Job {
 #[rtype(result = "()")]
 pub struct Done(pub TaskReply, pub Vec<bytes::Bytes>);
 
+/// The shortest silence after which an engine gives up on its controller.
+pub const MIN_SILENCE: Duration = Duration::from_secs(3);
+
 /// How long the MPI thread gets to leave on its own after the controller is lost.
 pub const EXIT_GRACE: Duration = Duration::from_secs(3);
 
 /// The control connection.
 pub struct Control {
+    /// What the MPI thread is doing.
+    pub board: Board,
+    /// Set to interrupt the running cell.
+    pub interrupt: Arc<AtomicBool>,
+    /// When the controller was last heard from.
+    pub last_heard: Instant,
     /// Frames to the controller.
     pub writer: FramedWrite<
         Frame<EngineToController>,
@@ -64,6 +82,22 @@ impl Control {
     }
 }
 
+impl Control {
+    /// Leaves when the controller has been silent for 3 heartbeat periods (at least
+    /// [`MIN_SILENCE`]: on an oversubscribed node a rank spinning in a collective can starve
+    /// this thread for a while). A controller that is gone is noticed at once by the closed
+    /// connection; this catches one that hangs.
+    fn watch_heartbeats(&mut self, period: Duration, ctx: &mut Context<Self>) {
+        let limit = (period * 3).max(MIN_SILENCE);
+        ctx.run_interval(period, move |act, ctx| {
+            if act.last_heard.elapsed() > limit {
+                warn!(?limit, "no heartbeat from the controller; leaving");
+                act.exit(None, ctx);
+            }
+        });
+    }
+}
+
 impl Actor for Control {
     type Context = Context<Self>;
 
@@ -86,6 +120,7 @@ impl Handler<Done> for Control {
 /// The controller's frames: the one dispatch point of this channel.
 impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
     fn handle(&mut self, item: Result<Frame<ControllerToEngine>, CodecError>, ctx: &mut Context<Self>) {
+        self.last_heard = Instant::now();
         let frame = match item {
             Ok(frame) => frame,
             Err(e) => {
@@ -99,6 +134,9 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                     info!(engine = id, cluster = %reply.cluster_id, "registered");
                     self.registered = true;
                     let _ = self.jobs.send(Job::Registered(id));
+                    if reply.heartbeat_ms > 0 {
+                        self.watch_heartbeats(Duration::from_millis(reply.heartbeat_ms), ctx);
+                    }
                 }
                 (None, error) => {
                     let why = error.unwrap_or_else(|| "refused".into());
@@ -116,6 +154,17 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                 if self.jobs.send(job).is_err() {
                     self.exit(None, ctx);
                 }
+            }
+            ControllerToEngine::Ping { seq } => {
+                self.writer.write(Frame::new(EngineToController::Pong { seq }));
+            }
+            ControllerToEngine::Interrupt => {
+                info!("interrupt requested");
+                self.interrupt.store(true, Ordering::SeqCst);
+            }
+            ControllerToEngine::StatusRequest { req } => {
+                let state = self.board.snapshot();
+                self.writer.write(Frame::new(EngineToController::Status { req, state }));
             }
             ControllerToEngine::Shutdown => {
                 info!("shutdown requested by the controller");

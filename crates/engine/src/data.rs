@@ -18,7 +18,10 @@ use mpi::{
 use mpx_cells::{raw, ArrayValue, Collectives, DType, Interpreter};
 use mpx_messages::{ArrayMeta, Dtype, EngineId, RemoteError};
 
-use crate::mpi_comm::{recv_buf, send_buf, MpiComm};
+use crate::{
+    mpi_comm::{recv_buf, send_buf, MpiComm},
+    state::Board,
+};
 
 /// Largest single MPI message (counts are C ints).
 const MAX_COUNT: usize = i32::MAX as usize;
@@ -68,13 +71,14 @@ fn bytes_mut(a: &mut ArrayValue) -> &mut [u8] {
 /// Communicators per set of engines, created on first use.
 pub struct Groups {
     world_size: usize,
+    board: Board,
     cache: HashMap<Vec<EngineId>, MpiComm>,
 }
 
 impl Groups {
-    /// An empty cache for a world of `world_size` ranks.
-    pub fn new(world_size: usize) -> Self {
-        Groups { world_size, cache: HashMap::new() }
+    /// An empty cache for a world of `world_size` ranks; MPI calls are recorded on `board`.
+    pub fn new(world_size: usize, board: Board) -> Self {
+        Groups { world_size, board, cache: HashMap::new() }
     }
 
     /// The communicator of exactly `group` (sorted world ranks); the lowest is rank 0 in it.
@@ -85,16 +89,18 @@ impl Groups {
         }
         if !self.cache.contains_key(group) {
             let world = SimpleCommunicator::world();
-            let comm = if group.len() == self.world_size {
-                world
+            let (comm, name) = if group.len() == self.world_size {
+                (world, "COMM_WORLD".to_string())
             } else {
                 let ranks: Vec<i32> = group.iter().map(|&r| r as i32).collect();
                 let sub = world.group().include(&ranks);
-                world
+                let _in = self.board.mpi("comm_create_group", format!("{group:?}"));
+                let comm = world
                     .split_by_subgroup(&sub)
-                    .ok_or_else(|| err("MPIError", "could not create a communicator"))?
+                    .ok_or_else(|| err("MPIError", "could not create a communicator"))?;
+                (comm, format!("{group:?}"))
             };
-            self.cache.insert(group.to_vec(), MpiComm::new(comm));
+            self.cache.insert(group.to_vec(), MpiComm::new(comm, name, self.board.clone()));
         }
         Ok(&self.cache[group])
     }
@@ -139,7 +145,9 @@ pub fn push(
         interp.set_array(name, decode()?);
         return Ok(());
     }
-    let comm = groups.comm(group)?.comm();
+    let group_comm = groups.comm(group)?;
+    let _in = group_comm.enter("bcast");
+    let comm = group_comm.comm();
     let mut array = if comm.rank() == 0 {
         let decoded = decode();
         agree(comm, decoded.as_ref().map(|_| ()).map_err(Clone::clone))?;
@@ -184,7 +192,9 @@ pub fn scatter(
 ) -> Result<(), RemoteError> {
     let dtype = to_cells(meta.dtype);
     let row_bytes = meta.shape[1..].iter().product::<usize>() * dtype.item_size();
-    let comm = groups.comm(group)?.comm();
+    let group_comm = groups.comm(group)?;
+    let _in = group_comm.enter("scatterv");
+    let comm = group_comm.comm();
     let me = comm.rank() as usize;
     let byte_counts: Vec<usize> = rows.iter().map(|r| r * row_bytes).collect();
     let (counts, displs) = counts_displs(&byte_counts)?;
@@ -251,6 +261,7 @@ pub fn gather(
 ) -> Result<Option<(ArrayMeta, Bytes)>, RemoteError> {
     let mine = describe(interp, rank, name);
     let comm = groups.comm(group)?;
+    let _in = comm.enter("gatherv");
     let all = comm.allgather_bytes(&encode_desc(&mine)).map_err(|e| err("CommError", e.0))?;
     // Everyone checks every description the same way, so everyone reaches the same verdict.
     let mut shapes = Vec::with_capacity(all.len());

@@ -13,12 +13,14 @@
 //! - [`control`]: the control actor and the job channel.
 //! - [`data`]: push/pull/scatter/gather over MPI collectives.
 //! - [`mpi_comm`]: `Collectives` over MPI for the cells.
+//! - [`state`]: what the engine is doing, for `mpx where`.
 //! - [`worker`]: the MPI thread's job loop.
 #![deny(missing_docs)]
 
 pub mod control;
 pub mod data;
 pub mod mpi_comm;
+pub mod state;
 pub mod worker;
 
 pub use mpx_cells::{self as cells, ArrayValue, Registry};

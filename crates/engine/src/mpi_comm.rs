@@ -5,6 +5,8 @@ use mpi::{
 };
 use mpx_cells::comm::{Collectives, CommError, ReduceOp};
 
+use crate::state::{Board, MpiGuard};
+
 /// A real address for an empty send buffer.
 static EMPTY: [u8; 1] = [0];
 
@@ -31,17 +33,24 @@ pub fn recv_buf<'a>(buf: &'a mut [u8], spare: &'a mut [u8; 1]) -> &'a mut [u8] {
 /// A cell's view of an MPI communicator (COMM_WORLD for now).
 pub struct MpiComm {
     comm: SimpleCommunicator,
+    name: String,
+    board: Board,
 }
 
 impl MpiComm {
-    /// Wraps `MPI_COMM_WORLD`.
-    pub fn world() -> Self {
-        MpiComm { comm: SimpleCommunicator::world() }
+    /// Wraps `MPI_COMM_WORLD`; MPI calls are recorded on `board`.
+    pub fn world(board: Board) -> Self {
+        MpiComm { comm: SimpleCommunicator::world(), name: "COMM_WORLD".into(), board }
     }
 
-    /// Wraps a communicator.
-    pub fn new(comm: SimpleCommunicator) -> Self {
-        MpiComm { comm }
+    /// Wraps a communicator named `name` (for `mpx where`).
+    pub fn new(comm: SimpleCommunicator, name: String, board: Board) -> Self {
+        MpiComm { comm, name, board }
+    }
+
+    /// Records that the MPI thread is inside `call` until the guard drops.
+    pub fn enter(&self, call: &'static str) -> MpiGuard<'_> {
+        self.board.mpi(call, self.name.clone())
     }
 
     /// The communicator.
@@ -91,6 +100,7 @@ fn check_same_len(comm: &SimpleCommunicator, len: usize) -> Result<(), CommError
 macro_rules! reductions {
     ($allreduce:ident, $reduce:ident, $t:ty) => {
         fn $allreduce(&self, data: &mut [$t], o: ReduceOp) -> Result<(), CommError> {
+            let _in = self.enter("allreduce");
             check_same_len(&self.comm, data.len())?;
             let send = data.to_vec();
             self.comm.all_reduce_into(&send[..], data, op(o));
@@ -99,6 +109,7 @@ macro_rules! reductions {
 
         fn $reduce(&self, data: &mut [$t], o: ReduceOp, root: usize) -> Result<(), CommError> {
             let root = self.check_rank(root, "root")?;
+            let _in = self.enter("reduce");
             check_same_len(&self.comm, data.len())?;
             let send = data.to_vec();
             let process = self.comm.process_at_rank(root);
@@ -122,6 +133,7 @@ impl Collectives for MpiComm {
     }
 
     fn barrier(&self) -> Result<(), CommError> {
+        let _in = self.enter("barrier");
         self.comm.barrier();
         Ok(())
     }
@@ -131,6 +143,7 @@ impl Collectives for MpiComm {
 
     fn bcast_bytes(&self, buf: &mut Vec<u8>, root: usize) -> Result<(), CommError> {
         let root = self.check_rank(root, "root")?;
+        let _in = self.enter("bcast");
         let process = self.comm.process_at_rank(root);
         let mut len = buf.len() as u64;
         process.broadcast_into(&mut len);
@@ -146,6 +159,7 @@ impl Collectives for MpiComm {
 
     fn allgather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>, CommError> {
         let n = self.size();
+        let _in = self.enter("allgather");
         let my_len = mine.len() as Count;
         let mut counts: Vec<Count> = vec![0; n];
         self.comm.all_gather_into(&my_len, &mut counts[..]);
@@ -171,6 +185,7 @@ impl Collectives for MpiComm {
     fn send_bytes(&self, data: &[u8], dest: usize, tag: i32) -> Result<(), CommError> {
         let dest = self.check_rank(dest, "destination")?;
         let tag = Self::check_tag(tag)?;
+        let _in = self.enter("send");
         self.comm.process_at_rank(dest).send_with_tag(send_buf(data), tag);
         Ok(())
     }
@@ -178,6 +193,7 @@ impl Collectives for MpiComm {
     fn recv_bytes(&self, source: usize, tag: i32) -> Result<Vec<u8>, CommError> {
         let source = self.check_rank(source, "source")?;
         let tag = Self::check_tag(tag)?;
+        let _in = self.enter("recv");
         let (data, _status) = self.comm.process_at_rank(source).receive_vec_with_tag::<u8>(tag);
         Ok(data)
     }

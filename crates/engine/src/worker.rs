@@ -22,6 +22,7 @@ use crate::{
     control::{Control, Done, Job},
     data::{self, Groups},
     mpi_comm::MpiComm,
+    state::Board,
 };
 
 /// Settings of an engine process.
@@ -108,20 +109,24 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
 
     let (jobs_tx, jobs) = mpsc::channel::<Job>();
     let interrupt = Arc::new(AtomicBool::new(false));
+    let board = Board::default();
     let address = info.address.clone();
+    let (board2, interrupt2) = (board.clone(), interrupt.clone());
     let control_thread = std::thread::Builder::new()
         .name("mpx-control".into())
-        .spawn(move || control_main(address, key, rank, size, jobs_tx))
+        .spawn(move || control_main(address, key, rank, size, jobs_tx, board2, interrupt2))
         .map_err(|e| EngineError::Controller(e.to_string()))?;
 
-    let mut interp = Interpreter::new(Box::new(MpiComm::world()), registry, interrupt);
-    let mut groups = Groups::new(size as usize);
+    let mut interp = Interpreter::new(Box::new(MpiComm::world(board.clone())), registry, interrupt);
+    let mut groups = Groups::new(size as usize, board.clone());
     let mut result = Ok(());
     for job in jobs {
         match job {
             Job::Registered(id) => info!(engine = id, "ready"),
             Job::Task { task_id, task, buffers, reply_to } => {
+                board.running(interp.execution_count() + 1);
                 let (outcome, buffers) = run_task(&mut interp, &mut groups, rank, task, &buffers);
+                board.idle();
                 reply_to.do_send(Done(TaskReply { task_id, outcome }, buffers));
             }
             Job::Exit(why) => {
@@ -215,7 +220,15 @@ fn apply_args(args: Vec<Arg>, buffers: &[Bytes]) -> Result<Vec<Dynamic>, RemoteE
 }
 
 /// The control thread: connect, register, and run the `Control` actor until it stops.
-fn control_main(address: String, key: Key, rank: u32, size: u32, jobs: mpsc::Sender<Job>) {
+fn control_main(
+    address: String,
+    key: Key,
+    rank: u32,
+    size: u32,
+    jobs: mpsc::Sender<Job>,
+    board: Board,
+    interrupt: Arc<AtomicBool>,
+) {
     let system = System::new();
     let jobs2 = jobs.clone();
     let started = system.block_on(async move {
@@ -231,7 +244,14 @@ fn control_main(address: String, key: Key, rank: u32, size: u32, jobs: mpsc::Sen
             let mut writer = actix::io::FramedWrite::new(write, codec(), ctx);
             writer.write(Frame::new(EngineToController::RegisterRequest(register)));
             ctx.add_stream(FramedRead::new(read, codec()));
-            Control { writer, jobs: jobs2, registered: false }
+            Control {
+                board,
+                interrupt,
+                last_heard: std::time::Instant::now(),
+                writer,
+                jobs: jobs2,
+                registered: false,
+            }
         });
         Ok::<(), String>(())
     });

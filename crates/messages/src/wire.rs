@@ -200,6 +200,9 @@ pub struct RegisterReply {
     pub cluster_id: String,
     /// Why the registration was refused.
     pub error: Option<String>,
+    /// The controller's heartbeat period in milliseconds (0: none); an engine that hears no
+    /// ping for 3 periods considers the controller gone and exits.
+    pub heartbeat_ms: u64,
 }
 
 /// A unit of work for one engine.
@@ -220,6 +223,21 @@ pub struct TaskReply {
     pub outcome: Outcome,
 }
 
+/// What an engine is doing, as its control thread sees it (answered even while MPI blocks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineState {
+    /// `idle`, `running` (a task) or `mpi` (inside an MPI call of a task).
+    pub activity: String,
+    /// The execution count of the running cell, if any.
+    pub cell: Option<u64>,
+    /// The MPI call, e.g. `allreduce`, when `activity` is `mpi`.
+    pub call: Option<String>,
+    /// The communicator of that call, e.g. `COMM_WORLD`.
+    pub comm: Option<String>,
+    /// Seconds since this state began.
+    pub seconds: f64,
+}
+
 /// Engine → controller.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "msg_type", content = "content")]
@@ -228,6 +246,18 @@ pub enum EngineToController {
     RegisterRequest(RegisterRequest),
     /// Result of a task.
     TaskReply(TaskReply),
+    /// Answer to a heartbeat.
+    Pong {
+        /// The ping's sequence number.
+        seq: u64,
+    },
+    /// Answer to a status request.
+    Status {
+        /// The request's id.
+        req: u64,
+        /// The engine's state.
+        state: EngineState,
+    },
 }
 
 /// Controller → engine.
@@ -240,6 +270,18 @@ pub enum ControllerToEngine {
     TaskRequest(TaskRequest),
     /// Leave the loop, finalize MPI and exit.
     Shutdown,
+    /// Heartbeat; answer with a `Pong`.
+    Ping {
+        /// Sequence number.
+        seq: u64,
+    },
+    /// Stop the running cell (it fails with `KeyboardInterrupt`).
+    Interrupt,
+    /// Report the engine's state.
+    StatusRequest {
+        /// Id echoed in the answer.
+        req: u64,
+    },
 }
 
 /// A request from a client to run a task on engines.
@@ -313,6 +355,18 @@ pub enum ClientToController {
     SubmitRequest(SubmitRequest),
     /// Stop the whole cluster (engines, mpirun, controller).
     ShutdownRequest,
+    /// Interrupt the running cells of these engines.
+    InterruptRequest {
+        /// Engines.
+        targets: Targets,
+    },
+    /// Ask every engine what it is doing.
+    WhereRequest,
+    /// Tear the MPI world down (restarting it when the cluster was started with `--restart`).
+    AbortRequest {
+        /// Why, for the logs.
+        reason: String,
+    },
 }
 
 /// Controller → client.
@@ -327,4 +381,19 @@ pub enum ControllerToClient {
     TaskResult(TaskResult),
     /// The cluster is stopping; the connection closes next.
     ShutdownReply,
+    /// Answer to an interrupt request: the engines told.
+    InterruptReply {
+        /// Engines interrupted.
+        engines: Vec<EngineId>,
+    },
+    /// Answer to a where request: each engine's state, or `None` if it did not answer in time.
+    WhereReply {
+        /// By engine id.
+        states: Vec<(EngineId, Option<EngineState>)>,
+    },
+    /// The abort was carried out (or refused).
+    AbortReply {
+        /// Why it was refused, if it was.
+        error: Option<String>,
+    },
 }

@@ -49,6 +49,13 @@ pub struct StartArgs {
     /// Internal: run as the daemon child of `--daemonize`, reporting readiness on stdout.
     #[arg(long, hide = true)]
     daemon_child: bool,
+    /// Seconds between heartbeats; an engine that misses 3 is declared dead (0: off).
+    #[arg(long, default_value_t = 1.0)]
+    heartbeat: f64,
+    /// Restart the MPI world when a rank dies or it is aborted (variables are lost) instead of
+    /// stopping the cluster.
+    #[arg(long)]
+    restart: bool,
     /// Extra arguments for mpirun.
     #[arg(last = true)]
     mpirun_args: Vec<String>,
@@ -92,6 +99,8 @@ fn start_foreground(args: StartArgs) -> Result<i32> {
     let launcher = Box::new(LocalLauncher::new(args.mpirun, args.mpirun_args, engine_exe(args.engine)));
     opts.timeout = Duration::from_secs_f64(args.timeout.max(0.0));
     opts.bind = format!("{}:0", args.ip);
+    opts.heartbeat = Duration::from_secs_f64(args.heartbeat.max(0.0));
+    opts.restart = args.restart;
     let child = args.daemon_child;
     let system = actix::System::new();
     let result = system.block_on(run_cluster(opts, launcher, |ready| {
@@ -113,8 +122,8 @@ fn start_foreground(args: StartArgs) -> Result<i32> {
         }
     }));
     match result {
-        Ok(StopReason::MpirunExited(why)) => {
-            let msg = format!("the engines ended unexpectedly ({why}); cluster stopped");
+        Ok(StopReason::WorldDown(why)) => {
+            let msg = format!("the MPI world went down ({why}); cluster stopped");
             tracing::error!("{msg}");
             if !child {
                 eprintln!("mpx: {msg}");
@@ -148,7 +157,10 @@ fn daemonize(args: StartArgs) -> Result<i32> {
     let mut cmd = Command::new(exe);
     cmd.args(["cluster", "start", "--daemon-child", "-n", &args.n.to_string()])
         .args(["--cluster-id", &args.cluster_id, "--timeout", &args.timeout.to_string()])
-        .args(["--ip", &args.ip, "--mpirun", &args.mpirun]);
+        .args(["--ip", &args.ip, "--mpirun", &args.mpirun, "--heartbeat", &args.heartbeat.to_string()]);
+    if args.restart {
+        cmd.arg("--restart");
+    }
     if let Some(engine) = &args.engine {
         cmd.arg("--engine").arg(engine);
     }

@@ -13,7 +13,10 @@ use mpx_cells::{local::LocalWorld, Interpreter, Registry};
 use mpx_client::{display, npy, Client, Targets};
 use rustyline::{error::ReadlineError, DefaultEditor};
 
-use super::parse_targets;
+use super::{
+    exec::{render_states, wait_interruptible},
+    parse_targets,
+};
 
 #[derive(Args)]
 pub struct ConsoleArgs {
@@ -33,6 +36,8 @@ const HELP: &str = "\
 %scatter NAME F split F.npy over the engines         %gather NAME F  concatenate NAME into F.npy
 %targets T      set targets: all, 0,2 or 1-3
 %timeout S      seconds to wait for results
+%where          what every engine is doing (idle, running, inside an MPI call)
+Ctrl-C          while waiting: interrupt the running cell on its engines
 %help           this text
 %quit           leave (also exit or Ctrl-D)
 other lines     run locally (rank 0 of a world of 1)";
@@ -51,7 +56,7 @@ impl Console {
             .client
             .view(self.targets.clone())
             .execute(code)
-            .and_then(|pending| pending.get(self.timeout));
+            .and_then(|pending| wait_interruptible(&self.client, &self.targets, &pending, self.timeout));
         match result {
             Ok(results) => print!("{}", display::render(&results)),
             Err(e) => println!("error: {e}"),
@@ -73,10 +78,11 @@ impl Console {
             "pull" => view.pull(name),
             _ => view.gather(name),
         };
-        let results = match sent.and_then(|pending| pending.get(self.timeout)) {
-            Ok(r) => r,
-            Err(e) => return println!("error: {e}"),
-        };
+        let results =
+            match sent.and_then(|p| wait_interruptible(&self.client, &self.targets, &p, self.timeout)) {
+                Ok(r) => r,
+                Err(e) => return println!("error: {e}"),
+            };
         print!("{}", display::render(&results));
         let arrays: Vec<_> = results.iter().filter_map(|r| Some((r.engine_id, r.array.as_ref()?))).collect();
         for (id, a) in &arrays {
@@ -142,6 +148,10 @@ impl Console {
             "timeout" => match rest.parse::<f64>() {
                 Ok(s) if s > 0.0 => self.timeout = Duration::from_secs_f64(s),
                 _ => println!("error: %timeout takes a positive number of seconds"),
+            },
+            "where" => match self.client.engine_states(Duration::from_secs(10)) {
+                Ok(states) => print!("{}", render_states(&states)),
+                Err(e) => println!("error: {e}"),
             },
             "help" => println!("{HELP}"),
             "quit" | "exit" => return false,

@@ -28,6 +28,8 @@ enum Command {
     Px(exec::PxArgs),
     /// Run a file on engines.
     Run(exec::RunArgs),
+    /// What every engine is doing: idle, running a cell, or inside an MPI call (and how long).
+    Where(exec::WhereArgs),
     /// Interactive console: `%px CODE`, `%autopx`, plain lines run locally.
     Console(console::ConsoleArgs),
     /// Bind a variable on the engines to an array from a `.npy` file (MPI Bcast among them).
@@ -90,6 +92,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Cluster(cmd) => cluster::run(cmd),
         Command::Px(args) => exec::px(args),
         Command::Run(args) => exec::run_file(args),
+        Command::Where(args) => exec::where_(args),
         Command::Console(args) => console::run(args),
         Command::Push(args) => data::push(args),
         Command::Pull(args) => data::pull(args),

@@ -43,6 +43,57 @@ pub trait Launcher {
 
     /// Process id of the launching process (mpirun), if there is one on this machine.
     fn pid(&self) -> Option<u32>;
+
+    /// How engine `rank` died, as the job's launcher reported it (signal or exit code), once
+    /// the job has ended.
+    fn explain(&self, rank: u32) -> Option<String> {
+        explain_death(rank, &self.output())
+    }
+}
+
+/// Reads mpirun's report of a dead rank: "exited on signal 9 (Killed)" or, for a non-zero exit,
+/// the "Process name: [[job,1],RANK] ... Exit code: N" block.
+pub fn explain_death(rank: u32, output: &str) -> Option<String> {
+    let noticed = format!("process rank {rank} with PID");
+    for line in output.lines() {
+        if let Some(at) = line.find(&noticed) {
+            let rest = &line[at..];
+            if let Some(sig) = rest.find("exited on signal") {
+                let what = rest[sig + "exited on signal".len()..].trim().trim_end_matches('.');
+                return Some(format!("killed by signal {what}"));
+            }
+        }
+    }
+    let mut lines = output.lines().peekable();
+    let suffix = format!(",{rank}]");
+    while let Some(line) = lines.next() {
+        let line = line.trim();
+        if line.starts_with("Process name:") && line.ends_with(&suffix) {
+            for next in lines.by_ref().take(3) {
+                if let Some(code) = next.trim().strip_prefix("Exit code:") {
+                    return Some(format!("exited with code {}", code.trim()));
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain_death;
+
+    #[test]
+    fn reads_mpiruns_reports() {
+        let killed = "--------\nmpirun noticed that process rank 2 with PID 4242 on node vm exited on signal 9 (Killed).\n---";
+        assert_eq!(explain_death(2, killed).as_deref(), Some("killed by signal 9 (Killed)"));
+        assert_eq!(explain_death(1, killed), None);
+        let exited = "mpirun detected that one or more processes exited with non-zero status, thus causing\n\
+                      the job to be terminated. The first process to do so was:\n\n  \
+                      Process name: [[26809,1],3]\n  Exit code:    3\n-----";
+        assert_eq!(explain_death(3, exited).as_deref(), Some("exited with code 3"));
+        assert_eq!(explain_death(0, exited), None);
+    }
 }
 
 /// The tail of a job's output, filled by reader tasks.
