@@ -66,6 +66,18 @@ fn every_message_kind_round_trips_as_json() {
             },
         }),
     ];
+    let mut engine_msgs = engine_msgs;
+    engine_msgs.push(EngineToController::Pong { seq: 9 });
+    engine_msgs.push(EngineToController::Status {
+        req: 3,
+        state: EngineState {
+            activity: "mpi".into(),
+            cell: Some(7),
+            call: Some("allreduce".into()),
+            comm: Some("COMM_WORLD".into()),
+            seconds: 1.25,
+        },
+    });
     for m in engine_msgs {
         let body = encode_body(&key(), &Frame::new(m.clone())).unwrap();
         let back: Frame<EngineToController> = decode_body(&key(), body.freeze()).unwrap();
@@ -76,9 +88,29 @@ fn every_message_kind_round_trips_as_json() {
             engine_id: Some(1),
             cluster_id: "c".into(),
             error: None,
+            heartbeat_ms: 1000,
         }),
         ControllerToEngine::TaskRequest(TaskRequest { task_id: 5, task: Task::Execute { code: "1".into() } }),
+        ControllerToEngine::TaskRequest(TaskRequest {
+            task_id: 6,
+            task: Task::Scatter {
+                name: "a".into(),
+                array: ArrayMeta { dtype: Dtype::Bool, shape: vec![4, 0, 2], buffer: 0 },
+                group: vec![0, 2],
+                rows: vec![2, 2],
+            },
+        }),
+        ControllerToEngine::TaskRequest(TaskRequest {
+            task_id: 7,
+            task: Task::Apply {
+                function: "f".into(),
+                args: vec![Arg::Float(1.5), Arg::Int(-2), Arg::Bool(true), Arg::Str("s".into())],
+            },
+        }),
         ControllerToEngine::Shutdown,
+        ControllerToEngine::Ping { seq: 9 },
+        ControllerToEngine::Interrupt,
+        ControllerToEngine::StatusRequest { req: 3 },
     ];
     for m in to_engine {
         let body = encode_body(&key(), &Frame::new(m.clone())).unwrap();
