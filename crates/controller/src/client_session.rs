@@ -1,6 +1,8 @@
 //! `ClientSession` is an actor. It owns one client's TCP connection: it decodes the client's
 //! requests, hands them to the hub, and writes the hub's answers and results back.
 
+use std::{net::SocketAddr, time::Duration};
+
 use actix::{io::FramedWrite, io::WriteHandler, prelude::*};
 use mpx_messages::{
     ClientToController, CodecError, ControllerToClient, Frame, FrameCodec, Outbound, SubmitReply,
@@ -17,8 +19,14 @@ pub type ClientWriter = FramedWrite<
     FrameCodec<ClientToController, ControllerToClient>,
 >;
 
+/// How long a closing connection may take to flush its last frames before it is dropped
+/// anyway (a peer that does not read must not keep its session alive).
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 /// One client's connection.
 pub struct ClientSession {
+    /// The client's address, for the log.
+    pub peer: SocketAddr,
     /// The hub.
     pub hub: Addr<Hub>,
     /// Where frames are written.
@@ -28,6 +36,14 @@ pub struct ClientSession {
 impl ClientSession {
     fn reply(&mut self, msg: ControllerToClient) {
         self.writer.write(Outbound::Frame(Frame::new(msg)));
+    }
+
+    /// Closes the connection once what is written has been flushed: the writer stops the actor
+    /// when it is done ([`WriteHandler::finished`]), or the grace period does. Stopping right
+    /// away would drop frames still queued, such as [`Outbound::AuthRejected`].
+    fn close(&mut self, ctx: &mut Context<Self>) {
+        self.writer.close();
+        ctx.run_later(CLOSE_GRACE, |_, ctx| ctx.stop());
     }
 }
 
@@ -52,12 +68,11 @@ impl StreamHandler<Result<Frame<ClientToController>, CodecError>> for ClientSess
         let frame = match item {
             Ok(frame) => frame,
             Err(e) => {
-                warn!(error = %e, "bad frame from a client; closing its connection");
+                warn!(peer = %self.peer, error = %e, "bad frame from a client; closing its connection");
                 if matches!(e, CodecError::BadSignature) {
                     self.writer.write(Outbound::AuthRejected);
                 }
-                self.writer.close();
-                ctx.stop();
+                self.close(ctx);
                 return;
             }
         };
@@ -127,6 +142,6 @@ impl StreamHandler<Result<Frame<ClientToController>, CodecError>> for ClientSess
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
-        ctx.stop();
+        self.close(ctx);
     }
 }

@@ -1,7 +1,10 @@
 //! `EngineConn` is an actor. It owns the TCP connection of one registered engine: it writes the
 //! hub's tasks to it and hands the engine's replies to the hub.
 
-use std::time::{Duration, Instant};
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use actix::{io::FramedWrite, io::WriteHandler, prelude::*};
 use mpx_messages::{CodecError, ControllerToEngine, EngineId, EngineToController, Frame, FrameCodec};
@@ -21,6 +24,8 @@ pub type EngineWriter = FramedWrite<
 pub struct EngineConn {
     /// Engine id, once registered.
     pub id: Option<EngineId>,
+    /// The engine's address, for the log.
+    pub peer: SocketAddr,
     /// The hub.
     pub hub: Addr<Hub>,
     /// Where frames are written.
@@ -91,11 +96,11 @@ impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn
                     self.hub.do_send(EngineReply { id, reply, buffers: frame.buffers })
                 }
                 EngineToController::RegisterRequest(_) => {
-                    warn!(engine = id, "second registration on one connection ignored");
+                    warn!(engine = id, peer = %self.peer, "second registration on one connection ignored");
                 }
             },
             Err(e) => {
-                warn!(engine = id, error = %e, "bad frame from engine; closing its connection");
+                warn!(engine = id, peer = %self.peer, error = %e, "bad frame from engine; closing its connection");
                 self.cause = format!("its connection sent a bad frame ({e})");
                 ctx.stop();
             }

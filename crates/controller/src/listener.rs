@@ -15,7 +15,7 @@ use tokio_util::codec::FramedRead;
 use tracing::{debug, warn};
 
 use crate::{
-    client_session::ClientSession,
+    client_session::{ClientSession, CLOSE_GRACE},
     engine_conn::EngineConn,
     hub::{Hub, Register},
 };
@@ -75,20 +75,23 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
             }
             return;
         }
-        Ok(None) => return,
+        Ok(None) => {
+            debug!(%peer, "a connection closed before sending anything");
+            return;
+        }
         Err(_) => {
             warn!(%peer, "refused a connection: no first frame within {HANDSHAKE_TIMEOUT:?}");
             return;
         }
     };
-    let leftover = framed.read_buffer().clone();
-    let read = framed.into_inner();
+    // The reader keeps its buffer and state: bytes that came in with the first frame (a
+    // pipelined request, or garbage) are decoded right away, not when more bytes arrive.
+    let (key, max_frame) = (config.key.clone(), config.max_frame);
     match first.header {
         First::Engine(EngineToController::RegisterRequest(req)) => {
-            let codec: FrameCodec<EngineToController, ControllerToEngine> =
-                FrameCodec::with_limit(config.key.clone(), config.max_frame);
-            let mut reader = FramedRead::new(read, codec);
-            reader.read_buffer_mut().extend_from_slice(&leftover);
+            let reader = framed.map_decoder(|_| {
+                FrameCodec::<EngineToController, ControllerToEngine>::with_limit(key, max_frame)
+            });
             let cluster_id = config.cluster_id.clone();
             let hub2 = hub.clone();
             EngineConn::create(move |ctx| {
@@ -109,9 +112,10 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
                             RegisterReply { engine_id, cluster_id, error: error.clone(), heartbeat_ms };
                         act.writer.write(Frame::new(ControllerToEngine::RegisterReply(reply)));
                         if let Some(e) = error {
-                            warn!(error = %e, "engine registration refused");
+                            warn!(%peer, error = %e, "engine registration refused");
+                            // The writer stops the actor once the refusal is flushed.
                             act.writer.close();
-                            ctx.stop();
+                            ctx.run_later(CLOSE_GRACE, |_, ctx| ctx.stop());
                         } else {
                             act.start_heartbeats(ctx);
                         }
@@ -121,6 +125,7 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
                 writer.set_buffer_capacity(64 * 1024, 64 * 1024);
                 EngineConn {
                     id: None,
+                    peer,
                     hub: hub2,
                     writer,
                     cause: String::new(),
@@ -135,17 +140,16 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
             warn!(%peer, "refused a connection: engine spoke before registering ({other:?})");
         }
         First::Client(msg) => {
-            let codec: FrameCodec<ClientToController, ControllerToClient> =
-                FrameCodec::with_limit(config.key.clone(), config.max_frame);
-            let mut reader = FramedRead::new(read, codec);
-            reader.read_buffer_mut().extend_from_slice(&leftover);
+            let reader = framed.map_decoder(|_| {
+                FrameCodec::<ClientToController, ControllerToClient>::with_limit(key, max_frame)
+            });
             let first = Frame::with_buffers(msg, first.buffers);
             let stream = futures::stream::once(async move { Ok(first) }).chain(reader);
             ClientSession::create(move |ctx| {
                 let writer =
                     FramedWrite::new(write, FrameCodec::with_limit(config.key, config.max_frame), ctx);
                 ctx.add_stream(stream);
-                ClientSession { hub, writer }
+                ClientSession { peer, hub, writer }
             });
         }
     }

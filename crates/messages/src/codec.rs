@@ -243,8 +243,14 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
             }
         };
         if src.len() < size {
-            // Reserve what the frame still needs (bounded by the limit checked above).
-            src.reserve(size - src.len());
+            // Make room for exactly this frame (bounded by the limit checked above). `src` holds
+            // only this frame's first bytes now. `reserve` would not do: it may double the
+            // existing allocation, to nearly twice the limit.
+            if src.capacity() < size {
+                let mut exact = BytesMut::with_capacity(size);
+                exact.extend_from_slice(src);
+                *src = exact;
+            }
             return Ok(None);
         }
         self.pending = None;

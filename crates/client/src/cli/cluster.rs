@@ -12,6 +12,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use mpx_client::Client;
 use mpx_controller::{files, run_cluster, ClusterOptions, LocalLauncher, StopReason};
+use mpx_messages::DEFAULT_MAX_FRAME;
+
+/// One MiB, the unit of `--max-frame-mb`.
+const MIB: usize = 1 << 20;
 
 #[derive(Subcommand)]
 pub enum ClusterCommand {
@@ -46,6 +50,11 @@ pub struct StartArgs {
     /// The engine executable (default: `mpx-engine` next to `mpx`, or $MPX_ENGINE).
     #[arg(long)]
     engine: Option<PathBuf>,
+    /// Largest frame the controller accepts, in MiB; a peer sending a bigger one is refused
+    /// and disconnected. At most the default, which is also what engines and clients accept.
+    #[arg(long, default_value_t = (DEFAULT_MAX_FRAME / MIB) as u32,
+          value_parser = clap::value_parser!(u32).range(1..=(DEFAULT_MAX_FRAME / MIB) as i64))]
+    max_frame_mb: u32,
     /// Internal: run as the daemon child of `--daemonize`, reporting readiness on stdout.
     #[arg(long, hide = true)]
     daemon_child: bool,
@@ -101,6 +110,7 @@ fn start_foreground(args: StartArgs) -> Result<i32> {
     opts.bind = format!("{}:0", args.ip);
     opts.heartbeat = Duration::from_secs_f64(args.heartbeat.max(0.0));
     opts.restart = args.restart;
+    opts.max_frame = args.max_frame_mb as usize * MIB;
     let child = args.daemon_child;
     let system = actix::System::new();
     let result = system.block_on(run_cluster(opts, launcher, |ready| {
@@ -157,7 +167,8 @@ fn daemonize(args: StartArgs) -> Result<i32> {
     let mut cmd = Command::new(exe);
     cmd.args(["cluster", "start", "--daemon-child", "-n", &args.n.to_string()])
         .args(["--cluster-id", &args.cluster_id, "--timeout", &args.timeout.to_string()])
-        .args(["--ip", &args.ip, "--mpirun", &args.mpirun, "--heartbeat", &args.heartbeat.to_string()]);
+        .args(["--ip", &args.ip, "--mpirun", &args.mpirun, "--heartbeat", &args.heartbeat.to_string()])
+        .args(["--max-frame-mb", &args.max_frame_mb.to_string()]);
     if args.restart {
         cmd.arg("--restart");
     }
