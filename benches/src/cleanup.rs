@@ -13,17 +13,21 @@ use std::{
     path::PathBuf,
     process::{Command, Stdio},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Mutex, MutexGuard, TryLockError,
     },
     time::{Duration, Instant},
 };
+
+use mpx_controller::files;
 
 use crate::{procs, MPI_ENV};
 
 /// Something to end.
 #[derive(Debug, Clone)]
 pub enum Resource {
+    /// A scratch directory (the run's `$MPX_HOME`): removed.
+    Dir(PathBuf),
     /// A process group the benchmark created (an `mpirun` floor, an `mpx` command): SIGKILL it.
     Group(i32),
     /// A daemonized cluster: `mpx cluster stop --all` in its private home, then SIGKILL whatever
@@ -35,7 +39,7 @@ pub enum Resource {
         home: PathBuf,
         /// Its processes, once known.
         pids: Vec<u32>,
-        /// The controller's session id, once known.
+        /// The controller's session id, once known (also found from the home's connection files).
         session: Option<i32>,
         /// mpirun's process group, once known.
         group: Option<i32>,
@@ -44,6 +48,10 @@ pub enum Resource {
 
 static LIVE: Mutex<Vec<(u64, Resource)>> = Mutex::new(Vec::new());
 static NEXT: AtomicU64 = AtomicU64::new(1);
+/// Held by whoever ends the run (the signal thread, or [`finish`]) until the process exits.
+static ENDING: Mutex<()> = Mutex::new(());
+/// Set once a signal arrived: nothing new may start.
+static STOPPING: AtomicBool = AtomicBool::new(false);
 
 fn live() -> MutexGuard<'static, Vec<(u64, Resource)>> {
     LIVE.lock().unwrap_or_else(|e| e.into_inner())
@@ -55,8 +63,13 @@ pub struct Guard {
     id: u64,
 }
 
-/// Registers `res`; it is released when the returned guard drops.
+/// Registers `res`; it is released when the returned guard drops. After a signal, the caller
+/// blocks here until the process exits, so nothing starts behind the cleanup's back.
 pub fn register(res: Resource) -> Guard {
+    if STOPPING.load(Ordering::SeqCst) {
+        let _wait = ENDING.lock();
+        std::process::exit(1);
+    }
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     live().push((id, res));
     Guard { id }
@@ -94,11 +107,22 @@ impl Drop for Guard {
 /// Ends one resource, with bounded waits.
 pub fn release(res: &Resource) {
     match res {
+        Resource::Dir(dir) => {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         Resource::Group(pgid) => {
             // SAFETY: a process group this benchmark created (its leader is our child).
             unsafe { libc::kill(-pgid, libc::SIGKILL) };
         }
         Resource::Cluster { mpx, home, pids, session, group } => {
+            // The daemonized controller calls setsid: its pid is the session of the whole cluster,
+            // and stays so after it exits. A cluster still starting is found by its connection file.
+            let mut sessions: Vec<i32> = session.iter().copied().collect();
+            for (_, path) in files::list_connection_files(home) {
+                if let Ok(info) = files::read_connection_file(&path) {
+                    sessions.push(info.controller_pid as i32);
+                }
+            }
             let stop = Command::new(mpx)
                 .args(["cluster", "stop", "--all"])
                 .env("MPX_HOME", home)
@@ -117,7 +141,7 @@ pub fn release(res: &Resource) {
             }
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
-                let left = procs::cluster_members(pids, *session, *group);
+                let left = procs::cluster_members(pids, &sessions, *group);
                 if left.is_empty() {
                     break;
                 }
@@ -153,6 +177,13 @@ pub fn release_all(blocking: bool) {
     }
 }
 
+/// Ends whatever is still registered; call last in `main`, on every path. If a signal's cleanup
+/// is running, waits for it (it exits the process).
+pub fn finish() {
+    let _ending = ENDING.lock().unwrap_or_else(|e| e.into_inner());
+    release_all(true);
+}
+
 /// Installs the panic hook and the signal thread. Call first in `main`, before any thread starts.
 ///
 /// # Errors
@@ -179,6 +210,10 @@ pub fn install() -> std::io::Result<()> {
         let mut sig: libc::c_int = 0;
         // SAFETY: `set` is an initialised sigset; sigwait writes the signal number into `sig`.
         while unsafe { libc::sigwait(&set, &mut sig) } != 0 {}
+        STOPPING.store(true, Ordering::SeqCst);
+        // Held until exit: the main thread waits in `finish` or `register` instead of exiting
+        // (or starting something) while this thread is still cleaning up.
+        let _ending = ENDING.lock().unwrap_or_else(|e| e.into_inner());
         eprintln!("mpx-bench: signal {sig}: ending every cluster and mpirun job it started");
         release_all(true);
         std::process::exit(128 + sig);

@@ -116,7 +116,7 @@ impl BenchCluster {
 
     /// Its processes still alive.
     pub fn alive(&self) -> Vec<u32> {
-        procs::cluster_members(&self.pids, self.session, self.group)
+        procs::cluster_members(&self.pids, self.session.as_slice(), self.group)
     }
 
     /// Runs `mpx cluster stop` and times it until it returned and every process is gone

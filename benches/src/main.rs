@@ -1,7 +1,12 @@
 //! `mpx-bench`: runs every row of the mpx benchmark and its floor in one run, prints the table
 //! and writes `target/mpx-bench.json`. Use `scripts/bench.sh [--quick]`.
 
-use std::{collections::BTreeMap, io::Write, path::PathBuf, time::Instant};
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -31,11 +36,25 @@ struct Args {
     /// Directory holding mpx, mpx-engine and mpx-bench-mpi (default: this binary's).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Testing the cleanup: panic right after this row (its cluster still running).
+    #[arg(long, hide = true)]
+    panic_after: Option<String>,
 }
 
 fn main() -> Result<()> {
     cleanup::install().context("cannot install the cleanup handlers")?;
-    let args = Args::parse();
+    // A private $MPX_HOME for this run's clusters.
+    let home = std::env::temp_dir().join(format!("mpx-bench-{}", std::process::id()));
+    let home_guard = cleanup::register(cleanup::Resource::Dir(home.clone()));
+    let result = run(Args::parse(), &home);
+    // On every path: end whatever is left, newest first, the home last (or wait for a
+    // signal's cleanup to finish).
+    cleanup::finish();
+    drop(home_guard);
+    result
+}
+
+fn run(args: Args, home: &Path) -> Result<()> {
     let t0 = Instant::now();
     let bin_dir = match args.bin_dir {
         Some(d) => d,
@@ -44,9 +63,8 @@ fn main() -> Result<()> {
     for bin in ["mpx", "mpx-engine", "mpx-bench-mpi"] {
         anyhow::ensure!(bin_dir.join(bin).is_file(), "{bin} is not built in {}", bin_dir.display());
     }
-    let home = std::env::temp_dir().join(format!("mpx-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&home)?;
-    let cfg = Config::new(args.quick, bin_dir, home.clone());
+    std::fs::create_dir_all(home)?;
+    let cfg = Config::new(args.quick, bin_dir, home.to_path_buf());
     let machine = Machine::describe();
     let date = utc_now();
     eprintln!(
@@ -83,6 +101,9 @@ fn main() -> Result<()> {
         let measured = (row.mpx)(&mut ctx);
         done(t);
         results.push(RowResult::new(&row, measured, &floors));
+        if args.panic_after.as_deref() == Some(row.name) {
+            panic!("--panic-after {}: checking that the cleanup ends every process", row.name);
+        }
     }
     let ended = ctx.end_session();
 
@@ -119,15 +140,14 @@ fn main() -> Result<()> {
         );
     }
     print!("{}", report.table());
+    println!("\nwhere the round trips' time goes (medians, wall clocks of client and engines):");
+    print!("{}", report.breakdowns());
     println!("\nfloors: {}", serde_json::to_string(&report.floors)?);
     report.write(&args.out)?;
     println!("wrote {} ({:.0} s in all)", args.out.display(), report.total_secs);
-    let _ = std::fs::remove_dir_all(&home);
     ended?;
     let errors: Vec<_> =
         report.rows.iter().filter(|r| r.status == "error").map(|r| r.name.as_str()).collect();
     anyhow::ensure!(errors.is_empty(), "rows failed: {}", errors.join(", "));
-    // Leave no time for a straggler: anything still registered is ended now.
-    cleanup::release_all(true);
     Ok(())
 }

@@ -123,18 +123,18 @@ pub fn session_and_group(pid: u32) -> Option<(i32, i32)> {
     Some((session, pgrp))
 }
 
-/// Live processes of a cluster: the known `pids`, plus any process in the controller's
-/// `session` or in mpirun's process `group` (children the cluster started that we never saw).
-pub fn cluster_members(pids: &[u32], session: Option<i32>, group: Option<i32>) -> Vec<u32> {
+/// Live processes of a cluster: the known `pids`, plus any process in one of the controller
+/// `sessions` or in mpirun's process `group` (children the cluster started that we never saw).
+pub fn cluster_members(pids: &[u32], sessions: &[i32], group: Option<i32>) -> Vec<u32> {
     let mut found: BTreeSet<u32> = pids.iter().copied().filter(|&p| pid_alive(p)).collect();
-    if session.is_some() || group.is_some() {
+    if !sessions.is_empty() || group.is_some() {
         if let Ok(dir) = std::fs::read_dir("/proc") {
             for entry in dir.flatten() {
                 let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
                     continue;
                 };
                 if let Some((sid, pgrp)) = session_and_group(pid) {
-                    if Some(sid) == session || Some(pgrp) == group {
+                    if sessions.contains(&sid) || Some(pgrp) == group {
                         found.insert(pid);
                     }
                 }

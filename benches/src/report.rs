@@ -43,6 +43,8 @@ pub struct RowResult {
     pub mpx_gb_per_s: Option<f64>,
     /// Floor throughput, GB/s (data rows).
     pub floor_gb_per_s: Option<f64>,
+    /// Where a round trip's time goes (medians, seconds; see `rows::breakdown`).
+    pub breakdown: Option<BTreeMap<String, f64>>,
 }
 
 impl RowResult {
@@ -65,9 +67,11 @@ impl RowResult {
             bytes: row.bytes,
             mpx_gb_per_s: None,
             floor_gb_per_s: floor.as_ref().and_then(gbps),
+            breakdown: None,
         };
         match measured {
-            Ok(Measured::Done { stats, leftovers }) => {
+            Ok(Measured::Done { stats, leftovers, breakdown }) => {
+                r.breakdown = breakdown;
                 r.mpx = Some(stats);
                 r.ratio = floor.map(|f| stats.median / f.median);
                 r.goal_met = row.goal.met(&stats, floor.as_ref(), leftovers);
@@ -196,6 +200,18 @@ impl Report {
                 None => "–",
             };
             let _ = writeln!(t, "| {} | {mpx} | {floor} | {ratio} | {goal} | {met} |", r.name);
+        }
+        t
+    }
+
+    /// Where the round trips' time goes, one line per row that has a breakdown.
+    pub fn breakdowns(&self) -> String {
+        let mut t = String::new();
+        for r in &self.rows {
+            if let Some(b) = &r.breakdown {
+                let parts: Vec<String> = b.iter().map(|(k, v)| format!("{k} {}", fmt_secs(*v))).collect();
+                let _ = writeln!(t, "  {}: {}", r.name, parts.join(", "));
+            }
         }
         t
     }

@@ -1,7 +1,10 @@
 //! The table of rows: each row is one mpx operation (one function), the floor it is bounded by
 //! (one function of the measured [`Floors`]) and the goal from the benchmark issue.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use anyhow::{bail, ensure, Context, Result};
 use mpx_client::{Client, EngineResult, Targets, View};
@@ -33,6 +36,8 @@ pub enum Measured {
         stats: Stats,
         /// Processes still alive 10 s after a stop began (stop row only).
         leftovers: Option<usize>,
+        /// Where a round trip's time goes (medians in seconds, see [`breakdown`]).
+        breakdown: Option<BTreeMap<String, f64>>,
     },
     /// The mpx side cannot run in this build yet.
     Pending(&'static str),
@@ -42,7 +47,11 @@ pub enum Measured {
 
 impl Measured {
     fn of(samples: &[f64]) -> Result<Measured> {
-        Ok(Measured::Done { stats: Stats::of(samples).context("no samples")?, leftovers: None })
+        Ok(Measured::Done {
+            stats: Stats::of(samples).context("no samples")?,
+            leftovers: None,
+            breakdown: None,
+        })
     }
 }
 
@@ -297,14 +306,48 @@ impl Ctx {
     }
 }
 
-/// Runs one cell and waits for it; any engine's error fails. Returns the client round trip.
-fn run_cell(view: &View<'_>, code: &str) -> Result<(f64, Vec<EngineResult>)> {
+/// One cell's round trip and per-engine results, with the time the client sent it.
+pub struct CellRun {
+    /// Client round trip (seconds).
+    pub secs: f64,
+    /// When the client sent it (seconds since the Unix epoch).
+    pub submitted: f64,
+    /// Every engine's result.
+    pub results: Vec<EngineResult>,
+}
+
+/// Runs one cell and waits for it; any engine's error fails.
+fn run_cell(view: &View<'_>, code: &str) -> Result<CellRun> {
     let t0 = Instant::now();
     let ar = view.execute(code)?;
     let results = ar.get_ok(CELL_TIMEOUT).with_context(|| format!("cell {code:?}"))?;
-    let dt = t0.elapsed().as_secs_f64();
+    let secs = t0.elapsed().as_secs_f64();
+    let submitted = ar.submitted;
     ar.forget();
-    Ok((dt, results))
+    Ok(CellRun { secs, submitted, results })
+}
+
+/// Where round trips' time goes, from the wall-clock stamps of the client (`submitted`,
+/// `received`) and the engines (`started`, `completed`); medians over the runs, in seconds:
+/// - `to_first_engine` / `to_last_engine`: client send → first / last engine starts the cell;
+/// - `engine_run`: the longest time an engine spent in the cell;
+/// - `back_from_last`: the last result's completion on its engine → the client has it;
+/// - `client_wakeup`: the last result received → `get` returned (round trip minus the above).
+pub fn breakdown(runs: &[CellRun]) -> Option<BTreeMap<String, f64>> {
+    let mut parts: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for run in runs {
+        let first = run.results.iter().map(|r| r.outcome.started).fold(f64::INFINITY, f64::min);
+        let last = run.results.iter().map(|r| r.outcome.started).fold(f64::NEG_INFINITY, f64::max);
+        let exec = run.results.iter().map(|r| r.outcome.completed - r.outcome.started).fold(0.0, f64::max);
+        let latest = run.results.iter().max_by(|a, b| a.received.total_cmp(&b.received))?;
+        let mut add = |k: &str, v: f64| parts.entry(k.to_string()).or_default().push(v);
+        add("to_first_engine", first - run.submitted);
+        add("to_last_engine", last - run.submitted);
+        add("engine_run", exec);
+        add("back_from_last", latest.received - latest.outcome.completed);
+        add("client_wakeup", run.secs - (latest.received - run.submitted));
+    }
+    parts.into_iter().map(|(k, v)| Some((k, Stats::of(&v)?.median))).collect()
 }
 
 /// Times `op` `warmup + samples` times; keeps the timed ones.
@@ -320,11 +363,23 @@ pub fn time_repeated(warmup: usize, samples: usize, mut op: impl FnMut() -> Resu
     Ok(out)
 }
 
-/// Client round trips of `code` on `targets`.
+/// Client round trips of `code` on `targets`, with their [`breakdown`].
 fn round_trips(ctx: &mut Ctx, targets: Targets, code: &str) -> Result<Measured> {
     let (warmup, samples) = (ctx.cfg.latency_warmup, ctx.cfg.latency_samples);
     let view = ctx.session()?.client.view(targets);
-    Measured::of(&time_repeated(warmup, samples, || run_cell(&view, code).map(drop))?)
+    let mut runs = Vec::with_capacity(samples);
+    for i in 0..warmup + samples {
+        let run = run_cell(&view, code)?;
+        if i >= warmup {
+            runs.push(run);
+        }
+    }
+    let secs: Vec<f64> = runs.iter().map(|r| r.secs).collect();
+    Ok(Measured::Done {
+        stats: Stats::of(&secs).context("no samples")?,
+        leftovers: None,
+        breakdown: breakdown(&runs),
+    })
 }
 
 /// rtt1: a no-op cell on engine 0.
@@ -350,9 +405,9 @@ fn mpx_allreduce_inside(ctx: &mut Ctx) -> Result<Measured> {
     let view = ctx.session()?.client.view(Targets::All);
     let mut out = Vec::with_capacity(samples);
     for i in 0..warmup + samples {
-        let (_, results) = run_cell(&view, CELL)?;
+        let run = run_cell(&view, CELL)?;
         let mut slowest = 0.0f64;
-        for r in &results {
+        for r in &run.results {
             let v = r.outcome.value.as_deref().context("the timing cell returned no value")?;
             let secs: f64 = v.trim().parse().with_context(|| format!("engine {}: {v:?}", r.engine_id))?;
             slowest = slowest.max(secs);
@@ -408,7 +463,7 @@ fn mpx_start(ctx: &mut Ctx) -> Result<Measured> {
 fn mpx_stop(ctx: &mut Ctx) -> Result<Measured> {
     let l = ctx.lifecycle()?;
     match Stats::of(&l.stop) {
-        Some(stats) => Ok(Measured::Done { stats, leftovers: Some(l.leftovers) }),
+        Some(stats) => Ok(Measured::Done { stats, leftovers: Some(l.leftovers), breakdown: None }),
         None => bail!("no stop samples"),
     }
 }
