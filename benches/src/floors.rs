@@ -17,7 +17,7 @@ use crate::{procs, stats::Stats, Config, MPI_ENV};
 pub const BIG_BYTES: usize = 80_000_000;
 
 /// Every floor, measured once per run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Floors {
     /// TCP loopback round trip of 8 bytes, TCP_NODELAY.
     pub tcp_rtt: Stats,
@@ -35,6 +35,11 @@ pub struct Floors {
     pub gather80: Stats,
     /// `mpirun -n N --oversubscribe true`.
     pub mpirun_true: Stats,
+    /// Not floors of any row: figures that explain where mpx's time goes (see BENCHMARKS.md):
+    /// `tcp_rtt_after_1ms_idle` (the same ping-pong with the peers idle 1 ms between pings),
+    /// `mpirun_mpi_init` (`mpirun -n N` of a program that only initialises MPI),
+    /// `mpi_allreduce_*_thread_multiple` (the raw allreduces under MPI_THREAD_MULTIPLE).
+    pub diagnostics: BTreeMap<String, Stats>,
 }
 
 impl Floors {
@@ -48,6 +53,19 @@ impl Floors {
         let mpi = mpi_floors(cfg)?;
         let get = |name: &str| stats(name, mpi.get(name).map(Vec::as_slice).unwrap_or_default());
         let mpirun_true = stats("mpirun_true", &mpirun_true(cfg, 1, cfg.lifecycle_samples)?)?;
+        let mut diagnostics = BTreeMap::new();
+        let idle = tcp_rtt_idle(cfg.latency_warmup, cfg.latency_samples, Duration::from_millis(1))?;
+        diagnostics.insert("tcp_rtt_after_1ms_idle".into(), stats("tcp idle", &idle)?);
+        let mut init = mpirun(cfg);
+        init.args([&cfg.bin("mpx-bench-mpi").to_string_lossy(), "--init-only"]);
+        diagnostics.insert(
+            "mpirun_mpi_init".into(),
+            stats("mpi init", &timed_runs(init, 1, cfg.lifecycle_samples)?)?,
+        );
+        let multiple = mpi_floors_with(cfg, &["--thread-multiple", "--no-big"])?;
+        for (name, samples) in &multiple {
+            diagnostics.insert(format!("mpi_{name}_thread_multiple"), stats(name, samples)?);
+        }
         Ok(Floors {
             tcp_rtt,
             tcp_80mb,
@@ -57,6 +75,7 @@ impl Floors {
             scatter80: get("scatter80")?,
             gather80: get("gather80")?,
             mpirun_true,
+            diagnostics,
         })
     }
 }
@@ -103,6 +122,36 @@ pub fn tcp_rtt(warmup: usize, samples: usize) -> Result<Vec<f64>> {
         ensure!(u64::from_le_bytes(buf) == i as u64, "echo mismatch");
         if i >= warmup {
             out.push(dt);
+        }
+    }
+    drop(client);
+    echo.join().map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
+    Ok(out)
+}
+
+/// Like [`tcp_rtt`], with both ends idle for `gap` before each ping: the round trip a request
+/// sees when its processes have been asleep (CPU idle states, wake-up IPIs) rather than spinning.
+///
+/// # Errors
+/// A socket error.
+pub fn tcp_rtt_idle(warmup: usize, samples: usize, gap: Duration) -> Result<Vec<f64>> {
+    let (mut client, mut server) = loopback_pair()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut buf = [0u8; 8];
+        while server.read_exact(&mut buf).is_ok() {
+            server.write_all(&buf)?;
+        }
+        Ok(())
+    });
+    let mut out = Vec::with_capacity(samples);
+    let mut buf = [0u8; 8];
+    for i in 0..warmup + samples {
+        std::thread::sleep(gap);
+        let t0 = Instant::now();
+        client.write_all(&buf)?;
+        client.read_exact(&mut buf)?;
+        if i >= warmup {
+            out.push(t0.elapsed().as_secs_f64());
         }
     }
     drop(client);
@@ -167,6 +216,14 @@ pub fn mpirun(cfg: &Config) -> Command {
 /// # Errors
 /// mpirun fails, times out, or prints no JSON.
 pub fn mpi_floors(cfg: &Config) -> Result<BTreeMap<String, Vec<f64>>> {
+    mpi_floors_with(cfg, &[])
+}
+
+/// [`mpi_floors`] with extra arguments to `mpx-bench-mpi`.
+///
+/// # Errors
+/// As [`mpi_floors`].
+pub fn mpi_floors_with(cfg: &Config, extra: &[&str]) -> Result<BTreeMap<String, Vec<f64>>> {
     let mut cmd = mpirun(cfg);
     cmd.arg(cfg.bin("mpx-bench-mpi")).args([
         "--latency-samples",
@@ -176,6 +233,7 @@ pub fn mpi_floors(cfg: &Config) -> Result<BTreeMap<String, Vec<f64>>> {
         "--warmup",
         &cfg.latency_warmup.to_string(),
     ]);
+    cmd.args(extra);
     let out = procs::run(&mut cmd, Duration::from_secs(300))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     ensure!(
@@ -193,14 +251,22 @@ pub fn mpi_floors(cfg: &Config) -> Result<BTreeMap<String, Vec<f64>>> {
 /// # Errors
 /// mpirun fails or times out.
 pub fn mpirun_true(cfg: &Config, warmup: usize, samples: usize) -> Result<Vec<f64>> {
+    let mut cmd = mpirun(cfg);
+    cmd.arg("true");
+    timed_runs(cmd, warmup, samples)
+}
+
+/// Wall times of running `cmd` to completion, from spawn to exit.
+///
+/// # Errors
+/// It fails or times out.
+pub fn timed_runs(mut cmd: Command, warmup: usize, samples: usize) -> Result<Vec<f64>> {
     let mut out = Vec::with_capacity(samples);
     for i in 0..warmup + samples {
-        let mut cmd = mpirun(cfg);
-        cmd.arg("true");
         let t0 = Instant::now();
         let res = procs::run(&mut cmd, Duration::from_secs(60))?;
         let dt = t0.elapsed().as_secs_f64();
-        ensure!(res.status.success(), "mpirun true failed: {}", String::from_utf8_lossy(&res.stderr));
+        ensure!(res.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&res.stderr));
         if i >= warmup {
             out.push(dt);
         }

@@ -15,6 +15,7 @@ use mpx_benches::{
     floors::Floors,
     report::{utc_now, Machine, Report, RowResult},
     rows::{rows, Ctx},
+    stats::fmt_secs,
     Config,
 };
 
@@ -128,7 +129,11 @@ fn run(args: Args, home: &Path) -> Result<()> {
         quick: cfg.quick,
         samples,
         machine,
-        floors: floor_list.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        floors: floor_list
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .chain(floors.diagnostics.clone())
+            .collect(),
         rows: results,
         total_secs: t0.elapsed().as_secs_f64(),
     };
@@ -142,7 +147,10 @@ fn run(args: Args, home: &Path) -> Result<()> {
     print!("{}", report.table());
     println!("\nwhere the round trips' time goes (medians, wall clocks of client and engines):");
     print!("{}", report.breakdowns());
-    println!("\nfloors: {}", serde_json::to_string(&report.floors)?);
+    println!("\nfloors and diagnostics (medians):");
+    for (name, s) in &report.floors {
+        println!("  {name}: {} [{}, {}] ({})", fmt_secs(s.median), fmt_secs(s.min), fmt_secs(s.max), s.n);
+    }
     report.write(&args.out)?;
     println!("wrote {} ({:.0} s in all)", args.out.display(), report.total_secs);
     ended?;

@@ -28,6 +28,15 @@ struct Args {
     /// Untimed calls before the timed ones, per measurement.
     #[arg(long, default_value_t = 10)]
     warmup: usize,
+    /// Ask for MPI_THREAD_MULTIPLE, as the mpx engine does (default: plain MPI_Init).
+    #[arg(long)]
+    thread_multiple: bool,
+    /// Only the allreduces (no 80 MB moves).
+    #[arg(long)]
+    no_big: bool,
+    /// Initialise and finalise MPI, nothing else (the MPI start-up floor).
+    #[arg(long)]
+    init_only: bool,
 }
 
 /// Elements of the 80 MB arrays (10M f64).
@@ -68,7 +77,17 @@ fn split(total: usize, n: usize) -> (Vec<Count>, Vec<Count>) {
 
 fn main() {
     let args = Args::parse();
-    let universe = mpi::initialize().expect("MPI initialises once");
+    let universe = if args.thread_multiple {
+        let (universe, level) =
+            mpi::initialize_with_threading(mpi::Threading::Multiple).expect("MPI initialises once");
+        assert_eq!(level, mpi::Threading::Multiple, "MPI_THREAD_MULTIPLE not granted");
+        universe
+    } else {
+        mpi::initialize().expect("MPI initialises once")
+    };
+    if args.init_only {
+        return;
+    }
     let world = universe.world();
     let (rank, size) = (world.rank(), world.size() as usize);
     let root = world.process_at_rank(0);
@@ -90,6 +109,12 @@ fn main() {
         }),
     );
     drop((medium, medium_out));
+    if args.no_big {
+        if rank == 0 {
+            println!("{}", serde_json::to_string(&results).expect("JSON of numbers"));
+        }
+        return;
+    }
 
     // 80 MB moves: one warm-up is plenty for calls this long.
     let big_warm = warm.min(1);
