@@ -16,4 +16,4 @@ cargo build --workspace --bins --examples
 cargo test --workspace
 
 # Smoke run of the benchmark (figures are printed, never asserted).
-./scripts/bench.sh --quick
+./scripts/bench.sh --quick --out target/mpx-bench-quick.json
