@@ -14,3 +14,6 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins --examples
 cargo test --workspace
+
+# Smoke run of the benchmark (figures are printed, never asserted).
+./scripts/bench.sh --quick --out target/mpx-bench-quick.json

@@ -3,6 +3,8 @@
 //! Functions that only read an array take the `ArrayValue` by value: that clones an `Arc`, never
 //! the data. Every function that takes a number has an `i64` overload (rhai does not convert).
 
+use std::{sync::OnceLock, time::Instant};
+
 use rand::RngExt;
 use rhai::{Array, Dynamic, Engine};
 
@@ -17,6 +19,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<ArrayValue>("ndarray");
     engine.register_fn("to_string", |a: &mut ArrayValue| a.to_string());
     engine.register_fn("to_debug", |a: &mut ArrayValue| a.to_string());
+    engine.register_fn("wtime", wtime);
     register_constructors(engine);
     register_queries(engine);
     register_arithmetic(engine);
@@ -32,6 +35,13 @@ pub fn register(engine: &mut Engine) {
     engine.register_indexer_set(|a: &mut ArrayValue, i: i64, v: bool| -> RhaiResult<()> {
         rhai_ok(a.set(i, Scalar::I(i64::from(v))))
     });
+}
+
+/// `wtime()`: seconds since a fixed point in this process's past, from the monotonic clock
+/// (like `MPI_Wtime`): only differences are meaningful, and never go backwards.
+pub fn wtime() -> f64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed().as_secs_f64()
 }
 
 fn element_to_dynamic(e: Element) -> Dynamic {
@@ -279,5 +289,24 @@ fn register_arithmetic(engine: &mut Engine) {
         engine.register_fn(name, move |a: ArrayValue| ops::map_float(&a, f));
         // rhai only defines these for floats: make `sqrt(2)` work too.
         engine.register_fn(name, move |n: i64| f(n as f64));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn wtime_is_monotonic_seconds() {
+        let mut engine = Engine::new();
+        register(&mut engine);
+        let t0: f64 = engine.eval("wtime()").expect("wtime");
+        std::thread::sleep(Duration::from_millis(20));
+        let dt: f64 = engine.eval("let a = wtime(); let b = wtime(); b - a").expect("wtime");
+        let t1: f64 = engine.eval("wtime()").expect("wtime");
+        assert!(t0 >= 0.0 && (0.0..0.01).contains(&dt), "t0 {t0}, dt {dt}");
+        assert!(t1 - t0 >= 0.02 && t1 - t0 < 5.0, "20 ms sleep measured as {} s", t1 - t0);
     }
 }

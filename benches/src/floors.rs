@@ -1,0 +1,275 @@
+//! The floors, as real programs measured in the same run: a TCP echo and a TCP bulk transfer
+//! on loopback, the raw rsmpi program `mpx-bench-mpi` under `mpirun`, and `mpirun -n N true`.
+
+use std::{
+    collections::BTreeMap,
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{ensure, Context, Result};
+
+use crate::{procs, stats::Stats, Config, MPI_ENV};
+
+/// Bytes of the 80 MB moves (10M f64).
+pub const BIG_BYTES: usize = 80_000_000;
+
+/// Every floor, measured once per run.
+#[derive(Debug, Clone)]
+pub struct Floors {
+    /// TCP loopback round trip of 8 bytes, TCP_NODELAY.
+    pub tcp_rtt: Stats,
+    /// TCP loopback transfer of 80 MB (until the receiver's 1-byte acknowledgement).
+    pub tcp_80mb: Stats,
+    /// MPI_Allreduce of 1 f64.
+    pub allreduce1: Stats,
+    /// MPI_Allreduce of 1M f64.
+    pub allreduce1m: Stats,
+    /// MPI_Bcast of 80 MB.
+    pub bcast80: Stats,
+    /// MPI_Scatterv of 80 MB.
+    pub scatter80: Stats,
+    /// MPI_Gatherv of 80 MB.
+    pub gather80: Stats,
+    /// `mpirun -n N --oversubscribe true`.
+    pub mpirun_true: Stats,
+    /// Not floors of any row: figures that explain where mpx's time goes (see BENCHMARKS.md):
+    /// `tcp_rtt_after_1ms_idle` (the same ping-pong with the peers idle 1 ms between pings),
+    /// `mpirun_mpi_init` (`mpirun -n N` of a program that only initialises MPI),
+    /// `mpi_allreduce_*_thread_multiple` (the raw allreduces under MPI_THREAD_MULTIPLE).
+    pub diagnostics: BTreeMap<String, Stats>,
+}
+
+impl Floors {
+    /// Measures every floor.
+    ///
+    /// # Errors
+    /// A floor program fails or times out.
+    pub fn measure(cfg: &Config) -> Result<Floors> {
+        let tcp_rtt = stats("tcp_rtt", &tcp_rtt(cfg.latency_warmup * 5, cfg.latency_samples * 5)?)?;
+        let tcp_80mb = stats("tcp_80mb", &tcp_transfer(1, cfg.big_samples, BIG_BYTES)?)?;
+        let mpi = mpi_floors(cfg)?;
+        let get = |name: &str| stats(name, mpi.get(name).map(Vec::as_slice).unwrap_or_default());
+        let mpirun_true = stats("mpirun_true", &mpirun_true(cfg, 1, cfg.lifecycle_samples)?)?;
+        let mut diagnostics = BTreeMap::new();
+        let idle = tcp_rtt_idle(cfg.latency_warmup, cfg.latency_samples, Duration::from_millis(1))?;
+        diagnostics.insert("tcp_rtt_after_1ms_idle".into(), stats("tcp idle", &idle)?);
+        let mut init = mpirun(cfg);
+        init.args([&cfg.bin("mpx-bench-mpi").to_string_lossy(), "--init-only"]);
+        diagnostics.insert(
+            "mpirun_mpi_init".into(),
+            stats("mpi init", &timed_runs(init, 1, cfg.lifecycle_samples)?)?,
+        );
+        let multiple = mpi_floors_with(cfg, &["--thread-multiple", "--no-big"])?;
+        for (name, samples) in &multiple {
+            diagnostics.insert(format!("mpi_{name}_thread_multiple"), stats(name, samples)?);
+        }
+        Ok(Floors {
+            tcp_rtt,
+            tcp_80mb,
+            allreduce1: get("allreduce1")?,
+            allreduce1m: get("allreduce1m")?,
+            bcast80: get("bcast80")?,
+            scatter80: get("scatter80")?,
+            gather80: get("gather80")?,
+            mpirun_true,
+            diagnostics,
+        })
+    }
+}
+
+fn stats(name: &str, samples: &[f64]) -> Result<Stats> {
+    Stats::of(samples).with_context(|| format!("no samples for the {name} floor"))
+}
+
+/// A loopback listener and a connected client/server pair, both with TCP_NODELAY.
+fn loopback_pair() -> Result<(TcpStream, TcpStream)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let client = TcpStream::connect(listener.local_addr()?)?;
+    let (server, _) = listener.accept()?;
+    for s in [&client, &server] {
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    }
+    Ok((client, server))
+}
+
+/// Round trips of 8 bytes to an echo server thread over loopback TCP (TCP_NODELAY).
+///
+/// # Errors
+/// A socket error.
+pub fn tcp_rtt(warmup: usize, samples: usize) -> Result<Vec<f64>> {
+    let (mut client, mut server) = loopback_pair()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut buf = [0u8; 8];
+        loop {
+            match server.read_exact(&mut buf) {
+                Ok(()) => server.write_all(&buf)?,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    });
+    let mut out = Vec::with_capacity(samples);
+    let mut buf = [0u8; 8];
+    for i in 0..warmup + samples {
+        let t0 = Instant::now();
+        client.write_all(&(i as u64).to_le_bytes())?;
+        client.read_exact(&mut buf)?;
+        let dt = t0.elapsed().as_secs_f64();
+        ensure!(u64::from_le_bytes(buf) == i as u64, "echo mismatch");
+        if i >= warmup {
+            out.push(dt);
+        }
+    }
+    drop(client);
+    echo.join().map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
+    Ok(out)
+}
+
+/// Like [`tcp_rtt`], with both ends idle for `gap` before each ping: the round trip a request
+/// sees when its processes have been asleep (CPU idle states, wake-up IPIs) rather than spinning.
+///
+/// # Errors
+/// A socket error.
+pub fn tcp_rtt_idle(warmup: usize, samples: usize, gap: Duration) -> Result<Vec<f64>> {
+    let (mut client, mut server) = loopback_pair()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut buf = [0u8; 8];
+        while server.read_exact(&mut buf).is_ok() {
+            server.write_all(&buf)?;
+        }
+        Ok(())
+    });
+    let mut out = Vec::with_capacity(samples);
+    let mut buf = [0u8; 8];
+    for i in 0..warmup + samples {
+        std::thread::sleep(gap);
+        let t0 = Instant::now();
+        client.write_all(&buf)?;
+        client.read_exact(&mut buf)?;
+        if i >= warmup {
+            out.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    drop(client);
+    echo.join().map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
+    Ok(out)
+}
+
+/// Transfers of `bytes` to a receiver thread over loopback TCP, each timed until the receiver
+/// has read everything and its 1-byte acknowledgement is back.
+///
+/// # Errors
+/// A socket error.
+pub fn tcp_transfer(warmup: usize, samples: usize, bytes: usize) -> Result<Vec<f64>> {
+    let (mut client, mut server) = loopback_pair()?;
+    let receiver = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut len = [0u8; 8];
+        loop {
+            match server.read_exact(&mut len) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            let mut left = u64::from_le_bytes(len) as usize;
+            while left > 0 {
+                let n = server.read(&mut chunk[..left.min(1 << 20)])?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                left -= n;
+            }
+            server.write_all(&[1])?;
+        }
+    });
+    // f64 data, as a push would carry.
+    let data: Vec<u8> = (0..bytes / 8).flat_map(|i| (i as f64).to_le_bytes()).collect();
+    let mut out = Vec::with_capacity(samples);
+    let mut ack = [0u8; 1];
+    for i in 0..warmup + samples {
+        let t0 = Instant::now();
+        client.write_all(&(data.len() as u64).to_le_bytes())?;
+        client.write_all(&data)?;
+        client.read_exact(&mut ack)?;
+        if i >= warmup {
+            out.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    drop(client);
+    receiver.join().map_err(|_| anyhow::anyhow!("receiver thread panicked"))??;
+    Ok(out)
+}
+
+/// `mpirun -n N --oversubscribe` with the Open MPI environment.
+pub fn mpirun(cfg: &Config) -> Command {
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["-n", &cfg.engines.to_string(), "--oversubscribe"]).envs(MPI_ENV);
+    cmd
+}
+
+/// Runs `mpx-bench-mpi` under mpirun and returns its samples by name.
+///
+/// # Errors
+/// mpirun fails, times out, or prints no JSON.
+pub fn mpi_floors(cfg: &Config) -> Result<BTreeMap<String, Vec<f64>>> {
+    mpi_floors_with(cfg, &[])
+}
+
+/// [`mpi_floors`] with extra arguments to `mpx-bench-mpi`.
+///
+/// # Errors
+/// As [`mpi_floors`].
+pub fn mpi_floors_with(cfg: &Config, extra: &[&str]) -> Result<BTreeMap<String, Vec<f64>>> {
+    let mut cmd = mpirun(cfg);
+    cmd.arg(cfg.bin("mpx-bench-mpi")).args([
+        "--latency-samples",
+        &cfg.latency_samples.to_string(),
+        "--big-samples",
+        &cfg.big_samples.to_string(),
+        "--warmup",
+        &cfg.latency_warmup.to_string(),
+    ]);
+    cmd.args(extra);
+    let out = procs::run(&mut cmd, Duration::from_secs(300))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "mpx-bench-mpi failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().find(|l| l.starts_with('{')).context("mpx-bench-mpi printed no results")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+/// Wall times of `mpirun -n N --oversubscribe true`, from spawn to exit.
+///
+/// # Errors
+/// mpirun fails or times out.
+pub fn mpirun_true(cfg: &Config, warmup: usize, samples: usize) -> Result<Vec<f64>> {
+    let mut cmd = mpirun(cfg);
+    cmd.arg("true");
+    timed_runs(cmd, warmup, samples)
+}
+
+/// Wall times of running `cmd` to completion, from spawn to exit.
+///
+/// # Errors
+/// It fails or times out.
+pub fn timed_runs(mut cmd: Command, warmup: usize, samples: usize) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(samples);
+    for i in 0..warmup + samples {
+        let t0 = Instant::now();
+        let res = procs::run(&mut cmd, Duration::from_secs(60))?;
+        let dt = t0.elapsed().as_secs_f64();
+        ensure!(res.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&res.stderr));
+        if i >= warmup {
+            out.push(dt);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,75 @@
+//! The mpx benchmark: every mpx operation next to the floor it is bounded by, measured in the
+//! same run on the same machine (`scripts/bench.sh`, results in `target/mpx-bench.json`).
+//!
+//! # Layout
+//! - [`rows`]: the table of rows, one function per mpx operation and one per floor.
+//! - [`floors`]: the floors as real programs: a TCP echo and bulk transfer on loopback, the raw
+//!   rsmpi program `mpx-bench-mpi` under `mpirun`, and `mpirun -n 4 true`.
+//! - [`cluster`]: a benchmark cluster (`mpx cluster start --daemonize` in a private `$MPX_HOME`),
+//!   its processes, and timed stops.
+//! - [`cleanup`]: every process the benchmark starts is registered here and ended on every path:
+//!   `Drop`, a panic (the release profile aborts, so a panic hook does it), SIGINT/SIGTERM/SIGHUP.
+//! - [`procs`]: bounded child processes in their own process groups, and `/proc` scans.
+//! - [`stats`], [`report`]: summaries, the printed table, the JSON file, the machine description.
+#![deny(missing_docs)]
+
+pub mod cleanup;
+pub mod cluster;
+pub mod floors;
+pub mod procs;
+pub mod report;
+pub mod rows;
+pub mod stats;
+
+use std::path::PathBuf;
+
+/// How much to measure, and where the binaries are.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Quick mode (fewer samples: a smoke run).
+    pub quick: bool,
+    /// Timed samples per latency row.
+    pub latency_samples: usize,
+    /// Untimed warm-up runs per latency row.
+    pub latency_warmup: usize,
+    /// Timed samples per 80 MB move.
+    pub big_samples: usize,
+    /// Timed cluster starts and stops (each one a full start/stop cycle).
+    pub lifecycle_samples: usize,
+    /// Engines (ranks) per cluster.
+    pub engines: u32,
+    /// The directory with `mpx`, `mpx-engine` and `mpx-bench-mpi`.
+    pub bin_dir: PathBuf,
+    /// The private `$MPX_HOME` of this run.
+    pub home: PathBuf,
+}
+
+impl Config {
+    /// The full run (`quick == false`) or the quick one.
+    pub fn new(quick: bool, bin_dir: PathBuf, home: PathBuf) -> Config {
+        let (latency_samples, latency_warmup, big_samples, lifecycle_samples) =
+            if quick { (20, 5, 2, 3) } else { (300, 20, 7, 20) };
+        Config {
+            quick,
+            latency_samples,
+            latency_warmup,
+            big_samples,
+            lifecycle_samples,
+            engines: 4,
+            bin_dir,
+            home,
+        }
+    }
+
+    /// Path of a sibling binary.
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
+}
+
+/// The environment every `mpirun` of the benchmark needs (Open MPI as root, no CMA in containers).
+pub const MPI_ENV: [(&str, &str); 3] = [
+    ("OMPI_ALLOW_RUN_AS_ROOT", "1"),
+    ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"),
+    ("OMPI_MCA_btl_vader_single_copy_mechanism", "none"),
+];

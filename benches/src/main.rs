@@ -1,0 +1,161 @@
+//! `mpx-bench`: runs every row of the mpx benchmark and its floor in one run, prints the table
+//! and writes `target/mpx-bench.json`. Use `scripts/bench.sh [--quick]`.
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use mpx_benches::{
+    cleanup,
+    floors::Floors,
+    report::{utc_now, Machine, Report, RowResult},
+    rows::{rows, Ctx},
+    stats::fmt_secs,
+    Config,
+};
+
+/// Benchmarks mpx against its floors (TCP loopback, raw MPI, mpirun) on this machine.
+#[derive(Parser)]
+struct Args {
+    /// A smoke run: 20 latency samples, 2 per 80 MB move, 3 start/stop cycles (figures are rough).
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "target/mpx-bench.json")]
+    out: PathBuf,
+    /// The commit being measured (recorded in the JSON).
+    #[arg(long, default_value = "unknown")]
+    commit: String,
+    /// Only these rows (comma-separated names); the floors are always measured.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Directory holding mpx, mpx-engine and mpx-bench-mpi (default: this binary's).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Testing the cleanup: panic right after this row (its cluster still running).
+    #[arg(long, hide = true)]
+    panic_after: Option<String>,
+}
+
+fn main() -> Result<()> {
+    cleanup::install().context("cannot install the cleanup handlers")?;
+    // A private $MPX_HOME for this run's clusters.
+    let home = std::env::temp_dir().join(format!("mpx-bench-{}", std::process::id()));
+    let home_guard = cleanup::register(cleanup::Resource::Dir(home.clone()));
+    let result = run(Args::parse(), &home);
+    // On every path: end whatever is left, newest first, the home last (or wait for a
+    // signal's cleanup to finish).
+    cleanup::finish();
+    drop(home_guard);
+    result
+}
+
+fn run(args: Args, home: &Path) -> Result<()> {
+    let t0 = Instant::now();
+    let bin_dir = match args.bin_dir {
+        Some(d) => d,
+        None => std::env::current_exe()?.parent().context("binary directory")?.to_path_buf(),
+    };
+    for bin in ["mpx", "mpx-engine", "mpx-bench-mpi"] {
+        anyhow::ensure!(bin_dir.join(bin).is_file(), "{bin} is not built in {}", bin_dir.display());
+    }
+    std::fs::create_dir_all(home)?;
+    let cfg = Config::new(args.quick, bin_dir, home.to_path_buf());
+    let machine = Machine::describe();
+    let date = utc_now();
+    eprintln!(
+        "mpx-bench{}: {} latency samples ({} warm-up), {} per 80 MB move, {} start/stop cycles; \
+         {} CPUs, {}, load {}",
+        if cfg.quick { " --quick (rough figures)" } else { "" },
+        cfg.latency_samples,
+        cfg.latency_warmup,
+        cfg.big_samples,
+        cfg.lifecycle_samples,
+        machine.nproc,
+        machine.cpu,
+        machine.loadavg_at_start
+    );
+
+    let step = |what: &str| {
+        eprint!("  {what} ...");
+        let _ = std::io::stderr().flush();
+        Instant::now()
+    };
+    let done = |t: Instant| eprintln!(" {:.1} s", t.elapsed().as_secs_f64());
+
+    let t = step("floors (TCP echo and 80 MB, mpx-bench-mpi under mpirun, mpirun true)");
+    let floors = Floors::measure(&cfg)?;
+    done(t);
+
+    let mut ctx = Ctx::new(cfg.clone());
+    let mut results = Vec::new();
+    for row in rows() {
+        if !args.only.is_empty() && !args.only.iter().any(|o| o == row.name) {
+            continue;
+        }
+        let t = step(row.name);
+        let measured = (row.mpx)(&mut ctx);
+        done(t);
+        results.push(RowResult::new(&row, measured, &floors));
+        if args.panic_after.as_deref() == Some(row.name) {
+            panic!("--panic-after {}: checking that the cleanup ends every process", row.name);
+        }
+    }
+    let ended = ctx.end_session();
+
+    let mut samples = BTreeMap::new();
+    samples.insert("latency".into(), cfg.latency_samples);
+    samples.insert("latency_warmup".into(), cfg.latency_warmup);
+    samples.insert("big_move".into(), cfg.big_samples);
+    samples.insert("start_stop_cycles".into(), cfg.lifecycle_samples);
+    let floor_list = [
+        ("tcp_rtt", floors.tcp_rtt),
+        ("tcp_80mb", floors.tcp_80mb),
+        ("mpi_allreduce_1_f64", floors.allreduce1),
+        ("mpi_allreduce_1m_f64", floors.allreduce1m),
+        ("mpi_bcast_80mb", floors.bcast80),
+        ("mpi_scatterv_80mb", floors.scatter80),
+        ("mpi_gatherv_80mb", floors.gather80),
+        ("mpirun_true", floors.mpirun_true),
+    ];
+    let report = Report {
+        date,
+        commit: args.commit,
+        quick: cfg.quick,
+        samples,
+        machine,
+        floors: floor_list
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .chain(floors.diagnostics.clone())
+            .collect(),
+        rows: results,
+        total_secs: t0.elapsed().as_secs_f64(),
+    };
+    println!();
+    if cfg.quick {
+        println!(
+            "QUICK RUN ({} latency samples, {} per 80 MB move): rough figures",
+            cfg.latency_samples, cfg.big_samples
+        );
+    }
+    print!("{}", report.table());
+    println!("\nwhere the round trips' time goes (medians, wall clocks of client and engines):");
+    print!("{}", report.breakdowns());
+    println!("\nfloors and diagnostics (medians):");
+    for (name, s) in &report.floors {
+        println!("  {name}: {} [{}, {}] ({})", fmt_secs(s.median), fmt_secs(s.min), fmt_secs(s.max), s.n);
+    }
+    report.write(&args.out)?;
+    println!("wrote {} ({:.0} s in all)", args.out.display(), report.total_secs);
+    ended?;
+    let errors: Vec<_> =
+        report.rows.iter().filter(|r| r.status == "error").map(|r| r.name.as_str()).collect();
+    anyhow::ensure!(errors.is_empty(), "rows failed: {}", errors.join(", "));
+    Ok(())
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The mpx benchmark: builds in release and runs `mpx-bench`, which measures every mpx operation
+# and the floor it is bounded by (TCP loopback, raw MPI under mpirun, `mpirun true`) in one run,
+# prints the table and writes target/mpx-bench.json. See BENCHMARKS.md.
+#
+#   scripts/bench.sh           full run (≥ 200 samples per latency, 7 per 80 MB move; < 10 min)
+#   scripts/bench.sh --quick   smoke run (20 and 2 samples; < 1 min; rough figures)
+#
+# Extra arguments go to mpx-bench (`--only rtt1,psum`, `--out FILE`; `--help`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+
+# Open MPI refuses root without these; CI and containers run as root.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Containers often lack ptrace (CMA); this keeps Open MPI's shared memory path quiet there.
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+
+cargo build --release -p mpx-client -p mpx-engine -p mpx-benches --bins
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if ! git diff --quiet HEAD 2>/dev/null; then commit="$commit-dirty"; fi
+exec target/release/mpx-bench --commit "$commit" "$@"
