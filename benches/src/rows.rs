@@ -3,11 +3,13 @@
 
 use std::{
     collections::BTreeMap,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, ensure, Context, Result};
-use mpx_client::{Client, EngineResult, Targets, View};
+use mpx_client::{ArrayValue, Client, EngineResult, Targets, View};
+use ndarray::{ArrayD, IxDyn};
 
 use crate::{
     cluster::BenchCluster,
@@ -22,8 +24,6 @@ const PSUM_RHAI: &str = include_str!("../../examples/psum.rhai");
 const SETUP: &str = "let a = rand(100);\nlet big = rand(1000000);";
 /// A cell that does nothing.
 const NOOP: &str = "()";
-/// What the data rows say until the client has push/pull/scatter/gather.
-const DATA_PENDING: &str = "pending: data API not in this build";
 /// How long one cell may take before the row fails.
 const CELL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -424,29 +424,59 @@ fn mpx_allreduce_round_trip(ctx: &mut Ctx) -> Result<Measured> {
     round_trips(ctx, Targets::All, "let r = allreduce(big, SUM);")
 }
 
-/// push80M: fill in once `View::push` exists, e.g.
-/// `let data = vec![1.0f64; BIG_BYTES / 8]; let view = ctx.session()?.client.view(Targets::All);`
-/// `Measured::of(&time_repeated(1, ctx.cfg.big_samples, || { view.push("x", data.clone())?.get_ok(CELL_TIMEOUT)?; Ok(()) })?)`
-/// (time the clone apart, or pass a cheap handle, so only the move is timed).
-fn mpx_push80m(_ctx: &mut Ctx) -> Result<Measured> {
-    Ok(Measured::Pending(DATA_PENDING))
+/// 80 MB of f64 (10M elements), shared copy-on-write: sending it never copies it.
+fn big_array() -> ArrayValue {
+    ArrayValue::F64(Arc::new(ArrayD::from_shape_fn(IxDyn(&[BIG_BYTES / 8]), |i| i[0] as f64)))
 }
 
-/// pull80M: fill in once `View::pull` exists: set `let x = rand(10000000);` on engine 0 once,
-/// then time `view.pull("x")` on `Targets::List(vec![0])` with [`time_repeated`].
-fn mpx_pull80m(_ctx: &mut Ctx) -> Result<Measured> {
-    Ok(Measured::Pending(DATA_PENDING))
+/// push80M: 80 MB to all engines (one TCP transfer to engine 0, then MPI Bcast).
+fn mpx_push80m(ctx: &mut Ctx) -> Result<Measured> {
+    let n = ctx.cfg.big_samples;
+    let data = big_array();
+    let view = ctx.session()?.client.view(Targets::All);
+    let samples = time_repeated(1, n, || {
+        view.push_sync("x", &data, CELL_TIMEOUT)?;
+        Ok(())
+    })?;
+    Measured::of(&samples)
 }
 
-/// scatter80M: fill in once `View::scatter` exists: time `view.scatter("x", 10M f64)` on all.
-fn mpx_scatter80m(_ctx: &mut Ctx) -> Result<Measured> {
-    Ok(Measured::Pending(DATA_PENDING))
+/// pull80M: 80 MB from engine 0.
+fn mpx_pull80m(ctx: &mut Ctx) -> Result<Measured> {
+    let n = ctx.cfg.big_samples;
+    let view = ctx.session()?.client.view(Targets::List(vec![0]));
+    view.push_sync("x", &big_array(), CELL_TIMEOUT)?;
+    let samples = time_repeated(1, n, || {
+        let got = view.pull_sync("x", CELL_TIMEOUT)?;
+        ensure!(got.len() == 1 && got[0].len() == BIG_BYTES / 8, "pulled the wrong array");
+        Ok(())
+    })?;
+    Measured::of(&samples)
 }
 
-/// gather80M: fill in once `View::gather` exists: after a scatter (or
-/// `let x = rand(2500000);` on each engine), time `view.gather("x")` on all.
-fn mpx_gather80m(_ctx: &mut Ctx) -> Result<Measured> {
-    Ok(Measured::Pending(DATA_PENDING))
+/// scatter80M: 10M f64 split over all engines (one TCP transfer, then MPI Scatterv).
+fn mpx_scatter80m(ctx: &mut Ctx) -> Result<Measured> {
+    let n = ctx.cfg.big_samples;
+    let data = big_array();
+    let view = ctx.session()?.client.view(Targets::All);
+    let samples = time_repeated(1, n, || {
+        view.scatter_sync("x", &data, CELL_TIMEOUT)?;
+        Ok(())
+    })?;
+    Measured::of(&samples)
+}
+
+/// gather80M: 10M f64 concatenated from all engines (MPI Gatherv, one TCP transfer back).
+fn mpx_gather80m(ctx: &mut Ctx) -> Result<Measured> {
+    let n = ctx.cfg.big_samples;
+    let view = ctx.session()?.client.view(Targets::All);
+    view.scatter_sync("x", &big_array(), CELL_TIMEOUT)?;
+    let samples = time_repeated(1, n, || {
+        let whole = view.gather_sync("x", CELL_TIMEOUT)?;
+        ensure!(whole.len() == BIG_BYTES / 8, "gathered the wrong array");
+        Ok(())
+    })?;
+    Measured::of(&samples)
 }
 
 /// tasks: mpx has no load-balanced view yet.
