@@ -118,29 +118,66 @@ impl<H> Frame<H> {
     }
 }
 
+/// The part of a frame body before the buffers, with room for the signature at its head.
+fn head_of<H: Serialize>(frame: &Frame<H>) -> Result<Vec<u8>, CodecError> {
+    let header = serde_json::to_vec(&frame.header).map_err(|e| CodecError::BadHeader(e.to_string()))?;
+    let mut head = Vec::with_capacity(SIG_LEN + 8 + header.len() + 8 * frame.buffers.len());
+    head.resize(SIG_LEN, 0);
+    head.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    head.extend_from_slice(&header);
+    head.extend_from_slice(&(frame.buffers.len() as u32).to_le_bytes());
+    for b in &frame.buffers {
+        head.extend_from_slice(&(b.len() as u64).to_le_bytes());
+    }
+    Ok(head)
+}
+
+/// Signs a head (from [`head_of`]) and the buffers that follow it, in place.
+fn sign(key: &Key, head: &mut [u8], buffers: &[Bytes]) {
+    let mut mac = key.mac();
+    mac.update(&head[SIG_LEN..]);
+    for b in buffers {
+        mac.update(b);
+    }
+    head[..SIG_LEN].copy_from_slice(&mac.finalize().into_bytes());
+}
+
 /// Signs and lays out a frame body (everything inside the length prefix).
 ///
 /// # Errors
 /// [`CodecError::BadHeader`] if the header cannot be serialized.
 pub fn encode_body<H: Serialize>(key: &Key, frame: &Frame<H>) -> Result<BytesMut, CodecError> {
-    let header = serde_json::to_vec(&frame.header).map_err(|e| CodecError::BadHeader(e.to_string()))?;
+    let mut head = head_of(frame)?;
+    sign(key, &mut head, &frame.buffers);
     let payload: usize = frame.buffers.iter().map(|b| b.len()).sum();
-    let mut out = BytesMut::with_capacity(SIG_LEN + 8 + header.len() + 8 * frame.buffers.len() + payload);
-    out.put_bytes(0, SIG_LEN);
-    out.put_u32_le(header.len() as u32);
-    out.put_slice(&header);
-    out.put_u32_le(frame.buffers.len() as u32);
+    let mut out = BytesMut::with_capacity(head.len() + payload);
+    out.extend_from_slice(&head);
     for b in &frame.buffers {
-        out.put_u64_le(b.len() as u64);
+        out.extend_from_slice(b);
     }
-    for b in &frame.buffers {
-        out.put_slice(b);
-    }
-    let mut mac = key.mac();
-    mac.update(&out[SIG_LEN..]);
-    let sig = mac.finalize().into_bytes();
-    out[..SIG_LEN].copy_from_slice(&sig);
     Ok(out)
+}
+
+/// Encodes a frame (length prefix + signed body) straight into `dst`: one copy of the buffers.
+fn encode_into<H: Serialize>(
+    key: &Key,
+    frame: &Frame<H>,
+    limit: usize,
+    dst: &mut BytesMut,
+) -> Result<(), CodecError> {
+    let mut head = head_of(frame)?;
+    let size = head.len() + frame.buffers.iter().map(|b| b.len()).sum::<usize>();
+    if size > limit || size > u32::MAX as usize {
+        return Err(CodecError::TooLarge { size, limit });
+    }
+    sign(key, &mut head, &frame.buffers);
+    dst.reserve(4 + size);
+    dst.put_u32(size as u32);
+    dst.extend_from_slice(&head);
+    for b in &frame.buffers {
+        dst.extend_from_slice(b);
+    }
+    Ok(())
 }
 
 /// Verifies and decodes a frame body. The signature is checked before any field is read;
@@ -271,14 +308,7 @@ impl<In, Out: Serialize> Encoder<Frame<Out>> for FrameCodec<In, Out> {
     type Error = CodecError;
 
     fn encode(&mut self, frame: Frame<Out>, dst: &mut BytesMut) -> Result<(), CodecError> {
-        let body = encode_body(&self.key, &frame)?;
-        if body.len() > self.limit {
-            return Err(CodecError::TooLarge { size: body.len(), limit: self.limit });
-        }
-        dst.reserve(4 + body.len());
-        dst.put_u32(body.len() as u32);
-        dst.extend_from_slice(&body);
-        Ok(())
+        encode_into(&self.key, &frame, self.limit, dst)
     }
 }
 
@@ -316,12 +346,13 @@ impl<In, Out: Serialize> Encoder<Outbound<Out>> for FrameCodec<In, Out> {
 pub mod blocking {
     use std::io::{Read, Write};
 
-    use bytes::{Bytes, BytesMut};
+    use bytes::Bytes;
     use serde::{de::DeserializeOwned, Serialize};
 
-    use super::{decode_body, encode_body, CodecError, Frame, Key};
+    use super::{decode_body, CodecError, Frame, Key};
 
-    /// Writes one frame (length prefix + signed body).
+    /// Writes one frame (length prefix + signed body); the buffers are written from where they
+    /// are, not copied.
     ///
     /// # Errors
     /// Socket errors, or a header that cannot be serialized.
@@ -330,11 +361,15 @@ pub mod blocking {
         key: &Key,
         frame: &Frame<H>,
     ) -> Result<(), CodecError> {
-        let body = encode_body(key, frame)?;
-        let len = u32::try_from(body.len())
-            .map_err(|_| CodecError::TooLarge { size: body.len(), limit: u32::MAX as usize })?;
-        w.write_all(&len.to_be_bytes())?;
-        w.write_all(&body)?;
+        let mut head = super::head_of(frame)?;
+        let size = head.len() + frame.buffers.iter().map(|b| b.len()).sum::<usize>();
+        let len = u32::try_from(size).map_err(|_| CodecError::TooLarge { size, limit: u32::MAX as usize })?;
+        super::sign(key, &mut head, &frame.buffers);
+        head.splice(0..0, len.to_be_bytes());
+        w.write_all(&head)?;
+        for b in &frame.buffers {
+            w.write_all(b)?;
+        }
         w.flush()?;
         Ok(())
     }
@@ -361,11 +396,12 @@ pub mod blocking {
         if size > limit {
             return Err(CodecError::TooLarge { size, limit });
         }
-        let mut body = BytesMut::zeroed(size);
-        r.read_exact(&mut body).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => CodecError::Truncated("connection closed inside a frame"),
-            _ => CodecError::Io(e),
-        })?;
+        // Read without zero-filling first: the body can be hundreds of megabytes.
+        let mut body = Vec::with_capacity(size);
+        r.take(size as u64).read_to_end(&mut body)?;
+        if body.len() < size {
+            return Err(CodecError::Truncated("connection closed inside a frame"));
+        }
         decode_body(key, Bytes::from(body)).map(Some)
     }
 }
