@@ -171,7 +171,7 @@ impl<S: BatchSystem> Launcher for BatchLauncher<S> {
             .system
             .job_id(&out.stdout)
             .ok_or_else(|| failed(format!("no job id in {:?}", out.stdout)))?;
-        info!(system = name, job_id = %id, script = %script_path.display(), output = %output_path.display(), "job submitted");
+        info!(target: "mpx::batch", system = name, job_id = %id, script = %script_path.display(), output = %output_path.display(), "job submitted");
         self.job_id = Some(id);
         self.output_path = Some(output_path);
         Ok(())
@@ -188,13 +188,13 @@ impl<S: BatchSystem> Launcher for BatchLauncher<S> {
                     Ok(state) => {
                         failures = 0;
                         if self.last_state.as_ref() != Some(&state) {
-                            info!(job_id = %id, ?state, "job state");
+                            info!(target: "mpx::batch", job_id = %id, ?state, "job state");
                             self.last_state = Some(state);
                         }
                     }
                     Err(e) => {
                         failures += 1;
-                        warn!(job_id = %id, failures, "cannot ask the queue about the job: {e}");
+                        warn!(target: "mpx::batch", job_id = %id, failures, "cannot ask the queue about the job: {e}");
                         if failures >= MAX_QUERY_FAILURES {
                             return format!("lost track of {} job {id}: {e}", self.system.name());
                         }
@@ -213,12 +213,12 @@ impl<S: BatchSystem> Launcher for BatchLauncher<S> {
             self.wait_gone(&id, STOP_POLL, grace).await;
             let argv = self.system.cancel(&id);
             if let Err(e) = command::run(&argv, COMMAND_TIMEOUT, true).await {
-                warn!(job_id = %id, "cancel failed: {e}");
+                warn!(target: "mpx::batch", job_id = %id, "cancel failed: {e}");
             }
             if self.wait_gone(&id, STOP_POLL, CANCEL_TIMEOUT).await {
-                info!(job_id = %id, "job gone");
+                info!(target: "mpx::batch", job_id = %id, "job gone");
             } else {
-                warn!(job_id = %id, "the job is still in the queue {CANCEL_TIMEOUT:?} after cancelling it");
+                warn!(target: "mpx::batch", job_id = %id, "the job is still in the queue {CANCEL_TIMEOUT:?} after cancelling it");
             }
         }
         .boxed_local()
