@@ -360,3 +360,19 @@ impl Drop for ManualEngines {
         }
     }
 }
+
+/// A private temp directory ([`temp_home`]) removed on drop, also when the test fails.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh directory tagged `tag`.
+    pub fn new(tag: &str) -> TempDir {
+        TempDir(temp_home(tag))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -9,7 +9,7 @@ use std::{
 };
 
 use mpx_controller::files::pid_alive;
-use mpx_tests::{temp_home, Cluster};
+use mpx_tests::{Cluster, TempDir};
 
 const QSUB: &str = r#"#!/bin/sh
 # stand-in qsub: record the call, run the script here in its own session, print a job id
@@ -70,11 +70,11 @@ fn stand_ins(home: &Path) -> (OsString, PathBuf) {
 /// Starts a PBS cluster of 2 with the stand-ins, checks psum and that stop removes the job.
 fn pbs_cluster(tag: &str, extra: &[&str], template: Option<&str>) -> String {
     // The stand-ins live in a directory of their own: the cluster's home is removed on drop.
-    let scratch = temp_home(&format!("{tag}-bin"));
-    let (path, state) = stand_ins(&scratch);
+    let scratch = TempDir::new(&format!("{tag}-bin"));
+    let (path, state) = stand_ins(&scratch.0);
     let mut args = vec!["--launcher", "pbs"];
     args.extend(extra);
-    let template_path = scratch.join("job.tmpl");
+    let template_path = scratch.0.join("job.tmpl");
     if let Some(t) = template {
         std::fs::write(&template_path, t).unwrap();
         args.extend(["--launcher-template", template_path.to_str().unwrap()]);
@@ -96,7 +96,6 @@ fn pbs_cluster(tag: &str, extra: &[&str], template: Option<&str>) -> String {
     assert!(calls.lines().any(|l| l.starts_with("qstat -f 101.standin")), "{calls}");
     let qsub = calls.lines().find(|l| l.starts_with("qsub ")).unwrap();
     assert!(qsub.contains(&format!("-o {}", job_output.display())), "{qsub}");
-    let _ = std::fs::remove_dir_all(scratch);
     script
 }
 

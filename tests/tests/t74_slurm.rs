@@ -10,12 +10,14 @@ use std::{
     time::Duration,
 };
 
-use mpx_tests::{repo_root, run_with_timeout, stderr, stdout, temp_home, Cluster};
+use mpx_tests::{repo_root, run_with_timeout, stderr, stdout, Cluster, TempDir};
 
-/// A private Slurm for one test; its daemons are stopped by PID on drop.
+/// A private Slurm for one test; its daemons are stopped by PID on drop, then its directory
+/// is removed.
 struct LocalSlurm {
     dir: PathBuf,
     ports: (u16, u16),
+    _scratch: TempDir,
 }
 
 impl LocalSlurm {
@@ -33,9 +35,10 @@ impl LocalSlurm {
     }
 
     /// Starts the daemons and waits until the node is idle.
-    fn start(dir: PathBuf) -> LocalSlurm {
+    fn start() -> LocalSlurm {
+        let scratch = TempDir::new("slurm-daemons");
         let ports = (free_port(), free_port());
-        let slurm = LocalSlurm { dir, ports };
+        let slurm = LocalSlurm { dir: scratch.0.join("slurm"), ports, _scratch: scratch };
         let out = run_with_timeout(slurm.command("start"), Duration::from_secs(120));
         assert!(out.status.success(), "local Slurm did not start:\n{}{}", stdout(&out), stderr(&out));
         slurm
@@ -61,7 +64,6 @@ impl Drop for LocalSlurm {
         if !out.status.success() {
             eprintln!("slurm-local.sh stop: {}{}", stdout(&out), stderr(&out));
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -92,8 +94,7 @@ fn t74_slurm_cluster_on_a_local_slurm() {
              slurmctld slurmd slurm-client munge (as .ci/run does), or set MPX_SKIP_SLURM=1 to skip"
         );
     }
-    let scratch = temp_home("slurm-daemons");
-    let slurm = LocalSlurm::start(scratch.join("slurm"));
+    let slurm = LocalSlurm::start();
     assert_eq!(slurm.queue(), "", "a fresh Slurm has no jobs");
     let conf: OsString = slurm.conf().into();
     let c = Cluster::start_env("slurm", 2, &["--launcher", "slurm"], &[("SLURM_CONF", &conf)]);
@@ -107,6 +108,4 @@ fn t74_slurm_cluster_on_a_local_slurm() {
     c.stop();
     assert!(pids.alive().is_empty());
     assert_eq!(slurm.queue(), "", "job {job} still in the queue after the stop");
-    drop(slurm);
-    let _ = std::fs::remove_dir_all(scratch);
 }
