@@ -49,7 +49,7 @@ pub enum ClusterError {
     #[error("bad job script template: {0}")]
     BadTemplate(String),
     /// Not every engine registered in time.
-    #[error("the {n} engines did not all register within {after:?}; mpirun's output:\n{output}")]
+    #[error("the {n} engines did not all register within {after:?}; their job's output:\n{output}")]
     Timeout {
         /// Engines expected.
         n: u32,
