@@ -3,8 +3,9 @@
 #![deny(missing_docs)]
 
 use std::{
+    ffi::OsStr,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Child, Command, ExitStatus, Output, Stdio},
     sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
 };
@@ -152,18 +153,71 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `mpx cluster start -n N --daemonize` with extra arguments.
     pub fn start(tag: &str, n: u32, extra: &[&str]) -> Cluster {
+        Cluster::start_env(tag, n, extra, &[])
+    }
+
+    /// Like [`Cluster::start`], with extra environment variables for the cluster (e.g. `PATH`).
+    pub fn start_env(tag: &str, n: u32, extra: &[&str], env: &[(&str, &OsStr)]) -> Cluster {
         let guard = serial();
         let home = temp_home(tag);
         let mut cmd = mpx_cmd(&home);
         cmd.args(["cluster", "start", "-n", &n.to_string(), "--daemonize", "--timeout", "60"]).args(extra);
+        cmd.envs(env.iter().copied());
         let out = run_with_timeout(cmd, Duration::from_secs(90));
         assert!(out.status.success(), "cluster start failed:\n{}\n{}", stdout(&out), stderr(&out));
         assert!(stdout(&out).contains(&format!("{n} engines ready")), "{}", stdout(&out));
-        let mut cluster =
-            Cluster { home, id: "default".into(), pids: ClusterPids::default(), _serial: guard };
+        Cluster::adopt(home, "default", n, guard)
+    }
+
+    /// Takes charge of a running cluster `id` under `home` with `n` engines registered: reads
+    /// its pids; it is stopped (and `home` removed) on drop.
+    pub fn adopt(home: PathBuf, id: &str, n: u32, guard: MutexGuard<'static, ()>) -> Cluster {
+        let mut cluster = Cluster { home, id: id.into(), pids: ClusterPids::default(), _serial: guard };
         cluster.pids = cluster.read_pids();
         assert_eq!(cluster.pids.engines.len(), n as usize, "engine pids: {:?}", cluster.pids);
         cluster
+    }
+
+    /// Waits (bounded) until `n` engines are registered.
+    pub fn wait_engines(home: &Path, id: &str, n: usize, timeout: Duration) {
+        let path = files::connection_file(home, id);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let registered = mpx_client::Client::connect(path.to_str().expect("utf8"))
+                .and_then(|c| c.info(Duration::from_secs(5)))
+                .map(|info| info.engines.len())
+                .unwrap_or(0);
+            if registered >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{registered} of {n} engines registered after {timeout:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs the psum session (`rand`, `examples/psum.rhai`, `psum`) and checks that every engine
+    /// got the same total, the sum of the local sums.
+    pub fn check_psum(&self, n: u32) {
+        self.px("let a = rand(100);");
+        let psum = repo_root().join("examples/psum.rhai");
+        let out = self.mpx(&["run", psum.to_str().expect("utf8")]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        self.px("let s = psum(a);");
+        let floats = |pairs: Vec<(u32, String)>| -> Vec<(u32, f64)> {
+            pairs
+                .into_iter()
+                .map(|(id, v)| (id, v.parse().unwrap_or_else(|_| panic!("not a number: {v}"))))
+                .collect()
+        };
+        let locals = floats(out_values(&self.px("sum(a)")));
+        let totals = floats(out_values(&self.px("s")));
+        let ids: Vec<u32> = (0..n).collect();
+        assert_eq!(locals.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ids);
+        assert_eq!(totals.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ids);
+        let expected: f64 = locals.iter().map(|(_, v)| v).sum();
+        for (id, total) in &totals {
+            assert!((total - expected).abs() < 1e-9 * expected.abs(), "engine {id}: {total} != {expected}");
+        }
     }
 
     /// Reads the pids from the controller.
@@ -249,4 +303,79 @@ pub fn stdout_lines(text: &str) -> Vec<(u32, String)> {
             Some((id.parse().ok()?, value.to_string()))
         })
         .collect()
+}
+
+/// `mpirun -n N mpx-engine --connect FILE` started by a test, as a user would type it, in its own
+/// process group; killed (by process group) and reaped on drop if still running.
+pub struct ManualEngines {
+    child: Child,
+    status: Option<ExitStatus>,
+}
+
+impl ManualEngines {
+    /// Starts `n` engines that connect with `connection_file` (which may not exist yet).
+    pub fn spawn(n: u32, connection_file: &Path) -> ManualEngines {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new("mpirun");
+        cmd.args(["-n", &n.to_string(), "--oversubscribe"])
+            .arg(bin("mpx-engine"))
+            .arg("--connect")
+            .arg(connection_file)
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+            .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        ManualEngines { child: cmd.spawn().expect("spawn mpirun"), status: None }
+    }
+
+    /// mpirun's pid (also its process group).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether mpirun is still running.
+    pub fn running(&mut self) -> bool {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait");
+        }
+        self.status.is_none()
+    }
+
+    /// Waits up to `timeout` for mpirun to exit; its status, or None if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while self.running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.status
+    }
+}
+
+impl Drop for ManualEngines {
+    fn drop(&mut self) {
+        if self.running() {
+            // SAFETY: the process group of the mpirun this test started.
+            unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A private temp directory ([`temp_home`]) removed on drop, also when the test fails.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh directory tagged `tag`.
+    pub fn new(tag: &str) -> TempDir {
+        TempDir(temp_home(tag))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

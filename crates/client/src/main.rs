@@ -7,7 +7,9 @@ use clap::Parser;
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MPX_LOG").unwrap_or_else(|_| "warn".into()),
+            // Warnings, plus what is done with the batch system (commands run, job ids).
+            tracing_subscriber::EnvFilter::try_from_env("MPX_LOG")
+                .unwrap_or_else(|_| "warn,mpx::batch=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

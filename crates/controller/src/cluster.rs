@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::{
     files,
-    hub::{Hub, SetEvents, SetMpirunPid, StopEngines, WaitForEngines, WorldDown, WorldEvent},
+    hub::{Hub, Info, SetEvents, SetMpirunPid, StopEngines, WaitForEngines, WorldDown, WorldEvent},
     launcher::Launcher,
     listener::{self, ListenerConfig},
     ClusterError,
@@ -202,6 +202,11 @@ pub async fn run_cluster(
             Some(id) => format!("engine {id} died: {cause}"),
             None => cause,
         };
+        if opts.n == 0 {
+            // A controller without a job of its own keeps serving: engines may join again.
+            info!("engines started by hand went down ({what}); waiting for new ones");
+            continue;
+        }
         if !opts.restart {
             break StopReason::WorldDown(what);
         }
@@ -289,12 +294,18 @@ impl Signals {
 }
 
 /// Stops the engines and their job: ask the engines to shut down, then let the launcher end the
-/// job (grace, SIGTERM, SIGKILL); finally SIGKILL any engine process that outlived the job
-/// (engines are not always in the launcher's process group).
+/// job (grace, SIGTERM, SIGKILL); finally SIGKILL any engine process on this machine that
+/// outlived the job (engines are not always in the launcher's process group; a pid reported by
+/// an engine on another host means nothing here).
 async fn teardown(hub: &Addr<Hub>, launcher: &mut dyn Launcher, grace: Duration) {
+    let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let local: Vec<u32> = match hub.send(Info).await {
+        Ok(info) => info.engines.iter().filter(|e| e.hostname == here.trim()).map(|e| e.pid).collect(),
+        Err(_) => Vec::new(),
+    };
     let pids = hub.send(StopEngines).await.unwrap_or_default();
     launcher.stop(grace).await;
-    for pid in pids {
+    for pid in pids.into_iter().filter(|p| local.contains(p)) {
         let deadline = Instant::now() + grace;
         while files::pid_alive(pid) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -225,7 +225,7 @@ pub struct WorldDown {
 }
 
 /// Handler for `WorldDown`: every pending task fails (the dead engine's with `EngineDied`,
-/// the others' with `WorldDown`), and the registry is emptied for a restart.
+/// the others' with `WorldDown`).
 impl Handler<WorldDown> for Hub {
     type Result = ();
 
@@ -252,10 +252,7 @@ impl Handler<WorldDown> for Hub {
                 }
             },
         );
-        for e in self.engines.values() {
-            e.conn.do_send(ToEngine(Frame::new(ControllerToEngine::Shutdown)));
-        }
-        self.engines.clear();
+        // The runner's teardown (StopEngines) tells the engines and empties the registry.
     }
 }
 
@@ -529,6 +526,8 @@ impl Handler<StopEngines> for Hub {
         for e in self.engines.values() {
             e.conn.do_send(ToEngine(Frame::new(ControllerToEngine::Shutdown)));
         }
+        // A restarted world registers afresh.
+        self.engines.clear();
         MessageResult(pids)
     }
 }

@@ -8,7 +8,7 @@
 //! - [`plan`]: which engine gets which part of a task (pure).
 //! - [`listener`]: the accept loop and the first-frame handshake.
 //! - [`cluster`]: start a controller, launch engines, tear everything down.
-//! - [`launcher`]: how engines are started (`local`: mpirun).
+//! - [`launcher`]: how engines are started (`local`: mpirun; `slurm`, `pbs`: batch jobs; none).
 //! - [`files`]: connection files under `$MPX_HOME`.
 #![deny(missing_docs)]
 
@@ -26,7 +26,7 @@ pub mod listener;
 pub mod plan;
 
 pub use cluster::{run_cluster, start_controller, ClusterOptions, Ready, StopReason};
-pub use launcher::{Launcher, LocalLauncher};
+pub use launcher::{ExternalEngines, Launcher, LocalLauncher, PbsLauncher, SlurmLauncher};
 
 /// Why a cluster could not be started or reached.
 #[derive(Debug, Error)]
@@ -39,8 +39,19 @@ pub enum ClusterError {
         /// The last lines mpirun printed.
         output: String,
     },
+    /// The batch system refused the job (or its submit command failed).
+    #[error("could not submit the engines' job: {command}: {why}")]
+    SubmitFailed {
+        /// The command run.
+        command: String,
+        /// What went wrong.
+        why: String,
+    },
+    /// A job script template cannot work.
+    #[error("bad job script template: {0}")]
+    BadTemplate(String),
     /// Not every engine registered in time.
-    #[error("the {n} engines did not all register within {after:?}; mpirun's output:\n{output}")]
+    #[error("the {n} engines did not all register within {after:?}; their job's output:\n{output}")]
     Timeout {
         /// Engines expected.
         n: u32,

@@ -1,30 +1,56 @@
 //! `mpx cluster start | stop | list`.
 
 use std::{
-    io::{BufRead, BufReader, Write},
-    os::unix::process::CommandExt,
+    ffi::OsString,
     path::PathBuf,
-    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use mpx_client::Client;
-use mpx_controller::{files, run_cluster, ClusterOptions, LocalLauncher, StopReason};
+use mpx_controller::{
+    files,
+    launcher::{pbs::Pbs, slurm::Slurm, template::shell_quote, BatchLauncher, BatchOptions},
+    ClusterOptions, Launcher, LocalLauncher,
+};
+
 use mpx_messages::DEFAULT_MAX_FRAME;
+
+use super::daemon;
 
 /// One MiB, the unit of `--max-frame-mb`.
 const MIB: usize = 1 << 20;
 
 #[derive(Subcommand)]
 pub enum ClusterCommand {
-    /// Start a controller and N engines under mpirun.
+    /// Start a controller and N engines (under mpirun, or as a Slurm or PBS job).
     Start(StartArgs),
-    /// Stop a cluster: engines, mpirun and controller.
+    /// Stop a cluster: engines, their job and the controller.
     Stop(StopArgs),
     /// List the clusters under $MPX_HOME.
     List,
+}
+
+/// How the engines are started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LauncherKind {
+    /// mpirun on this machine.
+    Local,
+    /// A Slurm batch job (sbatch; mpirun inside the allocation).
+    Slurm,
+    /// A PBS batch job (qsub; mpirun inside the job).
+    Pbs,
+}
+
+impl LauncherKind {
+    fn name(self) -> &'static str {
+        match self {
+            LauncherKind::Local => "local",
+            LauncherKind::Slurm => "slurm",
+            LauncherKind::Pbs => "pbs",
+        }
+    }
 }
 
 #[derive(Args)]
@@ -38,12 +64,25 @@ pub struct StartArgs {
     /// Return once the cluster is ready and leave it running in the background.
     #[arg(long)]
     daemonize: bool,
-    /// Seconds the engines may take to register.
+    /// Seconds the engines may take to register (for batch jobs: including the time queued).
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
     /// Address the controller binds.
     #[arg(long, default_value = "127.0.0.1")]
     ip: String,
+    /// How the engines are started.
+    #[arg(long, value_enum, default_value = "local")]
+    launcher: LauncherKind,
+    /// Queue (PBS) or partition (Slurm) of the engines' job.
+    #[arg(long)]
+    queue: Option<String>,
+    /// Time limit of the engines' job, HH:MM:SS.
+    #[arg(long, value_parser = parse_walltime)]
+    walltime: Option<String>,
+    /// Job script template instead of the built-in one (variables {n}, {queue}, {walltime},
+    /// {connection_file}, {engine}, {job_name}, {mpirun}).
+    #[arg(long, value_name = "FILE")]
+    launcher_template: Option<PathBuf>,
     /// The mpirun command.
     #[arg(long, default_value = "mpirun")]
     mpirun: String,
@@ -68,6 +107,18 @@ pub struct StartArgs {
     /// Extra arguments for mpirun.
     #[arg(last = true)]
     mpirun_args: Vec<String>,
+}
+
+/// Accepts `[D-]HH:MM:SS`-like limits (digits, `:` and `-`).
+fn parse_walltime(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.chars().all(|c| c.is_ascii_digit() || c == ':' || c == '-')
+        && text.chars().next().is_some_and(|c| c.is_ascii_digit());
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!("bad walltime {text:?}: expected HH:MM:SS"))
+    }
 }
 
 #[derive(Args)]
@@ -100,110 +151,95 @@ fn engine_exe(explicit: Option<PathBuf>) -> PathBuf {
     }
 }
 
+/// The launcher the arguments ask for.
+fn launcher(args: &StartArgs) -> Result<Box<dyn Launcher>> {
+    let engine = engine_exe(args.engine.clone());
+    if args.launcher == LauncherKind::Local {
+        if args.queue.is_some() || args.walltime.is_some() || args.launcher_template.is_some() {
+            bail!("--queue, --walltime and --launcher-template need --launcher slurm or pbs");
+        }
+        return Ok(Box::new(LocalLauncher::new(args.mpirun.clone(), args.mpirun_args.clone(), engine)));
+    }
+    let template = match &args.launcher_template {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the launcher template {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mpirun = std::iter::once(&args.mpirun).chain(&args.mpirun_args).map(|a| shell_quote(a));
+    let opts = BatchOptions {
+        queue: args.queue.clone().unwrap_or_default(),
+        walltime: args.walltime.clone().unwrap_or_default(),
+        template,
+        engine,
+        mpirun: mpirun.collect::<Vec<_>>().join(" "),
+        job_name: format!("mpx-{}", args.cluster_id),
+        poll: Duration::from_secs(1),
+    };
+    Ok(match args.launcher {
+        LauncherKind::Slurm => Box::new(BatchLauncher::new(Slurm::default(), opts)),
+        _ => Box::new(BatchLauncher::new(Pbs::default(), opts)),
+    })
+}
+
 fn start_foreground(args: StartArgs) -> Result<i32> {
     if args.n == 0 {
-        bail!("-n must be at least 1");
+        bail!("-n must be at least 1 (for a controller without engines: mpx controller start)");
     }
+    let launcher = launcher(&args)?;
     let mut opts = ClusterOptions::new(args.cluster_id.clone(), args.n);
-    let launcher = Box::new(LocalLauncher::new(args.mpirun, args.mpirun_args, engine_exe(args.engine)));
     opts.timeout = Duration::from_secs_f64(args.timeout.max(0.0));
     opts.bind = format!("{}:0", args.ip);
     opts.heartbeat = Duration::from_secs_f64(args.heartbeat.max(0.0));
     opts.restart = args.restart;
     opts.max_frame = args.max_frame_mb as usize * MIB;
-    let child = args.daemon_child;
-    let system = actix::System::new();
-    let result = system.block_on(run_cluster(opts, launcher, |ready| {
-        let line = format!(
+    daemon::run_foreground(opts, launcher, args.daemon_child, |ready| {
+        format!(
             "cluster {}: {} engines ready in {:.2} s (connection file {})",
             ready.cluster_id,
             ready.n,
             ready.elapsed.as_secs_f64(),
             ready.connection_file.display()
-        );
-        if child {
-            // The parent reads this line and exits; nothing is printed on stdout after it.
-            let mut out = std::io::stdout();
-            let _ = writeln!(out, "ready: {line}");
-            let _ = out.flush();
-            tracing::info!("{line}");
-        } else {
-            println!("{line}");
-        }
-    }));
-    match result {
-        Ok(StopReason::WorldDown(why)) => {
-            let msg = format!("the MPI world went down ({why}); cluster stopped");
-            tracing::error!("{msg}");
-            if !child {
-                eprintln!("mpx: {msg}");
-            }
-            Ok(1)
-        }
-        Ok(reason) => {
-            if !child {
-                println!("cluster {} stopped ({reason:?})", args.cluster_id);
-            }
-            Ok(0)
-        }
-        Err(e) => {
-            if child {
-                let _ = writeln!(std::io::stdout(), "error: {e}");
-            }
-            Err(e.into())
-        }
-    }
+        )
+    })
 }
 
-/// Re-runs `mpx cluster start` as a detached child (own session, log file), waits for its
-/// ready line, and returns.
+/// Re-runs `mpx cluster start` with the same options as a detached daemon.
 fn daemonize(args: StartArgs) -> Result<i32> {
-    let home = files::mpx_home();
-    std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
-    let log_path = files::log_file(&home, &args.cluster_id);
-    let log =
-        std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let exe = std::env::current_exe().context("cannot find the mpx executable")?;
-    let mut cmd = Command::new(exe);
-    cmd.args(["cluster", "start", "--daemon-child", "-n", &args.n.to_string()])
-        .args(["--cluster-id", &args.cluster_id, "--timeout", &args.timeout.to_string()])
-        .args(["--ip", &args.ip, "--mpirun", &args.mpirun, "--heartbeat", &args.heartbeat.to_string()])
-        .args(["--max-frame-mb", &args.max_frame_mb.to_string()]);
-    if args.restart {
-        cmd.arg("--restart");
+    let mut argv: Vec<OsString> = ["cluster", "start", "--daemon-child", "-n"].map(OsString::from).into();
+    argv.push(args.n.to_string().into());
+    let mut opt = |name: &str, value: OsString| {
+        argv.push(name.into());
+        argv.push(value);
+    };
+    opt("--cluster-id", args.cluster_id.clone().into());
+    opt("--timeout", args.timeout.to_string().into());
+    opt("--ip", args.ip.clone().into());
+    opt("--mpirun", args.mpirun.clone().into());
+    opt("--launcher", args.launcher.name().into());
+    opt("--heartbeat", args.heartbeat.to_string().into());
+    opt("--max-frame-mb", args.max_frame_mb.to_string().into());
+    if let Some(q) = &args.queue {
+        opt("--queue", q.into());
+    }
+    if let Some(w) = &args.walltime {
+        opt("--walltime", w.into());
+    }
+    if let Some(t) = &args.launcher_template {
+        opt("--launcher-template", std::path::absolute(t)?.into());
     }
     if let Some(engine) = &args.engine {
-        cmd.arg("--engine").arg(engine);
+        opt("--engine", engine.into());
+    }
+    if args.restart {
+        argv.push("--restart".into());
     }
     if !args.mpirun_args.is_empty() {
-        cmd.arg("--").args(&args.mpirun_args);
+        argv.push("--".into());
+        argv.extend(args.mpirun_args.iter().map(OsString::from));
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
-    // SAFETY: setsid is async-signal-safe; the child leaves our session so a Ctrl-C in this
-    // terminal does not reach the daemon.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().context("cannot start the cluster daemon")?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap_or_default();
-        if let Some(ready) = line.strip_prefix("ready: ") {
-            println!("{ready}");
-            println!("(running in the background, pid {}; log {})", child.id(), log_path.display());
-            return Ok(0);
-        }
-        if let Some(err) = line.strip_prefix("error: ") {
-            let _ = child.wait();
-            bail!("{err}");
-        }
-    }
-    let status = child.wait()?;
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-    bail!("the cluster daemon exited ({status}) before it was ready; its log:\n{log}")
+    daemon::daemonize(&args.cluster_id, argv)
 }
 
 fn stop(args: StopArgs) -> Result<i32> {

@@ -2,6 +2,8 @@
 
 mod cluster;
 mod console;
+mod controller;
+mod daemon;
 mod data;
 mod exec;
 
@@ -24,6 +26,9 @@ enum Command {
     /// Start, stop and list clusters.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Run a controller alone; engines are started by hand under mpirun.
+    #[command(subcommand)]
+    Controller(controller::ControllerCommand),
     /// Run code on engines (like %px).
     Px(exec::PxArgs),
     /// Run a file on engines.
@@ -90,6 +95,7 @@ pub fn parse_targets(text: &str) -> Result<Targets, String> {
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Cluster(cmd) => cluster::run(cmd),
+        Command::Controller(cmd) => controller::run(cmd),
         Command::Px(args) => exec::px(args),
         Command::Run(args) => exec::run_file(args),
         Command::Where(args) => exec::where_(args),

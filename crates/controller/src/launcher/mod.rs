@@ -1,7 +1,11 @@
-//! How engines are started: one trait, one implementation per system (`local` runs mpirun).
+//! How engines are started: one trait, one implementation per system.
 //!
 //! A launcher starts a job of N engines that connect back with the connection file, reports
 //! when that job ends by itself, and stops it (with a grace period, then by force).
+//!
+//! - [`local`]: mpirun on this machine, in its own process group.
+//! - [`slurm`] and [`pbs`]: one batch job (script from a [`template`]), through [`batch`].
+//! - [`external`]: nothing; engines are started by hand (`mpx controller start`).
 
 use std::{
     collections::VecDeque,
@@ -16,12 +20,22 @@ use tracing::info;
 
 use crate::ClusterError;
 
+pub mod batch;
+pub mod command;
+pub mod external;
 pub mod local;
+pub mod pbs;
+pub mod slurm;
+pub mod template;
 
+pub use batch::{BatchLauncher, BatchOptions};
+pub use external::ExternalEngines;
 pub use local::LocalLauncher;
+pub use pbs::PbsLauncher;
+pub use slurm::SlurmLauncher;
 
 /// How many lines of a job's output are kept for error messages.
-const OUTPUT_LINES: usize = 40;
+pub const OUTPUT_LINES: usize = 40;
 
 /// Starts and stops one job of engines.
 pub trait Launcher {

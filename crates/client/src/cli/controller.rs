@@ -1,0 +1,71 @@
+//! `mpx controller start`: a controller without engines; engines are started by hand with
+//! `mpirun -n N mpx-engine --connect FILE`, before or after it. `mpx cluster stop` stops it.
+
+use std::ffi::OsString;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use mpx_controller::{ClusterOptions, ExternalEngines};
+
+use super::daemon;
+
+#[derive(Subcommand)]
+pub enum ControllerCommand {
+    /// Start a controller only and write its connection file.
+    Start(StartArgs),
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    /// Cluster id (names the connection file).
+    #[arg(long, default_value = "default")]
+    cluster_id: String,
+    /// Return once the controller listens and leave it running in the background.
+    #[arg(long)]
+    daemonize: bool,
+    /// Address the controller binds (anything but loopback lets other hosts' engines in).
+    #[arg(long, default_value = "127.0.0.1")]
+    ip: String,
+    /// Port the controller binds (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Internal: run as the daemon child of `--daemonize`, reporting readiness on stdout.
+    #[arg(long, hide = true)]
+    daemon_child: bool,
+}
+
+pub fn run(cmd: ControllerCommand) -> Result<i32> {
+    match cmd {
+        ControllerCommand::Start(args) if args.daemonize => {
+            let mut argv: Vec<OsString> =
+                ["controller", "start", "--daemon-child"].map(OsString::from).into();
+            for (name, value) in [
+                ("--cluster-id", args.cluster_id.clone()),
+                ("--ip", args.ip),
+                ("--port", args.port.to_string()),
+            ] {
+                argv.push(name.into());
+                argv.push(value.into());
+            }
+            daemon::daemonize(&args.cluster_id, argv)
+        }
+        ControllerCommand::Start(args) => {
+            let mut opts = ClusterOptions::new(args.cluster_id, 0);
+            opts.bind = if args.ip.contains(':') {
+                format!("[{}]:{}", args.ip, args.port)
+            } else {
+                format!("{}:{}", args.ip, args.port)
+            };
+            daemon::run_foreground(opts, Box::new(ExternalEngines), args.daemon_child, |ready| {
+                format!(
+                    "controller {} listening on {} (connection file {}); start engines with: \
+                     mpirun -n N mpx-engine --connect {}",
+                    ready.cluster_id,
+                    ready.address,
+                    ready.connection_file.display(),
+                    ready.connection_file.display()
+                )
+            })
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Running the batch system's commands (`sbatch`, `squeue`, `qsub`, ...) with a deadline, logging
+//! each one and what it answered.
+
+use std::{
+    process::Stdio,
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use tracing::{debug, info, warn};
+
+/// How long one batch-system command may take before it is killed.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a command printed and whether it succeeded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CmdOutput {
+    /// Exit code 0.
+    pub success: bool,
+    /// Its stdout.
+    pub stdout: String,
+    /// Its stderr.
+    pub stderr: String,
+}
+
+impl CmdOutput {
+    /// stderr and stdout, trimmed, for messages.
+    pub fn text(&self) -> String {
+        format!("{} {}", self.stderr.trim(), self.stdout.trim()).trim().to_string()
+    }
+}
+
+/// `argv` as one line, for logs and messages.
+pub fn command_line(argv: &[String]) -> String {
+    argv.iter().map(|a| super::template::shell_quote(a)).collect::<Vec<_>>().join(" ")
+}
+
+fn output_of(out: std::process::Output) -> CmdOutput {
+    CmdOutput {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `argv` and blocks until it ends or `timeout` passes (then it is killed by pid).
+/// `loud` logs the command at info level (submissions, cancellations), else at debug (polls).
+///
+/// # Errors
+/// A message if the command cannot be run or overruns.
+pub fn run_blocking(argv: &[String], timeout: Duration, loud: bool) -> Result<CmdOutput, String> {
+    log_command(argv, loud);
+    let (program, args) = argv.split_first().ok_or("empty command")?;
+    let child = std::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(timeout) {
+        Ok(Ok(out)) => output_of(out),
+        Ok(Err(e)) => return Err(format!("{program}: {e}")),
+        Err(_) => {
+            // SAFETY: our own child, not yet reaped (the waiting thread still holds it).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            return Err(format!("{} did not answer within {timeout:?}", command_line(argv)));
+        }
+    };
+    log_output(argv, &out, loud);
+    Ok(out)
+}
+
+/// Runs `argv` without blocking the event loop; killed if it overruns `timeout`.
+///
+/// # Errors
+/// A message if the command cannot be run or overruns.
+pub async fn run(argv: &[String], timeout: Duration, loud: bool) -> Result<CmdOutput, String> {
+    log_command(argv, loud);
+    let (program, args) = argv.split_first().ok_or("empty command")?;
+    let t0 = Instant::now();
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out = match tokio::time::timeout(timeout, child).await {
+        Ok(Ok(out)) => output_of(out),
+        Ok(Err(e)) => return Err(format!("cannot run {program}: {e}")),
+        Err(_) => return Err(format!("{} did not answer within {:?}", command_line(argv), t0.elapsed())),
+    };
+    log_output(argv, &out, loud);
+    Ok(out)
+}
+
+fn log_command(argv: &[String], loud: bool) {
+    if loud {
+        info!(target: "mpx::batch", command = %command_line(argv), "running");
+    } else {
+        debug!(target: "mpx::batch", command = %command_line(argv), "running");
+    }
+}
+
+fn log_output(argv: &[String], out: &CmdOutput, loud: bool) {
+    if loud && !out.success {
+        warn!(target: "mpx::batch", command = %command_line(argv), output = %out.text(), "command failed");
+    } else if loud {
+        info!(target: "mpx::batch", command = %command_line(argv), output = %out.text(), "done");
+    } else {
+        debug!(target: "mpx::batch", success = out.success, output = %out.text(), "answer");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn blocking_run_captures_output_and_status() {
+        let out = run_blocking(&argv(&["sh", "-c", "echo hi; echo err >&2; exit 3"]), COMMAND_TIMEOUT, false)
+            .unwrap();
+        assert_eq!(out, CmdOutput { success: false, stdout: "hi\n".into(), stderr: "err\n".into() });
+    }
+
+    #[test]
+    fn blocking_run_kills_an_overrunning_command() {
+        let t0 = Instant::now();
+        let err = run_blocking(&argv(&["sleep", "10"]), Duration::from_millis(200), false).unwrap_err();
+        assert!(err.contains("did not answer"), "{err}");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_missing_program_is_an_error() {
+        assert!(run_blocking(&argv(&["/nonexistent/sbatch"]), COMMAND_TIMEOUT, false).is_err());
+    }
+}

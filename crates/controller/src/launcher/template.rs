@@ -1,0 +1,124 @@
+//! Batch-script templates: `{name}` variables replaced by values, the rest left as written.
+//!
+//! Only the known variable names are replaced, so shell syntax such as `${SLURM_JOB_ID}` or
+//! `{a,b}` passes through untouched. A directive line (one starting with `#`) that uses a
+//! variable without a value is left out, so `#SBATCH --partition={queue}` disappears when no
+//! queue was given.
+
+use crate::ClusterError;
+
+/// The variables a template may use, with their values (empty = not set).
+#[derive(Debug, Clone, Default)]
+pub struct TemplateVars {
+    /// `{n}`: number of engines.
+    pub n: u32,
+    /// `{queue}`: queue or partition.
+    pub queue: String,
+    /// `{walltime}`: time limit, `HH:MM:SS`.
+    pub walltime: String,
+    /// `{connection_file}`: the controller's connection file.
+    pub connection_file: String,
+    /// `{engine}`: the engine executable.
+    pub engine: String,
+    /// `{job_name}`: the job's name.
+    pub job_name: String,
+    /// `{mpirun}`: the mpirun command with its extra arguments.
+    pub mpirun: String,
+}
+
+impl TemplateVars {
+    /// `(name, value)` pairs; paths and commands are quoted for the shell where needed.
+    fn pairs(&self) -> [(&'static str, String); 7] {
+        [
+            ("n", self.n.to_string()),
+            ("queue", self.queue.clone()),
+            ("walltime", self.walltime.clone()),
+            ("connection_file", shell_quote(&self.connection_file)),
+            ("engine", shell_quote(&self.engine)),
+            ("job_name", self.job_name.clone()),
+            ("mpirun", self.mpirun.clone()),
+        ]
+    }
+}
+
+/// Renders `template` with `vars`.
+///
+/// # Errors
+/// [`ClusterError::BadTemplate`] if the template never uses `{connection_file}` (the engines
+/// could not find the controller).
+pub fn render(template: &str, vars: &TemplateVars) -> Result<String, ClusterError> {
+    if !template.contains("{connection_file}") {
+        return Err(ClusterError::BadTemplate(
+            "it must pass {connection_file} to the engines (e.g. `mpx-engine --connect {connection_file}`)"
+                .into(),
+        ));
+    }
+    let pairs = vars.pairs();
+    let mut out = String::with_capacity(template.len() + 256);
+    for line in template.lines() {
+        let directive = line.trim_start().starts_with('#') && !line.starts_with("#!");
+        let uses_empty =
+            pairs.iter().any(|(name, value)| value.is_empty() && line.contains(&format!("{{{name}}}")));
+        if directive && uses_empty {
+            continue;
+        }
+        let mut line = line.to_string();
+        for (name, value) in &pairs {
+            line = line.replace(&format!("{{{name}}}"), value);
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Quotes `s` for a POSIX shell, unless it is made only of harmless characters.
+pub fn shell_quote(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> TemplateVars {
+        TemplateVars {
+            n: 4,
+            queue: String::new(),
+            walltime: "01:00:00".into(),
+            connection_file: "/home/a b/cluster-x.json".into(),
+            engine: "/bin/mpx-engine".into(),
+            job_name: "mpx-x".into(),
+            mpirun: "mpirun".into(),
+        }
+    }
+
+    #[test]
+    fn replaces_known_variables_and_keeps_shell_syntax() {
+        let t = "#!/bin/sh\n#SBATCH --ntasks={n}\n#SBATCH --partition={queue}\n#SBATCH --time={walltime}\n\
+                 echo ${SLURM_JOB_ID} {other}\n{mpirun} -n {n} {engine} --connect {connection_file}\n";
+        let s = render(t, &vars()).unwrap();
+        assert_eq!(
+            s,
+            "#!/bin/sh\n#SBATCH --ntasks=4\n#SBATCH --time=01:00:00\necho ${SLURM_JOB_ID} {other}\n\
+             mpirun -n 4 /bin/mpx-engine --connect '/home/a b/cluster-x.json'\n"
+        );
+    }
+
+    #[test]
+    fn a_template_without_the_connection_file_is_refused() {
+        assert!(matches!(render("mpirun {engine}\n", &vars()), Err(ClusterError::BadTemplate(_))));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("/a/b-c_d.json"), "/a/b-c_d.json");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}
