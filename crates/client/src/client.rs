@@ -211,6 +211,16 @@ impl Client {
         }
     }
 
+    /// How to show each engine: its id, or `set:rank` when several engine sets are registered.
+    ///
+    /// # Errors
+    /// As [`info`](Self::info).
+    pub fn labels(&self) -> Result<HashMap<EngineId, String>, ClientError> {
+        let info = self.info(CONNECT_TIMEOUT)?;
+        let several = info.engines.iter().any(|e| e.set != info.engines[0].set);
+        Ok(info.engines.iter().map(|e| (e.id, e.label(several))).collect())
+    }
+
     /// Ids of the registered engines.
     ///
     /// # Errors

@@ -1,15 +1,20 @@
 //! Rendering of results as ipyparallel shows them.
 
-use std::fmt::Write;
+use std::{collections::HashMap, fmt::Write};
 
-use crate::EngineResult;
+use crate::{EngineId, EngineResult};
 
 /// Renders results in engine order: `[stdout:R] line` per printed line, `Out[R]: value` for a
 /// cell value, `[R:error] Name: message (line L)` for an error.
 pub fn render(results: &[EngineResult]) -> String {
+    render_with(results, &HashMap::new())
+}
+
+/// Like [`render`], showing engines by `labels` (e.g. `1:3` for set 1 rank 3) where given.
+pub fn render_with(results: &[EngineResult], labels: &HashMap<EngineId, String>) -> String {
     let mut out = String::new();
     for r in results {
-        let id = r.engine_id;
+        let id = labels.get(&r.engine_id).cloned().unwrap_or_else(|| r.engine_id.to_string());
         for line in r.outcome.stdout.lines() {
             let _ = writeln!(out, "[stdout:{id}] {line}");
         }

@@ -7,12 +7,13 @@ use actix::prelude::*;
 use bytes::Bytes;
 use mpx_messages::{
     ClusterInfo, ControllerToClient, ControllerToEngine, EngineId, EngineInfo, EngineState, Frame, Outcome,
-    RegisterRequest, RemoteError, SubmitReply, SubmitRequest, Targets, TaskReply, TaskRequest, TaskResult,
+    RankInfo, RegisterRequest, RemoteError, SubmitReply, SubmitRequest, Targets, TaskReply, TaskRequest,
+    TaskResult,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::plan::plan;
+use crate::plan::{plan, Place};
 
 /// A frame for an engine connection to write.
 #[derive(Message)]
@@ -50,6 +51,7 @@ pub struct Hub {
     world_down: bool,
     wheres: HashMap<u64, PendingWhere>,
     next_where: u64,
+    sets: BTreeMap<u32, EngineSet>,
 }
 
 /// What the hub tells the runner of the engines' job.
@@ -77,6 +79,7 @@ impl Hub {
             world_down: false,
             wheres: HashMap::new(),
             next_where: 1,
+            sets: BTreeMap::new(),
             cluster_id,
             mpirun_pid: None,
             engines: BTreeMap::new(),
@@ -139,7 +142,7 @@ impl Actor for Hub {
 
 /// An engine asks to join.
 #[derive(Message)]
-#[rtype(result = "Result<EngineId, String>")]
+#[rtype(result = "Result<(EngineId, u32), String>")]
 pub struct Register {
     /// What the engine said about itself.
     pub req: RegisterRequest,
@@ -147,27 +150,62 @@ pub struct Register {
     pub conn: Recipient<ToEngine>,
 }
 
-/// Handler for `Register`: engine id = MPI rank; a taken rank is refused.
+/// An MPI world registered with this controller: its ids are `base..base + size`.
+#[derive(Debug, Clone)]
+struct EngineSet {
+    base: EngineId,
+    size: u32,
+    ranks: BTreeMap<u32, RankInfo>,
+}
+
+/// Handler for `Register`: rank 0 registers its whole world (a new engine set, ids allocated
+/// for every rank at once), the other ranks attach to it; answers (engine id, set).
 impl Handler<Register> for Hub {
-    type Result = Result<EngineId, String>;
+    type Result = Result<(EngineId, u32), String>;
 
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
-        let id = msg.req.rank;
-        if self.engines.contains_key(&id) {
-            return Err(format!("engine id {id} is already registered"));
+        let req = msg.req;
+        let set = match req.set {
+            None if req.rank == 0 && req.world.len() == req.size as usize => {
+                // The lowest free set number; ids after the last set still registered.
+                let set = (0..).find(|s| !self.sets.contains_key(s)).expect("a free set number");
+                let base = self.sets.values().map(|s| s.base + s.size).max().unwrap_or(0);
+                let ranks = req.world.iter().map(|r| (r.rank, r.clone())).collect();
+                self.sets.insert(set, EngineSet { base, size: req.size, ranks });
+                info!(set, base, size = req.size, "engine set registered");
+                set
+            }
+            None => return Err("only rank 0 registers a world, with every rank's details".into()),
+            Some(set) => set,
+        };
+        let Some(world) = self.sets.get(&set) else {
+            return Err(format!("no engine set {set}"));
+        };
+        if req.rank >= world.size {
+            return Err(format!("rank {} is outside engine set {set} of {} ranks", req.rank, world.size));
         }
-        info!(engine = id, pid = msg.req.pid, size = msg.req.size, "engine registered");
+        let id = world.base + req.rank;
+        if self.engines.contains_key(&id) {
+            return Err(format!("engine {set}:{} is already registered", req.rank));
+        }
+        let detail = world.ranks.get(&req.rank);
+        if detail.is_some_and(|d| d.pid != req.pid || d.hostname != req.hostname) {
+            return Err(format!("engine {set}:{} does not match its world's registration", req.rank));
+        }
+        info!(engine = id, set, rank = req.rank, pid = req.pid, "engine attached");
         self.world_down = false;
         let info = EngineInfo {
             id,
-            world_size: msg.req.size,
-            pid: msg.req.pid,
-            hostname: msg.req.hostname,
+            world_size: req.size,
+            pid: req.pid,
+            hostname: req.hostname,
             bytes_sent: 0,
+            set,
+            rank: req.rank,
         };
         self.engines.insert(id, EngineEntry { info, conn: msg.conn });
         self.wake_waiters();
-        Ok(id)
+        Ok((id, set))
     }
 }
 
@@ -422,8 +460,16 @@ impl Handler<Submit> for Hub {
 
     fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
         let req_id = msg.req.req_id;
-        let planned =
-            self.resolve(&msg.req.targets).and_then(|ids| Ok((plan(msg.req.task, &ids, msg.buffers)?, ids)));
+        let planned = self.resolve(&msg.req.targets).and_then(|ids| {
+            let places: Vec<Place> = ids
+                .iter()
+                .map(|id| {
+                    let info = &self.engines[id].info;
+                    Place { engine: *id, set: info.set, rank: info.rank }
+                })
+                .collect();
+            Ok((plan(msg.req.task, &places, msg.buffers)?, ids))
+        });
         let (assignments, engines) = match planned {
             Ok(p) => p,
             Err(error) => return MessageResult(SubmitReply { req_id, engines: vec![], error: Some(error) }),
@@ -528,6 +574,7 @@ impl Handler<StopEngines> for Hub {
         }
         // A restarted world registers afresh.
         self.engines.clear();
+        self.sets.clear();
         MessageResult(pids)
     }
 }

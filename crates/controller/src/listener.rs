@@ -106,10 +106,12 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
                             Ok(Err(e)) => (None, Some(e)),
                             Err(e) => (None, Some(e.to_string())),
                         };
-                        act.id = engine_id;
+                        act.id = engine_id.map(|(id, _)| id);
+                        let set = engine_id.map(|(_, set)| set);
+                        let engine_id = act.id;
                         let heartbeat_ms = act.heartbeat.as_millis() as u64;
                         let reply =
-                            RegisterReply { engine_id, cluster_id, error: error.clone(), heartbeat_ms };
+                            RegisterReply { engine_id, cluster_id, error: error.clone(), heartbeat_ms, set };
                         act.writer.write(Frame::new(ControllerToEngine::RegisterReply(reply)));
                         if let Some(e) = error {
                             warn!(%peer, error = %e, "engine registration refused");

@@ -16,6 +16,17 @@ pub struct Assignment {
     pub buffers: Vec<Bytes>,
 }
 
+/// Where an engine is: its id, engine set (MPI world) and rank in that world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    /// Engine id.
+    pub engine: EngineId,
+    /// Engine set.
+    pub set: u32,
+    /// Rank in the set's world.
+    pub rank: u32,
+}
+
 /// Rows of an axis-0 split of `rows` over `n` engines: as even as possible, the first engines
 /// getting one more (as ipyparallel's scatter).
 pub fn split_rows(rows: usize, n: usize) -> Vec<usize> {
@@ -23,11 +34,21 @@ pub fn split_rows(rows: usize, n: usize) -> Vec<usize> {
     (0..n).map(|i| rows / n + usize::from(i < rows % n)).collect()
 }
 
-/// Plans `task` over `engines` (sorted, non-empty) with the client's `buffers`.
+/// Plans `task` over `places` (sorted by id, non-empty) with the client's `buffers`. The groups
+/// of collective tasks are ranks of one world: a collective never spans engine sets.
 ///
 /// # Errors
-/// A message for the client when the task does not fit (missing buffer, 0-d scatter, ...).
-pub fn plan(task: Task, engines: &[EngineId], buffers: Vec<Bytes>) -> Result<Vec<Assignment>, String> {
+/// A message for the client when the task does not fit (missing buffer, 0-d scatter, targets
+/// in several engine sets, ...).
+pub fn plan(task: Task, places: &[Place], buffers: Vec<Bytes>) -> Result<Vec<Assignment>, String> {
+    let engines: Vec<EngineId> = places.iter().map(|p| p.engine).collect();
+    let engines = &engines[..];
+    let collective = matches!(task, Task::Push { .. } | Task::Scatter { .. } | Task::Gather { .. });
+    if collective && places.iter().any(|p| p.set != places[0].set) && engines.len() > 1 {
+        return Err(
+            "the targets span several engine sets; data moves with MPI within one set at a time".into()
+        );
+    }
     let check_buffer = |index: usize, expected: usize| -> Result<(), String> {
         match buffers.get(index) {
             Some(b) if b.len() == expected => Ok(()),
@@ -37,7 +58,7 @@ pub fn plan(task: Task, engines: &[EngineId], buffers: Vec<Bytes>) -> Result<Vec
             None => Err(format!("array buffer {index} is missing")),
         }
     };
-    let group = engines.to_vec();
+    let group: Vec<u32> = places.iter().map(|p| p.rank).collect();
     let root_only = |task: Task, buffers: Vec<Bytes>| {
         engines
             .iter()
@@ -83,6 +104,10 @@ mod tests {
 
     use super::*;
 
+    fn at(ids: &[EngineId]) -> Vec<Place> {
+        ids.iter().map(|&engine| Place { engine, set: 0, rank: engine }).collect()
+    }
+
     fn meta(shape: &[usize]) -> ArrayMeta {
         ArrayMeta { dtype: Dtype::F64, shape: shape.to_vec(), buffer: 0 }
     }
@@ -99,7 +124,7 @@ mod tests {
     fn push_sends_the_bytes_once_to_the_root() {
         let bytes = Bytes::from(vec![0u8; 80]);
         let task = Task::Push { name: "a".into(), array: meta(&[10]), group: vec![] };
-        let p = plan(task, &[1, 2, 3], vec![bytes]).unwrap();
+        let p = plan(task, &at(&[1, 2, 3]), vec![bytes]).unwrap();
         assert_eq!(p.iter().map(|a| a.buffers.len()).collect::<Vec<_>>(), vec![1, 0, 0]);
         assert!(p.iter().all(|a| matches!(&a.task, Task::Push { group, .. } if group == &vec![1, 2, 3])));
     }
@@ -107,16 +132,37 @@ mod tests {
     #[test]
     fn scatter_plans_rows_and_refuses_0d() {
         let task = Task::Scatter { name: "a".into(), array: meta(&[10, 2]), group: vec![], rows: vec![] };
-        let p = plan(task, &[0, 1, 2, 3], vec![Bytes::from(vec![0u8; 160])]).unwrap();
+        let p = plan(task, &at(&[0, 1, 2, 3]), vec![Bytes::from(vec![0u8; 160])]).unwrap();
         assert!(matches!(&p[0].task, Task::Scatter { rows, .. } if rows == &vec![3, 3, 2, 2]));
         let task = Task::Scatter { name: "a".into(), array: meta(&[]), group: vec![], rows: vec![] };
-        assert!(plan(task, &[0], vec![Bytes::from(vec![0u8; 8])]).unwrap_err().contains("0-d"));
+        assert!(plan(task, &at(&[0]), vec![Bytes::from(vec![0u8; 8])]).unwrap_err().contains("0-d"));
     }
 
     #[test]
     fn a_missing_or_short_buffer_is_refused() {
         let task = Task::Push { name: "a".into(), array: meta(&[10]), group: vec![] };
-        assert!(plan(task.clone(), &[0], vec![]).is_err());
-        assert!(plan(task, &[0], vec![Bytes::from(vec![0u8; 79])]).is_err());
+        assert!(plan(task.clone(), &at(&[0]), vec![]).is_err());
+        assert!(plan(task, &at(&[0]), vec![Bytes::from(vec![0u8; 79])]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod set_tests {
+    use mpx_messages::{ArrayMeta, Dtype};
+
+    use super::*;
+
+    #[test]
+    fn collectives_stay_within_one_engine_set_and_use_its_ranks() {
+        let places = [Place { engine: 2, set: 1, rank: 0 }, Place { engine: 3, set: 1, rank: 1 }];
+        let task = Task::Gather { name: "a".into(), group: vec![] };
+        let p = plan(task.clone(), &places, vec![]).unwrap();
+        assert!(matches!(&p[0].task, Task::Gather { group, .. } if group == &vec![0, 1]));
+        let mixed = [Place { engine: 1, set: 0, rank: 1 }, Place { engine: 2, set: 1, rank: 0 }];
+        assert!(plan(task, &mixed, vec![]).unwrap_err().contains("engine sets"));
+        // Cells may run across sets: each set has its own COMM_WORLD.
+        let exec = Task::Execute { code: "1".into() };
+        assert_eq!(plan(exec, &mixed, vec![]).unwrap().len(), 2);
+        let _ = ArrayMeta { dtype: Dtype::F64, shape: vec![], buffer: 0 };
     }
 }

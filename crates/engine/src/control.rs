@@ -31,8 +31,8 @@ pub enum Job {
         /// Where the reply goes.
         reply_to: Recipient<Done>,
     },
-    /// Registered as this engine id.
-    Registered(u32),
+    /// Registered as this engine id, in this engine set.
+    Registered(u32, u32),
     /// Leave the job loop (with a reason when it is an error).
     Exit(Option<String>),
 }
@@ -133,7 +133,7 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                 (Some(id), _) => {
                     info!(engine = id, cluster = %reply.cluster_id, "registered");
                     self.registered = true;
-                    let _ = self.jobs.send(Job::Registered(id));
+                    let _ = self.jobs.send(Job::Registered(id, reply.set.unwrap_or(0)));
                     if reply.heartbeat_ms > 0 {
                         self.watch_heartbeats(Duration::from_millis(reply.heartbeat_ms), ctx);
                     }

@@ -9,10 +9,10 @@ use std::{
 use actix::prelude::*;
 use bytes::Bytes;
 use mpi::traits::*;
-use mpx_cells::{raw, rhai::Dynamic, Interpreter, Registry};
+use mpx_cells::{raw, rhai::Dynamic, Collectives, Interpreter, Registry};
 use mpx_messages::{
-    Arg, ConnectionInfo, EngineToController, Frame, FrameCodec, Key, Outcome, RegisterRequest, RemoteError,
-    Task, TaskReply, DEFAULT_MAX_FRAME,
+    Arg, ConnectionInfo, EngineToController, Frame, FrameCodec, Key, Outcome, RankInfo, RegisterRequest,
+    RemoteError, Task, TaskReply, DEFAULT_MAX_FRAME,
 };
 use thiserror::Error;
 use tokio_util::codec::FramedRead;
@@ -110,19 +110,62 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     let (jobs_tx, jobs) = mpsc::channel::<Job>();
     let interrupt = Arc::new(AtomicBool::new(false));
     let board = Board::default();
-    let address = info.address.clone();
-    let (board2, interrupt2) = (board.clone(), interrupt.clone());
-    let control_thread = std::thread::Builder::new()
-        .name("mpx-control".into())
-        .spawn(move || control_main(address, key, rank, size, jobs_tx, board2, interrupt2))
-        .map_err(|e| EngineError::Controller(e.to_string()))?;
+    let comm = MpiComm::world(board.clone());
+    let me = RankInfo { rank, pid: std::process::id(), hostname: hostname() };
 
-    let mut interp = Interpreter::new(Box::new(MpiComm::world(board.clone())), registry, interrupt);
+    // The whole world registers in one message: rank 0 gathers every rank's details over MPI,
+    // registers them, and broadcasts the engine set it got; then each rank attaches.
+    let details = comm
+        .allgather_bytes(format!("{}\t{}", me.pid, me.hostname).as_bytes())
+        .map_err(|e| EngineError::Controller(e.0))?;
+    let world: Vec<RankInfo> = details
+        .iter()
+        .enumerate()
+        .map(|(r, d)| {
+            let text = String::from_utf8_lossy(d);
+            let (pid, host) = text.split_once('\t').unwrap_or(("0", ""));
+            RankInfo { rank: r as u32, pid: pid.parse().unwrap_or(0), hostname: host.to_string() }
+        })
+        .collect();
+    let register = |set: Option<u32>, world: Vec<RankInfo>| RegisterRequest {
+        rank,
+        size,
+        pid: me.pid,
+        hostname: me.hostname.clone(),
+        world,
+        set,
+    };
+    let control = ControlStart {
+        address: info.address.clone(),
+        key,
+        jobs: jobs_tx,
+        board: board.clone(),
+        interrupt: interrupt.clone(),
+    };
+    let (control_thread, registered) = if rank == 0 {
+        let thread = control.spawn(register(None, world))?;
+        let registered = wait_registered(&jobs);
+        let mut set = [registered.as_ref().map_or(-1, |(_, set)| i64::from(*set))];
+        world_comm().process_at_rank(0).broadcast_into(&mut set[..]);
+        (thread, registered)
+    } else {
+        let mut set = [-1i64];
+        world_comm().process_at_rank(0).broadcast_into(&mut set[..]);
+        if set[0] < 0 {
+            return Err(EngineError::Controller("rank 0 could not register this world".into()));
+        }
+        let thread = control.spawn(register(Some(set[0] as u32), Vec::new()))?;
+        (thread, wait_registered(&jobs))
+    };
+    let (id, set) = registered?;
+    info!(engine = id, set, rank, "registered");
+
+    let mut interp = Interpreter::new(Box::new(comm), registry, interrupt);
     let mut groups = Groups::new(size as usize, board.clone());
     let mut result = Ok(());
     for job in jobs {
         match job {
-            Job::Registered(id) => info!(engine = id, "ready"),
+            Job::Registered(..) => {}
             Job::Task { task_id, task, buffers, reply_to } => {
                 board.running(interp.execution_count() + 1);
                 let (outcome, buffers) = run_task(&mut interp, &mut groups, rank, task, &buffers);
@@ -219,16 +262,44 @@ fn apply_args(args: Vec<Arg>, buffers: &[Bytes]) -> Result<Vec<Dynamic>, RemoteE
         .collect()
 }
 
-/// The control thread: connect, register, and run the `Control` actor until it stops.
-fn control_main(
+/// What the control thread needs.
+struct ControlStart {
     address: String,
     key: Key,
-    rank: u32,
-    size: u32,
     jobs: mpsc::Sender<Job>,
     board: Board,
     interrupt: Arc<AtomicBool>,
-) {
+}
+
+impl ControlStart {
+    /// Starts the control thread, which connects and sends `register` first.
+    fn spawn(self, register: RegisterRequest) -> Result<std::thread::JoinHandle<()>, EngineError> {
+        std::thread::Builder::new()
+            .name("mpx-control".into())
+            .spawn(move || control_main(self, register))
+            .map_err(|e| EngineError::Controller(e.to_string()))
+    }
+}
+
+/// Waits for the controller's answer to the registration: (engine id, engine set).
+fn wait_registered(jobs: &mpsc::Receiver<Job>) -> Result<(u32, u32), EngineError> {
+    match jobs.recv() {
+        Ok(Job::Registered(id, set)) => Ok((id, set)),
+        Ok(Job::Exit(why)) => {
+            Err(EngineError::Controller(why.unwrap_or_else(|| "registration failed".into())))
+        }
+        Ok(Job::Task { .. }) => Err(EngineError::Controller("a task came before the registration".into())),
+        Err(_) => Err(EngineError::Controller("the control thread ended before the registration".into())),
+    }
+}
+
+fn world_comm() -> mpi::topology::SimpleCommunicator {
+    mpi::topology::SimpleCommunicator::world()
+}
+
+/// The control thread: connect, register, and run the `Control` actor until it stops.
+fn control_main(start: ControlStart, register: RegisterRequest) {
+    let ControlStart { address, key, jobs, board, interrupt } = start;
     let system = System::new();
     let jobs2 = jobs.clone();
     let started = system.block_on(async move {
@@ -237,8 +308,6 @@ fn control_main(
             .map_err(|e| format!("cannot connect to the controller at {address}: {e}"))?;
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
-        let hostname = hostname();
-        let register = RegisterRequest { rank, size, pid: std::process::id(), hostname };
         Control::create(move |ctx| {
             let codec = || FrameCodec::with_limit(key.clone(), DEFAULT_MAX_FRAME);
             let mut writer = actix::io::FramedWrite::new(write, codec(), ctx);

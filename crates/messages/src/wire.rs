@@ -178,7 +178,22 @@ pub struct Outcome {
     pub completed: f64,
 }
 
-/// An engine's registration.
+/// One rank of a world, as rank 0 reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RankInfo {
+    /// Rank in the world.
+    pub rank: u32,
+    /// Process id.
+    pub pid: u32,
+    /// Host name.
+    pub hostname: String,
+}
+
+/// An engine's registration (first frame of its connection).
+///
+/// Rank 0 registers its whole world at once (`world`: every rank's details, gathered over
+/// MPI); the controller answers with the world's engine set and ids, which rank 0 broadcasts.
+/// Every other rank then attaches its own connection with `set`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterRequest {
     /// Rank in the engine's MPI world.
@@ -189,6 +204,10 @@ pub struct RegisterRequest {
     pub pid: u32,
     /// Host the engine runs on.
     pub hostname: String,
+    /// From rank 0: every rank of the world.
+    pub world: Vec<RankInfo>,
+    /// From the other ranks: the engine set their world was given.
+    pub set: Option<u32>,
 }
 
 /// The controller's answer to a registration.
@@ -203,6 +222,8 @@ pub struct RegisterReply {
     /// The controller's heartbeat period in milliseconds (0: none); an engine that hears no
     /// ping for 3 periods considers the controller gone and exits.
     pub heartbeat_ms: u64,
+    /// The engine set of the world (to rank 0).
+    pub set: Option<u32>,
 }
 
 /// A unit of work for one engine.
@@ -330,6 +351,21 @@ pub struct EngineInfo {
     pub hostname: String,
     /// Payload bytes the controller has sent to this engine over its link.
     pub bytes_sent: u64,
+    /// The engine set (MPI world) it belongs to.
+    pub set: u32,
+    /// Its rank in that world.
+    pub rank: u32,
+}
+
+impl EngineInfo {
+    /// How the engine is shown: its id, or `set:rank` when there are several sets.
+    pub fn label(&self, several_sets: bool) -> String {
+        if several_sets {
+            format!("{}:{}", self.set, self.rank)
+        } else {
+            self.id.to_string()
+        }
+    }
 }
 
 /// The state of a cluster.

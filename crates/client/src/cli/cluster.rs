@@ -30,6 +30,8 @@ pub enum ClusterCommand {
     Stop(StopArgs),
     /// List the clusters under $MPX_HOME.
     List,
+    /// Add another MPI world (engine set) of N engines to a running cluster.
+    Engines(super::engines::EnginesArgs),
 }
 
 /// How the engines are started.
@@ -137,10 +139,11 @@ pub fn run(cmd: ClusterCommand) -> Result<i32> {
         ClusterCommand::Start(args) => start_foreground(args),
         ClusterCommand::Stop(args) => stop(args),
         ClusterCommand::List => list(),
+        ClusterCommand::Engines(args) => super::engines::run(args),
     }
 }
 
-fn engine_exe(explicit: Option<PathBuf>) -> PathBuf {
+pub(super) fn engine_exe(explicit: Option<PathBuf>) -> PathBuf {
     if let Some(p) = explicit.or_else(|| std::env::var_os("MPX_ENGINE").map(PathBuf::from)) {
         return p;
     }

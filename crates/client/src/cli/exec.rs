@@ -56,7 +56,7 @@ pub fn execute_and_print(client: &Client, target: &Target, code: &str, on_timeou
         }
         other => other?,
     };
-    print!("{}", display::render(&results));
+    print!("{}", display::render_with(&results, &client.labels()?));
     Ok(i32::from(display::any_error(&results)))
 }
 

@@ -5,6 +5,7 @@ mod console;
 mod controller;
 mod daemon;
 mod data;
+mod engines;
 mod exec;
 
 use std::time::Duration;

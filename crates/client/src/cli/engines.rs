@@ -1,0 +1,107 @@
+//! `mpx cluster engines -n N`: another MPI world (engine set) for a running controller. Its
+//! engines get ids after the existing ones and their own COMM_WORLD; `mpx cluster stop` stops
+//! them with the rest (they finalize and their mpirun ends).
+
+use std::{
+    os::unix::process::CommandExt,
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use mpx_client::{client::find_connection_file, Client};
+
+use super::cluster::engine_exe;
+
+#[derive(Args)]
+pub struct EnginesArgs {
+    /// Number of engines (MPI ranks) in the new set.
+    #[arg(short = 'n', long = "n")]
+    n: u32,
+    /// Cluster id or connection file (default: the only running cluster).
+    #[arg(long, default_value = "")]
+    cluster_id: String,
+    /// The mpirun command.
+    #[arg(long, default_value = "mpirun")]
+    mpirun: String,
+    /// The engine executable (default: `mpx-engine` next to `mpx`, or $MPX_ENGINE).
+    #[arg(long)]
+    engine: Option<PathBuf>,
+    /// Seconds the engines may take to register.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Extra arguments for mpirun.
+    #[arg(last = true)]
+    mpirun_args: Vec<String>,
+}
+
+pub fn run(args: EnginesArgs) -> Result<i32> {
+    if args.n == 0 {
+        bail!("-n must be at least 1");
+    }
+    let t0 = Instant::now();
+    let path = find_connection_file(&args.cluster_id)?;
+    let client = Client::connect(&path.to_string_lossy())?;
+    let before = client.info(Duration::from_secs(10))?.engines.len();
+    let log_path = path.with_extension(format!("set-{}.log", std::process::id()));
+    let log =
+        std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let mut cmd = Command::new(&args.mpirun);
+    cmd.arg("-n").arg(args.n.to_string());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if (before + args.n as usize) > cores && !args.mpirun_args.iter().any(|a| a == "--oversubscribe") {
+        cmd.arg("--oversubscribe");
+    }
+    cmd.args(&args.mpirun_args)
+        .arg(engine_exe(args.engine))
+        .arg("--connect")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log));
+    // SAFETY: setsid is async-signal-safe; the set outlives this command, detached from its
+    // terminal, until the cluster stops it.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().with_context(|| format!("cannot run {}", args.mpirun))?;
+    let deadline = t0 + Duration::from_secs_f64(args.timeout.max(0.0));
+    loop {
+        let info = client.info(Duration::from_secs(10))?;
+        if info.engines.len() >= before + args.n as usize {
+            let set = info.engines.iter().map(|e| e.set).max().unwrap_or(0);
+            let ids: Vec<String> =
+                info.engines.iter().filter(|e| e.set == set).map(|e| e.id.to_string()).collect();
+            println!(
+                "engine set {set}: {} engines ready in {:.2} s (ids {}; mpirun pid {}; log {})",
+                args.n,
+                t0.elapsed().as_secs_f64(),
+                ids.join(","),
+                child.id(),
+                log_path.display()
+            );
+            return Ok(0);
+        }
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            bail!("mpirun ended ({status}) before the engines registered; its output:\n{log}");
+        }
+        if Instant::now() > deadline {
+            // SAFETY: the process group of the mpirun this command started (setsid above).
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            bail!(
+                "the {} engines did not register within {:.0} s; mpirun's output:\n{log}",
+                args.n,
+                args.timeout
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
