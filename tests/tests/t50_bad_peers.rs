@@ -19,7 +19,7 @@ use std::{
 use mpx_client::Client;
 use mpx_messages::{
     codec::{blocking, decode_body, AUTH_REJECTED},
-    ClientToController, ControllerToClient, ControllerToEngine, EngineToController, Frame, Key,
+    ClientToController, ControllerToClient, ControllerToEngine, EngineToController, Frame, Key, RankInfo,
     RegisterRequest, SubmitRequest, Targets, Task,
 };
 use mpx_tests::Cluster;
@@ -367,7 +367,9 @@ fn t50_each_kind_of_bad_peer_is_closed_and_logged_while_a_good_client_is_served(
 
     // An engine that registers, then sends garbage.
     let (mut s, peer) = raw(&ctl);
-    let reg = RegisterRequest { rank: 7, size: 8, pid: 1, hostname: "nowhere".into() };
+    let me = RankInfo { rank: 0, pid: 1, hostname: "nowhere".into() };
+    let reg =
+        RegisterRequest { rank: 0, size: 1, pid: 1, hostname: "nowhere".into(), world: vec![me], set: None };
     send(&mut s, &framed(&Frame::new(EngineToController::RegisterRequest(reg)), &key()));
     let mut r = s.try_clone().expect("clone");
     r.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
@@ -375,9 +377,10 @@ fn t50_each_kind_of_bad_peer_is_closed_and_logged_while_a_good_client_is_served(
     assert!(matches!(reply.map(|f| f.header), Some(ControllerToEngine::RegisterReply(_))));
     let mut garbage = 64u32.to_be_bytes().to_vec();
     garbage.extend_from_slice(&[b'x'; 64]);
-    // A second engine claiming the same rank hears why it is refused before the close.
+    // A second engine claiming the same rank of that world hears why it is refused before the close.
     let (mut dup, dup_peer) = raw(&ctl);
-    let reg = RegisterRequest { rank: 7, size: 8, pid: 2, hostname: "nowhere".into() };
+    let reg =
+        RegisterRequest { rank: 0, size: 1, pid: 2, hostname: "nowhere".into(), world: vec![], set: Some(0) };
     send(&mut dup, &framed(&Frame::new(EngineToController::RegisterRequest(reg)), &key()));
     let got = read_until_closed(&mut dup, CLOSE_WITHIN, "duplicate engine");
     let refusal = blocking::read_frame::<ControllerToEngine>(&mut got.as_slice(), &key(), usize::MAX);

@@ -52,6 +52,8 @@ fn every_message_kind_round_trips_as_json() {
             size: 4,
             pid: 99,
             hostname: "h".into(),
+            world: vec![RankInfo { rank: 0, pid: 98, hostname: "h".into() }],
+            set: Some(1),
         }),
         EngineToController::TaskReply(TaskReply {
             task_id: 1,
@@ -89,6 +91,7 @@ fn every_message_kind_round_trips_as_json() {
             cluster_id: "c".into(),
             error: None,
             heartbeat_ms: 1000,
+            set: Some(1),
         }),
         ControllerToEngine::TaskRequest(TaskRequest { task_id: 5, task: Task::Execute { code: "1".into() } }),
         ControllerToEngine::TaskRequest(TaskRequest {
