@@ -67,6 +67,32 @@ pub struct Shared {
     pub(crate) cond: Condvar,
 }
 
+impl Shared {
+    /// Waits up to `timeout` until `ready` finds what it looks for in the state (checked at
+    /// each change); a closed connection ends the wait with its error.
+    pub(crate) fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        mut ready: impl FnMut(&mut State) -> Option<T>,
+    ) -> Result<T, ClientError> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut state = self.state.lock().expect("client state");
+        loop {
+            if let Some(found) = ready(&mut state) {
+                return Ok(found);
+            }
+            if let Some(c) = &state.closed {
+                return Err(c.to_error());
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout(timeout));
+            }
+            state = self.cond.wait_timeout(state, left).expect("client state").0;
+        }
+    }
+}
+
 /// A connection to a cluster's controller.
 #[derive(Debug)]
 pub struct Client {
@@ -194,21 +220,7 @@ impl Client {
     pub fn info(&self, timeout: Duration) -> Result<ClusterInfo, ClientError> {
         let seq = self.shared.state.lock().expect("client state").info_seq;
         self.send(ClientToController::InfoRequest)?;
-        let mut state = self.shared.state.lock().expect("client state");
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            if state.info_seq > seq {
-                return Ok(state.info.clone().expect("info set with its sequence"));
-            }
-            if let Some(c) = &state.closed {
-                return Err(c.to_error());
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(ClientError::Timeout(timeout));
-            }
-            state = self.shared.cond.wait_timeout(state, left).expect("client state").0;
-        }
+        self.shared.wait_for(timeout, |state| (state.info_seq > seq).then(|| state.info.clone()).flatten())
     }
 
     /// How to show each engine: its id, or `set:rank` when several engine sets are registered.
@@ -271,22 +283,10 @@ impl Client {
         pick: impl Fn(&ControllerToClient) -> Option<T>,
     ) -> Result<T, ClientError> {
         self.send(msg)?;
-        let deadline = std::time::Instant::now() + timeout;
-        let mut state = self.shared.state.lock().expect("client state");
-        loop {
-            if let Some(i) = state.control.iter().position(|r| pick(r).is_some()) {
-                let reply = state.control.remove(i);
-                return Ok(pick(&reply).expect("picked above"));
-            }
-            if let Some(c) = &state.closed {
-                return Err(c.to_error());
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(ClientError::Timeout(timeout));
-            }
-            state = self.shared.cond.wait_timeout(state, left).expect("client state").0;
-        }
+        self.shared.wait_for(timeout, |state| {
+            let i = state.control.iter().position(|r| pick(r).is_some())?;
+            pick(&state.control.remove(i))
+        })
     }
 
     /// Interrupts the running cells of `targets` (they fail with `KeyboardInterrupt`); returns
@@ -335,19 +335,7 @@ impl Client {
     /// Timeout or a connection lost before the acknowledgement.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), ClientError> {
         self.send(ClientToController::ShutdownRequest)?;
-        let mut state = self.shared.state.lock().expect("client state");
-        let deadline = std::time::Instant::now() + timeout;
-        while !state.shutdown_acked {
-            if let Some(c) = &state.closed {
-                return Err(c.to_error());
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(ClientError::Timeout(timeout));
-            }
-            state = self.shared.cond.wait_timeout(state, left).expect("client state").0;
-        }
-        Ok(())
+        self.shared.wait_for(timeout, |state| state.shutdown_acked.then_some(()))
     }
 }
 

@@ -1,15 +1,14 @@
 //! [`AsyncResult`]: the per-engine results of one request, filled in by the reader thread.
 
-use std::{
-    collections::BTreeMap,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use mpx_cells::ArrayValue;
 use mpx_messages::{EngineId, Outcome};
 
-use crate::{client::Shared, ClientError};
+use crate::{
+    client::{Shared, State},
+    ClientError,
+};
 
 /// The first engine death among results, as [`ClientError::EngineDied`].
 pub fn died(results: &[EngineResult]) -> Option<ClientError> {
@@ -72,20 +71,13 @@ impl AsyncResult {
     /// # Errors
     /// [`ClientError::Closed`] if the connection ended first.
     pub fn wait(&self, timeout: Duration) -> Result<bool, ClientError> {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.shared.state.lock().expect("client state");
-        loop {
-            if state.requests.get(&self.req_id).is_some_and(RequestState::done) {
-                return Ok(true);
-            }
-            if let Some(why) = &state.closed {
-                return Err(why.to_error());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(false);
-            }
-            state = self.shared.cond.wait_timeout(state, left).expect("client state").0;
+        let done = |state: &mut State| {
+            state.requests.get(&self.req_id).is_some_and(RequestState::done).then_some(())
+        };
+        match self.shared.wait_for(timeout, done) {
+            Ok(()) => Ok(true),
+            Err(ClientError::Timeout(_)) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -94,26 +86,14 @@ impl AsyncResult {
     /// # Errors
     /// Timeout, refusal or a lost connection.
     pub fn engines(&self, timeout: Duration) -> Result<Vec<EngineId>, ClientError> {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.shared.state.lock().expect("client state");
-        loop {
-            if let Some(req) = state.requests.get(&self.req_id) {
-                if let Some(e) = &req.error {
-                    return Err(ClientError::Refused(e.clone()));
-                }
-                if let Some(engines) = &req.engines {
-                    return Ok(engines.clone());
-                }
+        let accepted = |state: &mut State| {
+            let req = state.requests.get(&self.req_id)?;
+            match &req.error {
+                Some(e) => Some(Err(ClientError::Refused(e.clone()))),
+                None => req.engines.clone().map(Ok),
             }
-            if let Some(why) = &state.closed {
-                return Err(why.to_error());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(ClientError::Timeout(timeout));
-            }
-            state = self.shared.cond.wait_timeout(state, left).expect("client state").0;
-        }
+        };
+        self.shared.wait_for(timeout, accepted)?
     }
 
     /// The results received so far, in engine order (for progress or partial output).
