@@ -9,7 +9,7 @@ use std::{
 };
 
 use actix::prelude::*;
-use mpx_messages::{ConnectionInfo, Key, DEFAULT_MAX_FRAME};
+use mpx_messages::{ConnectionInfo, EngineInfo, Key, DEFAULT_MAX_FRAME};
 use rand::RngExt;
 use tokio::{
     net::TcpListener,
@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::{
     files,
-    hub::{Hub, Info, SetEvents, SetMpirunPid, StopEngines, WaitForEngines, WorldDown, WorldEvent},
+    hub::{Hub, SetEvents, SetMpirunPid, StopEngines, WaitForEngines, WorldDown, WorldEvent},
     launcher::Launcher,
     listener::{self, ListenerConfig},
     ClusterError,
@@ -193,9 +193,10 @@ pub async fn run_cluster(
             WorldEvent::Abort(reason) => (None, reason),
         };
         warn!(engine = ?first, %cause, restart = opts.restart, "the MPI world goes down");
-        ctl.hub.send(WorldDown { first, cause: cause.clone(), restarting: opts.restart }).await.ok();
+        let down = WorldDown { first, cause: cause.clone(), restarting: opts.restart };
+        let engines = ctl.hub.send(down).await.unwrap_or_default();
         // Ranks stuck in a collective will not finish on their own: no grace period.
-        teardown(&ctl.hub, launcher.as_mut(), BROKEN_WORLD_GRACE).await;
+        end_job(engines, launcher.as_mut(), BROKEN_WORLD_GRACE).await;
         // Drop events about the world just torn down.
         while events.try_recv().is_ok() {}
         let what = match first {
@@ -298,21 +299,23 @@ impl Signals {
 /// outlived the job (engines are not always in the launcher's process group; a pid reported by
 /// an engine on another host means nothing here).
 async fn teardown(hub: &Addr<Hub>, launcher: &mut dyn Launcher, grace: Duration) {
+    let engines = hub.send(StopEngines).await.unwrap_or_default();
+    end_job(engines, launcher, grace).await;
+}
+
+/// Ends the engines' job (the launcher: grace, SIGTERM, SIGKILL), then SIGKILLs any engine on
+/// this host that outlived it (engines are not always in the launcher's process group).
+async fn end_job(engines: Vec<EngineInfo>, launcher: &mut dyn Launcher, grace: Duration) {
     let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let local: Vec<u32> = match hub.send(Info).await {
-        Ok(info) => info.engines.iter().filter(|e| e.hostname == here.trim()).map(|e| e.pid).collect(),
-        Err(_) => Vec::new(),
-    };
-    let pids = hub.send(StopEngines).await.unwrap_or_default();
     launcher.stop(grace).await;
-    for pid in pids.into_iter().filter(|p| local.contains(p)) {
+    for pid in engines.iter().filter(|e| e.hostname == here.trim()).map(|e| e.pid) {
         let deadline = Instant::now() + grace;
         while files::pid_alive(pid) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if files::pid_alive(pid) {
             warn!(pid, "engine outlived its job; sending SIGKILL");
-            // SAFETY: pid is an engine that registered with this controller.
+            // SAFETY: pid is an engine on this host that registered with this controller.
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         }
     }

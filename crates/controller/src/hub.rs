@@ -250,9 +250,10 @@ fn died(engine: EngineId, cause: &str) -> RemoteError {
     RemoteError { ename: "EngineDied".into(), evalue: format!("engine {engine} died: {cause}"), line: None }
 }
 
-/// The world is down: an engine died (`first`), a client aborted, or the job ended.
+/// The world is down: an engine died (`first`), a client aborted, or the job ended. Answers
+/// with the engines that were registered (now told to stop and forgotten).
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Vec<EngineInfo>")]
 pub struct WorldDown {
     /// The engine whose death took the world down, if one did.
     pub first: Option<EngineId>,
@@ -265,9 +266,9 @@ pub struct WorldDown {
 /// Handler for `WorldDown`: every pending task fails (the dead engine's with `EngineDied`,
 /// the others' with `WorldDown`).
 impl Handler<WorldDown> for Hub {
-    type Result = ();
+    type Result = MessageResult<WorldDown>;
 
-    fn handle(&mut self, msg: WorldDown, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: WorldDown, _: &mut Context<Self>) -> Self::Result {
         self.world_down = true;
         let note = if msg.restarting {
             "; the MPI world is being restarted (variables are lost)"
@@ -290,7 +291,7 @@ impl Handler<WorldDown> for Hub {
                 }
             },
         );
-        // The runner's teardown (StopEngines) tells the engines and empties the registry.
+        MessageResult(self.stop_engines())
     }
 }
 
@@ -557,9 +558,9 @@ impl Handler<RequestShutdown> for Hub {
     }
 }
 
-/// Tells every engine to shut down; answers with the pids of the engines told.
+/// Tells every engine to shut down and forgets them; answers with the engines told.
 #[derive(Message)]
-#[rtype(result = "Vec<u32>")]
+#[rtype(result = "Vec<EngineInfo>")]
 pub struct StopEngines;
 
 /// Handler for `StopEngines`.
@@ -567,14 +568,19 @@ impl Handler<StopEngines> for Hub {
     type Result = MessageResult<StopEngines>;
 
     fn handle(&mut self, _: StopEngines, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.stop_engines())
+    }
+}
+
+impl Hub {
+    /// Tells every engine to shut down and empties the registry (a restarted world registers
+    /// afresh); returns the engines told.
+    fn stop_engines(&mut self) -> Vec<EngineInfo> {
         self.world_down = true;
-        let pids = self.engines.values().map(|e| e.info.pid).collect();
         for e in self.engines.values() {
             e.conn.do_send(ToEngine(Frame::new(ControllerToEngine::Shutdown)));
         }
-        // A restarted world registers afresh.
-        self.engines.clear();
         self.sets.clear();
-        MessageResult(pids)
+        std::mem::take(&mut self.engines).into_values().map(|e| e.info).collect()
     }
 }
