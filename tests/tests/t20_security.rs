@@ -32,3 +32,24 @@ fn t20_wrong_key_is_refused_with_a_clear_message() {
     assert_eq!(out_values(&c.px("rank")).len(), 4);
     c.stop();
 }
+
+#[test]
+fn t21_an_engine_refuses_a_connection_file_others_can_read() {
+    let c = Cluster::start("engkey", 2, &[]);
+    let open = c.home.join("open.json");
+    std::fs::copy(c.connection_file(), &open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cmd = std::process::Command::new("mpirun");
+    cmd.args(["-n", "1"])
+        .arg(mpx_tests::bin("mpx-engine"))
+        .args(["--connect", open.to_str().unwrap(), "--wait", "1"])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none");
+    let out = mpx_tests::run_with_timeout(cmd, std::time::Duration::from_secs(60));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("must be 0600"), "{}", stderr(&out));
+    // It did not join.
+    assert_eq!(c.client().ids().unwrap(), vec![0, 1]);
+    c.stop();
+}

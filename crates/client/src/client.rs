@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     io::BufReader,
-    net::TcpStream,
+    net::{TcpStream, ToSocketAddrs},
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -162,8 +162,13 @@ impl Client {
         cluster_id: &str,
         connection_file: PathBuf,
     ) -> Result<Client, ClientError> {
-        let stream = TcpStream::connect(address)
-            .map_err(|source| ClientError::Connect { address: address.to_string(), source })?;
+        let connect_error = |source| ClientError::Connect { address: address.to_string(), source };
+        let socket = address
+            .to_socket_addrs()
+            .map_err(connect_error)?
+            .next()
+            .ok_or_else(|| connect_error(std::io::Error::other("the address resolves to nothing")))?;
+        let stream = TcpStream::connect_timeout(&socket, CONNECT_TIMEOUT).map_err(connect_error)?;
         let _ = stream.set_nodelay(true);
         let reader = stream
             .try_clone()

@@ -63,10 +63,18 @@ fn read_connection_file(path: &Path, wait: Duration) -> Result<ConnectionInfo, E
     loop {
         match std::fs::read_to_string(path) {
             Ok(text) => {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0);
+                if mode & 0o077 != 0 {
+                    return Err(EngineError::ConnectionFile {
+                        path: path.to_path_buf(),
+                        why: format!("mode {:o} lets others read the key; it must be 0600", mode & 0o777),
+                    });
+                }
                 return serde_json::from_str(&text).map_err(|e| EngineError::ConnectionFile {
                     path: path.to_path_buf(),
                     why: e.to_string(),
-                })
+                });
             }
             Err(e) if Instant::now() >= deadline => {
                 return Err(EngineError::ConnectionFile { path: path.to_path_buf(), why: e.to_string() })
