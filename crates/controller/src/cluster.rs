@@ -185,10 +185,8 @@ pub async fn run_cluster(
         // The world is going down: find out why, fail what was pending, end the job.
         let (first, cause) = match event {
             WorldEvent::Died(id, fallback) => {
-                // mpirun reports how the rank died once it has noticed; give it a moment.
-                let _ = tokio::time::timeout(DEATH_REPORT_WAIT, launcher.wait()).await;
-                tokio::time::sleep(Duration::from_millis(30)).await;
-                (Some(id), launcher.explain(id).unwrap_or(fallback))
+                let cause = death_report(launcher.as_mut(), id).await;
+                (Some(id), cause.unwrap_or(fallback))
             }
             WorldEvent::Abort(reason) => (None, reason),
         };
@@ -220,15 +218,48 @@ pub async fn run_cluster(
     info!(?reason, "stopping the cluster");
     let t1 = Instant::now();
     teardown(&ctl.hub, launcher.as_mut(), opts.grace).await;
+    if matches!(reason, StopReason::WorldDown(_)) {
+        // Clients are being sent the errors of their pending requests: let the sessions write
+        // them before the process (and its sockets) goes away.
+        tokio::time::sleep(FLUSH_GRACE).await;
+    }
     info!(elapsed = ?t1.elapsed(), "cluster stopped");
     Ok(reason)
 }
+
+/// Time for client sessions to write their last replies before the controller exits.
+const FLUSH_GRACE: Duration = Duration::from_millis(200);
 
 /// Grace before signalling the job of a world that went down.
 const BROKEN_WORLD_GRACE: Duration = Duration::from_millis(100);
 
 /// How long a death waits for mpirun's report of it.
 const DEATH_REPORT_WAIT: Duration = Duration::from_millis(1500);
+
+/// Waits (bounded) for the launcher's report of how rank `id` died: mpirun prints it as soon as
+/// it has reaped the rank, before it ends the rest of the job.
+async fn death_report(launcher: &mut dyn Launcher, id: u32) -> Option<String> {
+    let deadline = Instant::now() + DEATH_REPORT_WAIT;
+    let mut ended = false;
+    while Instant::now() < deadline {
+        if let Some(cause) = launcher.explain(id) {
+            return Some(cause);
+        }
+        if ended {
+            // The job is over and its output read: no report is coming.
+            return None;
+        }
+        tokio::select! {
+            _ = launcher.wait() => {
+                ended = true;
+                // Let the output readers drain what the job printed last.
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+    }
+    launcher.explain(id)
+}
 
 /// Starts the engines' job and waits until all N engines registered; on failure, tears down
 /// what was started and returns the error with the job's output.

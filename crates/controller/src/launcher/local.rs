@@ -62,6 +62,11 @@ impl Launcher for LocalLauncher {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        // When a rank dies, mpirun waits this long before SIGKILLing the others and only then
+        // reports the death (1 s by default). The world cannot go on anyway: report at once.
+        if std::env::var_os("OMPI_MCA_odls_base_sigkill_timeout").is_none() {
+            cmd.env("OMPI_MCA_odls_base_sigkill_timeout", "0");
+        }
         info!(command = ?cmd.as_std(), "launching engines");
         let mut child = cmd.spawn().map_err(|e| ClusterError::MpirunFailed {
             status: format!("could not run {:?}: {e}", self.mpirun),
