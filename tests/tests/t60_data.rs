@@ -129,6 +129,10 @@ fn t61_scatter_splits_like_ipyparallel_and_subsets_work() {
     let lens: Vec<usize> = all.pull_sync("b", T).unwrap().iter().map(|p| p.shape()[0]).collect();
     assert_eq!(lens, vec![1, 1, 0, 0]);
     assert!(same(&all.gather_sync("b", T).unwrap(), &b));
+    // A range of engines.
+    let mid = client.view(1..3);
+    mid.push_sync("r", &b, T).unwrap();
+    assert_eq!(mid.pull_sync("r", T).unwrap().len(), 2);
     // On a subset: the communicator of exactly engines 1 and 3.
     let sub = client.view(Targets::List(vec![3, 1]));
     let s = sample("u8", &[5, 2], 3);

@@ -247,8 +247,8 @@ impl Client {
     }
 
     /// A view on some engines.
-    pub fn view(&self, targets: Targets) -> View<'_> {
-        View { client: self, targets }
+    pub fn view(&self, targets: impl Into<Targets>) -> View<'_> {
+        View { client: self, targets: targets.into() }
     }
 
     /// Submits a task to `targets`; results arrive in the returned [`AsyncResult`].

@@ -16,6 +16,25 @@ pub enum Targets {
     List(Vec<EngineId>),
 }
 
+impl Targets {
+    /// The engines with ids in `range`, e.g. `Targets::range(1..3)` for engines 1 and 2.
+    pub fn range(range: std::ops::Range<EngineId>) -> Targets {
+        Targets::List(range.collect())
+    }
+}
+
+impl From<std::ops::Range<EngineId>> for Targets {
+    fn from(range: std::ops::Range<EngineId>) -> Targets {
+        Targets::range(range)
+    }
+}
+
+impl From<Vec<EngineId>> for Targets {
+    fn from(ids: Vec<EngineId>) -> Targets {
+        Targets::List(ids)
+    }
+}
+
 /// Element type of an array payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
