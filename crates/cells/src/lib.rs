@@ -24,7 +24,7 @@
 //! # Layout
 //!
 //! - [`interpreter`]: `Interpreter`, `CellOutcome`, scope persistence and compaction.
-//! - [`array`]: `ArrayValue`, the copy-on-write typed n-d array (`ndarray` in cells), and display.
+//! - [`array`](mod@array): `ArrayValue`, the copy-on-write typed n-d array (`ndarray` in cells), and display.
 //! - [`ops`]: element-wise arithmetic with broadcasting, maps and reductions.
 //! - [`builtins`]: array functions registered on rhai (`rand`, `zeros`, `sum`, indexing, ...).
 //! - [`collectives`]: cell-facing `allreduce`, `reduce`, `bcast`, `allgather`, `send`, `recv`.

@@ -66,7 +66,7 @@ pub trait Launcher {
 }
 
 /// Reads mpirun's report of a dead rank: "exited on signal 9 (Killed)" or, for a non-zero exit,
-/// the "Process name: [[job,1],RANK] ... Exit code: N" block.
+/// the `Process name: [[job,1],RANK] ... Exit code: N` block.
 pub fn explain_death(rank: u32, output: &str) -> Option<String> {
     let noticed = format!("process rank {rank} with PID");
     for line in output.lines() {
