@@ -48,7 +48,7 @@ fn tag_arg(t: i64) -> Result<i32, CellError> {
 }
 
 /// Where a reduction's result goes: everywhere (`allreduce`) or to one root (`reduce`).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Target {
     All,
     Root(usize),
@@ -95,6 +95,15 @@ fn reduce_value(comm: &dyn Collectives, x: &Dynamic, op: &str, target: Target) -
                 } else {
                     Dynamic::from(r)
                 }
+            }
+            _ if target == Target::All => {
+                // Reduce straight from the shared array into a new one: no copy of the input.
+                let send = a.to_f64();
+                let send = send.as_standard_layout();
+                let mut d = vec![0.0; send.len()];
+                comm.allreduce_f64_into(send.as_slice().expect("standard layout"), &mut d, op)
+                    .map_err(comm_err)?;
+                Dynamic::from(crate::ops::from_shape_vec(&shape, d)?)
             }
             _ => {
                 let mut d: Vec<f64> = a.to_f64().iter().copied().collect();

@@ -35,6 +35,18 @@ pub trait Collectives {
     fn allreduce_f64(&self, data: &mut [f64], op: ReduceOp) -> Result<(), CommError>;
     /// Element-wise reduction of `data` over all ranks, result on every rank, in place.
     fn allreduce_i64(&self, data: &mut [i64], op: ReduceOp) -> Result<(), CommError>;
+    /// Element-wise reduction of `send` over all ranks into `recv` (same length) on every
+    /// rank, without touching `send`. The default copies and reduces in place; an MPI
+    /// implementation reduces straight from one buffer into the other.
+    fn allreduce_f64_into(&self, send: &[f64], recv: &mut [f64], op: ReduceOp) -> Result<(), CommError> {
+        recv.copy_from_slice(send);
+        self.allreduce_f64(recv, op)
+    }
+    /// Like [`allreduce_f64_into`](Self::allreduce_f64_into) for i64.
+    fn allreduce_i64_into(&self, send: &[i64], recv: &mut [i64], op: ReduceOp) -> Result<(), CommError> {
+        recv.copy_from_slice(send);
+        self.allreduce_i64(recv, op)
+    }
     /// Element-wise reduction to `root`; `data` holds the result on `root` only.
     fn reduce_f64(&self, data: &mut [f64], op: ReduceOp, root: usize) -> Result<(), CommError>;
     /// Element-wise reduction to `root`; `data` holds the result on `root` only.

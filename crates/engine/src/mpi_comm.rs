@@ -141,6 +141,20 @@ impl Collectives for MpiComm {
     reductions!(allreduce_f64, reduce_f64, f64);
     reductions!(allreduce_i64, reduce_i64, i64);
 
+    fn allreduce_f64_into(&self, send: &[f64], recv: &mut [f64], o: ReduceOp) -> Result<(), CommError> {
+        let _in = self.enter("allreduce");
+        check_same_len(&self.comm, send.len())?;
+        self.comm.all_reduce_into(send, recv, op(o));
+        Ok(())
+    }
+
+    fn allreduce_i64_into(&self, send: &[i64], recv: &mut [i64], o: ReduceOp) -> Result<(), CommError> {
+        let _in = self.enter("allreduce");
+        check_same_len(&self.comm, send.len())?;
+        self.comm.all_reduce_into(send, recv, op(o));
+        Ok(())
+    }
+
     fn bcast_bytes(&self, buf: &mut Vec<u8>, root: usize) -> Result<(), CommError> {
         let root = self.check_rank(root, "root")?;
         let _in = self.enter("bcast");
