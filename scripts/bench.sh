@@ -3,8 +3,8 @@
 # and the floor it is bounded by (TCP loopback, raw MPI under mpirun, `mpirun true`) in one run,
 # prints the table and writes target/mpx-bench.json. See BENCHMARKS.md.
 #
-#   scripts/bench.sh           full run (≥ 200 samples per latency, 7 per 80 MB move; < 10 min)
-#   scripts/bench.sh --quick   smoke run (20 and 2 samples; < 1 min; rough figures)
+#   scripts/bench.sh           full run (≥ 200 samples per latency, 50 per 8 MB move, 7 per 80 MB move; < 10 min)
+#   scripts/bench.sh --quick   smoke run (20, 5 and 2 samples; < 1 min; rough figures)
 #
 # Extra arguments go to mpx-bench (`--only rtt1,psum`, `--out FILE`; `--help`).
 set -euo pipefail

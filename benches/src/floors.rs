@@ -13,26 +13,42 @@ use anyhow::{ensure, Context, Result};
 
 use crate::{procs, stats::Stats, Config, MPI_ENV};
 
+/// Bytes of the 8 MB moves (1M f64).
+pub const MEDIUM_BYTES: usize = 8_000_000;
 /// Bytes of the 80 MB moves (10M f64).
 pub const BIG_BYTES: usize = 80_000_000;
+/// The sizes of the data rows (push, pull, scatter, gather) and of their floors.
+pub const MOVE_SIZES: [usize; 2] = [MEDIUM_BYTES, BIG_BYTES];
+
+/// `bytes` in (decimal) megabytes, as row and floor names spell it (`8`, `80`).
+pub fn megabytes(bytes: usize) -> usize {
+    bytes / 1_000_000
+}
+
+/// The floors of moving one size of f64 data.
+#[derive(Debug, Clone, Copy)]
+pub struct MoveFloors {
+    /// TCP loopback transfer of the bytes (until the receiver's 1-byte acknowledgement).
+    pub tcp: Stats,
+    /// MPI_Bcast of the bytes from rank 0.
+    pub bcast: Stats,
+    /// MPI_Scatterv of the bytes from rank 0.
+    pub scatter: Stats,
+    /// MPI_Gatherv of the bytes to rank 0.
+    pub gather: Stats,
+}
 
 /// Every floor, measured once per run.
 #[derive(Debug, Clone)]
 pub struct Floors {
     /// TCP loopback round trip of 8 bytes, TCP_NODELAY.
     pub tcp_rtt: Stats,
-    /// TCP loopback transfer of 80 MB (until the receiver's 1-byte acknowledgement).
-    pub tcp_80mb: Stats,
     /// MPI_Allreduce of 1 f64.
     pub allreduce1: Stats,
     /// MPI_Allreduce of 1M f64.
     pub allreduce1m: Stats,
-    /// MPI_Bcast of 80 MB.
-    pub bcast80: Stats,
-    /// MPI_Scatterv of 80 MB.
-    pub scatter80: Stats,
-    /// MPI_Gatherv of 80 MB.
-    pub gather80: Stats,
+    /// The moves' floors, by size in bytes (every one of [`MOVE_SIZES`]).
+    pub moves: BTreeMap<usize, MoveFloors>,
     /// `mpirun -n N --oversubscribe true`.
     pub mpirun_true: Stats,
     /// Not floors of any row: figures that explain where mpx's time goes (see BENCHMARKS.md):
@@ -43,15 +59,28 @@ pub struct Floors {
 }
 
 impl Floors {
-    /// Measures every floor.
+    /// Measures every floor. The raw MPI ones (allreduces, and Bcast/Scatterv/Gatherv of every
+    /// size) come from one `mpx-bench-mpi` job.
     ///
     /// # Errors
     /// A floor program fails or times out.
     pub fn measure(cfg: &Config) -> Result<Floors> {
         let tcp_rtt = stats("tcp_rtt", &tcp_rtt(cfg.latency_warmup * 5, cfg.latency_samples * 5)?)?;
-        let tcp_80mb = stats("tcp_80mb", &tcp_transfer(1, cfg.big_samples, BIG_BYTES)?)?;
         let mpi = mpi_floors(cfg)?;
         let get = |name: &str| stats(name, mpi.get(name).map(Vec::as_slice).unwrap_or_default());
+        let mut moves = BTreeMap::new();
+        for bytes in MOVE_SIZES {
+            let (warmup, samples) = cfg.move_samples(bytes);
+            let mb = megabytes(bytes);
+            let tcp = stats(&format!("tcp_{mb}mb"), &tcp_transfer(warmup, samples, bytes)?)?;
+            let floors = MoveFloors {
+                tcp,
+                bcast: get(&format!("bcast{mb}"))?,
+                scatter: get(&format!("scatter{mb}"))?,
+                gather: get(&format!("gather{mb}"))?,
+            };
+            moves.insert(bytes, floors);
+        }
         let mpirun_true = stats("mpirun_true", &mpirun_true(cfg, 1, cfg.lifecycle_samples)?)?;
         let mut diagnostics = BTreeMap::new();
         let idle = tcp_rtt_idle(cfg.latency_warmup, cfg.latency_samples, Duration::from_millis(1))?;
@@ -68,15 +97,37 @@ impl Floors {
         }
         Ok(Floors {
             tcp_rtt,
-            tcp_80mb,
             allreduce1: get("allreduce1")?,
             allreduce1m: get("allreduce1m")?,
-            bcast80: get("bcast80")?,
-            scatter80: get("scatter80")?,
-            gather80: get("gather80")?,
+            moves,
             mpirun_true,
             diagnostics,
         })
+    }
+
+    /// The floors of moving `bytes`; `None` for a size not in [`MOVE_SIZES`].
+    pub fn of_move(&self, bytes: usize) -> Option<&MoveFloors> {
+        self.moves.get(&bytes)
+    }
+
+    /// Every floor by name (`tcp_rtt`, `tcp_8mb`, `mpi_bcast_80mb`, ...), then the diagnostics:
+    /// what the report lists and the JSON file records.
+    pub fn named(&self) -> Vec<(String, Stats)> {
+        let mut out = vec![("tcp_rtt".to_string(), self.tcp_rtt)];
+        for (&bytes, m) in &self.moves {
+            out.push((format!("tcp_{}mb", megabytes(bytes)), m.tcp));
+        }
+        out.push(("mpi_allreduce_1_f64".into(), self.allreduce1));
+        out.push(("mpi_allreduce_1m_f64".into(), self.allreduce1m));
+        for (&bytes, m) in &self.moves {
+            let mb = megabytes(bytes);
+            out.push((format!("mpi_bcast_{mb}mb"), m.bcast));
+            out.push((format!("mpi_scatterv_{mb}mb"), m.scatter));
+            out.push((format!("mpi_gatherv_{mb}mb"), m.gather));
+        }
+        out.push(("mpirun_true".into(), self.mpirun_true));
+        out.extend(self.diagnostics.clone());
+        out
     }
 }
 
@@ -230,6 +281,10 @@ pub fn mpi_floors_with(cfg: &Config, extra: &[&str]) -> Result<BTreeMap<String, 
         &cfg.latency_samples.to_string(),
         "--big-samples",
         &cfg.big_samples.to_string(),
+        "--medium-samples",
+        &cfg.medium_samples.to_string(),
+        "--medium-warmup",
+        &cfg.medium_warmup.to_string(),
         "--warmup",
         &cfg.latency_warmup.to_string(),
     ]);

@@ -32,8 +32,12 @@ pub struct Config {
     pub latency_samples: usize,
     /// Untimed warm-up runs per latency row.
     pub latency_warmup: usize,
-    /// Timed samples per 80 MB move.
+    /// Timed samples per 80 MB move (after 1 warm-up).
     pub big_samples: usize,
+    /// Timed samples per 8 MB move.
+    pub medium_samples: usize,
+    /// Untimed warm-up runs per 8 MB move.
+    pub medium_warmup: usize,
     /// Timed cluster starts and stops (each one a full start/stop cycle).
     pub lifecycle_samples: usize,
     /// Engines (ranks) per cluster.
@@ -49,15 +53,29 @@ impl Config {
     pub fn new(quick: bool, bin_dir: PathBuf, home: PathBuf) -> Config {
         let (latency_samples, latency_warmup, big_samples, lifecycle_samples) =
             if quick { (20, 5, 2, 3) } else { (300, 20, 7, 20) };
+        let (medium_samples, medium_warmup) = if quick { (5, 1) } else { (50, 5) };
         Config {
             quick,
             latency_samples,
             latency_warmup,
             big_samples,
+            medium_samples,
+            medium_warmup,
             lifecycle_samples,
             engines: 4,
             bin_dir,
             home,
+        }
+    }
+
+    /// `(warm-up, timed)` runs of a move of `bytes` (one of [`floors::MOVE_SIZES`]): the 80 MB
+    /// moves take [`Config::big_samples`] after 1 warm-up, smaller ones [`Config::medium_samples`]
+    /// after [`Config::medium_warmup`].
+    pub fn move_samples(&self, bytes: usize) -> (usize, usize) {
+        if bytes >= floors::BIG_BYTES {
+            (1, self.big_samples)
+        } else {
+            (self.medium_warmup, self.medium_samples)
         }
     }
 

@@ -22,7 +22,8 @@ use mpx_benches::{
 /// Benchmarks mpx against its floors (TCP loopback, raw MPI, mpirun) on this machine.
 #[derive(Parser)]
 struct Args {
-    /// A smoke run: 20 latency samples, 2 per 80 MB move, 3 start/stop cycles (figures are rough).
+    /// A smoke run: 20 latency samples, 5 per 8 MB and 2 per 80 MB move, 3 start/stop cycles
+    /// (figures are rough).
     #[arg(long)]
     quick: bool,
     /// Where to write the JSON results.
@@ -69,11 +70,13 @@ fn run(args: Args, home: &Path) -> Result<()> {
     let machine = Machine::describe();
     let date = utc_now();
     eprintln!(
-        "mpx-bench{}: {} latency samples ({} warm-up), {} per 80 MB move, {} start/stop cycles; \
-         {} CPUs, {}, load {}",
+        "mpx-bench{}: {} latency samples ({} warm-up), {} per 8 MB move ({} warm-up), {} per 80 MB \
+         move, {} start/stop cycles; {} CPUs, {}, load {}",
         if cfg.quick { " --quick (rough figures)" } else { "" },
         cfg.latency_samples,
         cfg.latency_warmup,
+        cfg.medium_samples,
+        cfg.medium_warmup,
         cfg.big_samples,
         cfg.lifecycle_samples,
         machine.nproc,
@@ -88,21 +91,21 @@ fn run(args: Args, home: &Path) -> Result<()> {
     };
     let done = |t: Instant| eprintln!(" {:.1} s", t.elapsed().as_secs_f64());
 
-    let t = step("floors (TCP echo and 80 MB, mpx-bench-mpi under mpirun, mpirun true)");
+    let t = step("floors (TCP echo, 8 and 80 MB, mpx-bench-mpi under mpirun, mpirun true)");
     let floors = Floors::measure(&cfg)?;
     done(t);
 
     let mut ctx = Ctx::new(cfg.clone());
     let mut results = Vec::new();
     for row in rows() {
-        if !args.only.is_empty() && !args.only.iter().any(|o| o == row.name) {
+        if !args.only.is_empty() && !args.only.contains(&row.name) {
             continue;
         }
-        let t = step(row.name);
+        let t = step(&row.name);
         let measured = (row.mpx)(&mut ctx);
         done(t);
         results.push(RowResult::new(&row, measured, &floors));
-        if args.panic_after.as_deref() == Some(row.name) {
+        if args.panic_after.as_deref() == Some(row.name.as_str()) {
             panic!("--panic-after {}: checking that the cleanup ends every process", row.name);
         }
     }
@@ -111,37 +114,25 @@ fn run(args: Args, home: &Path) -> Result<()> {
     let mut samples = BTreeMap::new();
     samples.insert("latency".into(), cfg.latency_samples);
     samples.insert("latency_warmup".into(), cfg.latency_warmup);
+    samples.insert("medium_move".into(), cfg.medium_samples);
+    samples.insert("medium_move_warmup".into(), cfg.medium_warmup);
     samples.insert("big_move".into(), cfg.big_samples);
     samples.insert("start_stop_cycles".into(), cfg.lifecycle_samples);
-    let floor_list = [
-        ("tcp_rtt", floors.tcp_rtt),
-        ("tcp_80mb", floors.tcp_80mb),
-        ("mpi_allreduce_1_f64", floors.allreduce1),
-        ("mpi_allreduce_1m_f64", floors.allreduce1m),
-        ("mpi_bcast_80mb", floors.bcast80),
-        ("mpi_scatterv_80mb", floors.scatter80),
-        ("mpi_gatherv_80mb", floors.gather80),
-        ("mpirun_true", floors.mpirun_true),
-    ];
     let report = Report {
         date,
         commit: args.commit,
         quick: cfg.quick,
         samples,
         machine,
-        floors: floor_list
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .chain(floors.diagnostics.clone())
-            .collect(),
+        floors: floors.named().into_iter().collect(),
         rows: results,
         total_secs: t0.elapsed().as_secs_f64(),
     };
     println!();
     if cfg.quick {
         println!(
-            "QUICK RUN ({} latency samples, {} per 80 MB move): rough figures",
-            cfg.latency_samples, cfg.big_samples
+            "QUICK RUN ({} latency samples, {} per 8 MB move, {} per 80 MB move): rough figures",
+            cfg.latency_samples, cfg.medium_samples, cfg.big_samples
         );
     }
     print!("{}", report.table());

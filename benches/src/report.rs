@@ -53,9 +53,9 @@ impl RowResult {
         let floor = (row.floor)(floors);
         let gbps = |s: &Stats| row.bytes.map(|b| b as f64 / s.median / 1e9);
         let mut r = RowResult {
-            name: row.name.into(),
-            operation: row.operation.into(),
-            floor_definition: row.floor_definition.into(),
+            name: row.name.clone(),
+            operation: row.operation.clone(),
+            floor_definition: row.floor_definition.clone(),
             status: "measured".into(),
             message: None,
             mpx: None,

@@ -13,7 +13,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use crate::{
     cluster::BenchCluster,
-    floors::{Floors, BIG_BYTES},
+    floors::{megabytes, Floors, MOVE_SIZES},
     stats::Stats,
     Config,
 };
@@ -95,136 +95,169 @@ impl Goal {
     }
 }
 
+/// Measures a row's mpx side.
+pub type MpxFn = Box<dyn Fn(&mut Ctx) -> Result<Measured>>;
+/// A row's floor, from the floors measured in the run (`None`: the row has none).
+pub type FloorFn = Box<dyn Fn(&Floors) -> Option<Stats>>;
+
 /// One row of the benchmark.
 pub struct Row {
-    /// Its name (`rtt1`, `psum`, ...).
-    pub name: &'static str,
+    /// Its name (`rtt1`, `psum`, `push8M`, ...).
+    pub name: String,
     /// The mpx operation measured.
-    pub operation: &'static str,
+    pub operation: String,
     /// What its floor is.
-    pub floor_definition: &'static str,
+    pub floor_definition: String,
     /// Measures the mpx side.
-    pub mpx: fn(&mut Ctx) -> Result<Measured>,
+    pub mpx: MpxFn,
     /// Its floor, from the floors measured in this run.
-    pub floor: fn(&Floors) -> Option<Stats>,
+    pub floor: FloorFn,
     /// Its goal.
     pub goal: Goal,
     /// Bytes moved, for rows that move data (throughput = bytes / time).
     pub bytes: Option<usize>,
 }
 
+impl Row {
+    /// A row that moves no data.
+    fn new(
+        name: impl Into<String>,
+        operation: impl Into<String>,
+        floor_definition: impl Into<String>,
+        mpx: impl Fn(&mut Ctx) -> Result<Measured> + 'static,
+        floor: impl Fn(&Floors) -> Option<Stats> + 'static,
+        goal: Goal,
+    ) -> Row {
+        Row {
+            name: name.into(),
+            operation: operation.into(),
+            floor_definition: floor_definition.into(),
+            mpx: Box::new(mpx),
+            floor: Box::new(floor),
+            goal,
+            bytes: None,
+        }
+    }
+
+    /// The same row, moving `bytes` (its throughput is reported).
+    fn moving(self, bytes: usize) -> Row {
+        Row { bytes: Some(bytes), ..self }
+    }
+}
+
 /// Every row, in the order they run (the shared cluster's rows first, then start/stop cycles).
 pub fn rows() -> Vec<Row> {
-    let big = Some(BIG_BYTES);
-    vec![
-        Row {
-            name: "rtt1",
-            operation: "execute a no-op cell on 1 engine, client round trip",
-            floor_definition: "TCP loopback ping-pong RTT, 8 B, TCP_NODELAY",
-            mpx: mpx_rtt1,
-            floor: |f| Some(f.tcp_rtt),
-            goal: Goal::RatioAtMost(4.0),
-            bytes: None,
-        },
-        Row {
-            name: "rttN",
-            operation: "execute a no-op cell on all engines, client round trip",
-            floor_definition: "TCP loopback ping-pong RTT, 8 B, TCP_NODELAY",
-            mpx: mpx_rtt_n,
-            floor: |f| Some(f.tcp_rtt),
-            goal: Goal::RatioAtMost(6.0),
-            bytes: None,
-        },
-        Row {
-            name: "psum",
-            operation: "psum(a) of a 100-element array on all engines, client round trip",
-            floor_definition: "raw MPI_Allreduce of 1 f64 + TCP RTT",
-            mpx: mpx_psum,
-            floor: |f| Some(f.allreduce1.then(f.tcp_rtt)),
-            goal: Goal::RatioAtMost(2.0),
-            bytes: None,
-        },
-        Row {
-            name: "allreduce8M",
-            operation: "allreduce of 1M f64, timed inside the engines with wtime() (slowest engine)",
-            floor_definition: "raw MPI_Allreduce of 1M f64",
-            mpx: mpx_allreduce_inside,
-            floor: |f| Some(f.allreduce1m),
-            goal: Goal::None,
-            bytes: None,
-        },
-        Row {
-            name: "allreduce8M-rt",
-            operation: "allreduce of 1M f64 on all engines, client round trip",
-            floor_definition: "raw MPI_Allreduce of 1M f64 + TCP RTT",
-            mpx: mpx_allreduce_round_trip,
-            floor: |f| Some(f.allreduce1m.then(f.tcp_rtt)),
-            goal: Goal::None,
-            bytes: None,
-        },
-        Row {
-            name: "push80M",
-            operation: "push 80 MB of f64 to all engines",
-            floor_definition: "TCP loopback 80 MB + raw MPI_Bcast 80 MB",
-            mpx: mpx_push80m,
-            floor: |f| Some(f.tcp_80mb.then(f.bcast80)),
-            goal: Goal::ThroughputAtLeast(0.7),
-            bytes: big,
-        },
-        Row {
-            name: "pull80M",
-            operation: "pull 80 MB of f64 from one engine",
-            floor_definition: "TCP loopback 80 MB",
-            mpx: mpx_pull80m,
-            floor: |f| Some(f.tcp_80mb),
-            goal: Goal::ThroughputAtLeast(0.7),
-            bytes: big,
-        },
-        Row {
-            name: "scatter80M",
-            operation: "scatter 10M f64 over all engines",
-            floor_definition: "TCP loopback 80 MB + raw MPI_Scatterv 80 MB",
-            mpx: mpx_scatter80m,
-            floor: |f| Some(f.tcp_80mb.then(f.scatter80)),
-            goal: Goal::ThroughputAtLeast(0.7),
-            bytes: big,
-        },
-        Row {
-            name: "gather80M",
-            operation: "gather 10M f64 from all engines",
-            floor_definition: "raw MPI_Gatherv 80 MB + TCP loopback 80 MB",
-            mpx: mpx_gather80m,
-            floor: |f| Some(f.gather80.then(f.tcp_80mb)),
-            goal: Goal::ThroughputAtLeast(0.7),
-            bytes: big,
-        },
-        Row {
-            name: "tasks",
-            operation: "load-balanced no-op tasks per second",
-            floor_definition: "–",
-            mpx: mpx_tasks,
-            floor: |_| None,
-            goal: Goal::None,
-            bytes: None,
-        },
-        Row {
-            name: "start",
-            operation: "`mpx cluster start -n 4 --daemonize` until it reports ready",
-            floor_definition: "`mpirun -n 4 --oversubscribe true`",
-            mpx: mpx_start,
-            floor: |f| Some(f.mpirun_true),
-            goal: Goal::FloorPlus(0.2),
-            bytes: None,
-        },
-        Row {
-            name: "stop",
-            operation: "`mpx cluster stop` until every cluster process is gone (by PID)",
-            floor_definition: "`mpirun -n 4 --oversubscribe true` (reference)",
-            mpx: mpx_stop,
-            floor: |f| Some(f.mpirun_true),
-            goal: Goal::WithinNoLeftovers(0.5),
-            bytes: None,
-        },
+    let mut rows = vec![
+        Row::new(
+            "rtt1",
+            "execute a no-op cell on 1 engine, client round trip",
+            "TCP loopback ping-pong RTT, 8 B, TCP_NODELAY",
+            mpx_rtt1,
+            |f| Some(f.tcp_rtt),
+            Goal::RatioAtMost(4.0),
+        ),
+        Row::new(
+            "rttN",
+            "execute a no-op cell on all engines, client round trip",
+            "TCP loopback ping-pong RTT, 8 B, TCP_NODELAY",
+            mpx_rtt_n,
+            |f| Some(f.tcp_rtt),
+            Goal::RatioAtMost(6.0),
+        ),
+        Row::new(
+            "psum",
+            "psum(a) of a 100-element array on all engines, client round trip",
+            "raw MPI_Allreduce of 1 f64 + TCP RTT",
+            mpx_psum,
+            |f| Some(f.allreduce1.then(f.tcp_rtt)),
+            Goal::RatioAtMost(2.0),
+        ),
+        Row::new(
+            "allreduce8M",
+            "allreduce of 1M f64, timed inside the engines with wtime() (slowest engine)",
+            "raw MPI_Allreduce of 1M f64",
+            mpx_allreduce_inside,
+            |f| Some(f.allreduce1m),
+            Goal::None,
+        ),
+        Row::new(
+            "allreduce8M-rt",
+            "allreduce of 1M f64 on all engines, client round trip",
+            "raw MPI_Allreduce of 1M f64 + TCP RTT",
+            mpx_allreduce_round_trip,
+            |f| Some(f.allreduce1m.then(f.tcp_rtt)),
+            Goal::None,
+        ),
+    ];
+    for bytes in MOVE_SIZES {
+        rows.extend(move_rows(bytes));
+    }
+    rows.extend([
+        Row::new("tasks", "load-balanced no-op tasks per second", "–", mpx_tasks, |_| None, Goal::None),
+        Row::new(
+            "start",
+            "`mpx cluster start -n 4 --daemonize` until it reports ready",
+            "`mpirun -n 4 --oversubscribe true`",
+            mpx_start,
+            |f| Some(f.mpirun_true),
+            Goal::FloorPlus(0.2),
+        ),
+        Row::new(
+            "stop",
+            "`mpx cluster stop` until every cluster process is gone (by PID)",
+            "`mpirun -n 4 --oversubscribe true` (reference)",
+            mpx_stop,
+            |f| Some(f.mpirun_true),
+            Goal::WithinNoLeftovers(0.5),
+        ),
+    ]);
+    rows
+}
+
+/// The data rows of one size (`push8M`, `pull8M`, `scatter8M`, `gather8M` for 8 MB): push to all
+/// engines, pull from one, scatter and gather, each with its floor of the same bytes.
+fn move_rows(bytes: usize) -> [Row; 4] {
+    let mb = megabytes(bytes);
+    let elems = format!("{}M f64", bytes / 8 / 1_000_000);
+    let goal = Goal::ThroughputAtLeast(0.7);
+    let tcp = format!("TCP loopback {mb} MB");
+    [
+        Row::new(
+            format!("push{mb}M"),
+            format!("push {mb} MB of f64 to all engines"),
+            format!("{tcp} + raw MPI_Bcast {mb} MB"),
+            move |ctx| mpx_push(ctx, bytes),
+            move |f| f.of_move(bytes).map(|m| m.tcp.then(m.bcast)),
+            goal,
+        )
+        .moving(bytes),
+        Row::new(
+            format!("pull{mb}M"),
+            format!("pull {mb} MB of f64 from one engine"),
+            tcp.clone(),
+            move |ctx| mpx_pull(ctx, bytes),
+            move |f| f.of_move(bytes).map(|m| m.tcp),
+            goal,
+        )
+        .moving(bytes),
+        Row::new(
+            format!("scatter{mb}M"),
+            format!("scatter {elems} over all engines"),
+            format!("{tcp} + raw MPI_Scatterv {mb} MB"),
+            move |ctx| mpx_scatter(ctx, bytes),
+            move |f| f.of_move(bytes).map(|m| m.tcp.then(m.scatter)),
+            goal,
+        )
+        .moving(bytes),
+        Row::new(
+            format!("gather{mb}M"),
+            format!("gather {elems} from all engines"),
+            format!("raw MPI_Gatherv {mb} MB + {tcp}"),
+            move |ctx| mpx_gather(ctx, bytes),
+            move |f| f.of_move(bytes).map(|m| m.gather.then(m.tcp)),
+            goal,
+        )
+        .moving(bytes),
     ]
 }
 
@@ -424,56 +457,56 @@ fn mpx_allreduce_round_trip(ctx: &mut Ctx) -> Result<Measured> {
     round_trips(ctx, Targets::All, "let r = allreduce(big, SUM);")
 }
 
-/// 80 MB of f64 (10M elements), shared copy-on-write: sending it never copies it.
-fn big_array() -> ArrayValue {
-    ArrayValue::F64(Arc::new(ArrayD::from_shape_fn(IxDyn(&[BIG_BYTES / 8]), |i| i[0] as f64)))
+/// `bytes` of f64 (`bytes / 8` elements), shared copy-on-write: sending it never copies it.
+fn f64_array(bytes: usize) -> ArrayValue {
+    ArrayValue::F64(Arc::new(ArrayD::from_shape_fn(IxDyn(&[bytes / 8]), |i| i[0] as f64)))
 }
 
-/// push80M: 80 MB to all engines (one TCP transfer to engine 0, then MPI Bcast).
-fn mpx_push80m(ctx: &mut Ctx) -> Result<Measured> {
-    let n = ctx.cfg.big_samples;
-    let data = big_array();
+/// push: `bytes` to all engines (one TCP transfer to engine 0, then MPI Bcast).
+fn mpx_push(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
+    let (warmup, n) = ctx.cfg.move_samples(bytes);
+    let data = f64_array(bytes);
     let view = ctx.session()?.client.view(Targets::All);
-    let samples = time_repeated(1, n, || {
+    let samples = time_repeated(warmup, n, || {
         view.push_sync("x", &data, CELL_TIMEOUT)?;
         Ok(())
     })?;
     Measured::of(&samples)
 }
 
-/// pull80M: 80 MB from engine 0.
-fn mpx_pull80m(ctx: &mut Ctx) -> Result<Measured> {
-    let n = ctx.cfg.big_samples;
+/// pull: `bytes` from engine 0.
+fn mpx_pull(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
+    let (warmup, n) = ctx.cfg.move_samples(bytes);
     let view = ctx.session()?.client.view(Targets::List(vec![0]));
-    view.push_sync("x", &big_array(), CELL_TIMEOUT)?;
-    let samples = time_repeated(1, n, || {
+    view.push_sync("x", &f64_array(bytes), CELL_TIMEOUT)?;
+    let samples = time_repeated(warmup, n, || {
         let got = view.pull_sync("x", CELL_TIMEOUT)?;
-        ensure!(got.len() == 1 && got[0].len() == BIG_BYTES / 8, "pulled the wrong array");
+        ensure!(got.len() == 1 && got[0].len() == bytes / 8, "pulled the wrong array");
         Ok(())
     })?;
     Measured::of(&samples)
 }
 
-/// scatter80M: 10M f64 split over all engines (one TCP transfer, then MPI Scatterv).
-fn mpx_scatter80m(ctx: &mut Ctx) -> Result<Measured> {
-    let n = ctx.cfg.big_samples;
-    let data = big_array();
+/// scatter: `bytes` of f64 split over all engines (one TCP transfer, then MPI Scatterv).
+fn mpx_scatter(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
+    let (warmup, n) = ctx.cfg.move_samples(bytes);
+    let data = f64_array(bytes);
     let view = ctx.session()?.client.view(Targets::All);
-    let samples = time_repeated(1, n, || {
+    let samples = time_repeated(warmup, n, || {
         view.scatter_sync("x", &data, CELL_TIMEOUT)?;
         Ok(())
     })?;
     Measured::of(&samples)
 }
 
-/// gather80M: 10M f64 concatenated from all engines (MPI Gatherv, one TCP transfer back).
-fn mpx_gather80m(ctx: &mut Ctx) -> Result<Measured> {
-    let n = ctx.cfg.big_samples;
+/// gather: `bytes` of f64 concatenated from all engines (MPI Gatherv, one TCP transfer back).
+fn mpx_gather(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
+    let (warmup, n) = ctx.cfg.move_samples(bytes);
     let view = ctx.session()?.client.view(Targets::All);
-    view.scatter_sync("x", &big_array(), CELL_TIMEOUT)?;
-    let samples = time_repeated(1, n, || {
+    view.scatter_sync("x", &f64_array(bytes), CELL_TIMEOUT)?;
+    let samples = time_repeated(warmup, n, || {
         let whole = view.gather_sync("x", CELL_TIMEOUT)?;
-        ensure!(whole.len() == BIG_BYTES / 8, "gathered the wrong array");
+        ensure!(whole.len() == bytes / 8, "gathered the wrong array");
         Ok(())
     })?;
     Measured::of(&samples)
@@ -495,5 +528,43 @@ fn mpx_stop(ctx: &mut Ctx) -> Result<Measured> {
     match Stats::of(&l.stop) {
         Some(stats) => Ok(Measured::Done { stats, leftovers: Some(l.leftovers), breakdown: None }),
         None => bail!("no stop samples"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_rows_of_both_sizes() {
+        let rows = rows();
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "duplicate row names: {names:?}");
+        for (mb, bytes) in [(8, 8_000_000), (80, 80_000_000)] {
+            for op in ["push", "pull", "scatter", "gather"] {
+                let name = format!("{op}{mb}M");
+                let row = rows.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("no row {name}"));
+                assert_eq!(row.bytes, Some(bytes), "{name}");
+                assert!(
+                    row.floor_definition.contains(&format!("{mb} MB")),
+                    "{name}: {}",
+                    row.floor_definition
+                );
+                assert!(matches!(row.goal, Goal::ThroughputAtLeast(k) if k == 0.7), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn move_samples_by_size() {
+        let cfg = |quick| Config::new(quick, "bin".into(), "home".into());
+        assert_eq!(cfg(false).move_samples(80_000_000), (1, 7));
+        assert_eq!(cfg(true).move_samples(80_000_000), (1, 2));
+        let (warmup, samples) = cfg(false).move_samples(8_000_000);
+        assert!(samples >= 20 && warmup >= 1, "{samples} after {warmup}");
+        assert!(cfg(true).move_samples(8_000_000).1 >= 3);
     }
 }

@@ -3,6 +3,10 @@
 //! Run under `mpirun -n 4`; rank 0 prints one JSON object `{"name": [seconds, ...], ...}` on
 //! stdout. Each sample is the slowest rank's time for one call, taken right after a barrier:
 //! the moment a cell using the collective could go on everywhere.
+//!
+//! Measured: `allreduce1` and `allreduce1m` (Allreduce of 1 and 1M f64), then for each move size
+//! (8 MB and 80 MB of f64) `bcast{MB}`, `scatter{MB}` and `gather{MB}` (Bcast, Scatterv and
+//! Gatherv from / to rank 0: `bcast8`, ..., `gather80`).
 #![deny(warnings, missing_docs)]
 
 use std::collections::BTreeMap;
@@ -22,16 +26,22 @@ struct Args {
     /// Timed calls for latencies (the 1-double and 1M-double allreduces).
     #[arg(long, default_value_t = 200)]
     latency_samples: usize,
-    /// Timed calls for 80 MB moves (Bcast, Scatterv, Gatherv).
+    /// Timed calls for 80 MB moves (Bcast, Scatterv, Gatherv), after 1 warm-up call.
     #[arg(long, default_value_t = 7)]
     big_samples: usize,
+    /// Timed calls for 8 MB moves (Bcast, Scatterv, Gatherv).
+    #[arg(long, default_value_t = 50)]
+    medium_samples: usize,
+    /// Untimed calls before the timed ones, per 8 MB move.
+    #[arg(long, default_value_t = 5)]
+    medium_warmup: usize,
     /// Untimed calls before the timed ones, per measurement.
     #[arg(long, default_value_t = 10)]
     warmup: usize,
     /// Ask for MPI_THREAD_MULTIPLE, as the mpx engine does (default: plain MPI_Init).
     #[arg(long)]
     thread_multiple: bool,
-    /// Only the allreduces (no 80 MB moves).
+    /// Only the allreduces (no 8 MB or 80 MB moves).
     #[arg(long)]
     no_big: bool,
     /// Initialise and finalise MPI, nothing else (the MPI start-up floor).
@@ -41,7 +51,7 @@ struct Args {
 
 /// Elements of the 80 MB arrays (10M f64).
 const BIG: usize = 10_000_000;
-/// Elements of the 8 MB allreduce (1M f64).
+/// Elements of the 8 MB allreduce and moves (1M f64).
 const MEDIUM: usize = 1_000_000;
 
 /// Times `op` `warmup + samples` times and keeps the slowest rank's time of each timed call.
@@ -75,6 +85,50 @@ fn split(total: usize, n: usize) -> (Vec<Count>, Vec<Count>) {
     (counts, displs)
 }
 
+/// Times Bcast, Scatterv and Gatherv of `elems` f64 between rank 0 and every rank (the byte
+/// counts of the mpx data rows), as `bcast{MB}`, `scatter{MB}` and `gather{MB}` in `results`.
+fn moves(
+    world: &SimpleCommunicator,
+    elems: usize,
+    warmup: usize,
+    samples: usize,
+    results: &mut BTreeMap<String, Vec<f64>>,
+) {
+    let (rank, size) = (world.rank() as usize, world.size() as usize);
+    let root = world.process_at_rank(0);
+    let mb = elems * 8 / 1_000_000;
+    let mut data = vec![1.0f64; elems];
+    results
+        .insert(format!("bcast{mb}"), measure(world, warmup, samples, || root.broadcast_into(&mut data[..])));
+
+    let (counts, displs) = split(elems, size);
+    let mut part = vec![0.0f64; counts[rank] as usize];
+    results.insert(
+        format!("scatter{mb}"),
+        measure(world, warmup, samples, || {
+            if rank == 0 {
+                root.scatter_varcount_into_root(
+                    &Partition::new(&data[..], &counts[..], &displs[..]),
+                    &mut part[..],
+                );
+            } else {
+                root.scatter_varcount_into(&mut part[..]);
+            }
+        }),
+    );
+    results.insert(
+        format!("gather{mb}"),
+        measure(world, warmup, samples, || {
+            if rank == 0 {
+                let mut recv = PartitionMut::new(&mut data[..], &counts[..], &displs[..]);
+                root.gather_varcount_into_root(&part[..], &mut recv);
+            } else {
+                root.gather_varcount_into(&part[..]);
+            }
+        }),
+    );
+}
+
 fn main() {
     let args = Args::parse();
     let universe = if args.thread_multiple {
@@ -89,21 +143,20 @@ fn main() {
         return;
     }
     let world = universe.world();
-    let (rank, size) = (world.rank(), world.size() as usize);
-    let root = world.process_at_rank(0);
-    let (lat, big, warm) = (args.latency_samples, args.big_samples, args.warmup);
-    let mut results: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let rank = world.rank();
+    let (lat, warm) = (args.latency_samples, args.warmup);
+    let mut results: BTreeMap<String, Vec<f64>> = BTreeMap::new();
 
     let (one, mut one_out) = (1.0f64, 0.0f64);
     results.insert(
-        "allreduce1",
+        "allreduce1".into(),
         measure(&world, warm, lat, || world.all_reduce_into(&one, &mut one_out, SystemOperation::sum())),
     );
 
     let medium = vec![1.0f64; MEDIUM];
     let mut medium_out = vec![0.0f64; MEDIUM];
     results.insert(
-        "allreduce1m",
+        "allreduce1m".into(),
         measure(&world, warm, lat, || {
             world.all_reduce_into(&medium[..], &mut medium_out[..], SystemOperation::sum())
         }),
@@ -116,37 +169,12 @@ fn main() {
         return;
     }
 
-    // 80 MB moves: one warm-up is plenty for calls this long.
-    let big_warm = warm.min(1);
-    let mut data = vec![1.0f64; BIG];
-    results.insert("bcast80", measure(&world, big_warm, big, || root.broadcast_into(&mut data[..])));
-
-    let (counts, displs) = split(BIG, size);
-    let mut part = vec![0.0f64; counts[rank as usize] as usize];
-    results.insert(
-        "scatter80",
-        measure(&world, big_warm, big, || {
-            if rank == 0 {
-                root.scatter_varcount_into_root(
-                    &Partition::new(&data[..], &counts[..], &displs[..]),
-                    &mut part[..],
-                );
-            } else {
-                root.scatter_varcount_into(&mut part[..]);
-            }
-        }),
-    );
-    results.insert(
-        "gather80",
-        measure(&world, big_warm, big, || {
-            if rank == 0 {
-                let mut recv = PartitionMut::new(&mut data[..], &counts[..], &displs[..]);
-                root.gather_varcount_into_root(&part[..], &mut recv);
-            } else {
-                root.gather_varcount_into(&part[..]);
-            }
-        }),
-    );
+    // The moves, 8 MB then 80 MB (one warm-up is plenty for calls as long as the 80 MB ones).
+    for (elems, warmup, samples) in
+        [(MEDIUM, args.medium_warmup, args.medium_samples), (BIG, 1, args.big_samples)]
+    {
+        moves(&world, elems, warmup, samples, &mut results);
+    }
 
     if rank == 0 {
         println!("{}", serde_json::to_string(&results).expect("JSON of numbers"));
