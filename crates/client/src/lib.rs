@@ -1,7 +1,8 @@
 //! The mpx client library: connect to a cluster, run code on engines, collect results.
 //!
 //! # Layout
-//! - [`client`]: [`Client`], the connection, and [`View`], a set of target engines.
+//! - [`client`]: [`Client`], the connection to a controller.
+//! - [`view`]: [`View`], a set of target engines, and what runs on them.
 //! - [`result`]: [`AsyncResult`], one request's per-engine results, waited for with timeouts.
 //! - [`npy`]: `.npy` files for the CLI's data commands.
 //! - [`display`]: ipyparallel-style rendering (`[stdout:0] ...`, `Out[0]: ...`, `[2:error] ...`).
@@ -22,11 +23,13 @@ pub mod client;
 pub mod display;
 pub mod npy;
 pub mod result;
+pub mod view;
 
-pub use client::{ApplyArg, Client, View};
+pub use client::Client;
 pub use mpx_cells::{ArrayValue, DType};
 pub use mpx_messages::{EngineId, EngineState, Outcome, RemoteError, Targets};
 pub use result::{AsyncResult, EngineResult};
+pub use view::{ApplyArg, View};
 
 use thiserror::Error;
 

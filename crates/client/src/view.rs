@@ -1,0 +1,167 @@
+//! [`View`]: a set of target engines of one client, and the operations on them.
+
+use std::time::Duration;
+
+use mpx_cells::{raw, ArrayValue};
+use mpx_messages::{Arg, ArrayMeta, Dtype, Targets, Task};
+
+use crate::{AsyncResult, Client, ClientError, EngineResult};
+
+/// The wire description of an array whose bytes go in buffer `buffer`.
+fn meta_of(a: &ArrayValue, buffer: usize) -> ArrayMeta {
+    ArrayMeta {
+        dtype: Dtype::from_name(a.dtype_name()).expect("cell dtypes are mpx dtypes"),
+        shape: a.shape().to_vec(),
+        buffer,
+    }
+}
+
+/// An argument of [`View::apply`].
+#[derive(Debug, Clone)]
+pub enum ApplyArg {
+    /// A float.
+    Float(f64),
+    /// An integer.
+    Int(i64),
+    /// A boolean.
+    Bool(bool),
+    /// A string.
+    Str(String),
+    /// An array.
+    Array(ArrayValue),
+}
+
+/// A set of target engines of one client (ipyparallel's `DirectView`).
+#[derive(Debug, Clone)]
+pub struct View<'a> {
+    client: &'a Client,
+    targets: Targets,
+}
+
+impl<'a> View<'a> {
+    /// A view of `targets` through `client`.
+    pub fn new(client: &'a Client, targets: Targets) -> Self {
+        View { client, targets }
+    }
+
+    /// The targets.
+    pub fn targets(&self) -> &Targets {
+        &self.targets
+    }
+
+    /// Runs a cell on the view's engines.
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn execute(&self, code: &str) -> Result<AsyncResult, ClientError> {
+        self.client.submit(self.targets.clone(), Task::Execute { code: code.to_string() })
+    }
+
+    /// Binds `name` to `array` on the view's engines. The bytes cross the network once, to the
+    /// lowest target engine, which broadcasts them to the others with MPI.
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn push(&self, name: &str, array: &ArrayValue) -> Result<AsyncResult, ClientError> {
+        let task = Task::Push { name: name.into(), array: meta_of(array, 0), group: vec![] };
+        self.client.submit_with(self.targets.clone(), task, vec![raw::to_bytes(array)])
+    }
+
+    /// Fetches `name` from each of the view's engines (results carry `array`).
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn pull(&self, name: &str) -> Result<AsyncResult, ClientError> {
+        self.client.submit(self.targets.clone(), Task::Pull { name: name.into() })
+    }
+
+    /// Splits `array` along axis 0 over the view's engines (first engines get one row more);
+    /// one transfer to the lowest target, then MPI Scatterv.
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn scatter(&self, name: &str, array: &ArrayValue) -> Result<AsyncResult, ClientError> {
+        let task = Task::Scatter { name: name.into(), array: meta_of(array, 0), group: vec![], rows: vec![] };
+        self.client.submit_with(self.targets.clone(), task, vec![raw::to_bytes(array)])
+    }
+
+    /// Concatenates `name` along axis 0 over the view's engines (MPI Gatherv to the lowest
+    /// target, whose result carries the whole array).
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn gather(&self, name: &str) -> Result<AsyncResult, ClientError> {
+        self.client.submit(self.targets.clone(), Task::Gather { name: name.into(), group: vec![] })
+    }
+
+    /// Calls a registered native (or cell-defined) function on the view's engines.
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn apply(&self, function: &str, args: Vec<ApplyArg>) -> Result<AsyncResult, ClientError> {
+        let mut buffers = Vec::new();
+        let args = args
+            .into_iter()
+            .map(|a| match a {
+                ApplyArg::Float(x) => Arg::Float(x),
+                ApplyArg::Int(i) => Arg::Int(i),
+                ApplyArg::Bool(b) => Arg::Bool(b),
+                ApplyArg::Str(s) => Arg::Str(s),
+                ApplyArg::Array(a) => {
+                    buffers.push(raw::to_bytes(&a));
+                    Arg::Array(meta_of(&a, buffers.len() - 1))
+                }
+            })
+            .collect();
+        self.client.submit_with(
+            self.targets.clone(),
+            Task::Apply { function: function.into(), args },
+            buffers,
+        )
+    }
+
+    /// [`push`](Self::push) and wait; any engine's error is an error.
+    ///
+    /// # Errors
+    /// Timeout, refusal, a lost connection, or the engines' errors.
+    pub fn push_sync(&self, name: &str, array: &ArrayValue, timeout: Duration) -> Result<(), ClientError> {
+        self.push(name, array)?.get_ok(timeout).map(drop)
+    }
+
+    /// [`pull`](Self::pull) and wait: each engine's array, in engine order.
+    ///
+    /// # Errors
+    /// Timeout, refusal, a lost connection, or the engines' errors (naming engine and variable).
+    pub fn pull_sync(&self, name: &str, timeout: Duration) -> Result<Vec<ArrayValue>, ClientError> {
+        let results = self.pull(name)?.get_ok(timeout)?;
+        Ok(results.into_iter().filter_map(|r| r.array).collect())
+    }
+
+    /// [`scatter`](Self::scatter) and wait.
+    ///
+    /// # Errors
+    /// As [`push_sync`](Self::push_sync).
+    pub fn scatter_sync(&self, name: &str, array: &ArrayValue, timeout: Duration) -> Result<(), ClientError> {
+        self.scatter(name, array)?.get_ok(timeout).map(drop)
+    }
+
+    /// [`gather`](Self::gather) and wait: the concatenated array.
+    ///
+    /// # Errors
+    /// As [`pull_sync`](Self::pull_sync).
+    pub fn gather_sync(&self, name: &str, timeout: Duration) -> Result<ArrayValue, ClientError> {
+        let results = self.gather(name)?.get_ok(timeout)?;
+        results
+            .into_iter()
+            .find_map(|r| r.array)
+            .ok_or_else(|| ClientError::Closed("the gather's root sent no array".into()))
+    }
+
+    /// Runs a cell and waits for every engine's result (errors included, per engine).
+    ///
+    /// # Errors
+    /// Timeout (the cell goes on), refusal, or a lost connection.
+    pub fn execute_sync(&self, code: &str, timeout: Duration) -> Result<Vec<EngineResult>, ClientError> {
+        self.execute(code)?.get(timeout)
+    }
+}
