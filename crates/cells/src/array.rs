@@ -6,66 +6,8 @@ use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 
 use crate::error::CellError;
 
-/// Element type of an [`ArrayValue`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DType {
-    /// 64-bit float.
-    F64,
-    /// 32-bit float.
-    F32,
-    /// 64-bit signed integer.
-    I64,
-    /// 32-bit signed integer.
-    I32,
-    /// Unsigned byte.
-    U8,
-    /// Boolean.
-    Bool,
-}
-
-impl DType {
-    /// All dtypes, in the order of their wire codes.
-    pub const ALL: [DType; 6] = [DType::F64, DType::F32, DType::I64, DType::I32, DType::U8, DType::Bool];
-
-    /// The numpy-style name ("f64", "f32", "i64", "i32", "u8", "bool").
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F64 => "f64",
-            DType::F32 => "f32",
-            DType::I64 => "i64",
-            DType::I32 => "i32",
-            DType::U8 => "u8",
-            DType::Bool => "bool",
-        }
-    }
-
-    /// Parses a dtype name (case-insensitive; also accepts "float"/"int"/"float64"/...).
-    pub fn parse(name: &str) -> Option<DType> {
-        Some(match name.to_ascii_lowercase().as_str() {
-            "f64" | "float64" | "float" | "double" => DType::F64,
-            "f32" | "float32" => DType::F32,
-            "i64" | "int64" | "int" => DType::I64,
-            "i32" | "int32" => DType::I32,
-            "u8" | "uint8" | "byte" => DType::U8,
-            "bool" => DType::Bool,
-            _ => return None,
-        })
-    }
-
-    /// Size of one element in bytes (bool is one byte).
-    pub fn item_size(self) -> usize {
-        match self {
-            DType::F64 | DType::I64 => 8,
-            DType::F32 | DType::I32 => 4,
-            DType::U8 | DType::Bool => 1,
-        }
-    }
-
-    /// True for the integer and bool dtypes.
-    pub fn is_integral(self) -> bool {
-        !matches!(self, DType::F64 | DType::F32)
-    }
-}
+/// Element type of an [`ArrayValue`]: the wire's dtype, one definition for both.
+pub use mpx_messages::Dtype as DType;
 
 /// A typed n-d array shared copy-on-write (`Arc::make_mut` on write); cloning never copies data.
 #[derive(Clone, Debug)]

@@ -14,11 +14,11 @@ use std::{
 };
 
 use bytes::Bytes;
-use mpx_cells::{raw, ArrayValue, DType};
+use mpx_cells::{raw, ArrayValue};
 use mpx_controller::files;
 use mpx_messages::{
-    codec::blocking, ClientToController, ClusterInfo, CodecError, ControllerToClient, Dtype, EngineId,
-    EngineState, Frame, Key, Outcome, RemoteError, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
+    codec::blocking, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, EngineState,
+    Frame, Key, Outcome, RemoteError, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
 };
 
 use crate::{
@@ -411,7 +411,7 @@ fn decode_array(outcome: &mut Outcome, buffers: &[Bytes]) -> Option<ArrayValue> 
     let decoded = buffers
         .get(meta.buffer)
         .ok_or_else(|| "its buffer is missing".to_string())
-        .and_then(|b| raw::from_bytes(cell_dtype(meta.dtype), &meta.shape, b).map_err(|e| e.evalue));
+        .and_then(|b| raw::from_bytes(meta.dtype, &meta.shape, b).map_err(|e| e.evalue));
     match decoded {
         Ok(a) => Some(a),
         Err(why) => {
@@ -423,8 +423,4 @@ fn decode_array(outcome: &mut Outcome, buffers: &[Bytes]) -> Option<ArrayValue> 
             None
         }
     }
-}
-
-fn cell_dtype(d: Dtype) -> DType {
-    DType::parse(d.name()).expect("mpx dtypes are cell dtypes")
 }

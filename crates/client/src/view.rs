@@ -3,17 +3,13 @@
 use std::time::Duration;
 
 use mpx_cells::{raw, ArrayValue};
-use mpx_messages::{Arg, ArrayMeta, Dtype, Targets, Task};
+use mpx_messages::{Arg, ArrayMeta, Targets, Task};
 
 use crate::{AsyncResult, Client, ClientError, EngineResult};
 
 /// The wire description of an array whose bytes go in buffer `buffer`.
 fn meta_of(a: &ArrayValue, buffer: usize) -> ArrayMeta {
-    ArrayMeta {
-        dtype: Dtype::from_name(a.dtype_name()).expect("cell dtypes are mpx dtypes"),
-        shape: a.shape().to_vec(),
-        buffer,
-    }
+    ArrayMeta { dtype: a.dtype(), shape: a.shape().to_vec(), buffer }
 }
 
 /// An argument of [`View::apply`].

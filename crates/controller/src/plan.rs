@@ -72,14 +72,14 @@ pub fn plan(task: Task, places: &[Place], buffers: Vec<Bytes>) -> Result<Vec<Ass
     };
     match task {
         Task::Push { name, array, .. } => {
-            check_buffer(array.buffer, byte_len(&array.shape, array.dtype.size())?)?;
+            check_buffer(array.buffer, byte_len(&array.shape, array.dtype.item_size())?)?;
             Ok(root_only(Task::Push { name, array, group }, buffers))
         }
         Task::Scatter { name, array, .. } => {
             let Some(&rows) = array.shape.first() else {
                 return Err(format!("cannot scatter {name:?}: a 0-d array has no axis 0"));
             };
-            check_buffer(array.buffer, byte_len(&array.shape, array.dtype.size())?)?;
+            check_buffer(array.buffer, byte_len(&array.shape, array.dtype.item_size())?)?;
             let rows = split_rows(rows, engines.len());
             Ok(root_only(Task::Scatter { name, array, group, rows }, buffers))
         }

@@ -16,7 +16,7 @@ use mpi::{
     Count,
 };
 use mpx_cells::{raw, ArrayValue, Collectives, DType, Interpreter};
-use mpx_messages::{ArrayMeta, Dtype, EngineId, RemoteError};
+use mpx_messages::{ArrayMeta, EngineId, RemoteError};
 
 use crate::{
     mpi_comm::{recv_buf, send_buf, MpiComm},
@@ -31,17 +31,9 @@ fn err(ename: &str, evalue: impl Into<String>) -> RemoteError {
     RemoteError { ename: ename.into(), evalue: evalue.into(), line: None }
 }
 
-fn to_cells(d: Dtype) -> DType {
-    DType::parse(d.name()).expect("mpx dtypes are cell dtypes")
-}
-
 /// The wire description of an array whose bytes go in buffer `buffer`.
 pub fn meta_of(a: &ArrayValue, buffer: usize) -> ArrayMeta {
-    ArrayMeta {
-        dtype: Dtype::from_name(a.dtype_name()).expect("cell dtypes are mpx dtypes"),
-        shape: a.shape().to_vec(),
-        buffer,
-    }
+    ArrayMeta { dtype: a.dtype(), shape: a.shape().to_vec(), buffer }
 }
 
 /// A zero-filled array to receive into.
@@ -134,7 +126,7 @@ pub fn push(
     group: &[EngineId],
     buffers: &[Bytes],
 ) -> Result<(), RemoteError> {
-    let dtype = to_cells(meta.dtype);
+    let dtype = meta.dtype;
     let decode = || {
         buffers
             .get(meta.buffer)
@@ -190,7 +182,7 @@ pub fn scatter(
     rows: &[usize],
     buffers: &[Bytes],
 ) -> Result<(), RemoteError> {
-    let dtype = to_cells(meta.dtype);
+    let dtype = meta.dtype;
     let row_bytes = meta.shape[1..].iter().product::<usize>() * dtype.item_size();
     let group_comm = groups.comm(group)?;
     let _in = group_comm.enter("scatterv");

@@ -254,7 +254,7 @@ fn apply_args(args: Vec<Arg>, buffers: &[Bytes]) -> Result<Vec<Dynamic>, RemoteE
             Arg::Bool(b) => Ok(Dynamic::from_bool(b)),
             Arg::Str(s) => Ok(Dynamic::from(s)),
             Arg::Array(meta) => {
-                let dtype = mpx_cells::DType::parse(meta.dtype.name()).expect("mpx dtypes are cell dtypes");
+                let dtype = meta.dtype;
                 let bytes = buffers.get(meta.buffer).ok_or_else(|| RemoteError {
                     ename: "ValueError".into(),
                     evalue: format!("argument buffer {} is missing", meta.buffer),

@@ -35,8 +35,8 @@ impl From<Vec<EngineId>> for Targets {
     }
 }
 
-/// Element type of an array payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Element type of an array: on the wire (header of an array buffer) and in the cell language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dtype {
     /// 64-bit float.
@@ -54,7 +54,7 @@ pub enum Dtype {
 }
 
 impl Dtype {
-    /// Every dtype.
+    /// Every dtype, in the order of their one-byte codes.
     pub const ALL: [Dtype; 6] = [Dtype::F64, Dtype::F32, Dtype::I64, Dtype::I32, Dtype::U8, Dtype::Bool];
 
     /// The dtype's name: `f64`, `f32`, `i64`, `i32`, `u8` or `bool` (as in numpy).
@@ -69,18 +69,32 @@ impl Dtype {
         }
     }
 
-    /// The dtype of a name, if it is one of [`Dtype::ALL`].
-    pub fn from_name(name: &str) -> Option<Dtype> {
-        Dtype::ALL.into_iter().find(|d| d.name() == name)
+    /// Parses a dtype name (case-insensitive; also numpy's "float64", "int32", ... and "float",
+    /// "int", "double", "byte").
+    pub fn parse(name: &str) -> Option<Dtype> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "f64" | "float64" | "float" | "double" => Dtype::F64,
+            "f32" | "float32" => Dtype::F32,
+            "i64" | "int64" | "int" => Dtype::I64,
+            "i32" | "int32" => Dtype::I32,
+            "u8" | "uint8" | "byte" => Dtype::U8,
+            "bool" => Dtype::Bool,
+            _ => return None,
+        })
     }
 
-    /// Bytes per element.
-    pub fn size(self) -> usize {
+    /// Bytes per element (bool is one byte).
+    pub fn item_size(self) -> usize {
         match self {
             Dtype::F64 | Dtype::I64 => 8,
             Dtype::F32 | Dtype::I32 => 4,
             Dtype::U8 | Dtype::Bool => 1,
         }
+    }
+
+    /// True for the integer and bool dtypes.
+    pub fn is_integral(self) -> bool {
+        !matches!(self, Dtype::F64 | Dtype::F32)
     }
 }
 
