@@ -419,6 +419,7 @@ fn decode_array(outcome: &mut Outcome, buffers: &[Bytes]) -> Option<ArrayValue> 
                 ename: "DecodeError".into(),
                 evalue: format!("bad array reply: {why}"),
                 line: None,
+                traceback: String::new(),
             });
             None
         }

@@ -5,7 +5,8 @@ use std::{collections::HashMap, fmt::Write};
 use crate::{EngineId, EngineResult};
 
 /// Renders results in engine order: `[stdout:R] line` per printed line, `Out[R]: value` for a
-/// cell value, `[R:error] Name: message (line L)` for an error.
+/// cell value, `[R:error] Name: message (line L)` for an error, followed by its traceback
+/// (indented), if the kernel sent one.
 pub fn render(results: &[EngineResult]) -> String {
     render_with(results, &HashMap::new())
 }
@@ -27,6 +28,9 @@ pub fn render_with(results: &[EngineResult], labels: &HashMap<EngineId, String>)
         if let Some(e) = &r.outcome.error {
             let at = e.line.map(|l| format!(" (line {l})")).unwrap_or_default();
             let _ = writeln!(out, "[{id}:error] {}: {}{at}", e.ename, e.evalue);
+            for line in e.traceback.lines() {
+                let _ = writeln!(out, "    {line}");
+            }
         }
     }
     out

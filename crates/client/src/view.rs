@@ -53,6 +53,16 @@ impl<'a> View<'a> {
         self.client.submit(self.targets.clone(), Task::Execute { code: code.to_string() })
     }
 
+    /// Runs a file's source on the view's engines, like IPython's `%run`: errors and
+    /// tracebacks name `filename`.
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn run(&self, code: &str, filename: &str) -> Result<AsyncResult, ClientError> {
+        let task = Task::Run { code: code.to_string(), filename: filename.to_string() };
+        self.client.submit(self.targets.clone(), task)
+    }
+
     /// Binds `name` to `array` on the view's engines. The bytes cross the network once, to the
     /// lowest target engine, which broadcasts them to the others with MPI.
     ///

@@ -247,7 +247,7 @@ impl Handler<EngineGone> for Hub {
 }
 
 fn died(engine: EngineId, cause: &str) -> RemoteError {
-    RemoteError { ename: "EngineDied".into(), evalue: format!("engine {engine} died: {cause}"), line: None }
+    RemoteError::new("EngineDied", format!("engine {engine} died: {cause}"))
 }
 
 /// The world is down: an engine died (`first`), a client aborted, or the job ended. Answers
@@ -285,10 +285,14 @@ impl Handler<WorldDown> for Hub {
                     ename: "WorldDown".into(),
                     evalue: format!("engine {f} died ({cause}){note}"),
                     line: None,
+                    traceback: String::new(),
                 },
-                None => {
-                    RemoteError { ename: "WorldDown".into(), evalue: format!("{cause}{note}"), line: None }
-                }
+                None => RemoteError {
+                    ename: "WorldDown".into(),
+                    evalue: format!("{cause}{note}"),
+                    line: None,
+                    traceback: String::new(),
+                },
             },
         );
         MessageResult(self.stop_engines())

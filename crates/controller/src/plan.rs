@@ -84,10 +84,12 @@ pub fn plan(task: Task, places: &[Place], buffers: Vec<Bytes>) -> Result<Vec<Ass
             Ok(root_only(Task::Scatter { name, array, group, rows }, buffers))
         }
         Task::Gather { name, .. } => Ok(root_only(Task::Gather { name, group }, Vec::new())),
-        other @ (Task::Execute { .. } | Task::Pull { .. } | Task::Apply { .. }) => Ok(engines
-            .iter()
-            .map(|&engine| Assignment { engine, task: other.clone(), buffers: buffers.clone() })
-            .collect()),
+        other @ (Task::Execute { .. } | Task::Run { .. } | Task::Pull { .. } | Task::Apply { .. }) => {
+            Ok(engines
+                .iter()
+                .map(|&engine| Assignment { engine, task: other.clone(), buffers: buffers.clone() })
+                .collect())
+        }
     }
 }
 

@@ -28,7 +28,7 @@ const MAX_COUNT: usize = i32::MAX as usize;
 
 /// An error of a data operation on this engine.
 fn err(ename: &str, evalue: impl Into<String>) -> RemoteError {
-    RemoteError { ename: ename.into(), evalue: evalue.into(), line: None }
+    RemoteError::new(ename, evalue)
 }
 
 /// The wire description of an array whose bytes go in buffer `buffer`.

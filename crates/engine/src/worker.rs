@@ -208,10 +208,15 @@ fn run_task(
     let take_cell = |out: &mut Outcome, cell: mpx_cells::CellOutcome| {
         out.stdout = cell.stdout;
         out.value = cell.value;
-        out.error = cell.error.map(|e| RemoteError { ename: e.ename, evalue: e.evalue, line: e.line });
+        out.error = cell.error.map(|e| RemoteError {
+            ename: e.ename,
+            evalue: e.evalue,
+            line: e.line,
+            traceback: String::new(),
+        });
     };
     let result: Result<(), RemoteError> = match task {
-        Task::Execute { code } => {
+        Task::Execute { code } | Task::Run { code, .. } => {
             take_cell(&mut out, interp.execute(&code));
             Ok(())
         }
@@ -259,11 +264,13 @@ fn apply_args(args: Vec<Arg>, buffers: &[Bytes]) -> Result<Vec<Dynamic>, RemoteE
                     ename: "ValueError".into(),
                     evalue: format!("argument buffer {} is missing", meta.buffer),
                     line: None,
+                    traceback: String::new(),
                 })?;
                 raw::from_bytes(dtype, &meta.shape, bytes).map(Dynamic::from).map_err(|e| RemoteError {
                     ename: e.ename,
                     evalue: e.evalue,
                     line: None,
+                    traceback: String::new(),
                 })
             }
         })

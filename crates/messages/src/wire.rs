@@ -137,6 +137,14 @@ pub enum Task {
         /// Source of the cell.
         code: String,
     },
+    /// Run a file's code in the engine's persistent namespace, like IPython's `%run`:
+    /// tracebacks name `filename`.
+    Run {
+        /// Source of the file.
+        code: String,
+        /// The file's name, as the user gave it.
+        filename: String,
+    },
     /// Bind `name` to an array; with several engines the root broadcasts it (MPI Bcast).
     Push {
         /// Variable name.
@@ -188,6 +196,17 @@ pub struct RemoteError {
     pub evalue: String,
     /// 1-based line of the cell where it happened, when known.
     pub line: Option<usize>,
+    /// The kernel's traceback (Python: the `File "<cell-N>", line L, in f` lines with their
+    /// source), empty when the kernel has none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub traceback: String,
+}
+
+impl RemoteError {
+    /// An error without a line or traceback.
+    pub fn new(ename: impl Into<String>, evalue: impl Into<String>) -> Self {
+        RemoteError { ename: ename.into(), evalue: evalue.into(), line: None, traceback: String::new() }
+    }
 }
 
 /// What one engine did for one request.

@@ -63,6 +63,7 @@ fn every_message_kind_round_trips_as_json() {
                     ename: "RuntimeError".into(),
                     evalue: "boom".into(),
                     line: Some(2),
+                    traceback: String::new(),
                 }),
                 ..Default::default()
             },
