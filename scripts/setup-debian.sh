@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # What mpx needs on Debian 12: Open MPI, libclang (for rsmpi's bindgen), a C toolchain, Slurm and
-# munge (for the Slurm launcher's test, which starts its own private daemons), and Rust (through
+# munge (for the Slurm launcher's test, which starts its own private daemons), Python with numpy
+# and mpi4py (the engines' default kernel embeds /usr/bin/python3's libpython), and Rust (through
 # rustup, only if cargo is missing). Run as root, or it uses sudo.
 set -euo pipefail
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 packages=(build-essential pkg-config openmpi-bin libopenmpi-dev libclang-dev ca-certificates curl
-          slurmctld slurmd slurm-client munge)
+          slurmctld slurmd slurm-client munge
+          python3-dev python3-numpy python3-mpi4py)
 if ! command -v mpirun >/dev/null || ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null

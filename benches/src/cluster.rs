@@ -75,6 +75,9 @@ impl BenchCluster {
             "60",
             "--cluster-id",
             CLUSTER_ID,
+            // The benchmark's cells are rhai.
+            "--kernel",
+            "rhai",
         ]);
         let t0 = Instant::now();
         let out = procs::run(&mut cmd, Duration::from_secs(90))?;

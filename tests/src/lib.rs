@@ -11,6 +11,8 @@ use std::{
 };
 
 use mpx_controller::files::{self, pid_alive};
+/// The cell language of a test cluster's engines: `Kernel::Rhai` or `Kernel::Python`.
+pub use mpx_controller::Kernel;
 
 /// One cluster at a time per test binary: 4 busy-waiting ranks per cluster on a 2-core machine.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -151,18 +153,40 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `mpx cluster start -n N --daemonize` with extra arguments.
-    pub fn start(tag: &str, n: u32, extra: &[&str]) -> Cluster {
-        Cluster::start_env(tag, n, extra, &[])
+    /// Starts `mpx cluster start -n N --daemonize --kernel KERNEL` with extra arguments.
+    pub fn start(kernel: Kernel, tag: &str, n: u32, extra: &[&str]) -> Cluster {
+        Cluster::start_full(kernel, tag, n, extra, &[], None)
     }
 
     /// Like [`Cluster::start`], with extra environment variables for the cluster (e.g. `PATH`).
-    pub fn start_env(tag: &str, n: u32, extra: &[&str], env: &[(&str, &OsStr)]) -> Cluster {
+    pub fn start_env(kernel: Kernel, tag: &str, n: u32, extra: &[&str], env: &[(&str, &OsStr)]) -> Cluster {
+        Cluster::start_full(kernel, tag, n, extra, env, None)
+    }
+
+    /// Like [`Cluster::start`], run from directory `dir`: the engines run there (cells import
+    /// its modules).
+    pub fn start_in(kernel: Kernel, tag: &str, n: u32, extra: &[&str], dir: &Path) -> Cluster {
+        Cluster::start_full(kernel, tag, n, extra, &[], Some(dir))
+    }
+
+    fn start_full(
+        kernel: Kernel,
+        tag: &str,
+        n: u32,
+        extra: &[&str],
+        env: &[(&str, &OsStr)],
+        dir: Option<&Path>,
+    ) -> Cluster {
         let guard = serial();
         let home = temp_home(tag);
         let mut cmd = mpx_cmd(&home);
-        cmd.args(["cluster", "start", "-n", &n.to_string(), "--daemonize", "--timeout", "60"]).args(extra);
+        cmd.args(["cluster", "start", "-n", &n.to_string(), "--daemonize", "--timeout", "60"])
+            .args(["--kernel", kernel.name()])
+            .args(extra);
         cmd.envs(env.iter().copied());
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
+        }
         let out = run_with_timeout(cmd, Duration::from_secs(90));
         assert!(out.status.success(), "cluster start failed:\n{}\n{}", stdout(&out), stderr(&out));
         assert!(stdout(&out).contains(&format!("{n} engines ready")), "{}", stdout(&out));
@@ -195,8 +219,8 @@ impl Cluster {
         }
     }
 
-    /// Runs the psum session (`rand`, `examples/psum.rhai`, `psum`) and checks that every engine
-    /// got the same total, the sum of the local sums.
+    /// Runs the rhai psum session (`rand`, `examples/psum.rhai`, `psum`) and checks that every
+    /// engine got the same total, the sum of the local sums.
     pub fn check_psum(&self, n: u32) {
         self.px("let a = rand(100);");
         let psum = repo_root().join("examples/psum.rhai");
@@ -253,6 +277,13 @@ impl Cluster {
     pub fn px(&self, code: &str) -> String {
         let out = self.mpx(&["px", code]);
         assert!(out.status.success(), "px {code:?} failed:\n{}\n{}", stdout(&out), stderr(&out));
+        stdout(&out)
+    }
+
+    /// Runs `mpx px CODE` expecting it to fail (exit code 1, an engine error); returns stdout.
+    pub fn px_err(&self, code: &str) -> String {
+        let out = self.mpx(&["px", code]);
+        assert_eq!(out.status.code(), Some(1), "px {code:?}:\n{}\n{}", stdout(&out), stderr(&out));
         stdout(&out)
     }
 
@@ -313,12 +344,14 @@ pub struct ManualEngines {
 }
 
 impl ManualEngines {
-    /// Starts `n` engines that connect with `connection_file` (which may not exist yet).
-    pub fn spawn(n: u32, connection_file: &Path) -> ManualEngines {
+    /// Starts `n` engines running `kernel` that connect with `connection_file` (which may not
+    /// exist yet).
+    pub fn spawn(kernel: Kernel, n: u32, connection_file: &Path) -> ManualEngines {
         use std::os::unix::process::CommandExt;
         let mut cmd = Command::new("mpirun");
         cmd.args(["-n", &n.to_string(), "--oversubscribe"])
             .arg(bin("mpx-engine"))
+            .args(["--kernel", kernel.name()])
             .arg("--connect")
             .arg(connection_file)
             .env("OMPI_ALLOW_RUN_AS_ROOT", "1")

@@ -1,6 +1,6 @@
 //! The reference session and the basics of `mpx px` under a real mpirun with 4 ranks.
 
-use mpx_tests::{out_values, repo_root, stderr, stdout, stdout_lines, Cluster};
+use mpx_tests::{out_values, repo_root, stderr, stdout, stdout_lines, Cluster, Kernel};
 
 fn floats(values: &[(u32, String)]) -> Vec<(u32, f64)> {
     values.iter().map(|(id, v)| (*id, v.parse().unwrap_or_else(|_| panic!("not a number: {v}")))).collect()
@@ -8,7 +8,7 @@ fn floats(values: &[(u32, String)]) -> Vec<(u32, f64)> {
 
 #[test]
 fn t10_psum_reference_session() {
-    let c = Cluster::start("psum", 4, &[]);
+    let c = Cluster::start(Kernel::Rhai, "psum", 4, &[]);
     c.px("let a = rand(100);");
     let psum = repo_root().join("examples/psum.rhai");
     let out = c.mpx(&["run", psum.to_str().unwrap()]);
@@ -35,7 +35,7 @@ fn t10_psum_reference_session() {
 
 #[test]
 fn t11_variables_and_functions_persist() {
-    let c = Cluster::start("persist", 4, &[]);
+    let c = Cluster::start(Kernel::Rhai, "persist", 4, &[]);
     c.px("let x = rank * 10; fn twice(v) { v * 2 }");
     c.px("let y = twice(x) + 1;");
     let vals = out_values(&c.px("y"));
@@ -49,7 +49,7 @@ fn t11_variables_and_functions_persist() {
 
 #[test]
 fn t12_targets_run_on_the_subset_only() {
-    let c = Cluster::start("targets", 4, &[]);
+    let c = Cluster::start(Kernel::Rhai, "targets", 4, &[]);
     let out = c.mpx(&["px", "--targets", "1,3", "let only = rank; print(`here ${rank}`);"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let lines = stdout_lines(&stdout(&out));
@@ -71,7 +71,7 @@ fn t12_targets_run_on_the_subset_only() {
 
 #[test]
 fn t13_a_cell_error_on_one_engine_is_reported_and_the_engine_goes_on() {
-    let c = Cluster::start("errors", 4, &[]);
+    let c = Cluster::start(Kernel::Rhai, "errors", 4, &[]);
     c.px("let kept = rank + 100;");
     let out = c.mpx(&["px", "let z = 1;\nif rank == 2 {\n  throw \"boom on two\";\n}\nrank"]);
     let text = stdout(&out);

@@ -3,11 +3,11 @@
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
-use mpx_tests::{out_values, stderr, Cluster};
+use mpx_tests::{out_values, stderr, Cluster, Kernel};
 
 #[test]
 fn t20_wrong_key_is_refused_with_a_clear_message() {
-    let c = Cluster::start("key", 4, &[]);
+    let c = Cluster::start(Kernel::Rhai, "key", 4, &[]);
     let text = std::fs::read_to_string(c.connection_file()).unwrap();
     let mut info: serde_json::Value = serde_json::from_str(&text).unwrap();
     info["key"] = serde_json::Value::String("ab".repeat(32));
@@ -35,13 +35,14 @@ fn t20_wrong_key_is_refused_with_a_clear_message() {
 
 #[test]
 fn t21_an_engine_refuses_a_connection_file_others_can_read() {
-    let c = Cluster::start("engkey", 2, &[]);
+    let c = Cluster::start(Kernel::Rhai, "engkey", 2, &[]);
     let open = c.home.join("open.json");
     std::fs::copy(c.connection_file(), &open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut cmd = std::process::Command::new("mpirun");
     cmd.args(["-n", "1"])
         .arg(mpx_tests::bin("mpx-engine"))
+        .args(["--kernel", "rhai"])
         .args(["--connect", open.to_str().unwrap(), "--wait", "1"])
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")

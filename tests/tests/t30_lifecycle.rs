@@ -6,11 +6,11 @@ use std::{
 };
 
 use mpx_controller::files;
-use mpx_tests::{mpx_cmd, run_with_timeout, serial, stderr, stdout, temp_home, Cluster, ClusterPids};
+use mpx_tests::{mpx_cmd, run_with_timeout, serial, stderr, stdout, temp_home, Cluster, ClusterPids, Kernel};
 
 #[test]
 fn t30_stop_leaves_nothing_running() {
-    let c = Cluster::start("stop", 4, &[]);
+    let c = Cluster::start(Kernel::Rhai, "stop", 4, &[]);
     let pids = c.pids.clone();
     assert!(pids.mpirun.is_some());
     assert_eq!(pids.alive().len(), 6, "controller + mpirun + 4 engines: {pids:?}");
@@ -24,7 +24,9 @@ fn t30_stop_leaves_nothing_running() {
 fn foreground(tag: &str) -> (std::process::Child, std::path::PathBuf, ClusterPids) {
     let home = temp_home(tag);
     let mut cmd: Command = mpx_cmd(&home);
-    cmd.args(["cluster", "start", "-n", "4", "--timeout", "60"]).stdout(Stdio::piped()).stderr(Stdio::null());
+    cmd.args(["cluster", "start", "--kernel", "rhai", "-n", "4", "--timeout", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
     let path = files::connection_file(&home, "default");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -86,7 +88,18 @@ fn t33_failed_start_reports_mpiruns_error_and_leaves_nothing() {
     let _guard = serial();
     let home = temp_home("badstart");
     let mut cmd = mpx_cmd(&home);
-    cmd.args(["cluster", "start", "-n", "2", "--timeout", "30", "--engine", "/nonexistent/mpx-engine"]);
+    cmd.args([
+        "cluster",
+        "start",
+        "--kernel",
+        "rhai",
+        "-n",
+        "2",
+        "--timeout",
+        "30",
+        "--engine",
+        "/nonexistent/mpx-engine",
+    ]);
     let out = run_with_timeout(cmd, Duration::from_secs(60));
     assert!(!out.status.success());
     let err = stderr(&out);
@@ -95,7 +108,17 @@ fn t33_failed_start_reports_mpiruns_error_and_leaves_nothing() {
     assert!(!files::connection_file(&home, "default").exists());
     // Daemonized: same, through the daemon's report.
     let mut cmd = mpx_cmd(&home);
-    cmd.args(["cluster", "start", "-n", "2", "--daemonize", "--engine", "/nonexistent/mpx-engine"]);
+    cmd.args([
+        "cluster",
+        "start",
+        "--kernel",
+        "rhai",
+        "-n",
+        "2",
+        "--daemonize",
+        "--engine",
+        "/nonexistent/mpx-engine",
+    ]);
     let out = run_with_timeout(cmd, Duration::from_secs(60));
     assert!(!out.status.success(), "{}", stdout(&out));
     assert!(stderr(&out).contains("mpirun exited with code"), "{}", stderr(&out));
@@ -112,7 +135,18 @@ fn t34_engines_not_registering_in_time_is_a_timeout_with_nothing_left() {
     std::fs::write(&fake, "#!/bin/sh\nsleep 60\n").unwrap();
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut cmd = mpx_cmd(&home);
-    cmd.args(["cluster", "start", "-n", "2", "--timeout", "2", "--engine", fake.to_str().unwrap()]);
+    cmd.args([
+        "cluster",
+        "start",
+        "--kernel",
+        "rhai",
+        "-n",
+        "2",
+        "--timeout",
+        "2",
+        "--engine",
+        fake.to_str().unwrap(),
+    ]);
     let out = run_with_timeout(cmd, Duration::from_secs(60));
     assert!(!out.status.success());
     assert!(stderr(&out).contains("did not all register within"), "{}", stderr(&out));

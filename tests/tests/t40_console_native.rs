@@ -2,11 +2,11 @@
 
 use std::{io::Write, process::Stdio, time::Duration};
 
-use mpx_tests::{bin_dir, mpx_cmd, out_values, repo_root, stdout_lines, Cluster};
+use mpx_tests::{bin_dir, mpx_cmd, out_values, repo_root, stdout_lines, Cluster, Kernel};
 
 #[test]
 fn t40_reference_session_typed_into_the_console() {
-    let c = Cluster::start("console", 4, &[]);
+    let c = Cluster::start(Kernel::Rhai, "console", 4, &[]);
     let psum = repo_root().join("examples/psum.rhai");
     let session = format!(
         "%px let a = rand(100);\n%run {}\n%px let s = psum(a);\n%px print(s)\n\
@@ -44,7 +44,7 @@ fn t40_reference_session_typed_into_the_console() {
 fn t41_native_rust_functions_are_callable_from_cells() {
     let engine = bin_dir().join("examples/mpx-engine-native");
     assert!(engine.is_file(), "build the examples first: cargo build --examples");
-    let c = Cluster::start("native", 4, &["--engine", engine.to_str().unwrap()]);
+    let c = Cluster::start(Kernel::Rhai, "native", 4, &["--engine", engine.to_str().unwrap()]);
     let vals = out_values(&c.px("norm2(ndarray([3.0, 4.0])) + rank"));
     let nums: Vec<(u32, f64)> = vals.iter().map(|(r, v)| (*r, v.parse().unwrap())).collect();
     assert_eq!(nums, (0..4).map(|r| (r, 5.0 + r as f64)).collect::<Vec<_>>());

@@ -22,7 +22,7 @@ use mpx_messages::{
     ClientToController, ControllerToClient, ControllerToEngine, EngineToController, Frame, Key, RankInfo,
     RegisterRequest, SubmitRequest, Targets, Task,
 };
-use mpx_tests::Cluster;
+use mpx_tests::{Cluster, Kernel};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// The controller's frame size limit in these tests.
@@ -519,7 +519,7 @@ fn t50_thousands_of_random_and_mutated_frames_leave_the_controller_serving() {
 
 #[test]
 fn t50_cli_max_frame_mb_reaches_the_daemonized_controller() {
-    let c = Cluster::start("maxframe", 1, &["--max-frame-mb", "1"]);
+    let c = Cluster::start(Kernel::Rhai, "maxframe", 1, &["--max-frame-mb", "1"]);
     let text = std::fs::read_to_string(c.connection_file()).expect("connection file");
     let info: mpx_messages::ConnectionInfo = serde_json::from_str(&text).expect("connection info");
     let key = Key::from_hex(&info.key).expect("key");

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use mpx_cells::raw::to_bytes as raw_bytes;
 use mpx_client::{ArrayValue, Targets};
-use mpx_tests::Cluster;
+use mpx_tests::{Cluster, Kernel};
 use ndarray::{ArrayD, IxDyn};
 
 const T: Duration = Duration::from_secs(120);
@@ -72,7 +72,7 @@ const DTYPES: [&str; 6] = ["f64", "f32", "i64", "i32", "u8", "bool"];
 
 #[test]
 fn t60_every_dtype_and_shape_round_trips_bit_exactly() {
-    let c = Cluster::start("data", 4, &[]);
+    let c = Cluster::start(Kernel::Rhai, "data", 4, &[]);
     let client = c.client();
     let all = client.view(Targets::All);
     let shapes: [&[usize]; 6] = [&[0], &[1], &[7], &[5, 3], &[4, 0, 2], &[]];
@@ -116,7 +116,7 @@ fn t60_every_dtype_and_shape_round_trips_bit_exactly() {
 
 #[test]
 fn t61_scatter_splits_like_ipyparallel_and_subsets_work() {
-    let c = Cluster::start("split", 4, &[]);
+    let c = Cluster::start(Kernel::Rhai, "split", 4, &[]);
     let client = c.client();
     let all = client.view(Targets::All);
     let a = sample("f64", &[10, 2], 1);
@@ -151,7 +151,7 @@ fn t61_scatter_splits_like_ipyparallel_and_subsets_work() {
 
 #[test]
 fn t62_errors_name_the_engine_and_the_variable() {
-    let c = Cluster::start("dataerr", 4, &[]);
+    let c = Cluster::start(Kernel::Rhai, "dataerr", 4, &[]);
     let client = c.client();
     let all = client.view(Targets::All);
     all.execute_sync("if rank != 2 { let q = zeros(3); }", T).unwrap();
@@ -173,7 +173,7 @@ fn t62_errors_name_the_engine_and_the_variable() {
 
 #[test]
 fn t63_push_to_four_engines_crosses_the_links_once() {
-    let c = Cluster::start("links", 4, &[]);
+    let c = Cluster::start(Kernel::Rhai, "links", 4, &[]);
     let client = c.client();
     let a = sample("f64", &[1_000_000], 7); // 8 MB
     client.view(Targets::All).push_sync("big", &a, T).unwrap();
@@ -192,7 +192,7 @@ fn t63_push_to_four_engines_crosses_the_links_once() {
 
 #[test]
 fn t64_a_200_mb_array_round_trips() {
-    let c = Cluster::start("huge", 4, &[]);
+    let c = Cluster::start(Kernel::Rhai, "huge", 4, &[]);
     let client = c.client();
     let all = client.view(Targets::All);
     let n = 25_000_000; // 200 MB of f64

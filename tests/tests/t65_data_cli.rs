@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use mpx_cells::raw::to_bytes;
 use mpx_client::{npy, ArrayValue};
-use mpx_tests::{stderr, stdout, Cluster};
+use mpx_tests::{stderr, stdout, Cluster, Kernel};
 use ndarray::{ArrayD, IxDyn};
 
 #[test]
 fn t65_npy_files_through_the_cli() {
-    let c = Cluster::start("datacli", 4, &[]);
+    let c = Cluster::start(Kernel::Rhai, "datacli", 4, &[]);
     let dir = c.home.join("npy");
     std::fs::create_dir_all(&dir).unwrap();
     let a =

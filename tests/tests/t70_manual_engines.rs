@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use mpx_controller::files;
-use mpx_tests::{mpx_cmd, run_with_timeout, serial, stderr, stdout, temp_home, Cluster, ManualEngines};
+use mpx_tests::{
+    mpx_cmd, run_with_timeout, serial, stderr, stdout, temp_home, Cluster, Kernel, ManualEngines,
+};
 
 fn controller_start(home: &std::path::Path, id: &str) {
     let mut cmd = mpx_cmd(home);
@@ -33,7 +35,7 @@ fn t70_engines_started_by_hand_join_a_controller() {
     let home = temp_home("manual");
     controller_start(&home, "default");
     let path = files::connection_file(&home, "default");
-    let engines = ManualEngines::spawn(2, &path);
+    let engines = ManualEngines::spawn(Kernel::Rhai, 2, &path);
     Cluster::wait_engines(&home, "default", 2, Duration::from_secs(60));
     let c = Cluster::adopt(home, "default", 2, guard);
     assert_eq!(c.pids.mpirun, None, "the controller started no mpirun");
@@ -47,7 +49,7 @@ fn t71_engines_started_before_the_controller_wait_for_it() {
     let home = temp_home("early");
     let path = files::connection_file(&home, "early");
     assert!(!path.exists());
-    let mut engines = ManualEngines::spawn(2, &path);
+    let mut engines = ManualEngines::spawn(Kernel::Rhai, 2, &path);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(engines.running(), "the engines gave up before the controller appeared");
     controller_start(&home, "early");

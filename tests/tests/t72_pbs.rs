@@ -9,7 +9,7 @@ use std::{
 };
 
 use mpx_controller::files::pid_alive;
-use mpx_tests::{Cluster, TempDir};
+use mpx_tests::{Cluster, Kernel, TempDir};
 
 const QSUB: &str = r#"#!/bin/sh
 # stand-in qsub: record the call, run the script here in its own session, print a job id
@@ -79,7 +79,7 @@ fn pbs_cluster(tag: &str, extra: &[&str], template: Option<&str>) -> String {
         std::fs::write(&template_path, t).unwrap();
         args.extend(["--launcher-template", template_path.to_str().unwrap()]);
     }
-    let c = Cluster::start_env(tag, 2, &args, &[("PATH", &path), ("STATE", state.as_os_str())]);
+    let c = Cluster::start_env(Kernel::Rhai, tag, 2, &args, &[("PATH", &path), ("STATE", state.as_os_str())]);
     assert_eq!(c.pids.mpirun, None, "a batch job has no local mpirun pid");
     let job_pid: u32 =
         std::fs::read_to_string(state.join("101.standin.pid")).unwrap().trim().parse().unwrap();
@@ -111,14 +111,19 @@ fn t72_pbs_cluster_with_stand_in_qsub_qstat_qdel() {
         assert!(script.lines().any(|l| l == line), "{line:?} missing from\n{script}");
     }
     assert!(script.contains("-n 2 "), "{script}");
+    assert!(
+        script.contains(" --kernel rhai --connect "),
+        "the built-in template passes the kernel\n{script}"
+    );
 }
 
 #[test]
 fn t73_pbs_cluster_from_a_template_file() {
     let template = "#!/bin/sh\n#PBS -N custom-{job_name}\n#PBS -q {queue}\n# engines: {n}\n\
-                    {mpirun} -n {n} {engine} --connect {connection_file}\n";
+                    {mpirun} -n {n} {engine} --kernel {kernel} --connect {connection_file}\n";
     let script = pbs_cluster("pbs-tmpl", &[], Some(template));
     assert!(script.contains("#PBS -N custom-mpx-default\n"), "{script}");
     assert!(!script.contains("#PBS -q"), "no queue given: the directive is left out\n{script}");
     assert!(script.contains("# engines: 2\n"), "{script}");
+    assert!(script.contains(" --kernel rhai --connect "), "{script}");
 }

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use mpx_tests::{repo_root, run_with_timeout, stderr, stdout, Cluster, TempDir};
+use mpx_tests::{repo_root, run_with_timeout, stderr, stdout, Cluster, Kernel, TempDir};
 
 /// A private Slurm for one test; its daemons are stopped by PID on drop, then its directory
 /// is removed.
@@ -97,7 +97,7 @@ fn t74_slurm_cluster_on_a_local_slurm() {
     let slurm = LocalSlurm::start();
     assert_eq!(slurm.queue(), "", "a fresh Slurm has no jobs");
     let conf: OsString = slurm.conf().into();
-    let c = Cluster::start_env("slurm", 2, &["--launcher", "slurm"], &[("SLURM_CONF", &conf)]);
+    let c = Cluster::start_env(Kernel::Rhai, "slurm", 2, &["--launcher", "slurm"], &[("SLURM_CONF", &conf)]);
     assert_eq!(c.pids.mpirun, None, "a batch job has no local mpirun pid");
     let job = slurm.queue();
     assert!(!job.is_empty() && job.chars().all(|ch| ch.is_ascii_digit()), "one job in the queue: {job:?}");

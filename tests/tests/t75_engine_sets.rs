@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use mpx_client::{ArrayValue, Targets};
-use mpx_tests::{repo_root, stderr, stdout, Cluster};
+use mpx_tests::{repo_root, stderr, stdout, Cluster, Kernel};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -14,8 +14,8 @@ fn value(r: &mpx_client::EngineResult) -> f64 {
 
 #[test]
 fn t75_two_engine_sets_run_psum_independently() {
-    let mut c = Cluster::start("sets", 2, &[]);
-    let out = c.mpx(&["cluster", "engines", "-n", "2"]);
+    let mut c = Cluster::start(Kernel::Rhai, "sets", 2, &[]);
+    let out = c.mpx(&["cluster", "engines", "--kernel", "rhai", "-n", "2"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("engine set 1"), "{}", stdout(&out));
     c.pids = c.read_pids();

@@ -7,7 +7,7 @@ use std::{
 };
 
 use mpx_client::{ClientError, Targets};
-use mpx_tests::{bin_dir, mpx_cmd, out_values, stdout, Cluster};
+use mpx_tests::{bin_dir, mpx_cmd, out_values, stdout, Cluster, Kernel};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -23,7 +23,7 @@ fn assert_all_gone(c: &Cluster, within: Duration) {
 
 #[test]
 fn t80_kill_9_of_a_rank_in_a_collective_is_reported_and_the_world_torn_down() {
-    let c = Cluster::start("kill9", 4, &[]);
+    let c = Cluster::start(Kernel::Rhai, "kill9", 4, &[]);
     let client = c.client();
     let pending = client
         .view(Targets::All)
@@ -50,7 +50,7 @@ fn t80_kill_9_of_a_rank_in_a_collective_is_reported_and_the_world_torn_down() {
 
 #[test]
 fn t81_a_rank_exiting_with_code_3_reports_code_3() {
-    let c = Cluster::start("exit3", 4, &["--engine", &native()]);
+    let c = Cluster::start(Kernel::Rhai, "exit3", 4, &["--engine", &native()]);
     let client = c.client();
     let err =
         client.view(Targets::All).execute("if rank == 1 { exit_now(3); } barrier();").unwrap().get_ok(T);
@@ -63,7 +63,7 @@ fn t81_a_rank_exiting_with_code_3_reports_code_3() {
 
 #[test]
 fn t82_engines_and_mpirun_exit_when_the_controller_is_killed() {
-    let c = Cluster::start("ctlkill", 4, &[]);
+    let c = Cluster::start(Kernel::Rhai, "ctlkill", 4, &[]);
     let t0 = Instant::now();
     // SAFETY: the controller of the cluster this test started.
     unsafe { libc::kill(c.pids.controller as libc::pid_t, libc::SIGKILL) };
@@ -76,7 +76,7 @@ fn t82_engines_and_mpirun_exit_when_the_controller_is_killed() {
 
 #[test]
 fn t83_ctrl_c_interrupts_a_running_cell_and_the_next_cell_runs() {
-    let c = Cluster::start("ctrlc", 4, &[]);
+    let c = Cluster::start(Kernel::Rhai, "ctrlc", 4, &[]);
     let mut cmd = mpx_cmd(&c.home);
     cmd.args(["px", "--timeout", "60", "let n = 0; loop { n += 1; }"])
         .stdout(Stdio::piped())
@@ -97,7 +97,7 @@ fn t83_ctrl_c_interrupts_a_running_cell_and_the_next_cell_runs() {
 
 #[test]
 fn t84_where_shows_a_rank_stuck_before_a_barrier_then_abort_restarts_the_world() {
-    let c = Cluster::start("where", 4, &["--restart"]);
+    let c = Cluster::start(Kernel::Rhai, "where", 4, &["--restart"]);
     let client = c.client();
     client.view(Targets::All).execute_sync("let before = 1;", T).unwrap();
     let pending = client.view(Targets::All).execute("if rank == 2 { loop {} } barrier();").unwrap();
@@ -128,7 +128,7 @@ fn t84_where_shows_a_rank_stuck_before_a_barrier_then_abort_restarts_the_world()
 
 #[test]
 fn t85_an_engine_that_misses_heartbeats_is_declared_dead() {
-    let c = Cluster::start("heartbeat", 4, &["--heartbeat", "0.5"]);
+    let c = Cluster::start(Kernel::Rhai, "heartbeat", 4, &["--heartbeat", "0.5"]);
     let client = c.client();
     let pending = client.view(Targets::All).execute("barrier(); rank").unwrap();
     let _ = pending.get(T);

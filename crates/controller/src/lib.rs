@@ -26,7 +26,7 @@ pub mod listener;
 pub mod plan;
 
 pub use cluster::{run_cluster, start_controller, ClusterOptions, Ready, StopReason};
-pub use launcher::{ExternalEngines, Launcher, LocalLauncher, PbsLauncher, SlurmLauncher};
+pub use launcher::{ExternalEngines, Kernel, Launcher, LocalLauncher, PbsLauncher, SlurmLauncher};
 
 /// Why a cluster could not be started or reached.
 #[derive(Debug, Error)]

@@ -17,7 +17,7 @@ use mpx_controller::{
 
 use mpx_messages::DEFAULT_MAX_FRAME;
 
-use super::daemon;
+use super::{daemon, KernelArg};
 
 /// One MiB, the unit of `--max-frame-mb`.
 const MIB: usize = 1 << 20;
@@ -82,7 +82,7 @@ pub struct StartArgs {
     #[arg(long, value_parser = parse_walltime)]
     walltime: Option<String>,
     /// Job script template instead of the built-in one (variables {n}, {queue}, {walltime},
-    /// {connection_file}, {engine}, {job_name}, {mpirun}).
+    /// {connection_file}, {engine}, {job_name}, {mpirun}, {kernel}).
     #[arg(long, value_name = "FILE")]
     launcher_template: Option<PathBuf>,
     /// The mpirun command.
@@ -91,6 +91,9 @@ pub struct StartArgs {
     /// The engine executable (default: `mpx-engine` next to `mpx`, or $MPX_ENGINE).
     #[arg(long)]
     engine: Option<PathBuf>,
+    /// The cell language of the engines (`mpx-engine --kernel`).
+    #[arg(long, value_enum, default_value = "python")]
+    kernel: KernelArg,
     /// Largest frame the controller accepts, in MiB; a peer sending a bigger one is refused
     /// and disconnected. At most the default, which is also what engines and clients accept.
     #[arg(long, default_value_t = (DEFAULT_MAX_FRAME / MIB) as u32,
@@ -154,14 +157,20 @@ pub(super) fn engine_exe(explicit: Option<PathBuf>) -> PathBuf {
     }
 }
 
-/// The launcher the arguments ask for.
+/// The launcher the arguments ask for. The engines run in the current directory (the one
+/// `mpx cluster start` was run in: the daemon does not change it), so that cells find the
+/// user's files and modules there.
 fn launcher(args: &StartArgs) -> Result<Box<dyn Launcher>> {
     let engine = engine_exe(args.engine.clone());
+    let workdir = std::env::current_dir().context("cannot read the current directory")?;
+    let kernel = args.kernel.kernel();
     if args.launcher == LauncherKind::Local {
         if args.queue.is_some() || args.walltime.is_some() || args.launcher_template.is_some() {
             bail!("--queue, --walltime and --launcher-template need --launcher slurm or pbs");
         }
-        return Ok(Box::new(LocalLauncher::new(args.mpirun.clone(), args.mpirun_args.clone(), engine)));
+        let mut local = LocalLauncher::new(args.mpirun.clone(), args.mpirun_args.clone(), engine, kernel);
+        local.workdir = Some(workdir);
+        return Ok(Box::new(local));
     }
     let template = match &args.launcher_template {
         Some(path) => Some(
@@ -179,6 +188,8 @@ fn launcher(args: &StartArgs) -> Result<Box<dyn Launcher>> {
         mpirun: mpirun.collect::<Vec<_>>().join(" "),
         job_name: format!("mpx-{}", args.cluster_id),
         poll: Duration::from_secs(1),
+        kernel,
+        workdir: Some(workdir),
     };
     Ok(match args.launcher {
         LauncherKind::Slurm => Box::new(BatchLauncher::new(Slurm::default(), opts)),
@@ -221,6 +232,7 @@ fn daemonize(args: StartArgs) -> Result<i32> {
     opt("--ip", args.ip.clone().into());
     opt("--mpirun", args.mpirun.clone().into());
     opt("--launcher", args.launcher.name().into());
+    opt("--kernel", args.kernel.kernel().name().into());
     opt("--heartbeat", args.heartbeat.to_string().into());
     opt("--max-frame-mb", args.max_frame_mb.to_string().into());
     if let Some(q) = &args.queue {

@@ -14,7 +14,7 @@ use mpx_client::{display, npy, Client, Targets};
 use rustyline::{error::ReadlineError, DefaultEditor};
 
 use super::{
-    exec::{render_states, wait_interruptible},
+    exec::{render_states, wait_interruptible, Code},
     parse_targets,
 };
 
@@ -51,11 +51,9 @@ struct Console {
 }
 
 impl Console {
-    fn remote(&self, code: &str) {
-        let result = self
-            .client
-            .view(self.targets.clone())
-            .execute(code)
+    fn remote(&self, code: Code<'_>) {
+        let result = code
+            .submit(&self.client.view(self.targets.clone()))
             .and_then(|pending| wait_interruptible(&self.client, &self.targets, &pending, self.timeout));
         match result {
             Ok(results) => print!("{}", display::render(&results)),
@@ -123,9 +121,9 @@ impl Console {
         match magic {
             "" if trimmed == "exit" || trimmed == "quit" => return false,
             "" if trimmed.is_empty() => {}
-            "" if self.autopx => self.remote(input),
+            "" if self.autopx => self.remote(Code::Cell(input)),
             "" => self.local(input),
-            "px" => self.remote(rest),
+            "px" => self.remote(Code::Cell(rest)),
             "autopx" => {
                 self.autopx = !self.autopx;
                 println!(
@@ -134,7 +132,7 @@ impl Console {
                 );
             }
             "run" => match std::fs::read_to_string(Path::new(rest)) {
-                Ok(code) => self.remote(&code),
+                Ok(code) => self.remote(Code::File(&code, rest)),
                 Err(e) => println!("error: cannot read {rest}: {e}"),
             },
             "push" | "pull" | "scatter" | "gather" => self.data(magic, rest),

@@ -1,6 +1,6 @@
 //! `mpx cluster engines -n N`: another MPI world (engine set) for a running controller. Its
 //! engines get ids after the existing ones and their own COMM_WORLD; `mpx cluster stop` stops
-//! them with the rest (they finalize and their mpirun ends).
+//! them with the rest (they finalize and their mpirun ends). They run in the current directory.
 
 use std::{
     os::unix::process::CommandExt,
@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use mpx_client::{client::find_connection_file, Client};
 
-use super::cluster::engine_exe;
+use super::{cluster::engine_exe, KernelArg};
 
 #[derive(Args)]
 pub struct EnginesArgs {
@@ -29,6 +29,9 @@ pub struct EnginesArgs {
     /// The engine executable (default: `mpx-engine` next to `mpx`, or $MPX_ENGINE).
     #[arg(long)]
     engine: Option<PathBuf>,
+    /// The cell language of the engines (`mpx-engine --kernel`).
+    #[arg(long, value_enum, default_value = "python")]
+    kernel: KernelArg,
     /// Seconds the engines may take to register.
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
@@ -56,6 +59,8 @@ pub fn run(args: EnginesArgs) -> Result<i32> {
     }
     cmd.args(&args.mpirun_args)
         .arg(engine_exe(args.engine))
+        .arg("--kernel")
+        .arg(args.kernel.kernel().name())
         .arg("--connect")
         .arg(&path)
         .stdin(Stdio::null())

@@ -12,7 +12,9 @@ use std::{
 
 use anyhow::{Context, Result};
 use clap::Args;
-use mpx_client::{display, AsyncResult, Client, ClientError, EngineId, EngineResult, EngineState, Targets};
+use mpx_client::{
+    display, AsyncResult, Client, ClientError, EngineId, EngineResult, EngineState, Targets, View,
+};
 
 use super::Target;
 
@@ -32,7 +34,7 @@ pub struct PxArgs {
     /// What to do when the timeout runs out.
     #[arg(long, value_enum, default_value = "wait")]
     on_timeout: OnTimeout,
-    /// The code to run.
+    /// The code to run (`-`: read it from stdin).
     code: String,
 }
 
@@ -40,14 +42,45 @@ pub struct PxArgs {
 pub struct RunArgs {
     #[command(flatten)]
     target: Target,
-    /// The file to run.
+    /// The file to run, like IPython's `%run`: errors name it (`-`: read the code from stdin).
     file: PathBuf,
+}
+
+/// What to run: a cell, or a file's code under its name.
+#[derive(Clone, Copy, Debug)]
+pub enum Code<'a> {
+    /// A cell (`View::execute`).
+    Cell(&'a str),
+    /// A file's code and its name for tracebacks (`View::run`).
+    File(&'a str, &'a str),
+}
+
+impl Code<'_> {
+    /// Submits it to `view`.
+    pub fn submit(self, view: &View) -> Result<AsyncResult, ClientError> {
+        match self {
+            Code::Cell(code) => view.execute(code),
+            Code::File(code, filename) => view.run(code, filename),
+        }
+    }
+}
+
+/// Reads all of stdin (for `-`).
+fn read_stdin() -> Result<String> {
+    let mut code = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut code).context("cannot read stdin")?;
+    Ok(code)
 }
 
 /// Runs `code` on the target engines, prints the results, and returns the exit code
 /// (1 if any engine reported an error).
-pub fn execute_and_print(client: &Client, target: &Target, code: &str, on_timeout: OnTimeout) -> Result<i32> {
-    let pending = client.view(target.targets.clone()).execute(code)?;
+pub fn execute_and_print(
+    client: &Client,
+    target: &Target,
+    code: Code<'_>,
+    on_timeout: OnTimeout,
+) -> Result<i32> {
+    let pending = code.submit(&client.view(target.targets.clone()))?;
     let results = match wait_interruptible(client, &target.targets, &pending, target.timeout()) {
         Err(ClientError::Timeout(t)) if on_timeout == OnTimeout::Abort => {
             eprintln!("mpx: no result after {t:?}: tearing the MPI world down");
@@ -104,15 +137,21 @@ fn ctrl_c_flag() -> &'static Arc<AtomicBool> {
 }
 
 pub fn px(args: PxArgs) -> Result<i32> {
+    let code = if args.code == "-" { read_stdin()? } else { args.code };
     let client = Client::connect(&args.target.cluster_id)?;
-    execute_and_print(&client, &args.target, &args.code, args.on_timeout)
+    execute_and_print(&client, &args.target, Code::Cell(&code), args.on_timeout)
 }
 
 pub fn run_file(args: RunArgs) -> Result<i32> {
-    let code = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let (code, filename) = if args.file.as_os_str() == "-" {
+        (read_stdin()?, "<stdin>".to_string())
+    } else {
+        let code = std::fs::read_to_string(&args.file)
+            .with_context(|| format!("cannot read {}", args.file.display()))?;
+        (code, args.file.display().to_string())
+    };
     let client = Client::connect(&args.target.cluster_id)?;
-    execute_and_print(&client, &args.target, &code, OnTimeout::Wait)
+    execute_and_print(&client, &args.target, Code::File(&code, &filename), OnTimeout::Wait)
 }
 
 #[derive(Args)]

@@ -11,8 +11,9 @@ mod exec;
 use std::time::Duration;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use mpx_client::Targets;
+use mpx_controller::Kernel;
 
 /// Interactive parallel computing on MPI.
 #[derive(Parser)]
@@ -46,6 +47,25 @@ enum Command {
     Scatter(data::PutArgs),
     /// Concatenate a variable along axis 0 from the engines into a `.npy` file (MPI Gatherv).
     Gather(data::GetArgs),
+}
+
+/// The cell language of the engines (`--kernel`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KernelArg {
+    /// CPython with numpy and mpi4py.
+    Python,
+    /// rhai with ndarrays and MPI collectives built in (no dependencies).
+    Rhai,
+}
+
+impl KernelArg {
+    /// The launcher's kernel.
+    pub fn kernel(self) -> Kernel {
+        match self {
+            KernelArg::Python => Kernel::Python,
+            KernelArg::Rhai => Kernel::Rhai,
+        }
+    }
 }
 
 /// Which cluster and engines a command talks to.

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::{
     command::{self, CmdOutput, COMMAND_TIMEOUT},
     template::{self, TemplateVars},
-    Launcher, OUTPUT_LINES,
+    Kernel, Launcher, OUTPUT_LINES,
 };
 use crate::ClusterError;
 
@@ -41,8 +41,9 @@ pub trait BatchSystem {
     fn name(&self) -> &'static str;
     /// The built-in job script template.
     fn default_template(&self) -> &'static str;
-    /// The command that submits `script`, with the job's stdout and stderr going to `output`.
-    fn submit(&self, script: &Path, output: &Path) -> Vec<String>;
+    /// The command that submits `script`, with the job's stdout and stderr going to `output`,
+    /// for a job that runs in `workdir` (the submit command itself also runs there).
+    fn submit(&self, script: &Path, output: &Path, workdir: &Path) -> Vec<String>;
     /// The job id in the submit command's stdout.
     fn job_id(&self, stdout: &str) -> Option<String>;
     /// The command that asks the queue about job `id`.
@@ -75,6 +76,10 @@ pub struct BatchOptions {
     pub mpirun: String,
     /// The job's name.
     pub job_name: String,
+    /// The cell language of the engines (the template's `{kernel}`).
+    pub kernel: Kernel,
+    /// Where the job runs (and the submit command is run); `None`: the current directory.
+    pub workdir: Option<PathBuf>,
     /// How often the queue is polled while the cluster runs.
     pub poll: Duration,
 }
@@ -113,6 +118,7 @@ impl<S: BatchSystem> BatchLauncher<S> {
             engine: self.opts.engine.to_string_lossy().into_owned(),
             job_name: self.opts.job_name.clone(),
             mpirun: self.opts.mpirun.clone(),
+            kernel: self.opts.kernel.name().to_string(),
         };
         template::render(self.opts.template.as_deref().unwrap_or(self.system.default_template()), &vars)
     }
@@ -161,9 +167,13 @@ impl<S: BatchSystem> Launcher for BatchLauncher<S> {
         let script = self.script(n, connection_file)?;
         std::fs::write(&script_path, script)?;
         let _ = std::fs::remove_file(&output_path);
-        let argv = self.system.submit(&script_path, &output_path);
+        let workdir = match &self.opts.workdir {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir()?,
+        };
+        let argv = self.system.submit(&script_path, &output_path, &workdir);
         let failed = |why: String| ClusterError::SubmitFailed { command: command::command_line(&argv), why };
-        let out = command::run_blocking(&argv, COMMAND_TIMEOUT, true).map_err(failed)?;
+        let out = command::run_blocking_in(&argv, Some(&workdir), COMMAND_TIMEOUT, true).map_err(failed)?;
         if !out.success {
             return Err(failed(out.text()));
         }

@@ -2,6 +2,7 @@
 //! each one and what it answered.
 
 use std::{
+    path::Path,
     process::Stdio,
     sync::mpsc,
     time::{Duration, Instant},
@@ -49,9 +50,26 @@ fn output_of(out: std::process::Output) -> CmdOutput {
 /// # Errors
 /// A message if the command cannot be run or overruns.
 pub fn run_blocking(argv: &[String], timeout: Duration, loud: bool) -> Result<CmdOutput, String> {
+    run_blocking_in(argv, None, timeout, loud)
+}
+
+/// [`run_blocking`] in directory `cwd` (`None`: the current one).
+///
+/// # Errors
+/// A message if the command cannot be run or overruns.
+pub fn run_blocking_in(
+    argv: &[String],
+    cwd: Option<&Path>,
+    timeout: Duration,
+    loud: bool,
+) -> Result<CmdOutput, String> {
     log_command(argv, loud);
     let (program, args) = argv.split_first().ok_or("empty command")?;
-    let child = std::process::Command::new(program)
+    let mut cmd = std::process::Command::new(program);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -139,6 +157,13 @@ mod tests {
         let err = run_blocking(&argv(&["sleep", "10"]), Duration::from_millis(200), false).unwrap_err();
         assert!(err.contains("did not answer"), "{err}");
         assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn blocking_run_in_a_directory() {
+        let dir = std::env::temp_dir();
+        let out = run_blocking_in(&argv(&["pwd"]), Some(&dir), COMMAND_TIMEOUT, false).unwrap();
+        assert_eq!(Path::new(out.stdout.trim()).canonicalize().unwrap(), dir.canonicalize().unwrap());
     }
 
     #[test]

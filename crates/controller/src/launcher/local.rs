@@ -1,5 +1,6 @@
-//! The local launcher: `mpirun -n N [--oversubscribe] [args] ENGINE --connect FILE`, in its own
-//! process group so that stopping it reaches every process it started.
+//! The local launcher: `mpirun -n N [--oversubscribe] [args] ENGINE --kernel K --connect FILE`,
+//! in its own process group so that stopping it reaches every process it started, and in the
+//! directory the cluster was started from (so that cells import the user's modules).
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
@@ -7,7 +8,7 @@ use futures::{future::LocalBoxFuture, FutureExt};
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
-use super::{describe_status, Launcher, OutputTail};
+use super::{describe_status, Kernel, Launcher, OutputTail};
 use crate::ClusterError;
 
 /// Runs engines with mpirun on this machine.
@@ -19,18 +20,30 @@ pub struct LocalLauncher {
     pub mpirun_args: Vec<String>,
     /// The engine executable.
     pub engine_exe: PathBuf,
+    /// The cell language of the engines (`--kernel`).
+    pub kernel: Kernel,
+    /// Where mpirun (and so every engine) runs; `None`: this process's current directory.
+    pub workdir: Option<PathBuf>,
     child: Option<Child>,
     pgid: Option<i32>,
     output: OutputTail,
 }
 
 impl LocalLauncher {
-    /// A launcher running `engine_exe` under `mpirun` with extra arguments.
-    pub fn new(mpirun: impl Into<String>, mpirun_args: Vec<String>, engine_exe: impl Into<PathBuf>) -> Self {
+    /// A launcher running `engine_exe --kernel KERNEL` under `mpirun` with extra arguments, in
+    /// the current directory (see [`LocalLauncher::workdir`]).
+    pub fn new(
+        mpirun: impl Into<String>,
+        mpirun_args: Vec<String>,
+        engine_exe: impl Into<PathBuf>,
+        kernel: Kernel,
+    ) -> Self {
         LocalLauncher {
             mpirun: mpirun.into(),
             mpirun_args,
             engine_exe: engine_exe.into(),
+            kernel,
+            workdir: None,
             child: None,
             pgid: None,
             output: OutputTail::default(),
@@ -55,6 +68,8 @@ impl Launcher for LocalLauncher {
         }
         cmd.args(&self.mpirun_args)
             .arg(&self.engine_exe)
+            .arg("--kernel")
+            .arg(self.kernel.name())
             .arg("--connect")
             .arg(connection_file)
             .stdin(Stdio::null())
@@ -62,6 +77,9 @@ impl Launcher for LocalLauncher {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        if let Some(dir) = &self.workdir {
+            cmd.current_dir(dir);
+        }
         // When a rank dies, mpirun waits this long before SIGKILLing the others and only then
         // reports the death (1 s by default). The world cannot go on anyway: report at once.
         if std::env::var_os("OMPI_MCA_odls_base_sigkill_timeout").is_none() {

@@ -34,6 +34,46 @@ pub use local::LocalLauncher;
 pub use pbs::PbsLauncher;
 pub use slurm::SlurmLauncher;
 
+/// The cell language the engines run: `mpx-engine --kernel NAME`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// Embedded CPython with numpy and mpi4py (the engine's default).
+    #[default]
+    Python,
+    /// rhai with ndarrays and MPI collectives built in (no dependencies).
+    Rhai,
+}
+
+impl Kernel {
+    /// Every kernel.
+    pub const ALL: [Kernel; 2] = [Kernel::Python, Kernel::Rhai];
+
+    /// Its name on the engine's command line (`python`, `rhai`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Python => "python",
+            Kernel::Rhai => "rhai",
+        }
+    }
+}
+
+impl std::fmt::Display for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Kernel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kernel::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Kernel::ALL.iter().map(|k| k.name()).collect();
+            format!("unknown kernel {s:?}: expected one of {}", names.join(", "))
+        })
+    }
+}
+
 /// How many lines of a job's output are kept for error messages.
 pub const OUTPUT_LINES: usize = 40;
 
@@ -95,7 +135,17 @@ pub fn explain_death(rank: u32, output: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::explain_death;
+    use super::{explain_death, Kernel};
+
+    #[test]
+    fn kernel_names_round_trip() {
+        for k in Kernel::ALL {
+            assert_eq!(k.name().parse::<Kernel>(), Ok(k));
+        }
+        assert_eq!(Kernel::default(), Kernel::Python);
+        let err = "julia".parse::<Kernel>().unwrap_err();
+        assert!(err.contains("julia") && err.contains("python, rhai"), "{err}");
+    }
 
     #[test]
     fn reads_mpiruns_reports() {

@@ -10,7 +10,7 @@ use super::{
 
 /// The built-in job script (OpenPBS/PBS Pro resource syntax; Torque sites use
 /// `--launcher-template` with `-l nodes=...`). Variables: `{n}`, `{queue}`, `{walltime}`,
-/// `{connection_file}`, `{engine}`, `{job_name}`, `{mpirun}`.
+/// `{connection_file}`, `{engine}`, `{job_name}`, `{mpirun}`, `{kernel}`.
 pub const DEFAULT_TEMPLATE: &str = "#!/bin/sh
 #PBS -N {job_name}
 #PBS -V
@@ -18,7 +18,7 @@ pub const DEFAULT_TEMPLATE: &str = "#!/bin/sh
 #PBS -q {queue}
 #PBS -l walltime={walltime}
 cd \"${PBS_O_WORKDIR:-.}\"
-exec {mpirun} -n {n} {engine} --connect {connection_file}
+exec {mpirun} -n {n} {engine} --kernel {kernel} --connect {connection_file}
 ";
 
 /// Engines as a PBS batch job.
@@ -66,7 +66,8 @@ impl BatchSystem for Pbs {
         DEFAULT_TEMPLATE
     }
 
-    fn submit(&self, script: &Path, output: &Path) -> Vec<String> {
+    fn submit(&self, script: &Path, output: &Path, _workdir: &Path) -> Vec<String> {
+        // qsub runs in `workdir`: the job script `cd`s to `$PBS_O_WORKDIR`, qsub's directory.
         let output = output.to_string_lossy().into_owned();
         vec![
             self.qsub.clone(),

@@ -10,13 +10,13 @@ use super::{
 };
 
 /// The built-in job script. Variables: `{n}`, `{queue}`, `{walltime}`, `{connection_file}`,
-/// `{engine}`, `{job_name}`, `{mpirun}`; directive lines with an unset variable are left out.
+/// `{engine}`, `{job_name}`, `{mpirun}`, `{kernel}`; directive lines with an unset variable are left out.
 pub const DEFAULT_TEMPLATE: &str = "#!/bin/sh
 #SBATCH --job-name={job_name}
 #SBATCH --ntasks={n}
 #SBATCH --partition={queue}
 #SBATCH --time={walltime}
-exec {mpirun} -n {n} {engine} --connect {connection_file}
+exec {mpirun} -n {n} {engine} --kernel {kernel} --connect {connection_file}
 ";
 
 /// Slurm's states of a job that is over.
@@ -102,10 +102,11 @@ impl BatchSystem for Slurm {
         DEFAULT_TEMPLATE
     }
 
-    fn submit(&self, script: &Path, output: &Path) -> Vec<String> {
+    fn submit(&self, script: &Path, output: &Path, workdir: &Path) -> Vec<String> {
         let output = output.to_string_lossy();
         let script = script.to_string_lossy();
-        argv(&[&self.sbatch, "--parsable", "--output", &output, &script])
+        let workdir = workdir.to_string_lossy();
+        argv(&[&self.sbatch, "--parsable", "--chdir", &workdir, "--output", &output, &script])
     }
 
     fn job_id(&self, stdout: &str) -> Option<String> {
@@ -169,6 +170,12 @@ mod tests {
 
     fn ok(stdout: &str) -> CmdOutput {
         CmdOutput { success: true, stdout: stdout.into(), stderr: String::new() }
+    }
+
+    #[test]
+    fn the_job_runs_in_the_submitting_directory() {
+        let argv = Slurm::default().submit(Path::new("/h/j.sh"), Path::new("/h/j.out"), Path::new("/w d"));
+        assert_eq!(argv, ["sbatch", "--parsable", "--chdir", "/w d", "--output", "/h/j.out", "/h/j.sh"]);
     }
 
     #[test]

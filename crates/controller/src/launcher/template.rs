@@ -24,11 +24,13 @@ pub struct TemplateVars {
     pub job_name: String,
     /// `{mpirun}`: the mpirun command with its extra arguments.
     pub mpirun: String,
+    /// `{kernel}`: the engines' cell language (`python`, `rhai`), for `mpx-engine --kernel`.
+    pub kernel: String,
 }
 
 impl TemplateVars {
     /// `(name, value)` pairs; paths and commands are quoted for the shell where needed.
-    fn pairs(&self) -> [(&'static str, String); 7] {
+    fn pairs(&self) -> [(&'static str, String); 8] {
         [
             ("n", self.n.to_string()),
             ("queue", self.queue.clone()),
@@ -37,6 +39,7 @@ impl TemplateVars {
             ("engine", shell_quote(&self.engine)),
             ("job_name", self.job_name.clone()),
             ("mpirun", self.mpirun.clone()),
+            ("kernel", self.kernel.clone()),
         ]
     }
 }
@@ -95,18 +98,19 @@ mod tests {
             engine: "/bin/mpx-engine".into(),
             job_name: "mpx-x".into(),
             mpirun: "mpirun".into(),
+            kernel: "rhai".into(),
         }
     }
 
     #[test]
     fn replaces_known_variables_and_keeps_shell_syntax() {
         let t = "#!/bin/sh\n#SBATCH --ntasks={n}\n#SBATCH --partition={queue}\n#SBATCH --time={walltime}\n\
-                 echo ${SLURM_JOB_ID} {other}\n{mpirun} -n {n} {engine} --connect {connection_file}\n";
+                 echo ${SLURM_JOB_ID} {other}\n{mpirun} -n {n} {engine} --kernel {kernel} --connect {connection_file}\n";
         let s = render(t, &vars()).unwrap();
         assert_eq!(
             s,
             "#!/bin/sh\n#SBATCH --ntasks=4\n#SBATCH --time=01:00:00\necho ${SLURM_JOB_ID} {other}\n\
-             mpirun -n 4 /bin/mpx-engine --connect '/home/a b/cluster-x.json'\n"
+             mpirun -n 4 /bin/mpx-engine --kernel rhai --connect '/home/a b/cluster-x.json'\n"
         );
     }
 
