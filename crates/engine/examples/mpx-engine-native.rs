@@ -1,16 +1,22 @@
 //! An engine binary with native Rust functions callable from cells (the seed's "compiled
-//! libraries exposed to Python"). Start a cluster with it:
+//! libraries exposed to Python"), in both kernels. Start a cluster with it:
 //!
 //! ```text
 //! cargo build --examples
 //! mpx cluster start -n 4 --engine target/debug/examples/mpx-engine-native
-//! mpx px 'norm2(rand(10))'
+//! mpx px 'import numpy as np, mpx_engine; mpx_engine.norm2(np.ones(4))'     # Python: 2.0
+//! mpx cluster start -n 4 --kernel rhai --engine target/debug/examples/mpx-engine-native
+//! mpx px 'norm2(rand(10))'                                                  # rhai
 //! ```
 
 use std::{path::PathBuf, time::Duration};
 
 use clap::Parser;
-use mpx_engine::{ArrayValue, EngineOptions, Registry};
+use mpx_engine::{
+    numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArrayDyn},
+    pyo3::{exceptions::PyValueError, prelude::*},
+    ArrayValue, EngineOptions, KernelKind, Registry,
+};
 
 #[derive(Parser)]
 struct Args {
@@ -20,6 +26,9 @@ struct Args {
     /// Seconds to wait for the connection file.
     #[arg(long, default_value_t = 30.0)]
     wait: f64,
+    /// The kernel: python or rhai.
+    #[arg(long, default_value = "python")]
+    kernel: KernelKind,
 }
 
 /// Euclidean norm of an array of any dtype (reads it without copying when it is f64).
@@ -40,6 +49,40 @@ fn axpy(
     Ok(ArrayValue::from(&*x * a + &*y))
 }
 
+/// Python: Euclidean norm of a float64 numpy array, read in place (no copy), computed
+/// without the GIL.
+#[pyfunction(name = "norm2")]
+fn py_norm2(py: Python<'_>, a: PyReadonlyArrayDyn<'_, f64>) -> f64 {
+    let a = a.as_array();
+    py.detach(|| a.iter().map(|x| x * x).sum::<f64>().sqrt())
+}
+
+/// Python: `a * x + y` on float64 numpy arrays (read in place), as a new numpy array (its
+/// memory moves into numpy without a copy).
+#[pyfunction(name = "axpy")]
+fn py_axpy<'py>(
+    py: Python<'py>,
+    a: f64,
+    x: PyReadonlyArrayDyn<'py, f64>,
+    y: PyReadonlyArrayDyn<'py, f64>,
+) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    let (x, y) = (x.as_array(), y.as_array());
+    if x.shape() != y.shape() {
+        return Err(PyValueError::new_err(format!(
+            "axpy: shapes {:?} and {:?} differ",
+            x.shape(),
+            y.shape()
+        )));
+    }
+    Ok((&x * a + &y).into_pyarray(py))
+}
+
+/// Python: ends this rank's process at once, as a crashing native library would.
+#[pyfunction(name = "exit_now")]
+fn py_exit_now(code: i32) {
+    std::process::exit(code)
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut registry = Registry::new();
@@ -50,7 +93,16 @@ fn main() -> anyhow::Result<()> {
         // Ends this rank's process at once, as a crashing native library would.
         engine.register_fn("exit_now", |code: i64| -> () { std::process::exit(code as i32) });
     });
-    let opts = EngineOptions { connection_file: args.connect, wait: Duration::from_secs_f64(args.wait) };
+    registry.add_python(|m| {
+        m.add_function(wrap_pyfunction!(py_norm2, m)?)?;
+        m.add_function(wrap_pyfunction!(py_axpy, m)?)?;
+        m.add_function(wrap_pyfunction!(py_exit_now, m)?)
+    });
+    let opts = EngineOptions {
+        connection_file: args.connect,
+        wait: Duration::from_secs_f64(args.wait),
+        kernel: args.kernel,
+    };
     mpx_engine::main_with(opts, registry)?;
     Ok(())
 }

@@ -3,20 +3,65 @@
 //! It never touches MPI, so it stays responsive while the MPI thread blocks in a collective.
 
 use std::{
+    collections::HashMap,
     sync::{
-        atomic::{AtomicBool, Ordering},
-        mpsc::Sender,
+        mpsc::{self, Sender, SyncSender},
         Arc,
     },
     time::{Duration, Instant},
 };
 
 use actix::{io::FramedWrite, io::WriteHandler, prelude::*};
-use mpx_messages::{CodecError, ControllerToEngine, EngineToController, Frame, FrameCodec, TaskReply};
+use mpx_messages::{
+    CodecError, ControllerToEngine, EngineState, EngineToController, Frame, FrameCodec, TaskReply,
+};
 use tokio::net::tcp::OwnedWriteHalf;
 use tracing::{error, info, warn};
 
-use crate::state::Board;
+use crate::{
+    kernel::{Interrupt, Probe},
+    state::Board,
+};
+
+/// How long a status answer waits for the kernel's probe (which may wait for Python's GIL).
+pub const PROBE_WAIT: Duration = Duration::from_millis(300);
+
+/// The kernel's probe for a status request, answered.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ProbeDone {
+    /// The status request.
+    pub req: u64,
+    /// Where the cell is.
+    pub detail: Option<String>,
+}
+
+/// A thread that runs the kernel's [`Probe`] (it may block on the GIL, which the control
+/// thread must never do) and sends the answer back as [`ProbeDone`].
+pub struct Prober {
+    requests: SyncSender<u64>,
+}
+
+impl Prober {
+    /// Starts the thread.
+    pub fn start(probe: Arc<dyn Probe>, control: Addr<Control>) -> Prober {
+        let (requests, rx) = mpsc::sync_channel::<u64>(1);
+        let spawned = std::thread::Builder::new().name("mpx-probe".into()).spawn(move || {
+            for req in rx {
+                control.do_send(ProbeDone { req, detail: probe.probe() });
+            }
+        });
+        if let Err(e) = spawned {
+            warn!(error = %e, "no probe thread: mpx where will not show cell lines");
+        }
+        Prober { requests }
+    }
+
+    /// Asks for a probe; false when the thread is still busy with an earlier one.
+    fn ask(&self, req: u64) -> bool {
+        self.requests.try_send(req).is_ok()
+    }
+}
 
 /// Work for the MPI thread.
 pub enum Job {
@@ -52,8 +97,12 @@ pub const EXIT_GRACE: Duration = Duration::from_secs(3);
 pub struct Control {
     /// What the MPI thread is doing.
     pub board: Board,
-    /// Set to interrupt the running cell.
-    pub interrupt: Arc<AtomicBool>,
+    /// Interrupts the running cell.
+    pub interrupt: Arc<dyn Interrupt>,
+    /// Looks inside the running cell for `mpx where` (Python kernel).
+    pub prober: Option<Prober>,
+    /// Status answers waiting for the probe.
+    pub pending_status: HashMap<u64, EngineState>,
     /// When the controller was last heard from.
     pub last_heard: Instant,
     /// Frames to the controller.
@@ -95,6 +144,38 @@ impl Control {
                 act.exit(None, ctx);
             }
         });
+    }
+}
+
+impl Control {
+    /// Answers a status request: the board's state, with the cell's line from the probe when
+    /// a cell runs (waiting at most [`PROBE_WAIT`] for it).
+    fn status(&mut self, req: u64, ctx: &mut Context<Self>) {
+        let state = self.board.snapshot();
+        let asked = state.activity != "idle" && self.prober.as_ref().is_some_and(|p| p.ask(req));
+        if !asked {
+            self.writer.write(Frame::new(EngineToController::Status { req, state }));
+            return;
+        }
+        self.pending_status.insert(req, state);
+        ctx.run_later(PROBE_WAIT, move |act, _| {
+            if let Some(mut state) = act.pending_status.remove(&req) {
+                state.detail = Some("Python is busy in a call that holds the GIL".into());
+                act.writer.write(Frame::new(EngineToController::Status { req, state }));
+            }
+        });
+    }
+}
+
+/// Handler for `ProbeDone`: the status answer, with the cell's line.
+impl Handler<ProbeDone> for Control {
+    type Result = ();
+
+    fn handle(&mut self, msg: ProbeDone, _: &mut Context<Self>) {
+        if let Some(mut state) = self.pending_status.remove(&msg.req) {
+            state.detail = msg.detail;
+            self.writer.write(Frame::new(EngineToController::Status { req: msg.req, state }));
+        }
     }
 }
 
@@ -160,12 +241,9 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
             }
             ControllerToEngine::Interrupt => {
                 info!("interrupt requested");
-                self.interrupt.store(true, Ordering::SeqCst);
+                self.interrupt.interrupt();
             }
-            ControllerToEngine::StatusRequest { req } => {
-                let state = self.board.snapshot();
-                self.writer.write(Frame::new(EngineToController::Status { req, state }));
-            }
+            ControllerToEngine::StatusRequest { req } => self.status(req, ctx),
             ControllerToEngine::Shutdown => {
                 info!("shutdown requested by the controller");
                 let _ = self.jobs.send(Job::Exit(None));

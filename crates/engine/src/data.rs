@@ -15,10 +15,11 @@ use mpi::{
     traits::*,
     Count,
 };
-use mpx_cells::{raw, ArrayValue, Collectives, DType, Interpreter};
-use mpx_messages::{ArrayMeta, EngineId, RemoteError};
+use mpx_cells::Collectives;
+use mpx_messages::{ArrayMeta, Dtype, EngineId, RemoteError};
 
 use crate::{
+    kernel::{array_from_wire, check_wire, HostArray, Kernel},
     mpi_comm::{recv_buf, send_buf, MpiComm},
     state::Board,
 };
@@ -32,45 +33,24 @@ fn err(ename: &str, evalue: impl Into<String>) -> RemoteError {
 }
 
 /// The wire description of an array whose bytes go in buffer `buffer`.
-pub fn meta_of(a: &ArrayValue, buffer: usize) -> ArrayMeta {
+pub fn meta_of(a: &dyn HostArray, buffer: usize) -> ArrayMeta {
     ArrayMeta { dtype: a.dtype(), shape: a.shape().to_vec(), buffer }
-}
-
-/// A zero-filled array to receive into.
-fn zeros(dtype: DType, shape: &[usize]) -> Result<ArrayValue, RemoteError> {
-    let n: usize = shape.iter().product();
-    raw::from_bytes(dtype, shape, &vec![0u8; n * dtype.item_size()]).map_err(|e| err(&e.ename, e.evalue))
-}
-
-/// The bytes of an array owned here, for receiving into.
-fn bytes_mut(a: &mut ArrayValue) -> &mut [u8] {
-    fn cast<T: Clone>(x: &mut std::sync::Arc<ndarray::ArrayD<T>>) -> &mut [u8] {
-        let s = std::sync::Arc::make_mut(x).as_slice_mut().expect("zeros() makes standard-layout arrays");
-        // SAFETY: plain element types without padding; bool receives only bytes sent from a
-        // validated bool array (0 or 1).
-        unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(s)) }
-    }
-    match a {
-        ArrayValue::F64(x) => cast(x),
-        ArrayValue::F32(x) => cast(x),
-        ArrayValue::I64(x) => cast(x),
-        ArrayValue::I32(x) => cast(x),
-        ArrayValue::U8(x) => cast(x),
-        ArrayValue::Bool(x) => cast(x),
-    }
 }
 
 /// Communicators per set of engines, created on first use.
 pub struct Groups {
+    world: SimpleCommunicator,
     world_size: usize,
     board: Board,
     cache: HashMap<Vec<EngineId>, MpiComm>,
 }
 
 impl Groups {
-    /// An empty cache for a world of `world_size` ranks; MPI calls are recorded on `board`.
-    pub fn new(world_size: usize, board: Board) -> Self {
-        Groups { world_size, board, cache: HashMap::new() }
+    /// An empty cache over `world` (the engine's own duplicate of COMM_WORLD); MPI calls are
+    /// recorded on `board`.
+    pub fn new(world: SimpleCommunicator, board: Board) -> Self {
+        let world_size = world.size() as usize;
+        Groups { world, world_size, board, cache: HashMap::new() }
     }
 
     /// The communicator of exactly `group` (sorted world ranks); the lowest is rank 0 in it.
@@ -80,14 +60,14 @@ impl Groups {
             return Err(err("ValueError", format!("engine {bad} is not in this MPI world")));
         }
         if !self.cache.contains_key(group) {
-            let world = SimpleCommunicator::world();
             let (comm, name) = if group.len() == self.world_size {
-                (world, "COMM_WORLD".to_string())
+                (self.world.duplicate(), "COMM_WORLD".to_string())
             } else {
                 let ranks: Vec<i32> = group.iter().map(|&r| r as i32).collect();
-                let sub = world.group().include(&ranks);
+                let sub = self.world.group().include(&ranks);
                 let _in = self.board.mpi("comm_create_group", format!("{group:?}"));
-                let comm = world
+                let comm = self
+                    .world
                     .split_by_subgroup(&sub)
                     .ok_or_else(|| err("MPIError", "could not create a communicator"))?;
                 (comm, format!("{group:?}"))
@@ -117,48 +97,45 @@ fn agree(comm: &SimpleCommunicator, mine: Result<(), RemoteError>) -> Result<(),
     }
 }
 
-/// Binds `name` on every engine of `group` to the root's array.
+/// Binds `name` on every engine of `group` to the root's array: the root copies the wire
+/// bytes into a new kernel array once, the others receive the MPI Bcast straight into theirs.
 pub fn push(
     groups: &mut Groups,
-    interp: &mut Interpreter,
+    kernel: &mut dyn Kernel,
     name: &str,
     meta: &ArrayMeta,
     group: &[EngineId],
     buffers: &[Bytes],
 ) -> Result<(), RemoteError> {
     let dtype = meta.dtype;
-    let decode = || {
-        buffers
-            .get(meta.buffer)
-            .ok_or_else(|| err("ValueError", "the array's bytes are missing"))
-            .and_then(|b| raw::from_bytes(dtype, &meta.shape, b).map_err(|e| err(&e.ename, e.evalue)))
-    };
+    let wire = || buffers.get(meta.buffer).ok_or_else(|| err("ValueError", "the array's bytes are missing"));
     if group.len() == 1 {
-        interp.set_array(name, decode()?);
-        return Ok(());
+        let a = array_from_wire(kernel, dtype, &meta.shape, wire()?)?;
+        return kernel.bind(name, a);
     }
     let group_comm = groups.comm(group)?;
     let _in = group_comm.enter("bcast");
     let comm = group_comm.comm();
+    // Everyone allocates first, so that a dtype one kernel refuses fails everywhere alike.
     let mut array = if comm.rank() == 0 {
-        let decoded = decode();
-        agree(comm, decoded.as_ref().map(|_| ()).map_err(Clone::clone))?;
-        decoded?
+        let made = wire().and_then(|b| array_from_wire(kernel, dtype, &meta.shape, b));
+        agree(comm, made.as_ref().map(|_| ()).map_err(Clone::clone))?;
+        made?
     } else {
+        let made = kernel.new_array(dtype, &meta.shape);
         agree(comm, Ok(()))?;
-        zeros(dtype, &meta.shape)?
+        made?
     };
-    bcast_bytes(comm, bytes_mut(&mut array));
-    interp.set_array(name, array);
-    Ok(())
+    bcast_bytes(comm, array.bytes_mut());
+    kernel.bind(name, array)
 }
 
 /// The array bound to `name`, as a buffer.
-pub fn pull(interp: &Interpreter, rank: u32, name: &str) -> Result<(ArrayMeta, Bytes), RemoteError> {
-    let a = interp
-        .get_array(name)
+pub fn pull(kernel: &mut dyn Kernel, rank: u32, name: &str) -> Result<(ArrayMeta, Bytes), RemoteError> {
+    let a = kernel
+        .array(name)
         .map_err(|e| err(&e.ename, format!("engine {rank}: cannot pull {name:?}: {}", e.evalue)))?;
-    Ok((meta_of(&a, 0), raw::to_bytes(&a)))
+    Ok((meta_of(a.as_ref(), 0), a.into_bytes()))
 }
 
 fn counts_displs(counts: &[usize]) -> Result<(Vec<Count>, Vec<Count>), RemoteError> {
@@ -171,11 +148,12 @@ fn counts_displs(counts: &[usize]) -> Result<(Vec<Count>, Vec<Count>), RemoteErr
     Ok((c, d))
 }
 
-/// Binds `name` on each engine of `group` to its rows of the root's array.
+/// Binds `name` on each engine of `group` to its rows of the root's array (MPI Scatterv from
+/// the root's wire buffer straight into each engine's new kernel array).
 #[allow(clippy::too_many_arguments)]
 pub fn scatter(
     groups: &mut Groups,
-    interp: &mut Interpreter,
+    kernel: &mut dyn Kernel,
     name: &str,
     meta: &ArrayMeta,
     group: &[EngineId],
@@ -192,44 +170,43 @@ pub fn scatter(
     let (counts, displs) = counts_displs(&byte_counts)?;
     let mut shape = meta.shape.clone();
     shape[0] = rows[me];
-    let mut mine = zeros(dtype, &shape)?;
+    let made = kernel.new_array(dtype, &shape);
+    let mut spare = [0u8; 1];
     if me == 0 {
-        let whole =
-            buffers.get(meta.buffer).ok_or_else(|| err("ValueError", "the array's bytes are missing"));
-        let checked = whole.and_then(|b| {
-            if dtype == DType::Bool && b.iter().any(|&x| x > 1) {
-                Err(err("ValueError", "a bool array holds bytes other than 0 and 1"))
-            } else {
-                Ok(b)
-            }
-        });
-        agree(comm, checked.map(|_| ()).map_err(|e| e.clone()))?;
-        let whole = &buffers[meta.buffer];
+        let checked = buffers
+            .get(meta.buffer)
+            .ok_or_else(|| err("ValueError", "the array's bytes are missing"))
+            .and_then(|b| check_wire(dtype, &meta.shape, b).map(|()| b));
+        let verdict = match (&checked, &made) {
+            (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+            _ => Ok(()),
+        };
+        agree(comm, verdict)?;
+        let (whole, mut mine) = (checked?, made?);
         let send = Partition::new(send_buf(whole), &counts[..], &displs[..]);
-        let mut spare = [0u8; 1];
-        comm.process_at_rank(0).scatter_varcount_into_root(&send, recv_buf(bytes_mut(&mut mine), &mut spare));
+        comm.process_at_rank(0).scatter_varcount_into_root(&send, recv_buf(mine.bytes_mut(), &mut spare));
+        kernel.bind(name, mine)
     } else {
         agree(comm, Ok(()))?;
-        let mut spare = [0u8; 1];
-        comm.process_at_rank(0).scatter_varcount_into(recv_buf(bytes_mut(&mut mine), &mut spare));
+        let mut mine = made?;
+        comm.process_at_rank(0).scatter_varcount_into(recv_buf(mine.bytes_mut(), &mut spare));
+        kernel.bind(name, mine)
     }
-    interp.set_array(name, mine);
-    Ok(())
 }
 
-/// What a member has to contribute to a gather: dtype and shape, or why it cannot.
-fn describe(interp: &Interpreter, rank: u32, name: &str) -> Result<ArrayValue, String> {
-    let a = interp.get_array(name).map_err(|e| format!("engine {rank}: {}", e.evalue))?;
-    if a.ndim() == 0 {
+/// What a member has to contribute to a gather: the array, or why it cannot.
+fn describe(kernel: &mut dyn Kernel, rank: u32, name: &str) -> Result<Box<dyn HostArray>, String> {
+    let a = kernel.array(name).map_err(|e| format!("engine {rank}: {}", e.evalue))?;
+    if a.shape().is_empty() {
         return Err(format!("engine {rank}: {name:?} is 0-d; gather concatenates along axis 0"));
     }
     Ok(a)
 }
 
-fn encode_desc(d: &Result<ArrayValue, String>) -> Vec<u8> {
+fn encode_desc(d: &Result<Box<dyn HostArray>, String>) -> Vec<u8> {
     match d {
         Ok(a) => {
-            let mut out = vec![0u8, DType::ALL.iter().position(|&t| t == a.dtype()).unwrap_or(0) as u8];
+            let mut out = vec![0u8, Dtype::ALL.iter().position(|&t| t == a.dtype()).unwrap_or(0) as u8];
             for &s in a.shape() {
                 out.extend_from_slice(&(s as u64).to_le_bytes());
             }
@@ -243,15 +220,16 @@ fn encode_desc(d: &Result<ArrayValue, String>) -> Vec<u8> {
     }
 }
 
-/// Gathers `name` from every engine of `group` onto the root; the root returns the array.
+/// Gathers `name` from every engine of `group` onto the root (MPI Gatherv, each member's
+/// array read in place); the root returns the array.
 pub fn gather(
     groups: &mut Groups,
-    interp: &Interpreter,
+    kernel: &mut dyn Kernel,
     rank: u32,
     name: &str,
     group: &[EngineId],
 ) -> Result<Option<(ArrayMeta, Bytes)>, RemoteError> {
-    let mine = describe(interp, rank, name);
+    let mine = describe(kernel, rank, name);
     let comm = groups.comm(group)?;
     let _in = comm.enter("gatherv");
     let all = comm.allgather_bytes(&encode_desc(&mine)).map_err(|e| err("CommError", e.0))?;
@@ -277,15 +255,16 @@ pub fn gather(
     }
     let (dt, first) = &shapes[0];
     if let Some((i, _)) = shapes.iter().enumerate().find(|(_, (d, s))| d != dt || s[1..] != first[1..]) {
+        let dname = |d: u8| Dtype::ALL.get(d as usize).map_or("?", |t| t.name());
         return Err(err(
             "ValueError",
             format!(
                 "cannot gather {name:?}: engine {} has dtype {} shape {:?}, engine {} has dtype {} shape {:?}",
                 group[0],
-                DType::ALL[*dt as usize].name(),
+                dname(*dt),
                 first,
                 group[i],
-                DType::ALL[shapes[i].0 as usize].name(),
+                dname(shapes[i].0),
                 shapes[i].1
             ),
         ));
@@ -295,21 +274,23 @@ pub fn gather(
     let row_bytes = first[1..].iter().product::<usize>() * dtype.item_size();
     let rows: Vec<usize> = shapes.iter().map(|(_, s)| s[0]).collect();
     let (counts, displs) = counts_displs(&rows.iter().map(|r| r * row_bytes).collect::<Vec<_>>())?;
-    let send = raw::to_bytes(&a);
     let comm = comm.comm();
     if comm.rank() == 0 {
         let mut shape = first.clone();
         shape[0] = rows.iter().sum();
-        let mut whole = zeros(dtype, &shape)?;
+        let made = kernel.new_array(dtype, &shape);
+        agree(comm, made.as_ref().map(|_| ()).map_err(Clone::clone))?;
+        let mut whole = made?;
         let mut spare = [0u8; 1];
         {
             let mut recv =
-                PartitionMut::new(recv_buf(bytes_mut(&mut whole), &mut spare), &counts[..], &displs[..]);
-            comm.process_at_rank(0).gather_varcount_into_root(send_buf(&send), &mut recv);
+                PartitionMut::new(recv_buf(whole.bytes_mut(), &mut spare), &counts[..], &displs[..]);
+            comm.process_at_rank(0).gather_varcount_into_root(send_buf(a.bytes()), &mut recv);
         }
-        Ok(Some((meta_of(&whole, 0), raw::to_bytes(&whole))))
+        Ok(Some((meta_of(whole.as_ref(), 0), whole.into_bytes())))
     } else {
-        comm.process_at_rank(0).gather_varcount_into(send_buf(&send));
+        agree(comm, Ok(()))?;
+        comm.process_at_rank(0).gather_varcount_into(send_buf(a.bytes()));
         Ok(None)
     }
 }

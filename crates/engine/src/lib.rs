@@ -1,8 +1,9 @@
 //! The mpx engine: one MPI rank that runs cells for the controller.
 //!
 //! # Threads
-//! - **MPI thread** (the main thread): initialises MPI, owns the communicators and the cell
-//!   interpreter, and serves the job channel until told to exit; then finalizes MPI.
+//! - **MPI thread** (the main thread): initialises MPI, owns the communicators and the kernel
+//!   (embedded CPython or rhai), and serves the job channel until told to exit; then
+//!   finalizes MPI.
 //! - **Control thread**: runs an actix System with the [`control::Control`] actor (connection to
 //!   the controller). It never calls MPI, so it answers even while the MPI thread blocks.
 //!
@@ -12,6 +13,8 @@
 //! # Layout
 //! - [`control`]: the control actor and the job channel.
 //! - [`data`]: push/pull/scatter/gather over MPI collectives.
+//! - [`kernel`]: the `Kernel` interface and its two kernels, Python and rhai.
+//! - [`registry`]: native Rust functions for cells of both kernels.
 //! - [`mpi_comm`]: `Collectives` over MPI for the cells.
 //! - [`state`]: what the engine is doing, for `mpx where`.
 //! - [`worker`]: the MPI thread's job loop.
@@ -19,9 +22,14 @@
 
 pub mod control;
 pub mod data;
+pub mod kernel;
 pub mod mpi_comm;
+pub mod registry;
 pub mod state;
 pub mod worker;
 
-pub use mpx_cells::{self as cells, ArrayValue, Registry};
+pub use kernel::KernelKind;
+pub use mpx_cells::{self as cells, ArrayValue};
+pub use registry::Registry;
 pub use worker::{main_with, EngineError, EngineOptions};
+pub use {numpy, pyo3};

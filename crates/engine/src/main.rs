@@ -14,6 +14,9 @@ struct Args {
     /// Seconds to wait for the connection file to appear.
     #[arg(long, default_value_t = 30.0)]
     wait: f64,
+    /// The kernel that runs cells: python (embedded CPython, numpy, mpi4py) or rhai.
+    #[arg(long, default_value = "python")]
+    kernel: mpx_engine::KernelKind,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -24,8 +27,11 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let opts =
-        mpx_engine::EngineOptions { connection_file: args.connect, wait: Duration::from_secs_f64(args.wait) };
+    let opts = mpx_engine::EngineOptions {
+        connection_file: args.connect,
+        wait: Duration::from_secs_f64(args.wait),
+        kernel: args.kernel,
+    };
     mpx_engine::main_with(opts, mpx_engine::Registry::new())?;
     Ok(())
 }

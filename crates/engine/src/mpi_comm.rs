@@ -38,9 +38,11 @@ pub struct MpiComm {
 }
 
 impl MpiComm {
-    /// Wraps `MPI_COMM_WORLD`; MPI calls are recorded on `board`.
-    pub fn world(board: Board) -> Self {
-        MpiComm { comm: SimpleCommunicator::world(), name: "COMM_WORLD".into(), board }
+    /// Wraps the engine's own duplicate of `MPI_COMM_WORLD` (made before any kernel code
+    /// runs, so it keeps `MPI_ERRORS_ARE_FATAL` whatever mpi4py does to COMM_WORLD); shown as
+    /// `COMM_WORLD`; MPI calls are recorded on `board`.
+    pub fn world(world_dup: SimpleCommunicator, board: Board) -> Self {
+        MpiComm { comm: world_dup, name: "COMM_WORLD".into(), board }
     }
 
     /// Wraps a communicator named `name` (for `mpx where`).

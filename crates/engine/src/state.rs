@@ -80,6 +80,7 @@ impl Board {
             call: now.call.map(str::to_string),
             comm: now.comm,
             seconds: now.since.elapsed().as_secs_f64(),
+            detail: None,
         }
     }
 }

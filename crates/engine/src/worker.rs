@@ -2,14 +2,14 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{atomic::AtomicBool, mpsc, Arc},
+    sync::{mpsc, Arc},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use actix::prelude::*;
 use bytes::Bytes;
-use mpi::traits::*;
-use mpx_cells::{raw, rhai::Dynamic, Collectives, Interpreter, Registry};
+use mpi::{collective::SystemOperation, traits::*};
+use mpx_cells::Collectives;
 use mpx_messages::{
     Arg, ConnectionInfo, EngineToController, Frame, FrameCodec, Key, Outcome, RankInfo, RegisterRequest,
     RemoteError, Task, TaskReply, DEFAULT_MAX_FRAME,
@@ -21,8 +21,13 @@ use tracing::{error, info};
 use crate::{
     control::{Control, Done, Job},
     data::{self, Groups},
+    kernel::{
+        array_from_wire, python::PythonKernel, rhai::RhaiKernel, CallArg, CellOutput, Interrupt, Kernel,
+        KernelKind, Probe,
+    },
     mpi_comm::MpiComm,
     state::Board,
+    Registry,
 };
 
 /// Settings of an engine process.
@@ -32,6 +37,19 @@ pub struct EngineOptions {
     pub connection_file: PathBuf,
     /// How long to wait for the connection file to appear.
     pub wait: Duration,
+    /// The kernel that runs cells.
+    pub kernel: KernelKind,
+}
+
+impl EngineOptions {
+    /// Options for the connection file at `path`: wait 30 s for it, Python kernel.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        EngineOptions {
+            connection_file: path.into(),
+            wait: Duration::from_secs(30),
+            kernel: KernelKind::default(),
+        }
+    }
 }
 
 /// Why an engine stopped abnormally.
@@ -51,6 +69,14 @@ pub enum EngineError {
     /// The controller could not be reached or refused us.
     #[error("controller: {0}")]
     Controller(String),
+    /// The kernel could not start on some rank (e.g. Python is missing).
+    #[error("the {kernel} kernel could not start: {why}")]
+    Kernel {
+        /// Which kernel.
+        kernel: KernelKind,
+        /// Why (this rank's reason, or that another rank failed).
+        why: String,
+    },
 }
 
 /// Seconds since the Unix epoch.
@@ -103,11 +129,45 @@ fn install_panic_hook() {
 /// # Errors
 /// [`EngineError`] when MPI, the connection file or the controller fail.
 pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineError> {
+    if opts.kernel == KernelKind::Python && std::env::var_os("MPI4PY_RC_FAST_REDUCE").is_none() {
+        // mpi4py's lowercase allreduce holds the GIL while it waits unless this is off, which
+        // would keep `mpx where` from seeing inside the cell. Set while this process has one
+        // thread.
+        std::env::set_var("MPI4PY_RC_FAST_REDUCE", "false");
+    }
     let (universe, _level) =
         mpi::initialize_with_threading(mpi::Threading::Multiple).ok_or(EngineError::MpiInit)?;
     install_panic_hook();
     let world = universe.world();
     let (rank, size) = (world.rank() as u32, world.size() as u32);
+    // The engine's own duplicates of COMM_WORLD, made before any cell code runs: whatever
+    // mpi4py does to COMM_WORLD (it sets MPI_ERRORS_RETURN on import), these keep
+    // MPI_ERRORS_ARE_FATAL, which rsmpi relies on (it does not check return codes).
+    let board = Board::default();
+    let comm = MpiComm::world(world.duplicate(), board.clone());
+    let control_comm = world.duplicate();
+    let mut groups = Groups::new(world.duplicate(), board.clone());
+
+    let (rhai_registry, py_steps) = registry.into_parts();
+    let made: Result<Box<dyn Kernel>, String> = match opts.kernel {
+        KernelKind::Rhai => Ok(Box::new(RhaiKernel::new(
+            Box::new(MpiComm::world(world.duplicate(), board.clone())),
+            rhai_registry,
+        ))),
+        KernelKind::Python => {
+            PythonKernel::new(rank as usize, size as usize, &py_steps).map(|k| Box::new(k) as Box<dyn Kernel>)
+        }
+    };
+    // Every rank learns whether every kernel started, so none waits for a rank that left.
+    let mut all_ok = 0i32;
+    control_comm.all_reduce_into(&i32::from(made.is_ok()), &mut all_ok, SystemOperation::min());
+    let mut kernel = match (made, all_ok) {
+        (Ok(k), 1) => k,
+        (Err(why), _) => return Err(EngineError::Kernel { kernel: opts.kernel, why }),
+        (Ok(_), _) => {
+            return Err(EngineError::Kernel { kernel: opts.kernel, why: "it failed on another rank".into() })
+        }
+    };
 
     let info = read_connection_file(&opts.connection_file, opts.wait)?;
     let key = Key::from_hex(&info.key).map_err(|e| EngineError::ConnectionFile {
@@ -116,9 +176,6 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     })?;
 
     let (jobs_tx, jobs) = mpsc::channel::<Job>();
-    let interrupt = Arc::new(AtomicBool::new(false));
-    let board = Board::default();
-    let comm = MpiComm::world(board.clone());
     let me = RankInfo { rank, pid: std::process::id(), hostname: hostname() };
 
     // The whole world registers in one message: rank 0 gathers every rank's details over MPI,
@@ -126,7 +183,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     let details = comm
         .allgather_bytes(format!("{}\t{}", me.pid, me.hostname).as_bytes())
         .map_err(|e| EngineError::Controller(e.0))?;
-    let world: Vec<RankInfo> = details
+    let world_info: Vec<RankInfo> = details
         .iter()
         .enumerate()
         .map(|(r, d)| {
@@ -148,17 +205,18 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
         key,
         jobs: jobs_tx,
         board: board.clone(),
-        interrupt: interrupt.clone(),
+        interrupt: kernel.interrupter(),
+        probe: kernel.prober(),
     };
     let (control_thread, registered) = if rank == 0 {
-        let thread = control.spawn(register(None, world))?;
+        let thread = control.spawn(register(None, world_info))?;
         let registered = wait_registered(&jobs);
         let mut set = [registered.as_ref().map_or(-1, |(_, set)| i64::from(*set))];
-        world_comm().process_at_rank(0).broadcast_into(&mut set[..]);
+        control_comm.process_at_rank(0).broadcast_into(&mut set[..]);
         (thread, registered)
     } else {
         let mut set = [-1i64];
-        world_comm().process_at_rank(0).broadcast_into(&mut set[..]);
+        control_comm.process_at_rank(0).broadcast_into(&mut set[..]);
         if set[0] < 0 {
             return Err(EngineError::Controller("rank 0 could not register this world".into()));
         }
@@ -166,17 +224,16 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
         (thread, wait_registered(&jobs))
     };
     let (id, set) = registered?;
-    info!(engine = id, set, rank, "registered");
+    info!(engine = id, set, rank, kernel = %opts.kernel, "registered");
+    drop(comm);
 
-    let mut interp = Interpreter::new(Box::new(comm), registry, interrupt);
-    let mut groups = Groups::new(size as usize, board.clone());
     let mut result = Ok(());
     for job in jobs {
         match job {
             Job::Registered(..) => {}
             Job::Task { task_id, task, buffers, reply_to } => {
-                board.running(interp.execution_count() + 1);
-                let (outcome, buffers) = run_task(&mut interp, &mut groups, rank, task, &buffers);
+                board.running(kernel.execution_count() + 1);
+                let (outcome, buffers) = run_task(kernel.as_mut(), &mut groups, rank, task, &buffers);
                 board.idle();
                 reply_to.do_send(Done(TaskReply { task_id, outcome }, buffers));
             }
@@ -188,7 +245,9 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
             }
         }
     }
-    drop(interp);
+    drop(kernel);
+    drop(groups);
+    drop(control_comm);
     let _ = control_thread.join();
     drop(universe);
     result
@@ -196,7 +255,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
 
 /// Runs one task; returns its outcome and the reply's buffers.
 fn run_task(
-    interp: &mut Interpreter,
+    kernel: &mut dyn Kernel,
     groups: &mut Groups,
     rank: u32,
     task: Task,
@@ -205,37 +264,33 @@ fn run_task(
     let started = now();
     let mut out = Outcome { started, ..Default::default() };
     let mut reply = Vec::new();
-    let take_cell = |out: &mut Outcome, cell: mpx_cells::CellOutcome| {
+    let take_cell = |out: &mut Outcome, cell: CellOutput| {
         out.stdout = cell.stdout;
+        out.stderr = cell.stderr;
         out.value = cell.value;
-        out.error = cell.error.map(|e| RemoteError {
-            ename: e.ename,
-            evalue: e.evalue,
-            line: e.line,
-            traceback: String::new(),
-        });
+        out.error = cell.error;
     };
     let result: Result<(), RemoteError> = match task {
-        Task::Execute { code } | Task::Run { code, .. } => {
-            take_cell(&mut out, interp.execute(&code));
+        Task::Execute { code } => {
+            take_cell(&mut out, kernel.execute(&code, None));
             Ok(())
         }
-        Task::Apply { function, args } => match apply_args(args, buffers) {
-            Ok(args) => {
-                take_cell(&mut out, interp.call(&function, args));
-                Ok(())
-            }
-            Err(e) => Err(e),
-        },
-        Task::Push { name, array, group } => data::push(groups, interp, &name, &array, &group, buffers),
-        Task::Pull { name } => data::pull(interp, rank, &name).map(|(meta, bytes)| {
+        Task::Run { code, filename } => {
+            take_cell(&mut out, kernel.execute(&code, Some(&filename)));
+            Ok(())
+        }
+        Task::Apply { function, args } => apply_args(kernel, args, buffers).map(|args| {
+            take_cell(&mut out, kernel.call(&function, args));
+        }),
+        Task::Push { name, array, group } => data::push(groups, kernel, &name, &array, &group, buffers),
+        Task::Pull { name } => data::pull(kernel, rank, &name).map(|(meta, bytes)| {
             out.array = Some(meta);
             reply.push(bytes);
         }),
         Task::Scatter { name, array, group, rows } => {
-            data::scatter(groups, interp, &name, &array, &group, &rows, buffers)
+            data::scatter(groups, kernel, &name, &array, &group, &rows, buffers)
         }
-        Task::Gather { name, group } => data::gather(groups, interp, rank, &name, &group).map(|whole| {
+        Task::Gather { name, group } => data::gather(groups, kernel, rank, &name, &group).map(|whole| {
             if let Some((meta, bytes)) = whole {
                 out.array = Some(meta);
                 reply.push(bytes);
@@ -245,33 +300,29 @@ fn run_task(
     if let Err(e) = result {
         out.error = Some(e);
     }
-    out.execution_count = interp.execution_count();
+    out.execution_count = kernel.execution_count();
     out.completed = now();
     (out, reply)
 }
 
-/// Arguments of an apply as cell values.
-fn apply_args(args: Vec<Arg>, buffers: &[Bytes]) -> Result<Vec<Dynamic>, RemoteError> {
+/// Arguments of an apply as kernel values (arrays copied once from the wire into the
+/// kernel's memory).
+fn apply_args(
+    kernel: &mut dyn Kernel,
+    args: Vec<Arg>,
+    buffers: &[Bytes],
+) -> Result<Vec<CallArg>, RemoteError> {
     args.into_iter()
         .map(|a| match a {
-            Arg::Float(x) => Ok(Dynamic::from_float(x)),
-            Arg::Int(i) => Ok(Dynamic::from_int(i)),
-            Arg::Bool(b) => Ok(Dynamic::from_bool(b)),
-            Arg::Str(s) => Ok(Dynamic::from(s)),
+            Arg::Float(x) => Ok(CallArg::Float(x)),
+            Arg::Int(i) => Ok(CallArg::Int(i)),
+            Arg::Bool(b) => Ok(CallArg::Bool(b)),
+            Arg::Str(s) => Ok(CallArg::Str(s)),
             Arg::Array(meta) => {
-                let dtype = meta.dtype;
-                let bytes = buffers.get(meta.buffer).ok_or_else(|| RemoteError {
-                    ename: "ValueError".into(),
-                    evalue: format!("argument buffer {} is missing", meta.buffer),
-                    line: None,
-                    traceback: String::new(),
+                let bytes = buffers.get(meta.buffer).ok_or_else(|| {
+                    RemoteError::new("ValueError", format!("argument buffer {} is missing", meta.buffer))
                 })?;
-                raw::from_bytes(dtype, &meta.shape, bytes).map(Dynamic::from).map_err(|e| RemoteError {
-                    ename: e.ename,
-                    evalue: e.evalue,
-                    line: None,
-                    traceback: String::new(),
-                })
+                array_from_wire(kernel, meta.dtype, &meta.shape, bytes).map(CallArg::Array)
             }
         })
         .collect()
@@ -283,7 +334,8 @@ struct ControlStart {
     key: Key,
     jobs: mpsc::Sender<Job>,
     board: Board,
-    interrupt: Arc<AtomicBool>,
+    interrupt: Arc<dyn Interrupt>,
+    probe: Option<Arc<dyn Probe>>,
 }
 
 impl ControlStart {
@@ -308,13 +360,9 @@ fn wait_registered(jobs: &mpsc::Receiver<Job>) -> Result<(u32, u32), EngineError
     }
 }
 
-fn world_comm() -> mpi::topology::SimpleCommunicator {
-    mpi::topology::SimpleCommunicator::world()
-}
-
 /// The control thread: connect, register, and run the `Control` actor until it stops.
 fn control_main(start: ControlStart, register: RegisterRequest) {
-    let ControlStart { address, key, jobs, board, interrupt } = start;
+    let ControlStart { address, key, jobs, board, interrupt, probe } = start;
     let system = System::new();
     let jobs2 = jobs.clone();
     let started = system.block_on(async move {
@@ -331,6 +379,8 @@ fn control_main(start: ControlStart, register: RegisterRequest) {
             Control {
                 board,
                 interrupt,
+                prober: probe.map(|p| crate::control::Prober::start(p, ctx.address())),
+                pending_status: Default::default(),
                 last_heard: std::time::Instant::now(),
                 writer,
                 jobs: jobs2,

@@ -309,6 +309,10 @@ pub struct EngineState {
     pub comm: Option<String>,
     /// Seconds since this state began.
     pub seconds: f64,
+    /// Where in the cell (Python kernel): `<cell-7> line 3 in f()`, and the innermost frame
+    /// when it is outside the cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Engine → controller.

@@ -79,6 +79,7 @@ fn every_message_kind_round_trips_as_json() {
             call: Some("allreduce".into()),
             comm: Some("COMM_WORLD".into()),
             seconds: 1.25,
+            detail: Some("<cell-3> line 2".into()),
         },
     });
     for m in engine_msgs {

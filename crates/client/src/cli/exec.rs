@@ -175,11 +175,14 @@ pub fn render_states(states: &[(EngineId, Option<EngineState>)]) -> String {
         let (what, secs) = match state {
             None => ("no answer".to_string(), 0.0),
             Some(s) => {
-                let what = match (s.activity.as_str(), &s.call, &s.comm, s.cell) {
+                let mut what = match (s.activity.as_str(), &s.call, &s.comm, s.cell) {
                     ("mpi", Some(call), Some(comm), _) => format!("in {call} on {comm}"),
                     ("running", _, _, Some(cell)) => format!("running cell {cell}"),
                     (other, ..) => other.to_string(),
                 };
+                if let Some(at) = &s.detail {
+                    what = format!("{what} at {at}");
+                }
                 (what, s.seconds)
             }
         };

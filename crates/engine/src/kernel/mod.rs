@@ -1,0 +1,199 @@
+//! The kernel: what runs cells on an engine. The worker, the data plane and the control thread
+//! see only [`Kernel`], [`HostArray`], [`Interrupt`] and [`Probe`]; two kernels implement them:
+//! - [`python`]: embedded CPython with one persistent `__main__` namespace (numpy, mpi4py);
+//! - [`rhai`](mod@rhai): the zero-dependency cell language of `mpx_cells`.
+
+use std::{any::Any, fmt, str::FromStr};
+
+use bytes::Bytes;
+use mpx_messages::{Dtype, RemoteError};
+
+pub mod python;
+pub mod rhai;
+
+/// Which kernel an engine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KernelKind {
+    /// Embedded CPython (the default).
+    #[default]
+    Python,
+    /// The rhai cell language.
+    Rhai,
+}
+
+impl KernelKind {
+    /// `python` or `rhai`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelKind::Python => "python",
+            KernelKind::Rhai => "rhai",
+        }
+    }
+}
+
+impl fmt::Display for KernelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A kernel name that is neither `python` nor `rhai`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown kernel {0:?}: use python or rhai")]
+pub struct UnknownKernel(pub String);
+
+impl FromStr for KernelKind {
+    type Err = UnknownKernel;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "python" => Ok(KernelKind::Python),
+            "rhai" => Ok(KernelKind::Rhai),
+            other => Err(UnknownKernel(other.to_string())),
+        }
+    }
+}
+
+/// What running a cell (or a call) produced.
+#[derive(Debug, Clone, Default)]
+pub struct CellOutput {
+    /// Everything the cell printed.
+    pub stdout: String,
+    /// Everything the cell wrote to stderr.
+    pub stderr: String,
+    /// The display form (`repr`) of the cell's value, when it has one.
+    pub value: Option<String>,
+    /// The error that stopped the cell.
+    pub error: Option<RemoteError>,
+}
+
+impl CellOutput {
+    /// An output that is only `error`.
+    pub fn failed(error: RemoteError) -> Self {
+        CellOutput { error: Some(error), ..CellOutput::default() }
+    }
+}
+
+/// An argument of a function call (apply).
+pub enum CallArg {
+    /// A float.
+    Float(f64),
+    /// An integer.
+    Int(i64),
+    /// A boolean.
+    Bool(bool),
+    /// A string.
+    Str(String),
+    /// An array made by the kernel ([`Kernel::new_array`]).
+    Array(Box<dyn HostArray>),
+}
+
+/// An array in a kernel's own memory (a numpy array, an rhai `ArrayValue`), C-contiguous,
+/// whose bytes MPI and the network read and write in place.
+pub trait HostArray {
+    /// Element type.
+    fn dtype(&self) -> Dtype;
+    /// Shape (row-major).
+    fn shape(&self) -> &[usize];
+    /// The elements as little-endian bytes in C order.
+    fn bytes(&self) -> &[u8];
+    /// The same bytes, writable (to receive into).
+    fn bytes_mut(&mut self) -> &mut [u8];
+    /// The bytes as a `Bytes` that keeps the array alive (no copy where the kernel can
+    /// guarantee nobody writes to the array any more; one copy otherwise).
+    fn into_bytes(self: Box<Self>) -> Bytes;
+    /// For the kernel that made it, to take it back in [`Kernel::bind`].
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+}
+
+/// Stops the running cell, from another thread (the control thread).
+pub trait Interrupt: Send + Sync {
+    /// Interrupts the cell now running, if any; a cell that has ended is never affected,
+    /// and neither is the next one.
+    fn interrupt(&self);
+}
+
+/// Says where the running cell is (file, line, function), from another thread. May block
+/// (e.g. on Python's GIL): callers run it off their event loop and with a timeout.
+pub trait Probe: Send + Sync {
+    /// `<cell-7> line 3 in f()`-style text, or `None` when no cell runs.
+    fn probe(&self) -> Option<String>;
+}
+
+/// One engine's interpreter: runs cells in a persistent namespace and binds and reads arrays.
+/// Lives on the MPI thread (the thread that initialised MPI).
+pub trait Kernel {
+    /// The kernel's kind.
+    fn kind(&self) -> KernelKind;
+    /// Runs a cell. `filename` names a file run with `mpx run`; otherwise the cell is
+    /// `<cell-N>` (N = its execution count).
+    fn execute(&mut self, code: &str, filename: Option<&str>) -> CellOutput;
+    /// Calls a function of the namespace (or a native one) with arguments.
+    fn call(&mut self, function: &str, args: Vec<CallArg>) -> CellOutput;
+    /// A new C-contiguous array to receive into (contents unspecified).
+    ///
+    /// # Errors
+    /// A dtype the kernel cannot hold, or memory.
+    fn new_array(&mut self, dtype: Dtype, shape: &[usize]) -> Result<Box<dyn HostArray>, RemoteError>;
+    /// Binds `name` to an array made by [`new_array`](Self::new_array).
+    ///
+    /// # Errors
+    /// An array from another kernel, or a bad name.
+    fn bind(&mut self, name: &str, array: Box<dyn HostArray>) -> Result<(), RemoteError>;
+    /// The variable `name` as an array, read in place when it is one already.
+    ///
+    /// # Errors
+    /// `NameError` when it does not exist, `TypeError` when it is no array of a wire dtype.
+    fn array(&mut self, name: &str) -> Result<Box<dyn HostArray>, RemoteError>;
+    /// Cells run so far.
+    fn execution_count(&self) -> u64;
+    /// The handle other threads use to interrupt cells.
+    fn interrupter(&self) -> std::sync::Arc<dyn Interrupt>;
+    /// The handle `mpx where` uses to see inside a running cell, if the kernel has one.
+    fn prober(&self) -> Option<std::sync::Arc<dyn Probe>>;
+}
+
+/// An array made from wire bytes: a new kernel array with the bytes copied in (bool bytes
+/// checked to be 0 or 1).
+///
+/// # Errors
+/// A length that does not match dtype and shape, a bad bool, or a dtype the kernel refuses.
+pub fn array_from_wire(
+    kernel: &mut dyn Kernel,
+    dtype: Dtype,
+    shape: &[usize],
+    bytes: &[u8],
+) -> Result<Box<dyn HostArray>, RemoteError> {
+    check_wire(dtype, shape, bytes)?;
+    let mut a = kernel.new_array(dtype, shape)?;
+    a.bytes_mut().copy_from_slice(bytes);
+    Ok(a)
+}
+
+/// Checks that `bytes` hold a `dtype` array of `shape` (and only 0/1 for bool).
+///
+/// # Errors
+/// A `ValueError` saying what does not match.
+pub fn check_wire(dtype: Dtype, shape: &[usize], bytes: &[u8]) -> Result<(), RemoteError> {
+    let n = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .and_then(|n| n.checked_mul(dtype.item_size()))
+        .ok_or_else(|| RemoteError::new("ValueError", format!("shape {shape:?} is too large")))?;
+    if bytes.len() != n {
+        return Err(RemoteError::new(
+            "ValueError",
+            format!(
+                "{} bytes do not hold a {} array of shape {shape:?} ({n} bytes)",
+                bytes.len(),
+                dtype.name()
+            ),
+        ));
+    }
+    if dtype == Dtype::Bool {
+        if let Some(b) = bytes.iter().find(|&&b| b > 1) {
+            return Err(RemoteError::new("ValueError", format!("byte {b} is not a bool (0 or 1)")));
+        }
+    }
+    Ok(())
+}
