@@ -89,7 +89,7 @@ fn t90_a_bad_kernel_name_is_refused_by_the_cli() {
 }
 
 #[test]
-fn t91_seed_session_typed_into_the_console() {
+fn t90_seed_session_typed_into_the_console() {
     let examples = repo_root().join("examples");
     let c = Cluster::start_in(Kernel::Python, "pyconsole", 4, &[], &examples);
     let session = "%px import numpy as np\n%px a = np.random.rand(100)\n%px from psum import psum\n\

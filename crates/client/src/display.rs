@@ -27,7 +27,9 @@ pub fn render_with(results: &[EngineResult], labels: &HashMap<EngineId, String>)
         }
         if let Some(e) = &r.outcome.error {
             let at = e.line.map(|l| format!(" (line {l})")).unwrap_or_default();
-            let _ = writeln!(out, "[{id}:error] {}: {}{at}", e.ename, e.evalue);
+            // As Python prints it: `KeyboardInterrupt`, not `KeyboardInterrupt: `, without a message.
+            let sep = if e.evalue.is_empty() { "" } else { ": " };
+            let _ = writeln!(out, "[{id}:error] {}{sep}{}{at}", e.ename, e.evalue);
             for line in e.traceback.lines() {
                 let _ = writeln!(out, "    {line}");
             }
