@@ -103,6 +103,9 @@ fn t74_slurm_cluster_on_a_local_slurm() {
     assert!(!job.is_empty() && job.chars().all(|ch| ch.is_ascii_digit()), "one job in the queue: {job:?}");
     let log = std::fs::read_to_string(c.home.join("cluster-default.log")).unwrap_or_default();
     assert!(log.contains("sbatch --parsable"), "the submission is logged:\n{log}");
+    // The job runs where `mpx cluster start` ran (the test's working directory).
+    let here = std::env::current_dir().unwrap();
+    assert!(log.contains(&format!("--chdir {}", here.display())), "sbatch --chdir:\n{log}");
     c.check_psum(2);
     let pids = c.pids.clone();
     c.stop();
