@@ -65,7 +65,8 @@ def _describe(exc, name):
         text = "".join(traceback.format_exception_only(type(exc), exc))
     else:
         text = "".join(traceback.format_exception(type(exc), exc, tb))
-    return (type(exc).__name__, str(exc), _lineno(exc, name), text.rstrip("\n"))
+    evalue = exc.msg if isinstance(exc, SyntaxError) and exc.msg else str(exc)
+    return (type(exc).__name__, evalue, _lineno(exc, name), text.rstrip("\n"))
 
 
 def run_cell(src, ns, name):
