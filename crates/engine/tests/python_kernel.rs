@@ -45,6 +45,8 @@ fn python_kernel() {
     assert_eq!((e.ename.as_str(), e.evalue.as_str()), ("SystemExit", "3"));
     let e = k.execute("def g():\n    raise KeyError('k')\ng()", Some("lib.py")).error.expect("KeyError");
     assert!(e.traceback.contains("File \"lib.py\", line 2, in g"), "{}", e.traceback);
+    // No stdin: input() fails at once.
+    assert_eq!(k.execute("input('name? ')", None).error.map(|e| e.ename), Some("EOFError".into()));
     // MPI.Finalize is guarded.
     let e = k.execute("from mpi4py import MPI\nMPI.Finalize()", None).error.expect("guarded");
     assert_eq!(e.ename, "RuntimeError");
