@@ -13,6 +13,7 @@
 //! # Layout
 //! - [`control`]: the control actor and the job channel.
 //! - [`data`]: push/pull/scatter/gather over MPI collectives.
+//! - [`intercept`]: MPI calls of cells, noted for `mpx where`.
 //! - [`kernel`]: the `Kernel` interface and its two kernels, Python and rhai.
 //! - [`registry`]: native Rust functions for cells of both kernels.
 //! - [`mpi_comm`]: `Collectives` over MPI for the cells.
@@ -22,6 +23,7 @@
 
 pub mod control;
 pub mod data;
+pub mod intercept;
 pub mod kernel;
 pub mod mpi_comm;
 pub mod registry;

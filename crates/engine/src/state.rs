@@ -71,6 +71,20 @@ impl Board {
         MpiGuard(self)
     }
 
+    /// A cell (not the engine itself) enters an MPI call: noted only while a cell runs and the
+    /// engine is not already inside an MPI call of its own.
+    pub fn mpi_from_cell(&self, call: &'static str, comm: impl FnOnce() -> String) -> Option<MpiGuard<'_>> {
+        let mut now = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if now.activity != "running" {
+            return None;
+        }
+        now.activity = "mpi";
+        now.call = Some(call);
+        now.comm = Some(comm());
+        now.since = Instant::now();
+        Some(MpiGuard(self))
+    }
+
     /// A snapshot for the controller.
     pub fn snapshot(&self) -> EngineState {
         let now = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -144,6 +144,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     // mpi4py does to COMM_WORLD (it sets MPI_ERRORS_RETURN on import), these keep
     // MPI_ERRORS_ARE_FATAL, which rsmpi relies on (it does not check return codes).
     let board = Board::default();
+    crate::intercept::install(board.clone());
     let comm = MpiComm::world(world.duplicate(), board.clone());
     let control_comm = world.duplicate();
     let mut groups = Groups::new(world.duplicate(), board.clone());

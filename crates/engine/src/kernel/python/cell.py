@@ -65,7 +65,8 @@ def _describe(exc, name):
         text = "".join(traceback.format_exception_only(type(exc), exc))
     else:
         text = "".join(traceback.format_exception(type(exc), exc, tb))
-    return (type(exc).__name__, str(exc), _lineno(exc, name), text.rstrip("\n"))
+    evalue = exc.msg if isinstance(exc, SyntaxError) and exc.msg else str(exc)
+    return (type(exc).__name__, evalue, _lineno(exc, name), text.rstrip("\n"))
 
 
 def run_cell(src, ns, name):
@@ -150,6 +151,27 @@ def where(main_ident, cell_prefixes):
     return "%s, now %s" % (fmt(cell), fmt(inner))
 
 
+class _NoStdin:
+    """sys.stdin of the engines: cells run unattended, so reading fails at once instead of
+    waiting for a terminal that is not there (as IPython engines do)."""
+
+    encoding = "utf-8"
+
+    def _refuse(self, *args, **kwargs):
+        raise EOFError("mpx cells have no standard input (input() and sys.stdin are not available)")
+
+    read = readline = readlines = _refuse
+
+    def isatty(self):
+        return False
+
+    def readable(self):
+        return False
+
+    def fileno(self):
+        raise OSError("mpx cells have no standard input")
+
+
 def _finalize_guard(*args, **kwargs):
     raise RuntimeError(
         "MPI.Finalize() is not allowed in an mpx cell: the engine finalizes MPI when it exits "
@@ -164,6 +186,7 @@ def setup(cwd):
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
     sys.argv = ["mpx-engine"]
+    sys.stdin = _NoStdin()
     import os
     exe = os.path.join(sys.base_exec_prefix, "bin", "python%d.%d" % sys.version_info[:2])
     if os.path.exists(exe):

@@ -1,0 +1,104 @@
+//! The Python kernel without MPI or a controller: cell semantics, errors, arrays in place,
+//! interrupts and the probe. One test function, because Python's main thread (the one that
+//! handles SIGINT) is the thread that initialised it.
+
+use std::{thread, time::Duration};
+
+use mpx_engine::kernel::{python::PythonKernel, Kernel};
+use mpx_messages::Dtype;
+
+#[test]
+fn python_kernel() {
+    // mpi4py is imported by the kernel's setup; keep it from initialising MPI in this process.
+    std::env::set_var("MPI4PY_RC_INITIALIZE", "false");
+    let mut k = PythonKernel::new(0, 1, &[]).expect("python starts");
+
+    // Statements run, a trailing expression is the value, `_` holds it, print is stdout.
+    let out = k.execute("x = 10\nprint('hello', x)\nx * 2", None);
+    assert_eq!(out.stdout, "hello 10\n");
+    assert_eq!(out.value.as_deref(), Some("20"));
+    assert!(out.error.is_none());
+    assert_eq!(k.execute("_ + 1", None).value.as_deref(), Some("21"));
+    // A trailing `;` or an assignment gives no value; stderr is separate.
+    assert_eq!(k.execute("x;", None).value, None);
+    let out = k.execute("import sys\nsys.stderr.write('oops\\n')\ny = 1", None);
+    assert_eq!((out.stdout.as_str(), out.stderr.as_str(), out.value), ("", "oops\n", None));
+
+    // Functions, classes and imports persist.
+    k.execute("import math\nclass P:\n    def __init__(s, v): s.v = v\ndef f(a):\n    return 1 / a", None);
+    assert_eq!(k.execute("P(3).v + math.floor(2.5)", None).value.as_deref(), Some("5"));
+
+    // An exception: type, message, the cell's line and a traceback naming the cell.
+    let count = k.execution_count() + 1;
+    let e = k.execute("y = 2\nf(0)", None).error.expect("ZeroDivisionError");
+    assert_eq!(e.ename, "ZeroDivisionError");
+    assert_eq!(e.line, Some(2), "the line of this cell (f was defined in an earlier one)");
+    assert!(e.traceback.contains(&format!("File \"<cell-{count}>\", line 2")), "{}", e.traceback);
+    assert!(!e.traceback.contains("mpx_cell"), "the helper's frames are hidden: {}", e.traceback);
+    // The namespace survived.
+    assert_eq!(k.execute("x + 1", None).value.as_deref(), Some("11"));
+
+    // Syntax errors, SystemExit, a run file's name in its traceback.
+    let e = k.execute("x = = 1", None).error.expect("SyntaxError");
+    assert_eq!((e.ename.as_str(), e.line), ("SyntaxError", Some(1)));
+    let e = k.execute("raise SystemExit(3)", None).error.expect("SystemExit");
+    assert_eq!((e.ename.as_str(), e.evalue.as_str()), ("SystemExit", "3"));
+    let e = k.execute("def g():\n    raise KeyError('k')\ng()", Some("lib.py")).error.expect("KeyError");
+    assert!(e.traceback.contains("File \"lib.py\", line 2, in g"), "{}", e.traceback);
+    // No stdin: input() fails at once.
+    assert_eq!(k.execute("input('name? ')", None).error.map(|e| e.ename), Some("EOFError".into()));
+    // MPI.Finalize is guarded.
+    let e = k.execute("from mpi4py import MPI\nMPI.Finalize()", None).error.expect("guarded");
+    assert_eq!(e.ename, "RuntimeError");
+    assert!(e.evalue.contains("MPI.Finalize() is not allowed"), "{}", e.evalue);
+
+    // Arrays: a new array is bound without a copy; a cell's in-place change is read in place.
+    let mut a = k.new_array(Dtype::F64, &[2, 3]).expect("array");
+    a.bytes_mut().copy_from_slice(&[1f64, 2., 3., 4., 5., 6.].map(f64::to_le_bytes).concat());
+    k.bind("arr", a).expect("bind");
+    assert_eq!(
+        k.execute("arr.sum(), arr.dtype.str, arr.shape", None).value.as_deref(),
+        Some("(21.0, '<f8', (2, 3))")
+    );
+    k.execute("arr *= 2", None);
+    let back = k.array("arr").expect("read");
+    assert_eq!((back.dtype(), back.shape()), (Dtype::F64, &[2usize, 3][..]));
+    assert_eq!(&back.bytes()[..8], &2f64.to_le_bytes());
+    let p1 = k.execute("arr.__array_interface__['data'][0]", None).value;
+    drop(back);
+    let again = k.array("arr").expect("read again");
+    assert_eq!(Some(again.bytes().as_ptr() as usize).map(|p| p.to_string()), p1, "read in place");
+    // Non-arrays become arrays; object arrays are refused; a missing name is a NameError.
+    let b = k.execute("flags = [True, False]", None);
+    assert!(b.error.is_none());
+    assert_eq!(k.array("flags").expect("bool list").dtype(), Dtype::Bool);
+    assert_eq!(k.array("nope").err().map(|e| e.ename), Some("NameError".into()));
+    k.execute("objs = [object()]", None);
+    assert_eq!(k.array("objs").err().map(|e| e.ename), Some("TypeError".into()));
+
+    // Interrupt: a sleeping cell stops at once, and an interrupt fired after a cell ended
+    // never reaches the next one.
+    let stop = k.interrupter();
+    let t = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(300));
+        stop.interrupt();
+    });
+    let started = std::time::Instant::now();
+    let e = k.execute("import time\ntime.sleep(30)", None).error.expect("interrupted");
+    assert_eq!(e.ename, "KeyboardInterrupt");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    t.join().expect("thread");
+    k.interrupter().interrupt(); // no cell runs: ignored
+    let out = k.execute("sum(range(100000))", None);
+    assert!(out.error.is_none(), "{:?}", out.error);
+
+    // The probe sees the running cell's line from another thread.
+    let probe = k.prober().expect("python has a probe");
+    let seen = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(300));
+        probe.probe()
+    });
+    k.execute("import time\ndef nap():\n    time.sleep(1)\nnap()", None);
+    let at = seen.join().expect("probe thread").expect("a cell was running");
+    assert!(at.starts_with("<cell-") && at.ends_with("line 3 in nap()"), "{at}");
+}
