@@ -15,7 +15,7 @@ use clap::Parser;
 use mpx_engine::{
     numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArrayDyn},
     pyo3::{exceptions::PyValueError, prelude::*},
-    ArrayValue, EngineOptions, KernelKind, Registry,
+    ArrayValue, EngineOptions, Kernel, Registry,
 };
 
 #[derive(Parser)]
@@ -28,7 +28,7 @@ struct Args {
     wait: f64,
     /// The kernel: python or rhai.
     #[arg(long, default_value = "python")]
-    kernel: KernelKind,
+    kernel: Kernel,
 }
 
 /// Euclidean norm of an array of any dtype (reads it without copying when it is f64).

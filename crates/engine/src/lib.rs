@@ -30,8 +30,8 @@ pub mod registry;
 pub mod state;
 pub mod worker;
 
-pub use kernel::KernelKind;
 pub use mpx_cells::{self as cells, ArrayValue};
+pub use mpx_messages::Kernel;
 pub use registry::Registry;
 pub use worker::{main_with, EngineError, EngineOptions};
 pub use {numpy, pyo3};

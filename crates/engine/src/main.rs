@@ -16,7 +16,7 @@ struct Args {
     wait: f64,
     /// The kernel that runs cells: python (embedded CPython, numpy, mpi4py) or rhai.
     #[arg(long, default_value = "python")]
-    kernel: mpx_engine::KernelKind,
+    kernel: mpx_engine::Kernel,
 }
 
 fn main() -> anyhow::Result<()> {

@@ -23,7 +23,7 @@ use crate::{
     data::{self, Groups},
     kernel::{
         array_from_wire, python::PythonKernel, rhai::RhaiKernel, CallArg, CellOutput, Interrupt, Kernel,
-        KernelKind, Probe,
+        Probe,
     },
     mpi_comm::MpiComm,
     state::Board,
@@ -38,7 +38,7 @@ pub struct EngineOptions {
     /// How long to wait for the connection file to appear.
     pub wait: Duration,
     /// The kernel that runs cells.
-    pub kernel: KernelKind,
+    pub kernel: mpx_messages::Kernel,
 }
 
 impl EngineOptions {
@@ -47,7 +47,7 @@ impl EngineOptions {
         EngineOptions {
             connection_file: path.into(),
             wait: Duration::from_secs(30),
-            kernel: KernelKind::default(),
+            kernel: mpx_messages::Kernel::default(),
         }
     }
 }
@@ -73,7 +73,7 @@ pub enum EngineError {
     #[error("the {kernel} kernel could not start: {why}")]
     Kernel {
         /// Which kernel.
-        kernel: KernelKind,
+        kernel: mpx_messages::Kernel,
         /// Why (this rank's reason, or that another rank failed).
         why: String,
     },
@@ -129,7 +129,7 @@ fn install_panic_hook() {
 /// # Errors
 /// [`EngineError`] when MPI, the connection file or the controller fail.
 pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineError> {
-    if opts.kernel == KernelKind::Python && std::env::var_os("MPI4PY_RC_FAST_REDUCE").is_none() {
+    if opts.kernel == mpx_messages::Kernel::Python && std::env::var_os("MPI4PY_RC_FAST_REDUCE").is_none() {
         // mpi4py's lowercase allreduce holds the GIL while it waits unless this is off, which
         // would keep `mpx where` from seeing inside the cell. Set while this process has one
         // thread.
@@ -151,11 +151,11 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
 
     let (rhai_registry, py_steps) = registry.into_parts();
     let made: Result<Box<dyn Kernel>, String> = match opts.kernel {
-        KernelKind::Rhai => Ok(Box::new(RhaiKernel::new(
+        mpx_messages::Kernel::Rhai => Ok(Box::new(RhaiKernel::new(
             Box::new(MpiComm::world(world.duplicate(), board.clone())),
             rhai_registry,
         ))),
-        KernelKind::Python => {
+        mpx_messages::Kernel::Python => {
             PythonKernel::new(rank as usize, size as usize, &py_steps).map(|k| Box::new(k) as Box<dyn Kernel>)
         }
     };

@@ -12,8 +12,10 @@
 
 pub mod codec;
 pub mod connection;
+pub mod kernel;
 pub mod wire;
 
 pub use codec::{CodecError, Frame, FrameCodec, Key, Outbound, DEFAULT_MAX_FRAME};
 pub use connection::ConnectionInfo;
+pub use kernel::Kernel;
 pub use wire::*;

@@ -1,5 +1,6 @@
 //! `mpx cluster start | stop | list`.
 
+use mpx_messages::Kernel;
 use std::{
     ffi::OsString,
     path::PathBuf,
@@ -17,7 +18,7 @@ use mpx_controller::{
 
 use mpx_messages::DEFAULT_MAX_FRAME;
 
-use super::{daemon, KernelArg};
+use super::daemon;
 
 /// One MiB, the unit of `--max-frame-mb`.
 const MIB: usize = 1 << 20;
@@ -92,8 +93,8 @@ pub struct StartArgs {
     #[arg(long)]
     engine: Option<PathBuf>,
     /// The cell language of the engines (`mpx-engine --kernel`).
-    #[arg(long, value_enum, default_value = "python")]
-    kernel: KernelArg,
+    #[arg(long, default_value = "python", value_parser = super::parse_kernel)]
+    kernel: Kernel,
     /// Largest frame the controller accepts, in MiB; a peer sending a bigger one is refused
     /// and disconnected. At most the default, which is also what engines and clients accept.
     #[arg(long, default_value_t = (DEFAULT_MAX_FRAME / MIB) as u32,
@@ -163,7 +164,7 @@ pub(super) fn engine_exe(explicit: Option<PathBuf>) -> PathBuf {
 fn launcher(args: &StartArgs) -> Result<Box<dyn Launcher>> {
     let engine = engine_exe(args.engine.clone());
     let workdir = std::env::current_dir().context("cannot read the current directory")?;
-    let kernel = args.kernel.kernel();
+    let kernel = args.kernel;
     if args.launcher == LauncherKind::Local {
         if args.queue.is_some() || args.walltime.is_some() || args.launcher_template.is_some() {
             bail!("--queue, --walltime and --launcher-template need --launcher slurm or pbs");
@@ -232,7 +233,7 @@ fn daemonize(args: StartArgs) -> Result<i32> {
     opt("--ip", args.ip.clone().into());
     opt("--mpirun", args.mpirun.clone().into());
     opt("--launcher", args.launcher.name().into());
-    opt("--kernel", args.kernel.kernel().name().into());
+    opt("--kernel", args.kernel.name().into());
     opt("--heartbeat", args.heartbeat.to_string().into());
     opt("--max-frame-mb", args.max_frame_mb.to_string().into());
     if let Some(q) = &args.queue {

@@ -2,6 +2,7 @@
 //! engines get ids after the existing ones and their own COMM_WORLD; `mpx cluster stop` stops
 //! them with the rest (they finalize and their mpirun ends). They run in the current directory.
 
+use mpx_messages::Kernel;
 use std::{
     os::unix::process::CommandExt,
     path::PathBuf,
@@ -13,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use mpx_client::{client::find_connection_file, Client};
 
-use super::{cluster::engine_exe, KernelArg};
+use super::cluster::engine_exe;
 
 #[derive(Args)]
 pub struct EnginesArgs {
@@ -30,8 +31,8 @@ pub struct EnginesArgs {
     #[arg(long)]
     engine: Option<PathBuf>,
     /// The cell language of the engines (`mpx-engine --kernel`).
-    #[arg(long, value_enum, default_value = "python")]
-    kernel: KernelArg,
+    #[arg(long, default_value = "python", value_parser = super::parse_kernel)]
+    kernel: Kernel,
     /// Seconds the engines may take to register.
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
@@ -60,7 +61,7 @@ pub fn run(args: EnginesArgs) -> Result<i32> {
     cmd.args(&args.mpirun_args)
         .arg(engine_exe(args.engine))
         .arg("--kernel")
-        .arg(args.kernel.kernel().name())
+        .arg(args.kernel.name())
         .arg("--connect")
         .arg(&path)
         .stdin(Stdio::null())

@@ -11,7 +11,7 @@ mod exec;
 use std::time::Duration;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use mpx_client::Targets;
 use mpx_controller::Kernel;
 
@@ -49,23 +49,9 @@ enum Command {
     Gather(data::GetArgs),
 }
 
-/// The cell language of the engines (`--kernel`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum KernelArg {
-    /// CPython with numpy and mpi4py.
-    Python,
-    /// rhai with ndarrays and MPI collectives built in (no dependencies).
-    Rhai,
-}
-
-impl KernelArg {
-    /// The launcher's kernel.
-    pub fn kernel(self) -> Kernel {
-        match self {
-            KernelArg::Python => Kernel::Python,
-            KernelArg::Rhai => Kernel::Rhai,
-        }
-    }
+/// Parses `--kernel` (`python` or `rhai`; the error lists both).
+pub fn parse_kernel(s: &str) -> Result<Kernel, String> {
+    s.parse()
 }
 
 /// Which cluster and engines a command talks to.

@@ -3,56 +3,13 @@
 //! - [`python`]: embedded CPython with one persistent `__main__` namespace (numpy, mpi4py);
 //! - [`rhai`](mod@rhai): the zero-dependency cell language of `mpx_cells`.
 
-use std::{any::Any, fmt, str::FromStr};
+use std::any::Any;
 
 use bytes::Bytes;
 use mpx_messages::{Dtype, RemoteError};
 
 pub mod python;
 pub mod rhai;
-
-/// Which kernel an engine runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum KernelKind {
-    /// Embedded CPython (the default).
-    #[default]
-    Python,
-    /// The rhai cell language.
-    Rhai,
-}
-
-impl KernelKind {
-    /// `python` or `rhai`.
-    pub fn name(self) -> &'static str {
-        match self {
-            KernelKind::Python => "python",
-            KernelKind::Rhai => "rhai",
-        }
-    }
-}
-
-impl fmt::Display for KernelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A kernel name that is neither `python` nor `rhai`.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown kernel {0:?}: use python or rhai")]
-pub struct UnknownKernel(pub String);
-
-impl FromStr for KernelKind {
-    type Err = UnknownKernel;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "python" => Ok(KernelKind::Python),
-            "rhai" => Ok(KernelKind::Rhai),
-            other => Err(UnknownKernel(other.to_string())),
-        }
-    }
-}
 
 /// What running a cell (or a call) produced.
 #[derive(Debug, Clone, Default)]
@@ -123,8 +80,6 @@ pub trait Probe: Send + Sync {
 /// One engine's interpreter: runs cells in a persistent namespace and binds and reads arrays.
 /// Lives on the MPI thread (the thread that initialised MPI).
 pub trait Kernel {
-    /// The kernel's kind.
-    fn kind(&self) -> KernelKind;
     /// Runs a cell. `filename` names a file run with `mpx run`; otherwise the cell is
     /// `<cell-N>` (N = its execution count).
     fn execute(&mut self, code: &str, filename: Option<&str>) -> CellOutput;

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use mpx_cells::{raw, rhai::Dynamic, ArrayValue, CellError, Collectives, Interpreter};
 use mpx_messages::{Dtype, RemoteError};
 
-use super::{CallArg, CellOutput, HostArray, Interrupt, Kernel, KernelKind, Probe};
+use super::{CallArg, CellOutput, HostArray, Interrupt, Kernel, Probe};
 
 fn remote(e: CellError) -> RemoteError {
     RemoteError { line: e.line, ..RemoteError::new(e.ename, e.evalue) }
@@ -105,10 +105,6 @@ fn output(cell: mpx_cells::CellOutcome) -> CellOutput {
 }
 
 impl Kernel for RhaiKernel {
-    fn kind(&self) -> KernelKind {
-        KernelKind::Rhai
-    }
-
     fn execute(&mut self, code: &str, _filename: Option<&str>) -> CellOutput {
         output(self.interp.execute(code))
     }

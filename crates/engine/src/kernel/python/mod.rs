@@ -22,7 +22,7 @@ use pyo3::{
     types::{PyDict, PyList, PyModule, PyTuple},
 };
 
-use super::{CallArg, CellOutput, HostArray, Interrupt, Kernel, KernelKind, Probe};
+use super::{CallArg, CellOutput, HostArray, Interrupt, Kernel, Probe};
 
 mod signals;
 
@@ -244,10 +244,6 @@ impl PythonKernel {
 }
 
 impl Kernel for PythonKernel {
-    fn kind(&self) -> KernelKind {
-        KernelKind::Python
-    }
-
     fn execute(&mut self, code: &str, filename: Option<&str>) -> CellOutput {
         self.count += 1;
         let name = filename.map(str::to_string).unwrap_or_else(|| format!("<cell-{}>", self.count));

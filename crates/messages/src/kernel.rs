@@ -1,0 +1,42 @@
+//! `Kernel`: which cell language an engine runs (`mpx-engine --kernel NAME`), one name for the
+//! CLI, the launchers and the engine.
+
+/// The cell language the engines run: `mpx-engine --kernel NAME`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// Embedded CPython with numpy and mpi4py (the engine's default).
+    #[default]
+    Python,
+    /// rhai with ndarrays and MPI collectives built in (no dependencies).
+    Rhai,
+}
+
+impl Kernel {
+    /// Every kernel.
+    pub const ALL: [Kernel; 2] = [Kernel::Python, Kernel::Rhai];
+
+    /// Its name on the engine's command line (`python`, `rhai`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Python => "python",
+            Kernel::Rhai => "rhai",
+        }
+    }
+}
+
+impl std::fmt::Display for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Kernel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kernel::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Kernel::ALL.iter().map(|k| k.name()).collect();
+            format!("unknown kernel {s:?}: expected one of {}", names.join(", "))
+        })
+    }
+}
