@@ -238,7 +238,17 @@ mod tests {
         let integral: Vec<Dtype> = Dtype::ALL.into_iter().filter(|d| d.is_integral()).collect();
         assert_eq!(
             integral,
-            [Dtype::I64, Dtype::I32, Dtype::U8, Dtype::Bool, Dtype::I8, Dtype::I16, Dtype::U16, Dtype::U32, Dtype::U64]
+            [
+                Dtype::I64,
+                Dtype::I32,
+                Dtype::U8,
+                Dtype::Bool,
+                Dtype::I8,
+                Dtype::I16,
+                Dtype::U16,
+                Dtype::U32,
+                Dtype::U64
+            ]
         );
         assert!(Dtype::C64.is_complex() && !Dtype::F64.is_complex());
     }
