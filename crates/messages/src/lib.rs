@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`wire`]: the messages of each channel (engine ⇄ controller, client ⇄ controller).
 //! - [`dtype`]: [`Dtype`], the element type of arrays (numpy's numeric dtypes).
-//! - [`array`]: [`RawArray`], an array of any dtype as its checked little-endian bytes.
+//! - [`array`](mod@array): [`RawArray`], an array of any dtype as its checked little-endian bytes.
 //! - [`codec`]: a signed frame: HMAC-SHA256 over a JSON header and raw byte buffers.
 //! - [`connection`]: the JSON connection file (address, key, cluster id).
 //!
