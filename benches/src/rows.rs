@@ -8,7 +8,7 @@ use std::{
 };
 
 use anyhow::{bail, ensure, Context, Result};
-use mpx_client::{ArrayValue, Client, EngineResult, Targets, View};
+use mpx_client::{ArrayValue, Client, EngineResult, RawArray, Targets, View};
 use ndarray::{ArrayD, IxDyn};
 
 use crate::{
@@ -457,9 +457,10 @@ fn mpx_allreduce_round_trip(ctx: &mut Ctx) -> Result<Measured> {
     round_trips(ctx, Targets::All, "let r = allreduce(big, SUM);")
 }
 
-/// `bytes` of f64 (`bytes / 8` elements), shared copy-on-write: sending it never copies it.
-fn f64_array(bytes: usize) -> ArrayValue {
-    ArrayValue::F64(Arc::new(ArrayD::from_shape_fn(IxDyn(&[bytes / 8]), |i| i[0] as f64)))
+/// `bytes` of f64 (`bytes / 8` elements); its bytes are shared: sending it never copies it.
+fn f64_array(bytes: usize) -> RawArray {
+    let a = ArrayValue::F64(Arc::new(ArrayD::from_shape_fn(IxDyn(&[bytes / 8]), |i| i[0] as f64)));
+    RawArray::from(&a)
 }
 
 /// push: `bytes` to all engines (one TCP transfer to engine 0, then MPI Bcast).

@@ -1,18 +1,17 @@
 //! Data in and out: push/pull/scatter/gather of every dtype and awkward shapes, bit-exact,
 //! through MPI collectives (the bytes cross the controller→engine links once).
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use mpx_cells::raw::to_bytes as raw_bytes;
-use mpx_client::{ArrayValue, Targets};
+use bytes::Bytes;
+use mpx_client::{Dtype, RawArray, Targets};
 use mpx_tests::{Cluster, Kernel};
-use ndarray::{ArrayD, IxDyn};
 
 const T: Duration = Duration::from_secs(120);
 
 /// A deterministic array of `dtype` and `shape` whose elements have distinct bit patterns
-/// (NaNs with payloads, negative zero, extremes for floats).
-fn sample(dtype: &str, shape: &[usize], seed: u64) -> ArrayValue {
+/// (for f64, every fifth element a NaN with a payload).
+fn sample(dtype: Dtype, shape: &[usize], seed: u64) -> RawArray {
     let n: usize = shape.iter().product();
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = || {
@@ -21,54 +20,38 @@ fn sample(dtype: &str, shape: &[usize], seed: u64) -> ArrayValue {
         x ^= x << 17;
         x
     };
-    let sh = IxDyn(shape);
-    match dtype {
-        "f64" => ArrayValue::from(
-            ArrayD::from_shape_vec(
-                sh,
-                (0..n)
-                    .map(|i| {
-                        if i % 5 == 4 {
-                            f64::from_bits(0x7FF8_0000_0000_1234 + i as u64)
-                        } else {
-                            f64::from_bits(next() >> 2)
-                        }
-                    })
-                    .collect(),
-            )
-            .unwrap(),
-        ),
-        "f32" => ArrayValue::from(
-            ArrayD::from_shape_vec(sh, (0..n).map(|_| f32::from_bits(next() as u32 >> 2)).collect()).unwrap(),
-        ),
-        "i64" => {
-            ArrayValue::from(ArrayD::from_shape_vec(sh, (0..n).map(|_| next() as i64).collect()).unwrap())
+    let item = dtype.item_size();
+    let mut data = Vec::with_capacity(n * item);
+    for i in 0..n {
+        match dtype {
+            Dtype::Bool => data.push(u8::from(next() % 3 == 0)),
+            Dtype::F64 if i % 5 == 4 => {
+                data.extend_from_slice(&(0x7FF8_0000_0000_1234 + i as u64).to_le_bytes())
+            }
+            _ => {
+                let bits = [next().to_le_bytes(), next().to_le_bytes()].concat();
+                data.extend_from_slice(&bits[..item]);
+            }
         }
-        "i32" => {
-            ArrayValue::from(ArrayD::from_shape_vec(sh, (0..n).map(|_| next() as i32).collect()).unwrap())
-        }
-        "u8" => ArrayValue::from(ArrayD::from_shape_vec(sh, (0..n).map(|_| next() as u8).collect()).unwrap()),
-        "bool" => {
-            ArrayValue::from(ArrayD::from_shape_vec(sh, (0..n).map(|_| next() % 3 == 0).collect()).unwrap())
-        }
-        other => panic!("no dtype {other}"),
     }
-}
-
-fn same(a: &ArrayValue, b: &ArrayValue) -> bool {
-    a.dtype() == b.dtype() && a.shape() == b.shape() && raw_bytes(a) == raw_bytes(b)
+    RawArray::new(dtype, shape.to_vec(), Bytes::from(data)).unwrap()
 }
 
 /// Rows `[from, to)` of an array, as its own array.
-fn rows(a: &ArrayValue, from: usize, to: usize) -> ArrayValue {
-    let bytes = raw_bytes(a);
+fn rows(a: &RawArray, from: usize, to: usize) -> RawArray {
     let row = a.shape()[1..].iter().product::<usize>() * a.dtype().item_size();
     let mut shape = a.shape().to_vec();
     shape[0] = to - from;
-    mpx_cells::raw::from_bytes(a.dtype(), &shape, &bytes[from * row..to * row]).unwrap()
+    RawArray::new(a.dtype(), shape, a.data().slice(from * row..to * row)).unwrap()
 }
 
-const DTYPES: [&str; 6] = ["f64", "f32", "i64", "i32", "u8", "bool"];
+/// What an array is, for assertion messages.
+fn describe(a: &RawArray) -> String {
+    format!("{} {:?} ({} bytes)", a.dtype(), a.shape(), a.data().len())
+}
+
+/// The dtypes the rhai kernel holds (the others are checked in `t60_wider_dtypes_...`).
+const DTYPES: [Dtype; 6] = [Dtype::F64, Dtype::F32, Dtype::I64, Dtype::I32, Dtype::U8, Dtype::Bool];
 
 #[test]
 fn t60_every_dtype_and_shape_round_trips_bit_exactly() {
@@ -76,14 +59,14 @@ fn t60_every_dtype_and_shape_round_trips_bit_exactly() {
     let client = c.client();
     let all = client.view(Targets::All);
     let shapes: [&[usize]; 6] = [&[0], &[1], &[7], &[5, 3], &[4, 0, 2], &[]];
-    for (i, dtype) in DTYPES.iter().enumerate() {
+    for (i, dtype) in DTYPES.into_iter().enumerate() {
         for (j, shape) in shapes.iter().enumerate() {
             let a = sample(dtype, shape, (i * 10 + j) as u64);
             all.push_sync("x", &a, T).unwrap();
             let back = all.pull_sync("x", T).unwrap();
             assert_eq!(back.len(), 4);
             for b in &back {
-                assert!(same(&a, b), "push/pull {dtype} {shape:?}: {a} != {b}");
+                assert!(b == &a, "push/pull {dtype} {shape:?}: {} != {}", describe(&a), describe(b));
             }
             // The cells see the pushed array too.
             let out = all
@@ -104,14 +87,42 @@ fn t60_every_dtype_and_shape_round_trips_bit_exactly() {
             let mut start = 0;
             for (r, part) in parts.iter().enumerate() {
                 let count = n / 4 + usize::from(r < n % 4);
-                assert!(same(part, &rows(&a, start, start + count)), "scatter {dtype} {shape:?} to {r}");
+                assert!(part == &rows(&a, start, start + count), "scatter {dtype} {shape:?} to {r}");
                 start += count;
             }
             let whole = all.gather_sync("y", T).unwrap();
-            assert!(same(&whole, &a), "gather {dtype} {shape:?}: {whole} != {a}");
+            assert!(whole == a, "gather {dtype} {shape:?}: {} != {}", describe(&whole), describe(&a));
         }
     }
+    wider_dtypes_round_trip_or_are_refused_clearly(&all);
     c.stop();
+}
+
+/// The dtypes beyond the rhai kernel's travel bit-exactly where the kernel holds them (the
+/// Python kernel); the rhai kernel refuses them with a `TypeError` that says what to do, and
+/// goes on working.
+fn wider_dtypes_round_trip_or_are_refused_clearly(all: &mpx_client::View<'_>) {
+    for (i, dtype) in Dtype::ALL.into_iter().filter(|d| !DTYPES.contains(d)).enumerate() {
+        let a = sample(dtype, &[5, 3], 100 + i as u64);
+        match all.push_sync("w", &a, T) {
+            Ok(()) => {
+                for b in all.pull_sync("w", T).unwrap() {
+                    assert!(b == a, "push/pull {dtype}: {} != {}", describe(&a), describe(&b));
+                }
+                all.scatter_sync("ws", &a, T).unwrap();
+                assert!(all.gather_sync("ws", T).unwrap() == a, "scatter/gather {dtype}");
+            }
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.contains("TypeError") && e.contains(dtype.numpy_name()), "{dtype}: {e}");
+                assert!(e.contains("--kernel python"), "{dtype}: {e}");
+                let e = all.scatter_sync("ws", &a, T).unwrap_err().to_string();
+                assert!(e.contains("TypeError") && e.contains("--kernel python"), "{dtype}: {e}");
+            }
+        }
+    }
+    let out = all.execute_sync("allreduce(1, SUM)", T).unwrap();
+    assert!(out.iter().all(|r| r.outcome.value.as_deref() == Some("4")), "{out:?}");
 }
 
 #[test]
@@ -119,27 +130,27 @@ fn t61_scatter_splits_like_ipyparallel_and_subsets_work() {
     let c = Cluster::start(Kernel::Rhai, "split", 4, &[]);
     let client = c.client();
     let all = client.view(Targets::All);
-    let a = sample("f64", &[10, 2], 1);
+    let a = sample(Dtype::F64, &[10, 2], 1);
     all.scatter_sync("a", &a, T).unwrap();
     let lens: Vec<usize> = all.pull_sync("a", T).unwrap().iter().map(|p| p.shape()[0]).collect();
     assert_eq!(lens, vec![3, 3, 2, 2]);
     // Fewer rows than engines.
-    let b = sample("i32", &[2], 2);
+    let b = sample(Dtype::I32, &[2], 2);
     all.scatter_sync("b", &b, T).unwrap();
     let lens: Vec<usize> = all.pull_sync("b", T).unwrap().iter().map(|p| p.shape()[0]).collect();
     assert_eq!(lens, vec![1, 1, 0, 0]);
-    assert!(same(&all.gather_sync("b", T).unwrap(), &b));
+    assert_eq!(all.gather_sync("b", T).unwrap(), b);
     // A range of engines.
     let mid = client.view(1..3);
     mid.push_sync("r", &b, T).unwrap();
     assert_eq!(mid.pull_sync("r", T).unwrap().len(), 2);
     // On a subset: the communicator of exactly engines 1 and 3.
     let sub = client.view(Targets::List(vec![3, 1]));
-    let s = sample("u8", &[5, 2], 3);
+    let s = sample(Dtype::U8, &[5, 2], 3);
     sub.scatter_sync("s", &s, T).unwrap();
     let parts = sub.pull_sync("s", T).unwrap();
-    assert!(same(&parts[0], &rows(&s, 0, 3)) && same(&parts[1], &rows(&s, 3, 5)));
-    assert!(same(&sub.gather_sync("s", T).unwrap(), &s));
+    assert!(parts[0] == rows(&s, 0, 3) && parts[1] == rows(&s, 3, 5));
+    assert_eq!(sub.gather_sync("s", T).unwrap(), s);
     sub.push_sync("p", &s, T).unwrap();
     let err = all.pull_sync("p", T).unwrap_err().to_string();
     assert!(err.contains("[0:") && err.contains("[2:") && err.contains("\"p\""), "{err}");
@@ -175,7 +186,7 @@ fn t62_errors_name_the_engine_and_the_variable() {
 fn t63_push_to_four_engines_crosses_the_links_once() {
     let c = Cluster::start(Kernel::Rhai, "links", 4, &[]);
     let client = c.client();
-    let a = sample("f64", &[1_000_000], 7); // 8 MB
+    let a = sample(Dtype::F64, &[1_000_000], 7); // 8 MB
     client.view(Targets::All).push_sync("big", &a, T).unwrap();
     let info = client.info(T).unwrap();
     let sent: Vec<u64> = info.engines.iter().map(|e| e.bytes_sent).collect();
@@ -196,12 +207,13 @@ fn t64_a_200_mb_array_round_trips() {
     let client = c.client();
     let all = client.view(Targets::All);
     let n = 25_000_000; // 200 MB of f64
-    let a = ArrayValue::F64(Arc::new(ArrayD::from_shape_fn(IxDyn(&[n]), |i| i[0] as f64 * 0.5 - 3.0)));
+    let a: Vec<u8> = (0..n).flat_map(|i| (i as f64 * 0.5 - 3.0).to_le_bytes()).collect();
+    let a = RawArray::new(Dtype::F64, vec![n], Bytes::from(a)).unwrap();
     all.push_sync("h", &a, T).unwrap();
     let one = client.view(Targets::List(vec![3])).pull_sync("h", T).unwrap();
-    assert!(same(&one[0], &a));
+    assert!(one[0] == a);
     all.scatter_sync("hs", &a, T).unwrap();
-    assert!(same(&all.gather_sync("hs", T).unwrap(), &a));
+    assert!(all.gather_sync("hs", T).unwrap() == a);
     // Computing on it in cells works, without copies of the whole thing per call.
     let out = all.execute_sync("allreduce(len(hs), SUM)", T).unwrap();
     assert!(out.iter().all(|r| r.outcome.value.as_deref() == Some(&n.to_string()[..])), "{out:?}");

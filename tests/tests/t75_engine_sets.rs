@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mpx_client::{ArrayValue, Targets};
+use mpx_client::{ArrayValue, RawArray, Targets};
 use mpx_tests::{repo_root, stderr, stdout, Cluster, Kernel};
 
 const T: Duration = Duration::from_secs(60);
@@ -40,7 +40,7 @@ fn t75_two_engine_sets_run_psum_independently() {
     assert!(text.contains("Out[1:1]: 2") && text.contains("Out[0:0]: 2"), "{text}");
 
     // Data moves within a set; a collective across sets is refused clearly.
-    let a = ArrayValue::from_vec_f64((0..10).map(f64::from).collect());
+    let a = RawArray::from(&ArrayValue::from_vec_f64((0..10).map(f64::from).collect()));
     let set1 = client.view(Targets::List(vec![2, 3]));
     set1.scatter_sync("x", &a, T).unwrap();
     let parts: Vec<usize> = set1.pull_sync("x", T).unwrap().iter().map(|p| p.len()).collect();

@@ -9,6 +9,27 @@ use crate::error::CellError;
 /// Element type of an [`ArrayValue`]: the wire's dtype, one definition for both.
 pub use mpx_messages::Dtype as DType;
 
+/// The dtypes an [`ArrayValue`] can hold, in the order of [`DType::ALL`]. The others (i8,
+/// i16, u16, u32, u64, c64, c128) travel on the wire but only the Python kernel holds them.
+pub const DTYPES: [DType; 6] = [DType::F64, DType::F32, DType::I64, DType::I32, DType::U8, DType::Bool];
+
+/// Whether an [`ArrayValue`] can hold elements of `dtype`.
+pub fn holds(dtype: DType) -> bool {
+    DTYPES.contains(&dtype)
+}
+
+/// The `TypeError` for a dtype an [`ArrayValue`] cannot hold.
+pub fn unsupported(dtype: DType) -> CellError {
+    CellError::new(
+        "TypeError",
+        format!(
+            "the rhai kernel cannot hold {} arrays (it has f64, f32, i64, i32, u8 and bool); \
+             start the cluster with --kernel python",
+            dtype.numpy_name()
+        ),
+    )
+}
+
 /// A typed n-d array shared copy-on-write (`Arc::make_mut` on write); cloning never copies data.
 #[derive(Clone, Debug)]
 pub enum ArrayValue {
@@ -202,18 +223,24 @@ impl ArrayValue {
     }
 
     /// Converts to another dtype (no copy when it already has it).
-    pub fn astype(&self, dtype: DType) -> ArrayValue {
+    ///
+    /// # Errors
+    /// A `TypeError` for a dtype an `ArrayValue` cannot hold (see [`holds`]).
+    pub fn astype(&self, dtype: DType) -> Result<ArrayValue, CellError> {
         if dtype == self.dtype() {
-            return self.clone();
+            return Ok(self.clone());
         }
-        match dtype {
+        Ok(match dtype {
             DType::F64 => ArrayValue::F64(self.to_f64()),
             DType::I64 => ArrayValue::I64(self.to_i64()),
             DType::F32 => with_array!(self, a => f32::wrap(a.mapv(|x| x.to_f64() as f32))),
             DType::I32 => with_array!(self, a => i32::wrap(a.mapv(|x| x.to_i64() as i32))),
             DType::U8 => with_array!(self, a => u8::wrap(a.mapv(|x| x.to_i64() as u8))),
             DType::Bool => with_array!(self, a => bool::wrap(a.mapv(|x| x.to_f64() != 0.0))),
-        }
+            DType::I8 | DType::I16 | DType::U16 | DType::U32 | DType::U64 | DType::C64 | DType::C128 => {
+                return Err(unsupported(dtype))
+            }
+        })
     }
 
     /// A 1-d f64 array.

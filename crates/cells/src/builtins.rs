@@ -84,7 +84,12 @@ pub fn number(d: &Dynamic) -> Result<Scalar, CellError> {
 }
 
 fn dtype_arg(name: &str) -> Result<DType, CellError> {
-    DType::parse(name).ok_or_else(|| CellError::new("TypeError", format!("unknown dtype '{name}'")))
+    let dtype =
+        DType::parse(name).ok_or_else(|| CellError::new("TypeError", format!("unknown dtype '{name}'")))?;
+    if !crate::array::holds(dtype) {
+        return Err(crate::array::unsupported(dtype));
+    }
+    Ok(dtype)
 }
 
 fn random(shape: &[usize]) -> Result<ArrayValue, CellError> {
@@ -97,7 +102,7 @@ fn random(shape: &[usize]) -> Result<ArrayValue, CellError> {
 fn filled(shape: &[usize], value: f64, dtype: Option<&str>) -> Result<ArrayValue, CellError> {
     let a = ops::full(shape, value)?;
     Ok(match dtype {
-        Some(d) => a.astype(dtype_arg(d)?),
+        Some(d) => a.astype(dtype_arg(d)?)?,
         None => a,
     })
 }
@@ -199,10 +204,10 @@ pub fn from_rhai(arr: &Array, dtype: Option<DType>) -> Result<ArrayValue, CellEr
         });
         ops::from_shape_vec(&shape, v.collect())?
     };
-    Ok(match dtype {
+    match dtype {
         Some(d) => a.astype(d),
-        None => a,
-    })
+        None => Ok(a),
+    }
 }
 
 fn register_constructors(engine: &mut Engine) {
@@ -222,8 +227,8 @@ fn register_constructors(engine: &mut Engine) {
     engine.register_fn("ndarray", |a: Array| rhai_ok(from_rhai(&a, None)));
     engine.register_fn("ndarray", |a: Array, t: &str| rhai_ok(from_rhai(&a, Some(dtype_arg(t)?))));
     engine.register_fn("ndarray", |a: ArrayValue| a);
-    engine.register_fn("ndarray", |a: ArrayValue, t: &str| rhai_ok(dtype_arg(t).map(|d| a.astype(d))));
-    engine.register_fn("astype", |a: ArrayValue, t: &str| rhai_ok(dtype_arg(t).map(|d| a.astype(d))));
+    engine.register_fn("ndarray", |a: ArrayValue, t: &str| rhai_ok(dtype_arg(t).and_then(|d| a.astype(d))));
+    engine.register_fn("astype", |a: ArrayValue, t: &str| rhai_ok(dtype_arg(t).and_then(|d| a.astype(d))));
     engine.register_fn("reshape", |a: ArrayValue, s: Array| rhai_ok(a.reshape(&shape_of(&s)?)));
     engine.register_fn("to_array", |a: ArrayValue| -> Array {
         a.to_vec_f64().into_iter().map(Dynamic::from_float).collect()

@@ -91,7 +91,7 @@ fn reduce_value(comm: &dyn Collectives, x: &Dynamic, op: &str, target: Target) -
                 reduce_i64(comm, &mut d, op, target).map_err(comm_err)?;
                 let r = crate::ops::from_shape_vec(&shape, d)?;
                 if matches!(&*a, ArrayValue::I32(_)) {
-                    Dynamic::from(r.astype(<i32 as Elem>::DTYPE))
+                    Dynamic::from(r.astype(<i32 as Elem>::DTYPE)?)
                 } else {
                     Dynamic::from(r)
                 }

@@ -231,6 +231,9 @@ impl<'a> Reader<'a> {
             DType::I32 => read_elems::<i32>(&shape, raw),
             DType::U8 => read_elems::<u8>(&shape, raw),
             DType::Bool => read_elems::<bool>(&shape, raw),
+            DType::I8 | DType::I16 | DType::U16 | DType::U32 | DType::U64 | DType::C64 | DType::C128 => {
+                return Err(crate::array::unsupported(dtype));
+            }
         }
         .map_err(|e| dec_err(e.evalue))
     }
@@ -293,5 +296,22 @@ mod tests {
         let deep = [LIST, 1, 0, 0, 0, 0, 0, 0, 0].repeat(MAX_DEPTH + 5);
         assert!(decode(&deep).is_err());
         assert!(decode(&[99]).is_err());
+    }
+
+    #[test]
+    fn wire_dtypes_the_kernel_cannot_hold_decode_to_a_type_error() {
+        // An u8 array of 2 elements: tag, dtype code, ndim, dims, 2 bytes. As c64 (code 11)
+        // the same header needs 16 bytes.
+        let mut bytes = encode(&Dynamic::from(ArrayValue::from(
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[2]), vec![1u8, 2]).expect("shape"),
+        )))
+        .expect("enc");
+        bytes[1] = DType::C64.code();
+        bytes.truncate(bytes.len() - 2);
+        bytes.extend_from_slice(&[0; 16]);
+        let e = decode(&bytes).unwrap_err();
+        assert_eq!(e.ename, "TypeError", "{e}");
+        assert!(e.evalue.contains("complex64"), "{e}");
+        assert!(decode(&[bytes[0], 13]).is_err());
     }
 }

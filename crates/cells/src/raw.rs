@@ -6,7 +6,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ndarray::{ArrayD, IxDyn};
 
-use crate::{ArrayValue, CellError, DType};
+use mpx_messages::RawArray;
+
+use crate::{array::unsupported, ArrayValue, CellError, DType};
 
 /// Plain element types whose in-memory form on a little-endian host is their wire form.
 trait Pod: crate::array::Elem + Send + Sync {}
@@ -75,8 +77,12 @@ fn elems_from<T: Pod>(n: usize, raw: &[u8]) -> Vec<T> {
 /// An array from little-endian bytes in C order.
 ///
 /// # Errors
-/// A `ValueError` when the byte count does not match the shape, or a bool byte is not 0 or 1.
+/// A `TypeError` for a dtype the rhai kernel cannot hold (i8, i16, u16, u32, u64, c64, c128),
+/// a `ValueError` when the byte count does not match the shape, or a bool byte is not 0 or 1.
 pub fn from_bytes(dtype: DType, shape: &[usize], raw: &[u8]) -> Result<ArrayValue, CellError> {
+    if !crate::array::holds(dtype) {
+        return Err(unsupported(dtype));
+    }
     let n = shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
@@ -116,7 +122,39 @@ pub fn from_bytes(dtype: DType, shape: &[usize], raw: &[u8]) -> Result<ArrayValu
             }
             ArrayValue::from(ArrayD::from_shape_vec(shape, elems_from::<bool>(n, raw)).map_err(bad_shape)?)
         }
+        DType::I8 | DType::I16 | DType::U16 | DType::U32 | DType::U64 | DType::C64 | DType::C128 => {
+            return Err(unsupported(dtype))
+        }
     })
+}
+
+/// An array from a [`RawArray`] (one copy of the bytes; their length and bools are already
+/// checked).
+///
+/// # Errors
+/// A `TypeError` for a dtype the rhai kernel cannot hold (i8, i16, u16, u32, u64, c64, c128).
+pub fn from_raw(a: &RawArray) -> Result<ArrayValue, CellError> {
+    from_bytes(a.dtype(), a.shape(), a.data())
+}
+
+/// The array as a [`RawArray`], with no copy when it is contiguous (see [`to_bytes`]).
+pub fn to_raw(a: &ArrayValue) -> RawArray {
+    RawArray::new(a.dtype(), a.shape().to_vec(), to_bytes(a))
+        .expect("an ArrayValue's bytes always match its dtype and shape")
+}
+
+impl From<&ArrayValue> for RawArray {
+    fn from(a: &ArrayValue) -> RawArray {
+        to_raw(a)
+    }
+}
+
+impl TryFrom<&RawArray> for ArrayValue {
+    type Error = CellError;
+
+    fn try_from(a: &RawArray) -> Result<ArrayValue, CellError> {
+        from_raw(a)
+    }
 }
 
 #[cfg(test)]
@@ -150,6 +188,28 @@ mod tests {
         let t = ArrayValue::from(a.t().to_owned());
         let swapped = ArrayValue::F64(Arc::new(a.reversed_axes()));
         assert_eq!(to_bytes(&t), to_bytes(&swapped));
+    }
+
+    #[test]
+    fn raw_arrays_convert_both_ways_without_copying_contiguous_data() {
+        let a = ArrayValue::from(ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![1i32, -2, 3, -4]).unwrap());
+        let r = RawArray::from(&a);
+        assert_eq!((r.dtype(), r.shape(), r.len()), (DType::I32, &[2, 2][..], 4));
+        let ArrayValue::I32(inner) = &a else { unreachable!() };
+        assert_eq!(r.data().as_ptr(), inner.as_ptr().cast::<u8>(), "to_raw copied a contiguous array");
+        let back = ArrayValue::try_from(&r).unwrap();
+        assert_eq!(back.to_string(), "[[1, -2],\n [3, -4]]");
+    }
+
+    #[test]
+    fn dtypes_the_rhai_kernel_cannot_hold_are_type_errors() {
+        for dtype in DType::ALL.into_iter().filter(|d| !crate::array::holds(*d)) {
+            let raw = RawArray::new(dtype, vec![2], Bytes::from(vec![0u8; 2 * dtype.item_size()])).unwrap();
+            let e = from_raw(&raw).unwrap_err();
+            assert_eq!(e.ename, "TypeError");
+            assert!(e.evalue.contains(dtype.numpy_name()) && e.evalue.contains("--kernel python"), "{e}");
+            assert_eq!(from_bytes(dtype, &[1], &[0; 16]).unwrap_err().ename, "TypeError");
+        }
     }
 
     #[test]

@@ -70,6 +70,13 @@ fn errors_report_kind_and_line_and_the_interpreter_stays_usable() {
     let e = i.execute("sum(\"text\")").error.expect("error");
     assert_eq!(e.ename, "FunctionNotFound");
 
+    for code in ["zeros(3, \"complex128\")", "astype(ones(2), \"u16\")", "ndarray([1, 2], \"<c8\")"] {
+        let e = i.execute(code).error.expect("error");
+        assert_eq!(e.ename, "TypeError", "{code}: {e:?}");
+        assert!(e.evalue.contains("--kernel python"), "{code}: {e:?}");
+    }
+    assert_eq!(value(&mut i, "astype(ones(2), \"i32\")"), "[1, 1]");
+
     let e = i.execute("\n\nthrow \"boom\"").error.expect("error");
     assert_eq!((e.ename.as_str(), e.evalue.as_str(), e.line), ("RuntimeError", "boom", Some(3)));
 

@@ -14,11 +14,10 @@ use std::{
 };
 
 use bytes::Bytes;
-use mpx_cells::{raw, ArrayValue};
 use mpx_controller::files;
 use mpx_messages::{
     codec::blocking, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, EngineState,
-    Frame, Key, Outcome, RemoteError, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
+    Frame, Key, Outcome, RawArray, RemoteError, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
 };
 
 use crate::{
@@ -406,13 +405,9 @@ fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
 }
 
 /// Decodes the array an outcome refers to; a bad one becomes the outcome's error.
-fn decode_array(outcome: &mut Outcome, buffers: &[Bytes]) -> Option<ArrayValue> {
+fn decode_array(outcome: &mut Outcome, buffers: &[Bytes]) -> Option<RawArray> {
     let meta = outcome.array.as_ref()?;
-    let decoded = buffers
-        .get(meta.buffer)
-        .ok_or_else(|| "its buffer is missing".to_string())
-        .and_then(|b| raw::from_bytes(meta.dtype, &meta.shape, b).map_err(|e| e.evalue));
-    match decoded {
+    match RawArray::from_meta(meta, buffers) {
         Ok(a) => Some(a),
         Err(why) => {
             outcome.error = Some(RemoteError {

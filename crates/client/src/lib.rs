@@ -4,7 +4,7 @@
 //! - [`client`]: [`Client`], the connection to a controller.
 //! - [`view`]: [`View`], a set of target engines, and what runs on them.
 //! - [`result`]: [`AsyncResult`], one request's per-engine results, waited for with timeouts.
-//! - [`npy`]: `.npy` files for the CLI's data commands.
+//! - [`npy`]: `.npy` files of every dtype, for the CLI's data commands.
 //! - [`display`]: ipyparallel-style rendering (`[stdout:0] ...`, `Out[0]: ...`, `[2:error] ...`).
 //!
 //! # Examples
@@ -27,7 +27,7 @@ pub mod view;
 
 pub use client::Client;
 pub use mpx_cells::{ArrayValue, DType};
-pub use mpx_messages::{EngineId, EngineState, Outcome, RemoteError, Targets};
+pub use mpx_messages::{ArrayError, Dtype, EngineId, EngineState, Outcome, RawArray, RemoteError, Targets};
 pub use result::{AsyncResult, EngineResult};
 pub use view::{ApplyArg, View};
 
@@ -73,6 +73,14 @@ pub enum ClientError {
     /// One or more engines reported an error.
     #[error("{}", .0.iter().map(|(id, e)| format!("[{id}:{}] {}", e.ename, e.evalue)).collect::<Vec<_>>().join("; "))]
     Remote(Vec<(EngineId, RemoteError)>),
+    /// An `.npy` file that cannot be used (malformed, unsupported dtype, unwritable).
+    #[error("{path}: {source}")]
+    Npy {
+        /// The file.
+        path: String,
+        /// Why.
+        source: npy::NpyError,
+    },
     /// Framing or encoding failure.
     #[error(transparent)]
     Codec(#[from] mpx_messages::CodecError),

@@ -2,8 +2,7 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use mpx_cells::ArrayValue;
-use mpx_messages::{EngineId, Outcome};
+use mpx_messages::{EngineId, Outcome, RawArray};
 
 use crate::{
     client::{Shared, State},
@@ -27,8 +26,8 @@ pub struct EngineResult {
     pub engine_id: EngineId,
     /// What it did.
     pub outcome: Outcome,
-    /// The array it sent back (pull, gather), decoded.
-    pub array: Option<ArrayValue>,
+    /// The array it sent back (pull, gather, apply), checked against its dtype and shape.
+    pub array: Option<RawArray>,
     /// When the client had it (seconds since the Unix epoch).
     pub received: f64,
 }

@@ -2,15 +2,9 @@
 
 use std::time::Duration;
 
-use mpx_cells::{raw, ArrayValue};
-use mpx_messages::{Arg, ArrayMeta, Targets, Task};
+use mpx_messages::{Arg, RawArray, Targets, Task};
 
 use crate::{AsyncResult, Client, ClientError, EngineResult};
-
-/// The wire description of an array whose bytes go in buffer `buffer`.
-fn meta_of(a: &ArrayValue, buffer: usize) -> ArrayMeta {
-    ArrayMeta { dtype: a.dtype(), shape: a.shape().to_vec(), buffer }
-}
 
 /// An argument of [`View::apply`].
 #[derive(Debug, Clone)]
@@ -23,8 +17,8 @@ pub enum ApplyArg {
     Bool(bool),
     /// A string.
     Str(String),
-    /// An array.
-    Array(ArrayValue),
+    /// An array (of any dtype; `(&array_value).into()` makes one from an `ArrayValue`).
+    Array(RawArray),
 }
 
 /// A set of target engines of one client (ipyparallel's `DirectView`).
@@ -63,17 +57,19 @@ impl<'a> View<'a> {
         self.client.submit(self.targets.clone(), task)
     }
 
-    /// Binds `name` to `array` on the view's engines. The bytes cross the network once, to the
-    /// lowest target engine, which broadcasts them to the others with MPI.
+    /// Binds `name` to `array` (any dtype) on the view's engines. The bytes cross the network
+    /// once, to the lowest target engine, which broadcasts them to the others with MPI. From an
+    /// `ArrayValue` `a`: `view.push("x", &(&a).into())` (no copy of contiguous data).
     ///
     /// # Errors
     /// A lost connection.
-    pub fn push(&self, name: &str, array: &ArrayValue) -> Result<AsyncResult, ClientError> {
-        let task = Task::Push { name: name.into(), array: meta_of(array, 0), group: vec![] };
-        self.client.submit_with(self.targets.clone(), task, vec![raw::to_bytes(array)])
+    pub fn push(&self, name: &str, array: &RawArray) -> Result<AsyncResult, ClientError> {
+        let task = Task::Push { name: name.into(), array: array.meta(0), group: vec![] };
+        self.client.submit_with(self.targets.clone(), task, vec![array.data().clone()])
     }
 
-    /// Fetches `name` from each of the view's engines (results carry `array`).
+    /// Fetches `name` from each of the view's engines (results carry `array`, checked against
+    /// its dtype and shape).
     ///
     /// # Errors
     /// A lost connection.
@@ -81,14 +77,16 @@ impl<'a> View<'a> {
         self.client.submit(self.targets.clone(), Task::Pull { name: name.into() })
     }
 
-    /// Splits `array` along axis 0 over the view's engines (first engines get one row more);
-    /// one transfer to the lowest target, then MPI Scatterv.
+    /// Splits `array` (any dtype) along axis 0 over the view's engines; one transfer to the
+    /// lowest target, then MPI Scatterv. The controller splits the rows of `array.shape()[0]`
+    /// as evenly as possible, the first engines getting one more (as ipyparallel); a 0-d
+    /// array is refused.
     ///
     /// # Errors
     /// A lost connection.
-    pub fn scatter(&self, name: &str, array: &ArrayValue) -> Result<AsyncResult, ClientError> {
-        let task = Task::Scatter { name: name.into(), array: meta_of(array, 0), group: vec![], rows: vec![] };
-        self.client.submit_with(self.targets.clone(), task, vec![raw::to_bytes(array)])
+    pub fn scatter(&self, name: &str, array: &RawArray) -> Result<AsyncResult, ClientError> {
+        let task = Task::Scatter { name: name.into(), array: array.meta(0), group: vec![], rows: vec![] };
+        self.client.submit_with(self.targets.clone(), task, vec![array.data().clone()])
     }
 
     /// Concatenates `name` along axis 0 over the view's engines (MPI Gatherv to the lowest
@@ -114,8 +112,8 @@ impl<'a> View<'a> {
                 ApplyArg::Bool(b) => Arg::Bool(b),
                 ApplyArg::Str(s) => Arg::Str(s),
                 ApplyArg::Array(a) => {
-                    buffers.push(raw::to_bytes(&a));
-                    Arg::Array(meta_of(&a, buffers.len() - 1))
+                    buffers.push(a.data().clone());
+                    Arg::Array(a.meta(buffers.len() - 1))
                 }
             })
             .collect();
@@ -130,15 +128,16 @@ impl<'a> View<'a> {
     ///
     /// # Errors
     /// Timeout, refusal, a lost connection, or the engines' errors.
-    pub fn push_sync(&self, name: &str, array: &ArrayValue, timeout: Duration) -> Result<(), ClientError> {
+    pub fn push_sync(&self, name: &str, array: &RawArray, timeout: Duration) -> Result<(), ClientError> {
         self.push(name, array)?.get_ok(timeout).map(drop)
     }
 
-    /// [`pull`](Self::pull) and wait: each engine's array, in engine order.
+    /// [`pull`](Self::pull) and wait: each engine's array, in engine order
+    /// (`ArrayValue::try_from(&raw)` turns one into an `ArrayValue` when its dtype allows).
     ///
     /// # Errors
     /// Timeout, refusal, a lost connection, or the engines' errors (naming engine and variable).
-    pub fn pull_sync(&self, name: &str, timeout: Duration) -> Result<Vec<ArrayValue>, ClientError> {
+    pub fn pull_sync(&self, name: &str, timeout: Duration) -> Result<Vec<RawArray>, ClientError> {
         let results = self.pull(name)?.get_ok(timeout)?;
         Ok(results.into_iter().filter_map(|r| r.array).collect())
     }
@@ -147,7 +146,7 @@ impl<'a> View<'a> {
     ///
     /// # Errors
     /// As [`push_sync`](Self::push_sync).
-    pub fn scatter_sync(&self, name: &str, array: &ArrayValue, timeout: Duration) -> Result<(), ClientError> {
+    pub fn scatter_sync(&self, name: &str, array: &RawArray, timeout: Duration) -> Result<(), ClientError> {
         self.scatter(name, array)?.get_ok(timeout).map(drop)
     }
 
@@ -155,7 +154,7 @@ impl<'a> View<'a> {
     ///
     /// # Errors
     /// As [`pull_sync`](Self::pull_sync).
-    pub fn gather_sync(&self, name: &str, timeout: Duration) -> Result<ArrayValue, ClientError> {
+    pub fn gather_sync(&self, name: &str, timeout: Duration) -> Result<RawArray, ClientError> {
         let results = self.gather(name)?.get_ok(timeout)?;
         results
             .into_iter()

@@ -3,7 +3,7 @@
 //! the engines move them among themselves with MPI.
 
 use bytes::Bytes;
-use mpx_messages::{EngineId, Task};
+use mpx_messages::{ArrayMeta, EngineId, Task};
 
 /// One engine's share of a task.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,14 +72,14 @@ pub fn plan(task: Task, places: &[Place], buffers: Vec<Bytes>) -> Result<Vec<Ass
     };
     match task {
         Task::Push { name, array, .. } => {
-            check_buffer(array.buffer, byte_len(&array.shape, array.dtype.item_size())?)?;
+            check_buffer(array.buffer, byte_len(&array)?)?;
             Ok(root_only(Task::Push { name, array, group }, buffers))
         }
         Task::Scatter { name, array, .. } => {
             let Some(&rows) = array.shape.first() else {
                 return Err(format!("cannot scatter {name:?}: a 0-d array has no axis 0"));
             };
-            check_buffer(array.buffer, byte_len(&array.shape, array.dtype.item_size())?)?;
+            check_buffer(array.buffer, byte_len(&array)?)?;
             let rows = split_rows(rows, engines.len());
             Ok(root_only(Task::Scatter { name, array, group, rows }, buffers))
         }
@@ -93,11 +93,9 @@ pub fn plan(task: Task, places: &[Place], buffers: Vec<Bytes>) -> Result<Vec<Ass
     }
 }
 
-fn byte_len(shape: &[usize], item: usize) -> Result<usize, String> {
-    shape
-        .iter()
-        .try_fold(item, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| format!("shape {shape:?} is too large"))
+fn byte_len(array: &ArrayMeta) -> Result<usize, String> {
+    mpx_messages::array::byte_len(array.dtype, &array.shape)
+        .ok_or_else(|| format!("shape {:?} of {} is too large", array.shape, array.dtype))
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`wire`]: the messages of each channel (engine ⇄ controller, client ⇄ controller).
+//! - [`dtype`]: [`Dtype`], the element type of arrays (numpy's numeric dtypes).
+//! - [`array`](mod@array): [`RawArray`], an array of any dtype as its checked little-endian bytes.
 //! - [`codec`]: a signed frame: HMAC-SHA256 over a JSON header and raw byte buffers.
 //! - [`connection`]: the JSON connection file (address, key, cluster id).
 //!
@@ -10,11 +12,14 @@
 //! The signature covers every byte after itself and is checked before anything else is read.
 #![deny(missing_docs)]
 
+pub mod array;
 pub mod codec;
 pub mod connection;
+pub mod dtype;
 pub mod kernel;
 pub mod wire;
 
+pub use array::{ArrayError, RawArray};
 pub use codec::{CodecError, Frame, FrameCodec, Key, Outbound, DEFAULT_MAX_FRAME};
 pub use connection::ConnectionInfo;
 pub use kernel::Kernel;

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::dtype::Dtype;
+
 /// Engine id (equals the MPI rank in its world).
 pub type EngineId = u32;
 
@@ -32,69 +34,6 @@ impl From<std::ops::Range<EngineId>> for Targets {
 impl From<Vec<EngineId>> for Targets {
     fn from(ids: Vec<EngineId>) -> Targets {
         Targets::List(ids)
-    }
-}
-
-/// Element type of an array: on the wire (header of an array buffer) and in the cell language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dtype {
-    /// 64-bit float.
-    F64,
-    /// 32-bit float.
-    F32,
-    /// 64-bit signed integer.
-    I64,
-    /// 32-bit signed integer.
-    I32,
-    /// Unsigned byte.
-    U8,
-    /// Boolean, one byte (0 or 1).
-    Bool,
-}
-
-impl Dtype {
-    /// Every dtype, in the order of their one-byte codes.
-    pub const ALL: [Dtype; 6] = [Dtype::F64, Dtype::F32, Dtype::I64, Dtype::I32, Dtype::U8, Dtype::Bool];
-
-    /// The dtype's name: `f64`, `f32`, `i64`, `i32`, `u8` or `bool` (as in numpy).
-    pub fn name(self) -> &'static str {
-        match self {
-            Dtype::F64 => "f64",
-            Dtype::F32 => "f32",
-            Dtype::I64 => "i64",
-            Dtype::I32 => "i32",
-            Dtype::U8 => "u8",
-            Dtype::Bool => "bool",
-        }
-    }
-
-    /// Parses a dtype name (case-insensitive; also numpy's "float64", "int32", ... and "float",
-    /// "int", "double", "byte").
-    pub fn parse(name: &str) -> Option<Dtype> {
-        Some(match name.to_ascii_lowercase().as_str() {
-            "f64" | "float64" | "float" | "double" => Dtype::F64,
-            "f32" | "float32" => Dtype::F32,
-            "i64" | "int64" | "int" => Dtype::I64,
-            "i32" | "int32" => Dtype::I32,
-            "u8" | "uint8" | "byte" => Dtype::U8,
-            "bool" => Dtype::Bool,
-            _ => return None,
-        })
-    }
-
-    /// Bytes per element (bool is one byte).
-    pub fn item_size(self) -> usize {
-        match self {
-            Dtype::F64 | Dtype::I64 => 8,
-            Dtype::F32 | Dtype::I32 => 4,
-            Dtype::U8 | Dtype::Bool => 1,
-        }
-    }
-
-    /// True for the integer and bool dtypes.
-    pub fn is_integral(self) -> bool {
-        !matches!(self, Dtype::F64 | Dtype::F32)
     }
 }
 

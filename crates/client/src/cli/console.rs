@@ -93,7 +93,7 @@ impl Console {
                 ))
             };
             match npy::write(&path, a) {
-                Ok(()) => println!("[{id}] {} {:?} -> {}", a.dtype_name(), a.shape(), path.display()),
+                Ok(()) => println!("[{id}] {} {:?} -> {}", a.dtype(), a.shape(), path.display()),
                 Err(e) => println!("error: {e}"),
             }
         }

@@ -55,13 +55,13 @@ pub fn pull(args: GetArgs) -> Result<i32> {
     match arrays.as_slice() {
         [(id, a)] if results.len() == 1 => {
             npy::write(&args.out, a)?;
-            println!("[{id}] {} {:?} -> {}", a.dtype_name(), a.shape(), args.out.display());
+            println!("[{id}] {} {:?} -> {}", a.dtype(), a.shape(), args.out.display());
         }
         _ => {
             for (id, a) in arrays {
                 let path = npy::per_engine_path(&args.out, id);
                 npy::write(&path, a)?;
-                println!("[{id}] {} {:?} -> {}", a.dtype_name(), a.shape(), path.display());
+                println!("[{id}] {} {:?} -> {}", a.dtype(), a.shape(), path.display());
             }
         }
     }
@@ -74,7 +74,7 @@ pub fn gather(args: GetArgs) -> Result<i32> {
     print!("{}", display::render(&results));
     if let Some(a) = results.iter().find_map(|r| r.array.as_ref()) {
         npy::write(&args.out, a)?;
-        println!("gathered {} {:?} -> {}", a.dtype_name(), a.shape(), args.out.display());
+        println!("gathered {} {:?} -> {}", a.dtype(), a.shape(), args.out.display());
     }
     Ok(i32::from(display::any_error(&results)))
 }

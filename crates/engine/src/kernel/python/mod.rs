@@ -34,19 +34,12 @@ pub type PyStep = Box<dyn Fn(&Bound<'_, PyModule>) -> PyResult<()>>;
 
 /// numpy's array-protocol type string of a wire dtype (little-endian).
 pub fn numpy_str(d: Dtype) -> &'static str {
-    match d {
-        Dtype::F64 => "<f8",
-        Dtype::F32 => "<f4",
-        Dtype::I64 => "<i8",
-        Dtype::I32 => "<i4",
-        Dtype::U8 => "|u1",
-        Dtype::Bool => "|b1",
-    }
+    d.numpy_str()
 }
 
 /// The wire dtype of numpy's array-protocol type string (`<f8`, `|b1`, ...).
 pub fn dtype_of_numpy(s: &str) -> Option<Dtype> {
-    Dtype::ALL.iter().copied().find(|&d| numpy_str(d) == s)
+    Dtype::ALL.iter().copied().find(|&d| d.numpy_str() == s)
 }
 
 /// A numpy array whose memory MPI and the network read and write in place.
