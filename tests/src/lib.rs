@@ -2,6 +2,8 @@
 //! CLI against them, and make sure every process they started is gone afterwards (by PID).
 #![deny(missing_docs)]
 
+pub mod arrays;
+
 use std::{
     ffi::OsStr,
     path::{Path, PathBuf},
