@@ -1,8 +1,11 @@
-//! A benchmark cluster: `mpx cluster start -n N --daemonize` in the run's private `$MPX_HOME`,
-//! its processes (by PID), and a stop timed until every one of them is gone.
+//! A benchmark cluster: `mpx cluster start -n N --daemonize` in the run's private `$MPX_HOME`
+//! with the engines' kernel of choice, its processes (by PID), and a stop timed until every one
+//! of them is gone.
 
 use std::{
-    path::PathBuf,
+    fmt,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
 };
@@ -19,11 +22,79 @@ use crate::{
 /// The cluster id every benchmark cluster uses (one at a time, in a private home).
 const CLUSTER_ID: &str = "default";
 
-/// `mpx` with the run's `$MPX_HOME` and the Open MPI environment.
+/// The kernel the engines run cells with (`mpx-engine --kernel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kernel {
+    /// Embedded CPython with numpy and mpi4py: the engine's default.
+    Python,
+    /// The rhai kernel.
+    Rhai,
+}
+
+impl Kernel {
+    /// Both kernels, the default first.
+    pub const ALL: [Kernel; 2] = [Kernel::Python, Kernel::Rhai];
+
+    /// Its name, as `mpx-engine --kernel` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Python => "python",
+            Kernel::Rhai => "rhai",
+        }
+    }
+
+    /// A row name for this kernel: the default kernel's rows keep their plain names (`rtt1`),
+    /// the others get the kernel as a suffix (`rtt1.rhai`).
+    pub fn row(self, name: &str) -> String {
+        match self {
+            Kernel::Python => name.to_string(),
+            other => format!("{name}.{}", other.name()),
+        }
+    }
+}
+
+impl fmt::Display for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `mpx` with the run's `$MPX_HOME` and the Open MPI environment (and no `$MPX_ENGINE` from the
+/// caller: the engine is the one built next to `mpx`, or the one given with `--engine`).
 pub fn mpx_cmd(cfg: &Config) -> Command {
     let mut cmd = Command::new(cfg.bin("mpx"));
-    cmd.env("MPX_HOME", &cfg.home).envs(MPI_ENV);
+    cmd.env("MPX_HOME", &cfg.home).env_remove("MPX_ENGINE").envs(MPI_ENV);
     cmd
+}
+
+/// The arguments of `mpx cluster start` that select `kernel`. The default kernel (python)
+/// needs none. For rhai, a wrapper script in the run's private home that execs
+/// `mpx-engine --kernel rhai "$@"` goes to `--engine` (mpirun runs it like any executable).
+///
+/// # Errors
+/// The wrapper cannot be written.
+fn kernel_args(cfg: &Config, kernel: Kernel) -> Result<Vec<String>> {
+    match kernel {
+        Kernel::Python => Ok(Vec::new()),
+        // TODO(kernel flag): once `mpx cluster start --kernel` exists, return
+        // `["--kernel", "rhai"]` here and drop the wrapper script.
+        Kernel::Rhai => {
+            let wrapper = cfg.home.join("mpx-engine-rhai");
+            if !wrapper.is_file() {
+                write_wrapper(&wrapper, &cfg.bin("mpx-engine"), kernel)?;
+            }
+            Ok(vec!["--engine".into(), wrapper.to_string_lossy().into_owned()])
+        }
+    }
+}
+
+/// Writes an executable (0755) `sh` script at `path` that execs `engine --kernel <kernel> "$@"`.
+fn write_wrapper(path: &Path, engine: &Path, kernel: Kernel) -> Result<()> {
+    let quoted = format!("'{}'", engine.to_string_lossy().replace('\'', r"'\''"));
+    let script = format!("#!/bin/sh\nexec {quoted} --kernel {} \"$@\"\n", kernel.name());
+    std::fs::write(path, script).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
 }
 
 /// A running cluster; ended by its guard if it is not stopped cleanly.
@@ -51,11 +122,13 @@ pub struct StopSample {
 }
 
 impl BenchCluster {
-    /// Starts a cluster and returns it with the time `mpx cluster start` took to report it ready.
+    /// Starts a cluster whose engines run `kernel` and returns it with the time
+    /// `mpx cluster start` took to report it ready.
     ///
     /// # Errors
     /// The start fails, times out, or the cluster does not have `cfg.engines` engines.
-    pub fn start(cfg: &Config) -> Result<(BenchCluster, f64)> {
+    pub fn start(cfg: &Config, kernel: Kernel) -> Result<(BenchCluster, f64)> {
+        let kernel_args = kernel_args(cfg, kernel)?;
         let guard = cleanup::register(Resource::Cluster {
             mpx: cfg.bin("mpx"),
             home: cfg.home.clone(),
@@ -75,7 +148,8 @@ impl BenchCluster {
             "60",
             "--cluster-id",
             CLUSTER_ID,
-        ]);
+        ])
+        .args(&kernel_args);
         let t0 = Instant::now();
         let out = procs::run(&mut cmd, Duration::from_secs(90))?;
         let secs = t0.elapsed().as_secs_f64();

@@ -12,9 +12,10 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use mpx_benches::{
     cleanup,
+    ctx::Ctx,
     floors::Floors,
     report::{utc_now, Machine, Report, RowResult},
-    rows::{rows, Ctx},
+    rows::rows,
     stats::fmt_secs,
     Config,
 };
