@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The mpx benchmark: builds in release and runs `mpx-bench`, which measures every mpx operation
 # and the floor it is bounded by (TCP loopback, raw MPI under mpirun, `mpirun true`) in one run,
-# prints the table and writes target/mpx-bench.json. See BENCHMARKS.md.
+# prints the table and writes target/mpx-bench.json. Latency and start/stop rows are measured for both
+# engine kernels (python, the default: `rtt1`...; rhai: `rtt1.rhai`...). See BENCHMARKS.md.
 #
 #   scripts/bench.sh           full run (≥ 200 samples per latency, 50 per 8 MB move, 7 per 80 MB move; < 10 min)
 #   scripts/bench.sh --quick   smoke run (20, 5 and 2 samples; < 1 min; rough figures)

@@ -1,5 +1,6 @@
-//! A benchmark cluster: `mpx cluster start -n N --daemonize` in the run's private `$MPX_HOME`,
-//! its processes (by PID), and a stop timed until every one of them is gone.
+//! A benchmark cluster: `mpx cluster start -n N --daemonize` in the run's private `$MPX_HOME`
+//! with the engines' kernel of choice, its processes (by PID), and a stop timed until every one
+//! of them is gone.
 
 use std::{
     path::PathBuf,
@@ -19,10 +20,23 @@ use crate::{
 /// The cluster id every benchmark cluster uses (one at a time, in a private home).
 const CLUSTER_ID: &str = "default";
 
-/// `mpx` with the run's `$MPX_HOME` and the Open MPI environment.
+pub use mpx_messages::Kernel;
+
+/// A row name for a kernel: the default kernel's rows keep their plain names (`rtt1`), the
+/// others get the kernel as a suffix (`rtt1.rhai`).
+pub fn row_name(kernel: Kernel, name: &str) -> String {
+    if kernel == Kernel::default() {
+        name.to_string()
+    } else {
+        format!("{name}.{}", kernel.name())
+    }
+}
+
+/// `mpx` with the run's `$MPX_HOME` and the Open MPI environment (and no `$MPX_ENGINE` from the
+/// caller: the engine is the one built next to `mpx`, or the one given with `--engine`).
 pub fn mpx_cmd(cfg: &Config) -> Command {
     let mut cmd = Command::new(cfg.bin("mpx"));
-    cmd.env("MPX_HOME", &cfg.home).envs(MPI_ENV);
+    cmd.env("MPX_HOME", &cfg.home).env_remove("MPX_ENGINE").envs(MPI_ENV);
     cmd
 }
 
@@ -51,11 +65,12 @@ pub struct StopSample {
 }
 
 impl BenchCluster {
-    /// Starts a cluster and returns it with the time `mpx cluster start` took to report it ready.
+    /// Starts a cluster whose engines run `kernel` and returns it with the time
+    /// `mpx cluster start` took to report it ready.
     ///
     /// # Errors
     /// The start fails, times out, or the cluster does not have `cfg.engines` engines.
-    pub fn start(cfg: &Config) -> Result<(BenchCluster, f64)> {
+    pub fn start(cfg: &Config, kernel: Kernel) -> Result<(BenchCluster, f64)> {
         let guard = cleanup::register(Resource::Cluster {
             mpx: cfg.bin("mpx"),
             home: cfg.home.clone(),
@@ -75,9 +90,8 @@ impl BenchCluster {
             "60",
             "--cluster-id",
             CLUSTER_ID,
-            // The benchmark's cells are rhai.
             "--kernel",
-            "rhai",
+            kernel.name(),
         ]);
         let t0 = Instant::now();
         let out = procs::run(&mut cmd, Duration::from_secs(90))?;

@@ -38,6 +38,10 @@ pub struct MoveFloors {
     pub gather: Stats,
 }
 
+/// The Python the engine embeds (`PYO3_PYTHON` in `.cargo/config.toml`), whose numpy and mpi4py
+/// the python kernel imports: not whatever `python3` is first on `$PATH` (a pyenv shim, a venv).
+const PYTHON: &str = "/usr/bin/python3";
+
 /// Every floor, measured once per run.
 #[derive(Debug, Clone)]
 pub struct Floors {
@@ -54,6 +58,8 @@ pub struct Floors {
     /// Not floors of any row: figures that explain where mpx's time goes (see BENCHMARKS.md):
     /// `tcp_rtt_after_1ms_idle` (the same ping-pong with the peers idle 1 ms between pings),
     /// `mpirun_mpi_init` (`mpirun -n N` of a program that only initialises MPI),
+    /// `mpirun_python_numpy_mpi4py` (`mpirun -n N python3 -c "import numpy; from mpi4py import
+    /// MPI"`: the python kernel's start without mpx),
     /// `mpi_allreduce_*_thread_multiple` (the raw allreduces under MPI_THREAD_MULTIPLE).
     pub diagnostics: BTreeMap<String, Stats>,
 }
@@ -91,6 +97,16 @@ impl Floors {
             "mpirun_mpi_init".into(),
             stats("mpi init", &timed_runs(init, 1, cfg.lifecycle_samples)?)?,
         );
+        // The python kernel's start, without mpx: Python, numpy and mpi4py's MPI_Init on every
+        // rank. A diagnostic only; skipped (with a note) where python3 lacks numpy or mpi4py.
+        let mut py = mpirun(cfg);
+        py.args([PYTHON, "-c", "import numpy; from mpi4py import MPI"]);
+        match timed_runs(py, 1, cfg.lifecycle_samples) {
+            Ok(samples) => {
+                diagnostics.insert("mpirun_python_numpy_mpi4py".into(), stats("python init", &samples)?);
+            }
+            Err(e) => eprintln!("\n  (skipped mpirun of {PYTHON} with numpy and mpi4py: {e:#})"),
+        }
         let multiple = mpi_floors_with(cfg, &["--thread-multiple", "--no-big"])?;
         for (name, samples) in &multiple {
             diagnostics.insert(format!("mpi_{name}_thread_multiple"), stats(name, samples)?);

@@ -2,20 +2,28 @@
 //! same run on the same machine (`scripts/bench.sh`, results in `target/mpx-bench.json`).
 //!
 //! # Layout
-//! - [`rows`]: the table of rows, one function per mpx operation and one per floor.
+//! - [`rows`]: the table of rows, one function per mpx operation and one per floor; the latency
+//!   and start/stop rows for both engine kernels (python, the default, and rhai).
+//! - [`latency`], [`data`]: the mpx side of the rows (cells' round trips, allreduces, start/stop
+//!   cycles; push, pull, scatter, gather), with [`cells`] (the cells in each kernel's language)
+//!   and [`ctx`] (the shared cluster of one kernel at a time, and the helpers that time cells).
 //! - [`floors`]: the floors as real programs: a TCP echo and bulk transfer on loopback, the raw
 //!   rsmpi program `mpx-bench-mpi` under `mpirun`, and `mpirun -n 4 true`.
-//! - [`cluster`]: a benchmark cluster (`mpx cluster start --daemonize` in a private `$MPX_HOME`),
-//!   its processes, and timed stops.
+//! - [`cluster`]: a benchmark cluster (`mpx cluster start --daemonize` in a private `$MPX_HOME`)
+//!   of either kernel, its processes, and timed stops.
 //! - [`cleanup`]: every process the benchmark starts is registered here and ended on every path:
 //!   `Drop`, a panic (the release profile aborts, so a panic hook does it), SIGINT/SIGTERM/SIGHUP.
 //! - [`procs`]: bounded child processes in their own process groups, and `/proc` scans.
 //! - [`stats`], [`report`]: summaries, the printed table, the JSON file, the machine description.
 #![deny(missing_docs)]
 
+pub mod cells;
 pub mod cleanup;
 pub mod cluster;
+pub mod ctx;
+pub mod data;
 pub mod floors;
+pub mod latency;
 pub mod procs;
 pub mod report;
 pub mod rows;

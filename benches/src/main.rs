@@ -12,9 +12,10 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use mpx_benches::{
     cleanup,
+    ctx::Ctx,
     floors::Floors,
     report::{utc_now, Machine, Report, RowResult},
-    rows::{rows, Ctx},
+    rows::rows,
     stats::fmt_secs,
     Config,
 };
@@ -22,8 +23,8 @@ use mpx_benches::{
 /// Benchmarks mpx against its floors (TCP loopback, raw MPI, mpirun) on this machine.
 #[derive(Parser)]
 struct Args {
-    /// A smoke run: 20 latency samples, 5 per 8 MB and 2 per 80 MB move, 3 start/stop cycles
-    /// (figures are rough).
+    /// A smoke run: 20 latency samples, 5 per 8 MB and 2 per 80 MB move, 3 start/stop cycles per
+    /// kernel (figures are rough).
     #[arg(long)]
     quick: bool,
     /// Where to write the JSON results.
@@ -71,7 +72,7 @@ fn run(args: Args, home: &Path) -> Result<()> {
     let date = utc_now();
     eprintln!(
         "mpx-bench{}: {} latency samples ({} warm-up), {} per 8 MB move ({} warm-up), {} per 80 MB \
-         move, {} start/stop cycles; {} CPUs, {}, load {}",
+         move, {} start/stop cycles per kernel; {} CPUs, {}, load {}",
         if cfg.quick { " --quick (rough figures)" } else { "" },
         cfg.latency_samples,
         cfg.latency_warmup,

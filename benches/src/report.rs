@@ -43,7 +43,7 @@ pub struct RowResult {
     pub mpx_gb_per_s: Option<f64>,
     /// Floor throughput, GB/s (data rows).
     pub floor_gb_per_s: Option<f64>,
-    /// Where a round trip's time goes (medians, seconds; see `rows::breakdown`).
+    /// Where a round trip's time goes (medians, seconds; see `ctx::breakdown`).
     pub breakdown: Option<BTreeMap<String, f64>>,
 }
 

@@ -1,31 +1,21 @@
-//! The table of rows: each row is one mpx operation (one function), the floor it is bounded by
-//! (one function of the measured [`Floors`]) and the goal from the benchmark issue.
+//! The table of rows: each row is one mpx operation (one function, in [`latency`] or
+//! [`data`]), the floor it is bounded by (one function of the measured [`Floors`]) and the goal
+//! from the benchmark issue. The latency and lifecycle rows exist for both kernels: plain names
+//! (`rtt1`) for the default python kernel, `.rhai` names (`rtt1.rhai`) for rhai.
 
-use std::{
-    collections::BTreeMap,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::collections::BTreeMap;
 
-use anyhow::{bail, ensure, Context, Result};
-use mpx_client::{ArrayValue, Client, EngineResult, RawArray, Targets, View};
-use ndarray::{ArrayD, IxDyn};
+use anyhow::{Context, Result};
 
 use crate::{
-    cluster::BenchCluster,
+    cells::Cells,
+    cluster::{row_name, Kernel},
+    ctx::Ctx,
+    data,
     floors::{megabytes, Floors, MOVE_SIZES},
+    latency,
     stats::Stats,
-    Config,
 };
-
-/// The reference session's `psum` (Allreduce(SUM) of the local sums).
-const PSUM_RHAI: &str = include_str!("../../examples/psum.rhai");
-/// Set up once per benchmark cluster: the psum input and the 1M-f64 (8 MB) allreduce input.
-const SETUP: &str = "let a = rand(100);\nlet big = rand(1000000);";
-/// A cell that does nothing.
-const NOOP: &str = "()";
-/// How long one cell may take before the row fails.
-const CELL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A row's mpx measurement.
 #[derive(Debug, Clone)]
@@ -46,7 +36,11 @@ pub enum Measured {
 }
 
 impl Measured {
-    fn of(samples: &[f64]) -> Result<Measured> {
+    /// The summary of timed samples (seconds).
+    ///
+    /// # Errors
+    /// There are no samples.
+    pub fn of(samples: &[f64]) -> Result<Measured> {
         Ok(Measured::Done {
             stats: Stats::of(samples).context("no samples")?,
             leftovers: None,
@@ -145,73 +139,114 @@ impl Row {
     }
 }
 
-/// Every row, in the order they run (the shared cluster's rows first, then start/stop cycles).
+/// Every row, in the order they run: the python kernel's latency, allreduce and data rows on
+/// one shared cluster, the rhai latency rows on another, then start/stop cycles of each kernel.
 pub fn rows() -> Vec<Row> {
-    let mut rows = vec![
+    let mut rows = Vec::from(latency_rows(Kernel::Python));
+    rows.extend(allreduce_rows(Kernel::Python));
+    for bytes in MOVE_SIZES {
+        rows.extend(move_rows(bytes));
+    }
+    rows.extend(latency_rows(Kernel::Rhai));
+    rows.push(Row::new(
+        "tasks",
+        "load-balanced no-op tasks per second",
+        "–",
+        mpx_tasks,
+        |_| None,
+        Goal::None,
+    ));
+    rows.extend(Kernel::ALL.map(start_row));
+    rows.extend(Kernel::ALL.map(stop_row));
+    rows
+}
+
+/// rtt1, rttN and psum of `kernel`.
+fn latency_rows(k: Kernel) -> [Row; 3] {
+    let cells = Cells::of(k);
+    let tcp = "TCP loopback ping-pong RTT, 8 B, TCP_NODELAY";
+    [
         Row::new(
-            "rtt1",
-            "execute a no-op cell on 1 engine, client round trip",
-            "TCP loopback ping-pong RTT, 8 B, TCP_NODELAY",
-            mpx_rtt1,
+            row_name(k, "rtt1"),
+            format!("execute a no-op cell (`{}`, {k} kernel) on 1 engine, client round trip", cells.noop),
+            tcp,
+            move |ctx| latency::rtt1(ctx, k),
             |f| Some(f.tcp_rtt),
             Goal::RatioAtMost(4.0),
         ),
         Row::new(
-            "rttN",
-            "execute a no-op cell on all engines, client round trip",
-            "TCP loopback ping-pong RTT, 8 B, TCP_NODELAY",
-            mpx_rtt_n,
+            row_name(k, "rttN"),
+            format!("execute a no-op cell (`{}`, {k} kernel) on all engines, client round trip", cells.noop),
+            tcp,
+            move |ctx| latency::rtt_n(ctx, k),
             |f| Some(f.tcp_rtt),
             Goal::RatioAtMost(6.0),
         ),
         Row::new(
-            "psum",
-            "psum(a) of a 100-element array on all engines, client round trip",
+            row_name(k, "psum"),
+            format!("`{}` of a 100-element array on all engines ({k} kernel), client round trip", cells.psum),
             "raw MPI_Allreduce of 1 f64 + TCP RTT",
-            mpx_psum,
+            move |ctx| latency::psum(ctx, k),
             |f| Some(f.allreduce1.then(f.tcp_rtt)),
             Goal::RatioAtMost(2.0),
         ),
+    ]
+}
+
+/// allreduce8M (timed inside the engines) and allreduce8M-rt (client round trip) of `kernel`.
+fn allreduce_rows(k: Kernel) -> [Row; 2] {
+    let clock = match k {
+        Kernel::Python => "MPI.Wtime()",
+        Kernel::Rhai => "wtime()",
+    };
+    [
         Row::new(
-            "allreduce8M",
-            "allreduce of 1M f64, timed inside the engines with wtime() (slowest engine)",
+            row_name(k, "allreduce8M"),
+            format!(
+                "allreduce of 1M f64 ({k} kernel), timed inside the engines with {clock} (slowest engine)"
+            ),
             "raw MPI_Allreduce of 1M f64",
-            mpx_allreduce_inside,
+            move |ctx| latency::allreduce_inside(ctx, k),
             |f| Some(f.allreduce1m),
             Goal::None,
         ),
         Row::new(
-            "allreduce8M-rt",
-            "allreduce of 1M f64 on all engines, client round trip",
+            row_name(k, "allreduce8M-rt"),
+            format!("allreduce of 1M f64 on all engines ({k} kernel), client round trip"),
             "raw MPI_Allreduce of 1M f64 + TCP RTT",
-            mpx_allreduce_round_trip,
+            move |ctx| latency::allreduce_round_trip(ctx, k),
             |f| Some(f.allreduce1m.then(f.tcp_rtt)),
             Goal::None,
         ),
-    ];
-    for bytes in MOVE_SIZES {
-        rows.extend(move_rows(bytes));
-    }
-    rows.extend([
-        Row::new("tasks", "load-balanced no-op tasks per second", "–", mpx_tasks, |_| None, Goal::None),
-        Row::new(
-            "start",
-            "`mpx cluster start -n 4 --daemonize` until it reports ready",
-            "`mpirun -n 4 --oversubscribe true`",
-            mpx_start,
-            |f| Some(f.mpirun_true),
-            Goal::FloorPlus(0.2),
-        ),
-        Row::new(
-            "stop",
-            "`mpx cluster stop` until every cluster process is gone (by PID)",
-            "`mpirun -n 4 --oversubscribe true` (reference)",
-            mpx_stop,
-            |f| Some(f.mpirun_true),
-            Goal::WithinNoLeftovers(0.5),
-        ),
-    ]);
-    rows
+    ]
+}
+
+/// start of `kernel`: `mpx cluster start` until ready.
+fn start_row(k: Kernel) -> Row {
+    let what = match k {
+        Kernel::Python => "python kernel: CPython, numpy and mpi4py imported at engine start",
+        Kernel::Rhai => "rhai kernel",
+    };
+    Row::new(
+        row_name(k, "start"),
+        format!("`mpx cluster start -n 4 --daemonize` until it reports ready ({what})"),
+        "`mpirun -n 4 --oversubscribe true`",
+        move |ctx| latency::start(ctx, k),
+        |f| Some(f.mpirun_true),
+        Goal::FloorPlus(0.2),
+    )
+}
+
+/// stop of `kernel`: `mpx cluster stop` until every process is gone.
+fn stop_row(k: Kernel) -> Row {
+    Row::new(
+        row_name(k, "stop"),
+        format!("`mpx cluster stop` until every cluster process is gone (by PID; {k} kernel)"),
+        "`mpirun -n 4 --oversubscribe true` (reference)",
+        move |ctx| latency::stop(ctx, k),
+        |f| Some(f.mpirun_true),
+        Goal::WithinNoLeftovers(0.5),
+    )
 }
 
 /// The data rows of one size (`push8M`, `pull8M`, `scatter8M`, `gather8M` for 8 MB): push to all
@@ -224,36 +259,36 @@ fn move_rows(bytes: usize) -> [Row; 4] {
     [
         Row::new(
             format!("push{mb}M"),
-            format!("push {mb} MB of f64 to all engines"),
+            format!("push {mb} MB of f64 to all engines (python kernel)"),
             format!("{tcp} + raw MPI_Bcast {mb} MB"),
-            move |ctx| mpx_push(ctx, bytes),
+            move |ctx| data::push(ctx, bytes),
             move |f| f.of_move(bytes).map(|m| m.tcp.then(m.bcast)),
             goal,
         )
         .moving(bytes),
         Row::new(
             format!("pull{mb}M"),
-            format!("pull {mb} MB of f64 from one engine"),
+            format!("pull {mb} MB of f64 from one engine (python kernel)"),
             tcp.clone(),
-            move |ctx| mpx_pull(ctx, bytes),
+            move |ctx| data::pull(ctx, bytes),
             move |f| f.of_move(bytes).map(|m| m.tcp),
             goal,
         )
         .moving(bytes),
         Row::new(
             format!("scatter{mb}M"),
-            format!("scatter {elems} over all engines"),
+            format!("scatter {elems} over all engines (python kernel)"),
             format!("{tcp} + raw MPI_Scatterv {mb} MB"),
-            move |ctx| mpx_scatter(ctx, bytes),
+            move |ctx| data::scatter(ctx, bytes),
             move |f| f.of_move(bytes).map(|m| m.tcp.then(m.scatter)),
             goal,
         )
         .moving(bytes),
         Row::new(
             format!("gather{mb}M"),
-            format!("gather {elems} from all engines"),
+            format!("gather {elems} from all engines (python kernel)"),
             format!("raw MPI_Gatherv {mb} MB + {tcp}"),
-            move |ctx| mpx_gather(ctx, bytes),
+            move |ctx| data::gather(ctx, bytes),
             move |f| f.of_move(bytes).map(|m| m.gather.then(m.tcp)),
             goal,
         )
@@ -261,280 +296,15 @@ fn move_rows(bytes: usize) -> [Row; 4] {
     ]
 }
 
-/// The shared cluster of the latency rows, with its client (dropped before the cluster).
-struct Session {
-    client: Client,
-    cluster: BenchCluster,
-}
-
-/// Start and stop samples of the lifecycle rows, measured together (one cycle gives both).
-#[derive(Debug, Clone)]
-struct Lifecycle {
-    start: Vec<f64>,
-    stop: Vec<f64>,
-    leftovers: usize,
-}
-
-/// What the row functions share: the configuration, the shared cluster, the lifecycle samples.
-pub struct Ctx {
-    cfg: Config,
-    session: Option<Session>,
-    lifecycle: Option<Lifecycle>,
-}
-
-impl Ctx {
-    /// A context with nothing started yet.
-    pub fn new(cfg: Config) -> Ctx {
-        Ctx { cfg, session: None, lifecycle: None }
-    }
-
-    /// The shared 4-engine cluster (started on first use, with `psum` defined and the inputs set).
-    fn session(&mut self) -> Result<&Session> {
-        if self.session.is_none() {
-            let (cluster, _) = BenchCluster::start(&self.cfg)?;
-            let client = cluster.client()?;
-            let all = client.view(Targets::All);
-            run_cell(&all, PSUM_RHAI)?;
-            run_cell(&all, SETUP)?;
-            self.session = Some(Session { client, cluster });
-        }
-        Ok(self.session.as_ref().expect("just set"))
-    }
-
-    /// Stops the shared cluster, if any (before cycles of its own, so only one cluster runs).
-    ///
-    /// # Errors
-    /// The stop fails.
-    pub fn end_session(&mut self) -> Result<()> {
-        if let Some(Session { client, cluster }) = self.session.take() {
-            drop(client);
-            let stop = cluster.stop()?;
-            ensure!(
-                stop.leftovers == 0,
-                "{} processes left after stopping the shared cluster",
-                stop.leftovers
-            );
-        }
-        Ok(())
-    }
-
-    fn lifecycle(&mut self) -> Result<Lifecycle> {
-        if let Some(l) = &self.lifecycle {
-            return Ok(l.clone());
-        }
-        self.end_session()?;
-        let mut l = Lifecycle { start: Vec::new(), stop: Vec::new(), leftovers: 0 };
-        // One warm-up cycle (page cache, first mpirun), then the timed ones.
-        for i in 0..1 + self.cfg.lifecycle_samples {
-            let (cluster, start) = BenchCluster::start(&self.cfg)?;
-            let stop = cluster.stop()?;
-            if i >= 1 {
-                l.start.push(start);
-                l.stop.push(stop.secs);
-                l.leftovers += stop.leftovers;
-            }
-        }
-        self.lifecycle = Some(l.clone());
-        Ok(l)
-    }
-}
-
-/// One cell's round trip and per-engine results, with the time the client sent it.
-pub struct CellRun {
-    /// Client round trip (seconds).
-    pub secs: f64,
-    /// When the client sent it (seconds since the Unix epoch).
-    pub submitted: f64,
-    /// Every engine's result.
-    pub results: Vec<EngineResult>,
-}
-
-/// Runs one cell and waits for it; any engine's error fails.
-fn run_cell(view: &View<'_>, code: &str) -> Result<CellRun> {
-    let t0 = Instant::now();
-    let ar = view.execute(code)?;
-    let results = ar.get_ok(CELL_TIMEOUT).with_context(|| format!("cell {code:?}"))?;
-    let secs = t0.elapsed().as_secs_f64();
-    let submitted = ar.submitted;
-    ar.forget();
-    Ok(CellRun { secs, submitted, results })
-}
-
-/// Where round trips' time goes, from the wall-clock stamps of the client (`submitted`,
-/// `received`) and the engines (`started`, `completed`); medians over the runs, in seconds:
-/// - `to_first_engine` / `to_last_engine`: client send → first / last engine starts the cell;
-/// - `engine_run`: the longest time an engine spent in the cell;
-/// - `back_from_last`: the last result's completion on its engine → the client has it;
-/// - `client_wakeup`: the last result received → `get` returned (round trip minus the above).
-pub fn breakdown(runs: &[CellRun]) -> Option<BTreeMap<String, f64>> {
-    let mut parts: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for run in runs {
-        let first = run.results.iter().map(|r| r.outcome.started).fold(f64::INFINITY, f64::min);
-        let last = run.results.iter().map(|r| r.outcome.started).fold(f64::NEG_INFINITY, f64::max);
-        let exec = run.results.iter().map(|r| r.outcome.completed - r.outcome.started).fold(0.0, f64::max);
-        let latest = run.results.iter().max_by(|a, b| a.received.total_cmp(&b.received))?;
-        let mut add = |k: &str, v: f64| parts.entry(k.to_string()).or_default().push(v);
-        add("to_first_engine", first - run.submitted);
-        add("to_last_engine", last - run.submitted);
-        add("engine_run", exec);
-        add("back_from_last", latest.received - latest.outcome.completed);
-        add("client_wakeup", run.secs - (latest.received - run.submitted));
-    }
-    parts.into_iter().map(|(k, v)| Some((k, Stats::of(&v)?.median))).collect()
-}
-
-/// Times `op` `warmup + samples` times; keeps the timed ones.
-pub fn time_repeated(warmup: usize, samples: usize, mut op: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
-    let mut out = Vec::with_capacity(samples);
-    for i in 0..warmup + samples {
-        let t0 = Instant::now();
-        op()?;
-        if i >= warmup {
-            out.push(t0.elapsed().as_secs_f64());
-        }
-    }
-    Ok(out)
-}
-
-/// Client round trips of `code` on `targets`, with their [`breakdown`].
-fn round_trips(ctx: &mut Ctx, targets: Targets, code: &str) -> Result<Measured> {
-    let (warmup, samples) = (ctx.cfg.latency_warmup, ctx.cfg.latency_samples);
-    let view = ctx.session()?.client.view(targets);
-    let mut runs = Vec::with_capacity(samples);
-    for i in 0..warmup + samples {
-        let run = run_cell(&view, code)?;
-        if i >= warmup {
-            runs.push(run);
-        }
-    }
-    let secs: Vec<f64> = runs.iter().map(|r| r.secs).collect();
-    Ok(Measured::Done {
-        stats: Stats::of(&secs).context("no samples")?,
-        leftovers: None,
-        breakdown: breakdown(&runs),
-    })
-}
-
-/// rtt1: a no-op cell on engine 0.
-fn mpx_rtt1(ctx: &mut Ctx) -> Result<Measured> {
-    round_trips(ctx, Targets::List(vec![0]), NOOP)
-}
-
-/// rttN: a no-op cell on every engine.
-fn mpx_rtt_n(ctx: &mut Ctx) -> Result<Measured> {
-    round_trips(ctx, Targets::All, NOOP)
-}
-
-/// psum: the reference session's `let s = psum(a);` on every engine.
-fn mpx_psum(ctx: &mut Ctx) -> Result<Measured> {
-    round_trips(ctx, Targets::All, "let s = psum(a);")
-}
-
-/// allreduce8M inside the engines: each engine times the allreduce with `wtime()` after a
-/// barrier; a sample is the slowest engine's time (as the raw MPI floor does).
-fn mpx_allreduce_inside(ctx: &mut Ctx) -> Result<Measured> {
-    const CELL: &str = "barrier();\nlet t0 = wtime();\nlet r = allreduce(big, SUM);\nwtime() - t0";
-    let (warmup, samples) = (ctx.cfg.latency_warmup, ctx.cfg.latency_samples);
-    let view = ctx.session()?.client.view(Targets::All);
-    let mut out = Vec::with_capacity(samples);
-    for i in 0..warmup + samples {
-        let run = run_cell(&view, CELL)?;
-        let mut slowest = 0.0f64;
-        for r in &run.results {
-            let v = r.outcome.value.as_deref().context("the timing cell returned no value")?;
-            let secs: f64 = v.trim().parse().with_context(|| format!("engine {}: {v:?}", r.engine_id))?;
-            slowest = slowest.max(secs);
-        }
-        if i >= warmup {
-            out.push(slowest);
-        }
-    }
-    Measured::of(&out)
-}
-
-/// allreduce8M as a client round trip (no barrier, no clock in the cell).
-fn mpx_allreduce_round_trip(ctx: &mut Ctx) -> Result<Measured> {
-    round_trips(ctx, Targets::All, "let r = allreduce(big, SUM);")
-}
-
-/// `bytes` of f64 (`bytes / 8` elements); its bytes are shared: sending it never copies it.
-fn f64_array(bytes: usize) -> RawArray {
-    let a = ArrayValue::F64(Arc::new(ArrayD::from_shape_fn(IxDyn(&[bytes / 8]), |i| i[0] as f64)));
-    RawArray::from(&a)
-}
-
-/// push: `bytes` to all engines (one TCP transfer to engine 0, then MPI Bcast).
-fn mpx_push(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
-    let (warmup, n) = ctx.cfg.move_samples(bytes);
-    let data = f64_array(bytes);
-    let view = ctx.session()?.client.view(Targets::All);
-    let samples = time_repeated(warmup, n, || {
-        view.push_sync("x", &data, CELL_TIMEOUT)?;
-        Ok(())
-    })?;
-    Measured::of(&samples)
-}
-
-/// pull: `bytes` from engine 0.
-fn mpx_pull(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
-    let (warmup, n) = ctx.cfg.move_samples(bytes);
-    let view = ctx.session()?.client.view(Targets::List(vec![0]));
-    view.push_sync("x", &f64_array(bytes), CELL_TIMEOUT)?;
-    let samples = time_repeated(warmup, n, || {
-        let got = view.pull_sync("x", CELL_TIMEOUT)?;
-        ensure!(got.len() == 1 && got[0].len() == bytes / 8, "pulled the wrong array");
-        Ok(())
-    })?;
-    Measured::of(&samples)
-}
-
-/// scatter: `bytes` of f64 split over all engines (one TCP transfer, then MPI Scatterv).
-fn mpx_scatter(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
-    let (warmup, n) = ctx.cfg.move_samples(bytes);
-    let data = f64_array(bytes);
-    let view = ctx.session()?.client.view(Targets::All);
-    let samples = time_repeated(warmup, n, || {
-        view.scatter_sync("x", &data, CELL_TIMEOUT)?;
-        Ok(())
-    })?;
-    Measured::of(&samples)
-}
-
-/// gather: `bytes` of f64 concatenated from all engines (MPI Gatherv, one TCP transfer back).
-fn mpx_gather(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
-    let (warmup, n) = ctx.cfg.move_samples(bytes);
-    let view = ctx.session()?.client.view(Targets::All);
-    view.scatter_sync("x", &f64_array(bytes), CELL_TIMEOUT)?;
-    let samples = time_repeated(warmup, n, || {
-        let whole = view.gather_sync("x", CELL_TIMEOUT)?;
-        ensure!(whole.len() == bytes / 8, "gathered the wrong array");
-        Ok(())
-    })?;
-    Measured::of(&samples)
-}
-
 /// tasks: mpx has no load-balanced view yet.
 fn mpx_tasks(_ctx: &mut Ctx) -> Result<Measured> {
     Ok(Measured::NotImplemented("n/a: not implemented yet"))
 }
 
-/// start: `mpx cluster start -n 4 --daemonize` until ready (one warm-up cycle excluded).
-fn mpx_start(ctx: &mut Ctx) -> Result<Measured> {
-    Measured::of(&ctx.lifecycle()?.start)
-}
-
-/// stop: `mpx cluster stop` until every process is gone, with the processes left behind.
-fn mpx_stop(ctx: &mut Ctx) -> Result<Measured> {
-    let l = ctx.lifecycle()?;
-    match Stats::of(&l.stop) {
-        Some(stats) => Ok(Measured::Done { stats, leftovers: Some(l.leftovers), breakdown: None }),
-        None => bail!("no stop samples"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Config;
 
     #[test]
     fn data_rows_of_both_sizes() {
@@ -557,6 +327,18 @@ mod tests {
                 assert!(matches!(row.goal, Goal::ThroughputAtLeast(k) if k == 0.7), "{name}");
             }
         }
+    }
+
+    #[test]
+    fn latency_and_lifecycle_rows_of_both_kernels() {
+        let rows = rows();
+        for name in ["rtt1", "rttN", "psum", "start", "stop"] {
+            for wanted in [name.to_string(), format!("{name}.rhai")] {
+                assert!(rows.iter().any(|r| r.name == wanted), "no row {wanted}");
+            }
+        }
+        assert_eq!(row_name(Kernel::Python, "rtt1"), "rtt1");
+        assert_eq!(row_name(Kernel::Rhai, "rtt1"), "rtt1.rhai");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! CLI, the launchers and the engine.
 
 /// The cell language the engines run: `mpx-engine --kernel NAME`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kernel {
     /// Embedded CPython with numpy and mpi4py (the engine's default).
     #[default]

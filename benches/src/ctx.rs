@@ -1,0 +1,196 @@
+//! What the row functions share: the configuration, one benchmark cluster at a time (of either
+//! kernel) with its client and its session set up, the start/stop cycles of each kernel, and
+//! the helpers that run and time cells.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use anyhow::{ensure, Context, Result};
+use mpx_client::{Client, EngineResult, Targets, View};
+
+use crate::{
+    cells::Cells,
+    cluster::{BenchCluster, Kernel},
+    stats::Stats,
+    Config,
+};
+
+/// How long one cell may take before the row fails.
+pub const CELL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The shared cluster of the latency and data rows, with its client (dropped before the
+/// cluster).
+struct Session {
+    kernel: Kernel,
+    client: Client,
+    cluster: BenchCluster,
+}
+
+/// Start and stop samples of one kernel's lifecycle rows, measured together (one cycle gives
+/// both).
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    /// `mpx cluster start` until ready (seconds).
+    pub start: Vec<f64>,
+    /// `mpx cluster stop` until every process is gone (seconds).
+    pub stop: Vec<f64>,
+    /// Processes left behind over all stops.
+    pub leftovers: usize,
+}
+
+/// What the row functions share: the configuration, the shared cluster, the lifecycle samples.
+pub struct Ctx {
+    /// How much to measure.
+    pub cfg: Config,
+    session: Option<Session>,
+    lifecycles: BTreeMap<Kernel, Lifecycle>,
+}
+
+impl Ctx {
+    /// A context with nothing started yet.
+    pub fn new(cfg: Config) -> Ctx {
+        Ctx { cfg, session: None, lifecycles: BTreeMap::new() }
+    }
+
+    /// The shared 4-engine cluster of `kernel` (started on first use, with `psum` defined and the
+    /// inputs set). A cluster of the other kernel is stopped first: only one runs at a time.
+    ///
+    /// # Errors
+    /// The start, the stop of the other cluster or the set-up cells fail.
+    pub fn client(&mut self, kernel: Kernel) -> Result<&Client> {
+        if self.session.as_ref().is_some_and(|s| s.kernel != kernel) {
+            self.end_session()?;
+        }
+        if self.session.is_none() {
+            let (cluster, _) = BenchCluster::start(&self.cfg, kernel)?;
+            let client = cluster.client()?;
+            let all = client.view(Targets::All);
+            for code in Cells::of(kernel).setup {
+                run_cell(&all, code)?;
+            }
+            self.session = Some(Session { kernel, client, cluster });
+        }
+        Ok(&self.session.as_ref().expect("just set").client)
+    }
+
+    /// Stops the shared cluster, if any (before cycles of their own, so only one cluster runs).
+    ///
+    /// # Errors
+    /// The stop fails or leaves processes behind.
+    pub fn end_session(&mut self) -> Result<()> {
+        if let Some(Session { client, cluster, .. }) = self.session.take() {
+            drop(client);
+            let stop = cluster.stop()?;
+            ensure!(
+                stop.leftovers == 0,
+                "{} processes left after stopping the shared cluster",
+                stop.leftovers
+            );
+        }
+        Ok(())
+    }
+
+    /// `kernel`'s start/stop cycles (run on first use, after one untimed warm-up cycle).
+    ///
+    /// # Errors
+    /// A start or stop fails.
+    pub fn lifecycle(&mut self, kernel: Kernel) -> Result<Lifecycle> {
+        if let Some(l) = self.lifecycles.get(&kernel) {
+            return Ok(l.clone());
+        }
+        self.end_session()?;
+        let mut l = Lifecycle { start: Vec::new(), stop: Vec::new(), leftovers: 0 };
+        // One warm-up cycle (page cache, first mpirun), then the timed ones.
+        for i in 0..1 + self.cfg.lifecycle_samples {
+            let (cluster, start) = BenchCluster::start(&self.cfg, kernel)?;
+            let stop = cluster.stop()?;
+            if i >= 1 {
+                l.start.push(start);
+                l.stop.push(stop.secs);
+                l.leftovers += stop.leftovers;
+            }
+        }
+        self.lifecycles.insert(kernel, l.clone());
+        Ok(l)
+    }
+}
+
+/// One cell's round trip and per-engine results, with the time the client sent it.
+pub struct CellRun {
+    /// Client round trip (seconds).
+    pub secs: f64,
+    /// When the client sent it (seconds since the Unix epoch).
+    pub submitted: f64,
+    /// Every engine's result.
+    pub results: Vec<EngineResult>,
+}
+
+/// Runs one cell and waits for it; any engine's error fails.
+///
+/// # Errors
+/// The cell cannot be sent, times out, or fails on an engine.
+pub fn run_cell(view: &View<'_>, code: &str) -> Result<CellRun> {
+    let t0 = Instant::now();
+    let ar = view.execute(code)?;
+    let results = ar.get_ok(CELL_TIMEOUT).with_context(|| format!("cell {code:?}"))?;
+    let secs = t0.elapsed().as_secs_f64();
+    let submitted = ar.submitted;
+    ar.forget();
+    Ok(CellRun { secs, submitted, results })
+}
+
+/// Where round trips' time goes, from the wall-clock stamps of the client (`submitted`,
+/// `received`) and the engines (`started`, `completed`); medians over the runs, in seconds:
+/// - `to_first_engine` / `to_last_engine`: client send → first / last engine starts the cell;
+/// - `engine_run`: the longest time an engine spent in the cell;
+/// - `back_from_last`: the last result's completion on its engine → the client has it;
+/// - `client_wakeup`: the last result received → `get` returned (round trip minus the above).
+pub fn breakdown(runs: &[CellRun]) -> Option<BTreeMap<String, f64>> {
+    let mut parts: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for run in runs {
+        let first = run.results.iter().map(|r| r.outcome.started).fold(f64::INFINITY, f64::min);
+        let last = run.results.iter().map(|r| r.outcome.started).fold(f64::NEG_INFINITY, f64::max);
+        let exec = run.results.iter().map(|r| r.outcome.completed - r.outcome.started).fold(0.0, f64::max);
+        let latest = run.results.iter().max_by(|a, b| a.received.total_cmp(&b.received))?;
+        let mut add = |k: &str, v: f64| parts.entry(k.to_string()).or_default().push(v);
+        add("to_first_engine", first - run.submitted);
+        add("to_last_engine", last - run.submitted);
+        add("engine_run", exec);
+        add("back_from_last", latest.received - latest.outcome.completed);
+        add("client_wakeup", run.secs - (latest.received - run.submitted));
+    }
+    parts.into_iter().map(|(k, v)| Some((k, Stats::of(&v)?.median))).collect()
+}
+
+/// Times `op` `warmup + samples` times; keeps the timed ones.
+///
+/// # Errors
+/// `op` fails.
+pub fn time_repeated(warmup: usize, samples: usize, mut op: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(samples);
+    for i in 0..warmup + samples {
+        let t0 = Instant::now();
+        op()?;
+        if i >= warmup {
+            out.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `code` on `view` `warmup + samples` times; keeps the timed runs.
+///
+/// # Errors
+/// A cell fails.
+pub fn cell_runs(view: &View<'_>, code: &str, warmup: usize, samples: usize) -> Result<Vec<CellRun>> {
+    let mut runs = Vec::with_capacity(samples);
+    for i in 0..warmup + samples {
+        let run = run_cell(view, code)?;
+        if i >= warmup {
+            runs.push(run);
+        }
+    }
+    Ok(runs)
+}

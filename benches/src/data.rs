@@ -1,0 +1,73 @@
+//! The data rows' mpx side (push, pull, scatter, gather of a given size), against the
+//! default (python) kernel's shared cluster.
+
+use std::sync::Arc;
+
+use anyhow::{ensure, Result};
+use mpx_client::{ArrayValue, RawArray, Targets};
+use ndarray::{ArrayD, IxDyn};
+
+use crate::{
+    cluster::Kernel,
+    ctx::{time_repeated, Ctx, CELL_TIMEOUT},
+    rows::Measured,
+};
+
+/// The kernel the data rows run against (the engine's default).
+const KERNEL: Kernel = Kernel::Python;
+
+/// `bytes` of f64 (`bytes / 8` elements), shared copy-on-write: sending it never copies it.
+fn f64_array(bytes: usize) -> RawArray {
+    let a = ArrayValue::F64(Arc::new(ArrayD::from_shape_fn(IxDyn(&[bytes / 8]), |i| i[0] as f64)));
+    RawArray::from(&a)
+}
+
+/// push: `bytes` to all engines (one TCP transfer to engine 0, then MPI Bcast).
+pub fn push(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
+    let (warmup, n) = ctx.cfg.move_samples(bytes);
+    let data = f64_array(bytes);
+    let view = ctx.client(KERNEL)?.view(Targets::All);
+    let samples = time_repeated(warmup, n, || {
+        view.push_sync("x", &data, CELL_TIMEOUT)?;
+        Ok(())
+    })?;
+    Measured::of(&samples)
+}
+
+/// pull: `bytes` from engine 0.
+pub fn pull(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
+    let (warmup, n) = ctx.cfg.move_samples(bytes);
+    let view = ctx.client(KERNEL)?.view(Targets::List(vec![0]));
+    view.push_sync("x", &f64_array(bytes), CELL_TIMEOUT)?;
+    let samples = time_repeated(warmup, n, || {
+        let got = view.pull_sync("x", CELL_TIMEOUT)?;
+        ensure!(got.len() == 1 && got[0].len() == bytes / 8, "pulled the wrong array");
+        Ok(())
+    })?;
+    Measured::of(&samples)
+}
+
+/// scatter: `bytes` of f64 split over all engines (one TCP transfer, then MPI Scatterv).
+pub fn scatter(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
+    let (warmup, n) = ctx.cfg.move_samples(bytes);
+    let data = f64_array(bytes);
+    let view = ctx.client(KERNEL)?.view(Targets::All);
+    let samples = time_repeated(warmup, n, || {
+        view.scatter_sync("x", &data, CELL_TIMEOUT)?;
+        Ok(())
+    })?;
+    Measured::of(&samples)
+}
+
+/// gather: `bytes` of f64 concatenated from all engines (MPI Gatherv, one TCP transfer back).
+pub fn gather(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
+    let (warmup, n) = ctx.cfg.move_samples(bytes);
+    let view = ctx.client(KERNEL)?.view(Targets::All);
+    view.scatter_sync("x", &f64_array(bytes), CELL_TIMEOUT)?;
+    let samples = time_repeated(warmup, n, || {
+        let whole = view.gather_sync("x", CELL_TIMEOUT)?;
+        ensure!(whole.len() == bytes / 8, "gathered the wrong array");
+        Ok(())
+    })?;
+    Measured::of(&samples)
+}
