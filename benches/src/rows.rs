@@ -26,7 +26,7 @@ pub enum Measured {
         stats: Stats,
         /// Processes still alive 10 s after a stop began (stop row only).
         leftovers: Option<usize>,
-        /// Where a round trip's time goes (medians in seconds, see [`breakdown`]).
+        /// Where a round trip's time goes (medians in seconds, see [`crate::ctx::breakdown`]).
         breakdown: Option<BTreeMap<String, f64>>,
     },
     /// The mpx side cannot run in this build yet.
