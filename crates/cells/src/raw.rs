@@ -58,6 +58,38 @@ pub fn to_bytes(a: &ArrayValue) -> Bytes {
     }
 }
 
+/// The elements of a standard-layout (C-contiguous) array as little-endian bytes, in place;
+/// `None` for other layouts.
+pub fn le_bytes(a: &ArrayValue) -> Option<&[u8]> {
+    fn view<T: Pod>(x: &ArrayD<T>) -> Option<&[u8]> {
+        let s = x.as_slice()?;
+        // SAFETY: T is a plain type without padding; the slice covers exactly the elements.
+        Some(unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), std::mem::size_of_val(s)) })
+    }
+    if cfg!(target_endian = "big") {
+        return None;
+    }
+    crate::array::with_array!(a, x => view(x))
+}
+
+/// The elements as writable little-endian bytes: the array is made standard-layout and
+/// unshared first (copy-on-write), so writing never touches another holder's data.
+///
+/// # Safety of use
+/// For bool arrays, write only 0 and 1.
+pub fn le_bytes_mut(a: &mut ArrayValue) -> &mut [u8] {
+    fn view<T: Pod + Clone>(x: &mut Arc<ArrayD<T>>) -> &mut [u8] {
+        if !x.is_standard_layout() {
+            *x = Arc::new(x.as_standard_layout().into_owned());
+        }
+        let s = Arc::make_mut(x).as_slice_mut().expect("standard layout");
+        // SAFETY: T is a plain type without padding; callers write only valid bit patterns
+        // (0/1 for bool, checked where the bytes come from the wire).
+        unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(s)) }
+    }
+    crate::array::with_array!(a, x => view(x))
+}
+
 fn elems_from<T: Pod>(n: usize, raw: &[u8]) -> Vec<T> {
     if cfg!(target_endian = "little") {
         let mut v: Vec<T> = Vec::with_capacity(n);

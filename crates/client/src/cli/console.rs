@@ -159,30 +159,47 @@ impl Console {
     }
 }
 
-/// Whether brackets are still open (the cell continues on the next line).
+/// Whether the input so far needs more lines: an open bracket or string (either kernel), or a
+/// Python block (a line ending in `:`) not yet closed by an empty line, as in Python's REPL.
+/// `#` comments are skipped (but not rhai's `#{` map literals).
 fn incomplete(text: &str) -> bool {
     let mut depth = 0i32;
     let mut quote: Option<char> = None;
     let mut escaped = false;
-    for c in text.chars() {
-        if let Some(q) = quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == q {
-                quote = None;
+    let mut opens_block = false;
+    for line in text.lines() {
+        let mut code = String::new();
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            if let Some(q) = quote {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+                continue;
             }
-            continue;
+            match c {
+                '#' if chars.peek() != Some(&'{') => break,
+                '"' | '`' | '\'' => quote = Some(c),
+                '{' | '(' | '[' => depth += 1,
+                '}' | ')' | ']' => depth -= 1,
+                _ => {}
+            }
+            code.push(c);
         }
-        match c {
-            '"' | '`' | '\'' => quote = Some(c),
-            '{' | '(' | '[' => depth += 1,
-            '}' | ')' | ']' => depth -= 1,
-            _ => {}
+        // A string does not continue past its line in Python, nor (unclosed) usefully in rhai.
+        if matches!(quote, Some('"' | '\'')) {
+            quote = None;
+        }
+        if depth <= 0 && code.trim_end().ends_with(':') {
+            opens_block = true;
         }
     }
-    depth > 0
+    let closed_by_blank_line = text.ends_with("\n\n") || text.trim().is_empty();
+    depth > 0 || (opens_block && !closed_by_blank_line)
 }
 
 pub fn run(args: ConsoleArgs) -> Result<i32> {
@@ -237,5 +254,13 @@ mod tests {
         assert!(!incomplete("fn f(a) { a }\n"));
         assert!(!incomplete("print(\"{\")\n"));
         assert!(incomplete("let x = [1,\n"));
+        // Python blocks run until an empty line; comments do not open brackets.
+        assert!(incomplete("%px def f(x):\n"));
+        assert!(incomplete("%px def f(x):\n    return x\n"));
+        assert!(!incomplete("%px def f(x):\n    return x\n\n"));
+        assert!(!incomplete("%px x = {'a': 1}\n"));
+        assert!(!incomplete("%px x = 1  # note {\n"));
+        assert!(!incomplete("let m = #{a: 1};\n"));
+        assert!(!incomplete("%px print('a:')\n"));
     }
 }

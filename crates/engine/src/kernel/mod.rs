@@ -130,10 +130,7 @@ pub fn array_from_wire(
 /// # Errors
 /// A `ValueError` saying what does not match.
 pub fn check_wire(dtype: Dtype, shape: &[usize], bytes: &[u8]) -> Result<(), RemoteError> {
-    let n = shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .and_then(|n| n.checked_mul(dtype.item_size()))
+    let n = mpx_messages::array::byte_len(dtype, shape)
         .ok_or_else(|| RemoteError::new("ValueError", format!("shape {shape:?} is too large")))?;
     if bytes.len() != n {
         return Err(RemoteError::new(

@@ -21,35 +21,6 @@ fn remote(e: CellError) -> RemoteError {
 /// An rhai array, always in standard (C) layout.
 struct RhaiArray(ArrayValue);
 
-/// Byte view of a standard-layout array (owned here, unshared after `make_mut`).
-fn as_bytes_mut<T: Clone>(x: &mut Arc<ndarray::ArrayD<T>>) -> &mut [u8] {
-    if !x.is_standard_layout() {
-        *x = Arc::new(x.as_standard_layout().into_owned());
-    }
-    let s = Arc::make_mut(x).as_slice_mut().expect("standard layout");
-    // SAFETY: plain element types without padding; bool receives only validated 0/1 bytes.
-    unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(s)) }
-}
-
-fn as_bytes<T>(x: &ndarray::ArrayD<T>) -> &[u8] {
-    let s = x.as_slice().expect("RhaiArray holds standard-layout arrays");
-    // SAFETY: plain element types without padding.
-    unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), std::mem::size_of_val(s)) }
-}
-
-macro_rules! each {
-    ($v:expr, $a:ident => $body:expr) => {
-        match $v {
-            ArrayValue::F64($a) => $body,
-            ArrayValue::F32($a) => $body,
-            ArrayValue::I64($a) => $body,
-            ArrayValue::I32($a) => $body,
-            ArrayValue::U8($a) => $body,
-            ArrayValue::Bool($a) => $body,
-        }
-    };
-}
-
 impl HostArray for RhaiArray {
     fn dtype(&self) -> Dtype {
         self.0.dtype()
@@ -58,10 +29,10 @@ impl HostArray for RhaiArray {
         self.0.shape()
     }
     fn bytes(&self) -> &[u8] {
-        each!(&self.0, a => as_bytes(a))
+        raw::le_bytes(&self.0).expect("RhaiArray holds standard-layout arrays")
     }
     fn bytes_mut(&mut self) -> &mut [u8] {
-        each!(&mut self.0, a => as_bytes_mut(a))
+        raw::le_bytes_mut(&mut self.0)
     }
     fn into_bytes(self: Box<Self>) -> Bytes {
         raw::to_bytes(&self.0)
@@ -146,14 +117,11 @@ impl Kernel for RhaiKernel {
     }
 
     fn array(&mut self, name: &str) -> Result<Box<dyn HostArray>, RemoteError> {
-        let a = self.interp.get_array(name).map_err(remote)?;
-        let standard = each!(&a, x => x.is_standard_layout());
-        if standard {
-            Ok(Box::new(RhaiArray(a)))
-        } else {
-            let bytes = raw::to_bytes(&a);
-            Ok(Box::new(RhaiArray(raw::from_bytes(a.dtype(), a.shape(), &bytes).map_err(remote)?)))
+        let mut a = self.interp.get_array(name).map_err(remote)?;
+        if raw::le_bytes(&a).is_none() {
+            raw::le_bytes_mut(&mut a); // a standard-layout copy; the variable is unchanged
         }
+        Ok(Box::new(RhaiArray(a)))
     }
 
     fn execution_count(&self) -> u64 {
