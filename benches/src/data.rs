@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use anyhow::{ensure, Result};
-use mpx_client::{ArrayValue, RawArray, Targets};
+use mpx_cells::ArrayValue;
+use mpx_client::{RawArray, Targets};
 use ndarray::{ArrayD, IxDyn};
 
 use crate::{

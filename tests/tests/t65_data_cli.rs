@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use mpx_client::{npy, ArrayValue, RawArray};
+use mpx_cells::ArrayValue;
+use mpx_client::{npy, RawArray};
 use mpx_tests::{stderr, stdout, Cluster, Kernel};
 use ndarray::{ArrayD, IxDyn};
 

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use mpx_client::{ArrayValue, RawArray, Targets};
+use mpx_cells::ArrayValue;
+use mpx_client::{RawArray, Targets};
 use mpx_tests::{repo_root, stderr, stdout, Cluster, Kernel};
 
 const T: Duration = Duration::from_secs(60);

@@ -4,7 +4,8 @@
 use std::{io::Write, process::Stdio, sync::Arc};
 
 use mpx_cells::raw::to_bytes;
-use mpx_client::{npy, ArrayValue, RawArray};
+use mpx_cells::ArrayValue;
+use mpx_client::{npy, RawArray};
 use mpx_tests::{mpx_cmd, out_values, stderr, stdout, stdout_lines, Cluster, Kernel, TempDir};
 use ndarray::{ArrayD, IxDyn};
 

@@ -14,7 +14,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use mpx_controller::files;
+use mpx_messages::connection as files;
 use mpx_messages::{
     codec::blocking, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, EngineState,
     Frame, Key, Outcome, RawArray, RemoteError, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,

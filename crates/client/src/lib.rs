@@ -1,4 +1,5 @@
-//! The mpx client library: connect to a cluster, run code on engines, collect results.
+//! The mpx client library: connect to a cluster, run code on engines, collect results. It
+//! depends only on `mpx-messages` (the `mpx` command is the `mpx-cli` crate).
 //!
 //! # Layout
 //! - [`client`]: [`Client`], the connection to a controller.
@@ -26,7 +27,6 @@ pub mod result;
 pub mod view;
 
 pub use client::Client;
-pub use mpx_cells::{ArrayValue, DType};
 pub use mpx_messages::{ArrayError, Dtype, EngineId, EngineState, Outcome, RawArray, RemoteError, Targets};
 pub use result::{AsyncResult, EngineResult};
 pub use view::{ApplyArg, View};

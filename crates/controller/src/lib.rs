@@ -78,3 +78,13 @@ pub enum ClusterError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
+
+impl From<mpx_messages::connection::ConnectionFileError> for ClusterError {
+    fn from(e: mpx_messages::connection::ConnectionFileError) -> Self {
+        use mpx_messages::connection::ConnectionFileError as E;
+        match e {
+            E::Bad { path, why } => ClusterError::BadConnectionFile { path, why },
+            E::Io(e) => ClusterError::Io(e),
+        }
+    }
+}

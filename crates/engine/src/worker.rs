@@ -84,29 +84,21 @@ pub fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
+/// Reads the connection file, waiting up to `wait` for it to appear (engines may start
+/// before the controller).
 fn read_connection_file(path: &Path, wait: Duration) -> Result<ConnectionInfo, EngineError> {
     let deadline = Instant::now() + wait;
     loop {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                use std::os::unix::fs::PermissionsExt;
-                let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0);
-                if mode & 0o077 != 0 {
-                    return Err(EngineError::ConnectionFile {
-                        path: path.to_path_buf(),
-                        why: format!("mode {:o} lets others read the key; it must be 0600", mode & 0o777),
-                    });
+        let exists = path.exists();
+        if exists || Instant::now() >= deadline {
+            return mpx_messages::connection::read_connection_file(path).map_err(|e| match e {
+                mpx_messages::connection::ConnectionFileError::Bad { path, why } => {
+                    EngineError::ConnectionFile { path, why }
                 }
-                return serde_json::from_str(&text).map_err(|e| EngineError::ConnectionFile {
-                    path: path.to_path_buf(),
-                    why: e.to_string(),
-                });
-            }
-            Err(e) if Instant::now() >= deadline => {
-                return Err(EngineError::ConnectionFile { path: path.to_path_buf(), why: e.to_string() })
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                other => EngineError::ConnectionFile { path: path.to_path_buf(), why: other.to_string() },
+            });
         }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
