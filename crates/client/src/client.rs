@@ -10,7 +10,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Condvar, Mutex,
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -27,10 +27,6 @@ use crate::{
 
 /// How long `connect` waits for the controller's first answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
 
 /// Why the connection ended, kept to build the error for every later call.
 #[derive(Debug, Clone)]
@@ -270,7 +266,7 @@ impl Client {
     ) -> Result<AsyncResult, ClientError> {
         let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
         self.shared.state.lock().expect("client state").requests.insert(req_id, RequestState::default());
-        let submitted = now();
+        let submitted = mpx_messages::unix_time();
         let frame = Frame::with_buffers(
             ClientToController::SubmitRequest(SubmitRequest { req_id, targets, task }),
             buffers,
@@ -387,7 +383,7 @@ fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
                         engine_id: res.engine_id,
                         outcome: res.outcome,
                         array,
-                        received: now(),
+                        received: mpx_messages::unix_time(),
                     };
                     req.results.insert(res.engine_id, result);
                 }

@@ -3,7 +3,7 @@
 use std::{
     path::{Path, PathBuf},
     sync::{mpsc, Arc},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use actix::prelude::*;
@@ -77,11 +77,6 @@ pub enum EngineError {
         /// Why (this rank's reason, or that another rank failed).
         why: String,
     },
-}
-
-/// Seconds since the Unix epoch.
-pub fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 /// Reads the connection file, waiting up to `wait` for it to appear (engines may start
@@ -254,7 +249,7 @@ fn run_task(
     task: Task,
     buffers: &[Bytes],
 ) -> (Outcome, Vec<Bytes>) {
-    let started = now();
+    let started = mpx_messages::unix_time();
     let mut out = Outcome { started, ..Default::default() };
     let mut reply = Vec::new();
     let take_cell = |out: &mut Outcome, cell: CellOutput| {
@@ -294,7 +289,7 @@ fn run_task(
         out.error = Some(e);
     }
     out.execution_count = kernel.execution_count();
-    out.completed = now();
+    out.completed = mpx_messages::unix_time();
     (out, reply)
 }
 

@@ -148,6 +148,12 @@ impl RemoteError {
     }
 }
 
+/// Seconds since the Unix epoch: the clock of every timestamp on the wire (`Outcome`'s
+/// `started`/`completed`, the client's submit and receive times).
+pub fn unix_time() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
 /// What one engine did for one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Outcome {

@@ -6,13 +6,14 @@ use mpx_messages::Kernel;
 use std::{
     os::unix::process::CommandExt,
     path::PathBuf,
-    process::{Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use mpx_client::{client::find_connection_file, Client};
+use mpx_controller::launcher::mpirun_command;
 
 use super::cluster::engine_exe;
 
@@ -52,21 +53,10 @@ pub fn run(args: EnginesArgs) -> Result<i32> {
     let log_path = path.with_extension(format!("set-{}.log", std::process::id()));
     let log =
         std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let mut cmd = Command::new(&args.mpirun);
-    cmd.arg("-n").arg(args.n.to_string());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    if (before + args.n as usize) > cores && !args.mpirun_args.iter().any(|a| a == "--oversubscribe") {
-        cmd.arg("--oversubscribe");
-    }
-    cmd.args(&args.mpirun_args)
-        .arg(engine_exe(args.engine))
-        .arg("--kernel")
-        .arg(args.kernel.name())
-        .arg("--connect")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone()?))
-        .stderr(Stdio::from(log));
+    let engine = engine_exe(args.engine);
+    let mut cmd =
+        mpirun_command(&args.mpirun, args.n, before, &args.mpirun_args, &engine, args.kernel, &path);
+    cmd.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log));
     // SAFETY: setsid is async-signal-safe; the set outlives this command, detached from its
     // terminal, until the cluster stops it.
     unsafe {

@@ -2,7 +2,11 @@
 //! in its own process group so that stopping it reaches every process it started, and in the
 //! directory the cluster was started from (so that cells import the user's modules).
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
 
 use futures::{future::LocalBoxFuture, FutureExt};
 use tokio::process::{Child, Command};
@@ -10,6 +14,35 @@ use tracing::{info, warn};
 
 use super::{describe_status, Kernel, Launcher, OutputTail};
 use crate::ClusterError;
+
+/// The command that starts `n` engines under mpirun on this machine:
+/// `mpirun -n N [--oversubscribe] [mpirun_args] ENGINE --kernel K --connect FILE`, with
+/// `--oversubscribe` added (unless given) when the machine's engines (`already` running plus
+/// `n`) outnumber its cores. Used for a cluster's first world and for `mpx cluster engines`.
+pub fn mpirun_command(
+    mpirun: &str,
+    n: u32,
+    already: usize,
+    mpirun_args: &[String],
+    engine: &Path,
+    kernel: Kernel,
+    connection_file: &Path,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(mpirun);
+    cmd.arg("-n").arg(n.to_string());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if already + n as usize > cores && !mpirun_args.iter().any(|a| a == "--oversubscribe") {
+        cmd.arg("--oversubscribe");
+    }
+    cmd.args(mpirun_args)
+        .arg(engine)
+        .arg("--kernel")
+        .arg(kernel.name())
+        .arg("--connect")
+        .arg(connection_file)
+        .stdin(Stdio::null());
+    cmd
+}
 
 /// Runs engines with mpirun on this machine.
 #[derive(Debug)]
@@ -59,24 +92,17 @@ impl LocalLauncher {
 }
 
 impl Launcher for LocalLauncher {
-    fn start(&mut self, n: u32, connection_file: &std::path::Path) -> Result<(), ClusterError> {
-        let mut cmd = Command::new(&self.mpirun);
-        cmd.arg("-n").arg(n.to_string());
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        if n as usize > cores && !self.mpirun_args.iter().any(|a| a == "--oversubscribe") {
-            cmd.arg("--oversubscribe");
-        }
-        cmd.args(&self.mpirun_args)
-            .arg(&self.engine_exe)
-            .arg("--kernel")
-            .arg(self.kernel.name())
-            .arg("--connect")
-            .arg(connection_file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+    fn start(&mut self, n: u32, connection_file: &Path) -> Result<(), ClusterError> {
+        let mut cmd = Command::from(mpirun_command(
+            &self.mpirun,
+            n,
+            0,
+            &self.mpirun_args,
+            &self.engine_exe,
+            self.kernel,
+            connection_file,
+        ));
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
         if let Some(dir) = &self.workdir {
             cmd.current_dir(dir);
         }

@@ -30,7 +30,7 @@ pub mod template;
 
 pub use batch::{BatchLauncher, BatchOptions};
 pub use external::ExternalEngines;
-pub use local::LocalLauncher;
+pub use local::{mpirun_command, LocalLauncher};
 pub use pbs::PbsLauncher;
 pub use slurm::SlurmLauncher;
 
