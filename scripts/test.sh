@@ -17,5 +17,10 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 cargo build --workspace --bins --examples
 cargo test --workspace
 
+# The Python client (python/): its venv (made or refreshed by python-env.sh, which also runs
+# `pip install ./python`), then pytest against real 4-rank clusters of the binaries built above.
+VENV="$(./scripts/python-env.sh)"
+MPX_BIN="$PWD/target/debug/mpx" "$VENV/bin/python" -m pytest -q python/tests
+
 # Smoke run of the benchmark (figures are printed, never asserted).
 ./scripts/bench.sh --quick --out target/mpx-bench-quick.json

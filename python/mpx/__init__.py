@@ -1,0 +1,40 @@
+"""mpx for Python, IPython and Jupyter: interactive parallel computing on MPI.
+
+The API follows ipyparallel::
+
+    import mpx
+    with mpx.Cluster(n=4) as rc:          # or rc = mpx.Client() for a running cluster
+        view = rc[:]
+        view.execute("import numpy as np", block=True)
+        view["a"] = np.arange(10)          # push; numpy arrays are not copied on the client
+        view.apply_sync(lambda x: x * 2, 21)
+
+``%load_ext mpx`` in IPython gives ``%px``, ``%%px``, ``%autopx``, ``%pxresult`` and ``%where``.
+"""
+from ._mpx import RefusedError
+from .asyncresult import AsyncResult, ExecuteReply
+from .client import Client
+from .cluster import Cluster, find_mpx
+from .error import CompositeError, EngineDied, RemoteError
+from .view import View
+
+__all__ = [
+    "AsyncResult",
+    "Client",
+    "Cluster",
+    "CompositeError",
+    "EngineDied",
+    "ExecuteReply",
+    "RefusedError",
+    "RemoteError",
+    "View",
+    "find_mpx",
+    "load_ipython_extension",
+]
+
+
+def load_ipython_extension(ipython):
+    """``%load_ext mpx``: registers the parallel magics."""
+    from .magics import load
+
+    load(ipython)

@@ -1,0 +1,131 @@
+"""Python functions on the engines: pickling on the client, a small helper on the engines.
+
+A call travels as one mpx ``apply`` request of the engine-side function ``mpx_apply`` (defined
+once per client in the engines' ``mpx_engine`` module, so the user's namespace stays clean):
+its arguments are a token, the names of earlier result arrays to drop, the pickled
+``(op, f, args, kwargs)`` as a uint8 array, and every numpy array found in ``args``/``kwargs``
+as an mpx array of its own (the pickle refers to them by index: they are never pickled).
+The helper answers with ``"N:base64(pickle)"`` as the call's value; the N numpy arrays of the
+result stay on the engine as ``__mpx_r_<token>_<i>`` until the client pulled them (as mpx
+arrays) and names them for dropping in its next call.
+
+Functions are pickled with cloudpickle where it is installed (closures, lambdas, functions
+defined in a notebook), else with pickle (functions by reference). The engines need the same
+cloudpickle version to unpickle what it made.
+"""
+import base64
+import io
+import pickle
+
+import numpy as np
+
+from ._arrays import WIRE_DTYPES, is_wire_array, to_wire
+
+try:
+    import cloudpickle
+
+    _Base = cloudpickle.CloudPickler
+except ImportError:  # pragma: no cover - depends on the installation
+    cloudpickle = None
+    _Base = pickle.Pickler
+
+#: Name of the engine-side helper (in the ``mpx_engine`` module).
+HELPER = "mpx_apply"
+
+# Compiled on the engine under cell.py's own file name, so the engine's traceback formatter drops
+# the helper's frames and users see only their function's.
+HELPER_SOURCE = r'''
+import base64 as _b64, io as _io, pickle as _pickle
+try:
+    import cloudpickle as _cp
+    _Pickler = _cp.CloudPickler
+except ImportError:
+    _Pickler = _pickle.Pickler
+
+def mpx_apply(token, drop, payload, *arrays):
+    import __main__
+    ns = __main__.__dict__
+    for name in drop.split(",") if drop else ():
+        ns.pop(name, None)
+
+    class _Unpickler(_pickle.Unpickler):
+        def persistent_load(self, pid):
+            return arrays[pid]
+
+    op, f, args, kwargs = _Unpickler(_io.BytesIO(payload.tobytes())).load()
+    if op == "call":
+        result = f(*args, **kwargs)
+    elif op == "map":
+        result = list(map(f, *args))
+    elif op == "push":
+        ns.update(args[0])
+        result = None
+    elif op == "pull":
+        names = args[0]
+        result = ns[names] if isinstance(names, str) else [ns[n] for n in names]
+    else:
+        raise ValueError("unknown mpx operation %r" % (op,))
+    found = []
+
+    class _ResultPickler(_Pickler):
+        def persistent_id(self, obj):
+            if type(obj) is _np.ndarray and obj.dtype.newbyteorder("<").str in _WIRE:
+                found.append(obj)
+                return len(found) - 1
+            return None
+
+    buf = _io.BytesIO()
+    _ResultPickler(buf, protocol=_pickle.HIGHEST_PROTOCOL).dump(result)
+    for i, a in enumerate(found):
+        ns["__mpx_r_%s_%d" % (token, i)] = a
+    return "%d:%s" % (len(found), _b64.b64encode(buf.getvalue()).decode("ascii"))
+'''
+
+
+def define_cell(wire_dtypes):
+    """The cell that defines the helper on the engines (run once per client)."""
+    src = "import numpy as _np\n_WIRE = %r\n%s" % (sorted(wire_dtypes), HELPER_SOURCE)
+    return (
+        "exec(compile(%r, 'mpx_cell.py', 'exec'), __import__('sys').modules['mpx_engine'].__dict__)"
+        % src
+    )
+
+
+class _ArgPickler(_Base):
+    """Pickles arguments, taking numpy arrays out (they travel as mpx arrays)."""
+
+    def __init__(self, file, arrays):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._arrays = arrays
+
+    def persistent_id(self, obj):
+        if is_wire_array(obj):
+            self._arrays.append(obj)
+            return len(self._arrays) - 1
+        return None
+
+
+def pack(op, f, args, kwargs):
+    """(payload, arrays): the pickled ``(op, f, args, kwargs)`` as a uint8 array and the wire
+    descriptions of the numpy arrays taken out of it."""
+    arrays = []
+    buf = io.BytesIO()
+    _ArgPickler(buf, arrays).dump((op, f, tuple(args), dict(kwargs)))
+    payload = np.frombuffer(buf.getbuffer(), dtype=np.uint8)
+    return to_wire(payload), [to_wire(a) for a in arrays]
+
+
+def unpack(value, arrays):
+    """The result from the helper's value ``"N:base64"`` and its N pulled arrays."""
+
+    class _Unpickler(pickle.Unpickler):
+        def persistent_load(self, pid):
+            return arrays[pid]
+
+    _, data = value.split(":", 1)
+    return _Unpickler(io.BytesIO(base64.b64decode(data))).load()
+
+
+def array_count(value):
+    """How many result arrays the helper's value says stay on the engine."""
+    return int(value.split(":", 1)[0])

@@ -1,0 +1,179 @@
+""":class:`Client`: a connection to an mpx cluster, indexed into views of engines as in
+ipyparallel (``rc[:]``, ``rc[0]``, ``rc[::2]``, ``rc[[0, 2]]``, ``rc[-1]``)."""
+import itertools
+import json
+import numbers
+import threading
+import weakref
+
+from . import _apply, _mpx
+from .view import View
+
+#: Seconds a control request (ids, interrupt, where) may take.
+CONTROL_TIMEOUT = 10.0
+
+
+class Client:
+    """A connection to a cluster's controller.
+
+    ``Client()`` connects to the only cluster running, ``Client(cluster_id="x")`` to cluster
+    ``x``, ``Client("path/to/cluster-x.json")`` through a connection file.
+    """
+
+    def __init__(self, connection_file=None, cluster_id=None):
+        if connection_file is not None and cluster_id is not None:
+            raise ValueError("give a connection file or a cluster id, not both")
+        target = connection_file if connection_file is not None else (cluster_id or "")
+        self._raw = _mpx.Client(str(target))
+        self._lock = threading.Lock()
+        self._helper_ready = False
+        self._tokens = itertools.count(1)
+        self._drop = {}
+        self._pending = []
+        self._wake = threading.Condition()
+        self._watcher = None
+
+    # -- the cluster -------------------------------------------------------------------------
+    @property
+    def ids(self):
+        """Ids of the registered engines (= MPI ranks)."""
+        return self._raw.ids()
+
+    @property
+    def cluster_id(self):
+        """The cluster id."""
+        return self._raw.cluster_id
+
+    @property
+    def connection_file(self):
+        """The connection file used."""
+        return self._raw.connection_file
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, key):
+        """A view: ``rc[:]`` all engines, ``rc[i]`` one (results unwrapped), a slice or a list."""
+        if isinstance(key, slice) and key == slice(None):
+            return View(self, None)
+        ids = self.ids
+        if isinstance(key, numbers.Integral):
+            return View(self, [ids[int(key)]], single=True)
+        if isinstance(key, slice):
+            return View(self, ids[key])
+        if isinstance(key, (list, tuple, range)):
+            chosen = [ids[k] if k < 0 else int(k) for k in key]
+            missing = [k for k in chosen if k not in ids]
+            if missing:
+                raise IndexError("no engine %s (engines: %s)" % (missing, ids))
+            return View(self, chosen)
+        raise TypeError("index a Client with an int, a slice or a list of ints")
+
+    def direct_view(self, targets="all"):
+        """A view on ``targets`` ("all", an id, or a list of ids)."""
+        if targets == "all" or targets is None:
+            return self[:]
+        return self[targets]
+
+    def activate(self):
+        """Makes the ``%px`` magics use this client."""
+        from .magics import activate
+
+        activate(self)
+
+    def interrupt(self, targets=None):
+        """Interrupts the running cells of ``targets`` (None: all); returns the engines told."""
+        return self._raw.interrupt(targets, CONTROL_TIMEOUT)
+
+    def where(self):
+        """What every engine is doing: ``[(id, state dict or None), ...]``."""
+        return [tuple(x) for x in json.loads(self._raw.where_json(CONTROL_TIMEOUT))]
+
+    def info(self):
+        """The cluster's state (id, engines with pids and hosts) as a dict."""
+        return json.loads(self._raw.info_json(CONTROL_TIMEOUT))
+
+    def shutdown(self):
+        """Stops the whole cluster (engines, mpirun, controller)."""
+        self._raw.shutdown(CONTROL_TIMEOUT)
+
+    def close(self):
+        """Drops the connection (the cluster goes on)."""
+        with self._wake:
+            self._pending.clear()
+        self._raw = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return "<mpx.Client cluster %r>" % (self.cluster_id,)
+
+    # -- helpers for views -------------------------------------------------------------------
+    def _ensure_helper(self):
+        """Defines the apply helper on every engine, once per client."""
+        with self._lock:
+            if self._helper_ready:
+                return
+            ar = self._raw.execute(None, _apply.define_cell(_apply.WIRE_DTYPES))
+            errors = [r["error"] for r in ar.get(60.0) if r["error"]]
+            ar.forget()
+            if errors:
+                raise RuntimeError("cannot set up mpx's apply helper on the engines: %s" % (errors[0],))
+            self._helper_ready = True
+
+    def _token(self):
+        return "%d" % next(self._tokens)
+
+    def _take_drop(self, targets):
+        """Names of result arrays already pulled from ``targets`` (None: all), to drop there."""
+        with self._lock:
+            engines = list(self._drop) if targets is None else [t for t in targets if t in self._drop]
+            names = sorted({n for eid in engines for n in self._drop.pop(eid)})
+        return ",".join(names)
+
+    def _dropped(self, engine_id, names):
+        with self._lock:
+            self._drop.setdefault(engine_id, []).extend(names)
+
+    def _watch(self, ar):
+        """Finishes ``ar`` in the background when ready (for Future callbacks and waits)."""
+        with self._wake:
+            self._pending.append(weakref.ref(ar))
+            if self._watcher is None:
+                self._watcher = threading.Thread(target=_watch_loop, args=(weakref.ref(self),), daemon=True)
+                self._watcher.name = "mpx-results"
+                self._watcher.start()
+            self._wake.notify()
+
+
+def _watch_loop(client_ref):
+    while True:
+        client = client_ref()
+        if client is None:
+            return
+        with client._wake:
+            if not client._pending:
+                client._wake.wait(1.0)
+            pending = list(client._pending)
+        keep = []
+        for ref in pending:
+            ar = ref()
+            if ar is None or ar._outcome is not None:
+                continue
+            try:
+                if ar.ready():
+                    ar._finish()
+                    continue
+            except Exception:  # noqa: BLE001 - reported by get() on the caller's thread
+                continue
+            keep.append(ref)
+        with client._wake:
+            client._pending = keep + [r for r in client._pending if r not in pending]
+            wait = 0.01 if client._pending else None
+        del client, pending, keep
+        if wait:
+            threading.Event().wait(wait)

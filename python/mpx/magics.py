@@ -1,0 +1,232 @@
+"""The IPython extension (``%load_ext mpx``): ``%px``, ``%%px``, ``%autopx``, ``%pxresult``,
+``%pxconfig`` and ``%where``.
+
+Options of ``%px``/``%%px`` (and defaults set with ``%pxconfig``): ``--targets 0,2`` (also
+``1-3``, ``::2``, ``all``), ``--block``/``--noblock``, ``--stream`` (each engine's output as
+it arrives), ``--group-outputs`` (identical output of several engines once, with the rank list:
+``[stdout:0-3] ...``). A cell still running after 2 s shows a progress line. Ctrl-C interrupts
+the engines. The client is ``mpx.Client()`` (the only cluster running) unless
+``%pxconfig --cluster-id ID`` or ``Client.activate()`` chose another.
+"""
+import sys
+import time
+
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+
+from . import _display
+from .error import RemoteError
+
+#: Seconds a blocking %px waits silently before it shows a progress line.
+PROGRESS_AFTER = 2.0
+
+_active = {"client": None}
+
+
+def activate(client):
+    """Makes ``client`` the one the magics use."""
+    _active["client"] = client
+
+
+def parse_targets(spec, ids):
+    """Engine ids from ``all``, ``0,2``, ``1-3`` or a slice ``::2``."""
+    if spec is None or spec == "all":
+        return None
+    if ":" in spec:
+        parts = [int(p) if p else None for p in spec.split(":")]
+        return ids[slice(*parts)]
+    out = []
+    for part in spec.split(","):
+        if "-" in part.strip("-"):
+            lo, hi = part.split("-")
+            out.extend(range(int(lo), int(hi) + 1))
+        elif part:
+            n = int(part)
+            out.append(ids[n] if n < 0 else n)
+    return out
+
+
+def split_options(line):
+    """(options dict, rest of the line): leading ``--x`` options, the rest is code."""
+    opts = {}
+    rest = line.lstrip()
+    while rest.startswith("--"):
+        word, _, after = rest.partition(" ")
+        name, eq, value = word[2:].partition("=")
+        if name in ("targets", "cluster-id"):
+            if not eq:
+                value, _, after = after.lstrip().partition(" ")
+            opts[name] = value
+        elif name in ("block", "noblock", "stream", "group-outputs", "no-group-outputs", "nostream"):
+            opts[name] = True
+        else:
+            raise ValueError("unknown %%px option --%s" % name)
+        rest = after.lstrip()
+    return opts, rest
+
+
+@magics_class
+class ParallelMagics(Magics):
+    """The parallel magics; settings from ``%pxconfig`` persist."""
+
+    def __init__(self, shell):
+        super().__init__(shell)
+        self.targets = None
+        self.block = True
+        self.stream = False
+        self.group = False
+        self.cluster_id = None
+        self.last = None
+        self.autopx = False
+
+    # -- settings ----------------------------------------------------------------------------
+    @property
+    def client(self):
+        """The client in use (connected at first use)."""
+        if _active["client"] is None:
+            from .client import Client
+
+            _active["client"] = Client(cluster_id=self.cluster_id)
+        return _active["client"]
+
+    def _settings(self, opts):
+        block = self.block
+        if opts.get("block"):
+            block = True
+        if opts.get("noblock"):
+            block = False
+        group = (self.group or opts.get("group-outputs", False)) and not opts.get("no-group-outputs")
+        stream = (self.stream or opts.get("stream", False)) and not opts.get("nostream")
+        targets = opts.get("targets", self.targets)
+        return block, stream, group, targets
+
+    @line_magic
+    def pxconfig(self, line):
+        """%pxconfig [--targets T] [--block|--noblock] [--stream|--nostream]
+        [--group-outputs|--no-group-outputs] [--cluster-id ID]: defaults for %px."""
+        opts, _ = split_options(line)
+        self.block, self.stream, self.group, self.targets = self._settings(opts)
+        if "cluster-id" in opts:
+            self.cluster_id = opts["cluster-id"]
+            _active["client"] = None
+
+    # -- running -----------------------------------------------------------------------------
+    def _view(self, targets):
+        client = self.client
+        ids = parse_targets(targets, client.ids)
+        return client[:] if ids is None else client[list(ids)]
+
+    def _execute(self, code, opts):
+        block, stream, group, targets = self._settings(opts)
+        view = self._view(targets)
+        ar = view.execute(code, block=False)
+        self.last = ar
+        if not block:
+            return ar
+        self._show(ar, stream, group)
+        return None
+
+    def _show(self, ar, stream, group):
+        start = time.monotonic()
+        shown = set()
+        progress = False
+        try:
+            while not ar.wait(0.1):
+                if stream:
+                    self._stream_new(ar, shown)
+                if time.monotonic() - start > PROGRESS_AFTER:
+                    progress = True
+                    total = len(ar._raws[0].engines())
+                    sys.stdout.write("\r[px] %d/%d engines done, %.1f s" % (ar.progress, total, time.monotonic() - start))
+                    sys.stdout.flush()
+        except KeyboardInterrupt:
+            sys.stdout.write("\n[px] interrupted: the engines were sent KeyboardInterrupt\n")
+            ar.wait(10)
+        if progress:
+            sys.stdout.write("\r[px] done in %.1f s%s\n" % (time.monotonic() - start, " " * 20))
+        results = [r for r in ar.results if r["engine_id"] not in shown]
+        for line in _display.render(results, group=group, errors=False):
+            print(line)
+        self._raise_errors(ar, group)
+
+    def _stream_new(self, ar, shown):
+        for r in ar.results:
+            if r["engine_id"] not in shown:
+                shown.add(r["engine_id"])
+                for line in _display.engine_lines(dict(r, error=None)):
+                    print(line)
+                sys.stdout.flush()
+
+    def _raise_errors(self, ar, group):
+        if not ar.ready():
+            return
+        error = ar.exception(0)
+        if error is not None:
+            if isinstance(error, RemoteError):
+                error.group = group
+            raise error
+
+    @line_magic
+    def px(self, line):
+        """%px [options] CODE: runs CODE on the engines."""
+        opts, code = split_options(line)
+        return self._execute(code, opts)
+
+    @cell_magic("px")
+    def cell_px(self, line, cell):
+        """%%px [options]: runs the cell on the engines."""
+        opts, rest = split_options(line)
+        if rest.strip():
+            raise ValueError("unexpected text after the %%%%px options: %r" % rest)
+        return self._execute(cell, opts)
+
+    @line_magic
+    def pxresult(self, line):
+        """%pxresult: waits for the last %px (e.g. one run with --noblock) and shows its output."""
+        if self.last is None:
+            print("no %px result yet")
+            return
+        opts, _ = split_options(line)
+        _, stream, group, _ = self._settings(opts)
+        self._show(self.last, stream, group)
+
+    @line_magic
+    def where(self, line):
+        """%where: what every engine is doing right now (idle, a cell's line, an MPI call)."""
+        for eid, state in self.client.where():
+            if state is None:
+                print("[%s] no answer" % eid)
+                continue
+            what = state["activity"]
+            if state.get("cell") is not None:
+                what += " cell %s" % state["cell"]
+            if state.get("call"):
+                what += " %s on %s" % (state["call"], state.get("comm") or "?")
+            if state.get("detail"):
+                what += " at %s" % state["detail"]
+            print("[%s] %s for %.1f s" % (eid, what, state["seconds"]))
+
+    @line_magic
+    def autopx(self, line):
+        """%autopx: toggles sending every cell to the engines (as %%px)."""
+        transformers = self.shell.input_transformers_cleanup
+        if self.autopx:
+            transformers[:] = [t for t in transformers if t is not _autopx_transform]
+            self.autopx = False
+            print("%autopx disabled")
+        else:
+            transformers.append(_autopx_transform)
+            self.autopx = True
+            print("%autopx enabled")
+
+
+def _autopx_transform(lines):
+    """While %autopx is on: every cell runs as ``%%px``, except ``%autopx`` itself."""
+    first = lines[0].strip() if lines else ""
+    if not lines or first.startswith(("%autopx", "%%px", "%pxconfig", "%where", "%pxresult")):
+        return lines
+    return ["%%px\n"] + lines
+
+
+def load(ipython):
+    """Registers the magics with ``ipython``."""
+    ipython.register_magics(ParallelMagics)

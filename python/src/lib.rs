@@ -1,0 +1,203 @@
+//! `mpx._mpx`: the Rust client library ([`mpx_client`]) as a Python extension module. The
+//! pure-Python package `mpx` (python/mpx/) builds ipyparallel's API on top of it.
+//!
+//! # Layout
+//! - [`Client`] (this file): one connection to a controller; every request takes its targets
+//!   (`None` = all engines, or a list of engine ids) and returns an [`AsyncResult`].
+//! - [`result`]: [`AsyncResult`] (waits release the GIL and notice Ctrl-C) and [`Buffer`], the
+//!   bytes of an array received, which numpy reads in place through `__array_interface__`.
+//! - [`array`](mod@array): numpy arrays to send, read in place (no copy) through their data pointer.
+//!
+//! The module is built for Python's stable ABI (abi3, CPython >= 3.10), which has no buffer
+//! protocol before 3.11: arrays cross the boundary as (pointer, length, owner) instead.
+#![deny(missing_docs)]
+
+use std::{sync::Arc, time::Duration};
+
+use mpx_client::{ApplyArg, ClientError, EngineId, Targets};
+use pyo3::{
+    create_exception,
+    exceptions::{PyConnectionError, PyException, PyFileNotFoundError, PyTimeoutError, PyValueError},
+    prelude::*,
+    types::PyTuple,
+};
+
+pub mod array;
+pub mod result;
+
+pub use result::{AsyncResult, Buffer};
+
+create_exception!(_mpx, RefusedError, PyException, "The controller refused the request.");
+
+/// A Rust client error as the matching Python exception.
+pub(crate) fn to_py(e: ClientError) -> PyErr {
+    let text = e.to_string();
+    match e {
+        ClientError::NotFound(_) => PyFileNotFoundError::new_err(text),
+        ClientError::Timeout(_) => PyTimeoutError::new_err(text),
+        ClientError::Connect { .. } | ClientError::Closed(_) | ClientError::Rejected => {
+            PyConnectionError::new_err(text)
+        }
+        ClientError::Refused(_) => RefusedError::new_err(text),
+        _ => PyValueError::new_err(text),
+    }
+}
+
+/// Seconds as a [`Duration`] (negative counts as zero).
+pub(crate) fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+fn targets(t: Option<Vec<EngineId>>) -> Targets {
+    t.map_or(Targets::All, Targets::List)
+}
+
+/// A connection to a cluster's controller (`mpx_client::Client`).
+#[pyclass(module = "mpx._mpx", frozen)]
+pub struct Client {
+    inner: Arc<mpx_client::Client>,
+}
+
+impl Client {
+    fn wrap(&self, r: Result<mpx_client::AsyncResult, ClientError>) -> PyResult<AsyncResult> {
+        r.map(AsyncResult::new).map_err(to_py)
+    }
+}
+
+#[pymethods]
+impl Client {
+    /// Connects by connection-file path or cluster id ("" = the only cluster running).
+    #[new]
+    fn new(py: Python<'_>, target: &str) -> PyResult<Self> {
+        let target = target.to_string();
+        let inner = py.detach(move || mpx_client::Client::connect(&target)).map_err(to_py)?;
+        Ok(Client { inner: Arc::new(inner) })
+    }
+
+    /// The cluster id.
+    #[getter]
+    fn cluster_id(&self) -> String {
+        self.inner.cluster_id().to_string()
+    }
+
+    /// The connection file's path.
+    #[getter]
+    fn connection_file(&self) -> String {
+        self.inner.connection_file().display().to_string()
+    }
+
+    /// Ids of the registered engines.
+    fn ids(&self, py: Python<'_>) -> PyResult<Vec<EngineId>> {
+        py.detach(|| self.inner.ids()).map_err(to_py)
+    }
+
+    /// The cluster's state (id, engines, pids) as JSON.
+    fn info_json(&self, py: Python<'_>, timeout: f64) -> PyResult<String> {
+        let info = py.detach(|| self.inner.info(secs(timeout))).map_err(to_py)?;
+        serde_json::to_string(&info).map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    /// Runs a cell on `targets`.
+    #[pyo3(signature = (targets, code))]
+    fn execute(&self, py: Python<'_>, targets: Option<Vec<EngineId>>, code: &str) -> PyResult<AsyncResult> {
+        let view = self.inner.view(self::targets(targets));
+        self.wrap(py.detach(|| view.execute(code)))
+    }
+
+    /// Runs a file's source on `targets` (tracebacks name `filename`).
+    fn run(
+        &self,
+        py: Python<'_>,
+        targets: Option<Vec<EngineId>>,
+        code: &str,
+        filename: &str,
+    ) -> PyResult<AsyncResult> {
+        let view = self.inner.view(self::targets(targets));
+        self.wrap(py.detach(|| view.run(code, filename)))
+    }
+
+    /// Binds `name` to an array on `targets`; `array` is `(dtype, shape, address, nbytes,
+    /// owner)` of a C-contiguous little-endian array, sent from where it is.
+    fn push(
+        &self,
+        py: Python<'_>,
+        targets: Option<Vec<EngineId>>,
+        name: &str,
+        array: &Bound<'_, PyTuple>,
+    ) -> PyResult<AsyncResult> {
+        let raw = array::raw_array(array)?;
+        let view = self.inner.view(self::targets(targets));
+        self.wrap(py.detach(|| view.push(name, &raw)))
+    }
+
+    /// Splits an array (as in [`push`](Self::push)) along axis 0 over `targets`.
+    fn scatter(
+        &self,
+        py: Python<'_>,
+        targets: Option<Vec<EngineId>>,
+        name: &str,
+        array: &Bound<'_, PyTuple>,
+    ) -> PyResult<AsyncResult> {
+        let raw = array::raw_array(array)?;
+        let view = self.inner.view(self::targets(targets));
+        self.wrap(py.detach(|| view.scatter(name, &raw)))
+    }
+
+    /// Fetches the array `name` from each of `targets`.
+    fn pull(&self, py: Python<'_>, targets: Option<Vec<EngineId>>, name: &str) -> PyResult<AsyncResult> {
+        let view = self.inner.view(self::targets(targets));
+        self.wrap(py.detach(|| view.pull(name)))
+    }
+
+    /// Concatenates `name` along axis 0 over `targets` (the lowest target's result has it).
+    fn gather(&self, py: Python<'_>, targets: Option<Vec<EngineId>>, name: &str) -> PyResult<AsyncResult> {
+        let view = self.inner.view(self::targets(targets));
+        self.wrap(py.detach(|| view.gather(name)))
+    }
+
+    /// Calls the function `function` (a name in the engines' namespace or `mpx_engine`) with
+    /// `args`: str, bool, int, float, or an array tuple as in [`push`](Self::push).
+    fn apply(
+        &self,
+        py: Python<'_>,
+        targets: Option<Vec<EngineId>>,
+        function: &str,
+        args: Vec<Bound<'_, PyAny>>,
+    ) -> PyResult<AsyncResult> {
+        let args = args.iter().map(array::apply_arg).collect::<PyResult<Vec<ApplyArg>>>()?;
+        let view = self.inner.view(self::targets(targets));
+        self.wrap(py.detach(move || view.apply(function, args)))
+    }
+
+    /// Interrupts the running cells of `targets` (they fail with `KeyboardInterrupt`);
+    /// returns the engines told.
+    fn interrupt(
+        &self,
+        py: Python<'_>,
+        targets: Option<Vec<EngineId>>,
+        timeout: f64,
+    ) -> PyResult<Vec<EngineId>> {
+        py.detach(|| self.inner.interrupt(self::targets(targets), secs(timeout))).map_err(to_py)
+    }
+
+    /// What every engine is doing, as JSON: `[[id, state or null], ...]`.
+    fn where_json(&self, py: Python<'_>, timeout: f64) -> PyResult<String> {
+        let states = py.detach(|| self.inner.engine_states(secs(timeout))).map_err(to_py)?;
+        serde_json::to_string(&states).map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    /// Asks the controller to stop the whole cluster.
+    fn shutdown(&self, py: Python<'_>, timeout: f64) -> PyResult<()> {
+        py.detach(|| self.inner.shutdown(secs(timeout))).map_err(to_py)
+    }
+}
+
+/// The extension module.
+#[pymodule]
+fn _mpx(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Client>()?;
+    m.add_class::<AsyncResult>()?;
+    m.add_class::<Buffer>()?;
+    m.add("RefusedError", m.py().get_type::<RefusedError>())?;
+    Ok(())
+}

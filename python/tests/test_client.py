@@ -1,0 +1,184 @@
+"""The client API against a real 4-rank cluster: views, execute/run, push/pull, scatter/gather,
+AsyncResult, errors and interrupts."""
+import concurrent.futures
+import os
+import resource
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import mpx
+
+
+def test_ids_and_views_by_indexing(rc):
+    assert rc.ids == [0, 1, 2, 3]
+    assert len(rc) == 4
+    assert rc[:].targets == [0, 1, 2, 3]
+    assert rc[0].targets == 0
+    assert rc[-1].targets == 3
+    assert rc[::2].targets == [0, 2]
+    assert rc[[0, 2]].targets == [0, 2]
+    assert rc[1:3].targets == [1, 2]
+    with pytest.raises(IndexError):
+        rc[[0, 7]]
+
+
+def test_client_by_cluster_id_and_connection_file(rc, cluster):
+    by_id = mpx.Client(cluster_id=cluster.cluster_id)
+    by_file = mpx.Client(rc.connection_file)
+    assert by_id.ids == by_file.ids == [0, 1, 2, 3]
+    assert by_file.cluster_id == cluster.cluster_id
+    with pytest.raises(FileNotFoundError):
+        mpx.Client(cluster_id="no-such-cluster")
+
+
+def test_execute_values_stdout_and_metadata(dv):
+    ar = dv.execute("from mpi4py import MPI\nr = MPI.COMM_WORLD.rank\nprint('rank', r)\nr * 10")
+    replies = ar.get()
+    assert [x.execute_result for x in replies] == ["0", "10", "20", "30"]
+    assert ar.stdout == ["rank 0\n", "rank 1\n", "rank 2\n", "rank 3\n"]
+    assert ar.engine_id == [0, 1, 2, 3]
+    for m in ar.metadata:
+        assert m["submitted"] <= m["received"]
+        assert m["started"] <= m["completed"]
+    assert ar.wall_time > 0
+    single = dv.client[2].execute("r", block=True)
+    assert single.get().execute_result == "2"
+    assert single.stdout == ""
+
+
+def test_run_file(dv, tmp_path):
+    path = tmp_path / "script.py"
+    path.write_text("ran_here = 41 + 1\nprint('ran', ran_here)\n")
+    ar = dv.run(str(path), block=True)
+    assert ar.stdout == ["ran 42\n"] * 4
+    assert dv.pull("ran_here") == [42] * 4
+    bad = tmp_path / "bad.py"
+    bad.write_text("x = 1\nraise KeyError('k')\n")
+    with pytest.raises(mpx.RemoteError) as info:
+        dv.client[0].run(str(bad), block=True)
+    assert info.value.ename == "KeyError"
+    assert "bad.py" in info.value.traceback
+
+
+def test_push_pull_getitem_setitem(dv, rc):
+    a = np.arange(12, dtype=np.float64).reshape(3, 4)
+    dv.push({"a": a, "b": [1, "two", {"three": 3}], "c": 3.5})
+    pulled = dv.pull("a")
+    assert len(pulled) == 4
+    for p in pulled:
+        assert p.dtype == a.dtype and p.shape == (3, 4) and np.array_equal(p, a)
+    assert dv.pull(["b", "c"]) == [[[1, "two", {"three": 3}], 3.5]] * 4
+    dv["z"] = np.int16(7)
+    assert dv["z"] == [7] * 4
+    rc[1]["only"] = np.ones(3)
+    assert np.array_equal(rc[1]["only"], np.ones(3))
+    # Pulled arrays are writable and live in the received buffer (no copy on the client).
+    p = rc[0]["a"]
+    p[0, 0] = -1.0
+    assert p[0, 0] == -1.0
+    base = p
+    while getattr(base, "base", None) is not None and not isinstance(base, mpx._mpx.Buffer):
+        base = base.base
+    assert isinstance(base, mpx._mpx.Buffer)
+    assert base.address == p.__array_interface__["data"][0]
+
+
+def test_push_noblock_returns_asyncresult(rc):
+    v = rc[:]
+    ar = v.push({"nb": np.arange(3)})
+    assert isinstance(ar, mpx.AsyncResult)
+    assert ar.get(30) == [None] * 4
+
+
+def test_scatter_gather(dv):
+    x = np.arange(10 * 3, dtype=np.int32).reshape(10, 3)
+    dv.scatter("part", x)
+    rows = dv.execute("part.shape[0]").get()
+    assert [r.execute_result for r in rows] == ["3", "3", "2", "2"]
+    assert np.array_equal(dv.gather("part"), x)
+    dv.scatter("letters", list("abcdefg"))
+    assert dv["letters"] == [list("ab"), list("cd"), list("ef"), list("g")]
+
+
+def test_80mb_push_is_not_copied_on_the_client(dv):
+    big = np.random.default_rng(1).random(10 * 1024 * 1024)  # 80 MB
+    assert big.nbytes == 80 * 1024 * 1024
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, high-water mark
+    t0 = time.perf_counter()
+    dv.push({"big": big})
+    elapsed = time.perf_counter() - t0
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    # A copy would raise the peak by 80 MB while the original is alive.
+    assert grown_mb < 40, "client memory grew by %.0f MB during the push" % grown_mb
+    sums = [float(x.execute_result) for x in dv.execute("float(big.sum())").get()]
+    assert sums == [pytest.approx(float(big.sum()))] * 4
+    print("80 MB push to 4 engines: %.2f s, client peak grew %.1f MB" % (elapsed, grown_mb))
+    dv.execute("del big")
+
+
+def test_errors_are_remote_errors_with_engine_and_traceback(dv, rc):
+    with pytest.raises(mpx.CompositeError) as info:
+        dv.execute("def f(x):\n    return 1 / x\nf(0)")
+    err = info.value
+    assert [e.engine_id for e in err.errors] == [0, 1, 2, 3]
+    assert all(e.ename == "ZeroDivisionError" for e in err.errors)
+    assert "in f" in err.errors[0].traceback
+    with pytest.raises(mpx.RemoteError) as one:
+        rc[2].execute("raise ValueError('bad value')", block=True)
+    assert (one.value.ename, one.value.evalue, one.value.engine_id) == ("ValueError", "bad value", 2)
+    assert not isinstance(one.value, mpx.CompositeError)
+    assert "[2:error] ValueError: bad value" in str(one.value)
+    # The engine keeps going.
+    assert rc[2].execute("1 + 1", block=True).get().execute_result == "2"
+
+
+def test_timeout_then_successful_wait(rc):
+    ar = rc[:].execute("import time\ntime.sleep(1.5)\n'slept'")
+    with pytest.raises(TimeoutError):
+        ar.get(0.2)
+    assert not ar.ready()
+    assert ar.wait(0.1) is False
+    assert ar.wait(30) is True
+    assert [x.execute_result for x in ar.get()] == ["'slept'"] * 4
+    assert ar.successful()
+
+
+def test_keyboard_interrupt_interrupts_the_engines(rc):
+    ar = rc[:].execute("import time\ntime.sleep(60)")
+    main = threading.main_thread().ident
+    timer = threading.Timer(0.7, lambda: signal.pthread_kill(main, signal.SIGINT))
+    timer.start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        ar.wait()
+    assert ar.wait(20), "the engines did not stop after the interrupt"
+    assert time.monotonic() - t0 < 20
+    with pytest.raises(mpx.CompositeError) as info:
+        ar.get()
+    assert {e.ename for e in info.value.errors} == {"KeyboardInterrupt"}
+
+
+def test_future_protocol(rc):
+    ar = rc[:].execute("import time\ntime.sleep(0.3)")
+    called = []
+    ar.add_done_callback(lambda f: called.append(f))
+    done, _ = concurrent.futures.wait([ar], timeout=30)
+    assert ar in done
+    assert len(ar.result()) == 4
+    deadline = time.monotonic() + 5
+    while not called and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert called == [ar]
+
+
+def test_where_and_info(rc):
+    states = rc.where()
+    assert [eid for eid, _ in states] == [0, 1, 2, 3]
+    assert all(s is None or "activity" in s for _, s in states)
+    info = rc.info()
+    assert len(info["engines"]) == 4 and info["controller_pid"] > 0
+    assert os.path.exists(rc.connection_file)
