@@ -232,9 +232,12 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     for job in jobs {
         match job {
             Job::Registered(..) => {}
-            Job::Task { task_id, task, buffers, reply_to } => {
+            Job::Task { task_id, task, buffers, refused, reply_to } => {
                 board.running(kernel.execution_count() + 1);
-                let (outcome, buffers) = run_task(kernel.as_mut(), &mut groups, rank, task, &buffers);
+                let (outcome, buffers) = match refused {
+                    None => run_task(kernel.as_mut(), &mut groups, rank, task, &buffers),
+                    Some(why) => refuse_task(kernel.as_mut(), &mut groups, rank, task, why),
+                };
                 board.idle();
                 reply_to.do_send(Done(TaskReply { task_id, outcome }, buffers));
             }
@@ -304,6 +307,27 @@ fn run_task(
     out.execution_count = kernel.execution_count();
     out.completed = now();
     (out, reply)
+}
+
+/// Answers a task whose payload failed authentication with `why`, binding nothing. A push or
+/// scatter still takes part in its collective without the bytes, so that the other engines of
+/// the group fail too instead of waiting for this one.
+fn refuse_task(
+    kernel: &mut dyn Kernel,
+    groups: &mut Groups,
+    rank: u32,
+    task: Task,
+    why: RemoteError,
+) -> (Outcome, Vec<Bytes>) {
+    let collective = matches!(task, Task::Push { .. } | Task::Scatter { .. });
+    let (mut out, _) = if collective {
+        run_task(kernel, groups, rank, task, &[])
+    } else {
+        (Outcome { started: now(), completed: now(), ..Default::default() }, Vec::new())
+    };
+    out.error = Some(why);
+    out.execution_count = kernel.execution_count();
+    (out, Vec::new())
 }
 
 /// Arguments of an apply as kernel values (arrays copied once from the wire into the
