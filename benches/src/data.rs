@@ -84,4 +84,3 @@ pub fn mac(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
     })?;
     Measured::of(&samples)
 }
-

@@ -150,7 +150,10 @@ pub fn rows() -> Vec<Row> {
     rows.push(
         Row::new(
             format!("mac{}M", megabytes(BIG_BYTES)),
-            format!("keyed BLAKE3 MAC of {} MB, one core (sender and final receiver each pay it)", megabytes(BIG_BYTES)),
+            format!(
+                "keyed BLAKE3 MAC of {} MB, one core (sender and final receiver each pay it)",
+                megabytes(BIG_BYTES)
+            ),
             "– (HMAC-SHA256, the MAC before: 63 ms, 1.25 GB/s)",
             |ctx| data::mac(ctx, BIG_BYTES),
             |_| None,

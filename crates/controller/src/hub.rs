@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use actix::prelude::*;
 use mpx_messages::{
-    ClusterInfo, ControllerToClient, ControllerToEngine, EngineId, EngineInfo, EngineState, Frame, Outcome, Payload,
-    RankInfo, RegisterRequest, RemoteError, SubmitReply, SubmitRequest, Targets, TaskReply, TaskRequest,
-    TaskResult,
+    ClusterInfo, ControllerToClient, ControllerToEngine, EngineId, EngineInfo, EngineState, Frame, Outcome,
+    Payload, RankInfo, RegisterRequest, RemoteError, SubmitReply, SubmitRequest, Targets, TaskReply,
+    TaskRequest, TaskResult,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};

@@ -17,8 +17,8 @@ use tracing::{debug, warn};
 use crate::{
     client_session::{ClientSession, CLOSE_GRACE},
     engine_conn::EngineConn,
-    writer::FrameWriter,
     hub::{Hub, Register},
+    writer::FrameWriter,
 };
 
 /// How long a new connection may take to send its first frame.

@@ -135,7 +135,9 @@ mod tests {
         let p = plan(task, &at(&[0, 1, 2, 3]), vec![Payload::new(Bytes::from(vec![0u8; 160]))]).unwrap();
         assert!(matches!(&p[0].task, Task::Scatter { rows, .. } if rows == &vec![3, 3, 2, 2]));
         let task = Task::Scatter { name: "a".into(), array: meta(&[]), group: vec![], rows: vec![] };
-        assert!(plan(task, &at(&[0]), vec![Payload::new(Bytes::from(vec![0u8; 8]))]).unwrap_err().contains("0-d"));
+        assert!(plan(task, &at(&[0]), vec![Payload::new(Bytes::from(vec![0u8; 8]))])
+            .unwrap_err()
+            .contains("0-d"));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Codec unit tests: round trips, bad signatures, truncation, size limits.
 
 use bytes::{Bytes, BytesMut};
-use mpx_messages::codec::{blocking, decode_body, decode_body_with, encode_body, AUTH_REJECTED, FIRST_FRAME_MAX};
+use mpx_messages::codec::{
+    blocking, decode_body, decode_body_with, encode_body, AUTH_REJECTED, FIRST_FRAME_MAX,
+};
 use mpx_messages::*;
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -219,7 +221,7 @@ fn the_first_frame_is_small_until_the_peer_authenticates() {
     wire.extend_from_slice(&small);
     assert!(codec.decode(&mut wire).unwrap().is_some());
     assert!(codec.is_authenticated());
-    let mut codec: FrameCodec<EngineToController, ()> = codec.retype();
+    let codec: FrameCodec<EngineToController, ()> = codec.retype();
     assert!(codec.is_authenticated());
     let mut codec: FrameCodec<ClientToController, ()> = codec.retype();
     wire.extend_from_slice(&(big_body.len() as u32).to_be_bytes());

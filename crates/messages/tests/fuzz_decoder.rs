@@ -466,10 +466,22 @@ fn signed_layout() -> impl Strategy<Value = SignedBody> {
         prop_oneof![6 => Just(0usize), 1 => 1usize..16],
         prop_oneof![6 => Just(None), 1 => (0usize..5).prop_map(Some)],
     )
-        .prop_map(|(header, header_len, n_buffers, buffers, mut lens, extra_lens, trailing, cut, bad_mac)| {
-            lens.truncate(buffers.len());
-            SignedBody { header, header_len, n_buffers, buffers, lens, extra_lens, trailing, cut, bad_mac }
-        })
+        .prop_map(
+            |(header, header_len, n_buffers, buffers, mut lens, extra_lens, trailing, cut, bad_mac)| {
+                lens.truncate(buffers.len());
+                SignedBody {
+                    header,
+                    header_len,
+                    n_buffers,
+                    buffers,
+                    lens,
+                    extra_lens,
+                    trailing,
+                    cut,
+                    bad_mac,
+                }
+            },
+        )
 }
 
 impl SignedBody {

@@ -41,7 +41,14 @@ impl<In, Out> FrameCodec<In, Out> {
 
     /// A final receiver's codec ([`Verify::All`]) with a frame size limit in bytes.
     pub fn with_limit(key: Key, limit: usize) -> Self {
-        FrameCodec { key, limit, verify: Verify::All, authenticated: false, pending: None, _types: PhantomData }
+        FrameCodec {
+            key,
+            limit,
+            verify: Verify::All,
+            authenticated: false,
+            pending: None,
+            _types: PhantomData,
+        }
     }
 
     /// A forwarder's codec ([`Verify::HeaderOnly`]): payloads are not hashed on the way in, and
