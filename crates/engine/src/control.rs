@@ -75,7 +75,7 @@ pub enum Job {
         buffers: Vec<bytes::Bytes>,
         /// Why the request's buffers were refused (a payload MAC did not match): the task then
         /// fails with this error, binding nothing (collectives still agree on the failure).
-        refused: Option<mpx_messages::RemoteError>,
+        refused: Option<Box<mpx_messages::RemoteError>>,
         /// Where the reply goes.
         reply_to: Recipient<Done>,
     },
@@ -233,10 +233,10 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                 // no buffers and says which one failed.
                 let refused = frame.refused.map(|r| {
                     warn!(task = req.task_id, "refused a request: {r}");
-                    mpx_messages::RemoteError::new(
+                    Box::new(mpx_messages::RemoteError::new(
                         "AuthenticationError",
                         format!("refused this request: {r}; nothing was bound"),
-                    )
+                    ))
                 });
                 let job = Job::Task {
                     task_id: req.task_id,

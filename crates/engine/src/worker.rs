@@ -236,7 +236,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
                 board.running(kernel.execution_count() + 1);
                 let (outcome, buffers) = match refused {
                     None => run_task(kernel.as_mut(), &mut groups, rank, task, &buffers),
-                    Some(why) => refuse_task(kernel.as_mut(), &mut groups, rank, task, why),
+                    Some(why) => refuse_task(kernel.as_mut(), &mut groups, rank, task, *why),
                 };
                 board.idle();
                 reply_to.do_send(Done(TaskReply { task_id, outcome }, buffers));

@@ -237,9 +237,12 @@ fn prefixed(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The header bytes of a body, and its buffers with their MACs.
+type ReferenceLayout<'a> = (&'a [u8], Vec<(&'a [u8], &'a [u8])>);
+
 /// An independent reading of the frame layout: the header bytes and the buffers with their MACs
 /// of a body, or `None` if the layout is inconsistent. Signature and JSON are not checked here.
-fn reference_layout(body: &[u8]) -> Option<(&[u8], Vec<(&[u8], &[u8])>)> {
+fn reference_layout(body: &[u8]) -> Option<ReferenceLayout<'_>> {
     let rest = body.get(MAC_LEN..)?;
     let header_len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
     let header = rest.get(4..4usize.checked_add(header_len)?)?;
