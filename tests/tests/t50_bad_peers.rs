@@ -550,11 +550,17 @@ fn t50_cli_max_frame_mb_reaches_the_daemonized_controller() {
         assert!(matches!(reply.map(|f| f.header), Some(ControllerToClient::InfoReply(_))));
     }
 
-    // ...one byte over it is refused from the prefix.
+    // ...one byte over it is refused from the prefix (again after an authenticated first frame;
+    // before one, anything over FIRST_FRAME_MAX is).
     let mut s = TcpStream::connect(address).expect("connect");
     s.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    send(&mut s, &framed(&Frame::new(ClientToController::InfoRequest), &key));
     send(&mut s, &((1u32 << 20) + 1).to_be_bytes());
-    assert!(read_until_closed(&mut s, CLOSE_WITHIN, "over --max-frame-mb").is_empty());
+    let got = read_until_closed(&mut s, CLOSE_WITHIN, "over --max-frame-mb");
+    let mut r = got.as_slice();
+    let reply = blocking::read_frame::<ControllerToClient>(&mut r, &key, usize::MAX).expect("reply");
+    assert!(matches!(reply.map(|f| f.header), Some(ControllerToClient::InfoReply(_))));
+    assert!(r.is_empty(), "more than the reply came back: {r:?}");
     let log_file = mpx_controller::files::log_file(&c.home, "default");
     let log = std::fs::read_to_string(log_file).unwrap_or_default();
     assert!(log.contains("exceeds the limit of 1048576 bytes"), "{log}");
