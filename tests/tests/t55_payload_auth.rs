@@ -117,11 +117,14 @@ fn t55_unauthenticated_connections_announcing_huge_frames_cost_almost_no_memory(
     let mut held = Vec::new();
     for i in 0..16 {
         let mut s = TcpStream::connect(connection(&c).0).expect("connect");
-        // Half of them announce 1 GiB, the others a first frame at the allowed maximum; all send
-        // some bytes and then stall, holding their connection open.
-        let announced = if i % 2 == 0 { 1u32 << 30 } else { FIRST_FRAME_MAX as u32 };
+        s.set_write_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        // Half of them announce 1 GiB and send 8 MB of it (a controller that believed the prefix
+        // would hold 64 MB for them); the others announce a first frame of the allowed maximum,
+        // send half of it and stall. All hold their connection open.
+        let (announced, sent) =
+            if i % 2 == 0 { (1u32 << 30, 8 << 20) } else { (FIRST_FRAME_MAX as u32, FIRST_FRAME_MAX / 2) };
         let _ = s.write_all(&announced.to_be_bytes());
-        let _ = s.write_all(&vec![0x5a; 32 << 10]);
+        let _ = s.write_all(&vec![0x5a; sent]);
         held.push(s);
     }
     std::thread::sleep(Duration::from_millis(500));
