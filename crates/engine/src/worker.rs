@@ -234,10 +234,9 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
             Job::Registered(..) => {}
             Job::Task { task_id, task, buffers, refused, reply_to } => {
                 board.running(kernel.execution_count() + 1);
-                let (outcome, buffers) = match refused {
-                    None => run_task(kernel.as_mut(), &mut groups, rank, task, &buffers),
-                    Some(why) => refuse_task(kernel.as_mut(), &mut groups, rank, task, *why),
-                };
+                let refused = refused.map(|why| *why);
+                let (outcome, buffers) =
+                    run_task(kernel.as_mut(), &mut groups, rank, task, &buffers, refused);
                 board.idle();
                 reply_to.do_send(Done(TaskReply { task_id, outcome }, buffers));
             }
@@ -257,13 +256,15 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     result
 }
 
-/// Runs one task; returns its outcome and the reply's buffers.
+/// Runs one task, or refuses it with `refused` (its payload failed authentication); returns its
+/// outcome and the reply's buffers.
 fn run_task(
     kernel: &mut dyn Kernel,
     groups: &mut Groups,
     rank: u32,
     task: Task,
     buffers: &[Bytes],
+    refused: Option<RemoteError>,
 ) -> (Outcome, Vec<Bytes>) {
     let started = now();
     let mut out = Outcome { started, ..Default::default() };
@@ -275,6 +276,15 @@ fn run_task(
         out.error = cell.error;
     };
     let result: Result<(), RemoteError> = match task {
+        // The request's payload failed authentication: nothing is bound. A push or scatter still
+        // takes part in its collective, without the bytes, so that the other engines of the group
+        // fail too instead of waiting for this one.
+        task if refused.is_some() => {
+            if matches!(task, Task::Push { .. } | Task::Scatter { .. }) {
+                let _ = run_task(kernel, groups, rank, task, &[], None);
+            }
+            Err(refused.clone().expect("checked by the guard"))
+        }
         Task::Execute { code } => {
             take_cell(&mut out, kernel.execute(&code, None));
             Ok(())
@@ -307,27 +317,6 @@ fn run_task(
     out.execution_count = kernel.execution_count();
     out.completed = now();
     (out, reply)
-}
-
-/// Answers a task whose payload failed authentication with `why`, binding nothing. A push or
-/// scatter still takes part in its collective without the bytes, so that the other engines of
-/// the group fail too instead of waiting for this one.
-fn refuse_task(
-    kernel: &mut dyn Kernel,
-    groups: &mut Groups,
-    rank: u32,
-    task: Task,
-    why: RemoteError,
-) -> (Outcome, Vec<Bytes>) {
-    let collective = matches!(task, Task::Push { .. } | Task::Scatter { .. });
-    let (mut out, _) = if collective {
-        run_task(kernel, groups, rank, task, &[])
-    } else {
-        (Outcome { started: now(), completed: now(), ..Default::default() }, Vec::new())
-    };
-    out.error = Some(why);
-    out.execution_count = kernel.execution_count();
-    (out, Vec::new())
 }
 
 /// Arguments of an apply as kernel values (arrays copied once from the wire into the
