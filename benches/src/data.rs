@@ -72,3 +72,16 @@ pub fn gather(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
     })?;
     Measured::of(&samples)
 }
+
+/// mac: the keyed BLAKE3 MAC of `bytes` alone, on one core (what each end of a transfer pays per
+/// payload; the controller no longer hashes payloads). No cluster involved.
+pub fn mac(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
+    let (warmup, n) = ctx.cfg.move_samples(bytes);
+    let key = mpx_messages::Key::new(b"mpx bench key".to_vec());
+    let data = vec![7u8; bytes];
+    let samples = time_repeated(warmup, n.max(3), || {
+        std::hint::black_box(key.payload_mac(std::hint::black_box(&data)));
+        Ok(())
+    })?;
+    Measured::of(&samples)
+}

@@ -18,7 +18,7 @@ use std::{
 
 use mpx_client::Client;
 use mpx_messages::{
-    codec::{blocking, decode_body, AUTH_REJECTED},
+    codec::{blocking, decode_body, AUTH_REJECTED, FIRST_FRAME_MAX, MAC_LEN},
     ClientToController, ControllerToClient, ControllerToEngine, EngineToController, Frame, Key, RankInfo,
     RegisterRequest, SubmitRequest, Targets, Task,
 };
@@ -205,12 +205,15 @@ fn submit_request(code: &str) -> Vec<u8> {
     framed(&Frame::new(ClientToController::SubmitRequest(req)), &key())
 }
 
-/// Signs an arbitrary body-after-signature with the cluster key and length-prefixes it.
+/// Signs an arbitrary body-after-signature with the cluster key (the header MAC over the head
+/// as its own fields declare it) and length-prefixes it.
 fn signed_raw(rest: &[u8]) -> Vec<u8> {
-    use hmac::{Hmac, Mac};
-    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(b"t50 cluster key").expect("key");
-    mac.update(rest);
-    let mut body = mac.finalize().into_bytes().to_vec();
+    let word = |at: usize| rest.get(at..at + 4).map(|w| u32::from_le_bytes(w.try_into().expect("4 bytes")));
+    let head = word(0)
+        .and_then(|h| Some((4 + h as usize, word(4 + h as usize)?)))
+        .map_or(rest.len(), |(n_at, n)| (n_at + 4).saturating_add(n as usize * (8 + MAC_LEN)))
+        .min(rest.len());
+    let mut body = key().header_mac(&rest[..head]).to_vec();
     body.extend_from_slice(rest);
     let mut out = (body.len() as u32).to_be_bytes().to_vec();
     out.extend_from_slice(&body);
@@ -292,13 +295,23 @@ fn t50_each_kind_of_bad_peer_is_closed_and_logged_while_a_good_client_is_served(
     }
     assert_serving(&client, "oversized prefixes");
 
-    // A frame exactly at the limit (inconsistent inside, but correctly signed) is read whole
-    // and refused for its layout, not its size.
+    // A first frame over FIRST_FRAME_MAX is refused from its prefix, whatever the limit: nothing
+    // large is allocated for a peer that has not authenticated.
     let (mut s, peer) = raw(&ctl);
-    let mut rest = vec![0u8; LIMIT - 32];
+    send(&mut s, &(FIRST_FRAME_MAX as u32 + 1).to_be_bytes());
+    assert!(read_until_closed(&mut s, CLOSE_WITHIN, "big first frame").is_empty());
+    Log::get().expect_warning(peer, &format!("exceeds the limit of {FIRST_FRAME_MAX} bytes"));
+    assert_serving(&client, "a big first frame");
+
+    // After an authenticated first frame, a frame exactly at the limit (inconsistent inside, but
+    // correctly signed) is read whole and refused for its layout, not its size.
+    let (mut s, peer) = raw(&ctl);
+    send(&mut s, &info_request());
+    let mut rest = vec![0u8; LIMIT - MAC_LEN];
     rest[..4].copy_from_slice(&u32::MAX.to_le_bytes());
     send(&mut s, &signed_raw(&rest));
-    assert!(read_until_closed(&mut s, CLOSE_WITHIN, "at the limit").is_empty());
+    let got = read_until_closed(&mut s, CLOSE_WITHIN, "at the limit");
+    assert!(matches!(replies(&got).as_slice(), [ControllerToClient::InfoReply(_)]), "{got:?}");
     Log::get().expect_warning(peer, "truncated frame: header");
     assert_serving(&client, "a frame at the limit");
 
@@ -309,6 +322,7 @@ fn t50_each_kind_of_bad_peer_is_closed_and_logged_while_a_good_client_is_served(
         rest.extend_from_slice(header);
         rest.extend_from_slice(&n.to_le_bytes());
         lens.iter().for_each(|l| rest.extend_from_slice(&l.to_le_bytes()));
+        lens.iter().for_each(|_| rest.extend_from_slice(&[0; MAC_LEN]));
         rest.extend_from_slice(data);
         rest
     };
@@ -525,19 +539,28 @@ fn t50_cli_max_frame_mb_reaches_the_daemonized_controller() {
     let key = Key::from_hex(&info.key).expect("key");
     let address: SocketAddr = info.address.parse().expect("address");
 
-    // Just under 1 MiB is served...
+    // Just under 1 MiB is served (after a small first frame has authenticated the peer)...
     let mut s = TcpStream::connect(address).expect("connect");
     let big = Frame::with_buffers(ClientToController::InfoRequest, vec![vec![0u8; 1000 << 10].into()]);
+    send(&mut s, &framed(&Frame::new(ClientToController::InfoRequest), &key));
     send(&mut s, &framed(&big, &key));
     s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let reply = blocking::read_frame::<ControllerToClient>(&mut s, &key, usize::MAX).expect("reply");
-    assert!(matches!(reply.map(|f| f.header), Some(ControllerToClient::InfoReply(_))));
+    for _ in 0..2 {
+        let reply = blocking::read_frame::<ControllerToClient>(&mut s, &key, usize::MAX).expect("reply");
+        assert!(matches!(reply.map(|f| f.header), Some(ControllerToClient::InfoReply(_))));
+    }
 
-    // ...one byte over it is refused from the prefix.
+    // ...one byte over it is refused from the prefix (again after an authenticated first frame;
+    // before one, anything over FIRST_FRAME_MAX is).
     let mut s = TcpStream::connect(address).expect("connect");
     s.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    send(&mut s, &framed(&Frame::new(ClientToController::InfoRequest), &key));
     send(&mut s, &((1u32 << 20) + 1).to_be_bytes());
-    assert!(read_until_closed(&mut s, CLOSE_WITHIN, "over --max-frame-mb").is_empty());
+    let got = read_until_closed(&mut s, CLOSE_WITHIN, "over --max-frame-mb");
+    let mut r = got.as_slice();
+    let reply = blocking::read_frame::<ControllerToClient>(&mut r, &key, usize::MAX).expect("reply");
+    assert!(matches!(reply.map(|f| f.header), Some(ControllerToClient::InfoReply(_))));
+    assert!(r.is_empty(), "more than the reply came back: {r:?}");
     let log_file = mpx_controller::files::log_file(&c.home, "default");
     let log = std::fs::read_to_string(log_file).unwrap_or_default();
     assert!(log.contains("exceeds the limit of 1048576 bytes"), "{log}");

@@ -358,9 +358,22 @@ fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
             Err(e) => break Closed::Other(e.to_string()),
         };
         // Decode array replies before taking the lock: other threads keep waiting meanwhile.
-        let mut header = frame.header;
-        let array = match &mut header {
-            ControllerToClient::TaskResult(res) => decode_array(&mut res.outcome, &frame.buffers),
+        // `read_frame` verified every payload MAC; a refused payload is the result's error.
+        let (mut header, buffers, refused) = match frame.into_parts() {
+            Ok((header, buffers)) => (header, buffers, None),
+            Err((header, refused)) => (header, Vec::new(), Some(refused)),
+        };
+        let array = match (&mut header, refused) {
+            (ControllerToClient::TaskResult(res), None) => decode_array(&mut res.outcome, &buffers),
+            (ControllerToClient::TaskResult(res), Some(refused)) => {
+                res.outcome.error = Some(RemoteError {
+                    ename: "DecodeError".into(),
+                    evalue: format!("refused the reply: {refused}"),
+                    line: None,
+                    traceback: String::new(),
+                });
+                None
+            }
             _ => None,
         };
         let mut state = shared.state.lock().expect("client state");

@@ -3,21 +3,17 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use actix::{io::FramedWrite, io::WriteHandler, prelude::*};
-use mpx_messages::{
-    ClientToController, CodecError, ControllerToClient, Frame, FrameCodec, Outbound, SubmitReply,
-};
-use tokio::net::tcp::OwnedWriteHalf;
+use actix::prelude::*;
+use mpx_messages::{ClientToController, CodecError, ControllerToClient, Frame, Outbound, SubmitReply};
 use tracing::{info, warn};
 
-use crate::hub::{Abort, Hub, Info, Interrupt, RequestShutdown, Submit, ToClient, Where};
+use crate::{
+    hub::{Abort, Hub, Info, Interrupt, RequestShutdown, Submit, ToClient, Where},
+    writer::FrameWriter,
+};
 
 /// Writer half of a client connection.
-pub type ClientWriter = FramedWrite<
-    Outbound<ControllerToClient>,
-    OwnedWriteHalf,
-    FrameCodec<ClientToController, ControllerToClient>,
->;
+pub type ClientWriter = FrameWriter<ControllerToClient>;
 
 /// How long a closing connection may take to flush its last frames before it is dropped
 /// anyway (a peer that does not read must not keep its session alive).
@@ -39,7 +35,7 @@ impl ClientSession {
     }
 
     /// Closes the connection once what is written has been flushed: the writer stops the actor
-    /// when it is done ([`WriteHandler::finished`]), or the grace period does. Stopping right
+    /// when it is done, or the grace period does. Stopping right
     /// away would drop frames still queued, such as [`Outbound::AuthRejected`].
     fn close(&mut self, ctx: &mut Context<Self>) {
         self.writer.close();
@@ -50,8 +46,6 @@ impl ClientSession {
 impl Actor for ClientSession {
     type Context = Context<Self>;
 }
-
-impl WriteHandler<CodecError> for ClientSession {}
 
 /// Handler for `ToClient`: write the frame.
 impl Handler<ToClient> for ClientSession {

@@ -6,19 +6,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix::{io::FramedWrite, io::WriteHandler, prelude::*};
-use mpx_messages::{CodecError, ControllerToEngine, EngineId, EngineToController, Frame, FrameCodec};
-use tokio::net::tcp::OwnedWriteHalf;
+use actix::prelude::*;
+use mpx_messages::{CodecError, ControllerToEngine, EngineId, EngineToController, Frame};
 use tracing::warn;
 
-use crate::hub::{EngineGone, EngineReply, EngineStatus, Hub, ToEngine};
+use crate::{
+    hub::{EngineGone, EngineReply, EngineStatus, Hub, ToEngine},
+    writer::FrameWriter,
+};
 
 /// Writer half of an engine connection.
-pub type EngineWriter = FramedWrite<
-    Frame<ControllerToEngine>,
-    OwnedWriteHalf,
-    FrameCodec<EngineToController, ControllerToEngine>,
->;
+pub type EngineWriter = FrameWriter<ControllerToEngine>;
 
 /// One engine's connection.
 pub struct EngineConn {
@@ -69,8 +67,6 @@ impl Actor for EngineConn {
         }
     }
 }
-
-impl WriteHandler<CodecError> for EngineConn {}
 
 /// Handler for `ToEngine`: write the frame.
 impl Handler<ToEngine> for EngineConn {

@@ -4,11 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use actix::prelude::*;
-use bytes::Bytes;
 use mpx_messages::{
     ClusterInfo, ControllerToClient, ControllerToEngine, EngineId, EngineInfo, EngineState, Frame, Outcome,
-    RankInfo, RegisterRequest, RemoteError, SubmitReply, SubmitRequest, Targets, TaskReply, TaskRequest,
-    TaskResult,
+    Payload, RankInfo, RegisterRequest, RemoteError, SubmitReply, SubmitRequest, Targets, TaskReply,
+    TaskRequest, TaskResult,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -423,8 +422,8 @@ pub struct EngineReply {
     pub id: EngineId,
     /// Its answer.
     pub reply: TaskReply,
-    /// The answer's buffers (array bytes), forwarded without copying.
-    pub buffers: Vec<Bytes>,
+    /// The answer's buffers (array bytes) with their MACs, forwarded without copying or hashing.
+    pub buffers: Vec<Payload>,
 }
 
 /// Handler for `EngineReply`: forward to the client that asked.
@@ -435,7 +434,7 @@ impl Handler<EngineReply> for Hub {
         match self.pending.remove(&msg.reply.task_id) {
             Some(p) if p.engine == msg.id => {
                 let result = TaskResult { req_id: p.req_id, engine_id: msg.id, outcome: msg.reply.outcome };
-                let frame = Frame::with_buffers(ControllerToClient::TaskResult(result), msg.buffers);
+                let frame = Frame::with_payloads(ControllerToClient::TaskResult(result), msg.buffers);
                 p.client.do_send(ToClient(frame));
             }
             Some(p) => {
@@ -453,8 +452,8 @@ impl Handler<EngineReply> for Hub {
 pub struct Submit {
     /// The request.
     pub req: SubmitRequest,
-    /// The request's buffers (array bytes), forwarded without copying.
-    pub buffers: Vec<Bytes>,
+    /// The request's buffers (array bytes) with their MACs, forwarded without copying or hashing.
+    pub buffers: Vec<Payload>,
     /// Where the results go.
     pub client: Recipient<ToClient>,
 }
@@ -487,7 +486,7 @@ impl Handler<Submit> for Hub {
             let entry = self.engines.get_mut(&a.engine).expect("resolved engines are registered");
             entry.info.bytes_sent += a.buffers.iter().map(|b| b.len() as u64).sum::<u64>();
             let request = ControllerToEngine::TaskRequest(TaskRequest { task_id, task: a.task });
-            entry.conn.do_send(ToEngine(Frame::with_buffers(request, a.buffers)));
+            entry.conn.do_send(ToEngine(Frame::with_payloads(request, a.buffers)));
         }
         MessageResult(SubmitReply { req_id, engines, error: None })
     }

@@ -7,6 +7,7 @@
 //! - [`client_session`]: the `ClientSession` actor, one per client connection.
 //! - [`plan`]: which engine gets which part of a task (pure).
 //! - [`listener`]: the accept loop and the first-frame handshake.
+//! - [`writer`]: writes a connection's frames, payloads straight from their memory.
 //! - [`cluster`]: start a controller, launch engines, tear everything down.
 //! - [`launcher`]: how engines are started (`local`: mpirun; `slurm`, `pbs`: batch jobs; none).
 //! - [`files`]: connection files under `$MPX_HOME`.
@@ -24,6 +25,7 @@ pub mod hub;
 pub mod launcher;
 pub mod listener;
 pub mod plan;
+pub mod writer;
 
 pub use cluster::{run_cluster, start_controller, ClusterOptions, Ready, StopReason};
 pub use launcher::{ExternalEngines, Kernel, Launcher, LocalLauncher, PbsLauncher, SlurmLauncher};

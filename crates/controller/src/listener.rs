@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use actix::{io::FramedWrite, prelude::*};
+use actix::prelude::*;
 use futures::StreamExt;
 use mpx_messages::{
     ClientToController, ControllerToClient, ControllerToEngine, EngineToController, Frame, FrameCodec, Key,
@@ -18,6 +18,7 @@ use crate::{
     client_session::{ClientSession, CLOSE_GRACE},
     engine_conn::EngineConn,
     hub::{Hub, Register},
+    writer::FrameWriter,
 };
 
 /// How long a new connection may take to send its first frame.
@@ -62,7 +63,9 @@ pub async fn serve(listener: TcpListener, hub: Addr<Hub>, config: ListenerConfig
 
 async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: ListenerConfig) {
     let (read, write) = stream.into_split();
-    let codec: FrameCodec<First, ()> = FrameCodec::with_limit(config.key.clone(), config.max_frame);
+    // Forwarding codec: payloads keep their MACs for the engines and clients they go to. Until
+    // its first frame is verified, a connection may send no more than `FIRST_FRAME_MAX` bytes.
+    let codec: FrameCodec<First, ()> = FrameCodec::forwarding(config.key.clone(), config.max_frame);
     let mut framed = FramedRead::new(read, codec);
     let first = match tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next()).await {
         Ok(Some(Ok(frame))) => frame,
@@ -86,17 +89,13 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
     };
     // The reader keeps its buffer and state: bytes that came in with the first frame (a
     // pipelined request, or garbage) are decoded right away, not when more bytes arrive.
-    let (key, max_frame) = (config.key.clone(), config.max_frame);
     match first.header {
         First::Engine(EngineToController::RegisterRequest(req)) => {
-            let reader = framed.map_decoder(|_| {
-                FrameCodec::<EngineToController, ControllerToEngine>::with_limit(key, max_frame)
-            });
+            let reader = framed.map_decoder(FrameCodec::retype::<EngineToController, ControllerToEngine>);
             let cluster_id = config.cluster_id.clone();
             let hub2 = hub.clone();
             EngineConn::create(move |ctx| {
-                let mut writer =
-                    FramedWrite::new(write, FrameCodec::with_limit(config.key, config.max_frame), ctx);
+                let writer = FrameWriter::start(write, config.key, config.max_frame, ctx);
                 let addr = ctx.address();
                 let register = Register { req, conn: addr.recipient() };
                 ctx.wait(actix::fut::wrap_future::<_, EngineConn>(hub2.send(register)).map(
@@ -124,7 +123,6 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
                     },
                 ));
                 ctx.add_stream(reader);
-                writer.set_buffer_capacity(64 * 1024, 64 * 1024);
                 EngineConn {
                     id: None,
                     peer,
@@ -142,14 +140,11 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
             warn!(%peer, "refused a connection: engine spoke before registering ({other:?})");
         }
         First::Client(msg) => {
-            let reader = framed.map_decoder(|_| {
-                FrameCodec::<ClientToController, ControllerToClient>::with_limit(key, max_frame)
-            });
-            let first = Frame::with_buffers(msg, first.buffers);
+            let reader = framed.map_decoder(FrameCodec::retype::<ClientToController, ControllerToClient>);
+            let first = Frame::with_payloads(msg, first.buffers);
             let stream = futures::stream::once(async move { Ok(first) }).chain(reader);
             ClientSession::create(move |ctx| {
-                let writer =
-                    FramedWrite::new(write, FrameCodec::with_limit(config.key, config.max_frame), ctx);
+                let writer = FrameWriter::start(write, config.key, config.max_frame, ctx);
                 ctx.add_stream(stream);
                 ClientSession { peer, hub, writer }
             });

@@ -2,8 +2,7 @@
 //! buffers. Collective kinds send the array bytes once, to the root (the lowest target), and
 //! the engines move them among themselves with MPI.
 
-use bytes::Bytes;
-use mpx_messages::{ArrayMeta, EngineId, Task};
+use mpx_messages::{ArrayMeta, EngineId, Payload, Task};
 
 /// One engine's share of a task.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,8 +11,8 @@ pub struct Assignment {
     pub engine: EngineId,
     /// What it does.
     pub task: Task,
-    /// The buffers its frame carries.
-    pub buffers: Vec<Bytes>,
+    /// The buffers its frame carries, with their original MACs.
+    pub buffers: Vec<Payload>,
 }
 
 /// Where an engine is: its id, engine set (MPI world) and rank in that world.
@@ -40,7 +39,7 @@ pub fn split_rows(rows: usize, n: usize) -> Vec<usize> {
 /// # Errors
 /// A message for the client when the task does not fit (missing buffer, 0-d scatter, targets
 /// in several engine sets, ...).
-pub fn plan(task: Task, places: &[Place], buffers: Vec<Bytes>) -> Result<Vec<Assignment>, String> {
+pub fn plan(task: Task, places: &[Place], buffers: Vec<Payload>) -> Result<Vec<Assignment>, String> {
     let engines: Vec<EngineId> = places.iter().map(|p| p.engine).collect();
     let engines = &engines[..];
     let collective = matches!(task, Task::Push { .. } | Task::Scatter { .. } | Task::Gather { .. });
@@ -59,7 +58,7 @@ pub fn plan(task: Task, places: &[Place], buffers: Vec<Bytes>) -> Result<Vec<Ass
         }
     };
     let group: Vec<u32> = places.iter().map(|p| p.rank).collect();
-    let root_only = |task: Task, buffers: Vec<Bytes>| {
+    let root_only = |task: Task, buffers: Vec<Payload>| {
         engines
             .iter()
             .enumerate()
@@ -100,6 +99,7 @@ fn byte_len(array: &ArrayMeta) -> Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
     use mpx_messages::{ArrayMeta, Dtype};
 
     use super::*;
@@ -124,7 +124,7 @@ mod tests {
     fn push_sends_the_bytes_once_to_the_root() {
         let bytes = Bytes::from(vec![0u8; 80]);
         let task = Task::Push { name: "a".into(), array: meta(&[10]), group: vec![] };
-        let p = plan(task, &at(&[1, 2, 3]), vec![bytes]).unwrap();
+        let p = plan(task, &at(&[1, 2, 3]), vec![Payload::new(bytes)]).unwrap();
         assert_eq!(p.iter().map(|a| a.buffers.len()).collect::<Vec<_>>(), vec![1, 0, 0]);
         assert!(p.iter().all(|a| matches!(&a.task, Task::Push { group, .. } if group == &vec![1, 2, 3])));
     }
@@ -132,17 +132,19 @@ mod tests {
     #[test]
     fn scatter_plans_rows_and_refuses_0d() {
         let task = Task::Scatter { name: "a".into(), array: meta(&[10, 2]), group: vec![], rows: vec![] };
-        let p = plan(task, &at(&[0, 1, 2, 3]), vec![Bytes::from(vec![0u8; 160])]).unwrap();
+        let p = plan(task, &at(&[0, 1, 2, 3]), vec![Payload::new(Bytes::from(vec![0u8; 160]))]).unwrap();
         assert!(matches!(&p[0].task, Task::Scatter { rows, .. } if rows == &vec![3, 3, 2, 2]));
         let task = Task::Scatter { name: "a".into(), array: meta(&[]), group: vec![], rows: vec![] };
-        assert!(plan(task, &at(&[0]), vec![Bytes::from(vec![0u8; 8])]).unwrap_err().contains("0-d"));
+        assert!(plan(task, &at(&[0]), vec![Payload::new(Bytes::from(vec![0u8; 8]))])
+            .unwrap_err()
+            .contains("0-d"));
     }
 
     #[test]
     fn a_missing_or_short_buffer_is_refused() {
         let task = Task::Push { name: "a".into(), array: meta(&[10]), group: vec![] };
         assert!(plan(task.clone(), &at(&[0]), vec![]).is_err());
-        assert!(plan(task, &at(&[0]), vec![Bytes::from(vec![0u8; 79])]).is_err());
+        assert!(plan(task, &at(&[0]), vec![Payload::new(Bytes::from(vec![0u8; 79]))]).is_err());
     }
 }
 

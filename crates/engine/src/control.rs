@@ -71,8 +71,11 @@ pub enum Job {
         task_id: u64,
         /// The work.
         task: mpx_messages::Task,
-        /// The request's buffers (array bytes).
+        /// The request's buffers (array bytes), authenticated.
         buffers: Vec<bytes::Bytes>,
+        /// Why the request's buffers were refused (a payload MAC did not match): the task then
+        /// fails with this error, binding nothing (collectives still agree on the failure).
+        refused: Option<Box<mpx_messages::RemoteError>>,
         /// Where the reply goes.
         reply_to: Recipient<Done>,
     },
@@ -226,10 +229,20 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                 }
             },
             ControllerToEngine::TaskRequest(req) => {
+                // The codec verified every payload MAC (`Verify::All`); a refused payload leaves
+                // no buffers and says which one failed.
+                let refused = frame.refused.map(|r| {
+                    warn!(task = req.task_id, "refused a request: {r}");
+                    Box::new(mpx_messages::RemoteError::new(
+                        "AuthenticationError",
+                        format!("refused this request: {r}; nothing was bound"),
+                    ))
+                });
                 let job = Job::Task {
                     task_id: req.task_id,
                     task: req.task,
-                    buffers: frame.buffers,
+                    buffers: frame.buffers.into_iter().map(mpx_messages::Payload::into_bytes).collect(),
+                    refused,
                     reply_to: ctx.address().recipient(),
                 };
                 if self.jobs.send(job).is_err() {

@@ -219,9 +219,11 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     for job in jobs {
         match job {
             Job::Registered(..) => {}
-            Job::Task { task_id, task, buffers, reply_to } => {
+            Job::Task { task_id, task, buffers, refused, reply_to } => {
                 board.running(kernel.execution_count() + 1);
-                let (outcome, buffers) = run_task(kernel.as_mut(), &mut groups, rank, task, &buffers);
+                let refused = refused.map(|why| *why);
+                let (outcome, buffers) =
+                    run_task(kernel.as_mut(), &mut groups, rank, task, &buffers, refused);
                 board.idle();
                 reply_to.do_send(Done(TaskReply { task_id, outcome }, buffers));
             }
@@ -241,13 +243,15 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     result
 }
 
-/// Runs one task; returns its outcome and the reply's buffers.
+/// Runs one task, or refuses it with `refused` (its payload failed authentication); returns its
+/// outcome and the reply's buffers.
 fn run_task(
     kernel: &mut dyn Kernel,
     groups: &mut Groups,
     rank: u32,
     task: Task,
     buffers: &[Bytes],
+    refused: Option<RemoteError>,
 ) -> (Outcome, Vec<Bytes>) {
     let started = mpx_messages::unix_time();
     let mut out = Outcome { started, ..Default::default() };
@@ -259,6 +263,15 @@ fn run_task(
         out.error = cell.error;
     };
     let result: Result<(), RemoteError> = match task {
+        // The request's payload failed authentication: nothing is bound. A push or scatter still
+        // takes part in its collective, without the bytes, so that the other engines of the group
+        // fail too instead of waiting for this one.
+        task if refused.is_some() => {
+            if matches!(task, Task::Push { .. } | Task::Scatter { .. }) {
+                let _ = run_task(kernel, groups, rank, task, &[], None);
+            }
+            Err(refused.clone().expect("checked by the guard"))
+        }
         Task::Execute { code } => {
             take_cell(&mut out, kernel.execute(&code, None));
             Ok(())

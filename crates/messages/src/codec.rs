@@ -1,19 +1,34 @@
-//! The signed frame codec: verify first, then decode.
+//! The authenticated frame codec: keyed BLAKE3 over the header at every hop, over each payload
+//! buffer once, end to end.
+//!
+//! Body layout (inside a 4-byte big-endian length prefix):
+//! `header MAC[32] | header_len: u32 LE | header (JSON) | n_buffers: u32 LE | n × len: u64 LE |
+//! n × payload MAC[32] | buffers`.
+//!
+//! The header MAC covers everything from the header length through the payload MACs (not the
+//! buffers), with a key derived for headers. Each payload MAC covers one buffer, with a key
+//! derived for payloads; it is made by the original sender and checked by the final receiver.
+//! A controller decodes with [`Verify::HeaderOnly`] and forwards buffers with their original
+//! MACs, never hashing them; engines and clients decode with [`Verify::All`].
 
-use std::marker::PhantomData;
-
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use hmac::{Hmac, Mac};
+use bytes::{Buf, Bytes, BytesMut};
 use serde::{de::DeserializeOwned, Serialize};
-use sha2::Sha256;
 use thiserror::Error;
-use tokio_util::codec::{Decoder, Encoder};
+
+pub mod blocking;
+mod stream;
+
+pub use stream::{FrameCodec, Outbound};
 
 /// Default largest frame accepted (1 GiB plus room for the header).
 pub const DEFAULT_MAX_FRAME: usize = (1 << 30) + (1 << 20);
 
-/// Length of the HMAC-SHA256 signature at the head of every frame.
-pub const SIG_LEN: usize = 32;
+/// Largest first frame of a connection: nothing bigger is accepted (or allocated for) before a
+/// peer has proved it holds the key.
+pub const FIRST_FRAME_MAX: usize = 64 << 10;
+
+/// Length of a MAC (keyed BLAKE3 output), at the head of every frame and per payload buffer.
+pub const MAC_LEN: usize = 32;
 
 /// Bytes a controller sends, unsigned, before closing a connection whose frame failed
 /// verification, so a client with the wrong key can say so instead of "connection closed".
@@ -22,16 +37,30 @@ pub const AUTH_REJECTED: &[u8] = b"MPX-AUTH-REJECTED";
 /// Most buffers one frame may carry.
 const MAX_BUFFERS: usize = 1024;
 
-type HmacSha256 = Hmac<Sha256>;
+/// `blake3::derive_key` context of the header MAC key.
+const HEADER_CONTEXT: &str = "mpx 2026-12 frame header";
+/// `blake3::derive_key` context of the payload MAC key.
+const PAYLOAD_CONTEXT: &str = "mpx 2026-12 payload";
 
-/// A cluster key: the HMAC secret shared by everyone allowed in.
+/// A MAC: 32 bytes of keyed BLAKE3.
+pub type Mac = [u8; MAC_LEN];
+
+/// A cluster key: the secret shared by everyone allowed in. The header and payload MAC keys are
+/// derived from it.
 #[derive(Clone)]
-pub struct Key(Vec<u8>);
+pub struct Key {
+    raw: Vec<u8>,
+    header: [u8; 32],
+    payload: [u8; 32],
+}
 
 impl Key {
     /// A key from raw bytes.
     pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        Key(bytes.into())
+        let raw = bytes.into();
+        let header = blake3::derive_key(HEADER_CONTEXT, &raw);
+        let payload = blake3::derive_key(PAYLOAD_CONTEXT, &raw);
+        Key { raw, header, payload }
     }
 
     /// A key from its hex form (as stored in the connection file).
@@ -43,17 +72,33 @@ impl Key {
         if bytes.is_empty() {
             return Err(CodecError::BadKey);
         }
-        Ok(Key(bytes))
+        Ok(Key::new(bytes))
     }
 
     /// The key's hex form.
     pub fn to_hex(&self) -> String {
-        hex::encode(&self.0)
+        hex::encode(&self.raw)
     }
 
-    fn mac(&self) -> HmacSha256 {
-        // HMAC accepts keys of any length; this cannot fail.
-        <HmacSha256 as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length")
+    /// The MAC of a payload buffer (keyed BLAKE3 with the payload key).
+    pub fn payload_mac(&self, bytes: &[u8]) -> Mac {
+        *blake3::keyed_hash(&self.payload, bytes).as_bytes()
+    }
+
+    /// Whether `mac` is the MAC of `bytes` (constant-time comparison).
+    pub fn payload_matches(&self, bytes: &[u8], mac: &Mac) -> bool {
+        blake3::keyed_hash(&self.payload, bytes) == blake3::Hash::from_bytes(*mac)
+    }
+
+    /// The MAC of a frame head: everything from the header length through the payload MACs
+    /// (keyed BLAKE3 with the header key).
+    pub fn header_mac(&self, head: &[u8]) -> Mac {
+        *blake3::keyed_hash(&self.header, head).as_bytes()
+    }
+
+    /// Whether `mac` is the MAC of the frame head `head` (constant-time comparison).
+    fn header_matches(&self, head: &[u8], mac: &[u8]) -> bool {
+        blake3::Hash::from_slice(mac).is_ok_and(|mac| blake3::keyed_hash(&self.header, head) == mac)
     }
 }
 
@@ -66,9 +111,12 @@ impl std::fmt::Debug for Key {
 /// Why a frame was refused.
 #[derive(Debug, Error)]
 pub enum CodecError {
-    /// The signature does not match: wrong key or altered bytes.
+    /// The header MAC does not match: wrong key or altered bytes.
     #[error("bad signature (wrong key or corrupted frame)")]
     BadSignature,
+    /// A payload buffer's MAC does not match its bytes: they were altered after signing.
+    #[error("{0}")]
+    BadPayload(Refused),
     /// The peer rejected our signature (it sent [`AUTH_REJECTED`]).
     #[error("the peer rejected this connection's signature: wrong key for this cluster")]
     Rejected,
@@ -83,9 +131,12 @@ pub enum CodecError {
     TooLarge {
         /// Declared size.
         size: usize,
-        /// Configured limit.
+        /// Configured limit (the first frame's limit before the peer has authenticated).
         limit: usize,
     },
+    /// A forwarding codec was asked to send a payload without its original MAC.
+    #[error("payload buffer {0} has no MAC: a forwarder sends buffers only with the MAC they came with")]
+    MissingMac(usize),
     /// The header is not a valid message of this channel.
     #[error("bad header: {0}")]
     BadHeader(String),
@@ -97,106 +148,215 @@ pub enum CodecError {
     Io(#[from] std::io::Error),
 }
 
-/// A decoded message: a typed header plus raw byte buffers (array payloads).
+/// A payload buffer whose MAC did not match: its bytes were dropped, unused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// Index of the first buffer that failed.
+    pub index: usize,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "payload buffer {} failed authentication (its MAC does not match its bytes)", self.index)
+    }
+}
+
+/// Which MACs a decoder checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// The header and every payload buffer: for final receivers (engines, clients).
+    All,
+    /// The header only; payloads keep their MACs for the final receiver: for the controller,
+    /// which forwards buffers. An encoder in this mode refuses buffers without a MAC.
+    HeaderOnly,
+}
+
+/// A payload buffer and, once signed or received, its MAC. Payloads are equal when their bytes
+/// are (the MAC is how they travel, not what they are).
+#[derive(Debug, Clone, Default)]
+pub struct Payload {
+    bytes: Bytes,
+    mac: Option<Mac>,
+}
+
+impl Payload {
+    /// Bytes made here: their MAC is computed when they are sent.
+    pub fn new(bytes: impl Into<Bytes>) -> Self {
+        Payload { bytes: bytes.into(), mac: None }
+    }
+
+    /// Bytes with the MAC they came with (or a MAC computed for them beforehand).
+    pub fn with_mac(bytes: Bytes, mac: Mac) -> Self {
+        Payload { bytes, mac: Some(mac) }
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The bytes, without the MAC.
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
+
+    /// The MAC, if the payload was received or signed already.
+    pub fn mac(&self) -> Option<&Mac> {
+        self.mac.as_ref()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl From<Bytes> for Payload {
+    fn from(bytes: Bytes) -> Self {
+        Payload::new(bytes)
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(bytes: Vec<u8>) -> Self {
+        Payload::new(bytes)
+    }
+}
+
+/// A decoded message: a typed header plus payload buffers (array bytes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frame<H> {
     /// The message itself.
     pub header: H,
     /// Out-of-band payloads, referenced by index from the header.
-    pub buffers: Vec<Bytes>,
+    pub buffers: Vec<Payload>,
+    /// Set by a [`Verify::All`] decoder when the header is authentic but a payload is not: the
+    /// frame then has no buffers, and the receiver answers the message with an error.
+    pub refused: Option<Refused>,
 }
 
 impl<H> Frame<H> {
     /// A frame without buffers.
     pub fn new(header: H) -> Self {
-        Frame { header, buffers: Vec::new() }
+        Frame { header, buffers: Vec::new(), refused: None }
     }
 
-    /// A frame with buffers.
+    /// A frame with buffers made here.
     pub fn with_buffers(header: H, buffers: Vec<Bytes>) -> Self {
-        Frame { header, buffers }
+        Frame { header, buffers: buffers.into_iter().map(Payload::new).collect(), refused: None }
+    }
+
+    /// A frame with payloads (forwarded ones keep their MACs).
+    pub fn with_payloads(header: H, buffers: Vec<Payload>) -> Self {
+        Frame { header, buffers, refused: None }
+    }
+
+    /// The buffers' bytes, for a final receiver ([`Verify::All`]: they are authenticated).
+    ///
+    /// # Errors
+    /// The header and the [`Refused`] payload if the decoder refused one.
+    pub fn into_parts(self) -> Result<(H, Vec<Bytes>), (H, Refused)> {
+        match self.refused {
+            Some(r) => Err((self.header, r)),
+            None => Ok((self.header, self.buffers.into_iter().map(Payload::into_bytes).collect())),
+        }
     }
 }
 
-/// The part of a frame body before the buffers, with room for the signature at its head.
-fn head_of<H: Serialize>(frame: &Frame<H>) -> Result<Vec<u8>, CodecError> {
+/// The length prefix and head of a frame (everything but the buffers), signed. Payloads without
+/// a MAC are MACed here unless `verify` is [`Verify::HeaderOnly`] (a forwarder), which refuses
+/// them.
+///
+/// # Errors
+/// [`CodecError::BadHeader`], [`CodecError::TooLarge`] or [`CodecError::MissingMac`].
+pub fn encode_head<H: Serialize>(
+    key: &Key,
+    frame: &Frame<H>,
+    limit: usize,
+    verify: Verify,
+) -> Result<Vec<u8>, CodecError> {
     let header = serde_json::to_vec(&frame.header).map_err(|e| CodecError::BadHeader(e.to_string()))?;
-    let mut head = Vec::with_capacity(SIG_LEN + 8 + header.len() + 8 * frame.buffers.len());
-    head.resize(SIG_LEN, 0);
+    let n = frame.buffers.len();
+    let mut head = Vec::with_capacity(4 + MAC_LEN + 8 + header.len() + (8 + MAC_LEN) * n);
+    head.resize(4 + MAC_LEN, 0);
     head.extend_from_slice(&(header.len() as u32).to_le_bytes());
     head.extend_from_slice(&header);
-    head.extend_from_slice(&(frame.buffers.len() as u32).to_le_bytes());
+    head.extend_from_slice(&(n as u32).to_le_bytes());
     for b in &frame.buffers {
         head.extend_from_slice(&(b.len() as u64).to_le_bytes());
     }
+    for (i, b) in frame.buffers.iter().enumerate() {
+        let mac = match (b.mac, verify) {
+            (Some(mac), _) => mac,
+            (None, Verify::All) => key.payload_mac(&b.bytes),
+            (None, Verify::HeaderOnly) => return Err(CodecError::MissingMac(i)),
+        };
+        head.extend_from_slice(&mac);
+    }
+    let size = head.len() - 4 + frame.buffers.iter().map(Payload::len).sum::<usize>();
+    if size > limit || size > u32::MAX as usize {
+        return Err(CodecError::TooLarge { size, limit });
+    }
+    let mac = key.header_mac(&head[4 + MAC_LEN..]);
+    head[..4].copy_from_slice(&(size as u32).to_be_bytes());
+    head[4..4 + MAC_LEN].copy_from_slice(&mac);
     Ok(head)
 }
 
-/// Signs a head (from [`head_of`]) and the buffers that follow it, in place.
-fn sign(key: &Key, head: &mut [u8], buffers: &[Bytes]) {
-    let mut mac = key.mac();
-    mac.update(&head[SIG_LEN..]);
-    for b in buffers {
-        mac.update(b);
-    }
-    head[..SIG_LEN].copy_from_slice(&mac.finalize().into_bytes());
-}
-
-/// Signs and lays out a frame body (everything inside the length prefix).
+/// Signs and lays out a frame body (everything inside the length prefix), MACing every payload
+/// that has no MAC yet.
 ///
 /// # Errors
 /// [`CodecError::BadHeader`] if the header cannot be serialized.
 pub fn encode_body<H: Serialize>(key: &Key, frame: &Frame<H>) -> Result<BytesMut, CodecError> {
-    let mut head = head_of(frame)?;
-    sign(key, &mut head, &frame.buffers);
-    let payload: usize = frame.buffers.iter().map(|b| b.len()).sum();
-    let mut out = BytesMut::with_capacity(head.len() + payload);
-    out.extend_from_slice(&head);
+    let head = encode_head(key, frame, u32::MAX as usize, Verify::All)?;
+    let payload: usize = frame.buffers.iter().map(Payload::len).sum();
+    let mut out = BytesMut::with_capacity(head.len() - 4 + payload);
+    out.extend_from_slice(&head[4..]);
     for b in &frame.buffers {
-        out.extend_from_slice(b);
+        out.extend_from_slice(&b.bytes);
     }
     Ok(out)
 }
 
-/// Encodes a frame (length prefix + signed body) straight into `dst`: one copy of the buffers.
-fn encode_into<H: Serialize>(
-    key: &Key,
-    frame: &Frame<H>,
-    limit: usize,
-    dst: &mut BytesMut,
-) -> Result<(), CodecError> {
-    let mut head = head_of(frame)?;
-    let size = head.len() + frame.buffers.iter().map(|b| b.len()).sum::<usize>();
-    if size > limit || size > u32::MAX as usize {
-        return Err(CodecError::TooLarge { size, limit });
-    }
-    sign(key, &mut head, &frame.buffers);
-    dst.reserve(4 + size);
-    dst.put_u32(size as u32);
-    dst.extend_from_slice(&head);
-    for b in &frame.buffers {
-        dst.extend_from_slice(b);
-    }
-    Ok(())
-}
-
-/// Verifies and decodes a frame body. The signature is checked before any field is read;
-/// buffers are zero-copy slices of `body`.
+/// Verifies and decodes a frame body as a final receiver ([`Verify::All`]).
 ///
 /// # Errors
 /// Any [`CodecError`] describing why the body was refused.
 pub fn decode_body<H: DeserializeOwned>(key: &Key, body: Bytes) -> Result<Frame<H>, CodecError> {
+    decode_body_with(key, body, Verify::All)
+}
+
+/// Verifies and decodes a frame body. The layout's lengths are bounds-checked, then the header
+/// MAC is checked before any field is interpreted; buffers are zero-copy slices of `body`, and
+/// keep their MACs. With [`Verify::All`], a payload whose MAC does not match makes a frame with no
+/// buffers and [`Frame::refused`] set (the header being authentic, the receiver can answer it).
+///
+/// # Errors
+/// Any [`CodecError`] describing why the body was refused.
+pub fn decode_body_with<H: DeserializeOwned>(
+    key: &Key,
+    body: Bytes,
+    verify: Verify,
+) -> Result<Frame<H>, CodecError> {
     if body.as_ref() == AUTH_REJECTED {
         return Err(CodecError::Rejected);
     }
-    if body.len() < SIG_LEN {
+    if body.len() < MAC_LEN {
         return Err(CodecError::Truncated("shorter than a signature"));
     }
-    let mut mac = key.mac();
-    mac.update(&body[SIG_LEN..]);
-    mac.verify_slice(&body[..SIG_LEN]).map_err(|_| CodecError::BadSignature)?;
-
-    let mut rest = body.slice(SIG_LEN..);
+    let mut rest = body.slice(MAC_LEN..);
     let header_len = take_u32(&mut rest, "header length")? as usize;
     if rest.len() < header_len {
         return Err(CodecError::Truncated("header"));
@@ -206,8 +366,12 @@ pub fn decode_body<H: DeserializeOwned>(key: &Key, body: Bytes) -> Result<Frame<
     if n_buffers > MAX_BUFFERS {
         return Err(CodecError::Malformed(format!("{n_buffers} buffers (at most {MAX_BUFFERS})")));
     }
-    if rest.len() < 8 * n_buffers {
-        return Err(CodecError::Truncated("buffer lengths"));
+    if rest.len() < (8 + MAC_LEN) * n_buffers {
+        return Err(CodecError::Truncated("buffer lengths and MACs"));
+    }
+    let head_end = body.len() - rest.len() + (8 + MAC_LEN) * n_buffers;
+    if !key.header_matches(&body[MAC_LEN..head_end], &body[..MAC_LEN]) {
+        return Err(CodecError::BadSignature);
     }
     let mut lens = Vec::with_capacity(n_buffers);
     let mut total: u64 = 0;
@@ -216,6 +380,7 @@ pub fn decode_body<H: DeserializeOwned>(key: &Key, body: Bytes) -> Result<Frame<
         total = total.saturating_add(len);
         lens.push(len);
     }
+    let macs = rest.split_to(MAC_LEN * n_buffers);
     if total != rest.len() as u64 {
         return Err(if total > rest.len() as u64 {
             CodecError::Truncated("buffers")
@@ -223,9 +388,17 @@ pub fn decode_body<H: DeserializeOwned>(key: &Key, body: Bytes) -> Result<Frame<
             CodecError::Malformed("trailing bytes after the buffers".into())
         });
     }
-    let buffers = lens.into_iter().map(|len| rest.split_to(len as usize)).collect();
     let header = serde_json::from_slice(&header_bytes).map_err(|e| CodecError::BadHeader(e.to_string()))?;
-    Ok(Frame { header, buffers })
+    let mut buffers = Vec::with_capacity(n_buffers);
+    for (i, len) in lens.into_iter().enumerate() {
+        let mac: Mac = macs[i * MAC_LEN..(i + 1) * MAC_LEN].try_into().expect("32 bytes");
+        let bytes = rest.split_to(len as usize);
+        if verify == Verify::All && !key.payload_matches(&bytes, &mac) {
+            return Ok(Frame { header, buffers: Vec::new(), refused: Some(Refused { index: i }) });
+        }
+        buffers.push(Payload::with_mac(bytes, mac));
+    }
+    Ok(Frame { header, buffers, refused: None })
 }
 
 fn take_u32(buf: &mut Bytes, what: &'static str) -> Result<u32, CodecError> {
@@ -233,175 +406,4 @@ fn take_u32(buf: &mut Bytes, what: &'static str) -> Result<u32, CodecError> {
         return Err(CodecError::Truncated(what));
     }
     Ok(buf.get_u32_le())
-}
-
-/// A tokio codec reading frames of type `In` and writing frames of type `Out`.
-///
-/// Outer framing is a 4-byte big-endian length with a size limit: an oversized frame is refused
-/// from its length prefix alone, before anything is allocated for it.
-#[derive(Debug)]
-pub struct FrameCodec<In, Out> {
-    key: Key,
-    limit: usize,
-    /// Size of the body being received, once its prefix has been read.
-    pending: Option<usize>,
-    _types: PhantomData<fn(Out) -> In>,
-}
-
-impl<In, Out> FrameCodec<In, Out> {
-    /// A codec with the given key and the default size limit.
-    pub fn new(key: Key) -> Self {
-        Self::with_limit(key, DEFAULT_MAX_FRAME)
-    }
-
-    /// A codec with the given key and a frame size limit in bytes.
-    pub fn with_limit(key: Key, limit: usize) -> Self {
-        FrameCodec { key, limit, pending: None, _types: PhantomData }
-    }
-}
-
-impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
-    type Item = Frame<In>;
-    type Error = CodecError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, CodecError> {
-        let size = match self.pending {
-            Some(size) => size,
-            None => {
-                if src.len() < 4 {
-                    return Ok(None);
-                }
-                let size = src.get_u32() as usize;
-                if size > self.limit {
-                    return Err(CodecError::TooLarge { size, limit: self.limit });
-                }
-                self.pending = Some(size);
-                size
-            }
-        };
-        if src.len() < size {
-            // Make room for exactly this frame (bounded by the limit checked above). `src` holds
-            // only this frame's first bytes now. `reserve` would not do: it may double the
-            // existing allocation, to nearly twice the limit.
-            if src.capacity() < size {
-                let mut exact = BytesMut::with_capacity(size);
-                exact.extend_from_slice(src);
-                *src = exact;
-            }
-            return Ok(None);
-        }
-        self.pending = None;
-        let body = src.split_to(size).freeze();
-        decode_body(&self.key, body).map(Some)
-    }
-
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, CodecError> {
-        match self.decode(buf)? {
-            Some(frame) => Ok(Some(frame)),
-            None if buf.is_empty() && self.pending.is_none() => Ok(None),
-            None => Err(CodecError::Truncated("connection closed inside a frame")),
-        }
-    }
-}
-
-impl<In, Out: Serialize> Encoder<Frame<Out>> for FrameCodec<In, Out> {
-    type Error = CodecError;
-
-    fn encode(&mut self, frame: Frame<Out>, dst: &mut BytesMut) -> Result<(), CodecError> {
-        encode_into(&self.key, &frame, self.limit, dst)
-    }
-}
-
-/// What a connection writes: a signed frame, or the unsigned rejection marker.
-#[derive(Debug, Clone)]
-pub enum Outbound<H> {
-    /// A signed frame.
-    Frame(Frame<H>),
-    /// [`AUTH_REJECTED`], sent before closing a connection that failed verification.
-    AuthRejected,
-}
-
-impl<H> From<Frame<H>> for Outbound<H> {
-    fn from(frame: Frame<H>) -> Self {
-        Outbound::Frame(frame)
-    }
-}
-
-impl<In, Out: Serialize> Encoder<Outbound<Out>> for FrameCodec<In, Out> {
-    type Error = CodecError;
-
-    fn encode(&mut self, item: Outbound<Out>, dst: &mut BytesMut) -> Result<(), CodecError> {
-        match item {
-            Outbound::Frame(frame) => self.encode(frame, dst),
-            Outbound::AuthRejected => {
-                dst.put_u32(AUTH_REJECTED.len() as u32);
-                dst.extend_from_slice(AUTH_REJECTED);
-                Ok(())
-            }
-        }
-    }
-}
-
-/// Blocking helpers for clients that use `std::net` sockets.
-pub mod blocking {
-    use std::io::{Read, Write};
-
-    use bytes::Bytes;
-    use serde::{de::DeserializeOwned, Serialize};
-
-    use super::{decode_body, CodecError, Frame, Key};
-
-    /// Writes one frame (length prefix + signed body); the buffers are written from where they
-    /// are, not copied.
-    ///
-    /// # Errors
-    /// Socket errors, or a header that cannot be serialized.
-    pub fn write_frame<H: Serialize>(
-        w: &mut impl Write,
-        key: &Key,
-        frame: &Frame<H>,
-    ) -> Result<(), CodecError> {
-        let mut head = super::head_of(frame)?;
-        let size = head.len() + frame.buffers.iter().map(|b| b.len()).sum::<usize>();
-        let len = u32::try_from(size).map_err(|_| CodecError::TooLarge { size, limit: u32::MAX as usize })?;
-        super::sign(key, &mut head, &frame.buffers);
-        head.splice(0..0, len.to_be_bytes());
-        w.write_all(&head)?;
-        for b in &frame.buffers {
-            w.write_all(b)?;
-        }
-        w.flush()?;
-        Ok(())
-    }
-
-    /// Reads one frame; `Ok(None)` on a clean end of stream between frames.
-    ///
-    /// # Errors
-    /// Socket errors, a frame over `limit`, or any verification/decoding failure.
-    pub fn read_frame<H: DeserializeOwned>(
-        r: &mut impl Read,
-        key: &Key,
-        limit: usize,
-    ) -> Result<Option<Frame<H>>, CodecError> {
-        let mut prefix = [0u8; 4];
-        let mut got = 0;
-        while got < 4 {
-            match r.read(&mut prefix[got..])? {
-                0 if got == 0 => return Ok(None),
-                0 => return Err(CodecError::Truncated("length prefix")),
-                n => got += n,
-            }
-        }
-        let size = u32::from_be_bytes(prefix) as usize;
-        if size > limit {
-            return Err(CodecError::TooLarge { size, limit });
-        }
-        // Read without zero-filling first: the body can be hundreds of megabytes.
-        let mut body = Vec::with_capacity(size);
-        r.take(size as u64).read_to_end(&mut body)?;
-        if body.len() < size {
-            return Err(CodecError::Truncated("connection closed inside a frame"));
-        }
-        decode_body(key, Bytes::from(body)).map(Some)
-    }
 }

@@ -36,7 +36,7 @@ pub struct ConnectionInfo {
     pub cluster_id: String,
     /// `host:port` the controller listens on.
     pub address: String,
-    /// HMAC key, hex.
+    /// Cluster key, hex (the header and payload MAC keys are derived from it).
     pub key: String,
     /// Process id of the controller.
     pub controller_pid: u32,

@@ -4,12 +4,15 @@
 //! - [`wire`]: the messages of each channel (engine ⇄ controller, client ⇄ controller).
 //! - [`dtype`]: [`Dtype`], the element type of arrays (numpy's numeric dtypes).
 //! - [`array`](mod@array): [`RawArray`], an array of any dtype as its checked little-endian bytes.
-//! - [`codec`]: a signed frame: HMAC-SHA256 over a JSON header and raw byte buffers.
+//! - [`codec`]: an authenticated frame: keyed BLAKE3 over a JSON header (per hop) and over each
+//!   raw byte buffer (once, end to end).
 //! - [`connection`]: the JSON connection file (address, key, cluster id).
 //!
 //! Frame layout (inside a 4-byte big-endian length prefix):
-//! `signature[32] | header_len: u32 LE | header (JSON) | n_buffers: u32 LE | n × len: u64 LE | buffers`.
-//! The signature covers every byte after itself and is checked before anything else is read.
+//! `header MAC[32] | header_len: u32 LE | header (JSON) | n_buffers: u32 LE | n × len: u64 LE |
+//! n × payload MAC[32] | buffers`. The header MAC covers the head (up to the payload MACs) and is
+//! checked before anything is interpreted; each payload MAC covers one buffer and is checked by
+//! the final receiver.
 #![deny(missing_docs)]
 
 pub mod array;
@@ -20,7 +23,7 @@ pub mod kernel;
 pub mod wire;
 
 pub use array::{ArrayError, RawArray};
-pub use codec::{CodecError, Frame, FrameCodec, Key, Outbound, DEFAULT_MAX_FRAME};
+pub use codec::{CodecError, Frame, FrameCodec, Key, Outbound, Payload, Refused, Verify, DEFAULT_MAX_FRAME};
 pub use connection::ConnectionInfo;
 pub use kernel::Kernel;
 pub use wire::*;

@@ -1,7 +1,9 @@
 //! Codec unit tests: round trips, bad signatures, truncation, size limits.
 
 use bytes::{Bytes, BytesMut};
-use mpx_messages::codec::{blocking, decode_body, encode_body, AUTH_REJECTED};
+use mpx_messages::codec::{
+    blocking, decode_body, decode_body_with, encode_body, AUTH_REJECTED, FIRST_FRAME_MAX,
+};
 use mpx_messages::*;
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -132,15 +134,122 @@ fn wrong_key_is_rejected() {
     assert!(matches!(err, CodecError::BadSignature), "{err}");
 }
 
+/// Where the head ends (the buffers start) in an encoding of [`sample`], and which buffer holds
+/// each byte after it.
+fn sample_layout(body_len: usize) -> (usize, impl Fn(usize) -> usize) {
+    let head = body_len - 1003;
+    (head, move |i| if i < head + 3 { 0 } else { 2 })
+}
+
 #[test]
-fn any_flipped_byte_is_rejected() {
+fn any_flipped_byte_is_caught() {
     let body = encode_body(&key(), &sample()).unwrap().freeze();
-    for i in (0..body.len()).step_by(7) {
+    let (head, buffer_of) = sample_layout(body.len());
+    for i in (0..body.len()).step_by(7).chain([head, head + 2, head + 3, body.len() - 1]) {
         let mut bad = body.to_vec();
         bad[i] ^= 0x40;
-        let err = decode_body::<ClientToController>(&key(), Bytes::from(bad)).unwrap_err();
-        assert!(matches!(err, CodecError::BadSignature), "byte {i}: {err}");
+        let got = decode_body::<ClientToController>(&key(), Bytes::from(bad));
+        if i < head {
+            // Head bytes: the header MAC (or the layout checked before it) refuses the frame.
+            assert!(got.is_err(), "byte {i} of the head was accepted");
+        } else {
+            // Payload bytes: the header is authentic, the payload is refused and dropped.
+            let frame = got.unwrap_or_else(|e| panic!("byte {i}: {e}"));
+            assert_eq!(frame.refused, Some(Refused { index: buffer_of(i) }), "byte {i}");
+            assert!(frame.buffers.is_empty(), "byte {i}: refused bytes were kept");
+            assert_eq!(frame.header, sample().header);
+        }
     }
+}
+
+/// The controller decodes headers only and forwards payloads with their original MACs: a payload
+/// corrupted on the way in passes the controller and is caught by the final receiver.
+#[test]
+fn forwarding_keeps_the_original_mac_so_the_final_receiver_catches_corruption() {
+    let body = encode_body(&key(), &sample()).unwrap().freeze();
+    let (head, _) = sample_layout(body.len());
+    let mut bad = body.to_vec();
+    bad[head + 3 + 500] ^= 1; // inside buffer 2
+    let at_controller =
+        decode_body_with::<ClientToController>(&key(), Bytes::from(bad), Verify::HeaderOnly).unwrap();
+    assert_eq!(at_controller.refused, None);
+    assert_eq!(at_controller.buffers.len(), 3);
+    let original: Frame<ClientToController> = decode_body(&key(), body).unwrap();
+    for (fwd, orig) in at_controller.buffers.iter().zip(&original.buffers) {
+        assert_eq!(fwd.mac(), orig.mac(), "the controller must keep the sender's MAC");
+    }
+    // Forwarded under a new header (as the hub does), through the controller's codec.
+    let forwarded = Frame::with_payloads(ClientToController::InfoRequest, at_controller.buffers.clone());
+    let mut controller: FrameCodec<ClientToController, ClientToController> =
+        FrameCodec::forwarding(key(), DEFAULT_MAX_FRAME);
+    let mut wire = BytesMut::new();
+    controller.encode(forwarded, &mut wire).unwrap();
+    let mut engine: FrameCodec<ClientToController, ClientToController> = FrameCodec::new(key());
+    let got = engine.decode(&mut wire).unwrap().unwrap();
+    assert_eq!(got.header, ClientToController::InfoRequest);
+    assert_eq!(got.refused, Some(Refused { index: 2 }));
+    assert!(got.buffers.is_empty());
+    let (_, refused) = got.into_parts().unwrap_err();
+    assert!(refused.to_string().contains("payload buffer 2 failed authentication"), "{refused}");
+    // Intact payloads forwarded the same way arrive intact.
+    let intact = Frame::with_payloads(ClientToController::InfoRequest, original.buffers.clone());
+    controller.encode(intact, &mut wire).unwrap();
+    let got = engine.decode(&mut wire).unwrap().unwrap();
+    assert_eq!(got.buffers, sample().buffers);
+    // A forwarder never signs payloads itself: one without a MAC is refused.
+    let unsigned = Frame::with_buffers(ClientToController::InfoRequest, vec![Bytes::from_static(b"x")]);
+    assert!(matches!(controller.encode(unsigned, &mut wire), Err(CodecError::MissingMac(0))));
+}
+
+#[test]
+fn the_first_frame_is_small_until_the_peer_authenticates() {
+    let mut codec: FrameCodec<ClientToController, ClientToController> =
+        FrameCodec::forwarding(key(), DEFAULT_MAX_FRAME);
+    // Announcing a big first frame is refused from its prefix, before anything is allocated.
+    let mut buf = BytesMut::from(&(1u32 << 30).to_be_bytes()[..]);
+    let err = codec.decode(&mut buf).unwrap_err();
+    assert!(matches!(err, CodecError::TooLarge { limit: FIRST_FRAME_MAX, .. }), "{err}");
+    assert!(buf.capacity() < 64 << 10, "allocated {} before authentication", buf.capacity());
+    // After one verified frame, the configured limit applies (and survives `retype`).
+    let mut codec: FrameCodec<ClientToController, ClientToController> =
+        FrameCodec::forwarding(key(), DEFAULT_MAX_FRAME);
+    let big = Frame::with_buffers(ClientToController::InfoRequest, vec![Bytes::from(vec![5u8; 200_000])]);
+    let big_body = encode_body(&key(), &big).unwrap();
+    let mut wire = BytesMut::new();
+    let small = encode_body(&key(), &Frame::new(ClientToController::InfoRequest)).unwrap();
+    wire.extend_from_slice(&(small.len() as u32).to_be_bytes());
+    wire.extend_from_slice(&small);
+    assert!(codec.decode(&mut wire).unwrap().is_some());
+    assert!(codec.is_authenticated());
+    let codec: FrameCodec<EngineToController, ()> = codec.retype();
+    assert!(codec.is_authenticated());
+    let mut codec: FrameCodec<ClientToController, ()> = codec.retype();
+    wire.extend_from_slice(&(big_body.len() as u32).to_be_bytes());
+    wire.extend_from_slice(&big_body);
+    let got = codec.decode(&mut wire).unwrap().unwrap();
+    assert_eq!(got.buffers[0].len(), 200_000);
+}
+
+#[test]
+fn the_read_buffer_gives_back_a_large_frame_s_memory() {
+    let mut codec: FrameCodec<ClientToController, ClientToController> =
+        FrameCodec::forwarding(key(), DEFAULT_MAX_FRAME);
+    let small = encode_body(&key(), &Frame::new(ClientToController::InfoRequest)).unwrap();
+    let big = Frame::with_buffers(ClientToController::InfoRequest, vec![Bytes::from(vec![5u8; 8 << 20])]);
+    let big = encode_body(&key(), &big).unwrap();
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&(small.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&small);
+    assert!(codec.decode(&mut buf).unwrap().is_some());
+    // The big frame arrives in two parts, then the next frame's first bytes.
+    buf.extend_from_slice(&(big.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&big[..1000]);
+    assert!(codec.decode(&mut buf).unwrap().is_none());
+    buf.extend_from_slice(&big[1000..]);
+    buf.extend_from_slice(&(small.len() as u32).to_be_bytes());
+    let frame = codec.decode(&mut buf).unwrap().unwrap();
+    drop(frame);
+    assert!(buf.capacity() < 1 << 20, "the read buffer kept {} bytes", buf.capacity());
 }
 
 #[test]
@@ -161,19 +270,11 @@ fn truncated_frames_are_rejected() {
 
 #[test]
 fn a_signed_but_inconsistent_body_is_rejected() {
-    // Correctly signed by someone with the key, but the declared buffer lengths lie.
+    // Correctly signed by someone with the key (the header MAC covers the head only), but the
+    // declared buffer lengths lie: the buffers end early.
     let mut body = encode_body(&key(), &sample()).unwrap();
     body.truncate(body.len() - 10);
-    let mut mac_input = body[32..].to_vec();
-    let resigned = {
-        use hmac::{Hmac, Mac};
-        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(b"0123456789abcdef").unwrap();
-        mac.update(&mac_input);
-        mac.finalize().into_bytes()
-    };
-    let mut bad = resigned.to_vec();
-    bad.append(&mut mac_input);
-    let err = decode_body::<ClientToController>(&key(), Bytes::from(bad)).unwrap_err();
+    let err = decode_body::<ClientToController>(&key(), body.freeze()).unwrap_err();
     assert!(matches!(err, CodecError::Truncated(_)), "{err}");
 }
 

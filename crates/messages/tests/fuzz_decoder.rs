@@ -16,10 +16,9 @@ use std::{
 };
 
 use bytes::{BufMut, Bytes, BytesMut};
-use hmac::{Hmac, Mac};
 use mpx_messages::{
-    codec::{blocking, decode_body, encode_body, AUTH_REJECTED, SIG_LEN},
-    ClientToController, CodecError, Frame, FrameCodec, Key, SubmitRequest, Targets, Task,
+    codec::{blocking, decode_body, encode_body, Refused, AUTH_REJECTED, MAC_LEN},
+    ClientToController, CodecError, Frame, FrameCodec, Key, Payload, SubmitRequest, Targets, Task,
 };
 use proptest::{prelude::*, test_runner::Config};
 use tokio_util::codec::{Decoder, Encoder};
@@ -214,12 +213,20 @@ fn wire(frame: &Frame<ClientToController>) -> Vec<u8> {
     buf.to_vec()
 }
 
-/// Signs an arbitrary body-after-signature with the cluster key.
+/// Where the head of an arbitrary body-after-signature ends, as its own fields declare it
+/// (header length, buffer count), clamped to its length.
+fn declared_head_len(rest: &[u8]) -> usize {
+    let word = |at: usize| rest.get(at..at + 4).map(|w| u32::from_le_bytes(w.try_into().expect("4 bytes")));
+    let Some(header_len) = word(0) else { return rest.len() };
+    let n_at = 4 + header_len as usize;
+    let Some(n) = word(n_at) else { return rest.len() };
+    (n_at + 4).saturating_add((n as usize).saturating_mul(8 + MAC_LEN)).min(rest.len())
+}
+
+/// Signs an arbitrary body-after-signature with the cluster key: the header MAC over its head as
+/// its own fields declare it (what the decoder will check).
 fn sign(rest: &[u8]) -> Vec<u8> {
-    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(b"fuzzing key, 32 bytes long......")
-        .expect("any key length");
-    mac.update(rest);
-    let mut body = mac.finalize().into_bytes().to_vec();
+    let mut body = key().header_mac(&rest[..declared_head_len(rest)]).to_vec();
     body.extend_from_slice(rest);
     body
 }
@@ -230,10 +237,13 @@ fn prefixed(body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// An independent reading of the frame layout: the header bytes and buffers of a body, or
-/// `None` if the layout is inconsistent. Signature and JSON are not checked here.
-fn reference_layout(body: &[u8]) -> Option<(&[u8], Vec<&[u8]>)> {
-    let rest = body.get(SIG_LEN..)?;
+/// The header bytes of a body, and its buffers with their MACs.
+type ReferenceLayout<'a> = (&'a [u8], Vec<(&'a [u8], &'a [u8])>);
+
+/// An independent reading of the frame layout: the header bytes and the buffers with their MACs
+/// of a body, or `None` if the layout is inconsistent. Signature and JSON are not checked here.
+fn reference_layout(body: &[u8]) -> Option<ReferenceLayout<'_>> {
+    let rest = body.get(MAC_LEN..)?;
     let header_len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
     let header = rest.get(4..4usize.checked_add(header_len)?)?;
     let rest = &rest[4 + header_len..];
@@ -247,15 +257,17 @@ fn reference_layout(body: &[u8]) -> Option<(&[u8], Vec<&[u8]>)> {
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
         .collect();
-    let mut data = &rest[lens_end..];
+    let macs_end = lens_end.checked_add(n.checked_mul(MAC_LEN)?)?;
+    let macs = rest.get(lens_end..macs_end)?;
+    let mut data = &rest[macs_end..];
     let total = lens.iter().try_fold(0u64, |a, &l| a.checked_add(l))?;
     if total != data.len() as u64 {
         return None;
     }
     let mut buffers = Vec::new();
-    for len in lens {
+    for (len, mac) in lens.into_iter().zip(macs.chunks_exact(MAC_LEN)) {
         let (head, tail) = data.split_at(len as usize);
-        buffers.push(head);
+        buffers.push((head, mac));
         data = tail;
     }
     Some((header, buffers))
@@ -316,7 +328,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (any::<usize>(), prop_oneof![any::<u32>(), 0u32..300], any::<bool>())
             .prop_map(|(at, value, big_endian)| Mutation::Word { at, value, big_endian }),
         any::<usize>().prop_map(|at| Mutation::Truncate { at }),
-        (0usize..8, -1i8..=1).prop_map(|(which, delta)| Mutation::TruncateAtBoundary { which, delta }),
+        (0usize..10, -1i8..=1).prop_map(|(which, delta)| Mutation::TruncateAtBoundary { which, delta }),
     ]
 }
 
@@ -325,8 +337,9 @@ fn boundaries(wire: &[u8]) -> Vec<usize> {
     let header_len = u32::from_le_bytes(wire[36..40].try_into().expect("4 bytes")) as usize;
     let n_at = 40 + header_len;
     let n = u32::from_le_bytes(wire[n_at..n_at + 4].try_into().expect("4 bytes")) as usize;
-    let data_at = n_at + 4 + 8 * n;
-    vec![0, 2, 4, 4 + SIG_LEN, 40, n_at, n_at + 4, data_at, wire.len()]
+    let macs_at = n_at + 4 + 8 * n;
+    let data_at = macs_at + MAC_LEN * n;
+    vec![0, 2, 4, 4 + MAC_LEN, 40, n_at, n_at + 4, macs_at, data_at, wire.len()]
 }
 
 /// Applies one edit; `bounds` are the layout boundaries of the frame before any edit.
@@ -361,8 +374,10 @@ struct SignedBody {
     buffers: Vec<Vec<u8>>,
     /// Per-buffer declared length: `None` honest, `Some(l)` a lie.
     lens: Vec<Option<u64>>,
-    /// Extra declared lengths (more lengths than buffers).
+    /// Extra declared lengths (more lengths than buffers), with zero MACs.
     extra_lens: Vec<u64>,
+    /// Corrupt the MAC of this buffer (if there is one).
+    bad_mac: Option<usize>,
     /// Bytes appended after the buffers.
     trailing: Vec<u8>,
     /// Cut the body (after the signature is computed over the cut body) at this many bytes
@@ -452,11 +467,24 @@ fn signed_layout() -> impl Strategy<Value = SignedBody> {
         prop_oneof![6 => Just(vec![]), 1 => prop::collection::vec(huge_len(), 1..3)],
         prop_oneof![6 => Just(vec![]), 1 => prop::collection::vec(any::<u8>(), 1..8)],
         prop_oneof![6 => Just(0usize), 1 => 1usize..16],
+        prop_oneof![6 => Just(None), 1 => (0usize..5).prop_map(Some)],
     )
-        .prop_map(|(header, header_len, n_buffers, buffers, mut lens, extra_lens, trailing, cut)| {
-            lens.truncate(buffers.len());
-            SignedBody { header, header_len, n_buffers, buffers, lens, extra_lens, trailing, cut }
-        })
+        .prop_map(
+            |(header, header_len, n_buffers, buffers, mut lens, extra_lens, trailing, cut, bad_mac)| {
+                lens.truncate(buffers.len());
+                SignedBody {
+                    header,
+                    header_len,
+                    n_buffers,
+                    buffers,
+                    lens,
+                    extra_lens,
+                    trailing,
+                    cut,
+                    bad_mac,
+                }
+            },
+        )
 }
 
 impl SignedBody {
@@ -482,6 +510,16 @@ impl SignedBody {
         }
         for &l in &self.extra_lens {
             out.put_u64_le(l);
+        }
+        for (i, b) in self.buffers.iter().enumerate() {
+            let mut mac = key().payload_mac(b);
+            if self.bad_mac == Some(i) {
+                mac[i] ^= 1;
+            }
+            out.put_slice(&mac);
+        }
+        for _ in &self.extra_lens {
+            out.put_slice(&[0; MAC_LEN]);
         }
         for b in &self.buffers {
             out.put_slice(b);
@@ -540,11 +578,15 @@ proptest! {
             prop_assert!(matches!(err, CodecError::Truncated(_)), "{err}");
         } else if marker {
             prop_assert!(matches!(err, CodecError::Rejected), "{err}");
-        } else if declared < SIG_LEN as u32 {
+        } else if declared < MAC_LEN as u32 {
             prop_assert!(matches!(err, CodecError::Truncated(_)), "{err}");
         } else if (declared as usize) < body.len() && declared > 0 {
-            // The first body is random: its signature fails before anything else is read.
-            prop_assert!(matches!(err, CodecError::BadSignature), "{err}");
+            // The first body is random: its layout or its header MAC fails before anything
+            // is interpreted.
+            prop_assert!(
+                matches!(err, CodecError::BadSignature | CodecError::Truncated(_) | CodecError::Malformed(_)),
+                "{err}"
+            );
         }
     }
 }
@@ -554,8 +596,9 @@ proptest! {
 
     /// (b) A valid frame followed by a mutated one: the first always decodes exactly; from the
     /// mutated one on, the only frames that may come out are the exact frame that was sent
-    /// (when an edit left it intact), and a stream that differs from what was sent always
-    /// ends in an error.
+    /// (when an edit left it intact) or its authentic header with its payload refused (when
+    /// only payload bytes changed), and a stream that differs from what was sent always ends
+    /// in an error or in that refusal.
     #[test]
     fn mutated_frames(
         first in any_frame(2, 30),
@@ -575,8 +618,11 @@ proptest! {
         let out = feed(&input, &chunks, true, None);
         assert_bounded(&out);
         prop_assert_eq!(out.frames.first(), Some(&first));
+        let refused = |f: &Frame<ClientToController>| {
+            f.refused.is_some() && f.buffers.is_empty() && f.header == second.header
+        };
         for f in &out.frames[1..] {
-            prop_assert_eq!(f, &second, "a forged frame got through");
+            prop_assert!(f == &second || refused(f), "a forged frame got through: {f:?}");
         }
         if mutated == tail {
             prop_assert!(out.error.is_none(), "{:?}", out.error);
@@ -585,7 +631,8 @@ proptest! {
             prop_assert!(out.error.is_none(), "{:?}", out.error);
             prop_assert_eq!(out.frames.len(), 1);
         } else {
-            prop_assert!(out.error.is_some(), "mutated stream accepted: {:?}", mutations);
+            let caught = out.error.is_some() || out.frames[1..].iter().any(refused);
+            prop_assert!(caught, "mutated stream accepted: {:?}", mutations);
         }
     }
 }
@@ -594,17 +641,25 @@ proptest! {
     #![proptest_config(cases("signed_but_inconsistent_bodies"))]
 
     /// (c) Bodies signed with the right key but with lying lengths, garbage or foreign JSON,
-    /// huge counts, or trailing bytes: they pass the HMAC, so this tests the parser proper.
-    /// The decoder must agree with an independent reading of the layout: it yields a frame
-    /// exactly when the layout is consistent and the header is a message, and then the frame
-    /// holds exactly the declared header and buffers.
+    /// huge counts, trailing bytes or a wrong payload MAC: they pass the header MAC, so this
+    /// tests the parser proper. The decoder must agree with an independent reading of the
+    /// layout: it yields a frame exactly when the layout is consistent and the header is a
+    /// message, and then the frame holds exactly the declared header and buffers, or none and
+    /// the first buffer whose bytes do not match their MAC.
     #[test]
     fn signed_but_inconsistent_bodies(layout in signed_layout(), chunks in chunkings()) {
         let body = sign(&layout.rest());
         let direct = decode_body::<ClientToController>(&key(), Bytes::from(body.clone()));
         let expected = reference_layout(&body).and_then(|(header, buffers)| {
             let header: ClientToController = serde_json::from_slice(header).ok()?;
-            Some(Frame::with_buffers(header, buffers.into_iter().map(Bytes::copy_from_slice).collect()))
+            let bad = buffers.iter().position(|(b, mac)| key().payload_mac(b)[..] != mac[..]);
+            Some(match bad {
+                Some(index) => Frame { header, buffers: vec![], refused: Some(Refused { index }) },
+                None => Frame::with_payloads(
+                    header,
+                    buffers.into_iter().map(|(b, _)| Payload::new(Bytes::copy_from_slice(b))).collect(),
+                ),
+            })
         });
         match (&direct, &expected) {
             (Ok(got), Some(want)) => prop_assert_eq!(got, want),
@@ -715,9 +770,11 @@ fn a_second_frame_does_not_double_the_read_buffer() {
 #[test]
 fn frame_at_the_limit_is_accepted_and_one_byte_more_refused() {
     let empty = encode_body(&key(), &Frame::new(ClientToController::InfoRequest)).unwrap().len();
-    // One buffer adds its 8-byte length; fill up to exactly LIMIT.
-    let fits =
-        Frame::with_buffers(ClientToController::InfoRequest, vec![Bytes::from(vec![7u8; LIMIT - empty - 8])]);
+    // One buffer adds its 8-byte length and its MAC; fill up to exactly LIMIT.
+    let fits = Frame::with_buffers(
+        ClientToController::InfoRequest,
+        vec![Bytes::from(vec![7u8; LIMIT - empty - 8 - MAC_LEN])],
+    );
     let w = wire(&fits);
     assert_eq!(w.len(), 4 + LIMIT);
     let out = feed(&w, &[100_000], true, Some(std::slice::from_ref(&fits)));
@@ -726,8 +783,10 @@ fn frame_at_the_limit_is_accepted_and_one_byte_more_refused() {
     let back = blocking::read_frame::<ClientToController>(&mut w.as_slice(), &key(), LIMIT).unwrap();
     assert_eq!(back, Some(fits));
 
-    let over =
-        Frame::with_buffers(ClientToController::InfoRequest, vec![Bytes::from(vec![7u8; LIMIT - empty - 7])]);
+    let over = Frame::with_buffers(
+        ClientToController::InfoRequest,
+        vec![Bytes::from(vec![7u8; LIMIT - empty - 7 - MAC_LEN])],
+    );
     let mut buf = BytesMut::new();
     assert!(matches!(codec().encode(over.clone(), &mut buf), Err(CodecError::TooLarge { .. })));
     let body = encode_body(&key(), &over).unwrap();
