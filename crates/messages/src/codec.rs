@@ -16,8 +16,10 @@ use serde::{de::DeserializeOwned, Serialize};
 use thiserror::Error;
 
 pub mod blocking;
+#[cfg(feature = "tokio")]
 mod stream;
 
+#[cfg(feature = "tokio")]
 pub use stream::{FrameCodec, Outbound};
 
 /// Default largest frame accepted (1 GiB plus room for the header).

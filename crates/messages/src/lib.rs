@@ -23,7 +23,9 @@ pub mod kernel;
 pub mod wire;
 
 pub use array::{ArrayError, RawArray};
-pub use codec::{CodecError, Frame, FrameCodec, Key, Outbound, Payload, Refused, Verify, DEFAULT_MAX_FRAME};
+pub use codec::{CodecError, Frame, Key, Payload, Refused, Verify, DEFAULT_MAX_FRAME};
+#[cfg(feature = "tokio")]
+pub use codec::{FrameCodec, Outbound};
 pub use connection::ConnectionInfo;
 pub use kernel::Kernel;
 pub use wire::*;

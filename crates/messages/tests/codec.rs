@@ -1,4 +1,5 @@
 //! Codec unit tests: round trips, bad signatures, truncation, size limits.
+#![cfg(feature = "tokio")] // uses the tokio codec; `cargo test --workspace` enables it
 
 use bytes::{Bytes, BytesMut};
 use mpx_messages::codec::{

@@ -9,6 +9,7 @@
 //!
 //! About 105,000 generated inputs run per `cargo test` (see [`CASES`]); set `PROPTEST_CASES`
 //! to scale every property at once.
+#![cfg(feature = "tokio")] // uses the tokio codec; `cargo test --workspace` enables it
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
