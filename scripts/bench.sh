@@ -17,7 +17,18 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # Containers often lack ptrace (CMA); this keeps Open MPI's shared memory path quiet there.
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 
-cargo build --release -p mpx-client -p mpx-engine -p mpx-benches --bins
+cargo build --release -p mpx-cli -p mpx-engine -p mpx-benches --bins
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if ! git diff --quiet HEAD 2>/dev/null; then commit="$commit-dirty"; fi
-exec target/release/mpx-bench --commit "$commit" "$@"
+target/release/mpx-bench --commit "$commit" "$@"
+
+# From Python (the mpx package): no-op execute and apply round trips, next to the rows above,
+# when the package's venv exists (scripts/python-env.sh makes it; scripts/test.sh runs that).
+if [ -x target/pyenv/bin/python ] && target/pyenv/bin/python -c 'import mpx' 2>/dev/null; then
+  reps=200
+  for a in "$@"; do [ "$a" = --quick ] && reps=30; done
+  echo
+  echo "From Python (python/bench.py, $reps round trips each):"
+  # -P: import the installed package, not the sources next to the script.
+  MPX_BIN="$PWD/target/release/mpx" target/pyenv/bin/python -P python/bench.py --reps "$reps"
+fi
