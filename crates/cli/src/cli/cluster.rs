@@ -1,6 +1,5 @@
 //! `mpx cluster start | stop | list`.
 
-use mpx_messages::Kernel;
 use std::{
     ffi::OsString,
     path::PathBuf,
@@ -18,7 +17,7 @@ use mpx_controller::{
 
 use mpx_messages::DEFAULT_MAX_FRAME;
 
-use super::daemon;
+use super::{daemon, EngineCommand};
 
 /// One MiB, the unit of `--max-frame-mb`.
 const MIB: usize = 1 << 20;
@@ -86,15 +85,9 @@ pub struct StartArgs {
     /// {connection_file}, {engine}, {job_name}, {mpirun}, {kernel}).
     #[arg(long, value_name = "FILE")]
     launcher_template: Option<PathBuf>,
-    /// The mpirun command.
-    #[arg(long, default_value = "mpirun")]
-    mpirun: String,
-    /// The engine executable (default: `mpx-engine` next to `mpx`, or $MPX_ENGINE).
-    #[arg(long)]
-    engine: Option<PathBuf>,
-    /// The cell language of the engines (`mpx-engine --kernel`).
-    #[arg(long, default_value = "python", value_parser = super::parse_kernel)]
-    kernel: Kernel,
+    /// How the engines are started.
+    #[command(flatten)]
+    engines: EngineCommand,
     /// Largest frame the controller accepts, in MiB; a peer sending a bigger one is refused
     /// and disconnected. At most the default, which is also what engines and clients accept.
     #[arg(long, default_value_t = (DEFAULT_MAX_FRAME / MIB) as u32,
@@ -162,14 +155,15 @@ pub(super) fn engine_exe(explicit: Option<PathBuf>) -> PathBuf {
 /// `mpx cluster start` was run in: the daemon does not change it), so that cells find the
 /// user's files and modules there.
 fn launcher(args: &StartArgs) -> Result<Box<dyn Launcher>> {
-    let engine = engine_exe(args.engine.clone());
+    let engine = engine_exe(args.engines.engine.clone());
     let workdir = std::env::current_dir().context("cannot read the current directory")?;
-    let kernel = args.kernel;
+    let kernel = args.engines.kernel;
     if args.launcher == LauncherKind::Local {
         if args.queue.is_some() || args.walltime.is_some() || args.launcher_template.is_some() {
             bail!("--queue, --walltime and --launcher-template need --launcher slurm or pbs");
         }
-        let mut local = LocalLauncher::new(args.mpirun.clone(), args.mpirun_args.clone(), engine, kernel);
+        let mut local =
+            LocalLauncher::new(args.engines.mpirun.clone(), args.mpirun_args.clone(), engine, kernel);
         local.workdir = Some(workdir);
         return Ok(Box::new(local));
     }
@@ -180,7 +174,7 @@ fn launcher(args: &StartArgs) -> Result<Box<dyn Launcher>> {
         ),
         None => None,
     };
-    let mpirun = std::iter::once(&args.mpirun).chain(&args.mpirun_args).map(|a| shell_quote(a));
+    let mpirun = std::iter::once(&args.engines.mpirun).chain(&args.mpirun_args).map(|a| shell_quote(a));
     let opts = BatchOptions {
         queue: args.queue.clone().unwrap_or_default(),
         walltime: args.walltime.clone().unwrap_or_default(),
@@ -231,9 +225,9 @@ fn daemonize(args: StartArgs) -> Result<i32> {
     opt("--cluster-id", args.cluster_id.clone().into());
     opt("--timeout", args.timeout.to_string().into());
     opt("--ip", args.ip.clone().into());
-    opt("--mpirun", args.mpirun.clone().into());
+    opt("--mpirun", args.engines.mpirun.clone().into());
     opt("--launcher", args.launcher.name().into());
-    opt("--kernel", args.kernel.name().into());
+    opt("--kernel", args.engines.kernel.name().into());
     opt("--heartbeat", args.heartbeat.to_string().into());
     opt("--max-frame-mb", args.max_frame_mb.to_string().into());
     if let Some(q) = &args.queue {
@@ -245,7 +239,7 @@ fn daemonize(args: StartArgs) -> Result<i32> {
     if let Some(t) = &args.launcher_template {
         opt("--launcher-template", std::path::absolute(t)?.into());
     }
-    if let Some(engine) = &args.engine {
+    if let Some(engine) = &args.engines.engine {
         opt("--engine", engine.into());
     }
     if args.restart {

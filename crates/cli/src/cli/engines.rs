@@ -2,10 +2,8 @@
 //! engines get ids after the existing ones and their own COMM_WORLD; `mpx cluster stop` stops
 //! them with the rest (they finalize and their mpirun ends). They run in the current directory.
 
-use mpx_messages::Kernel;
 use std::{
     os::unix::process::CommandExt,
-    path::PathBuf,
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -15,7 +13,7 @@ use clap::Args;
 use mpx_client::{client::find_connection_file, Client};
 use mpx_controller::launcher::mpirun_command;
 
-use super::cluster::engine_exe;
+use super::{cluster::engine_exe, EngineCommand};
 
 #[derive(Args)]
 pub struct EnginesArgs {
@@ -25,15 +23,9 @@ pub struct EnginesArgs {
     /// Cluster id or connection file (default: the only running cluster).
     #[arg(long, default_value = "")]
     cluster_id: String,
-    /// The mpirun command.
-    #[arg(long, default_value = "mpirun")]
-    mpirun: String,
-    /// The engine executable (default: `mpx-engine` next to `mpx`, or $MPX_ENGINE).
-    #[arg(long)]
-    engine: Option<PathBuf>,
-    /// The cell language of the engines (`mpx-engine --kernel`).
-    #[arg(long, default_value = "python", value_parser = super::parse_kernel)]
-    kernel: Kernel,
+    /// How the engines are started.
+    #[command(flatten)]
+    engines: EngineCommand,
     /// Seconds the engines may take to register.
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
@@ -53,9 +45,16 @@ pub fn run(args: EnginesArgs) -> Result<i32> {
     let log_path = path.with_extension(format!("set-{}.log", std::process::id()));
     let log =
         std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let engine = engine_exe(args.engine);
-    let mut cmd =
-        mpirun_command(&args.mpirun, args.n, before, &args.mpirun_args, &engine, args.kernel, &path);
+    let engine = engine_exe(args.engines.engine);
+    let mut cmd = mpirun_command(
+        &args.engines.mpirun,
+        args.n,
+        before,
+        &args.mpirun_args,
+        &engine,
+        args.engines.kernel,
+        &path,
+    );
     cmd.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log));
     // SAFETY: setsid is async-signal-safe; the set outlives this command, detached from its
     // terminal, until the cluster stops it.
@@ -65,7 +64,7 @@ pub fn run(args: EnginesArgs) -> Result<i32> {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().with_context(|| format!("cannot run {}", args.mpirun))?;
+    let mut child = cmd.spawn().with_context(|| format!("cannot run {}", args.engines.mpirun))?;
     let deadline = t0 + Duration::from_secs_f64(args.timeout.max(0.0));
     loop {
         let info = client.info(Duration::from_secs(10))?;

@@ -8,7 +8,7 @@ mod data;
 mod engines;
 mod exec;
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -47,6 +47,21 @@ enum Command {
     Scatter(data::PutArgs),
     /// Concatenate a variable along axis 0 from the engines into a `.npy` file (MPI Gatherv).
     Gather(data::GetArgs),
+}
+
+/// How engines are started: the mpirun command, the engine executable and its kernel (for
+/// `cluster start` and `cluster engines`).
+#[derive(Args, Clone, Debug)]
+pub struct EngineCommand {
+    /// The mpirun command.
+    #[arg(long, default_value = "mpirun")]
+    pub mpirun: String,
+    /// The engine executable (default: `mpx-engine` next to `mpx`, or $MPX_ENGINE).
+    #[arg(long)]
+    pub engine: Option<PathBuf>,
+    /// The cell language of the engines (`mpx-engine --kernel`).
+    #[arg(long, default_value = "python", value_parser = parse_kernel)]
+    pub kernel: Kernel,
 }
 
 /// Parses `--kernel` (`python` or `rhai`; the error lists both).
