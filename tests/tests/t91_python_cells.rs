@@ -108,3 +108,27 @@ fn t91_an_array_pushed_changed_in_place_and_pulled_back() {
     }
     c.stop();
 }
+
+#[test]
+fn t91_output_into_a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    let c = Cluster::start(Kernel::Python, "pypipe", 4, &[]);
+    // `mpx px ... | head -1`: the reader goes away after one line of many.
+    let mut cmd = mpx_cmd(&c.home);
+    cmd.args(["px", "for i in range(5000): print(i)"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert_eq!(first.trim(), "[stdout:0] 0");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(out.status.success() || out.status.signal() == Some(libc::SIGPIPE), "{:?}", out.status);
+    // The cluster is unaffected.
+    assert_eq!(out_values(&c.px("1 + 1")).len(), 4);
+    // An empty target list is an error, not "all".
+    let out = c.mpx(&["px", "--targets", "", "1"]);
+    assert!(!out.status.success() && stderr(&out).contains("empty target list"), "{}", stderr(&out));
+    c.stop();
+}

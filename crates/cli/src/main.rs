@@ -14,6 +14,15 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let args = cli::Cli::parse();
+    if !args.runs_a_cluster() {
+        // A command whose output goes to a closed pipe (`mpx px ... | head -1`) ends quietly, as
+        // Unix tools do, instead of panicking in `print!`. Commands that run a controller keep
+        // Rust's default (SIGPIPE ignored): they must always reach their cleanup.
+        // SAFETY: restoring a signal's default disposition, before any other thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli::run(args) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -92,8 +92,11 @@ impl Target {
 /// Parses `all`, `0,2`, `1-3` or a mix such as `0,2-3`.
 pub fn parse_targets(text: &str) -> Result<Targets, String> {
     let text = text.trim();
-    if text.is_empty() || text == "all" {
+    if text == "all" {
         return Ok(Targets::All);
+    }
+    if text.is_empty() {
+        return Err("empty target list: give engine ids (0,2 or 1-3) or all".into());
     }
     let mut ids = Vec::new();
     for part in text.split(',') {
@@ -111,6 +114,14 @@ pub fn parse_targets(text: &str) -> Result<Targets, String> {
         }
     }
     Ok(Targets::List(ids))
+}
+
+impl Cli {
+    /// Whether this command runs (or starts) a controller: `cluster start` and `controller
+    /// start`, in the foreground or as the daemon's child.
+    pub fn runs_a_cluster(&self) -> bool {
+        matches!(&self.command, Command::Cluster(cluster::ClusterCommand::Start(_)) | Command::Controller(_))
+    }
 }
 
 /// Runs a command; returns the process exit code.
