@@ -158,3 +158,42 @@ fn t34_engines_not_registering_in_time_is_a_timeout_with_nothing_left() {
     assert!(!fake_running, "a silent engine outlived the failed start");
     let _ = std::fs::remove_dir_all(home);
 }
+
+#[test]
+fn t35_stop_with_a_stale_file_leaves_an_unrelated_process_alone() {
+    let home = temp_home("stale");
+    // An unrelated live process whose pid a stale connection file names (as after a crash and
+    // pid reuse): once with a controller start time that does not match, once without one.
+    let mut stranger = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = stranger.id();
+    for started in [Some(1), None] {
+        let info = mpx_messages::ConnectionInfo {
+            cluster_id: "default".into(),
+            address: "127.0.0.1:9".into(),
+            key: "00".repeat(32),
+            controller_pid: pid,
+            engines: 4,
+            controller_started: started,
+        };
+        let path = files::connection_file(&home, "default");
+        files::write_connection_file(&path, &info).unwrap();
+        assert!(!files::controller_running(&info));
+        let t0 = Instant::now();
+        let out = run_with_timeout(
+            {
+                let mut c = mpx_cmd(&home);
+                c.args(["cluster", "stop"]);
+                c
+            },
+            Duration::from_secs(30),
+        );
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        assert!(stdout(&out).contains("was not running"), "{}", stdout(&out));
+        assert!(t0.elapsed() < Duration::from_secs(5), "stop waited for a stranger: {:?}", t0.elapsed());
+        assert!(stranger.try_wait().unwrap().is_none(), "the unrelated process was signalled");
+        assert!(!path.exists(), "the stale file is removed");
+    }
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -146,7 +146,7 @@ pub async fn run_cluster(
     let t0 = Instant::now();
     let path = files::connection_file(&opts.home, &opts.cluster_id);
     if let Ok(old) = files::read_connection_file(&path) {
-        if files::pid_alive(old.controller_pid) {
+        if files::controller_running(&old) {
             return Err(ClusterError::AlreadyRunning(opts.cluster_id.clone()));
         }
     }
@@ -159,6 +159,7 @@ pub async fn run_cluster(
         key: key.to_hex(),
         controller_pid: std::process::id(),
         engines: opts.n,
+        controller_started: mpx_messages::connection::process_start_time(std::process::id()),
     };
     files::write_connection_file(&path, &info)?;
     let _cleanup = RemoveOnDrop(path.clone());

@@ -15,6 +15,21 @@ pub fn log_file(home: &Path, id: &str) -> PathBuf {
     home.join(format!("cluster-{id}.log"))
 }
 
+/// Whether the controller a connection file names is still running: its pid is alive and the
+/// process there started when the controller did (a pid reused by an unrelated process after a
+/// crash is not the controller; for files without a start time, it must be an mpx process).
+pub fn controller_running(info: &mpx_messages::ConnectionInfo) -> bool {
+    let pid = info.controller_pid;
+    pid_alive(pid)
+        && match info.controller_started {
+            Some(t) => mpx_messages::connection::process_start_time(pid) == Some(t),
+            // A file from before start times were recorded: at least an mpx process.
+            None => fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains("mpx"))
+                .unwrap_or(true),
+        }
+}
+
 /// Whether a process with this pid exists and is not a zombie.
 pub fn pid_alive(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks for existence and permission.

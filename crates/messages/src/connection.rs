@@ -42,6 +42,19 @@ pub struct ConnectionInfo {
     pub controller_pid: u32,
     /// Number of engines the cluster was started with (0 if started without engines).
     pub engines: u32,
+    /// When the controller process started ([`process_start_time`] of `controller_pid`), so
+    /// that a stale file whose pid now belongs to another process is recognised as stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_started: Option<u64>,
+}
+
+/// When process `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`);
+/// `None` if there is no such process (or no `/proc`).
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is parenthesised and may hold spaces: count after its `)`.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The directory holding connection files: `$MPX_HOME`, or `~/.mpx`.

@@ -283,7 +283,7 @@ fn stop_one(id: &str, path: &std::path::Path) -> Result<()> {
     let t0 = Instant::now();
     let info = files::read_connection_file(path)?;
     let pid = info.controller_pid;
-    if !files::pid_alive(pid) {
+    if !files::controller_running(&info) {
         let _ = std::fs::remove_file(path);
         println!("cluster {id} was not running (removed its stale connection file)");
         return Ok(());
@@ -323,7 +323,7 @@ fn list() -> Result<i32> {
     }
     for (id, path) in found {
         let state = match files::read_connection_file(&path) {
-            Ok(info) if files::pid_alive(info.controller_pid) => {
+            Ok(info) if files::controller_running(&info) => {
                 match Client::connect(&path.to_string_lossy()).and_then(|c| c.info(Duration::from_secs(2))) {
                     Ok(ci) => format!(
                         "running, {} engines, controller pid {}, mpirun pid {}, {}",
