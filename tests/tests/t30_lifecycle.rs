@@ -197,3 +197,40 @@ fn t35_stop_with_a_stale_file_leaves_an_unrelated_process_alone() {
     let _ = stranger.wait();
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn t36_two_simultaneous_starts_of_one_id_give_one_cluster_and_one_clear_error() {
+    let guard = serial();
+    let home = temp_home("twostarts");
+    let start = || {
+        let mut c = mpx_cmd(&home);
+        c.args(["cluster", "start", "--kernel", "rhai", "-n", "2", "--daemonize", "--timeout", "60"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (a, b) = (start(), start());
+    let finish = |mut child: std::process::Child| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("cluster start did not finish");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    };
+    let (oa, ob) = (finish(a), finish(b));
+    let winners = [&oa, &ob].iter().filter(|o| o.status.success()).count();
+    let text = format!("{}{}\n{}{}", stdout(&oa), stderr(&oa), stdout(&ob), stderr(&ob));
+    assert_eq!(winners, 1, "exactly one start succeeds:\n{text}");
+    let loser = if oa.status.success() { &ob } else { &oa };
+    assert!(
+        format!("{}{}", stdout(loser), stderr(loser)).contains("already running or starting"),
+        "the other says why:\n{text}"
+    );
+    let c = Cluster::adopt(home, "default", 2, guard);
+    assert_eq!(c.pids.alive().len(), 4, "controller + mpirun + 2 engines: {:?}", c.pids);
+    c.stop();
+}

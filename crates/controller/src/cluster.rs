@@ -145,6 +145,7 @@ pub async fn run_cluster(
 ) -> Result<StopReason, ClusterError> {
     let t0 = Instant::now();
     let path = files::connection_file(&opts.home, &opts.cluster_id);
+    let _lock = files::lock_cluster(&opts.home, &opts.cluster_id)?;
     if let Ok(old) = files::read_connection_file(&path) {
         if files::controller_running(&old) {
             return Err(ClusterError::AlreadyRunning(opts.cluster_id.clone()));

@@ -66,7 +66,7 @@ pub enum ClusterError {
     #[error("interrupted by {0} while starting")]
     Interrupted(&'static str),
     /// A controller with this id is running already.
-    #[error("a cluster with id {0:?} is already running (mpx cluster stop --cluster-id {0})")]
+    #[error("a cluster with id {0:?} is already running or starting (mpx cluster stop --cluster-id {0})")]
     AlreadyRunning(String),
     /// The connection file is missing, unsafe or invalid.
     #[error("connection file {path}: {why}")]
