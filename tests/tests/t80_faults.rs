@@ -90,6 +90,7 @@ fn t83_ctrl_c_interrupts_a_running_cell_and_the_next_cell_runs() {
     eprintln!("Ctrl-C to px returning: {:?}", t0.elapsed());
     let text = stdout(&out);
     assert_eq!(text.matches("KeyboardInterrupt").count(), 4, "{text}");
+    assert_eq!(out.status.code(), Some(130), "Ctrl-C exits 130:\n{text}");
     let vals = out_values(&c.px("rank"));
     assert_eq!(vals.len(), 4);
     c.stop();

@@ -81,7 +81,7 @@ fn t92_ctrl_c_interrupts_a_busy_loop_and_a_sleep_quickly_and_the_next_cell_runs(
         let text = stdout(&out);
         assert_eq!(text.matches(":error] KeyboardInterrupt").count(), 4, "{code:?}:\n{text}");
         assert!(!text.contains("KeyboardInterrupt: "), "no message, so no colon:\n{text}");
-        assert_eq!(out.status.code(), Some(1), "{code:?}:\n{text}");
+        assert_eq!(out.status.code(), Some(130), "Ctrl-C exits 130 {code:?}:\n{text}");
         assert!(took < Duration::from_secs(3), "{code:?}: px took {took:?} to end after Ctrl-C");
         assert_eq!(out_values(&c.px("n >= 0")), all4(&["True"; 4]));
     }

@@ -72,8 +72,9 @@ fn read_stdin() -> Result<String> {
     Ok(code)
 }
 
-/// Runs `code` on the target engines, prints the results, and returns the exit code
-/// (1 if any engine reported an error).
+/// Runs `code` on the target engines, prints the results, and returns the exit code: 130
+/// (128 + SIGINT, the shell's convention) if Ctrl-C interrupted it, else 1 if any engine
+/// reported an error.
 pub fn execute_and_print(
     client: &Client,
     target: &Target,
@@ -81,16 +82,17 @@ pub fn execute_and_print(
     on_timeout: OnTimeout,
 ) -> Result<i32> {
     let pending = code.submit(&client.view(target.targets.clone()))?;
-    let results = match wait_interruptible(client, &target.targets, &pending, target.timeout()) {
-        Err(ClientError::Timeout(t)) if on_timeout == OnTimeout::Abort => {
-            eprintln!("mpx: no result after {t:?}: tearing the MPI world down");
-            client.abort(&format!("px timed out after {t:?}"), Duration::from_secs(10))?;
-            pending.get(Duration::from_secs(10))?
-        }
-        other => other?,
-    };
+    let (results, interrupted) =
+        match wait_interruptible_flagged(client, &target.targets, &pending, target.timeout()) {
+            Err(ClientError::Timeout(t)) if on_timeout == OnTimeout::Abort => {
+                eprintln!("mpx: no result after {t:?}: tearing the MPI world down");
+                client.abort(&format!("px timed out after {t:?}"), Duration::from_secs(10))?;
+                (pending.get(Duration::from_secs(10))?, false)
+            }
+            other => other?,
+        };
     print!("{}", display::render_with(&results, &client.labels()?));
-    Ok(i32::from(display::any_error(&results)))
+    Ok(if interrupted { 130 } else { i32::from(display::any_error(&results)) })
 }
 
 /// Waits for a request; Ctrl-C interrupts the running cells of its engines (they fail with
@@ -101,6 +103,16 @@ pub fn wait_interruptible(
     pending: &AsyncResult,
     timeout: Duration,
 ) -> Result<Vec<EngineResult>, ClientError> {
+    wait_interruptible_flagged(client, targets, pending, timeout).map(|(results, _)| results)
+}
+
+/// Like [`wait_interruptible`], also saying whether Ctrl-C interrupted the cells.
+pub fn wait_interruptible_flagged(
+    client: &Client,
+    targets: &Targets,
+    pending: &AsyncResult,
+    timeout: Duration,
+) -> Result<(Vec<EngineResult>, bool), ClientError> {
     let flag = ctrl_c_flag();
     flag.store(false, Ordering::SeqCst);
     let deadline = Instant::now() + timeout;
@@ -108,7 +120,7 @@ pub fn wait_interruptible(
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if pending.wait(left.min(Duration::from_millis(50)))? {
-            return pending.get(Duration::ZERO);
+            return Ok((pending.get(Duration::ZERO)?, interrupted));
         }
         if left.is_zero() {
             return Err(ClientError::Timeout(timeout));
