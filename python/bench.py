@@ -8,6 +8,7 @@ same operations as ipyparallel's figures in ../shared/peer-figures.md.
 """
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -38,12 +39,15 @@ def main():
     ap.add_argument("--json")
     args = ap.parse_args()
     rows = {}
-    with tempfile.TemporaryDirectory() as cwd, mpx.Cluster(n=args.n, cwd=cwd) as rc:
-        one, every = rc[0], rc[:]
-        rows["execute no-op, one engine"] = measure(lambda: one.execute("pass", block=True), args.reps)
-        rows["execute no-op, all engines"] = measure(lambda: every.execute("pass", block=True), args.reps)
-        rows["apply no-op, one engine"] = measure(lambda: one.apply_sync(noop), args.reps)
-        rows["apply no-op, all engines"] = measure(lambda: every.apply_sync(noop), args.reps)
+    # A private MPX_HOME (connection file, daemon log), removed afterwards with the cwd.
+    with tempfile.TemporaryDirectory() as cwd, tempfile.TemporaryDirectory() as home:
+        os.environ["MPX_HOME"] = home
+        with mpx.Cluster(n=args.n, cwd=cwd) as rc:
+            one, every = rc[0], rc[:]
+            rows["execute no-op, one engine"] = measure(lambda: one.execute("pass", block=True), args.reps)
+            rows["execute no-op, all engines"] = measure(lambda: every.execute("pass", block=True), args.reps)
+            rows["apply no-op, one engine"] = measure(lambda: one.apply_sync(noop), args.reps)
+            rows["apply no-op, all engines"] = measure(lambda: every.apply_sync(noop), args.reps)
     width = max(len(k) for k in rows)
     for name, r in rows.items():
         print("%-*s  %8.3f ms  (p90 %.3f ms)" % (width, name, r["median_ms"], r["p90_ms"]))
