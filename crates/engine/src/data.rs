@@ -206,7 +206,7 @@ fn describe(kernel: &mut dyn Kernel, rank: u32, name: &str) -> Result<Box<dyn Ho
 fn encode_desc(d: &Result<Box<dyn HostArray>, String>) -> Vec<u8> {
     match d {
         Ok(a) => {
-            let mut out = vec![0u8, Dtype::ALL.iter().position(|&t| t == a.dtype()).unwrap_or(0) as u8];
+            let mut out = vec![0u8, a.dtype().code()];
             for &s in a.shape() {
                 out.extend_from_slice(&(s as u64).to_le_bytes());
             }
@@ -255,7 +255,7 @@ pub fn gather(
     }
     let (dt, first) = &shapes[0];
     if let Some((i, _)) = shapes.iter().enumerate().find(|(_, (d, s))| d != dt || s[1..] != first[1..]) {
-        let dname = |d: u8| Dtype::ALL.get(d as usize).map_or("?", |t| t.name());
+        let dname = |d: u8| Dtype::from_code(d).map_or("?", |t| t.name());
         return Err(err(
             "ValueError",
             format!(

@@ -133,7 +133,6 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     let board = Board::default();
     crate::intercept::install(board.clone());
     let comm = MpiComm::world(world.duplicate(), board.clone());
-    let control_comm = world.duplicate();
     let mut groups = Groups::new(world.duplicate(), board.clone());
 
     let (rhai_registry, py_steps) = registry.into_parts();
@@ -148,7 +147,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     };
     // Every rank learns whether every kernel started, so none waits for a rank that left.
     let mut all_ok = 0i32;
-    control_comm.all_reduce_into(&i32::from(made.is_ok()), &mut all_ok, SystemOperation::min());
+    comm.comm().all_reduce_into(&i32::from(made.is_ok()), &mut all_ok, SystemOperation::min());
     let mut kernel = match (made, all_ok) {
         (Ok(k), 1) => k,
         (Err(why), _) => return Err(EngineError::Kernel { kernel: opts.kernel, why }),
@@ -200,11 +199,11 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
         let thread = control.spawn(register(None, world_info))?;
         let registered = wait_registered(&jobs);
         let mut set = [registered.as_ref().map_or(-1, |(_, set)| i64::from(*set))];
-        control_comm.process_at_rank(0).broadcast_into(&mut set[..]);
+        comm.comm().process_at_rank(0).broadcast_into(&mut set[..]);
         (thread, registered)
     } else {
         let mut set = [-1i64];
-        control_comm.process_at_rank(0).broadcast_into(&mut set[..]);
+        comm.comm().process_at_rank(0).broadcast_into(&mut set[..]);
         if set[0] < 0 {
             return Err(EngineError::Controller("rank 0 could not register this world".into()));
         }
@@ -237,7 +236,6 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     }
     drop(kernel);
     drop(groups);
-    drop(control_comm);
     let _ = control_thread.join();
     drop(universe);
     result

@@ -98,10 +98,7 @@ impl Kernel for RhaiKernel {
     }
 
     fn new_array(&mut self, dtype: Dtype, shape: &[usize]) -> Result<Box<dyn HostArray>, RemoteError> {
-        let n = shape
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .and_then(|n| n.checked_mul(dtype.item_size()))
+        let n = mpx_messages::array::byte_len(dtype, shape)
             .ok_or_else(|| RemoteError::new("ValueError", format!("shape {shape:?} is too large")))?;
         let a = raw::from_bytes(dtype, shape, &vec![0u8; n]).map_err(remote)?;
         Ok(Box::new(RhaiArray(a)))

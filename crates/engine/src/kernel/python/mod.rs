@@ -32,11 +32,6 @@ pub use signals::PyInterrupt;
 /// module that cells import.
 pub type PyStep = Box<dyn Fn(&Bound<'_, PyModule>) -> PyResult<()>>;
 
-/// numpy's array-protocol type string of a wire dtype (little-endian).
-pub fn numpy_str(d: Dtype) -> &'static str {
-    d.numpy_str()
-}
-
 /// The wire dtype of numpy's array-protocol type string (`<f8`, `|b1`, ...).
 pub fn dtype_of_numpy(s: &str) -> Option<Dtype> {
     Dtype::ALL.iter().copied().find(|&d| d.numpy_str() == s)
@@ -272,7 +267,7 @@ impl Kernel for PythonKernel {
             let make = || -> PyResult<PyHostArray> {
                 let np = py.import("numpy")?;
                 let shape_t = PyTuple::new(py, shape.iter())?;
-                let obj = np.getattr("empty")?.call1((shape_t, numpy_str(dtype)))?;
+                let obj = np.getattr("empty")?.call1((shape_t, dtype.numpy_str()))?;
                 let (ptr, len) = array_memory(&obj)?;
                 Ok(PyHostArray { obj: obj.unbind(), ptr, len, dtype, shape: shape.to_vec(), fresh: true })
             };
