@@ -13,11 +13,11 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use mpx_messages::connection as files;
 use mpx_messages::{
-    codec::blocking, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, EngineState,
-    Frame, Key, Outcome, RawArray, RemoteError, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
+    codec::blocking, Chunk, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId,
+    EngineState, Frame, Key, Outcome, RawArray, RemoteError, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
 };
 
 use crate::{
@@ -97,6 +97,8 @@ pub struct Client {
     next_req: AtomicU64,
     cluster_id: String,
     connection_file: PathBuf,
+    /// Arrays larger than this stream in chunks of this size (bytes).
+    chunk: AtomicU64,
 }
 
 /// Finds the connection file for `target`: a path to a file, or a cluster id under `$MPX_HOME`
@@ -181,6 +183,7 @@ impl Client {
             next_req: AtomicU64::new(1),
             cluster_id: cluster_id.to_string(),
             connection_file,
+            chunk: AtomicU64::new(mpx_messages::array::chunk_bytes() as u64),
         };
         // The first exchange proves the key: a wrong one is rejected here, clearly.
         client.info(CONNECT_TIMEOUT)?;
@@ -195,6 +198,17 @@ impl Client {
     /// The connection file used.
     pub fn connection_file(&self) -> &Path {
         &self.connection_file
+    }
+
+    /// The chunk size (bytes) of the arrays this client sends: a larger array streams in chunks
+    /// (default `$MPX_CHUNK_BYTES` or 4 MiB).
+    pub fn chunk_bytes(&self) -> usize {
+        self.chunk.load(Ordering::Relaxed) as usize
+    }
+
+    /// Sets the chunk size (bytes, at least 1) of the arrays this client sends.
+    pub fn set_chunk_bytes(&self, bytes: usize) {
+        self.chunk.store(bytes.max(1) as u64, Ordering::Relaxed);
     }
 
     fn send(&self, msg: ClientToController) -> Result<(), ClientError> {
@@ -267,11 +281,31 @@ impl Client {
         let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
         self.shared.state.lock().expect("client state").requests.insert(req_id, RequestState::default());
         let submitted = mpx_messages::unix_time();
-        let frame = Frame::with_buffers(
-            ClientToController::SubmitRequest(SubmitRequest { req_id, targets, task }),
-            buffers,
-        );
-        self.send_frame(&frame)?;
+        // A push's or scatter's array larger than a chunk streams after the request.
+        let chunk = self.chunk_bytes();
+        let streamed = matches!(task, Task::Push { .. } | Task::Scatter { .. })
+            && buffers.len() == 1
+            && buffers[0].len() > chunk;
+        let request = ClientToController::SubmitRequest(SubmitRequest { req_id, targets, task });
+        if !streamed {
+            self.send_frame(&Frame::with_buffers(request, buffers))?;
+            return Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted });
+        }
+        let array = &buffers[0];
+        let mut w = self.writer.lock().expect("client writer");
+        let total = array.len();
+        let mut send = |frame: &Frame<ClientToController>| {
+            blocking::write_frame(&mut *w, &self.key, frame).map_err(|e| match e {
+                CodecError::Io(io) => self.closed_error().unwrap_or(ClientError::Closed(io.to_string())),
+                other => ClientError::Codec(other),
+            })
+        };
+        send(&Frame::new(request))?;
+        for offset in (0..total).step_by(chunk) {
+            let piece = array.slice(offset..total.min(offset + chunk));
+            let chunk = Chunk { stream: req_id, offset: offset as u64, total: total as u64 };
+            send(&Frame::with_buffers(ClientToController::Chunk(chunk), vec![piece]))?;
+        }
         Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted })
     }
 
@@ -350,6 +384,7 @@ impl Drop for Client {
 /// The reader thread: files every frame under its request and wakes the waiters.
 fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
     let mut reader = BufReader::with_capacity(1 << 16, stream);
+    let mut incoming = Incoming::default();
     let why = loop {
         let frame = match blocking::read_frame::<ControllerToClient>(&mut reader, &key, DEFAULT_MAX_FRAME) {
             Ok(Some(frame)) => frame,
@@ -363,7 +398,19 @@ fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
             Ok((header, buffers)) => (header, buffers, None),
             Err((header, refused)) => (header, Vec::new(), Some(refused)),
         };
+        if let ControllerToClient::Chunk { chunk, engine_id } = header {
+            incoming.add(chunk, engine_id, buffers, refused);
+            continue;
+        }
+        // A result ends its stream, whatever became of it.
+        let streamed = match &header {
+            ControllerToClient::TaskResult(res) => incoming.take(res.req_id, res.engine_id),
+            _ => None,
+        };
         let array = match (&mut header, refused) {
+            (ControllerToClient::TaskResult(res), None) if buffers.is_empty() && streamed.is_some() => {
+                decode_streamed(&mut res.outcome, streamed.expect("checked"))
+            }
             (ControllerToClient::TaskResult(res), None) => decode_array(&mut res.outcome, &buffers),
             (ControllerToClient::TaskResult(res), Some(refused)) => {
                 res.outcome.error = Some(RemoteError {
@@ -402,6 +449,7 @@ fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
                 }
             }
             ControllerToClient::ShutdownReply => state.shutdown_acked = true,
+            ControllerToClient::Chunk { .. } => {}
             reply @ (ControllerToClient::InterruptReply { .. }
             | ControllerToClient::WhereReply { .. }
             | ControllerToClient::AbortReply { .. }) => state.control.push(reply),
@@ -411,6 +459,65 @@ fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
     };
     shared.state.lock().expect("client state").closed = Some(why);
     shared.cond.notify_all();
+}
+
+/// The arrays streaming in, by (request, engine): each written into its final buffer, allocated
+/// once at its first chunk.
+#[derive(Default)]
+struct Incoming {
+    streams: HashMap<(u64, EngineId), Result<BytesMut, String>>,
+}
+
+impl Incoming {
+    /// Adds a chunk (verified by the codec, or `refused`) to its array.
+    fn add(
+        &mut self,
+        chunk: Chunk,
+        engine: EngineId,
+        buffers: Vec<Bytes>,
+        refused: Option<mpx_messages::Refused>,
+    ) {
+        let key = (chunk.stream, engine);
+        let entry = self.streams.entry(key).or_insert_with(|| Ok(BytesMut::new()));
+        let Ok(buf) = entry else { return };
+        let bad = match (refused, buffers.as_slice()) {
+            (Some(r), _) => Some(format!("refused the chunk at byte {}: {r}", chunk.offset)),
+            (None, [piece])
+                if chunk.offset == buf.len() as u64 && buf.len() + piece.len() <= chunk.total as usize =>
+            {
+                if buf.is_empty() {
+                    buf.reserve(chunk.total as usize);
+                }
+                buf.extend_from_slice(piece);
+                None
+            }
+            (None, _) => Some(format!(
+                "chunk at byte {} of {} does not continue the array at byte {}",
+                chunk.offset,
+                chunk.total,
+                buf.len()
+            )),
+        };
+        if let Some(why) = bad {
+            *entry = Err(why);
+        }
+    }
+
+    /// The array of (request, engine), once its reply came.
+    fn take(&mut self, req: u64, engine: EngineId) -> Option<Result<Bytes, String>> {
+        self.streams.remove(&(req, engine)).map(|s| s.map(BytesMut::freeze))
+    }
+}
+
+/// Decodes a streamed array; a broken stream or a bad array becomes the outcome's error.
+fn decode_streamed(outcome: &mut Outcome, bytes: Result<Bytes, String>) -> Option<RawArray> {
+    match bytes {
+        Ok(bytes) => decode_array(outcome, &[bytes]),
+        Err(why) => {
+            outcome.error = Some(RemoteError::new("DecodeError", format!("bad array reply: {why}")));
+            None
+        }
+    }
 }
 
 /// Decodes the array an outcome refers to; a bad one becomes the outcome's error.

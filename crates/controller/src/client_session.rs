@@ -1,14 +1,17 @@
 //! `ClientSession` is an actor. It owns one client's TCP connection: it decodes the client's
 //! requests, hands them to the hub, and writes the hub's answers and results back.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 use actix::prelude::*;
-use mpx_messages::{ClientToController, CodecError, ControllerToClient, Frame, Outbound, SubmitReply};
-use tracing::{info, warn};
+use mpx_messages::{
+    Chunk, ClientToController, CodecError, ControllerToClient, Frame, Outbound, Payload, SubmitReply,
+};
+use tracing::{debug, info, warn};
 
 use crate::{
-    hub::{Abort, Hub, Info, Interrupt, RequestShutdown, Submit, ToClient, Where},
+    forward::Upstream,
+    hub::{Abort, Hub, Info, Interrupt, RequestShutdown, Submit, Submitted, ToClient, Where},
     writer::FrameWriter,
 };
 
@@ -27,6 +30,8 @@ pub struct ClientSession {
     pub hub: Addr<Hub>,
     /// Where frames are written.
     pub writer: ClientWriter,
+    /// The client's arrays streaming to engines, by request id.
+    pub upstreams: HashMap<u64, Upstream>,
 }
 
 impl ClientSession {
@@ -38,6 +43,9 @@ impl ClientSession {
     /// when it is done, or the grace period does. Stopping right
     /// away would drop frames still queued, such as [`Outbound::AuthRejected`].
     fn close(&mut self, ctx: &mut Context<Self>) {
+        for (_, up) in self.upstreams.drain() {
+            up.abort("the client's connection closed before the whole array arrived; nothing was bound");
+        }
         self.writer.close();
         ctx.run_later(CLOSE_GRACE, |_, ctx| ctx.stop());
     }
@@ -85,20 +93,29 @@ impl StreamHandler<Result<Frame<ClientToController>, CodecError>> for ClientSess
             ClientToController::SubmitRequest(req) => {
                 let req_id = req.req_id;
                 let client = ctx.address().recipient();
-                // `wait` keeps the SubmitReply ahead of any TaskResult written for it.
+                let Some(link) = self.writer.link() else { return };
+                // `wait` keeps the SubmitReply ahead of any TaskResult written for it, and the
+                // route of a streamed array known before its chunks are read.
                 self.hub
-                    .send(Submit { req, buffers: frame.buffers, client })
+                    .send(Submit { req, buffers: frame.buffers, client, link })
                     .into_actor(self)
                     .map(move |res, act, _| {
-                        let reply = res.unwrap_or_else(|e| SubmitReply {
-                            req_id,
-                            engines: vec![],
-                            error: Some(format!("controller busy: {e}")),
+                        let Submitted { reply, upstream } = res.unwrap_or_else(|e| Submitted {
+                            reply: SubmitReply {
+                                req_id,
+                                engines: vec![],
+                                error: Some(format!("controller busy: {e}")),
+                            },
+                            upstream: None,
                         });
+                        if let Some(up) = upstream {
+                            act.upstreams.insert(req_id, up);
+                        }
                         act.reply(ControllerToClient::SubmitReply(reply));
                     })
                     .wait(ctx);
             }
+            ClientToController::Chunk(chunk) => self.forward_chunk(chunk, frame.buffers, ctx),
             ClientToController::InterruptRequest { targets } => {
                 self.hub
                     .send(Interrupt(targets))
@@ -137,5 +154,38 @@ impl StreamHandler<Result<Frame<ClientToController>, CodecError>> for ClientSess
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
         self.close(ctx);
+    }
+}
+
+impl ClientSession {
+    /// Forwards a chunk of a streamed array to its root engine. Reading from the client waits
+    /// until the engine's queue has room (back-pressure); a chunk that does not continue its
+    /// stream aborts it, and a lost engine drops the rest (its tasks fail through the hub).
+    fn forward_chunk(&mut self, chunk: Chunk, buffers: Vec<Payload>, ctx: &mut Context<Self>) {
+        let req_id = chunk.stream;
+        let Some(up) = self.upstreams.get_mut(&req_id) else {
+            debug!(peer = %self.peer, req = req_id, "chunk of no streaming request dropped");
+            return;
+        };
+        let frame = match up.chunk_frame(chunk, buffers) {
+            Ok(frame) => frame,
+            Err(why) => {
+                warn!(peer = %self.peer, req = req_id, %why, "bad chunk; the stream is aborted");
+                up.abort(format!("the client sent a bad chunk ({why}); nothing was bound"));
+                self.upstreams.remove(&req_id);
+                return;
+            }
+        };
+        let link = up.link.clone();
+        if up.is_complete() {
+            self.upstreams.remove(&req_id);
+        }
+        ctx.wait(actix::fut::wrap_future::<_, Self>(async move { link.send(frame).await }).map(
+            move |sent, act, _| {
+                if sent.is_err() {
+                    act.upstreams.remove(&req_id);
+                }
+            },
+        ));
     }
 }

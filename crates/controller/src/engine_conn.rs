@@ -2,16 +2,18 @@
 //! hub's tasks to it and hands the engine's replies to the hub.
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     time::{Duration, Instant},
 };
 
 use actix::prelude::*;
-use mpx_messages::{CodecError, ControllerToEngine, EngineId, EngineToController, Frame};
+use mpx_messages::{Chunk, CodecError, ControllerToEngine, EngineId, EngineToController, Frame, Payload};
 use tracing::warn;
 
 use crate::{
-    hub::{EngineGone, EngineReply, EngineStatus, Hub, ToEngine},
+    forward::Downstream,
+    hub::{EngineGone, EngineReply, EngineStatus, Hub, RouteOf, ToEngine},
     writer::FrameWriter,
 };
 
@@ -36,6 +38,8 @@ pub struct EngineConn {
     pub last_heard: Instant,
     /// Next ping's sequence number.
     pub seq: u64,
+    /// Where the chunks of streamed replies go, by task id (asked of the hub at the first).
+    pub routes: HashMap<u64, Downstream>,
 }
 
 impl EngineConn {
@@ -89,8 +93,10 @@ impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn
                     self.hub.do_send(EngineStatus { id, req, state })
                 }
                 EngineToController::TaskReply(reply) => {
+                    self.routes.remove(&reply.task_id);
                     self.hub.do_send(EngineReply { id, reply, buffers: frame.buffers })
                 }
+                EngineToController::Chunk(chunk) => self.forward_chunk(id, chunk, frame.buffers, ctx),
                 EngineToController::RegisterRequest(_) => {
                     warn!(engine = id, peer = %self.peer, "second registration on one connection ignored");
                 }
@@ -108,5 +114,34 @@ impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn
             self.cause = "connection closed".into();
         }
         ctx.stop();
+    }
+}
+
+impl EngineConn {
+    /// Forwards a chunk of a streamed reply to the client that asked. Reading from the engine
+    /// waits until the client's queue has room (back-pressure); the chunks of a reply nobody
+    /// waits for any more are dropped (its `TaskReply` follows them through the hub).
+    fn forward_chunk(&mut self, id: EngineId, chunk: Chunk, buffers: Vec<Payload>, ctx: &mut Context<Self>) {
+        let task_id = chunk.stream;
+        let cached = self.routes.get(&task_id).cloned();
+        let hub = self.hub.clone();
+        let forward = async move {
+            let route = match cached {
+                Some(route) => Some(route),
+                None => hub.send(RouteOf { engine: id, task_id }).await.ok().flatten(),
+            };
+            match route {
+                Some(route) if route.forward(id, chunk, buffers).await.is_ok() => Some(route),
+                _ => None,
+            }
+        };
+        ctx.wait(actix::fut::wrap_future::<_, Self>(forward).map(move |route, act, _| {
+            // Time spent waiting for the client is not the engine's silence.
+            act.last_heard = Instant::now();
+            match route {
+                Some(route) => act.routes.insert(task_id, route),
+                None => act.routes.remove(&task_id),
+            };
+        }));
     }
 }

@@ -12,7 +12,11 @@ use mpx_messages::{
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::plan::{plan, Place};
+use crate::{
+    forward::{streamed_total, Downstream, Upstream},
+    plan::{plan, Place},
+    writer::Link,
+};
 
 /// A frame for an engine connection to write.
 #[derive(Message)]
@@ -27,10 +31,14 @@ pub struct ToClient(pub Frame<ControllerToClient>);
 struct EngineEntry {
     info: EngineInfo,
     conn: Recipient<ToEngine>,
+    /// The connection's write queue (tasks go there directly, ahead of their chunks).
+    link: Link<ControllerToEngine>,
 }
 
 struct PendingTask {
     client: Recipient<ToClient>,
+    /// The client's write queue, for the chunks of a streamed reply.
+    link: Link<ControllerToClient>,
     req_id: u64,
     engine: EngineId,
 }
@@ -147,6 +155,8 @@ pub struct Register {
     pub req: RegisterRequest,
     /// Where to send its work.
     pub conn: Recipient<ToEngine>,
+    /// Its connection's write queue.
+    pub link: Link<ControllerToEngine>,
 }
 
 /// An MPI world registered with this controller: its ids are `base..base + size`.
@@ -202,7 +212,7 @@ impl Handler<Register> for Hub {
             set,
             rank: req.rank,
         };
-        self.engines.insert(id, EngineEntry { info, conn: msg.conn });
+        self.engines.insert(id, EngineEntry { info, conn: msg.conn, link: msg.link });
         self.wake_waiters();
         Ok((id, set))
     }
@@ -446,9 +456,38 @@ impl Handler<EngineReply> for Hub {
     }
 }
 
+/// Where the chunks of an engine's streamed reply to `task_id` go (`None`: nobody waits for it).
+#[derive(Message)]
+#[rtype(result = "Option<Downstream>")]
+pub struct RouteOf {
+    /// The engine.
+    pub engine: EngineId,
+    /// Its task.
+    pub task_id: u64,
+}
+
+/// Handler for `RouteOf`.
+impl Handler<RouteOf> for Hub {
+    type Result = Option<Downstream>;
+
+    fn handle(&mut self, msg: RouteOf, _: &mut Context<Self>) -> Self::Result {
+        let p = self.pending.get(&msg.task_id).filter(|p| p.engine == msg.engine)?;
+        Some(Downstream { link: p.link.clone(), req_id: p.req_id })
+    }
+}
+
+/// The answer to a [`Submit`]: the reply for the client and, when the request's array streams
+/// after it, where its chunks go.
+pub struct Submitted {
+    /// The reply.
+    pub reply: SubmitReply,
+    /// The root engine's task, for a streamed push or scatter.
+    pub upstream: Option<Upstream>,
+}
+
 /// A client submits work.
 #[derive(Message)]
-#[rtype(result = "SubmitReply")]
+#[rtype(result = "Submitted")]
 pub struct Submit {
     /// The request.
     pub req: SubmitRequest,
@@ -456,6 +495,8 @@ pub struct Submit {
     pub buffers: Vec<Payload>,
     /// Where the results go.
     pub client: Recipient<ToClient>,
+    /// The client's write queue, for streamed replies.
+    pub link: Link<ControllerToClient>,
 }
 
 /// Handler for `Submit`: one task per target engine.
@@ -464,6 +505,7 @@ impl Handler<Submit> for Hub {
 
     fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
         let req_id = msg.req.req_id;
+        let streamed = streamed_total(&msg.req.task, &msg.buffers);
         let planned = self.resolve(&msg.req.targets).and_then(|ids| {
             let places: Vec<Place> = ids
                 .iter()
@@ -476,19 +518,31 @@ impl Handler<Submit> for Hub {
         });
         let (assignments, engines) = match planned {
             Ok(p) => p,
-            Err(error) => return MessageResult(SubmitReply { req_id, engines: vec![], error: Some(error) }),
+            Err(error) => {
+                let reply = SubmitReply { req_id, engines: vec![], error: Some(error) };
+                return MessageResult(Submitted { reply, upstream: None });
+            }
         };
+        let mut upstream = None;
         for a in assignments {
             let task_id = self.next_task;
             self.next_task += 1;
-            self.pending
-                .insert(task_id, PendingTask { client: msg.client.clone(), req_id, engine: a.engine });
+            self.pending.insert(
+                task_id,
+                PendingTask { client: msg.client.clone(), link: msg.link.clone(), req_id, engine: a.engine },
+            );
             let entry = self.engines.get_mut(&a.engine).expect("resolved engines are registered");
             entry.info.bytes_sent += a.buffers.iter().map(|b| b.len() as u64).sum::<u64>();
+            if let (Some(total), None) = (streamed, &upstream) {
+                // The root (first assignment) receives the chunks.
+                entry.info.bytes_sent += total;
+                upstream = Some(Upstream { link: entry.link.clone(), task_id, total, next: 0 });
+            }
             let request = ControllerToEngine::TaskRequest(TaskRequest { task_id, task: a.task });
-            entry.conn.do_send(ToEngine(Frame::with_payloads(request, a.buffers)));
+            // Straight into the connection's queue: ahead of the chunks that follow.
+            let _ = entry.link.write(Frame::with_payloads(request, a.buffers));
         }
-        MessageResult(SubmitReply { req_id, engines, error: None })
+        MessageResult(Submitted { reply: SubmitReply { req_id, engines, error: None }, upstream })
     }
 }
 

@@ -7,7 +7,9 @@
 //! - [`client_session`]: the `ClientSession` actor, one per client connection.
 //! - [`plan`]: which engine gets which part of a task (pure).
 //! - [`listener`]: the accept loop and the first-frame handshake.
-//! - [`writer`]: writes a connection's frames, payloads straight from their memory.
+//! - [`writer`]: writes a connection's frames, payloads straight from their memory; its
+//!   [`Link`](writer::Link)s give streams back-pressure.
+//! - [`forward`]: the routes of streamed arrays' chunks through the controller.
 //! - [`cluster`]: start a controller, launch engines, tear everything down.
 //! - [`launcher`]: how engines are started (`local`: mpirun; `slurm`, `pbs`: batch jobs; none).
 //! - [`files`]: connection files under `$MPX_HOME`.
@@ -21,6 +23,7 @@ pub mod client_session;
 pub mod cluster;
 pub mod engine_conn;
 pub mod files;
+pub mod forward;
 pub mod hub;
 pub mod launcher;
 pub mod listener;

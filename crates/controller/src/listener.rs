@@ -97,7 +97,8 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
             EngineConn::create(move |ctx| {
                 let writer = FrameWriter::start(write, config.key, config.max_frame, ctx);
                 let addr = ctx.address();
-                let register = Register { req, conn: addr.recipient() };
+                let link = writer.link().expect("a new writer is open");
+                let register = Register { req, conn: addr.recipient(), link };
                 ctx.wait(actix::fut::wrap_future::<_, EngineConn>(hub2.send(register)).map(
                     move |res, act, ctx| {
                         let (engine_id, error) = match res {
@@ -132,6 +133,7 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
                     heartbeat: config.heartbeat,
                     last_heard: std::time::Instant::now(),
                     seq: 0,
+                    routes: Default::default(),
                 }
             });
             debug!(%peer, "engine connected");
@@ -146,7 +148,7 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
             ClientSession::create(move |ctx| {
                 let writer = FrameWriter::start(write, config.key, config.max_frame, ctx);
                 ctx.add_stream(stream);
-                ClientSession { peer, hub, writer }
+                ClientSession { peer, hub, writer, upstreams: Default::default() }
             });
         }
     }

@@ -54,6 +54,8 @@ pub fn plan(task: Task, places: &[Place], buffers: Vec<Payload>) -> Result<Vec<A
             Some(b) => {
                 Err(format!("array bytes: {} given, {expected} expected from dtype and shape", b.len()))
             }
+            // No buffer at all: the array streams in chunks after the request.
+            None if buffers.is_empty() => Ok(()),
             None => Err(format!("array buffer {index} is missing")),
         }
     };
@@ -143,7 +145,12 @@ mod tests {
     #[test]
     fn a_missing_or_short_buffer_is_refused() {
         let task = Task::Push { name: "a".into(), array: meta(&[10]), group: vec![] };
-        assert!(plan(task.clone(), &at(&[0]), vec![]).is_err());
+        // No buffers at all: a streamed array (its chunks follow the request).
+        assert!(plan(task.clone(), &at(&[0]), vec![]).is_ok());
+        let two = vec![Payload::new(Bytes::from(vec![0u8; 80])); 2];
+        let wrong =
+            Task::Push { name: "a".into(), array: ArrayMeta { buffer: 2, ..meta(&[10]) }, group: vec![] };
+        assert!(plan(wrong, &at(&[0]), two).is_err());
         assert!(plan(task, &at(&[0]), vec![Payload::new(Bytes::from(vec![0u8; 79]))]).is_err());
     }
 }

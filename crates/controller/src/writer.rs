@@ -1,20 +1,47 @@
 //! [`FrameWriter`]: writes an actor's outgoing frames on a task of its own, the heads from a small
 //! buffer and the payloads straight from their memory. Nothing is copied into a write buffer,
 //! so no buffer keeps the capacity of the largest frame once it is sent.
+//!
+//! A [`Link`] is a handle on a writer's queue that other actors hold to forward streamed chunks
+//! ([`Link::send`]): it waits while the queue holds [`QUEUE_BUDGET`] payload bytes or more,
+//! which is the back-pressure of every stream through the controller.
+
+use std::sync::Arc;
 
 use actix::{fut::wrap_future, prelude::*};
 use mpx_messages::{
     codec::{encode_head, AUTH_REJECTED},
-    CodecError, Key, Outbound, Verify,
+    CodecError, Frame, Key, Outbound, Verify,
 };
 use serde::Serialize;
+use thiserror::Error;
 use tokio::{
     io::AsyncWriteExt,
     net::tcp::OwnedWriteHalf,
-    sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender},
+    sync::{
+        mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender},
+        OwnedSemaphorePermit, Semaphore,
+    },
     task::AbortHandle,
 };
 use tracing::warn;
+
+/// Payload bytes a connection's queue may hold before [`Link::send`] waits: what the controller
+/// keeps of the streams going out on one connection.
+pub const QUEUE_BUDGET: usize = 16 << 20;
+
+/// What the writer task is asked to do.
+enum Cmd<H> {
+    /// Write a frame (holding its share of the budget until written).
+    Write(Outbound<H>, Option<OwnedSemaphorePermit>),
+    /// Flush what came before, then close the connection.
+    Close,
+}
+
+/// The connection of a [`Link`] is closed: the frame was not sent.
+#[derive(Debug, Clone, Copy, Error)]
+#[error("the connection is closed")]
+pub struct LinkClosed;
 
 /// The writer half of a connection, owned by its actor. Frames are forwarded: their payloads go
 /// out with the MACs they came with ([`Verify::HeaderOnly`]); only headers are signed here.
@@ -22,8 +49,42 @@ use tracing::warn;
 /// The actor stops when the writer is done: after [`close`](Self::close) once everything queued
 /// is written, or at the first write error. Dropping the writer abandons what is still queued.
 pub struct FrameWriter<H> {
-    tx: Option<UnboundedSender<Outbound<H>>>,
+    link: Option<Link<H>>,
     task: AbortHandle,
+}
+
+/// A handle on a connection's write queue, for other actors (clonable).
+pub struct Link<H> {
+    tx: UnboundedSender<Cmd<H>>,
+    budget: Arc<Semaphore>,
+}
+
+impl<H> Clone for Link<H> {
+    fn clone(&self) -> Self {
+        Link { tx: self.tx.clone(), budget: self.budget.clone() }
+    }
+}
+
+impl<H> Link<H> {
+    /// Queues a frame at once, whatever the queue holds (small control frames).
+    ///
+    /// # Errors
+    /// [`LinkClosed`] when the connection is closed.
+    pub fn write(&self, frame: Frame<H>) -> Result<(), LinkClosed> {
+        self.tx.send(Cmd::Write(Outbound::Frame(frame), None)).map_err(|_| LinkClosed)
+    }
+
+    /// Queues a frame once the queue holds less than [`QUEUE_BUDGET`] payload bytes (its own
+    /// payload counted until it is written).
+    ///
+    /// # Errors
+    /// [`LinkClosed`] when the connection is closed (before or while waiting).
+    pub async fn send(&self, frame: Frame<H>) -> Result<(), LinkClosed> {
+        let bytes: usize = frame.buffers.iter().map(|b| b.len()).sum();
+        let permits = bytes.clamp(1, QUEUE_BUDGET) as u32;
+        let permit = self.budget.clone().acquire_many_owned(permits).await.map_err(|_| LinkClosed)?;
+        self.tx.send(Cmd::Write(Outbound::Frame(frame), Some(permit))).map_err(|_| LinkClosed)
+    }
 }
 
 impl<H: Serialize + 'static> FrameWriter<H> {
@@ -34,7 +95,8 @@ impl<H: Serialize + 'static> FrameWriter<H> {
         A: Actor<Context = Context<A>>,
     {
         let (tx, rx) = unbounded_channel();
-        let handle = actix::spawn(run(io, key, limit, rx));
+        let budget = Arc::new(Semaphore::new(QUEUE_BUDGET));
+        let handle = actix::spawn(run(io, key, limit, rx, budget.clone()));
         let task = handle.abort_handle();
         ctx.spawn(wrap_future::<_, A>(handle).map(|res, _, ctx| {
             if let Ok(Err(e)) = res {
@@ -42,19 +104,27 @@ impl<H: Serialize + 'static> FrameWriter<H> {
             }
             ctx.stop();
         }));
-        FrameWriter { tx: Some(tx), task }
+        FrameWriter { link: Some(Link { tx, budget }), task }
     }
 
     /// Queues a frame (or the rejection marker); ignored once closed.
     pub fn write(&mut self, item: impl Into<Outbound<H>>) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(item.into());
+        if let Some(link) = &self.link {
+            let _ = link.tx.send(Cmd::Write(item.into(), None));
         }
     }
 
-    /// Closes the connection once what is queued has been written.
+    /// A handle on the queue for other actors; `None` once closed.
+    pub fn link(&self) -> Option<Link<H>> {
+        self.link.clone()
+    }
+
+    /// Closes the connection once what is queued has been written (frames other actors queue
+    /// afterwards through a [`Link`] are refused).
     pub fn close(&mut self) {
-        self.tx = None;
+        if let Some(link) = self.link.take() {
+            let _ = link.tx.send(Cmd::Close);
+        }
     }
 }
 
@@ -68,23 +138,34 @@ async fn run<H: Serialize>(
     mut io: OwnedWriteHalf,
     key: Key,
     limit: usize,
-    mut rx: UnboundedReceiver<Outbound<H>>,
+    mut rx: UnboundedReceiver<Cmd<H>>,
+    budget: Arc<Semaphore>,
 ) -> Result<(), CodecError> {
-    while let Some(item) = rx.recv().await {
-        match item {
-            Outbound::Frame(frame) => {
+    // Links waiting for room fail once the writer is gone.
+    struct CloseOnExit(Arc<Semaphore>);
+    impl Drop for CloseOnExit {
+        fn drop(&mut self) {
+            self.0.close();
+        }
+    }
+    let _close = CloseOnExit(budget);
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            Cmd::Write(Outbound::Frame(frame), _permit) => {
                 let head = encode_head(&key, &frame, limit, Verify::HeaderOnly)?;
                 io.write_all(&head).await?;
                 for b in &frame.buffers {
                     io.write_all(b.bytes()).await?;
                 }
             }
-            Outbound::AuthRejected => {
+            Cmd::Write(Outbound::AuthRejected, _) => {
                 io.write_all(&(AUTH_REJECTED.len() as u32).to_be_bytes()).await?;
                 io.write_all(AUTH_REJECTED).await?;
             }
+            Cmd::Close => break,
         }
     }
+    rx.close();
     io.shutdown().await?;
     Ok(())
 }

@@ -11,16 +11,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix::{io::FramedWrite, io::WriteHandler, prelude::*};
+use actix::prelude::*;
 use mpx_messages::{
-    CodecError, ControllerToEngine, EngineState, EngineToController, Frame, FrameCodec, TaskReply,
+    Chunk, CodecError, ControllerToEngine, EngineState, EngineToController, Frame, Payload, RemoteError,
+    TaskReply,
 };
-use tokio::net::tcp::OwnedWriteHalf;
 use tracing::{error, info, warn};
 
 use crate::{
     kernel::{Interrupt, Probe},
     state::Board,
+    stream::ChunkIn,
+    writer::Writer,
 };
 
 /// How long a status answer waits for the kernel's probe (which may wait for Python's GIL).
@@ -76,8 +78,12 @@ pub enum Job {
         /// Why the request's buffers were refused (a payload MAC did not match): the task then
         /// fails with this error, binding nothing (collectives still agree on the failure).
         refused: Option<Box<mpx_messages::RemoteError>>,
+        /// The chunks of the request's array, when it streams after the request.
+        stream: Option<mpsc::Receiver<ChunkIn>>,
         /// Where the reply goes.
         reply_to: Recipient<Done>,
+        /// Where the chunks of a streamed reply go.
+        chunks_to: Recipient<ChunkOut>,
     },
     /// Registered as this engine id, in this engine set.
     Registered(u32, u32),
@@ -89,6 +95,11 @@ pub enum Job {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Done(pub TaskReply, pub Vec<bytes::Bytes>);
+
+/// A chunk of a streamed reply, from the MPI thread, to write.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ChunkOut(pub Chunk, pub Payload);
 
 /// The shortest silence after which an engine gives up on its controller.
 pub const MIN_SILENCE: Duration = Duration::from_secs(3);
@@ -109,11 +120,9 @@ pub struct Control {
     /// When the controller was last heard from.
     pub last_heard: Instant,
     /// Frames to the controller.
-    pub writer: FramedWrite<
-        Frame<EngineToController>,
-        OwnedWriteHalf,
-        FrameCodec<ControllerToEngine, EngineToController>,
-    >,
+    pub writer: Writer,
+    /// The channels of the requests whose arrays stream in, by task id.
+    pub streams: HashMap<u64, mpsc::Sender<ChunkIn>>,
     /// Jobs to the MPI thread.
     pub jobs: Sender<Job>,
     /// Set once the controller accepted the registration.
@@ -121,7 +130,9 @@ pub struct Control {
 }
 
 impl Control {
-    fn exit(&mut self, why: Option<String>, ctx: &mut Context<Self>) {
+    /// Tells the MPI thread to leave its job loop (and leaves anyway after [`EXIT_GRACE`]),
+    /// then stops this actor.
+    pub(crate) fn exit(&mut self, why: Option<String>, ctx: &mut Context<Self>) {
         let _ = self.jobs.send(Job::Exit(why));
         // If the MPI thread is stuck (e.g. in a collective another rank never joins), leave anyway:
         // the rest of the job is torn down by mpirun when this rank exits.
@@ -190,14 +201,53 @@ impl Actor for Control {
     }
 }
 
-impl WriteHandler<CodecError> for Control {}
-
 /// Handler for `Done`: send the reply.
 impl Handler<Done> for Control {
     type Result = ();
 
     fn handle(&mut self, msg: Done, _: &mut Context<Self>) {
+        self.streams.remove(&msg.0.task_id);
         self.writer.write(Frame::with_buffers(EngineToController::TaskReply(msg.0), msg.1));
+    }
+}
+
+/// Handler for `ChunkOut`: send the chunk.
+impl Handler<ChunkOut> for Control {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChunkOut, _: &mut Context<Self>) {
+        self.writer.write(Frame::with_payloads(EngineToController::Chunk(msg.0), vec![msg.1]));
+    }
+}
+
+impl Control {
+    /// Hands a chunk of a streamed request to the MPI thread (its MAC was checked by the codec;
+    /// a refused one breaks the stream).
+    fn chunk_in(&mut self, chunk: Chunk, mut buffers: Vec<Payload>, refused: Option<mpx_messages::Refused>) {
+        let Some(tx) = self.streams.get(&chunk.stream) else {
+            warn!(task = chunk.stream, "chunk of no streaming task dropped");
+            return;
+        };
+        let item = match refused {
+            None if buffers.len() == 1 => {
+                Ok((chunk.offset, chunk.total, buffers.pop().expect("one buffer").into_bytes()))
+            }
+            None => Err(RemoteError::new("StreamError", "a chunk frame carries exactly one buffer")),
+            Some(refused) => {
+                warn!(task = chunk.stream, offset = chunk.offset, "refused a chunk: {refused}");
+                Err(RemoteError::new(
+                    "AuthenticationError",
+                    format!(
+                        "refused the chunk at byte {} of the array: {refused}; nothing was bound",
+                        chunk.offset
+                    ),
+                ))
+            }
+        };
+        let broken = item.is_err();
+        if tx.send(item).is_err() || broken {
+            self.streams.remove(&chunk.stream);
+        }
     }
 }
 
@@ -238,12 +288,24 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                         format!("refused this request: {r}; nothing was bound"),
                     ))
                 });
+                // A push or scatter without buffers: its array streams in chunks after it.
+                let streamed =
+                    matches!(req.task, mpx_messages::Task::Push { .. } | mpx_messages::Task::Scatter { .. })
+                        && frame.buffers.is_empty()
+                        && refused.is_none();
+                let stream = streamed.then(|| {
+                    let (tx, rx) = mpsc::channel();
+                    self.streams.insert(req.task_id, tx);
+                    rx
+                });
                 let job = Job::Task {
                     task_id: req.task_id,
                     task: req.task,
                     buffers: frame.buffers.into_iter().map(mpx_messages::Payload::into_bytes).collect(),
                     refused,
+                    stream,
                     reply_to: ctx.address().recipient(),
+                    chunks_to: ctx.address().recipient(),
                 };
                 if self.jobs.send(job).is_err() {
                     self.exit(None, ctx);
@@ -257,6 +319,15 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                 self.interrupt.interrupt();
             }
             ControllerToEngine::StatusRequest { req } => self.status(req, ctx),
+            ControllerToEngine::Chunk(chunk) => {
+                self.chunk_in(chunk, frame.buffers, frame.refused);
+            }
+            ControllerToEngine::StreamAbort { task_id, reason } => {
+                warn!(task = task_id, %reason, "stream aborted");
+                if let Some(tx) = self.streams.remove(&task_id) {
+                    let _ = tx.send(Err(RemoteError::new("StreamError", reason)));
+                }
+            }
             ControllerToEngine::Shutdown => {
                 info!("shutdown requested by the controller");
                 let _ = self.jobs.send(Job::Exit(None));

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use mpi::{
+    collective::SystemOperation,
     datatype::{Partition, PartitionMut},
     topology::{Communicator, Group, SimpleCommunicator},
     traits::*,
@@ -19,9 +20,10 @@ use mpx_cells::Collectives;
 use mpx_messages::{ArrayMeta, Dtype, EngineId, RemoteError};
 
 use crate::{
-    kernel::{array_from_wire, check_wire, HostArray, Kernel},
+    kernel::{HostArray, Kernel},
     mpi_comm::{recv_buf, send_buf, MpiComm},
     state::Board,
+    stream::{chunk_bytes, piece_split, step_pieces, Sink, Source},
 };
 
 /// Largest single MPI message (counts are C ints).
@@ -97,45 +99,81 @@ fn agree(comm: &SimpleCommunicator, mine: Result<(), RemoteError>) -> Result<(),
     }
 }
 
-/// Binds `name` on every engine of `group` to the root's array: the root copies the wire
-/// bytes into a new kernel array once, the others receive the MPI Bcast straight into theirs.
+/// Every member's verdict: `Ok(())` only when every member's is (so that no member enters the
+/// data steps alone).
+fn agree_all(comm: &SimpleCommunicator, mine: Result<(), RemoteError>) -> Result<(), RemoteError> {
+    let mut any = 0u8;
+    comm.all_reduce_into(&u8::from(mine.is_err()), &mut any, SystemOperation::max());
+    match (mine, any) {
+        (Err(e), _) => Err(e),
+        (Ok(()), 0) => Ok(()),
+        (Ok(()), _) => Err(err("GroupError", "another engine of the group failed; see its error")),
+    }
+}
+
+fn total_bytes(meta: &ArrayMeta) -> Result<usize, RemoteError> {
+    mpx_messages::array::byte_len(meta.dtype, &meta.shape)
+        .ok_or_else(|| err("ValueError", format!("shape {:?} is too large", meta.shape)))
+}
+
+/// Binds `name` on every engine of `group` to the root's array. The root copies each piece of
+/// its `source` (the request's buffer, or the chunks streaming in) into a new kernel array, and
+/// the others receive the piece's MPI Bcast straight into theirs while the next piece arrives.
+/// Nothing is bound unless every piece arrived.
 pub fn push(
     groups: &mut Groups,
     kernel: &mut dyn Kernel,
     name: &str,
     meta: &ArrayMeta,
     group: &[EngineId],
-    buffers: &[Bytes],
+    source: &mut Source,
 ) -> Result<(), RemoteError> {
-    let dtype = meta.dtype;
-    let wire = || buffers.get(meta.buffer).ok_or_else(|| err("ValueError", "the array's bytes are missing"));
+    let (dtype, total) = (meta.dtype, total_bytes(meta)?);
     if group.len() == 1 {
-        let a = array_from_wire(kernel, dtype, &meta.shape, wire()?)?;
+        source.check(total)?;
+        let mut a = kernel.new_array(dtype, &meta.shape)?;
+        step_pieces(None, Some(source), dtype, total, |pos, len, piece| {
+            a.bytes_mut()[pos..pos + len].copy_from_slice(piece.expect("the root has its pieces"));
+        })?;
         return kernel.bind(name, a);
     }
     let group_comm = groups.comm(group)?;
     let _in = group_comm.enter("bcast");
     let comm = group_comm.comm();
+    let root = comm.rank() == 0;
     // Everyone allocates first, so that a dtype one kernel refuses fails everywhere alike.
-    let mut array = if comm.rank() == 0 {
-        let made = wire().and_then(|b| array_from_wire(kernel, dtype, &meta.shape, b));
-        agree(comm, made.as_ref().map(|_| ()).map_err(Clone::clone))?;
-        made?
-    } else {
-        let made = kernel.new_array(dtype, &meta.shape);
-        agree(comm, Ok(()))?;
-        made?
-    };
-    bcast_bytes(comm, array.bytes_mut());
-    kernel.bind(name, array)
+    let made = kernel.new_array(dtype, &meta.shape);
+    let mine = made.as_ref().map(|_| ()).map_err(Clone::clone);
+    agree_all(comm, if root { mine.and_then(|()| source.check(total)) } else { mine })?;
+    let mut a = made?;
+    step_pieces(Some(comm), root.then_some(source), dtype, total, |pos, len, piece| {
+        let region = &mut a.bytes_mut()[pos..pos + len];
+        if let Some(piece) = piece {
+            region.copy_from_slice(piece);
+        }
+        bcast_bytes(comm, region);
+    })?;
+    kernel.bind(name, a)
 }
 
-/// The array bound to `name`, as a buffer.
-pub fn pull(kernel: &mut dyn Kernel, rank: u32, name: &str) -> Result<(ArrayMeta, Bytes), RemoteError> {
+/// The array bound to `name`: its bytes in the reply's buffer, or, when larger than a chunk,
+/// streamed to `sink` (then `None`).
+pub fn pull(
+    kernel: &mut dyn Kernel,
+    rank: u32,
+    name: &str,
+    sink: &Sink,
+) -> Result<(ArrayMeta, Option<Bytes>), RemoteError> {
     let a = kernel
         .array(name)
         .map_err(|e| err(&e.ename, format!("engine {rank}: cannot pull {name:?}: {}", e.evalue)))?;
-    Ok((meta_of(a.as_ref(), 0), a.into_bytes()))
+    let meta = meta_of(a.as_ref(), 0);
+    let bytes = a.into_bytes();
+    if bytes.len() <= chunk_bytes() {
+        return Ok((meta, Some(bytes)));
+    }
+    sink.send_all(&bytes);
+    Ok((meta, None))
 }
 
 fn counts_displs(counts: &[usize]) -> Result<(Vec<Count>, Vec<Count>), RemoteError> {
@@ -148,8 +186,14 @@ fn counts_displs(counts: &[usize]) -> Result<(Vec<Count>, Vec<Count>), RemoteErr
     Ok((c, d))
 }
 
-/// Binds `name` on each engine of `group` to its rows of the root's array (MPI Scatterv from
-/// the root's wire buffer straight into each engine's new kernel array).
+/// Byte offsets of parts of `counts` bytes laid end to end.
+fn starts_of(counts: &[usize]) -> Vec<usize> {
+    counts.iter().scan(0, |acc, &n| Some(std::mem::replace(acc, *acc + n))).collect()
+}
+
+/// Binds `name` on each engine of `group` to its rows of the root's array: for each piece of
+/// the root's `source`, an MPI Scatterv of the piece straight into the parts of the engines'
+/// new kernel arrays it overlaps. Nothing is bound unless every piece arrived.
 #[allow(clippy::too_many_arguments)]
 pub fn scatter(
     groups: &mut Groups,
@@ -158,40 +202,37 @@ pub fn scatter(
     meta: &ArrayMeta,
     group: &[EngineId],
     rows: &[usize],
-    buffers: &[Bytes],
+    source: &mut Source,
 ) -> Result<(), RemoteError> {
-    let dtype = meta.dtype;
+    let (dtype, total) = (meta.dtype, total_bytes(meta)?);
     let row_bytes = meta.shape[1..].iter().product::<usize>() * dtype.item_size();
     let group_comm = groups.comm(group)?;
     let _in = group_comm.enter("scatterv");
     let comm = group_comm.comm();
     let me = comm.rank() as usize;
     let byte_counts: Vec<usize> = rows.iter().map(|r| r * row_bytes).collect();
-    let (counts, displs) = counts_displs(&byte_counts)?;
+    let starts = starts_of(&byte_counts);
     let mut shape = meta.shape.clone();
     shape[0] = rows[me];
     let made = kernel.new_array(dtype, &shape);
+    let mine = made.as_ref().map(|_| ()).map_err(Clone::clone);
+    let root = me == 0;
+    agree_all(comm, if root { mine.and_then(|()| source.check(total)) } else { mine })?;
+    let mut a = made?;
     let mut spare = [0u8; 1];
-    if me == 0 {
-        let checked = buffers
-            .get(meta.buffer)
-            .ok_or_else(|| err("ValueError", "the array's bytes are missing"))
-            .and_then(|b| check_wire(dtype, &meta.shape, b).map(|()| b));
-        let verdict = match (&checked, &made) {
-            (Err(e), _) | (_, Err(e)) => Err(e.clone()),
-            _ => Ok(()),
-        };
-        agree(comm, verdict)?;
-        let (whole, mut mine) = (checked?, made?);
-        let send = Partition::new(send_buf(whole), &counts[..], &displs[..]);
-        comm.process_at_rank(0).scatter_varcount_into_root(&send, recv_buf(mine.bytes_mut(), &mut spare));
-        kernel.bind(name, mine)
-    } else {
-        agree(comm, Ok(()))?;
-        let mut mine = made?;
-        comm.process_at_rank(0).scatter_varcount_into(recv_buf(mine.bytes_mut(), &mut spare));
-        kernel.bind(name, mine)
-    }
+    step_pieces(Some(comm), root.then_some(source), dtype, total, |pos, len, piece| {
+        let (counts, displs, at) = piece_split(&starts, &byte_counts, pos, len, me);
+        let region = &mut a.bytes_mut()[at..at + counts[me] as usize];
+        let recv = recv_buf(region, &mut spare);
+        match piece {
+            Some(piece) => {
+                let send = Partition::new(send_buf(piece), &counts[..], &displs[..]);
+                comm.process_at_rank(0).scatter_varcount_into_root(&send, recv);
+            }
+            None => comm.process_at_rank(0).scatter_varcount_into(recv),
+        }
+    })?;
+    kernel.bind(name, a)
 }
 
 /// What a member has to contribute to a gather: the array, or why it cannot.
@@ -221,14 +262,16 @@ fn encode_desc(d: &Result<Box<dyn HostArray>, String>) -> Vec<u8> {
 }
 
 /// Gathers `name` from every engine of `group` onto the root (MPI Gatherv, each member's
-/// array read in place); the root returns the array.
+/// array read in place); the root returns the array's meta with its bytes, or, when larger
+/// than a chunk, gathers and streams it to `sink` piece by piece (then the bytes are `None`).
 pub fn gather(
     groups: &mut Groups,
     kernel: &mut dyn Kernel,
     rank: u32,
     name: &str,
     group: &[EngineId],
-) -> Result<Option<(ArrayMeta, Bytes)>, RemoteError> {
+    sink: &Sink,
+) -> Result<Option<(ArrayMeta, Option<Bytes>)>, RemoteError> {
     let mine = describe(kernel, rank, name);
     let comm = groups.comm(group)?;
     let _in = comm.enter("gatherv");
@@ -273,11 +316,23 @@ pub fn gather(
     let dtype = a.dtype();
     let row_bytes = first[1..].iter().product::<usize>() * dtype.item_size();
     let rows: Vec<usize> = shapes.iter().map(|(_, s)| s[0]).collect();
-    let (counts, displs) = counts_displs(&rows.iter().map(|r| r * row_bytes).collect::<Vec<_>>())?;
+    let byte_counts: Vec<usize> = rows.iter().map(|r| r * row_bytes).collect();
+    let total: usize = byte_counts.iter().sum();
     let comm = comm.comm();
-    if comm.rank() == 0 {
-        let mut shape = first.clone();
-        shape[0] = rows.iter().sum();
+    // The root's chunk size decides the pieces.
+    let mut step = [chunk_bytes() as u64];
+    comm.process_at_rank(0).broadcast_into(&mut step[..]);
+    let step = step[0].max(1) as usize;
+    let root = comm.rank() == 0;
+    let mut shape = first.clone();
+    shape[0] = rows.iter().sum();
+    if total <= step {
+        let (counts, displs) = counts_displs(&byte_counts)?;
+        if !root {
+            agree(comm, Ok(()))?;
+            comm.process_at_rank(0).gather_varcount_into(send_buf(a.bytes()));
+            return Ok(None);
+        }
         let made = kernel.new_array(dtype, &shape);
         agree(comm, made.as_ref().map(|_| ()).map_err(Clone::clone))?;
         let mut whole = made?;
@@ -287,10 +342,28 @@ pub fn gather(
                 PartitionMut::new(recv_buf(whole.bytes_mut(), &mut spare), &counts[..], &displs[..]);
             comm.process_at_rank(0).gather_varcount_into_root(send_buf(a.bytes()), &mut recv);
         }
-        Ok(Some((meta_of(whole.as_ref(), 0), whole.into_bytes())))
-    } else {
-        agree(comm, Ok(()))?;
-        comm.process_at_rank(0).gather_varcount_into(send_buf(a.bytes()));
-        Ok(None)
+        return Ok(Some((meta_of(whole.as_ref(), 0), Some(whole.into_bytes()))));
     }
+    // Larger than a chunk: gathered one piece at a time, each piece streamed back by the root
+    // while the next is gathered.
+    let starts = starts_of(&byte_counts);
+    let me = comm.rank() as usize;
+    let mut spare = [0u8; 1];
+    for pos in (0..total).step_by(step) {
+        let len = step.min(total - pos);
+        let (counts, displs, at) = piece_split(&starts, &byte_counts, pos, len, me);
+        let send = send_buf(&a.bytes()[at..at + counts[me] as usize]);
+        if root {
+            let mut piece = bytes::BytesMut::zeroed(len);
+            {
+                let mut recv = PartitionMut::new(recv_buf(&mut piece, &mut spare), &counts[..], &displs[..]);
+                comm.process_at_rank(0).gather_varcount_into_root(send, &mut recv);
+            }
+            sink.send(pos, total, piece.freeze());
+        } else {
+            comm.process_at_rank(0).gather_varcount_into(send);
+        }
+    }
+    let meta = ArrayMeta { dtype, shape, buffer: 0 };
+    Ok(root.then_some((meta, None)))
 }

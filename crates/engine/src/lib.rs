@@ -18,6 +18,8 @@
 //! - [`registry`]: native Rust functions for cells of both kernels.
 //! - [`mpi_comm`]: `Collectives` over MPI for the cells.
 //! - [`state`]: what the engine is doing, for `mpx where`.
+//! - [`stream`]: arrays streamed in chunks (push/scatter in, pull/gather out).
+//! - [`writer`]: the control thread's frames to the controller.
 //! - [`worker`]: the MPI thread's job loop.
 #![deny(missing_docs)]
 
@@ -28,7 +30,9 @@ pub mod kernel;
 pub mod mpi_comm;
 pub mod registry;
 pub mod state;
+pub mod stream;
 pub mod worker;
+pub mod writer;
 
 pub use mpx_cells::{self as cells, ArrayValue};
 pub use mpx_messages::Kernel;

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use mpi::{collective::SystemOperation, traits::*};
 use mpx_cells::Collectives;
 use mpx_messages::{
-    Arg, ConnectionInfo, EngineToController, Frame, FrameCodec, Key, Outcome, RankInfo, RegisterRequest,
-    RemoteError, Task, TaskReply, DEFAULT_MAX_FRAME,
+    Arg, ConnectionInfo, ControllerToEngine, EngineToController, Frame, FrameCodec, Key, Outcome, RankInfo,
+    RegisterRequest, RemoteError, Task, TaskReply, DEFAULT_MAX_FRAME,
 };
 use thiserror::Error;
 use tokio_util::codec::FramedRead;
@@ -27,6 +27,8 @@ use crate::{
     },
     mpi_comm::MpiComm,
     state::Board,
+    stream::{ChunkIn, Sink, Source},
+    writer::Writer,
     Registry,
 };
 
@@ -218,11 +220,11 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     for job in jobs {
         match job {
             Job::Registered(..) => {}
-            Job::Task { task_id, task, buffers, refused, reply_to } => {
+            Job::Task { task_id, task, buffers, refused, stream, reply_to, chunks_to } => {
                 board.running(kernel.execution_count() + 1);
                 let refused = refused.map(|why| *why);
-                let (outcome, buffers) =
-                    run_task(kernel.as_mut(), &mut groups, rank, task, &buffers, refused);
+                let io = TaskIo { buffers, refused, stream, sink: Sink { task_id, to: chunks_to } };
+                let (outcome, buffers) = run_task(kernel.as_mut(), &mut groups, rank, task, io);
                 board.idle();
                 reply_to.do_send(Done(TaskReply { task_id, outcome }, buffers));
             }
@@ -241,15 +243,36 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     result
 }
 
-/// Runs one task, or refuses it with `refused` (its payload failed authentication); returns its
-/// outcome and the reply's buffers.
+/// What a task's bytes come in and go out by.
+struct TaskIo {
+    /// The request's buffers.
+    buffers: Vec<Bytes>,
+    /// Why the request's payload was refused (it failed authentication).
+    refused: Option<RemoteError>,
+    /// The chunks of the request's array, when it streams.
+    stream: Option<std::sync::mpsc::Receiver<ChunkIn>>,
+    /// Where the chunks of a streamed reply go.
+    sink: Sink,
+}
+
+impl TaskIo {
+    /// Where the root's bytes of the array in buffer `index` come from.
+    fn source(&mut self, index: usize) -> Source {
+        match self.stream.take() {
+            Some(rx) => Source::Stream(rx),
+            None => Source::Inline(self.buffers.get(index).cloned()),
+        }
+    }
+}
+
+/// Runs one task, or refuses it with `io.refused` (its payload failed authentication); returns
+/// its outcome and the reply's buffers.
 fn run_task(
     kernel: &mut dyn Kernel,
     groups: &mut Groups,
     rank: u32,
     task: Task,
-    buffers: &[Bytes],
-    refused: Option<RemoteError>,
+    mut io: TaskIo,
 ) -> (Outcome, Vec<Bytes>) {
     let started = mpx_messages::unix_time();
     let mut out = Outcome { started, ..Default::default() };
@@ -264,11 +287,12 @@ fn run_task(
         // The request's payload failed authentication: nothing is bound. A push or scatter still
         // takes part in its collective, without the bytes, so that the other engines of the group
         // fail too instead of waiting for this one.
-        task if refused.is_some() => {
+        task if io.refused.is_some() => {
             if matches!(task, Task::Push { .. } | Task::Scatter { .. }) {
-                let _ = run_task(kernel, groups, rank, task, &[], None);
+                let bare = TaskIo { buffers: Vec::new(), refused: None, stream: None, sink: io.sink };
+                let _ = run_task(kernel, groups, rank, task, bare);
             }
-            Err(refused.clone().expect("checked by the guard"))
+            Err(io.refused.clone().expect("checked by the guard"))
         }
         Task::Execute { code } => {
             take_cell(&mut out, kernel.execute(&code, None));
@@ -278,23 +302,29 @@ fn run_task(
             take_cell(&mut out, kernel.execute(&code, Some(&filename)));
             Ok(())
         }
-        Task::Apply { function, args } => apply_args(kernel, args, buffers).map(|args| {
+        Task::Apply { function, args } => apply_args(kernel, args, &io.buffers).map(|args| {
             take_cell(&mut out, kernel.call(&function, args));
         }),
-        Task::Push { name, array, group } => data::push(groups, kernel, &name, &array, &group, buffers),
-        Task::Pull { name } => data::pull(kernel, rank, &name).map(|(meta, bytes)| {
+        Task::Push { name, array, group } => {
+            let mut source = io.source(array.buffer);
+            data::push(groups, kernel, &name, &array, &group, &mut source)
+        }
+        Task::Pull { name } => data::pull(kernel, rank, &name, &io.sink).map(|(meta, bytes)| {
             out.array = Some(meta);
-            reply.push(bytes);
+            reply.extend(bytes);
         }),
         Task::Scatter { name, array, group, rows } => {
-            data::scatter(groups, kernel, &name, &array, &group, &rows, buffers)
+            let mut source = io.source(array.buffer);
+            data::scatter(groups, kernel, &name, &array, &group, &rows, &mut source)
         }
-        Task::Gather { name, group } => data::gather(groups, kernel, rank, &name, &group).map(|whole| {
-            if let Some((meta, bytes)) = whole {
-                out.array = Some(meta);
-                reply.push(bytes);
-            }
-        }),
+        Task::Gather { name, group } => {
+            data::gather(groups, kernel, rank, &name, &group, &io.sink).map(|whole| {
+                if let Some((meta, bytes)) = whole {
+                    out.array = Some(meta);
+                    reply.extend(bytes);
+                }
+            })
+        }
     };
     if let Err(e) = result {
         out.error = Some(e);
@@ -371,10 +401,19 @@ fn control_main(start: ControlStart, register: RegisterRequest) {
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
         Control::create(move |ctx| {
-            let codec = || FrameCodec::with_limit(key.clone(), DEFAULT_MAX_FRAME);
-            let mut writer = actix::io::FramedWrite::new(write, codec(), ctx);
+            let codec = FrameCodec::<ControllerToEngine, EngineToController>::with_limit(
+                key.clone(),
+                DEFAULT_MAX_FRAME,
+            );
+            let (writer, written) = Writer::start(write, key);
+            ctx.spawn(actix::fut::wrap_future::<_, Control>(written).map(|res, act, ctx| {
+                if let Ok(Err(e)) = res {
+                    error!(error = %e, "writing to the controller failed; leaving");
+                    act.exit(Some(format!("writing to the controller failed: {e}")), ctx);
+                }
+            }));
             writer.write(Frame::new(EngineToController::RegisterRequest(register)));
-            ctx.add_stream(FramedRead::new(read, codec()));
+            ctx.add_stream(FramedRead::new(read, codec));
             Control {
                 board,
                 interrupt,
@@ -382,6 +421,7 @@ fn control_main(start: ControlStart, register: RegisterRequest) {
                 pending_status: Default::default(),
                 last_heard: std::time::Instant::now(),
                 writer,
+                streams: Default::default(),
                 jobs: jobs2,
                 registered: false,
             }

@@ -48,6 +48,21 @@ pub enum ArrayError {
     },
 }
 
+/// Default size (bytes) of the chunks an array larger than one chunk streams in.
+pub const DEFAULT_CHUNK: usize = 4 << 20;
+
+/// Environment variable overriding the chunk size (bytes) of streamed arrays, read once by
+/// clients and engines alike (tests use small chunks).
+pub const CHUNK_ENV: &str = "MPX_CHUNK_BYTES";
+
+/// The chunk size of this process: `$MPX_CHUNK_BYTES`, or [`DEFAULT_CHUNK`].
+pub fn chunk_bytes() -> usize {
+    static SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *SIZE.get_or_init(|| {
+        std::env::var(CHUNK_ENV).ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(DEFAULT_CHUNK)
+    })
+}
+
 /// The number of bytes an array of `dtype` and `shape` takes, or `None` on overflow (an
 /// array with a zero-length axis takes 0 bytes whatever its other axes).
 pub fn byte_len(dtype: Dtype, shape: &[usize]) -> Option<usize> {

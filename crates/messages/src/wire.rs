@@ -48,6 +48,20 @@ pub struct ArrayMeta {
     pub buffer: usize,
 }
 
+/// One piece of a streamed array: an array larger than one chunk travels as a request (or reply)
+/// without its bytes plus one `Chunk` frame per piece, each carrying one payload buffer (MACed by
+/// the original sender, checked by the final receiver), in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// The stream: the request id between client and controller, the task id between
+    /// controller and engine.
+    pub stream: u64,
+    /// Where the chunk's bytes go in the array (byte offset).
+    pub offset: u64,
+    /// Bytes of the whole array.
+    pub total: u64,
+}
+
 /// An argument of [`Task::Apply`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Arg {
@@ -84,7 +98,9 @@ pub enum Task {
         /// The file's name, as the user gave it.
         filename: String,
     },
-    /// Bind `name` to an array; with several engines the root broadcasts it (MPI Bcast).
+    /// Bind `name` to an array; with several engines the root broadcasts it (MPI Bcast). The
+    /// bytes are in the root's frame, or, when that frame has no buffer, in [`Chunk`] frames
+    /// that follow it (the same holds for [`Task::Scatter`]).
     Push {
         /// Variable name.
         name: String,
@@ -273,6 +289,9 @@ pub enum EngineToController {
         /// The ping's sequence number.
         seq: u64,
     },
+    /// A piece of an array sent back by the task `chunk.stream` (pull, gather): the reply's
+    /// array meta comes in the `TaskReply` after the last chunk, with no buffer.
+    Chunk(Chunk),
     /// Answer to a status request.
     Status {
         /// The request's id.
@@ -299,6 +318,16 @@ pub enum ControllerToEngine {
     },
     /// Stop the running cell (it fails with `KeyboardInterrupt`).
     Interrupt,
+    /// A piece of the array of the push or scatter task `chunk.stream`.
+    Chunk(Chunk),
+    /// The array of a push or scatter task will not arrive whole (its client went away or sent
+    /// a bad chunk): the task fails and binds nothing.
+    StreamAbort {
+        /// The task.
+        task_id: u64,
+        /// Why.
+        reason: String,
+    },
     /// Report the engine's state.
     StatusRequest {
         /// Id echoed in the answer.
@@ -390,6 +419,8 @@ pub enum ClientToController {
     InfoRequest,
     /// Run a task on engines.
     SubmitRequest(SubmitRequest),
+    /// A piece of the array of the push or scatter request `chunk.stream` (sent after it).
+    Chunk(Chunk),
     /// Stop the whole cluster (engines, mpirun, controller).
     ShutdownRequest,
     /// Interrupt the running cells of these engines.
@@ -416,6 +447,13 @@ pub enum ControllerToClient {
     SubmitReply(SubmitReply),
     /// One engine's result.
     TaskResult(TaskResult),
+    /// A piece of the array of one engine's result (pull, gather), before its `TaskResult`.
+    Chunk {
+        /// The piece (`stream` is the request id).
+        chunk: Chunk,
+        /// The engine it comes from.
+        engine_id: EngineId,
+    },
     /// The cluster is stopping; the connection closes next.
     ShutdownReply,
     /// Answer to an interrupt request: the engines told.

@@ -1,0 +1,99 @@
+//! Streamed arrays through the controller: the routes of their chunks and the checks made on
+//! the way. A chunk's payload is forwarded as it came (its bytes and MAC untouched, never
+//! hashed or copied); only its header is read and re-signed. A stream holds at most
+//! [`QUEUE_BUDGET`](crate::writer::QUEUE_BUDGET) bytes in the controller: the session reading
+//! the sender's socket waits ([`Link::send`]) until the receiver's queue has room.
+
+use mpx_messages::{
+    array::byte_len, Chunk, ControllerToClient, ControllerToEngine, EngineId, Frame, Payload, Task,
+};
+
+use crate::writer::{Link, LinkClosed};
+
+/// Where the chunks of a client's push or scatter go: the root engine's task.
+#[derive(Clone)]
+pub struct Upstream {
+    /// The root engine's write queue.
+    pub link: Link<ControllerToEngine>,
+    /// The root's task.
+    pub task_id: u64,
+    /// Bytes of the whole array.
+    pub total: u64,
+    /// Bytes forwarded so far (the next chunk's offset).
+    pub next: u64,
+}
+
+/// Where the chunks of an engine's reply go: the client that asked.
+#[derive(Clone)]
+pub struct Downstream {
+    /// The client's write queue.
+    pub link: Link<ControllerToClient>,
+    /// The client's request.
+    pub req_id: u64,
+}
+
+/// The byte count of a push or scatter whose frame came without buffers: its array streams in
+/// chunks after the request. `None` for every other request.
+pub fn streamed_total(task: &Task, buffers: &[Payload]) -> Option<u64> {
+    match task {
+        Task::Push { array, .. } | Task::Scatter { array, .. } if buffers.is_empty() => {
+            byte_len(array.dtype, &array.shape).map(|n| n as u64)
+        }
+        _ => None,
+    }
+}
+
+impl Upstream {
+    /// The frame for the root engine carrying a client's chunk, after checking that it continues
+    /// the stream with exactly one buffer that fits the array.
+    ///
+    /// # Errors
+    /// Why the chunk does not fit (the stream is then aborted).
+    pub fn chunk_frame(
+        &mut self,
+        chunk: Chunk,
+        mut buffers: Vec<Payload>,
+    ) -> Result<Frame<ControllerToEngine>, String> {
+        let Some(payload) = buffers.pop().filter(|_| buffers.is_empty()) else {
+            return Err("a chunk frame carries exactly one buffer".into());
+        };
+        let len = payload.len() as u64;
+        if chunk.offset != self.next || chunk.total != self.total || len == 0 || self.next + len > self.total
+        {
+            return Err(format!(
+                "chunk of {len} bytes at offset {} (of {}) does not continue the stream at {} of {}",
+                chunk.offset, chunk.total, self.next, self.total
+            ));
+        }
+        self.next += len;
+        let chunk = Chunk { stream: self.task_id, ..chunk };
+        Ok(Frame::with_payloads(ControllerToEngine::Chunk(chunk), vec![payload]))
+    }
+
+    /// Whether every byte has been forwarded.
+    pub fn is_complete(&self) -> bool {
+        self.next == self.total
+    }
+
+    /// Tells the root engine that the array will not arrive whole.
+    pub fn abort(&self, reason: impl Into<String>) {
+        let abort = ControllerToEngine::StreamAbort { task_id: self.task_id, reason: reason.into() };
+        let _ = self.link.write(Frame::new(abort));
+    }
+}
+
+impl Downstream {
+    /// Forwards an engine's chunk to the client, waiting for room in its queue.
+    ///
+    /// # Errors
+    /// [`LinkClosed`] when the client is gone.
+    pub async fn forward(
+        &self,
+        engine_id: EngineId,
+        chunk: Chunk,
+        buffers: Vec<Payload>,
+    ) -> Result<(), LinkClosed> {
+        let chunk = Chunk { stream: self.req_id, ..chunk };
+        self.link.send(Frame::with_payloads(ControllerToClient::Chunk { chunk, engine_id }, buffers)).await
+    }
+}

@@ -1,0 +1,201 @@
+//! Streamed arrays on the engine. An array larger than one chunk moves as a sequence of chunk
+//! frames, each MACed by its sender and verified by the control thread's codec before the MPI
+//! thread sees it:
+//! - in (push, scatter): the control thread hands the root's chunks to the MPI thread through a
+//!   channel ([`Source::Stream`]); the root copies each into the final array and the group moves
+//!   it on with MPI while the next chunk is still arriving;
+//! - out (pull, gather): the MPI thread hands chunks to the control thread ([`Sink`]), which
+//!   writes them while the next one is gathered.
+//!
+//! Every rank of a group steps through the root's chunks together: before each one the root
+//! broadcasts whether it has it, so a broken stream (client gone, bad chunk MAC, controller
+//! lost) ends the collective on every rank at once, with nothing bound.
+
+use std::sync::mpsc::Receiver;
+
+use actix::Recipient;
+use bytes::Bytes;
+use mpi::{topology::SimpleCommunicator, traits::*, Count};
+pub use mpx_messages::array::chunk_bytes;
+use mpx_messages::{Chunk, Dtype, Payload, RemoteError};
+
+use crate::control::ChunkOut;
+
+/// A chunk of a streamed request, as the control thread hands it over: (offset, total, bytes)
+/// after its MAC was verified, or why the stream broke.
+pub type ChunkIn = Result<(u64, u64, Bytes), RemoteError>;
+
+/// Where the root's bytes of a push or scatter come from.
+pub enum Source {
+    /// The request's frame (`None`: it had no usable buffer).
+    Inline(Option<Bytes>),
+    /// Chunk frames after the request.
+    Stream(Receiver<ChunkIn>),
+}
+
+impl Source {
+    /// Whether the source can give `total` bytes (checked before any collective starts).
+    pub fn check(&self, total: usize) -> Result<(), RemoteError> {
+        match self {
+            Source::Inline(None) => Err(RemoteError::new("ValueError", "the array's bytes are missing")),
+            Source::Inline(Some(b)) if b.len() != total => Err(RemoteError::new(
+                "ValueError",
+                format!("{} bytes do not hold the array ({total} bytes from its dtype and shape)", b.len()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The next piece, at byte `pos` of `total`.
+    fn next(&mut self, pos: usize, total: usize) -> Result<Bytes, RemoteError> {
+        match self {
+            Source::Inline(Some(b)) => Ok(b.slice(pos..total.min(pos + chunk_bytes()))),
+            Source::Inline(None) => Err(RemoteError::new("ValueError", "the array's bytes are missing")),
+            Source::Stream(rx) => {
+                let (offset, whole, bytes) = rx.recv().map_err(|_| {
+                    RemoteError::new("StreamError", "the connection to the controller was lost mid-stream")
+                })??;
+                if offset != pos as u64
+                    || whole != total as u64
+                    || bytes.is_empty()
+                    || pos + bytes.len() > total
+                {
+                    return Err(RemoteError::new(
+                        "StreamError",
+                        format!(
+                            "chunk of {} bytes at {offset} of {whole} does not continue the array at {pos} of {total}",
+                            bytes.len()
+                        ),
+                    ));
+                }
+                Ok(bytes)
+            }
+        }
+    }
+}
+
+/// Where the chunks of a streamed reply go: the control thread, for task `task_id`.
+pub struct Sink {
+    /// The task replied to.
+    pub task_id: u64,
+    /// The control actor.
+    pub to: Recipient<ChunkOut>,
+}
+
+impl Sink {
+    /// Sends `bytes` as the chunk at `offset` of `total` (MACed by the control thread's writer).
+    pub fn send(&self, offset: usize, total: usize, bytes: Bytes) {
+        let chunk = Chunk { stream: self.task_id, offset: offset as u64, total: total as u64 };
+        self.to.do_send(ChunkOut(chunk, Payload::new(bytes)));
+    }
+
+    /// Sends all of `bytes` in chunks of [`chunk_bytes`].
+    pub fn send_all(&self, bytes: &Bytes) {
+        let step = chunk_bytes();
+        for pos in (0..bytes.len()).step_by(step) {
+            self.send(pos, bytes.len(), bytes.slice(pos..bytes.len().min(pos + step)));
+        }
+    }
+}
+
+/// Steps every rank of `comm` (`None`: this engine alone) through the root's pieces of a
+/// `total`-byte array: the root (the one with a `source`) takes each piece, checks it (bool
+/// bytes are 0 or 1) and broadcasts `[status, length]`; then `each(pos, len, piece)` moves it
+/// on every rank (`piece` only at the root).
+///
+/// # Errors
+/// At the root, why its stream broke; elsewhere, that it broke at the root.
+pub fn step_pieces(
+    comm: Option<&SimpleCommunicator>,
+    mut source: Option<&mut Source>,
+    dtype: Dtype,
+    total: usize,
+    mut each: impl FnMut(usize, usize, Option<&[u8]>),
+) -> Result<(), RemoteError> {
+    let mut pos = 0;
+    while pos < total {
+        let mut piece = None;
+        let mut failed = None;
+        let mut head = [0u64; 2];
+        if let Some(source) = source.as_deref_mut() {
+            match source.next(pos, total).and_then(|b| check_bools(dtype, pos, b)) {
+                Ok(b) => {
+                    head = [0, b.len() as u64];
+                    piece = Some(b);
+                }
+                Err(e) => {
+                    head = [1, 0];
+                    failed = Some(e);
+                }
+            }
+        }
+        if let Some(comm) = comm {
+            comm.process_at_rank(0).broadcast_into(&mut head[..]);
+        }
+        if head[0] != 0 {
+            return Err(failed.unwrap_or_else(|| {
+                RemoteError::new(
+                    "StreamError",
+                    "the array did not reach the root engine whole (see its error); nothing was bound",
+                )
+            }));
+        }
+        let len = head[1] as usize;
+        each(pos, len, piece.as_deref());
+        pos += len;
+    }
+    Ok(())
+}
+
+fn check_bools(dtype: Dtype, pos: usize, b: Bytes) -> Result<Bytes, RemoteError> {
+    if dtype == Dtype::Bool {
+        if let Some(i) = b.iter().position(|&x| x > 1) {
+            return Err(RemoteError::new(
+                "ValueError",
+                format!("byte {} at element {} is not a bool (0 or 1)", b[i], pos + i),
+            ));
+        }
+    }
+    Ok(b)
+}
+
+/// Each rank's share of the piece `[pos, pos + len)` of an array split into `[starts[r],
+/// starts[r] + counts[r])`: MPI counts and displacements within the piece, and where this
+/// rank's share goes in its own part (`me`'s offset).
+pub fn piece_split(
+    starts: &[usize],
+    counts: &[usize],
+    pos: usize,
+    len: usize,
+    me: usize,
+) -> (Vec<Count>, Vec<Count>, usize) {
+    let mut c = Vec::with_capacity(counts.len());
+    let mut d = Vec::with_capacity(counts.len());
+    let mut mine = 0;
+    for (r, (&s, &n)) in starts.iter().zip(counts).enumerate() {
+        let lo = s.max(pos);
+        let hi = (s + n).min(pos + len);
+        let (count, at) = if hi > lo { (hi - lo, lo - pos) } else { (0, 0) };
+        if r == me {
+            mine = lo.saturating_sub(s).min(n);
+        }
+        c.push(count as Count);
+        d.push(at as Count);
+    }
+    (c, d, mine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_piece_splits_over_the_parts_it_overlaps() {
+        // Parts of 10, 10 and 5 bytes; the piece [8, 18) covers 2 of part 0 and 8 of part 1.
+        let (starts, counts) = ([0, 10, 20], [10, 10, 5]);
+        assert_eq!(piece_split(&starts, &counts, 8, 10, 1), (vec![2, 8, 0], vec![0, 2, 0], 0));
+        assert_eq!(piece_split(&starts, &counts, 8, 10, 0).2, 8);
+        assert_eq!(piece_split(&starts, &counts, 18, 7, 2), (vec![0, 2, 5], vec![0, 0, 2], 0));
+        assert_eq!(piece_split(&starts, &counts, 18, 7, 1).2, 8);
+    }
+}
