@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod arrays;
+pub mod memory;
 
 use std::{
     ffi::OsStr,
@@ -261,6 +262,14 @@ impl Cluster {
     /// The connection file.
     pub fn connection_file(&self) -> PathBuf {
         files::connection_file(&self.home, &self.id)
+    }
+
+    /// The controller's address and the cluster key, for tests that speak the protocol
+    /// themselves.
+    pub fn address_and_key(&self) -> (String, mpx_messages::Key) {
+        let text = std::fs::read_to_string(self.connection_file()).expect("connection file");
+        let info: mpx_messages::ConnectionInfo = serde_json::from_str(&text).expect("connection info");
+        (info.address, mpx_messages::Key::from_hex(&info.key).expect("key"))
     }
 
     /// A client connected to this cluster.

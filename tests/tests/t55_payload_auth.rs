@@ -4,55 +4,17 @@
 //! connections announcing huge frames without authenticating cost the controller almost no
 //! memory; and the controller gives back the memory of large pushes and pulls.
 
-use std::{
-    io::Write,
-    net::TcpStream,
-    time::{Duration, Instant},
-};
+use std::{io::Write, net::TcpStream, time::Duration};
 
 use bytes::Bytes;
 use mpx_client::{Dtype, RawArray, Targets};
 use mpx_messages::{
     codec::{blocking, FIRST_FRAME_MAX},
-    ClientToController, ConnectionInfo, ControllerToClient, Frame, Key, Payload, SubmitRequest, Task,
+    ClientToController, ControllerToClient, Frame, Payload, SubmitRequest, Task,
 };
-use mpx_tests::{arrays::sample, Cluster, Kernel};
+use mpx_tests::{arrays::sample, memory::{mb, rss, rss_settles}, Cluster, Kernel};
 
 const T: Duration = Duration::from_secs(120);
-
-/// The controller's resident memory in bytes (VmRSS of /proc/PID/status).
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("controller status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS line");
-    kb * 1024
-}
-
-/// Waits up to `within` for the controller's RSS to be at most `bound`; returns the last figure.
-fn rss_settles(pid: u32, bound: u64, within: Duration) -> u64 {
-    let deadline = Instant::now() + within;
-    loop {
-        let now = rss(pid);
-        if now <= bound || Instant::now() > deadline {
-            return now;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn mb(bytes: u64) -> f64 {
-    bytes as f64 / 1e6
-}
-
-fn connection(c: &Cluster) -> (String, Key) {
-    let text = std::fs::read_to_string(c.connection_file()).expect("connection file");
-    let info: ConnectionInfo = serde_json::from_str(&text).expect("connection info");
-    (info.address, Key::from_hex(&info.key).expect("key"))
-}
 
 #[test]
 fn t55_a_payload_altered_after_signing_is_refused_by_the_engine_and_nothing_is_bound() {
@@ -64,7 +26,7 @@ fn t55_a_payload_altered_after_signing_is_refused_by_the_engine_and_nothing_is_b
 
     // A peer holding the key: it signs the header correctly, but the payload's bytes change
     // after their MAC was made (as if altered on the way).
-    let (address, key) = connection(&c);
+    let (address, key) = c.address_and_key();
     let mut s = TcpStream::connect(&address).expect("connect");
     s.set_read_timeout(Some(T)).expect("timeout");
     blocking::write_frame(&mut s, &key, &Frame::new(ClientToController::InfoRequest)).expect("info");
@@ -116,7 +78,7 @@ fn t55_unauthenticated_connections_announcing_huge_frames_cost_almost_no_memory(
     let idle = rss(pid);
     let mut held = Vec::new();
     for i in 0..16 {
-        let mut s = TcpStream::connect(connection(&c).0).expect("connect");
+        let mut s = TcpStream::connect(c.address_and_key().0).expect("connect");
         s.set_write_timeout(Some(Duration::from_secs(2))).expect("timeout");
         // Half of them announce 1 GiB and send 8 MB of it (a controller that believed the prefix
         // would hold 64 MB for them); the others announce a first frame of the allowed maximum,

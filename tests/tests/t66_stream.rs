@@ -1,0 +1,244 @@
+//! Arrays larger than one chunk stream through the controller: many-chunk round trips of every
+//! kind (push, pull, scatter, gather) with lengths that are not multiples of the chunk size, a
+//! 1.5 GB array, a chunk altered after signing (refused by the engine, nothing bound), and a
+//! client that goes away mid-push (the controller keeps serving, its memory comes back).
+
+use std::{
+    ffi::OsStr,
+    io::Write,
+    net::TcpStream,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use mpx_client::{Dtype, RawArray, Targets};
+use mpx_messages::{
+    codec::blocking, Chunk, ClientToController, ControllerToClient, Frame, Key, Payload, SubmitRequest,
+    Task, TaskResult,
+};
+use mpx_tests::{
+    arrays::{describe, rows, sample},
+    memory::{mb, rss, rss_settles},
+    Cluster, Kernel,
+};
+
+const T: Duration = Duration::from_secs(300);
+
+/// The chunk size of the many-chunk tests (engines and client).
+const SMALL_CHUNK: usize = 1000;
+
+fn small_chunks(kernel: Kernel, tag: &str, n: u32) -> Cluster {
+    Cluster::start_env(kernel, tag, n, &[], &[("MPX_CHUNK_BYTES", OsStr::new("1000"))])
+}
+
+fn round_trips(c: &Cluster, dtypes: &[Dtype]) {
+    let client = c.client();
+    client.set_chunk_bytes(SMALL_CHUNK);
+    let views = [Targets::All, Targets::List(vec![1, 3]), Targets::List(vec![2])];
+    for (i, &dtype) in dtypes.iter().enumerate() {
+        // 1237 × 11 elements: tens of chunks, and no chunk boundary on a row or element edge.
+        let a = sample(dtype, &[1237, 11], i as u64 + 1);
+        assert!(a.data().len() > 10 * SMALL_CHUNK && a.data().len() % SMALL_CHUNK != 0);
+        for targets in &views {
+            let view = client.view(targets.clone());
+            view.push_sync("x", &a, T).unwrap();
+            for (k, b) in view.pull_sync("x", T).unwrap().iter().enumerate() {
+                assert!(b == &a, "push/pull {dtype} to {targets:?}, #{k}: {}", describe(b));
+            }
+            view.scatter_sync("y", &a, T).unwrap();
+            let parts = view.pull_sync("y", T).unwrap();
+            let n = parts.len();
+            let mut start = 0;
+            for (r, part) in parts.iter().enumerate() {
+                let count = 1237 / n + usize::from(r < 1237 % n);
+                assert!(part == &rows(&a, start, start + count), "scatter {dtype} to {targets:?}, #{r}");
+                start += count;
+            }
+            let whole = view.gather_sync("y", T).unwrap();
+            assert!(whole == a, "gather {dtype} from {targets:?}: {}", describe(&whole));
+        }
+    }
+}
+
+#[test]
+fn t66_arrays_of_many_chunks_round_trip_bit_exactly_rhai() {
+    let c = small_chunks(Kernel::Rhai, "chunks-rhai", 4);
+    round_trips(&c, &[Dtype::F64, Dtype::F32, Dtype::I64, Dtype::I32, Dtype::U8, Dtype::Bool]);
+    c.stop();
+}
+
+#[test]
+fn t66_arrays_of_many_chunks_round_trip_bit_exactly_python() {
+    let c = small_chunks(Kernel::Python, "chunks-py", 4);
+    round_trips(&c, &[Dtype::F64, Dtype::C128, Dtype::U16, Dtype::Bool]);
+    // The numpy arrays the kernel received are whole.
+    let out = c.client().view(Targets::All).execute_sync("int(x.shape[0] * 10 + x.ndim)", T).unwrap();
+    assert!(out.iter().all(|r| r.outcome.value.as_deref() == Some("12372")), "{out:?}");
+    c.stop();
+}
+
+/// A peer holding the key that speaks the protocol itself.
+struct Peer {
+    s: TcpStream,
+    key: Key,
+}
+
+impl Peer {
+    fn connect(c: &Cluster) -> Peer {
+        let (address, key) = c.address_and_key();
+        let s = TcpStream::connect(&address).expect("connect");
+        s.set_read_timeout(Some(T)).expect("timeout");
+        Peer { s, key }
+    }
+
+    fn send(&mut self, frame: &Frame<ClientToController>) {
+        blocking::write_frame(&mut self.s, &self.key, frame).expect("send");
+        self.s.flush().expect("flush");
+    }
+
+    /// A streamed push of `array`'s bytes as `name` (the request; chunks follow).
+    fn push_request(&mut self, req_id: u64, name: &str, a: &RawArray) {
+        let task = Task::Push { name: name.into(), array: a.meta(0), group: vec![] };
+        let req = SubmitRequest { req_id, targets: Targets::All, task };
+        self.send(&Frame::new(ClientToController::SubmitRequest(req)));
+    }
+
+    fn chunk(&mut self, req_id: u64, offset: usize, total: usize, payload: Payload) {
+        let chunk = Chunk { stream: req_id, offset: offset as u64, total: total as u64 };
+        self.send(&Frame::with_payloads(ClientToController::Chunk(chunk), vec![payload]));
+    }
+
+    /// The results of request `req_id` from `n` engines, by engine id.
+    fn results(&mut self, req_id: u64, n: usize) -> Vec<TaskResult> {
+        let mut results = Vec::new();
+        while results.len() < n {
+            let frame = blocking::read_frame::<ControllerToClient>(&mut self.s, &self.key, usize::MAX)
+                .expect("a reply")
+                .expect("the connection stays open");
+            match frame.header {
+                ControllerToClient::SubmitReply(r) => assert_eq!(r.error, None, "{r:?}"),
+                ControllerToClient::TaskResult(r) if r.req_id == req_id => results.push(r),
+                _ => {}
+            }
+        }
+        results.sort_by_key(|r| r.engine_id);
+        results
+    }
+}
+
+#[test]
+fn t66_a_chunk_altered_after_signing_is_refused_by_the_engine_and_nothing_is_bound() {
+    let c = Cluster::start(Kernel::Rhai, "chunk-mac", 4, &[]);
+    let client = c.client();
+    let all = client.view(Targets::All);
+    let good = sample(Dtype::F64, &[3000], 3);
+    all.push_sync("x", &good, T).unwrap();
+
+    // Ten chunks; the seventh's bytes change after their MAC was made.
+    let mut peer = Peer::connect(&c);
+    let other = sample(Dtype::F64, &[3000], 9);
+    let (total, step) = (other.data().len(), 2400);
+    peer.push_request(7, "x", &other);
+    for (k, offset) in (0..total).step_by(step).enumerate() {
+        let bytes = other.data().slice(offset..total.min(offset + step));
+        let payload = if k == 6 {
+            let mut altered = bytes.to_vec();
+            altered[100] ^= 0x01;
+            Payload::with_mac(Bytes::from(altered), peer.key.payload_mac(&bytes))
+        } else {
+            Payload::new(bytes)
+        };
+        peer.chunk(7, offset, total, payload);
+    }
+    let results = peer.results(7, 4);
+    let root = results[0].outcome.error.as_ref().expect("the root refuses the push");
+    assert_eq!(root.ename, "AuthenticationError", "{root:?}");
+    assert!(root.evalue.contains(&format!("chunk at byte {}", 6 * step)), "{root:?}");
+    assert!(root.evalue.contains("nothing was bound"), "{root:?}");
+    for r in &results[1..] {
+        assert!(r.outcome.error.is_some(), "engine {} bound the refused array: {r:?}", r.engine_id);
+    }
+    // Nothing was bound, and the same connection and cluster keep working.
+    for (engine, a) in all.pull_sync("x", T).unwrap().iter().enumerate() {
+        assert!(a == &good, "engine {engine} holds something else than the last good push");
+    }
+    peer.push_request(8, "z", &other);
+    for (k, offset) in (0..total).step_by(step).enumerate() {
+        let _ = k;
+        peer.chunk(8, offset, total, Payload::new(other.data().slice(offset..total.min(offset + step))));
+    }
+    assert!(peer.results(8, 4).iter().all(|r| r.outcome.error.is_none()));
+    assert!(client.view(Targets::List(vec![3])).pull_sync("z", T).unwrap()[0] == other);
+    c.stop();
+}
+
+#[test]
+fn t66_a_client_gone_mid_push_leaves_the_controller_serving_and_its_memory_back() {
+    let c = Cluster::start(Kernel::Rhai, "gone", 4, &[]);
+    let pid = c.pids.controller;
+    let client = c.client();
+    let all = client.view(Targets::All);
+    let good = sample(Dtype::U8, &[1000], 5);
+    all.push_sync("x", &good, T).unwrap();
+    let idle = rss(pid);
+
+    // 200 MB announced, 40 MB sent, then the connection closes.
+    let step = 4 << 20;
+    let total = 50 * step;
+    let big = RawArray::new(Dtype::U8, vec![total], Bytes::from(vec![7u8; total])).unwrap();
+    let mut peer = Peer::connect(&c);
+    peer.push_request(1, "x", &big);
+    for offset in (0..10 * step).step_by(step) {
+        peer.chunk(1, offset, total, Payload::new(big.data().slice(offset..offset + step)));
+    }
+    drop(peer);
+
+    // The root gives up on the array; nothing is bound, every engine still answers.
+    for (engine, a) in all.pull_sync("x", T).unwrap().iter().enumerate() {
+        assert!(a == &good, "engine {engine} bound part of an array whose client went away");
+    }
+    all.push_sync("y", &good, T).unwrap();
+    let after = rss_settles(pid, idle + (32 << 20), Duration::from_secs(5));
+    eprintln!("controller RSS: idle {:.1} MB, after the broken push {:.1} MB", mb(idle), mb(after));
+    assert!(after <= idle + (32 << 20), "controller RSS {:.1} MB after a broken push", mb(after));
+    c.stop();
+}
+
+#[test]
+fn t66_a_1_5_gb_array_pushed_to_2_engines_comes_back_bit_exactly() {
+    let c = Cluster::start(Kernel::Rhai, "huge", 2, &[]);
+    let pid = c.pids.controller;
+    let client = c.client();
+    client.view(Targets::All).execute_sync("1", T).unwrap();
+    let idle = rss(pid);
+    let n = 1_500_000_000usize;
+    let data: Vec<u8> = (0..n).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
+    let a = RawArray::new(Dtype::U8, vec![n], Bytes::from(data)).unwrap();
+
+    // The controller's memory while the array streams through it.
+    let (done, peak) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(idle)));
+    let watch = {
+        let (done, peak) = (done.clone(), peak.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(rss(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    client.view(Targets::All).push_sync("big", &a, T).unwrap();
+    done.store(true, Ordering::Relaxed);
+    watch.join().unwrap();
+    let peak = peak.load(Ordering::Relaxed);
+    eprintln!("controller RSS: idle {:.1} MB, peak during a 1.5 GB push {:.1} MB", mb(idle), mb(peak));
+    assert!(peak <= idle + (128 << 20), "the controller held {:.1} MB more", mb(peak - idle));
+    for engine in 0..2 {
+        let back = client.view(Targets::List(vec![engine])).pull_sync("big", T).unwrap();
+        assert!(back[0] == a, "engine {engine}: {}", describe(&back[0]));
+    }
+    c.stop();
+}
