@@ -12,7 +12,11 @@ use mpx_messages::{
     codec::{blocking, FIRST_FRAME_MAX},
     ClientToController, ControllerToClient, Frame, Payload, SubmitRequest, Task,
 };
-use mpx_tests::{arrays::sample, memory::{mb, rss, rss_settles}, Cluster, Kernel};
+use mpx_tests::{
+    arrays::sample,
+    memory::{mb, rss, rss_settles},
+    Cluster, Kernel,
+};
 
 const T: Duration = Duration::from_secs(120);
 

@@ -17,8 +17,8 @@ use std::{
 use bytes::Bytes;
 use mpx_client::{Dtype, RawArray, Targets};
 use mpx_messages::{
-    codec::blocking, Chunk, ClientToController, ControllerToClient, Frame, Key, Payload, SubmitRequest,
-    Task, TaskResult,
+    codec::blocking, Chunk, ClientToController, ControllerToClient, Frame, Key, Payload, SubmitRequest, Task,
+    TaskResult,
 };
 use mpx_tests::{
     arrays::{describe, rows, sample},
@@ -42,7 +42,7 @@ fn round_trips(c: &Cluster, dtypes: &[Dtype]) {
     for (i, &dtype) in dtypes.iter().enumerate() {
         // 1237 × 11 elements: tens of chunks, and no chunk boundary on a row or element edge.
         let a = sample(dtype, &[1237, 11], i as u64 + 1);
-        assert!(a.data().len() > 10 * SMALL_CHUNK && a.data().len() % SMALL_CHUNK != 0);
+        assert!(a.data().len() > 10 * SMALL_CHUNK && !a.data().len().is_multiple_of(SMALL_CHUNK));
         for targets in &views {
             let view = client.view(targets.clone());
             view.push_sync("x", &a, T).unwrap();
@@ -167,8 +167,7 @@ fn t66_a_chunk_altered_after_signing_is_refused_by_the_engine_and_nothing_is_bou
         assert!(a == &good, "engine {engine} holds something else than the last good push");
     }
     peer.push_request(8, "z", &other);
-    for (k, offset) in (0..total).step_by(step).enumerate() {
-        let _ = k;
+    for offset in (0..total).step_by(step) {
         peer.chunk(8, offset, total, Payload::new(other.data().slice(offset..total.min(offset + step))));
     }
     assert!(peer.results(8, 4).iter().all(|r| r.outcome.error.is_none()));

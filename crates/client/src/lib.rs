@@ -22,6 +22,7 @@
 
 pub mod client;
 pub mod display;
+mod incoming;
 pub mod npy;
 pub mod result;
 pub mod view;
