@@ -13,7 +13,8 @@ use tracing::warn;
 
 use crate::{
     forward::Downstream,
-    hub::{EngineGone, EngineReply, EngineStatus, Hub, RouteOf, ToEngine},
+    hub::{CloseConn, Feed, Hub, RouteOf},
+    world::{ConnId, Event},
     writer::FrameWriter,
 };
 
@@ -22,6 +23,8 @@ pub type EngineWriter = FrameWriter<ControllerToEngine>;
 
 /// One engine's connection.
 pub struct EngineConn {
+    /// The connection's number.
+    pub conn: ConnId,
     /// Engine id, once registered.
     pub id: Option<EngineId>,
     /// The engine's address, for the log.
@@ -43,18 +46,17 @@ pub struct EngineConn {
 }
 
 impl EngineConn {
-    /// Pings every period; three silent periods and the engine is declared dead.
+    /// Pings every period and tells the hub how many periods the engine has been silent (the
+    /// core decides when that is a death).
     pub fn start_heartbeats(&mut self, ctx: &mut Context<Self>) {
         if self.heartbeat.is_zero() {
             return;
         }
         let period = self.heartbeat;
-        ctx.run_interval(period, move |act, ctx| {
-            if act.last_heard.elapsed() > period * 3 {
-                warn!(engine = ?act.id, "engine missed 3 heartbeats");
-                act.cause = format!("it missed 3 heartbeats ({} ms period)", period.as_millis());
-                ctx.stop();
-                return;
+        ctx.run_interval(period, move |act, _| {
+            let missed = (act.last_heard.elapsed().as_millis() / period.as_millis().max(1)) as u32;
+            if let (Some(engine), true) = (act.id, missed > 0) {
+                act.hub.do_send(Feed(Event::HeartbeatMissed { engine, conn: act.conn, missed }));
             }
             act.seq += 1;
             act.writer.write(Frame::new(ControllerToEngine::Ping { seq: act.seq }));
@@ -66,18 +68,19 @@ impl Actor for EngineConn {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        if let Some(id) = self.id {
-            self.hub.do_send(EngineGone { id, cause: std::mem::take(&mut self.cause) });
+        if let Some(engine) = self.id {
+            let cause = std::mem::take(&mut self.cause);
+            self.hub.do_send(Feed(Event::EngineGone { engine, conn: self.conn, cause }));
         }
     }
 }
 
-/// Handler for `ToEngine`: write the frame.
-impl Handler<ToEngine> for EngineConn {
+/// Handler for `CloseConn`: the core declared the engine dead.
+impl Handler<CloseConn> for EngineConn {
     type Result = ();
 
-    fn handle(&mut self, msg: ToEngine, _: &mut Context<Self>) {
-        self.writer.write(msg.0);
+    fn handle(&mut self, _: CloseConn, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 
@@ -90,11 +93,11 @@ impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn
             Ok(frame) => match frame.header {
                 EngineToController::Pong { .. } => {}
                 EngineToController::Status { req, state } => {
-                    self.hub.do_send(EngineStatus { id, req, state })
+                    self.hub.do_send(Feed(Event::EngineStatus { engine: id, poll: req, state }))
                 }
                 EngineToController::TaskReply(reply) => {
                     self.routes.remove(&reply.task_id);
-                    self.hub.do_send(EngineReply { id, reply, buffers: frame.buffers })
+                    self.hub.do_send(Feed(Event::EngineReply { engine: id, reply, buffers: frame.buffers }))
                 }
                 EngineToController::Chunk(chunk) => self.forward_chunk(id, chunk, frame.buffers, ctx),
                 EngineToController::RegisterRequest(_) => {

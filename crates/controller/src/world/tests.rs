@@ -1,0 +1,336 @@
+//! The core driven by event sequences; each test asserts the exact commands emitted.
+
+use std::time::Duration;
+
+use mpx_messages::{
+    ControllerToClient as ToClient, ControllerToEngine as ToEngine, EngineState, Frame, Outcome, RankInfo,
+    RegisterReply, RegisterRequest, SubmitReply, SubmitRequest, Targets, Task, TaskReply, TaskRequest,
+    TaskResult,
+};
+
+use super::{deaths::engine_died, *};
+
+const CLIENT: ClientId = 7;
+
+fn world(restart: bool) -> World {
+    World::new(Config {
+        cluster_id: "c".into(),
+        heartbeat: Duration::from_millis(500),
+        restart,
+        runner: true,
+    })
+}
+
+/// Registers a world of `size` ranks (connections `conn0..`): rank 0 with every rank's
+/// details, then the others with the set rank 0 was given. Returns the engine ids.
+fn register(w: &mut World, size: u32, conn0: ConnId) -> Vec<EngineId> {
+    let detail = |rank: u32| RankInfo { rank, pid: 1000 + conn0 as u32 + rank, hostname: "h".into() };
+    let req = |rank: u32, set: Option<u32>| RegisterRequest {
+        rank,
+        size,
+        pid: detail(rank).pid,
+        hostname: "h".into(),
+        world: if set.is_none() { (0..size).map(detail).collect() } else { vec![] },
+        set,
+    };
+    let mut set = None;
+    let mut ids = Vec::new();
+    for rank in 0..size {
+        let out = w.handle(Event::Register { conn: conn0 + rank as u64, req: req(rank, set) });
+        let [Command::Registered { reply, .. }] = &out[..] else { panic!("{out:?}") };
+        set = reply.set;
+        ids.push(reply.engine_id.expect("registered"));
+    }
+    ids
+}
+
+fn execute(w: &mut World, req_id: u64, targets: Targets, code: &str) -> Vec<Command> {
+    let req = SubmitRequest { req_id, targets, task: Task::Execute { code: code.into() } };
+    w.handle(Event::Submit { client: CLIENT, req, buffers: vec![] })
+}
+
+fn to_client(msg: ToClient) -> Command {
+    Command::ToClient { client: CLIENT, frame: Frame::new(msg) }
+}
+
+fn to_engine(engine: EngineId, msg: ToEngine) -> Command {
+    Command::ToEngine { engine, frame: Frame::new(msg) }
+}
+
+fn failed(req_id: u64, engine: EngineId, error: RemoteError) -> Command {
+    let outcome = Outcome { error: Some(error), ..Default::default() };
+    to_client(ToClient::TaskResult(TaskResult { req_id, engine_id: engine, outcome }))
+}
+
+fn info(w: &World, engine: EngineId) -> EngineInfo {
+    w.info().engines.into_iter().find(|e| e.id == engine).unwrap()
+}
+
+use mpx_messages::{EngineInfo, RemoteError};
+
+#[test]
+fn a_world_registers_and_its_ranks_attach() {
+    let mut w = world(false);
+    let first = RegisterRequest {
+        rank: 0,
+        size: 2,
+        pid: 10,
+        hostname: "h".into(),
+        world: vec![
+            RankInfo { rank: 0, pid: 10, hostname: "h".into() },
+            RankInfo { rank: 1, pid: 11, hostname: "h".into() },
+        ],
+        set: None,
+    };
+    let reply = |engine_id, set| RegisterReply {
+        engine_id: Some(engine_id),
+        cluster_id: "c".into(),
+        error: None,
+        heartbeat_ms: 500,
+        set: Some(set),
+    };
+    assert_eq!(
+        w.handle(Event::Register { conn: 1, req: first.clone() }),
+        vec![Command::Registered { conn: 1, reply: reply(0, 0) }]
+    );
+    // Rank 1 must match its world's registration.
+    let mut other = RegisterRequest { rank: 1, pid: 99, world: vec![], set: Some(0), ..first.clone() };
+    let out = w.handle(Event::Register { conn: 2, req: other.clone() });
+    assert!(
+        matches!(&out[..], [Command::Registered { conn: 2, reply }] if reply.engine_id.is_none()),
+        "{out:?}"
+    );
+    other.pid = 11;
+    assert_eq!(
+        w.handle(Event::Register { conn: 3, req: other.clone() }),
+        vec![Command::Registered { conn: 3, reply: reply(1, 0) }]
+    );
+    // Twice is refused; a second world gets the next set and ids.
+    let out = w.handle(Event::Register { conn: 4, req: other });
+    assert!(
+        matches!(&out[..], [Command::Registered { reply, .. }] if reply.error.as_deref().unwrap().contains("already"))
+    );
+    assert_eq!(register(&mut w, 3, 10), vec![2, 3, 4]);
+    assert_eq!(info(&w, 3).set, 1);
+    assert_eq!(info(&w, 3).rank, 1);
+}
+
+#[test]
+fn a_request_across_sets_runs_on_every_engine_and_results_go_back() {
+    let mut w = world(false);
+    w.handle(Event::Launching);
+    register(&mut w, 2, 0);
+    register(&mut w, 2, 10);
+    let out = execute(&mut w, 5, Targets::All, "rank");
+    let task =
+        |task_id| ToEngine::TaskRequest(TaskRequest { task_id, task: Task::Execute { code: "rank".into() } });
+    assert_eq!(
+        out,
+        vec![
+            to_client(ToClient::SubmitReply(SubmitReply {
+                req_id: 5,
+                engines: vec![0, 1, 2, 3],
+                error: None
+            })),
+            to_engine(0, task(1)),
+            to_engine(1, task(2)),
+            to_engine(2, task(3)),
+            to_engine(3, task(4)),
+        ]
+    );
+    assert_eq!(w.route_of(2, 3), Some((CLIENT, 5)));
+    assert_eq!(w.route_of(1, 3), None, "a task is routed for its own engine only");
+    let outcome = Outcome { value: Some("0".into()), ..Default::default() };
+    let out = w.handle(Event::EngineReply {
+        engine: 2,
+        reply: TaskReply { task_id: 3, outcome: outcome.clone() },
+        buffers: vec![],
+    });
+    assert_eq!(out, vec![to_client(ToClient::TaskResult(TaskResult { req_id: 5, engine_id: 2, outcome }))]);
+    // A collective never spans sets.
+    let req = SubmitRequest {
+        req_id: 6,
+        targets: Targets::All,
+        task: Task::Gather { name: "a".into(), group: vec![] },
+    };
+    let out = w.handle(Event::Submit { client: CLIENT, req, buffers: vec![] });
+    assert!(matches!(&out[..], [Command::ToClient { frame, .. }]
+        if matches!(&frame.header, ToClient::SubmitReply(r) if r.error.as_deref().unwrap().contains("engine sets"))));
+}
+
+#[test]
+fn a_death_mid_request_is_explained_then_the_world_goes_down() {
+    let mut w = world(false);
+    w.handle(Event::Launching);
+    w.handle(Event::Launched { mpirun_pid: Some(42) });
+    register(&mut w, 4, 0);
+    let engines = w.info().engines;
+    execute(&mut w, 9, Targets::All, "barrier()");
+    let out = w.handle(Event::EngineGone { engine: 2, conn: 2, cause: "connection closed".into() });
+    assert_eq!(
+        out,
+        vec![
+            Command::Runner(RunnerCall::ExplainDeath { engine: 2, rank: 2 }),
+            Command::Wake { after: DEATH_REPORT_FALLBACK, timer: Timer::DeathReport(2) },
+        ]
+    );
+    // mpirun ends the other ranks: expected now, and nothing can be submitted to the world.
+    assert_eq!(w.handle(Event::EngineGone { engine: 1, conn: 1, cause: "connection closed".into() }), vec![]);
+    let out = execute(&mut w, 10, Targets::All, "1");
+    assert!(
+        matches!(&out[..], [Command::ToClient { frame, .. }]
+        if matches!(&frame.header, ToClient::SubmitReply(r) if r.error.is_some())),
+        "{out:?}"
+    );
+    let out =
+        w.handle(Event::DeathExplained { engine: 2, cause: Some("killed by signal 9 (Killed)".into()) });
+    let note = "; the MPI world was torn down and the cluster stops";
+    let others = format!("engine 2 died (killed by signal 9 (Killed)){note}");
+    assert_eq!(
+        out,
+        vec![
+            failed(9, 0, RemoteError::new("WorldDown", &others)),
+            failed(9, 1, RemoteError::new("WorldDown", &others)),
+            failed(9, 2, engine_died(2, &format!("killed by signal 9 (Killed){note}"))),
+            failed(9, 3, RemoteError::new("WorldDown", &others)),
+            to_engine(0, ToEngine::Shutdown),
+            Command::Forget { engine: 0 },
+            Command::Forget { engine: 1 },
+            Command::Forget { engine: 2 },
+            to_engine(3, ToEngine::Shutdown),
+            Command::Forget { engine: 3 },
+            Command::Runner(RunnerCall::EndWorld {
+                engines,
+                restart: false,
+                why: "engine 2 died: killed by signal 9 (Killed)".into()
+            }),
+        ]
+    );
+    // The fallback deadline finds nothing left to do.
+    assert_eq!(w.handle(Event::Timer(Timer::DeathReport(2))), vec![]);
+    assert!(w.info().engines.is_empty());
+}
+
+#[test]
+fn a_death_in_engine_set_1_takes_down_that_set_only() {
+    let mut w = world(false);
+    w.handle(Event::Launching);
+    register(&mut w, 2, 0);
+    register(&mut w, 2, 10);
+    let set1 = vec![info(&w, 2), info(&w, 3)];
+    execute(&mut w, 1, Targets::All, "x");
+    // No launcher to ask: set 1 goes down at once, with what the connection knew.
+    let out = w.handle(Event::EngineGone { engine: 3, conn: 11, cause: "connection closed".into() });
+    let note = "; engine set 1 was torn down (other sets go on)";
+    assert_eq!(
+        out,
+        vec![
+            failed(1, 2, RemoteError::new("WorldDown", format!("engine 3 died (connection closed){note}"))),
+            failed(1, 3, engine_died(3, &format!("connection closed{note}"))),
+            to_engine(2, ToEngine::Shutdown),
+            Command::Forget { engine: 2 },
+            Command::Forget { engine: 3 },
+            Command::Reap { engines: set1 },
+        ]
+    );
+    // Set 0 goes on: its pending tasks still answer, new requests run there.
+    let reply = TaskReply { task_id: 1, outcome: Outcome::default() };
+    let out = w.handle(Event::EngineReply { engine: 0, reply, buffers: vec![] });
+    assert_eq!(out.len(), 1);
+    let out = execute(&mut w, 2, Targets::All, "y");
+    assert!(
+        matches!(&out[0], Command::ToClient { frame, .. }
+        if matches!(&frame.header, ToClient::SubmitReply(r) if r.engines == vec![0, 1])),
+        "{out:?}"
+    );
+    assert_eq!(w.launched_engines(), 2);
+    // A new world takes the freed set and ids.
+    assert_eq!(register(&mut w, 2, 20), vec![2, 3]);
+    assert_eq!(info(&w, 2).set, 1);
+}
+
+#[test]
+fn an_abort_restarts_the_world_and_late_news_of_the_old_one_is_ignored() {
+    let mut w = world(true);
+    w.handle(Event::Launching);
+    register(&mut w, 2, 0);
+    let engines = w.info().engines;
+    execute(&mut w, 3, Targets::All, "loop {}");
+    let out = w.handle(Event::Abort { client: CLIENT, reason: "test".into() });
+    let why = "test; the MPI world is being restarted (variables are lost)";
+    assert_eq!(
+        out,
+        vec![
+            failed(3, 0, RemoteError::new("WorldDown", why)),
+            failed(3, 1, RemoteError::new("WorldDown", why)),
+            to_engine(0, ToEngine::Shutdown),
+            Command::Forget { engine: 0 },
+            to_engine(1, ToEngine::Shutdown),
+            Command::Forget { engine: 1 },
+            Command::Runner(RunnerCall::EndWorld { engines, restart: true, why: "test".into() }),
+            to_client(ToClient::AbortReply { error: None }),
+        ]
+    );
+    // The runner restarts it: fresh engines get the same ids.
+    w.handle(Event::Launching);
+    assert_eq!(register(&mut w, 2, 10), vec![0, 1]);
+    assert_eq!(w.launched_engines(), 2);
+    // The old connections closing now is no death.
+    assert_eq!(w.handle(Event::EngineGone { engine: 0, conn: 0, cause: "closed".into() }), vec![]);
+    assert_eq!(w.handle(Event::HeartbeatMissed { engine: 1, conn: 1, missed: 3 }), vec![]);
+    // A rank that stops answering heartbeats is a death of the new world.
+    assert_eq!(w.handle(Event::HeartbeatMissed { engine: 1, conn: 11, missed: 2 }), vec![]);
+    assert_eq!(
+        w.handle(Event::HeartbeatMissed { engine: 1, conn: 11, missed: 3 }),
+        vec![
+            Command::CloseEngine { engine: 1 },
+            Command::Runner(RunnerCall::ExplainDeath { engine: 1, rank: 1 }),
+            Command::Wake { after: DEATH_REPORT_FALLBACK, timer: Timer::DeathReport(1) },
+        ]
+    );
+    // No explanation comes: the deadline takes the world down with the heartbeat's cause.
+    let out = w.handle(Event::Timer(Timer::DeathReport(1)));
+    assert!(
+        matches!(out.last(), Some(Command::Runner(RunnerCall::EndWorld { restart: true, why, .. }))
+        if why == "engine 1 died: it missed 3 heartbeats (500 ms period)"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn where_answers_at_the_deadline_with_a_silent_rank_as_none() {
+    let mut w = world(false);
+    register(&mut w, 3, 0);
+    let out = w.handle(Event::Where { client: CLIENT });
+    assert_eq!(
+        out,
+        vec![
+            to_engine(0, ToEngine::StatusRequest { req: 1 }),
+            to_engine(1, ToEngine::StatusRequest { req: 1 }),
+            to_engine(2, ToEngine::StatusRequest { req: 1 }),
+            Command::Wake { after: WHERE_WAIT, timer: Timer::Where(1) },
+        ]
+    );
+    let state = EngineState {
+        activity: "mpi".into(),
+        cell: Some(2),
+        call: Some("barrier".into()),
+        comm: Some("COMM_WORLD".into()),
+        seconds: 1.0,
+        detail: None,
+    };
+    assert_eq!(w.handle(Event::EngineStatus { engine: 0, poll: 1, state: state.clone() }), vec![]);
+    assert_eq!(w.handle(Event::EngineStatus { engine: 2, poll: 1, state: state.clone() }), vec![]);
+    let states = vec![(0, Some(state.clone())), (1, None), (2, Some(state.clone()))];
+    assert_eq!(w.handle(Event::Timer(Timer::Where(1))), vec![to_client(ToClient::WhereReply { states })]);
+    // A late answer or deadline of a finished poll is dropped; a poll all answer ends at once.
+    assert_eq!(w.handle(Event::EngineStatus { engine: 1, poll: 1, state: state.clone() }), vec![]);
+    assert_eq!(w.handle(Event::Timer(Timer::Where(1))), vec![]);
+    w.handle(Event::Where { client: CLIENT });
+    w.handle(Event::EngineStatus { engine: 0, poll: 2, state: state.clone() });
+    w.handle(Event::EngineStatus { engine: 1, poll: 2, state: state.clone() });
+    let out = w.handle(Event::EngineStatus { engine: 2, poll: 2, state: state.clone() });
+    assert!(
+        matches!(&out[..], [Command::ToClient { frame, .. }] if matches!(frame.header, ToClient::WhereReply { .. }))
+    );
+}
