@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
+use mpx_client::EngineId;
 use mpx_tests::{out_values, stderr, Cluster, Kernel};
 
 #[test]
@@ -51,6 +52,6 @@ fn t21_an_engine_refuses_a_connection_file_others_can_read() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("must be 0600"), "{}", stderr(&out));
     // It did not join.
-    assert_eq!(c.client().ids().unwrap(), vec![0, 1]);
+    assert_eq!(c.client().ids().unwrap(), vec![EngineId(0), EngineId(1)]);
     c.stop();
 }

@@ -19,8 +19,8 @@ use std::{
 use mpx_client::Client;
 use mpx_messages::{
     codec::{blocking, decode_body, AUTH_REJECTED, FIRST_FRAME_MAX, MAC_LEN},
-    ClientToController, ControllerToClient, ControllerToEngine, EngineToController, Frame, Key, RankInfo,
-    RegisterRequest, SubmitRequest, Targets, Task,
+    ClientToController, ControllerToClient, ControllerToEngine, EngineToController, Frame, Key, Rank,
+    RankInfo, RegisterRequest, Request, SubmitRequest, Targets,
 };
 use mpx_tests::{Cluster, Kernel};
 use tracing_subscriber::fmt::MakeWriter;
@@ -201,7 +201,8 @@ fn info_request() -> Vec<u8> {
 }
 
 fn submit_request(code: &str) -> Vec<u8> {
-    let req = SubmitRequest { req_id: 1, targets: Targets::All, task: Task::Execute { code: code.into() } };
+    let req =
+        SubmitRequest { req_id: 1, targets: Targets::All, request: Request::Execute { code: code.into() } };
     framed(&Frame::new(ClientToController::SubmitRequest(req)), &key())
 }
 
@@ -381,9 +382,15 @@ fn t50_each_kind_of_bad_peer_is_closed_and_logged_while_a_good_client_is_served(
 
     // An engine that registers, then sends garbage.
     let (mut s, peer) = raw(&ctl);
-    let me = RankInfo { rank: 0, pid: 1, hostname: "nowhere".into() };
-    let reg =
-        RegisterRequest { rank: 0, size: 1, pid: 1, hostname: "nowhere".into(), world: vec![me], set: None };
+    let me = RankInfo { rank: Rank(0), pid: 1, hostname: "nowhere".into() };
+    let reg = RegisterRequest {
+        rank: Rank(0),
+        size: 1,
+        pid: 1,
+        hostname: "nowhere".into(),
+        world: vec![me],
+        set: None,
+    };
     send(&mut s, &framed(&Frame::new(EngineToController::RegisterRequest(reg)), &key()));
     let mut r = s.try_clone().expect("clone");
     r.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
@@ -393,8 +400,14 @@ fn t50_each_kind_of_bad_peer_is_closed_and_logged_while_a_good_client_is_served(
     garbage.extend_from_slice(&[b'x'; 64]);
     // A second engine claiming the same rank of that world hears why it is refused before the close.
     let (mut dup, dup_peer) = raw(&ctl);
-    let reg =
-        RegisterRequest { rank: 0, size: 1, pid: 2, hostname: "nowhere".into(), world: vec![], set: Some(0) };
+    let reg = RegisterRequest {
+        rank: Rank(0),
+        size: 1,
+        pid: 2,
+        hostname: "nowhere".into(),
+        world: vec![],
+        set: Some(0),
+    };
     send(&mut dup, &framed(&Frame::new(EngineToController::RegisterRequest(reg)), &key()));
     let got = read_until_closed(&mut dup, CLOSE_WITHIN, "duplicate engine");
     let refusal = blocking::read_frame::<ControllerToEngine>(&mut got.as_slice(), &key(), usize::MAX);

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use mpx_client::{Dtype, RawArray, Targets};
 use mpx_messages::{
     codec::{blocking, FIRST_FRAME_MAX},
-    ClientToController, ControllerToClient, Frame, Payload, SubmitRequest, Task,
+    ClientToController, ControllerToClient, Frame, Payload, Request, SubmitRequest,
 };
 use mpx_tests::{
     arrays::sample,
@@ -39,8 +39,8 @@ fn t55_a_payload_altered_after_signing_is_refused_by_the_engine_and_nothing_is_b
     let at = 4321 % altered.len();
     altered[at] ^= 0x10;
     let forged = Payload::with_mac(Bytes::from(altered), key.payload_mac(other.data()));
-    let task = Task::Push { name: "x".into(), array: other.meta(0), group: vec![] };
-    let req = SubmitRequest { req_id: 7, targets: Targets::All, task };
+    let request = Request::Push { name: "x".into(), array: other.meta(0) };
+    let req = SubmitRequest { req_id: 7, targets: Targets::All, request };
     let frame = Frame::with_payloads(ClientToController::SubmitRequest(req), vec![forged]);
     blocking::write_frame(&mut s, &key, &frame).expect("forged push");
     s.flush().expect("flush");
@@ -54,14 +54,14 @@ fn t55_a_payload_altered_after_signing_is_refused_by_the_engine_and_nothing_is_b
             .expect("the connection stays open");
         match frame.header {
             ControllerToClient::SubmitReply(r) => assert_eq!(r.error, None, "{r:?}"),
-            ControllerToClient::TaskResult(r) if r.req_id == 7 => results.push(r),
+            ControllerToClient::EngineReply(r) if r.req_id == 7 => results.push(r),
             _ => {}
         }
     }
     results.sort_by_key(|r| r.engine_id);
     let root = results[0].outcome.error.as_ref().expect("the root refuses the push");
-    assert_eq!(root.ename, "AuthenticationError", "{root:?}");
-    assert!(root.evalue.contains("payload buffer 0 failed authentication"), "{root:?}");
+    assert_eq!(root.ename(), "AuthenticationError", "{root:?}");
+    assert!(root.evalue().contains("payload buffer 0 failed authentication"), "{root:?}");
     for r in &results[1..] {
         assert!(r.outcome.error.is_some(), "engine {} bound the refused array: {r:?}", r.engine_id);
     }
@@ -71,7 +71,7 @@ fn t55_a_payload_altered_after_signing_is_refused_by_the_engine_and_nothing_is_b
         assert!(a == &good, "engine {engine} holds something else than the last good push");
     }
     all.push_sync("y", &other, T).unwrap();
-    assert!(client.view(Targets::List(vec![2])).pull_sync("y", T).unwrap()[0] == other);
+    assert!(client.view(Targets::ids([2])).pull_sync("y", T).unwrap()[0] == other);
     c.stop();
 }
 
@@ -119,12 +119,12 @@ fn t55_the_controller_gives_back_the_memory_of_80_mb_pushes_and_pulls() {
     let a = RawArray::new(Dtype::F64, vec![n], Bytes::from(data)).unwrap();
     let mut peak = idle;
     for engine in 0..4 {
-        client.view(Targets::List(vec![engine])).push_sync("big", &a, T).unwrap();
+        client.view(Targets::ids([engine])).push_sync("big", &a, T).unwrap();
         peak = peak.max(rss(pid));
     }
     let after_push = rss_settles(pid, idle + (64 << 20), Duration::from_secs(5));
     for engine in 0..4 {
-        let back = client.view(Targets::List(vec![engine])).pull_sync("big", T).unwrap();
+        let back = client.view(Targets::ids([engine])).pull_sync("big", T).unwrap();
         assert!(back[0] == a, "engine {engine}");
     }
     let after_pull = rss_settles(pid, idle + (64 << 20), Duration::from_secs(5));

@@ -17,7 +17,8 @@ use bytes::Bytes;
 use mpx_messages::connection as files;
 use mpx_messages::{
     codec::blocking, Chunk, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId,
-    EngineState, Frame, Key, Outcome, RawArray, RemoteError, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
+    EngineState, Frame, Key, Outcome, RawArray, RemoteError, Request, SubmitRequest, Targets,
+    DEFAULT_MAX_FRAME,
 };
 
 use crate::{
@@ -261,22 +262,22 @@ impl Client {
         View::new(self, targets.into())
     }
 
-    /// Submits a task to `targets`; results arrive in the returned [`AsyncResult`].
+    /// Submits a request to `targets`; results arrive in the returned [`AsyncResult`].
     ///
     /// # Errors
     /// A lost connection.
-    pub fn submit(&self, targets: Targets, task: Task) -> Result<AsyncResult, ClientError> {
-        self.submit_with(targets, task, Vec::new())
+    pub fn submit(&self, targets: Targets, request: Request) -> Result<AsyncResult, ClientError> {
+        self.submit_with(targets, request, Vec::new())
     }
 
-    /// Submits a task whose array bytes travel in `buffers`.
+    /// Submits a request whose array bytes travel in `buffers`.
     ///
     /// # Errors
     /// A lost connection.
     pub fn submit_with(
         &self,
         targets: Targets,
-        task: Task,
+        request: Request,
         buffers: Vec<Bytes>,
     ) -> Result<AsyncResult, ClientError> {
         let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
@@ -284,10 +285,10 @@ impl Client {
         let submitted = mpx_messages::unix_time();
         // A push's or scatter's array larger than a chunk streams after the request.
         let chunk = self.chunk_bytes();
-        let streamed = matches!(task, Task::Push { .. } | Task::Scatter { .. })
+        let streamed = matches!(request, Request::Push { .. } | Request::Scatter { .. })
             && buffers.len() == 1
             && buffers[0].len() > chunk;
-        let request = ClientToController::SubmitRequest(SubmitRequest { req_id, targets, task });
+        let request = ClientToController::SubmitRequest(SubmitRequest { req_id, targets, request });
         if !streamed {
             self.send_frame(&Frame::with_buffers(request, buffers))?;
             return Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted });
@@ -328,12 +329,16 @@ impl Client {
     /// the engines told.
     ///
     /// # Errors
-    /// Timeout or a lost connection.
+    /// Refused (no such engine), timeout or a lost connection.
     pub fn interrupt(&self, targets: Targets, timeout: Duration) -> Result<Vec<EngineId>, ClientError> {
-        self.control(ClientToController::InterruptRequest { targets }, timeout, |r| match r {
-            ControllerToClient::InterruptReply { engines } => Some(engines.clone()),
+        let reply = self.control(ClientToController::InterruptRequest { targets }, timeout, |r| match r {
+            ControllerToClient::InterruptReply { engines, error } => Some((engines.clone(), error.clone())),
             _ => None,
-        })
+        })?;
+        match reply {
+            (engines, None) => Ok(engines),
+            (_, Some(e)) => Err(ClientError::Refused(e)),
+        }
     }
 
     /// What every engine is doing (`None`: it did not answer within a second): idle, running
@@ -405,21 +410,17 @@ fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
         }
         // A result ends its stream, whatever became of it.
         let streamed = match &header {
-            ControllerToClient::TaskResult(res) => incoming.take(res.req_id, res.engine_id),
+            ControllerToClient::EngineReply(res) => incoming.take(res.req_id, res.engine_id),
             _ => None,
         };
         let array = match (&mut header, refused) {
-            (ControllerToClient::TaskResult(res), None) if buffers.is_empty() && streamed.is_some() => {
+            (ControllerToClient::EngineReply(res), None) if buffers.is_empty() && streamed.is_some() => {
                 decode_streamed(&mut res.outcome, streamed.expect("checked"))
             }
-            (ControllerToClient::TaskResult(res), None) => decode_array(&mut res.outcome, &buffers),
-            (ControllerToClient::TaskResult(res), Some(refused)) => {
-                res.outcome.error = Some(RemoteError {
-                    ename: "DecodeError".into(),
-                    evalue: format!("refused the reply: {refused}"),
-                    line: None,
-                    traceback: String::new(),
-                });
+            (ControllerToClient::EngineReply(res), None) => decode_array(&mut res.outcome, &buffers),
+            (ControllerToClient::EngineReply(res), Some(refused)) => {
+                let why = format!("refused the reply: {refused}");
+                res.outcome.error = Some(RemoteError::new("DecodeError", why).into());
                 None
             }
             _ => None,
@@ -438,7 +439,7 @@ fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
                     }
                 }
             }
-            ControllerToClient::TaskResult(res) => {
+            ControllerToClient::EngineReply(res) => {
                 if let Some(req) = state.requests.get_mut(&res.req_id) {
                     let result = EngineResult {
                         engine_id: res.engine_id,
@@ -468,12 +469,7 @@ pub(crate) fn decode_array(outcome: &mut Outcome, buffers: &[Bytes]) -> Option<R
     match RawArray::from_meta(meta, buffers) {
         Ok(a) => Some(a),
         Err(why) => {
-            outcome.error = Some(RemoteError {
-                ename: "DecodeError".into(),
-                evalue: format!("bad array reply: {why}"),
-                line: None,
-                traceback: String::new(),
-            });
+            outcome.error = Some(RemoteError::new("DecodeError", format!("bad array reply: {why}")).into());
             None
         }
     }

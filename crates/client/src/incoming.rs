@@ -61,7 +61,7 @@ pub(crate) fn decode_streamed(outcome: &mut Outcome, bytes: Result<Bytes, String
     match bytes {
         Ok(bytes) => decode_array(outcome, &[bytes]),
         Err(why) => {
-            outcome.error = Some(RemoteError::new("DecodeError", format!("bad array reply: {why}")));
+            outcome.error = Some(RemoteError::new("DecodeError", format!("bad array reply: {why}")).into());
             None
         }
     }

@@ -28,7 +28,10 @@ pub mod result;
 pub mod view;
 
 pub use client::Client;
-pub use mpx_messages::{ArrayError, Dtype, EngineId, EngineState, Outcome, RawArray, RemoteError, Targets};
+pub use mpx_messages::{
+    ArrayError, Dtype, EngineId, EngineState, MpxError, Outcome, Rank, RawArray, RemoteError, Request,
+    Targets,
+};
 pub use result::{AsyncResult, EngineResult};
 pub use view::{ApplyArg, View};
 
@@ -61,19 +64,21 @@ pub enum ClientError {
     Timeout(std::time::Duration),
     /// The controller refused the request.
     #[error("request refused by the controller: {0}")]
-    Refused(String),
+    Refused(MpxError),
     /// An engine died (killed, crashed, exited); `cause` is what mpirun reported (signal or
-    /// exit code). The MPI world was torn down (or restarted) after it.
-    #[error("engine {rank} died: {cause}")]
+    /// exit code). Its MPI world was torn down (or restarted) after it.
+    #[error("engine {engine} died: {cause}")]
     EngineDied {
-        /// The engine (MPI rank).
-        rank: EngineId,
+        /// The engine.
+        engine: EngineId,
+        /// Its rank in its MPI world.
+        rank: Rank,
         /// How it died.
         cause: String,
     },
     /// One or more engines reported an error.
-    #[error("{}", .0.iter().map(|(id, e)| format!("[{id}:{}] {}", e.ename, e.evalue)).collect::<Vec<_>>().join("; "))]
-    Remote(Vec<(EngineId, RemoteError)>),
+    #[error("{}", .0.iter().map(|(id, e)| format!("[{id}:{}] {}", e.ename(), e.evalue())).collect::<Vec<_>>().join("; "))]
+    Remote(Vec<(EngineId, MpxError)>),
     /// An `.npy` file that cannot be used (malformed, unsupported dtype, unwritable).
     #[error("{path}: {source}")]
     Npy {

@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use mpx_messages::{EngineId, Outcome, RawArray};
+use mpx_messages::{EngineId, MpxError, Outcome, RawArray};
 
 use crate::{
     client::{Shared, State},
@@ -11,11 +11,11 @@ use crate::{
 
 /// The first engine death among results, as [`ClientError::EngineDied`].
 pub fn died(results: &[EngineResult]) -> Option<ClientError> {
-    results.iter().find_map(|r| {
-        let e = r.outcome.error.as_ref().filter(|e| e.ename == "EngineDied")?;
-        let prefix = format!("engine {} died: ", r.engine_id);
-        let cause = e.evalue.strip_prefix(&prefix).unwrap_or(&e.evalue).to_string();
-        Some(ClientError::EngineDied { rank: r.engine_id, cause })
+    results.iter().find_map(|r| match &r.outcome.error {
+        Some(MpxError::EngineDied { engine, rank, cause }) => {
+            Some(ClientError::EngineDied { engine: *engine, rank: *rank, cause: cause.clone() })
+        }
+        _ => None,
     })
 }
 
@@ -38,7 +38,7 @@ pub(crate) struct RequestState {
     /// Engines that will answer, once the controller accepted.
     pub engines: Option<Vec<EngineId>>,
     /// Refusal.
-    pub error: Option<String>,
+    pub error: Option<MpxError>,
     /// Results so far.
     pub results: BTreeMap<EngineId, EngineResult>,
 }

@@ -9,7 +9,7 @@ use std::{
 };
 
 use actix::prelude::*;
-use mpx_messages::{ConnectionInfo, EngineInfo, Key, DEFAULT_MAX_FRAME};
+use mpx_messages::{ConnectionInfo, EngineInfo, Key, Rank, DEFAULT_MAX_FRAME};
 use rand::RngExt;
 use tokio::{
     net::TcpListener,
@@ -235,7 +235,7 @@ const DEATH_REPORT_WAIT: Duration = Duration::from_millis(1500);
 
 /// Waits (bounded) for the launcher's report of how rank `rank` died: mpirun prints it as soon
 /// as it has reaped the rank, before it ends the rest of the job.
-async fn death_report(launcher: &mut dyn Launcher, rank: u32) -> Option<String> {
+async fn death_report(launcher: &mut dyn Launcher, rank: Rank) -> Option<String> {
     let deadline = Instant::now() + DEATH_REPORT_WAIT;
     let mut ended = false;
     while Instant::now() < deadline {
@@ -344,8 +344,8 @@ async fn end_job(engines: Vec<EngineInfo>, launcher: &mut dyn Launcher, grace: D
 /// SIGKILLs the engines on this host still alive after `grace` (an engine on another host
 /// reports a pid that means nothing here).
 pub(crate) async fn reap(engines: Vec<EngineInfo>, grace: Duration) {
-    let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    for pid in engines.iter().filter(|e| e.hostname == here.trim()).map(|e| e.pid) {
+    let here = mpx_messages::connection::hostname();
+    for pid in engines.iter().filter(|e| e.hostname == here).map(|e| e.pid) {
         let deadline = Instant::now() + grace;
         while files::pid_alive(pid) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -87,7 +87,7 @@ impl Handler<CloseConn> for EngineConn {
 /// The engine's frames: the main event loop of the connection.
 impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn {
     fn handle(&mut self, item: Result<Frame<EngineToController>, CodecError>, ctx: &mut Context<Self>) {
-        let id = self.id.unwrap_or(u32::MAX);
+        let id = self.id.unwrap_or(EngineId(u32::MAX));
         self.last_heard = Instant::now();
         match item {
             Ok(frame) => match frame.header {
@@ -101,11 +101,11 @@ impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn
                 }
                 EngineToController::Chunk(chunk) => self.forward_chunk(id, chunk, frame.buffers, ctx),
                 EngineToController::RegisterRequest(_) => {
-                    warn!(engine = id, peer = %self.peer, "second registration on one connection ignored");
+                    warn!(engine = %id, peer = %self.peer, "second registration on one connection ignored");
                 }
             },
             Err(e) => {
-                warn!(engine = id, peer = %self.peer, error = %e, "bad frame from engine; closing its connection");
+                warn!(engine = %id, peer = %self.peer, error = %e, "bad frame from engine; closing its connection");
                 self.cause = format!("its connection sent a bad frame ({e})");
                 ctx.stop();
             }

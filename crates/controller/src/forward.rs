@@ -5,7 +5,7 @@
 //! the sender's socket waits ([`Link::send`]) until the receiver's queue has room.
 
 use mpx_messages::{
-    array::byte_len, Chunk, ControllerToClient, ControllerToEngine, EngineId, Frame, Payload, Task,
+    array::byte_len, Chunk, ControllerToClient, ControllerToEngine, EngineId, Frame, Payload, Request,
 };
 
 use crate::writer::{Link, LinkClosed};
@@ -34,9 +34,9 @@ pub struct Downstream {
 
 /// The byte count of a push or scatter whose frame came without buffers: its array streams in
 /// chunks after the request. `None` for every other request.
-pub fn streamed_total(task: &Task, buffers: &[Payload]) -> Option<u64> {
-    match task {
-        Task::Push { array, .. } | Task::Scatter { array, .. } if buffers.is_empty() => {
+pub fn streamed_total(request: &Request, buffers: &[Payload]) -> Option<u64> {
+    match request {
+        Request::Push { array, .. } | Request::Scatter { array, .. } if buffers.is_empty() => {
             byte_len(array.dtype, &array.shape).map(|n| n as u64)
         }
         _ => None,

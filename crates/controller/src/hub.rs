@@ -89,7 +89,7 @@ impl Hub {
                     Some(e) => {
                         let _ = e.link.write(frame);
                     }
-                    None => debug!(engine, "frame for an engine without a connection dropped"),
+                    None => debug!(%engine, "frame for an engine without a connection dropped"),
                 },
                 Command::ToClient { client, frame } => {
                     if let Some(link) = self.clients.get(&client) {

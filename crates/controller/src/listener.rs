@@ -112,7 +112,7 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
                                 act.writer.write(Frame::new(ControllerToEngine::RegisterReply(reply)));
                                 error
                             }
-                            Err(e) => Some(e.to_string()),
+                            Err(e) => Some(mpx_messages::MpxError::refused(e.to_string())),
                         };
                         if let Some(e) = refused {
                             warn!(%peer, error = %e, "engine registration refused");

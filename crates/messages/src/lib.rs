@@ -1,7 +1,11 @@
 //! Wire types and the frame codec shared by the mpx controller, engines and clients.
 //!
 //! # Layout
-//! - [`wire`]: the messages of each channel (engine ⇄ controller, client ⇄ controller).
+//! - [`wire`]: the messages of each channel (engine ⇄ controller, client ⇄ controller), and
+//!   which name a request and its result have on each hop.
+//! - [`task`]: the work: a client's [`Request`], an engine's [`Task`].
+//! - [`ids`]: [`EngineId`] and [`Rank`], never mixed; [`Targets`].
+//! - [`error`]: [`MpxError`], errors that cross the wire intact; [`RemoteError`], a cell's.
 //! - [`dtype`]: [`Dtype`], the element type of arrays (numpy's numeric dtypes).
 //! - [`array`](mod@array): [`RawArray`], an array of any dtype as its checked little-endian bytes.
 //! - [`codec`]: an authenticated frame: keyed BLAKE3 over a JSON header (per hop) and over each
@@ -19,7 +23,10 @@ pub mod array;
 pub mod codec;
 pub mod connection;
 pub mod dtype;
+pub mod error;
+pub mod ids;
 pub mod kernel;
+pub mod task;
 pub mod wire;
 
 pub use array::{ArrayError, RawArray};

@@ -19,7 +19,7 @@ use std::{
 use bytes::{BufMut, Bytes, BytesMut};
 use mpx_messages::{
     codec::{blocking, decode_body, encode_body, Refused, AUTH_REJECTED, MAC_LEN},
-    ClientToController, CodecError, Frame, FrameCodec, Key, Payload, SubmitRequest, Targets, Task,
+    ClientToController, CodecError, Frame, FrameCodec, Key, Payload, Request, SubmitRequest, Targets,
 };
 use proptest::{prelude::*, test_runner::Config};
 use tokio_util::codec::{Decoder, Encoder};
@@ -280,12 +280,16 @@ fn reference_layout(body: &[u8]) -> Option<ReferenceLayout<'_>> {
 
 fn any_message() -> impl Strategy<Value = ClientToController> {
     let targets =
-        prop_oneof![Just(Targets::All), prop::collection::vec(any::<u32>(), 0..6).prop_map(Targets::List)];
+        prop_oneof![Just(Targets::All), prop::collection::vec(any::<u32>(), 0..6).prop_map(Targets::ids)];
     prop_oneof![
         Just(ClientToController::InfoRequest),
         Just(ClientToController::ShutdownRequest),
         (any::<u64>(), targets, ".{0,40}").prop_map(|(req_id, targets, code)| {
-            ClientToController::SubmitRequest(SubmitRequest { req_id, targets, task: Task::Execute { code } })
+            ClientToController::SubmitRequest(SubmitRequest {
+                req_id,
+                targets,
+                request: Request::Execute { code },
+            })
         }),
     ]
 }

@@ -84,14 +84,7 @@ impl Console {
         print!("{}", display::render(&results));
         let arrays: Vec<_> = results.iter().filter_map(|r| Some((r.engine_id, r.array.as_ref()?))).collect();
         for (id, a) in &arrays {
-            let path = if arrays.len() == 1 {
-                file.to_path_buf()
-            } else {
-                file.with_file_name(format!(
-                    "{}.{id}.npy",
-                    file.file_stem().and_then(|s| s.to_str()).unwrap_or("out")
-                ))
-            };
+            let path = if arrays.len() == 1 { file.to_path_buf() } else { npy::per_engine_path(file, *id) };
             match npy::write(&path, a) {
                 Ok(()) => println!("[{id}] {} {:?} -> {}", a.dtype(), a.shape(), path.display()),
                 Err(e) => println!("error: {e}"),

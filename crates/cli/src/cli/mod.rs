@@ -113,7 +113,7 @@ pub fn parse_targets(text: &str) -> Result<Targets, String> {
             ids.push(part.parse().map_err(|_| bad())?);
         }
     }
-    Ok(Targets::List(ids))
+    Ok(Targets::ids(ids))
 }
 
 impl Cli {

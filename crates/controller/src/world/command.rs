@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use mpx_messages::{ControllerToClient, ControllerToEngine, EngineId, EngineInfo, Frame, RegisterReply};
+use mpx_messages::{
+    ControllerToClient, ControllerToEngine, EngineId, EngineInfo, Frame, Rank, RegisterReply,
+};
 
 use super::{ClientId, ConnId};
 
@@ -89,7 +91,7 @@ pub enum RunnerCall {
         /// The engine.
         engine: EngineId,
         /// Its rank in the launcher's world.
-        rank: u32,
+        rank: Rank,
     },
     /// The cluster's world is down (its requests failed, its engines told to stop and
     /// forgotten): end its job at once, then restart it or stop the cluster.

@@ -16,23 +16,13 @@
 //! A client's abort and the end of the launcher's job take the same teardown, without a dead
 //! engine.
 
-use mpx_messages::{ControllerToClient, EngineId, Frame, RemoteError};
+use mpx_messages::{ControllerToClient, EngineId, EngineReply, Frame, MpxError, Outcome, Rank};
 use tracing::{info, warn};
 
 use super::{
     ClientId, Command, ConnId, Dying, Launched, RunnerCall, Timer, World, DEATH_REPORT_FALLBACK,
     HEARTBEAT_MISSES,
 };
-
-/// The error of a request on an engine that died.
-pub fn engine_died(engine: EngineId, cause: &str) -> RemoteError {
-    RemoteError::new("EngineDied", format!("engine {engine} died: {cause}"))
-}
-
-/// The error of a request on an engine whose world went down.
-pub fn world_down(why: &str) -> RemoteError {
-    RemoteError::new("WorldDown", why)
-}
 
 impl World {
     /// An engine's connection ended: a death, unless its world is already going down.
@@ -47,7 +37,7 @@ impl World {
         if world.dying.is_some() {
             return; // its world is already going down
         }
-        warn!(engine, set, rank, %cause, "engine lost");
+        warn!(%engine, set, %rank, %cause, "engine lost");
         if self.launched == Launched::Set(set) {
             world.dying = Some(Dying { engine, cause });
             self.emit(Command::Runner(RunnerCall::ExplainDeath { engine, rank }));
@@ -63,7 +53,7 @@ impl World {
         if missed < HEARTBEAT_MISSES || !current {
             return;
         }
-        warn!(engine, missed, "engine missed its heartbeats");
+        warn!(%engine, missed, "engine missed its heartbeats");
         let period = self.config.heartbeat.as_millis();
         self.emit(Command::CloseEngine { engine });
         self.engine_gone(engine, conn, format!("it missed {missed} heartbeats ({period} ms period)"));
@@ -100,10 +90,9 @@ impl World {
             }
             None
         } else {
-            Some(
-                "this controller did not start its engines (they were started by hand); stop them yourself"
-                    .into(),
-            )
+            Some(MpxError::refused(
+                "this controller did not start its engines (they were started by hand); stop them yourself",
+            ))
         };
         self.reply(client, ControllerToClient::AbortReply { error });
     }
@@ -127,7 +116,7 @@ impl World {
             (false, _) => format!("; engine set {set} was torn down (other sets go on)"),
         };
         warn!(set, engine = ?first, %cause, own, restart, "an MPI world goes down");
-        let ids: Vec<EngineId> = (world.base..world.base + world.size).collect();
+        let ids: Vec<EngineId> = (world.base.0..world.base.0 + world.size).map(EngineId).collect();
         let mut lost: Vec<(u64, super::Pending)> = self
             .pending
             .iter()
@@ -138,13 +127,17 @@ impl World {
         for (task, p) in lost {
             self.pending.remove(&task);
             let error = match first {
-                Some(f) if f == p.engine => engine_died(f, &format!("{cause}{note}")),
-                Some(f) => world_down(&format!("engine {f} died ({cause}){note}")),
-                None => world_down(&format!("{cause}{note}")),
+                Some(f) if f == p.engine => MpxError::EngineDied {
+                    engine: f,
+                    rank: Rank(f.0 - world.base.0),
+                    cause: format!("{cause}{note}"),
+                },
+                Some(f) => MpxError::WorldDown { reason: format!("engine {f} died ({cause}){note}") },
+                None => MpxError::WorldDown { reason: format!("{cause}{note}") },
             };
-            let outcome = mpx_messages::Outcome { error: Some(error), ..Default::default() };
-            let result = mpx_messages::TaskResult { req_id: p.req_id, engine_id: p.engine, outcome };
-            let frame = Frame::new(ControllerToClient::TaskResult(result));
+            let outcome = Outcome { error: Some(error), ..Default::default() };
+            let result = EngineReply { req_id: p.req_id, engine_id: p.engine, outcome };
+            let frame = Frame::new(ControllerToClient::EngineReply(result));
             self.emit(Command::ToClient { client: p.client, frame });
         }
         let mut engines = Vec::new();

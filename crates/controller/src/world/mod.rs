@@ -15,13 +15,13 @@
 //! ```
 //!
 //! # Where each path reads
-//! - [`registry`](self::registry): a world registers (rank 0, every rank's details), its
+//! - `registry.rs`: a world registers (rank 0, every rank's details), its
 //!   ranks attach; ids and set numbers.
-//! - [`requests`](self::requests): a client's request planned over its targets, the
+//! - `requests.rs`: a client's request planned over its targets, the
 //!   engines' replies routed back, interrupts.
-//! - [`deaths`](self::deaths): an engine lost (connection gone, heartbeats missed), the
+//! - `deaths.rs`: an engine lost (connection gone, heartbeats missed), the
 //!   launcher's explanation, the teardown of one world and its restart, aborts.
-//! - [`wheres`](self::wheres): `where` polls, answered when every engine has or at a deadline.
+//! - `wheres.rs`: `where` polls, answered when every engine has or at a deadline.
 //!
 //! # A death in one engine set
 //! An engine set is one MPI world (one mpirun, one `COMM_WORLD`). A death tears down only the
@@ -36,7 +36,7 @@ use std::{
     time::Duration,
 };
 
-use mpx_messages::{ClusterInfo, EngineId, EngineInfo, RankInfo};
+use mpx_messages::{ClusterInfo, EngineId, EngineInfo, Rank, RankInfo};
 
 pub mod command;
 mod deaths;
@@ -94,7 +94,7 @@ struct Engine {
 struct EngineSet {
     base: EngineId,
     size: u32,
-    ranks: BTreeMap<u32, RankInfo>,
+    ranks: BTreeMap<Rank, RankInfo>,
     /// Set when an engine died: the world waits for the launcher's explanation, then goes down.
     dying: Option<Dying>,
 }

@@ -1,7 +1,7 @@
 //! Registration: rank 0 registers its whole world at once (a new engine set, ids for every
 //! rank), then every rank attaches its own connection to that set.
 
-use mpx_messages::{EngineId, EngineInfo, RegisterReply, RegisterRequest};
+use mpx_messages::{EngineId, EngineInfo, MpxError, Rank, RegisterReply, RegisterRequest};
 use tracing::{info, warn};
 
 use super::{Command, ConnId, Engine, EngineSet, Launched, World};
@@ -22,7 +22,7 @@ impl World {
                 RegisterReply {
                     engine_id: None,
                     cluster_id: self.config.cluster_id.clone(),
-                    error: Some(error),
+                    error: Some(MpxError::refused(error)),
                     heartbeat_ms: 0,
                     set: None,
                 }
@@ -33,7 +33,7 @@ impl World {
 
     fn attach(&mut self, conn: ConnId, req: RegisterRequest) -> Result<(EngineId, u32), String> {
         let set = match req.set {
-            None if req.rank == 0 && req.world.len() == req.size as usize => self.new_set(&req),
+            None if req.rank == Rank(0) && req.world.len() == req.size as usize => self.new_set(&req),
             None => return Err("only rank 0 registers a world, with every rank's details".into()),
             Some(set) => set,
         };
@@ -43,10 +43,10 @@ impl World {
         if world.dying.is_some() {
             return Err(format!("engine set {set} is being torn down"));
         }
-        if req.rank >= world.size {
+        if req.rank.0 >= world.size {
             return Err(format!("rank {} is outside engine set {set} of {} ranks", req.rank, world.size));
         }
-        let id = world.base + req.rank;
+        let id = EngineId(world.base.0 + req.rank.0);
         if self.engines.contains_key(&id) {
             return Err(format!("engine {set}:{} is already registered", req.rank));
         }
@@ -54,7 +54,7 @@ impl World {
         if detail.is_some_and(|d| d.pid != req.pid || d.hostname != req.hostname) {
             return Err(format!("engine {set}:{} does not match its world's registration", req.rank));
         }
-        info!(engine = id, set, rank = req.rank, pid = req.pid, "engine attached");
+        info!(engine = %id, set, rank = %req.rank, pid = req.pid, "engine attached");
         let info = EngineInfo {
             id,
             world_size: req.size,
@@ -74,8 +74,7 @@ impl World {
         let set = (0..).find(|s| !self.sets.contains_key(s)).expect("a free set number");
         // The sets' id ranges in id order (set numbers need not be): the first gap that fits.
         let mut base = 0;
-        let mut taken: Vec<(EngineId, EngineId)> =
-            self.sets.values().map(|s| (s.base, s.base + s.size)).collect();
+        let mut taken: Vec<(u32, u32)> = self.sets.values().map(|s| (s.base.0, s.base.0 + s.size)).collect();
         taken.sort_unstable();
         for (start, end) in taken {
             if base + req.size <= start {
@@ -84,7 +83,7 @@ impl World {
             base = base.max(end);
         }
         let ranks = req.world.iter().map(|r| (r.rank, r.clone())).collect();
-        self.sets.insert(set, EngineSet { base, size: req.size, ranks, dying: None });
+        self.sets.insert(set, EngineSet { base: EngineId(base), size: req.size, ranks, dying: None });
         if self.launched == Launched::Expected {
             self.launched = Launched::Set(set);
         }

@@ -3,8 +3,8 @@
 //! and interrupts.
 
 use mpx_messages::{
-    ControllerToClient, ControllerToEngine, EngineId, Frame, Payload, SubmitReply, SubmitRequest, Targets,
-    TaskReply, TaskRequest, TaskResult,
+    ControllerToClient, ControllerToEngine, EngineId, EngineReply, Frame, MpxError, Payload, SubmitReply,
+    SubmitRequest, Targets, TaskReply, TaskRequest,
 };
 use tracing::warn;
 
@@ -18,7 +18,7 @@ impl World {
     /// Plans a client's request: the acceptance (or refusal) first, then one task per engine.
     pub(super) fn submit(&mut self, client: ClientId, req: SubmitRequest, buffers: Vec<Payload>) {
         let req_id = req.req_id;
-        let streamed = streamed_total(&req.task, &buffers);
+        let streamed = streamed_total(&req.request, &buffers);
         let planned = self.resolve(&req.targets).and_then(|ids| {
             let places: Vec<Place> = ids
                 .iter()
@@ -27,7 +27,7 @@ impl World {
                     Place { engine: *id, set: info.set, rank: info.rank }
                 })
                 .collect();
-            Ok((plan(req.task, &places, buffers)?, ids))
+            Ok((plan(req.request, &places, buffers)?, ids))
         });
         let (assignments, engines) = match planned {
             Ok(planned) => planned,
@@ -65,25 +65,28 @@ impl World {
     pub(super) fn engine_reply(&mut self, engine: EngineId, reply: TaskReply, buffers: Vec<Payload>) {
         match self.pending.remove(&reply.task_id) {
             Some(p) if p.engine == engine => {
-                let result = TaskResult { req_id: p.req_id, engine_id: engine, outcome: reply.outcome };
-                let frame = Frame::with_payloads(ControllerToClient::TaskResult(result), buffers);
+                let result = EngineReply { req_id: p.req_id, engine_id: engine, outcome: reply.outcome };
+                let frame = Frame::with_payloads(ControllerToClient::EngineReply(result), buffers);
                 self.emit(Command::ToClient { client: p.client, frame });
             }
             Some(p) => {
-                warn!(engine, task = reply.task_id, "reply from the wrong engine dropped");
+                warn!(%engine, task = reply.task_id, "reply from the wrong engine dropped");
                 self.pending.insert(reply.task_id, p);
             }
-            None => warn!(engine, task = reply.task_id, "reply to an unknown task dropped"),
+            None => warn!(%engine, task = reply.task_id, "reply to an unknown task dropped"),
         }
     }
 
     /// Interrupts the running cells of the targets; answers with the engines told.
     pub(super) fn interrupt(&mut self, client: ClientId, targets: &Targets) {
-        let engines = self.resolve(targets).unwrap_or_default();
+        let (engines, error) = match self.resolve(targets) {
+            Ok(engines) => (engines, None),
+            Err(e) => (vec![], Some(e)),
+        };
         for &engine in &engines {
             self.emit(Command::ToEngine { engine, frame: Frame::new(ControllerToEngine::Interrupt) });
         }
-        self.reply(client, ControllerToClient::InterruptReply { engines });
+        self.reply(client, ControllerToClient::InterruptReply { engines, error });
     }
 
     /// Writes a message to a client.
@@ -92,7 +95,7 @@ impl World {
     }
 
     /// The engines of a request's targets, in id order: registered, in a world that is up.
-    fn resolve(&self, targets: &Targets) -> Result<Vec<EngineId>, String> {
+    fn resolve(&self, targets: &Targets) -> Result<Vec<EngineId>, MpxError> {
         let up = |id: &EngineId| {
             self.engines
                 .get(id)
@@ -104,20 +107,20 @@ impl World {
                 let mut ids = list.clone();
                 ids.sort_unstable();
                 ids.dedup();
-                if let Some(bad) = ids.iter().find(|id| !self.engines.contains_key(id)) {
-                    return Err(format!(
-                        "no engine {bad} (registered: {:?})",
-                        self.engines.keys().collect::<Vec<_>>()
-                    ));
+                if let Some(&engine) = ids.iter().find(|id| !self.engines.contains_key(id)) {
+                    let registered = self.engines.keys().copied().collect();
+                    return Err(MpxError::NoSuchEngine { engine, registered });
                 }
                 if let Some(down) = ids.iter().find(|id| !up(id)) {
-                    return Err(format!("engine {down} is down: its world is being torn down"));
+                    return Err(MpxError::refused(format!(
+                        "engine {down} is down: its world is being torn down"
+                    )));
                 }
                 ids
             }
         };
         if ids.is_empty() {
-            return Err("no engines are registered".into());
+            return Err(MpxError::refused("no engines are registered"));
         }
         Ok(ids)
     }
