@@ -6,6 +6,7 @@
 //! - [`engine_conn`]: the `EngineConn` actor, one per engine connection.
 //! - [`client_session`]: the `ClientSession` actor, one per client connection.
 //! - [`plan`]: which engine gets which part of a task (pure).
+//! - [`scheduler`]: which engine runs each load-balanced task (pure: events in, decisions out).
 //! - [`listener`]: the accept loop and the first-frame handshake.
 //! - [`writer`]: writes a connection's frames, payloads straight from their memory; its
 //!   [`Link`](writer::Link)s give streams back-pressure.
@@ -30,6 +31,7 @@ pub mod hub;
 pub mod launcher;
 pub mod listener;
 pub mod plan;
+pub mod scheduler;
 pub mod writer;
 
 pub use cluster::{run_cluster, start_controller, ClusterOptions, Ready, StopReason};
