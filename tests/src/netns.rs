@@ -12,6 +12,7 @@
 
 use std::{
     fs::File,
+    net::{TcpListener, TcpStream},
     os::{fd::AsRawFd, unix::fs::PermissionsExt},
     path::PathBuf,
     process::{Command, Stdio},
@@ -67,6 +68,7 @@ impl Hosts {
             dir,
         };
         hosts.build()?;
+        hosts.wait_reachable()?;
         hosts.write_agent().map_err(|e| format!("cannot write the rsh agent: {e}"))?;
         Ok(hosts)
     }
@@ -91,6 +93,27 @@ impl Hosts {
             ip(&["-n", &ctl, "link", "set", &port, "up"])?;
             ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", &ifname])?;
             ip(&["-n", ns, "link", "set", &ifname, "up"])?;
+        }
+        Ok(())
+    }
+
+    /// Waits (bounded) until every host can open a TCP connection to the controller's host:
+    /// links come up a moment after `ip link set up`, and mpirun's daemons connect back at once.
+    fn wait_reachable(&self) -> Result<(), String> {
+        let listener = {
+            let _in = self.enter(&self.controller_ns);
+            TcpListener::bind((self.controller_ip.as_str(), 0)).map_err(|e| format!("probe listener: {e}"))?
+        };
+        let target = listener.local_addr().map_err(|e| e.to_string())?;
+        for (ns, _) in &self.hosts {
+            let _in = self.enter(ns);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect_timeout(&target, Duration::from_millis(500)).is_err() {
+                if Instant::now() > deadline {
+                    return Err(format!("{ns} cannot reach {target} after 10 s"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         Ok(())
     }
