@@ -4,6 +4,7 @@
 
 pub mod arrays;
 pub mod memory;
+pub mod netns;
 
 use std::{
     ffi::OsStr,

@@ -12,6 +12,7 @@
 //! - [`writer`]: writes a connection's frames, payloads straight from their memory; its
 //!   [`Link`](writer::Link)s give streams back-pressure.
 //! - [`forward`]: the routes of streamed arrays' chunks through the controller.
+//! - [`address`]: which address a controller binds and which it advertises.
 //! - [`cluster`]: start a controller, launch engines, tear everything down.
 //! - [`launcher`]: how engines are started (`local`: mpirun; `slurm`, `pbs`: batch jobs; none).
 //! - [`files`]: connection files under `$MPX_HOME`.
@@ -21,6 +22,7 @@ use std::{path::PathBuf, time::Duration};
 
 use thiserror::Error;
 
+pub mod address;
 pub mod balanced;
 pub mod client_session;
 pub mod cluster;
@@ -83,6 +85,9 @@ pub enum ClusterError {
         /// What is wrong.
         why: String,
     },
+    /// The address to listen on or to advertise cannot work (`--ip`, `--interface`).
+    #[error("{0}")]
+    Address(String),
     /// I/O error.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
