@@ -9,7 +9,7 @@ use tracing::{debug, warn};
 
 use crate::{
     forward::Upstream,
-    hub::{ClientLeft, Feed, Hub, Info, Submit},
+    hub::{ClientLeft, Feed, Hub, Info, Submit, SubmitBalanced},
     world::{ClientId, Event},
     writer::FrameWriter,
 };
@@ -109,6 +109,9 @@ impl StreamHandler<Result<Frame<ClientToController>, CodecError>> for ClientSess
             }
             ClientToController::AbortRequest { reason } => {
                 self.hub.do_send(Feed(Event::Abort { client: self.client, reason }));
+            }
+            ClientToController::BalancedRequest(req) => {
+                self.hub.do_send(SubmitBalanced { client: self.client, req, buffers: frame.buffers });
             }
             ClientToController::ShutdownRequest => {
                 self.hub.do_send(Feed(Event::Shutdown { client: self.client }));

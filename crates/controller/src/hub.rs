@@ -1,19 +1,22 @@
 //! `Hub` is an actor. It owns the [`World`] core and the handles on every connection: it feeds
 //! the core the events of engines, clients, the runner and its own timers, and carries out the
 //! commands the core returns (write to an engine or a client, close or forget a connection,
-//! reap a world's processes, set a timer, ask the runner). Every decision is the core's.
+//! reap a world's processes, set a timer, ask the runner). Every decision is the core's; the
+//! load-balanced tasks ([`Balanced`], with its own pure scheduler) hear of engines coming and
+//! going from the core's commands.
 
 use std::{collections::HashMap, time::Duration};
 
 use actix::prelude::*;
 use mpx_messages::{
-    ClusterInfo, ControllerToClient, ControllerToEngine, EngineId, EngineInfo, Payload, RegisterReply,
-    RegisterRequest, SubmitRequest,
+    BalancedRequest, ClusterInfo, ControllerToClient, ControllerToEngine, EngineId, EngineInfo, Payload,
+    RegisterReply, RegisterRequest, SubmitRequest,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
 use crate::{
+    balanced::{is_balanced, Balanced},
     forward::{Downstream, Upstream},
     world::{ClientId, Command, Config, ConnId, Event, RunnerCall, World},
     writer::Link,
@@ -42,6 +45,8 @@ pub struct Hub {
     waiters: Vec<(usize, oneshot::Sender<()>)>,
     shutdown: Option<oneshot::Sender<()>>,
     runner: Option<mpsc::UnboundedSender<RunnerCall>>,
+    /// Load-balanced tasks.
+    balanced: Balanced,
 }
 
 /// What a command answers to the handler that fed the event.
@@ -66,10 +71,22 @@ impl Hub {
             waiters: Vec::new(),
             shutdown: Some(shutdown),
             runner: None,
+            balanced: Balanced::default(),
         }
     }
 
     fn feed(&mut self, event: Event, ctx: &mut Context<Self>) -> Answers {
+        if let Event::EngineReply { engine, reply, buffers } = event {
+            if is_balanced(reply.task_id) {
+                self.balanced.reply(engine, reply, buffers);
+                return Answers::default();
+            }
+            return self.feed_core(Event::EngineReply { engine, reply, buffers }, ctx);
+        }
+        self.feed_core(event, ctx)
+    }
+
+    fn feed_core(&mut self, event: Event, ctx: &mut Context<Self>) -> Answers {
         let commands = self.world.handle(event);
         self.carry_out(commands, ctx)
     }
@@ -111,6 +128,17 @@ impl Hub {
                 }
                 Command::Forget { engine } => {
                     self.engines.remove(&engine);
+                }
+                Command::WorldDying { engines } => {
+                    // Its engines take no more tasks; waiting tasks wait (it may restart).
+                    self.balanced.expect_engines(true);
+                    for engine in engines {
+                        self.balanced.engine_stopping(engine);
+                    }
+                }
+                Command::EnginesGone { gone, restarting } => {
+                    self.balanced.expect_engines(restarting);
+                    self.balanced.engines_gone(&gone);
                 }
                 Command::Reap { engines } => {
                     actix::spawn(crate::cluster::reap(engines, REAP_GRACE));
@@ -220,6 +248,51 @@ impl Handler<ClientLeft> for Hub {
 
     fn handle(&mut self, msg: ClientLeft, _: &mut Context<Self>) {
         self.clients.remove(&msg.0);
+        self.balanced.client_gone(msg.0);
+    }
+}
+
+/// A client submits load-balanced tasks.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubmitBalanced {
+    /// The client.
+    pub client: ClientId,
+    /// The tasks.
+    pub req: BalancedRequest,
+    /// The frame's buffers, shared by the tasks' array arguments.
+    pub buffers: Vec<Payload>,
+}
+
+/// Handler for `SubmitBalanced`: the scheduler places each task on an engine (see
+/// [`crate::scheduler`]).
+impl Handler<SubmitBalanced> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: SubmitBalanced, _: &mut Context<Self>) {
+        if let Some(link) = self.clients.get(&msg.client) {
+            self.balanced.submit(msg.client, link.clone(), msg.req, msg.buffers);
+        }
+    }
+}
+
+/// An engine was told its registration succeeded: tasks may follow that answer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EngineReady(pub EngineId);
+
+/// Handler for `EngineReady`: load-balanced tasks may go to the engine.
+impl Handler<EngineReady> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: EngineReady, _: &mut Context<Self>) {
+        let Some(handle) = self.engines.get(&msg.0) else { return };
+        let Some(rank) = self.world.info_of(msg.0).map(|e| e.rank) else { return };
+        self.balanced.engine_up(msg.0, rank, handle.link.clone());
+        if self.world.world_complete(msg.0) {
+            // A whole world is here: no more engines are awaited for waiting tasks.
+            self.balanced.expect_engines(false);
+        }
     }
 }
 

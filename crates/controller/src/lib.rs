@@ -5,6 +5,7 @@
 //! - [`world`]: the pure core: engines and sets, pending requests, `where` polls, deaths,
 //!   teardowns and restarts; events in, commands out (no actors, sockets or clocks).
 //! - [`hub`]: the `Hub` actor, which feeds the core and carries out its commands.
+//! - [`balanced`]: the hub's load-balanced tasks, carrying out the [`scheduler`]'s decisions.
 //! - [`engine_conn`]: the `EngineConn` actor, one per engine connection.
 //! - [`client_session`]: the `ClientSession` actor, one per client connection.
 //! - [`plan`]: which engine gets which part of a task (pure).
@@ -13,6 +14,7 @@
 //! - [`writer`]: writes a connection's frames, payloads straight from their memory; its
 //!   [`Link`](writer::Link)s give streams back-pressure.
 //! - [`forward`]: the routes of streamed arrays' chunks through the controller.
+//! - [`address`]: which address a controller binds and which it advertises.
 //! - [`cluster`]: start a controller, launch engines, tear everything down.
 //! - [`launcher`]: how engines are started (`local`: mpirun; `slurm`, `pbs`: batch jobs; none).
 //! - [`files`]: connection files under `$MPX_HOME`.
@@ -22,6 +24,8 @@ use std::{path::PathBuf, time::Duration};
 
 use thiserror::Error;
 
+pub mod address;
+pub mod balanced;
 pub mod client_session;
 pub mod cluster;
 pub mod engine_conn;
@@ -84,6 +88,9 @@ pub enum ClusterError {
         /// What is wrong.
         why: String,
     },
+    /// The address to listen on or to advertise cannot work (`--ip`, `--interface`).
+    #[error("{0}")]
+    Address(String),
     /// I/O error.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

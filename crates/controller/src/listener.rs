@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 use crate::{
     client_session::{ClientSession, CLOSE_GRACE},
     engine_conn::EngineConn,
-    hub::{ClientJoined, Hub, Register},
+    hub::{ClientJoined, EngineReady, Hub, Register},
     writer::FrameWriter,
 };
 
@@ -121,6 +121,10 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
                             ctx.run_later(CLOSE_GRACE, |_, ctx| ctx.stop());
                         } else {
                             act.start_heartbeats(ctx);
+                            if let Some(id) = act.id {
+                                // Tasks may go to it now that its answer is queued first.
+                                act.hub.do_send(EngineReady(id));
+                            }
                         }
                     },
                 ));

@@ -3,9 +3,10 @@
 //! # Layout
 //! - [`wire`]: the messages of each channel (engine ⇄ controller, client ⇄ controller), and
 //!   which name a request and its result have on each hop.
-//! - [`task`]: the work: a client's [`Request`], an engine's [`Task`].
+//! - [`work`]: the work: a client's [`Request`], an engine's [`Task`].
 //! - [`ids`]: [`EngineId`] and [`Rank`], never mixed; [`Targets`].
 //! - [`error`]: [`MpxError`], errors that cross the wire intact; [`RemoteError`], a cell's.
+//! - [`tasks`]: the messages of load-balanced tasks (client ⇄ controller).
 //! - [`dtype`]: [`Dtype`], the element type of arrays (numpy's numeric dtypes).
 //! - [`array`](mod@array): [`RawArray`], an array of any dtype as its checked little-endian bytes.
 //! - [`codec`]: an authenticated frame: keyed BLAKE3 over a JSON header (per hop) and over each
@@ -26,8 +27,9 @@ pub mod dtype;
 pub mod error;
 pub mod ids;
 pub mod kernel;
-pub mod task;
+pub mod tasks;
 pub mod wire;
+pub mod work;
 
 pub use array::{ArrayError, RawArray};
 pub use codec::{CodecError, Frame, Key, Payload, Refused, Verify, DEFAULT_MAX_FRAME};
@@ -35,4 +37,5 @@ pub use codec::{CodecError, Frame, Key, Payload, Refused, Verify, DEFAULT_MAX_FR
 pub use codec::{FrameCodec, Outbound};
 pub use connection::ConnectionInfo;
 pub use kernel::Kernel;
+pub use tasks::{BalancedRequest, BalancedResult, BalancedTask};
 pub use wire::*;

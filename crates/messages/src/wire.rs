@@ -20,7 +20,7 @@ pub use crate::dtype::Dtype;
 pub use crate::{
     error::{MpxError, RemoteError},
     ids::{EngineId, Rank, Targets},
-    task::{Arg, ArrayMeta, Chunk, Request, Task},
+    work::{Arg, ArrayMeta, Chunk, Request, Task},
 };
 
 /// Seconds since the Unix epoch: the clock of every timestamp on the wire (`Outcome`'s
@@ -294,6 +294,8 @@ pub enum ClientToController {
         /// Why, for the logs.
         reason: String,
     },
+    /// Load-balanced tasks (see [`crate::tasks`]); each answered by a `BalancedResults` entry.
+    BalancedRequest(crate::tasks::BalancedRequest),
 }
 
 /// Controller → client.
@@ -332,4 +334,6 @@ pub enum ControllerToClient {
         /// Why it was refused, if it was.
         error: Option<MpxError>,
     },
+    /// Results of load-balanced tasks, as they end (see [`crate::tasks`]).
+    BalancedResults(Vec<crate::tasks::BalancedResult>),
 }

@@ -58,6 +58,20 @@ pub enum Command {
         /// The engines.
         engines: Vec<EngineInfo>,
     },
+    /// A world is going down once its death is explained: its engines take no more work, and
+    /// work waiting for engines waits (the world may restart).
+    WorldDying {
+        /// Its engines.
+        engines: Vec<EngineId>,
+    },
+    /// These engines are gone (their world was torn down, or the cluster stops), each with
+    /// what is known of why; `restarting`: the cluster's own world comes back.
+    EnginesGone {
+        /// The engines and why.
+        gone: Vec<(EngineId, String)>,
+        /// Whether engines are coming back.
+        restarting: bool,
+    },
     /// Feed [`Event::Timer`](super::Event::Timer) with `timer` after `after`.
     Wake {
         /// The delay.

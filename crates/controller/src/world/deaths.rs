@@ -40,6 +40,8 @@ impl World {
         warn!(%engine, set, %rank, %cause, "engine lost");
         if self.launched == Launched::Set(set) {
             world.dying = Some(Dying { engine, cause });
+            let engines = (world.base.0..world.base.0 + world.size).map(EngineId).collect();
+            self.emit(Command::WorldDying { engines });
             self.emit(Command::Runner(RunnerCall::ExplainDeath { engine, rank }));
             self.emit(Command::Wake { after: DEATH_REPORT_FALLBACK, timer: Timer::DeathReport(engine) });
         } else {
@@ -117,6 +119,10 @@ impl World {
         };
         warn!(set, engine = ?first, %cause, own, restart, "an MPI world goes down");
         let ids: Vec<EngineId> = (world.base.0..world.base.0 + world.size).map(EngineId).collect();
+        let torn = match first {
+            Some(f) => format!("engine {f} died ({cause}){note}"),
+            None => format!("{cause}{note}"),
+        };
         let mut lost: Vec<(u64, super::Pending)> = self
             .pending
             .iter()
@@ -132,8 +138,7 @@ impl World {
                     rank: Rank(f.0 - world.base.0),
                     cause: format!("{cause}{note}"),
                 },
-                Some(f) => MpxError::WorldDown { reason: format!("engine {f} died ({cause}){note}") },
-                None => MpxError::WorldDown { reason: format!("{cause}{note}") },
+                _ => MpxError::WorldDown { reason: torn.clone() },
             };
             let outcome = Outcome { error: Some(error), ..Default::default() };
             let result = EngineReply { req_id: p.req_id, engine_id: p.engine, outcome };
@@ -141,6 +146,9 @@ impl World {
             self.emit(Command::ToClient { client: p.client, frame });
         }
         let mut engines = Vec::new();
+        let gone =
+            ids.iter().map(|&id| (id, if Some(id) == first { cause.to_string() } else { torn.clone() }));
+        self.emit(Command::EnginesGone { gone: gone.collect(), restarting: restart });
         for id in ids {
             if let Some(e) = self.engines.remove(&id) {
                 self.shut_down(id, e.conn.is_some());

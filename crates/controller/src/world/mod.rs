@@ -220,9 +220,23 @@ impl World {
         Some((p.client, p.req_id))
     }
 
+    /// What is known of a registered engine.
+    pub fn info_of(&self, engine: EngineId) -> Option<&EngineInfo> {
+        self.engines.get(&engine).map(|e| &e.info)
+    }
+
+    /// Whether `engine`'s world has all its engines attached.
+    pub fn world_complete(&self, engine: EngineId) -> bool {
+        let Some(set) = self.engines.get(&engine).map(|e| e.info.set) else { return false };
+        let attached = self.engines.values().filter(|e| e.info.set == set && e.conn.is_some()).count();
+        self.sets.get(&set).is_some_and(|s| attached == s.size as usize)
+    }
+
     /// Tells every engine to shut down and forgets every engine and set (the cluster stops);
     /// returns the commands and the engines told.
     pub fn stop_all(&mut self) -> (Vec<Command>, Vec<EngineInfo>) {
+        let gone = self.engines.keys().map(|&e| (e, "the cluster is stopping".to_string())).collect();
+        self.emit(Command::EnginesGone { gone, restarting: false });
         let mut told = Vec::new();
         for (id, e) in std::mem::take(&mut self.engines) {
             self.shut_down(id, e.conn.is_some());

@@ -106,6 +106,21 @@ impl Request {
     pub fn is_collective(&self) -> bool {
         matches!(self, Request::Push { .. } | Request::Scatter { .. } | Request::Gather { .. })
     }
+
+    /// The task of a request that each engine runs alone, as the engine gets it: the same
+    /// work; `Err` with the request for the collectives (they need a group).
+    ///
+    /// # Errors
+    /// The request itself, when it is a collective.
+    pub fn alone(self) -> Result<Task, Request> {
+        match self {
+            Request::Execute { code } => Ok(Task::Execute { code }),
+            Request::Run { code, filename } => Ok(Task::Run { code, filename }),
+            Request::Pull { name } => Ok(Task::Pull { name }),
+            Request::Apply { function, args } => Ok(Task::Apply { function, args }),
+            collective => Err(collective),
+        }
+    }
 }
 
 /// The work one engine is asked to do (controller → engine).

@@ -10,7 +10,7 @@ use mpx_tests::{stderr, stdout, Cluster, Kernel};
 const T: Duration = Duration::from_secs(60);
 
 #[test]
-fn t76_a_death_in_engine_set_1_takes_down_that_set_only() {
+fn t78_a_death_in_engine_set_1_takes_down_that_set_only() {
     let mut c = Cluster::start(Kernel::Rhai, "setdeath", 2, &[]);
     let out = c.mpx(&["cluster", "engines", "--kernel", "rhai", "-n", "2"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
