@@ -130,16 +130,16 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "args")]
 pub enum Task {
-    /// Run a cell of code in the engine's persistent namespace.
+    /// As [`Request::Execute`], on this engine.
     Execute {
-        /// Source of the cell.
+        /// Source.
         code: String,
     },
-    /// Run a file's code in the engine's persistent namespace (tracebacks name `filename`).
+    /// As [`Request::Run`], on this engine.
     Run {
-        /// Source of the file.
+        /// Source.
         code: String,
-        /// The file's name, as the user gave it.
+        /// The file's name.
         filename: String,
     },
     /// Bind `name` to an array; with several ranks the root broadcasts it (MPI Bcast). The
@@ -153,9 +153,9 @@ pub enum Task {
         /// Ranks taking part.
         group: Vec<Rank>,
     },
-    /// Send back the array bound to `name`.
+    /// As [`Request::Pull`], on this engine.
     Pull {
-        /// Variable name.
+        /// Variable.
         name: String,
     },
     /// Split an array along axis 0 over the group (MPI Scatterv from the root).
@@ -177,9 +177,9 @@ pub enum Task {
         /// Ranks taking part.
         group: Vec<Rank>,
     },
-    /// Call a native or cell-defined function with arguments.
+    /// As [`Request::Apply`], on this engine.
     Apply {
-        /// Function name.
+        /// Function.
         function: String,
         /// Arguments.
         args: Vec<Arg>,

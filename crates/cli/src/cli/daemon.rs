@@ -4,7 +4,6 @@
 use std::{
     ffi::OsString,
     io::{BufRead, BufReader, Write},
-    os::unix::process::CommandExt,
     process::{Command, Stdio},
 };
 
@@ -68,14 +67,8 @@ pub fn daemonize(cluster_id: &str, args: Vec<OsString>) -> Result<i32> {
     let exe = std::env::current_exe().context("cannot find the mpx executable")?;
     let mut cmd = Command::new(exe);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
-    // SAFETY: setsid is async-signal-safe; the child leaves our session so a Ctrl-C in this
-    // terminal does not reach the daemon.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+    // The child leaves our session so a Ctrl-C in this terminal does not reach the daemon.
+    super::new_session(&mut cmd);
     let mut child = cmd.spawn().context("cannot start the cluster daemon")?;
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
