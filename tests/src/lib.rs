@@ -4,6 +4,7 @@
 
 pub mod arrays;
 pub mod memory;
+pub mod peer;
 
 use std::{
     ffi::OsStr,
