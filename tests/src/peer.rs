@@ -39,7 +39,8 @@ impl Peer {
 
     /// The bytes of this session's next frame (counted as sent), without sending them.
     pub fn encode<H: Serialize>(&mut self, frame: &Frame<H>) -> Vec<u8> {
-        let mut out = encode_head(&mut self.session.sealer, frame, u32::MAX as usize, Verify::All).expect("encode");
+        let mut out =
+            encode_head(&mut self.session.sealer, frame, u32::MAX as usize, Verify::All).expect("encode");
         frame.buffers.iter().for_each(|b| out.extend_from_slice(b.bytes()));
         out
     }

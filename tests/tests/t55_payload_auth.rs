@@ -9,7 +9,8 @@ use std::{io::Write, net::TcpStream, time::Duration};
 use bytes::Bytes;
 use mpx_client::{Dtype, RawArray, Targets};
 use mpx_messages::{
-    codec::FIRST_FRAME_MAX, Binding, ClientToController, ControllerToClient, Frame, Payload, SubmitRequest, Task,
+    codec::FIRST_FRAME_MAX, Binding, ClientToController, ControllerToClient, Frame, Payload, SubmitRequest,
+    Task,
 };
 use mpx_tests::{
     arrays::sample,
@@ -47,10 +48,7 @@ fn t55_a_payload_altered_after_signing_is_refused_by_the_engine_and_nothing_is_b
     // the root naming the refused buffer.
     let mut results = Vec::new();
     while results.len() < 4 {
-        let frame = peer
-            .recv::<ControllerToClient>()
-            .expect("a reply")
-            .expect("the connection stays open");
+        let frame = peer.recv::<ControllerToClient>().expect("a reply").expect("the connection stays open");
         match frame.header {
             ControllerToClient::SubmitReply(r) => assert_eq!(r.error, None, "{r:?}"),
             ControllerToClient::TaskResult(r) if r.req_id == 7 => results.push(r),

@@ -112,11 +112,8 @@ impl Peer {
     fn results(&mut self, req_id: u64, n: usize) -> Vec<TaskResult> {
         let mut results = Vec::new();
         while results.len() < n {
-            let frame = self
-                .0
-                .recv::<ControllerToClient>()
-                .expect("a reply")
-                .expect("the connection stays open");
+            let frame =
+                self.0.recv::<ControllerToClient>().expect("a reply").expect("the connection stays open");
             match frame.header {
                 ControllerToClient::SubmitReply(r) => assert_eq!(r.error, None, "{r:?}"),
                 ControllerToClient::TaskResult(r) if r.req_id == req_id => results.push(r),
@@ -167,7 +164,12 @@ fn t66_a_chunk_altered_after_signing_is_refused_by_the_engine_and_nothing_is_bou
     }
     peer.push_request(8, "z", &other);
     for offset in (0..total).step_by(step) {
-        peer.chunk(8, offset, total, bound(other.data().slice(offset..total.min(offset + step)), 8, offset / step));
+        peer.chunk(
+            8,
+            offset,
+            total,
+            bound(other.data().slice(offset..total.min(offset + step)), 8, offset / step),
+        );
     }
     assert!(peer.results(8, 4).iter().all(|r| r.outcome.error.is_none()));
     assert!(client.view(Targets::List(vec![3])).pull_sync("z", T).unwrap()[0] == other);

@@ -17,8 +17,8 @@ use bytes::Bytes;
 use mpx_messages::connection as files;
 use mpx_messages::{
     codec::{blocking, Opener, Sealer},
-    Chunk, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, EngineState, Frame, Key,
-    Outcome, RawArray, RemoteError, Session, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
+    Chunk, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, EngineState, Frame,
+    Key, Outcome, RawArray, RemoteError, Session, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
 };
 
 use crate::{
@@ -407,12 +407,13 @@ fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Shared>) {
     let mut reader = BufReader::with_capacity(1 << 16, stream);
     let mut incoming = Incoming::default();
     let why = loop {
-        let frame = match blocking::read_frame::<ControllerToClient>(&mut reader, &mut opener, DEFAULT_MAX_FRAME) {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break Closed::Other("the controller closed the connection".into()),
-            Err(CodecError::Rejected) => break Closed::Rejected,
-            Err(e) => break Closed::Other(e.to_string()),
-        };
+        let frame =
+            match blocking::read_frame::<ControllerToClient>(&mut reader, &mut opener, DEFAULT_MAX_FRAME) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break Closed::Other("the controller closed the connection".into()),
+                Err(CodecError::Rejected) => break Closed::Rejected,
+                Err(e) => break Closed::Other(e.to_string()),
+            };
         // Decode array replies before taking the lock: other threads keep waiting meanwhile.
         // `read_frame` verified every payload MAC; a refused payload is the result's error.
         let (mut header, buffers, refused) = match frame.into_parts() {

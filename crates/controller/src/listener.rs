@@ -71,7 +71,9 @@ fn refuse(peer: SocketAddr, e: &CodecError) {
     match e {
         CodecError::Replayed(_) => warn!(%peer, error = %e, "refused a replayed connection"),
         CodecError::BadProof => warn!(%peer, error = %e, "refused a connection: authentication failed"),
-        CodecError::Truncated("hello") => debug!(%peer, "a connection closed before its hello"),
+        CodecError::Truncated("closed before sending anything") => {
+            debug!(%peer, "a connection closed at once")
+        }
         _ => warn!(%peer, error = %e, "refused a connection: bad handshake"),
     }
 }

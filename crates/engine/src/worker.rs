@@ -403,10 +403,15 @@ fn control_main(start: ControlStart, register: RegisterRequest) {
             .map_err(|e| format!("cannot connect to the controller at {address}: {e}"))?;
         let _ = stream.set_nodelay(true);
         // The handshake: both sides prove they hold the key; the session is bound to fresh nonces.
-        let Session { sealer, opener } = tokio::time::timeout(HANDSHAKE_TIMEOUT, codec::connect(&mut stream, &key))
-            .await
-            .map_err(|_| format!("the controller at {address} did not answer the handshake in {HANDSHAKE_TIMEOUT:?}"))?
-            .map_err(|e| format!("cannot open a session with the controller at {address}: {e}"))?;
+        let Session { sealer, opener } =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, codec::connect(&mut stream, &key))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "the controller at {address} did not answer the handshake in {HANDSHAKE_TIMEOUT:?}"
+                    )
+                })?
+                .map_err(|e| format!("cannot open a session with the controller at {address}: {e}"))?;
         let (read, write) = stream.into_split();
         Control::create(move |ctx| {
             let codec = FrameCodec::<ControllerToEngine, EngineToController>::reading(

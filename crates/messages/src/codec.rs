@@ -186,7 +186,9 @@ pub enum CodecError {
     Replayed(String),
     /// The peer's handshake proof does not match: it does not hold the cluster key (or replays
     /// a recorded handshake).
-    #[error("authentication failed: the handshake proof does not match (wrong key, or a replayed handshake)")]
+    #[error(
+        "authentication failed: the handshake proof does not match (wrong key, or a replayed handshake)"
+    )]
     BadProof,
     /// The server could not prove it holds the cluster key: wrong key for this cluster.
     #[error("authentication failed: the peer could not prove it holds this cluster's key (wrong key?)")]

@@ -311,7 +311,8 @@ fn a_signed_but_inconsistent_body_is_rejected() {
 
 #[test]
 fn oversized_frame_is_refused_from_its_prefix() {
-    let mut codec: FrameCodec<ClientToController, ClientToController> = FrameCodec::with_limit(server(), 1024);
+    let mut codec: FrameCodec<ClientToController, ClientToController> =
+        FrameCodec::with_limit(server(), 1024);
     let mut buf = BytesMut::from(&(1_000_000u32).to_be_bytes()[..]);
     let err = codec.decode(&mut buf).unwrap_err();
     assert!(matches!(err, CodecError::TooLarge { size: 1_000_000, limit: 1024 }), "{err}");
@@ -321,8 +322,8 @@ fn oversized_frame_is_refused_from_its_prefix() {
 
 #[test]
 fn auth_rejection_marker_is_recognised() {
-    let err =
-        decode_body::<ClientToController>(&mut server().opener, Bytes::from_static(AUTH_REJECTED)).unwrap_err();
+    let err = decode_body::<ClientToController>(&mut server().opener, Bytes::from_static(AUTH_REJECTED))
+        .unwrap_err();
     assert!(matches!(err, CodecError::Rejected));
 }
 

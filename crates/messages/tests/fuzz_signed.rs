@@ -9,8 +9,8 @@ mod fuzz;
 
 use bytes::{Bytes, BytesMut};
 use fuzz::{
-    assert_bounded, cases, feed, key, prefixed, reference_layout, sender_at, sign, strategies::*, wire, CASES,
-    DESCRIPTOR, FRAMED_READ_INITIAL, LIMIT,
+    assert_bounded, cases, feed, key, prefixed, reference_layout, sender_at, sign, strategies::*, wire,
+    CASES, DESCRIPTOR, FRAMED_READ_INITIAL, LIMIT,
 };
 use mpx_messages::{
     codec::{blocking, decode_body, encode_body, Nonces, Opener, Refused, Sealer},
@@ -172,10 +172,13 @@ fn a_second_frame_does_not_double_the_read_buffer() {
 /// A frame of exactly the limit is accepted, one byte more is refused, by both readers.
 #[test]
 fn frame_at_the_limit_is_accepted_and_one_byte_more_refused() {
-    let empty = encode_body(&mut sender_sealer(), &Frame::new(ClientToController::InfoRequest)).unwrap().len();
+    let empty =
+        encode_body(&mut sender_sealer(), &Frame::new(ClientToController::InfoRequest)).unwrap().len();
     // One buffer adds its descriptor; fill up to exactly LIMIT.
-    let fits =
-        Frame::with_buffers(ClientToController::InfoRequest, vec![Bytes::from(vec![7u8; LIMIT - empty - DESCRIPTOR])]);
+    let fits = Frame::with_buffers(
+        ClientToController::InfoRequest,
+        vec![Bytes::from(vec![7u8; LIMIT - empty - DESCRIPTOR])],
+    );
     let w = wire(&mut sender_at(0), &fits);
     assert_eq!(w.len(), 4 + LIMIT);
     let out = feed(&w, &[100_000], true, Some(std::slice::from_ref(&fits)));

@@ -15,7 +15,11 @@ fn key() -> Key {
 
 /// A full handshake between `client_key` and `server_key`: the client's and the server's
 /// outcome.
-fn handshake(client_key: &Key, server_key: &Key, history: &NonceHistory) -> (Result<Session, CodecError>, Result<Session, CodecError>) {
+fn handshake(
+    client_key: &Key,
+    server_key: &Key,
+    history: &NonceHistory,
+) -> (Result<Session, CodecError>, Result<Session, CodecError>) {
     let (client, hello) = ClientHandshake::start(client_key).unwrap();
     let (server, challenge) = ServerHandshake::accept(server_key, &hello[4..], history).unwrap();
     let answer = client.answer(&challenge[4..]).unwrap();
@@ -101,7 +105,8 @@ fn payloads_are_bound_to_their_place() {
     let (client, server) = handshake(&key(), &key(), &NonceHistory::default());
     let (mut client, mut server) = (client.unwrap(), server.unwrap());
     // Buffers made here share their frame's fresh origin, at indices 0, 1, ...
-    let frame = Frame::with_buffers(ClientToController::InfoRequest, vec![Bytes::from("a"), Bytes::from("b")]);
+    let frame =
+        Frame::with_buffers(ClientToController::InfoRequest, vec![Bytes::from("a"), Bytes::from("b")]);
     let got: Frame<ClientToController> =
         decode_body(&mut server.opener, encode_body(&mut client.sealer, &frame).unwrap().freeze()).unwrap();
     let (a, b) = (got.buffers[0].binding().unwrap(), got.buffers[1].binding().unwrap());
@@ -112,17 +117,25 @@ fn payloads_are_bound_to_their_place() {
     assert_ne!(next.buffers[0].binding().unwrap().origin, a.origin);
     // A buffer taken from one message into another (with its own authentic MAC) is refused;
     // so are two buffers swapped.
-    let moved = Frame::with_payloads(ClientToController::InfoRequest, vec![got.buffers[0].clone(), next.buffers[1].clone()]);
-    let swapped = Frame::with_payloads(ClientToController::InfoRequest, vec![got.buffers[1].clone(), got.buffers[0].clone()]);
+    let moved = Frame::with_payloads(
+        ClientToController::InfoRequest,
+        vec![got.buffers[0].clone(), next.buffers[1].clone()],
+    );
+    let swapped = Frame::with_payloads(
+        ClientToController::InfoRequest,
+        vec![got.buffers[1].clone(), got.buffers[0].clone()],
+    );
     for (what, frame) in [("moved", moved), ("swapped", swapped)] {
         let got: Frame<ClientToController> =
-            decode_body(&mut server.opener, encode_body(&mut client.sealer, &frame).unwrap().freeze()).unwrap();
+            decode_body(&mut server.opener, encode_body(&mut client.sealer, &frame).unwrap().freeze())
+                .unwrap();
         assert_eq!(got.refused, Some(Refused { index: 1 }), "{what}");
         assert!(got.buffers.is_empty(), "{what}");
     }
     // A chunk bound by its sender keeps its binding through the codec.
     let chunk = Binding { origin: Binding::fresh_origin().unwrap(), index: 7 };
-    let frame = Frame::with_payloads(ClientToController::InfoRequest, vec![Payload::bound(Bytes::from("c"), chunk)]);
+    let frame =
+        Frame::with_payloads(ClientToController::InfoRequest, vec![Payload::bound(Bytes::from("c"), chunk)]);
     let got: Frame<ClientToController> =
         decode_body(&mut server.opener, encode_body(&mut client.sealer, &frame).unwrap().freeze()).unwrap();
     assert_eq!(got.buffers[0].binding(), Some(chunk));
@@ -139,7 +152,8 @@ async fn the_async_handshake_over_a_socket_pair() {
     // A wrong key: the client cannot verify the server; the server rejects the proof and says so.
     let (mut a, mut b) = tokio::io::duplex(1024);
     let other = Key::new(b"wrong".to_vec());
-    let (client, server) = tokio::join!(codec::connect(&mut a, &other), codec::accept(&mut b, &key, &history));
+    let (client, server) =
+        tokio::join!(codec::connect(&mut a, &other), codec::accept(&mut b, &key, &history));
     assert!(matches!(client, Err(CodecError::Unproven)), "{client:?}");
     assert!(matches!(server, Err(CodecError::BadProof)), "{server:?}");
     let mut rest = Vec::new();

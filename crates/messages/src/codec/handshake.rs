@@ -49,7 +49,9 @@ pub fn check_prefix(prefix: [u8; 4], want: usize, what: &str) -> Result<usize, C
         return Err(CodecError::TooLarge { size, limit: FIRST_FRAME_MAX });
     }
     if size != want && size != AUTH_REJECTED.len() {
-        return Err(CodecError::NotHandshake(format!("a message of {size} bytes where a {what} was expected")));
+        return Err(CodecError::NotHandshake(format!(
+            "a message of {size} bytes where a {what} was expected"
+        )));
     }
     Ok(size)
 }
@@ -162,7 +164,9 @@ impl ServerHandshake {
         let mac = proof.get(8..).and_then(|m| <[u8; 32]>::try_from(m).ok());
         let expected = blake3::Hash::from_bytes(self.key.proof(false, &self.nonces));
         match mac {
-            Some(mac) if expected == blake3::Hash::from_bytes(mac) => Ok(Session::server(&self.key, &self.nonces)),
+            Some(mac) if expected == blake3::Hash::from_bytes(mac) => {
+                Ok(Session::server(&self.key, &self.nonces))
+            }
             _ => Err(CodecError::BadProof),
         }
     }
@@ -171,14 +175,21 @@ impl ServerHandshake {
 /// The client nonces a server has seen, the last [`HISTORY`] of them.
 #[derive(Debug, Default)]
 pub struct NonceHistory {
-    seen: Mutex<(HashSet<[u8; 32]>, VecDeque<[u8; 32]>)>,
+    seen: Mutex<Seen>,
+}
+
+/// The nonces of a [`NonceHistory`]: to look up, and in the order they came (to forget).
+#[derive(Debug, Default)]
+struct Seen {
+    set: HashSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
 }
 
 impl NonceHistory {
     /// Records a nonce; `false` if it was seen already.
     pub fn insert(&self, nonce: [u8; 32]) -> bool {
         let mut guard = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let (set, order) = &mut *guard;
+        let Seen { set, order } = &mut *guard;
         if !set.insert(nonce) {
             return false;
         }

@@ -34,7 +34,7 @@ pub fn encode_head<H: Serialize>(
     head.extend_from_slice(&(header.len() as u32).to_le_bytes());
     head.extend_from_slice(&header);
     head.extend_from_slice(&(n as u32).to_le_bytes());
-    let origin = (n > 0).then(|| sealer.origin(seq)).unwrap_or_default();
+    let origin = if n > 0 { sealer.origin(seq) } else { 0 };
     for (i, b) in frame.buffers.iter().enumerate() {
         let binding = b.binding().unwrap_or(Binding { origin, index: i as u64 });
         let mac: Mac = match (b.mac(), verify) {
@@ -142,7 +142,8 @@ pub fn decode_body_with<H: DeserializeOwned>(
     for (i, (len, binding, mac)) in descriptors.into_iter().enumerate() {
         let bytes = rest.split_to(len as usize);
         if verify == Verify::All {
-            let in_place = binding.origin == first.origin && binding.index == first.index.wrapping_add(i as u64);
+            let in_place =
+                binding.origin == first.origin && binding.index == first.index.wrapping_add(i as u64);
             if !in_place || !opener.key().payload_matches(binding, &bytes, &mac) {
                 return Ok(Frame { header, buffers: Vec::new(), refused: Some(Refused { index: i }) });
             }

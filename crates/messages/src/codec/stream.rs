@@ -21,7 +21,10 @@ use super::{
 /// # Errors
 /// [`CodecError::Unproven`] when the server does not hold `key` (the proof is sent anyway),
 /// [`CodecError::Rejected`], [`CodecError::NotHandshake`] or socket errors.
-pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, key: &Key) -> Result<Session, CodecError> {
+pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    key: &Key,
+) -> Result<Session, CodecError> {
     let (handshake, hello) = ClientHandshake::start(key)?;
     io.write_all(&hello).await?;
     let body = read_message(io, CHALLENGE_LEN, "challenge").await?;
@@ -59,13 +62,23 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Reads one handshake message's body (`want` bytes, or the rejection marker).
-async fn read_message<S: AsyncRead + Unpin>(io: &mut S, want: usize, what: &'static str) -> Result<Vec<u8>, CodecError> {
+async fn read_message<S: AsyncRead + Unpin>(
+    io: &mut S,
+    want: usize,
+    what: &'static str,
+) -> Result<Vec<u8>, CodecError> {
     let eof = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => CodecError::Truncated(what),
         _ => CodecError::Io(e),
     };
     let mut prefix = [0u8; 4];
-    io.read_exact(&mut prefix).await.map_err(eof)?;
+    // A peer that closes before sending anything (a port probe) is told apart from one that
+    // stops inside a message.
+    if what == "hello" && io.read(&mut prefix[..1]).await? == 0 {
+        return Err(CodecError::Truncated("closed before sending anything"));
+    }
+    let from = usize::from(what == "hello");
+    io.read_exact(&mut prefix[from..]).await.map_err(eof)?;
     let size = check_prefix(prefix, want, what)?;
     let mut body = vec![0u8; size];
     io.read_exact(&mut body).await.map_err(eof)?;
@@ -111,7 +124,10 @@ impl<In, Out> FrameCodec<In, Out> {
     /// A forwarder's codec ([`Verify::HeaderOnly`]) for both directions of `session`: payloads
     /// are not hashed on the way in, and go out only with the MAC they came with.
     pub fn forwarding(session: Session, limit: usize) -> Self {
-        FrameCodec { sealer: Some(session.sealer), ..Self::reading(session.opener, limit, Verify::HeaderOnly) }
+        FrameCodec {
+            sealer: Some(session.sealer),
+            ..Self::reading(session.opener, limit, Verify::HeaderOnly)
+        }
     }
 
     /// A codec that only reads, with `opener` (the session's writing half is elsewhere).

@@ -104,7 +104,12 @@ pub struct Outcome {
 ///
 /// With `keep` false, decoded frames are dropped as soon as they are checked against
 /// `expect`, so their bytes no longer pin the read buffer (as when a handler is done with them).
-pub fn feed(input: &[u8], chunks: &[usize], keep: bool, expect: Option<&[Frame<ClientToController>]>) -> Outcome {
+pub fn feed(
+    input: &[u8],
+    chunks: &[usize],
+    keep: bool,
+    expect: Option<&[Frame<ClientToController>]>,
+) -> Outcome {
     let mut codec = codec();
     let mut frames = Vec::new();
     let mut decoded = 0;
@@ -204,7 +209,8 @@ pub type ReferenceBuffer<'a> = (&'a [u8], Binding, &'a [u8]);
 /// buffers of a body, or `None` if the layout is inconsistent. Signature and JSON are not
 /// checked here.
 pub fn reference_layout(body: &[u8]) -> Option<(u64, &[u8], Vec<ReferenceBuffer<'_>>)> {
-    let u64_at = |b: &[u8], at: usize| b.get(at..at + 8).map(|w| u64::from_le_bytes(w.try_into().expect("8")));
+    let u64_at =
+        |b: &[u8], at: usize| b.get(at..at + 8).map(|w| u64::from_le_bytes(w.try_into().expect("8")));
     let rest = body.get(MAC_LEN..)?;
     let seq = u64_at(rest, 0)?;
     let header_len = u32::from_le_bytes(rest.get(8..12)?.try_into().ok()?) as usize;

@@ -22,7 +22,10 @@ pub fn any_message() -> impl Strategy<Value = ClientToController> {
     ]
 }
 
-pub fn any_frame(max_buffers: usize, max_buffer_len: usize) -> impl Strategy<Value = Frame<ClientToController>> {
+pub fn any_frame(
+    max_buffers: usize,
+    max_buffer_len: usize,
+) -> impl Strategy<Value = Frame<ClientToController>> {
     let buffers = prop::collection::vec(
         prop::collection::vec(any::<u8>(), 0..=max_buffer_len).prop_map(Bytes::from),
         0..=max_buffers,
@@ -268,4 +271,3 @@ impl SignedBody {
         out.to_vec()
     }
 }
-
