@@ -4,7 +4,9 @@
 
 pub mod arrays;
 pub mod memory;
+pub mod netns;
 pub mod peer;
+pub mod slurm;
 
 use std::{
     ffi::OsStr,

@@ -18,9 +18,9 @@ use tokio_util::codec::FramedRead;
 use tracing::{debug, warn};
 
 use crate::{
-    client_session::{ClientSession, CLOSE_GRACE},
+    client_session::{next_client_id, ClientSession, CLOSE_GRACE},
     engine_conn::EngineConn,
-    hub::{Hub, Register},
+    hub::{EngineReady, Hub, Register},
     writer::FrameWriter,
 };
 
@@ -151,6 +151,10 @@ async fn handshake(
                             ctx.run_later(CLOSE_GRACE, |_, ctx| ctx.stop());
                         } else {
                             act.start_heartbeats(ctx);
+                            if let Some(id) = act.id {
+                                // Tasks may go to it now that its answer is queued first.
+                                act.hub.do_send(EngineReady(id));
+                            }
                         }
                     },
                 ));
@@ -179,7 +183,7 @@ async fn handshake(
             ClientSession::create(move |ctx| {
                 let writer = FrameWriter::start(write, sealer, config.max_frame, ctx);
                 ctx.add_stream(stream);
-                ClientSession { peer, hub, writer, upstreams: Default::default() }
+                ClientSession { peer, hub, writer, upstreams: Default::default(), id: next_client_id() }
             });
         }
     }

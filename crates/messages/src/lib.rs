@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`wire`]: the messages of each channel (engine ⇄ controller, client ⇄ controller).
+//! - [`tasks`]: the messages of load-balanced tasks (client ⇄ controller).
 //! - [`dtype`]: [`Dtype`], the element type of arrays (numpy's numeric dtypes).
 //! - [`array`](mod@array): [`RawArray`], an array of any dtype as its checked little-endian bytes.
 //! - [`codec`]: the authenticated wire: a handshake binding each connection to fresh nonces,
@@ -25,6 +26,7 @@ pub mod codec;
 pub mod connection;
 pub mod dtype;
 pub mod kernel;
+pub mod tasks;
 pub mod wire;
 
 pub use array::{ArrayError, RawArray};
@@ -33,4 +35,5 @@ pub use codec::{Binding, CodecError, Frame, Key, Payload, Refused, Session, Veri
 pub use codec::{FrameCodec, Outbound};
 pub use connection::ConnectionInfo;
 pub use kernel::Kernel;
+pub use tasks::{BalancedRequest, BalancedResult, BalancedTask};
 pub use wire::*;
