@@ -160,7 +160,7 @@ impl Client {
         cluster_id: &str,
         connection_file: PathBuf,
     ) -> Result<Client, ClientError> {
-        let connect_error = |source| ClientError::Connect { address: address.to_string(), source };
+        let connect_error = |cause| ClientError::Connect { address: address.to_string(), cause };
         let socket = address
             .to_socket_addrs()
             .map_err(connect_error)?
@@ -170,13 +170,13 @@ impl Client {
         let _ = stream.set_nodelay(true);
         let reader = stream
             .try_clone()
-            .map_err(|source| ClientError::Connect { address: address.to_string(), source })?;
+            .map_err(|cause| ClientError::Connect { address: address.to_string(), cause })?;
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), cond: Condvar::new() });
         let (key2, shared2) = (key.clone(), shared.clone());
         std::thread::Builder::new()
             .name("mpx-client-reader".into())
             .spawn(move || read_loop(reader, key2, shared2))
-            .map_err(|source| ClientError::Connect { address: address.to_string(), source })?;
+            .map_err(|cause| ClientError::Connect { address: address.to_string(), cause })?;
         let client = Client {
             key,
             writer: Mutex::new(stream),

@@ -192,7 +192,10 @@ pub async fn run_cluster(
             }
             WorldEvent::Abort(reason) => (None, reason),
         };
-        warn!(engine = ?first, %cause, restart = opts.restart, "the MPI world goes down");
+        match first {
+            Some(engine) => warn!(engine, %cause, restart = opts.restart, "the MPI world goes down"),
+            None => warn!(%cause, restart = opts.restart, "the MPI world goes down"),
+        }
         let down = WorldDown { first, cause: cause.clone(), restarting: opts.restart };
         let engines = ctl.hub.send(down).await.unwrap_or_default();
         // Ranks stuck in a collective will not finish on their own: no grace period.

@@ -213,6 +213,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
         (thread, wait_registered(&jobs))
     };
     let (id, set) = registered?;
+    crate::log::attach(&opts.connection_file, id);
     info!(engine = id, set, rank, kernel = %opts.kernel, "registered");
     drop(comm);
 
