@@ -75,6 +75,16 @@ impl Ctx {
         Ok(&self.session.as_ref().expect("just set").client)
     }
 
+    /// The pid of the shared cluster's controller (starting the cluster of `kernel` if needed).
+    ///
+    /// # Errors
+    /// The cluster cannot be started.
+    pub fn controller_pid(&mut self, kernel: Kernel) -> Result<u32> {
+        self.client(kernel)?;
+        let session = self.session.as_ref().expect("started above");
+        session.cluster.pids.first().copied().context("the cluster has no controller pid")
+    }
+
     /// Stops the shared cluster, if any (before cycles of their own, so only one cluster runs).
     ///
     /// # Errors

@@ -3,14 +3,19 @@
 
 use std::sync::Arc;
 
-use anyhow::{ensure, Result};
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, ensure, Context, Result};
 use mpx_cells::ArrayValue;
 use mpx_client::{RawArray, Targets};
 use ndarray::{ArrayD, IxDyn};
 
 use crate::{
     cluster::Kernel,
-    ctx::{time_repeated, Ctx, CELL_TIMEOUT},
+    ctx::{run_cell, time_repeated, Ctx, CELL_TIMEOUT},
     rows::Measured,
 };
 
@@ -71,6 +76,56 @@ pub fn gather(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
         Ok(())
     })?;
     Measured::of(&samples)
+}
+
+/// The resident set size of process `pid` (bytes), from `/proc/PID/status`.
+fn rss_of(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .context("no VmRSS line")?;
+    Ok(kb * 1024)
+}
+
+/// rss: the controller's resident memory while `bytes` of f64 are pushed to all engines (one
+/// push, sampled every millisecond by a second thread): its idle RSS before, the peak above idle
+/// during the push, and what is left above idle one second after. The engines' copy is dropped
+/// afterwards (`x = None`).
+pub fn push_memory(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
+    let pid = ctx.controller_pid(KERNEL)?;
+    let data = f64_array(bytes);
+    let view = ctx.client(KERNEL)?.view(Targets::All);
+    let idle = rss_of(pid)?;
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(Ordering::Relaxed) {
+                peak = peak.max(rss_of(pid).unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            peak
+        })
+    };
+    let t0 = Instant::now();
+    let pushed = view.push_sync("x", &data, CELL_TIMEOUT);
+    let secs = t0.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    let peak = sampler.join().map_err(|_| anyhow!("the RSS sampler panicked"))?;
+    pushed?;
+    drop(data);
+    std::thread::sleep(Duration::from_secs(1));
+    let after = rss_of(pid)?;
+    run_cell(&view, "x = None")?;
+    Ok(Measured::Memory {
+        idle,
+        peak_above_idle: peak.saturating_sub(idle),
+        after_above_idle: after.saturating_sub(idle),
+        secs,
+    })
 }
 
 /// mac: the keyed BLAKE3 MAC of `bytes` alone, on one core (what each end of a transfer pays per

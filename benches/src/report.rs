@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::{
     floors::Floors,
-    rows::{Measured, Row},
+    rows::{Goal, Measured, Row},
     stats::{fmt_secs, Stats},
 };
 
@@ -45,6 +45,22 @@ pub struct RowResult {
     pub floor_gb_per_s: Option<f64>,
     /// Where a round trip's time goes (medians, seconds; see `ctx::breakdown`).
     pub breakdown: Option<BTreeMap<String, f64>>,
+    /// Memory rows: idle RSS, peak and one-second-after RSS above idle (bytes), and the
+    /// operation's time (seconds).
+    pub memory: Option<MemoryFigures>,
+}
+
+/// A memory row's figures.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct MemoryFigures {
+    /// Resident set size before (bytes).
+    pub idle: u64,
+    /// Peak above idle during the operation (bytes).
+    pub peak_above_idle: u64,
+    /// Above idle one second after the operation (bytes).
+    pub after_above_idle: u64,
+    /// The operation's time (seconds).
+    pub secs: f64,
 }
 
 impl RowResult {
@@ -68,6 +84,7 @@ impl RowResult {
             mpx_gb_per_s: None,
             floor_gb_per_s: floor.as_ref().and_then(gbps),
             breakdown: None,
+            memory: None,
         };
         match measured {
             Ok(Measured::Done { stats, leftovers, breakdown }) => {
@@ -77,6 +94,12 @@ impl RowResult {
                 r.goal_met = row.goal.met(&stats, floor.as_ref(), leftovers);
                 r.leftovers = leftovers;
                 r.mpx_gb_per_s = gbps(&stats);
+            }
+            Ok(Measured::Memory { idle, peak_above_idle, after_above_idle, secs }) => {
+                if let Goal::MemoryAtMost(limit) = row.goal {
+                    r.goal_met = Some(peak_above_idle <= limit);
+                }
+                r.memory = Some(MemoryFigures { idle, peak_above_idle, after_above_idle, secs });
             }
             Ok(Measured::Pending(why)) => (r.status, r.message) = ("pending".into(), Some(why.into())),
             Ok(Measured::NotImplemented(why)) => (r.status, r.message) = ("n/a".into(), Some(why.into())),
@@ -176,11 +199,19 @@ impl Report {
         t.push_str("|---|---|---|---|---|---|\n");
         let range = |s: &Stats| format!("{} [{}, {}]", fmt_secs(s.median), fmt_secs(s.min), fmt_secs(s.max));
         for r in &self.rows {
-            let mut mpx = match (&r.mpx, &r.message) {
-                (Some(s), _) => format!("{} ({})", range(s), s.n),
-                (None, Some(m)) if r.status == "error" => format!("error: {m}"),
-                (None, Some(m)) => m.clone(),
-                (None, None) => "–".into(),
+            let mb = |b: u64| format!("{:.1} MB", b as f64 / 1e6);
+            let mut mpx = match (&r.mpx, &r.message, &r.memory) {
+                (_, _, Some(m)) => format!(
+                    "peak {} above idle ({} idle; {} above idle 1 s after; push took {})",
+                    mb(m.peak_above_idle),
+                    mb(m.idle),
+                    mb(m.after_above_idle),
+                    fmt_secs(m.secs)
+                ),
+                (Some(s), _, _) => format!("{} ({})", range(s), s.n),
+                (None, Some(m), _) if r.status == "error" => format!("error: {m}"),
+                (None, Some(m), _) => m.clone(),
+                (None, None, _) => "–".into(),
             };
             let mut floor = r.floor.as_ref().map(range).unwrap_or_else(|| "–".into());
             if let Some(g) = r.mpx_gb_per_s {

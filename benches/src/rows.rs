@@ -29,6 +29,17 @@ pub enum Measured {
         /// Where a round trip's time goes (medians in seconds, see [`crate::ctx::breakdown`]).
         breakdown: Option<BTreeMap<String, f64>>,
     },
+    /// A process's memory during one operation (the controller's, during a big push).
+    Memory {
+        /// Resident set size before (bytes).
+        idle: u64,
+        /// Peak resident set size above `idle` during the operation (bytes).
+        peak_above_idle: u64,
+        /// Resident set size above `idle` one second after the operation (bytes).
+        after_above_idle: u64,
+        /// How long the operation took (seconds).
+        secs: f64,
+    },
     /// The mpx side cannot run in this build yet.
     Pending(&'static str),
     /// mpx has no such operation yet.
@@ -62,6 +73,8 @@ pub enum Goal {
     FloorPlus(f64),
     /// mpx median ≤ s seconds and no process left behind.
     WithinNoLeftovers(f64),
+    /// Peak memory above idle ≤ this many bytes.
+    MemoryAtMost(u64),
 }
 
 impl Goal {
@@ -73,6 +86,7 @@ impl Goal {
             Goal::ThroughputAtLeast(k) => Some(format!("≥ {k} of floor throughput")),
             Goal::FloorPlus(s) => Some(format!("≤ floor + {s} s")),
             Goal::WithinNoLeftovers(s) => Some(format!("≤ {s} s, 0 leftovers")),
+            Goal::MemoryAtMost(b) => Some(format!("≤ {} MB above idle", b / 1_000_000)),
         }
     }
 
@@ -84,7 +98,7 @@ impl Goal {
             (Goal::ThroughputAtLeast(k), Some(f)) => Some(f.median / mpx.median >= k),
             (Goal::FloorPlus(s), Some(f)) => Some(mpx.median <= f.median + s),
             (Goal::WithinNoLeftovers(s), _) => Some(mpx.median <= s && leftovers == Some(0)),
-            (_, None) => None,
+            (Goal::MemoryAtMost(_), _) | (_, None) => None,
         }
     }
 }
@@ -161,6 +175,17 @@ pub fn rows() -> Vec<Row> {
         )
         .moving(BIG_BYTES),
     );
+    rows.push(Row::new(
+        format!("rss{}G", RSS_PUSH_BYTES / 1_000_000_000),
+        format!(
+            "the controller's peak RSS above idle during one push of {} GB of f64 to all engines",
+            RSS_PUSH_BYTES / 1_000_000_000
+        ),
+        "–",
+        |ctx| data::push_memory(ctx, RSS_PUSH_BYTES),
+        |_| None,
+        Goal::MemoryAtMost(64_000_000),
+    ));
     rows.extend(latency_rows(Kernel::Rhai));
     rows.push(Row::new(
         "tasks",
@@ -174,6 +199,9 @@ pub fn rows() -> Vec<Row> {
     rows.extend(Kernel::ALL.map(stop_row));
     rows
 }
+
+/// The push whose controller memory the `rss1G` row watches.
+const RSS_PUSH_BYTES: usize = 1_000_000_000;
 
 /// rtt1, rttN and psum of `kernel`.
 fn latency_rows(k: Kernel) -> [Row; 3] {

@@ -4,6 +4,8 @@
 
 pub mod arrays;
 pub mod memory;
+pub mod netns;
+pub mod slurm;
 
 use std::{
     ffi::OsStr,

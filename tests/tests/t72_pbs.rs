@@ -1,6 +1,11 @@
 //! The PBS launcher against stand-in `qsub`/`qstat`/`qdel` scripts (Debian has no PBS server):
 //! qsub records its arguments and runs the job script here in the background, in its own
 //! session; qstat reports the job while its process lives; qdel kills its process group.
+//!
+//! t77 runs the launcher through a real qsub (Slurm's Torque wrappers); this test keeps what
+//! those do not cover: the built-in OpenPBS/PBS Pro template (`-l select=N:ncpus=1:mpiprocs=1`,
+//! which Slurm reads as N nodes), job ids of the form `N.server`, and the exact qsub/qstat/qdel
+//! command lines the launcher runs.
 
 use std::{
     ffi::OsString,

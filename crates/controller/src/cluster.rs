@@ -3,7 +3,7 @@
 //! down (engines, mpirun's process group, files).
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -18,7 +18,7 @@ use tokio::{
 use tracing::{info, warn};
 
 use crate::{
-    files,
+    address, files,
     hub::{Hub, SetEvents, SetMpirunPid, StopEngines, WaitForEngines, WorldDown, WorldEvent},
     launcher::Launcher,
     listener::{self, ListenerConfig},
@@ -38,6 +38,9 @@ pub struct ClusterOptions {
     pub timeout: Duration,
     /// Address to bind (`127.0.0.1:0` by default).
     pub bind: String,
+    /// Address written into the connection file instead of the bound one (needed when `bind`
+    /// is a wildcard such as `0.0.0.0`); see [`crate::address`].
+    pub advertise: Option<IpAddr>,
     /// Largest frame accepted, in bytes.
     pub max_frame: usize,
     /// Grace period between SIGTERM and SIGKILL at teardown.
@@ -57,6 +60,7 @@ impl ClusterOptions {
             home: files::mpx_home(),
             timeout: Duration::from_secs(60),
             bind: "127.0.0.1:0".into(),
+            advertise: None,
             max_frame: DEFAULT_MAX_FRAME,
             grace: Duration::from_secs(1),
             heartbeat: Duration::from_secs(1),
@@ -76,7 +80,7 @@ pub struct Ready {
     pub elapsed: Duration,
     /// The connection file.
     pub connection_file: PathBuf,
-    /// The controller's address.
+    /// The controller's address, as the connection file gives it.
     pub address: SocketAddr,
 }
 
@@ -151,12 +155,20 @@ pub async fn run_cluster(
             return Err(ClusterError::AlreadyRunning(opts.cluster_id.clone()));
         }
     }
+    if let Ok(bind) = opts.bind.parse::<SocketAddr>() {
+        // Refuse a wildcard with nothing to advertise before listening at all.
+        address::advertised(bind, opts.advertise)?;
+    }
     let key = new_key();
     let mut ctl =
         start_controller(&opts.bind, key.clone(), &opts.cluster_id, opts.max_frame, opts.heartbeat).await?;
+    let advertised = address::advertised(ctl.address, opts.advertise)?;
+    if advertised != ctl.address {
+        info!(bound = %ctl.address, %advertised, "the connection file gives the advertised address");
+    }
     let info = ConnectionInfo {
         cluster_id: opts.cluster_id.clone(),
-        address: ctl.address.to_string(),
+        address: advertised.to_string(),
         key: key.to_hex(),
         controller_pid: std::process::id(),
         engines: opts.n,
@@ -174,7 +186,7 @@ pub async fn run_cluster(
         n: opts.n,
         elapsed: t0.elapsed(),
         connection_file: path.clone(),
-        address: ctl.address,
+        address: advertised,
     });
 
     let reason = loop {

@@ -6,10 +6,12 @@
 //! - [`engine_conn`]: the `EngineConn` actor, one per engine connection.
 //! - [`client_session`]: the `ClientSession` actor, one per client connection.
 //! - [`plan`]: which engine gets which part of a task (pure).
+//! - [`scheduler`]: which engine runs each load-balanced task (pure: events in, decisions out).
 //! - [`listener`]: the accept loop and the first-frame handshake.
 //! - [`writer`]: writes a connection's frames, payloads straight from their memory; its
 //!   [`Link`](writer::Link)s give streams back-pressure.
 //! - [`forward`]: the routes of streamed arrays' chunks through the controller.
+//! - [`address`]: which address a controller binds and which it advertises.
 //! - [`cluster`]: start a controller, launch engines, tear everything down.
 //! - [`launcher`]: how engines are started (`local`: mpirun; `slurm`, `pbs`: batch jobs; none).
 //! - [`files`]: connection files under `$MPX_HOME`.
@@ -19,6 +21,7 @@ use std::{path::PathBuf, time::Duration};
 
 use thiserror::Error;
 
+pub mod address;
 pub mod client_session;
 pub mod cluster;
 pub mod engine_conn;
@@ -28,6 +31,7 @@ pub mod hub;
 pub mod launcher;
 pub mod listener;
 pub mod plan;
+pub mod scheduler;
 pub mod writer;
 
 pub use cluster::{run_cluster, start_controller, ClusterOptions, Ready, StopReason};
@@ -79,6 +83,9 @@ pub enum ClusterError {
         /// What is wrong.
         why: String,
     },
+    /// The address to listen on or to advertise cannot work (`--ip`, `--interface`).
+    #[error("{0}")]
+    Address(String),
     /// I/O error.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

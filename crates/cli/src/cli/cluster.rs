@@ -58,9 +58,14 @@ pub struct StartArgs {
     /// Seconds the engines may take to register (for batch jobs: including the time queued).
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
-    /// Address the controller binds.
-    #[arg(long, default_value = "127.0.0.1")]
-    ip: String,
+    /// Address the controller binds and writes into the connection file (default 127.0.0.1;
+    /// 0.0.0.0 listens everywhere and needs --interface for the address engines use).
+    #[arg(long)]
+    ip: Option<String>,
+    /// Network interface whose address the controller binds (or, with --ip 0.0.0.0,
+    /// advertises) so that engines on other hosts reach it.
+    #[arg(long, value_name = "NAME")]
+    interface: Option<String>,
     /// How the engines are started.
     #[arg(long, value_enum, default_value = "local")]
     launcher: LauncherKind,
@@ -195,7 +200,8 @@ fn start_foreground(args: StartArgs) -> Result<i32> {
     let launcher = launcher(&args)?;
     let mut opts = ClusterOptions::new(args.cluster_id.clone(), args.n);
     opts.timeout = Duration::from_secs_f64(args.timeout.max(0.0));
-    opts.bind = format!("{}:0", args.ip);
+    let listen = mpx_controller::address::resolve(args.ip.as_deref(), args.interface.as_deref(), 0)?;
+    (opts.bind, opts.advertise) = (listen.bind, listen.advertise);
     opts.heartbeat = Duration::from_secs_f64(args.heartbeat.max(0.0));
     opts.restart = args.restart;
     opts.max_frame = args.max_frame_mb as usize * MIB;

@@ -21,9 +21,14 @@ pub struct StartArgs {
     /// Return once the controller listens and leave it running in the background.
     #[arg(long)]
     daemonize: bool,
-    /// Address the controller binds (anything but loopback lets other hosts' engines in).
-    #[arg(long, default_value = "127.0.0.1")]
-    ip: String,
+    /// Address the controller binds and writes into the connection file (default 127.0.0.1;
+    /// anything but loopback lets other hosts' engines in; 0.0.0.0 needs --interface).
+    #[arg(long)]
+    ip: Option<String>,
+    /// Network interface whose address the controller binds (or, with --ip 0.0.0.0,
+    /// advertises) so that engines on other hosts reach it.
+    #[arg(long, value_name = "NAME")]
+    interface: Option<String>,
     /// Port the controller binds (0: any free port).
     #[arg(long, default_value_t = 0)]
     port: u16,
@@ -43,11 +48,9 @@ pub fn run(cmd: ControllerCommand) -> Result<i32> {
         }
         ControllerCommand::Start(args) => {
             let mut opts = ClusterOptions::new(args.cluster_id, 0);
-            opts.bind = if args.ip.contains(':') {
-                format!("[{}]:{}", args.ip, args.port)
-            } else {
-                format!("{}:{}", args.ip, args.port)
-            };
+            let listen =
+                mpx_controller::address::resolve(args.ip.as_deref(), args.interface.as_deref(), args.port)?;
+            (opts.bind, opts.advertise) = (listen.bind, listen.advertise);
             daemon::run_foreground(opts, Box::new(ExternalEngines), |ready| {
                 format!(
                     "controller {} listening on {} (connection file {}); start engines with: \

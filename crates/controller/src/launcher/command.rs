@@ -18,6 +18,8 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct CmdOutput {
     /// Exit code 0.
     pub success: bool,
+    /// The exit code (`None`: ended by a signal).
+    pub code: Option<i32>,
     /// Its stdout.
     pub stdout: String,
     /// Its stderr.
@@ -39,6 +41,7 @@ pub fn command_line(argv: &[String]) -> String {
 fn output_of(out: std::process::Output) -> CmdOutput {
     CmdOutput {
         success: out.status.success(),
+        code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
@@ -148,7 +151,10 @@ mod tests {
     fn blocking_run_captures_output_and_status() {
         let out = run_blocking(&argv(&["sh", "-c", "echo hi; echo err >&2; exit 3"]), COMMAND_TIMEOUT, false)
             .unwrap();
-        assert_eq!(out, CmdOutput { success: false, stdout: "hi\n".into(), stderr: "err\n".into() });
+        assert_eq!(
+            out,
+            CmdOutput { success: false, code: Some(3), stdout: "hi\n".into(), stderr: "err\n".into() }
+        );
     }
 
     #[test]

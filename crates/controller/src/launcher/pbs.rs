@@ -21,6 +21,9 @@ cd \"${PBS_O_WORKDIR:-.}\"
 exec {mpirun} -n {n} {engine} --kernel {kernel} --connect {connection_file}
 ";
 
+/// The exit code of `qstat` for a job it does not know.
+const UNKNOWN_JOB_EXIT: i32 = 153;
+
 /// Engines as a PBS batch job.
 pub type PbsLauncher = BatchLauncher<Pbs>;
 
@@ -92,7 +95,10 @@ impl BatchSystem for Pbs {
     fn parse_status(&self, out: &CmdOutput) -> Result<JobState, String> {
         if !out.success {
             let text = out.text();
-            let gone = ["Unknown Job", "has finished", "does not exist"].iter().any(|s| text.contains(s));
+            // 153 is PBS's "unknown job id" (PBSE_UNKJOBID as an exit code); Slurm's qstat
+            // wrapper exits with it without a word once Slurm has forgotten the job.
+            let gone = out.code == Some(UNKNOWN_JOB_EXIT)
+                || ["Unknown Job", "has finished", "does not exist"].iter().any(|s| text.contains(s));
             return if gone { Ok(JobState::Ended(None)) } else { Err(text) };
         }
         match field(&out.stdout, "job_state") {
@@ -121,7 +127,12 @@ mod tests {
     use super::*;
 
     fn out(success: bool, stdout: &str, stderr: &str) -> CmdOutput {
-        CmdOutput { success, stdout: stdout.into(), stderr: stderr.into() }
+        CmdOutput {
+            success,
+            code: Some(if success { 0 } else { 1 }),
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+        }
     }
 
     #[test]
@@ -147,6 +158,12 @@ mod tests {
             Ok(JobState::Ended(None))
         );
         assert!(p.parse_status(&out(false, "", "cannot connect to server")).is_err());
+        // Slurm's qstat wrapper: exit 153, nothing printed, once the job is forgotten.
+        let forgotten = CmdOutput { code: Some(153), ..out(false, "", "") };
+        assert_eq!(p.parse_status(&forgotten), Ok(JobState::Ended(None)));
+        // Its `qstat -f` of a finished job: state C, no exit status.
+        let slurm_done = "Job Id:\t3\n\tJob_Name = mpx-x\n\tjob_state = C\n\tqueue = debug\n";
+        assert_eq!(p.parse_status(&out(true, slurm_done, "")), Ok(JobState::Ended(Some("finished".into()))));
         let finished = "Job Id: 7.srv\n    job_state = F\n    Exit_status = 0\n";
         assert_eq!(p.parse_details(&out(true, finished, "")).as_deref(), Some("finished with exit status 0"));
     }

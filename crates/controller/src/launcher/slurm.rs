@@ -169,7 +169,7 @@ mod tests {
     use super::*;
 
     fn ok(stdout: &str) -> CmdOutput {
-        CmdOutput { success: true, stdout: stdout.into(), stderr: String::new() }
+        CmdOutput { success: true, code: Some(0), stdout: stdout.into(), stderr: String::new() }
     }
 
     #[test]
@@ -197,11 +197,17 @@ mod tests {
         );
         let gone = CmdOutput {
             success: false,
+            code: Some(1),
             stdout: String::new(),
             stderr: "slurm_load_jobs error: Invalid job id specified\n".into(),
         };
         assert_eq!(s.parse_status(&gone), Ok(JobState::Ended(None)));
-        let down = CmdOutput { success: false, stdout: String::new(), stderr: "Unable to contact".into() };
+        let down = CmdOutput {
+            success: false,
+            code: Some(1),
+            stdout: String::new(),
+            stderr: "Unable to contact".into(),
+        };
         assert!(s.parse_status(&down).is_err());
     }
 

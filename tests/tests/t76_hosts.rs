@@ -1,0 +1,108 @@
+//! mpx across hosts: the controller on one "host" and the MPI ranks on two others, each a
+//! network namespace of its own (built by the harness's `netns` module, removed by name at the
+//! end). mpirun starts its daemons on the other hosts through an rsh agent that enters their
+//! namespace; the ranks talk over Open MPI's TCP transport and reach the controller at the
+//! address its connection file gives (`--ip 0.0.0.0 --interface NAME`: listen everywhere,
+//! advertise the interface's address).
+//!
+//! Needs root (CAP_NET_ADMIN) for `ip netns add`; without it the test says so and skips.
+
+use std::time::Duration;
+
+use mpx_client::{Dtype, Targets};
+use mpx_tests::{
+    arrays::{describe, rows, sample},
+    mpx_cmd,
+    netns::{Hosts, SLOTS},
+    run_with_timeout, serial, stderr, stdout, Cluster, Kernel, TempDir,
+};
+
+const T: Duration = Duration::from_secs(120);
+
+#[test]
+fn t76_psum_and_data_across_three_hosts() {
+    let hosts = match Hosts::create(2) {
+        Ok(hosts) => hosts,
+        Err(e) => {
+            eprintln!("SKIPPED t76: cannot create network namespaces on this machine ({e}); needs root");
+            return;
+        }
+    };
+    let n = SLOTS * hosts.hosts.len() as u32;
+    // This thread (and so every process the harness starts) is on the controller's host.
+    let _on_controller_host = hosts.enter(&hosts.controller_ns);
+    let mut extra = vec!["--ip".to_string(), "0.0.0.0".into(), "--interface".into(), hosts.interface.clone()];
+    extra.push("--".into());
+    extra.extend(hosts.mpirun_args());
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let c = Cluster::start(Kernel::Rhai, "hosts", n, &extra);
+
+    let (address, _) = c.address_and_key();
+    assert!(
+        address.starts_with(&format!("{}:", hosts.controller_ip)),
+        "the connection file gives the interface's address, not 0.0.0.0: {address}"
+    );
+    assert_eq!(hosts.namespace_of(c.pids.controller).as_deref(), Some(hosts.controller_ns.as_str()));
+    let mut placed: Vec<String> =
+        c.pids.engines.iter().map(|&pid| hosts.namespace_of(pid).unwrap_or_else(|| "?".into())).collect();
+    placed.sort();
+    let mut expected: Vec<String> =
+        hosts.hosts.iter().flat_map(|(ns, _)| std::iter::repeat_n(ns.clone(), SLOTS as usize)).collect();
+    expected.sort();
+    assert_eq!(placed, expected, "the ranks live on the engine hosts, {SLOTS} each");
+
+    c.check_psum(n);
+
+    // Arrays cross hosts: to every engine and back, split over them and gathered.
+    let client = c.client();
+    let all = client.view(Targets::All);
+    let a = sample(Dtype::F64, &[100_000, 4], 76);
+    all.push_sync("x", &a, T).unwrap();
+    for (id, back) in all.pull_sync("x", T).unwrap().iter().enumerate() {
+        assert!(back == &a, "pull from engine {id}: {} != {}", describe(back), describe(&a));
+    }
+    all.scatter_sync("y", &a, T).unwrap();
+    let parts = all.pull_sync("y", T).unwrap();
+    let per = 100_000 / n as usize;
+    for (r, part) in parts.iter().enumerate() {
+        assert!(part == &rows(&a, r * per, (r + 1) * per), "scatter to engine {r}");
+    }
+    // A collective over the scattered parts: every engine counts all the elements.
+    let counts = all.execute_sync("allreduce(len(y), SUM)", T).unwrap();
+    for r in &counts {
+        assert_eq!(r.outcome.value.as_deref(), Some("400000"), "{counts:?}");
+    }
+    let whole = all.gather_sync("y", T).unwrap();
+    assert!(whole == a, "gather: {} != {}", describe(&whole), describe(&a));
+    drop(client);
+
+    let pids = c.pids.clone();
+    c.stop();
+    assert!(pids.alive().is_empty(), "left running: {:?}", pids.alive());
+}
+
+#[test]
+fn t76_a_wildcard_address_needs_an_interface() {
+    let _guard = serial();
+    let home = TempDir::new("wildcard");
+    let mut cmd = mpx_cmd(&home.0);
+    cmd.args(["controller", "start", "--ip", "0.0.0.0"]);
+    let out = run_with_timeout(cmd, Duration::from_secs(30));
+    assert!(!out.status.success(), "a controller on 0.0.0.0 with nothing to advertise started");
+    assert!(stderr(&out).contains("--interface NAME"), "{}", stderr(&out));
+    assert!(!home.0.join("cluster-default.json").exists());
+
+    // With an interface, its address goes into the connection file.
+    let mut cmd = mpx_cmd(&home.0);
+    cmd.args(["controller", "start", "--ip", "0.0.0.0", "--interface", "lo", "--daemonize"]);
+    let out = run_with_timeout(cmd, Duration::from_secs(30));
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = std::fs::read_to_string(home.0.join("cluster-default.json")).unwrap();
+    let info: mpx_messages::ConnectionInfo = serde_json::from_str(&text).unwrap();
+    let mut stop = mpx_cmd(&home.0);
+    stop.args(["cluster", "stop"]);
+    let stopped = run_with_timeout(stop, Duration::from_secs(30));
+    assert!(info.address.starts_with("127.0.0.1:"), "{}", info.address);
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    assert!(!mpx_controller::files::pid_alive(info.controller_pid), "the controller outlived the stop");
+}
