@@ -146,6 +146,43 @@ impl Tmux {
     }
 }
 
+impl Tmux {
+    /// Waits (bounded) until the console waits for input: its last line is the bare prompt
+    /// (keys typed earlier would reach the terminal while a cell runs, not the editor).
+    fn idle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if screen.lines().rev().find(|l| !l.trim().is_empty()).is_some_and(|l| l.trim_end() == "mpx>") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no prompt after 30 s:\n{screen}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Types a cell once the console is idle, and waits for `expect` on the screen.
+    fn cell(&self, keys: &[&str], expect: &str) -> String {
+        self.idle();
+        self.keys(keys);
+        self.wait_for(expect, Duration::from_secs(30))
+    }
+
+    /// Waits (bounded) until the console has exited and its session ended.
+    fn wait_gone(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Command::new("tmux")
+            .args(["has-session", "-t", &self.name])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(Instant::now() < deadline, "the console did not exit:\n{}", self.screen());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux").args(["kill-session", "-t", &self.name]).stderr(Stdio::null()).status();
@@ -157,23 +194,25 @@ fn t46_console_completes_keeps_history_and_reconnects() {
     let mut c = Cluster::start(Kernel::Python, "console-tty", 2, &[]);
     let t = Tmux::start(&c.home, "console");
     // A name defined on the engines completes.
-    t.keys(&["%px a_long_name = 41", "Enter"]);
+    t.cell(&["%px a_long_name = 41", "Enter"], "mpx> %px a_long_name = 41");
+    t.idle();
     t.keys(&["%px a_long_n", "Tab"]);
-    t.wait_for("%px a_long_name", Duration::from_secs(10));
+    t.wait_for("mpx> %px a_long_name", Duration::from_secs(10));
     t.keys(&[" + 1", "Enter"]);
-    let screen = t.wait_for("Out[1]: 42", Duration::from_secs(20));
+    let screen = t.wait_for("Out[1]: 42", Duration::from_secs(30));
     // A magic completes; %timeout says what it set.
+    t.idle();
     t.keys(&["%tim", "Tab"]);
-    t.wait_for("%timeout", Duration::from_secs(10));
+    t.wait_for("mpx> %timeout", Duration::from_secs(10));
     t.keys(&[" 2", "Enter"]);
     t.wait_for("timeout: 2 s", Duration::from_secs(10));
     // A comment ending in `{` ends the cell; a Python block waits for an empty line.
-    t.keys(&["%px b = 1  # {", "Enter"]);
-    t.keys(&["%px def f(x):", "Enter", "    return x * 2", "Enter", "Enter"]);
-    t.keys(&["%px f(b)", "Enter"]);
-    t.wait_for("Out[1]: 2\n", Duration::from_secs(20));
+    t.cell(&["%px b = 1  # {", "Enter"], "mpx> %px b = 1  # {");
+    t.cell(&["%px def f(x):", "Enter", "    return x * 2", "Enter", "Enter"], "    return x * 2");
+    t.cell(&["%px f(b)", "Enter"], "Out[1]: 2\n");
 
     // The cluster restarts: the next cell connects again.
+    t.idle();
     let out = c.mpx(&["cluster", "stop"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let mut start = mpx_cmd(&c.home);
@@ -181,11 +220,11 @@ fn t46_console_completes_keeps_history_and_reconnects() {
     let out = run_with_timeout(start, Duration::from_secs(90));
     assert!(out.status.success(), "{}", stderr(&out));
     c.pids = c.read_pids();
-    t.keys(&["%px 'again'", "Enter"]);
-    let screen_after = t.wait_for("'again'", Duration::from_secs(30));
+    let screen_after = t.cell(&["%px 'again'", "Enter"], "Out[1]: 'again'");
     assert!(screen_after.contains("connected again"), "{screen_after}");
+    t.idle();
     t.keys(&["%quit", "Enter"]);
-    drop(t);
+    t.wait_gone(Duration::from_secs(10));
 
     // The history was saved, one entry per cell, and a new console loads it.
     let history = std::fs::read_to_string(c.home.join("console_history")).expect("history file");
@@ -196,7 +235,7 @@ fn t46_console_completes_keeps_history_and_reconnects() {
     t.keys(&["Up"]);
     t.wait_for("mpx> %quit", Duration::from_secs(10));
     t.keys(&["C-u", "%quit", "Enter"]);
-    drop(t);
+    t.wait_gone(Duration::from_secs(10));
     assert!(screen.contains("a_long_name + 1"), "{screen}");
     c.stop();
 }

@@ -443,5 +443,5 @@ fn control_main(start: ControlStart, register: RegisterRequest) {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+    gethostname::gethostname().to_string_lossy().into_owned()
 }

@@ -15,6 +15,7 @@ use mpx_controller::{
 };
 
 use mpx_messages::DEFAULT_MAX_FRAME;
+use nix::sys::signal::{kill, Signal};
 
 use super::{daemon, EngineCommand};
 
@@ -261,7 +262,7 @@ fn stop_one(id: &str, path: &std::path::Path) -> Result<()> {
         Err(e) => tracing::warn!("cannot reach the controller ({e}); signalling it"),
     }
     // The controller tears down its engines and mpirun, then exits; escalate if it does not.
-    let steps = [(Duration::from_secs(15), libc::SIGTERM), (Duration::from_secs(5), libc::SIGKILL)];
+    let steps = [(Duration::from_secs(15), Signal::SIGTERM), (Duration::from_secs(5), Signal::SIGKILL)];
     for (wait, sig) in steps {
         let deadline = Instant::now() + wait;
         while files::pid_alive(pid) && Instant::now() < deadline {
@@ -270,9 +271,12 @@ fn stop_one(id: &str, path: &std::path::Path) -> Result<()> {
         if !files::pid_alive(pid) {
             break;
         }
-        tracing::warn!(pid, sig, "controller still running; signalling it");
-        // SAFETY: pid is the controller recorded in this cluster's connection file.
-        unsafe { libc::kill(pid as libc::pid_t, sig) };
+        // Only the controller this file names: the pid is checked against its start time.
+        if !files::controller_running(&info) {
+            break;
+        }
+        tracing::warn!(pid, %sig, "controller still running; signalling it");
+        let _ = kill(nix::unistd::Pid::from_raw(pid as i32), sig);
     }
     let _ = std::fs::remove_file(path);
     println!("cluster {id} stopped in {:.2} s", t0.elapsed().as_secs_f64());
@@ -284,25 +288,51 @@ fn list() -> Result<i32> {
     let found = files::list_connection_files(&home);
     if found.is_empty() {
         println!("no cluster is running (in {})", home.display());
+        return Ok(0);
     }
+    let mut table = comfy_table::Table::new();
+    table.load_style(comfy_table::presets::NOTHING).set_header([
+        "CLUSTER",
+        "STATE",
+        "ENGINES",
+        "CONTROLLER PID",
+        "MPIRUN PID",
+        "ADDRESS",
+    ]);
     for (id, path) in found {
-        let state = match files::read_connection_file(&path) {
+        let row = match files::read_connection_file(&path) {
             Ok(info) if files::controller_running(&info) => {
                 match Client::connect(&path.to_string_lossy()).and_then(|c| c.info(Duration::from_secs(2))) {
-                    Ok(ci) => format!(
-                        "running, {} engines, controller pid {}, mpirun pid {}, {}",
-                        ci.engines.len(),
-                        ci.controller_pid,
+                    Ok(ci) => [
+                        id,
+                        "running".into(),
+                        ci.engines.len().to_string(),
+                        ci.controller_pid.to_string(),
                         ci.mpirun_pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-                        info.address
-                    ),
-                    Err(e) => format!("not answering: {e}"),
+                        info.address,
+                    ],
+                    Err(e) => [
+                        id,
+                        format!("not answering: {e}"),
+                        "-".into(),
+                        info.controller_pid.to_string(),
+                        "-".into(),
+                        info.address,
+                    ],
                 }
             }
-            Ok(_) => "stale (controller gone)".into(),
-            Err(e) => format!("unreadable: {e}"),
+            Ok(info) => [
+                id,
+                "stale (controller gone)".into(),
+                "-".into(),
+                info.controller_pid.to_string(),
+                "-".into(),
+                info.address,
+            ],
+            Err(e) => [id, format!("unreadable: {e}"), "-".into(), "-".into(), "-".into(), "-".into()],
         };
-        println!("{id}\t{state}");
+        table.add_row(row);
     }
+    println!("{}", table.trim_fmt());
     Ok(0)
 }
