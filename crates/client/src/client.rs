@@ -21,6 +21,7 @@ use mpx_messages::{
 };
 
 use crate::{
+    balanced::{BalancedView, Slots, TaskResult},
     incoming::{decode_streamed, Incoming},
     result::{EngineResult, RequestState},
     AsyncResult, ClientError, View,
@@ -54,6 +55,8 @@ pub(crate) struct State {
     pub closed: Option<Closed>,
     /// Answers to control requests (interrupt, where, abort), oldest first.
     pub control: Vec<ControllerToClient>,
+    /// Results of load-balanced tasks.
+    pub balanced: Slots,
 }
 
 /// What the reader thread and the callers share.
@@ -94,7 +97,7 @@ impl Shared {
 pub struct Client {
     key: Key,
     writer: Mutex<TcpStream>,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     next_req: AtomicU64,
     cluster_id: String,
     connection_file: PathBuf,
@@ -216,7 +219,7 @@ impl Client {
         self.send_frame(&Frame::new(msg))
     }
 
-    fn send_frame(&self, frame: &Frame<ClientToController>) -> Result<(), ClientError> {
+    pub(crate) fn send_frame(&self, frame: &Frame<ClientToController>) -> Result<(), ClientError> {
         let mut w = self.writer.lock().expect("client writer");
         blocking::write_frame(&mut *w, &self.key, frame).map_err(|e| match e {
             CodecError::Io(io) => self.closed_error().unwrap_or(ClientError::Closed(io.to_string())),
@@ -259,6 +262,16 @@ impl Client {
     /// A view on some engines.
     pub fn view(&self, targets: impl Into<Targets>) -> View<'_> {
         View::new(self, targets.into())
+    }
+
+    /// A view for load-balanced tasks on some engines: each task runs on one of them.
+    pub fn load_balanced_view(&self, targets: impl Into<Targets>) -> BalancedView<'_> {
+        BalancedView::new(self, targets.into())
+    }
+
+    /// A fresh id for a request or task of this connection.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_req.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Submits a task to `targets`; results arrive in the returned [`AsyncResult`].
@@ -403,6 +416,37 @@ fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
             incoming.add(chunk, engine_id, buffers, refused);
             continue;
         }
+        if let ControllerToClient::BalancedResults(results) = header {
+            let received = mpx_messages::unix_time();
+            let results: Vec<(u64, TaskResult)> = results
+                .into_iter()
+                .map(|mut r| {
+                    let array = match &refused {
+                        None => decode_array(&mut r.outcome, &buffers),
+                        Some(why) => {
+                            r.outcome.error =
+                                Some(RemoteError::new("DecodeError", format!("refused the reply: {why}")));
+                            None
+                        }
+                    };
+                    let result = TaskResult {
+                        engine_id: r.engine_id,
+                        outcome: r.outcome,
+                        array,
+                        attempts: r.attempts,
+                        received,
+                    };
+                    (r.id, result)
+                })
+                .collect();
+            let mut state = shared.state.lock().expect("client state");
+            for (id, result) in results {
+                state.balanced.arrived(id, result);
+            }
+            drop(state);
+            shared.cond.notify_all();
+            continue;
+        }
         // A result ends its stream, whatever became of it.
         let streamed = match &header {
             ControllerToClient::TaskResult(res) => incoming.take(res.req_id, res.engine_id),
@@ -450,7 +494,7 @@ fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
                 }
             }
             ControllerToClient::ShutdownReply => state.shutdown_acked = true,
-            ControllerToClient::Chunk { .. } => {}
+            ControllerToClient::Chunk { .. } | ControllerToClient::BalancedResults(_) => {}
             reply @ (ControllerToClient::InterruptReply { .. }
             | ControllerToClient::WhereReply { .. }
             | ControllerToClient::AbortReply { .. }) => state.control.push(reply),

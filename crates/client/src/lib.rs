@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`client`]: [`Client`], the connection to a controller.
 //! - [`view`]: [`View`], a set of target engines, and what runs on them.
+//! - [`balanced`]: [`BalancedView`], load-balanced tasks: each runs on one free engine.
 //! - [`result`]: [`AsyncResult`], one request's per-engine results, waited for with timeouts.
 //! - [`npy`]: `.npy` files of every dtype, for the CLI's data commands.
 //! - [`display`]: ipyparallel-style rendering (`[stdout:0] ...`, `Out[0]: ...`, `[2:error] ...`).
@@ -20,6 +21,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod balanced;
 pub mod client;
 pub mod display;
 mod incoming;
@@ -27,6 +29,7 @@ pub mod npy;
 pub mod result;
 pub mod view;
 
+pub use balanced::{BalancedView, MapItem, MapIter, MapOptions, TaskHandle, TaskResult, Work};
 pub use client::Client;
 pub use mpx_messages::{ArrayError, Dtype, EngineId, EngineState, Outcome, RawArray, RemoteError, Targets};
 pub use result::{AsyncResult, EngineResult};

@@ -15,9 +15,9 @@ use tokio_util::codec::FramedRead;
 use tracing::{debug, warn};
 
 use crate::{
-    client_session::{ClientSession, CLOSE_GRACE},
+    client_session::{next_client_id, ClientSession, CLOSE_GRACE},
     engine_conn::EngineConn,
-    hub::{Hub, Register},
+    hub::{EngineReady, Hub, Register},
     writer::FrameWriter,
 };
 
@@ -120,6 +120,10 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
                             ctx.run_later(CLOSE_GRACE, |_, ctx| ctx.stop());
                         } else {
                             act.start_heartbeats(ctx);
+                            if let Some(id) = act.id {
+                                // Tasks may go to it now that its answer is queued first.
+                                act.hub.do_send(EngineReady(id));
+                            }
                         }
                     },
                 ));
@@ -148,7 +152,7 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
             ClientSession::create(move |ctx| {
                 let writer = FrameWriter::start(write, config.key, config.max_frame, ctx);
                 ctx.add_stream(stream);
-                ClientSession { peer, hub, writer, upstreams: Default::default() }
+                ClientSession { peer, hub, writer, upstreams: Default::default(), id: next_client_id() }
             });
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`wire`]: the messages of each channel (engine ⇄ controller, client ⇄ controller).
+//! - [`tasks`]: the messages of load-balanced tasks (client ⇄ controller).
 //! - [`dtype`]: [`Dtype`], the element type of arrays (numpy's numeric dtypes).
 //! - [`array`](mod@array): [`RawArray`], an array of any dtype as its checked little-endian bytes.
 //! - [`codec`]: an authenticated frame: keyed BLAKE3 over a JSON header (per hop) and over each
@@ -20,6 +21,7 @@ pub mod codec;
 pub mod connection;
 pub mod dtype;
 pub mod kernel;
+pub mod tasks;
 pub mod wire;
 
 pub use array::{ArrayError, RawArray};
@@ -28,4 +30,5 @@ pub use codec::{CodecError, Frame, Key, Payload, Refused, Verify, DEFAULT_MAX_FR
 pub use codec::{FrameCodec, Outbound};
 pub use connection::ConnectionInfo;
 pub use kernel::Kernel;
+pub use tasks::{BalancedRequest, BalancedResult, BalancedTask};
 pub use wire::*;

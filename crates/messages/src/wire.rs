@@ -435,6 +435,8 @@ pub enum ClientToController {
         /// Why, for the logs.
         reason: String,
     },
+    /// Load-balanced tasks (see [`crate::tasks`]); each answered by a `BalancedResults` entry.
+    BalancedRequest(crate::tasks::BalancedRequest),
 }
 
 /// Controller → client.
@@ -471,4 +473,6 @@ pub enum ControllerToClient {
         /// Why it was refused, if it was.
         error: Option<String>,
     },
+    /// Results of load-balanced tasks, as they end (see [`crate::tasks`]).
+    BalancedResults(Vec<crate::tasks::BalancedResult>),
 }
