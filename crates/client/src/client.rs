@@ -177,7 +177,7 @@ impl Client {
         cluster_id: &str,
         connection_file: PathBuf,
     ) -> Result<Client, ClientError> {
-        let connect_error = |source| ClientError::Connect { address: address.to_string(), source };
+        let connect_error = |cause| ClientError::Connect { address: address.to_string(), cause };
         let socket = address
             .to_socket_addrs()
             .map_err(connect_error)?

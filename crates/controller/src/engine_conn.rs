@@ -51,7 +51,10 @@ impl EngineConn {
         let period = self.heartbeat;
         ctx.run_interval(period, move |act, ctx| {
             if act.last_heard.elapsed() > period * 3 {
-                warn!(engine = ?act.id, "engine missed 3 heartbeats");
+                match act.id {
+                    Some(engine) => warn!(engine, "engine missed 3 heartbeats"),
+                    None => warn!("an engine missed 3 heartbeats before it registered"),
+                }
                 act.cause = format!("it missed 3 heartbeats ({} ms period)", period.as_millis());
                 ctx.stop();
                 return;

@@ -213,6 +213,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
         (thread, wait_registered(&jobs))
     };
     let (id, set) = registered?;
+    crate::log::attach(&opts.connection_file, id);
     info!(engine = id, set, rank, kernel = %opts.kernel, "registered");
     drop(comm);
 
@@ -456,5 +457,5 @@ fn control_main(start: ControlStart, register: RegisterRequest) {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+    gethostname::gethostname().to_string_lossy().into_owned()
 }
