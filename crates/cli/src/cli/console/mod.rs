@@ -2,7 +2,7 @@
 //! cell to the engines until toggled off, and plain lines run in a local interpreter.
 //!
 //! Tab completes magics, file paths (`%run`, `%push`, ...) and the names known to the engines
-//! (for Python, asked of the first target engine and kept until the next cell runs). A cell
+//! (for Python, asked of the target engines and kept until the next cell runs). A cell
 //! ends where its language says ([`input`]). History is kept in `$MPX_HOME/console_history`.
 //! When the cluster is restarted (its connection file changes) or the connection is lost, the
 //! next cell connects again.
@@ -90,11 +90,10 @@ pub struct Console {
 }
 
 /// Which kernel the engines run: the cell `true` is a value in rhai and a NameError in Python.
+/// It runs on every engine, so that their cell numbers stay the same.
 fn probe_kernel(client: &Client) -> Lang {
-    let first = client.ids().ok().and_then(|ids| ids.first().copied());
-    let Some(first) = first else { return Lang::Python };
-    match client.view(vec![first]).execute_sync("true", Duration::from_secs(10)) {
-        Ok(results) if results.iter().all(|r| r.outcome.error.is_none()) => Lang::Rhai,
+    match client.view(Targets::All).execute_sync("true", Duration::from_secs(10)) {
+        Ok(results) if !results.is_empty() && results.iter().all(|r| r.outcome.error.is_none()) => Lang::Rhai,
         _ => Lang::Python,
     }
 }
@@ -271,21 +270,17 @@ impl Console {
         true
     }
 
-    /// Runs a completion cell on the first target engine; its stdout lines (or nothing).
+    /// Runs a completion cell on the target engines (all of them, so that their cell numbers
+    /// stay the same); the stdout lines of the first that answers without an error.
     fn ask_engine(&mut self, code: &str) -> Vec<String> {
         let targets = self.targets.clone();
         let Ok(client) = self.client() else { return Vec::new() };
-        let first = match &targets {
-            Targets::List(ids) => ids.first().copied(),
-            Targets::All => client.ids().ok().and_then(|ids| ids.first().copied()),
-        };
-        let Some(first) = first else { return Vec::new() };
-        match client.view(vec![first]).execute_sync(code, Duration::from_secs(2)) {
+        match client.view(targets).execute_sync(code, Duration::from_secs(2)) {
             Ok(results) => results
                 .iter()
-                .filter(|r| r.outcome.error.is_none())
-                .flat_map(|r| r.outcome.stdout.lines().map(str::to_string).collect::<Vec<_>>())
-                .collect(),
+                .find(|r| r.outcome.error.is_none())
+                .map(|r| r.outcome.stdout.lines().map(str::to_string).collect())
+                .unwrap_or_default(),
             Err(_) => Vec::new(),
         }
     }
