@@ -5,7 +5,8 @@ use std::{io::BufReader, net::TcpStream, sync::Arc};
 
 use bytes::Bytes;
 use mpx_messages::{
-    codec::blocking, CodecError, ControllerToClient, Key, Outcome, RawArray, RemoteError, DEFAULT_MAX_FRAME,
+    codec::{blocking, Opener},
+    CodecError, ControllerToClient, Outcome, RawArray, RemoteError, DEFAULT_MAX_FRAME,
 };
 
 use crate::{
@@ -16,16 +17,17 @@ use crate::{
 };
 
 /// The reader thread: files every frame under its request and wakes the waiters.
-pub(crate) fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
+pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Shared>) {
     let mut reader = BufReader::with_capacity(1 << 16, stream);
     let mut incoming = Incoming::default();
     let why = loop {
-        let frame = match blocking::read_frame::<ControllerToClient>(&mut reader, &key, DEFAULT_MAX_FRAME) {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break Closed::Other("the controller closed the connection".into()),
-            Err(CodecError::Rejected) => break Closed::Rejected,
-            Err(e) => break Closed::Other(e.to_string()),
-        };
+        let frame =
+            match blocking::read_frame::<ControllerToClient>(&mut reader, &mut opener, DEFAULT_MAX_FRAME) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break Closed::Other("the controller closed the connection".into()),
+                Err(CodecError::Rejected) => break Closed::Rejected,
+                Err(e) => break Closed::Other(e.to_string()),
+            };
         // Decode array replies before taking the lock: other threads keep waiting meanwhile.
         // `read_frame` verified every payload MAC; a refused payload is the result's error.
         let (mut header, buffers, refused) = match frame.into_parts() {

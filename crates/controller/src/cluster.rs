@@ -364,8 +364,8 @@ pub(crate) async fn reap(engines: Vec<EngineInfo>, grace: Duration) {
         }
         if files::pid_alive(pid) {
             warn!(pid, "engine outlived its job; sending SIGKILL");
-            // SAFETY: pid is an engine on this host that registered with this controller.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            // An engine on this host that registered with this controller.
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
         }
     }
 }

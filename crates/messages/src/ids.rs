@@ -40,6 +40,14 @@ macro_rules! number {
                 $t(n)
             }
         }
+
+        impl std::str::FromStr for $t {
+            type Err = std::num::ParseIntError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.parse().map($t)
+            }
+        }
     };
 }
 
