@@ -105,7 +105,11 @@ impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn
                 }
             },
             Err(e) => {
-                warn!(engine = id, peer = %self.peer, error = %e, "bad frame from engine; closing its connection");
+                if matches!(e, CodecError::Replayed(_)) {
+                    warn!(engine = id, peer = %self.peer, error = %e, "refused a replayed frame from an engine; closing its connection");
+                } else {
+                    warn!(engine = id, peer = %self.peer, error = %e, "bad frame from engine; closing its connection");
+                }
                 self.cause = format!("its connection sent a bad frame ({e})");
                 ctx.stop();
             }
