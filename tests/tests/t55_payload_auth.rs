@@ -9,12 +9,13 @@ use std::{io::Write, net::TcpStream, time::Duration};
 use bytes::Bytes;
 use mpx_client::{Dtype, RawArray, Targets};
 use mpx_messages::{
-    codec::{blocking, FIRST_FRAME_MAX},
-    ClientToController, ControllerToClient, Frame, Payload, SubmitRequest, Task,
+    codec::FIRST_FRAME_MAX, Binding, ClientToController, ControllerToClient, Frame, Payload, SubmitRequest,
+    Task,
 };
 use mpx_tests::{
     arrays::sample,
     memory::{mb, rss, rss_settles},
+    peer::Peer,
     Cluster, Kernel,
 };
 
@@ -31,27 +32,23 @@ fn t55_a_payload_altered_after_signing_is_refused_by_the_engine_and_nothing_is_b
     // A peer holding the key: it signs the header correctly, but the payload's bytes change
     // after their MAC was made (as if altered on the way).
     let (address, key) = c.address_and_key();
-    let mut s = TcpStream::connect(&address).expect("connect");
-    s.set_read_timeout(Some(T)).expect("timeout");
-    blocking::write_frame(&mut s, &key, &Frame::new(ClientToController::InfoRequest)).expect("info");
+    let mut peer = Peer::connect(&address, &key, T);
+    peer.send(&Frame::new(ClientToController::InfoRequest));
     let other = sample(Dtype::F64, &[1000], 9);
     let mut altered = other.data().to_vec();
     let at = 4321 % altered.len();
     altered[at] ^= 0x10;
-    let forged = Payload::with_mac(Bytes::from(altered), key.payload_mac(other.data()));
+    let binding = Binding { origin: 99, index: 0 };
+    let forged = Payload::with_mac(Bytes::from(altered), binding, key.payload_mac(binding, other.data()));
     let task = Task::Push { name: "x".into(), array: other.meta(0), group: vec![] };
     let req = SubmitRequest { req_id: 7, targets: Targets::All, task };
-    let frame = Frame::with_payloads(ClientToController::SubmitRequest(req), vec![forged]);
-    blocking::write_frame(&mut s, &key, &frame).expect("forged push");
-    s.flush().expect("flush");
+    peer.send(&Frame::with_payloads(ClientToController::SubmitRequest(req), vec![forged]));
 
     // The controller forwards it (it checks headers only); every engine answers with an error,
     // the root naming the refused buffer.
     let mut results = Vec::new();
     while results.len() < 4 {
-        let frame = blocking::read_frame::<ControllerToClient>(&mut s, &key, usize::MAX)
-            .expect("a reply")
-            .expect("the connection stays open");
+        let frame = peer.recv::<ControllerToClient>().expect("a reply").expect("the connection stays open");
         match frame.header {
             ControllerToClient::SubmitReply(r) => assert_eq!(r.error, None, "{r:?}"),
             ControllerToClient::TaskResult(r) if r.req_id == 7 => results.push(r),

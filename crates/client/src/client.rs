@@ -16,8 +16,9 @@ use std::{
 use bytes::Bytes;
 use mpx_messages::connection as files;
 use mpx_messages::{
-    codec::blocking, Chunk, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId,
-    EngineState, Frame, Key, Outcome, RawArray, RemoteError, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
+    codec::{blocking, Opener, Sealer},
+    Chunk, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, EngineState, Frame,
+    Key, Outcome, RawArray, RemoteError, Session, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
 };
 
 use crate::{
@@ -92,11 +93,24 @@ impl Shared {
     }
 }
 
+/// The writing half of the connection: the socket and the session's sealer (which numbers the
+/// frames, so one frame is written at a time).
+#[derive(Debug)]
+struct Writer {
+    stream: TcpStream,
+    sealer: Sealer,
+}
+
+impl Writer {
+    fn write(&mut self, frame: &Frame<ClientToController>) -> Result<(), CodecError> {
+        blocking::write_frame(&mut self.stream, &mut self.sealer, frame)
+    }
+}
+
 /// A connection to a cluster's controller.
 #[derive(Debug)]
 pub struct Client {
-    key: Key,
-    writer: Mutex<TcpStream>,
+    writer: Mutex<Writer>,
     pub(crate) shared: Arc<Shared>,
     next_req: AtomicU64,
     cluster_id: String,
@@ -163,26 +177,32 @@ impl Client {
         cluster_id: &str,
         connection_file: PathBuf,
     ) -> Result<Client, ClientError> {
-        let connect_error = |source| ClientError::Connect { address: address.to_string(), source };
+        let connect_error = |cause| ClientError::Connect { address: address.to_string(), cause };
         let socket = address
             .to_socket_addrs()
             .map_err(connect_error)?
             .next()
             .ok_or_else(|| connect_error(std::io::Error::other("the address resolves to nothing")))?;
-        let stream = TcpStream::connect_timeout(&socket, CONNECT_TIMEOUT).map_err(connect_error)?;
+        let mut stream = TcpStream::connect_timeout(&socket, CONNECT_TIMEOUT).map_err(connect_error)?;
         let _ = stream.set_nodelay(true);
-        let reader = stream
-            .try_clone()
-            .map_err(|source| ClientError::Connect { address: address.to_string(), source })?;
+        // The handshake: both sides prove they hold the key, and the session is bound to fresh
+        // nonces (a wrong key is found here, clearly).
+        stream.set_read_timeout(Some(CONNECT_TIMEOUT)).map_err(connect_error)?;
+        let Session { sealer, opener } = blocking::connect(&mut stream, &key).map_err(|e| match e {
+            CodecError::Unproven | CodecError::Rejected | CodecError::BadProof => ClientError::Rejected,
+            CodecError::Io(source) => connect_error(source),
+            other => ClientError::Codec(other),
+        })?;
+        stream.set_read_timeout(None).map_err(connect_error)?;
+        let reader = stream.try_clone().map_err(connect_error)?;
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), cond: Condvar::new() });
-        let (key2, shared2) = (key.clone(), shared.clone());
+        let shared2 = shared.clone();
         std::thread::Builder::new()
             .name("mpx-client-reader".into())
-            .spawn(move || read_loop(reader, key2, shared2))
-            .map_err(|source| ClientError::Connect { address: address.to_string(), source })?;
+            .spawn(move || read_loop(reader, opener, shared2))
+            .map_err(connect_error)?;
         let client = Client {
-            key,
-            writer: Mutex::new(stream),
+            writer: Mutex::new(Writer { stream, sealer }),
             shared,
             next_req: AtomicU64::new(1),
             cluster_id: cluster_id.to_string(),
@@ -221,7 +241,7 @@ impl Client {
 
     pub(crate) fn send_frame(&self, frame: &Frame<ClientToController>) -> Result<(), ClientError> {
         let mut w = self.writer.lock().expect("client writer");
-        blocking::write_frame(&mut *w, &self.key, frame).map_err(|e| match e {
+        w.write(frame).map_err(|e| match e {
             CodecError::Io(io) => self.closed_error().unwrap_or(ClientError::Closed(io.to_string())),
             other => ClientError::Codec(other),
         })
@@ -309,7 +329,7 @@ impl Client {
         let mut w = self.writer.lock().expect("client writer");
         let total = array.len();
         let mut send = |frame: &Frame<ClientToController>| {
-            blocking::write_frame(&mut *w, &self.key, frame).map_err(|e| match e {
+            w.write(frame).map_err(|e| match e {
                 CodecError::Io(io) => self.closed_error().unwrap_or(ClientError::Closed(io.to_string())),
                 other => ClientError::Codec(other),
             })
@@ -390,22 +410,23 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         if let Ok(w) = self.writer.lock() {
-            let _ = w.shutdown(std::net::Shutdown::Both);
+            let _ = w.stream.shutdown(std::net::Shutdown::Both);
         }
     }
 }
 
 /// The reader thread: files every frame under its request and wakes the waiters.
-fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
+fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Shared>) {
     let mut reader = BufReader::with_capacity(1 << 16, stream);
     let mut incoming = Incoming::default();
     let why = loop {
-        let frame = match blocking::read_frame::<ControllerToClient>(&mut reader, &key, DEFAULT_MAX_FRAME) {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break Closed::Other("the controller closed the connection".into()),
-            Err(CodecError::Rejected) => break Closed::Rejected,
-            Err(e) => break Closed::Other(e.to_string()),
-        };
+        let frame =
+            match blocking::read_frame::<ControllerToClient>(&mut reader, &mut opener, DEFAULT_MAX_FRAME) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break Closed::Other("the controller closed the connection".into()),
+                Err(CodecError::Rejected) => break Closed::Rejected,
+                Err(e) => break Closed::Other(e.to_string()),
+            };
         // Decode array replies before taking the lock: other threads keep waiting meanwhile.
         // `read_frame` verified every payload MAC; a refused payload is the result's error.
         let (mut header, buffers, refused) = match frame.into_parts() {

@@ -43,13 +43,14 @@ pub enum ClientError {
     /// No such cluster / connection file problem.
     #[error("{0}")]
     NotFound(String),
-    /// The TCP connection could not be made.
-    #[error("cannot connect to the controller at {address}: {source}")]
+    /// The TCP connection could not be made. (The cause is part of the message and not a
+    /// `source`, so that error chains do not say it twice.)
+    #[error("cannot connect to the controller at {address}: {cause}")]
     Connect {
         /// Address tried.
         address: String,
         /// Cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The controller refused our signature.
     #[error(
@@ -78,12 +79,12 @@ pub enum ClientError {
     #[error("{}", .0.iter().map(|(id, e)| format!("[{id}:{}] {}", e.ename, e.evalue)).collect::<Vec<_>>().join("; "))]
     Remote(Vec<(EngineId, RemoteError)>),
     /// An `.npy` file that cannot be used (malformed, unsupported dtype, unwritable).
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Npy {
         /// The file.
         path: String,
-        /// Why.
-        source: npy::NpyError,
+        /// Why (part of the message, not a `source`: error chains say it once).
+        cause: npy::NpyError,
     },
     /// Framing or encoding failure.
     #[error(transparent)]

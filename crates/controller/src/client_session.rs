@@ -88,7 +88,11 @@ impl StreamHandler<Result<Frame<ClientToController>, CodecError>> for ClientSess
         let frame = match item {
             Ok(frame) => frame,
             Err(e) => {
-                warn!(peer = %self.peer, error = %e, "bad frame from a client; closing its connection");
+                if matches!(e, CodecError::Replayed(_)) {
+                    warn!(peer = %self.peer, error = %e, "refused a replayed frame from a client; closing its connection");
+                } else {
+                    warn!(peer = %self.peer, error = %e, "bad frame from a client; closing its connection");
+                }
                 if matches!(e, CodecError::BadSignature) {
                     self.writer.write(Outbound::AuthRejected);
                 }

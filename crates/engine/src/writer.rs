@@ -4,8 +4,8 @@
 //! are MACed here.
 
 use mpx_messages::{
-    codec::{encode_head, Verify},
-    CodecError, EngineToController, Frame, Key,
+    codec::{encode_head, Sealer, Verify},
+    CodecError, EngineToController, Frame,
 };
 use tokio::{
     io::AsyncWriteExt,
@@ -20,11 +20,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writing task on the current (actix) runtime; it ends with the first write
-    /// error, or once the writer is dropped and everything queued is written.
-    pub fn start(io: OwnedWriteHalf, key: Key) -> (Writer, JoinHandle<Result<(), CodecError>>) {
+    /// Starts the writing task on the current (actix) runtime, signing and numbering frames with
+    /// the session's `sealer`; it ends with the first write error, or once the writer is dropped
+    /// and everything queued is written.
+    pub fn start(io: OwnedWriteHalf, sealer: Sealer) -> (Writer, JoinHandle<Result<(), CodecError>>) {
         let (tx, rx) = unbounded_channel();
-        (Writer { tx }, actix::spawn(run(io, key, rx)))
+        (Writer { tx }, actix::spawn(run(io, sealer, rx)))
     }
 
     /// Queues a frame.
@@ -50,7 +51,7 @@ async fn flush(io: &mut OwnedWriteHalf, batch: &mut Vec<u8>) -> std::io::Result<
 
 async fn run(
     mut io: OwnedWriteHalf,
-    key: Key,
+    mut sealer: Sealer,
     mut rx: UnboundedReceiver<Frame<EngineToController>>,
 ) -> Result<(), CodecError> {
     // Replies queued together (pipelined tasks ending one after the other) go out in one write;
@@ -58,7 +59,7 @@ async fn run(
     let mut batch: Vec<u8> = Vec::new();
     let mut next = rx.recv().await;
     while let Some(frame) = next.take() {
-        let head = encode_head(&key, &frame, u32::MAX as usize, Verify::All)?;
+        let head = encode_head(&mut sealer, &frame, u32::MAX as usize, Verify::All)?;
         let payload: usize = frame.buffers.iter().map(|b| b.len()).sum();
         if payload <= SMALL_PAYLOAD {
             batch.extend_from_slice(&head);
