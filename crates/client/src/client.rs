@@ -1,5 +1,6 @@
-//! [`Client`]: one TCP connection to a controller, with a reader thread that files each reply
-//! under its request; [`View`]: a set of target engines.
+//! [`Client`]: one TCP connection to a controller (its session opened by the handshake), with a
+//! reader thread (`reader.rs`) that files each reply under its request; [`View`]: a set of
+//! target engines.
 
 use std::{
     collections::HashMap,
@@ -16,8 +17,8 @@ use bytes::Bytes;
 use mpx_messages::connection as files;
 use mpx_messages::{
     codec::{blocking, Sealer},
-    Chunk, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, EngineState, Frame,
-    Key, Request, Session, SubmitRequest, Targets,
+    Binding, Chunk, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, EngineState,
+    Frame, Key, Payload, Request, Session, SubmitRequest, Targets,
 };
 
 use crate::{
@@ -333,10 +334,16 @@ impl Client {
             })
         };
         send(&Frame::new(request))?;
-        for offset in (0..total).step_by(chunk) {
-            let piece = array.slice(offset..total.min(offset + chunk));
+        // Every chunk is bound to the stream's fresh origin and its number: the engine takes
+        // them only in their place.
+        let origin = Binding::fresh_origin()?;
+        for (index, offset) in (0..total).step_by(chunk).enumerate() {
+            let piece = Payload::bound(
+                array.slice(offset..total.min(offset + chunk)),
+                Binding { origin, index: index as u64 },
+            );
             let chunk = Chunk { stream: req_id, offset: offset as u64, total: total as u64 };
-            send(&Frame::with_buffers(ClientToController::Chunk(chunk), vec![piece]))?;
+            send(&Frame::with_payloads(ClientToController::Chunk(chunk), vec![piece]))?;
         }
         Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted })
     }

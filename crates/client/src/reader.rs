@@ -1,5 +1,6 @@
-//! The client's reader thread: reads the controller's frames, decodes their arrays, and files
-//! each under its request (or load-balanced task), waking the callers that wait.
+//! The client's reader thread: reads the controller's frames of the session, in sequence, and
+//! files each reply under its request (arrays decoded, streamed ones assembled by [`Incoming`]),
+//! waking the callers that wait for it.
 
 use std::{io::BufReader, net::TcpStream, sync::Arc};
 
@@ -30,12 +31,13 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
             };
         // Decode array replies before taking the lock: other threads keep waiting meanwhile.
         // `read_frame` verified every payload MAC; a refused payload is the result's error.
+        let binding = frame.buffers.first().and_then(|b| b.binding());
         let (mut header, buffers, refused) = match frame.into_parts() {
             Ok((header, buffers)) => (header, buffers, None),
             Err((header, refused)) => (header, Vec::new(), Some(refused)),
         };
         if let ControllerToClient::Chunk { chunk, engine_id } = header {
-            incoming.add(chunk, engine_id, buffers, refused);
+            incoming.add(chunk, engine_id, (buffers, binding), refused);
             continue;
         }
         if let ControllerToClient::BalancedResults(results) = header {
@@ -80,8 +82,8 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
             }
             (ControllerToClient::EngineReply(res), None) => decode_array(&mut res.outcome, &buffers),
             (ControllerToClient::EngineReply(res), Some(refused)) => {
-                let why = format!("refused the reply: {refused}");
-                res.outcome.error = Some(RemoteError::new("DecodeError", why).into());
+                res.outcome.error =
+                    Some(RemoteError::new("DecodeError", format!("refused the reply: {refused}")).into());
                 None
             }
             _ => None,

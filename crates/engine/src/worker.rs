@@ -226,7 +226,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
             Job::Task { task_id, task, buffers, refused, stream, reply_to, chunks_to } => {
                 board.running(kernel.execution_count() + 1);
                 let refused = refused.map(|why| *why);
-                let io = TaskIo { buffers, refused, stream, sink: Sink { task_id, to: chunks_to } };
+                let io = TaskIo { buffers, refused, stream, sink: Sink::new(task_id, chunks_to) };
                 let (outcome, buffers) = run_task(kernel.as_mut(), &mut groups, id, task, io);
                 board.idle();
                 reply_to.do_send(Done(TaskReply { task_id, outcome }, buffers));

@@ -1,6 +1,11 @@
 //! The messages of each channel. Each channel has one enum per direction, tagged adjacently
 //! (`{"msg_type": ..., "content": ...}`), so every receiver has one exhaustive `match`.
 //!
+//! Every message travels as the header of a [`Frame`](crate::codec::Frame) in a session that
+//! the connection's handshake opened (both sides proved the cluster key; the session is bound to
+//! fresh nonces from both), numbered in sequence and MACed per hop; see [`codec`](crate::codec)
+//! for the handshake, the frame layout and why recorded frames and payloads are refused.
+//!
 //! # One request, one name per hop
 //! | hop | asks | answers |
 //! |---|---|---|

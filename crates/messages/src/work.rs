@@ -20,7 +20,8 @@ pub struct ArrayMeta {
 
 /// One piece of a streamed array: an array larger than one chunk travels as a request (or reply)
 /// without its bytes plus one `Chunk` frame per piece, each carrying one payload buffer (MACed by
-/// the original sender, checked by the final receiver), in order.
+/// the original sender together with its binding, the stream's origin and the chunk's number;
+/// checked by the final receiver, which takes each chunk only in its place), in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chunk {
     /// The stream: the request id between client and controller, the task id between
