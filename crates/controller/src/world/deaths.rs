@@ -117,7 +117,7 @@ impl World {
             (true, false) => "; the MPI world was torn down and the cluster stops".to_string(),
             (false, _) => format!("; engine set {set} was torn down (other sets go on)"),
         };
-        warn!(set, engine = ?first, %cause, own, restart, "an MPI world goes down");
+        warn!(set, engine = ?first, %cause, own, restart, "the MPI world goes down");
         let ids: Vec<EngineId> = (world.base.0..world.base.0 + world.size).map(EngineId).collect();
         let torn = match first {
             Some(f) => format!("engine {f} died ({cause}){note}"),
