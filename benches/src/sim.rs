@@ -34,6 +34,9 @@ pub const SIM_HOST: &str = "mpx-simulated-engine";
 /// Connections being opened and registered at once.
 pub const CONNECTING: usize = 256;
 
+/// A member's failure when its world's rank 0 could not register.
+const NO_ROOT: &str = "rank 0 did not register";
+
 /// What the simulated engines did, summed over all of them.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -134,6 +137,8 @@ impl Sim {
     async fn run(self, role: Role) {
         match self.register(role).await {
             Ok(conn) => self.serve(conn).await,
+            // A member of a world whose rank 0 failed: rank 0 reports why.
+            Err(e) if e == NO_ROOT => {}
             Err(e) => {
                 let _ = self.registered.send(Err(e));
             }
@@ -145,7 +150,7 @@ impl Sim {
         let (world, set, root_set) = match role {
             Role::Root { world, set } => (world, None, Some(set)),
             Role::Member { mut set } => {
-                let got = set.wait_for(Option::is_some).await.map_err(|_| "rank 0 did not register")?;
+                let got = set.wait_for(Option::is_some).await.map_err(|_| NO_ROOT.to_string())?;
                 (Vec::new(), *got, None)
             }
         };

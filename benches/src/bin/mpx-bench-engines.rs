@@ -32,6 +32,12 @@ struct Args {
     /// Ranks per world for the "many worlds" registration row.
     #[arg(long, default_value_t = 4)]
     world_size: usize,
+    /// The largest world: populations above it register as several worlds of this size (one
+    /// world's registration is one frame, and a connection's first frame is capped at 64 KiB,
+    /// about 1,100 ranks); a population above it is also tried as one world, and that row says
+    /// whether the controller took it.
+    #[arg(long, default_value_t = 1000)]
+    max_world: usize,
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/mpx-bench-engines.json")]
     out: PathBuf,
@@ -83,8 +89,12 @@ fn run(mut args: Args, home: &Path) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut rows = Vec::new();
     for &n in &args.sizes {
-        rows.extend(one_world(&runtime, &mpx, home, n, cells, hold)?);
-        rows.push(many_worlds(&runtime, &mpx, home, n, args.world_size)?);
+        let world = n.min(args.max_world.max(1));
+        rows.extend(population(&runtime, &mpx, home, n, world, cells, hold)?);
+        rows.push(register_only(&runtime, &mpx, home, n, args.world_size)?);
+        if world < n {
+            rows.push(register_only(&runtime, &mpx, home, n, n)?);
+        }
     }
     println!();
     println!("{:<44} {:>14}  goal", "row", "measured");
@@ -117,12 +127,13 @@ fn row(name: String, value: f64, unit: &'static str, shown: String, goal: String
     Row { name, value, unit, shown, goal }
 }
 
-/// N engines as one world: registration, cells, idle heartbeats, memory.
-fn one_world(
+/// N engines as worlds of `world`: registration, cells, idle heartbeats, memory.
+fn population(
     rt: &tokio::runtime::Runtime,
     mpx: &Path,
     home: &Path,
     n: usize,
+    world: usize,
     cells: usize,
     hold: Duration,
 ) -> Result<Vec<Row>> {
@@ -131,11 +142,11 @@ fn one_world(
     let rss0 = rss_kib(ctl.pid);
     let mut engines = {
         let _in = rt.enter();
-        Engines::spawn(&ctl.address, &ctl.key, n, n)
+        Engines::spawn(&ctl.address, &ctl.key, n, world)
     };
     let took = rt.block_on(engines.wait_registered(REGISTER_TIMEOUT)).map_err(anyhow::Error::msg)?;
     let mut rows = vec![row(
-        format!("register {n} engines (one world)"),
+        worlds_name(n, world),
         took.as_secs_f64(),
         "s",
         fmt_secs(took.as_secs_f64()),
@@ -146,6 +157,8 @@ fn one_world(
 
     let view = client.view(Targets::All);
     let mut times = Vec::with_capacity(cells);
+    let me = std::process::id();
+    let (ctl_cpu0, my_cpu0) = (cpu_secs(ctl.pid), cpu_secs(me));
     for i in 0..cells + 2 {
         let t0 = Instant::now();
         let results = view.execute_sync("pass", CELL_TIMEOUT)?;
@@ -156,6 +169,10 @@ fn one_world(
             times.push(dt);
         }
     }
+    // CPU per cell: the controller's, and this process's (the simulated engines and the client).
+    let runs = (cells + 2) as f64;
+    let ctl_cpu = (cpu_secs(ctl.pid) - ctl_cpu0) / runs;
+    let my_cpu = (cpu_secs(me) - my_cpu0) / runs;
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     let goal = match n {
@@ -174,7 +191,11 @@ fn one_world(
         median,
         "s",
         shown,
-        format!("{goal}{verdict}"),
+        format!(
+            "{goal}{verdict}; CPU per cell: controller {}, engines+client {}",
+            fmt_secs(ctl_cpu),
+            fmt_secs(my_cpu)
+        ),
     ));
 
     // Idle: only heartbeats. The controller's CPU over the hold, per 1,000 engines.
@@ -216,30 +237,36 @@ fn one_world(
     Ok(rows)
 }
 
-/// N engines as worlds of `world_size`: registration time only.
-fn many_worlds(
+/// N engines as worlds of `world_size`: registration time only, or why it was refused.
+fn register_only(
     rt: &tokio::runtime::Runtime,
     mpx: &Path,
     home: &Path,
     n: usize,
     world_size: usize,
 ) -> Result<Row> {
-    let ctl = Controller::start(mpx, home, &format!("many{n}"))?;
+    let ctl = Controller::start(mpx, home, &format!("reg{n}x{world_size}"))?;
     let mut engines = {
         let _in = rt.enter();
         Engines::spawn(&ctl.address, &ctl.key, n, world_size)
     };
-    let took = rt.block_on(engines.wait_registered(REGISTER_TIMEOUT)).map_err(anyhow::Error::msg)?;
-    let worlds = n.div_ceil(world_size.max(1));
+    let took = rt.block_on(engines.wait_registered(REGISTER_TIMEOUT));
     ctl.stop()?;
     drop(engines);
-    Ok(row(
-        format!("register {n} engines ({worlds} worlds of {world_size})"),
-        took.as_secs_f64(),
-        "s",
-        fmt_secs(took.as_secs_f64()),
-        String::new(),
-    ))
+    let name = worlds_name(n, world_size);
+    Ok(match took {
+        Ok(took) => row(name, took.as_secs_f64(), "s", fmt_secs(took.as_secs_f64()), String::new()),
+        Err(e) => row(name, f64::NAN, "s", "refused".into(), format!("({e})")),
+    })
+}
+
+fn worlds_name(n: usize, world_size: usize) -> String {
+    let worlds = n.div_ceil(world_size.max(1));
+    if worlds == 1 {
+        format!("register {n} engines (one world)")
+    } else {
+        format!("register {n} engines ({worlds} worlds of {world_size})")
+    }
 }
 
 fn met(ok: bool) -> &'static str {
