@@ -7,7 +7,7 @@
 set -euo pipefail
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
-packages=(build-essential pkg-config openmpi-bin libopenmpi-dev libclang-dev ca-certificates curl
+packages=(build-essential pkg-config openmpi-bin libopenmpi-dev libclang-dev ca-certificates curl tmux
           slurmctld slurmd slurm-client munge slurm-wlm-torque iproute2
           python3-dev python3-numpy python3-mpi4py python3-cloudpickle python3-venv python3-pip)
 if ! command -v mpirun >/dev/null || ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then

@@ -135,7 +135,7 @@ pub fn mac(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
     let key = mpx_messages::Key::new(b"mpx bench key".to_vec());
     let data = vec![7u8; bytes];
     let samples = time_repeated(warmup, n.max(3), || {
-        std::hint::black_box(key.payload_mac(std::hint::black_box(&data)));
+        std::hint::black_box(key.payload_mac(mpx_messages::Binding::default(), std::hint::black_box(&data)));
         Ok(())
     })?;
     Measured::of(&samples)

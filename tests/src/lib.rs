@@ -5,6 +5,7 @@
 pub mod arrays;
 pub mod memory;
 pub mod netns;
+pub mod peer;
 pub mod slurm;
 
 use std::{

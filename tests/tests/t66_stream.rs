@@ -5,8 +5,6 @@
 
 use std::{
     ffi::OsStr,
-    io::Write,
-    net::TcpStream,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -17,8 +15,7 @@ use std::{
 use bytes::Bytes;
 use mpx_client::{Dtype, RawArray, Targets};
 use mpx_messages::{
-    codec::blocking, Chunk, ClientToController, ControllerToClient, Frame, Key, Payload, SubmitRequest, Task,
-    TaskResult,
+    Binding, Chunk, ClientToController, ControllerToClient, Frame, Payload, SubmitRequest, Task, TaskResult,
 };
 use mpx_tests::{
     arrays::{describe, rows, sample},
@@ -81,23 +78,22 @@ fn t66_arrays_of_many_chunks_round_trip_bit_exactly_python() {
     c.stop();
 }
 
-/// A peer holding the key that speaks the protocol itself.
-struct Peer {
-    s: TcpStream,
-    key: Key,
+/// Chunk `k` of the stream `origin`, as a sender binds it (its origin and place in the stream).
+fn bound(bytes: Bytes, origin: u64, k: usize) -> Payload {
+    Payload::bound(bytes, Binding { origin, index: k as u64 })
 }
+
+/// A peer holding the key that speaks the protocol itself.
+struct Peer(mpx_tests::peer::Peer);
 
 impl Peer {
     fn connect(c: &Cluster) -> Peer {
         let (address, key) = c.address_and_key();
-        let s = TcpStream::connect(&address).expect("connect");
-        s.set_read_timeout(Some(T)).expect("timeout");
-        Peer { s, key }
+        Peer(mpx_tests::peer::Peer::connect(&address, &key, T))
     }
 
     fn send(&mut self, frame: &Frame<ClientToController>) {
-        blocking::write_frame(&mut self.s, &self.key, frame).expect("send");
-        self.s.flush().expect("flush");
+        self.0.send(frame);
     }
 
     /// A streamed push of `array`'s bytes as `name` (the request; chunks follow).
@@ -116,9 +112,8 @@ impl Peer {
     fn results(&mut self, req_id: u64, n: usize) -> Vec<TaskResult> {
         let mut results = Vec::new();
         while results.len() < n {
-            let frame = blocking::read_frame::<ControllerToClient>(&mut self.s, &self.key, usize::MAX)
-                .expect("a reply")
-                .expect("the connection stays open");
+            let frame =
+                self.0.recv::<ControllerToClient>().expect("a reply").expect("the connection stays open");
             match frame.header {
                 ControllerToClient::SubmitReply(r) => assert_eq!(r.error, None, "{r:?}"),
                 ControllerToClient::TaskResult(r) if r.req_id == req_id => results.push(r),
@@ -148,9 +143,10 @@ fn t66_a_chunk_altered_after_signing_is_refused_by_the_engine_and_nothing_is_bou
         let payload = if k == 6 {
             let mut altered = bytes.to_vec();
             altered[100] ^= 0x01;
-            Payload::with_mac(Bytes::from(altered), peer.key.payload_mac(&bytes))
+            let binding = Binding { origin: 7, index: k as u64 };
+            Payload::with_mac(Bytes::from(altered), binding, peer.0.key.payload_mac(binding, &bytes))
         } else {
-            Payload::new(bytes)
+            bound(bytes, 7, k)
         };
         peer.chunk(7, offset, total, payload);
     }
@@ -168,7 +164,12 @@ fn t66_a_chunk_altered_after_signing_is_refused_by_the_engine_and_nothing_is_bou
     }
     peer.push_request(8, "z", &other);
     for offset in (0..total).step_by(step) {
-        peer.chunk(8, offset, total, Payload::new(other.data().slice(offset..total.min(offset + step))));
+        peer.chunk(
+            8,
+            offset,
+            total,
+            bound(other.data().slice(offset..total.min(offset + step)), 8, offset / step),
+        );
     }
     assert!(peer.results(8, 4).iter().all(|r| r.outcome.error.is_none()));
     assert!(client.view(Targets::List(vec![3])).pull_sync("z", T).unwrap()[0] == other);
@@ -192,7 +193,7 @@ fn t66_a_client_gone_mid_push_leaves_the_controller_serving_and_its_memory_back(
     let mut peer = Peer::connect(&c);
     peer.push_request(1, "x", &big);
     for offset in (0..10 * step).step_by(step) {
-        peer.chunk(1, offset, total, Payload::new(big.data().slice(offset..offset + step)));
+        peer.chunk(1, offset, total, bound(big.data().slice(offset..offset + step), 1, offset / step));
     }
     drop(peer);
 

@@ -19,6 +19,12 @@ fn t75_two_engine_sets_run_psum_independently() {
     let out = c.mpx(&["cluster", "engines", "--kernel", "rhai", "-n", "2"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("engine set 1"), "{}", stdout(&out));
+    // The set's mpirun output is named after the set (not a pid), its engines log as the others.
+    let logs = c.home.join("cluster-default");
+    assert!(stdout(&out).contains("set-1.log") && logs.join("set-1.log").is_file(), "{}", stdout(&out));
+    assert!(logs.join("engine-3.log").is_file());
+    let text = stdout(&c.mpx(&["logs", "--engine", "3"]));
+    assert!(text.contains("registered engine=3 set=1 rank=1"), "{text}");
     c.pids = c.read_pids();
     let client = c.client();
     let info = client.info(T).unwrap();

@@ -16,11 +16,14 @@ use std::{
 use bytes::Bytes;
 use mpx_messages::connection as files;
 use mpx_messages::{
-    codec::blocking, Chunk, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId,
-    EngineState, Frame, Key, Outcome, RawArray, RemoteError, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
+    codec::{blocking, Opener, Sealer},
+    Binding, Chunk, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, EngineState,
+    Frame, Key, Outcome, Payload, RawArray, RemoteError, Session, SubmitRequest, Targets, Task,
+    DEFAULT_MAX_FRAME,
 };
 
 use crate::{
+    balanced::{BalancedView, Slots, TaskResult},
     incoming::{decode_streamed, Incoming},
     result::{EngineResult, RequestState},
     AsyncResult, ClientError, View,
@@ -54,6 +57,8 @@ pub(crate) struct State {
     pub closed: Option<Closed>,
     /// Answers to control requests (interrupt, where, abort), oldest first.
     pub control: Vec<ControllerToClient>,
+    /// Results of load-balanced tasks.
+    pub balanced: Slots,
 }
 
 /// What the reader thread and the callers share.
@@ -89,12 +94,25 @@ impl Shared {
     }
 }
 
+/// The writing half of the connection: the socket and the session's sealer (which numbers the
+/// frames, so one frame is written at a time).
+#[derive(Debug)]
+struct Writer {
+    stream: TcpStream,
+    sealer: Sealer,
+}
+
+impl Writer {
+    fn write(&mut self, frame: &Frame<ClientToController>) -> Result<(), CodecError> {
+        blocking::write_frame(&mut self.stream, &mut self.sealer, frame)
+    }
+}
+
 /// A connection to a cluster's controller.
 #[derive(Debug)]
 pub struct Client {
-    key: Key,
-    writer: Mutex<TcpStream>,
-    shared: Arc<Shared>,
+    writer: Mutex<Writer>,
+    pub(crate) shared: Arc<Shared>,
     next_req: AtomicU64,
     cluster_id: String,
     connection_file: PathBuf,
@@ -160,26 +178,32 @@ impl Client {
         cluster_id: &str,
         connection_file: PathBuf,
     ) -> Result<Client, ClientError> {
-        let connect_error = |source| ClientError::Connect { address: address.to_string(), source };
+        let connect_error = |cause| ClientError::Connect { address: address.to_string(), cause };
         let socket = address
             .to_socket_addrs()
             .map_err(connect_error)?
             .next()
             .ok_or_else(|| connect_error(std::io::Error::other("the address resolves to nothing")))?;
-        let stream = TcpStream::connect_timeout(&socket, CONNECT_TIMEOUT).map_err(connect_error)?;
+        let mut stream = TcpStream::connect_timeout(&socket, CONNECT_TIMEOUT).map_err(connect_error)?;
         let _ = stream.set_nodelay(true);
-        let reader = stream
-            .try_clone()
-            .map_err(|source| ClientError::Connect { address: address.to_string(), source })?;
+        // The handshake: both sides prove they hold the key, and the session is bound to fresh
+        // nonces (a wrong key is found here, clearly).
+        stream.set_read_timeout(Some(CONNECT_TIMEOUT)).map_err(connect_error)?;
+        let Session { sealer, opener } = blocking::connect(&mut stream, &key).map_err(|e| match e {
+            CodecError::Unproven | CodecError::Rejected | CodecError::BadProof => ClientError::Rejected,
+            CodecError::Io(source) => connect_error(source),
+            other => ClientError::Codec(other),
+        })?;
+        stream.set_read_timeout(None).map_err(connect_error)?;
+        let reader = stream.try_clone().map_err(connect_error)?;
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), cond: Condvar::new() });
-        let (key2, shared2) = (key.clone(), shared.clone());
+        let shared2 = shared.clone();
         std::thread::Builder::new()
             .name("mpx-client-reader".into())
-            .spawn(move || read_loop(reader, key2, shared2))
-            .map_err(|source| ClientError::Connect { address: address.to_string(), source })?;
+            .spawn(move || read_loop(reader, opener, shared2))
+            .map_err(connect_error)?;
         let client = Client {
-            key,
-            writer: Mutex::new(stream),
+            writer: Mutex::new(Writer { stream, sealer }),
             shared,
             next_req: AtomicU64::new(1),
             cluster_id: cluster_id.to_string(),
@@ -216,9 +240,9 @@ impl Client {
         self.send_frame(&Frame::new(msg))
     }
 
-    fn send_frame(&self, frame: &Frame<ClientToController>) -> Result<(), ClientError> {
+    pub(crate) fn send_frame(&self, frame: &Frame<ClientToController>) -> Result<(), ClientError> {
         let mut w = self.writer.lock().expect("client writer");
-        blocking::write_frame(&mut *w, &self.key, frame).map_err(|e| match e {
+        w.write(frame).map_err(|e| match e {
             CodecError::Io(io) => self.closed_error().unwrap_or(ClientError::Closed(io.to_string())),
             other => ClientError::Codec(other),
         })
@@ -261,6 +285,16 @@ impl Client {
         View::new(self, targets.into())
     }
 
+    /// A view for load-balanced tasks on some engines: each task runs on one of them.
+    pub fn load_balanced_view(&self, targets: impl Into<Targets>) -> BalancedView<'_> {
+        BalancedView::new(self, targets.into())
+    }
+
+    /// A fresh id for a request or task of this connection.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_req.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Submits a task to `targets`; results arrive in the returned [`AsyncResult`].
     ///
     /// # Errors
@@ -296,16 +330,22 @@ impl Client {
         let mut w = self.writer.lock().expect("client writer");
         let total = array.len();
         let mut send = |frame: &Frame<ClientToController>| {
-            blocking::write_frame(&mut *w, &self.key, frame).map_err(|e| match e {
+            w.write(frame).map_err(|e| match e {
                 CodecError::Io(io) => self.closed_error().unwrap_or(ClientError::Closed(io.to_string())),
                 other => ClientError::Codec(other),
             })
         };
         send(&Frame::new(request))?;
-        for offset in (0..total).step_by(chunk) {
-            let piece = array.slice(offset..total.min(offset + chunk));
+        // Every chunk is bound to the stream's fresh origin and its number: the engine takes
+        // them only in their place.
+        let origin = Binding::fresh_origin()?;
+        for (index, offset) in (0..total).step_by(chunk).enumerate() {
+            let piece = Payload::bound(
+                array.slice(offset..total.min(offset + chunk)),
+                Binding { origin, index: index as u64 },
+            );
             let chunk = Chunk { stream: req_id, offset: offset as u64, total: total as u64 };
-            send(&Frame::with_buffers(ClientToController::Chunk(chunk), vec![piece]))?;
+            send(&Frame::with_payloads(ClientToController::Chunk(chunk), vec![piece]))?;
         }
         Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted })
     }
@@ -377,30 +417,63 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         if let Ok(w) = self.writer.lock() {
-            let _ = w.shutdown(std::net::Shutdown::Both);
+            let _ = w.stream.shutdown(std::net::Shutdown::Both);
         }
     }
 }
 
 /// The reader thread: files every frame under its request and wakes the waiters.
-fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
+fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Shared>) {
     let mut reader = BufReader::with_capacity(1 << 16, stream);
     let mut incoming = Incoming::default();
     let why = loop {
-        let frame = match blocking::read_frame::<ControllerToClient>(&mut reader, &key, DEFAULT_MAX_FRAME) {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break Closed::Other("the controller closed the connection".into()),
-            Err(CodecError::Rejected) => break Closed::Rejected,
-            Err(e) => break Closed::Other(e.to_string()),
-        };
+        let frame =
+            match blocking::read_frame::<ControllerToClient>(&mut reader, &mut opener, DEFAULT_MAX_FRAME) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break Closed::Other("the controller closed the connection".into()),
+                Err(CodecError::Rejected) => break Closed::Rejected,
+                Err(e) => break Closed::Other(e.to_string()),
+            };
         // Decode array replies before taking the lock: other threads keep waiting meanwhile.
         // `read_frame` verified every payload MAC; a refused payload is the result's error.
+        let binding = frame.buffers.first().and_then(|b| b.binding());
         let (mut header, buffers, refused) = match frame.into_parts() {
             Ok((header, buffers)) => (header, buffers, None),
             Err((header, refused)) => (header, Vec::new(), Some(refused)),
         };
         if let ControllerToClient::Chunk { chunk, engine_id } = header {
-            incoming.add(chunk, engine_id, buffers, refused);
+            incoming.add(chunk, engine_id, (buffers, binding), refused);
+            continue;
+        }
+        if let ControllerToClient::BalancedResults(results) = header {
+            let received = mpx_messages::unix_time();
+            let results: Vec<(u64, TaskResult)> = results
+                .into_iter()
+                .map(|mut r| {
+                    let array = match &refused {
+                        None => decode_array(&mut r.outcome, &buffers),
+                        Some(why) => {
+                            r.outcome.error =
+                                Some(RemoteError::new("DecodeError", format!("refused the reply: {why}")));
+                            None
+                        }
+                    };
+                    let result = TaskResult {
+                        engine_id: r.engine_id,
+                        outcome: r.outcome,
+                        array,
+                        attempts: r.attempts,
+                        received,
+                    };
+                    (r.id, result)
+                })
+                .collect();
+            let mut state = shared.state.lock().expect("client state");
+            for (id, result) in results {
+                state.balanced.arrived(id, result);
+            }
+            drop(state);
+            shared.cond.notify_all();
             continue;
         }
         // A result ends its stream, whatever became of it.
@@ -450,7 +523,7 @@ fn read_loop(stream: TcpStream, key: Key, shared: Arc<Shared>) {
                 }
             }
             ControllerToClient::ShutdownReply => state.shutdown_acked = true,
-            ControllerToClient::Chunk { .. } => {}
+            ControllerToClient::Chunk { .. } | ControllerToClient::BalancedResults(_) => {}
             reply @ (ControllerToClient::InterruptReply { .. }
             | ControllerToClient::WhereReply { .. }
             | ControllerToClient::AbortReply { .. }) => state.control.push(reply),

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`client`]: [`Client`], the connection to a controller.
 //! - [`view`]: [`View`], a set of target engines, and what runs on them.
+//! - [`balanced`]: [`BalancedView`], load-balanced tasks: each runs on one free engine.
 //! - [`result`]: [`AsyncResult`], one request's per-engine results, waited for with timeouts.
 //! - [`npy`]: `.npy` files of every dtype, for the CLI's data commands.
 //! - [`display`]: ipyparallel-style rendering (`[stdout:0] ...`, `Out[0]: ...`, `[2:error] ...`).
@@ -20,6 +21,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod balanced;
 pub mod client;
 pub mod display;
 mod incoming;
@@ -27,6 +29,7 @@ pub mod npy;
 pub mod result;
 pub mod view;
 
+pub use balanced::{BalancedView, MapItem, MapIter, MapOptions, TaskHandle, TaskResult, Work};
 pub use client::Client;
 pub use mpx_messages::{ArrayError, Dtype, EngineId, EngineState, Outcome, RawArray, RemoteError, Targets};
 pub use result::{AsyncResult, EngineResult};
@@ -40,13 +43,14 @@ pub enum ClientError {
     /// No such cluster / connection file problem.
     #[error("{0}")]
     NotFound(String),
-    /// The TCP connection could not be made.
-    #[error("cannot connect to the controller at {address}: {source}")]
+    /// The TCP connection could not be made. (The cause is part of the message and not a
+    /// `source`, so that error chains do not say it twice.)
+    #[error("cannot connect to the controller at {address}: {cause}")]
     Connect {
         /// Address tried.
         address: String,
         /// Cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The controller refused our signature.
     #[error(
@@ -75,12 +79,12 @@ pub enum ClientError {
     #[error("{}", .0.iter().map(|(id, e)| format!("[{id}:{}] {}", e.ename, e.evalue)).collect::<Vec<_>>().join("; "))]
     Remote(Vec<(EngineId, RemoteError)>),
     /// An `.npy` file that cannot be used (malformed, unsupported dtype, unwritable).
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Npy {
         /// The file.
         path: String,
-        /// Why.
-        source: npy::NpyError,
+        /// Why (part of the message, not a `source`: error chains say it once).
+        cause: npy::NpyError,
     },
     /// Framing or encoding failure.
     #[error(transparent)]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use mpx_messages::{Arg, RawArray, Targets, Task};
+use mpx_messages::{RawArray, Targets, Task};
 
 use crate::{AsyncResult, Client, ClientError, EngineResult};
 
@@ -104,19 +104,7 @@ impl<'a> View<'a> {
     /// A lost connection.
     pub fn apply(&self, function: &str, args: Vec<ApplyArg>) -> Result<AsyncResult, ClientError> {
         let mut buffers = Vec::new();
-        let args = args
-            .into_iter()
-            .map(|a| match a {
-                ApplyArg::Float(x) => Arg::Float(x),
-                ApplyArg::Int(i) => Arg::Int(i),
-                ApplyArg::Bool(b) => Arg::Bool(b),
-                ApplyArg::Str(s) => Arg::Str(s),
-                ApplyArg::Array(a) => {
-                    buffers.push(a.data().clone());
-                    Arg::Array(a.meta(buffers.len() - 1))
-                }
-            })
-            .collect();
+        let args = args.into_iter().map(|a| a.into_arg(&mut buffers)).collect();
         self.client.submit_with(
             self.targets.clone(),
             Task::Apply { function: function.into(), args },

@@ -10,8 +10,12 @@ use mpx_messages::{
 use tracing::{debug, info, warn};
 
 use crate::{
+    balanced::ClientId,
     forward::Upstream,
-    hub::{Abort, Hub, Info, Interrupt, RequestShutdown, Submit, Submitted, ToClient, Where},
+    hub::{
+        Abort, ClientGone, Hub, Info, Interrupt, RequestShutdown, Submit, SubmitBalanced, Submitted,
+        ToClient, Where,
+    },
     writer::FrameWriter,
 };
 
@@ -32,6 +36,16 @@ pub struct ClientSession {
     pub writer: ClientWriter,
     /// The client's arrays streaming to engines, by request id.
     pub upstreams: HashMap<u64, Upstream>,
+    /// This connection, for the hub's load-balanced tasks.
+    pub id: ClientId,
+}
+
+/// Ids of client connections.
+static NEXT_CLIENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A fresh client connection id.
+pub fn next_client_id() -> ClientId {
+    NEXT_CLIENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl ClientSession {
@@ -53,6 +67,10 @@ impl ClientSession {
 
 impl Actor for ClientSession {
     type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.hub.do_send(ClientGone(self.id));
+    }
 }
 
 /// Handler for `ToClient`: write the frame.
@@ -70,7 +88,11 @@ impl StreamHandler<Result<Frame<ClientToController>, CodecError>> for ClientSess
         let frame = match item {
             Ok(frame) => frame,
             Err(e) => {
-                warn!(peer = %self.peer, error = %e, "bad frame from a client; closing its connection");
+                if matches!(e, CodecError::Replayed(_)) {
+                    warn!(peer = %self.peer, error = %e, "refused a replayed frame from a client; closing its connection");
+                } else {
+                    warn!(peer = %self.peer, error = %e, "bad frame from a client; closing its connection");
+                }
                 if matches!(e, CodecError::BadSignature) {
                     self.writer.write(Outbound::AuthRejected);
                 }
@@ -143,6 +165,10 @@ impl StreamHandler<Result<Frame<ClientToController>, CodecError>> for ClientSess
                         act.reply(ControllerToClient::AbortReply { error });
                     })
                     .wait(ctx);
+            }
+            ClientToController::BalancedRequest(req) => {
+                let Some(link) = self.writer.link() else { return };
+                self.hub.do_send(SubmitBalanced { client: self.id, link, req, buffers: frame.buffers });
             }
             ClientToController::ShutdownRequest => {
                 info!("a client asked the cluster to stop");

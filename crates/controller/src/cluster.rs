@@ -223,7 +223,10 @@ pub async fn run_cluster(
             }
             WorldEvent::Abort(reason) => (None, reason),
         };
-        warn!(engine = ?first, %cause, restart = opts.restart, "the MPI world goes down");
+        match first {
+            Some(engine) => warn!(engine, %cause, restart = opts.restart, "the MPI world goes down"),
+            None => warn!(%cause, restart = opts.restart, "the MPI world goes down"),
+        }
         let down = WorldDown { first, cause: cause.clone(), restarting: opts.restart };
         let engines = ctl.hub.send(down).await.unwrap_or_default();
         // Ranks stuck in a collective will not finish on their own: no grace period.
@@ -370,7 +373,7 @@ async fn teardown(hub: &Addr<Hub>, launcher: &mut dyn Launcher, grace: Duration)
 /// Ends the engines' job (the launcher: grace, SIGTERM, SIGKILL), then SIGKILLs any engine on
 /// this host that outlived it (engines are not always in the launcher's process group).
 async fn end_job(engines: Vec<EngineInfo>, launcher: &mut dyn Launcher, grace: Duration) {
-    let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let here = gethostname::gethostname().to_string_lossy().into_owned();
     launcher.stop(grace).await;
     for pid in engines.iter().filter(|e| e.hostname == here.trim()).map(|e| e.pid) {
         let deadline = Instant::now() + grace;
@@ -379,8 +382,8 @@ async fn end_job(engines: Vec<EngineInfo>, launcher: &mut dyn Launcher, grace: D
         }
         if files::pid_alive(pid) {
             warn!(pid, "engine outlived its job; sending SIGKILL");
-            // SAFETY: pid is an engine on this host that registered with this controller.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            // An engine on this host that registered with this controller.
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
         }
     }
 }

@@ -51,7 +51,10 @@ impl EngineConn {
         let period = self.heartbeat;
         ctx.run_interval(period, move |act, ctx| {
             if act.last_heard.elapsed() > period * 3 {
-                warn!(engine = ?act.id, "engine missed 3 heartbeats");
+                match act.id {
+                    Some(engine) => warn!(engine, "engine missed 3 heartbeats"),
+                    None => warn!("an engine missed 3 heartbeats before it registered"),
+                }
                 act.cause = format!("it missed 3 heartbeats ({} ms period)", period.as_millis());
                 ctx.stop();
                 return;
@@ -102,7 +105,11 @@ impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn
                 }
             },
             Err(e) => {
-                warn!(engine = id, peer = %self.peer, error = %e, "bad frame from engine; closing its connection");
+                if matches!(e, CodecError::Replayed(_)) {
+                    warn!(engine = id, peer = %self.peer, error = %e, "refused a replayed frame from an engine; closing its connection");
+                } else {
+                    warn!(engine = id, peer = %self.peer, error = %e, "bad frame from engine; closing its connection");
+                }
                 self.cause = format!("its connection sent a bad frame ({e})");
                 ctx.stop();
             }

@@ -58,9 +58,9 @@ pub fn controller_running(info: &mpx_messages::ConnectionInfo) -> bool {
 
 /// Whether a process with this pid exists and is not a zombie.
 pub fn pid_alive(pid: u32) -> bool {
-    // SAFETY: kill with signal 0 only checks for existence and permission.
-    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    let exists = r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    // Signal "0" only checks for existence and permission.
+    let r = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None);
+    let exists = matches!(r, Ok(()) | Err(nix::errno::Errno::EPERM));
     exists && !is_zombie(pid)
 }
 

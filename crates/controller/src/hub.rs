@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::{
+    balanced::{is_balanced, Balanced, ClientId},
     forward::{streamed_total, Downstream, Upstream},
     plan::{plan, Place},
     writer::Link,
@@ -59,6 +60,8 @@ pub struct Hub {
     wheres: HashMap<u64, PendingWhere>,
     next_where: u64,
     sets: BTreeMap<u32, EngineSet>,
+    /// Load-balanced tasks.
+    balanced: Balanced,
 }
 
 /// What the hub tells the runner of the engines' job.
@@ -87,6 +90,7 @@ impl Hub {
             wheres: HashMap::new(),
             next_where: 1,
             sets: BTreeMap::new(),
+            balanced: Balanced::default(),
             cluster_id,
             mpirun_pid: None,
             engines: BTreeMap::new(),
@@ -235,9 +239,9 @@ impl Handler<EngineGone> for Hub {
     type Result = ();
 
     fn handle(&mut self, msg: EngineGone, ctx: &mut Context<Self>) {
-        if self.engines.remove(&msg.id).is_none() {
+        let Some(gone) = self.engines.remove(&msg.id) else {
             return;
-        }
+        };
         if self.world_down {
             return;
         }
@@ -245,12 +249,25 @@ impl Handler<EngineGone> for Hub {
         let id = msg.id;
         match &self.events {
             Some(events) if events.send(WorldEvent::Died(id, msg.cause.clone())).is_ok() => {
+                // Its world is going down: its engines take no more load-balanced tasks, and
+                // their tasks wait for `WorldDown` (with the runner's account of the death) to
+                // know whether the world restarts.
+                self.balanced.expect_engines(true);
+                self.balanced.engine_stopping(id);
+                for e in self.engines.values().filter(|e| e.info.set == gone.info.set) {
+                    self.balanced.engine_stopping(e.info.id);
+                }
                 // Fallback, should the runner never explain it.
                 ctx.run_later(std::time::Duration::from_secs(5), move |hub, _| {
+                    hub.balanced.expect_engines(false);
+                    hub.balanced.engines_gone(&[(id, msg.cause.clone())]);
                     hub.fail_pending(|e| e == id, |e| died(e, &msg.cause));
                 });
             }
-            _ => self.fail_pending(|e| e == id, |e| died(e, &msg.cause)),
+            _ => {
+                self.balanced.engines_gone(&[(id, msg.cause.clone())]);
+                self.fail_pending(|e| e == id, |e| died(e, &msg.cause));
+            }
         }
     }
 }
@@ -279,6 +296,27 @@ impl Handler<WorldDown> for Hub {
 
     fn handle(&mut self, msg: WorldDown, _: &mut Context<Self>) -> Self::Result {
         self.world_down = true;
+        // Load-balanced tasks of the world's engines run again where retries allow: on the
+        // restarted world's engines, or they fail.
+        self.balanced.expect_engines(msg.restarting);
+        let torn = match msg.first {
+            Some(f) => format!("the MPI world was torn down after engine {f} died ({})", msg.cause),
+            None => format!("the MPI world was torn down ({})", msg.cause),
+        };
+        let gone: Vec<(EngineId, String)> = msg
+            .first
+            .map(|f| (f, msg.cause.clone()))
+            .into_iter()
+            // Every engine the tasks know: those whose connections closed already too.
+            .chain(
+                self.balanced
+                    .engine_ids()
+                    .into_iter()
+                    .filter(|&e| Some(e) != msg.first)
+                    .map(|e| (e, torn.clone())),
+            )
+            .collect();
+        self.balanced.engines_gone(&gone);
         let note = if msg.restarting {
             "; the MPI world is being restarted (variables are lost)"
         } else {
@@ -441,6 +479,10 @@ impl Handler<EngineReply> for Hub {
     type Result = ();
 
     fn handle(&mut self, msg: EngineReply, _: &mut Context<Self>) {
+        if is_balanced(msg.reply.task_id) {
+            self.balanced.reply(msg.id, msg.reply, msg.buffers);
+            return;
+        }
         match self.pending.remove(&msg.reply.task_id) {
             Some(p) if p.engine == msg.id => {
                 let result = TaskResult { req_id: p.req_id, engine_id: msg.id, outcome: msg.reply.outcome };
@@ -625,7 +667,10 @@ impl Handler<StopEngines> for Hub {
     type Result = MessageResult<StopEngines>;
 
     fn handle(&mut self, _: StopEngines, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.stop_engines())
+        let stopped = self.stop_engines();
+        // The cluster stops: no engine will come for the tasks still waiting.
+        self.balanced.expect_engines(false);
+        MessageResult(stopped)
     }
 }
 
@@ -634,10 +679,76 @@ impl Hub {
     /// afresh); returns the engines told.
     fn stop_engines(&mut self) -> Vec<EngineInfo> {
         self.world_down = true;
+        let gone: Vec<(EngineId, String)> = self
+            .balanced
+            .engine_ids()
+            .into_iter()
+            .map(|e| (e, "the cluster is stopping".to_string()))
+            .collect();
+        self.balanced.engines_gone(&gone);
         for e in self.engines.values() {
             e.conn.do_send(ToEngine(Frame::new(ControllerToEngine::Shutdown)));
         }
         self.sets.clear();
         std::mem::take(&mut self.engines).into_values().map(|e| e.info).collect()
+    }
+}
+
+/// A client submits load-balanced tasks.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubmitBalanced {
+    /// The client's connection.
+    pub client: ClientId,
+    /// Where its results go.
+    pub link: Link<ControllerToClient>,
+    /// The tasks.
+    pub req: mpx_messages::BalancedRequest,
+    /// The frame's buffers, shared by the tasks' array arguments.
+    pub buffers: Vec<Payload>,
+}
+
+/// Handler for `SubmitBalanced`: the scheduler places each task on an engine (see
+/// [`crate::scheduler`]).
+impl Handler<SubmitBalanced> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: SubmitBalanced, _: &mut Context<Self>) {
+        self.balanced.submit(msg.client, msg.link, msg.req, msg.buffers);
+    }
+}
+
+/// A client connection closed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ClientGone(pub ClientId);
+
+/// Handler for `ClientGone`: its load-balanced tasks are dropped.
+impl Handler<ClientGone> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: ClientGone, _: &mut Context<Self>) {
+        self.balanced.client_gone(msg.0);
+    }
+}
+
+/// An engine was told its registration succeeded: tasks may follow that answer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EngineReady(pub EngineId);
+
+/// Handler for `EngineReady`: load-balanced tasks may go to the engine.
+impl Handler<EngineReady> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: EngineReady, _: &mut Context<Self>) {
+        let Some(entry) = self.engines.get(&msg.0) else { return };
+        let set = entry.info.set;
+        self.balanced.engine_up(msg.0, entry.link.clone());
+        let size = self.sets.get(&set).map_or(0, |s| s.size as usize);
+        if self.engines.values().filter(|e| e.info.set == set).count() == size {
+            // A whole world is here: no more engines are awaited for waiting tasks.
+            self.balanced.expect_engines(false);
+        }
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`hub`]: the `Hub` actor, registry of engines and pending tasks.
+//! - [`balanced`]: the hub's load-balanced tasks, carrying out the [`scheduler`]'s decisions.
 //! - [`engine_conn`]: the `EngineConn` actor, one per engine connection.
 //! - [`client_session`]: the `ClientSession` actor, one per client connection.
 //! - [`plan`]: which engine gets which part of a task (pure).
@@ -22,6 +23,7 @@ use std::{path::PathBuf, time::Duration};
 use thiserror::Error;
 
 pub mod address;
+pub mod balanced;
 pub mod client_session;
 pub mod cluster;
 pub mod engine_conn;

@@ -1,13 +1,16 @@
-//! The accept loop: every connection's first frame says whether it is an engine or a client,
-//! and the connection is handed to a new `EngineConn` or `ClientSession` actor.
+//! The accept loop: every connection opens with the handshake (`codec::accept`: both sides
+//! prove they hold the key, and the session is bound to fresh nonces), then its first frame
+//! says whether it is an engine or a client, and the connection is handed to a new `EngineConn`
+//! or `ClientSession` actor. A refused handshake or frame is logged with the peer's address.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use actix::prelude::*;
 use futures::StreamExt;
 use mpx_messages::{
-    ClientToController, ControllerToClient, ControllerToEngine, EngineToController, Frame, FrameCodec, Key,
-    Outbound, RegisterReply,
+    codec::{self, NonceHistory},
+    ClientToController, CodecError, ControllerToClient, ControllerToEngine, EngineToController, Frame,
+    FrameCodec, Key, RegisterReply, Session, Verify,
 };
 use serde::Deserialize;
 use tokio::net::{TcpListener, TcpStream};
@@ -15,13 +18,13 @@ use tokio_util::codec::FramedRead;
 use tracing::{debug, warn};
 
 use crate::{
-    client_session::{ClientSession, CLOSE_GRACE},
+    client_session::{next_client_id, ClientSession, CLOSE_GRACE},
     engine_conn::EngineConn,
-    hub::{Hub, Register},
+    hub::{EngineReady, Hub, Register},
     writer::FrameWriter,
 };
 
-/// How long a new connection may take to send its first frame.
+/// How long a new connection may take to complete the handshake and send its first frame.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The first frame of a connection: an engine's registration or any client request.
@@ -47,11 +50,13 @@ pub struct ListenerConfig {
 
 /// Accepts connections forever (until the System stops).
 pub async fn serve(listener: TcpListener, hub: Addr<Hub>, config: ListenerConfig) {
+    // The client nonces of recent handshakes: a hello repeating one is a replay.
+    let history = Arc::new(NonceHistory::default());
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                actix::spawn(handshake(stream, peer, hub.clone(), config.clone()));
+                actix::spawn(handshake(stream, peer, hub.clone(), config.clone(), history.clone()));
             }
             Err(e) => {
                 warn!(error = %e, "accept failed");
@@ -61,20 +66,46 @@ pub async fn serve(listener: TcpListener, hub: Addr<Hub>, config: ListenerConfig
     }
 }
 
-async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: ListenerConfig) {
-    let (read, write) = stream.into_split();
+/// Refuses a connection whose handshake failed, saying why in the log.
+fn refuse(peer: SocketAddr, e: &CodecError) {
+    match e {
+        CodecError::Replayed(_) => warn!(%peer, error = %e, "refused a replayed connection"),
+        CodecError::BadProof => warn!(%peer, error = %e, "refused a connection: authentication failed"),
+        CodecError::Truncated("closed before sending anything") => {
+            debug!(%peer, "a connection closed at once")
+        }
+        _ => warn!(%peer, error = %e, "refused a connection: bad handshake"),
+    }
+}
+
+async fn handshake(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    hub: Addr<Hub>,
+    config: ListenerConfig,
+    history: Arc<NonceHistory>,
+) {
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    let opened = tokio::time::timeout_at(deadline, codec::accept(&mut stream, &config.key, &history)).await;
+    let Session { sealer, opener } = match opened {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => return refuse(peer, &e),
+        Err(_) => {
+            warn!(%peer, "refused a connection: no handshake within {HANDSHAKE_TIMEOUT:?}");
+            return;
+        }
+    };
+    let (read, mut write) = stream.into_split();
     // Forwarding codec: payloads keep their MACs for the engines and clients they go to. Until
     // its first frame is verified, a connection may send no more than `FIRST_FRAME_MAX` bytes.
-    let codec: FrameCodec<First, ()> = FrameCodec::forwarding(config.key.clone(), config.max_frame);
+    let codec: FrameCodec<First, ()> = FrameCodec::reading(opener, config.max_frame, Verify::HeaderOnly);
     let mut framed = FramedRead::new(read, codec);
-    let first = match tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next()).await {
+    let first = match tokio::time::timeout_at(deadline, framed.next()).await {
         Ok(Some(Ok(frame))) => frame,
         Ok(Some(Err(e))) => {
             warn!(%peer, error = %e, "refused a connection: bad first frame");
-            if matches!(e, mpx_messages::CodecError::BadSignature) {
-                let codec: FrameCodec<(), ()> = FrameCodec::new(config.key.clone());
-                let mut w = tokio_util::codec::FramedWrite::new(write, codec);
-                let _ = futures::SinkExt::send(&mut w, Outbound::<()>::AuthRejected).await;
+            if matches!(e, CodecError::BadSignature) {
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut write, &codec::rejection()).await;
             }
             return;
         }
@@ -95,7 +126,7 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
             let cluster_id = config.cluster_id.clone();
             let hub2 = hub.clone();
             EngineConn::create(move |ctx| {
-                let writer = FrameWriter::start(write, config.key, config.max_frame, ctx);
+                let writer = FrameWriter::start(write, sealer, config.max_frame, ctx);
                 let addr = ctx.address();
                 let link = writer.link().expect("a new writer is open");
                 let register = Register { req, conn: addr.recipient(), link };
@@ -120,6 +151,10 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
                             ctx.run_later(CLOSE_GRACE, |_, ctx| ctx.stop());
                         } else {
                             act.start_heartbeats(ctx);
+                            if let Some(id) = act.id {
+                                // Tasks may go to it now that its answer is queued first.
+                                act.hub.do_send(EngineReady(id));
+                            }
                         }
                     },
                 ));
@@ -146,9 +181,9 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, hub: Addr<Hub>, config: 
             let first = Frame::with_payloads(msg, first.buffers);
             let stream = futures::stream::once(async move { Ok(first) }).chain(reader);
             ClientSession::create(move |ctx| {
-                let writer = FrameWriter::start(write, config.key, config.max_frame, ctx);
+                let writer = FrameWriter::start(write, sealer, config.max_frame, ctx);
                 ctx.add_stream(stream);
-                ClientSession { peer, hub, writer, upstreams: Default::default() }
+                ClientSession { peer, hub, writer, upstreams: Default::default(), id: next_client_id() }
             });
         }
     }

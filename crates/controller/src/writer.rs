@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use actix::{fut::wrap_future, prelude::*};
 use mpx_messages::{
-    codec::{encode_head, AUTH_REJECTED},
-    CodecError, Frame, Key, Outbound, Verify,
+    codec::{encode_head, rejection, Sealer},
+    CodecError, Frame, Outbound, Verify,
 };
 use serde::Serialize;
 use thiserror::Error;
@@ -88,15 +88,15 @@ impl<H> Link<H> {
 }
 
 impl<H: Serialize + 'static> FrameWriter<H> {
-    /// Starts writing to `io` for the actor of `ctx`, signing headers with `key`; frames over
-    /// `limit` bytes are refused.
-    pub fn start<A>(io: OwnedWriteHalf, key: Key, limit: usize, ctx: &mut Context<A>) -> Self
+    /// Starts writing to `io` for the actor of `ctx`, signing and numbering headers with the
+    /// session's `sealer`; frames over `limit` bytes are refused.
+    pub fn start<A>(io: OwnedWriteHalf, sealer: Sealer, limit: usize, ctx: &mut Context<A>) -> Self
     where
         A: Actor<Context = Context<A>>,
     {
         let (tx, rx) = unbounded_channel();
         let budget = Arc::new(Semaphore::new(QUEUE_BUDGET));
-        let handle = actix::spawn(run(io, key, limit, rx, budget.clone()));
+        let handle = actix::spawn(run(io, sealer, limit, rx, budget.clone()));
         let task = handle.abort_handle();
         ctx.spawn(wrap_future::<_, A>(handle).map(|res, _, ctx| {
             if let Ok(Err(e)) = res {
@@ -136,7 +136,7 @@ impl<H> Drop for FrameWriter<H> {
 
 async fn run<H: Serialize>(
     mut io: OwnedWriteHalf,
-    key: Key,
+    mut sealer: Sealer,
     limit: usize,
     mut rx: UnboundedReceiver<Cmd<H>>,
     budget: Arc<Semaphore>,
@@ -152,15 +152,14 @@ async fn run<H: Serialize>(
     while let Some(cmd) = rx.recv().await {
         match cmd {
             Cmd::Write(Outbound::Frame(frame), _permit) => {
-                let head = encode_head(&key, &frame, limit, Verify::HeaderOnly)?;
+                let head = encode_head(&mut sealer, &frame, limit, Verify::HeaderOnly)?;
                 io.write_all(&head).await?;
                 for b in &frame.buffers {
                     io.write_all(b.bytes()).await?;
                 }
             }
             Cmd::Write(Outbound::AuthRejected, _) => {
-                io.write_all(&(AUTH_REJECTED.len() as u32).to_be_bytes()).await?;
-                io.write_all(AUTH_REJECTED).await?;
+                io.write_all(&rejection()).await?;
             }
             Cmd::Close => break,
         }

@@ -15,6 +15,7 @@
 //! - [`data`]: push/pull/scatter/gather over MPI collectives.
 //! - [`intercept`]: MPI calls of cells, noted for `mpx where`.
 //! - [`kernel`]: the `Kernel` interface and its two kernels, Python and rhai.
+//! - [`log`]: the engine's own log file.
 //! - [`registry`]: native Rust functions for cells of both kernels.
 //! - [`mpi_comm`]: `Collectives` over MPI for the cells.
 //! - [`state`]: what the engine is doing, for `mpx where`.
@@ -27,6 +28,7 @@ pub mod control;
 pub mod data;
 pub mod intercept;
 pub mod kernel;
+pub mod log;
 pub mod mpi_comm;
 pub mod registry;
 pub mod state;

@@ -20,12 +20,8 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MPX_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Its own file once registered: $MPX_HOME/cluster-ID/engine-ID.log (`mpx logs --engine ID`).
+    mpx_engine::log::init();
     let args = Args::parse();
     let opts = mpx_engine::EngineOptions {
         connection_file: args.connect,

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use mpi::{collective::SystemOperation, traits::*};
 use mpx_cells::Collectives;
 use mpx_messages::{
-    Arg, ConnectionInfo, ControllerToEngine, EngineToController, Frame, FrameCodec, Key, Outcome, RankInfo,
-    RegisterRequest, RemoteError, Task, TaskReply, DEFAULT_MAX_FRAME,
+    codec, Arg, ConnectionInfo, ControllerToEngine, EngineToController, Frame, FrameCodec, Key, Outcome,
+    RankInfo, RegisterRequest, RemoteError, Session, Task, TaskReply, Verify, DEFAULT_MAX_FRAME,
 };
 use thiserror::Error;
 use tokio_util::codec::FramedRead;
@@ -213,6 +213,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
         (thread, wait_registered(&jobs))
     };
     let (id, set) = registered?;
+    crate::log::attach(&opts.connection_file, id);
     info!(engine = id, set, rank, kernel = %opts.kernel, "registered");
     drop(comm);
 
@@ -223,7 +224,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
             Job::Task { task_id, task, buffers, refused, stream, reply_to, chunks_to } => {
                 board.running(kernel.execution_count() + 1);
                 let refused = refused.map(|why| *why);
-                let io = TaskIo { buffers, refused, stream, sink: Sink { task_id, to: chunks_to } };
+                let io = TaskIo { buffers, refused, stream, sink: Sink::new(task_id, chunks_to) };
                 let (outcome, buffers) = run_task(kernel.as_mut(), &mut groups, rank, task, io);
                 board.idle();
                 reply_to.do_send(Done(TaskReply { task_id, outcome }, buffers));
@@ -389,23 +390,37 @@ fn wait_registered(jobs: &mpsc::Receiver<Job>) -> Result<(u32, u32), EngineError
     }
 }
 
+/// How long the controller may take to answer the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The control thread: connect, register, and run the `Control` actor until it stops.
 fn control_main(start: ControlStart, register: RegisterRequest) {
     let ControlStart { address, key, jobs, board, interrupt, probe } = start;
     let system = System::new();
     let jobs2 = jobs.clone();
     let started = system.block_on(async move {
-        let stream = tokio::net::TcpStream::connect(&address)
+        let mut stream = tokio::net::TcpStream::connect(&address)
             .await
             .map_err(|e| format!("cannot connect to the controller at {address}: {e}"))?;
         let _ = stream.set_nodelay(true);
+        // The handshake: both sides prove they hold the key; the session is bound to fresh nonces.
+        let Session { sealer, opener } =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, codec::connect(&mut stream, &key))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "the controller at {address} did not answer the handshake in {HANDSHAKE_TIMEOUT:?}"
+                    )
+                })?
+                .map_err(|e| format!("cannot open a session with the controller at {address}: {e}"))?;
         let (read, write) = stream.into_split();
         Control::create(move |ctx| {
-            let codec = FrameCodec::<ControllerToEngine, EngineToController>::with_limit(
-                key.clone(),
+            let codec = FrameCodec::<ControllerToEngine, EngineToController>::reading(
+                opener,
                 DEFAULT_MAX_FRAME,
+                Verify::All,
             );
-            let (writer, written) = Writer::start(write, key);
+            let (writer, written) = Writer::start(write, sealer);
             ctx.spawn(actix::fut::wrap_future::<_, Control>(written).map(|res, act, ctx| {
                 if let Ok(Err(e)) = res {
                     error!(error = %e, "writing to the controller failed; leaving");
@@ -442,5 +457,5 @@ fn control_main(start: ControlStart, register: RegisterRequest) {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+    gethostname::gethostname().to_string_lossy().into_owned()
 }

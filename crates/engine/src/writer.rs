@@ -4,8 +4,8 @@
 //! are MACed here.
 
 use mpx_messages::{
-    codec::{encode_head, Verify},
-    CodecError, EngineToController, Frame, Key,
+    codec::{encode_head, Sealer, Verify},
+    CodecError, EngineToController, Frame,
 };
 use tokio::{
     io::AsyncWriteExt,
@@ -20,11 +20,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writing task on the current (actix) runtime; it ends with the first write
-    /// error, or once the writer is dropped and everything queued is written.
-    pub fn start(io: OwnedWriteHalf, key: Key) -> (Writer, JoinHandle<Result<(), CodecError>>) {
+    /// Starts the writing task on the current (actix) runtime, signing and numbering frames with
+    /// the session's `sealer`; it ends with the first write error, or once the writer is dropped
+    /// and everything queued is written.
+    pub fn start(io: OwnedWriteHalf, sealer: Sealer) -> (Writer, JoinHandle<Result<(), CodecError>>) {
         let (tx, rx) = unbounded_channel();
-        (Writer { tx }, actix::spawn(run(io, key, rx)))
+        (Writer { tx }, actix::spawn(run(io, sealer, rx)))
     }
 
     /// Queues a frame.
@@ -35,11 +36,11 @@ impl Writer {
 
 async fn run(
     mut io: OwnedWriteHalf,
-    key: Key,
+    mut sealer: Sealer,
     mut rx: UnboundedReceiver<Frame<EngineToController>>,
 ) -> Result<(), CodecError> {
     while let Some(frame) = rx.recv().await {
-        let head = encode_head(&key, &frame, u32::MAX as usize, Verify::All)?;
+        let head = encode_head(&mut sealer, &frame, u32::MAX as usize, Verify::All)?;
         io.write_all(&head).await?;
         for b in &frame.buffers {
             io.write_all(b.bytes()).await?;

@@ -1,26 +1,72 @@
-//! The authenticated frame codec: keyed BLAKE3 over the header at every hop, over each payload
-//! buffer once, end to end.
+//! The authenticated wire: a handshake that binds each connection to fresh nonces, then frames
+//! MACed per hop with a sequence number, carrying payload buffers MACed once, end to end.
 //!
+//! # Handshake
+//! Every connection opens with three fixed-size messages, each inside a 4-byte big-endian length
+//! prefix (the connecting side is the *client*: an `mpx` client or an engine):
+//!
+//! 1. client → server, `hello`: `"MPXHELO1" | nonce_c[32]`.
+//! 2. server → client, `challenge`: `"MPXCHAL1" | nonce_s[32] | MAC_s[32]`, where MAC_s is keyed
+//!    BLAKE3 of `nonce_c | nonce_s` under a key derived from the cluster key for the server.
+//! 3. client → server, `proof`: `"MPXPROF1" | MAC_c[32]`, the same over `nonce_c | nonce_s`
+//!    under a key derived for the client.
+//!
+//! Both nonces are fresh random bytes, so each side proves it holds the cluster key for *this*
+//! connection: a recorded proof does not match a new server nonce. A server refuses a hello whose
+//! nonce it has seen ([`NonceHistory`]), and answers a proof that does not match with
+//! [`AUTH_REJECTED`]; a client that cannot verify MAC_s fails with [`CodecError::Unproven`] (it
+//! still sends its proof, so the server logs the wrong key). Nothing larger than a handshake
+//! message is read before the proof.
+//!
+//! The session then has one header key per direction, `derive_key(context, cluster key | nonce_c
+//! | nonce_s)` ([`Session`]), and one sequence number per direction, starting at 0.
+//!
+//! # Frames
 //! Body layout (inside a 4-byte big-endian length prefix):
-//! `header MAC[32] | header_len: u32 LE | header (JSON) | n_buffers: u32 LE | n × len: u64 LE |
-//! n × payload MAC[32] | buffers`.
+//! `header MAC[32] | seq: u64 LE | header_len: u32 LE | header (JSON) | n_buffers: u32 LE |
+//! n × (len: u64 LE | origin: u64 LE | index: u64 LE | payload MAC[32]) | buffers`.
 //!
-//! The header MAC covers everything from the header length through the payload MACs (not the
-//! buffers), with a key derived for headers. Each payload MAC covers one buffer, with a key
-//! derived for payloads; it is made by the original sender and checked by the final receiver.
-//! A controller decodes with [`Verify::HeaderOnly`] and forwards buffers with their original
-//! MACs, never hashing them; engines and clients decode with [`Verify::All`].
+//! The header MAC covers everything from `seq` through the buffer descriptors (not the buffers'
+//! bytes) under the session's key for that direction. A receiver checks it before interpreting
+//! any field, then requires `seq` to be exactly the next one: a recorded frame is refused on any
+//! other connection (another key: [`CodecError::BadSignature`]) and out of order on its own
+//! ([`CodecError::Replayed`]). Until one frame has been verified, a frame may be at most
+//! [`FIRST_FRAME_MAX`] bytes.
+//!
+//! # Payloads
+//! Each payload MAC is keyed BLAKE3, under a key derived from the cluster key, of `origin |
+//! index | bytes`. It is made by the original sender (client or engine) and checked by the final
+//! receiver (engine or client). A controller decodes with [`Verify::HeaderOnly`] and forwards
+//! buffers with their original binding and MAC, never hashing them; engines and clients decode
+//! with [`Verify::All`].
+//!
+//! Why payloads cannot be replayed either, although no hop re-hashes them: their MACs (and
+//! bindings) are inside the head, which each hop's header MAC covers together with a fresh
+//! sequence number, so a payload only ever travels in a frame a key holder made for this session
+//! at this point of it. The [`Binding`] then ties the bytes to their place end to end: `origin`
+//! is a fresh random number the original sender draws per message (or per streamed array), and
+//! `index` is the buffer's place in it (or the chunk's number in the stream). A final receiver
+//! refuses a frame whose buffers do not share one origin at consecutive indices, and a stream's
+//! receiver refuses a chunk of another origin or out of its place; so bytes recorded from one
+//! request cannot stand in for another request's, or another chunk's, even through a forwarder
+//! that does not verify them.
 
-use bytes::{Buf, Bytes, BytesMut};
-use serde::{de::DeserializeOwned, Serialize};
 use thiserror::Error;
 
 pub mod blocking;
+pub mod handshake;
+mod layout;
+mod payload;
+mod session;
 #[cfg(feature = "tokio")]
 mod stream;
 
+pub use handshake::{ClientHandshake, NonceHistory, ServerHandshake};
+pub use layout::{decode_body, decode_body_with, encode_body, encode_head};
+pub use payload::{Binding, Frame, Payload, Refused};
+pub use session::{Nonces, Opener, Sealer, Session};
 #[cfg(feature = "tokio")]
-pub use stream::{FrameCodec, Outbound};
+pub use stream::{accept, connect, FrameCodec, Outbound};
 
 /// Default largest frame accepted (1 GiB plus room for the header).
 pub const DEFAULT_MAX_FRAME: usize = (1 << 30) + (1 << 20);
@@ -32,37 +78,48 @@ pub const FIRST_FRAME_MAX: usize = 64 << 10;
 /// Length of a MAC (keyed BLAKE3 output), at the head of every frame and per payload buffer.
 pub const MAC_LEN: usize = 32;
 
-/// Bytes a controller sends, unsigned, before closing a connection whose frame failed
+/// Bytes a server sends, unsigned, before closing a connection whose handshake or frame failed
 /// verification, so a client with the wrong key can say so instead of "connection closed".
 pub const AUTH_REJECTED: &[u8] = b"MPX-AUTH-REJECTED";
 
-/// Most buffers one frame may carry.
-const MAX_BUFFERS: usize = 1024;
+/// [`AUTH_REJECTED`] with its length prefix, as it goes on the wire.
+pub fn rejection() -> Vec<u8> {
+    let mut out = (AUTH_REJECTED.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(AUTH_REJECTED);
+    out
+}
 
-/// `blake3::derive_key` context of the header MAC key.
-const HEADER_CONTEXT: &str = "mpx 2026-12 frame header";
+/// Most buffers one frame may carry.
+pub(crate) const MAX_BUFFERS: usize = 1024;
+
 /// `blake3::derive_key` context of the payload MAC key.
 const PAYLOAD_CONTEXT: &str = "mpx 2026-12 payload";
+/// `blake3::derive_key` context of the key the server proves itself with in the handshake.
+const SERVER_PROOF_CONTEXT: &str = "mpx 2026-12 handshake server proof";
+/// `blake3::derive_key` context of the key the client proves itself with in the handshake.
+const CLIENT_PROOF_CONTEXT: &str = "mpx 2026-12 handshake client proof";
 
 /// A MAC: 32 bytes of keyed BLAKE3.
 pub type Mac = [u8; MAC_LEN];
 
-/// A cluster key: the secret shared by everyone allowed in. The header and payload MAC keys are
-/// derived from it.
+/// A cluster key: the secret shared by everyone allowed in. The payload, handshake and session
+/// keys are derived from it.
 #[derive(Clone)]
 pub struct Key {
     raw: Vec<u8>,
-    header: [u8; 32],
     payload: [u8; 32],
+    server_proof: [u8; 32],
+    client_proof: [u8; 32],
 }
 
 impl Key {
     /// A key from raw bytes.
     pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
         let raw = bytes.into();
-        let header = blake3::derive_key(HEADER_CONTEXT, &raw);
         let payload = blake3::derive_key(PAYLOAD_CONTEXT, &raw);
-        Key { raw, header, payload }
+        let server_proof = blake3::derive_key(SERVER_PROOF_CONTEXT, &raw);
+        let client_proof = blake3::derive_key(CLIENT_PROOF_CONTEXT, &raw);
+        Key { raw, payload, server_proof, client_proof }
     }
 
     /// A key from its hex form (as stored in the connection file).
@@ -82,25 +139,33 @@ impl Key {
         hex::encode(&self.raw)
     }
 
-    /// The MAC of a payload buffer (keyed BLAKE3 with the payload key).
-    pub fn payload_mac(&self, bytes: &[u8]) -> Mac {
-        *blake3::keyed_hash(&self.payload, bytes).as_bytes()
+    /// The MAC of a payload buffer bound to `binding` (keyed BLAKE3 with the payload key over
+    /// `origin | index | bytes`).
+    pub fn payload_mac(&self, binding: Binding, bytes: &[u8]) -> Mac {
+        let mut h = blake3::Hasher::new_keyed(&self.payload);
+        h.update(&binding.origin.to_le_bytes());
+        h.update(&binding.index.to_le_bytes());
+        h.update(bytes);
+        *h.finalize().as_bytes()
     }
 
-    /// Whether `mac` is the MAC of `bytes` (constant-time comparison).
-    pub fn payload_matches(&self, bytes: &[u8], mac: &Mac) -> bool {
-        blake3::keyed_hash(&self.payload, bytes) == blake3::Hash::from_bytes(*mac)
+    /// Whether `mac` is the MAC of `bytes` bound to `binding` (constant-time comparison).
+    pub fn payload_matches(&self, binding: Binding, bytes: &[u8], mac: &Mac) -> bool {
+        blake3::Hash::from_bytes(self.payload_mac(binding, bytes)) == blake3::Hash::from_bytes(*mac)
     }
 
-    /// The MAC of a frame head: everything from the header length through the payload MACs
-    /// (keyed BLAKE3 with the header key).
-    pub fn header_mac(&self, head: &[u8]) -> Mac {
-        *blake3::keyed_hash(&self.header, head).as_bytes()
+    /// The raw key bytes, for deriving session keys.
+    pub(crate) fn raw(&self) -> &[u8] {
+        &self.raw
     }
 
-    /// Whether `mac` is the MAC of the frame head `head` (constant-time comparison).
-    fn header_matches(&self, head: &[u8], mac: &[u8]) -> bool {
-        blake3::Hash::from_slice(mac).is_ok_and(|mac| blake3::keyed_hash(&self.header, head) == mac)
+    /// The handshake MAC of `nonces` proving the server (`server`) or the client holds the key.
+    pub(crate) fn proof(&self, server: bool, nonces: &Nonces) -> Mac {
+        let key = if server { &self.server_proof } else { &self.client_proof };
+        let mut h = blake3::Hasher::new_keyed(key);
+        h.update(&nonces.client);
+        h.update(&nonces.server);
+        *h.finalize().as_bytes()
     }
 }
 
@@ -110,12 +175,24 @@ impl std::fmt::Debug for Key {
     }
 }
 
-/// Why a frame was refused.
+/// Why a handshake or frame was refused.
 #[derive(Debug, Error)]
 pub enum CodecError {
-    /// The header MAC does not match: wrong key or altered bytes.
-    #[error("bad signature (wrong key or corrupted frame)")]
+    /// The header MAC does not match: wrong key, altered bytes, or a frame of another session.
+    #[error("bad signature (wrong key, corrupted frame, or a frame recorded from another connection)")]
     BadSignature,
+    /// An authentic frame or hello seen before, or out of its place: a replay.
+    #[error("replayed: {0}")]
+    Replayed(String),
+    /// The peer's handshake proof does not match: it does not hold the cluster key (or replays
+    /// a recorded handshake).
+    #[error(
+        "authentication failed: the handshake proof does not match (wrong key, or a replayed handshake)"
+    )]
+    BadProof,
+    /// The server could not prove it holds the cluster key: wrong key for this cluster.
+    #[error("authentication failed: the peer could not prove it holds this cluster's key (wrong key?)")]
+    Unproven,
     /// A payload buffer's MAC does not match its bytes: they were altered after signing.
     #[error("{0}")]
     BadPayload(Refused),
@@ -128,6 +205,9 @@ pub enum CodecError {
     /// The frame's layout is inconsistent.
     #[error("malformed frame: {0}")]
     Malformed(String),
+    /// The peer does not speak the mpx handshake.
+    #[error("not an mpx handshake: {0}")]
+    NotHandshake(String),
     /// The frame exceeds the size limit.
     #[error("frame of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge {
@@ -139,28 +219,21 @@ pub enum CodecError {
     /// A forwarding codec was asked to send a payload without its original MAC.
     #[error("payload buffer {0} has no MAC: a forwarder sends buffers only with the MAC they came with")]
     MissingMac(usize),
+    /// A codec made for reading was asked to write.
+    #[error("this codec only reads")]
+    ReadOnly,
     /// The header is not a valid message of this channel.
     #[error("bad header: {0}")]
     BadHeader(String),
     /// A key that is not usable.
     #[error("bad key: expected non-empty hex")]
     BadKey,
+    /// The system's random source failed.
+    #[error("no random numbers: {0}")]
+    Random(String),
     /// Socket error.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// A payload buffer whose MAC did not match: its bytes were dropped, unused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refused {
-    /// Index of the first buffer that failed.
-    pub index: usize,
-}
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "payload buffer {} failed authentication (its MAC does not match its bytes)", self.index)
-    }
 }
 
 /// Which MACs a decoder checks.
@@ -173,239 +246,12 @@ pub enum Verify {
     HeaderOnly,
 }
 
-/// A payload buffer and, once signed or received, its MAC. Payloads are equal when their bytes
-/// are (the MAC is how they travel, not what they are).
-#[derive(Debug, Clone, Default)]
-pub struct Payload {
-    bytes: Bytes,
-    mac: Option<Mac>,
-}
-
-impl Payload {
-    /// Bytes made here: their MAC is computed when they are sent.
-    pub fn new(bytes: impl Into<Bytes>) -> Self {
-        Payload { bytes: bytes.into(), mac: None }
-    }
-
-    /// Bytes with the MAC they came with (or a MAC computed for them beforehand).
-    pub fn with_mac(bytes: Bytes, mac: Mac) -> Self {
-        Payload { bytes, mac: Some(mac) }
-    }
-
-    /// The bytes.
-    pub fn bytes(&self) -> &Bytes {
-        &self.bytes
-    }
-
-    /// The bytes, without the MAC.
-    pub fn into_bytes(self) -> Bytes {
-        self.bytes
-    }
-
-    /// The MAC, if the payload was received or signed already.
-    pub fn mac(&self) -> Option<&Mac> {
-        self.mac.as_ref()
-    }
-
-    /// Length in bytes.
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    /// Whether there are no bytes.
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-}
-
-impl PartialEq for Payload {
-    fn eq(&self, other: &Self) -> bool {
-        self.bytes == other.bytes
-    }
-}
-
-impl From<Bytes> for Payload {
-    fn from(bytes: Bytes) -> Self {
-        Payload::new(bytes)
-    }
-}
-
-impl From<Vec<u8>> for Payload {
-    fn from(bytes: Vec<u8>) -> Self {
-        Payload::new(bytes)
-    }
-}
-
-/// A decoded message: a typed header plus payload buffers (array bytes).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Frame<H> {
-    /// The message itself.
-    pub header: H,
-    /// Out-of-band payloads, referenced by index from the header.
-    pub buffers: Vec<Payload>,
-    /// Set by a [`Verify::All`] decoder when the header is authentic but a payload is not: the
-    /// frame then has no buffers, and the receiver answers the message with an error.
-    pub refused: Option<Refused>,
-}
-
-impl<H> Frame<H> {
-    /// A frame without buffers.
-    pub fn new(header: H) -> Self {
-        Frame { header, buffers: Vec::new(), refused: None }
-    }
-
-    /// A frame with buffers made here.
-    pub fn with_buffers(header: H, buffers: Vec<Bytes>) -> Self {
-        Frame { header, buffers: buffers.into_iter().map(Payload::new).collect(), refused: None }
-    }
-
-    /// A frame with payloads (forwarded ones keep their MACs).
-    pub fn with_payloads(header: H, buffers: Vec<Payload>) -> Self {
-        Frame { header, buffers, refused: None }
-    }
-
-    /// The buffers' bytes, for a final receiver ([`Verify::All`]: they are authenticated).
-    ///
-    /// # Errors
-    /// The header and the [`Refused`] payload if the decoder refused one.
-    pub fn into_parts(self) -> Result<(H, Vec<Bytes>), (H, Refused)> {
-        match self.refused {
-            Some(r) => Err((self.header, r)),
-            None => Ok((self.header, self.buffers.into_iter().map(Payload::into_bytes).collect())),
-        }
-    }
-}
-
-/// The length prefix and head of a frame (everything but the buffers), signed. Payloads without
-/// a MAC are MACed here unless `verify` is [`Verify::HeaderOnly`] (a forwarder), which refuses
-/// them.
+/// Fresh random bytes from the operating system.
 ///
 /// # Errors
-/// [`CodecError::BadHeader`], [`CodecError::TooLarge`] or [`CodecError::MissingMac`].
-pub fn encode_head<H: Serialize>(
-    key: &Key,
-    frame: &Frame<H>,
-    limit: usize,
-    verify: Verify,
-) -> Result<Vec<u8>, CodecError> {
-    let header = serde_json::to_vec(&frame.header).map_err(|e| CodecError::BadHeader(e.to_string()))?;
-    let n = frame.buffers.len();
-    let mut head = Vec::with_capacity(4 + MAC_LEN + 8 + header.len() + (8 + MAC_LEN) * n);
-    head.resize(4 + MAC_LEN, 0);
-    head.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    head.extend_from_slice(&header);
-    head.extend_from_slice(&(n as u32).to_le_bytes());
-    for b in &frame.buffers {
-        head.extend_from_slice(&(b.len() as u64).to_le_bytes());
-    }
-    for (i, b) in frame.buffers.iter().enumerate() {
-        let mac = match (b.mac, verify) {
-            (Some(mac), _) => mac,
-            (None, Verify::All) => key.payload_mac(&b.bytes),
-            (None, Verify::HeaderOnly) => return Err(CodecError::MissingMac(i)),
-        };
-        head.extend_from_slice(&mac);
-    }
-    let size = head.len() - 4 + frame.buffers.iter().map(Payload::len).sum::<usize>();
-    if size > limit || size > u32::MAX as usize {
-        return Err(CodecError::TooLarge { size, limit });
-    }
-    let mac = key.header_mac(&head[4 + MAC_LEN..]);
-    head[..4].copy_from_slice(&(size as u32).to_be_bytes());
-    head[4..4 + MAC_LEN].copy_from_slice(&mac);
-    Ok(head)
-}
-
-/// Signs and lays out a frame body (everything inside the length prefix), MACing every payload
-/// that has no MAC yet.
-///
-/// # Errors
-/// [`CodecError::BadHeader`] if the header cannot be serialized.
-pub fn encode_body<H: Serialize>(key: &Key, frame: &Frame<H>) -> Result<BytesMut, CodecError> {
-    let head = encode_head(key, frame, u32::MAX as usize, Verify::All)?;
-    let payload: usize = frame.buffers.iter().map(Payload::len).sum();
-    let mut out = BytesMut::with_capacity(head.len() - 4 + payload);
-    out.extend_from_slice(&head[4..]);
-    for b in &frame.buffers {
-        out.extend_from_slice(&b.bytes);
-    }
+/// [`CodecError::Random`] if the system's random source fails.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], CodecError> {
+    let mut out = [0u8; N];
+    getrandom::fill(&mut out).map_err(|e| CodecError::Random(e.to_string()))?;
     Ok(out)
-}
-
-/// Verifies and decodes a frame body as a final receiver ([`Verify::All`]).
-///
-/// # Errors
-/// Any [`CodecError`] describing why the body was refused.
-pub fn decode_body<H: DeserializeOwned>(key: &Key, body: Bytes) -> Result<Frame<H>, CodecError> {
-    decode_body_with(key, body, Verify::All)
-}
-
-/// Verifies and decodes a frame body. The layout's lengths are bounds-checked, then the header
-/// MAC is checked before any field is interpreted; buffers are zero-copy slices of `body`, and
-/// keep their MACs. With [`Verify::All`], a payload whose MAC does not match makes a frame with no
-/// buffers and [`Frame::refused`] set (the header being authentic, the receiver can answer it).
-///
-/// # Errors
-/// Any [`CodecError`] describing why the body was refused.
-pub fn decode_body_with<H: DeserializeOwned>(
-    key: &Key,
-    body: Bytes,
-    verify: Verify,
-) -> Result<Frame<H>, CodecError> {
-    if body.as_ref() == AUTH_REJECTED {
-        return Err(CodecError::Rejected);
-    }
-    if body.len() < MAC_LEN {
-        return Err(CodecError::Truncated("shorter than a signature"));
-    }
-    let mut rest = body.slice(MAC_LEN..);
-    let header_len = take_u32(&mut rest, "header length")? as usize;
-    if rest.len() < header_len {
-        return Err(CodecError::Truncated("header"));
-    }
-    let header_bytes = rest.split_to(header_len);
-    let n_buffers = take_u32(&mut rest, "buffer count")? as usize;
-    if n_buffers > MAX_BUFFERS {
-        return Err(CodecError::Malformed(format!("{n_buffers} buffers (at most {MAX_BUFFERS})")));
-    }
-    if rest.len() < (8 + MAC_LEN) * n_buffers {
-        return Err(CodecError::Truncated("buffer lengths and MACs"));
-    }
-    let head_end = body.len() - rest.len() + (8 + MAC_LEN) * n_buffers;
-    if !key.header_matches(&body[MAC_LEN..head_end], &body[..MAC_LEN]) {
-        return Err(CodecError::BadSignature);
-    }
-    let mut lens = Vec::with_capacity(n_buffers);
-    let mut total: u64 = 0;
-    for _ in 0..n_buffers {
-        let len = rest.get_u64_le();
-        total = total.saturating_add(len);
-        lens.push(len);
-    }
-    let macs = rest.split_to(MAC_LEN * n_buffers);
-    if total != rest.len() as u64 {
-        return Err(if total > rest.len() as u64 {
-            CodecError::Truncated("buffers")
-        } else {
-            CodecError::Malformed("trailing bytes after the buffers".into())
-        });
-    }
-    let header = serde_json::from_slice(&header_bytes).map_err(|e| CodecError::BadHeader(e.to_string()))?;
-    let mut buffers = Vec::with_capacity(n_buffers);
-    for (i, len) in lens.into_iter().enumerate() {
-        let mac: Mac = macs[i * MAC_LEN..(i + 1) * MAC_LEN].try_into().expect("32 bytes");
-        let bytes = rest.split_to(len as usize);
-        if verify == Verify::All && !key.payload_matches(&bytes, &mac) {
-            return Ok(Frame { header, buffers: Vec::new(), refused: Some(Refused { index: i }) });
-        }
-        buffers.push(Payload::with_mac(bytes, mac));
-    }
-    Ok(Frame { header, buffers, refused: None })
-}
-
-fn take_u32(buf: &mut Bytes, what: &'static str) -> Result<u32, CodecError> {
-    if buf.len() < 4 {
-        return Err(CodecError::Truncated(what));
-    }
-    Ok(buf.get_u32_le())
 }

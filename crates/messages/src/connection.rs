@@ -121,3 +121,15 @@ pub fn list_connection_files(home: &Path) -> Vec<(String, PathBuf)> {
     found.sort();
     found
 }
+
+/// The directory of a cluster's per-engine logs, beside its connection file:
+/// `$MPX_HOME/cluster-<id>/` for `$MPX_HOME/cluster-<id>.json`.
+pub fn log_dir(connection_file: &Path) -> PathBuf {
+    connection_file.with_extension("")
+}
+
+/// The log of engine `id` of the cluster of `connection_file`:
+/// `$MPX_HOME/cluster-<id>/engine-<engine>.log`.
+pub fn engine_log(connection_file: &Path, engine: u32) -> PathBuf {
+    log_dir(connection_file).join(format!("engine-{engine}.log"))
+}

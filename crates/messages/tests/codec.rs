@@ -1,15 +1,33 @@
-//! Codec unit tests: round trips, bad signatures, truncation, size limits.
+//! Codec unit tests: round trips, bad signatures, truncation, size limits. The handshake,
+//! sequence numbers and payload bindings are in `replay.rs`.
 #![cfg(feature = "tokio")] // uses the tokio codec; `cargo test --workspace` enables it
 
 use bytes::{Bytes, BytesMut};
 use mpx_messages::codec::{
-    blocking, decode_body, decode_body_with, encode_body, AUTH_REJECTED, FIRST_FRAME_MAX,
+    blocking, decode_body, decode_body_with, encode_body, Nonces, AUTH_REJECTED, FIRST_FRAME_MAX,
 };
 use mpx_messages::*;
 use tokio_util::codec::{Decoder, Encoder};
 
 fn key() -> Key {
     Key::new(b"0123456789abcdef".to_vec())
+}
+
+const NONCES: Nonces = Nonces { client: [1; 32], server: [2; 32] };
+
+/// The sending side of a session (a client), opened with [`NONCES`].
+fn client() -> Session {
+    Session::client(&key(), &NONCES)
+}
+
+/// The receiving side of the same session (the controller).
+fn server() -> Session {
+    Session::server(&key(), &NONCES)
+}
+
+/// A codec reading what [`client`] sends and sending nothing.
+fn reader<In>(limit: usize, verify: Verify) -> FrameCodec<In, ()> {
+    FrameCodec::reading(server().opener, limit, verify)
 }
 
 fn sample() -> Frame<ClientToController> {
@@ -25,10 +43,11 @@ fn sample() -> Frame<ClientToController> {
 
 #[test]
 fn round_trip_through_tokio_codec() {
-    let mut codec: FrameCodec<ClientToController, ClientToController> = FrameCodec::new(key());
+    let mut sender: FrameCodec<(), ClientToController> = FrameCodec::new(client());
+    let mut codec = reader::<ClientToController>(DEFAULT_MAX_FRAME, Verify::All);
     let mut buf = BytesMut::new();
-    codec.encode(sample(), &mut buf).unwrap();
-    codec.encode(Frame::new(ClientToController::InfoRequest), &mut buf).unwrap();
+    sender.encode(sample(), &mut buf).unwrap();
+    sender.encode(Frame::new(ClientToController::InfoRequest), &mut buf).unwrap();
     assert_eq!(codec.decode(&mut buf).unwrap(), Some(sample()));
     assert_eq!(codec.decode(&mut buf).unwrap(), Some(Frame::new(ClientToController::InfoRequest)));
     assert_eq!(codec.decode(&mut buf).unwrap(), None);
@@ -37,13 +56,14 @@ fn round_trip_through_tokio_codec() {
 #[test]
 fn round_trip_blocking() {
     let mut wire = Vec::new();
-    blocking::write_frame(&mut wire, &key(), &sample()).unwrap();
+    blocking::write_frame(&mut wire, &mut client().sealer, &sample()).unwrap();
+    let mut opener = server().opener;
     let back: Frame<ClientToController> =
-        blocking::read_frame(&mut wire.as_slice(), &key(), DEFAULT_MAX_FRAME).unwrap().unwrap();
+        blocking::read_frame(&mut wire.as_slice(), &mut opener, DEFAULT_MAX_FRAME).unwrap().unwrap();
     assert_eq!(back, sample());
     // A clean end of stream between frames is not an error.
     let none: Option<Frame<ClientToController>> =
-        blocking::read_frame(&mut [].as_slice(), &key(), DEFAULT_MAX_FRAME).unwrap();
+        blocking::read_frame(&mut [].as_slice(), &mut opener, DEFAULT_MAX_FRAME).unwrap();
     assert!(none.is_none());
 }
 
@@ -85,9 +105,10 @@ fn every_message_kind_round_trips_as_json() {
             detail: Some("<cell-3> line 2".into()),
         },
     });
+    let (mut sealer, mut opener) = (client().sealer, server().opener);
     for m in engine_msgs {
-        let body = encode_body(&key(), &Frame::new(m.clone())).unwrap();
-        let back: Frame<EngineToController> = decode_body(&key(), body.freeze()).unwrap();
+        let body = encode_body(&mut sealer, &Frame::new(m.clone())).unwrap();
+        let back: Frame<EngineToController> = decode_body(&mut opener, body.freeze()).unwrap();
         assert_eq!(back.header, m);
     }
     let to_engine = vec![
@@ -120,18 +141,20 @@ fn every_message_kind_round_trips_as_json() {
         ControllerToEngine::Interrupt,
         ControllerToEngine::StatusRequest { req: 3 },
     ];
+    let (mut sealer, mut opener) = (server().sealer, client().opener);
     for m in to_engine {
-        let body = encode_body(&key(), &Frame::new(m.clone())).unwrap();
-        let back: Frame<ControllerToEngine> = decode_body(&key(), body.freeze()).unwrap();
+        let body = encode_body(&mut sealer, &Frame::new(m.clone())).unwrap();
+        let back: Frame<ControllerToEngine> = decode_body(&mut opener, body.freeze()).unwrap();
         assert_eq!(back.header, m);
     }
 }
 
 #[test]
 fn wrong_key_is_rejected() {
-    let body = encode_body(&key(), &sample()).unwrap();
+    let body = encode_body(&mut client().sealer, &sample()).unwrap();
     let other = Key::new(b"not the key".to_vec());
-    let err = decode_body::<ClientToController>(&other, body.freeze()).unwrap_err();
+    let err = decode_body::<ClientToController>(&mut Session::server(&other, &NONCES).opener, body.freeze())
+        .unwrap_err();
     assert!(matches!(err, CodecError::BadSignature), "{err}");
 }
 
@@ -144,12 +167,12 @@ fn sample_layout(body_len: usize) -> (usize, impl Fn(usize) -> usize) {
 
 #[test]
 fn any_flipped_byte_is_caught() {
-    let body = encode_body(&key(), &sample()).unwrap().freeze();
+    let body = encode_body(&mut client().sealer, &sample()).unwrap().freeze();
     let (head, buffer_of) = sample_layout(body.len());
     for i in (0..body.len()).step_by(7).chain([head, head + 2, head + 3, body.len() - 1]) {
         let mut bad = body.to_vec();
         bad[i] ^= 0x40;
-        let got = decode_body::<ClientToController>(&key(), Bytes::from(bad));
+        let got = decode_body::<ClientToController>(&mut server().opener, Bytes::from(bad));
         if i < head {
             // Head bytes: the header MAC (or the layout checked before it) refuses the frame.
             assert!(got.is_err(), "byte {i} of the head was accepted");
@@ -167,25 +190,29 @@ fn any_flipped_byte_is_caught() {
 /// corrupted on the way in passes the controller and is caught by the final receiver.
 #[test]
 fn forwarding_keeps_the_original_mac_so_the_final_receiver_catches_corruption() {
-    let body = encode_body(&key(), &sample()).unwrap().freeze();
+    let body = encode_body(&mut client().sealer, &sample()).unwrap().freeze();
     let (head, _) = sample_layout(body.len());
     let mut bad = body.to_vec();
     bad[head + 3 + 500] ^= 1; // inside buffer 2
     let at_controller =
-        decode_body_with::<ClientToController>(&key(), Bytes::from(bad), Verify::HeaderOnly).unwrap();
+        decode_body_with::<ClientToController>(&mut server().opener, Bytes::from(bad), Verify::HeaderOnly)
+            .unwrap();
     assert_eq!(at_controller.refused, None);
     assert_eq!(at_controller.buffers.len(), 3);
-    let original: Frame<ClientToController> = decode_body(&key(), body).unwrap();
+    let original: Frame<ClientToController> = decode_body(&mut server().opener, body).unwrap();
     for (fwd, orig) in at_controller.buffers.iter().zip(&original.buffers) {
         assert_eq!(fwd.mac(), orig.mac(), "the controller must keep the sender's MAC");
+        assert_eq!(fwd.binding(), orig.binding(), "the controller must keep the sender's binding");
     }
-    // Forwarded under a new header (as the hub does), through the controller's codec.
+    // Forwarded under a new header (as the hub does), through the controller's codec on the
+    // engine's connection (another session).
+    let to_engine = Nonces { client: [3; 32], server: [4; 32] };
     let forwarded = Frame::with_payloads(ClientToController::InfoRequest, at_controller.buffers.clone());
-    let mut controller: FrameCodec<ClientToController, ClientToController> =
-        FrameCodec::forwarding(key(), DEFAULT_MAX_FRAME);
+    let mut controller: FrameCodec<(), ClientToController> =
+        FrameCodec::forwarding(Session::server(&key(), &to_engine), DEFAULT_MAX_FRAME);
     let mut wire = BytesMut::new();
     controller.encode(forwarded, &mut wire).unwrap();
-    let mut engine: FrameCodec<ClientToController, ClientToController> = FrameCodec::new(key());
+    let mut engine: FrameCodec<ClientToController, ()> = FrameCodec::new(Session::client(&key(), &to_engine));
     let got = engine.decode(&mut wire).unwrap().unwrap();
     assert_eq!(got.header, ClientToController::InfoRequest);
     assert_eq!(got.refused, Some(Refused { index: 2 }));
@@ -204,20 +231,19 @@ fn forwarding_keeps_the_original_mac_so_the_final_receiver_catches_corruption() 
 
 #[test]
 fn the_first_frame_is_small_until_the_peer_authenticates() {
-    let mut codec: FrameCodec<ClientToController, ClientToController> =
-        FrameCodec::forwarding(key(), DEFAULT_MAX_FRAME);
+    let mut codec = reader::<ClientToController>(DEFAULT_MAX_FRAME, Verify::HeaderOnly);
     // Announcing a big first frame is refused from its prefix, before anything is allocated.
     let mut buf = BytesMut::from(&(1u32 << 30).to_be_bytes()[..]);
     let err = codec.decode(&mut buf).unwrap_err();
     assert!(matches!(err, CodecError::TooLarge { limit: FIRST_FRAME_MAX, .. }), "{err}");
     assert!(buf.capacity() < 64 << 10, "allocated {} before authentication", buf.capacity());
     // After one verified frame, the configured limit applies (and survives `retype`).
-    let mut codec: FrameCodec<ClientToController, ClientToController> =
-        FrameCodec::forwarding(key(), DEFAULT_MAX_FRAME);
+    let mut codec = reader::<ClientToController>(DEFAULT_MAX_FRAME, Verify::HeaderOnly);
+    let mut sealer = client().sealer;
+    let small = encode_body(&mut sealer, &Frame::new(ClientToController::InfoRequest)).unwrap();
     let big = Frame::with_buffers(ClientToController::InfoRequest, vec![Bytes::from(vec![5u8; 200_000])]);
-    let big_body = encode_body(&key(), &big).unwrap();
+    let big_body = encode_body(&mut sealer, &big).unwrap();
     let mut wire = BytesMut::new();
-    let small = encode_body(&key(), &Frame::new(ClientToController::InfoRequest)).unwrap();
     wire.extend_from_slice(&(small.len() as u32).to_be_bytes());
     wire.extend_from_slice(&small);
     assert!(codec.decode(&mut wire).unwrap().is_some());
@@ -233,11 +259,11 @@ fn the_first_frame_is_small_until_the_peer_authenticates() {
 
 #[test]
 fn the_read_buffer_gives_back_a_large_frame_s_memory() {
-    let mut codec: FrameCodec<ClientToController, ClientToController> =
-        FrameCodec::forwarding(key(), DEFAULT_MAX_FRAME);
-    let small = encode_body(&key(), &Frame::new(ClientToController::InfoRequest)).unwrap();
+    let mut codec = reader::<ClientToController>(DEFAULT_MAX_FRAME, Verify::HeaderOnly);
+    let mut sealer = client().sealer;
+    let small = encode_body(&mut sealer, &Frame::new(ClientToController::InfoRequest)).unwrap();
     let big = Frame::with_buffers(ClientToController::InfoRequest, vec![Bytes::from(vec![5u8; 8 << 20])]);
-    let big = encode_body(&key(), &big).unwrap();
+    let big = encode_body(&mut sealer, &big).unwrap();
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&(small.len() as u32).to_be_bytes());
     buf.extend_from_slice(&small);
@@ -256,14 +282,18 @@ fn the_read_buffer_gives_back_a_large_frame_s_memory() {
 #[test]
 fn truncated_frames_are_rejected() {
     let mut wire = Vec::new();
-    blocking::write_frame(&mut wire, &key(), &sample()).unwrap();
+    blocking::write_frame(&mut wire, &mut client().sealer, &sample()).unwrap();
     for cut in [1, 3, 4, 10, 40, wire.len() / 2, wire.len() - 1] {
-        let err = blocking::read_frame::<ClientToController>(&mut &wire[..cut], &key(), DEFAULT_MAX_FRAME)
-            .unwrap_err();
+        let err = blocking::read_frame::<ClientToController>(
+            &mut &wire[..cut],
+            &mut server().opener,
+            DEFAULT_MAX_FRAME,
+        )
+        .unwrap_err();
         assert!(matches!(err, CodecError::Truncated(_)), "cut {cut}: {err}");
     }
     // Through the tokio codec: a partial frame is "not yet", and at EOF it is an error.
-    let mut codec: FrameCodec<ClientToController, ClientToController> = FrameCodec::new(key());
+    let mut codec = reader::<ClientToController>(DEFAULT_MAX_FRAME, Verify::All);
     let mut buf = BytesMut::from(&wire[..wire.len() - 5]);
     assert!(codec.decode(&mut buf).unwrap().is_none());
     assert!(matches!(codec.decode_eof(&mut buf), Err(CodecError::Truncated(_))));
@@ -273,15 +303,16 @@ fn truncated_frames_are_rejected() {
 fn a_signed_but_inconsistent_body_is_rejected() {
     // Correctly signed by someone with the key (the header MAC covers the head only), but the
     // declared buffer lengths lie: the buffers end early.
-    let mut body = encode_body(&key(), &sample()).unwrap();
+    let mut body = encode_body(&mut client().sealer, &sample()).unwrap();
     body.truncate(body.len() - 10);
-    let err = decode_body::<ClientToController>(&key(), body.freeze()).unwrap_err();
+    let err = decode_body::<ClientToController>(&mut server().opener, body.freeze()).unwrap_err();
     assert!(matches!(err, CodecError::Truncated(_)), "{err}");
 }
 
 #[test]
 fn oversized_frame_is_refused_from_its_prefix() {
-    let mut codec: FrameCodec<ClientToController, ClientToController> = FrameCodec::with_limit(key(), 1024);
+    let mut codec: FrameCodec<ClientToController, ClientToController> =
+        FrameCodec::with_limit(server(), 1024);
     let mut buf = BytesMut::from(&(1_000_000u32).to_be_bytes()[..]);
     let err = codec.decode(&mut buf).unwrap_err();
     assert!(matches!(err, CodecError::TooLarge { size: 1_000_000, limit: 1024 }), "{err}");
@@ -291,15 +322,16 @@ fn oversized_frame_is_refused_from_its_prefix() {
 
 #[test]
 fn auth_rejection_marker_is_recognised() {
-    let err = decode_body::<ClientToController>(&key(), Bytes::from_static(AUTH_REJECTED)).unwrap_err();
+    let err = decode_body::<ClientToController>(&mut server().opener, Bytes::from_static(AUTH_REJECTED))
+        .unwrap_err();
     assert!(matches!(err, CodecError::Rejected));
 }
 
 #[test]
 fn key_hex_round_trip() {
     let k = Key::from_hex(&key().to_hex()).unwrap();
-    let body = encode_body(&k, &sample()).unwrap();
-    assert!(decode_body::<ClientToController>(&key(), body.freeze()).is_ok());
+    let body = encode_body(&mut Session::client(&k, &NONCES).sealer, &sample()).unwrap();
+    assert!(decode_body::<ClientToController>(&mut server().opener, body.freeze()).is_ok());
     assert!(Key::from_hex("zz").is_err());
     assert!(Key::from_hex("").is_err());
 }

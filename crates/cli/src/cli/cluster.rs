@@ -1,7 +1,6 @@
 //! `mpx cluster start | stop | list`.
 
 use std::{
-    ffi::OsString,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -16,6 +15,7 @@ use mpx_controller::{
 };
 
 use mpx_messages::DEFAULT_MAX_FRAME;
+use nix::sys::signal::{kill, Signal};
 
 use super::{daemon, EngineCommand};
 
@@ -45,20 +45,10 @@ pub enum LauncherKind {
     Pbs,
 }
 
-impl LauncherKind {
-    fn name(self) -> &'static str {
-        match self {
-            LauncherKind::Local => "local",
-            LauncherKind::Slurm => "slurm",
-            LauncherKind::Pbs => "pbs",
-        }
-    }
-}
-
 #[derive(Args)]
 pub struct StartArgs {
     /// Number of engines (MPI ranks).
-    #[arg(short = 'n', long = "n")]
+    #[arg(short = 'n', long = "engines", visible_alias = "n", value_name = "N")]
     n: u32,
     /// Cluster id.
     #[arg(long, default_value = "default")]
@@ -86,8 +76,9 @@ pub struct StartArgs {
     /// Time limit of the engines' job, HH:MM:SS.
     #[arg(long, value_parser = parse_walltime)]
     walltime: Option<String>,
-    /// Job script template instead of the built-in one (variables {n}, {queue}, {walltime},
-    /// {connection_file}, {engine}, {job_name}, {mpirun}, {kernel}).
+    /// Job script template instead of the built-in one. It may use the variables n, queue,
+    /// walltime, connection_file, engine, job_name, mpirun and kernel, each written in braces
+    /// (`{queue}`).
     #[arg(long, value_name = "FILE")]
     launcher_template: Option<PathBuf>,
     /// How the engines are started.
@@ -98,9 +89,6 @@ pub struct StartArgs {
     #[arg(long, default_value_t = (DEFAULT_MAX_FRAME / MIB) as u32,
           value_parser = clap::value_parser!(u32).range(1..=(DEFAULT_MAX_FRAME / MIB) as i64))]
     max_frame_mb: u32,
-    /// Internal: run as the daemon child of `--daemonize`, reporting readiness on stdout.
-    #[arg(long, hide = true)]
-    daemon_child: bool,
     /// Seconds between heartbeats; an engine that misses 3 is declared dead (0: off).
     #[arg(long, default_value_t = 1.0)]
     heartbeat: f64,
@@ -125,10 +113,17 @@ fn parse_walltime(text: &str) -> Result<String, String> {
     }
 }
 
+impl StartArgs {
+    /// The cluster id and whether the command daemonizes (for the log file).
+    pub(super) fn log_identity(&self) -> (&str, bool) {
+        (&self.cluster_id, self.daemonize)
+    }
+}
+
 #[derive(Args)]
 pub struct StopArgs {
-    /// Cluster id (default: the only running cluster).
-    #[arg(long, default_value = "")]
+    /// Cluster id [default: the only running cluster].
+    #[arg(long, default_value = "", hide_default_value = true)]
     cluster_id: String,
     /// Stop every cluster under $MPX_HOME.
     #[arg(long)]
@@ -137,7 +132,9 @@ pub struct StopArgs {
 
 pub fn run(cmd: ClusterCommand) -> Result<i32> {
     match cmd {
-        ClusterCommand::Start(args) if args.daemonize => daemonize(args),
+        ClusterCommand::Start(args) if args.daemonize && !daemon::is_daemon_child() => {
+            daemon::daemonize(&args.cluster_id)
+        }
         ClusterCommand::Start(args) => start_foreground(args),
         ClusterCommand::Stop(args) => stop(args),
         ClusterCommand::List => list(),
@@ -209,7 +206,7 @@ fn start_foreground(args: StartArgs) -> Result<i32> {
     opts.heartbeat = Duration::from_secs_f64(args.heartbeat.max(0.0));
     opts.restart = args.restart;
     opts.max_frame = args.max_frame_mb as usize * MIB;
-    daemon::run_foreground(opts, launcher, args.daemon_child, |ready| {
+    daemon::run_foreground(opts, launcher, |ready| {
         format!(
             "cluster {}: {} engines ready in {:.2} s (connection file {})",
             ready.cluster_id,
@@ -218,49 +215,6 @@ fn start_foreground(args: StartArgs) -> Result<i32> {
             ready.connection_file.display()
         )
     })
-}
-
-/// Re-runs `mpx cluster start` with the same options as a detached daemon.
-fn daemonize(args: StartArgs) -> Result<i32> {
-    let mut argv: Vec<OsString> = ["cluster", "start", "--daemon-child", "-n"].map(OsString::from).into();
-    argv.push(args.n.to_string().into());
-    let mut opt = |name: &str, value: OsString| {
-        argv.push(name.into());
-        argv.push(value);
-    };
-    opt("--cluster-id", args.cluster_id.clone().into());
-    opt("--timeout", args.timeout.to_string().into());
-    if let Some(ip) = &args.ip {
-        opt("--ip", ip.into());
-    }
-    if let Some(interface) = &args.interface {
-        opt("--interface", interface.into());
-    }
-    opt("--mpirun", args.engines.mpirun.clone().into());
-    opt("--launcher", args.launcher.name().into());
-    opt("--kernel", args.engines.kernel.name().into());
-    opt("--heartbeat", args.heartbeat.to_string().into());
-    opt("--max-frame-mb", args.max_frame_mb.to_string().into());
-    if let Some(q) = &args.queue {
-        opt("--queue", q.into());
-    }
-    if let Some(w) = &args.walltime {
-        opt("--walltime", w.into());
-    }
-    if let Some(t) = &args.launcher_template {
-        opt("--launcher-template", std::path::absolute(t)?.into());
-    }
-    if let Some(engine) = &args.engines.engine {
-        opt("--engine", engine.into());
-    }
-    if args.restart {
-        argv.push("--restart".into());
-    }
-    if !args.mpirun_args.is_empty() {
-        argv.push("--".into());
-        argv.extend(args.mpirun_args.iter().map(OsString::from));
-    }
-    daemon::daemonize(&args.cluster_id, argv)
 }
 
 fn stop(args: StopArgs) -> Result<i32> {
@@ -308,7 +262,7 @@ fn stop_one(id: &str, path: &std::path::Path) -> Result<()> {
         Err(e) => tracing::warn!("cannot reach the controller ({e}); signalling it"),
     }
     // The controller tears down its engines and mpirun, then exits; escalate if it does not.
-    let steps = [(Duration::from_secs(15), libc::SIGTERM), (Duration::from_secs(5), libc::SIGKILL)];
+    let steps = [(Duration::from_secs(15), Signal::SIGTERM), (Duration::from_secs(5), Signal::SIGKILL)];
     for (wait, sig) in steps {
         let deadline = Instant::now() + wait;
         while files::pid_alive(pid) && Instant::now() < deadline {
@@ -317,9 +271,12 @@ fn stop_one(id: &str, path: &std::path::Path) -> Result<()> {
         if !files::pid_alive(pid) {
             break;
         }
-        tracing::warn!(pid, sig, "controller still running; signalling it");
-        // SAFETY: pid is the controller recorded in this cluster's connection file.
-        unsafe { libc::kill(pid as libc::pid_t, sig) };
+        // Only the controller this file names: the pid is checked against its start time.
+        if !files::controller_running(&info) {
+            break;
+        }
+        tracing::warn!(pid, %sig, "controller still running; signalling it");
+        let _ = kill(nix::unistd::Pid::from_raw(pid as i32), sig);
     }
     let _ = std::fs::remove_file(path);
     println!("cluster {id} stopped in {:.2} s", t0.elapsed().as_secs_f64());
@@ -331,25 +288,51 @@ fn list() -> Result<i32> {
     let found = files::list_connection_files(&home);
     if found.is_empty() {
         println!("no cluster is running (in {})", home.display());
+        return Ok(0);
     }
+    let mut table = comfy_table::Table::new();
+    table.load_style(comfy_table::presets::NOTHING).set_header([
+        "CLUSTER",
+        "STATE",
+        "ENGINES",
+        "CONTROLLER PID",
+        "MPIRUN PID",
+        "ADDRESS",
+    ]);
     for (id, path) in found {
-        let state = match files::read_connection_file(&path) {
+        let row = match files::read_connection_file(&path) {
             Ok(info) if files::controller_running(&info) => {
                 match Client::connect(&path.to_string_lossy()).and_then(|c| c.info(Duration::from_secs(2))) {
-                    Ok(ci) => format!(
-                        "running, {} engines, controller pid {}, mpirun pid {}, {}",
-                        ci.engines.len(),
-                        ci.controller_pid,
+                    Ok(ci) => [
+                        id,
+                        "running".into(),
+                        ci.engines.len().to_string(),
+                        ci.controller_pid.to_string(),
                         ci.mpirun_pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-                        info.address
-                    ),
-                    Err(e) => format!("not answering: {e}"),
+                        info.address,
+                    ],
+                    Err(e) => [
+                        id,
+                        format!("not answering: {e}"),
+                        "-".into(),
+                        info.controller_pid.to_string(),
+                        "-".into(),
+                        info.address,
+                    ],
                 }
             }
-            Ok(_) => "stale (controller gone)".into(),
-            Err(e) => format!("unreadable: {e}"),
+            Ok(info) => [
+                id,
+                "stale (controller gone)".into(),
+                "-".into(),
+                info.controller_pid.to_string(),
+                "-".into(),
+                info.address,
+            ],
+            Err(e) => [id, format!("unreadable: {e}"), "-".into(), "-".into(), "-".into(), "-".into()],
         };
-        println!("{id}\t{state}");
+        table.add_row(row);
     }
+    println!("{}", table.trim_fmt());
     Ok(0)
 }

@@ -1,8 +1,6 @@
 //! `mpx controller start`: a controller without engines; engines are started by hand with
 //! `mpirun -n N mpx-engine --connect FILE`, before or after it. `mpx cluster stop` stops it.
 
-use std::ffi::OsString;
-
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use mpx_controller::{ClusterOptions, ExternalEngines};
@@ -34,35 +32,26 @@ pub struct StartArgs {
     /// Port the controller binds (0: any free port).
     #[arg(long, default_value_t = 0)]
     port: u16,
-    /// Internal: run as the daemon child of `--daemonize`, reporting readiness on stdout.
-    #[arg(long, hide = true)]
-    daemon_child: bool,
+}
+
+impl StartArgs {
+    /// The cluster id and whether the command daemonizes (for the log file).
+    pub(super) fn log_identity(&self) -> (&str, bool) {
+        (&self.cluster_id, self.daemonize)
+    }
 }
 
 pub fn run(cmd: ControllerCommand) -> Result<i32> {
     match cmd {
-        ControllerCommand::Start(args) if args.daemonize => {
-            let mut argv: Vec<OsString> =
-                ["controller", "start", "--daemon-child"].map(OsString::from).into();
-            let named = [("--ip", args.ip), ("--interface", args.interface)];
-            for (name, value) in
-                [("--cluster-id", Some(args.cluster_id.clone())), ("--port", Some(args.port.to_string()))]
-                    .into_iter()
-                    .chain(named)
-            {
-                if let Some(value) = value {
-                    argv.push(name.into());
-                    argv.push(value.into());
-                }
-            }
-            daemon::daemonize(&args.cluster_id, argv)
+        ControllerCommand::Start(args) if args.daemonize && !daemon::is_daemon_child() => {
+            daemon::daemonize(&args.cluster_id)
         }
         ControllerCommand::Start(args) => {
             let mut opts = ClusterOptions::new(args.cluster_id, 0);
             let listen =
                 mpx_controller::address::resolve(args.ip.as_deref(), args.interface.as_deref(), args.port)?;
             (opts.bind, opts.advertise) = (listen.bind, listen.advertise);
-            daemon::run_foreground(opts, Box::new(ExternalEngines), args.daemon_child, |ready| {
+            daemon::run_foreground(opts, Box::new(ExternalEngines), |ready| {
                 format!(
                     "controller {} listening on {} (connection file {}); start engines with: \
                      mpirun -n N mpx-engine --connect {}",

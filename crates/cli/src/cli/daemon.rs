@@ -2,24 +2,49 @@
 //! that reports `ready: LINE` or `error: TEXT` on its stdout to the `mpx` that started it.
 
 use std::{
-    ffi::OsString,
     io::{BufRead, BufReader, Write},
     os::unix::process::CommandExt,
     process::{Command, Stdio},
+    sync::OnceLock,
 };
 
 use anyhow::{bail, Context, Result};
 use mpx_controller::{files, run_cluster, ClusterOptions, Launcher, Ready, StopReason};
+
+/// The environment variable that marks the daemon child of `--daemonize` (removed from the
+/// environment as soon as it is read, so that mpirun and the engines do not inherit it).
+const CHILD_MARKER: &str = "MPX_DAEMON_CHILD";
+
+/// Whether this process is the daemon child of `--daemonize` (reads and clears the marker on
+/// first use: call it from `main` before any thread starts).
+pub fn is_daemon_child() -> bool {
+    static CHILD: OnceLock<bool> = OnceLock::new();
+    *CHILD.get_or_init(|| {
+        let child = std::env::var_os(CHILD_MARKER).is_some();
+        std::env::remove_var(CHILD_MARKER);
+        child
+    })
+}
+
+/// Why a cluster stopped, in words.
+fn describe_stop(reason: &StopReason) -> String {
+    match reason {
+        StopReason::Signal(sig) => format!("on {sig}"),
+        StopReason::Requested => "on request".into(),
+        StopReason::WorldDown(why) => format!("the MPI world went down: {why}"),
+    }
+}
 
 /// Runs a cluster until it stops; prints `ready_line(ready)` when it is ready (as the `ready:`
 /// report when `daemon_child`). Returns the exit code.
 pub fn run_foreground(
     opts: ClusterOptions,
     launcher: Box<dyn Launcher>,
-    daemon_child: bool,
     ready_line: impl FnOnce(&Ready) -> String,
 ) -> Result<i32> {
+    let daemon_child = is_daemon_child();
     let id = opts.cluster_id.clone();
+    tracing::info!(cluster = %id, pid = std::process::id(), "starting");
     let system = actix::System::new();
     let result = system.block_on(run_cluster(opts, launcher, |ready| {
         let line = ready_line(ready);
@@ -28,10 +53,10 @@ pub fn run_foreground(
             let mut out = std::io::stdout();
             let _ = writeln!(out, "ready: {line}");
             let _ = out.flush();
-            tracing::info!("{line}");
         } else {
             println!("{line}");
         }
+        tracing::info!("{line}");
     }));
     match result {
         Ok(StopReason::WorldDown(why)) => {
@@ -43,12 +68,15 @@ pub fn run_foreground(
             Ok(1)
         }
         Ok(reason) => {
+            let msg = format!("cluster {id} stopped {}", describe_stop(&reason));
+            tracing::info!("{msg}");
             if !daemon_child {
-                println!("cluster {id} stopped ({reason:?})");
+                println!("{msg}");
             }
             Ok(0)
         }
         Err(e) => {
+            tracing::error!("cluster {id} failed: {e}");
             if daemon_child {
                 let _ = writeln!(std::io::stdout(), "error: {e}");
             }
@@ -57,24 +85,29 @@ pub fn run_foreground(
     }
 }
 
-/// Re-runs `mpx ARGS` as a detached child (own session, log file `cluster-ID.log`), waits for
-/// its ready line, and returns. `args` must make the child run with `--daemon-child`.
-pub fn daemonize(cluster_id: &str, args: Vec<OsString>) -> Result<i32> {
+/// Re-runs this very command (its own argv) as a detached daemon child (own session, stderr
+/// to the log file `cluster-ID.log`, marked by an environment variable), waits for its ready
+/// line, and returns.
+pub fn daemonize(cluster_id: &str) -> Result<i32> {
     let home = files::mpx_home();
     std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
     let log_path = files::log_file(&home, cluster_id);
-    let log =
-        std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    // A new log, appended to by both the child's stderr (panics, anything printed) and its
+    // log writer.
+    let cannot = || format!("cannot create {}", log_path.display());
+    std::fs::File::create(&log_path).with_context(cannot)?;
+    let log = std::fs::OpenOptions::new().append(true).open(&log_path).with_context(cannot)?;
     let exe = std::env::current_exe().context("cannot find the mpx executable")?;
     let mut cmd = Command::new(exe);
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
+    cmd.args(std::env::args_os().skip(1))
+        .env(CHILD_MARKER, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
     // SAFETY: setsid is async-signal-safe; the child leaves our session so a Ctrl-C in this
     // terminal does not reach the daemon.
     unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
+        cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
     }
     let mut child = cmd.spawn().context("cannot start the cluster daemon")?;
     let stdout = child.stdout.take().expect("piped stdout");

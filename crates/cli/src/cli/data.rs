@@ -29,11 +29,23 @@ pub struct GetArgs {
     out: PathBuf,
 }
 
+#[derive(Args)]
+pub struct GatherArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Variable name on the engines.
+    name: String,
+    /// The `.npy` file to write: the engines' arrays concatenated along axis 0, in engine
+    /// order.
+    #[arg(long)]
+    out: PathBuf,
+}
+
 pub fn push(args: PutArgs) -> Result<i32> {
     let array = npy::read(&args.file)?;
     let client = Client::connect(&args.target.cluster_id)?;
     let results =
-        client.view(args.target.targets.clone()).push(&args.name, &array)?.get(args.target.timeout())?;
+        client.view(args.target.targets(&client)?).push(&args.name, &array)?.get(args.target.timeout())?;
     print!("{}", display::render(&results));
     Ok(i32::from(display::any_error(&results)))
 }
@@ -41,7 +53,7 @@ pub fn push(args: PutArgs) -> Result<i32> {
 pub fn scatter(args: PutArgs) -> Result<i32> {
     let array = npy::read(&args.file)?;
     let client = Client::connect(&args.target.cluster_id)?;
-    let pending = client.view(args.target.targets.clone()).scatter(&args.name, &array)?;
+    let pending = client.view(args.target.targets(&client)?).scatter(&args.name, &array)?;
     let results = pending.get(args.target.timeout())?;
     print!("{}", display::render(&results));
     Ok(i32::from(display::any_error(&results)))
@@ -49,7 +61,7 @@ pub fn scatter(args: PutArgs) -> Result<i32> {
 
 pub fn pull(args: GetArgs) -> Result<i32> {
     let client = Client::connect(&args.target.cluster_id)?;
-    let results = client.view(args.target.targets.clone()).pull(&args.name)?.get(args.target.timeout())?;
+    let results = client.view(args.target.targets(&client)?).pull(&args.name)?.get(args.target.timeout())?;
     print!("{}", display::render(&results));
     let arrays: Vec<_> = results.iter().filter_map(|r| Some((r.engine_id, r.array.as_ref()?))).collect();
     match arrays.as_slice() {
@@ -68,9 +80,10 @@ pub fn pull(args: GetArgs) -> Result<i32> {
     Ok(i32::from(display::any_error(&results)))
 }
 
-pub fn gather(args: GetArgs) -> Result<i32> {
+pub fn gather(args: GatherArgs) -> Result<i32> {
     let client = Client::connect(&args.target.cluster_id)?;
-    let results = client.view(args.target.targets.clone()).gather(&args.name)?.get(args.target.timeout())?;
+    let results =
+        client.view(args.target.targets(&client)?).gather(&args.name)?.get(args.target.timeout())?;
     print!("{}", display::render(&results));
     if let Some(a) = results.iter().find_map(|r| r.array.as_ref()) {
         npy::write(&args.out, a)?;

@@ -18,10 +18,10 @@ use super::{cluster::engine_exe, EngineCommand};
 #[derive(Args)]
 pub struct EnginesArgs {
     /// Number of engines (MPI ranks) in the new set.
-    #[arg(short = 'n', long = "n")]
+    #[arg(short = 'n', long = "engines", visible_alias = "n", value_name = "N")]
     n: u32,
-    /// Cluster id or connection file (default: the only running cluster).
-    #[arg(long, default_value = "")]
+    /// Cluster id or connection file [default: the only running cluster].
+    #[arg(long, default_value = "", hide_default_value = true)]
     cluster_id: String,
     /// How the engines are started.
     #[command(flatten)]
@@ -42,7 +42,11 @@ pub fn run(args: EnginesArgs) -> Result<i32> {
     let path = find_connection_file(&args.cluster_id)?;
     let client = Client::connect(&path.to_string_lossy())?;
     let before = client.info(Duration::from_secs(10))?.engines.len();
-    let log_path = path.with_extension(format!("set-{}.log", std::process::id()));
+    // mpirun's output goes to the cluster's log directory; the file is named after the engine
+    // set once the set is known.
+    let log_dir = mpx_messages::connection::log_dir(&path);
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("cannot create {}", log_dir.display()))?;
+    let mut log_path = log_dir.join(format!("set-starting-{}.log", std::process::id()));
     let log =
         std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
     let engine = engine_exe(args.engines.engine);
@@ -59,10 +63,7 @@ pub fn run(args: EnginesArgs) -> Result<i32> {
     // SAFETY: setsid is async-signal-safe; the set outlives this command, detached from its
     // terminal, until the cluster stops it.
     unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
+        cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
     }
     let mut child = cmd.spawn().with_context(|| format!("cannot run {}", args.engines.mpirun))?;
     let deadline = t0 + Duration::from_secs_f64(args.timeout.max(0.0));
@@ -72,6 +73,10 @@ pub fn run(args: EnginesArgs) -> Result<i32> {
             let set = info.engines.iter().map(|e| e.set).max().unwrap_or(0);
             let ids: Vec<String> =
                 info.engines.iter().filter(|e| e.set == set).map(|e| e.id.to_string()).collect();
+            let named = log_dir.join(format!("set-{set}.log"));
+            if std::fs::rename(&log_path, &named).is_ok() {
+                log_path = named;
+            }
             println!(
                 "engine set {set}: {} engines ready in {:.2} s (ids {}; mpirun pid {}; log {})",
                 args.n,
@@ -87,8 +92,9 @@ pub fn run(args: EnginesArgs) -> Result<i32> {
             bail!("mpirun ended ({status}) before the engines registered; its output:\n{log}");
         }
         if Instant::now() > deadline {
-            // SAFETY: the process group of the mpirun this command started (setsid above).
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            // The process group of the mpirun this command started (setsid above).
+            let group = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::SIGKILL);
             let _ = child.wait();
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             bail!(

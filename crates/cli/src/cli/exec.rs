@@ -81,9 +81,10 @@ pub fn execute_and_print(
     code: Code<'_>,
     on_timeout: OnTimeout,
 ) -> Result<i32> {
-    let pending = code.submit(&client.view(target.targets.clone()))?;
+    let targets = target.targets(client)?;
+    let pending = code.submit(&client.view(targets.clone()))?;
     let (results, interrupted) =
-        match wait_interruptible_flagged(client, &target.targets, &pending, target.timeout()) {
+        match wait_interruptible_flagged(client, &targets, &pending, target.timeout()) {
             Err(ClientError::Timeout(t)) if on_timeout == OnTimeout::Abort => {
                 eprintln!("mpx: no result after {t:?}: tearing the MPI world down");
                 client.abort(&format!("px timed out after {t:?}"), Duration::from_secs(10))?;
@@ -168,8 +169,8 @@ pub fn run_file(args: RunArgs) -> Result<i32> {
 
 #[derive(Args)]
 pub struct WhereArgs {
-    /// Cluster id or connection file (default: the only running cluster).
-    #[arg(long, default_value = "")]
+    /// Cluster id or connection file [default: the only running cluster].
+    #[arg(long, default_value = "", hide_default_value = true)]
     cluster_id: String,
 }
 

@@ -7,18 +7,36 @@ mod daemon;
 mod data;
 mod engines;
 mod exec;
+mod logging;
+mod logs;
+mod targets;
 
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
-use mpx_client::Targets;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap_verbosity_flag::{Verbosity, WarnLevel};
+use mpx_client::{Client, Targets};
 use mpx_controller::Kernel;
+
+pub use logging::init_logging;
+use targets::{parse_targets, TargetSpec};
+
+/// What `mpx --help` says about logging, after the commands.
+const LOGGING_HELP: &str = "\
+Logging:
+  Warnings go to stderr; -v shows more (-v info, -vv debug, -vvv trace), -q less (-q errors
+  only, -qq nothing). MPX_LOG overrides both with a tracing filter, e.g. MPX_LOG=debug or
+  MPX_LOG=warn,mpx_controller=debug. A cluster's controller always logs (at info, or as
+  MPX_LOG says) to $MPX_HOME/cluster-ID.log and each engine to
+  $MPX_HOME/cluster-ID/engine-ID.log; `mpx logs` shows them. $MPX_HOME is ~/.mpx by default.";
 
 /// Interactive parallel computing on MPI.
 #[derive(Parser)]
-#[command(name = "mpx", version)]
+#[command(name = "mpx", version, after_help = LOGGING_HELP)]
 pub struct Cli {
+    #[command(flatten)]
+    verbosity: Verbosity<WarnLevel>,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,7 +64,15 @@ enum Command {
     /// Split a `.npy` array along axis 0 over the engines (MPI Scatterv).
     Scatter(data::PutArgs),
     /// Concatenate a variable along axis 0 from the engines into a `.npy` file (MPI Gatherv).
-    Gather(data::GetArgs),
+    Gather(data::GatherArgs),
+    /// Show a cluster's log, or one engine's.
+    Logs(logs::LogsArgs),
+    /// Print a shell completion script: `source <(mpx completions bash)`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// How engines are started: the mpirun command, the engine executable and its kernel (for
@@ -72,12 +98,13 @@ pub fn parse_kernel(s: &str) -> Result<Kernel, String> {
 /// Which cluster and engines a command talks to.
 #[derive(Args, Clone, Debug)]
 pub struct Target {
-    /// Cluster id or connection file (default: the only running cluster).
-    #[arg(long, default_value = "")]
+    /// Cluster id or connection file [default: the only running cluster].
+    #[arg(long, default_value = "", hide_default_value = true)]
     cluster_id: String,
-    /// Engines to run on, e.g. `0,2` or `1-3` (default: all).
-    #[arg(long, value_parser = parse_targets, default_value = "all")]
-    targets: Targets,
+    /// Engines to run on: all, ids 0,2, ranges 1-3, or Python indexes and slices of the
+    /// engines: -1, ::2, 1:3.
+    #[arg(long, value_parser = parse_targets, default_value = "all", allow_hyphen_values = true)]
+    targets: TargetSpec,
     /// Seconds to wait for the result.
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
@@ -87,33 +114,11 @@ impl Target {
     fn timeout(&self) -> Duration {
         Duration::from_secs_f64(self.timeout.max(0.0))
     }
-}
 
-/// Parses `all`, `0,2`, `1-3` or a mix such as `0,2-3`.
-pub fn parse_targets(text: &str) -> Result<Targets, String> {
-    let text = text.trim();
-    if text == "all" {
-        return Ok(Targets::All);
+    /// The engines `--targets` names on `client`'s cluster.
+    fn targets(&self, client: &Client) -> Result<Targets> {
+        self.targets.resolve(client)
     }
-    if text.is_empty() {
-        return Err("empty target list: give engine ids (0,2 or 1-3) or all".into());
-    }
-    let mut ids = Vec::new();
-    for part in text.split(',') {
-        let part = part.trim();
-        let bad = || format!("bad target {part:?}: expected e.g. 0,2 or 1-3 or all");
-        if let Some((a, b)) = part.split_once('-') {
-            let (a, b): (u32, u32) =
-                (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
-            if a > b {
-                return Err(bad());
-            }
-            ids.extend(a..=b);
-        } else {
-            ids.push(part.parse().map_err(|_| bad())?);
-        }
-    }
-    Ok(Targets::List(ids))
 }
 
 impl Cli {
@@ -137,5 +142,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Pull(args) => data::pull(args),
         Command::Scatter(args) => data::scatter(args),
         Command::Gather(args) => data::gather(args),
+        Command::Logs(args) => logs::run(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "mpx", &mut std::io::stdout());
+            Ok(0)
+        }
     }
 }

@@ -38,6 +38,20 @@ enum Value {
     Tuple(Vec<usize>),
 }
 
+impl Value {
+    /// The value as the header writes it (Python syntax).
+    fn python(&self) -> String {
+        match self {
+            Value::Str(s) => format!("'{s}'"),
+            Value::Bool(b) => if *b { "True" } else { "False" }.into(),
+            Value::Tuple(dims) => match dims.as_slice() {
+                [d] => format!("({d},)"),
+                _ => format!("({})", dims.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
+            },
+        }
+    }
+}
+
 /// A cursor over the header text.
 struct Parser<'a> {
     s: &'a str,
@@ -139,7 +153,7 @@ pub fn parse(text: &str) -> Result<Header, NpyError> {
             ("fortran_order", Value::Bool(b)) => fortran_order = Some(b),
             ("shape", Value::Tuple(t)) => shape = Some(t),
             ("descr" | "fortran_order" | "shape", v) => {
-                return Err(bad(format!("bad value {v:?} for {key:?}")))
+                return Err(bad(format!("bad value {} for '{key}'", v.python())))
             }
             _ => {}
         }
@@ -224,6 +238,9 @@ mod tests {
         );
         assert!(parse("{'descr': '<f8', 'fortran_order': False, 'shape': (3,)").is_err());
         assert!(parse("").is_err());
+        // The wrong value is shown as the header has it, not as Rust's Debug.
+        let e = parse("{'descr': '<c16', 'fortran_order': False, 'shape': '<c16', }").unwrap_err();
+        assert!(e.to_string().contains("bad value '<c16' for 'shape'"), "{e}");
     }
 
     #[test]

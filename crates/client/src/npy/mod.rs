@@ -185,7 +185,7 @@ pub fn to_bytes(a: &RawArray) -> Vec<u8> {
 /// [`ClientError::NotFound`] for a missing or unreadable file; [`ClientError::Npy`] for a
 /// malformed file or one of a dtype mpx does not carry (named).
 pub fn read(path: &Path) -> Result<RawArray, ClientError> {
-    let wrap = |source: NpyError| ClientError::Npy { path: path.display().to_string(), source };
+    let wrap = |cause: NpyError| ClientError::Npy { path: path.display().to_string(), cause };
     let mut file = File::open(path).map_err(|e| ClientError::NotFound(format!("{}: {e}", path.display())))?;
     let size = file.metadata().map_err(|e| wrap(e.into()))?.len();
     let (h, preamble) = read_preamble(&mut file, size).map_err(wrap)?;
@@ -200,7 +200,7 @@ pub fn read(path: &Path) -> Result<RawArray, ClientError> {
 /// # Errors
 /// [`ClientError::Npy`] if the file cannot be written.
 pub fn write(path: &Path, a: &RawArray) -> Result<(), ClientError> {
-    let wrap = |e: std::io::Error| ClientError::Npy { path: path.display().to_string(), source: e.into() };
+    let wrap = |e: std::io::Error| ClientError::Npy { path: path.display().to_string(), cause: e.into() };
     let mut file = File::create(path).map_err(wrap)?;
     file.write_all(&header::format(a.dtype(), a.shape())).map_err(wrap)?;
     file.write_all(a.data()).map_err(wrap)?;

@@ -2,13 +2,14 @@
 //! each one and what it answered.
 
 use std::{
+    io::Read,
     path::Path,
     process::Stdio,
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
 use tracing::{debug, info, warn};
+use wait_timeout::ChildExt;
 
 /// How long one batch-system command may take before it is killed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -72,27 +73,40 @@ pub fn run_blocking_in(
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
-    let child = cmd
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(timeout) {
-        Ok(Ok(out)) => output_of(out),
-        Ok(Err(e)) => return Err(format!("{program}: {e}")),
-        Err(_) => {
-            // SAFETY: our own child, not yet reaped (the waiting thread still holds it).
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    // Readers drain the pipes while the child runs (a full pipe would stall it).
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = read(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = read(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let status = match child.wait_timeout(timeout) {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            // Our own child, not yet reaped.
+            let _ = child.kill();
+            let _ = child.wait();
             return Err(format!("{} did not answer within {timeout:?}", command_line(argv)));
         }
+        Err(e) => return Err(format!("{program}: {e}")),
     };
+    let out = output_of(std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    });
     log_output(argv, &out, loud);
     Ok(out)
 }

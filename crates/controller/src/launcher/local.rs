@@ -9,6 +9,10 @@ use std::{
 };
 
 use futures::{future::LocalBoxFuture, FutureExt};
+use nix::{
+    sys::signal::{killpg, Signal},
+    unistd::Pid,
+};
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
@@ -83,10 +87,10 @@ impl LocalLauncher {
         }
     }
 
-    fn signal_group(&self, sig: i32) {
+    /// Signals the process group created for this mpirun, nothing else.
+    fn signal_group(&self, sig: Signal) {
         if let Some(pgid) = self.pgid {
-            // SAFETY: signals the process group created for this mpirun, nothing else.
-            unsafe { libc::kill(-pgid, sig) };
+            let _ = killpg(Pid::from_raw(pgid), sig);
         }
     }
 }
@@ -142,15 +146,15 @@ impl Launcher for LocalLauncher {
             let Some(mut child) = self.child.take() else { return };
             if tokio::time::timeout(grace, child.wait()).await.is_err() {
                 warn!("mpirun did not end after the engines were told to stop; sending SIGTERM");
-                self.signal_group(libc::SIGTERM);
+                self.signal_group(Signal::SIGTERM);
                 if tokio::time::timeout(grace, child.wait()).await.is_err() {
                     warn!("mpirun ignored SIGTERM; sending SIGKILL");
-                    self.signal_group(libc::SIGKILL);
+                    self.signal_group(Signal::SIGKILL);
                     let _ = child.wait().await;
                 }
             }
             // mpirun is gone; its group may still hold stragglers.
-            self.signal_group(libc::SIGKILL);
+            self.signal_group(Signal::SIGKILL);
         }
         .boxed_local()
     }

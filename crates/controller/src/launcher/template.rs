@@ -75,14 +75,10 @@ pub fn render(template: &str, vars: &TemplateVars) -> Result<String, ClusterErro
     Ok(out)
 }
 
-/// Quotes `s` for a POSIX shell, unless it is made only of harmless characters.
+/// Quotes `s` for a POSIX shell (with `shlex`), unless it is made only of harmless characters.
 pub fn shell_quote(s: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
-    if !s.is_empty() && s.chars().all(plain) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
+    // shlex quotes every string (it refuses only NUL bytes, which no argument can hold).
+    shlex::try_quote(s).map_or_else(|_| format!("'{}'", s.replace('\'', r"'\''")), |q| q.into_owned())
 }
 
 #[cfg(test)]
@@ -122,7 +118,9 @@ mod tests {
     #[test]
     fn quoting() {
         assert_eq!(shell_quote("/a/b-c_d.json"), "/a/b-c_d.json");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote(""), "''");
+        for s in ["it's", "", "a b", "$HOME", "x\"y", "*"] {
+            assert_ne!(shell_quote(s), s);
+            assert_eq!(shlex::split(&shell_quote(s)), Some(vec![s.to_string()]), "{s:?}");
+        }
     }
 }

@@ -1,16 +1,89 @@
-//! The tokio codec: length-delimited, authenticated frames with a size limit that stays small
-//! until the peer has authenticated.
+//! The tokio side: the handshake over an async socket ([`connect`], [`accept`]), and the codec
+//! of an open session's frames, whose size limit stays small until the peer's first frame.
 
 use std::marker::PhantomData;
 
 use bytes::{Buf, BufMut, BytesMut};
 use serde::{de::DeserializeOwned, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::{
-    decode_body_with, encode_head, CodecError, Frame, Key, Verify, AUTH_REJECTED, DEFAULT_MAX_FRAME,
+    decode_body_with, encode_head,
+    handshake::{check_prefix, ClientHandshake, ServerHandshake, CHALLENGE_LEN, HELLO_LEN, PROOF_LEN},
+    CodecError, Frame, Key, NonceHistory, Opener, Sealer, Session, Verify, AUTH_REJECTED, DEFAULT_MAX_FRAME,
     FIRST_FRAME_MAX,
 };
+
+/// Opens a session on a fresh connection as its connecting side (an engine): hello, the
+/// server's challenge, proof. The caller bounds the wait.
+///
+/// # Errors
+/// [`CodecError::Unproven`] when the server does not hold `key` (the proof is sent anyway),
+/// [`CodecError::Rejected`], [`CodecError::NotHandshake`] or socket errors.
+pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    key: &Key,
+) -> Result<Session, CodecError> {
+    let (handshake, hello) = ClientHandshake::start(key)?;
+    io.write_all(&hello).await?;
+    let body = read_message(io, CHALLENGE_LEN, "challenge").await?;
+    let answer = handshake.answer(&body)?;
+    io.write_all(&answer.proof).await?;
+    answer.session
+}
+
+/// Opens a session on an accepted connection (the controller): reads the hello, answers with a
+/// challenge, checks the proof. A proof that does not match is answered with [`AUTH_REJECTED`]
+/// before the error returns. Nothing larger than a handshake message is read. The caller bounds
+/// the wait.
+///
+/// # Errors
+/// [`CodecError::BadProof`] (wrong key, or a replayed handshake), [`CodecError::Replayed`] (a
+/// hello nonce `history` has seen), [`CodecError::NotHandshake`], [`CodecError::TooLarge`],
+/// [`CodecError::Truncated`] or socket errors.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    key: &Key,
+    history: &NonceHistory,
+) -> Result<Session, CodecError> {
+    let hello = read_message(io, HELLO_LEN, "hello").await?;
+    let (handshake, challenge) = ServerHandshake::accept(key, &hello, history)?;
+    io.write_all(&challenge).await?;
+    let proof = read_message(io, PROOF_LEN, "proof").await?;
+    match handshake.finish(&proof) {
+        Err(CodecError::BadProof) => {
+            let _ = io.write_all(&super::rejection()).await;
+            let _ = io.shutdown().await;
+            Err(CodecError::BadProof)
+        }
+        other => other,
+    }
+}
+
+/// Reads one handshake message's body (`want` bytes, or the rejection marker).
+async fn read_message<S: AsyncRead + Unpin>(
+    io: &mut S,
+    want: usize,
+    what: &'static str,
+) -> Result<Vec<u8>, CodecError> {
+    let eof = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => CodecError::Truncated(what),
+        _ => CodecError::Io(e),
+    };
+    let mut prefix = [0u8; 4];
+    // A peer that closes before sending anything (a port probe) is told apart from one that
+    // stops inside a message.
+    if what == "hello" && io.read(&mut prefix[..1]).await? == 0 {
+        return Err(CodecError::Truncated("closed before sending anything"));
+    }
+    let from = usize::from(what == "hello");
+    io.read_exact(&mut prefix[from..]).await.map_err(eof)?;
+    let size = check_prefix(prefix, want, what)?;
+    let mut body = vec![0u8; size];
+    io.read_exact(&mut body).await.map_err(eof)?;
+    Ok(body)
+}
 
 /// A read buffer with more spare capacity than this, and little pending, is replaced by a small
 /// one: memory taken for one large frame goes back once it is decoded.
@@ -20,10 +93,12 @@ const SPARE_KEPT: usize = 1 << 20;
 ///
 /// Outer framing is a 4-byte big-endian length with a size limit: an oversized frame is refused
 /// from its length prefix alone, before anything is allocated for it. Until one frame has been
-/// verified (the peer holds the key), the limit is [`FIRST_FRAME_MAX`].
+/// verified, the limit is [`FIRST_FRAME_MAX`]. Frames are checked and numbered with the
+/// session's [`Opener`] (and written with its [`Sealer`], if the codec has one).
 #[derive(Debug)]
 pub struct FrameCodec<In, Out> {
-    key: Key,
+    opener: Opener,
+    sealer: Option<Sealer>,
     limit: usize,
     verify: Verify,
     /// Whether a frame from the peer has been verified.
@@ -34,34 +109,45 @@ pub struct FrameCodec<In, Out> {
 }
 
 impl<In, Out> FrameCodec<In, Out> {
-    /// A final receiver's codec ([`Verify::All`]) with the default size limit.
-    pub fn new(key: Key) -> Self {
-        Self::with_limit(key, DEFAULT_MAX_FRAME)
+    /// A final receiver's codec ([`Verify::All`]) for both directions of `session`, with the
+    /// default size limit.
+    pub fn new(session: Session) -> Self {
+        Self::with_limit(session, DEFAULT_MAX_FRAME)
     }
 
-    /// A final receiver's codec ([`Verify::All`]) with a frame size limit in bytes.
-    pub fn with_limit(key: Key, limit: usize) -> Self {
+    /// A final receiver's codec ([`Verify::All`]) for both directions of `session`, with a
+    /// frame size limit in bytes.
+    pub fn with_limit(session: Session, limit: usize) -> Self {
+        FrameCodec { sealer: Some(session.sealer), ..Self::reading(session.opener, limit, Verify::All) }
+    }
+
+    /// A forwarder's codec ([`Verify::HeaderOnly`]) for both directions of `session`: payloads
+    /// are not hashed on the way in, and go out only with the MAC they came with.
+    pub fn forwarding(session: Session, limit: usize) -> Self {
         FrameCodec {
-            key,
+            sealer: Some(session.sealer),
+            ..Self::reading(session.opener, limit, Verify::HeaderOnly)
+        }
+    }
+
+    /// A codec that only reads, with `opener` (the session's writing half is elsewhere).
+    pub fn reading(opener: Opener, limit: usize, verify: Verify) -> Self {
+        FrameCodec {
+            opener,
+            sealer: None,
             limit,
-            verify: Verify::All,
+            verify,
             authenticated: false,
             pending: None,
             _types: PhantomData,
         }
     }
 
-    /// A forwarder's codec ([`Verify::HeaderOnly`]): payloads are not hashed on the way in, and
-    /// go out only with the MAC they came with.
-    pub fn forwarding(key: Key, limit: usize) -> Self {
-        FrameCodec { verify: Verify::HeaderOnly, ..Self::with_limit(key, limit) }
-    }
-
-    /// The same codec, state included (limits, authentication, a frame half read), for other
-    /// message types.
+    /// The same codec, state included (session, limits, authentication, a frame half read), for
+    /// other message types.
     pub fn retype<In2, Out2>(self) -> FrameCodec<In2, Out2> {
-        let FrameCodec { key, limit, verify, authenticated, pending, .. } = self;
-        FrameCodec { key, limit, verify, authenticated, pending, _types: PhantomData }
+        let FrameCodec { opener, sealer, limit, verify, authenticated, pending, .. } = self;
+        FrameCodec { opener, sealer, limit, verify, authenticated, pending, _types: PhantomData }
     }
 
     /// Whether a frame from the peer has been verified (and the full size limit applies).
@@ -114,7 +200,7 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
         if src.capacity() > SPARE_KEPT && src.len() < SPARE_KEPT / 4 {
             *src = BytesMut::from(&src[..]);
         }
-        let frame = decode_body_with(&self.key, body, self.verify)?;
+        let frame = decode_body_with(&mut self.opener, body, self.verify)?;
         self.authenticated = true;
         Ok(Some(frame))
     }
@@ -132,7 +218,8 @@ impl<In, Out: Serialize> Encoder<Frame<Out>> for FrameCodec<In, Out> {
     type Error = CodecError;
 
     fn encode(&mut self, frame: Frame<Out>, dst: &mut BytesMut) -> Result<(), CodecError> {
-        let head = encode_head(&self.key, &frame, self.limit, self.verify)?;
+        let sealer = self.sealer.as_mut().ok_or(CodecError::ReadOnly)?;
+        let head = encode_head(sealer, &frame, self.limit, self.verify)?;
         dst.reserve(head.len() + frame.buffers.iter().map(|b| b.len()).sum::<usize>());
         dst.extend_from_slice(&head);
         for b in &frame.buffers {
