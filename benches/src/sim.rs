@@ -19,7 +19,7 @@ use std::{
 
 use futures::{SinkExt, StreamExt};
 use mpx_messages::{
-    unix_time, ControllerToEngine, EngineToController, Frame, FrameCodec, Key, Outcome, RankInfo,
+    codec, unix_time, ControllerToEngine, EngineToController, Frame, FrameCodec, Key, Outcome, RankInfo,
     RegisterRequest, RemoteError, Task, TaskReply, DEFAULT_MAX_FRAME,
 };
 use tokio::{
@@ -155,11 +155,14 @@ impl Sim {
             }
         };
         let _permit = self.gate.acquire().await.map_err(|e| e.to_string())?;
-        let stream = TcpStream::connect(&self.address)
+        let mut stream = TcpStream::connect(&self.address)
             .await
             .map_err(|e| format!("cannot connect to {}: {e}", self.address))?;
         let _ = stream.set_nodelay(true);
-        let codec = FrameCodec::with_limit(self.key.clone(), DEFAULT_MAX_FRAME);
+        // The engine's handshake (both sides prove the key; the session's keys and sequence
+        // numbers), then its codec.
+        let session = codec::connect(&mut stream, &self.key).await.map_err(|e| format!("handshake: {e}"))?;
+        let codec = FrameCodec::with_limit(session, DEFAULT_MAX_FRAME);
         let mut conn = Framed::new(stream, codec);
         let request = RegisterRequest {
             rank: self.rank,
