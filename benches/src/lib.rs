@@ -16,6 +16,7 @@
 //! - [`procs`]: bounded child processes in their own process groups, and `/proc` scans.
 //! - [`sim`]: simulated engines (the engines' protocol without MPI) for `mpx-bench-engines`,
 //!   which measures how many engines one controller holds.
+//! - [`tasks`]: the load-balanced task rows (tasks per second from 1 and 4 clients, one task).
 //! - [`stats`], [`report`]: summaries, the printed table, the JSON file, the machine description.
 #![deny(missing_docs)]
 
@@ -31,6 +32,7 @@ pub mod report;
 pub mod rows;
 pub mod sim;
 pub mod stats;
+pub mod tasks;
 
 use std::path::PathBuf;
 

@@ -61,6 +61,10 @@ fn t45_logs_of_the_controller_and_of_each_engine() {
 fn t45_a_foreground_cluster_logs_to_its_file() {
     let _serial = mpx_tests::serial();
     let home = mpx_tests::temp_home("logs-fg");
+    // An earlier run's log of an engine this run does not have goes once this run is ready.
+    std::fs::create_dir_all(home.join("cluster-fg")).unwrap();
+    std::fs::write(home.join("cluster-fg/engine-7.log"), "old\n").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
     let mut cmd = mpx_cmd(&home);
     cmd.args(["cluster", "start", "-n", "2", "--kernel", "rhai", "--cluster-id", "fg"])
         .stdout(Stdio::piped())
@@ -83,6 +87,7 @@ fn t45_a_foreground_cluster_logs_to_its_file() {
     let log = std::fs::read_to_string(home.join("cluster-fg.log")).expect("log");
     assert!(log.contains("2 engines ready") && log.contains("stopped on request"), "{log}");
     assert!(home.join("cluster-fg/engine-1.log").is_file());
+    assert!(!home.join("cluster-fg/engine-7.log").exists(), "an earlier run's engine log is left");
     let _ = std::fs::remove_dir_all(&home);
 }
 
@@ -238,4 +243,53 @@ fn t46_console_completes_keeps_history_and_reconnects() {
     t.wait_gone(Duration::from_secs(10));
     assert!(screen.contains("a_long_name + 1"), "{screen}");
     c.stop();
+}
+
+/// Python-style targets on a real cluster, and an empty list refused.
+#[test]
+fn t47_python_style_targets() {
+    let c = Cluster::start(Kernel::Rhai, "targets", 4, &[]);
+    let ids = |targets: &str| -> Vec<u32> {
+        let out = c.mpx(&["px", "--targets", targets, "rank"]);
+        assert!(out.status.success(), "{targets}: {}", stderr(&out));
+        mpx_tests::out_values(&stdout(&out)).into_iter().map(|(id, _)| id).collect()
+    };
+    assert_eq!(ids("::2"), vec![0, 2]);
+    assert_eq!(ids("-1"), vec![3]);
+    assert_eq!(ids("1:3"), vec![1, 2]);
+    assert_eq!(ids("0,-1"), vec![0, 3]);
+    assert_eq!(ids("all"), vec![0, 1, 2, 3]);
+    let out = c.mpx(&["px", "--targets", "", "rank"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("empty target list") && stdout(&out).is_empty(), "{}", stderr(&out));
+    let out = c.mpx(&["px", "--targets", "7:", "rank"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("select no engine (engine ids: 0-3)"), "{}", stderr(&out));
+    c.stop();
+}
+
+/// Help says what people type, and completion scripts are generated for each shell.
+#[test]
+fn t47_help_text_and_shell_completions() {
+    let home = mpx_tests::temp_home("help");
+    let run = |args: &[&str]| {
+        let mut cmd = mpx_cmd(&home);
+        cmd.args(args);
+        run_with_timeout(cmd, Duration::from_secs(20))
+    };
+    let help = stdout(&run(&["cluster", "start", "--help"]));
+    assert!(help.contains("-n, --engines <N>"), "{help}");
+    assert!(help.contains("(`{queue}`)"), "{help}");
+    let help = stdout(&run(&["px", "--help"]));
+    assert!(!help.contains("[default: \"\"]") && help.contains("::2"), "{help}");
+    let help = stdout(&run(&["gather", "--help"]));
+    assert!(help.contains("concatenated along axis 0"), "{help}");
+    let help = stdout(&run(&["--help"]));
+    assert!(help.contains("-v, --verbose") && help.contains("MPX_LOG"), "{help}");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        let script = stdout(&out);
+        assert!(out.status.success() && script.contains("targets") && script.contains("console"), "{shell}");
+    }
+    let _ = std::fs::remove_dir_all(&home);
 }
