@@ -18,16 +18,16 @@ pub struct BalancedTask {
 }
 
 /// A task's result as a dict: engine_id (None if it never ran), stdout, stderr, value, error
-/// (ename, evalue, line, traceback) or None, execution_count, started, completed, received,
+/// (ename, evalue, line, traceback) or None, died (engine, rank, cause) or None, execution_count, started, completed, received,
 /// array (a `Buffer` or None), attempts.
 fn task_dict<'py>(py: Python<'py>, r: TaskResult) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     let o = r.outcome;
-    d.set_item("engine_id", r.engine_id)?;
+    d.set_item("engine_id", r.engine_id.map(|e| e.get()))?;
     d.set_item("stdout", o.stdout)?;
     d.set_item("stderr", o.stderr)?;
     d.set_item("value", o.value)?;
-    d.set_item("error", o.error.map(|e| (e.ename, e.evalue, e.line, e.traceback)))?;
+    crate::result::set_error(&d, o.error)?;
     d.set_item("execution_count", o.execution_count)?;
     d.set_item("started", o.started)?;
     d.set_item("completed", o.completed)?;

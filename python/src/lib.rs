@@ -69,7 +69,7 @@ impl Client {
     fn balanced(
         &self,
         py: Python<'_>,
-        targets: Option<Vec<EngineId>>,
+        targets: Option<Vec<u32>>,
         retries: u32,
         work: Vec<mpx_client::Work>,
     ) -> PyResult<Vec<BalancedTask>> {
@@ -193,7 +193,7 @@ impl Client {
     fn balanced_execute(
         &self,
         py: Python<'_>,
-        targets: Option<Vec<EngineId>>,
+        targets: Option<Vec<u32>>,
         retries: u32,
         codes: Vec<String>,
     ) -> PyResult<Vec<BalancedTask>> {
@@ -206,7 +206,7 @@ impl Client {
     fn balanced_apply(
         &self,
         py: Python<'_>,
-        targets: Option<Vec<EngineId>>,
+        targets: Option<Vec<u32>>,
         retries: u32,
         calls: Vec<(String, Vec<Bound<'_, PyAny>>)>,
     ) -> PyResult<Vec<BalancedTask>> {
