@@ -82,6 +82,11 @@ impl AsyncResult {
     }
 }
 
+/// The bytes of a received array, for Python.
+pub(crate) fn buffer(a: mpx_client::RawArray) -> Buffer {
+    Buffer { dtype: a.dtype().numpy_str().to_string(), shape: a.shape().to_vec(), data: a.data().clone() }
+}
+
 fn result_dict<'py>(py: Python<'py>, r: EngineResult) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     let o = r.outcome;

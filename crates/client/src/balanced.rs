@@ -160,6 +160,26 @@ impl TaskHandle {
     }
 }
 
+/// Waits up to `timeout` for the first of `handles` (tasks of one client) to end; its index
+/// and result (taken), or `None` when none ended in time.
+///
+/// # Errors
+/// A lost connection.
+pub fn wait_any(
+    handles: &[&TaskHandle],
+    timeout: Duration,
+) -> Result<Option<(usize, TaskResult)>, ClientError> {
+    let Some(first) = handles.first() else { return Ok(None) };
+    let found = first.shared.wait_for(timeout, |state| {
+        handles.iter().enumerate().find_map(|(i, h)| state.balanced.take(h.id).map(|r| (i, r)))
+    });
+    match found {
+        Ok(found) => Ok(Some(found)),
+        Err(ClientError::Timeout(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// How [`BalancedView::imap`] and [`BalancedView::map`] run.
 #[derive(Debug, Clone)]
 pub struct MapOptions {
