@@ -72,8 +72,8 @@ pub struct TaskResult {
     /// The engine that ran it (`None`: it never ran).
     pub engine_id: Option<EngineId>,
     /// What happened. `outcome.error` is the engine's error or the controller's
-    /// ([`MpxError::EngineDied`]: its engine died with no retry left; [`MpxError::Refused`]: no
-    /// engine to run it, or not a kind of task that runs on one engine).
+    /// ([`MpxError::EngineDied`]: its engine died with no retry left; [`MpxError::NoEngines`]:
+    /// no engine to run it; [`MpxError::Refused`]: not a kind of task that runs on one engine).
     pub outcome: Outcome,
     /// The array it sent back (an apply's), checked against its dtype and shape.
     pub array: Option<RawArray>,
