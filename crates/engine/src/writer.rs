@@ -3,6 +3,11 @@
 //! write buffer keeps the capacity of the largest frame once it is sent. Payloads without a MAC
 //! are MACed here.
 
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Arc,
+};
+
 use mpx_messages::{
     codec::{encode_head, Sealer, Verify},
     CodecError, EngineToController, Frame,
@@ -14,9 +19,13 @@ use tokio::{
     task::JoinHandle,
 };
 
+/// A frame queued for writing, with the output bytes it carries (counted in the backlog).
+type Queued = (Frame<EngineToController>, usize);
+
 /// The write half of the connection to the controller.
 pub struct Writer {
-    tx: UnboundedSender<Frame<EngineToController>>,
+    tx: UnboundedSender<Queued>,
+    backlog: Arc<AtomicUsize>,
 }
 
 impl Writer {
@@ -25,26 +34,43 @@ impl Writer {
     /// and everything queued is written.
     pub fn start(io: OwnedWriteHalf, sealer: Sealer) -> (Writer, JoinHandle<Result<(), CodecError>>) {
         let (tx, rx) = unbounded_channel();
-        (Writer { tx }, actix::spawn(run(io, sealer, rx)))
+        let backlog = Arc::new(AtomicUsize::new(0));
+        (Writer { tx, backlog: backlog.clone() }, actix::spawn(run(io, sealer, rx, backlog)))
     }
 
     /// Queues a frame.
     pub fn write(&self, frame: Frame<EngineToController>) {
-        let _ = self.tx.send(frame);
+        let _ = self.tx.send((frame, 0));
+    }
+
+    /// Queues a frame that carries `bytes` of a task's output (counted in the
+    /// [`backlog`](Self::backlog) until written).
+    pub fn write_output(&self, frame: Frame<EngineToController>, bytes: usize) {
+        self.backlog.fetch_add(bytes, Ordering::Relaxed);
+        if self.tx.send((frame, bytes)).is_err() {
+            self.backlog.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Output bytes queued and not yet written to the socket.
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::Relaxed)
     }
 }
 
 async fn run(
     mut io: OwnedWriteHalf,
     mut sealer: Sealer,
-    mut rx: UnboundedReceiver<Frame<EngineToController>>,
+    mut rx: UnboundedReceiver<Queued>,
+    backlog: Arc<AtomicUsize>,
 ) -> Result<(), CodecError> {
-    while let Some(frame) = rx.recv().await {
+    while let Some((frame, bytes)) = rx.recv().await {
         let head = encode_head(&mut sealer, &frame, u32::MAX as usize, Verify::All)?;
         io.write_all(&head).await?;
         for b in &frame.buffers {
             io.write_all(b.bytes()).await?;
         }
+        backlog.fetch_sub(bytes, Ordering::Relaxed);
     }
     io.shutdown().await?;
     Ok(())

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`wire`]: the messages of each channel (engine ⇄ controller, client ⇄ controller).
+//! - [`output`]: output while it happens (stdout/stderr pieces of running tasks).
 //! - [`tasks`]: the messages of load-balanced tasks (client ⇄ controller).
 //! - [`dtype`]: [`Dtype`], the element type of arrays (numpy's numeric dtypes).
 //! - [`array`](mod@array): [`RawArray`], an array of any dtype as its checked little-endian bytes.
@@ -26,6 +27,7 @@ pub mod codec;
 pub mod connection;
 pub mod dtype;
 pub mod kernel;
+pub mod output;
 pub mod tasks;
 pub mod wire;
 
@@ -35,5 +37,6 @@ pub use codec::{Binding, CodecError, Frame, Key, Payload, Refused, Session, Veri
 pub use codec::{FrameCodec, Outbound};
 pub use connection::ConnectionInfo;
 pub use kernel::Kernel;
+pub use output::{StreamName, TaskOutput, OUTPUT_CHUNK};
 pub use tasks::{BalancedRequest, BalancedResult, BalancedTask};
 pub use wire::*;
