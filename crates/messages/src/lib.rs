@@ -37,6 +37,6 @@ pub use codec::{Binding, CodecError, Frame, Key, Payload, Refused, Session, Veri
 pub use codec::{FrameCodec, Outbound};
 pub use connection::ConnectionInfo;
 pub use kernel::Kernel;
-pub use output::{StreamName, TaskOutput, OUTPUT_CHUNK};
+pub use output::{EngineOutput, StreamName, TaskOutput, OUTPUT_CHUNK};
 pub use tasks::{BalancedRequest, BalancedResult, BalancedTask};
 pub use wire::*;

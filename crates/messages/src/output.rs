@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::EngineId;
+
 /// The most text one output message carries (64 KiB): output of any size travels as many
 /// small frames, never as one that could exceed a frame cap.
 pub const OUTPUT_CHUNK: usize = 64 * 1024;
@@ -42,6 +44,20 @@ impl std::fmt::Display for StreamName {
 pub struct TaskOutput {
     /// The task that wrote it.
     pub task_id: u64,
+    /// The stream.
+    pub stream: StreamName,
+    /// The text (at most [`OUTPUT_CHUNK`] bytes).
+    pub text: String,
+}
+
+/// A piece of what one engine wrote for a client's request (controller → client), sent while
+/// the request runs and always before that engine's reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineOutput {
+    /// The client's request.
+    pub req_id: u64,
+    /// The engine that wrote it.
+    pub engine_id: EngineId,
     /// The stream.
     pub stream: StreamName,
     /// The text (at most [`OUTPUT_CHUNK`] bytes).
