@@ -1,6 +1,7 @@
 //! End-to-end payload authentication and the controller's memory, against real clusters:
 //! a payload altered after signing (by a peer that holds the key and signs the header
-//! correctly) is refused by the engine, nothing is bound and the cluster keeps working;
+//! correctly) is refused by the engine, nothing is bound and the cluster keeps working; so are
+//! authentic chunks out of their place (sent again, or of another stream);
 //! connections announcing huge frames without authenticating cost the controller almost no
 //! memory; and the controller gives back the memory of large pushes and pulls.
 
@@ -9,8 +10,8 @@ use std::{io::Write, net::TcpStream, time::Duration};
 use bytes::Bytes;
 use mpx_client::{Dtype, RawArray, Targets};
 use mpx_messages::{
-    codec::FIRST_FRAME_MAX, Binding, ClientToController, ControllerToClient, Frame, Payload, SubmitRequest,
-    Task,
+    codec::FIRST_FRAME_MAX, Binding, Chunk, ClientToController, ControllerToClient, Frame, Payload,
+    SubmitRequest, Task, TaskResult,
 };
 use mpx_tests::{
     arrays::sample,
@@ -69,6 +70,76 @@ fn t55_a_payload_altered_after_signing_is_refused_by_the_engine_and_nothing_is_b
     }
     all.push_sync("y", &other, T).unwrap();
     assert!(client.view(Targets::List(vec![2])).pull_sync("y", T).unwrap()[0] == other);
+    c.stop();
+}
+
+/// The results of request `req_id` from `n` engines, by engine id.
+fn results(peer: &mut Peer, req_id: u64, n: usize) -> Vec<TaskResult> {
+    let mut results = Vec::new();
+    while results.len() < n {
+        let frame = peer.recv::<ControllerToClient>().expect("a reply").expect("the connection stays open");
+        match frame.header {
+            ControllerToClient::SubmitReply(r) => assert_eq!(r.error, None, "{r:?}"),
+            ControllerToClient::TaskResult(r) if r.req_id == req_id => results.push(r),
+            _ => {}
+        }
+    }
+    results.sort_by_key(|r| r.engine_id);
+    results
+}
+
+#[test]
+fn t55_authentic_chunks_out_of_their_place_are_refused_by_the_engine_and_nothing_is_bound() {
+    let c = Cluster::start(Kernel::Rhai, "chunk-place", 2, &[]);
+    let client = c.client();
+    let good = sample(Dtype::F64, &[300], 3);
+    client.view(Targets::All).push_sync("x", &good, T).unwrap();
+    let (address, key) = c.address_and_key();
+    let mut peer = Peer::connect(&address, &key, T);
+    let other = sample(Dtype::F64, &[300], 9);
+    let (total, step) = (other.data().len(), 600);
+    // Four chunks, each authentic (its own MAC over its bytes and binding); `order` says which
+    // chunk of which stream goes in each place.
+    let cases: [(&str, [(u64, usize); 4]); 2] = [
+        ("a chunk sent again", [(1, 0), (1, 1), (1, 1), (1, 3)]),
+        ("a chunk of another stream", [(1, 0), (1, 1), (2, 2), (1, 3)]),
+    ];
+    for (req_id, (what, order)) in (10u64..).zip(cases) {
+        let task = Task::Push { name: "x".into(), array: other.meta(0), group: vec![] };
+        let req = SubmitRequest { req_id, targets: Targets::All, task };
+        peer.send(&Frame::new(ClientToController::SubmitRequest(req)));
+        for (place, (origin, k)) in order.into_iter().enumerate() {
+            let bytes = other.data().slice(k * step..(k + 1) * step);
+            let payload = Payload::bound(bytes, Binding { origin, index: k as u64 });
+            let chunk = Chunk { stream: req_id, offset: (place * step) as u64, total: total as u64 };
+            peer.send(&Frame::with_payloads(ClientToController::Chunk(chunk), vec![payload]));
+        }
+        let results = results(&mut peer, req_id, 2);
+        let root = results[0].outcome.error.as_ref().unwrap_or_else(|| panic!("{what}: the root bound it"));
+        assert_eq!(root.ename, "AuthenticationError", "{what}: {root:?}");
+        assert!(root.evalue.contains("not the next chunk of this array"), "{what}: {root:?}");
+        assert!(results[1].outcome.error.is_some(), "{what}: engine 1 bound it");
+    }
+    // Nothing was bound; the same chunks in their place are taken.
+    for a in client.view(Targets::All).pull_sync("x", T).unwrap() {
+        assert!(a == good, "an engine holds something else than the last good push");
+    }
+    let task = Task::Push { name: "x".into(), array: other.meta(0), group: vec![] };
+    peer.send(&Frame::new(ClientToController::SubmitRequest(SubmitRequest {
+        req_id: 20,
+        targets: Targets::All,
+        task,
+    })));
+    for k in 0..4 {
+        let payload = Payload::bound(
+            other.data().slice(k * step..(k + 1) * step),
+            Binding { origin: 3, index: k as u64 },
+        );
+        let chunk = Chunk { stream: 20, offset: (k * step) as u64, total: total as u64 };
+        peer.send(&Frame::with_payloads(ClientToController::Chunk(chunk), vec![payload]));
+    }
+    assert!(results(&mut peer, 20, 2).iter().all(|r| r.outcome.error.is_none()));
+    assert!(client.view(Targets::All).pull_sync("x", T).unwrap().iter().all(|a| a == &other));
     c.stop();
 }
 

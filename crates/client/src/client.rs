@@ -17,8 +17,9 @@ use bytes::Bytes;
 use mpx_messages::connection as files;
 use mpx_messages::{
     codec::{blocking, Opener, Sealer},
-    Chunk, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, EngineState, Frame,
-    Key, Outcome, RawArray, RemoteError, Session, SubmitRequest, Targets, Task, DEFAULT_MAX_FRAME,
+    Binding, Chunk, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, EngineState,
+    Frame, Key, Outcome, Payload, RawArray, RemoteError, Session, SubmitRequest, Targets, Task,
+    DEFAULT_MAX_FRAME,
 };
 
 use crate::{
@@ -335,10 +336,16 @@ impl Client {
             })
         };
         send(&Frame::new(request))?;
-        for offset in (0..total).step_by(chunk) {
-            let piece = array.slice(offset..total.min(offset + chunk));
+        // Every chunk is bound to the stream's fresh origin and its number: the engine takes
+        // them only in their place.
+        let origin = Binding::fresh_origin()?;
+        for (index, offset) in (0..total).step_by(chunk).enumerate() {
+            let piece = Payload::bound(
+                array.slice(offset..total.min(offset + chunk)),
+                Binding { origin, index: index as u64 },
+            );
             let chunk = Chunk { stream: req_id, offset: offset as u64, total: total as u64 };
-            send(&Frame::with_buffers(ClientToController::Chunk(chunk), vec![piece]))?;
+            send(&Frame::with_payloads(ClientToController::Chunk(chunk), vec![piece]))?;
         }
         Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted })
     }
@@ -429,12 +436,13 @@ fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Shared>) {
             };
         // Decode array replies before taking the lock: other threads keep waiting meanwhile.
         // `read_frame` verified every payload MAC; a refused payload is the result's error.
+        let binding = frame.buffers.first().and_then(|b| b.binding());
         let (mut header, buffers, refused) = match frame.into_parts() {
             Ok((header, buffers)) => (header, buffers, None),
             Err((header, refused)) => (header, Vec::new(), Some(refused)),
         };
         if let ControllerToClient::Chunk { chunk, engine_id } = header {
-            incoming.add(chunk, engine_id, buffers, refused);
+            incoming.add(chunk, engine_id, (buffers, binding), refused);
             continue;
         }
         if let ControllerToClient::BalancedResults(results) = header {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
-use mpx_messages::{Chunk, EngineId, Outcome, RawArray, RemoteError};
+use mpx_messages::{Binding, Chunk, EngineId, Outcome, RawArray, RemoteError};
 
 use crate::client::decode_array;
 
@@ -12,23 +12,50 @@ use crate::client::decode_array;
 /// once at its first chunk.
 #[derive(Default)]
 pub(crate) struct Incoming {
-    streams: HashMap<(u64, EngineId), Result<BytesMut, String>>,
+    streams: HashMap<(u64, EngineId), Result<Stream, String>>,
+}
+
+/// One array streaming in: its bytes so far, and the binding its next chunk must carry (the
+/// origin of its first chunk, and the next number). A chunk of another stream, or one sent
+/// again, is out of its place: the controller forwards chunks without hashing them, and this
+/// keeps them in their place end to end.
+#[derive(Default)]
+struct Stream {
+    bytes: BytesMut,
+    origin: Option<u64>,
+    next: u64,
+}
+
+impl Stream {
+    fn in_place(&mut self, binding: Option<Binding>) -> bool {
+        let Some(b) = binding else { return false };
+        let ok = *self.origin.get_or_insert(b.origin) == b.origin && b.index == self.next;
+        self.next += 1;
+        ok
+    }
 }
 
 impl Incoming {
-    /// Adds a chunk (verified by the codec, or `refused`) to its array.
+    /// Adds a chunk (verified by the codec, or `refused`; its buffers with the first one's
+    /// binding) to its array.
     pub(crate) fn add(
         &mut self,
         chunk: Chunk,
         engine: EngineId,
-        buffers: Vec<Bytes>,
+        (buffers, binding): (Vec<Bytes>, Option<Binding>),
         refused: Option<mpx_messages::Refused>,
     ) {
         let key = (chunk.stream, engine);
-        let entry = self.streams.entry(key).or_insert_with(|| Ok(BytesMut::new()));
-        let Ok(buf) = entry else { return };
+        let entry = self.streams.entry(key).or_insert_with(|| Ok(Stream::default()));
+        let Ok(stream) = entry else { return };
+        let in_place = stream.in_place(binding);
+        let buf = &mut stream.bytes;
         let bad = match (refused, buffers.as_slice()) {
             (Some(r), _) => Some(format!("refused the chunk at byte {}: {r}", chunk.offset)),
+            (None, _) if !in_place => Some(format!(
+                "refused the chunk at byte {}: it is not the next chunk of this array (another array's, or sent again)",
+                chunk.offset
+            )),
             (None, [piece])
                 if chunk.offset == buf.len() as u64 && buf.len() + piece.len() <= chunk.total as usize =>
             {
@@ -52,7 +79,7 @@ impl Incoming {
 
     /// The array of (request, engine), once its reply came.
     pub(crate) fn take(&mut self, req: u64, engine: EngineId) -> Option<Result<Bytes, String>> {
-        self.streams.remove(&(req, engine)).map(|s| s.map(BytesMut::freeze))
+        self.streams.remove(&(req, engine)).map(|s| s.map(|s| s.bytes.freeze()))
     }
 }
 
@@ -63,6 +90,34 @@ pub(crate) fn decode_streamed(outcome: &mut Outcome, bytes: Result<Bytes, String
         Err(why) => {
             outcome.error = Some(RemoteError::new("DecodeError", format!("bad array reply: {why}")));
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(incoming: &mut Incoming, offset: u64, origin: u64, index: u64, bytes: &'static [u8]) {
+        let chunk = Chunk { stream: 1, offset, total: 6 };
+        incoming.add(chunk, 0, (vec![Bytes::from_static(bytes)], Some(Binding { origin, index })), None);
+    }
+
+    #[test]
+    fn chunks_are_taken_only_in_their_place() {
+        let mut incoming = Incoming::default();
+        add(&mut incoming, 0, 7, 0, b"ab");
+        add(&mut incoming, 2, 7, 1, b"cd");
+        add(&mut incoming, 4, 7, 2, b"ef");
+        assert_eq!(incoming.take(1, 0), Some(Ok(Bytes::from_static(b"abcdef"))));
+        // A chunk sent again, and one of another stream, each break their array.
+        for (origin, index) in [(7, 1), (8, 2)] {
+            let mut incoming = Incoming::default();
+            add(&mut incoming, 0, 7, 0, b"ab");
+            add(&mut incoming, 2, 7, 1, b"cd");
+            add(&mut incoming, 4, origin, index, b"ef");
+            let got = incoming.take(1, 0).expect("a stream");
+            assert!(got.is_err_and(|why| why.contains("not the next chunk")), "({origin}, {index})");
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::{
     kernel::{Interrupt, Probe},
     output::{OutputBuffer, BUFFER_LIMIT},
     state::Board,
-    stream::ChunkIn,
+    stream::{ChunkIn, StreamIn},
     writer::Writer,
 };
 
@@ -123,7 +123,7 @@ pub struct Control {
     /// Frames to the controller.
     pub writer: Writer,
     /// The channels of the requests whose arrays stream in, by task id.
-    pub streams: HashMap<u64, mpsc::Sender<ChunkIn>>,
+    pub streams: HashMap<u64, StreamIn>,
     /// Jobs to the MPI thread.
     pub jobs: Sender<Job>,
     /// Set once the controller accepted the registration.
@@ -249,11 +249,26 @@ impl Control {
     /// Hands a chunk of a streamed request to the MPI thread (its MAC was checked by the codec;
     /// a refused one breaks the stream).
     fn chunk_in(&mut self, chunk: Chunk, mut buffers: Vec<Payload>, refused: Option<mpx_messages::Refused>) {
-        let Some(tx) = self.streams.get(&chunk.stream) else {
+        let Some(stream) = self.streams.get_mut(&chunk.stream) else {
             warn!(task = chunk.stream, "chunk of no streaming task dropped");
             return;
         };
         let item = match refused {
+            None if buffers.len() == 1 && !stream.in_place(buffers[0].binding()) => {
+                warn!(
+                    task = chunk.stream,
+                    offset = chunk.offset,
+                    "refused a chunk out of its place in the stream"
+                );
+                Err(RemoteError::new(
+                    "AuthenticationError",
+                    format!(
+                        "refused the chunk at byte {}: it is not the next chunk of this array (another \
+                         array's, or sent again); nothing was bound",
+                        chunk.offset
+                    ),
+                ))
+            }
             None if buffers.len() == 1 => {
                 Ok((chunk.offset, chunk.total, buffers.pop().expect("one buffer").into_bytes()))
             }
@@ -270,7 +285,7 @@ impl Control {
             }
         };
         let broken = item.is_err();
-        if tx.send(item).is_err() || broken {
+        if stream.tx.send(item).is_err() || broken {
             self.streams.remove(&chunk.stream);
         }
     }
@@ -320,7 +335,7 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                         && refused.is_none();
                 let stream = streamed.then(|| {
                     let (tx, rx) = mpsc::channel();
-                    self.streams.insert(req.task_id, tx);
+                    self.streams.insert(req.task_id, StreamIn::new(tx));
                     rx
                 });
                 let job = Job::Task {
@@ -349,8 +364,8 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
             }
             ControllerToEngine::StreamAbort { task_id, reason } => {
                 warn!(task = task_id, %reason, "stream aborted");
-                if let Some(tx) = self.streams.remove(&task_id) {
-                    let _ = tx.send(Err(RemoteError::new("StreamError", reason)));
+                if let Some(stream) = self.streams.remove(&task_id) {
+                    let _ = stream.tx.send(Err(RemoteError::new("StreamError", reason)));
                 }
             }
             ControllerToEngine::Shutdown => {

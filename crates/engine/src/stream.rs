@@ -11,13 +11,16 @@
 //! broadcasts whether it has it, so a broken stream (client gone, bad chunk MAC, controller
 //! lost) ends the collective on every rank at once, with nothing bound.
 
-use std::sync::mpsc::Receiver;
+use std::{
+    cell::Cell,
+    sync::mpsc::{Receiver, Sender},
+};
 
 use actix::Recipient;
 use bytes::Bytes;
 use mpi::{topology::SimpleCommunicator, traits::*, Count};
 pub use mpx_messages::array::chunk_bytes;
-use mpx_messages::{Chunk, Dtype, Payload, RemoteError};
+use mpx_messages::{Binding, Chunk, Dtype, Payload, RemoteError};
 
 use crate::control::ChunkOut;
 
@@ -74,19 +77,62 @@ impl Source {
     }
 }
 
+/// A streamed request's chunks as the control thread receives them: where they go, and the
+/// binding the next one must carry (the stream's origin, set by its first chunk, and its number).
+pub struct StreamIn {
+    /// To the MPI thread.
+    pub tx: Sender<ChunkIn>,
+    /// The origin of the stream's first chunk.
+    origin: Option<u64>,
+    /// The next chunk's number.
+    next: u64,
+}
+
+impl StreamIn {
+    /// A stream whose first chunk is still to come.
+    pub fn new(tx: Sender<ChunkIn>) -> StreamIn {
+        StreamIn { tx, origin: None, next: 0 }
+    }
+
+    /// Whether a chunk bound to `binding` is the next of this stream: the same origin as the
+    /// first, at the next number. A chunk of another stream, or one sent again, is not (the
+    /// controller forwards chunks without hashing them; this keeps them in their place end to
+    /// end).
+    pub fn in_place(&mut self, binding: Option<Binding>) -> bool {
+        let Some(b) = binding else { return false };
+        let ok = *self.origin.get_or_insert(b.origin) == b.origin && b.index == self.next;
+        self.next += 1;
+        ok
+    }
+}
+
 /// Where the chunks of a streamed reply go: the control thread, for task `task_id`.
 pub struct Sink {
     /// The task replied to.
     pub task_id: u64,
     /// The control actor.
     pub to: Recipient<ChunkOut>,
+    /// The stream's origin (a fresh random number): every chunk is bound to it and its number.
+    pub origin: u64,
+    /// The next chunk's number.
+    pub next: Cell<u64>,
 }
 
 impl Sink {
-    /// Sends `bytes` as the chunk at `offset` of `total` (MACed by the control thread's writer).
+    /// The sink of task `task_id`'s reply, with a fresh origin.
+    pub fn new(task_id: u64, to: Recipient<ChunkOut>) -> Sink {
+        // Without OS randomness (never seen on Linux), the task id still tells streams apart.
+        let origin = Binding::fresh_origin().unwrap_or(task_id);
+        Sink { task_id, to, origin, next: Cell::new(0) }
+    }
+
+    /// Sends `bytes` as the next chunk, at `offset` of `total` (bound to the stream's origin and
+    /// the chunk's number, MACed by the control thread's writer).
     pub fn send(&self, offset: usize, total: usize, bytes: Bytes) {
         let chunk = Chunk { stream: self.task_id, offset: offset as u64, total: total as u64 };
-        self.to.do_send(ChunkOut(chunk, Payload::new(bytes)));
+        let index = self.next.replace(self.next.get() + 1);
+        let payload = Payload::bound(bytes, Binding { origin: self.origin, index });
+        self.to.do_send(ChunkOut(chunk, payload));
     }
 
     /// Sends all of `bytes` in chunks of [`chunk_bytes`].

@@ -229,7 +229,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
                 board.running(kernel.execution_count() + 1);
                 output.begin(task_id);
                 let refused = refused.map(|why| *why);
-                let io = TaskIo { buffers, refused, stream, sink: Sink { task_id, to: chunks_to } };
+                let io = TaskIo { buffers, refused, stream, sink: Sink::new(task_id, chunks_to) };
                 let (mut outcome, buffers) = run_task(kernel.as_mut(), &mut groups, rank, task, io);
                 // Output the kernel kept until the end (rhai) is streamed like the rest: the
                 // reply never carries it, so it cannot grow past a frame.

@@ -1,5 +1,10 @@
 //! The messages of each channel. Each channel has one enum per direction, tagged adjacently
 //! (`{"msg_type": ..., "content": ...}`), so every receiver has one exhaustive `match`.
+//!
+//! Every message travels as the header of a [`Frame`](crate::codec::Frame) in a session that
+//! the connection's handshake opened (both sides proved the cluster key; the session is bound to
+//! fresh nonces from both), numbered in sequence and MACed per hop; see [`codec`](crate::codec)
+//! for the handshake, the frame layout and why recorded frames and payloads are refused.
 
 use serde::{Deserialize, Serialize};
 
@@ -50,7 +55,8 @@ pub struct ArrayMeta {
 
 /// One piece of a streamed array: an array larger than one chunk travels as a request (or reply)
 /// without its bytes plus one `Chunk` frame per piece, each carrying one payload buffer (MACed by
-/// the original sender, checked by the final receiver), in order.
+/// the original sender together with its binding, the stream's origin and the chunk's number;
+/// checked by the final receiver, which takes each chunk only in its place), in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chunk {
     /// The stream: the request id between client and controller, the task id between
