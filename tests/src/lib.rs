@@ -328,25 +328,54 @@ impl Drop for Cluster {
     }
 }
 
-/// Values of `Out[R]: v` lines, by engine.
-pub fn out_values(text: &str) -> Vec<(u32, String)> {
-    text.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("Out[")?;
-            let (id, value) = rest.split_once("]: ")?;
-            Some((id.parse().ok()?, value.to_string()))
-        })
-        .collect()
+/// Engine ids of a collapsed label: `0-3,5` → `[0, 1, 2, 3, 5]` (`None` if it is not a list
+/// of ids, e.g. a `set:rank` label).
+pub fn rank_list(label: &str) -> Option<Vec<u32>> {
+    let mut ids = Vec::new();
+    for part in label.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => ids.extend(a.parse::<u32>().ok()?..=b.parse::<u32>().ok()?),
+            None => ids.push(part.parse().ok()?),
+        }
+    }
+    Some(ids)
 }
 
-/// Lines of `[stdout:R] text`, by engine.
+/// `(engine, text)` of the lines `PREFIX<engines><sep>text`, a collapsed line (`0-3`) counted for
+/// each of its engines, sorted by engine (each engine's lines in order).
+fn labelled(text: &str, prefix: &str, sep: &str) -> Vec<(u32, String)> {
+    let mut found: Vec<(u32, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(prefix)?;
+            let (ids, value) = rest.split_once(sep)?;
+            Some(rank_list(ids)?.into_iter().map(move |id| (id, value.to_string())))
+        })
+        .flatten()
+        .collect();
+    found.sort_by_key(|(id, _)| *id);
+    found
+}
+
+/// Values of `Out[R]: v` lines (also collapsed ones, `Out[0-3]: v`), by engine.
+pub fn out_values(text: &str) -> Vec<(u32, String)> {
+    labelled(text, "Out[", "]: ")
+}
+
+/// Lines of `[stdout:R] text` (also collapsed ones, `[stdout:0-3] text`), by engine.
 pub fn stdout_lines(text: &str) -> Vec<(u32, String)> {
+    labelled(text, "[stdout:", "] ")
+}
+
+/// Engines of `[R:error]` lines (also collapsed ones, `[0-3:error]`), with the error line.
+pub fn error_lines(text: &str) -> Vec<(u32, String)> {
     text.lines()
         .filter_map(|l| {
-            let rest = l.strip_prefix("[stdout:")?;
-            let (id, value) = rest.split_once("] ")?;
-            Some((id.parse().ok()?, value.to_string()))
+            let rest = l.strip_prefix('[')?;
+            let (ids, value) = rest.split_once(":error] ")?;
+            Some(rank_list(ids)?.into_iter().map(move |id| (id, value.to_string())))
         })
+        .flatten()
         .collect()
 }
 
