@@ -239,3 +239,52 @@ fn t46_console_completes_keeps_history_and_reconnects() {
     assert!(screen.contains("a_long_name + 1"), "{screen}");
     c.stop();
 }
+
+/// Python-style targets on a real cluster, and an empty list refused.
+#[test]
+fn t47_python_style_targets() {
+    let c = Cluster::start(Kernel::Rhai, "targets", 4, &[]);
+    let ids = |targets: &str| -> Vec<u32> {
+        let out = c.mpx(&["px", "--targets", targets, "rank"]);
+        assert!(out.status.success(), "{targets}: {}", stderr(&out));
+        mpx_tests::out_values(&stdout(&out)).into_iter().map(|(id, _)| id).collect()
+    };
+    assert_eq!(ids("::2"), vec![0, 2]);
+    assert_eq!(ids("-1"), vec![3]);
+    assert_eq!(ids("1:3"), vec![1, 2]);
+    assert_eq!(ids("0,-1"), vec![0, 3]);
+    assert_eq!(ids("all"), vec![0, 1, 2, 3]);
+    let out = c.mpx(&["px", "--targets", "", "rank"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("empty target list") && stdout(&out).is_empty(), "{}", stderr(&out));
+    let out = c.mpx(&["px", "--targets", "7:", "rank"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("select no engine (engine ids: 0-3)"), "{}", stderr(&out));
+    c.stop();
+}
+
+/// Help says what people type, and completion scripts are generated for each shell.
+#[test]
+fn t47_help_text_and_shell_completions() {
+    let home = mpx_tests::temp_home("help");
+    let run = |args: &[&str]| {
+        let mut cmd = mpx_cmd(&home);
+        cmd.args(args);
+        run_with_timeout(cmd, Duration::from_secs(20))
+    };
+    let help = stdout(&run(&["cluster", "start", "--help"]));
+    assert!(help.contains("-n, --engines <N>"), "{help}");
+    assert!(help.contains("(`{queue}`)"), "{help}");
+    let help = stdout(&run(&["px", "--help"]));
+    assert!(!help.contains("[default: \"\"]") && help.contains("::2"), "{help}");
+    let help = stdout(&run(&["gather", "--help"]));
+    assert!(help.contains("concatenated along axis 0"), "{help}");
+    let help = stdout(&run(&["--help"]));
+    assert!(help.contains("-v, --verbose") && help.contains("MPX_LOG"), "{help}");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        let script = stdout(&out);
+        assert!(out.status.success() && script.contains("targets") && script.contains("console"), "{shell}");
+    }
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -50,8 +50,9 @@ pub fn controller_running(info: &mpx_messages::ConnectionInfo) -> bool {
         && match info.controller_started {
             Some(t) => mpx_messages::connection::process_start_time(pid) == Some(t),
             // A file from before start times were recorded: at least an mpx process.
-            None => fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains("mpx"))
+            None => procfs::process::Process::new(pid as i32)
+                .and_then(|p| p.cmdline())
+                .map(|argv| argv.iter().any(|a| a.contains("mpx")))
                 .unwrap_or(true),
         }
 }
@@ -66,9 +67,5 @@ pub fn pid_alive(pid: u32) -> bool {
 
 /// Whether `/proc` shows the process as a zombie (exited, not yet reaped).
 fn is_zombie(pid: u32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the parenthesised command name, which may itself contain spaces.
-    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) == Some("Z")
+    procfs::process::Process::new(pid as i32).and_then(|p| p.stat()).is_ok_and(|s| s.state == 'Z')
 }

@@ -48,13 +48,11 @@ pub struct ConnectionInfo {
     pub controller_started: Option<u64>,
 }
 
-/// When process `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`);
+/// When process `pid` started, in clock ticks since boot (`starttime` of `/proc/PID/stat`);
 /// `None` if there is no such process (or no `/proc`).
 pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is parenthesised and may hold spaces: count after its `)`.
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let pid = i32::try_from(pid).ok()?;
+    Some(procfs::process::Process::new(pid).ok()?.stat().ok()?.starttime)
 }
 
 /// The directory holding connection files: `$MPX_HOME`, or `~/.mpx`.
