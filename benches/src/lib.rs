@@ -14,6 +14,7 @@
 //! - [`cleanup`]: every process the benchmark starts is registered here and ended on every path:
 //!   `Drop`, a panic (the release profile aborts, so a panic hook does it), SIGINT/SIGTERM/SIGHUP.
 //! - [`procs`]: bounded child processes in their own process groups, and `/proc` scans.
+//! - [`tasks`]: the load-balanced task rows (tasks per second from 1 and 4 clients, one task).
 //! - [`stats`], [`report`]: summaries, the printed table, the JSON file, the machine description.
 #![deny(missing_docs)]
 
@@ -28,6 +29,7 @@ pub mod procs;
 pub mod report;
 pub mod rows;
 pub mod stats;
+pub mod tasks;
 
 use std::path::PathBuf;
 

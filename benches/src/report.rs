@@ -48,6 +48,10 @@ pub struct RowResult {
     /// Memory rows: idle RSS, peak and one-second-after RSS above idle (bytes), and the
     /// operation's time (seconds).
     pub memory: Option<MemoryFigures>,
+    /// Rate rows: operations per second (median, min, max over the samples).
+    pub per_second: Option<Stats>,
+    /// Rate rows: operations in each sample.
+    pub per_sample: Option<usize>,
 }
 
 /// A memory row's figures.
@@ -85,6 +89,8 @@ impl RowResult {
             floor_gb_per_s: floor.as_ref().and_then(gbps),
             breakdown: None,
             memory: None,
+            per_second: None,
+            per_sample: None,
         };
         match measured {
             Ok(Measured::Done { stats, leftovers, breakdown }) => {
@@ -100,6 +106,12 @@ impl RowResult {
                     r.goal_met = Some(peak_above_idle <= limit);
                 }
                 r.memory = Some(MemoryFigures { idle, peak_above_idle, after_above_idle, secs });
+            }
+            Ok(Measured::Rate { per_second, per_sample }) => {
+                if let Goal::RateAtLeast(goal) = row.goal {
+                    r.goal_met = Some(per_second.median >= goal);
+                }
+                (r.per_second, r.per_sample) = (Some(per_second), Some(per_sample));
             }
             Ok(Measured::Pending(why)) => (r.status, r.message) = ("pending".into(), Some(why.into())),
             Ok(Measured::NotImplemented(why)) => (r.status, r.message) = ("n/a".into(), Some(why.into())),
@@ -201,6 +213,17 @@ impl Report {
         for r in &self.rows {
             let mb = |b: u64| format!("{:.1} MB", b as f64 / 1e6);
             let mut mpx = match (&r.mpx, &r.message, &r.memory) {
+                _ if r.per_second.is_some() => {
+                    let s = r.per_second.expect("checked");
+                    format!(
+                        "{:.0}/s [{:.0}, {:.0}] ({} × {} tasks)",
+                        s.median,
+                        s.min,
+                        s.max,
+                        s.n,
+                        r.per_sample.unwrap_or(0)
+                    )
+                }
                 (_, _, Some(m)) => format!(
                     "peak {} above idle ({} idle; {} above idle 1 s after; push took {})",
                     mb(m.peak_above_idle),

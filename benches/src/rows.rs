@@ -15,6 +15,7 @@ use crate::{
     floors::{megabytes, Floors, BIG_BYTES, MOVE_SIZES},
     latency,
     stats::Stats,
+    tasks,
 };
 
 /// A row's mpx measurement.
@@ -40,6 +41,13 @@ pub enum Measured {
         /// How long the operation took (seconds).
         secs: f64,
     },
+    /// Operations per second, one figure per sample of `per_sample` operations.
+    Rate {
+        /// The summary of the samples' rates (operations per second, not seconds).
+        per_second: Stats,
+        /// Operations in each sample.
+        per_sample: usize,
+    },
     /// The mpx side cannot run in this build yet.
     Pending(&'static str),
     /// mpx has no such operation yet.
@@ -47,6 +55,14 @@ pub enum Measured {
 }
 
 impl Measured {
+    /// The summary of rates (operations per second), each over `per_sample` operations.
+    ///
+    /// # Errors
+    /// There are no samples.
+    pub fn rate(rates: &[f64], per_sample: usize) -> Result<Measured> {
+        Ok(Measured::Rate { per_second: Stats::of(rates).context("no samples")?, per_sample })
+    }
+
     /// The summary of timed samples (seconds).
     ///
     /// # Errors
@@ -75,6 +91,8 @@ pub enum Goal {
     WithinNoLeftovers(f64),
     /// Peak memory above idle ≤ this many bytes.
     MemoryAtMost(u64),
+    /// At least this many operations per second (median).
+    RateAtLeast(f64),
 }
 
 impl Goal {
@@ -87,6 +105,7 @@ impl Goal {
             Goal::FloorPlus(s) => Some(format!("≤ floor + {s} s")),
             Goal::WithinNoLeftovers(s) => Some(format!("≤ {s} s, 0 leftovers")),
             Goal::MemoryAtMost(b) => Some(format!("≤ {} MB above idle", b / 1_000_000)),
+            Goal::RateAtLeast(r) => Some(format!("≥ {r:.0}/s")),
         }
     }
 
@@ -98,7 +117,7 @@ impl Goal {
             (Goal::ThroughputAtLeast(k), Some(f)) => Some(f.median / mpx.median >= k),
             (Goal::FloorPlus(s), Some(f)) => Some(mpx.median <= f.median + s),
             (Goal::WithinNoLeftovers(s), _) => Some(mpx.median <= s && leftovers == Some(0)),
-            (Goal::MemoryAtMost(_), _) | (_, None) => None,
+            (Goal::MemoryAtMost(_) | Goal::RateAtLeast(_), _) | (_, None) => None,
         }
     }
 }
@@ -187,14 +206,7 @@ pub fn rows() -> Vec<Row> {
         Goal::MemoryAtMost(64_000_000),
     ));
     rows.extend(latency_rows(Kernel::Rhai));
-    rows.push(Row::new(
-        "tasks",
-        "load-balanced no-op tasks per second",
-        "–",
-        mpx_tasks,
-        |_| None,
-        Goal::None,
-    ));
+    rows.extend(task_rows());
     rows.extend(Kernel::ALL.map(start_row));
     rows.extend(Kernel::ALL.map(stop_row));
     rows
@@ -338,9 +350,35 @@ fn move_rows(bytes: usize) -> [Row; 4] {
     ]
 }
 
-/// tasks: mpx has no load-balanced view yet.
-fn mpx_tasks(_ctx: &mut Ctx) -> Result<Measured> {
-    Ok(Measured::NotImplemented("n/a: not implemented yet"))
+/// The load-balanced task rows: tasks/s from one client and from 4, one task's round trip.
+fn task_rows() -> [Row; 3] {
+    let goal = Goal::RateAtLeast(20_000.0);
+    [
+        Row::new(
+            "tasks",
+            "load-balanced no-op tasks (`pass`, python kernel) per second, 1 client, 4 engines",
+            "–",
+            tasks::one_client,
+            |_| None,
+            goal,
+        ),
+        Row::new(
+            "tasks4",
+            format!("load-balanced no-op tasks per second, {} clients at once, 4 engines", tasks::CLIENTS),
+            "–",
+            tasks::four_clients,
+            |_| None,
+            goal,
+        ),
+        Row::new(
+            "task1",
+            "one load-balanced no-op task (python kernel), client round trip (goal: ≤ rtt1's)",
+            "TCP loopback ping-pong RTT, 8 B, TCP_NODELAY",
+            tasks::one_task,
+            |f| Some(f.tcp_rtt),
+            Goal::RatioAtMost(4.0),
+        ),
+    ]
 }
 
 #[cfg(test)]

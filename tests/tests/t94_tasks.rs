@@ -155,7 +155,7 @@ fn map_with_a_killed_engine(c: &Cluster, retries: u32) -> Vec<MapItem> {
     let lb = client.load_balanced_view(Targets::All).retries(retries);
     let slow = |chunk: &[u32]| Work::Code(format!("import time\ntime.sleep(0.5)\n{}", chunk[0]));
     let mut it = lb.imap((0..8).collect(), opts(true, None), slow);
-    // The first result comes after every engine started a task (4 engines, 8 tasks, depth 4).
+    // The first result comes after every engine started a task (4 engines, 8 tasks, 2 per engine).
     let first = it.next().expect("a first result").expect("the first task");
     // SAFETY: an engine process of the cluster this test started.
     unsafe { libc::kill(c.pids.engines[2] as libc::pid_t, libc::SIGKILL) };

@@ -1,9 +1,9 @@
-//! [`Client`]: one TCP connection to a controller, with a reader thread that files each reply
-//! under its request; [`View`]: a set of target engines.
+//! [`Client`]: one TCP connection to a controller (its session opened by the handshake), with a
+//! reader thread (`reader.rs`) that files each reply under its request; [`View`]: a set of
+//! target engines.
 
 use std::{
     collections::HashMap,
-    io::BufReader,
     net::{TcpStream, ToSocketAddrs},
     path::{Path, PathBuf},
     sync::{
@@ -16,16 +16,14 @@ use std::{
 use bytes::Bytes;
 use mpx_messages::connection as files;
 use mpx_messages::{
-    codec::{blocking, Opener, Sealer},
+    codec::{blocking, Sealer},
     Binding, Chunk, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, EngineState,
-    Frame, Key, Outcome, Payload, RawArray, RemoteError, Session, SubmitRequest, Targets, Task,
-    DEFAULT_MAX_FRAME,
+    Frame, Key, Payload, Session, SubmitRequest, Targets, Task,
 };
 
 use crate::{
-    balanced::{BalancedView, Slots, TaskResult},
-    incoming::{decode_streamed, Incoming},
-    result::{EngineResult, RequestState},
+    balanced::{BalancedView, Slots},
+    result::RequestState,
     AsyncResult, ClientError, View,
 };
 
@@ -200,7 +198,7 @@ impl Client {
         let shared2 = shared.clone();
         std::thread::Builder::new()
             .name("mpx-client-reader".into())
-            .spawn(move || read_loop(reader, opener, shared2))
+            .spawn(move || crate::reader::read_loop(reader, opener, shared2))
             .map_err(connect_error)?;
         let client = Client {
             writer: Mutex::new(Writer { stream, sealer }),
@@ -418,136 +416,6 @@ impl Drop for Client {
     fn drop(&mut self) {
         if let Ok(w) = self.writer.lock() {
             let _ = w.stream.shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
-
-/// The reader thread: files every frame under its request and wakes the waiters.
-fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Shared>) {
-    let mut reader = BufReader::with_capacity(1 << 16, stream);
-    let mut incoming = Incoming::default();
-    let why = loop {
-        let frame =
-            match blocking::read_frame::<ControllerToClient>(&mut reader, &mut opener, DEFAULT_MAX_FRAME) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break Closed::Other("the controller closed the connection".into()),
-                Err(CodecError::Rejected) => break Closed::Rejected,
-                Err(e) => break Closed::Other(e.to_string()),
-            };
-        // Decode array replies before taking the lock: other threads keep waiting meanwhile.
-        // `read_frame` verified every payload MAC; a refused payload is the result's error.
-        let binding = frame.buffers.first().and_then(|b| b.binding());
-        let (mut header, buffers, refused) = match frame.into_parts() {
-            Ok((header, buffers)) => (header, buffers, None),
-            Err((header, refused)) => (header, Vec::new(), Some(refused)),
-        };
-        if let ControllerToClient::Chunk { chunk, engine_id } = header {
-            incoming.add(chunk, engine_id, (buffers, binding), refused);
-            continue;
-        }
-        if let ControllerToClient::BalancedResults(results) = header {
-            let received = mpx_messages::unix_time();
-            let results: Vec<(u64, TaskResult)> = results
-                .into_iter()
-                .map(|mut r| {
-                    let array = match &refused {
-                        None => decode_array(&mut r.outcome, &buffers),
-                        Some(why) => {
-                            r.outcome.error =
-                                Some(RemoteError::new("DecodeError", format!("refused the reply: {why}")));
-                            None
-                        }
-                    };
-                    let result = TaskResult {
-                        engine_id: r.engine_id,
-                        outcome: r.outcome,
-                        array,
-                        attempts: r.attempts,
-                        received,
-                    };
-                    (r.id, result)
-                })
-                .collect();
-            let mut state = shared.state.lock().expect("client state");
-            for (id, result) in results {
-                state.balanced.arrived(id, result);
-            }
-            drop(state);
-            shared.cond.notify_all();
-            continue;
-        }
-        // A result ends its stream, whatever became of it.
-        let streamed = match &header {
-            ControllerToClient::TaskResult(res) => incoming.take(res.req_id, res.engine_id),
-            _ => None,
-        };
-        let array = match (&mut header, refused) {
-            (ControllerToClient::TaskResult(res), None) if buffers.is_empty() && streamed.is_some() => {
-                decode_streamed(&mut res.outcome, streamed.expect("checked"))
-            }
-            (ControllerToClient::TaskResult(res), None) => decode_array(&mut res.outcome, &buffers),
-            (ControllerToClient::TaskResult(res), Some(refused)) => {
-                res.outcome.error = Some(RemoteError {
-                    ename: "DecodeError".into(),
-                    evalue: format!("refused the reply: {refused}"),
-                    line: None,
-                    traceback: String::new(),
-                });
-                None
-            }
-            _ => None,
-        };
-        let mut state = shared.state.lock().expect("client state");
-        match header {
-            ControllerToClient::InfoReply(info) => {
-                state.info = Some(info);
-                state.info_seq += 1;
-            }
-            ControllerToClient::SubmitReply(reply) => {
-                if let Some(req) = state.requests.get_mut(&reply.req_id) {
-                    match reply.error {
-                        Some(e) => req.error = Some(e),
-                        None => req.engines = Some(reply.engines),
-                    }
-                }
-            }
-            ControllerToClient::TaskResult(res) => {
-                if let Some(req) = state.requests.get_mut(&res.req_id) {
-                    let result = EngineResult {
-                        engine_id: res.engine_id,
-                        outcome: res.outcome,
-                        array,
-                        received: mpx_messages::unix_time(),
-                    };
-                    req.results.insert(res.engine_id, result);
-                }
-            }
-            ControllerToClient::ShutdownReply => state.shutdown_acked = true,
-            ControllerToClient::Chunk { .. } | ControllerToClient::BalancedResults(_) => {}
-            reply @ (ControllerToClient::InterruptReply { .. }
-            | ControllerToClient::WhereReply { .. }
-            | ControllerToClient::AbortReply { .. }) => state.control.push(reply),
-        }
-        drop(state);
-        shared.cond.notify_all();
-    };
-    shared.state.lock().expect("client state").closed = Some(why);
-    shared.cond.notify_all();
-}
-
-/// Decodes the array an outcome refers to; a bad one becomes the outcome's error.
-pub(crate) fn decode_array(outcome: &mut Outcome, buffers: &[Bytes]) -> Option<RawArray> {
-    let meta = outcome.array.as_ref()?;
-    match RawArray::from_meta(meta, buffers) {
-        Ok(a) => Some(a),
-        Err(why) => {
-            outcome.error = Some(RemoteError {
-                ename: "DecodeError".into(),
-                evalue: format!("bad array reply: {why}"),
-                line: None,
-                traceback: String::new(),
-            });
-            None
         }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use bytes::{Bytes, BytesMut};
 use mpx_messages::{Binding, Chunk, EngineId, Outcome, RawArray, RemoteError};
 
-use crate::client::decode_array;
+use crate::reader::decode_array;
 
 /// The arrays streaming in, by (request, engine): each written into its final buffer, allocated
 /// once at its first chunk.

@@ -26,6 +26,7 @@ pub mod client;
 pub mod display;
 mod incoming;
 pub mod npy;
+mod reader;
 pub mod result;
 pub mod view;
 

@@ -18,7 +18,7 @@ pub fn log_file(home: &Path, id: &str) -> PathBuf {
 /// Holds `$MPX_HOME/cluster-<id>.lock` locked for as long as it lives (the whole life of a
 /// cluster's controller process), so that two starts of one cluster id cannot both run.
 #[derive(Debug)]
-pub struct ClusterLock(#[allow(dead_code)] fs::File);
+pub struct ClusterLock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
 
 /// Takes the cluster id's lock, without waiting. The lock file is left in place (removing it
 /// could let two later starts lock two different files).
@@ -26,7 +26,7 @@ pub struct ClusterLock(#[allow(dead_code)] fs::File);
 /// # Errors
 /// [`crate::ClusterError::AlreadyRunning`] when another process holds it; I/O errors.
 pub fn lock_cluster(home: &Path, id: &str) -> Result<ClusterLock, crate::ClusterError> {
-    use std::os::{fd::AsRawFd, unix::fs::OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     fs::create_dir_all(home)?;
     let file = fs::OpenOptions::new()
         .create(true)
@@ -34,11 +34,12 @@ pub fn lock_cluster(home: &Path, id: &str) -> Result<ClusterLock, crate::Cluster
         .write(true)
         .mode(0o600)
         .open(home.join(format!("cluster-{id}.lock")))?;
-    // SAFETY: flock on a file descriptor this function owns; released when the file closes.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(crate::ClusterError::AlreadyRunning(id.to_string()));
+    // Released when the lock (and its file) is dropped, or the process ends.
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(ClusterLock(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(crate::ClusterError::AlreadyRunning(id.to_string())),
+        Err((_, e)) => Err(std::io::Error::from(e).into()),
     }
-    Ok(ClusterLock(file))
 }
 
 /// Whether the controller a connection file names is still running: its pid is alive and the

