@@ -61,6 +61,10 @@ fn t45_logs_of_the_controller_and_of_each_engine() {
 fn t45_a_foreground_cluster_logs_to_its_file() {
     let _serial = mpx_tests::serial();
     let home = mpx_tests::temp_home("logs-fg");
+    // An earlier run's log of an engine this run does not have goes once this run is ready.
+    std::fs::create_dir_all(home.join("cluster-fg")).unwrap();
+    std::fs::write(home.join("cluster-fg/engine-7.log"), "old\n").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
     let mut cmd = mpx_cmd(&home);
     cmd.args(["cluster", "start", "-n", "2", "--kernel", "rhai", "--cluster-id", "fg"])
         .stdout(Stdio::piped())
@@ -83,6 +87,7 @@ fn t45_a_foreground_cluster_logs_to_its_file() {
     let log = std::fs::read_to_string(home.join("cluster-fg.log")).expect("log");
     assert!(log.contains("2 engines ready") && log.contains("stopped on request"), "{log}");
     assert!(home.join("cluster-fg/engine-1.log").is_file());
+    assert!(!home.join("cluster-fg/engine-7.log").exists(), "an earlier run's engine log is left");
     let _ = std::fs::remove_dir_all(&home);
 }
 

@@ -4,8 +4,10 @@
 use std::{
     io::{BufRead, BufReader, Write},
     os::unix::process::CommandExt,
+    path::Path,
     process::{Command, Stdio},
     sync::OnceLock,
+    time::SystemTime,
 };
 
 use anyhow::{bail, Context, Result};
@@ -24,6 +26,18 @@ pub fn is_daemon_child() -> bool {
         std::env::remove_var(CHILD_MARKER);
         child
     })
+}
+
+/// Removes the logs an earlier run of this cluster id left in its log directory (engines and
+/// sets this run does not have), once this run is ready: its own engines have written theirs.
+fn remove_earlier_logs(connection_file: &Path, started: SystemTime) {
+    let dir = mpx_messages::connection::log_dir(connection_file);
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let earlier = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < started);
+        if earlier && entry.file_name().to_str().is_some_and(|n| n.ends_with(".log")) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Why a cluster stopped, in words.
@@ -45,8 +59,10 @@ pub fn run_foreground(
     let daemon_child = is_daemon_child();
     let id = opts.cluster_id.clone();
     tracing::info!(cluster = %id, pid = std::process::id(), "starting");
+    let started = SystemTime::now();
     let system = actix::System::new();
     let result = system.block_on(run_cluster(opts, launcher, |ready| {
+        remove_earlier_logs(&ready.connection_file, started);
         let line = ready_line(ready);
         if daemon_child {
             // The parent reads this line and exits; nothing is printed on stdout after it.
