@@ -42,3 +42,81 @@ pub fn render_with(results: &[EngineResult], labels: &HashMap<EngineId, String>)
 pub fn any_error(results: &[EngineResult]) -> bool {
     results.iter().any(|r| r.outcome.error.is_some())
 }
+
+/// Error blocks shown in full when engines fail differently; the other engines' errors are
+/// summed up in one line.
+pub const ERROR_BLOCKS: usize = 3;
+
+/// Engines failing after which a count line ends the errors (`7 of 16 engines failed`).
+pub const COUNT_AFTER: usize = 3;
+
+/// Renders results, collapsed unless `collapse` is false (then as [`render_with`]): identical
+/// stdout, stderr, values and errors of several engines are shown once, labelled with their
+/// engines (`[stdout:0-3] 193.87`, `Out[0,2]: 1`, `[0-3:error] ZeroDivisionError: ...`). Errors
+/// are the same when they differ only in their cell numbers. At most [`ERROR_BLOCKS`] different
+/// errors are shown in full, the rest in one line; when more than [`COUNT_AFTER`] engines fail,
+/// a last line counts them.
+pub fn render_opts(results: &[EngineResult], labels: &HashMap<EngineId, String>, collapse: bool) -> String {
+    use crate::collapse::{group, who, write_lines};
+    use mpx_messages::StreamName;
+    if !collapse {
+        return render_with(results, labels);
+    }
+    let mut out = String::new();
+    let texts = |f: fn(&EngineResult) -> &str| {
+        group(results.iter().filter(|r| !f(r).is_empty()).map(|r| (r.engine_id, f(r).to_string())))
+    };
+    for (ids, text) in texts(|r| &r.outcome.stdout) {
+        write_lines(&mut out, StreamName::Stdout, &who(&ids, labels), &text);
+    }
+    for (ids, text) in texts(|r| &r.outcome.stderr) {
+        write_lines(&mut out, StreamName::Stderr, &who(&ids, labels), &text);
+    }
+    let values = results.iter().filter_map(|r| Some((r.engine_id, r.outcome.value.clone()?)));
+    for (ids, value) in group(values) {
+        let _ = writeln!(out, "Out[{}]: {value}", who(&ids, labels));
+    }
+    let errors: Vec<(EngineId, &mpx_messages::MpxError)> =
+        results.iter().filter_map(|r| Some((r.engine_id, r.outcome.error.as_ref()?))).collect();
+    let same = |e: &mpx_messages::MpxError| {
+        let tb = e.traceback();
+        // Engines number their cells separately: `<cell-7>` on one is `<cell-9>` on another.
+        let tb = tb.split("<cell-").enumerate().fold(String::new(), |mut acc, (i, part)| {
+            if i > 0 {
+                acc.push_str("<cell");
+                acc.push_str(part.trim_start_matches(|c: char| c.is_ascii_digit()));
+            } else {
+                acc.push_str(part);
+            }
+            acc
+        });
+        (e.ename().to_string(), e.evalue().to_string(), e.line(), tb)
+    };
+    let groups = group(errors.iter().map(|(id, e)| (*id, same(e))));
+    for (ids, (ename, evalue, line, _)) in groups.iter().take(ERROR_BLOCKS) {
+        let first = errors.iter().find(|(id, _)| *id == ids[0]).map(|(_, e)| *e).expect("grouped");
+        let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+        let sep = if evalue.is_empty() { "" } else { ": " };
+        let _ = writeln!(out, "[{}:error] {ename}{sep}{evalue}{at}", who(ids, labels));
+        for tb_line in first.traceback().lines() {
+            let _ = writeln!(out, "    {tb_line}");
+        }
+    }
+    if groups.len() > ERROR_BLOCKS {
+        let rest = &groups[ERROR_BLOCKS..];
+        let ids: Vec<EngineId> = rest.iter().flat_map(|(ids, _)| ids.iter().copied()).collect();
+        let mut kinds: Vec<(String, usize)> = Vec::new();
+        for (ids, (ename, ..)) in rest {
+            match kinds.iter_mut().find(|(k, _)| k == ename) {
+                Some((_, n)) => *n += ids.len(),
+                None => kinds.push((ename.clone(), ids.len())),
+            }
+        }
+        let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} ({n})")).collect();
+        let _ = writeln!(out, "[{}:error] and other errors: {}", who(&ids, labels), kinds.join(", "));
+    }
+    if errors.len() > COUNT_AFTER {
+        let _ = writeln!(out, "{} of {} engines failed", errors.len(), results.len());
+    }
+    out
+}

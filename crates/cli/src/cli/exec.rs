@@ -97,7 +97,7 @@ pub fn execute_and_print(
 ) -> Result<i32> {
     let targets = target.targets(client)?;
     let pending = code.submit(&client.view(targets.clone()))?;
-    show_request(client, &targets, &pending, target.timeout(), on_timeout, show)
+    show_request(client, &targets, &pending, target.timeout(), on_timeout, show, "mpx wait")
 }
 
 /// Waits for `pending` and shows it: its engines' output as it arrives (held for
@@ -106,7 +106,8 @@ pub fn execute_and_print(
 /// `show.no_collapse`. Returns the exit code (130 after Ctrl-C, 1 when an engine failed).
 ///
 /// # Errors
-/// A timeout (naming the request's id for `mpx wait`), a refusal or a lost connection.
+/// A timeout (a [`ClientError::Timeout`] whose context names the request's id and `again`, the
+/// command that waits for it again), a refusal or a lost connection.
 pub fn show_request(
     client: &Client,
     targets: &Targets,
@@ -114,6 +115,7 @@ pub fn show_request(
     timeout: Duration,
     on_timeout: OnTimeout,
     show: Show,
+    again: &str,
 ) -> Result<i32> {
     let collapse = !show.no_collapse;
     let labels = client.labels()?;
@@ -150,10 +152,13 @@ pub fn show_request(
             client.abort(&format!("px timed out after {t:?}"), Duration::from_secs(10))?;
             (pending.get(Duration::from_secs(10))?, false)
         }
-        Err(ClientError::Timeout(t)) => match pending.id() {
-            Some(id) => bail!("no result after {t:?}: request {id} is still running; `mpx wait {id}` to get it"),
-            None => bail!("no result after {t:?}: the controller did not even accept the request"),
-        },
+        Err(ClientError::Timeout(t)) => {
+            let why = match pending.id() {
+                Some(id) => format!("request {id} is still running; `{again} {id}` to get it"),
+                None => "the controller did not accept the request yet".to_string(),
+            };
+            return Err(anyhow::Error::new(ClientError::Timeout(t)).context(why));
+        }
         other => other?,
     };
     print_now(&display::render_opts(&results, &labels, collapse));
@@ -275,7 +280,7 @@ pub fn wait(args: WaitArgs) -> Result<i32> {
         Err(e) => return Err(e.into()),
     };
     let timeout = Duration::from_secs_f64(args.timeout.max(0.0));
-    show_request(&client, &targets, &pending, timeout, OnTimeout::Wait, args.show)
+    show_request(&client, &targets, &pending, timeout, OnTimeout::Wait, args.show, "mpx wait")
 }
 
 #[derive(Args)]

@@ -16,7 +16,7 @@ use super::{
 
 /// The console's magics, as completed.
 pub const MAGICS: &[&str] = &[
-    "%autopx", "%exit", "%gather", "%help", "%pull", "%push", "%px", "%quit", "%run", "%scatter", "%targets",
+    "%autopx", "%exit", "%gather", "%help", "%pull", "%push", "%px", "%quit", "%result", "%run", "%scatter", "%targets",
     "%timeout", "%where",
 ];
 
