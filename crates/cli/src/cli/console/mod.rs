@@ -25,7 +25,7 @@ use mpx_cells::{local::LocalWorld, Interpreter, Registry};
 use mpx_client::{display, npy, AsyncResult, Client, ClientError, Targets};
 use mpx_controller::files;
 use mpx_messages::ConnectionInfo;
-use rustyline::{error::ReadlineError, history::FileHistory, Config, Editor};
+use rustyline::{error::ReadlineError, history::FileHistory, CompletionType, Config, Editor};
 
 use self::{
     helper::{ConsoleHelper, Names},
@@ -391,7 +391,12 @@ pub fn run(args: ConsoleArgs) -> Result<i32> {
         unfinished: Vec::new(),
         defined: BTreeSet::new(),
     }));
-    let config = Config::builder().max_history_size(HISTORY_SIZE)?.auto_add_history(false).build();
+    // Tab completes the common prefix; a second Tab lists the candidates (as bash does).
+    let config = Config::builder()
+        .max_history_size(HISTORY_SIZE)?
+        .auto_add_history(false)
+        .completion_type(CompletionType::List)
+        .build();
     let mut editor: Editor<ConsoleHelper, FileHistory> = Editor::with_config(config)?;
     editor.set_helper(Some(ConsoleHelper::new(console.clone())));
     let history = files::mpx_home().join("console_history");
