@@ -94,12 +94,17 @@ pub struct OutputStream {
 }
 
 impl OutputStream {
-    /// Starts streaming request `req_id`'s output (what arrived before stays in the results).
+    /// Starts streaming request `req_id`'s output (what arrived before comes first).
     pub(crate) fn start(req_id: u64, shared: Arc<Shared>) -> OutputStream {
         {
             let mut state = shared.state.lock().expect("client state");
             let out = state.output.entry(req_id).or_default();
-            out.queue.get_or_insert_with(VecDeque::new);
+            let mut queue = out.queue.take().unwrap_or_default();
+            for ((engine_id, stream), kept) in std::mem::take(&mut out.kept) {
+                out.queued += kept.text.len();
+                queue.push_back(EngineOutput { req_id, engine_id, stream, text: kept.text });
+            }
+            out.queue = Some(queue);
         }
         OutputStream { req_id, shared }
     }

@@ -13,7 +13,7 @@ use crate::EngineId;
 pub const OUTPUT_CHUNK: usize = 64 * 1024;
 
 /// Which standard stream a piece of output was written to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StreamName {
     /// `sys.stdout`, `print`.
