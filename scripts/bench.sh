@@ -7,6 +7,10 @@
 #   scripts/bench.sh           full run (≥ 200 samples per latency, 50 per 8 MB move, 7 per 80 MB move; < 10 min)
 #   scripts/bench.sh --quick   smoke run (20, 5 and 2 samples; < 1 min; rough figures)
 #
+#   scripts/bench.sh --engines [--quick]   only the scale section: mpx-bench-engines, simulated
+#                              engines against one controller (1,000 and 10,000; --quick: 100 and 1,000)
+#   scripts/bench.sh --with-engines [--quick]   the usual run, then the scale section
+#
 # Extra arguments go to mpx-bench (`--only rtt1,psum`, `--out FILE`; `--help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +21,31 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # Containers often lack ptrace (CMA); this keeps Open MPI's shared memory path quiet there.
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 
+# The scale section (simulated engines, no MPI): --engines alone, or after the rest.
+engines=none quick=()
+args=()
+for a in "$@"; do
+  case $a in
+    --engines) engines=only ;;
+    --with-engines) engines=after ;;
+    --quick) quick=(--quick); args+=("$a") ;;
+    *) args+=("$a") ;;
+  esac
+done
+set -- ${args[@]+"${args[@]}"}
+run_engines() {
+  echo
+  echo "Scale: simulated engines against one controller (benches/src/bin/mpx-bench-engines.rs):"
+  local out=target/mpx-bench-engines.json
+  [ ${#quick[@]} -gt 0 ] && out=target/mpx-bench-engines-quick.json
+  target/release/mpx-bench-engines ${quick[@]+"${quick[@]}"} --out "$out"
+}
+
 cargo build --release -p mpx-cli -p mpx-engine -p mpx-benches --bins
+if [ "$engines" = only ]; then
+  run_engines
+  exit 0
+fi
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if ! git diff --quiet HEAD 2>/dev/null; then commit="$commit-dirty"; fi
 target/release/mpx-bench --commit "$commit" "$@"
@@ -31,4 +59,8 @@ if [ -x target/pyenv/bin/python ] && target/pyenv/bin/python -c 'import mpx' 2>/
   echo "From Python (python/bench.py, $reps round trips each):"
   # -P: import the installed package, not the sources next to the script.
   MPX_BIN="$PWD/target/release/mpx" target/pyenv/bin/python -P python/bench.py --reps "$reps"
+fi
+
+if [ "$engines" = after ]; then
+  run_engines
 fi

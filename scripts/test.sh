@@ -23,4 +23,4 @@ VENV="$(./scripts/python-env.sh)"
 MPX_BIN="$PWD/target/debug/mpx" "$VENV/bin/python" -m pytest -q python/tests
 
 # Smoke run of the benchmark (figures are printed, never asserted).
-./scripts/bench.sh --quick --out target/mpx-bench-quick.json
+./scripts/bench.sh --quick --with-engines --out target/mpx-bench-quick.json

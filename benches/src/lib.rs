@@ -14,6 +14,8 @@
 //! - [`cleanup`]: every process the benchmark starts is registered here and ended on every path:
 //!   `Drop`, a panic (the release profile aborts, so a panic hook does it), SIGINT/SIGTERM/SIGHUP.
 //! - [`procs`]: bounded child processes in their own process groups, and `/proc` scans.
+//! - [`sim`]: simulated engines (the engines' protocol without MPI) for `mpx-bench-engines`,
+//!   which measures how many engines one controller holds.
 //! - [`tasks`]: the load-balanced task rows (tasks per second from 1 and 4 clients, one task).
 //! - [`stats`], [`report`]: summaries, the printed table, the JSON file, the machine description.
 #![deny(missing_docs)]
@@ -28,6 +30,7 @@ pub mod latency;
 pub mod procs;
 pub mod report;
 pub mod rows;
+pub mod sim;
 pub mod stats;
 pub mod tasks;
 

@@ -12,7 +12,7 @@ use actix::prelude::*;
 use mpx_messages::{ConnectionInfo, EngineInfo, Key, DEFAULT_MAX_FRAME};
 use rand::RngExt;
 use tokio::{
-    net::TcpListener,
+    net::{TcpListener, TcpSocket},
     sync::{mpsc, oneshot},
 };
 use tracing::{info, warn};
@@ -117,7 +117,7 @@ pub async fn start_controller(
     max_frame: usize,
     heartbeat: Duration,
 ) -> Result<Controller, ClusterError> {
-    let listener = TcpListener::bind(bind).await?;
+    let listener = listen(bind).await?;
     let address = listener.local_addr()?;
     if !address.ip().is_loopback() {
         warn!(%address, "the controller listens beyond loopback: anyone who can reach it and has the key gets in");
@@ -127,6 +127,25 @@ pub async fn start_controller(
     let config = ListenerConfig { key, cluster_id: cluster_id.to_string(), max_frame, heartbeat };
     actix::spawn(listener::serve(listener, hub.clone(), config));
     Ok(Controller { address, hub, shutdown })
+}
+
+/// Pending connections the listener queues before accepting them (the kernel caps it at
+/// `net.core.somaxconn`). A world of thousands of ranks connects at once: with the usual 128, the
+/// overflow's SYNs are dropped and retried a second later.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `bind` (`ip:port`, or a name that resolves) with [`LISTEN_BACKLOG`].
+async fn listen(bind: &str) -> Result<TcpListener, ClusterError> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(bind).await? {
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other(format!("{bind} resolves to no address"))).into())
 }
 
 /// A fresh random cluster key.
