@@ -341,10 +341,10 @@ pub fn rank_list(label: &str) -> Option<Vec<u32>> {
     Some(ids)
 }
 
-/// `(engine, text)` of the lines `PREFIX<engines><sep>text`, a collapsed line (`0-3`) counted for
-/// each of its engines, sorted by engine (each engine's lines in order).
+/// `(engine, text)` of the lines `PREFIX<engines><sep>text`, in order, a collapsed line (`0-3`)
+/// counted for each of its engines.
 fn labelled(text: &str, prefix: &str, sep: &str) -> Vec<(u32, String)> {
-    let mut found: Vec<(u32, String)> = text
+    text
         .lines()
         .filter_map(|l| {
             let rest = l.strip_prefix(prefix)?;
@@ -352,9 +352,7 @@ fn labelled(text: &str, prefix: &str, sep: &str) -> Vec<(u32, String)> {
             Some(rank_list(ids)?.into_iter().map(move |id| (id, value.to_string())))
         })
         .flatten()
-        .collect();
-    found.sort_by_key(|(id, _)| *id);
-    found
+        .collect()
 }
 
 /// Values of `Out[R]: v` lines (also collapsed ones, `Out[0-3]: v`), by engine.
