@@ -43,7 +43,7 @@ pub fn push(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
 /// pull: `bytes` from engine 0.
 pub fn pull(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
     let (warmup, n) = ctx.cfg.move_samples(bytes);
-    let view = ctx.client(KERNEL)?.view(Targets::List(vec![0]));
+    let view = ctx.client(KERNEL)?.view(Targets::ids([0]));
     view.push_sync("x", &f64_array(bytes), CELL_TIMEOUT)?;
     let samples = time_repeated(warmup, n, || {
         let got = view.pull_sync("x", CELL_TIMEOUT)?;

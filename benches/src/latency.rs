@@ -28,7 +28,7 @@ fn round_trips(ctx: &mut Ctx, kernel: Kernel, targets: Targets, code: &str) -> R
 
 /// rtt1: a no-op cell on engine 0.
 pub fn rtt1(ctx: &mut Ctx, kernel: Kernel) -> Result<Measured> {
-    round_trips(ctx, kernel, Targets::List(vec![0]), Cells::of(kernel).noop)
+    round_trips(ctx, kernel, Targets::ids([0]), Cells::of(kernel).noop)
 }
 
 /// rttN: a no-op cell on every engine.

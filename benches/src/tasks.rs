@@ -39,8 +39,8 @@ fn run_noops(client: &Client, n: usize) -> Result<()> {
             anyhow::bail!(
                 "a no-op task failed on engine {:?}: {} {}",
                 item.result.engine_id,
-                e.ename,
-                e.evalue
+                e.ename(),
+                e.evalue()
             );
         }
         done += 1;

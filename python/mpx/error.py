@@ -52,10 +52,12 @@ class CompositeError(RemoteError):
 
 
 class EngineDied(Exception):
-    """An engine died (killed, crashed, exited): ``engine_id`` and ``cause`` (what mpirun said)."""
+    """An engine died (killed, crashed, exited): ``engine_id``, its ``rank`` in its MPI world and
+    ``cause`` (what mpirun said)."""
 
-    def __init__(self, engine_id, cause):
+    def __init__(self, engine_id, cause, rank=None):
         self.engine_id = engine_id
+        self.rank = rank
         self.cause = cause
         super().__init__("engine %s died: %s" % (engine_id, cause))
 
@@ -67,10 +69,10 @@ def collect(results):
         e = r["error"]
         if e is None:
             continue
+        if r.get("died") is not None:
+            engine, rank, cause = r["died"]
+            return EngineDied(engine, cause, rank)
         ename, evalue, line, tb = e
-        if ename == "EngineDied":
-            prefix = "engine %s died: " % r["engine_id"]
-            return EngineDied(r["engine_id"], evalue[len(prefix):] if evalue.startswith(prefix) else evalue)
         errors.append(RemoteError(ename, evalue, tb, r["engine_id"], line))
     if not errors:
         return None

@@ -48,8 +48,13 @@ pub(crate) fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
 
-fn targets(t: Option<Vec<EngineId>>) -> Targets {
-    t.map_or(Targets::All, Targets::List)
+/// Engine ids as Python sees them: plain ints.
+pub(crate) fn numbers(ids: Vec<EngineId>) -> Vec<u32> {
+    ids.into_iter().map(EngineId::get).collect()
+}
+
+fn targets(t: Option<Vec<u32>>) -> Targets {
+    t.map_or(Targets::All, Targets::ids)
 }
 
 /// A connection to a cluster's controller (`mpx_client::Client`).
@@ -87,8 +92,8 @@ impl Client {
     }
 
     /// Ids of the registered engines.
-    fn ids(&self, py: Python<'_>) -> PyResult<Vec<EngineId>> {
-        py.detach(|| self.inner.ids()).map_err(to_py)
+    fn ids(&self, py: Python<'_>) -> PyResult<Vec<u32>> {
+        py.detach(|| self.inner.ids()).map(numbers).map_err(to_py)
     }
 
     /// The cluster's state (id, engines, pids) as JSON.
@@ -99,7 +104,7 @@ impl Client {
 
     /// Runs a cell on `targets`.
     #[pyo3(signature = (targets, code))]
-    fn execute(&self, py: Python<'_>, targets: Option<Vec<EngineId>>, code: &str) -> PyResult<AsyncResult> {
+    fn execute(&self, py: Python<'_>, targets: Option<Vec<u32>>, code: &str) -> PyResult<AsyncResult> {
         let view = self.inner.view(self::targets(targets));
         self.wrap(py.detach(|| view.execute(code)))
     }
@@ -108,7 +113,7 @@ impl Client {
     fn run(
         &self,
         py: Python<'_>,
-        targets: Option<Vec<EngineId>>,
+        targets: Option<Vec<u32>>,
         code: &str,
         filename: &str,
     ) -> PyResult<AsyncResult> {
@@ -121,7 +126,7 @@ impl Client {
     fn push(
         &self,
         py: Python<'_>,
-        targets: Option<Vec<EngineId>>,
+        targets: Option<Vec<u32>>,
         name: &str,
         array: &Bound<'_, PyTuple>,
     ) -> PyResult<AsyncResult> {
@@ -134,7 +139,7 @@ impl Client {
     fn scatter(
         &self,
         py: Python<'_>,
-        targets: Option<Vec<EngineId>>,
+        targets: Option<Vec<u32>>,
         name: &str,
         array: &Bound<'_, PyTuple>,
     ) -> PyResult<AsyncResult> {
@@ -144,13 +149,13 @@ impl Client {
     }
 
     /// Fetches the array `name` from each of `targets`.
-    fn pull(&self, py: Python<'_>, targets: Option<Vec<EngineId>>, name: &str) -> PyResult<AsyncResult> {
+    fn pull(&self, py: Python<'_>, targets: Option<Vec<u32>>, name: &str) -> PyResult<AsyncResult> {
         let view = self.inner.view(self::targets(targets));
         self.wrap(py.detach(|| view.pull(name)))
     }
 
     /// Concatenates `name` along axis 0 over `targets` (the lowest target's result has it).
-    fn gather(&self, py: Python<'_>, targets: Option<Vec<EngineId>>, name: &str) -> PyResult<AsyncResult> {
+    fn gather(&self, py: Python<'_>, targets: Option<Vec<u32>>, name: &str) -> PyResult<AsyncResult> {
         let view = self.inner.view(self::targets(targets));
         self.wrap(py.detach(|| view.gather(name)))
     }
@@ -160,7 +165,7 @@ impl Client {
     fn apply(
         &self,
         py: Python<'_>,
-        targets: Option<Vec<EngineId>>,
+        targets: Option<Vec<u32>>,
         function: &str,
         args: Vec<Bound<'_, PyAny>>,
     ) -> PyResult<AsyncResult> {
@@ -171,13 +176,8 @@ impl Client {
 
     /// Interrupts the running cells of `targets` (they fail with `KeyboardInterrupt`);
     /// returns the engines told.
-    fn interrupt(
-        &self,
-        py: Python<'_>,
-        targets: Option<Vec<EngineId>>,
-        timeout: f64,
-    ) -> PyResult<Vec<EngineId>> {
-        py.detach(|| self.inner.interrupt(self::targets(targets), secs(timeout))).map_err(to_py)
+    fn interrupt(&self, py: Python<'_>, targets: Option<Vec<u32>>, timeout: f64) -> PyResult<Vec<u32>> {
+        py.detach(|| self.inner.interrupt(self::targets(targets), secs(timeout))).map(numbers).map_err(to_py)
     }
 
     /// What every engine is doing, as JSON: `[[id, state or null], ...]`.

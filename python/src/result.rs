@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mpx_client::{EngineId, EngineResult};
+use mpx_client::{EngineResult, MpxError};
 use pyo3::{
     exceptions::PyTimeoutError,
     prelude::*,
@@ -85,11 +85,20 @@ impl AsyncResult {
 fn result_dict<'py>(py: Python<'py>, r: EngineResult) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     let o = r.outcome;
-    d.set_item("engine_id", r.engine_id)?;
+    d.set_item("engine_id", r.engine_id.get())?;
     d.set_item("stdout", o.stdout)?;
     d.set_item("stderr", o.stderr)?;
     d.set_item("value", o.value)?;
-    d.set_item("error", o.error.map(|e| (e.ename, e.evalue, e.line, e.traceback)))?;
+    // A death as (engine, rank, cause), matched on by `mpx.error.collect`.
+    let died = match &o.error {
+        Some(MpxError::EngineDied { engine, rank, cause }) => Some((engine.get(), rank.get(), cause.clone())),
+        _ => None,
+    };
+    d.set_item("died", died)?;
+    d.set_item(
+        "error",
+        o.error.map(|e| (e.ename().to_string(), e.evalue(), e.line(), e.traceback().to_string())),
+    )?;
     d.set_item("execution_count", o.execution_count)?;
     d.set_item("started", o.started)?;
     d.set_item("completed", o.completed)?;
@@ -125,8 +134,8 @@ impl AsyncResult {
 
     /// The engines this request runs on (waits for the controller's acceptance).
     #[pyo3(signature = (timeout=10.0))]
-    fn engines(&self, py: Python<'_>, timeout: f64) -> PyResult<Vec<EngineId>> {
-        py.detach(|| self.inner.engines(secs(timeout))).map_err(to_py)
+    fn engines(&self, py: Python<'_>, timeout: f64) -> PyResult<Vec<u32>> {
+        py.detach(|| self.inner.engines(secs(timeout))).map(crate::numbers).map_err(to_py)
     }
 
     /// The results so far, as dicts, in engine order.

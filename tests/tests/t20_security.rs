@@ -61,7 +61,7 @@ fn t21_an_engine_refuses_a_connection_file_others_can_read() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("must be 0600"), "{}", stderr(&out));
     // It did not join.
-    assert_eq!(c.client().ids().unwrap(), vec![0, 1]);
+    assert_eq!(c.client().ids().unwrap(), vec![mpx_client::EngineId(0), mpx_client::EngineId(1)]);
     c.stop();
 }
 

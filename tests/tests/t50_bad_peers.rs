@@ -180,9 +180,15 @@ fn t50_each_kind_of_bad_peer_is_closed_and_logged_while_a_good_client_is_served(
 
     // An engine that registers, then sends garbage.
     let mut e = Conn::open(ctl.address);
-    let me = RankInfo { rank: 0, pid: 1, hostname: "nowhere".into() };
-    let reg =
-        RegisterRequest { rank: 0, size: 1, pid: 1, hostname: "nowhere".into(), world: vec![me], set: None };
+    let me = RankInfo { rank: mpx_client::Rank(0), pid: 1, hostname: "nowhere".into() };
+    let reg = RegisterRequest {
+        rank: mpx_client::Rank(0),
+        size: 1,
+        pid: 1,
+        hostname: "nowhere".into(),
+        world: vec![me],
+        set: None,
+    };
     let bytes = e.framed(&Frame::new(EngineToController::RegisterRequest(reg)));
     send(&mut e.s, &bytes);
     e.s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
@@ -194,8 +200,14 @@ fn t50_each_kind_of_bad_peer_is_closed_and_logged_while_a_good_client_is_served(
     garbage.extend_from_slice(&[b'x'; 64]);
     // A second engine claiming the same rank of that world hears why it is refused before the close.
     let mut dup = Conn::open(ctl.address);
-    let reg =
-        RegisterRequest { rank: 0, size: 1, pid: 2, hostname: "nowhere".into(), world: vec![], set: Some(0) };
+    let reg = RegisterRequest {
+        rank: mpx_client::Rank(0),
+        size: 1,
+        pid: 2,
+        hostname: "nowhere".into(),
+        world: vec![],
+        set: Some(0),
+    };
     let bytes = dup.framed(&Frame::new(EngineToController::RegisterRequest(reg)));
     send(&mut dup.s, &bytes);
     let got = read_until_closed(&mut dup.s, CLOSE_WITHIN, "duplicate engine");

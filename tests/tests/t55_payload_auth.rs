@@ -10,8 +10,8 @@ use std::{io::Write, net::TcpStream, time::Duration};
 use bytes::Bytes;
 use mpx_client::{Dtype, RawArray, Targets};
 use mpx_messages::{
-    codec::FIRST_FRAME_MAX, Binding, Chunk, ClientToController, ControllerToClient, Frame, Payload,
-    SubmitRequest, Task, TaskResult,
+    codec::FIRST_FRAME_MAX, Binding, Chunk, ClientToController, ControllerToClient, EngineReply, Frame,
+    Payload, Request, SubmitRequest,
 };
 use mpx_tests::{
     arrays::sample,
@@ -41,8 +41,8 @@ fn t55_a_payload_altered_after_signing_is_refused_by_the_engine_and_nothing_is_b
     altered[at] ^= 0x10;
     let binding = Binding { origin: 99, index: 0 };
     let forged = Payload::with_mac(Bytes::from(altered), binding, key.payload_mac(binding, other.data()));
-    let task = Task::Push { name: "x".into(), array: other.meta(0), group: vec![] };
-    let req = SubmitRequest { req_id: 7, targets: Targets::All, task };
+    let request = Request::Push { name: "x".into(), array: other.meta(0) };
+    let req = SubmitRequest { req_id: 7, targets: Targets::All, request };
     peer.send(&Frame::with_payloads(ClientToController::SubmitRequest(req), vec![forged]));
 
     // The controller forwards it (it checks headers only); every engine answers with an error,
@@ -52,14 +52,14 @@ fn t55_a_payload_altered_after_signing_is_refused_by_the_engine_and_nothing_is_b
         let frame = peer.recv::<ControllerToClient>().expect("a reply").expect("the connection stays open");
         match frame.header {
             ControllerToClient::SubmitReply(r) => assert_eq!(r.error, None, "{r:?}"),
-            ControllerToClient::TaskResult(r) if r.req_id == 7 => results.push(r),
+            ControllerToClient::EngineReply(r) if r.req_id == 7 => results.push(r),
             _ => {}
         }
     }
     results.sort_by_key(|r| r.engine_id);
     let root = results[0].outcome.error.as_ref().expect("the root refuses the push");
-    assert_eq!(root.ename, "AuthenticationError", "{root:?}");
-    assert!(root.evalue.contains("payload buffer 0 failed authentication"), "{root:?}");
+    assert_eq!(root.ename(), "AuthenticationError", "{root:?}");
+    assert!(root.evalue().contains("payload buffer 0 failed authentication"), "{root:?}");
     for r in &results[1..] {
         assert!(r.outcome.error.is_some(), "engine {} bound the refused array: {r:?}", r.engine_id);
     }
@@ -69,18 +69,18 @@ fn t55_a_payload_altered_after_signing_is_refused_by_the_engine_and_nothing_is_b
         assert!(a == &good, "engine {engine} holds something else than the last good push");
     }
     all.push_sync("y", &other, T).unwrap();
-    assert!(client.view(Targets::List(vec![2])).pull_sync("y", T).unwrap()[0] == other);
+    assert!(client.view(Targets::ids([2])).pull_sync("y", T).unwrap()[0] == other);
     c.stop();
 }
 
 /// The results of request `req_id` from `n` engines, by engine id.
-fn results(peer: &mut Peer, req_id: u64, n: usize) -> Vec<TaskResult> {
+fn results(peer: &mut Peer, req_id: u64, n: usize) -> Vec<EngineReply> {
     let mut results = Vec::new();
     while results.len() < n {
         let frame = peer.recv::<ControllerToClient>().expect("a reply").expect("the connection stays open");
         match frame.header {
             ControllerToClient::SubmitReply(r) => assert_eq!(r.error, None, "{r:?}"),
-            ControllerToClient::TaskResult(r) if r.req_id == req_id => results.push(r),
+            ControllerToClient::EngineReply(r) if r.req_id == req_id => results.push(r),
             _ => {}
         }
     }
@@ -105,8 +105,8 @@ fn t55_authentic_chunks_out_of_their_place_are_refused_by_the_engine_and_nothing
         ("a chunk of another stream", [(1, 0), (1, 1), (2, 2), (1, 3)]),
     ];
     for (req_id, (what, order)) in (10u64..).zip(cases) {
-        let task = Task::Push { name: "x".into(), array: other.meta(0), group: vec![] };
-        let req = SubmitRequest { req_id, targets: Targets::All, task };
+        let request = Request::Push { name: "x".into(), array: other.meta(0) };
+        let req = SubmitRequest { req_id, targets: Targets::All, request };
         peer.send(&Frame::new(ClientToController::SubmitRequest(req)));
         for (place, (origin, k)) in order.into_iter().enumerate() {
             let bytes = other.data().slice(k * step..(k + 1) * step);
@@ -116,19 +116,19 @@ fn t55_authentic_chunks_out_of_their_place_are_refused_by_the_engine_and_nothing
         }
         let results = results(&mut peer, req_id, 2);
         let root = results[0].outcome.error.as_ref().unwrap_or_else(|| panic!("{what}: the root bound it"));
-        assert_eq!(root.ename, "AuthenticationError", "{what}: {root:?}");
-        assert!(root.evalue.contains("not the next chunk of this array"), "{what}: {root:?}");
+        assert_eq!(root.ename(), "AuthenticationError", "{what}: {root:?}");
+        assert!(root.evalue().contains("not the next chunk of this array"), "{what}: {root:?}");
         assert!(results[1].outcome.error.is_some(), "{what}: engine 1 bound it");
     }
     // Nothing was bound; the same chunks in their place are taken.
     for a in client.view(Targets::All).pull_sync("x", T).unwrap() {
         assert!(a == good, "an engine holds something else than the last good push");
     }
-    let task = Task::Push { name: "x".into(), array: other.meta(0), group: vec![] };
+    let request = Request::Push { name: "x".into(), array: other.meta(0) };
     peer.send(&Frame::new(ClientToController::SubmitRequest(SubmitRequest {
         req_id: 20,
         targets: Targets::All,
-        task,
+        request,
     })));
     for k in 0..4 {
         let payload = Payload::bound(
@@ -187,12 +187,12 @@ fn t55_the_controller_gives_back_the_memory_of_80_mb_pushes_and_pulls() {
     let a = RawArray::new(Dtype::F64, vec![n], Bytes::from(data)).unwrap();
     let mut peak = idle;
     for engine in 0..4 {
-        client.view(Targets::List(vec![engine])).push_sync("big", &a, T).unwrap();
+        client.view(Targets::ids([engine])).push_sync("big", &a, T).unwrap();
         peak = peak.max(rss(pid));
     }
     let after_push = rss_settles(pid, idle + (64 << 20), Duration::from_secs(5));
     for engine in 0..4 {
-        let back = client.view(Targets::List(vec![engine])).pull_sync("big", T).unwrap();
+        let back = client.view(Targets::ids([engine])).pull_sync("big", T).unwrap();
         assert!(back[0] == a, "engine {engine}");
     }
     let after_pull = rss_settles(pid, idle + (64 << 20), Duration::from_secs(5));

@@ -107,7 +107,7 @@ fn t61_scatter_splits_like_ipyparallel_and_subsets_work() {
     mid.push_sync("r", &b, T).unwrap();
     assert_eq!(mid.pull_sync("r", T).unwrap().len(), 2);
     // On a subset: the communicator of exactly engines 1 and 3.
-    let sub = client.view(Targets::List(vec![3, 1]));
+    let sub = client.view(Targets::ids([3, 1]));
     let s = sample(Dtype::U8, &[5, 2], 3);
     sub.scatter_sync("s", &s, T).unwrap();
     let parts = sub.pull_sync("s", T).unwrap();
@@ -172,7 +172,7 @@ fn t64_a_200_mb_array_round_trips() {
     let a: Vec<u8> = (0..n).flat_map(|i| (i as f64 * 0.5 - 3.0).to_le_bytes()).collect();
     let a = RawArray::new(Dtype::F64, vec![n], Bytes::from(a)).unwrap();
     all.push_sync("h", &a, T).unwrap();
-    let one = client.view(Targets::List(vec![3])).pull_sync("h", T).unwrap();
+    let one = client.view(Targets::ids([3])).pull_sync("h", T).unwrap();
     assert!(one[0] == a);
     all.scatter_sync("hs", &a, T).unwrap();
     assert!(all.gather_sync("hs", T).unwrap() == a);

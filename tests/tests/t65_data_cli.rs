@@ -48,7 +48,7 @@ fn t65_npy_files_through_the_cli() {
     let text = ok(&["pull", "--targets", "1,2", "b", "--out", pulled.to_str().unwrap()]);
     assert!(text.contains("p.1.npy") && text.contains("p.2.npy"), "{text}");
     for id in [1, 2] {
-        let back = npy::read(&npy::per_engine_path(&pulled, id)).unwrap();
+        let back = npy::read(&npy::per_engine_path(&pulled, mpx_client::EngineId(id))).unwrap();
         assert_eq!(back, a);
         assert_eq!(back.shape(), &[10, 3]);
     }

@@ -15,7 +15,8 @@ use std::{
 use bytes::Bytes;
 use mpx_client::{Dtype, RawArray, Targets};
 use mpx_messages::{
-    Binding, Chunk, ClientToController, ControllerToClient, Frame, Payload, SubmitRequest, Task, TaskResult,
+    Binding, Chunk, ClientToController, ControllerToClient, EngineReply, Frame, Payload, Request,
+    SubmitRequest,
 };
 use mpx_tests::{
     arrays::{describe, rows, sample},
@@ -35,7 +36,7 @@ fn small_chunks(kernel: Kernel, tag: &str, n: u32) -> Cluster {
 fn round_trips(c: &Cluster, dtypes: &[Dtype]) {
     let client = c.client();
     client.set_chunk_bytes(SMALL_CHUNK);
-    let views = [Targets::All, Targets::List(vec![1, 3]), Targets::List(vec![2])];
+    let views = [Targets::All, Targets::ids([1, 3]), Targets::ids([2])];
     for (i, &dtype) in dtypes.iter().enumerate() {
         // 1237 × 11 elements: tens of chunks, and no chunk boundary on a row or element edge.
         let a = sample(dtype, &[1237, 11], i as u64 + 1);
@@ -98,8 +99,8 @@ impl Peer {
 
     /// A streamed push of `array`'s bytes as `name` (the request; chunks follow).
     fn push_request(&mut self, req_id: u64, name: &str, a: &RawArray) {
-        let task = Task::Push { name: name.into(), array: a.meta(0), group: vec![] };
-        let req = SubmitRequest { req_id, targets: Targets::All, task };
+        let request = Request::Push { name: name.into(), array: a.meta(0) };
+        let req = SubmitRequest { req_id, targets: Targets::All, request };
         self.send(&Frame::new(ClientToController::SubmitRequest(req)));
     }
 
@@ -109,14 +110,14 @@ impl Peer {
     }
 
     /// The results of request `req_id` from `n` engines, by engine id.
-    fn results(&mut self, req_id: u64, n: usize) -> Vec<TaskResult> {
+    fn results(&mut self, req_id: u64, n: usize) -> Vec<EngineReply> {
         let mut results = Vec::new();
         while results.len() < n {
             let frame =
                 self.0.recv::<ControllerToClient>().expect("a reply").expect("the connection stays open");
             match frame.header {
                 ControllerToClient::SubmitReply(r) => assert_eq!(r.error, None, "{r:?}"),
-                ControllerToClient::TaskResult(r) if r.req_id == req_id => results.push(r),
+                ControllerToClient::EngineReply(r) if r.req_id == req_id => results.push(r),
                 _ => {}
             }
         }
@@ -152,9 +153,9 @@ fn t66_a_chunk_altered_after_signing_is_refused_by_the_engine_and_nothing_is_bou
     }
     let results = peer.results(7, 4);
     let root = results[0].outcome.error.as_ref().expect("the root refuses the push");
-    assert_eq!(root.ename, "AuthenticationError", "{root:?}");
-    assert!(root.evalue.contains(&format!("chunk at byte {}", 6 * step)), "{root:?}");
-    assert!(root.evalue.contains("nothing was bound"), "{root:?}");
+    assert_eq!(root.ename(), "AuthenticationError", "{root:?}");
+    assert!(root.evalue().contains(&format!("chunk at byte {}", 6 * step)), "{root:?}");
+    assert!(root.evalue().contains("nothing was bound"), "{root:?}");
     for r in &results[1..] {
         assert!(r.outcome.error.is_some(), "engine {} bound the refused array: {r:?}", r.engine_id);
     }
@@ -172,7 +173,7 @@ fn t66_a_chunk_altered_after_signing_is_refused_by_the_engine_and_nothing_is_bou
         );
     }
     assert!(peer.results(8, 4).iter().all(|r| r.outcome.error.is_none()));
-    assert!(client.view(Targets::List(vec![3])).pull_sync("z", T).unwrap()[0] == other);
+    assert!(client.view(Targets::ids([3])).pull_sync("z", T).unwrap()[0] == other);
     c.stop();
 }
 
@@ -237,7 +238,7 @@ fn t66_a_1_5_gb_array_pushed_to_2_engines_comes_back_bit_exactly() {
     eprintln!("controller RSS: idle {:.1} MB, peak during a 1.5 GB push {:.1} MB", mb(idle), mb(peak));
     assert!(peak <= idle + (128 << 20), "the controller held {:.1} MB more", mb(peak - idle));
     for engine in 0..2 {
-        let back = client.view(Targets::List(vec![engine])).pull_sync("big", T).unwrap();
+        let back = client.view(Targets::ids([engine])).pull_sync("big", T).unwrap();
         assert!(back[0] == a, "engine {engine}: {}", describe(&back[0]));
     }
     c.stop();

@@ -28,7 +28,8 @@ fn t75_two_engine_sets_run_psum_independently() {
     c.pids = c.read_pids();
     let client = c.client();
     let info = client.info(T).unwrap();
-    let placed: Vec<(u32, u32, u32)> = info.engines.iter().map(|e| (e.id, e.set, e.rank)).collect();
+    let placed: Vec<(u32, u32, u32)> =
+        info.engines.iter().map(|e| (e.id.get(), e.set, e.rank.get())).collect();
     assert_eq!(placed, vec![(0, 0, 0), (1, 0, 1), (2, 1, 0), (3, 1, 1)]);
 
     let all = client.view(Targets::All);
@@ -49,7 +50,7 @@ fn t75_two_engine_sets_run_psum_independently() {
 
     // Data moves within a set; a collective across sets is refused clearly.
     let a = RawArray::from(&ArrayValue::from_vec_f64((0..10).map(f64::from).collect()));
-    let set1 = client.view(Targets::List(vec![2, 3]));
+    let set1 = client.view(Targets::ids([2, 3]));
     set1.scatter_sync("x", &a, T).unwrap();
     let parts: Vec<usize> = set1.pull_sync("x", T).unwrap().iter().map(|p| p.len()).collect();
     assert_eq!(parts, vec![5, 5]);

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mpx_client::{ClientError, Targets};
+use mpx_client::{ClientError, EngineId, Rank, Targets};
 use mpx_tests::{bin_dir, mpx_cmd, out_values, stdout, Cluster, Kernel};
 
 const T: Duration = Duration::from_secs(60);
@@ -38,8 +38,8 @@ fn t80_kill_9_of_a_rank_in_a_collective_is_reported_and_the_world_torn_down() {
     let took = t0.elapsed();
     eprintln!("kill -9 to the client's error: {took:?}");
     match &err {
-        ClientError::EngineDied { rank, cause } => {
-            assert_eq!(*rank, 2);
+        ClientError::EngineDied { engine, rank, cause } => {
+            assert_eq!((*engine, *rank), (EngineId(2), Rank(2)));
             assert!(cause.contains("signal 9"), "{cause}");
         }
         other => panic!("expected EngineDied, got {other}"),
@@ -55,7 +55,9 @@ fn t81_a_rank_exiting_with_code_3_reports_code_3() {
     let err =
         client.view(Targets::All).execute("if rank == 1 { exit_now(3); } barrier();").unwrap().get_ok(T);
     match err {
-        Err(ClientError::EngineDied { rank: 1, cause }) => assert!(cause.contains("code 3"), "{cause}"),
+        Err(ClientError::EngineDied { engine: EngineId(1), cause, .. }) => {
+            assert!(cause.contains("code 3"), "{cause}")
+        }
         other => panic!("expected EngineDied of engine 1, got {other:?}"),
     }
     assert_all_gone(&c, Duration::from_secs(10));
@@ -111,7 +113,11 @@ fn t84_where_shows_a_rank_stuck_before_a_barrier_then_abort_restarts_the_world()
     assert!(matches!(pending.get(Duration::from_millis(200)), Err(ClientError::Timeout(_))));
     client.abort("test", T).unwrap();
     let results = pending.get(T).unwrap();
-    assert!(results.iter().all(|r| r.outcome.error.as_ref().is_some_and(|e| e.evalue.contains("restarted"))));
+    assert!(results.iter().all(|r| r
+        .outcome
+        .error
+        .as_ref()
+        .is_some_and(|e| e.evalue().contains("restarted"))));
     // The world comes back with 4 fresh engines: variables are gone, collectives work.
     let deadline = Instant::now() + T;
     while client.ids().map(|ids| ids.len()).unwrap_or(0) < 4 {
@@ -137,13 +143,15 @@ fn t85_an_engine_that_misses_heartbeats_is_declared_dead() {
     // SAFETY: an engine of the cluster this test started; stopped, it answers nothing.
     unsafe { libc::kill(c.pids.engines[3] as libc::pid_t, libc::SIGSTOP) };
     match pending.get_ok(T) {
-        Err(ClientError::EngineDied { rank: 3, cause }) => assert!(cause.contains("heartbeat"), "{cause}"),
+        Err(ClientError::EngineDied { engine: EngineId(3), cause, .. }) => {
+            assert!(cause.contains("heartbeat"), "{cause}")
+        }
         Ok(r) => {
             // The allreduce may have finished before the stop landed; then the next one cannot.
             let _ = r;
             let err =
                 client.view(Targets::All).execute("allreduce(rank, SUM)").unwrap().get_ok(T).unwrap_err();
-            assert!(matches!(err, ClientError::EngineDied { rank: 3, .. }), "{err}");
+            assert!(matches!(err, ClientError::EngineDied { engine: EngineId(3), .. }), "{err}");
         }
         Err(other) => panic!("expected EngineDied of engine 3, got {other}"),
     }

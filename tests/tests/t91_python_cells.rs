@@ -101,7 +101,7 @@ fn t91_an_array_pushed_changed_in_place_and_pulled_back() {
     let out = c.mpx(&["pull", "x", "--out", pulled.to_str().unwrap()]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     for rank in 0..4u32 {
-        let back = npy::read(&npy::per_engine_path(&pulled, rank)).unwrap();
+        let back = npy::read(&npy::per_engine_path(&pulled, mpx_client::EngineId(rank))).unwrap();
         let expected = ArrayValue::F64(Arc::new(ArrayD::from_shape_fn(IxDyn(&[2, 3]), |i| {
             2.0 * ((i[0] * 3 + i[1]) as f64 - 1.5) + if i[0] == 0 && i[1] == 0 { rank as f64 } else { 0.0 }
         })));

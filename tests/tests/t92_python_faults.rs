@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mpx_client::{ClientError, Targets};
+use mpx_client::{ClientError, EngineId, Rank, Targets};
 use mpx_tests::{error_lines, mpx_cmd, out_values, stdout, Cluster, Kernel};
 
 const T: Duration = Duration::from_secs(60);
@@ -133,8 +133,8 @@ fn t92_kill_9_of_a_rank_during_an_mpi4py_allreduce_is_reported() {
     let err = pending.get_ok(T).unwrap_err();
     let took = t0.elapsed();
     match &err {
-        ClientError::EngineDied { rank, cause } => {
-            assert_eq!(*rank, 2);
+        ClientError::EngineDied { engine, rank, cause } => {
+            assert_eq!((*engine, *rank), (EngineId(2), Rank(2)));
             assert!(cause.contains("signal 9"), "{cause}");
         }
         other => panic!("expected EngineDied, got {other}"),

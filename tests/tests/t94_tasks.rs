@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use mpx_client::{ClientError, MapItem, MapOptions, Targets, TaskResult, Work};
+use mpx_client::{ClientError, EngineId, MapItem, MapOptions, MpxError, Targets, TaskResult, Work};
 use mpx_tests::{Cluster, Kernel};
 
 const T: Duration = Duration::from_secs(60);
@@ -54,7 +54,7 @@ fn t94_map_in_order_as_completed_and_in_chunks() {
     // One task: it runs on one engine.
     let r = lb.execute("6 * 7").unwrap().get(T).unwrap();
     assert_eq!(value(&r), "42");
-    assert!(r.engine_id.is_some_and(|e| e < 4) && r.attempts == 1, "{r:?}");
+    assert!(r.engine_id.is_some_and(|e| e.get() < 4) && r.attempts == 1, "{r:?}");
 
     // Later items sleep less: as completed, they overtake the first ones.
     let items: Vec<u32> = (0..12).collect();
@@ -91,9 +91,9 @@ fn t94_map_in_order_as_completed_and_in_chunks() {
     assert_eq!(got, vec![(0..3, "6".into()), (3..6, "15".into()), (6..9, "24".into()), (9..10, "10".into())]);
 
     // Only targeted engines run tasks.
-    let two = client.load_balanced_view(Targets::List(vec![1, 3]));
+    let two = client.load_balanced_view(Targets::ids([1, 3]));
     let ran = two.map((0..8).collect::<Vec<u32>>(), opts(true, None), |_| Work::Code("1".into())).unwrap();
-    assert!(ran.iter().all(|m| matches!(m.result.engine_id, Some(1) | Some(3))), "{ran:?}");
+    assert!(ran.iter().all(|m| matches!(m.result.engine_id, Some(EngineId(1) | EngineId(3)))), "{ran:?}");
     c.stop();
 }
 
@@ -135,8 +135,8 @@ fn t94_a_task_error_is_reported_and_the_others_complete() {
     for m in &results {
         if m.index == 3 {
             let e = m.result.outcome.error.as_ref().unwrap_or_else(|| panic!("no error: {m:?}"));
-            assert_eq!(e.ename, "ValueError");
-            assert!(e.evalue.contains("item 3 is bad"), "{e:?}");
+            assert_eq!(e.ename(), "ValueError");
+            assert!(e.evalue().contains("item 3 is bad"), "{e:?}");
             assert!(matches!(m.result.clone().ok(), Err(ClientError::Remote(_))));
         } else {
             assert_eq!(value(&m.result), (m.index + 100).to_string());
@@ -179,12 +179,13 @@ fn t94_a_dead_engines_tasks_are_retried_on_the_restarted_world() {
     let results = map_with_a_killed_engine(&c, 0);
     let died: Vec<&MapItem> = results
         .iter()
-        .filter(|m| m.result.outcome.error.as_ref().is_some_and(|e| e.ename == "EngineDied"))
+        .filter(|m| m.result.outcome.error.as_ref().is_some_and(|e| matches!(e, MpxError::EngineDied { .. })))
         .collect();
     assert!(!died.is_empty(), "no EngineDied: {results:?}");
-    let killed = died.iter().find(|m| m.result.engine_id == Some(2)).unwrap_or_else(|| panic!("{died:?}"));
+    let killed =
+        died.iter().find(|m| m.result.engine_id == Some(EngineId(2))).unwrap_or_else(|| panic!("{died:?}"));
     match killed.result.clone().ok() {
-        Err(ClientError::EngineDied { rank: 2, cause }) => {
+        Err(ClientError::EngineDied { engine: EngineId(2), cause, .. }) => {
             assert!(cause.contains("signal 9"), "{cause}")
         }
         other => panic!("not EngineDied of engine 2: {other:?}"),

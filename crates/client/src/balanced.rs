@@ -15,7 +15,8 @@ use std::{
 
 use bytes::Bytes;
 use mpx_messages::{
-    Arg, BalancedRequest, BalancedTask, ClientToController, EngineId, Frame, Outcome, RawArray, Targets, Task,
+    Arg, BalancedRequest, BalancedTask, ClientToController, EngineId, Frame, MpxError, Outcome, RawArray,
+    Request, Targets,
 };
 
 use crate::{client::Shared, view::ApplyArg, Client, ClientError};
@@ -39,11 +40,11 @@ pub enum Work {
 
 impl Work {
     /// The wire task, its array arguments' bytes appended to `buffers`.
-    fn into_task(self, buffers: &mut Vec<Bytes>) -> Task {
+    fn into_task(self, buffers: &mut Vec<Bytes>) -> Request {
         match self {
-            Work::Code(code) => Task::Execute { code },
+            Work::Code(code) => Request::Execute { code },
             Work::Call { function, args } => {
-                Task::Apply { function, args: args.into_iter().map(|a| a.into_arg(buffers)).collect() }
+                Request::Apply { function, args: args.into_iter().map(|a| a.into_arg(buffers)).collect() }
             }
         }
     }
@@ -70,8 +71,9 @@ impl ApplyArg {
 pub struct TaskResult {
     /// The engine that ran it (`None`: it never ran).
     pub engine_id: Option<EngineId>,
-    /// What happened. `outcome.error` is the engine's error or the controller's (`EngineDied`:
-    /// its engine died with no retry left; `NoEngines`; `Refused`).
+    /// What happened. `outcome.error` is the engine's error or the controller's
+    /// ([`MpxError::EngineDied`]: its engine died with no retry left; [`MpxError::Refused`]: no
+    /// engine to run it, or not a kind of task that runs on one engine).
     pub outcome: Outcome,
     /// The array it sent back (an apply's), checked against its dtype and shape.
     pub array: Option<RawArray>,
@@ -89,12 +91,10 @@ impl TaskResult {
     /// As described.
     pub fn ok(self) -> Result<TaskResult, ClientError> {
         let Some(e) = &self.outcome.error else { return Ok(self) };
-        let engine = self.engine_id.unwrap_or(EngineId::MAX);
-        if e.ename == "EngineDied" {
-            let prefix = format!("engine {engine} died: ");
-            let cause = e.evalue.strip_prefix(&prefix).unwrap_or(&e.evalue).to_string();
-            return Err(ClientError::EngineDied { rank: engine, cause });
+        if let MpxError::EngineDied { engine, rank, cause } = e {
+            return Err(ClientError::EngineDied { engine: *engine, rank: *rank, cause: cause.clone() });
         }
+        let engine = self.engine_id.unwrap_or(EngineId(u32::MAX));
         Err(ClientError::Remote(vec![(engine, e.clone())]))
     }
 }

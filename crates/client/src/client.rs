@@ -18,7 +18,7 @@ use mpx_messages::connection as files;
 use mpx_messages::{
     codec::{blocking, Sealer},
     Binding, Chunk, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, EngineState,
-    Frame, Key, Payload, Session, SubmitRequest, Targets, Task,
+    Frame, Key, Payload, Request, Session, SubmitRequest, Targets,
 };
 
 use crate::{
@@ -57,6 +57,8 @@ pub(crate) struct State {
     pub control: Vec<ControllerToClient>,
     /// Results of load-balanced tasks.
     pub balanced: Slots,
+    /// What engines printed for each request, until its results take it.
+    pub output: HashMap<u64, crate::output::RequestOutput>,
 }
 
 /// What the reader thread and the callers share.
@@ -293,22 +295,37 @@ impl Client {
         self.next_req.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Submits a task to `targets`; results arrive in the returned [`AsyncResult`].
+    /// Submits a request to `targets`; results arrive in the returned [`AsyncResult`].
     ///
     /// # Errors
     /// A lost connection.
-    pub fn submit(&self, targets: Targets, task: Task) -> Result<AsyncResult, ClientError> {
-        self.submit_with(targets, task, Vec::new())
+    pub fn submit(&self, targets: Targets, request: Request) -> Result<AsyncResult, ClientError> {
+        self.submit_with(targets, request, Vec::new())
     }
 
-    /// Submits a task whose array bytes travel in `buffers`.
+    /// Takes over request `id` (the id [`AsyncResult::id`] gives), whose client went away
+    /// before it ended (`mpx px --timeout` gave up): the controller keeps such requests for a
+    /// while and gives each once. The result holds the engines that had not answered when that
+    /// client left.
+    ///
+    /// # Errors
+    /// A lost connection; the refusal (not kept) comes from [`AsyncResult::get`].
+    pub fn adopt(&self, id: u64) -> Result<AsyncResult, ClientError> {
+        let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
+        self.shared.state.lock().expect("client state").requests.insert(req_id, RequestState::default());
+        let submitted = mpx_messages::unix_time();
+        self.send_frame(&Frame::new(ClientToController::Adopt { req_id, id }))?;
+        Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted })
+    }
+
+    /// Submits a request whose array bytes travel in `buffers`.
     ///
     /// # Errors
     /// A lost connection.
     pub fn submit_with(
         &self,
         targets: Targets,
-        task: Task,
+        request: Request,
         buffers: Vec<Bytes>,
     ) -> Result<AsyncResult, ClientError> {
         let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
@@ -316,10 +333,10 @@ impl Client {
         let submitted = mpx_messages::unix_time();
         // A push's or scatter's array larger than a chunk streams after the request.
         let chunk = self.chunk_bytes();
-        let streamed = matches!(task, Task::Push { .. } | Task::Scatter { .. })
+        let streamed = matches!(request, Request::Push { .. } | Request::Scatter { .. })
             && buffers.len() == 1
             && buffers[0].len() > chunk;
-        let request = ClientToController::SubmitRequest(SubmitRequest { req_id, targets, task });
+        let request = ClientToController::SubmitRequest(SubmitRequest { req_id, targets, request });
         if !streamed {
             self.send_frame(&Frame::with_buffers(request, buffers))?;
             return Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted });
@@ -366,12 +383,16 @@ impl Client {
     /// the engines told.
     ///
     /// # Errors
-    /// Timeout or a lost connection.
+    /// Refused (no such engine), timeout or a lost connection.
     pub fn interrupt(&self, targets: Targets, timeout: Duration) -> Result<Vec<EngineId>, ClientError> {
-        self.control(ClientToController::InterruptRequest { targets }, timeout, |r| match r {
-            ControllerToClient::InterruptReply { engines } => Some(engines.clone()),
+        let reply = self.control(ClientToController::InterruptRequest { targets }, timeout, |r| match r {
+            ControllerToClient::InterruptReply { engines, error } => Some((engines.clone(), error.clone())),
             _ => None,
-        })
+        })?;
+        match reply {
+            (engines, None) => Ok(engines),
+            (_, Some(e)) => Err(ClientError::Refused(e)),
+        }
     }
 
     /// What every engine is doing (`None`: it did not answer within a second): idle, running

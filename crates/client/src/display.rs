@@ -26,11 +26,12 @@ pub fn render_with(results: &[EngineResult], labels: &HashMap<EngineId, String>)
             let _ = writeln!(out, "Out[{id}]: {value}");
         }
         if let Some(e) = &r.outcome.error {
-            let at = e.line.map(|l| format!(" (line {l})")).unwrap_or_default();
+            let at = e.line().map(|l| format!(" (line {l})")).unwrap_or_default();
             // As Python prints it: `KeyboardInterrupt`, not `KeyboardInterrupt: `, without a message.
-            let sep = if e.evalue.is_empty() { "" } else { ": " };
-            let _ = writeln!(out, "[{id}:error] {}{sep}{}{at}", e.ename, e.evalue);
-            for line in e.traceback.lines() {
+            let evalue = e.evalue();
+            let sep = if evalue.is_empty() { "" } else { ": " };
+            let _ = writeln!(out, "[{id}:error] {}{sep}{evalue}{at}", e.ename());
+            for line in e.traceback().lines() {
                 let _ = writeln!(out, "    {line}");
             }
         }

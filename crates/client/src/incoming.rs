@@ -88,7 +88,7 @@ pub(crate) fn decode_streamed(outcome: &mut Outcome, bytes: Result<Bytes, String
     match bytes {
         Ok(bytes) => decode_array(outcome, &[bytes]),
         Err(why) => {
-            outcome.error = Some(RemoteError::new("DecodeError", format!("bad array reply: {why}")));
+            outcome.error = Some(RemoteError::new("DecodeError", format!("bad array reply: {why}")).into());
             None
         }
     }
@@ -100,7 +100,12 @@ mod tests {
 
     fn add(incoming: &mut Incoming, offset: u64, origin: u64, index: u64, bytes: &'static [u8]) {
         let chunk = Chunk { stream: 1, offset, total: 6 };
-        incoming.add(chunk, 0, (vec![Bytes::from_static(bytes)], Some(Binding { origin, index })), None);
+        incoming.add(
+            chunk,
+            EngineId(0),
+            (vec![Bytes::from_static(bytes)], Some(Binding { origin, index })),
+            None,
+        );
     }
 
     #[test]
@@ -109,14 +114,14 @@ mod tests {
         add(&mut incoming, 0, 7, 0, b"ab");
         add(&mut incoming, 2, 7, 1, b"cd");
         add(&mut incoming, 4, 7, 2, b"ef");
-        assert_eq!(incoming.take(1, 0), Some(Ok(Bytes::from_static(b"abcdef"))));
+        assert_eq!(incoming.take(1, EngineId(0)), Some(Ok(Bytes::from_static(b"abcdef"))));
         // A chunk sent again, and one of another stream, each break their array.
         for (origin, index) in [(7, 1), (8, 2)] {
             let mut incoming = Incoming::default();
             add(&mut incoming, 0, 7, 0, b"ab");
             add(&mut incoming, 2, 7, 1, b"cd");
             add(&mut incoming, 4, origin, index, b"ef");
-            let got = incoming.take(1, 0).expect("a stream");
+            let got = incoming.take(1, EngineId(0)).expect("a stream");
             assert!(got.is_err_and(|why| why.contains("not the next chunk")), "({origin}, {index})");
         }
     }

@@ -8,6 +8,9 @@
 //! - [`result`]: [`AsyncResult`], one request's per-engine results, waited for with timeouts.
 //! - [`npy`]: `.npy` files of every dtype, for the CLI's data commands.
 //! - [`display`]: ipyparallel-style rendering (`[stdout:0] ...`, `Out[0]: ...`, `[2:error] ...`).
+//! - [`collapse`]: identical output of several engines shown once (`[stdout:0-3] ...`), also
+//!   while it streams in.
+//! - [`output`]: what engines print, as it arrives ([`OutputStream`]) or joined into the results.
 //!
 //! # Examples
 //! ```no_run
@@ -23,16 +26,22 @@
 
 pub mod balanced;
 pub mod client;
+pub mod collapse;
 pub mod display;
 mod incoming;
 pub mod npy;
+pub mod output;
 mod reader;
 pub mod result;
 pub mod view;
 
 pub use balanced::{BalancedView, MapItem, MapIter, MapOptions, TaskHandle, TaskResult, Work};
 pub use client::Client;
-pub use mpx_messages::{ArrayError, Dtype, EngineId, EngineState, Outcome, RawArray, RemoteError, Targets};
+pub use mpx_messages::{
+    ArrayError, Dtype, EngineId, EngineOutput, EngineState, MpxError, Outcome, Rank, RawArray, RemoteError,
+    Request, StreamName, Targets,
+};
+pub use output::OutputStream;
 pub use result::{AsyncResult, EngineResult};
 pub use view::{ApplyArg, View};
 
@@ -66,19 +75,21 @@ pub enum ClientError {
     Timeout(std::time::Duration),
     /// The controller refused the request.
     #[error("request refused by the controller: {0}")]
-    Refused(String),
+    Refused(MpxError),
     /// An engine died (killed, crashed, exited); `cause` is what mpirun reported (signal or
-    /// exit code). The MPI world was torn down (or restarted) after it.
-    #[error("engine {rank} died: {cause}")]
+    /// exit code). Its MPI world was torn down (or restarted) after it.
+    #[error("engine {engine} died: {cause}")]
     EngineDied {
-        /// The engine (MPI rank).
-        rank: EngineId,
+        /// The engine.
+        engine: EngineId,
+        /// Its rank in its MPI world.
+        rank: Rank,
         /// How it died.
         cause: String,
     },
     /// One or more engines reported an error.
-    #[error("{}", .0.iter().map(|(id, e)| format!("[{id}:{}] {}", e.ename, e.evalue)).collect::<Vec<_>>().join("; "))]
-    Remote(Vec<(EngineId, RemoteError)>),
+    #[error("{}", .0.iter().map(|(id, e)| format!("[{id}:{}] {}", e.ename(), e.evalue())).collect::<Vec<_>>().join("; "))]
+    Remote(Vec<(EngineId, MpxError)>),
     /// An `.npy` file that cannot be used (malformed, unsupported dtype, unwritable).
     #[error("{path}: {cause}")]
     Npy {

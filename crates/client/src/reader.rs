@@ -2,12 +2,12 @@
 //! files each reply under its request (arrays decoded, streamed ones assembled by [`Incoming`]),
 //! waking the callers that wait for it.
 
-use std::{io::BufReader, net::TcpStream, sync::Arc};
+use std::{io::BufReader, net::TcpStream, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use mpx_messages::{
     codec::{blocking, Opener},
-    CodecError, ControllerToClient, Outcome, RawArray, RemoteError, DEFAULT_MAX_FRAME,
+    CodecError, ControllerToClient, EngineOutput, Outcome, RawArray, RemoteError, StreamName, DEFAULT_MAX_FRAME,
 };
 
 use crate::{
@@ -40,6 +40,10 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
             incoming.add(chunk, engine_id, (buffers, binding), refused);
             continue;
         }
+        if let ControllerToClient::Output(piece) = header {
+            add_output(&shared, piece);
+            continue;
+        }
         if let ControllerToClient::BalancedResults(results) = header {
             let received = mpx_messages::unix_time();
             let results: Vec<(u64, TaskResult)> = results
@@ -48,8 +52,8 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
                     let array = match &refused {
                         None => decode_array(&mut r.outcome, &buffers),
                         Some(why) => {
-                            r.outcome.error =
-                                Some(RemoteError::new("DecodeError", format!("refused the reply: {why}")));
+                            let why = format!("refused the reply: {why}");
+                            r.outcome.error = Some(RemoteError::new("DecodeError", why).into());
                             None
                         }
                     };
@@ -73,21 +77,17 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
         }
         // A result ends its stream, whatever became of it.
         let streamed = match &header {
-            ControllerToClient::TaskResult(res) => incoming.take(res.req_id, res.engine_id),
+            ControllerToClient::EngineReply(res) => incoming.take(res.req_id, res.engine_id),
             _ => None,
         };
         let array = match (&mut header, refused) {
-            (ControllerToClient::TaskResult(res), None) if buffers.is_empty() && streamed.is_some() => {
+            (ControllerToClient::EngineReply(res), None) if buffers.is_empty() && streamed.is_some() => {
                 decode_streamed(&mut res.outcome, streamed.expect("checked"))
             }
-            (ControllerToClient::TaskResult(res), None) => decode_array(&mut res.outcome, &buffers),
-            (ControllerToClient::TaskResult(res), Some(refused)) => {
-                res.outcome.error = Some(RemoteError {
-                    ename: "DecodeError".into(),
-                    evalue: format!("refused the reply: {refused}"),
-                    line: None,
-                    traceback: String::new(),
-                });
+            (ControllerToClient::EngineReply(res), None) => decode_array(&mut res.outcome, &buffers),
+            (ControllerToClient::EngineReply(res), Some(refused)) => {
+                res.outcome.error =
+                    Some(RemoteError::new("DecodeError", format!("refused the reply: {refused}")).into());
                 None
             }
             _ => None,
@@ -100,13 +100,22 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
             }
             ControllerToClient::SubmitReply(reply) => {
                 if let Some(req) = state.requests.get_mut(&reply.req_id) {
+                    req.id = (reply.id > 0).then_some(reply.id);
                     match reply.error {
                         Some(e) => req.error = Some(e),
                         None => req.engines = Some(reply.engines),
                     }
                 }
             }
-            ControllerToClient::TaskResult(res) => {
+            ControllerToClient::EngineReply(mut res) => {
+                // The engine's output came before its reply: it joins the result (unless it
+                // was streamed).
+                if let Some(out) = state.output.get_mut(&res.req_id) {
+                    let stdout = out.take(res.engine_id, StreamName::Stdout);
+                    let stderr = out.take(res.engine_id, StreamName::Stderr);
+                    res.outcome.stdout.insert_str(0, &stdout);
+                    res.outcome.stderr.insert_str(0, &stderr);
+                }
                 if let Some(req) = state.requests.get_mut(&res.req_id) {
                     let result = EngineResult {
                         engine_id: res.engine_id,
@@ -118,7 +127,9 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
                 }
             }
             ControllerToClient::ShutdownReply => state.shutdown_acked = true,
-            ControllerToClient::Chunk { .. } | ControllerToClient::BalancedResults(_) => {}
+            ControllerToClient::Chunk { .. }
+            | ControllerToClient::Output(_)
+            | ControllerToClient::BalancedResults(_) => {}
             reply @ (ControllerToClient::InterruptReply { .. }
             | ControllerToClient::WhereReply { .. }
             | ControllerToClient::AbortReply { .. }) => state.control.push(reply),
@@ -130,18 +141,31 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
     shared.cond.notify_all();
 }
 
+/// Files a piece of output under its request: into the request's [`OutputStream`] queue, waiting
+/// (in steps of 100 ms) while that queue is full, which holds back the reading of this
+/// connection and so the controller's sends; or into what its results keep.
+///
+/// [`OutputStream`]: crate::OutputStream
+fn add_output(shared: &Shared, piece: EngineOutput) {
+    let mut state = shared.state.lock().expect("client state");
+    if !state.requests.contains_key(&piece.req_id) {
+        return;
+    }
+    while !state.output.get(&piece.req_id).is_none_or(|o| o.has_room()) {
+        state = shared.cond.wait_timeout(state, Duration::from_millis(100)).expect("client state").0;
+    }
+    state.output.entry(piece.req_id).or_default().add(piece);
+    drop(state);
+    shared.cond.notify_all();
+}
+
 /// Decodes the array an outcome refers to; a bad one becomes the outcome's error.
 pub(crate) fn decode_array(outcome: &mut Outcome, buffers: &[Bytes]) -> Option<RawArray> {
     let meta = outcome.array.as_ref()?;
     match RawArray::from_meta(meta, buffers) {
         Ok(a) => Some(a),
         Err(why) => {
-            outcome.error = Some(RemoteError {
-                ename: "DecodeError".into(),
-                evalue: format!("bad array reply: {why}"),
-                line: None,
-                traceback: String::new(),
-            });
+            outcome.error = Some(RemoteError::new("DecodeError", format!("bad array reply: {why}")).into());
             None
         }
     }

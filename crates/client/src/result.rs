@@ -2,20 +2,20 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use mpx_messages::{EngineId, Outcome, RawArray};
+use mpx_messages::{EngineId, MpxError, Outcome, RawArray};
 
 use crate::{
     client::{Shared, State},
-    ClientError,
+    ClientError, OutputStream,
 };
 
 /// The first engine death among results, as [`ClientError::EngineDied`].
 pub fn died(results: &[EngineResult]) -> Option<ClientError> {
-    results.iter().find_map(|r| {
-        let e = r.outcome.error.as_ref().filter(|e| e.ename == "EngineDied")?;
-        let prefix = format!("engine {} died: ", r.engine_id);
-        let cause = e.evalue.strip_prefix(&prefix).unwrap_or(&e.evalue).to_string();
-        Some(ClientError::EngineDied { rank: r.engine_id, cause })
+    results.iter().find_map(|r| match &r.outcome.error {
+        Some(MpxError::EngineDied { engine, rank, cause }) => {
+            Some(ClientError::EngineDied { engine: *engine, rank: *rank, cause: cause.clone() })
+        }
+        _ => None,
     })
 }
 
@@ -38,9 +38,11 @@ pub(crate) struct RequestState {
     /// Engines that will answer, once the controller accepted.
     pub engines: Option<Vec<EngineId>>,
     /// Refusal.
-    pub error: Option<String>,
+    pub error: Option<MpxError>,
     /// Results so far.
     pub results: BTreeMap<EngineId, EngineResult>,
+    /// The request's controller-wide id, once accepted.
+    pub id: Option<u64>,
 }
 
 impl RequestState {
@@ -138,6 +140,27 @@ impl AsyncResult {
 
     /// Forgets this request's results (they are kept until then so a timed-out wait can resume).
     pub fn forget(self) {
-        self.shared.state.lock().expect("client state").requests.remove(&self.req_id);
+        let mut state = self.shared.state.lock().expect("client state");
+        state.requests.remove(&self.req_id);
+        state.output.remove(&self.req_id);
+    }
+
+    /// The request's controller-wide id, once the controller accepted it: what `mpx wait ID`
+    /// and [`Client::adopt`](crate::Client::adopt) take.
+    pub fn id(&self) -> Option<u64> {
+        let state = self.shared.state.lock().expect("client state");
+        state.requests.get(&self.req_id).and_then(|r| r.id)
+    }
+
+    /// How many engines have answered so far.
+    pub fn answered(&self) -> usize {
+        let state = self.shared.state.lock().expect("client state");
+        state.requests.get(&self.req_id).map_or(0, |r| r.results.len())
+    }
+
+    /// The engines' output as it arrives (see [`crate::output`]): while the stream exists, the
+    /// results carry no stdout or stderr.
+    pub fn output(&self) -> OutputStream {
+        OutputStream::start(self.req_id, self.shared.clone())
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use mpx_messages::{RawArray, Targets, Task};
+use mpx_messages::{RawArray, Request, Targets};
 
 use crate::{AsyncResult, Client, ClientError, EngineResult};
 
@@ -44,7 +44,7 @@ impl<'a> View<'a> {
     /// # Errors
     /// A lost connection.
     pub fn execute(&self, code: &str) -> Result<AsyncResult, ClientError> {
-        self.client.submit(self.targets.clone(), Task::Execute { code: code.to_string() })
+        self.client.submit(self.targets.clone(), Request::Execute { code: code.to_string() })
     }
 
     /// Runs a file's source on the view's engines, like IPython's `%run`: errors and
@@ -53,8 +53,8 @@ impl<'a> View<'a> {
     /// # Errors
     /// A lost connection.
     pub fn run(&self, code: &str, filename: &str) -> Result<AsyncResult, ClientError> {
-        let task = Task::Run { code: code.to_string(), filename: filename.to_string() };
-        self.client.submit(self.targets.clone(), task)
+        let request = Request::Run { code: code.to_string(), filename: filename.to_string() };
+        self.client.submit(self.targets.clone(), request)
     }
 
     /// Binds `name` to `array` (any dtype) on the view's engines. The bytes cross the network
@@ -64,8 +64,8 @@ impl<'a> View<'a> {
     /// # Errors
     /// A lost connection.
     pub fn push(&self, name: &str, array: &RawArray) -> Result<AsyncResult, ClientError> {
-        let task = Task::Push { name: name.into(), array: array.meta(0), group: vec![] };
-        self.client.submit_with(self.targets.clone(), task, vec![array.data().clone()])
+        let request = Request::Push { name: name.into(), array: array.meta(0) };
+        self.client.submit_with(self.targets.clone(), request, vec![array.data().clone()])
     }
 
     /// Fetches `name` from each of the view's engines (results carry `array`, checked against
@@ -74,7 +74,7 @@ impl<'a> View<'a> {
     /// # Errors
     /// A lost connection.
     pub fn pull(&self, name: &str) -> Result<AsyncResult, ClientError> {
-        self.client.submit(self.targets.clone(), Task::Pull { name: name.into() })
+        self.client.submit(self.targets.clone(), Request::Pull { name: name.into() })
     }
 
     /// Splits `array` (any dtype) along axis 0 over the view's engines; one transfer to the
@@ -85,8 +85,8 @@ impl<'a> View<'a> {
     /// # Errors
     /// A lost connection.
     pub fn scatter(&self, name: &str, array: &RawArray) -> Result<AsyncResult, ClientError> {
-        let task = Task::Scatter { name: name.into(), array: array.meta(0), group: vec![], rows: vec![] };
-        self.client.submit_with(self.targets.clone(), task, vec![array.data().clone()])
+        let request = Request::Scatter { name: name.into(), array: array.meta(0) };
+        self.client.submit_with(self.targets.clone(), request, vec![array.data().clone()])
     }
 
     /// Concatenates `name` along axis 0 over the view's engines (MPI Gatherv to the lowest
@@ -95,7 +95,7 @@ impl<'a> View<'a> {
     /// # Errors
     /// A lost connection.
     pub fn gather(&self, name: &str) -> Result<AsyncResult, ClientError> {
-        self.client.submit(self.targets.clone(), Task::Gather { name: name.into(), group: vec![] })
+        self.client.submit(self.targets.clone(), Request::Gather { name: name.into() })
     }
 
     /// Calls a registered native (or cell-defined) function on the view's engines.
@@ -107,7 +107,7 @@ impl<'a> View<'a> {
         let args = args.into_iter().map(|a| a.into_arg(&mut buffers)).collect();
         self.client.submit_with(
             self.targets.clone(),
-            Task::Apply { function: function.into(), args },
+            Request::Apply { function: function.into(), args },
             buffers,
         )
     }

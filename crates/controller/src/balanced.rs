@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use mpx_messages::{
     tasks::runs_alone, Arg, BalancedRequest, BalancedResult, ControllerToClient, ControllerToEngine,
-    EngineId, Frame, Outcome, Payload, RemoteError, Targets, Task, TaskReply, TaskRequest,
+    EngineId, Frame, MpxError, Outcome, Payload, Rank, Request, Targets, Task, TaskReply, TaskRequest,
 };
 use tracing::debug;
 
@@ -26,8 +26,7 @@ pub fn is_balanced(task_id: u64) -> bool {
     task_id & BALANCED_BIT != 0
 }
 
-/// A client connection, as the hub's load-balanced tasks know it.
-pub type ClientId = u64;
+pub use crate::world::ClientId;
 
 /// A task until it ends: what to send again should its engine die.
 struct Pending {
@@ -44,6 +43,8 @@ struct Pending {
 pub struct Balanced {
     scheduler: Scheduler,
     engines: HashMap<EngineId, Link<ControllerToEngine>>,
+    /// Each engine's rank, for the `EngineDied` of its tasks (kept after it is gone).
+    ranks: HashMap<EngineId, Rank>,
     tasks: HashMap<TaskKey, Pending>,
     clients: HashMap<ClientId, (Link<ControllerToClient>, HashSet<TaskKey>)>,
     next: u64,
@@ -66,6 +67,7 @@ impl Balanced {
         Balanced {
             scheduler: Scheduler::new(depth),
             engines: HashMap::new(),
+            ranks: HashMap::new(),
             tasks: HashMap::new(),
             clients: HashMap::new(),
             next: 1,
@@ -87,9 +89,10 @@ impl Balanced {
         self.engines.keys().copied().collect()
     }
 
-    /// An engine registered: tasks may go to it through `link`.
-    pub fn engine_up(&mut self, engine: EngineId, link: Link<ControllerToEngine>) {
+    /// An engine registered (rank `rank` of its world): tasks may go to it through `link`.
+    pub fn engine_up(&mut self, engine: EngineId, rank: Rank, link: Link<ControllerToEngine>) {
         self.engines.insert(engine, link);
+        self.ranks.insert(engine, rank);
         let decisions = self.scheduler.engine_up(engine);
         self.carry_out(decisions, None);
     }
@@ -194,11 +197,11 @@ impl Balanced {
                 Decision::Fail { task, error } => {
                     let Some(p) = self.forget(task) else { continue };
                     let (engine, error) = match error {
-                        TaskError::EngineDied { engine, cause } => (
-                            Some(engine),
-                            RemoteError::new("EngineDied", format!("engine {engine} died: {cause}")),
-                        ),
-                        TaskError::NoEngines(why) => (p.engine, RemoteError::new("NoEngines", why)),
+                        TaskError::EngineDied { engine, cause } => {
+                            let rank = self.ranks.get(&engine).copied().unwrap_or_default();
+                            (Some(engine), MpxError::EngineDied { engine, rank, cause })
+                        }
+                        TaskError::NoEngines(why) => (p.engine, MpxError::refused(why)),
                     };
                     let result = BalancedResult::failed(p.id, engine, error, p.attempts);
                     self.send_result(p.client, result, Vec::new());
@@ -226,21 +229,24 @@ impl Balanced {
 
 /// The task with its own buffers (those its array arguments use, renumbered from 0), or why it
 /// cannot run as a load-balanced task.
-fn own_buffers(mut task: Task, buffers: &[Payload]) -> Result<(Task, Vec<Payload>), RemoteError> {
-    if !runs_alone(&task) {
-        return Err(RemoteError::new(
-            "Refused",
+fn own_buffers(request: Request, buffers: &[Payload]) -> Result<(Task, Vec<Payload>), MpxError> {
+    let refused = || {
+        MpxError::refused(
             "a load-balanced task runs code on one engine (execute, run or apply); data moves and \
              collectives go to every engine of a world (a direct view)",
-        ));
+        )
+    };
+    if !runs_alone(&request) {
+        return Err(refused());
     }
+    let mut task = request.alone().map_err(|_| refused())?;
     let mut own = Vec::new();
     if let Task::Apply { args, .. } = &mut task {
         for arg in args.iter_mut() {
             if let Arg::Array(meta) = arg {
-                let b = buffers.get(meta.buffer).ok_or_else(|| {
-                    RemoteError::new("Refused", format!("array buffer {} is missing", meta.buffer))
-                })?;
+                let b = buffers
+                    .get(meta.buffer)
+                    .ok_or_else(|| MpxError::refused(format!("array buffer {} is missing", meta.buffer)))?;
                 own.push(b.clone());
                 meta.buffer = own.len() - 1;
             }

@@ -4,18 +4,13 @@
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 use actix::prelude::*;
-use mpx_messages::{
-    Chunk, ClientToController, CodecError, ControllerToClient, Frame, Outbound, Payload, SubmitReply,
-};
-use tracing::{debug, info, warn};
+use mpx_messages::{Chunk, ClientToController, CodecError, ControllerToClient, Frame, Outbound, Payload};
+use tracing::{debug, warn};
 
 use crate::{
-    balanced::ClientId,
     forward::Upstream,
-    hub::{
-        Abort, ClientGone, Hub, Info, Interrupt, RequestShutdown, Submit, SubmitBalanced, Submitted,
-        ToClient, Where,
-    },
+    hub::{ClientLeft, Feed, Hub, Info, Submit, SubmitBalanced},
+    world::{ClientId, Event},
     writer::FrameWriter,
 };
 
@@ -28,6 +23,8 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// One client's connection.
 pub struct ClientSession {
+    /// The connection's number (the hub writes to it through its link).
+    pub client: ClientId,
     /// The client's address, for the log.
     pub peer: SocketAddr,
     /// The hub.
@@ -36,16 +33,6 @@ pub struct ClientSession {
     pub writer: ClientWriter,
     /// The client's arrays streaming to engines, by request id.
     pub upstreams: HashMap<u64, Upstream>,
-    /// This connection, for the hub's load-balanced tasks.
-    pub id: ClientId,
-}
-
-/// Ids of client connections.
-static NEXT_CLIENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// A fresh client connection id.
-pub fn next_client_id() -> ClientId {
-    NEXT_CLIENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl ClientSession {
@@ -69,16 +56,7 @@ impl Actor for ClientSession {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        self.hub.do_send(ClientGone(self.id));
-    }
-}
-
-/// Handler for `ToClient`: write the frame.
-impl Handler<ToClient> for ClientSession {
-    type Result = ();
-
-    fn handle(&mut self, msg: ToClient, _: &mut Context<Self>) {
-        self.writer.write(Outbound::Frame(msg.0));
+        self.hub.do_send(ClientLeft(self.client));
     }
 }
 
@@ -114,66 +92,37 @@ impl StreamHandler<Result<Frame<ClientToController>, CodecError>> for ClientSess
             }
             ClientToController::SubmitRequest(req) => {
                 let req_id = req.req_id;
-                let client = ctx.address().recipient();
-                let Some(link) = self.writer.link() else { return };
-                // `wait` keeps the SubmitReply ahead of any TaskResult written for it, and the
-                // route of a streamed array known before its chunks are read.
+                // `wait`: the route of a streamed array is known before its chunks are read.
+                // (The hub writes the SubmitReply ahead of any result, on the same queue.)
                 self.hub
-                    .send(Submit { req, buffers: frame.buffers, client, link })
+                    .send(Submit { client: self.client, req, buffers: frame.buffers })
                     .into_actor(self)
                     .map(move |res, act, _| {
-                        let Submitted { reply, upstream } = res.unwrap_or_else(|e| Submitted {
-                            reply: SubmitReply {
-                                req_id,
-                                engines: vec![],
-                                error: Some(format!("controller busy: {e}")),
-                            },
-                            upstream: None,
-                        });
-                        if let Some(up) = upstream {
+                        if let Ok(Some(up)) = res {
                             act.upstreams.insert(req_id, up);
                         }
-                        act.reply(ControllerToClient::SubmitReply(reply));
                     })
                     .wait(ctx);
             }
             ClientToController::Chunk(chunk) => self.forward_chunk(chunk, frame.buffers, ctx),
             ClientToController::InterruptRequest { targets } => {
-                self.hub
-                    .send(Interrupt(targets))
-                    .into_actor(self)
-                    .map(|res, act, _| {
-                        let engines = res.ok().and_then(Result::ok).unwrap_or_default();
-                        act.reply(ControllerToClient::InterruptReply { engines });
-                    })
-                    .wait(ctx);
+                self.hub.do_send(Feed(Event::Interrupt { client: self.client, targets }));
             }
             ClientToController::WhereRequest => {
-                self.hub.do_send(Where { client: ctx.address().recipient() });
+                self.hub.do_send(Feed(Event::Where { client: self.client }));
             }
             ClientToController::AbortRequest { reason } => {
-                warn!(%reason, "a client asked to tear the MPI world down");
-                self.hub
-                    .send(Abort(reason))
-                    .into_actor(self)
-                    .map(|res, act, _| {
-                        let error = match res {
-                            Ok(Ok(())) => None,
-                            Ok(Err(e)) => Some(e),
-                            Err(e) => Some(e.to_string()),
-                        };
-                        act.reply(ControllerToClient::AbortReply { error });
-                    })
-                    .wait(ctx);
+                self.hub.do_send(Feed(Event::Abort { client: self.client, reason }));
             }
             ClientToController::BalancedRequest(req) => {
-                let Some(link) = self.writer.link() else { return };
-                self.hub.do_send(SubmitBalanced { client: self.id, link, req, buffers: frame.buffers });
+                self.hub.do_send(SubmitBalanced { client: self.client, req, buffers: frame.buffers });
             }
             ClientToController::ShutdownRequest => {
-                info!("a client asked the cluster to stop");
-                self.reply(ControllerToClient::ShutdownReply);
-                self.hub.do_send(RequestShutdown);
+                self.hub.do_send(Feed(Event::Shutdown { client: self.client }));
+            }
+            ClientToController::Adopt { req_id, id } => {
+                let now = mpx_messages::unix_time();
+                self.hub.do_send(Feed(Event::Adopt { client: self.client, req_id, id, now }));
             }
         }
     }

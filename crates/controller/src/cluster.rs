@@ -9,7 +9,7 @@ use std::{
 };
 
 use actix::prelude::*;
-use mpx_messages::{ConnectionInfo, EngineInfo, Key, DEFAULT_MAX_FRAME};
+use mpx_messages::{ConnectionInfo, EngineInfo, Key, Rank, DEFAULT_MAX_FRAME};
 use rand::RngExt;
 use tokio::{
     net::{TcpListener, TcpSocket},
@@ -19,9 +19,10 @@ use tracing::{info, warn};
 
 use crate::{
     address, files,
-    hub::{Hub, SetEvents, SetMpirunPid, StopEngines, WaitForEngines, WorldDown, WorldEvent},
+    hub::{Feed, Hub, SetRunner, StopEngines, WaitForEngines},
     launcher::Launcher,
     listener::{self, ListenerConfig},
+    world::{Event, RunnerCall},
     ClusterError,
 };
 
@@ -123,8 +124,8 @@ pub async fn start_controller(
         warn!(%address, "the controller listens beyond loopback: anyone who can reach it and has the key gets in");
     }
     let (tx, shutdown) = oneshot::channel();
-    let hub = Hub::new(cluster_id.to_string(), tx).start();
-    let config = ListenerConfig { key, cluster_id: cluster_id.to_string(), max_frame, heartbeat };
+    let hub = Hub::new(cluster_id.to_string(), heartbeat, tx).start();
+    let config = ListenerConfig { key, max_frame, heartbeat };
     actix::spawn(listener::serve(listener, hub.clone(), config));
     Ok(Controller { address, hub, shutdown })
 }
@@ -195,8 +196,8 @@ pub async fn run_cluster(
     };
     files::write_connection_file(&path, &info)?;
     let _cleanup = RemoveOnDrop(path.clone());
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    ctl.hub.do_send(SetEvents(events_tx));
+    let (calls_tx, mut calls) = mpsc::unbounded_channel();
+    ctl.hub.do_send(SetRunner { calls: calls_tx, restart: opts.restart });
 
     let mut signals = Signals::new()?;
     start_world(&opts, launcher.as_mut(), &ctl.hub, &path, &mut signals).await?;
@@ -208,48 +209,39 @@ pub async fn run_cluster(
         address: advertised,
     });
 
+    // The runner: carries out what the core asks of the launcher (see `world::deaths`).
+    let mut job_running = opts.n > 0;
     let reason = loop {
-        let event = tokio::select! {
+        let call = tokio::select! {
             name = signals.next() => break StopReason::Signal(name),
             _ = &mut ctl.shutdown => break StopReason::Requested,
-            Some(event) = events.recv() => event,
-            status = launcher.wait() => WorldEvent::Abort(format!("the engines' job ended ({status})")),
-        };
-        // The world is going down: find out why, fail what was pending, end the job.
-        let (first, cause) = match event {
-            WorldEvent::Died(id, fallback) => {
-                let cause = death_report(launcher.as_mut(), id).await;
-                (Some(id), cause.unwrap_or(fallback))
+            Some(call) = calls.recv() => call,
+            status = launcher.wait(), if job_running => {
+                job_running = false;
+                ctl.hub.do_send(Feed(Event::JobEnded { status }));
+                continue;
             }
-            WorldEvent::Abort(reason) => (None, reason),
         };
-        match first {
-            Some(engine) => warn!(engine, %cause, restart = opts.restart, "the MPI world goes down"),
-            None => warn!(%cause, restart = opts.restart, "the MPI world goes down"),
+        match call {
+            RunnerCall::ExplainDeath { engine, rank } => {
+                let cause = death_report(launcher.as_mut(), rank).await;
+                ctl.hub.do_send(Feed(Event::DeathExplained { engine, cause }));
+            }
+            RunnerCall::EndWorld { engines, restart, why } => {
+                // Ranks stuck in a collective will not finish on their own: no grace period.
+                end_job(engines, launcher.as_mut(), BROKEN_WORLD_GRACE).await;
+                if !restart {
+                    break StopReason::WorldDown(why);
+                }
+                info!("restarting the MPI world after: {why}");
+                if let Err(e) = start_world(&opts, launcher.as_mut(), &ctl.hub, &path, &mut signals).await {
+                    break StopReason::WorldDown(format!("{why}; the restart failed: {e}"));
+                }
+                job_running = true;
+                info!("the MPI world was restarted");
+            }
+            RunnerCall::StopCluster => break StopReason::Requested,
         }
-        let down = WorldDown { first, cause: cause.clone(), restarting: opts.restart };
-        let engines = ctl.hub.send(down).await.unwrap_or_default();
-        // Ranks stuck in a collective will not finish on their own: no grace period.
-        end_job(engines, launcher.as_mut(), BROKEN_WORLD_GRACE).await;
-        // Drop events about the world just torn down.
-        while events.try_recv().is_ok() {}
-        let what = match first {
-            Some(id) => format!("engine {id} died: {cause}"),
-            None => cause,
-        };
-        if opts.n == 0 {
-            // A controller without a job of its own keeps serving: engines may join again.
-            info!("engines started by hand went down ({what}); waiting for new ones");
-            continue;
-        }
-        if !opts.restart {
-            break StopReason::WorldDown(what);
-        }
-        info!("restarting the MPI world after: {what}");
-        if let Err(e) = start_world(&opts, launcher.as_mut(), &ctl.hub, &path, &mut signals).await {
-            break StopReason::WorldDown(format!("{what}; the restart failed: {e}"));
-        }
-        info!("the MPI world was restarted");
     };
     info!(?reason, "stopping the cluster");
     let t1 = Instant::now();
@@ -272,13 +264,13 @@ const BROKEN_WORLD_GRACE: Duration = Duration::from_millis(100);
 /// How long a death waits for mpirun's report of it.
 const DEATH_REPORT_WAIT: Duration = Duration::from_millis(1500);
 
-/// Waits (bounded) for the launcher's report of how rank `id` died: mpirun prints it as soon as
-/// it has reaped the rank, before it ends the rest of the job.
-async fn death_report(launcher: &mut dyn Launcher, id: u32) -> Option<String> {
+/// Waits (bounded) for the launcher's report of how rank `rank` died: mpirun prints it as soon
+/// as it has reaped the rank, before it ends the rest of the job.
+async fn death_report(launcher: &mut dyn Launcher, rank: Rank) -> Option<String> {
     let deadline = Instant::now() + DEATH_REPORT_WAIT;
     let mut ended = false;
     while Instant::now() < deadline {
-        if let Some(cause) = launcher.explain(id) {
+        if let Some(cause) = launcher.explain(rank) {
             return Some(cause);
         }
         if ended {
@@ -294,7 +286,7 @@ async fn death_report(launcher: &mut dyn Launcher, id: u32) -> Option<String> {
             _ = tokio::time::sleep(Duration::from_millis(10)) => {}
         }
     }
-    launcher.explain(id)
+    launcher.explain(rank)
 }
 
 /// Starts the engines' job and waits until all N engines registered; on failure, tears down
@@ -306,8 +298,11 @@ async fn start_world(
     path: &std::path::Path,
     signals: &mut Signals,
 ) -> Result<(), ClusterError> {
+    if opts.n > 0 {
+        hub.do_send(Feed(Event::Launching));
+    }
     launcher.start(opts.n, path)?;
-    hub.do_send(SetMpirunPid(launcher.pid()));
+    hub.do_send(Feed(Event::Launched { mpirun_pid: launcher.pid() }));
     let (ready_tx, ready_rx) = oneshot::channel();
     hub.do_send(WaitForEngines { n: opts.n as usize, ready: ready_tx });
     let started = tokio::select! {
@@ -373,9 +368,15 @@ async fn teardown(hub: &Addr<Hub>, launcher: &mut dyn Launcher, grace: Duration)
 /// Ends the engines' job (the launcher: grace, SIGTERM, SIGKILL), then SIGKILLs any engine on
 /// this host that outlived it (engines are not always in the launcher's process group).
 async fn end_job(engines: Vec<EngineInfo>, launcher: &mut dyn Launcher, grace: Duration) {
-    let here = gethostname::gethostname().to_string_lossy().into_owned();
     launcher.stop(grace).await;
-    for pid in engines.iter().filter(|e| e.hostname == here.trim()).map(|e| e.pid) {
+    reap(engines, grace).await;
+}
+
+/// SIGKILLs the engines on this host still alive after `grace` (an engine on another host
+/// reports a pid that means nothing here).
+pub(crate) async fn reap(engines: Vec<EngineInfo>, grace: Duration) {
+    let here = mpx_messages::connection::hostname();
+    for pid in engines.iter().filter(|e| e.hostname == here).map(|e| e.pid) {
         let deadline = Instant::now() + grace;
         while files::pid_alive(pid) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -8,12 +8,15 @@ use std::{
 };
 
 use actix::prelude::*;
-use mpx_messages::{Chunk, CodecError, ControllerToEngine, EngineId, EngineToController, Frame, Payload};
+use mpx_messages::{
+    Chunk, CodecError, ControllerToEngine, EngineId, EngineToController, Frame, Payload, TaskOutput,
+};
 use tracing::warn;
 
 use crate::{
     forward::Downstream,
-    hub::{EngineGone, EngineReply, EngineStatus, Hub, RouteOf, ToEngine},
+    hub::{CloseConn, Feed, Hub, RouteOf},
+    world::{ConnId, Event},
     writer::FrameWriter,
 };
 
@@ -22,6 +25,8 @@ pub type EngineWriter = FrameWriter<ControllerToEngine>;
 
 /// One engine's connection.
 pub struct EngineConn {
+    /// The connection's number.
+    pub conn: ConnId,
     /// Engine id, once registered.
     pub id: Option<EngineId>,
     /// The engine's address, for the log.
@@ -43,21 +48,17 @@ pub struct EngineConn {
 }
 
 impl EngineConn {
-    /// Pings every period; three silent periods and the engine is declared dead.
+    /// Pings every period and tells the hub how many periods the engine has been silent (the
+    /// core decides when that is a death).
     pub fn start_heartbeats(&mut self, ctx: &mut Context<Self>) {
         if self.heartbeat.is_zero() {
             return;
         }
         let period = self.heartbeat;
-        ctx.run_interval(period, move |act, ctx| {
-            if act.last_heard.elapsed() > period * 3 {
-                match act.id {
-                    Some(engine) => warn!(engine, "engine missed 3 heartbeats"),
-                    None => warn!("an engine missed 3 heartbeats before it registered"),
-                }
-                act.cause = format!("it missed 3 heartbeats ({} ms period)", period.as_millis());
-                ctx.stop();
-                return;
+        ctx.run_interval(period, move |act, _| {
+            let missed = (act.last_heard.elapsed().as_millis() / period.as_millis().max(1)) as u32;
+            if let (Some(engine), true) = (act.id, missed > 0) {
+                act.hub.do_send(Feed(Event::HeartbeatMissed { engine, conn: act.conn, missed }));
             }
             act.seq += 1;
             act.writer.write(Frame::new(ControllerToEngine::Ping { seq: act.seq }));
@@ -69,46 +70,48 @@ impl Actor for EngineConn {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        if let Some(id) = self.id {
-            self.hub.do_send(EngineGone { id, cause: std::mem::take(&mut self.cause) });
+        if let Some(engine) = self.id {
+            let cause = std::mem::take(&mut self.cause);
+            self.hub.do_send(Feed(Event::EngineGone { engine, conn: self.conn, cause }));
         }
     }
 }
 
-/// Handler for `ToEngine`: write the frame.
-impl Handler<ToEngine> for EngineConn {
+/// Handler for `CloseConn`: the core declared the engine dead.
+impl Handler<CloseConn> for EngineConn {
     type Result = ();
 
-    fn handle(&mut self, msg: ToEngine, _: &mut Context<Self>) {
-        self.writer.write(msg.0);
+    fn handle(&mut self, _: CloseConn, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 
 /// The engine's frames: the main event loop of the connection.
 impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn {
     fn handle(&mut self, item: Result<Frame<EngineToController>, CodecError>, ctx: &mut Context<Self>) {
-        let id = self.id.unwrap_or(u32::MAX);
+        let id = self.id.unwrap_or(EngineId(u32::MAX));
         self.last_heard = Instant::now();
         match item {
             Ok(frame) => match frame.header {
                 EngineToController::Pong { .. } => {}
                 EngineToController::Status { req, state } => {
-                    self.hub.do_send(EngineStatus { id, req, state })
+                    self.hub.do_send(Feed(Event::EngineStatus { engine: id, poll: req, state }))
                 }
                 EngineToController::TaskReply(reply) => {
                     self.routes.remove(&reply.task_id);
-                    self.hub.do_send(EngineReply { id, reply, buffers: frame.buffers })
+                    self.hub.do_send(Feed(Event::EngineReply { engine: id, reply, buffers: frame.buffers }))
                 }
                 EngineToController::Chunk(chunk) => self.forward_chunk(id, chunk, frame.buffers, ctx),
+                EngineToController::Output(output) => self.forward_output(id, output, ctx),
                 EngineToController::RegisterRequest(_) => {
-                    warn!(engine = id, peer = %self.peer, "second registration on one connection ignored");
+                    warn!(engine = %id, peer = %self.peer, "second registration on one connection ignored");
                 }
             },
             Err(e) => {
                 if matches!(e, CodecError::Replayed(_)) {
-                    warn!(engine = id, peer = %self.peer, error = %e, "refused a replayed frame from an engine; closing its connection");
+                    warn!(engine = %id, peer = %self.peer, error = %e, "refused a replayed frame from an engine; closing its connection");
                 } else {
-                    warn!(engine = id, peer = %self.peer, error = %e, "bad frame from engine; closing its connection");
+                    warn!(engine = %id, peer = %self.peer, error = %e, "bad frame from engine; closing its connection");
                 }
                 self.cause = format!("its connection sent a bad frame ({e})");
                 ctx.stop();
@@ -125,6 +128,42 @@ impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn
 }
 
 impl EngineConn {
+    /// Forwards a piece of a running task's output to the client that asked, like a chunk:
+    /// reading from the engine waits until the client's queue has room. A piece nobody waits
+    /// for on a route goes to the core (which keeps it when the request is kept).
+    fn forward_output(&mut self, id: EngineId, output: TaskOutput, ctx: &mut Context<Self>) {
+        let task_id = output.task_id;
+        let cached = self.routes.get(&task_id).cloned();
+        let hub = self.hub.clone();
+        let forward = async move {
+            let route = match cached {
+                Some(route) => Some(route),
+                None => hub.send(RouteOf { engine: id, task_id }).await.ok().flatten(),
+            };
+            let Some(route) = route else {
+                let now = mpx_messages::unix_time();
+                hub.do_send(Feed(Event::EngineOutput { engine: id, output, now }));
+                return None;
+            };
+            match route.forward_output(id, output).await {
+                Ok(()) => Some(route),
+                Err(unsent) => {
+                    // The client went away meanwhile: the core keeps it, or drops it.
+                    let now = mpx_messages::unix_time();
+                    hub.do_send(Feed(Event::EngineOutput { engine: id, output: unsent, now }));
+                    None
+                }
+            }
+        };
+        ctx.wait(actix::fut::wrap_future::<_, Self>(forward).map(move |route, act, _| {
+            act.last_heard = Instant::now();
+            match route {
+                Some(route) => act.routes.insert(task_id, route),
+                None => act.routes.remove(&task_id),
+            };
+        }));
+    }
+
     /// Forwards a chunk of a streamed reply to the client that asked. Reading from the engine
     /// waits until the client's queue has room (back-pressure); the chunks of a reply nobody
     /// waits for any more are dropped (its `TaskReply` follows them through the hub).

@@ -5,7 +5,8 @@
 //! the sender's socket waits ([`Link::send`]) until the receiver's queue has room.
 
 use mpx_messages::{
-    array::byte_len, Chunk, ControllerToClient, ControllerToEngine, EngineId, Frame, Payload, Task,
+    array::byte_len, Chunk, ControllerToClient, ControllerToEngine, EngineId, EngineOutput, Frame, Payload,
+    Request, TaskOutput,
 };
 
 use crate::writer::{Link, LinkClosed};
@@ -34,9 +35,9 @@ pub struct Downstream {
 
 /// The byte count of a push or scatter whose frame came without buffers: its array streams in
 /// chunks after the request. `None` for every other request.
-pub fn streamed_total(task: &Task, buffers: &[Payload]) -> Option<u64> {
-    match task {
-        Task::Push { array, .. } | Task::Scatter { array, .. } if buffers.is_empty() => {
+pub fn streamed_total(request: &Request, buffers: &[Payload]) -> Option<u64> {
+    match request {
+        Request::Push { array, .. } | Request::Scatter { array, .. } if buffers.is_empty() => {
             byte_len(array.dtype, &array.shape).map(|n| n as u64)
         }
         _ => None,
@@ -83,6 +84,30 @@ impl Upstream {
 }
 
 impl Downstream {
+    /// Forwards a piece of an engine's output to the client, waiting for room in its queue
+    /// (the text counts like a payload).
+    ///
+    /// # Errors
+    /// The piece, back, when the client is gone.
+    pub async fn forward_output(&self, engine_id: EngineId, output: TaskOutput) -> Result<(), TaskOutput> {
+        let piece = EngineOutput {
+            req_id: self.req_id,
+            engine_id,
+            stream: output.stream,
+            text: output.text,
+        };
+        let bytes = piece.text.len();
+        match self.link.send_counted(Frame::new(ControllerToClient::Output(piece)), bytes).await {
+            Ok(()) => Ok(()),
+            Err(frame) => match frame.header {
+                ControllerToClient::Output(piece) => {
+                    Err(TaskOutput { task_id: output.task_id, stream: piece.stream, text: piece.text })
+                }
+                _ => unreachable!("the frame given back is the one sent"),
+            },
+        }
+    }
+
     /// Forwards an engine's chunk to the client, waiting for room in its queue.
     ///
     /// # Errors

@@ -2,7 +2,9 @@
 //! and runs whole clusters (controller + engines under mpirun).
 //!
 //! # Layout
-//! - [`hub`]: the `Hub` actor, registry of engines and pending tasks.
+//! - [`world`]: the pure core: engines and sets, pending requests, `where` polls, deaths,
+//!   teardowns and restarts; events in, commands out (no actors, sockets or clocks).
+//! - [`hub`]: the `Hub` actor, which feeds the core and carries out its commands.
 //! - [`balanced`]: the hub's load-balanced tasks, carrying out the [`scheduler`]'s decisions.
 //! - [`engine_conn`]: the `EngineConn` actor, one per engine connection.
 //! - [`client_session`]: the `ClientSession` actor, one per client connection.
@@ -34,6 +36,7 @@ pub mod launcher;
 pub mod listener;
 pub mod plan;
 pub mod scheduler;
+pub mod world;
 pub mod writer;
 
 pub use cluster::{run_cluster, start_controller, ClusterOptions, Ready, StopReason};

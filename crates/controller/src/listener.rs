@@ -3,14 +3,21 @@
 //! says whether it is an engine or a client, and the connection is handed to a new `EngineConn`
 //! or `ClientSession` actor. A refused handshake or frame is logged with the peer's address.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use actix::prelude::*;
 use futures::StreamExt;
 use mpx_messages::{
     codec::{self, NonceHistory},
     ClientToController, CodecError, ControllerToClient, ControllerToEngine, EngineToController, Frame,
-    FrameCodec, Key, RegisterReply, Session, Verify,
+    FrameCodec, Key, Session, Verify,
 };
 use serde::Deserialize;
 use tokio::net::{TcpListener, TcpStream};
@@ -18,11 +25,14 @@ use tokio_util::codec::FramedRead;
 use tracing::{debug, warn};
 
 use crate::{
-    client_session::{next_client_id, ClientSession, CLOSE_GRACE},
+    client_session::{ClientSession, CLOSE_GRACE},
     engine_conn::EngineConn,
-    hub::{EngineReady, Hub, Register},
+    hub::{ClientJoined, EngineReady, Hub, Register},
     writer::FrameWriter,
 };
+
+/// The number of the next connection (engine or client): numbers are never reused.
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
 /// How long a new connection may take to complete the handshake and send its first frame.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,8 +50,6 @@ enum First {
 pub struct ListenerConfig {
     /// The cluster key.
     pub key: Key,
-    /// The cluster id, told to engines.
-    pub cluster_id: String,
     /// Largest frame accepted, in bytes.
     pub max_frame: usize,
     /// Heartbeat period for engines (zero: none).
@@ -123,28 +131,24 @@ async fn handshake(
     match first.header {
         First::Engine(EngineToController::RegisterRequest(req)) => {
             let reader = framed.map_decoder(FrameCodec::retype::<EngineToController, ControllerToEngine>);
-            let cluster_id = config.cluster_id.clone();
+            let conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
             let hub2 = hub.clone();
             EngineConn::create(move |ctx| {
                 let writer = FrameWriter::start(write, sealer, config.max_frame, ctx);
-                let addr = ctx.address();
                 let link = writer.link().expect("a new writer is open");
-                let register = Register { req, conn: addr.recipient(), link };
+                let register = Register { conn, req, link, close: ctx.address().recipient() };
                 ctx.wait(actix::fut::wrap_future::<_, EngineConn>(hub2.send(register)).map(
                     move |res, act, ctx| {
-                        let (engine_id, error) = match res {
-                            Ok(Ok(id)) => (Some(id), None),
-                            Ok(Err(e)) => (None, Some(e)),
-                            Err(e) => (None, Some(e.to_string())),
+                        let refused = match res {
+                            Ok(reply) => {
+                                act.id = reply.engine_id;
+                                let error = reply.error.clone();
+                                act.writer.write(Frame::new(ControllerToEngine::RegisterReply(reply)));
+                                error
+                            }
+                            Err(e) => Some(mpx_messages::MpxError::refused(e.to_string())),
                         };
-                        act.id = engine_id.map(|(id, _)| id);
-                        let set = engine_id.map(|(_, set)| set);
-                        let engine_id = act.id;
-                        let heartbeat_ms = act.heartbeat.as_millis() as u64;
-                        let reply =
-                            RegisterReply { engine_id, cluster_id, error: error.clone(), heartbeat_ms, set };
-                        act.writer.write(Frame::new(ControllerToEngine::RegisterReply(reply)));
-                        if let Some(e) = error {
+                        if let Some(e) = refused {
                             warn!(%peer, error = %e, "engine registration refused");
                             // The writer stops the actor once the refusal is flushed.
                             act.writer.close();
@@ -160,6 +164,7 @@ async fn handshake(
                 ));
                 ctx.add_stream(reader);
                 EngineConn {
+                    conn,
                     id: None,
                     peer,
                     hub: hub2,
@@ -180,10 +185,13 @@ async fn handshake(
             let reader = framed.map_decoder(FrameCodec::retype::<ClientToController, ControllerToClient>);
             let first = Frame::with_payloads(msg, first.buffers);
             let stream = futures::stream::once(async move { Ok(first) }).chain(reader);
+            let client = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
             ClientSession::create(move |ctx| {
                 let writer = FrameWriter::start(write, sealer, config.max_frame, ctx);
+                let link = writer.link().expect("a new writer is open");
+                hub.do_send(ClientJoined { client, link });
                 ctx.add_stream(stream);
-                ClientSession { peer, hub, writer, upstreams: Default::default(), id: next_client_id() }
+                ClientSession { client, peer, hub, writer, upstreams: Default::default() }
             });
         }
     }

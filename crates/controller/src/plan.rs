@@ -1,8 +1,8 @@
-//! Pure planning of a client's task over its target engines: who gets which task and which
-//! buffers. Collective kinds send the array bytes once, to the root (the lowest target), and
-//! the engines move them among themselves with MPI.
+//! Pure planning of a client's [`Request`] over its target engines: which [`Task`] each engine
+//! gets, with which buffers. Collective kinds send the array bytes once, to the root (the
+//! lowest target), and the engines move them among themselves with MPI.
 
-use mpx_messages::{ArrayMeta, EngineId, Payload, Task};
+use mpx_messages::{ArrayMeta, EngineId, MpxError, Payload, Rank, Request, Task};
 
 /// One engine's share of a task.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,7 +23,7 @@ pub struct Place {
     /// Engine set.
     pub set: u32,
     /// Rank in the set's world.
-    pub rank: u32,
+    pub rank: Rank,
 }
 
 /// Rows of an axis-0 split of `rows` over `n` engines: as even as possible, the first engines
@@ -33,17 +33,20 @@ pub fn split_rows(rows: usize, n: usize) -> Vec<usize> {
     (0..n).map(|i| rows / n + usize::from(i < rows % n)).collect()
 }
 
-/// Plans `task` over `places` (sorted by id, non-empty) with the client's `buffers`. The groups
-/// of collective tasks are ranks of one world: a collective never spans engine sets.
+/// Plans `request` over `places` (sorted by id, non-empty) with the client's `buffers`. The
+/// groups of collective tasks are ranks of one world: a collective never spans engine sets.
 ///
 /// # Errors
-/// A message for the client when the task does not fit (missing buffer, 0-d scatter, targets
+/// [`MpxError::Refused`] when the request does not fit (missing buffer, 0-d scatter, targets
 /// in several engine sets, ...).
-pub fn plan(task: Task, places: &[Place], buffers: Vec<Payload>) -> Result<Vec<Assignment>, String> {
+pub fn plan(request: Request, places: &[Place], buffers: Vec<Payload>) -> Result<Vec<Assignment>, MpxError> {
+    plan_tasks(request, places, buffers).map_err(MpxError::refused)
+}
+
+fn plan_tasks(request: Request, places: &[Place], buffers: Vec<Payload>) -> Result<Vec<Assignment>, String> {
     let engines: Vec<EngineId> = places.iter().map(|p| p.engine).collect();
     let engines = &engines[..];
-    let collective = matches!(task, Task::Push { .. } | Task::Scatter { .. } | Task::Gather { .. });
-    if collective && places.iter().any(|p| p.set != places[0].set) && engines.len() > 1 {
+    if request.is_collective() && places.iter().any(|p| p.set != places[0].set) && engines.len() > 1 {
         return Err(
             "the targets span several engine sets; data moves with MPI within one set at a time".into()
         );
@@ -59,7 +62,7 @@ pub fn plan(task: Task, places: &[Place], buffers: Vec<Payload>) -> Result<Vec<A
             None => Err(format!("array buffer {index} is missing")),
         }
     };
-    let group: Vec<u32> = places.iter().map(|p| p.rank).collect();
+    let group: Vec<Rank> = places.iter().map(|p| p.rank).collect();
     let root_only = |task: Task, buffers: Vec<Payload>| {
         engines
             .iter()
@@ -71,12 +74,18 @@ pub fn plan(task: Task, places: &[Place], buffers: Vec<Payload>) -> Result<Vec<A
             })
             .collect()
     };
-    match task {
-        Task::Push { name, array, .. } => {
+    let each = |task: Task, buffers: Vec<Payload>| -> Vec<Assignment> {
+        engines
+            .iter()
+            .map(|&engine| Assignment { engine, task: task.clone(), buffers: buffers.clone() })
+            .collect()
+    };
+    match request {
+        Request::Push { name, array } => {
             check_buffer(array.buffer, byte_len(&array)?)?;
             Ok(root_only(Task::Push { name, array, group }, buffers))
         }
-        Task::Scatter { name, array, .. } => {
+        Request::Scatter { name, array } => {
             let Some(&rows) = array.shape.first() else {
                 return Err(format!("cannot scatter {name:?}: a 0-d array has no axis 0"));
             };
@@ -84,13 +93,11 @@ pub fn plan(task: Task, places: &[Place], buffers: Vec<Payload>) -> Result<Vec<A
             let rows = split_rows(rows, engines.len());
             Ok(root_only(Task::Scatter { name, array, group, rows }, buffers))
         }
-        Task::Gather { name, .. } => Ok(root_only(Task::Gather { name, group }, Vec::new())),
-        other @ (Task::Execute { .. } | Task::Run { .. } | Task::Pull { .. } | Task::Apply { .. }) => {
-            Ok(engines
-                .iter()
-                .map(|&engine| Assignment { engine, task: other.clone(), buffers: buffers.clone() })
-                .collect())
-        }
+        Request::Gather { name } => Ok(root_only(Task::Gather { name, group }, Vec::new())),
+        Request::Execute { code } => Ok(each(Task::Execute { code }, buffers)),
+        Request::Run { code, filename } => Ok(each(Task::Run { code, filename }, buffers)),
+        Request::Pull { name } => Ok(each(Task::Pull { name }, buffers)),
+        Request::Apply { function, args } => Ok(each(Task::Apply { function, args }, buffers)),
     }
 }
 
@@ -106,8 +113,12 @@ mod tests {
 
     use super::*;
 
-    fn at(ids: &[EngineId]) -> Vec<Place> {
-        ids.iter().map(|&engine| Place { engine, set: 0, rank: engine }).collect()
+    fn at(ids: &[u32]) -> Vec<Place> {
+        ids.iter().map(|&id| Place { engine: EngineId(id), set: 0, rank: Rank(id) }).collect()
+    }
+
+    fn ranks(ids: &[u32]) -> Vec<Rank> {
+        ids.iter().copied().map(Rank).collect()
     }
 
     fn meta(shape: &[usize]) -> ArrayMeta {
@@ -125,31 +136,31 @@ mod tests {
     #[test]
     fn push_sends_the_bytes_once_to_the_root() {
         let bytes = Bytes::from(vec![0u8; 80]);
-        let task = Task::Push { name: "a".into(), array: meta(&[10]), group: vec![] };
-        let p = plan(task, &at(&[1, 2, 3]), vec![Payload::new(bytes)]).unwrap();
+        let request = Request::Push { name: "a".into(), array: meta(&[10]) };
+        let p = plan(request, &at(&[1, 2, 3]), vec![Payload::new(bytes)]).unwrap();
         assert_eq!(p.iter().map(|a| a.buffers.len()).collect::<Vec<_>>(), vec![1, 0, 0]);
-        assert!(p.iter().all(|a| matches!(&a.task, Task::Push { group, .. } if group == &vec![1, 2, 3])));
+        assert!(p.iter().all(|a| matches!(&a.task, Task::Push { group, .. } if group == &ranks(&[1, 2, 3]))));
     }
 
     #[test]
     fn scatter_plans_rows_and_refuses_0d() {
-        let task = Task::Scatter { name: "a".into(), array: meta(&[10, 2]), group: vec![], rows: vec![] };
-        let p = plan(task, &at(&[0, 1, 2, 3]), vec![Payload::new(Bytes::from(vec![0u8; 160]))]).unwrap();
+        let request = Request::Scatter { name: "a".into(), array: meta(&[10, 2]) };
+        let p = plan(request, &at(&[0, 1, 2, 3]), vec![Payload::new(Bytes::from(vec![0u8; 160]))]).unwrap();
         assert!(matches!(&p[0].task, Task::Scatter { rows, .. } if rows == &vec![3, 3, 2, 2]));
-        let task = Task::Scatter { name: "a".into(), array: meta(&[]), group: vec![], rows: vec![] };
-        assert!(plan(task, &at(&[0]), vec![Payload::new(Bytes::from(vec![0u8; 8]))])
+        let request = Request::Scatter { name: "a".into(), array: meta(&[]) };
+        assert!(plan(request, &at(&[0]), vec![Payload::new(Bytes::from(vec![0u8; 8]))])
             .unwrap_err()
+            .to_string()
             .contains("0-d"));
     }
 
     #[test]
     fn a_missing_or_short_buffer_is_refused() {
-        let task = Task::Push { name: "a".into(), array: meta(&[10]), group: vec![] };
+        let task = Request::Push { name: "a".into(), array: meta(&[10]) };
         // No buffers at all: a streamed array (its chunks follow the request).
         assert!(plan(task.clone(), &at(&[0]), vec![]).is_ok());
         let two = vec![Payload::new(Bytes::from(vec![0u8; 80])); 2];
-        let wrong =
-            Task::Push { name: "a".into(), array: ArrayMeta { buffer: 2, ..meta(&[10]) }, group: vec![] };
+        let wrong = Request::Push { name: "a".into(), array: ArrayMeta { buffer: 2, ..meta(&[10]) } };
         assert!(plan(wrong, &at(&[0]), two).is_err());
         assert!(plan(task, &at(&[0]), vec![Payload::new(Bytes::from(vec![0u8; 79]))]).is_err());
     }
@@ -163,14 +174,15 @@ mod set_tests {
 
     #[test]
     fn collectives_stay_within_one_engine_set_and_use_its_ranks() {
-        let places = [Place { engine: 2, set: 1, rank: 0 }, Place { engine: 3, set: 1, rank: 1 }];
-        let task = Task::Gather { name: "a".into(), group: vec![] };
-        let p = plan(task.clone(), &places, vec![]).unwrap();
-        assert!(matches!(&p[0].task, Task::Gather { group, .. } if group == &vec![0, 1]));
-        let mixed = [Place { engine: 1, set: 0, rank: 1 }, Place { engine: 2, set: 1, rank: 0 }];
-        assert!(plan(task, &mixed, vec![]).unwrap_err().contains("engine sets"));
+        let place = |engine, set, rank| Place { engine: EngineId(engine), set, rank: Rank(rank) };
+        let places = [place(2, 1, 0), place(3, 1, 1)];
+        let request = Request::Gather { name: "a".into() };
+        let p = plan(request.clone(), &places, vec![]).unwrap();
+        assert!(matches!(&p[0].task, Task::Gather { group, .. } if group == &vec![Rank(0), Rank(1)]));
+        let mixed = [place(1, 0, 1), place(2, 1, 0)];
+        assert!(plan(request, &mixed, vec![]).unwrap_err().to_string().contains("engine sets"));
         // Cells may run across sets: each set has its own COMM_WORLD.
-        let exec = Task::Execute { code: "1".into() };
+        let exec = Request::Execute { code: "1".into() };
         assert_eq!(plan(exec, &mixed, vec![]).unwrap().len(), 2);
         let _ = ArrayMeta { dtype: Dtype::F64, shape: vec![], buffer: 0 };
     }

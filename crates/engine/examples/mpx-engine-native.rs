@@ -9,27 +9,12 @@
 //! mpx px 'norm2(rand(10))'                                                  # rhai
 //! ```
 
-use std::{path::PathBuf, time::Duration};
-
 use clap::Parser;
 use mpx_engine::{
     numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArrayDyn},
     pyo3::{exceptions::PyValueError, prelude::*},
-    ArrayValue, EngineOptions, Kernel, Registry,
+    ArrayValue, EngineArgs, Registry,
 };
-
-#[derive(Parser)]
-struct Args {
-    /// The controller's connection file.
-    #[arg(long)]
-    connect: PathBuf,
-    /// Seconds to wait for the connection file.
-    #[arg(long, default_value_t = 30.0)]
-    wait: f64,
-    /// The kernel: python or rhai.
-    #[arg(long, default_value = "python")]
-    kernel: Kernel,
-}
 
 /// Euclidean norm of an array of any dtype (reads it without copying when it is f64).
 fn norm2(a: ArrayValue) -> f64 {
@@ -84,7 +69,7 @@ fn py_exit_now(code: i32) {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let opts = EngineArgs::parse().options();
     let mut registry = Registry::new();
     registry.add(|engine| {
         engine.register_fn("norm2", norm2);
@@ -98,11 +83,6 @@ fn main() -> anyhow::Result<()> {
         m.add_function(wrap_pyfunction!(py_axpy, m)?)?;
         m.add_function(wrap_pyfunction!(py_exit_now, m)?)
     });
-    let opts = EngineOptions {
-        connection_file: args.connect,
-        wait: Duration::from_secs_f64(args.wait),
-        kernel: args.kernel,
-    };
     mpx_engine::main_with(opts, registry)?;
     Ok(())
 }

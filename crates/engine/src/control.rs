@@ -87,7 +87,7 @@ pub enum Job {
         chunks_to: Recipient<ChunkOut>,
     },
     /// Registered as this engine id, in this engine set.
-    Registered(u32, u32),
+    Registered(mpx_messages::EngineId, u32),
     /// Leave the job loop (with a reason when it is an error).
     Exit(Option<String>),
 }
@@ -305,7 +305,7 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
         match frame.header {
             ControllerToEngine::RegisterReply(reply) => match (reply.engine_id, reply.error) {
                 (Some(id), _) => {
-                    info!(engine = id, cluster = %reply.cluster_id, "registered");
+                    info!(engine = %id, cluster = %reply.cluster_id, "registered");
                     self.registered = true;
                     let _ = self.jobs.send(Job::Registered(id, reply.set.unwrap_or(0)));
                     if reply.heartbeat_ms > 0 {
@@ -313,7 +313,7 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                     }
                 }
                 (None, error) => {
-                    let why = error.unwrap_or_else(|| "refused".into());
+                    let why = error.map_or_else(|| "refused".to_string(), |e| e.to_string());
                     error!(%why, "registration refused");
                     self.exit(Some(format!("registration refused: {why}")), ctx);
                 }

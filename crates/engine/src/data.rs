@@ -17,7 +17,7 @@ use mpi::{
     Count,
 };
 use mpx_cells::Collectives;
-use mpx_messages::{ArrayMeta, Dtype, EngineId, RemoteError};
+use mpx_messages::{ArrayMeta, Dtype, EngineId, Rank, RemoteError};
 
 use crate::{
     kernel::{HostArray, Kernel},
@@ -44,7 +44,7 @@ pub struct Groups {
     world: SimpleCommunicator,
     world_size: usize,
     board: Board,
-    cache: HashMap<Vec<EngineId>, MpiComm>,
+    cache: HashMap<Vec<Rank>, MpiComm>,
 }
 
 impl Groups {
@@ -57,15 +57,15 @@ impl Groups {
 
     /// The communicator of exactly `group` (sorted world ranks); the lowest is rank 0 in it.
     /// Collective over the members only (MPI_Comm_create_group).
-    fn comm(&mut self, group: &[EngineId]) -> Result<&MpiComm, RemoteError> {
-        if let Some(&bad) = group.iter().find(|&&r| r as usize >= self.world_size) {
-            return Err(err("ValueError", format!("engine {bad} is not in this MPI world")));
+    fn comm(&mut self, group: &[Rank]) -> Result<&MpiComm, RemoteError> {
+        if let Some(&bad) = group.iter().find(|&&r| r.0 as usize >= self.world_size) {
+            return Err(err("ValueError", format!("rank {bad} is not in this MPI world")));
         }
         if !self.cache.contains_key(group) {
             let (comm, name) = if group.len() == self.world_size {
                 (self.world.duplicate(), "COMM_WORLD".to_string())
             } else {
-                let ranks: Vec<i32> = group.iter().map(|&r| r as i32).collect();
+                let ranks: Vec<i32> = group.iter().map(|&r| r.0 as i32).collect();
                 let sub = self.world.group().include(&ranks);
                 let _in = self.board.mpi("comm_create_group", format!("{group:?}"));
                 let comm = self
@@ -125,7 +125,7 @@ pub fn push(
     kernel: &mut dyn Kernel,
     name: &str,
     meta: &ArrayMeta,
-    group: &[EngineId],
+    group: &[Rank],
     source: &mut Source,
 ) -> Result<(), RemoteError> {
     let (dtype, total) = (meta.dtype, total_bytes(meta)?);
@@ -160,13 +160,13 @@ pub fn push(
 /// streamed to `sink` (then `None`).
 pub fn pull(
     kernel: &mut dyn Kernel,
-    rank: u32,
+    engine: EngineId,
     name: &str,
     sink: &Sink,
 ) -> Result<(ArrayMeta, Option<Bytes>), RemoteError> {
     let a = kernel
         .array(name)
-        .map_err(|e| err(&e.ename, format!("engine {rank}: cannot pull {name:?}: {}", e.evalue)))?;
+        .map_err(|e| err(&e.ename, format!("engine {engine}: cannot pull {name:?}: {}", e.evalue)))?;
     let meta = meta_of(a.as_ref(), 0);
     let bytes = a.into_bytes();
     if bytes.len() <= chunk_bytes() {
@@ -200,7 +200,7 @@ pub fn scatter(
     kernel: &mut dyn Kernel,
     name: &str,
     meta: &ArrayMeta,
-    group: &[EngineId],
+    group: &[Rank],
     rows: &[usize],
     source: &mut Source,
 ) -> Result<(), RemoteError> {
@@ -236,29 +236,21 @@ pub fn scatter(
 }
 
 /// What a member has to contribute to a gather: the array, or why it cannot.
-fn describe(kernel: &mut dyn Kernel, rank: u32, name: &str) -> Result<Box<dyn HostArray>, String> {
-    let a = kernel.array(name).map_err(|e| format!("engine {rank}: {}", e.evalue))?;
+fn describe(kernel: &mut dyn Kernel, engine: EngineId, name: &str) -> Result<Box<dyn HostArray>, String> {
+    let a = kernel.array(name).map_err(|e| format!("engine {engine}: {}", e.evalue))?;
     if a.shape().is_empty() {
-        return Err(format!("engine {rank}: {name:?} is 0-d; gather concatenates along axis 0"));
+        return Err(format!("engine {engine}: {name:?} is 0-d; gather concatenates along axis 0"));
     }
     Ok(a)
 }
 
+/// A member's description for a gather's agreement: its array's dtype and shape, or why it
+/// has none. It travels as JSON, as every small control value the engines exchange over MPI.
+type Description = Result<(Dtype, Vec<usize>), String>;
+
 fn encode_desc(d: &Result<Box<dyn HostArray>, String>) -> Vec<u8> {
-    match d {
-        Ok(a) => {
-            let mut out = vec![0u8, a.dtype().code()];
-            for &s in a.shape() {
-                out.extend_from_slice(&(s as u64).to_le_bytes());
-            }
-            out
-        }
-        Err(why) => {
-            let mut out = vec![1u8];
-            out.extend_from_slice(why.as_bytes());
-            out
-        }
-    }
+    let desc: Description = d.as_ref().map(|a| (a.dtype(), a.shape().to_vec())).map_err(Clone::clone);
+    serde_json::to_vec(&desc).expect("a description serializes")
 }
 
 /// Gathers `name` from every engine of `group` onto the root (MPI Gatherv, each member's
@@ -267,47 +259,35 @@ fn encode_desc(d: &Result<Box<dyn HostArray>, String>) -> Vec<u8> {
 pub fn gather(
     groups: &mut Groups,
     kernel: &mut dyn Kernel,
-    rank: u32,
+    engine: EngineId,
     name: &str,
-    group: &[EngineId],
+    group: &[Rank],
     sink: &Sink,
 ) -> Result<Option<(ArrayMeta, Option<Bytes>)>, RemoteError> {
-    let mine = describe(kernel, rank, name);
+    let mine = describe(kernel, engine, name);
     let comm = groups.comm(group)?;
     let _in = comm.enter("gatherv");
     let all = comm.allgather_bytes(&encode_desc(&mine)).map_err(|e| err("CommError", e.0))?;
     // Everyone checks every description the same way, so everyone reaches the same verdict.
     let mut shapes = Vec::with_capacity(all.len());
     for d in &all {
-        match d.split_first() {
-            Some((0, rest)) => {
-                let dims: Vec<usize> = rest[1..]
-                    .chunks_exact(8)
-                    .map(|c| u64::from_le_bytes(c.try_into().unwrap()) as usize)
-                    .collect();
-                shapes.push((rest[0], dims));
-            }
-            Some((_, why)) => {
-                return Err(err(
-                    "NameError",
-                    format!("cannot gather {name:?}: {}", String::from_utf8_lossy(why)),
-                ))
-            }
-            None => return Err(err("CommError", "empty description")),
+        match serde_json::from_slice::<Description>(d) {
+            Ok(Ok(desc)) => shapes.push(desc),
+            Ok(Err(why)) => return Err(err("NameError", format!("cannot gather {name:?}: {why}"))),
+            Err(e) => return Err(err("CommError", format!("bad description: {e}"))),
         }
     }
     let (dt, first) = &shapes[0];
     if let Some((i, _)) = shapes.iter().enumerate().find(|(_, (d, s))| d != dt || s[1..] != first[1..]) {
-        let dname = |d: u8| Dtype::from_code(d).map_or("?", |t| t.name());
         return Err(err(
             "ValueError",
             format!(
-                "cannot gather {name:?}: engine {} has dtype {} shape {:?}, engine {} has dtype {} shape {:?}",
+                "cannot gather {name:?}: rank {} has dtype {} shape {:?}, rank {} has dtype {} shape {:?}",
                 group[0],
-                dname(*dt),
+                dt.name(),
                 first,
                 group[i],
-                dname(shapes[i].0),
+                shapes[i].0.name(),
                 shapes[i].1
             ),
         ));

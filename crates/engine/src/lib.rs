@@ -11,6 +11,7 @@
 //! others waiting in a collective forever.
 //!
 //! # Layout
+//! - [`args`]: [`EngineArgs`], the command line of an engine binary.
 //! - [`control`]: the control actor and the job channel.
 //! - [`data`]: push/pull/scatter/gather over MPI collectives.
 //! - [`intercept`]: MPI calls of cells, noted for `mpx where`.
@@ -25,6 +26,7 @@
 //! - [`worker`]: the MPI thread's job loop.
 #![deny(missing_docs)]
 
+pub mod args;
 pub mod control;
 pub mod data;
 pub mod intercept;
@@ -38,6 +40,7 @@ pub mod stream;
 pub mod worker;
 pub mod writer;
 
+pub use args::EngineArgs;
 pub use mpx_cells::{self as cells, ArrayValue};
 pub use mpx_messages::Kernel;
 pub use registry::Registry;

@@ -11,8 +11,9 @@ use bytes::Bytes;
 use mpi::{collective::SystemOperation, traits::*};
 use mpx_cells::Collectives;
 use mpx_messages::{
-    codec, Arg, ConnectionInfo, ControllerToEngine, EngineToController, Frame, FrameCodec, Key, Outcome,
-    RankInfo, RegisterRequest, RemoteError, Session, StreamName, Task, TaskReply, Verify, DEFAULT_MAX_FRAME,
+    codec, Arg, ConnectionInfo, ControllerToEngine, EngineId, EngineToController, Frame, FrameCodec, Key,
+    MpxError, Outcome, Rank, RankInfo, RegisterRequest, RemoteError, Session, StreamName, Task, TaskReply,
+    Verify, DEFAULT_MAX_FRAME,
 };
 use thiserror::Error;
 use tokio_util::codec::FramedRead;
@@ -168,24 +169,25 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     })?;
 
     let (jobs_tx, jobs) = mpsc::channel::<Job>();
-    let me = RankInfo { rank, pid: std::process::id(), hostname: hostname() };
+    let me = RankInfo {
+        rank: Rank(rank),
+        pid: std::process::id(),
+        hostname: mpx_messages::connection::hostname(),
+    };
 
     // The whole world registers in one message: rank 0 gathers every rank's details over MPI,
     // registers them, and broadcasts the engine set it got; then each rank attaches.
+    // As JSON, like every small control value the engines exchange over MPI.
     let details = comm
-        .allgather_bytes(format!("{}\t{}", me.pid, me.hostname).as_bytes())
+        .allgather_bytes(&serde_json::to_vec(&me).expect("a rank's details serialize"))
         .map_err(|e| EngineError::Controller(e.0))?;
-    let world_info: Vec<RankInfo> = details
+    let world_info = details
         .iter()
-        .enumerate()
-        .map(|(r, d)| {
-            let text = String::from_utf8_lossy(d);
-            let (pid, host) = text.split_once('\t').unwrap_or(("0", ""));
-            RankInfo { rank: r as u32, pid: pid.parse().unwrap_or(0), hostname: host.to_string() }
-        })
-        .collect();
+        .map(|d| serde_json::from_slice::<RankInfo>(d))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| EngineError::Controller(format!("bad details from a rank: {e}")))?;
     let register = |set: Option<u32>, world: Vec<RankInfo>| RegisterRequest {
-        rank,
+        rank: Rank(rank),
         size,
         pid: me.pid,
         hostname: me.hostname.clone(),
@@ -217,8 +219,8 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
         (thread, wait_registered(&jobs))
     };
     let (id, set) = registered?;
-    crate::log::attach(&opts.connection_file, id);
-    info!(engine = id, set, rank, kernel = %opts.kernel, "registered");
+    crate::log::attach(&opts.connection_file, id.get());
+    info!(engine = %id, set, rank, kernel = %opts.kernel, "registered");
     drop(comm);
 
     let mut result = Ok(());
@@ -230,7 +232,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
                 output.begin(task_id);
                 let refused = refused.map(|why| *why);
                 let io = TaskIo { buffers, refused, stream, sink: Sink::new(task_id, chunks_to) };
-                let (mut outcome, buffers) = run_task(kernel.as_mut(), &mut groups, rank, task, io);
+                let (mut outcome, buffers) = run_task(kernel.as_mut(), &mut groups, id, task, io);
                 // Output the kernel kept until the end (rhai) is streamed like the rest: the
                 // reply never carries it, so it cannot grow past a frame.
                 output.write(StreamName::Stdout, &std::mem::take(&mut outcome.stdout));
@@ -282,7 +284,7 @@ impl TaskIo {
 fn run_task(
     kernel: &mut dyn Kernel,
     groups: &mut Groups,
-    rank: u32,
+    engine: EngineId,
     task: Task,
     mut io: TaskIo,
 ) -> (Outcome, Vec<Bytes>) {
@@ -293,7 +295,7 @@ fn run_task(
         out.stdout = cell.stdout;
         out.stderr = cell.stderr;
         out.value = cell.value;
-        out.error = cell.error;
+        out.error = cell.error.map(MpxError::Cell);
     };
     let result: Result<(), RemoteError> = match task {
         // The request's payload failed authentication: nothing is bound. A push or scatter still
@@ -302,7 +304,7 @@ fn run_task(
         task if io.refused.is_some() => {
             if matches!(task, Task::Push { .. } | Task::Scatter { .. }) {
                 let bare = TaskIo { buffers: Vec::new(), refused: None, stream: None, sink: io.sink };
-                let _ = run_task(kernel, groups, rank, task, bare);
+                let _ = run_task(kernel, groups, engine, task, bare);
             }
             Err(io.refused.clone().expect("checked by the guard"))
         }
@@ -321,7 +323,7 @@ fn run_task(
             let mut source = io.source(array.buffer);
             data::push(groups, kernel, &name, &array, &group, &mut source)
         }
-        Task::Pull { name } => data::pull(kernel, rank, &name, &io.sink).map(|(meta, bytes)| {
+        Task::Pull { name } => data::pull(kernel, engine, &name, &io.sink).map(|(meta, bytes)| {
             out.array = Some(meta);
             reply.extend(bytes);
         }),
@@ -330,7 +332,7 @@ fn run_task(
             data::scatter(groups, kernel, &name, &array, &group, &rows, &mut source)
         }
         Task::Gather { name, group } => {
-            data::gather(groups, kernel, rank, &name, &group, &io.sink).map(|whole| {
+            data::gather(groups, kernel, engine, &name, &group, &io.sink).map(|whole| {
                 if let Some((meta, bytes)) = whole {
                     out.array = Some(meta);
                     reply.extend(bytes);
@@ -339,7 +341,7 @@ fn run_task(
         }
     };
     if let Err(e) = result {
-        out.error = Some(e);
+        out.error = Some(MpxError::Cell(e));
     }
     out.execution_count = kernel.execution_count();
     out.completed = mpx_messages::unix_time();
@@ -391,7 +393,7 @@ impl ControlStart {
 }
 
 /// Waits for the controller's answer to the registration: (engine id, engine set).
-fn wait_registered(jobs: &mpsc::Receiver<Job>) -> Result<(u32, u32), EngineError> {
+fn wait_registered(jobs: &mpsc::Receiver<Job>) -> Result<(EngineId, u32), EngineError> {
     match jobs.recv() {
         Ok(Job::Registered(id, set)) => Ok((id, set)),
         Ok(Job::Exit(why)) => {
@@ -468,8 +470,4 @@ fn control_main(start: ControlStart, register: RegisterRequest) {
             let _ = jobs.send(Job::Exit(Some(why)));
         }
     }
-}
-
-fn hostname() -> String {
-    gethostname::gethostname().to_string_lossy().into_owned()
 }

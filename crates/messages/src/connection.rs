@@ -48,6 +48,12 @@ pub struct ConnectionInfo {
     pub controller_started: Option<u64>,
 }
 
+/// This host's name, as engines report it and the controller compares it (to tell whether an
+/// engine's pid means anything here).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
 /// When process `pid` started, in clock ticks since boot (`starttime` of `/proc/PID/stat`);
 /// `None` if there is no such process (or no `/proc`).
 pub fn process_start_time(pid: u32) -> Option<u64> {

@@ -1,7 +1,11 @@
 //! Wire types and the frame codec shared by the mpx controller, engines and clients.
 //!
 //! # Layout
-//! - [`wire`]: the messages of each channel (engine ⇄ controller, client ⇄ controller).
+//! - [`wire`]: the messages of each channel (engine ⇄ controller, client ⇄ controller), and
+//!   which name a request and its result have on each hop.
+//! - [`work`]: the work: a client's [`Request`], an engine's [`Task`].
+//! - [`ids`]: [`EngineId`] and [`Rank`], never mixed; [`Targets`].
+//! - [`error`]: [`MpxError`], errors that cross the wire intact; [`RemoteError`], a cell's.
 //! - [`output`]: output while it happens (stdout/stderr pieces of running tasks).
 //! - [`tasks`]: the messages of load-balanced tasks (client ⇄ controller).
 //! - [`dtype`]: [`Dtype`], the element type of arrays (numpy's numeric dtypes).
@@ -26,10 +30,13 @@ pub mod array;
 pub mod codec;
 pub mod connection;
 pub mod dtype;
+pub mod error;
+pub mod ids;
 pub mod kernel;
 pub mod output;
 pub mod tasks;
 pub mod wire;
+pub mod work;
 
 pub use array::{ArrayError, RawArray};
 pub use codec::{Binding, CodecError, Frame, Key, Payload, Refused, Session, Verify, DEFAULT_MAX_FRAME};

@@ -9,17 +9,17 @@
 //! controller ── BalancedResults [{ id, engine_id, outcome, attempts }…] ──> client
 //! ```
 //!
-//! A task is code for one engine ([`Task::Execute`], [`Task::Run`] or [`Task::Apply`]); it never
+//! A task is code for one engine ([`Request::Execute`], [`Request::Run`] or [`Request::Apply`]); it never
 //! holds an MPI collective, which would wait for engines busy with other tasks (collectives
 //! belong to `%px`, which runs a cell on every engine of a world).
 
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{EngineId, Outcome, RemoteError, Targets, Task};
+use crate::wire::{EngineId, MpxError, Outcome, Request, Targets};
 
 /// One task of a [`BalancedRequest`].
 ///
-/// The array arguments of an [`Task::Apply`] refer to the buffers of the request's frame by
+/// The array arguments of an [`Request::Apply`] refer to the buffers of the request's frame by
 /// index (`ArrayMeta::buffer`), as in a `SubmitRequest`; the tasks of one frame share its
 /// buffers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,7 +27,7 @@ pub struct BalancedTask {
     /// Client-chosen id, unique on the client's connection; its result carries it.
     pub id: u64,
     /// The work.
-    pub task: Task,
+    pub task: Request,
 }
 
 /// A client's load-balanced tasks: each runs once, on one engine of `targets`.
@@ -63,7 +63,7 @@ pub struct BalancedResult {
 
 impl BalancedResult {
     /// A result for a task that failed in the controller.
-    pub fn failed(id: u64, engine_id: Option<EngineId>, error: RemoteError, attempts: u32) -> Self {
+    pub fn failed(id: u64, engine_id: Option<EngineId>, error: MpxError, attempts: u32) -> Self {
         BalancedResult {
             id,
             engine_id,
@@ -74,8 +74,8 @@ impl BalancedResult {
 }
 
 /// Whether `task` may run as a load-balanced task (code on one engine, no collective).
-pub fn runs_alone(task: &Task) -> bool {
-    matches!(task, Task::Execute { .. } | Task::Run { .. } | Task::Apply { .. })
+pub fn runs_alone(task: &Request) -> bool {
+    matches!(task, Request::Execute { .. } | Request::Run { .. } | Request::Apply { .. })
 }
 
 #[cfg(test)]
@@ -86,24 +86,27 @@ mod tests {
     #[test]
     fn balanced_messages_round_trip_through_json() {
         let req = ClientToController::BalancedRequest(BalancedRequest {
-            targets: Targets::List(vec![1, 2]),
+            targets: Targets::ids([1, 2]),
             retries: 1,
             tasks: vec![
-                BalancedTask { id: 7, task: Task::Execute { code: "1 + 1".into() } },
-                BalancedTask { id: 8, task: Task::Apply { function: "f".into(), args: vec![Arg::Int(3)] } },
+                BalancedTask { id: 7, task: Request::Execute { code: "1 + 1".into() } },
+                BalancedTask {
+                    id: 8,
+                    task: Request::Apply { function: "f".into(), args: vec![Arg::Int(3)] },
+                },
             ],
         });
         let text = serde_json::to_string(&req).unwrap();
         assert_eq!(serde_json::from_str::<ClientToController>(&text).unwrap(), req);
         let res = ControllerToClient::BalancedResults(vec![BalancedResult::failed(
             7,
-            Some(2),
-            RemoteError::new("EngineDied", "engine 2 died: killed"),
+            Some(EngineId(2)),
+            MpxError::EngineDied { engine: EngineId(2), rank: crate::Rank(2), cause: "killed".into() },
             2,
         )]);
         let text = serde_json::to_string(&res).unwrap();
         assert_eq!(serde_json::from_str::<ControllerToClient>(&text).unwrap(), res);
-        assert!(runs_alone(&Task::Execute { code: String::new() }));
-        assert!(!runs_alone(&Task::Pull { name: "x".into() }));
+        assert!(runs_alone(&Request::Execute { code: String::new() }));
+        assert!(!runs_alone(&Request::Pull { name: "x".into() }));
     }
 }

@@ -5,170 +5,28 @@
 //! the connection's handshake opened (both sides proved the cluster key; the session is bound to
 //! fresh nonces from both), numbered in sequence and MACed per hop; see [`codec`](crate::codec)
 //! for the handshake, the frame layout and why recorded frames and payloads are refused.
+//!
+//! # One request, one name per hop
+//! | hop | asks | answers |
+//! |---|---|---|
+//! | client → controller | [`SubmitRequest`] with a [`Request`] and [`Targets`] | [`SubmitReply`] (accepted: the engines; or an [`MpxError`]), then one [`EngineReply`] per engine |
+//! | controller → engine | [`TaskRequest`] with the engine's [`Task`] | [`TaskReply`] |
+//!
+//! What one engine did is an [`Outcome`] on both hops (the controller forwards it untouched);
+//! its `error` is an [`MpxError`]. The client library keeps each `EngineReply` as an
+//! `EngineResult` (the outcome with its decoded array and the time it arrived).
+//!
+//! Every reply says whether it worked: `error: None` or the [`MpxError`]; the replies that
+//! cannot fail (info, where, shutdown) have no error.
 
 use serde::{Deserialize, Serialize};
 
 pub use crate::dtype::Dtype;
-
-/// Engine id (equals the MPI rank in its world).
-pub type EngineId = u32;
-
-/// Which engines a request is for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum Targets {
-    /// Every registered engine.
-    #[default]
-    All,
-    /// These engine ids.
-    List(Vec<EngineId>),
-}
-
-impl Targets {
-    /// The engines with ids in `range`, e.g. `Targets::range(1..3)` for engines 1 and 2.
-    pub fn range(range: std::ops::Range<EngineId>) -> Targets {
-        Targets::List(range.collect())
-    }
-}
-
-impl From<std::ops::Range<EngineId>> for Targets {
-    fn from(range: std::ops::Range<EngineId>) -> Targets {
-        Targets::range(range)
-    }
-}
-
-impl From<Vec<EngineId>> for Targets {
-    fn from(ids: Vec<EngineId>) -> Targets {
-        Targets::List(ids)
-    }
-}
-
-/// Describes an array whose raw little-endian bytes travel in a buffer of the frame.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ArrayMeta {
-    /// Element type.
-    pub dtype: Dtype,
-    /// Shape (row-major, C order); empty for a 0-d array.
-    pub shape: Vec<usize>,
-    /// Index of the buffer holding the bytes.
-    pub buffer: usize,
-}
-
-/// One piece of a streamed array: an array larger than one chunk travels as a request (or reply)
-/// without its bytes plus one `Chunk` frame per piece, each carrying one payload buffer (MACed by
-/// the original sender together with its binding, the stream's origin and the chunk's number;
-/// checked by the final receiver, which takes each chunk only in its place), in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Chunk {
-    /// The stream: the request id between client and controller, the task id between
-    /// controller and engine.
-    pub stream: u64,
-    /// Where the chunk's bytes go in the array (byte offset).
-    pub offset: u64,
-    /// Bytes of the whole array.
-    pub total: u64,
-}
-
-/// An argument of [`Task::Apply`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Arg {
-    /// A float.
-    Float(f64),
-    /// An integer.
-    Int(i64),
-    /// A boolean.
-    Bool(bool),
-    /// A string.
-    Str(String),
-    /// An array in a buffer of the frame.
-    Array(ArrayMeta),
-}
-
-/// The work an engine is asked to do.
-///
-/// For the collective kinds, `group` lists the engines taking part, lowest first; the lowest
-/// is the root, and only the root's frame carries the array bytes. A client leaves `group`
-/// (and `rows`) empty: the controller fills them in from the targets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "args")]
-pub enum Task {
-    /// Run a cell of code in the engine's persistent namespace.
-    Execute {
-        /// Source of the cell.
-        code: String,
-    },
-    /// Run a file's code in the engine's persistent namespace, like IPython's `%run`:
-    /// tracebacks name `filename`.
-    Run {
-        /// Source of the file.
-        code: String,
-        /// The file's name, as the user gave it.
-        filename: String,
-    },
-    /// Bind `name` to an array; with several engines the root broadcasts it (MPI Bcast). The
-    /// bytes are in the root's frame, or, when that frame has no buffer, in [`Chunk`] frames
-    /// that follow it (the same holds for [`Task::Scatter`]).
-    Push {
-        /// Variable name.
-        name: String,
-        /// The array (bytes in the root's frame).
-        array: ArrayMeta,
-        /// Engines taking part.
-        group: Vec<EngineId>,
-    },
-    /// Send back the array bound to `name`.
-    Pull {
-        /// Variable name.
-        name: String,
-    },
-    /// Split an array along axis 0 over the group (MPI Scatterv from the root).
-    Scatter {
-        /// Variable name.
-        name: String,
-        /// The whole array (bytes in the root's frame).
-        array: ArrayMeta,
-        /// Engines taking part.
-        group: Vec<EngineId>,
-        /// Rows for each engine of the group, in group order.
-        rows: Vec<usize>,
-    },
-    /// Concatenate `name` along axis 0 over the group (MPI Gatherv to the root, which replies
-    /// with the whole array).
-    Gather {
-        /// Variable name.
-        name: String,
-        /// Engines taking part.
-        group: Vec<EngineId>,
-    },
-    /// Call a native or cell-defined function with arguments.
-    Apply {
-        /// Function name.
-        function: String,
-        /// Arguments.
-        args: Vec<Arg>,
-    },
-}
-
-/// An error raised on an engine, as it travels (ipyparallel's `wrap_exception`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemoteError {
-    /// Error class, e.g. `RuntimeError`, `ParseError`, `EngineDied`.
-    pub ename: String,
-    /// Human-readable message.
-    pub evalue: String,
-    /// 1-based line of the cell where it happened, when known.
-    pub line: Option<usize>,
-    /// The kernel's traceback (Python: the `File "<cell-N>", line L, in f` lines with their
-    /// source), empty when the kernel has none.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub traceback: String,
-}
-
-impl RemoteError {
-    /// An error without a line or traceback.
-    pub fn new(ename: impl Into<String>, evalue: impl Into<String>) -> Self {
-        RemoteError { ename: ename.into(), evalue: evalue.into(), line: None, traceback: String::new() }
-    }
-}
+pub use crate::{
+    error::{MpxError, RemoteError},
+    ids::{EngineId, Rank, Targets},
+    work::{Arg, ArrayMeta, Chunk, Request, Task},
+};
 
 /// Seconds since the Unix epoch: the clock of every timestamp on the wire (`Outcome`'s
 /// `started`/`completed`, the client's submit and receive times).
@@ -186,7 +44,7 @@ pub struct Outcome {
     /// Display form of the cell's value (`Out[n]`), if any.
     pub value: Option<String>,
     /// The error, if the request failed on this engine.
-    pub error: Option<RemoteError>,
+    pub error: Option<MpxError>,
     /// An array sent back (pull, gather, apply), its bytes in a buffer of the frame.
     pub array: Option<ArrayMeta>,
     /// The engine's execution counter after this request.
@@ -201,7 +59,7 @@ pub struct Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RankInfo {
     /// Rank in the world.
-    pub rank: u32,
+    pub rank: Rank,
     /// Process id.
     pub pid: u32,
     /// Host name.
@@ -216,7 +74,7 @@ pub struct RankInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterRequest {
     /// Rank in the engine's MPI world.
-    pub rank: u32,
+    pub rank: Rank,
     /// Size of the engine's MPI world.
     pub size: u32,
     /// Process id of the engine.
@@ -237,7 +95,7 @@ pub struct RegisterReply {
     /// The cluster id.
     pub cluster_id: String,
     /// Why the registration was refused.
-    pub error: Option<String>,
+    pub error: Option<MpxError>,
     /// The controller's heartbeat period in milliseconds (0: none); an engine that hears no
     /// ping for 3 periods considers the controller gone and exits.
     pub heartbeat_ms: u64,
@@ -290,6 +148,9 @@ pub enum EngineToController {
     RegisterRequest(RegisterRequest),
     /// Result of a task.
     TaskReply(TaskReply),
+    /// A piece of what a running task wrote to stdout or stderr (sent while it runs, before its
+    /// `TaskReply`; see [`crate::output`]).
+    Output(crate::TaskOutput),
     /// Answer to a heartbeat.
     Pong {
         /// The ping's sequence number.
@@ -341,7 +202,7 @@ pub enum ControllerToEngine {
     },
 }
 
-/// A request from a client to run a task on engines.
+/// A client's request for work on engines.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubmitRequest {
     /// Client-chosen id, echoed in every reply about this request.
@@ -349,7 +210,7 @@ pub struct SubmitRequest {
     /// Engines to run on.
     pub targets: Targets,
     /// The work.
-    pub task: Task,
+    pub request: Request,
 }
 
 /// The controller's acceptance (or refusal) of a [`SubmitRequest`].
@@ -357,15 +218,19 @@ pub struct SubmitRequest {
 pub struct SubmitReply {
     /// Id of the request.
     pub req_id: u64,
-    /// Engines that will each send a [`TaskResult`], in id order; empty when refused.
+    /// Engines that will each send an [`EngineReply`], in id order; empty when refused.
     pub engines: Vec<EngineId>,
     /// Why the request was refused (unknown engine, no engines, ...).
-    pub error: Option<String>,
+    pub error: Option<MpxError>,
+    /// The request's controller-wide id (0 when refused): `mpx wait ID` fetches its result
+    /// once its client went away ([`ClientToController::Adopt`]).
+    #[serde(default)]
+    pub id: u64,
 }
 
-/// One engine's result for a client request.
+/// One engine's answer to a client's request (its [`TaskReply`], forwarded).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskResult {
+pub struct EngineReply {
     /// Id of the client request.
     pub req_id: u64,
     /// Engine that answered.
@@ -377,7 +242,7 @@ pub struct TaskResult {
 /// A registered engine as reported to clients.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineInfo {
-    /// Engine id (MPI rank).
+    /// Engine id.
     pub id: EngineId,
     /// Size of its MPI world.
     pub world_size: u32,
@@ -390,7 +255,7 @@ pub struct EngineInfo {
     /// The engine set (MPI world) it belongs to.
     pub set: u32,
     /// Its rank in that world.
-    pub rank: u32,
+    pub rank: Rank,
 }
 
 impl EngineInfo {
@@ -423,7 +288,7 @@ pub struct ClusterInfo {
 pub enum ClientToController {
     /// Ask for the cluster's state.
     InfoRequest,
-    /// Run a task on engines.
+    /// Run a request on engines.
     SubmitRequest(SubmitRequest),
     /// A piece of the array of the push or scatter request `chunk.stream` (sent after it).
     Chunk(Chunk),
@@ -443,6 +308,16 @@ pub enum ClientToController {
     },
     /// Load-balanced tasks (see [`crate::tasks`]); each answered by a `BalancedResults` entry.
     BalancedRequest(crate::tasks::BalancedRequest),
+    /// Take over the request `id`, whose client went away before it ended (kept by the
+    /// controller for a while): answered like a submission under the new `req_id` — a
+    /// `SubmitReply` (refused when it is not kept), then the output and the `EngineReply`s kept
+    /// so far, then the rest as it comes.
+    Adopt {
+        /// This client's id for it.
+        req_id: u64,
+        /// The request's controller-wide id ([`SubmitReply::id`]).
+        id: u64,
+    },
 }
 
 /// Controller → client.
@@ -453,9 +328,11 @@ pub enum ControllerToClient {
     InfoReply(ClusterInfo),
     /// Acceptance of a submission.
     SubmitReply(SubmitReply),
-    /// One engine's result.
-    TaskResult(TaskResult),
-    /// A piece of the array of one engine's result (pull, gather), before its `TaskResult`.
+    /// One engine's answer.
+    EngineReply(EngineReply),
+    /// A piece of what one engine wrote for a request while it runs (before its `EngineReply`).
+    Output(crate::EngineOutput),
+    /// A piece of the array of one engine's answer (pull, gather), before its `EngineReply`.
     Chunk {
         /// The piece (`stream` is the request id).
         chunk: Chunk,
@@ -468,6 +345,8 @@ pub enum ControllerToClient {
     InterruptReply {
         /// Engines interrupted.
         engines: Vec<EngineId>,
+        /// Why none were (unknown engine, no engines).
+        error: Option<MpxError>,
     },
     /// Answer to a where request: each engine's state, or `None` if it did not answer in time.
     WhereReply {
@@ -477,7 +356,7 @@ pub enum ControllerToClient {
     /// The abort was carried out (or refused).
     AbortReply {
         /// Why it was refused, if it was.
-        error: Option<String>,
+        error: Option<MpxError>,
     },
     /// Results of load-balanced tasks, as they end (see [`crate::tasks`]).
     BalancedResults(Vec<crate::tasks::BalancedResult>),

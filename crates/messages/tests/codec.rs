@@ -34,8 +34,8 @@ fn sample() -> Frame<ClientToController> {
     Frame::with_buffers(
         ClientToController::SubmitRequest(SubmitRequest {
             req_id: 7,
-            targets: Targets::List(vec![0, 2]),
-            task: Task::Execute { code: "let a = rand(100);\nprint(a)".into() },
+            targets: Targets::ids([0, 2]),
+            request: Request::Execute { code: "let a = rand(100);\nprint(a)".into() },
         }),
         vec![Bytes::from_static(b"\x00\x01\x02"), Bytes::new(), Bytes::from(vec![9u8; 1000])],
     )
@@ -71,23 +71,23 @@ fn round_trip_blocking() {
 fn every_message_kind_round_trips_as_json() {
     let engine_msgs = vec![
         EngineToController::RegisterRequest(RegisterRequest {
-            rank: 3,
+            rank: Rank(3),
             size: 4,
             pid: 99,
             hostname: "h".into(),
-            world: vec![RankInfo { rank: 0, pid: 98, hostname: "h".into() }],
+            world: vec![RankInfo { rank: Rank(0), pid: 98, hostname: "h".into() }],
             set: Some(1),
         }),
         EngineToController::TaskReply(TaskReply {
             task_id: 1,
             outcome: Outcome {
                 stdout: "x\n".into(),
-                error: Some(RemoteError {
+                error: Some(MpxError::Cell(RemoteError {
                     ename: "RuntimeError".into(),
                     evalue: "boom".into(),
                     line: Some(2),
                     traceback: String::new(),
-                }),
+                })),
                 ..Default::default()
             },
         }),
@@ -113,7 +113,7 @@ fn every_message_kind_round_trips_as_json() {
     }
     let to_engine = vec![
         ControllerToEngine::RegisterReply(RegisterReply {
-            engine_id: Some(1),
+            engine_id: Some(EngineId(1)),
             cluster_id: "c".into(),
             error: None,
             heartbeat_ms: 1000,
@@ -125,7 +125,7 @@ fn every_message_kind_round_trips_as_json() {
             task: Task::Scatter {
                 name: "a".into(),
                 array: ArrayMeta { dtype: Dtype::Bool, shape: vec![4, 0, 2], buffer: 0 },
-                group: vec![0, 2],
+                group: vec![Rank(0), Rank(2)],
                 rows: vec![2, 2],
             },
         }),

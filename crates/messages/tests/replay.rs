@@ -27,8 +27,8 @@ fn handshake(
 }
 
 fn submit(req_id: u64) -> Frame<ClientToController> {
-    let task = Task::Execute { code: "counter += 1".into() };
-    Frame::new(ClientToController::SubmitRequest(SubmitRequest { req_id, targets: Targets::All, task }))
+    let request = Request::Execute { code: "counter += 1".into() };
+    Frame::new(ClientToController::SubmitRequest(SubmitRequest { req_id, targets: Targets::All, request }))
 }
 
 #[test]

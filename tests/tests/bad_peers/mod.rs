@@ -13,7 +13,7 @@ use std::{
 use mpx_client::Client;
 use mpx_messages::{
     codec::{blocking, encode_head, Opener, Sealer, MAC_LEN},
-    ClientToController, ControllerToClient, Frame, Key, Session, SubmitRequest, Targets, Task, Verify,
+    ClientToController, ControllerToClient, Frame, Key, Request, Session, SubmitRequest, Targets, Verify,
 };
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -213,7 +213,8 @@ pub fn info_request() -> Frame<ClientToController> {
 }
 
 pub fn submit_request(code: &str) -> Frame<ClientToController> {
-    let req = SubmitRequest { req_id: 1, targets: Targets::All, task: Task::Execute { code: code.into() } };
+    let req =
+        SubmitRequest { req_id: 1, targets: Targets::All, request: Request::Execute { code: code.into() } };
     Frame::new(ClientToController::SubmitRequest(req))
 }
 

@@ -3,7 +3,6 @@
 
 use std::{
     io::{BufRead, BufReader, Write},
-    os::unix::process::CommandExt,
     path::Path,
     process::{Command, Stdio},
     sync::{
@@ -151,11 +150,8 @@ pub fn daemonize(cluster_id: &str, engines: usize) -> Result<i32> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log));
-    // SAFETY: setsid is async-signal-safe; the child leaves our session so a Ctrl-C in this
-    // terminal does not reach the daemon.
-    unsafe {
-        cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
-    }
+    // The child leaves our session so a Ctrl-C in this terminal does not reach the daemon.
+    super::new_session(&mut cmd);
     let mut child = cmd.spawn().context("cannot start the cluster daemon")?;
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();

@@ -3,7 +3,6 @@
 //! them with the rest (they finalize and their mpirun ends). They run in the current directory.
 
 use std::{
-    os::unix::process::CommandExt,
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -60,11 +59,8 @@ pub fn run(args: EnginesArgs) -> Result<i32> {
         &path,
     );
     cmd.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log));
-    // SAFETY: setsid is async-signal-safe; the set outlives this command, detached from its
-    // terminal, until the cluster stops it.
-    unsafe {
-        cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
-    }
+    // The set outlives this command, detached from its terminal, until the cluster stops it.
+    super::new_session(&mut cmd);
     let mut child = cmd.spawn().with_context(|| format!("cannot run {}", args.engines.mpirun))?;
     let deadline = t0 + Duration::from_secs_f64(args.timeout.max(0.0));
     loop {

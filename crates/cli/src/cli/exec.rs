@@ -217,7 +217,9 @@ pub fn wait_ticking(
         }
         if flag.swap(false, Ordering::SeqCst) {
             if interrupted {
-                return Err(ClientError::Refused("interrupted twice: stopped waiting".into()));
+                return Err(ClientError::Refused(mpx_client::MpxError::refused(
+                    "interrupted twice: stopped waiting",
+                )));
             }
             interrupted = true;
             eprintln!("^C: interrupting the running cell");

@@ -96,7 +96,11 @@ pub fn run(args: LogsArgs) -> Result<i32> {
         match args.engine {
             Some(engine) => {
                 let have = engine_logs(&log_dir(&conn));
-                let have = if have.is_empty() { "none".into() } else { super::targets::compact(&have) };
+                let have = if have.is_empty() {
+                    "none".into()
+                } else {
+                    super::targets::compact(&have.into_iter().map(mpx_client::EngineId).collect::<Vec<_>>())
+                };
                 bail!("no log of engine {engine} in cluster {id} (engine logs: {have})")
             }
             None => bail!("no log of cluster {id} ({} does not exist)", path.display()),

@@ -155,3 +155,13 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
     }
 }
+
+/// Starts `cmd`'s process in a session (and process group) of its own, away from this
+/// terminal's signals; its process group is then its pid.
+pub(crate) fn new_session(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe, as the code between fork and exec must be.
+    unsafe {
+        cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
+    }
+}

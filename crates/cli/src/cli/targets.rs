@@ -88,7 +88,7 @@ fn parse_item(part: &str) -> Result<Item, String> {
     }
     if let Some(rest) = part.strip_prefix('-') {
         let n: i64 = rest.parse().map_err(|_| bad())?;
-        return if n == 0 { Ok(Item::Id(0)) } else { Ok(Item::Index(-n)) };
+        return if n == 0 { Ok(Item::Id(EngineId(0))) } else { Ok(Item::Index(-n)) };
     }
     if let Some((a, b)) = part.split_once('-') {
         let (a, b): (EngineId, EngineId) =
@@ -121,7 +121,7 @@ impl TargetSpec {
         for item in items {
             match *item {
                 Item::Id(id) => out.push(id),
-                Item::Range(a, b) => out.extend(a..=b),
+                Item::Range(a, b) => out.extend((a.0..=b.0).map(EngineId)),
                 Item::Index(i) => {
                     let at = ids.len() as i64 + i;
                     let id = usize::try_from(at).ok().and_then(|at| ids.get(at)).ok_or_else(|| {
@@ -186,7 +186,7 @@ pub fn compact(ids: &[EngineId]) -> String {
     let mut i = 0;
     while i < ids.len() {
         let mut j = i;
-        while j + 1 < ids.len() && ids[j + 1] == ids[j] + 1 {
+        while j + 1 < ids.len() && ids[j + 1].0 == ids[j].0 + 1 {
             j += 1;
         }
         parts.push(if j > i + 1 {
@@ -213,12 +213,13 @@ pub fn describe(targets: &Targets) -> String {
 mod tests {
     use super::*;
 
-    fn sel(text: &str, n: u32) -> Result<Vec<EngineId>, String> {
-        let ids: Vec<EngineId> = (0..n).collect();
-        match parse_targets(text)?.select(&ids)? {
-            Targets::All => Ok(ids),
-            Targets::List(l) => Ok(l),
-        }
+    fn sel(text: &str, n: u32) -> Result<Vec<u32>, String> {
+        let ids: Vec<EngineId> = (0..n).map(EngineId).collect();
+        let chosen = match parse_targets(text)?.select(&ids)? {
+            Targets::All => ids,
+            Targets::List(l) => l,
+        };
+        Ok(chosen.into_iter().map(EngineId::get).collect())
     }
 
     #[test]
@@ -243,7 +244,7 @@ mod tests {
         assert_eq!(sel("1:100", 3).unwrap(), vec![1, 2]);
         // Slices index the sorted ids, not the ids themselves.
         let spec = parse_targets("1:").unwrap();
-        assert_eq!(spec.select(&[7, 4, 9]).unwrap(), Targets::List(vec![7, 9]));
+        assert_eq!(spec.select(&[EngineId(7), EngineId(4), EngineId(9)]).unwrap(), Targets::ids([7, 9]));
     }
 
     #[test]
@@ -258,8 +259,8 @@ mod tests {
 
     #[test]
     fn lists_are_shown_compactly() {
-        assert_eq!(compact(&[0, 1, 2, 3, 5, 7, 8]), "0-3,5,7,8");
-        assert_eq!(describe(&Targets::List(vec![0, 2])), "0,2");
+        assert_eq!(compact(&[0, 1, 2, 3, 5, 7, 8].map(EngineId)), "0-3,5,7,8");
+        assert_eq!(describe(&Targets::ids([0, 2])), "0,2");
         assert_eq!(describe(&Targets::All), "all");
     }
 }

@@ -208,7 +208,7 @@ pub fn write(path: &Path, a: &RawArray) -> Result<(), ClientError> {
 }
 
 /// Where the array of engine `id` goes when several engines answer: `STEM.<id>.npy` next to `out`.
-pub fn per_engine_path(out: &Path, id: u32) -> std::path::PathBuf {
+pub fn per_engine_path(out: &Path, id: crate::EngineId) -> std::path::PathBuf {
     let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
     out.with_file_name(format!("{stem}.{id}.npy"))
 }

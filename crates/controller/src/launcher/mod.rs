@@ -35,6 +35,7 @@ pub use pbs::PbsLauncher;
 pub use slurm::SlurmLauncher;
 
 pub use mpx_messages::Kernel;
+use mpx_messages::Rank;
 
 /// How many lines of a job's output are kept for error messages.
 pub const OUTPUT_LINES: usize = 40;
@@ -62,14 +63,14 @@ pub trait Launcher {
 
     /// How engine `rank` died, as the job's launcher reported it (signal or exit code), once
     /// the job has ended.
-    fn explain(&self, rank: u32) -> Option<String> {
+    fn explain(&self, rank: Rank) -> Option<String> {
         explain_death(rank, &self.output())
     }
 }
 
 /// Reads mpirun's report of a dead rank: "exited on signal 9 (Killed)" or, for a non-zero exit,
 /// the `Process name: [[job,1],RANK] ... Exit code: N` block.
-pub fn explain_death(rank: u32, output: &str) -> Option<String> {
+pub fn explain_death(rank: Rank, output: &str) -> Option<String> {
     let noticed = format!("process rank {rank} with PID");
     for line in output.lines() {
         if let Some(at) = line.find(&noticed) {
@@ -97,7 +98,7 @@ pub fn explain_death(rank: u32, output: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{explain_death, Kernel};
+    use super::{explain_death, Kernel, Rank};
 
     #[test]
     fn kernel_names_round_trip() {
@@ -112,13 +113,13 @@ mod tests {
     #[test]
     fn reads_mpiruns_reports() {
         let killed = "--------\nmpirun noticed that process rank 2 with PID 4242 on node vm exited on signal 9 (Killed).\n---";
-        assert_eq!(explain_death(2, killed).as_deref(), Some("killed by signal 9 (Killed)"));
-        assert_eq!(explain_death(1, killed), None);
+        assert_eq!(explain_death(Rank(2), killed).as_deref(), Some("killed by signal 9 (Killed)"));
+        assert_eq!(explain_death(Rank(1), killed), None);
         let exited = "mpirun detected that one or more processes exited with non-zero status, thus causing\n\
                       the job to be terminated. The first process to do so was:\n\n  \
                       Process name: [[26809,1],3]\n  Exit code:    3\n-----";
-        assert_eq!(explain_death(3, exited).as_deref(), Some("exited with code 3"));
-        assert_eq!(explain_death(0, exited), None);
+        assert_eq!(explain_death(Rank(3), exited).as_deref(), Some("exited with code 3"));
+        assert_eq!(explain_death(Rank(0), exited), None);
     }
 }
 

@@ -6,7 +6,7 @@ use super::{Decision, Pool, Scheduler, TaskError, TaskKey};
 use mpx_messages::EngineId;
 
 fn e(id: u32) -> EngineId {
-    id
+    EngineId(id)
 }
 
 fn run(task: TaskKey, engine: u32, attempt: u32) -> Decision {
@@ -287,7 +287,7 @@ fn random_event_sequences_keep_the_invariants() {
             for d in decisions {
                 match d {
                     Decision::Run { task, engine, .. } => {
-                        assert!(alive.contains(&engine), "ran on a dead engine");
+                        assert!(alive.contains(&engine.get()), "ran on a dead engine");
                         if let Pool::Only(ids) = &pools[&task] {
                             assert!(ids.contains(&engine), "task {task} ran outside its pool");
                         }

@@ -2,7 +2,7 @@
 //! bodies signed with the right key whose fields lie.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use mpx_messages::{codec::MAC_LEN, Binding, ClientToController, Frame, SubmitRequest, Targets, Task};
+use mpx_messages::{codec::MAC_LEN, Binding, ClientToController, Frame, Request, SubmitRequest, Targets};
 use proptest::prelude::*;
 
 use super::key;
@@ -12,12 +12,16 @@ pub const ORIGIN: u64 = 42;
 
 pub fn any_message() -> impl Strategy<Value = ClientToController> {
     let targets =
-        prop_oneof![Just(Targets::All), prop::collection::vec(any::<u32>(), 0..6).prop_map(Targets::List)];
+        prop_oneof![Just(Targets::All), prop::collection::vec(any::<u32>(), 0..6).prop_map(Targets::ids)];
     prop_oneof![
         Just(ClientToController::InfoRequest),
         Just(ClientToController::ShutdownRequest),
         (any::<u64>(), targets, ".{0,40}").prop_map(|(req_id, targets, code)| {
-            ClientToController::SubmitRequest(SubmitRequest { req_id, targets, task: Task::Execute { code } })
+            ClientToController::SubmitRequest(SubmitRequest {
+                req_id,
+                targets,
+                request: Request::Execute { code },
+            })
         }),
     ]
 }

@@ -1,0 +1,142 @@
+//! What happens to the controller: the input of [`World::handle`](super::World::handle).
+
+use mpx_messages::{EngineId, EngineState, Payload, RegisterRequest, SubmitRequest, Targets, TaskReply};
+
+use super::{ClientId, ConnId, Timer};
+
+/// One thing that happened, from a connection, the runner or a timer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// An engine connection's first frame: a registration.
+    Register {
+        /// The connection.
+        conn: ConnId,
+        /// What the engine said about itself.
+        req: RegisterRequest,
+    },
+    /// An engine answered a task.
+    EngineReply {
+        /// The engine.
+        engine: EngineId,
+        /// Its answer.
+        reply: TaskReply,
+        /// The answer's buffers with their MACs (forwarded untouched).
+        buffers: Vec<Payload>,
+    },
+    /// An engine answered a `where` poll.
+    EngineStatus {
+        /// The engine.
+        engine: EngineId,
+        /// The poll.
+        poll: u64,
+        /// What it is doing.
+        state: EngineState,
+    },
+    /// An engine's connection ended (closed, bad frame, or closed after missed heartbeats).
+    EngineGone {
+        /// The engine.
+        engine: EngineId,
+        /// Its connection (a late report about a replaced connection is ignored).
+        conn: ConnId,
+        /// What is known about why.
+        cause: String,
+    },
+    /// An engine has been silent for `missed` heartbeat periods in a row.
+    HeartbeatMissed {
+        /// The engine.
+        engine: EngineId,
+        /// Its connection.
+        conn: ConnId,
+        /// Periods missed.
+        missed: u32,
+    },
+    /// A client submits work.
+    Submit {
+        /// The client.
+        client: ClientId,
+        /// The request.
+        req: SubmitRequest,
+        /// Its buffers with their MACs (forwarded untouched).
+        buffers: Vec<Payload>,
+    },
+    /// A client asks to interrupt the running cells of some engines.
+    Interrupt {
+        /// The client.
+        client: ClientId,
+        /// The engines.
+        targets: Targets,
+    },
+    /// An engine wrote output for a task nobody waits for on the connection's route (its
+    /// client went away: the request is kept).
+    EngineOutput {
+        /// The engine.
+        engine: EngineId,
+        /// The piece.
+        output: mpx_messages::TaskOutput,
+        /// Seconds since the Unix epoch.
+        now: f64,
+    },
+    /// A client's connection closed: its pending requests are kept for `mpx wait`.
+    ClientLeft {
+        /// The client.
+        client: ClientId,
+        /// Seconds since the Unix epoch.
+        now: f64,
+    },
+    /// A client takes over a kept request.
+    Adopt {
+        /// The client.
+        client: ClientId,
+        /// Its id for the request.
+        req_id: u64,
+        /// The request's controller-wide id.
+        id: u64,
+        /// Seconds since the Unix epoch.
+        now: f64,
+    },
+    /// The clock, now and then: kept requests past their time are dropped.
+    Tick {
+        /// Seconds since the Unix epoch.
+        now: f64,
+    },
+    /// A client asks what every engine is doing.
+    Where {
+        /// The client.
+        client: ClientId,
+    },
+    /// A client asks to tear the MPI worlds down (the cluster's own world restarts with
+    /// `--restart`).
+    Abort {
+        /// The client.
+        client: ClientId,
+        /// Why, for the logs and the failed requests.
+        reason: String,
+    },
+    /// A client asks the cluster to stop.
+    Shutdown {
+        /// The client.
+        client: ClientId,
+    },
+    /// The runner is about to start the cluster's own world: the next world that registers is it.
+    Launching,
+    /// The runner started it, under this mpirun (if on this machine).
+    Launched {
+        /// The mpirun's pid.
+        mpirun_pid: Option<u32>,
+    },
+    /// The runner's answer to [`RunnerCall::ExplainDeath`](super::RunnerCall::ExplainDeath):
+    /// how the engine died, as the launcher reported it (`None`: it did not say).
+    DeathExplained {
+        /// The engine.
+        engine: EngineId,
+        /// Signal or exit code.
+        cause: Option<String>,
+    },
+    /// The job of the cluster's own world ended by itself.
+    JobEnded {
+        /// How it ended.
+        status: String,
+    },
+    /// A timer set by [`Command::Wake`](super::Command::Wake) went off.
+    Timer(Timer),
+}

@@ -1,0 +1,298 @@
+//! The world core: the controller's state as a plain struct, with no actors, sockets or clocks.
+//!
+//! [`World`] holds the engines and their sets (one set per MPI world), the pending requests,
+//! the `where` polls and the state of each world (up, or dying until its launcher explains a
+//! death). [`World::handle`] takes one [`Event`] and returns the [`Command`]s to carry out; the
+//! `Hub` actor feeds it the events of every connection and carries the commands out, and the
+//! cluster runner (`cluster.rs`) carries out the [`RunnerCall`]s (ask the launcher, end or
+//! restart the job, stop the cluster).
+//!
+//! ```text
+//!  EngineConn ──Register/Reply/Status/Gone/HeartbeatMissed──▶ ┌───────┐ ──ToEngine/CloseEngine/Forget──▶ engines
+//!  ClientSession ──Submit/Interrupt/Where/Abort/Shutdown────▶ │ World │ ──ToClient/OpenUpstream─────────▶ clients
+//!  runner ──Launching/Launched/DeathExplained/JobEnded──────▶ │       │ ──Runner(ExplainDeath/EndWorld/  ▶ runner
+//!  Hub timers ──Timer(Where/DeathReport)────────────────────▶ └───────┘          StopCluster), Reap, Wake
+//! ```
+//!
+//! # Where each path reads
+//! - `registry.rs`: a world registers (rank 0, every rank's details), its
+//!   ranks attach; ids and set numbers.
+//! - `requests.rs`: a client's request planned over its targets, the
+//!   engines' replies routed back, interrupts.
+//! - `deaths.rs`: an engine lost (connection gone, heartbeats missed), the
+//!   launcher's explanation, the teardown of one world and its restart, aborts.
+//! - `wheres.rs`: `where` polls, answered when every engine has or at a deadline.
+//! - `retained.rs`: results that outlive their wait: the requests of a client that went away,
+//!   kept (bounded) until a client adopts them by id (`mpx wait ID`).
+//!
+//! # Output while it happens
+//! An engine's output pieces (`TaskOutput`) reach the client through its engine connection
+//! (which waits for room in the client's queue, see `engine_conn.rs`), so the core sees only the
+//! pieces nobody waits for any more ([`Event::EngineOutput`]): those of kept requests.
+//!
+//! # A death in one engine set
+//! An engine set is one MPI world (one mpirun, one `COMM_WORLD`). A death tears down only the
+//! dead engine's set: its pending requests fail (the dead engine's with `EngineDied`, the other
+//! ranks' with `WorldDown`), its other engines are told to shut down and forgotten. Other sets
+//! keep running and the cluster stays up. Only when the set is the cluster's own world (the one
+//! its launcher started) does the runner end the job and then restart it (`--restart`) or stop
+//! the cluster.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
+
+use mpx_messages::{ClusterInfo, EngineId, EngineInfo, Rank, RankInfo};
+
+pub mod command;
+mod deaths;
+pub mod event;
+mod registry;
+mod requests;
+pub mod retained;
+mod wheres;
+
+#[cfg(test)]
+mod tests;
+
+pub use command::{Command, RunnerCall, Timer, UpstreamPlan};
+pub use event::Event;
+
+/// A client connection, numbered by the listener.
+pub type ClientId = u64;
+
+/// An engine connection, numbered by the listener: a restarted world's engines reuse the ids
+/// of the engines they replace, never their connections.
+pub type ConnId = u64;
+
+/// Settings of the core.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The cluster id, told to engines.
+    pub cluster_id: String,
+    /// The engines' heartbeat period (zero: none), told to engines.
+    pub heartbeat: Duration,
+    /// Restart the cluster's own world when it goes down, instead of stopping the cluster.
+    pub restart: bool,
+    /// Whether a runner carries out [`RunnerCall`]s (false for a bare controller: then a
+    /// client cannot abort, and a death is not explained by a launcher).
+    pub runner: bool,
+}
+
+/// Heartbeats an engine may miss in a row before it is declared dead.
+pub const HEARTBEAT_MISSES: u32 = 3;
+
+/// How long `where` waits for the engines' answers.
+pub const WHERE_WAIT: Duration = Duration::from_millis(1000);
+
+/// How long a dying world waits for the runner's explanation of the death.
+pub const DEATH_REPORT_FALLBACK: Duration = Duration::from_secs(5);
+
+/// A registered engine.
+#[derive(Debug, Clone)]
+struct Engine {
+    info: EngineInfo,
+    /// Its connection; `None` once gone while its world is being torn down.
+    conn: Option<ConnId>,
+}
+
+/// An MPI world registered with this controller: its ids are `base..base + size`.
+#[derive(Debug, Clone)]
+struct EngineSet {
+    base: EngineId,
+    size: u32,
+    ranks: BTreeMap<Rank, RankInfo>,
+    /// Set when an engine died: the world waits for the launcher's explanation, then goes down.
+    dying: Option<Dying>,
+}
+
+/// A world waiting for the explanation of its first death.
+#[derive(Debug, Clone)]
+struct Dying {
+    engine: EngineId,
+    cause: String,
+}
+
+/// The world the cluster's launcher runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Launched {
+    /// None (engines started by hand or by `mpx cluster engines` only).
+    None,
+    /// The launcher is starting one: the next world to register is it.
+    Expected,
+    /// This set.
+    Set(u32),
+}
+
+/// One engine's share of a pending client request.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// The client waiting for it; `None` once it went away (the request is kept).
+    client: Option<ClientId>,
+    req_id: u64,
+    engine: EngineId,
+    /// The request's controller-wide id.
+    id: u64,
+}
+
+/// A pending `where` poll.
+#[derive(Debug, Clone)]
+struct Poll {
+    client: ClientId,
+    states: BTreeMap<EngineId, Option<mpx_messages::EngineState>>,
+}
+
+/// The controller's state: see the [module documentation](self).
+#[derive(Debug)]
+pub struct World {
+    config: Config,
+    engines: BTreeMap<EngineId, Engine>,
+    sets: BTreeMap<u32, EngineSet>,
+    /// By task id.
+    pending: HashMap<u64, Pending>,
+    next_task: u64,
+    /// The next request's controller-wide id.
+    next_request: u64,
+    /// Requests whose client went away.
+    retained: retained::Retained,
+    /// The last time an event told (seconds since the Unix epoch): the core has no clock.
+    now: f64,
+    polls: BTreeMap<u64, Poll>,
+    next_poll: u64,
+    launched: Launched,
+    mpirun_pid: Option<u32>,
+    out: Vec<Command>,
+}
+
+impl World {
+    /// An empty world.
+    pub fn new(config: Config) -> Self {
+        World {
+            config,
+            engines: BTreeMap::new(),
+            sets: BTreeMap::new(),
+            pending: HashMap::new(),
+            next_task: 1,
+            next_request: 1,
+            retained: retained::Retained::default(),
+            now: 0.0,
+            polls: BTreeMap::new(),
+            next_poll: 1,
+            launched: Launched::None,
+            mpirun_pid: None,
+            out: Vec::new(),
+        }
+    }
+
+    /// A runner now carries out [`RunnerCall`]s; the cluster's own world restarts when it goes
+    /// down if `restart`.
+    pub fn attach_runner(&mut self, restart: bool) {
+        self.config.runner = true;
+        self.config.restart = restart;
+    }
+
+    /// Takes one event; returns what to do, in order.
+    pub fn handle(&mut self, event: Event) -> Vec<Command> {
+        match event {
+            Event::Register { conn, req } => self.register(conn, req),
+            Event::EngineReply { engine, reply, buffers } => self.engine_reply(engine, reply, buffers),
+            Event::EngineStatus { engine, poll, state } => self.engine_status(engine, poll, state),
+            Event::EngineGone { engine, conn, cause } => self.engine_gone(engine, conn, cause),
+            Event::HeartbeatMissed { engine, conn, missed } => self.heartbeat_missed(engine, conn, missed),
+            Event::Submit { client, req, buffers } => self.submit(client, req, buffers),
+            Event::EngineOutput { engine, output, now } => {
+                self.now = now;
+                self.engine_output(engine, output);
+            }
+            Event::ClientLeft { client, now } => {
+                self.now = now;
+                self.client_left(client);
+            }
+            Event::Adopt { client, req_id, id, now } => {
+                self.now = now;
+                self.adopt(client, req_id, id);
+            }
+            Event::Tick { now } => {
+                self.now = now;
+                self.retained.trim(now);
+            }
+            Event::Interrupt { client, targets } => self.interrupt(client, &targets),
+            Event::Where { client } => self.start_poll(client),
+            Event::Abort { client, reason } => self.abort(client, reason),
+            Event::Shutdown { client } => self.shutdown(client),
+            Event::Launching => self.launched = Launched::Expected,
+            Event::Launched { mpirun_pid } => self.mpirun_pid = mpirun_pid,
+            Event::DeathExplained { engine, cause } => self.death_explained(engine, cause),
+            Event::JobEnded { status } => self.job_ended(status),
+            Event::Timer(Timer::Where(poll)) => self.answer_poll(poll),
+            Event::Timer(Timer::DeathReport(engine)) => self.death_explained(engine, None),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// The cluster's state, for clients.
+    pub fn info(&self) -> ClusterInfo {
+        ClusterInfo {
+            cluster_id: self.config.cluster_id.clone(),
+            engines: self.engines.values().map(|e| e.info.clone()).collect(),
+            controller_pid: std::process::id(),
+            mpirun_pid: self.mpirun_pid,
+        }
+    }
+
+    /// How many engines of the cluster's own world are attached (0 while it is not registered).
+    pub fn launched_engines(&self) -> usize {
+        match self.launched {
+            Launched::Set(set) => self.engines.values().filter(|e| e.info.set == set).count(),
+            _ => 0,
+        }
+    }
+
+    /// Where the chunks of `engine`'s streamed reply to `task_id` go: the client and its
+    /// request id (`None`: nobody waits for it).
+    pub fn route_of(&self, engine: EngineId, task_id: u64) -> Option<(ClientId, u64)> {
+        let p = self.pending.get(&task_id).filter(|p| p.engine == engine)?;
+        Some((p.client?, p.req_id))
+    }
+
+    /// What is known of a registered engine.
+    pub fn info_of(&self, engine: EngineId) -> Option<&EngineInfo> {
+        self.engines.get(&engine).map(|e| &e.info)
+    }
+
+    /// Whether `engine`'s world has all its engines attached.
+    pub fn world_complete(&self, engine: EngineId) -> bool {
+        let Some(set) = self.engines.get(&engine).map(|e| e.info.set) else { return false };
+        let attached = self.engines.values().filter(|e| e.info.set == set && e.conn.is_some()).count();
+        self.sets.get(&set).is_some_and(|s| attached == s.size as usize)
+    }
+
+    /// Tells every engine to shut down and forgets every engine and set (the cluster stops);
+    /// returns the commands and the engines told.
+    pub fn stop_all(&mut self) -> (Vec<Command>, Vec<EngineInfo>) {
+        let gone = self.engines.keys().map(|&e| (e, "the cluster is stopping".to_string())).collect();
+        self.emit(Command::EnginesGone { gone, restarting: false });
+        let mut told = Vec::new();
+        for (id, e) in std::mem::take(&mut self.engines) {
+            self.shut_down(id, e.conn.is_some());
+            told.push(e.info);
+        }
+        self.sets.clear();
+        self.launched = Launched::None;
+        (std::mem::take(&mut self.out), told)
+    }
+
+    fn emit(&mut self, command: Command) {
+        self.out.push(command);
+    }
+
+    /// Queues `Shutdown` for a connected engine and lets go of its connection.
+    fn shut_down(&mut self, engine: EngineId, connected: bool) {
+        if connected {
+            let frame = mpx_messages::Frame::new(mpx_messages::ControllerToEngine::Shutdown);
+            self.emit(Command::ToEngine { engine, frame });
+        }
+        self.emit(Command::Forget { engine });
+    }
+}

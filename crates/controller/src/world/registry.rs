@@ -1,0 +1,93 @@
+//! Registration: rank 0 registers its whole world at once (a new engine set, ids for every
+//! rank), then every rank attaches its own connection to that set.
+
+use mpx_messages::{EngineId, EngineInfo, MpxError, Rank, RegisterReply, RegisterRequest};
+use tracing::{info, warn};
+
+use super::{Command, ConnId, Engine, EngineSet, Launched, World};
+
+impl World {
+    /// Handles a registration: answers with the engine id and set, or a refusal.
+    pub(super) fn register(&mut self, conn: ConnId, req: RegisterRequest) {
+        let reply = match self.attach(conn, req) {
+            Ok((engine, set)) => RegisterReply {
+                engine_id: Some(engine),
+                cluster_id: self.config.cluster_id.clone(),
+                error: None,
+                heartbeat_ms: self.config.heartbeat.as_millis() as u64,
+                set: Some(set),
+            },
+            Err(error) => {
+                warn!(conn, %error, "engine registration refused");
+                RegisterReply {
+                    engine_id: None,
+                    cluster_id: self.config.cluster_id.clone(),
+                    error: Some(MpxError::refused(error)),
+                    heartbeat_ms: 0,
+                    set: None,
+                }
+            }
+        };
+        self.emit(Command::Registered { conn, reply });
+    }
+
+    fn attach(&mut self, conn: ConnId, req: RegisterRequest) -> Result<(EngineId, u32), String> {
+        let set = match req.set {
+            None if req.rank == Rank(0) && req.world.len() == req.size as usize => self.new_set(&req),
+            None => return Err("only rank 0 registers a world, with every rank's details".into()),
+            Some(set) => set,
+        };
+        let Some(world) = self.sets.get(&set) else {
+            return Err(format!("no engine set {set}"));
+        };
+        if world.dying.is_some() {
+            return Err(format!("engine set {set} is being torn down"));
+        }
+        if req.rank.0 >= world.size {
+            return Err(format!("rank {} is outside engine set {set} of {} ranks", req.rank, world.size));
+        }
+        let id = EngineId(world.base.0 + req.rank.0);
+        if self.engines.contains_key(&id) {
+            return Err(format!("engine {set}:{} is already registered", req.rank));
+        }
+        let detail = world.ranks.get(&req.rank);
+        if detail.is_some_and(|d| d.pid != req.pid || d.hostname != req.hostname) {
+            return Err(format!("engine {set}:{} does not match its world's registration", req.rank));
+        }
+        info!(engine = %id, set, rank = %req.rank, pid = req.pid, "engine attached");
+        let info = EngineInfo {
+            id,
+            world_size: req.size,
+            pid: req.pid,
+            hostname: req.hostname,
+            bytes_sent: 0,
+            set,
+            rank: req.rank,
+        };
+        self.engines.insert(id, Engine { info, conn: Some(conn) });
+        Ok((id, set))
+    }
+
+    /// Registers rank 0's world as a new set: the lowest free set number, and the lowest ids
+    /// free for all its ranks (a restarted world gets the ids of the one it replaces).
+    fn new_set(&mut self, req: &RegisterRequest) -> u32 {
+        let set = (0..).find(|s| !self.sets.contains_key(s)).expect("a free set number");
+        // The sets' id ranges in id order (set numbers need not be): the first gap that fits.
+        let mut base = 0;
+        let mut taken: Vec<(u32, u32)> = self.sets.values().map(|s| (s.base.0, s.base.0 + s.size)).collect();
+        taken.sort_unstable();
+        for (start, end) in taken {
+            if base + req.size <= start {
+                break;
+            }
+            base = base.max(end);
+        }
+        let ranks = req.world.iter().map(|r| (r.rank, r.clone())).collect();
+        self.sets.insert(set, EngineSet { base: EngineId(base), size: req.size, ranks, dying: None });
+        if self.launched == Launched::Expected {
+            self.launched = Launched::Set(set);
+        }
+        info!(set, base, size = req.size, "engine set registered");
+        set
+    }
+}

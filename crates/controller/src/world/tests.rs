@@ -1,0 +1,422 @@
+//! The core driven by event sequences; each test asserts the exact commands emitted.
+
+use std::time::Duration;
+
+use mpx_messages::{
+    ControllerToClient as ToClient, ControllerToEngine as ToEngine, EngineInfo, EngineReply, EngineState,
+    Frame, MpxError, Outcome, Rank, RankInfo, RegisterReply, RegisterRequest, Request, SubmitReply,
+    SubmitRequest, Targets, Task, TaskReply, TaskRequest,
+};
+
+use super::*;
+
+const CLIENT: ClientId = 7;
+
+fn world(restart: bool) -> World {
+    World::new(Config {
+        cluster_id: "c".into(),
+        heartbeat: Duration::from_millis(500),
+        restart,
+        runner: true,
+    })
+}
+
+/// Registers a world of `size` ranks (connections `conn0..`): rank 0 with every rank's
+/// details, then the others with the set rank 0 was given. Returns the engine ids.
+fn register(w: &mut World, size: u32, conn0: ConnId) -> Vec<u32> {
+    let detail =
+        |rank: u32| RankInfo { rank: Rank(rank), pid: 1000 + conn0 as u32 + rank, hostname: "h".into() };
+    let req = |rank: u32, set: Option<u32>| RegisterRequest {
+        rank: Rank(rank),
+        size,
+        pid: detail(rank).pid,
+        hostname: "h".into(),
+        world: if set.is_none() { (0..size).map(detail).collect() } else { vec![] },
+        set,
+    };
+    let mut set = None;
+    let mut ids = Vec::new();
+    for rank in 0..size {
+        let out = w.handle(Event::Register { conn: conn0 + rank as u64, req: req(rank, set) });
+        let [Command::Registered { reply, .. }] = &out[..] else { panic!("{out:?}") };
+        set = reply.set;
+        ids.push(reply.engine_id.expect("registered").get());
+    }
+    ids
+}
+
+fn execute(w: &mut World, req_id: u64, targets: Targets, code: &str) -> Vec<Command> {
+    let req = SubmitRequest { req_id, targets, request: Request::Execute { code: code.into() } };
+    w.handle(Event::Submit { client: CLIENT, req, buffers: vec![] })
+}
+
+fn to_client(msg: ToClient) -> Command {
+    Command::ToClient { client: CLIENT, frame: Frame::new(msg) }
+}
+
+fn to_engine(engine: u32, msg: ToEngine) -> Command {
+    Command::ToEngine { engine: EngineId(engine), frame: Frame::new(msg) }
+}
+
+fn failed(req_id: u64, engine: u32, error: MpxError) -> Command {
+    let outcome = Outcome { error: Some(error), ..Default::default() };
+    to_client(ToClient::EngineReply(EngineReply { req_id, engine_id: EngineId(engine), outcome }))
+}
+
+fn died(engine: u32, rank: u32, cause: &str) -> MpxError {
+    MpxError::EngineDied { engine: EngineId(engine), rank: Rank(rank), cause: cause.into() }
+}
+
+fn down(reason: impl Into<String>) -> MpxError {
+    MpxError::WorldDown { reason: reason.into() }
+}
+
+fn ids(ids: &[u32]) -> Vec<EngineId> {
+    ids.iter().copied().map(EngineId).collect()
+}
+
+fn info(w: &World, engine: u32) -> EngineInfo {
+    w.info().engines.into_iter().find(|e| e.id == EngineId(engine)).unwrap()
+}
+
+#[test]
+fn a_world_registers_and_its_ranks_attach() {
+    let mut w = world(false);
+    let first = RegisterRequest {
+        rank: Rank(0),
+        size: 2,
+        pid: 10,
+        hostname: "h".into(),
+        world: vec![
+            RankInfo { rank: Rank(0), pid: 10, hostname: "h".into() },
+            RankInfo { rank: Rank(1), pid: 11, hostname: "h".into() },
+        ],
+        set: None,
+    };
+    let reply = |engine_id, set| RegisterReply {
+        engine_id: Some(EngineId(engine_id)),
+        cluster_id: "c".into(),
+        error: None,
+        heartbeat_ms: 500,
+        set: Some(set),
+    };
+    assert_eq!(
+        w.handle(Event::Register { conn: 1, req: first.clone() }),
+        vec![Command::Registered { conn: 1, reply: reply(0, 0) }]
+    );
+    // Rank 1 must match its world's registration.
+    let mut other = RegisterRequest { rank: Rank(1), pid: 99, world: vec![], set: Some(0), ..first.clone() };
+    let out = w.handle(Event::Register { conn: 2, req: other.clone() });
+    assert!(
+        matches!(&out[..], [Command::Registered { conn: 2, reply }] if reply.engine_id.is_none()),
+        "{out:?}"
+    );
+    other.pid = 11;
+    assert_eq!(
+        w.handle(Event::Register { conn: 3, req: other.clone() }),
+        vec![Command::Registered { conn: 3, reply: reply(1, 0) }]
+    );
+    // Twice is refused; a second world gets the next set and ids.
+    let out = w.handle(Event::Register { conn: 4, req: other });
+    assert!(
+        matches!(&out[..], [Command::Registered { reply, .. }] if reply.error.as_ref().unwrap().to_string().contains("already"))
+    );
+    assert_eq!(register(&mut w, 3, 10), vec![2, 3, 4]);
+    assert_eq!(info(&w, 3).set, 1);
+    assert_eq!(info(&w, 3).rank, Rank(1));
+}
+
+#[test]
+fn a_request_across_sets_runs_on_every_engine_and_results_go_back() {
+    let mut w = world(false);
+    w.handle(Event::Launching);
+    register(&mut w, 2, 0);
+    register(&mut w, 2, 10);
+    let out = execute(&mut w, 5, Targets::All, "rank");
+    let task =
+        |task_id| ToEngine::TaskRequest(TaskRequest { task_id, task: Task::Execute { code: "rank".into() } });
+    assert_eq!(
+        out,
+        vec![
+            to_client(ToClient::SubmitReply(SubmitReply {
+                req_id: 5,
+                engines: ids(&[0, 1, 2, 3]),
+                error: None,
+                id: 1,
+            })),
+            to_engine(0, task(1)),
+            to_engine(1, task(2)),
+            to_engine(2, task(3)),
+            to_engine(3, task(4)),
+        ]
+    );
+    assert_eq!(w.route_of(EngineId(2), 3), Some((CLIENT, 5)));
+    assert_eq!(w.route_of(EngineId(1), 3), None, "a task is routed for its own engine only");
+    let outcome = Outcome { value: Some("0".into()), ..Default::default() };
+    let out = w.handle(Event::EngineReply {
+        engine: EngineId(2),
+        reply: TaskReply { task_id: 3, outcome: outcome.clone() },
+        buffers: vec![],
+    });
+    assert_eq!(
+        out,
+        vec![to_client(ToClient::EngineReply(EngineReply { req_id: 5, engine_id: EngineId(2), outcome }))]
+    );
+    // A collective never spans sets.
+    let req =
+        SubmitRequest { req_id: 6, targets: Targets::All, request: Request::Gather { name: "a".into() } };
+    let out = w.handle(Event::Submit { client: CLIENT, req, buffers: vec![] });
+    assert!(matches!(&out[..], [Command::ToClient { frame, .. }]
+        if matches!(&frame.header, ToClient::SubmitReply(r) if r.error.as_ref().unwrap().to_string().contains("engine sets"))));
+}
+
+#[test]
+fn a_death_mid_request_is_explained_then_the_world_goes_down() {
+    let mut w = world(false);
+    w.handle(Event::Launching);
+    w.handle(Event::Launched { mpirun_pid: Some(42) });
+    register(&mut w, 4, 0);
+    let engines = w.info().engines;
+    execute(&mut w, 9, Targets::All, "barrier()");
+    let out = w.handle(Event::EngineGone { engine: EngineId(2), conn: 2, cause: "connection closed".into() });
+    assert_eq!(
+        out,
+        vec![
+            Command::WorldDying { engines: ids(&[0, 1, 2, 3]) },
+            Command::Runner(RunnerCall::ExplainDeath { engine: EngineId(2), rank: Rank(2) }),
+            Command::Wake { after: DEATH_REPORT_FALLBACK, timer: Timer::DeathReport(EngineId(2)) },
+        ]
+    );
+    // mpirun ends the other ranks: expected now, and nothing can be submitted to the world.
+    assert_eq!(
+        w.handle(Event::EngineGone { engine: EngineId(1), conn: 1, cause: "connection closed".into() }),
+        vec![]
+    );
+    let out = execute(&mut w, 10, Targets::All, "1");
+    assert!(
+        matches!(&out[..], [Command::ToClient { frame, .. }]
+        if matches!(&frame.header, ToClient::SubmitReply(r) if r.error.is_some())),
+        "{out:?}"
+    );
+    let out = w.handle(Event::DeathExplained {
+        engine: EngineId(2),
+        cause: Some("killed by signal 9 (Killed)".into()),
+    });
+    let note = "; the MPI world was torn down and the cluster stops";
+    let others = format!("engine 2 died (killed by signal 9 (Killed)){note}");
+    assert_eq!(
+        out,
+        vec![
+            failed(9, 0, down(&others)),
+            failed(9, 1, down(&others)),
+            failed(9, 2, died(2, 2, &format!("killed by signal 9 (Killed){note}"))),
+            failed(9, 3, down(&others)),
+            Command::EnginesGone {
+                gone: vec![
+                    (EngineId(0), others.clone()),
+                    (EngineId(1), others.clone()),
+                    (EngineId(2), "killed by signal 9 (Killed)".into()),
+                    (EngineId(3), others.clone()),
+                ],
+                restarting: false,
+            },
+            to_engine(0, ToEngine::Shutdown),
+            Command::Forget { engine: EngineId(0) },
+            Command::Forget { engine: EngineId(1) },
+            Command::Forget { engine: EngineId(2) },
+            to_engine(3, ToEngine::Shutdown),
+            Command::Forget { engine: EngineId(3) },
+            Command::Runner(RunnerCall::EndWorld {
+                engines,
+                restart: false,
+                why: "engine 2 died: killed by signal 9 (Killed)".into()
+            }),
+        ]
+    );
+    // The fallback deadline finds nothing left to do.
+    assert_eq!(w.handle(Event::Timer(Timer::DeathReport(EngineId(2)))), vec![]);
+    assert!(w.info().engines.is_empty());
+}
+
+#[test]
+fn a_death_in_engine_set_1_takes_down_that_set_only() {
+    let mut w = world(false);
+    w.handle(Event::Launching);
+    register(&mut w, 2, 0);
+    register(&mut w, 2, 10);
+    let set1 = vec![info(&w, 2), info(&w, 3)];
+    execute(&mut w, 1, Targets::All, "x");
+    // No launcher to ask: set 1 goes down at once, with what the connection knew.
+    let out =
+        w.handle(Event::EngineGone { engine: EngineId(3), conn: 11, cause: "connection closed".into() });
+    let note = "; engine set 1 was torn down (other sets go on)";
+    assert_eq!(
+        out,
+        vec![
+            failed(1, 2, down(format!("engine 3 died (connection closed){note}"))),
+            failed(1, 3, died(3, 1, &format!("connection closed{note}"))),
+            Command::EnginesGone {
+                gone: vec![
+                    (EngineId(2), format!("engine 3 died (connection closed){note}")),
+                    (EngineId(3), "connection closed".into())
+                ],
+                restarting: false,
+            },
+            to_engine(2, ToEngine::Shutdown),
+            Command::Forget { engine: EngineId(2) },
+            Command::Forget { engine: EngineId(3) },
+            Command::Reap { engines: set1 },
+        ]
+    );
+    // Set 0 goes on: its pending tasks still answer, new requests run there.
+    let reply = TaskReply { task_id: 1, outcome: Outcome::default() };
+    let out = w.handle(Event::EngineReply { engine: EngineId(0), reply, buffers: vec![] });
+    assert_eq!(out.len(), 1);
+    let out = execute(&mut w, 2, Targets::All, "y");
+    assert!(
+        matches!(&out[0], Command::ToClient { frame, .. }
+        if matches!(&frame.header, ToClient::SubmitReply(r) if r.engines == ids(&[0, 1]))),
+        "{out:?}"
+    );
+    assert_eq!(w.launched_engines(), 2);
+    // A new world takes the freed set and ids.
+    assert_eq!(register(&mut w, 2, 20), vec![2, 3]);
+    assert_eq!(info(&w, 2).set, 1);
+}
+
+#[test]
+fn an_abort_restarts_the_world_and_late_news_of_the_old_one_is_ignored() {
+    let mut w = world(true);
+    w.handle(Event::Launching);
+    register(&mut w, 2, 0);
+    let engines = w.info().engines;
+    execute(&mut w, 3, Targets::All, "loop {}");
+    let out = w.handle(Event::Abort { client: CLIENT, reason: "test".into() });
+    let why = "test; the MPI world is being restarted (variables are lost)";
+    assert_eq!(
+        out,
+        vec![
+            failed(3, 0, down(why)),
+            failed(3, 1, down(why)),
+            Command::EnginesGone {
+                gone: vec![(EngineId(0), why.into()), (EngineId(1), why.into())],
+                restarting: true
+            },
+            to_engine(0, ToEngine::Shutdown),
+            Command::Forget { engine: EngineId(0) },
+            to_engine(1, ToEngine::Shutdown),
+            Command::Forget { engine: EngineId(1) },
+            Command::Runner(RunnerCall::EndWorld { engines, restart: true, why: "test".into() }),
+            to_client(ToClient::AbortReply { error: None }),
+        ]
+    );
+    // The runner restarts it: fresh engines get the same ids.
+    w.handle(Event::Launching);
+    assert_eq!(register(&mut w, 2, 10), vec![0, 1]);
+    assert_eq!(w.launched_engines(), 2);
+    // The old connections closing now is no death.
+    assert_eq!(w.handle(Event::EngineGone { engine: EngineId(0), conn: 0, cause: "closed".into() }), vec![]);
+    assert_eq!(w.handle(Event::HeartbeatMissed { engine: EngineId(1), conn: 1, missed: 3 }), vec![]);
+    // A rank that stops answering heartbeats is a death of the new world.
+    assert_eq!(w.handle(Event::HeartbeatMissed { engine: EngineId(1), conn: 11, missed: 2 }), vec![]);
+    assert_eq!(
+        w.handle(Event::HeartbeatMissed { engine: EngineId(1), conn: 11, missed: 3 }),
+        vec![
+            Command::CloseEngine { engine: EngineId(1) },
+            Command::WorldDying { engines: ids(&[0, 1]) },
+            Command::Runner(RunnerCall::ExplainDeath { engine: EngineId(1), rank: Rank(1) }),
+            Command::Wake { after: DEATH_REPORT_FALLBACK, timer: Timer::DeathReport(EngineId(1)) },
+        ]
+    );
+    // No explanation comes: the deadline takes the world down with the heartbeat's cause.
+    let out = w.handle(Event::Timer(Timer::DeathReport(EngineId(1))));
+    assert!(
+        matches!(out.last(), Some(Command::Runner(RunnerCall::EndWorld { restart: true, why, .. }))
+        if why == "engine 1 died: it missed 3 heartbeats (500 ms period)"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn where_answers_at_the_deadline_with_a_silent_rank_as_none() {
+    let mut w = world(false);
+    register(&mut w, 3, 0);
+    let out = w.handle(Event::Where { client: CLIENT });
+    assert_eq!(
+        out,
+        vec![
+            to_engine(0, ToEngine::StatusRequest { req: 1 }),
+            to_engine(1, ToEngine::StatusRequest { req: 1 }),
+            to_engine(2, ToEngine::StatusRequest { req: 1 }),
+            Command::Wake { after: WHERE_WAIT, timer: Timer::Where(1) },
+        ]
+    );
+    let state = EngineState {
+        activity: "mpi".into(),
+        cell: Some(2),
+        call: Some("barrier".into()),
+        comm: Some("COMM_WORLD".into()),
+        seconds: 1.0,
+        detail: None,
+    };
+    assert_eq!(w.handle(Event::EngineStatus { engine: EngineId(0), poll: 1, state: state.clone() }), vec![]);
+    assert_eq!(w.handle(Event::EngineStatus { engine: EngineId(2), poll: 1, state: state.clone() }), vec![]);
+    let states =
+        vec![(EngineId(0), Some(state.clone())), (EngineId(1), None), (EngineId(2), Some(state.clone()))];
+    assert_eq!(w.handle(Event::Timer(Timer::Where(1))), vec![to_client(ToClient::WhereReply { states })]);
+    // A late answer or deadline of a finished poll is dropped; a poll all answer ends at once.
+    assert_eq!(w.handle(Event::EngineStatus { engine: EngineId(1), poll: 1, state: state.clone() }), vec![]);
+    assert_eq!(w.handle(Event::Timer(Timer::Where(1))), vec![]);
+    w.handle(Event::Where { client: CLIENT });
+    w.handle(Event::EngineStatus { engine: EngineId(0), poll: 2, state: state.clone() });
+    w.handle(Event::EngineStatus { engine: EngineId(1), poll: 2, state: state.clone() });
+    let out = w.handle(Event::EngineStatus { engine: EngineId(2), poll: 2, state: state.clone() });
+    assert!(
+        matches!(&out[..], [Command::ToClient { frame, .. }] if matches!(frame.header, ToClient::WhereReply { .. }))
+    );
+}
+
+#[test]
+fn a_request_whose_client_left_is_kept_and_adopted_by_another_client() {
+    let mut w = world(false);
+    register(&mut w, 2, 0);
+    execute(&mut w, 5, Targets::All, "work()");
+    // Engine 0 answers while its client waits; then the client goes.
+    let reply = |task_id, text: &str| TaskReply {
+        task_id,
+        outcome: Outcome { value: Some(text.into()), ..Default::default() },
+    };
+    let out = w.handle(Event::EngineReply { engine: EngineId(0), reply: reply(1, "a"), buffers: vec![] });
+    assert_eq!(out.len(), 1);
+    assert!(w.handle(Event::ClientLeft { client: CLIENT, now: 10.0 }).is_empty());
+    assert_eq!(w.route_of(EngineId(1), 2), None, "nobody waits: the output goes to the core");
+    let piece = mpx_messages::TaskOutput { task_id: 2, stream: mpx_messages::StreamName::Stdout, text: "late\n".into() };
+    assert!(w.handle(Event::EngineOutput { engine: EngineId(1), output: piece, now: 11.0 }).is_empty());
+    assert!(w.handle(Event::EngineReply { engine: EngineId(1), reply: reply(2, "b"), buffers: vec![] }).is_empty());
+    // Another client adopts request 1 as its request 3: acceptance, output, reply.
+    let other = 8;
+    let out = w.handle(Event::Adopt { client: other, req_id: 3, id: 1, now: 12.0 });
+    let to = |msg| Command::ToClient { client: other, frame: Frame::new(msg) };
+    let output = mpx_messages::EngineOutput {
+        req_id: 3,
+        engine_id: EngineId(1),
+        stream: mpx_messages::StreamName::Stdout,
+        text: "late\n".into(),
+    };
+    let outcome = Outcome { value: Some("b".into()), ..Default::default() };
+    assert_eq!(
+        out,
+        vec![
+            to(ToClient::SubmitReply(SubmitReply { req_id: 3, engines: ids(&[1]), error: None, id: 1 })),
+            to(ToClient::Output(output)),
+            to(ToClient::EngineReply(EngineReply { req_id: 3, engine_id: EngineId(1), outcome })),
+        ]
+    );
+    // Given once.
+    let out = w.handle(Event::Adopt { client: other, req_id: 4, id: 1, now: 13.0 });
+    let [Command::ToClient { frame, .. }] = &out[..] else { panic!("{out:?}") };
+    let ToClient::SubmitReply(SubmitReply { error: Some(MpxError::Refused { reason }), .. }) = &frame.header else {
+        panic!("{out:?}")
+    };
+    assert!(reason.starts_with("request 1 is not kept"), "{reason}");
+}

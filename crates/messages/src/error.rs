@@ -1,0 +1,170 @@
+//! Errors as they cross the wire: [`MpxError`] says what failed (a cell, an engine's death, its
+//! world going down, a refusal), intact from the side that knows to the client, which matches
+//! on it; [`RemoteError`] is an error raised by a cell on an engine (ipyparallel's
+//! `wrap_exception`).
+//!
+//! On the wire an `MpxError` is tagged adjacently, e.g.
+//! `{"kind": "EngineDied", "detail": {"engine": 2, "rank": 2, "cause": "killed by signal 9"}}`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{EngineId, Rank};
+
+/// An error raised on an engine by a cell or the engine's handling of a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteError {
+    /// Error class, e.g. `RuntimeError`, `ParseError`, `KeyboardInterrupt`.
+    pub ename: String,
+    /// Human-readable message.
+    pub evalue: String,
+    /// 1-based line of the cell where it happened, when known.
+    pub line: Option<usize>,
+    /// The kernel's traceback (Python: the `File "<cell-N>", line L, in f` lines with their
+    /// source), empty when the kernel has none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub traceback: String,
+}
+
+impl RemoteError {
+    /// An error without a line or traceback.
+    pub fn new(ename: impl Into<String>, evalue: impl Into<String>) -> Self {
+        RemoteError { ename: ename.into(), evalue: evalue.into(), line: None, traceback: String::new() }
+    }
+}
+
+/// Why a request (or one engine's part of it) failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "detail")]
+pub enum MpxError {
+    /// The cell raised an error (or the engine refused the task, e.g. a payload that failed
+    /// authentication); the engine goes on.
+    Cell(RemoteError),
+    /// The engine died during the request (killed, crashed, exited, silent); its world was torn
+    /// down after it.
+    EngineDied {
+        /// The engine.
+        engine: EngineId,
+        /// Its rank in its world.
+        rank: Rank,
+        /// How it died (mpirun's report: signal or exit code), and what became of its world.
+        cause: String,
+    },
+    /// The engine's world went down while it ran the request (another rank died, a client
+    /// aborted, the job ended); the engine was told to stop.
+    WorldDown {
+        /// What happened, and what becomes of the world (stopped, restarted).
+        reason: String,
+    },
+    /// No such engine is registered.
+    NoSuchEngine {
+        /// The engine asked for.
+        engine: EngineId,
+        /// The engines registered.
+        registered: Vec<EngineId>,
+    },
+    /// The controller refused the request (no engines, targets spanning sets for a
+    /// collective, an array that does not fit its description, ...).
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl MpxError {
+    /// A refusal.
+    pub fn refused(reason: impl Into<String>) -> Self {
+        MpxError::Refused { reason: reason.into() }
+    }
+
+    /// The error's class: the cell's `ename`, or the variant's name.
+    pub fn ename(&self) -> &str {
+        match self {
+            MpxError::Cell(e) => &e.ename,
+            MpxError::EngineDied { .. } => "EngineDied",
+            MpxError::WorldDown { .. } => "WorldDown",
+            MpxError::NoSuchEngine { .. } => "NoSuchEngine",
+            MpxError::Refused { .. } => "Refused",
+        }
+    }
+
+    /// The error's message (without its class).
+    pub fn evalue(&self) -> String {
+        match self {
+            MpxError::Cell(e) => e.evalue.clone(),
+            MpxError::EngineDied { engine, cause, .. } => format!("engine {engine} died: {cause}"),
+            MpxError::WorldDown { reason } | MpxError::Refused { reason } => reason.clone(),
+            MpxError::NoSuchEngine { engine, registered } => {
+                let ids: Vec<u32> = registered.iter().map(|e| e.0).collect();
+                format!("no engine {engine} (registered: {ids:?})")
+            }
+        }
+    }
+
+    /// The cell's line, when known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            MpxError::Cell(e) => e.line,
+            _ => None,
+        }
+    }
+
+    /// The cell's traceback (empty for the other kinds).
+    pub fn traceback(&self) -> &str {
+        match self {
+            MpxError::Cell(e) => &e.traceback,
+            _ => "",
+        }
+    }
+}
+
+impl fmt::Display for MpxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // A refusal reads as its reason (callers say "refused").
+            MpxError::Refused { reason } => f.write_str(reason),
+            MpxError::NoSuchEngine { .. } => f.write_str(&self.evalue()),
+            _ => write!(f, "{}: {}", self.ename(), self.evalue()),
+        }
+    }
+}
+
+impl std::error::Error for MpxError {}
+
+impl From<RemoteError> for MpxError {
+    fn from(e: RemoteError) -> Self {
+        MpxError::Cell(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips_as_json_and_reads_as_before() {
+        let died =
+            MpxError::EngineDied { engine: EngineId(3), rank: Rank(1), cause: "killed by signal 9".into() };
+        let json = serde_json::to_string(&died).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"EngineDied","detail":{"engine":3,"rank":1,"cause":"killed by signal 9"}}"#
+        );
+        assert_eq!(died.to_string(), "EngineDied: engine 3 died: killed by signal 9");
+        let kinds = [
+            died,
+            MpxError::Cell(RemoteError { line: Some(2), ..RemoteError::new("NameError", "x") }),
+            MpxError::WorldDown { reason: "aborted".into() },
+            MpxError::NoSuchEngine { engine: EngineId(9), registered: vec![EngineId(0)] },
+            MpxError::refused("no engines are registered"),
+        ];
+        for e in kinds {
+            let back: MpxError = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+            assert_eq!(back, e);
+        }
+        let missing =
+            MpxError::NoSuchEngine { engine: EngineId(9), registered: vec![EngineId(0), EngineId(1)] };
+        assert_eq!(missing.to_string(), "no engine 9 (registered: [0, 1])");
+    }
+}

@@ -1,0 +1,188 @@
+//! The work, one type per hop: a client asks for a [`Request`] on its targets; the controller
+//! plans it into one [`Task`] per engine (for the collectives: with the group of ranks taking
+//! part and, for a scatter, each rank's rows). Arrays travel out of band ([`ArrayMeta`] names a
+//! buffer of the frame, or [`Chunk`] frames follow).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Dtype, Rank};
+
+/// Describes an array whose raw little-endian bytes travel in a buffer of the frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArrayMeta {
+    /// Element type.
+    pub dtype: Dtype,
+    /// Shape (row-major, C order); empty for a 0-d array.
+    pub shape: Vec<usize>,
+    /// Index of the buffer holding the bytes.
+    pub buffer: usize,
+}
+
+/// One piece of a streamed array: an array larger than one chunk travels as a request (or reply)
+/// without its bytes plus one `Chunk` frame per piece, each carrying one payload buffer (MACed by
+/// the original sender together with its binding, the stream's origin and the chunk's number;
+/// checked by the final receiver, which takes each chunk only in its place), in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// The stream: the request id between client and controller, the task id between
+    /// controller and engine.
+    pub stream: u64,
+    /// Where the chunk's bytes go in the array (byte offset).
+    pub offset: u64,
+    /// Bytes of the whole array.
+    pub total: u64,
+}
+
+/// An argument of [`Request::Apply`] and [`Task::Apply`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Arg {
+    /// A float.
+    Float(f64),
+    /// An integer.
+    Int(i64),
+    /// A boolean.
+    Bool(bool),
+    /// A string.
+    Str(String),
+    /// An array in a buffer of the frame.
+    Array(ArrayMeta),
+}
+
+/// What a client asks of its target engines (client → controller).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "args")]
+pub enum Request {
+    /// Run a cell of code in each engine's persistent namespace.
+    Execute {
+        /// Source of the cell.
+        code: String,
+    },
+    /// Run a file's code in each engine's persistent namespace, like IPython's `%run`:
+    /// tracebacks name `filename`.
+    Run {
+        /// Source of the file.
+        code: String,
+        /// The file's name, as the user gave it.
+        filename: String,
+    },
+    /// Bind `name` to an array on every target (sent once, to the lowest target, which
+    /// broadcasts it). The bytes are in the frame's buffer, or, when the frame has no buffer,
+    /// in [`Chunk`] frames that follow it (the same holds for [`Request::Scatter`]).
+    Push {
+        /// Variable name.
+        name: String,
+        /// The array.
+        array: ArrayMeta,
+    },
+    /// Send back each target's array bound to `name`.
+    Pull {
+        /// Variable name.
+        name: String,
+    },
+    /// Split an array along axis 0 over the targets (as evenly as possible, the first ones
+    /// getting one row more).
+    Scatter {
+        /// Variable name.
+        name: String,
+        /// The whole array.
+        array: ArrayMeta,
+    },
+    /// Concatenate `name` along axis 0 over the targets, in id order; the lowest target
+    /// replies with the whole array.
+    Gather {
+        /// Variable name.
+        name: String,
+    },
+    /// Call a native or cell-defined function with arguments on each target.
+    Apply {
+        /// Function name.
+        function: String,
+        /// Arguments.
+        args: Vec<Arg>,
+    },
+}
+
+impl Request {
+    /// Whether the request moves data among its targets with MPI (so they must share a world).
+    pub fn is_collective(&self) -> bool {
+        matches!(self, Request::Push { .. } | Request::Scatter { .. } | Request::Gather { .. })
+    }
+
+    /// The task of a request that each engine runs alone, as the engine gets it: the same
+    /// work; `Err` with the request for the collectives (they need a group).
+    ///
+    /// # Errors
+    /// The request itself, when it is a collective.
+    pub fn alone(self) -> Result<Task, Request> {
+        match self {
+            Request::Execute { code } => Ok(Task::Execute { code }),
+            Request::Run { code, filename } => Ok(Task::Run { code, filename }),
+            Request::Pull { name } => Ok(Task::Pull { name }),
+            Request::Apply { function, args } => Ok(Task::Apply { function, args }),
+            collective => Err(collective),
+        }
+    }
+}
+
+/// The work one engine is asked to do (controller → engine).
+///
+/// For the collective kinds, `group` lists the ranks taking part (all in the engine's world),
+/// lowest first; the lowest is the root, and only the root's frame carries the array bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "args")]
+pub enum Task {
+    /// As [`Request::Execute`], on this engine.
+    Execute {
+        /// Source.
+        code: String,
+    },
+    /// As [`Request::Run`], on this engine.
+    Run {
+        /// Source.
+        code: String,
+        /// The file's name.
+        filename: String,
+    },
+    /// Bind `name` to an array; with several ranks the root broadcasts it (MPI Bcast). The
+    /// bytes are in the root's frame, or, when that frame has no buffer, in [`Chunk`] frames
+    /// that follow it (the same holds for [`Task::Scatter`]).
+    Push {
+        /// Variable name.
+        name: String,
+        /// The array (bytes in the root's frame).
+        array: ArrayMeta,
+        /// Ranks taking part.
+        group: Vec<Rank>,
+    },
+    /// As [`Request::Pull`], on this engine.
+    Pull {
+        /// Variable.
+        name: String,
+    },
+    /// Split an array along axis 0 over the group (MPI Scatterv from the root).
+    Scatter {
+        /// Variable name.
+        name: String,
+        /// The whole array (bytes in the root's frame).
+        array: ArrayMeta,
+        /// Ranks taking part.
+        group: Vec<Rank>,
+        /// Rows for each rank of the group, in group order.
+        rows: Vec<usize>,
+    },
+    /// Concatenate `name` along axis 0 over the group (MPI Gatherv to the root, which replies
+    /// with the whole array).
+    Gather {
+        /// Variable name.
+        name: String,
+        /// Ranks taking part.
+        group: Vec<Rank>,
+    },
+    /// As [`Request::Apply`], on this engine.
+    Apply {
+        /// Function.
+        function: String,
+        /// Arguments.
+        args: Vec<Arg>,
+    },
+}
