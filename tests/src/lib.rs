@@ -70,24 +70,45 @@ pub fn mpx_cmd(home: &Path) -> Command {
     cmd
 }
 
-/// Runs a command with a deadline; kills it (by PID) if it overruns.
+/// Runs a command with a deadline; kills it (by PID) if it overruns. Its stdout and stderr are
+/// read while it runs (by two threads), so output larger than a pipe holds cannot stall it.
 pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let out_reader = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let err_reader = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
     let deadline = Instant::now() + timeout;
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "command timed out after {timeout:?}: {cmd:?}\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let _ = child.wait();
+            break None;
         }
         std::thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = out_reader.join().expect("stdout reader");
+    let stderr = err_reader.join().expect("stderr reader");
+    match status {
+        Some(status) => Output { status, stdout, stderr },
+        None => {
+            let tail = |b: &[u8]| String::from_utf8_lossy(&b[b.len().saturating_sub(4000)..]).into_owned();
+            panic!(
+                "command timed out after {timeout:?}: {cmd:?}\nstdout (end):\n{}\nstderr (end):\n{}",
+                tail(&stdout),
+                tail(&stderr)
+            );
+        }
     }
 }
 
@@ -344,8 +365,7 @@ pub fn rank_list(label: &str) -> Option<Vec<u32>> {
 /// `(engine, text)` of the lines `PREFIX<engines><sep>text`, in order, a collapsed line (`0-3`)
 /// counted for each of its engines.
 fn labelled(text: &str, prefix: &str, sep: &str) -> Vec<(u32, String)> {
-    text
-        .lines()
+    text.lines()
         .filter_map(|l| {
             let rest = l.strip_prefix(prefix)?;
             let (ids, value) = rest.split_once(sep)?;

@@ -85,7 +85,11 @@ fn t48_a_request_whose_timeout_ran_out_is_fetched_with_mpx_wait() {
     assert_eq!(stdout_lines(&text).len(), 4, "{text}");
     // Fetched once: it is not kept any more.
     let again = c.mpx(&["wait", id, "--timeout", "5"]);
-    assert!(!again.status.success() && stderr(&again).contains(&format!("request {id}")), "{}", stderr(&again));
+    assert!(
+        !again.status.success() && stderr(&again).contains(&format!("request {id}")),
+        "{}",
+        stderr(&again)
+    );
     c.stop();
 }
 

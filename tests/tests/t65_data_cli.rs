@@ -54,7 +54,8 @@ fn t65_npy_files_through_the_cli() {
     }
     // Scattered rows are visible to cells: 10 rows over 4 engines -> 3,3,2,2.
     let text = ok(&["px", "shape(a)[0]"]);
-    let rows: Vec<(u32, String)> = [(0, "3"), (1, "3"), (2, "2"), (3, "2")].map(|(i, v)| (i, v.to_string())).into();
+    let rows: Vec<(u32, String)> =
+        [(0, "3"), (1, "3"), (2, "2"), (3, "2")].map(|(i, v)| (i, v.to_string())).into();
     assert_eq!(out_values(&text), rows, "{text}");
 
     // A float16 .npy: a dtype mpx does not carry, refused clearly before anything is sent.

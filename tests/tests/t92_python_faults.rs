@@ -81,7 +81,10 @@ fn t92_ctrl_c_interrupts_a_busy_loop_and_a_sleep_quickly_and_the_next_cell_runs(
         eprintln!("{code:?}: Ctrl-C to px returning: {took:?}");
         let text = stdout(&out);
         let errors = error_lines(&text);
-        assert!(errors.len() == 4 && errors.iter().all(|(_, e)| e.starts_with("KeyboardInterrupt")), "{code:?}:\n{text}");
+        assert!(
+            errors.len() == 4 && errors.iter().all(|(_, e)| e.starts_with("KeyboardInterrupt")),
+            "{code:?}:\n{text}"
+        );
         assert!(!text.contains("KeyboardInterrupt: "), "no message, so no colon:\n{text}");
         assert_eq!(out.status.code(), Some(130), "Ctrl-C exits 130 {code:?}:\n{text}");
         assert!(took < Duration::from_secs(3), "{code:?}: px took {took:?} to end after Ctrl-C");

@@ -41,7 +41,9 @@ pub fn rank_list(ids: &[u32]) -> String {
 }
 
 /// Groups `(engine, key)` pairs by equal key, in the order keys are first seen.
-pub fn group<K: Eq + Hash + Clone>(items: impl IntoIterator<Item = (EngineId, K)>) -> Vec<(Vec<EngineId>, K)> {
+pub fn group<K: Eq + Hash + Clone>(
+    items: impl IntoIterator<Item = (EngineId, K)>,
+) -> Vec<(Vec<EngineId>, K)> {
     let mut order: Vec<(Vec<EngineId>, K)> = Vec::new();
     let mut index: HashMap<K, usize> = HashMap::new();
     for (id, key) in items {
@@ -57,9 +59,11 @@ pub fn group<K: Eq + Hash + Clone>(items: impl IntoIterator<Item = (EngineId, K)
 }
 
 /// How a group of engines is labelled: by `labels` (e.g. `1:3` for set 1 rank 3) when every
-/// engine has one, else as a compact id list.
+/// engine has one and some label is not just the id, else as a compact id list.
 pub fn who(ids: &[EngineId], labels: &HashMap<EngineId, String>) -> String {
-    if !labels.is_empty() && ids.iter().all(|id| labels.contains_key(id)) {
+    let named =
+        ids.iter().all(|id| labels.contains_key(id)) && ids.iter().any(|id| labels[id] != id.to_string());
+    if named {
         ids.iter().map(|id| labels[id].as_str()).collect::<Vec<_>>().join(",")
     } else {
         rank_list(&ids.iter().map(|id| id.get()).collect::<Vec<_>>())
@@ -154,6 +158,8 @@ mod tests {
             [(EngineId::from(0), "0:0".to_string()), (EngineId::from(2), "1:0".to_string())].into();
         assert_eq!(who(&ids(&[0, 2]), &labels), "0:0,1:0");
         assert_eq!(who(&ids(&[0, 1]), &HashMap::new()), "0-1");
+        let plain: HashMap<EngineId, String> = (0..4).map(|i| (EngineId::from(i), i.to_string())).collect();
+        assert_eq!(who(&ids(&[0, 1, 2, 3]), &plain), "0-3");
     }
 
     #[test]

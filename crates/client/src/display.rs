@@ -121,3 +121,51 @@ pub fn render_opts(results: &[EngineResult], labels: &HashMap<EngineId, String>,
     }
     out
 }
+#[cfg(test)]
+mod tests {
+    use mpx_messages::{MpxError, Outcome, RemoteError};
+
+    use super::*;
+
+    fn result(id: u32, stdout: &str, value: Option<&str>, error: Option<(&str, &str)>) -> EngineResult {
+        let error = error.map(|(ename, evalue)| {
+            let mut e = RemoteError::new(ename, evalue);
+            e.traceback = format!("File \"<cell-{}>\", line 1", 3 + id);
+            MpxError::Cell(e)
+        });
+        let outcome =
+            Outcome { stdout: stdout.into(), value: value.map(str::to_string), error, ..Default::default() };
+        EngineResult { engine_id: EngineId(id), outcome, array: None, received: 0.0 }
+    }
+
+    #[test]
+    fn equal_results_are_shown_once_with_their_engines() {
+        let results: Vec<_> = (0..4).map(|i| result(i, "193.87\n", Some("1"), None)).collect();
+        let none = HashMap::new();
+        assert_eq!(render_opts(&results, &none, true), "[stdout:0-3] 193.87\nOut[0-3]: 1\n");
+        assert_eq!(render_opts(&results, &none, false), render_with(&results, &none));
+        let mixed: Vec<_> = (0..4).map(|i| result(i, &format!("r {}\n", i % 2), None, None)).collect();
+        assert_eq!(render_opts(&mixed, &none, true), "[stdout:0,2] r 0\n[stdout:1,3] r 1\n");
+    }
+
+    #[test]
+    fn errors_differing_only_in_cell_numbers_collapse_and_many_failures_are_counted() {
+        let none = HashMap::new();
+        let same: Vec<_> =
+            (0..4).map(|i| result(i, "", None, Some(("ZeroDivisionError", "division by zero")))).collect();
+        let text = render_opts(&same, &none, true);
+        assert_eq!(
+            text,
+            "[0-3:error] ZeroDivisionError: division by zero\n    File \"<cell-3>\", line 1\n4 of 4 engines failed\n"
+        );
+        let names = ["A", "B", "C", "D", "D", "E"];
+        let many: Vec<_> =
+            names.iter().enumerate().map(|(i, n)| result(i as u32, "", None, Some((n, "x")))).collect();
+        let text = render_opts(&many, &none, true);
+        assert_eq!(text.matches(":error] ").count(), 4, "{text}");
+        assert!(text.contains("[3-5:error] and other errors: D (2), E (1)\n"), "{text}");
+        assert!(text.ends_with("6 of 6 engines failed\n"), "{text}");
+        let two: Vec<_> = (0..2).map(|i| result(i, "", None, Some(("KeyError", "'k'")))).collect();
+        assert!(!render_opts(&two, &none, true).contains("engines failed"));
+    }
+}

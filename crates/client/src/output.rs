@@ -118,7 +118,8 @@ impl OutputStream {
             let out = state.output.get_mut(&self.req_id);
             if let Some(out) = out.filter(|o| o.queue.as_ref().is_some_and(|q| !q.is_empty())) {
                 out.queued = 0;
-                let taken: Vec<EngineOutput> = out.queue.as_mut().map(|q| q.drain(..).collect()).unwrap_or_default();
+                let taken: Vec<EngineOutput> =
+                    out.queue.as_mut().map(|q| q.drain(..).collect()).unwrap_or_default();
                 drop(state);
                 self.shared.cond.notify_all();
                 return taken;
@@ -149,7 +150,12 @@ mod tests {
     use super::*;
 
     fn piece(engine: u32, text: &str) -> EngineOutput {
-        EngineOutput { req_id: 1, engine_id: EngineId::from(engine), stream: StreamName::Stdout, text: text.into() }
+        EngineOutput {
+            req_id: 1,
+            engine_id: EngineId::from(engine),
+            stream: StreamName::Stdout,
+            text: text.into(),
+        }
     }
 
     #[test]
@@ -165,7 +171,11 @@ mod tests {
         out.add(piece(2, &big));
         out.add(piece(2, "yyy"));
         let text = out.take(EngineId::from(2), StreamName::Stdout);
-        assert!(text.starts_with(&big) && text.contains("[mpx: 2 more bytes of stdout were not kept"), "{}", &text[KEEP - 5..]);
+        assert!(
+            text.starts_with(&big) && text.contains("[mpx: 2 more bytes of stdout were not kept"),
+            "{}",
+            &text[KEEP - 5..]
+        );
     }
 
     #[test]

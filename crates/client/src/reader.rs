@@ -7,7 +7,8 @@ use std::{io::BufReader, net::TcpStream, sync::Arc, time::Duration};
 use bytes::Bytes;
 use mpx_messages::{
     codec::{blocking, Opener},
-    CodecError, ControllerToClient, EngineOutput, Outcome, RawArray, RemoteError, StreamName, DEFAULT_MAX_FRAME,
+    CodecError, ControllerToClient, EngineOutput, Outcome, RawArray, RemoteError, StreamName,
+    DEFAULT_MAX_FRAME,
 };
 
 use crate::{

@@ -90,12 +90,7 @@ impl Downstream {
     /// # Errors
     /// The piece, back, when the client is gone.
     pub async fn forward_output(&self, engine_id: EngineId, output: TaskOutput) -> Result<(), TaskOutput> {
-        let piece = EngineOutput {
-            req_id: self.req_id,
-            engine_id,
-            stream: output.stream,
-            text: output.text,
-        };
+        let piece = EngineOutput { req_id: self.req_id, engine_id, stream: output.stream, text: output.text };
         let bytes = piece.text.len();
         match self.link.send_counted(Frame::new(ControllerToClient::Output(piece)), bytes).await {
             Ok(()) => Ok(()),

@@ -224,6 +224,20 @@ impl Control {
     }
 }
 
+/// A writer found the output buffer full: send now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushOutput;
+
+/// Handler for `FlushOutput`.
+impl Handler<FlushOutput> for Control {
+    type Result = ();
+
+    fn handle(&mut self, _: FlushOutput, _: &mut Context<Self>) {
+        self.flush_output();
+    }
+}
+
 /// Handler for `Done`: send what the task wrote, then the reply.
 impl Handler<Done> for Control {
     type Result = ();

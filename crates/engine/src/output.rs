@@ -20,8 +20,11 @@ use mpx_messages::{output::split_point, StreamName, TaskOutput, OUTPUT_CHUNK};
 /// How often the control thread sends what a running cell wrote.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-/// How much written text the buffer holds before writers wait (1 MiB).
-pub const BUFFER_LIMIT: usize = 1 << 20;
+/// How much written text the buffer holds before writers wait (4 MiB).
+pub const BUFFER_LIMIT: usize = 4 << 20;
+
+/// What wakes the control thread to send at once (set by it).
+type Waker = Box<dyn Fn() + Send + Sync>;
 
 #[derive(Default)]
 struct State {
@@ -40,6 +43,7 @@ struct State {
 pub struct OutputBuffer {
     state: Mutex<State>,
     room: Condvar,
+    waker: Mutex<Option<Waker>>,
 }
 
 impl OutputBuffer {
@@ -57,11 +61,25 @@ impl OutputBuffer {
         self.lock().task = None;
     }
 
+    /// Sets what wakes the control thread when a writer finds the buffer full (so that it
+    /// sends at once instead of at its next tick).
+    pub fn set_waker(&self, wake: impl Fn() + Send + Sync + 'static) {
+        *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(wake));
+    }
+
     /// Whether a writer may append now (the buffer is under [`BUFFER_LIMIT`], or the engine is
-    /// leaving).
+    /// leaving); when not, the control thread is woken to send.
     pub fn has_room(&self) -> bool {
-        let s = self.lock();
-        s.bytes < BUFFER_LIMIT || s.closed
+        let room = {
+            let s = self.lock();
+            s.bytes < BUFFER_LIMIT || s.closed
+        };
+        if !room {
+            if let Some(wake) = &*self.waker.lock().unwrap_or_else(|e| e.into_inner()) {
+                wake();
+            }
+        }
+        room
     }
 
     /// Waits up to `timeout` for room; true when there is some.
@@ -100,7 +118,7 @@ impl OutputBuffer {
     /// not the Python kernel's, which must also release the GIL and see Ctrl-C).
     pub fn write(&self, stream: StreamName, text: &str) {
         for piece in mpx_messages::output::pieces(text, OUTPUT_CHUNK) {
-            while !self.wait_room(Duration::from_millis(100)) {}
+            while !self.has_room() && !self.wait_room(Duration::from_millis(100)) {}
             self.append(stream, piece);
         }
     }

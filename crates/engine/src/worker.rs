@@ -444,6 +444,8 @@ fn control_main(start: ControlStart, register: RegisterRequest) {
             writer.write(Frame::new(EngineToController::RegisterRequest(register)));
             ctx.add_stream(FramedRead::new(read, codec));
             ctx.run_interval(crate::output::FLUSH_EVERY, |act: &mut Control, _| act.flush_output());
+            let me = ctx.address();
+            output.set_waker(move || me.do_send(crate::control::FlushOutput));
             Control {
                 output,
                 board,

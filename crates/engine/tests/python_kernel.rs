@@ -45,15 +45,15 @@ fn python_kernel() {
         thread::spawn(move || {
             let mut got = 0;
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            while got < (3 << 20) + 1 && std::time::Instant::now() < deadline {
+            while got < (6 << 20) + 1 && std::time::Instant::now() < deadline {
                 got += output.drain().iter().map(|p| p.text.len()).sum::<usize>();
                 thread::sleep(Duration::from_millis(5));
             }
             got
         })
     };
-    assert!(k.execute("print('x' * (3 << 20))", None).error.is_none());
-    assert_eq!(drainer.join().expect("drainer"), (3 << 20) + 1);
+    assert!(k.execute("print('x' * (6 << 20))", None).error.is_none());
+    assert_eq!(drainer.join().expect("drainer"), (6 << 20) + 1);
 
     // Functions, classes and imports persist.
     k.execute("import math\nclass P:\n    def __init__(s, v): s.v = v\ndef f(a):\n    return 1 / a", None);

@@ -68,7 +68,14 @@ impl Drop for Progress {
 
 /// The text of a progress line: `cell: 12.3 s, 2/4 engines done` (with `, 1.5 GiB at 120 MiB/s`
 /// when bytes are known).
-pub fn line(what: &str, elapsed: Duration, done: usize, total: usize, noun: &str, bytes: Option<u64>) -> String {
+pub fn line(
+    what: &str,
+    elapsed: Duration,
+    done: usize,
+    total: usize,
+    noun: &str,
+    bytes: Option<u64>,
+) -> String {
     let secs = elapsed.as_secs_f64();
     let mut text = format!("{what}: {secs:.1} s, {done}/{total} {noun}");
     if let Some(b) = bytes {
@@ -84,7 +91,10 @@ mod tests {
 
     #[test]
     fn lines_say_time_counts_and_rates() {
-        assert_eq!(line("cell", Duration::from_millis(12_340), 2, 4, "engines done", None), "cell: 12.3 s, 2/4 engines done");
+        assert_eq!(
+            line("cell", Duration::from_millis(12_340), 2, 4, "engines done", None),
+            "cell: 12.3 s, 2/4 engines done"
+        );
         assert_eq!(
             line("push x", Duration::from_secs(2), 0, 4, "engines done", Some(4 << 20)),
             "push x: 2.0 s, 0/4 engines done, 4.00 MiB at 2.00 MiB/s"

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use mpx_messages::{
     ControllerToClient, ControllerToEngine, EngineId, EngineOutput, EngineReply, Frame, MpxError, Payload,
-    SubmitReply, SubmitRequest, TaskOutput, Targets, TaskReply, TaskRequest,
+    SubmitReply, SubmitRequest, Targets, TaskOutput, TaskReply, TaskRequest,
 };
 use tracing::{info, warn};
 

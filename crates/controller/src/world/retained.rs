@@ -88,7 +88,11 @@ impl Retained {
         let Some(o) = self.get(id) else { return };
         let (kept, dropped) = o.output.entry((engine, stream)).or_default();
         let room = KEEP_OUTPUT.saturating_sub(kept.len());
-        let at = if text.len() <= room { text.len() } else { mpx_messages::output::split_point(text, room).min(room) };
+        let at = if text.len() <= room {
+            text.len()
+        } else {
+            mpx_messages::output::split_point(text, room).min(room)
+        };
         kept.push_str(&text[..at]);
         *dropped += text.len() - at;
         o.bytes += at;
@@ -140,7 +144,11 @@ impl Retained {
             self.bytes -= o.bytes;
         }
         if self.orphans.len() < before {
-            tracing::info!(dropped = before - self.orphans.len(), kept = self.orphans.len(), "kept results dropped");
+            tracing::info!(
+                dropped = before - self.orphans.len(),
+                kept = self.orphans.len(),
+                "kept results dropped"
+            );
         }
     }
 }

@@ -390,9 +390,15 @@ fn a_request_whose_client_left_is_kept_and_adopted_by_another_client() {
     assert_eq!(out.len(), 1);
     assert!(w.handle(Event::ClientLeft { client: CLIENT, now: 10.0 }).is_empty());
     assert_eq!(w.route_of(EngineId(1), 2), None, "nobody waits: the output goes to the core");
-    let piece = mpx_messages::TaskOutput { task_id: 2, stream: mpx_messages::StreamName::Stdout, text: "late\n".into() };
+    let piece = mpx_messages::TaskOutput {
+        task_id: 2,
+        stream: mpx_messages::StreamName::Stdout,
+        text: "late\n".into(),
+    };
     assert!(w.handle(Event::EngineOutput { engine: EngineId(1), output: piece, now: 11.0 }).is_empty());
-    assert!(w.handle(Event::EngineReply { engine: EngineId(1), reply: reply(2, "b"), buffers: vec![] }).is_empty());
+    assert!(w
+        .handle(Event::EngineReply { engine: EngineId(1), reply: reply(2, "b"), buffers: vec![] })
+        .is_empty());
     // Another client adopts request 1 as its request 3: acceptance, output, reply.
     let other = 8;
     let out = w.handle(Event::Adopt { client: other, req_id: 3, id: 1, now: 12.0 });
@@ -415,7 +421,8 @@ fn a_request_whose_client_left_is_kept_and_adopted_by_another_client() {
     // Given once.
     let out = w.handle(Event::Adopt { client: other, req_id: 4, id: 1, now: 13.0 });
     let [Command::ToClient { frame, .. }] = &out[..] else { panic!("{out:?}") };
-    let ToClient::SubmitReply(SubmitReply { error: Some(MpxError::Refused { reason }), .. }) = &frame.header else {
+    let ToClient::SubmitReply(SubmitReply { error: Some(MpxError::Refused { reason }), .. }) = &frame.header
+    else {
         panic!("{out:?}")
     };
     assert!(reason.starts_with("request 1 is not kept"), "{reason}");

@@ -175,7 +175,9 @@ impl Console {
         match shown {
             Ok(_) => {}
             Err(e) => {
-                if let (Some(ClientError::Timeout(_)), Some(id)) = (e.downcast_ref::<ClientError>(), pending.id()) {
+                if let (Some(ClientError::Timeout(_)), Some(id)) =
+                    (e.downcast_ref::<ClientError>(), pending.id())
+                {
                     self.unfinished.push((id, pending, targets));
                 }
                 self.report(&e)

@@ -16,8 +16,8 @@ use std::{
 
 use bytes::Bytes;
 use mpx_messages::{Dtype, RemoteError};
-use numpy::{PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use mpx_messages::{StreamName, OUTPUT_CHUNK};
+use numpy::{PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::{
     prelude::*,
     types::{PyCFunction, PyDict, PyList, PyModule, PyString, PyTuple},
