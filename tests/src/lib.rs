@@ -362,17 +362,28 @@ pub fn rank_list(label: &str) -> Option<Vec<u32>> {
     Some(ids)
 }
 
-/// `(engine, text)` of the lines `PREFIX<engines><sep>text`, in order, a collapsed line (`0-3`)
-/// counted for each of its engines.
+/// `(engine, text)` of the lines `PREFIX<engines><sep>text`, a collapsed line (`0-3`) counted for
+/// each of its engines; consecutive such lines (one cell's) sorted by engine, each engine's in
+/// order.
 fn labelled(text: &str, prefix: &str, sep: &str) -> Vec<(u32, String)> {
-    text.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix(prefix)?;
+    let mut found = Vec::new();
+    let mut run: Vec<(u32, String)> = Vec::new();
+    for line in text.lines() {
+        let parsed = line.strip_prefix(prefix).and_then(|rest| {
             let (ids, value) = rest.split_once(sep)?;
-            Some(rank_list(ids)?.into_iter().map(move |id| (id, value.to_string())))
-        })
-        .flatten()
-        .collect()
+            Some((rank_list(ids)?, value.to_string()))
+        });
+        match parsed {
+            Some((ids, value)) => run.extend(ids.into_iter().map(|id| (id, value.clone()))),
+            None => {
+                run.sort_by_key(|(id, _)| *id);
+                found.append(&mut run);
+            }
+        }
+    }
+    run.sort_by_key(|(id, _)| *id);
+    found.append(&mut run);
+    found
 }
 
 /// Values of `Out[R]: v` lines (also collapsed ones, `Out[0-3]: v`), by engine.

@@ -106,8 +106,8 @@ pub fn execute_and_print(
 /// `show.no_collapse`. Returns the exit code (130 after Ctrl-C, 1 when an engine failed).
 ///
 /// # Errors
-/// A timeout (a [`ClientError::Timeout`] whose context names the request's id and `again`, the
-/// command that waits for it again), a refusal or a lost connection.
+/// A timeout ([`StillRunning`], naming the request's id and `again`, the command that waits for
+/// it again), a refusal or a lost connection.
 pub fn show_request(
     client: &Client,
     targets: &Targets,
@@ -152,18 +152,42 @@ pub fn show_request(
             client.abort(&format!("px timed out after {t:?}"), Duration::from_secs(10))?;
             (pending.get(Duration::from_secs(10))?, false)
         }
-        Err(ClientError::Timeout(t)) => {
-            let why = match pending.id() {
-                Some(id) => format!("request {id} is still running; `{again} {id}` to get it"),
-                None => "the controller did not accept the request yet".to_string(),
-            };
-            return Err(anyhow::Error::new(ClientError::Timeout(t)).context(why));
+        Err(ClientError::Timeout(after)) => {
+            return Err(StillRunning { after, id: pending.id(), again: again.to_string() }.into());
         }
         other => other?,
     };
     print_now(&display::render_opts(&results, &labels, collapse));
     Ok(if interrupted { 130 } else { i32::from(display::any_error(&results)) })
 }
+
+/// A request whose wait ran out: it goes on, and `again ID` waits for it again.
+#[derive(Debug)]
+pub struct StillRunning {
+    /// How long it was waited for.
+    pub after: Duration,
+    /// Its id (`None`: the controller had not even accepted it).
+    pub id: Option<u64>,
+    /// The command that waits again (`mpx wait`, `%result`).
+    pub again: String,
+}
+
+impl std::fmt::Display for StillRunning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.id {
+            Some(id) => write!(
+                f,
+                "no result after {:?}: request {id} is still running; `{} {id}` to get it",
+                self.after, self.again
+            ),
+            None => {
+                write!(f, "no result after {:?}: the controller has not accepted the request yet", self.after)
+            }
+        }
+    }
+}
+
+impl std::error::Error for StillRunning {}
 
 /// Prints `text` to stdout at once.
 fn print_now(text: &str) {

@@ -32,7 +32,7 @@ use self::{
     input::Lang,
 };
 use super::{
-    exec::{render_states, show_request, wait_interruptible, Code, OnTimeout, Show},
+    exec::{render_states, show_request, wait_interruptible, Code, OnTimeout, Show, StillRunning},
     targets::{describe, parse_targets, SYNTAX},
 };
 
@@ -175,10 +175,8 @@ impl Console {
         match shown {
             Ok(_) => {}
             Err(e) => {
-                if let (Some(ClientError::Timeout(_)), Some(id)) =
-                    (e.downcast_ref::<ClientError>(), pending.id())
-                {
-                    self.unfinished.push((id, pending, targets));
+                if let Some(StillRunning { id: Some(id), .. }) = e.downcast_ref::<StillRunning>() {
+                    self.unfinished.push((*id, pending, targets));
                 }
                 self.report(&e)
             }
