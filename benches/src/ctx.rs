@@ -176,18 +176,37 @@ pub fn breakdown(runs: &[CellRun]) -> Option<BTreeMap<String, f64>> {
 
 /// Times `op` `warmup + samples` times; keeps the timed ones.
 ///
+/// With `MPX_BENCH_WINDOWS` set, prints `window START END` on stderr: the CLOCK_MONOTONIC
+/// seconds around the timed samples, so `scripts/profile-data.sh` can cut a `perf record -k
+/// CLOCK_MONOTONIC` profile to them.
+///
 /// # Errors
 /// `op` fails.
 pub fn time_repeated(warmup: usize, samples: usize, mut op: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
     let mut out = Vec::with_capacity(samples);
+    let mut start = None;
     for i in 0..warmup + samples {
+        if i == warmup {
+            start = Some(monotonic_secs());
+        }
         let t0 = Instant::now();
         op()?;
         if i >= warmup {
             out.push(t0.elapsed().as_secs_f64());
         }
     }
+    if let (Some(start), Some(_)) = (start, std::env::var_os("MPX_BENCH_WINDOWS")) {
+        eprintln!("window {start:.6} {:.6}", monotonic_secs());
+    }
     Ok(out)
+}
+
+/// CLOCK_MONOTONIC now, in seconds (the clock `perf record -k CLOCK_MONOTONIC` stamps samples with).
+fn monotonic_secs() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec for clock_gettime to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 /// Runs `code` on `view` `warmup + samples` times; keeps the timed runs.

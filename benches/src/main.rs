@@ -103,6 +103,9 @@ fn run(args: Args, home: &Path) -> Result<()> {
             continue;
         }
         let t = step(&row.name);
+        if std::env::var_os("MPX_BENCH_WINDOWS").is_some() {
+            eprintln!("row {}", row.name);
+        }
         let measured = (row.mpx)(&mut ctx);
         done(t);
         results.push(RowResult::new(&row, measured, &floors));

@@ -19,8 +19,8 @@ use std::{
 
 use futures::{SinkExt, StreamExt};
 use mpx_messages::{
-    codec, unix_time, ControllerToEngine, EngineToController, Frame, FrameCodec, Key, Outcome, RankInfo,
-    RegisterRequest, RemoteError, Task, TaskReply, DEFAULT_MAX_FRAME,
+    codec, unix_time, ControllerToEngine, EngineToController, Frame, FrameCodec, Key, Outcome, Rank,
+    RankInfo, RegisterRequest, RemoteError, Task, TaskReply, DEFAULT_MAX_FRAME,
 };
 use tokio::{
     net::TcpStream,
@@ -69,7 +69,7 @@ impl Engines {
             let size = world_size.max(1).min(n - first);
             let (set_tx, set_rx) = watch::channel(None::<u32>);
             let world: Vec<RankInfo> = (0..size as u32)
-                .map(|rank| RankInfo { rank, pid: std::process::id(), hostname: SIM_HOST.into() })
+                .map(|rank| RankInfo { rank: Rank(rank), pid: std::process::id(), hostname: SIM_HOST.into() })
                 .collect();
             let mut set_tx = Some(set_tx);
             for rank in 0..size as u32 {
@@ -165,7 +165,7 @@ impl Sim {
         let codec = FrameCodec::with_limit(session, DEFAULT_MAX_FRAME);
         let mut conn = Framed::new(stream, codec);
         let request = RegisterRequest {
-            rank: self.rank,
+            rank: Rank(self.rank),
             size: self.size,
             pid: std::process::id(),
             hostname: SIM_HOST.into(),
@@ -180,11 +180,13 @@ impl Sim {
             let (msg, _) = frame.map_err(|e| e.to_string())?.into_parts().map_err(|(_, r)| r.to_string())?;
             match msg {
                 ControllerToEngine::RegisterReply(reply) => {
-                    let id = reply.engine_id.ok_or_else(|| reply.error.unwrap_or_default())?;
+                    let id = reply
+                        .engine_id
+                        .ok_or_else(|| reply.error.map(|e| e.to_string()).unwrap_or_default())?;
                     if let Some(tx) = root_set {
                         let _ = tx.send(reply.set);
                     }
-                    let _ = self.registered.send(Ok(id));
+                    let _ = self.registered.send(Ok(id.get()));
                     return Ok(conn);
                 }
                 ControllerToEngine::Ping { seq } => {
@@ -218,8 +220,9 @@ impl Sim {
                         ..Default::default()
                     };
                     if !matches!(req.task, Task::Execute { .. }) {
-                        outcome.error =
-                            Some(RemoteError::new("NotImplemented", "a simulated engine only runs cells"));
+                        outcome.error = Some(
+                            RemoteError::new("NotImplemented", "a simulated engine only runs cells").into(),
+                        );
                     }
                     EngineToController::TaskReply(TaskReply { task_id: req.task_id, outcome })
                 }

@@ -13,6 +13,7 @@ The API follows ipyparallel::
 """
 from ._mpx import RefusedError
 from .asyncresult import AsyncResult, ExecuteReply
+from .balanced import LoadBalancedView, MapResult, TaskResult
 from .client import Client
 from .cluster import Cluster, find_mpx
 from .error import CompositeError, EngineDied, RemoteError
@@ -25,8 +26,11 @@ __all__ = [
     "CompositeError",
     "EngineDied",
     "ExecuteReply",
+    "LoadBalancedView",
+    "MapResult",
     "RefusedError",
     "RemoteError",
+    "TaskResult",
     "View",
     "find_mpx",
     "load_ipython_extension",

@@ -75,6 +75,13 @@ class Client:
             return self[:]
         return self[targets]
 
+    def load_balanced_view(self, targets=None, retries=0):
+        """A view whose tasks each run on one free engine of ``targets`` (None: all); a task
+        whose engine dies runs again elsewhere up to ``retries`` times."""
+        from .balanced import LoadBalancedView
+
+        return LoadBalancedView(self, targets, retries)
+
     def activate(self):
         """Makes the ``%px`` magics use this client."""
         from .magics import activate

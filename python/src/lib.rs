@@ -23,8 +23,10 @@ use pyo3::{
 };
 
 pub mod array;
+pub mod balanced;
 pub mod result;
 
+pub use balanced::BalancedTask;
 pub use result::{AsyncResult, Buffer};
 
 create_exception!(_mpx, RefusedError, PyException, "The controller refused the request.");
@@ -64,6 +66,18 @@ pub struct Client {
 }
 
 impl Client {
+    fn balanced(
+        &self,
+        py: Python<'_>,
+        targets: Option<Vec<u32>>,
+        retries: u32,
+        work: Vec<mpx_client::Work>,
+    ) -> PyResult<Vec<BalancedTask>> {
+        let view = self.inner.load_balanced_view(self::targets(targets)).retries(retries);
+        let handles = py.detach(move || view.submit(work)).map_err(to_py)?;
+        Ok(handles.into_iter().map(|inner| BalancedTask { inner }).collect())
+    }
+
     fn wrap(&self, r: Result<mpx_client::AsyncResult, ClientError>) -> PyResult<AsyncResult> {
         r.map(AsyncResult::new).map_err(to_py)
     }
@@ -174,6 +188,38 @@ impl Client {
         self.wrap(py.detach(move || view.apply(function, args)))
     }
 
+    /// Load-balanced cells: each code runs on one engine of `targets` (a task whose engine dies
+    /// runs again elsewhere up to `retries` times).
+    fn balanced_execute(
+        &self,
+        py: Python<'_>,
+        targets: Option<Vec<u32>>,
+        retries: u32,
+        codes: Vec<String>,
+    ) -> PyResult<Vec<BalancedTask>> {
+        let work = codes.into_iter().map(mpx_client::Work::Code).collect();
+        self.balanced(py, targets, retries, work)
+    }
+
+    /// Load-balanced calls: each `(function, args)` (args as in [`apply`](Self::apply)) runs on
+    /// one engine of `targets`.
+    fn balanced_apply(
+        &self,
+        py: Python<'_>,
+        targets: Option<Vec<u32>>,
+        retries: u32,
+        calls: Vec<(String, Vec<Bound<'_, PyAny>>)>,
+    ) -> PyResult<Vec<BalancedTask>> {
+        let work = calls
+            .into_iter()
+            .map(|(function, args)| {
+                let args = args.iter().map(array::apply_arg).collect::<PyResult<Vec<ApplyArg>>>()?;
+                Ok(mpx_client::Work::Call { function, args })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        self.balanced(py, targets, retries, work)
+    }
+
     /// Interrupts the running cells of `targets` (they fail with `KeyboardInterrupt`);
     /// returns the engines told.
     fn interrupt(&self, py: Python<'_>, targets: Option<Vec<u32>>, timeout: f64) -> PyResult<Vec<u32>> {
@@ -198,6 +244,8 @@ fn _mpx(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Client>()?;
     m.add_class::<AsyncResult>()?;
     m.add_class::<Buffer>()?;
+    m.add_class::<BalancedTask>()?;
+    m.add_function(wrap_pyfunction!(balanced::wait_any, m)?)?;
     m.add("RefusedError", m.py().get_type::<RefusedError>())?;
     Ok(())
 }

@@ -82,6 +82,25 @@ impl AsyncResult {
     }
 }
 
+/// The bytes of a received array, for Python.
+pub(crate) fn buffer(a: mpx_client::RawArray) -> Buffer {
+    Buffer { dtype: a.dtype().numpy_str().to_string(), shape: a.shape().to_vec(), data: a.data().clone() }
+}
+
+/// Sets a result dict's `error` (ename, evalue, line, traceback) or None, and `died`: a death
+/// as (engine, rank, cause), which `mpx.error.collect` matches on, or None.
+pub(crate) fn set_error(d: &Bound<'_, PyDict>, error: Option<MpxError>) -> PyResult<()> {
+    let died = match &error {
+        Some(MpxError::EngineDied { engine, rank, cause }) => Some((engine.get(), rank.get(), cause.clone())),
+        _ => None,
+    };
+    d.set_item("died", died)?;
+    d.set_item(
+        "error",
+        error.map(|e| (e.ename().to_string(), e.evalue(), e.line(), e.traceback().to_string())),
+    )
+}
+
 fn result_dict<'py>(py: Python<'py>, r: EngineResult) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     let o = r.outcome;
@@ -89,16 +108,7 @@ fn result_dict<'py>(py: Python<'py>, r: EngineResult) -> PyResult<Bound<'py, PyD
     d.set_item("stdout", o.stdout)?;
     d.set_item("stderr", o.stderr)?;
     d.set_item("value", o.value)?;
-    // A death as (engine, rank, cause), matched on by `mpx.error.collect`.
-    let died = match &o.error {
-        Some(MpxError::EngineDied { engine, rank, cause }) => Some((engine.get(), rank.get(), cause.clone())),
-        _ => None,
-    };
-    d.set_item("died", died)?;
-    d.set_item(
-        "error",
-        o.error.map(|e| (e.ename().to_string(), e.evalue(), e.line(), e.traceback().to_string())),
-    )?;
+    set_error(&d, o.error)?;
     d.set_item("execution_count", o.execution_count)?;
     d.set_item("started", o.started)?;
     d.set_item("completed", o.completed)?;

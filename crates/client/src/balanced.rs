@@ -72,8 +72,8 @@ pub struct TaskResult {
     /// The engine that ran it (`None`: it never ran).
     pub engine_id: Option<EngineId>,
     /// What happened. `outcome.error` is the engine's error or the controller's
-    /// ([`MpxError::EngineDied`]: its engine died with no retry left; [`MpxError::Refused`]: no
-    /// engine to run it, or not a kind of task that runs on one engine).
+    /// ([`MpxError::EngineDied`]: its engine died with no retry left; [`MpxError::NoEngines`]:
+    /// no engine to run it; [`MpxError::Refused`]: not a kind of task that runs on one engine).
     pub outcome: Outcome,
     /// The array it sent back (an apply's), checked against its dtype and shape.
     pub array: Option<RawArray>,
@@ -157,6 +157,26 @@ impl TaskHandle {
     /// Timeout (the task goes on: call again) or a lost connection.
     pub fn get(&self, timeout: Duration) -> Result<TaskResult, ClientError> {
         self.shared.wait_for(timeout, |state| state.balanced.take(self.id))
+    }
+}
+
+/// Waits up to `timeout` for the first of `handles` (tasks of one client) to end; its index
+/// and result (taken), or `None` when none ended in time.
+///
+/// # Errors
+/// A lost connection.
+pub fn wait_any(
+    handles: &[&TaskHandle],
+    timeout: Duration,
+) -> Result<Option<(usize, TaskResult)>, ClientError> {
+    let Some(first) = handles.first() else { return Ok(None) };
+    let found = first.shared.wait_for(timeout, |state| {
+        handles.iter().enumerate().find_map(|(i, h)| state.balanced.take(h.id).map(|r| (i, r)))
+    });
+    match found {
+        Ok(found) => Ok(Some(found)),
+        Err(ClientError::Timeout(_)) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

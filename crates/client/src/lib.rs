@@ -35,7 +35,7 @@ mod reader;
 pub mod result;
 pub mod view;
 
-pub use balanced::{BalancedView, MapItem, MapIter, MapOptions, TaskHandle, TaskResult, Work};
+pub use balanced::{wait_any, BalancedView, MapItem, MapIter, MapOptions, TaskHandle, TaskResult, Work};
 pub use client::Client;
 pub use mpx_messages::{
     ArrayError, Dtype, EngineId, EngineOutput, EngineState, MpxError, Outcome, Rank, RawArray, RemoteError,

@@ -201,7 +201,7 @@ impl Balanced {
                             let rank = self.ranks.get(&engine).copied().unwrap_or_default();
                             (Some(engine), MpxError::EngineDied { engine, rank, cause })
                         }
-                        TaskError::NoEngines(why) => (p.engine, MpxError::refused(why)),
+                        TaskError::NoEngines(why) => (p.engine, MpxError::NoEngines { reason: why }),
                     };
                     let result = BalancedResult::failed(p.id, engine, error, p.attempts);
                     self.send_result(p.client, result, Vec::new());

@@ -64,7 +64,12 @@ pub enum MpxError {
         /// The engines registered.
         registered: Vec<EngineId>,
     },
-    /// The controller refused the request (no engines, targets spanning sets for a
+    /// None of the targeted engines is registered (or up).
+    NoEngines {
+        /// Which engines were asked for.
+        reason: String,
+    },
+    /// The controller refused the request (targets spanning sets for a
     /// collective, an array that does not fit its description, ...).
     Refused {
         /// Why.
@@ -85,6 +90,7 @@ impl MpxError {
             MpxError::EngineDied { .. } => "EngineDied",
             MpxError::WorldDown { .. } => "WorldDown",
             MpxError::NoSuchEngine { .. } => "NoSuchEngine",
+            MpxError::NoEngines { .. } => "NoEngines",
             MpxError::Refused { .. } => "Refused",
         }
     }
@@ -94,7 +100,9 @@ impl MpxError {
         match self {
             MpxError::Cell(e) => e.evalue.clone(),
             MpxError::EngineDied { engine, cause, .. } => format!("engine {engine} died: {cause}"),
-            MpxError::WorldDown { reason } | MpxError::Refused { reason } => reason.clone(),
+            MpxError::WorldDown { reason }
+            | MpxError::Refused { reason }
+            | MpxError::NoEngines { reason } => reason.clone(),
             MpxError::NoSuchEngine { engine, registered } => {
                 let ids: Vec<u32> = registered.iter().map(|e| e.0).collect();
                 format!("no engine {engine} (registered: {ids:?})")
@@ -123,7 +131,7 @@ impl fmt::Display for MpxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             // A refusal reads as its reason (callers say "refused").
-            MpxError::Refused { reason } => f.write_str(reason),
+            MpxError::Refused { reason } | MpxError::NoEngines { reason } => f.write_str(reason),
             MpxError::NoSuchEngine { .. } => f.write_str(&self.evalue()),
             _ => write!(f, "{}: {}", self.ename(), self.evalue()),
         }
@@ -157,7 +165,8 @@ mod tests {
             MpxError::Cell(RemoteError { line: Some(2), ..RemoteError::new("NameError", "x") }),
             MpxError::WorldDown { reason: "aborted".into() },
             MpxError::NoSuchEngine { engine: EngineId(9), registered: vec![EngineId(0)] },
-            MpxError::refused("no engines are registered"),
+            MpxError::refused("the targets span several engine sets"),
+            MpxError::NoEngines { reason: "no engines are registered".into() },
         ];
         for e in kinds {
             let back: MpxError = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();

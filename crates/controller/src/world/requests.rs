@@ -208,7 +208,7 @@ impl World {
             }
         };
         if ids.is_empty() {
-            return Err(MpxError::refused("no engines are registered"));
+            return Err(MpxError::NoEngines { reason: "no engines are registered".into() });
         }
         Ok(ids)
     }
