@@ -10,7 +10,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     fmt::Write,
     hash::Hash,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use mpx_messages::{EngineId, StreamName};
@@ -21,6 +21,10 @@ pub const FIRST_BATCH: Duration = Duration::from_millis(500);
 
 /// How often output is shown while a cell runs, after the first batch.
 pub const BATCH: Duration = Duration::from_millis(250);
+
+/// How long a batch waits for every running engine to have a line to show (so that lines the
+/// engines print at about the same time are collapsed), before it is shown anyway.
+pub const MAX_HOLD: Duration = Duration::from_secs(2);
 
 /// Engine ids as a compact list: `[0, 1, 2, 3, 5]` → `0-3,5`.
 pub fn rank_list(ids: &[u32]) -> String {
@@ -84,18 +88,33 @@ pub struct LiveOutput {
     labels: HashMap<EngineId, String>,
     /// Text received and not shown yet, by stream and engine.
     pending: BTreeMap<(StreamName, EngineId), String>,
+    /// Since when complete lines have been waiting.
+    waiting: Option<Instant>,
 }
 
 impl LiveOutput {
     /// A printer that collapses identical output (unless `collapse` is false), labelling
     /// engines by `labels` where given.
     pub fn new(collapse: bool, labels: HashMap<EngineId, String>) -> Self {
-        LiveOutput { collapse, labels, pending: BTreeMap::new() }
+        LiveOutput { collapse, labels, pending: BTreeMap::new(), waiting: None }
     }
 
     /// Adds text an engine wrote.
     pub fn add(&mut self, engine: EngineId, stream: StreamName, text: &str) {
+        if text.contains('\n') && self.waiting.is_none() {
+            self.waiting = Some(Instant::now());
+        }
         self.pending.entry((stream, engine)).or_default().push_str(text);
+    }
+
+    /// Whether a batch should be shown now: complete lines are waiting, and every engine of
+    /// `running` (those that have not answered yet) has one too, or they have waited
+    /// [`MAX_HOLD`] (or collapsing is off).
+    pub fn due(&self, running: &[EngineId]) -> bool {
+        let Some(since) = self.waiting else { return false };
+        let has_line =
+            |id: &EngineId| self.pending.iter().any(|((_, e), text)| e == id && text.contains('\n'));
+        !self.collapse || since.elapsed() >= MAX_HOLD || running.iter().all(has_line)
     }
 
     /// The complete lines received so far, as text to show (a line not ended yet waits).
@@ -130,6 +149,10 @@ impl LiveOutput {
             }
         }
         self.pending.retain(|_, text| !text.is_empty());
+        self.waiting = None;
+        if self.pending.values().any(|text| text.contains('\n')) {
+            self.waiting = Some(Instant::now());
+        }
         out
     }
 }
@@ -191,6 +214,27 @@ mod tests {
         }
         live.add(EngineId::from(1), StreamName::Stderr, "warn\n");
         assert_eq!(live.finish(), "[stdout:0] same\n[stdout:1] same\n[stderr:1] warn\n");
+    }
+
+    #[test]
+    fn a_batch_is_due_when_every_running_engine_has_a_line() {
+        let mut live = LiveOutput::new(true, HashMap::new());
+        let running = ids(&[0, 1, 2]);
+        assert!(!live.due(&running), "nothing to show");
+        live.add(EngineId::from(0), StreamName::Stdout, "x\n");
+        live.add(EngineId::from(1), StreamName::Stdout, "x\n");
+        live.add(EngineId::from(2), StreamName::Stdout, "no end yet");
+        assert!(!live.due(&running), "engine 2 has no line yet");
+        assert!(live.due(&running[..2]), "engine 2 answered: it has nothing more");
+        live.add(EngineId::from(2), StreamName::Stdout, "\n");
+        assert!(live.due(&running));
+        assert_eq!(live.batch(), "[stdout:0-1] x\n[stdout:2] no end yet\n");
+        assert!(!live.due(&running));
+        assert!(LiveOutput {
+            waiting: Some(Instant::now() - MAX_HOLD),
+            ..LiveOutput::new(true, HashMap::new())
+        }
+        .due(&running));
     }
 
     #[test]

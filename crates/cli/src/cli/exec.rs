@@ -122,22 +122,25 @@ pub fn show_request(
     let stream = pending.output();
     let mut live = LiveOutput::new(collapse, labels.clone());
     let mut progress = Progress::new("cell");
-    let total = pending.engines(Duration::from_secs(10)).map(|e| e.len()).unwrap_or(0);
+    let engines = pending.engines(Duration::from_secs(10)).unwrap_or_default();
+    let total = engines.len();
     let started = Instant::now();
     let mut last = started;
     let mut tick = |live: &mut LiveOutput, progress: &mut Progress| {
         for piece in stream.next(Duration::ZERO) {
             live.add(piece.engine_id, piece.stream, &piece.text);
         }
+        let answered: Vec<EngineId> = pending.partial().iter().map(|r| r.engine_id).collect();
         let now = Instant::now();
         if now - started >= FIRST_BATCH && now - last >= BATCH {
-            last = now;
-            let text = live.batch();
-            if !text.is_empty() {
+            let running: Vec<EngineId> = engines.iter().copied().filter(|e| !answered.contains(e)).collect();
+            if live.due(&running) {
+                last = now;
+                let text = live.batch();
                 progress.suspend(|| print_now(&text));
             }
         }
-        progress.update(pending.answered(), total, "engines done", None);
+        progress.update(answered.len(), total, "engines done", None);
     };
     let waited = wait_ticking(client, targets, pending, timeout, &mut || tick(&mut live, &mut progress));
     progress.finish();
