@@ -1,8 +1,8 @@
 //! Load-balanced tasks on real 4-engine clusters (python kernel): `map` with ordered and
 //! unordered results and chunks, back-pressure of `imap` (the engines' own clocks show at most
 //! `bound` tasks running at once), a task error among good ones, and a killed engine: with
-//! `retries=1` its tasks run again on the restarted world and the map completes; with
-//! `retries=0` they fail with a clear `EngineDied`.
+//! `retries=1` its tasks run again (on the other engine set, which stays up, or on the restarted
+//! world) and the map completes; with `retries=0` they fail with a clear `EngineDied`.
 
 use std::time::{Duration, Instant};
 
@@ -192,6 +192,41 @@ fn t94_a_dead_engines_tasks_are_retried_on_the_restarted_world() {
     }
     assert!(results.iter().all(|m| m.result.attempts == 1));
     wait_for_engines(&client, 4);
+    c.pids = c.read_pids();
+    c.stop();
+}
+
+#[test]
+fn t94_a_dead_engines_tasks_run_again_on_the_other_engine_set() {
+    // Two MPI worlds: a death in set 1 takes down set 1 only, and its tasks run again on set 0.
+    let mut c = Cluster::start(Kernel::Python, "tasks-sets", 2, &[]);
+    let out = c.mpx(&["cluster", "engines", "--kernel", "python", "-n", "2"]);
+    assert!(out.status.success(), "{}{}", mpx_tests::stdout(&out), mpx_tests::stderr(&out));
+    c.pids = c.read_pids();
+    let set1 = c.pids.engines[2..].to_vec();
+    let client = c.client();
+    wait_for_engines(&client, 4);
+    let lb = client.load_balanced_view(Targets::All).retries(1);
+    let slow = |chunk: &[u32]| Work::Code(format!("import time\ntime.sleep(0.5)\n{}", chunk[0]));
+    let mut it = lb.imap((0..8).collect(), opts(true, None), slow);
+    let first = it.next().expect("a first result").expect("the first task");
+    // SAFETY: engine 3 (set 1, rank 1) of the cluster this test started.
+    unsafe { libc::kill(set1[1] as libc::pid_t, libc::SIGKILL) };
+    let mut results = vec![first];
+    results.extend(it.map(|r| r.expect("map results")));
+    let got: Vec<(usize, String)> = results.iter().map(|m| (m.index, value(&m.result))).collect();
+    assert_eq!(got, (0..8).map(|i| (i, i.to_string())).collect::<Vec<_>>());
+    let retried: Vec<&MapItem> = results.iter().filter(|m| m.result.attempts == 2).collect();
+    assert!(!retried.is_empty(), "no task was retried: {results:?}");
+    assert!(
+        retried.iter().all(|m| matches!(m.result.engine_id, Some(EngineId(0)) | Some(EngineId(1)))),
+        "a retry ran outside set 0: {retried:?}"
+    );
+    // Set 0 stayed up all along and serves the next map.
+    let ids: Vec<u32> = client.info(T).unwrap().engines.iter().map(|e| e.id.get()).collect();
+    assert_eq!(ids, vec![0, 1]);
+    let again = lb.map((0..4).collect(), opts(true, None), |c: &[u32]| Work::Code(c[0].to_string())).unwrap();
+    assert_eq!(again.iter().map(|m| value(&m.result)).collect::<Vec<_>>(), vec!["0", "1", "2", "3"]);
     c.pids = c.read_pids();
     c.stop();
 }
