@@ -114,3 +114,29 @@ fn t48_equal_output_of_several_engines_is_shown_once_and_different_output_per_en
     assert_eq!(error_lines(&text).len(), 4, "{text}");
     c.stop();
 }
+
+#[test]
+fn t48_the_console_streams_collapses_and_fetches_a_timed_out_cell_with_result() {
+    use std::io::Write;
+    let c = Cluster::start(Kernel::Python, "console-out", 4, &[]);
+    let session = "%timeout 0.5\n%px import time\n%px time.sleep(2); print('late')\n%timeout 20\n%result\n\
+                   %px 1/0\n%quit\n";
+    let mut cmd = mpx_cmd(&c.home);
+    cmd.args(["console", "--timeout", "30"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("console");
+    child.stdin.take().expect("stdin").write_all(session.as_bytes()).expect("typed");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("try_wait").is_none() {
+        assert!(Instant::now() < deadline, "the console did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("console output");
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert!(err.contains("is still running; `%result "), "{err}");
+    assert!(text.contains("[stdout:0-3] late"), "%result shows the cell's output:\n{text}\n{err}");
+    assert!(text.contains("[0-3:error] ZeroDivisionError: division by zero"), "{text}");
+    c.stop();
+}
