@@ -70,24 +70,45 @@ pub fn mpx_cmd(home: &Path) -> Command {
     cmd
 }
 
-/// Runs a command with a deadline; kills it (by PID) if it overruns.
+/// Runs a command with a deadline; kills it (by PID) if it overruns. Its stdout and stderr are
+/// read while it runs (by two threads), so output larger than a pipe holds cannot stall it.
 pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let out_reader = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let err_reader = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
     let deadline = Instant::now() + timeout;
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "command timed out after {timeout:?}: {cmd:?}\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let _ = child.wait();
+            break None;
         }
         std::thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = out_reader.join().expect("stdout reader");
+    let stderr = err_reader.join().expect("stderr reader");
+    match status {
+        Some(status) => Output { status, stdout, stderr },
+        None => {
+            let tail = |b: &[u8]| String::from_utf8_lossy(&b[b.len().saturating_sub(4000)..]).into_owned();
+            panic!(
+                "command timed out after {timeout:?}: {cmd:?}\nstdout (end):\n{}\nstderr (end):\n{}",
+                tail(&stdout),
+                tail(&stderr)
+            );
+        }
     }
 }
 
@@ -328,25 +349,62 @@ impl Drop for Cluster {
     }
 }
 
-/// Values of `Out[R]: v` lines, by engine.
-pub fn out_values(text: &str) -> Vec<(u32, String)> {
-    text.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("Out[")?;
-            let (id, value) = rest.split_once("]: ")?;
-            Some((id.parse().ok()?, value.to_string()))
-        })
-        .collect()
+/// Engine ids of a collapsed label: `0-3,5` → `[0, 1, 2, 3, 5]` (`None` if it is not a list
+/// of ids, e.g. a `set:rank` label).
+pub fn rank_list(label: &str) -> Option<Vec<u32>> {
+    let mut ids = Vec::new();
+    for part in label.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => ids.extend(a.parse::<u32>().ok()?..=b.parse::<u32>().ok()?),
+            None => ids.push(part.parse().ok()?),
+        }
+    }
+    Some(ids)
 }
 
-/// Lines of `[stdout:R] text`, by engine.
+/// `(engine, text)` of the lines `PREFIX<engines><sep>text`, a collapsed line (`0-3`) counted for
+/// each of its engines; consecutive such lines (one cell's) sorted by engine, each engine's in
+/// order.
+fn labelled(text: &str, prefix: &str, sep: &str) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    let mut run: Vec<(u32, String)> = Vec::new();
+    for line in text.lines() {
+        let parsed = line.strip_prefix(prefix).and_then(|rest| {
+            let (ids, value) = rest.split_once(sep)?;
+            Some((rank_list(ids)?, value.to_string()))
+        });
+        match parsed {
+            Some((ids, value)) => run.extend(ids.into_iter().map(|id| (id, value.clone()))),
+            None => {
+                run.sort_by_key(|(id, _)| *id);
+                found.append(&mut run);
+            }
+        }
+    }
+    run.sort_by_key(|(id, _)| *id);
+    found.append(&mut run);
+    found
+}
+
+/// Values of `Out[R]: v` lines (also collapsed ones, `Out[0-3]: v`), by engine.
+pub fn out_values(text: &str) -> Vec<(u32, String)> {
+    labelled(text, "Out[", "]: ")
+}
+
+/// Lines of `[stdout:R] text` (also collapsed ones, `[stdout:0-3] text`), by engine.
 pub fn stdout_lines(text: &str) -> Vec<(u32, String)> {
+    labelled(text, "[stdout:", "] ")
+}
+
+/// Engines of `[R:error]` lines (also collapsed ones, `[0-3:error]`), with the error line.
+pub fn error_lines(text: &str) -> Vec<(u32, String)> {
     text.lines()
         .filter_map(|l| {
-            let rest = l.strip_prefix("[stdout:")?;
-            let (id, value) = rest.split_once("] ")?;
-            Some((id.parse().ok()?, value.to_string()))
+            let rest = l.strip_prefix('[')?;
+            let (ids, value) = rest.split_once(":error] ")?;
+            Some(rank_list(ids)?.into_iter().map(move |id| (id, value.to_string())))
         })
+        .flatten()
         .collect()
 }
 

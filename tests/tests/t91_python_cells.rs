@@ -6,7 +6,7 @@ use std::{io::Write, process::Stdio, sync::Arc};
 use mpx_cells::raw::to_bytes;
 use mpx_cells::ArrayValue;
 use mpx_client::{npy, RawArray};
-use mpx_tests::{mpx_cmd, out_values, stderr, stdout, stdout_lines, Cluster, Kernel, TempDir};
+use mpx_tests::{error_lines, mpx_cmd, out_values, stderr, stdout, stdout_lines, Cluster, Kernel, TempDir};
 use ndarray::{ArrayD, IxDyn};
 
 /// `(rank, value)` for ranks 0..4.
@@ -59,7 +59,9 @@ fn t91_run_a_python_file_then_call_what_it_defined_on_some_targets() {
     let out = c.mpx(&["px", "--targets", "1,3", "hello(3)"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let text = stdout(&out);
-    assert!(text.contains("[1:error] NameError") && text.contains("[3:error] NameError"), "{text}");
+    let failed: Vec<(u32, bool)> =
+        error_lines(&text).into_iter().map(|(id, e)| (id, e.starts_with("NameError"))).collect();
+    assert_eq!(failed, vec![(1, true), (3, true)], "{text}");
     // An error in a file names the file and the line in its traceback.
     let out = c.mpx(&["run", "--targets", "1", boom.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
@@ -119,7 +121,8 @@ fn t91_output_into_a_closed_pipe_ends_quietly() {
     let mut child = cmd.spawn().unwrap();
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    assert_eq!(first.trim(), "[stdout:0] 0");
+    // Engine 0's first line, alone or collapsed with the others' identical one.
+    assert!(first.starts_with("[stdout:0") && first.trim().ends_with("] 0"), "{first}");
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");

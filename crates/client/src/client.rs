@@ -57,6 +57,8 @@ pub(crate) struct State {
     pub control: Vec<ControllerToClient>,
     /// Results of load-balanced tasks.
     pub balanced: Slots,
+    /// What engines printed for each request, until its results take it.
+    pub output: HashMap<u64, crate::output::RequestOutput>,
 }
 
 /// What the reader thread and the callers share.
@@ -299,6 +301,21 @@ impl Client {
     /// A lost connection.
     pub fn submit(&self, targets: Targets, request: Request) -> Result<AsyncResult, ClientError> {
         self.submit_with(targets, request, Vec::new())
+    }
+
+    /// Takes over request `id` (the id [`AsyncResult::id`] gives), whose client went away
+    /// before it ended (`mpx px --timeout` gave up): the controller keeps such requests for a
+    /// while and gives each once. The result holds the engines that had not answered when that
+    /// client left.
+    ///
+    /// # Errors
+    /// A lost connection; the refusal (not kept) comes from [`AsyncResult::get`].
+    pub fn adopt(&self, id: u64) -> Result<AsyncResult, ClientError> {
+        let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
+        self.shared.state.lock().expect("client state").requests.insert(req_id, RequestState::default());
+        let submitted = mpx_messages::unix_time();
+        self.send_frame(&Frame::new(ClientToController::Adopt { req_id, id }))?;
+        Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted })
     }
 
     /// Submits a request whose array bytes travel in `buffers`.

@@ -8,6 +8,9 @@
 //! - [`result`]: [`AsyncResult`], one request's per-engine results, waited for with timeouts.
 //! - [`npy`]: `.npy` files of every dtype, for the CLI's data commands.
 //! - [`display`]: ipyparallel-style rendering (`[stdout:0] ...`, `Out[0]: ...`, `[2:error] ...`).
+//! - [`collapse`]: identical output of several engines shown once (`[stdout:0-3] ...`), also
+//!   while it streams in.
+//! - [`output`]: what engines print, as it arrives ([`OutputStream`]) or joined into the results.
 //!
 //! # Examples
 //! ```no_run
@@ -23,9 +26,11 @@
 
 pub mod balanced;
 pub mod client;
+pub mod collapse;
 pub mod display;
 mod incoming;
 pub mod npy;
+pub mod output;
 mod reader;
 pub mod result;
 pub mod view;
@@ -33,9 +38,10 @@ pub mod view;
 pub use balanced::{wait_any, BalancedView, MapItem, MapIter, MapOptions, TaskHandle, TaskResult, Work};
 pub use client::Client;
 pub use mpx_messages::{
-    ArrayError, Dtype, EngineId, EngineState, MpxError, Outcome, Rank, RawArray, RemoteError, Request,
-    Targets,
+    ArrayError, Dtype, EngineId, EngineOutput, EngineState, MpxError, Outcome, Rank, RawArray, RemoteError,
+    Request, StreamName, Targets,
 };
+pub use output::OutputStream;
 pub use result::{AsyncResult, EngineResult};
 pub use view::{ApplyArg, View};
 

@@ -2,12 +2,13 @@
 //! files each reply under its request (arrays decoded, streamed ones assembled by [`Incoming`]),
 //! waking the callers that wait for it.
 
-use std::{io::BufReader, net::TcpStream, sync::Arc};
+use std::{io::BufReader, net::TcpStream, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use mpx_messages::{
     codec::{blocking, Opener},
-    CodecError, ControllerToClient, Outcome, RawArray, RemoteError, DEFAULT_MAX_FRAME,
+    CodecError, ControllerToClient, EngineOutput, Outcome, RawArray, RemoteError, StreamName,
+    DEFAULT_MAX_FRAME,
 };
 
 use crate::{
@@ -38,6 +39,10 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
         };
         if let ControllerToClient::Chunk { chunk, engine_id } = header {
             incoming.add(chunk, engine_id, (buffers, binding), refused);
+            continue;
+        }
+        if let ControllerToClient::Output(piece) = header {
+            add_output(&shared, piece);
             continue;
         }
         if let ControllerToClient::BalancedResults(results) = header {
@@ -96,13 +101,22 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
             }
             ControllerToClient::SubmitReply(reply) => {
                 if let Some(req) = state.requests.get_mut(&reply.req_id) {
+                    req.id = (reply.id > 0).then_some(reply.id);
                     match reply.error {
                         Some(e) => req.error = Some(e),
                         None => req.engines = Some(reply.engines),
                     }
                 }
             }
-            ControllerToClient::EngineReply(res) => {
+            ControllerToClient::EngineReply(mut res) => {
+                // The engine's output came before its reply: it joins the result (unless it
+                // was streamed).
+                if let Some(out) = state.output.get_mut(&res.req_id) {
+                    let stdout = out.take(res.engine_id, StreamName::Stdout);
+                    let stderr = out.take(res.engine_id, StreamName::Stderr);
+                    res.outcome.stdout.insert_str(0, &stdout);
+                    res.outcome.stderr.insert_str(0, &stderr);
+                }
                 if let Some(req) = state.requests.get_mut(&res.req_id) {
                     let result = EngineResult {
                         engine_id: res.engine_id,
@@ -114,7 +128,9 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
                 }
             }
             ControllerToClient::ShutdownReply => state.shutdown_acked = true,
-            ControllerToClient::Chunk { .. } | ControllerToClient::BalancedResults(_) => {}
+            ControllerToClient::Chunk { .. }
+            | ControllerToClient::Output(_)
+            | ControllerToClient::BalancedResults(_) => {}
             reply @ (ControllerToClient::InterruptReply { .. }
             | ControllerToClient::WhereReply { .. }
             | ControllerToClient::AbortReply { .. }) => state.control.push(reply),
@@ -123,6 +139,24 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
         shared.cond.notify_all();
     };
     shared.state.lock().expect("client state").closed = Some(why);
+    shared.cond.notify_all();
+}
+
+/// Files a piece of output under its request: into the request's [`OutputStream`] queue, waiting
+/// (in steps of 100 ms) while that queue is full, which holds back the reading of this
+/// connection and so the controller's sends; or into what its results keep.
+///
+/// [`OutputStream`]: crate::OutputStream
+fn add_output(shared: &Shared, piece: EngineOutput) {
+    let mut state = shared.state.lock().expect("client state");
+    if !state.requests.contains_key(&piece.req_id) {
+        return;
+    }
+    while !state.output.get(&piece.req_id).is_none_or(|o| o.has_room()) {
+        state = shared.cond.wait_timeout(state, Duration::from_millis(100)).expect("client state").0;
+    }
+    state.output.entry(piece.req_id).or_default().add(piece);
+    drop(state);
     shared.cond.notify_all();
 }
 

@@ -6,7 +6,7 @@ use mpx_messages::{EngineId, MpxError, Outcome, RawArray};
 
 use crate::{
     client::{Shared, State},
-    ClientError,
+    ClientError, OutputStream,
 };
 
 /// The first engine death among results, as [`ClientError::EngineDied`].
@@ -41,6 +41,8 @@ pub(crate) struct RequestState {
     pub error: Option<MpxError>,
     /// Results so far.
     pub results: BTreeMap<EngineId, EngineResult>,
+    /// The request's controller-wide id, once accepted.
+    pub id: Option<u64>,
 }
 
 impl RequestState {
@@ -138,6 +140,27 @@ impl AsyncResult {
 
     /// Forgets this request's results (they are kept until then so a timed-out wait can resume).
     pub fn forget(self) {
-        self.shared.state.lock().expect("client state").requests.remove(&self.req_id);
+        let mut state = self.shared.state.lock().expect("client state");
+        state.requests.remove(&self.req_id);
+        state.output.remove(&self.req_id);
+    }
+
+    /// The request's controller-wide id, once the controller accepted it: what `mpx wait ID`
+    /// and [`Client::adopt`](crate::Client::adopt) take.
+    pub fn id(&self) -> Option<u64> {
+        let state = self.shared.state.lock().expect("client state");
+        state.requests.get(&self.req_id).and_then(|r| r.id)
+    }
+
+    /// How many engines have answered so far.
+    pub fn answered(&self) -> usize {
+        let state = self.shared.state.lock().expect("client state");
+        state.requests.get(&self.req_id).map_or(0, |r| r.results.len())
+    }
+
+    /// The engines' output as it arrives (see [`crate::output`]): while the stream exists, the
+    /// results carry no stdout or stderr.
+    pub fn output(&self) -> OutputStream {
+        OutputStream::start(self.req_id, self.shared.clone())
     }
 }

@@ -120,6 +120,10 @@ impl StreamHandler<Result<Frame<ClientToController>, CodecError>> for ClientSess
             ClientToController::ShutdownRequest => {
                 self.hub.do_send(Feed(Event::Shutdown { client: self.client }));
             }
+            ClientToController::Adopt { req_id, id } => {
+                let now = mpx_messages::unix_time();
+                self.hub.do_send(Feed(Event::Adopt { client: self.client, req_id, id, now }));
+            }
         }
     }
 

@@ -8,7 +8,9 @@ use std::{
 };
 
 use actix::prelude::*;
-use mpx_messages::{Chunk, CodecError, ControllerToEngine, EngineId, EngineToController, Frame, Payload};
+use mpx_messages::{
+    Chunk, CodecError, ControllerToEngine, EngineId, EngineToController, Frame, Payload, TaskOutput,
+};
 use tracing::warn;
 
 use crate::{
@@ -100,6 +102,7 @@ impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn
                     self.hub.do_send(Feed(Event::EngineReply { engine: id, reply, buffers: frame.buffers }))
                 }
                 EngineToController::Chunk(chunk) => self.forward_chunk(id, chunk, frame.buffers, ctx),
+                EngineToController::Output(output) => self.forward_output(id, output, ctx),
                 EngineToController::RegisterRequest(_) => {
                     warn!(engine = %id, peer = %self.peer, "second registration on one connection ignored");
                 }
@@ -125,6 +128,42 @@ impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn
 }
 
 impl EngineConn {
+    /// Forwards a piece of a running task's output to the client that asked, like a chunk:
+    /// reading from the engine waits until the client's queue has room. A piece nobody waits
+    /// for on a route goes to the core (which keeps it when the request is kept).
+    fn forward_output(&mut self, id: EngineId, output: TaskOutput, ctx: &mut Context<Self>) {
+        let task_id = output.task_id;
+        let cached = self.routes.get(&task_id).cloned();
+        let hub = self.hub.clone();
+        let forward = async move {
+            let route = match cached {
+                Some(route) => Some(route),
+                None => hub.send(RouteOf { engine: id, task_id }).await.ok().flatten(),
+            };
+            let Some(route) = route else {
+                let now = mpx_messages::unix_time();
+                hub.do_send(Feed(Event::EngineOutput { engine: id, output, now }));
+                return None;
+            };
+            match route.forward_output(id, output).await {
+                Ok(()) => Some(route),
+                Err(unsent) => {
+                    // The client went away meanwhile: the core keeps it, or drops it.
+                    let now = mpx_messages::unix_time();
+                    hub.do_send(Feed(Event::EngineOutput { engine: id, output: unsent, now }));
+                    None
+                }
+            }
+        };
+        ctx.wait(actix::fut::wrap_future::<_, Self>(forward).map(move |route, act, _| {
+            act.last_heard = Instant::now();
+            match route {
+                Some(route) => act.routes.insert(task_id, route),
+                None => act.routes.remove(&task_id),
+            };
+        }));
+    }
+
     /// Forwards a chunk of a streamed reply to the client that asked. Reading from the engine
     /// waits until the client's queue has room (back-pressure); the chunks of a reply nobody
     /// waits for any more are dropped (its `TaskReply` follows them through the hub).

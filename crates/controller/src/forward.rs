@@ -5,7 +5,8 @@
 //! the sender's socket waits ([`Link::send`]) until the receiver's queue has room.
 
 use mpx_messages::{
-    array::byte_len, Chunk, ControllerToClient, ControllerToEngine, EngineId, Frame, Payload, Request,
+    array::byte_len, Chunk, ControllerToClient, ControllerToEngine, EngineId, EngineOutput, Frame, Payload,
+    Request, TaskOutput,
 };
 
 use crate::writer::{Link, LinkClosed};
@@ -83,6 +84,25 @@ impl Upstream {
 }
 
 impl Downstream {
+    /// Forwards a piece of an engine's output to the client, waiting for room in its queue
+    /// (the text counts like a payload).
+    ///
+    /// # Errors
+    /// The piece, back, when the client is gone.
+    pub async fn forward_output(&self, engine_id: EngineId, output: TaskOutput) -> Result<(), TaskOutput> {
+        let piece = EngineOutput { req_id: self.req_id, engine_id, stream: output.stream, text: output.text };
+        let bytes = piece.text.len();
+        match self.link.send_counted(Frame::new(ControllerToClient::Output(piece)), bytes).await {
+            Ok(()) => Ok(()),
+            Err(frame) => match frame.header {
+                ControllerToClient::Output(piece) => {
+                    Err(TaskOutput { task_id: output.task_id, stream: piece.stream, text: piece.text })
+                }
+                _ => unreachable!("the frame given back is the one sent"),
+            },
+        }
+    }
+
     /// Forwards an engine's chunk to the client, waiting for room in its queue.
     ///
     /// # Errors

@@ -175,8 +175,17 @@ impl Hub {
     }
 }
 
+/// How often the core hears the time (kept results past their time are dropped).
+const TICK: Duration = Duration::from_secs(60);
+
 impl Actor for Hub {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(TICK, |act, ctx| {
+            act.feed(Event::Tick { now: mpx_messages::unix_time() }, ctx);
+        });
+    }
 }
 
 /// An event for the core, with nothing to answer.
@@ -246,9 +255,10 @@ pub struct ClientLeft(pub ClientId);
 impl Handler<ClientLeft> for Hub {
     type Result = ();
 
-    fn handle(&mut self, msg: ClientLeft, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: ClientLeft, ctx: &mut Context<Self>) {
         self.clients.remove(&msg.0);
         self.balanced.client_gone(msg.0);
+        self.feed(Event::ClientLeft { client: msg.0, now: mpx_messages::unix_time() }, ctx);
     }
 }
 

@@ -80,10 +80,22 @@ impl<H> Link<H> {
     /// # Errors
     /// [`LinkClosed`] when the connection is closed (before or while waiting).
     pub async fn send(&self, frame: Frame<H>) -> Result<(), LinkClosed> {
-        let bytes: usize = frame.buffers.iter().map(|b| b.len()).sum();
+        self.send_counted(frame, 0).await.map_err(|_| LinkClosed)
+    }
+
+    /// Like [`send`](Self::send), counting `extra` bytes besides the payloads (text carried in
+    /// the header, e.g. output).
+    ///
+    /// # Errors
+    /// The frame, back, when the connection is closed (before or while waiting).
+    pub async fn send_counted(&self, frame: Frame<H>, extra: usize) -> Result<(), Frame<H>> {
+        let bytes: usize = frame.buffers.iter().map(|b| b.len()).sum::<usize>() + extra;
         let permits = bytes.clamp(1, QUEUE_BUDGET) as u32;
-        let permit = self.budget.clone().acquire_many_owned(permits).await.map_err(|_| LinkClosed)?;
-        self.tx.send(Cmd::Write(Outbound::Frame(frame), Some(permit))).map_err(|_| LinkClosed)
+        let Ok(permit) = self.budget.clone().acquire_many_owned(permits).await else { return Err(frame) };
+        self.tx.send(Cmd::Write(Outbound::Frame(frame), Some(permit))).map_err(|e| match e.0 {
+            Cmd::Write(Outbound::Frame(frame), _) => frame,
+            _ => unreachable!("the command given back is the one sent"),
+        })
     }
 }
 

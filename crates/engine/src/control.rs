@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     kernel::{Interrupt, Probe},
+    output::{OutputBuffer, BUFFER_LIMIT},
     state::Board,
     stream::{ChunkIn, StreamIn},
     writer::Writer,
@@ -127,6 +128,8 @@ pub struct Control {
     pub jobs: Sender<Job>,
     /// Set once the controller accepted the registration.
     pub registered: bool,
+    /// What the running task writes, sent from here.
+    pub output: Arc<OutputBuffer>,
 }
 
 impl Control {
@@ -197,15 +200,51 @@ impl Actor for Control {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        // Nobody will send the output any more: a cell waiting for room goes on.
+        self.output.close();
         System::current().stop();
     }
 }
 
-/// Handler for `Done`: send the reply.
+impl Control {
+    /// Sends what running tasks wrote, while the connection's queue of unsent output is under
+    /// [`BUFFER_LIMIT`] (so a slow link slows the writer down instead of filling memory).
+    pub(crate) fn flush_output(&mut self) {
+        let room = BUFFER_LIMIT.saturating_sub(self.writer.backlog());
+        if room > 0 {
+            self.send_output(self.output.drain_some(room));
+        }
+    }
+
+    fn send_output(&mut self, pieces: Vec<mpx_messages::TaskOutput>) {
+        for piece in pieces {
+            let n = piece.text.len();
+            self.writer.write_output(Frame::new(EngineToController::Output(piece)), n);
+        }
+    }
+}
+
+/// A writer found the output buffer full: send now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushOutput;
+
+/// Handler for `FlushOutput`.
+impl Handler<FlushOutput> for Control {
+    type Result = ();
+
+    fn handle(&mut self, _: FlushOutput, _: &mut Context<Self>) {
+        self.flush_output();
+    }
+}
+
+/// Handler for `Done`: send what the task wrote, then the reply.
 impl Handler<Done> for Control {
     type Result = ();
 
     fn handle(&mut self, msg: Done, _: &mut Context<Self>) {
+        let rest = self.output.drain();
+        self.send_output(rest);
         self.streams.remove(&msg.0.task_id);
         self.writer.write(Frame::with_buffers(EngineToController::TaskReply(msg.0), msg.1));
     }

@@ -18,6 +18,7 @@
 //! - [`kernel`]: the `Kernel` interface and its two kernels, Python and rhai.
 //! - [`log`]: the engine's own log file.
 //! - [`registry`]: native Rust functions for cells of both kernels.
+//! - [`output`]: what running cells write, on its way to the controller while they run.
 //! - [`mpi_comm`]: `Collectives` over MPI for the cells.
 //! - [`state`]: what the engine is doing, for `mpx where`.
 //! - [`stream`]: arrays streamed in chunks (push/scatter in, pull/gather out).
@@ -32,6 +33,7 @@ pub mod intercept;
 pub mod kernel;
 pub mod log;
 pub mod mpi_comm;
+pub mod output;
 pub mod registry;
 pub mod state;
 pub mod stream;

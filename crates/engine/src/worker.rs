@@ -12,8 +12,8 @@ use mpi::{collective::SystemOperation, traits::*};
 use mpx_cells::Collectives;
 use mpx_messages::{
     codec, Arg, ConnectionInfo, ControllerToEngine, EngineId, EngineToController, Frame, FrameCodec, Key,
-    MpxError, Outcome, Rank, RankInfo, RegisterRequest, RemoteError, Session, Task, TaskReply, Verify,
-    DEFAULT_MAX_FRAME,
+    MpxError, Outcome, Rank, RankInfo, RegisterRequest, RemoteError, Session, StreamName, Task, TaskReply,
+    Verify, DEFAULT_MAX_FRAME,
 };
 use thiserror::Error;
 use tokio_util::codec::FramedRead;
@@ -27,6 +27,7 @@ use crate::{
         Probe,
     },
     mpi_comm::MpiComm,
+    output::OutputBuffer,
     state::Board,
     stream::{ChunkIn, Sink, Source},
     writer::Writer,
@@ -139,13 +140,15 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     let mut groups = Groups::new(world.duplicate(), board.clone());
 
     let (rhai_registry, py_steps) = registry.into_parts();
+    let output = Arc::new(OutputBuffer::default());
     let made: Result<Box<dyn Kernel>, String> = match opts.kernel {
         mpx_messages::Kernel::Rhai => Ok(Box::new(RhaiKernel::new(
             Box::new(MpiComm::world(world.duplicate(), board.clone())),
             rhai_registry,
         ))),
         mpx_messages::Kernel::Python => {
-            PythonKernel::new(rank as usize, size as usize, &py_steps).map(|k| Box::new(k) as Box<dyn Kernel>)
+            PythonKernel::new(rank as usize, size as usize, &py_steps, output.clone())
+                .map(|k| Box::new(k) as Box<dyn Kernel>)
         }
     };
     // Every rank learns whether every kernel started, so none waits for a rank that left.
@@ -198,6 +201,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
         board: board.clone(),
         interrupt: kernel.interrupter(),
         probe: kernel.prober(),
+        output: output.clone(),
     };
     let (control_thread, registered) = if rank == 0 {
         let thread = control.spawn(register(None, world_info))?;
@@ -225,13 +229,20 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
             Job::Registered(..) => {}
             Job::Task { task_id, task, buffers, refused, stream, reply_to, chunks_to } => {
                 board.running(kernel.execution_count() + 1);
+                output.begin(task_id);
                 let refused = refused.map(|why| *why);
                 let io = TaskIo { buffers, refused, stream, sink: Sink::new(task_id, chunks_to) };
-                let (outcome, buffers) = run_task(kernel.as_mut(), &mut groups, id, task, io);
+                let (mut outcome, buffers) = run_task(kernel.as_mut(), &mut groups, id, task, io);
+                // Output the kernel kept until the end (rhai) is streamed like the rest: the
+                // reply never carries it, so it cannot grow past a frame.
+                output.write(StreamName::Stdout, &std::mem::take(&mut outcome.stdout));
+                output.write(StreamName::Stderr, &std::mem::take(&mut outcome.stderr));
+                output.end();
                 board.idle();
                 reply_to.do_send(Done(TaskReply { task_id, outcome }, buffers));
             }
             Job::Exit(why) => {
+                output.close();
                 if let Some(why) = why {
                     result = Err(EngineError::Controller(why));
                 }
@@ -368,6 +379,7 @@ struct ControlStart {
     board: Board,
     interrupt: Arc<dyn Interrupt>,
     probe: Option<Arc<dyn Probe>>,
+    output: Arc<OutputBuffer>,
 }
 
 impl ControlStart {
@@ -397,7 +409,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The control thread: connect, register, and run the `Control` actor until it stops.
 fn control_main(start: ControlStart, register: RegisterRequest) {
-    let ControlStart { address, key, jobs, board, interrupt, probe } = start;
+    let ControlStart { address, key, jobs, board, interrupt, probe, output } = start;
     let system = System::new();
     let jobs2 = jobs.clone();
     let started = system.block_on(async move {
@@ -431,7 +443,11 @@ fn control_main(start: ControlStart, register: RegisterRequest) {
             }));
             writer.write(Frame::new(EngineToController::RegisterRequest(register)));
             ctx.add_stream(FramedRead::new(read, codec));
+            ctx.run_interval(crate::output::FLUSH_EVERY, |act: &mut Control, _| act.flush_output());
+            let me = ctx.address();
+            output.set_waker(move || me.do_send(crate::control::FlushOutput));
             Control {
+                output,
                 board,
                 interrupt,
                 prober: probe.map(|p| crate::control::Prober::start(p, ctx.address())),

@@ -2,27 +2,58 @@
 //! interrupts and the probe. One test function, because Python's main thread (the one that
 //! handles SIGINT) is the thread that initialised it.
 
-use std::{thread, time::Duration};
+use std::{sync::Arc, thread, time::Duration};
 
-use mpx_engine::kernel::{python::PythonKernel, Kernel};
-use mpx_messages::Dtype;
+use mpx_engine::{
+    kernel::{python::PythonKernel, Kernel},
+    output::OutputBuffer,
+};
+use mpx_messages::{Dtype, StreamName};
+
+/// What the running task wrote to `stream`, taken from the buffer.
+fn written(output: &OutputBuffer, stream: StreamName) -> String {
+    output.drain().into_iter().filter(|p| p.stream == stream).map(|p| p.text).collect()
+}
 
 #[test]
 fn python_kernel() {
     // mpi4py is imported by the kernel's setup; keep it from initialising MPI in this process.
     std::env::set_var("MPI4PY_RC_INITIALIZE", "false");
-    let mut k = PythonKernel::new(0, 1, &[]).expect("python starts");
+    let output = Arc::new(OutputBuffer::default());
+    let mut k = PythonKernel::new(0, 1, &[], output.clone()).expect("python starts");
+    output.begin(1);
 
-    // Statements run, a trailing expression is the value, `_` holds it, print is stdout.
+    // Statements run, a trailing expression is the value, `_` holds it, print goes to the
+    // output buffer as it is written (the cell's result carries none).
     let out = k.execute("x = 10\nprint('hello', x)\nx * 2", None);
-    assert_eq!(out.stdout, "hello 10\n");
+    assert_eq!(out.stdout, "");
+    assert_eq!(written(&output, StreamName::Stdout), "hello 10\n");
     assert_eq!(out.value.as_deref(), Some("20"));
     assert!(out.error.is_none());
     assert_eq!(k.execute("_ + 1", None).value.as_deref(), Some("21"));
     // A trailing `;` or an assignment gives no value; stderr is separate.
     assert_eq!(k.execute("x;", None).value, None);
     let out = k.execute("import sys\nsys.stderr.write('oops\\n')\ny = 1", None);
-    assert_eq!((out.stdout.as_str(), out.stderr.as_str(), out.value), ("", "oops\n", None));
+    assert_eq!(out.value, None);
+    let pieces = output.drain();
+    assert_eq!(pieces.len(), 1);
+    assert_eq!((pieces[0].stream, pieces[0].text.as_str()), (StreamName::Stderr, "oops\n"));
+    // A big print becomes bounded pieces; a writer waits while the buffer is full, and goes on
+    // once the control thread (here: another thread) drains it.
+    let drainer = {
+        let output = output.clone();
+        thread::spawn(move || {
+            let mut got = 0;
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while got < (6 << 20) + 1 && std::time::Instant::now() < deadline {
+                got += output.drain().iter().map(|p| p.text.len()).sum::<usize>();
+                thread::sleep(Duration::from_millis(5));
+            }
+            got
+        })
+    };
+    assert!(k.execute("print('x' * (6 << 20))", None).error.is_none());
+    assert_eq!(drainer.join().expect("drainer"), (6 << 20) + 1);
 
     // Functions, classes and imports persist.
     k.execute("import math\nclass P:\n    def __init__(s, v): s.v = v\ndef f(a):\n    return 1 / a", None);

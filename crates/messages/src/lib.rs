@@ -6,6 +6,7 @@
 //! - [`work`]: the work: a client's [`Request`], an engine's [`Task`].
 //! - [`ids`]: [`EngineId`] and [`Rank`], never mixed; [`Targets`].
 //! - [`error`]: [`MpxError`], errors that cross the wire intact; [`RemoteError`], a cell's.
+//! - [`output`]: output while it happens (stdout/stderr pieces of running tasks).
 //! - [`tasks`]: the messages of load-balanced tasks (client ⇄ controller).
 //! - [`dtype`]: [`Dtype`], the element type of arrays (numpy's numeric dtypes).
 //! - [`array`](mod@array): [`RawArray`], an array of any dtype as its checked little-endian bytes.
@@ -32,6 +33,7 @@ pub mod dtype;
 pub mod error;
 pub mod ids;
 pub mod kernel;
+pub mod output;
 pub mod tasks;
 pub mod wire;
 pub mod work;
@@ -42,5 +44,6 @@ pub use codec::{Binding, CodecError, Frame, Key, Payload, Refused, Session, Veri
 pub use codec::{FrameCodec, Outbound};
 pub use connection::ConnectionInfo;
 pub use kernel::Kernel;
+pub use output::{EngineOutput, StreamName, TaskOutput, OUTPUT_CHUNK};
 pub use tasks::{BalancedRequest, BalancedResult, BalancedTask};
 pub use wire::*;

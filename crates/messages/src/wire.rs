@@ -148,6 +148,9 @@ pub enum EngineToController {
     RegisterRequest(RegisterRequest),
     /// Result of a task.
     TaskReply(TaskReply),
+    /// A piece of what a running task wrote to stdout or stderr (sent while it runs, before its
+    /// `TaskReply`; see [`crate::output`]).
+    Output(crate::TaskOutput),
     /// Answer to a heartbeat.
     Pong {
         /// The ping's sequence number.
@@ -219,6 +222,10 @@ pub struct SubmitReply {
     pub engines: Vec<EngineId>,
     /// Why the request was refused (unknown engine, no engines, ...).
     pub error: Option<MpxError>,
+    /// The request's controller-wide id (0 when refused): `mpx wait ID` fetches its result
+    /// once its client went away ([`ClientToController::Adopt`]).
+    #[serde(default)]
+    pub id: u64,
 }
 
 /// One engine's answer to a client's request (its [`TaskReply`], forwarded).
@@ -301,6 +308,16 @@ pub enum ClientToController {
     },
     /// Load-balanced tasks (see [`crate::tasks`]); each answered by a `BalancedResults` entry.
     BalancedRequest(crate::tasks::BalancedRequest),
+    /// Take over the request `id`, whose client went away before it ended (kept by the
+    /// controller for a while): answered like a submission under the new `req_id` — a
+    /// `SubmitReply` (refused when it is not kept), then the output and the `EngineReply`s kept
+    /// so far, then the rest as it comes.
+    Adopt {
+        /// This client's id for it.
+        req_id: u64,
+        /// The request's controller-wide id ([`SubmitReply::id`]).
+        id: u64,
+    },
 }
 
 /// Controller → client.
@@ -313,6 +330,8 @@ pub enum ControllerToClient {
     SubmitReply(SubmitReply),
     /// One engine's answer.
     EngineReply(EngineReply),
+    /// A piece of what one engine wrote for a request while it runs (before its `EngineReply`).
+    Output(crate::EngineOutput),
     /// A piece of the array of one engine's answer (pull, gather), before its `EngineReply`.
     Chunk {
         /// The piece (`stream` is the request id).

@@ -105,6 +105,11 @@ fn every_message_kind_round_trips_as_json() {
             detail: Some("<cell-3> line 2".into()),
         },
     });
+    engine_msgs.push(EngineToController::Output(TaskOutput {
+        task_id: 4,
+        stream: StreamName::Stderr,
+        text: "warning é\n".into(),
+    }));
     let (mut sealer, mut opener) = (client().sealer, server().opener);
     for m in engine_msgs {
         let body = encode_body(&mut sealer, &Frame::new(m.clone())).unwrap();
@@ -147,6 +152,31 @@ fn every_message_kind_round_trips_as_json() {
         let back: Frame<ControllerToEngine> = decode_body(&mut opener, body.freeze()).unwrap();
         assert_eq!(back.header, m);
     }
+    let to_client = vec![
+        ControllerToClient::Output(EngineOutput {
+            req_id: 2,
+            engine_id: EngineId(3),
+            stream: StreamName::Stdout,
+            text: "first\n".into(),
+        }),
+        ControllerToClient::SubmitReply(SubmitReply {
+            req_id: 2,
+            engines: vec![EngineId(0)],
+            error: None,
+            id: 17,
+        }),
+    ];
+    let (mut sealer, mut opener) = (server().sealer, client().opener);
+    for m in to_client {
+        let body = encode_body(&mut sealer, &Frame::new(m.clone())).unwrap();
+        let back: Frame<ControllerToClient> = decode_body(&mut opener, body.freeze()).unwrap();
+        assert_eq!(back.header, m);
+    }
+    let adopt = ClientToController::Adopt { req_id: 5, id: 17 };
+    let (mut sealer, mut opener) = (client().sealer, server().opener);
+    let body = encode_body(&mut sealer, &Frame::new(adopt.clone())).unwrap();
+    let back: Frame<ClientToController> = decode_body(&mut opener, body.freeze()).unwrap();
+    assert_eq!(back.header, adopt);
 }
 
 #[test]

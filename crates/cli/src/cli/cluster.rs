@@ -133,7 +133,7 @@ pub struct StopArgs {
 pub fn run(cmd: ClusterCommand) -> Result<i32> {
     match cmd {
         ClusterCommand::Start(args) if args.daemonize && !daemon::is_daemon_child() => {
-            daemon::daemonize(&args.cluster_id)
+            daemon::daemonize(&args.cluster_id, args.n as usize)
         }
         ClusterCommand::Start(args) => start_foreground(args),
         ClusterCommand::Stop(args) => stop(args),

@@ -44,7 +44,7 @@ impl StartArgs {
 pub fn run(cmd: ControllerCommand) -> Result<i32> {
     match cmd {
         ControllerCommand::Start(args) if args.daemonize && !daemon::is_daemon_child() => {
-            daemon::daemonize(&args.cluster_id)
+            daemon::daemonize(&args.cluster_id, 0)
         }
         ControllerCommand::Start(args) => {
             let mut opts = ClusterOptions::new(args.cluster_id, 0);

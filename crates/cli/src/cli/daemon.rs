@@ -5,12 +5,18 @@ use std::{
     io::{BufRead, BufReader, Write},
     path::Path,
     process::{Command, Stdio},
-    sync::OnceLock,
-    time::SystemTime,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, OnceLock,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{bail, Context, Result};
 use mpx_controller::{files, run_cluster, ClusterOptions, Launcher, Ready, StopReason};
+
+use super::progress::{Progress, SHOW_AFTER};
 
 /// The environment variable that marks the daemon child of `--daemonize` (removed from the
 /// environment as soon as it is read, so that mpirun and the engines do not inherit it).
@@ -100,10 +106,35 @@ pub fn run_foreground(
     }
 }
 
+/// Shows, on a terminal, how many of `engines` have registered with cluster `cluster_id` while
+/// it starts (from 2 s on), until `done` is set.
+fn start_progress(cluster_id: &str, engines: usize, done: Arc<AtomicBool>) -> Option<JoinHandle<()>> {
+    if engines == 0 {
+        return None;
+    }
+    let id = cluster_id.to_string();
+    let watch = move || {
+        let mut progress = Progress::new("cluster start");
+        let started = Instant::now();
+        while !done.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(250));
+            if started.elapsed() < SHOW_AFTER {
+                continue;
+            }
+            let registered = mpx_client::Client::connect(&id)
+                .and_then(|c| c.info(Duration::from_secs(1)))
+                .map(|info| info.engines.len())
+                .unwrap_or(0);
+            progress.update(registered, engines, "engines registered", None);
+        }
+    };
+    std::thread::Builder::new().name("mpx-start-progress".into()).spawn(watch).ok()
+}
+
 /// Re-runs this very command (its own argv) as a detached daemon child (own session, stderr
 /// to the log file `cluster-ID.log`, marked by an environment variable), waits for its ready
-/// line, and returns.
-pub fn daemonize(cluster_id: &str) -> Result<i32> {
+/// line (showing on a terminal how many of its `engines` registered), and returns.
+pub fn daemonize(cluster_id: &str, engines: usize) -> Result<i32> {
     let home = files::mpx_home();
     std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
     let log_path = files::log_file(&home, cluster_id);
@@ -124,8 +155,14 @@ pub fn daemonize(cluster_id: &str) -> Result<i32> {
     let mut child = cmd.spawn().context("cannot start the cluster daemon")?;
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
+    let done = Arc::new(AtomicBool::new(false));
+    let mut progress = start_progress(cluster_id, engines, done.clone());
     while let Some(line) = lines.next() {
         let line = line.unwrap_or_default();
+        done.store(true, Ordering::SeqCst);
+        if let Some(watcher) = progress.take() {
+            let _ = watcher.join();
+        }
         if let Some(ready) = line.strip_prefix("ready: ") {
             println!("{ready}");
             println!("(running in the background, pid {}; log {})", child.id(), log_path.display());

@@ -1,12 +1,36 @@
 //! `mpx push | pull | scatter | gather` with `.npy` files.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Result;
 use clap::Args;
-use mpx_client::{display, npy, Client};
+use mpx_client::{display, npy, AsyncResult, Client, ClientError, EngineResult};
 
-use super::Target;
+use super::{progress::Progress, Target};
+
+/// Waits for a data move, with a progress line on a terminal after 2 s: elapsed time, engines
+/// done, and for a push or scatter the array's bytes and the average rate since `progress`
+/// began (the send included).
+fn wait_moving(
+    pending: &AsyncResult,
+    timeout: Duration,
+    mut progress: Progress,
+    bytes: Option<u64>,
+) -> Result<Vec<EngineResult>, ClientError> {
+    let total = pending.engines(timeout.min(Duration::from_secs(10))).map(|e| e.len()).unwrap_or(0);
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if pending.wait(left.min(Duration::from_millis(100)))? {
+            progress.finish();
+            return pending.get(Duration::ZERO);
+        }
+        if left.is_zero() {
+            return Err(ClientError::Timeout(timeout));
+        }
+        progress.update(pending.answered(), total, "engines done", bytes);
+    }
+}
 
 #[derive(Args)]
 pub struct PutArgs {
@@ -44,8 +68,10 @@ pub struct GatherArgs {
 pub fn push(args: PutArgs) -> Result<i32> {
     let array = npy::read(&args.file)?;
     let client = Client::connect(&args.target.cluster_id)?;
-    let results =
-        client.view(args.target.targets(&client)?).push(&args.name, &array)?.get(args.target.timeout())?;
+    let progress = Progress::new(format!("push {}", args.name));
+    let pending = client.view(args.target.targets(&client)?).push(&args.name, &array)?;
+    let bytes = Some(array.data().len() as u64);
+    let results = wait_moving(&pending, args.target.timeout(), progress, bytes)?;
     print!("{}", display::render(&results));
     Ok(i32::from(display::any_error(&results)))
 }
@@ -53,15 +79,19 @@ pub fn push(args: PutArgs) -> Result<i32> {
 pub fn scatter(args: PutArgs) -> Result<i32> {
     let array = npy::read(&args.file)?;
     let client = Client::connect(&args.target.cluster_id)?;
+    let progress = Progress::new(format!("scatter {}", args.name));
     let pending = client.view(args.target.targets(&client)?).scatter(&args.name, &array)?;
-    let results = pending.get(args.target.timeout())?;
+    let bytes = Some(array.data().len() as u64);
+    let results = wait_moving(&pending, args.target.timeout(), progress, bytes)?;
     print!("{}", display::render(&results));
     Ok(i32::from(display::any_error(&results)))
 }
 
 pub fn pull(args: GetArgs) -> Result<i32> {
     let client = Client::connect(&args.target.cluster_id)?;
-    let results = client.view(args.target.targets(&client)?).pull(&args.name)?.get(args.target.timeout())?;
+    let progress = Progress::new(format!("pull {}", args.name));
+    let pending = client.view(args.target.targets(&client)?).pull(&args.name)?;
+    let results = wait_moving(&pending, args.target.timeout(), progress, None)?;
     print!("{}", display::render(&results));
     let arrays: Vec<_> = results.iter().filter_map(|r| Some((r.engine_id, r.array.as_ref()?))).collect();
     match arrays.as_slice() {
@@ -82,8 +112,9 @@ pub fn pull(args: GetArgs) -> Result<i32> {
 
 pub fn gather(args: GatherArgs) -> Result<i32> {
     let client = Client::connect(&args.target.cluster_id)?;
-    let results =
-        client.view(args.target.targets(&client)?).gather(&args.name)?.get(args.target.timeout())?;
+    let progress = Progress::new(format!("gather {}", args.name));
+    let pending = client.view(args.target.targets(&client)?).gather(&args.name)?;
+    let results = wait_moving(&pending, args.target.timeout(), progress, None)?;
     print!("{}", display::render(&results));
     if let Some(a) = results.iter().find_map(|r| r.array.as_ref()) {
         npy::write(&args.out, a)?;

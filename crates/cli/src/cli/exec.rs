@@ -10,13 +10,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use mpx_client::{
+    collapse::{LiveOutput, BATCH, FIRST_BATCH},
     display, AsyncResult, Client, ClientError, EngineId, EngineResult, EngineState, Targets, View,
 };
 
-use super::Target;
+use super::{progress::Progress, Target};
 
 /// What `px` does when its timeout runs out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -34,14 +35,26 @@ pub struct PxArgs {
     /// What to do when the timeout runs out.
     #[arg(long, value_enum, default_value = "wait")]
     on_timeout: OnTimeout,
+    #[command(flatten)]
+    show: Show,
     /// The code to run (`-`: read it from stdin).
     code: String,
+}
+
+/// How results are shown.
+#[derive(Args, Clone, Copy, Debug, Default)]
+pub struct Show {
+    /// Show every engine's output on its own, even where several printed the same.
+    #[arg(long)]
+    pub no_collapse: bool,
 }
 
 #[derive(Args)]
 pub struct RunArgs {
     #[command(flatten)]
     target: Target,
+    #[command(flatten)]
+    show: Show,
     /// The file to run, like IPython's `%run`: errors name it (`-`: read the code from stdin).
     file: PathBuf,
 }
@@ -80,20 +93,111 @@ pub fn execute_and_print(
     target: &Target,
     code: Code<'_>,
     on_timeout: OnTimeout,
+    show: Show,
 ) -> Result<i32> {
     let targets = target.targets(client)?;
     let pending = code.submit(&client.view(targets.clone()))?;
-    let (results, interrupted) =
-        match wait_interruptible_flagged(client, &targets, &pending, target.timeout()) {
-            Err(ClientError::Timeout(t)) if on_timeout == OnTimeout::Abort => {
-                eprintln!("mpx: no result after {t:?}: tearing the MPI world down");
-                client.abort(&format!("px timed out after {t:?}"), Duration::from_secs(10))?;
-                (pending.get(Duration::from_secs(10))?, false)
+    show_request(client, &targets, &pending, target.timeout(), on_timeout, show, "mpx wait")
+}
+
+/// Waits for `pending` and shows it: its engines' output as it arrives (held for
+/// [`FIRST_BATCH`], so a quick cell's output is collapsed whole, then shown every [`BATCH`]),
+/// a progress line on a terminal after 2 s, then the values and errors, collapsed unless
+/// `show.no_collapse`. Returns the exit code (130 after Ctrl-C, 1 when an engine failed).
+///
+/// # Errors
+/// A timeout ([`StillRunning`], naming the request's id and `again`, the command that waits for
+/// it again), a refusal or a lost connection.
+pub fn show_request(
+    client: &Client,
+    targets: &Targets,
+    pending: &AsyncResult,
+    timeout: Duration,
+    on_timeout: OnTimeout,
+    show: Show,
+    again: &str,
+) -> Result<i32> {
+    let collapse = !show.no_collapse;
+    let labels = client.labels()?;
+    let stream = pending.output();
+    let mut live = LiveOutput::new(collapse, labels.clone());
+    let mut progress = Progress::new("cell");
+    let engines = pending.engines(Duration::from_secs(10)).unwrap_or_default();
+    let total = engines.len();
+    let started = Instant::now();
+    let mut last = started;
+    let mut tick = |live: &mut LiveOutput, progress: &mut Progress| {
+        for piece in stream.next(Duration::ZERO) {
+            live.add(piece.engine_id, piece.stream, &piece.text);
+        }
+        let answered: Vec<EngineId> = pending.partial().iter().map(|r| r.engine_id).collect();
+        let now = Instant::now();
+        if now - started >= FIRST_BATCH && now - last >= BATCH {
+            let running: Vec<EngineId> = engines.iter().copied().filter(|e| !answered.contains(e)).collect();
+            if live.due(&running) {
+                last = now;
+                let text = live.batch();
+                progress.suspend(|| print_now(&text));
             }
-            other => other?,
-        };
-    print!("{}", display::render_with(&results, &client.labels()?));
+        }
+        progress.update(answered.len(), total, "engines done", None);
+    };
+    let waited = wait_ticking(client, targets, pending, timeout, &mut || tick(&mut live, &mut progress));
+    progress.finish();
+    // Every engine's output comes before its reply: what is left is in the stream now.
+    for piece in stream.next(Duration::ZERO) {
+        live.add(piece.engine_id, piece.stream, &piece.text);
+    }
+    print_now(&live.finish());
+    let (results, interrupted) = match waited {
+        Err(ClientError::Timeout(t)) if on_timeout == OnTimeout::Abort => {
+            eprintln!("mpx: no result after {t:?}: tearing the MPI world down");
+            client.abort(&format!("px timed out after {t:?}"), Duration::from_secs(10))?;
+            (pending.get(Duration::from_secs(10))?, false)
+        }
+        Err(ClientError::Timeout(after)) => {
+            return Err(StillRunning { after, id: pending.id(), again: again.to_string() }.into());
+        }
+        other => other?,
+    };
+    print_now(&display::render_opts(&results, &labels, collapse));
     Ok(if interrupted { 130 } else { i32::from(display::any_error(&results)) })
+}
+
+/// A request whose wait ran out: it goes on, and `again ID` waits for it again.
+#[derive(Debug)]
+pub struct StillRunning {
+    /// How long it was waited for.
+    pub after: Duration,
+    /// Its id (`None`: the controller had not even accepted it).
+    pub id: Option<u64>,
+    /// The command that waits again (`mpx wait`, `%result`).
+    pub again: String,
+}
+
+impl std::fmt::Display for StillRunning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.id {
+            Some(id) => write!(
+                f,
+                "no result after {:?}: request {id} is still running; `{} {id}` to get it",
+                self.after, self.again
+            ),
+            None => {
+                write!(f, "no result after {:?}: the controller has not accepted the request yet", self.after)
+            }
+        }
+    }
+}
+
+impl std::error::Error for StillRunning {}
+
+/// Prints `text` to stdout at once.
+fn print_now(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }
 
 /// Waits for a request; Ctrl-C interrupts the running cells of its engines (they fail with
@@ -114,6 +218,17 @@ pub fn wait_interruptible_flagged(
     pending: &AsyncResult,
     timeout: Duration,
 ) -> Result<(Vec<EngineResult>, bool), ClientError> {
+    wait_ticking(client, targets, pending, timeout, &mut || {})
+}
+
+/// Like [`wait_interruptible_flagged`], calling `tick` every 50 ms while it waits.
+pub fn wait_ticking(
+    client: &Client,
+    targets: &Targets,
+    pending: &AsyncResult,
+    timeout: Duration,
+    tick: &mut dyn FnMut(),
+) -> Result<(Vec<EngineResult>, bool), ClientError> {
     let flag = ctrl_c_flag();
     flag.store(false, Ordering::SeqCst);
     let deadline = Instant::now() + timeout;
@@ -123,6 +238,7 @@ pub fn wait_interruptible_flagged(
         if pending.wait(left.min(Duration::from_millis(50)))? {
             return Ok((pending.get(Duration::ZERO)?, interrupted));
         }
+        tick();
         if left.is_zero() {
             return Err(ClientError::Timeout(timeout));
         }
@@ -154,7 +270,7 @@ fn ctrl_c_flag() -> &'static Arc<AtomicBool> {
 pub fn px(args: PxArgs) -> Result<i32> {
     let code = if args.code == "-" { read_stdin()? } else { args.code };
     let client = Client::connect(&args.target.cluster_id)?;
-    execute_and_print(&client, &args.target, Code::Cell(&code), args.on_timeout)
+    execute_and_print(&client, &args.target, Code::Cell(&code), args.on_timeout, args.show)
 }
 
 pub fn run_file(args: RunArgs) -> Result<i32> {
@@ -166,7 +282,34 @@ pub fn run_file(args: RunArgs) -> Result<i32> {
         (code, args.file.display().to_string())
     };
     let client = Client::connect(&args.target.cluster_id)?;
-    execute_and_print(&client, &args.target, Code::File(&code, &filename), OnTimeout::Wait)
+    execute_and_print(&client, &args.target, Code::File(&code, &filename), OnTimeout::Wait, args.show)
+}
+
+#[derive(Args)]
+pub struct WaitArgs {
+    /// Cluster id or connection file [default: the only running cluster].
+    #[arg(long, default_value = "", hide_default_value = true)]
+    cluster_id: String,
+    /// Seconds to wait for the result.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    #[command(flatten)]
+    show: Show,
+    /// The request's id (`mpx px` names it when its timeout runs out).
+    id: u64,
+}
+
+/// `mpx wait ID`: the result of a request whose client stopped waiting, kept by the controller.
+pub fn wait(args: WaitArgs) -> Result<i32> {
+    let client = Client::connect(&args.cluster_id)?;
+    let pending = client.adopt(args.id)?;
+    let targets = match pending.engines(Duration::from_secs(10)) {
+        Ok(engines) => Targets::List(engines),
+        Err(ClientError::Refused(why)) => bail!("{why}"),
+        Err(e) => return Err(e.into()),
+    };
+    let timeout = Duration::from_secs_f64(args.timeout.max(0.0));
+    show_request(&client, &targets, &pending, timeout, OnTimeout::Wait, args.show, "mpx wait")
 }
 
 #[derive(Args)]

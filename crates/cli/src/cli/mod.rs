@@ -9,6 +9,7 @@ mod engines;
 mod exec;
 mod logging;
 mod logs;
+mod progress;
 mod targets;
 
 use std::{path::PathBuf, time::Duration};
@@ -53,6 +54,10 @@ enum Command {
     Px(exec::PxArgs),
     /// Run a file on engines.
     Run(exec::RunArgs),
+    /// The result of a request whose client stopped waiting (`px --timeout`), kept by the
+    /// controller: the results of requests nobody waits for are kept for an hour (at most
+    /// 1000 requests and 64 MiB; the oldest go first) and given once.
+    Wait(exec::WaitArgs),
     /// What every engine is doing: idle, running a cell, or inside an MPI call (and how long).
     Where(exec::WhereArgs),
     /// Interactive console: `%px CODE`, `%autopx`, plain lines run locally.
@@ -136,6 +141,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Controller(cmd) => controller::run(cmd),
         Command::Px(args) => exec::px(args),
         Command::Run(args) => exec::run_file(args),
+        Command::Wait(args) => exec::wait(args),
         Command::Where(args) => exec::where_(args),
         Command::Console(args) => console::run(args),
         Command::Push(args) => data::push(args),

@@ -16,7 +16,7 @@
 //! A client's abort and the end of the launcher's job take the same teardown, without a dead
 //! engine.
 
-use mpx_messages::{ControllerToClient, EngineId, EngineReply, Frame, MpxError, Outcome, Rank};
+use mpx_messages::{ControllerToClient, EngineId, EngineReply, MpxError, Outcome, Rank};
 use tracing::{info, warn};
 
 use super::{
@@ -142,8 +142,7 @@ impl World {
             };
             let outcome = Outcome { error: Some(error), ..Default::default() };
             let result = EngineReply { req_id: p.req_id, engine_id: p.engine, outcome };
-            let frame = Frame::new(ControllerToClient::EngineReply(result));
-            self.emit(Command::ToClient { client: p.client, frame });
+            self.answer(&p, result, Vec::new());
         }
         let mut engines = Vec::new();
         let gone =

@@ -66,6 +66,39 @@ pub enum Event {
         /// The engines.
         targets: Targets,
     },
+    /// An engine wrote output for a task nobody waits for on the connection's route (its
+    /// client went away: the request is kept).
+    EngineOutput {
+        /// The engine.
+        engine: EngineId,
+        /// The piece.
+        output: mpx_messages::TaskOutput,
+        /// Seconds since the Unix epoch.
+        now: f64,
+    },
+    /// A client's connection closed: its pending requests are kept for `mpx wait`.
+    ClientLeft {
+        /// The client.
+        client: ClientId,
+        /// Seconds since the Unix epoch.
+        now: f64,
+    },
+    /// A client takes over a kept request.
+    Adopt {
+        /// The client.
+        client: ClientId,
+        /// Its id for the request.
+        req_id: u64,
+        /// The request's controller-wide id.
+        id: u64,
+        /// Seconds since the Unix epoch.
+        now: f64,
+    },
+    /// The clock, now and then: kept requests past their time are dropped.
+    Tick {
+        /// Seconds since the Unix epoch.
+        now: f64,
+    },
     /// A client asks what every engine is doing.
     Where {
         /// The client.

@@ -22,6 +22,13 @@
 //! - `deaths.rs`: an engine lost (connection gone, heartbeats missed), the
 //!   launcher's explanation, the teardown of one world and its restart, aborts.
 //! - `wheres.rs`: `where` polls, answered when every engine has or at a deadline.
+//! - `retained.rs`: results that outlive their wait: the requests of a client that went away,
+//!   kept (bounded) until a client adopts them by id (`mpx wait ID`).
+//!
+//! # Output while it happens
+//! An engine's output pieces (`TaskOutput`) reach the client through its engine connection
+//! (which waits for room in the client's queue, see `engine_conn.rs`), so the core sees only the
+//! pieces nobody waits for any more ([`Event::EngineOutput`]): those of kept requests.
 //!
 //! # A death in one engine set
 //! An engine set is one MPI world (one mpirun, one `COMM_WORLD`). A death tears down only the
@@ -43,6 +50,7 @@ mod deaths;
 pub mod event;
 mod registry;
 mod requests;
+pub mod retained;
 mod wheres;
 
 #[cfg(test)]
@@ -120,9 +128,12 @@ enum Launched {
 /// One engine's share of a pending client request.
 #[derive(Debug, Clone)]
 struct Pending {
-    client: ClientId,
+    /// The client waiting for it; `None` once it went away (the request is kept).
+    client: Option<ClientId>,
     req_id: u64,
     engine: EngineId,
+    /// The request's controller-wide id.
+    id: u64,
 }
 
 /// A pending `where` poll.
@@ -141,6 +152,12 @@ pub struct World {
     /// By task id.
     pending: HashMap<u64, Pending>,
     next_task: u64,
+    /// The next request's controller-wide id.
+    next_request: u64,
+    /// Requests whose client went away.
+    retained: retained::Retained,
+    /// The last time an event told (seconds since the Unix epoch): the core has no clock.
+    now: f64,
     polls: BTreeMap<u64, Poll>,
     next_poll: u64,
     launched: Launched,
@@ -157,6 +174,9 @@ impl World {
             sets: BTreeMap::new(),
             pending: HashMap::new(),
             next_task: 1,
+            next_request: 1,
+            retained: retained::Retained::default(),
+            now: 0.0,
             polls: BTreeMap::new(),
             next_poll: 1,
             launched: Launched::None,
@@ -181,6 +201,22 @@ impl World {
             Event::EngineGone { engine, conn, cause } => self.engine_gone(engine, conn, cause),
             Event::HeartbeatMissed { engine, conn, missed } => self.heartbeat_missed(engine, conn, missed),
             Event::Submit { client, req, buffers } => self.submit(client, req, buffers),
+            Event::EngineOutput { engine, output, now } => {
+                self.now = now;
+                self.engine_output(engine, output);
+            }
+            Event::ClientLeft { client, now } => {
+                self.now = now;
+                self.client_left(client);
+            }
+            Event::Adopt { client, req_id, id, now } => {
+                self.now = now;
+                self.adopt(client, req_id, id);
+            }
+            Event::Tick { now } => {
+                self.now = now;
+                self.retained.trim(now);
+            }
             Event::Interrupt { client, targets } => self.interrupt(client, &targets),
             Event::Where { client } => self.start_poll(client),
             Event::Abort { client, reason } => self.abort(client, reason),
@@ -217,7 +253,7 @@ impl World {
     /// request id (`None`: nobody waits for it).
     pub fn route_of(&self, engine: EngineId, task_id: u64) -> Option<(ClientId, u64)> {
         let p = self.pending.get(&task_id).filter(|p| p.engine == engine)?;
-        Some((p.client, p.req_id))
+        Some((p.client?, p.req_id))
     }
 
     /// What is known of a registered engine.

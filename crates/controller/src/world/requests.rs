@@ -1,12 +1,14 @@
 //! Requests: a client's request planned over its targets (one task per engine, the array bytes
-//! to the root of a collective), the engines' replies routed back to the client that asked,
-//! and interrupts.
+//! to the root of a collective), the engines' replies routed back to the client that asked (or
+//! kept when it went away, until a client adopts the request), and interrupts.
+
+use std::collections::BTreeMap;
 
 use mpx_messages::{
-    ControllerToClient, ControllerToEngine, EngineId, EngineReply, Frame, MpxError, Payload, SubmitReply,
-    SubmitRequest, Targets, TaskReply, TaskRequest,
+    ControllerToClient, ControllerToEngine, EngineId, EngineOutput, EngineReply, Frame, MpxError, Payload,
+    SubmitReply, SubmitRequest, Targets, TaskOutput, TaskReply, TaskRequest,
 };
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::{ClientId, Command, Pending, UpstreamPlan, World};
 use crate::{
@@ -32,17 +34,20 @@ impl World {
         let (assignments, engines) = match planned {
             Ok(planned) => planned,
             Err(error) => {
-                let reply = SubmitReply { req_id, engines: vec![], error: Some(error) };
+                let reply = SubmitReply { req_id, engines: vec![], error: Some(error), id: 0 };
                 self.reply(client, ControllerToClient::SubmitReply(reply));
                 return;
             }
         };
-        self.reply(client, ControllerToClient::SubmitReply(SubmitReply { req_id, engines, error: None }));
+        let id = self.next_request;
+        self.next_request += 1;
+        let accepted = SubmitReply { req_id, engines, error: None, id };
+        self.reply(client, ControllerToClient::SubmitReply(accepted));
         let mut root = true;
         for a in assignments {
             let task_id = self.next_task;
             self.next_task += 1;
-            self.pending.insert(task_id, Pending { client, req_id, engine: a.engine });
+            self.pending.insert(task_id, Pending { client: Some(client), req_id, engine: a.engine, id });
             let mut sent = a.buffers.iter().map(|b| b.len() as u64).sum::<u64>();
             let request = ControllerToEngine::TaskRequest(TaskRequest { task_id, task: a.task });
             self.emit(Command::ToEngine {
@@ -66,14 +71,97 @@ impl World {
         match self.pending.remove(&reply.task_id) {
             Some(p) if p.engine == engine => {
                 let result = EngineReply { req_id: p.req_id, engine_id: engine, outcome: reply.outcome };
-                let frame = Frame::with_payloads(ControllerToClient::EngineReply(result), buffers);
-                self.emit(Command::ToClient { client: p.client, frame });
+                self.answer(&p, result, buffers);
             }
             Some(p) => {
                 warn!(%engine, task = reply.task_id, "reply from the wrong engine dropped");
                 self.pending.insert(reply.task_id, p);
             }
             None => warn!(%engine, task = reply.task_id, "reply to an unknown task dropped"),
+        }
+    }
+
+    /// Sends an engine's answer to the client waiting for it, or keeps it with its request
+    /// when that client went away.
+    pub(super) fn answer(&mut self, p: &Pending, result: EngineReply, buffers: Vec<Payload>) {
+        match p.client {
+            Some(client) => {
+                let frame = Frame::with_payloads(ControllerToClient::EngineReply(result), buffers);
+                self.emit(Command::ToClient { client, frame });
+            }
+            None => self.retained.reply(p.id, result, buffers, self.now),
+        }
+    }
+
+    /// Output of a task whose route is gone: kept with its request when the client went away
+    /// (and sent to the client otherwise, which happens only when a route was lost in a race).
+    pub(super) fn engine_output(&mut self, engine: EngineId, output: TaskOutput) {
+        let Some(p) = self.pending.get(&output.task_id).filter(|p| p.engine == engine) else { return };
+        match p.client {
+            Some(client) => {
+                let piece = EngineOutput {
+                    req_id: p.req_id,
+                    engine_id: engine,
+                    stream: output.stream,
+                    text: output.text,
+                };
+                self.emit(Command::ToClient { client, frame: Frame::new(ControllerToClient::Output(piece)) });
+            }
+            None => {
+                let id = p.id;
+                self.retained.output(id, engine, output.stream, &output.text, self.now);
+            }
+        }
+    }
+
+    /// A client went away: its pending requests are kept (bounded, see [`super::retained`]).
+    pub(super) fn client_left(&mut self, client: ClientId) {
+        let mut orphans: BTreeMap<u64, Vec<EngineId>> = BTreeMap::new();
+        for p in self.pending.values_mut().filter(|p| p.client == Some(client)) {
+            p.client = None;
+            orphans.entry(p.id).or_default().push(p.engine);
+        }
+        for (id, mut engines) in orphans {
+            engines.sort_unstable();
+            info!(request = id, engines = engines.len(), "kept a request whose client went away");
+            self.retained.keep(id, engines, self.now);
+        }
+    }
+
+    /// A client takes over kept request `id` as its `req_id`: the acceptance, what was kept,
+    /// and from now on the rest as it comes.
+    pub(super) fn adopt(&mut self, client: ClientId, req_id: u64, id: u64) {
+        let Some(kept) = self.retained.take(id) else {
+            let error = MpxError::refused(format!(
+                "request {id} is not kept: it is unknown, still waited for by its client, already \
+                 fetched, or dropped (the results of requests nobody waits for are kept for {} \
+                 minutes, at most {} of them and {} MiB)",
+                super::retained::KEEP_FOR as u64 / 60,
+                super::retained::KEEP_REQUESTS,
+                super::retained::KEEP_BYTES >> 20
+            ));
+            let reply = SubmitReply { req_id, engines: vec![], error: Some(error), id };
+            return self.reply(client, ControllerToClient::SubmitReply(reply));
+        };
+        let accepted = SubmitReply { req_id, engines: kept.engines.clone(), error: None, id };
+        self.reply(client, ControllerToClient::SubmitReply(accepted));
+        for ((engine_id, stream), (mut text, dropped)) in kept.output {
+            if dropped > 0 {
+                text.push_str(&format!("\n[mpx: {dropped} more bytes of {stream} were not kept]\n"));
+            }
+            for piece in mpx_messages::output::pieces(&text, mpx_messages::OUTPUT_CHUNK) {
+                let piece = EngineOutput { req_id, engine_id, stream, text: piece.to_string() };
+                self.reply(client, ControllerToClient::Output(piece));
+            }
+        }
+        for (mut result, buffers) in kept.replies {
+            result.req_id = req_id;
+            let frame = Frame::with_payloads(ControllerToClient::EngineReply(result), buffers);
+            self.emit(Command::ToClient { client, frame });
+        }
+        for p in self.pending.values_mut().filter(|p| p.id == id) {
+            p.client = Some(client);
+            p.req_id = req_id;
         }
     }
 

@@ -141,7 +141,8 @@ fn a_request_across_sets_runs_on_every_engine_and_results_go_back() {
             to_client(ToClient::SubmitReply(SubmitReply {
                 req_id: 5,
                 engines: ids(&[0, 1, 2, 3]),
-                error: None
+                error: None,
+                id: 1,
             })),
             to_engine(0, task(1)),
             to_engine(1, task(2)),
@@ -373,4 +374,56 @@ fn where_answers_at_the_deadline_with_a_silent_rank_as_none() {
     assert!(
         matches!(&out[..], [Command::ToClient { frame, .. }] if matches!(frame.header, ToClient::WhereReply { .. }))
     );
+}
+
+#[test]
+fn a_request_whose_client_left_is_kept_and_adopted_by_another_client() {
+    let mut w = world(false);
+    register(&mut w, 2, 0);
+    execute(&mut w, 5, Targets::All, "work()");
+    // Engine 0 answers while its client waits; then the client goes.
+    let reply = |task_id, text: &str| TaskReply {
+        task_id,
+        outcome: Outcome { value: Some(text.into()), ..Default::default() },
+    };
+    let out = w.handle(Event::EngineReply { engine: EngineId(0), reply: reply(1, "a"), buffers: vec![] });
+    assert_eq!(out.len(), 1);
+    assert!(w.handle(Event::ClientLeft { client: CLIENT, now: 10.0 }).is_empty());
+    assert_eq!(w.route_of(EngineId(1), 2), None, "nobody waits: the output goes to the core");
+    let piece = mpx_messages::TaskOutput {
+        task_id: 2,
+        stream: mpx_messages::StreamName::Stdout,
+        text: "late\n".into(),
+    };
+    assert!(w.handle(Event::EngineOutput { engine: EngineId(1), output: piece, now: 11.0 }).is_empty());
+    assert!(w
+        .handle(Event::EngineReply { engine: EngineId(1), reply: reply(2, "b"), buffers: vec![] })
+        .is_empty());
+    // Another client adopts request 1 as its request 3: acceptance, output, reply.
+    let other = 8;
+    let out = w.handle(Event::Adopt { client: other, req_id: 3, id: 1, now: 12.0 });
+    let to = |msg| Command::ToClient { client: other, frame: Frame::new(msg) };
+    let output = mpx_messages::EngineOutput {
+        req_id: 3,
+        engine_id: EngineId(1),
+        stream: mpx_messages::StreamName::Stdout,
+        text: "late\n".into(),
+    };
+    let outcome = Outcome { value: Some("b".into()), ..Default::default() };
+    assert_eq!(
+        out,
+        vec![
+            to(ToClient::SubmitReply(SubmitReply { req_id: 3, engines: ids(&[1]), error: None, id: 1 })),
+            to(ToClient::Output(output)),
+            to(ToClient::EngineReply(EngineReply { req_id: 3, engine_id: EngineId(1), outcome })),
+        ]
+    );
+    // Given once.
+    let out = w.handle(Event::Adopt { client: other, req_id: 4, id: 1, now: 13.0 });
+    let [Command::ToClient { frame, .. }] = &out[..] else { panic!("{out:?}") };
+    let ToClient::SubmitReply(SubmitReply { error: Some(MpxError::Refused { reason }), .. }) = &frame.header
+    else {
+        panic!("{out:?}")
+    };
+    assert!(reason.starts_with("request 1 is not kept"), "{reason}");
 }

@@ -16,8 +16,8 @@ use super::{
 
 /// The console's magics, as completed.
 pub const MAGICS: &[&str] = &[
-    "%autopx", "%exit", "%gather", "%help", "%pull", "%push", "%px", "%quit", "%run", "%scatter", "%targets",
-    "%timeout", "%where",
+    "%autopx", "%exit", "%gather", "%help", "%pull", "%push", "%px", "%quit", "%result", "%run", "%scatter",
+    "%targets", "%timeout", "%where",
 ];
 
 /// Magics whose last argument is a file: `%run FILE`, `%push NAME FILE`, ...

@@ -22,7 +22,7 @@ use std::{
 use anyhow::Result;
 use clap::Args;
 use mpx_cells::{local::LocalWorld, Interpreter, Registry};
-use mpx_client::{display, npy, Client, ClientError, Targets};
+use mpx_client::{display, npy, AsyncResult, Client, ClientError, Targets};
 use mpx_controller::files;
 use mpx_messages::ConnectionInfo;
 use rustyline::{error::ReadlineError, history::FileHistory, CompletionType, Config, Editor};
@@ -32,7 +32,7 @@ use self::{
     input::Lang,
 };
 use super::{
-    exec::{render_states, wait_interruptible, Code},
+    exec::{render_states, show_request, wait_interruptible, Code, OnTimeout, Show, StillRunning},
     targets::{describe, parse_targets, SYNTAX},
 };
 
@@ -55,6 +55,7 @@ const HELP: &str = "\
 %targets T      set targets: all, 0,2, 1-3, or Python indexes and slices: -1, ::2, 1:3
 %timeout S      seconds to wait for results
 %where          what every engine is doing (idle, running, inside an MPI call)
+%result [ID]    wait again for a cell whose wait ran out (the last one, or request ID)
 Tab             complete magics, file names and names known to the engines
 Ctrl-C          while waiting: interrupt the running cell on its engines
 %help           this text
@@ -87,6 +88,8 @@ pub struct Console {
     attributes: HashMap<String, Vec<String>>,
     /// Names the cells typed here defined (rhai: `let x`, `const x`, `fn f`).
     defined: BTreeSet<String>,
+    /// Cells whose wait ran out, by request id, for `%result` (the last one last).
+    unfinished: Vec<(u64, AsyncResult, Targets)>,
 }
 
 /// Which kernel the engines run: the cell `true` is a value in rhai and a NameError in Python.
@@ -156,12 +159,55 @@ impl Console {
             self.defined.extend(rhai_definitions(text));
         }
         let (targets, timeout) = (self.targets.clone(), self.timeout);
-        let result = self.client().and_then(|client| {
-            let pending = code.submit(&client.view(targets.clone()))?;
-            Ok(wait_interruptible(client, &targets, &pending, timeout)?)
+        let pending = match self.client().and_then(|client| Ok(code.submit(&client.view(targets.clone()))?)) {
+            Ok(pending) => pending,
+            Err(e) => return self.report(&e),
+        };
+        self.show(pending, targets, timeout);
+    }
+
+    /// Shows a request's output as it arrives and its results; one whose wait runs out is kept
+    /// for `%result`.
+    fn show(&mut self, pending: AsyncResult, targets: Targets, timeout: Duration) {
+        let shown = self.client().and_then(|client| {
+            show_request(client, &targets, &pending, timeout, OnTimeout::Wait, Show::default(), "%result")
         });
-        match result {
-            Ok(results) => print!("{}", display::render(&results)),
+        match shown {
+            Ok(_) => {}
+            Err(e) => {
+                if let Some(StillRunning { id: Some(id), .. }) = e.downcast_ref::<StillRunning>() {
+                    self.unfinished.push((*id, pending, targets));
+                }
+                self.report(&e)
+            }
+        }
+    }
+
+    /// `%result [ID]`: waits again for a cell whose wait ran out (the last one, or request ID,
+    /// also one of another client that went away, kept by the controller).
+    fn result(&mut self, rest: &str) {
+        let id = match rest {
+            "" => match self.unfinished.last() {
+                Some((id, ..)) => *id,
+                None => return eprintln!("error: no cell is waiting for its result"),
+            },
+            text => match text.parse::<u64>() {
+                Ok(id) => id,
+                Err(_) => return eprintln!("error: %result takes a request id"),
+            },
+        };
+        let timeout = self.timeout;
+        if let Some(i) = self.unfinished.iter().position(|(known, ..)| *known == id) {
+            let (_, pending, targets) = self.unfinished.remove(i);
+            return self.show(pending, targets, timeout);
+        }
+        let adopted = self.client().and_then(|client| {
+            let pending = client.adopt(id)?;
+            let engines = pending.engines(Duration::from_secs(10))?;
+            Ok((pending, Targets::List(engines)))
+        });
+        match adopted {
+            Ok((pending, targets)) => self.show(pending, targets, timeout),
             Err(e) => self.report(&e),
         }
     }
@@ -259,6 +305,7 @@ impl Console {
                 }
                 _ => eprintln!("error: %timeout takes a positive number of seconds"),
             },
+            "result" => self.result(rest),
             "where" => match self.client().and_then(|c| Ok(c.engine_states(Duration::from_secs(10))?)) {
                 Ok(states) => print!("{}", render_states(&states)),
                 Err(e) => self.report(&e),
@@ -341,6 +388,7 @@ pub fn run(args: ConsoleArgs) -> Result<i32> {
         local,
         names: None,
         attributes: HashMap::new(),
+        unfinished: Vec::new(),
         defined: BTreeSet::new(),
     }));
     // Tab completes the common prefix; a second Tab lists the candidates (as bash does).

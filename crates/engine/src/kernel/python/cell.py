@@ -1,7 +1,8 @@
 """mpx's cell runner, loaded by the engine's Python kernel (crates/engine/src/kernel/python).
 
 run_cell(src, ns, name) runs one cell with IPython's semantics and returns
-(stdout, stderr, repr_of_value_or_None, error_or_None), error = (ename, evalue, lineno, traceback).
+("", "", repr_of_value_or_None, error_or_None), error = (ename, evalue, lineno, traceback); what
+the cell prints goes to the engine as it is written (_emit), not into the result.
 """
 import ast
 import linecache
@@ -11,19 +12,25 @@ import threading
 import traceback
 
 
+_emit = None  # the engine's native writer: _emit(0 or 1, text) (set by setup)
+
+
 class _Writer:
-    """sys.stdout/sys.stderr of a running cell: collects what the cell writes."""
+    """sys.stdout (index 0) or sys.stderr (1) of a running cell: hands what the cell writes to
+    the engine, which sends it to the client while the cell runs (and makes a writer wait
+    while too much is still unsent)."""
 
     encoding = "utf-8"
     errors = "strict"
 
-    def __init__(self, parts):
-        self._parts = parts
+    def __init__(self, index):
+        self._index = index
 
     def write(self, s):
         if not isinstance(s, str):
             raise TypeError("write() argument must be str, not %s" % type(s).__name__)
-        self._parts.append(s)
+        if s:
+            _emit(self._index, s)
         return len(s)
 
     def writelines(self, lines):
@@ -72,10 +79,9 @@ def _describe(exc, name):
 def run_cell(src, ns, name):
     """Runs `src` in namespace `ns` as file `name`: statements run, a trailing expression's
     repr is the value (and `_`)."""
-    out, err = [], []
     linecache.cache[name] = (len(src), None, src.splitlines(True), name)
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Writer(out), _Writer(err)
+    sys.stdout, sys.stderr = _Writer(0), _Writer(1)
     value = None
     error = None
     try:
@@ -94,14 +100,13 @@ def run_cell(src, ns, name):
         error = _describe(e, name)
     finally:
         sys.stdout, sys.stderr = saved
-    return "".join(out), "".join(err), value, error
+    return "", "", value, error
 
 
 def call(fn, args, ns):
     """Calls `fn` (a name in ns, or of the mpx_engine module) with args, as a cell would."""
-    out, err = [], []
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Writer(out), _Writer(err)
+    sys.stdout, sys.stderr = _Writer(0), _Writer(1)
     value = None
     error = None
     try:
@@ -117,7 +122,7 @@ def call(fn, args, ns):
         error = _describe(e, "<apply>")
     finally:
         sys.stdout, sys.stderr = saved
-    return "".join(out), "".join(err), value, error
+    return "", "", value, error
 
 
 def restore_streams():
@@ -179,9 +184,12 @@ def _finalize_guard(*args, **kwargs):
     )
 
 
-def setup(cwd):
+def setup(cwd, emit):
     """Once, on the engine's main thread: Ctrl-C raises KeyboardInterrupt, the working
-    directory is on sys.path, mpi4py (if installed) cannot finalize MPI under the engine."""
+    directory is on sys.path, mpi4py (if installed) cannot finalize MPI under the engine,
+    cells write through `emit`."""
+    global _emit
+    _emit = emit
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if cwd not in sys.path:
         sys.path.insert(0, cwd)

@@ -16,13 +16,15 @@ use std::{
 
 use bytes::Bytes;
 use mpx_messages::{Dtype, RemoteError};
+use mpx_messages::{StreamName, OUTPUT_CHUNK};
 use numpy::{PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::{
     prelude::*,
-    types::{PyDict, PyList, PyModule, PyTuple},
+    types::{PyCFunction, PyDict, PyList, PyModule, PyString, PyTuple},
 };
 
 use super::{CallArg, CellOutput, HostArray, Interrupt, Kernel, Probe};
+use crate::output::OutputBuffer;
 
 mod signals;
 
@@ -168,11 +170,16 @@ fn py_error(py: Python<'_>, e: PyErr) -> RemoteError {
 impl PythonKernel {
     /// Starts Python on this thread (which must be the thread that initialised MPI) and
     /// prepares the namespace; `rank` and `size` go into the `mpx_engine` module with the
-    /// native functions of `steps`.
+    /// native functions of `steps`; what cells print goes to `output` as it is written.
     ///
     /// # Errors
     /// When Python cannot start or the helper fails to load.
-    pub fn new(rank: usize, size: usize, steps: &[PyStep]) -> Result<Self, String> {
+    pub fn new(
+        rank: usize,
+        size: usize,
+        steps: &[PyStep],
+        output: Arc<OutputBuffer>,
+    ) -> Result<Self, String> {
         Python::initialize();
         let interrupt = Arc::new(PyInterrupt::for_this_thread());
         Python::attach(|py| {
@@ -180,9 +187,10 @@ impl PythonKernel {
             let helper = PyModule::from_code(py, &code, c"mpx_cell.py", c"mpx_cell")
                 .map_err(|e| format!("cell helper: {e}"))?;
             let cwd = std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default();
+            let emit = emitter(py, output).map_err(|e| format!("output writer: {e}"))?;
             let main_ident: u64 = helper
                 .getattr("setup")
-                .and_then(|f| f.call1((cwd,)))
+                .and_then(|f| f.call1((cwd, emit)))
                 .and_then(|v| v.extract())
                 .map_err(|e| format!("python setup: {e}"))?;
             let module = PyModule::new(py, "mpx_engine").map_err(|e| e.to_string())?;
@@ -229,6 +237,26 @@ impl PythonKernel {
             }
         })
     }
+}
+
+/// The native `_emit(index, text)` of `cell.py`'s writers: appends to `output` in pieces,
+/// waiting (without the GIL, and still interruptible) while the buffer is full.
+fn emitter(py: Python<'_>, output: Arc<OutputBuffer>) -> PyResult<Bound<'_, PyCFunction>> {
+    PyCFunction::new_closure(py, Some(c"emit"), None, move |args, _kwargs| -> PyResult<()> {
+        let py = args.py();
+        let index: u8 = args.get_item(0)?.extract()?;
+        let text = args.get_item(1)?;
+        let text = text.cast::<PyString>()?.to_cow()?;
+        let stream = if index == 0 { StreamName::Stdout } else { StreamName::Stderr };
+        for piece in mpx_messages::output::pieces(&text, OUTPUT_CHUNK) {
+            while !output.has_room() {
+                py.detach(|| output.wait_room(std::time::Duration::from_millis(100)));
+                py.check_signals()?;
+            }
+            output.append(stream, piece);
+        }
+        Ok(())
+    })
 }
 
 impl Kernel for PythonKernel {
