@@ -79,6 +79,19 @@ impl LocalSlurm {
     pub fn queue(&self) -> String {
         self.run("squeue", &["-h", "-o", "%i"]).trim().to_string()
     }
+
+    /// The queue once it is empty, or as it is after `timeout`: a job that was cancelled or
+    /// ended stays listed (COMPLETING) until slurmd has cleaned it up, which takes a moment.
+    pub fn queue_after_cleanup(&self, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let queue = self.queue();
+            if queue.is_empty() || std::time::Instant::now() > deadline {
+                return queue;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
 
 impl Drop for LocalSlurm {

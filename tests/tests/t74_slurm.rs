@@ -3,7 +3,7 @@
 //! the harness's `slurm` module).
 //! CI installs Slurm; `MPX_SKIP_SLURM=1` skips this test where it is not installed.
 
-use std::ffi::OsString;
+use std::{ffi::OsString, time::Duration};
 
 use mpx_tests::{slurm::LocalSlurm, Cluster, Kernel};
 
@@ -28,5 +28,9 @@ fn t74_slurm_cluster_on_a_local_slurm() {
     let pids = c.pids.clone();
     c.stop();
     assert!(pids.alive().is_empty());
-    assert_eq!(slurm.queue(), "", "job {job} still in the queue after the stop");
+    assert_eq!(
+        slurm.queue_after_cleanup(Duration::from_secs(30)),
+        "",
+        "job {job} still in the queue 30 s after the stop"
+    );
 }

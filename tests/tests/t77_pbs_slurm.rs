@@ -72,7 +72,11 @@ fn t77_pbs_cluster_through_slurms_qsub_qstat_qdel() {
     let pids = c.pids.clone();
     c.stop();
     assert!(pids.alive().is_empty(), "left: {:?}", pids.alive());
-    assert_eq!(slurm.queue(), "", "job {job} still in the queue after the stop");
+    assert_eq!(
+        slurm.queue_after_cleanup(Duration::from_secs(30)),
+        "",
+        "job {job} still in the queue 30 s after the stop"
+    );
 
     // A job deleted behind mpx's back: the cluster notices and stops by itself.
     let (c, job) = start(&slurm, "pbs-slurm-qdel", &template);
@@ -86,5 +90,9 @@ fn t77_pbs_cluster_through_slurms_qsub_qstat_qdel() {
     assert!(log.contains("the MPI world goes down"), "{log}");
     let left = c.pids.wait_gone(Duration::from_secs(10));
     assert!(left.is_empty(), "left after qdel: {left:?}");
-    assert_eq!(slurm.queue(), "", "job {job} still in the queue");
+    assert_eq!(
+        slurm.queue_after_cleanup(Duration::from_secs(30)),
+        "",
+        "job {job} still in the queue 30 s after qdel"
+    );
 }

@@ -128,19 +128,28 @@ impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn
 }
 
 impl EngineConn {
+    /// Where the streamed output and chunks of engine `id`'s task `task_id` go: the route cached
+    /// at its first piece, or the hub's answer.
+    fn route_of(&self, id: EngineId, task_id: u64) -> impl std::future::Future<Output = Option<Downstream>> {
+        let cached = self.routes.get(&task_id).cloned();
+        let hub = self.hub.clone();
+        async move {
+            match cached {
+                Some(route) => Some(route),
+                None => hub.send(RouteOf { engine: id, task_id }).await.ok().flatten(),
+            }
+        }
+    }
+
     /// Forwards a piece of a running task's output to the client that asked, like a chunk:
     /// reading from the engine waits until the client's queue has room. A piece nobody waits
     /// for on a route goes to the core (which keeps it when the request is kept).
     fn forward_output(&mut self, id: EngineId, output: TaskOutput, ctx: &mut Context<Self>) {
         let task_id = output.task_id;
-        let cached = self.routes.get(&task_id).cloned();
+        let route = self.route_of(id, task_id);
         let hub = self.hub.clone();
         let forward = async move {
-            let route = match cached {
-                Some(route) => Some(route),
-                None => hub.send(RouteOf { engine: id, task_id }).await.ok().flatten(),
-            };
-            let Some(route) = route else {
+            let Some(route) = route.await else {
                 let now = mpx_messages::unix_time();
                 hub.do_send(Feed(Event::EngineOutput { engine: id, output, now }));
                 return None;
@@ -169,14 +178,9 @@ impl EngineConn {
     /// waits for any more are dropped (its `TaskReply` follows them through the hub).
     fn forward_chunk(&mut self, id: EngineId, chunk: Chunk, buffers: Vec<Payload>, ctx: &mut Context<Self>) {
         let task_id = chunk.stream;
-        let cached = self.routes.get(&task_id).cloned();
-        let hub = self.hub.clone();
+        let route = self.route_of(id, task_id);
         let forward = async move {
-            let route = match cached {
-                Some(route) => Some(route),
-                None => hub.send(RouteOf { engine: id, task_id }).await.ok().flatten(),
-            };
-            match route {
+            match route.await {
                 Some(route) if route.forward(id, chunk, buffers).await.is_ok() => Some(route),
                 _ => None,
             }

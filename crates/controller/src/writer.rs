@@ -10,13 +10,12 @@ use std::sync::Arc;
 
 use actix::{fut::wrap_future, prelude::*};
 use mpx_messages::{
-    codec::{encode_head, rejection, Sealer},
+    codec::{batch::BatchWriter, encode_head, rejection, Sealer},
     CodecError, Frame, Outbound, Verify,
 };
 use serde::Serialize;
 use thiserror::Error;
 use tokio::{
-    io::AsyncWriteExt,
     net::tcp::OwnedWriteHalf,
     sync::{
         mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender},
@@ -146,23 +145,8 @@ impl<H> Drop for FrameWriter<H> {
     }
 }
 
-/// Bytes of small frames gathered into one write at most.
-const BATCH_BYTES: usize = 256 << 10;
-
-/// Payloads up to this size are copied into the batch; larger ones are written from their memory.
-const SMALL_PAYLOAD: usize = 16 << 10;
-
-/// Writes and empties the batch.
-async fn flush(io: &mut OwnedWriteHalf, batch: &mut Vec<u8>) -> std::io::Result<()> {
-    if !batch.is_empty() {
-        io.write_all(batch).await?;
-        batch.clear();
-    }
-    Ok(())
-}
-
 async fn run<H: Serialize>(
-    mut io: OwnedWriteHalf,
+    io: OwnedWriteHalf,
     mut sealer: Sealer,
     limit: usize,
     mut rx: UnboundedReceiver<Cmd<H>>,
@@ -178,45 +162,20 @@ async fn run<H: Serialize>(
     let _close = CloseOnExit(budget);
     // Small frames queued together go out in one write (many task requests or results at
     // once cost one system call); a large payload is written from its own memory.
-    let mut batch: Vec<u8> = Vec::with_capacity(BATCH_BYTES);
+    let mut out = BatchWriter::new(io);
     let mut next = rx.recv().await;
     while let Some(cmd) = next.take() {
         match cmd {
             Cmd::Write(Outbound::Frame(frame), _permit) => {
                 let head = encode_head(&mut sealer, &frame, limit, Verify::HeaderOnly)?;
-                let payload: usize = frame.buffers.iter().map(|b| b.len()).sum();
-                if payload <= SMALL_PAYLOAD {
-                    batch.extend_from_slice(&head);
-                    for b in &frame.buffers {
-                        batch.extend_from_slice(b.bytes());
-                    }
-                } else {
-                    flush(&mut io, &mut batch).await?;
-                    io.write_all(&head).await?;
-                    for b in &frame.buffers {
-                        io.write_all(b.bytes()).await?;
-                    }
-                }
+                out.frame(&head, &frame.buffers).await?;
             }
-            Cmd::Write(Outbound::AuthRejected, _) => {
-                batch.extend_from_slice(&rejection());
-            }
+            Cmd::Write(Outbound::AuthRejected, _) => out.raw(&rejection()),
             Cmd::Close => break,
         }
-        next = match rx.try_recv() {
-            Ok(cmd) if batch.len() < BATCH_BYTES => Some(cmd),
-            Ok(cmd) => {
-                flush(&mut io, &mut batch).await?;
-                Some(cmd)
-            }
-            Err(_) => {
-                flush(&mut io, &mut batch).await?;
-                rx.recv().await
-            }
-        };
+        next = out.next(&mut rx).await?;
     }
-    flush(&mut io, &mut batch).await?;
     rx.close();
-    io.shutdown().await?;
+    out.shutdown().await?;
     Ok(())
 }

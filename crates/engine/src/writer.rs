@@ -9,11 +9,10 @@ use std::sync::{
 };
 
 use mpx_messages::{
-    codec::{encode_head, Sealer, Verify},
+    codec::{batch::BatchWriter, encode_head, Sealer, Verify},
     CodecError, EngineToController, Frame,
 };
 use tokio::{
-    io::AsyncWriteExt,
     net::tcp::OwnedWriteHalf,
     sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender},
     task::JoinHandle,
@@ -58,61 +57,23 @@ impl Writer {
     }
 }
 
-/// Bytes of small frames gathered into one write at most.
-const BATCH_BYTES: usize = 256 << 10;
-
-/// Payloads up to this size are copied into the batch; larger ones are written from their memory.
-const SMALL_PAYLOAD: usize = 16 << 10;
-
-/// Writes and empties the batch.
-async fn flush(io: &mut OwnedWriteHalf, batch: &mut Vec<u8>) -> std::io::Result<()> {
-    if !batch.is_empty() {
-        io.write_all(batch).await?;
-        batch.clear();
-    }
-    Ok(())
-}
-
 async fn run(
-    mut io: OwnedWriteHalf,
+    io: OwnedWriteHalf,
     mut sealer: Sealer,
     mut rx: UnboundedReceiver<Queued>,
     backlog: Arc<AtomicUsize>,
 ) -> Result<(), CodecError> {
     // Replies queued together (pipelined tasks ending one after the other) go out in one write;
     // a large payload is written from its own memory.
-    let mut batch: Vec<u8> = Vec::new();
+    let mut out = BatchWriter::new(io);
     let mut next = rx.recv().await;
     while let Some((frame, bytes)) = next.take() {
         let head = encode_head(&mut sealer, &frame, u32::MAX as usize, Verify::All)?;
-        let payload: usize = frame.buffers.iter().map(|b| b.len()).sum();
-        if payload <= SMALL_PAYLOAD {
-            batch.extend_from_slice(&head);
-            for b in &frame.buffers {
-                batch.extend_from_slice(b.bytes());
-            }
-        } else {
-            flush(&mut io, &mut batch).await?;
-            io.write_all(&head).await?;
-            for b in &frame.buffers {
-                io.write_all(b.bytes()).await?;
-            }
-        }
+        out.frame(&head, &frame.buffers).await?;
         // Counted as sent once encoded: a batch holds at most BATCH_BYTES more.
         backlog.fetch_sub(bytes, Ordering::Relaxed);
-        next = match rx.try_recv() {
-            Ok(frame) if batch.len() < BATCH_BYTES => Some(frame),
-            Ok(frame) => {
-                flush(&mut io, &mut batch).await?;
-                Some(frame)
-            }
-            Err(_) => {
-                flush(&mut io, &mut batch).await?;
-                rx.recv().await
-            }
-        };
+        next = out.next(&mut rx).await?;
     }
-    flush(&mut io, &mut batch).await?;
-    io.shutdown().await?;
+    out.shutdown().await?;
     Ok(())
 }

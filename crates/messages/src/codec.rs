@@ -53,6 +53,8 @@
 
 use thiserror::Error;
 
+#[cfg(feature = "tokio")]
+pub mod batch;
 pub mod blocking;
 pub mod handshake;
 mod layout;
