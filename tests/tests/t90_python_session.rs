@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mpx_tests::{mpx_cmd, repo_root, stderr, stdout, stdout_lines, Cluster, Kernel, TempDir};
+use mpx_tests::{mpx_cmd, rank_list, repo_root, stderr, stdout, stdout_lines, Cluster, Kernel, TempDir};
 
 /// `[stdout:R] number` lines as floats, by engine.
 fn printed_floats(text: &str) -> Vec<(u32, f64)> {
@@ -110,10 +110,22 @@ fn t90_seed_session_typed_into_the_console() {
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(!text.contains(":error]"), "{text}");
-    // A prompt may precede a result line: drop it before parsing.
-    let lines: String = text.lines().map(|l| format!("{}\n", l.trim_start_matches("mpx> "))).collect();
-    let printed = printed_floats(&lines);
+    // The lines in the order they came (a prompt may precede one): the first cell's 4 values
+    // (totals, collapsed when equal), then the second's, each ordered by engine here.
+    let mut printed: Vec<(u32, f64)> = Vec::new();
+    for line in text.lines().map(|l| l.trim_start_matches("mpx> ")) {
+        let Some((ids, value)) = line.strip_prefix("[stdout:").and_then(|rest| rest.split_once("] ")) else {
+            continue;
+        };
+        let value: f64 =
+            value.trim().parse().unwrap_or_else(|_| panic!("not a number: {value:?} in\n{text}"));
+        let ids = rank_list(ids).unwrap_or_else(|| panic!("not engine ids: {ids:?} in\n{text}"));
+        printed.extend(ids.into_iter().map(|id| (id, value)));
+    }
     assert_eq!(printed.len(), 8, "4 totals then 4 local sums:\n{text}");
-    check_totals(&printed[4..], &printed[..4]);
+    let (mut totals, mut locals) = (printed[..4].to_vec(), printed[4..].to_vec());
+    totals.sort_by_key(|(id, _)| *id);
+    locals.sort_by_key(|(id, _)| *id);
+    check_totals(&locals, &totals);
     c.stop();
 }
