@@ -85,6 +85,15 @@ impl Ctx {
         session.cluster.pids.first().copied().context("the cluster has no controller pid")
     }
 
+    /// The pids of `kernel`'s shared cluster (controller, mpirun, engines), started if need be.
+    ///
+    /// # Errors
+    /// The cluster cannot start.
+    pub fn cluster_pids(&mut self, kernel: Kernel) -> Result<Vec<u32>> {
+        self.client(kernel)?;
+        Ok(self.session.as_ref().expect("started above").cluster.pids.clone())
+    }
+
     /// Stops the shared cluster, if any (before cycles of their own, so only one cluster runs).
     ///
     /// # Errors

@@ -28,54 +28,90 @@ fn f64_array(bytes: usize) -> RawArray {
     RawArray::from(&a)
 }
 
+/// CPU seconds (user + system, every thread) of process `pid` so far, from `/proc/PID/stat`.
+fn cpu_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may hold spaces), from field 3 on.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / hz)
+}
+
+/// CPU seconds so far of this process (the client) and of the cluster's processes.
+fn cluster_cpu(pids: &[u32]) -> f64 {
+    cpu_of(std::process::id()).unwrap_or(0.0) + pids.iter().filter_map(|&p| cpu_of(p)).sum::<f64>()
+}
+
+/// Times `op` like [`time_repeated`] and adds to the row the CPU it cost per transfer, summed
+/// over the client and every process of the cluster (`cpu per transfer`): a figure that a
+/// busy machine changes much less than the wall time.
+fn time_moves(
+    ((warmup, n), pids): ((usize, usize), Vec<u32>),
+    mut op: impl FnMut() -> Result<()>,
+) -> Result<Measured> {
+    time_repeated(warmup, 0, &mut op)?;
+    let before = cluster_cpu(&pids);
+    let samples = time_repeated(0, n, op)?;
+    let cpu = (cluster_cpu(&pids) - before) / n as f64;
+    let mut measured = Measured::of(&samples)?;
+    if let Measured::Done { breakdown, .. } = &mut measured {
+        *breakdown = Some([("cpu per transfer".to_string(), cpu)].into());
+    }
+    Ok(measured)
+}
+
+/// The sample counts of moving `bytes`, and the cluster's pids.
+fn plan(ctx: &mut Ctx, bytes: usize) -> Result<((usize, usize), Vec<u32>)> {
+    Ok((ctx.cfg.move_samples(bytes), ctx.cluster_pids(KERNEL)?))
+}
+
 /// push: `bytes` to all engines (one TCP transfer to engine 0, then MPI Bcast).
 pub fn push(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
-    let (warmup, n) = ctx.cfg.move_samples(bytes);
+    let plan = plan(ctx, bytes)?;
     let data = f64_array(bytes);
     let view = ctx.client(KERNEL)?.view(Targets::All);
-    let samples = time_repeated(warmup, n, || {
+    time_moves(plan, || {
         view.push_sync("x", &data, CELL_TIMEOUT)?;
         Ok(())
-    })?;
-    Measured::of(&samples)
+    })
 }
 
 /// pull: `bytes` from engine 0.
 pub fn pull(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
-    let (warmup, n) = ctx.cfg.move_samples(bytes);
+    let plan = plan(ctx, bytes)?;
     let view = ctx.client(KERNEL)?.view(Targets::ids([0]));
     view.push_sync("x", &f64_array(bytes), CELL_TIMEOUT)?;
-    let samples = time_repeated(warmup, n, || {
+    time_moves(plan, || {
         let got = view.pull_sync("x", CELL_TIMEOUT)?;
         ensure!(got.len() == 1 && got[0].len() == bytes / 8, "pulled the wrong array");
         Ok(())
-    })?;
-    Measured::of(&samples)
+    })
 }
 
 /// scatter: `bytes` of f64 split over all engines (one TCP transfer, then MPI Scatterv).
 pub fn scatter(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
-    let (warmup, n) = ctx.cfg.move_samples(bytes);
+    let plan = plan(ctx, bytes)?;
     let data = f64_array(bytes);
     let view = ctx.client(KERNEL)?.view(Targets::All);
-    let samples = time_repeated(warmup, n, || {
+    time_moves(plan, || {
         view.scatter_sync("x", &data, CELL_TIMEOUT)?;
         Ok(())
-    })?;
-    Measured::of(&samples)
+    })
 }
 
 /// gather: `bytes` of f64 concatenated from all engines (MPI Gatherv, one TCP transfer back).
 pub fn gather(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
-    let (warmup, n) = ctx.cfg.move_samples(bytes);
+    let plan = plan(ctx, bytes)?;
     let view = ctx.client(KERNEL)?.view(Targets::All);
     view.scatter_sync("x", &f64_array(bytes), CELL_TIMEOUT)?;
-    let samples = time_repeated(warmup, n, || {
+    time_moves(plan, || {
         let whole = view.gather_sync("x", CELL_TIMEOUT)?;
         ensure!(whole.len() == bytes / 8, "gathered the wrong array");
         Ok(())
-    })?;
-    Measured::of(&samples)
+    })
 }
 
 /// The resident set size of process `pid` (bytes), from `/proc/PID/status`.

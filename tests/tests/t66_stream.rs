@@ -79,6 +79,26 @@ fn t66_arrays_of_many_chunks_round_trip_bit_exactly_python() {
     c.stop();
 }
 
+#[test]
+fn t66_a_pulled_array_is_sent_whole_before_the_next_cell_writes_to_it() {
+    // The pull streams from the array's own memory (no copy): the next cell, queued behind
+    // it, runs only once every chunk is written, so it cannot change what the client gets.
+    let c = small_chunks(Kernel::Python, "lend", 2);
+    let client = c.client();
+    client.set_chunk_bytes(SMALL_CHUNK);
+    let view = client.view(Targets::ids([1]));
+    let a = sample(Dtype::F64, &[2000, 100], 11);
+    view.push_sync("x", &a, T).unwrap();
+    let pulled = view.pull("x").unwrap();
+    let zeroed = view.execute("x[:] = 0\nfloat(abs(x).sum())").unwrap();
+    let got = pulled.get(T).unwrap();
+    let got = got[0].array.as_ref().unwrap_or_else(|| panic!("no array: {got:?}"));
+    assert!(got == &a, "the pull saw the next cell's writes: {}", describe(got));
+    let after = zeroed.get(T).unwrap();
+    assert_eq!(after[0].outcome.value.as_deref(), Some("0.0"), "{after:?}");
+    c.stop();
+}
+
 /// Chunk `k` of the stream `origin`, as a sender binds it (its origin and place in the stream).
 fn bound(bytes: Bytes, origin: u64, k: usize) -> Payload {
     Payload::bound(bytes, Binding { origin, index: k as u64 })

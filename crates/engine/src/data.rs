@@ -23,8 +23,11 @@ use crate::{
     kernel::{HostArray, Kernel},
     mpi_comm::{recv_buf, send_buf, MpiComm},
     state::Board,
-    stream::{chunk_bytes, piece_split, step_pieces, Sink, Source},
+    stream::{chunk_bytes, lend, piece_split, step_pieces, Pieces, Sink, Source, LEND_TIMEOUT},
 };
+
+/// Buffers a gathering root streams its pieces through (see [`Pieces`]).
+const GATHER_PIECES: usize = 4;
 
 /// Largest single MPI message (counts are C ints).
 const MAX_COUNT: usize = i32::MAX as usize;
@@ -168,11 +171,15 @@ pub fn pull(
         .array(name)
         .map_err(|e| err(&e.ename, format!("engine {engine}: cannot pull {name:?}: {}", e.evalue)))?;
     let meta = meta_of(a.as_ref(), 0);
-    let bytes = a.into_bytes();
-    if bytes.len() <= chunk_bytes() {
-        return Ok((meta, Some(bytes)));
+    if a.bytes().len() <= chunk_bytes() {
+        return Ok((meta, Some(a.into_bytes())));
     }
+    // Streamed from the array's own memory: this thread runs nothing else (no cell can write
+    // to the array) until the control thread has written and dropped every chunk.
+    let (bytes, returned) = lend(a.into_shared_bytes());
     sink.send_all(&bytes);
+    drop(bytes);
+    returned.wait(LEND_TIMEOUT)?;
     Ok((meta, None))
 }
 
@@ -329,20 +336,35 @@ pub fn gather(
     let starts = starts_of(&byte_counts);
     let me = comm.rank() as usize;
     let mut spare = [0u8; 1];
+    let mut failed = None;
+    // The root's pieces go through a few reused buffers: its memory stays bounded, and it
+    // waits (the group with it) while the connection is behind.
+    let mut pieces = Pieces::new(GATHER_PIECES);
     for pos in (0..total).step_by(step) {
         let len = step.min(total - pos);
         let (counts, displs, at) = piece_split(&starts, &byte_counts, pos, len, me);
         let send = send_buf(&a.bytes()[at..at + counts[me] as usize]);
         if root {
-            let mut piece = bytes::BytesMut::zeroed(len);
-            {
-                let mut recv = PartitionMut::new(recv_buf(&mut piece, &mut spare), &counts[..], &displs[..]);
+            let mut gatherv = |piece: &mut [u8]| {
+                let mut recv = PartitionMut::new(recv_buf(piece, &mut spare), &counts[..], &displs[..]);
                 comm.process_at_rank(0).gather_varcount_into_root(send, &mut recv);
+            };
+            match pieces.fill(len, LEND_TIMEOUT, &mut gatherv) {
+                Ok(piece) if failed.is_none() => sink.send(pos, total, piece),
+                Ok(_) => {}
+                // A root that gives up still takes its part in every piece's Gatherv, as the
+                // others do, so that nobody is left inside a collective.
+                Err(e) => {
+                    gatherv(&mut vec![0u8; len]);
+                    failed.get_or_insert(e);
+                }
             }
-            sink.send(pos, total, piece.freeze());
         } else {
             comm.process_at_rank(0).gather_varcount_into(send);
         }
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     let meta = ArrayMeta { dtype, shape, buffer: 0 };
     Ok(root.then_some((meta, None)))

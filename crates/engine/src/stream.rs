@@ -13,14 +13,18 @@
 
 use std::{
     cell::Cell,
-    sync::mpsc::{Receiver, Sender},
+    sync::{
+        mpsc::{sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender},
+        Arc,
+    },
+    time::{Duration, Instant},
 };
 
 use actix::Recipient;
 use bytes::Bytes;
 use mpi::{topology::SimpleCommunicator, traits::*, Count};
 pub use mpx_messages::array::chunk_bytes;
-use mpx_messages::{Binding, Chunk, Dtype, Payload, RemoteError};
+use mpx_messages::{Binding, Chunk, Dtype, Key, Payload, RemoteError};
 
 use crate::control::ChunkOut;
 
@@ -112,6 +116,9 @@ pub struct Sink {
     pub task_id: u64,
     /// The control actor.
     pub to: Recipient<ChunkOut>,
+    /// The cluster's key: chunks are MACed here, on the MPI thread, while the control thread
+    /// writes the one before.
+    pub key: Arc<Key>,
     /// The stream's origin (a fresh random number): every chunk is bound to it and its number.
     pub origin: u64,
     /// The next chunk's number.
@@ -120,19 +127,20 @@ pub struct Sink {
 
 impl Sink {
     /// The sink of task `task_id`'s reply, with a fresh origin.
-    pub fn new(task_id: u64, to: Recipient<ChunkOut>) -> Sink {
+    pub fn new(task_id: u64, to: Recipient<ChunkOut>, key: Arc<Key>) -> Sink {
         // Without OS randomness (never seen on Linux), the task id still tells streams apart.
         let origin = Binding::fresh_origin().unwrap_or(task_id);
-        Sink { task_id, to, origin, next: Cell::new(0) }
+        Sink { task_id, to, key, origin, next: Cell::new(0) }
     }
 
-    /// Sends `bytes` as the next chunk, at `offset` of `total` (bound to the stream's origin and
-    /// the chunk's number, MACed by the control thread's writer).
+    /// Sends `bytes` as the next chunk, at `offset` of `total`, bound to the stream's origin and
+    /// the chunk's number and MACed here (the control thread's writer only writes it).
     pub fn send(&self, offset: usize, total: usize, bytes: Bytes) {
         let chunk = Chunk { stream: self.task_id, offset: offset as u64, total: total as u64 };
         let index = self.next.replace(self.next.get() + 1);
-        let payload = Payload::bound(bytes, Binding { origin: self.origin, index });
-        self.to.do_send(ChunkOut(chunk, payload));
+        let binding = Binding { origin: self.origin, index };
+        let mac = self.key.payload_mac(binding, &bytes);
+        self.to.do_send(ChunkOut(chunk, Payload::with_mac(bytes, binding, mac)));
     }
 
     /// Sends all of `bytes` in chunks of [`chunk_bytes`].
@@ -158,6 +166,7 @@ pub fn step_pieces(
     total: usize,
     mut each: impl FnMut(usize, usize, Option<&[u8]>),
 ) -> Result<(), RemoteError> {
+    let root = source.is_some();
     let mut pos = 0;
     while pos < total {
         let mut piece = None;
@@ -176,7 +185,7 @@ pub fn step_pieces(
             }
         }
         if let Some(comm) = comm {
-            comm.process_at_rank(0).broadcast_into(&mut head[..]);
+            bcast_head(comm, &mut head, root);
         }
         if head[0] != 0 {
             return Err(failed.unwrap_or_else(|| {
@@ -191,6 +200,144 @@ pub fn step_pieces(
         pos += len;
     }
     Ok(())
+}
+
+/// The longest a streamed reply's bytes may stay lent to the control thread (written to the
+/// controller) before the MPI thread gives up waiting for them.
+pub const LEND_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Bytes lent to the control thread: the owner of every slice of a [`lend`]'s bytes, whose drop
+/// (the last slice written and dropped) tells the lender.
+struct Lent {
+    bytes: Bytes,
+    _back: SyncSender<()>,
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// `bytes` (which may be a kernel array's own memory), and what tells when every slice of them
+/// has been dropped: [`Returned::wait`].
+pub fn lend(bytes: Bytes) -> (Bytes, Returned) {
+    let (tx, rx) = sync_channel(0);
+    (Bytes::from_owner(Lent { bytes, _back: tx }), Returned(rx))
+}
+
+/// The end of a [`lend`]: every slice of the lent bytes dropped.
+pub struct Returned(Receiver<()>);
+
+impl Returned {
+    /// Waits until every slice of the lent bytes is dropped (written to the socket, or dropped
+    /// with a connection that broke).
+    ///
+    /// # Errors
+    /// They were still held after `timeout`.
+    pub fn wait(self, timeout: Duration) -> Result<(), RemoteError> {
+        match self.0.recv_timeout(timeout) {
+            Err(RecvTimeoutError::Disconnected) | Ok(()) => Ok(()),
+            Err(RecvTimeoutError::Timeout) => Err(RemoteError::new(
+                "StreamError",
+                format!("the array was not sent within {} s", timeout.as_secs()),
+            )),
+        }
+    }
+}
+
+/// Buffers for the pieces a root gathers and streams: at most `count` of them exist, each
+/// reused once the control thread has written the piece it held (so the root allocates and
+/// faults in fresh memory only `count` times, and waits when every buffer is still queued).
+pub struct Pieces {
+    back: Sender<Vec<u8>>,
+    free: Receiver<Vec<u8>>,
+    made: usize,
+    count: usize,
+}
+
+/// A piece's buffer while its bytes are lent out: given back to its [`Pieces`] when dropped.
+struct Piece {
+    buf: Vec<u8>,
+    back: Sender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for Piece {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Piece {
+    fn drop(&mut self) {
+        let _ = self.back.send(std::mem::take(&mut self.buf));
+    }
+}
+
+impl Pieces {
+    /// A pool of at most `count` piece buffers.
+    pub fn new(count: usize) -> Pieces {
+        let (back, free) = std::sync::mpsc::channel();
+        Pieces { back, free, made: 0, count: count.max(1) }
+    }
+
+    /// A buffer of `len` bytes (contents unspecified: the caller fills every byte), filled by
+    /// `fill` and returned as bytes that give the buffer back when dropped.
+    ///
+    /// # Errors
+    /// Every buffer was still lent out after `timeout`.
+    pub fn fill(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<Bytes, RemoteError> {
+        let mut buf = match self.free.try_recv() {
+            Ok(buf) => buf,
+            Err(_) if self.made < self.count => {
+                self.made += 1;
+                Vec::new()
+            }
+            Err(_) => self.free.recv_timeout(timeout).map_err(|_| {
+                RemoteError::new("StreamError", format!("no piece was sent within {} s", timeout.as_secs()))
+            })?,
+        };
+        buf.resize(len, 0);
+        fill(&mut buf);
+        Ok(Bytes::from_owner(Piece { buf, back: self.back.clone() }))
+    }
+}
+
+/// The longest sleep between two tests of a rank waiting for the root's next piece.
+const MAX_NAP: Duration = Duration::from_micros(500);
+
+/// How long a waiting rank tests without sleeping first (a piece already on its way).
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Broadcasts the root's `head` (`root`: this rank is the root). The other ranks wait for it
+/// without spinning for long: an `MPI_Ibcast` tested in a loop that sleeps between tests (up to
+/// [`MAX_NAP`]). A blocked MPI call busy-waits, and on an oversubscribed node the ranks waiting
+/// for the root's next chunk would take the cores its socket and hashing stages need.
+fn bcast_head(comm: &SimpleCommunicator, head: &mut [u64; 2], root: bool) {
+    mpi::request::scope(|scope| {
+        let mut req = comm.process_at_rank(0).immediate_broadcast_into(scope, &mut head[..]);
+        if root {
+            req.wait();
+            return;
+        }
+        let start = Instant::now();
+        let mut nap = Duration::from_micros(10);
+        loop {
+            match req.test() {
+                Ok(_) => return,
+                Err(pending) => req = pending,
+            }
+            if start.elapsed() > SPIN {
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(MAX_NAP);
+            }
+        }
+    });
 }
 
 fn check_bools(dtype: Dtype, pos: usize, b: Bytes) -> Result<Bytes, RemoteError> {

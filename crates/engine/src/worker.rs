@@ -194,6 +194,8 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
         world,
         set,
     };
+    // Streamed replies' chunks are MACed on this thread (see `Sink`).
+    let payload_key = Arc::new(key.clone());
     let control = ControlStart {
         address: info.address.clone(),
         key,
@@ -231,7 +233,12 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
                 board.running(kernel.execution_count() + 1);
                 output.begin(task_id);
                 let refused = refused.map(|why| *why);
-                let io = TaskIo { buffers, refused, stream, sink: Sink::new(task_id, chunks_to) };
+                let io = TaskIo {
+                    buffers,
+                    refused,
+                    stream,
+                    sink: Sink::new(task_id, chunks_to, payload_key.clone()),
+                };
                 let (mut outcome, buffers) = run_task(kernel.as_mut(), &mut groups, id, task, io);
                 // Output the kernel kept until the end (rhai) is streamed like the rest: the
                 // reply never carries it, so it cannot grow past a frame.

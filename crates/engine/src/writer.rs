@@ -70,6 +70,9 @@ async fn run(
     while let Some((frame, bytes)) = next.take() {
         let head = encode_head(&mut sealer, &frame, u32::MAX as usize, Verify::All)?;
         out.frame(&head, &frame.buffers).await?;
+        // Written: its payloads go now, not when the next frame comes (a pulled array's memory
+        // is lent until then, see `stream::lend`).
+        drop(frame);
         // Counted as sent once encoded: a batch holds at most BATCH_BYTES more.
         backlog.fetch_sub(bytes, Ordering::Relaxed);
         next = out.next(&mut rx).await?;

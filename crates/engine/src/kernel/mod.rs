@@ -59,6 +59,12 @@ pub trait HostArray {
     /// The bytes as a `Bytes` that keeps the array alive (no copy where the kernel can
     /// guarantee nobody writes to the array any more; one copy otherwise).
     fn into_bytes(self: Box<Self>) -> Bytes;
+    /// The bytes, without a copy where the kernel can share its array's memory: the caller
+    /// lets no kernel code run (no cell could write to the array) until every clone of them is
+    /// dropped. By default the same as [`into_bytes`](Self::into_bytes).
+    fn into_shared_bytes(self: Box<Self>) -> Bytes {
+        self.into_bytes()
+    }
     /// For the kernel that made it, to take it back in [`Kernel::bind`].
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
 }

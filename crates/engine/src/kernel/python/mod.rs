@@ -59,7 +59,8 @@ struct Owner {
 }
 
 // SAFETY: the pointer is into the array `_obj` keeps alive; the bytes are only read, and only
-// arrays nobody else references (fresh ones) are shared this way.
+// arrays nobody else references (fresh ones) are shared this way, or bound ones while the MPI
+// thread runs no Python code until every clone is dropped (`into_shared_bytes`).
 unsafe impl Send for Owner {}
 unsafe impl Sync for Owner {}
 
@@ -103,6 +104,9 @@ impl HostArray for PyHostArray {
             // sent, so the reply gets its own copy.
             Bytes::copy_from_slice(self.bytes())
         }
+    }
+    fn into_shared_bytes(self: Box<Self>) -> Bytes {
+        Bytes::from_owner(Owner { _obj: self.obj, ptr: self.ptr, len: self.len })
     }
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
