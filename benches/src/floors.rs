@@ -56,6 +56,9 @@ pub struct Floors {
     /// `mpirun -n N --oversubscribe true`.
     pub mpirun_true: Stats,
     /// Not floors of any row: figures that explain where mpx's time goes (see BENCHMARKS.md):
+    /// `relay_8mb`/`relay_80mb` (the same bytes through a relay thread that forwards without
+    /// hashing, MACed by the sender and verified by the receiver in a fresh buffer: the design's
+    /// own floor of a move through the controller, see [`crate::relay`]),
     /// `tcp_rtt_after_1ms_idle` (the same ping-pong with the peers idle 1 ms between pings),
     /// `mpirun_mpi_init` (`mpirun -n N` of a program that only initialises MPI),
     /// `mpirun_python_numpy_mpi4py` (`mpirun -n N python3 -c "import numpy; from mpi4py import
@@ -89,6 +92,12 @@ impl Floors {
         }
         let mpirun_true = stats("mpirun_true", &mpirun_true(cfg, 1, cfg.lifecycle_samples)?)?;
         let mut diagnostics = BTreeMap::new();
+        for bytes in MOVE_SIZES {
+            let (warmup, samples) = cfg.move_samples(bytes);
+            let relay = crate::relay::relay_transfer(warmup, samples, bytes)?;
+            let name = format!("relay_{}mb", megabytes(bytes));
+            diagnostics.insert(name.clone(), stats(&name, &relay)?);
+        }
         let idle = tcp_rtt_idle(cfg.latency_warmup, cfg.latency_samples, Duration::from_millis(1))?;
         diagnostics.insert("tcp_rtt_after_1ms_idle".into(), stats("tcp idle", &idle)?);
         let mut init = mpirun(cfg);

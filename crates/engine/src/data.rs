@@ -151,12 +151,37 @@ pub fn push(
     let mut a = made?;
     step_pieces(Some(comm), root.then_some(source), dtype, total, |pos, len, piece| {
         let region = &mut a.bytes_mut()[pos..pos + len];
-        if let Some(piece) = piece {
-            region.copy_from_slice(piece);
+        match piece {
+            // The root broadcasts the piece as it came, then copies it into its own array
+            // while the others wait for the next piece (sleeping, see `step_pieces`) instead of
+            // spinning inside the Bcast through the copy.
+            Some(piece) => {
+                bcast_from_root(comm, piece);
+                region.copy_from_slice(piece);
+            }
+            None => bcast_bytes(comm, region),
         }
-        bcast_bytes(comm, region);
     })?;
     kernel.bind(name, a)
+}
+
+/// The root's side of [`bcast_bytes`], from a buffer it only reads.
+fn bcast_from_root(comm: &SimpleCommunicator, buf: &[u8]) {
+    use mpi::raw::AsRaw;
+    for chunk in buf.chunks(MAX_COUNT) {
+        // SAFETY: at the root, MPI_Bcast only reads its buffer (`chunk.len()` bytes at a valid
+        // address, alive for the call); the count fits an int (MAX_COUNT); the communicator is
+        // valid and keeps MPI_ERRORS_ARE_FATAL, so the return code needs no check.
+        unsafe {
+            mpi::ffi::MPI_Bcast(
+                chunk.as_ptr() as *mut std::ffi::c_void,
+                chunk.len() as i32,
+                u8::equivalent_datatype().as_raw(),
+                0,
+                comm.as_raw(),
+            );
+        }
+    }
 }
 
 /// The array bound to `name`: its bytes in the reply's buffer, or, when larger than a chunk,
