@@ -161,7 +161,7 @@ fn stats(name: &str, samples: &[f64]) -> Result<Stats> {
 }
 
 /// A loopback listener and a connected client/server pair, both with TCP_NODELAY.
-fn loopback_pair() -> Result<(TcpStream, TcpStream)> {
+pub(crate) fn loopback_pair() -> Result<(TcpStream, TcpStream)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let client = TcpStream::connect(listener.local_addr()?)?;
     let (server, _) = listener.accept()?;

@@ -8,29 +8,19 @@
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     thread::JoinHandle,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use anyhow::{anyhow, ensure, Result};
 use mpx_messages::{Binding, Key};
 
+use crate::floors::loopback_pair;
+
 /// The chunk size, as mpx streams arrays (`mpx_messages::array::chunk_bytes`'s default).
 fn chunk() -> usize {
     mpx_messages::array::chunk_bytes()
-}
-
-/// A connected loopback pair (TCP_NODELAY, reads time out after 30 s).
-fn pair() -> Result<(TcpStream, TcpStream)> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let a = TcpStream::connect(listener.local_addr()?)?;
-    let (b, _) = listener.accept()?;
-    for s in [&a, &b] {
-        s.set_nodelay(true)?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    }
-    Ok((a, b))
 }
 
 /// Each chunk travels as `len: u64 LE | MAC: 32 bytes | bytes`; a length of 0 ends the run.
@@ -92,9 +82,9 @@ fn receive(mut from: TcpStream, mut ack: TcpStream, key: Key, total: usize) -> R
 /// A socket error, or a chunk the receiver refuses.
 pub fn relay_transfer(warmup: usize, samples: usize, bytes: usize) -> Result<Vec<f64>> {
     let key = Key::new(b"mpx relay floor".to_vec());
-    let (mut to_relay, relay_in) = pair()?;
-    let (relay_out, from_relay) = pair()?;
-    let (mut ack_in, ack_out) = pair()?;
+    let (mut to_relay, relay_in) = loopback_pair()?;
+    let (relay_out, from_relay) = loopback_pair()?;
+    let (mut ack_in, ack_out) = loopback_pair()?;
     let relay: JoinHandle<std::io::Result<()>> = std::thread::spawn(move || relay(relay_in, relay_out));
     let receiver_key = key.clone();
     let receiver = std::thread::spawn(move || receive(from_relay, ack_out, receiver_key, bytes));
