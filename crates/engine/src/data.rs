@@ -23,7 +23,7 @@ use crate::{
     kernel::{HostArray, Kernel},
     mpi_comm::{recv_buf, send_buf, MpiComm},
     state::Board,
-    stream::{chunk_bytes, lend, piece_split, step_pieces, Pieces, Sink, Source, LEND_TIMEOUT},
+    stream::{bcast_head, chunk_bytes, lend, piece_split, step_pieces, Pieces, Sink, Source, LEND_TIMEOUT},
 };
 
 /// Buffers a gathering root streams its pieces through (see [`Pieces`]).
@@ -361,35 +361,35 @@ pub fn gather(
     let starts = starts_of(&byte_counts);
     let me = comm.rank() as usize;
     let mut spare = [0u8; 1];
-    let mut failed = None;
     // The root's pieces go through a few reused buffers: its memory stays bounded, and it
-    // waits (the group with it) while the connection is behind.
+    // waits while the connection is behind. Before each piece it says whether it has a buffer
+    // (`bcast_head`), so the others wait for it asleep instead of spinning in the Gatherv.
     let mut pieces = Pieces::new(GATHER_PIECES);
     for pos in (0..total).step_by(step) {
         let len = step.min(total - pos);
         let (counts, displs, at) = piece_split(&starts, &byte_counts, pos, len, me);
         let send = send_buf(&a.bytes()[at..at + counts[me] as usize]);
-        if root {
-            let mut gatherv = |piece: &mut [u8]| {
-                let mut recv = PartitionMut::new(recv_buf(piece, &mut spare), &counts[..], &displs[..]);
-                comm.process_at_rank(0).gather_varcount_into_root(send, &mut recv);
-            };
-            match pieces.fill(len, LEND_TIMEOUT, &mut gatherv) {
-                Ok(piece) if failed.is_none() => sink.send(pos, total, piece),
-                Ok(_) => {}
-                // A root that gives up still takes its part in every piece's Gatherv, as the
-                // others do, so that nobody is left inside a collective.
-                Err(e) => {
-                    gatherv(&mut vec![0u8; len]);
-                    failed.get_or_insert(e);
+        let buf = if root { Some(pieces.take(len, LEND_TIMEOUT)) } else { None };
+        let mut head = [u64::from(matches!(buf, Some(Err(_)))), 0];
+        bcast_head(comm, &mut head, root);
+        match buf {
+            Some(buf) => {
+                let mut piece = buf?;
+                {
+                    let mut recv =
+                        PartitionMut::new(recv_buf(&mut piece, &mut spare), &counts[..], &displs[..]);
+                    comm.process_at_rank(0).gather_varcount_into_root(send, &mut recv);
                 }
+                sink.send(pos, total, pieces.lend(piece));
             }
-        } else {
-            comm.process_at_rank(0).gather_varcount_into(send);
+            None if head[0] != 0 => {
+                return Err(err(
+                    "StreamError",
+                    "the root engine could not send the gathered array (see its error)",
+                ))
+            }
+            None => comm.process_at_rank(0).gather_varcount_into(send),
         }
-    }
-    if let Some(e) = failed {
-        return Err(e);
     }
     let meta = ArrayMeta { dtype, shape, buffer: 0 };
     Ok(root.then_some((meta, None)))

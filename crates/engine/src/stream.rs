@@ -281,17 +281,12 @@ impl Pieces {
         Pieces { back, free, made: 0, count: count.max(1) }
     }
 
-    /// A buffer of `len` bytes (contents unspecified: the caller fills every byte), filled by
-    /// `fill` and returned as bytes that give the buffer back when dropped.
+    /// A buffer of `len` bytes (contents unspecified: the caller fills every byte), once one
+    /// is free (or fewer than `count` exist).
     ///
     /// # Errors
     /// Every buffer was still lent out after `timeout`.
-    pub fn fill(
-        &mut self,
-        len: usize,
-        timeout: Duration,
-        fill: impl FnOnce(&mut [u8]),
-    ) -> Result<Bytes, RemoteError> {
+    pub fn take(&mut self, len: usize, timeout: Duration) -> Result<Vec<u8>, RemoteError> {
         let mut buf = match self.free.try_recv() {
             Ok(buf) => buf,
             Err(_) if self.made < self.count => {
@@ -303,8 +298,12 @@ impl Pieces {
             })?,
         };
         buf.resize(len, 0);
-        fill(&mut buf);
-        Ok(Bytes::from_owner(Piece { buf, back: self.back.clone() }))
+        Ok(buf)
+    }
+
+    /// `buf` as bytes that give it back to this pool once every clone is dropped.
+    pub fn lend(&self, buf: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Piece { buf, back: self.back.clone() })
     }
 }
 
@@ -318,7 +317,7 @@ const SPIN: Duration = Duration::from_micros(50);
 /// without spinning for long: an `MPI_Ibcast` tested in a loop that sleeps between tests (up to
 /// [`MAX_NAP`]). A blocked MPI call busy-waits, and on an oversubscribed node the ranks waiting
 /// for the root's next chunk would take the cores its socket and hashing stages need.
-fn bcast_head(comm: &SimpleCommunicator, head: &mut [u64; 2], root: bool) {
+pub fn bcast_head(comm: &SimpleCommunicator, head: &mut [u64; 2], root: bool) {
     mpi::request::scope(|scope| {
         let mut req = comm.process_at_rank(0).immediate_broadcast_into(scope, &mut head[..]);
         if root {
