@@ -315,7 +315,7 @@ const SPIN: Duration = Duration::from_micros(50);
 
 /// Broadcasts the root's `head` (`root`: this rank is the root). The other ranks wait for it
 /// without spinning for long: an `MPI_Ibcast` tested in a loop that sleeps between tests (up to
-/// [`MAX_NAP`]). A blocked MPI call busy-waits, and on an oversubscribed node the ranks waiting
+/// `MAX_NAP`). A blocked MPI call busy-waits, and on an oversubscribed node the ranks waiting
 /// for the root's next chunk would take the cores its socket and hashing stages need.
 pub fn bcast_head(comm: &SimpleCommunicator, head: &mut [u64; 2], root: bool) {
     mpi::request::scope(|scope| {
