@@ -45,27 +45,32 @@ fn cluster_cpu(pids: &[u32]) -> f64 {
     cpu_of(std::process::id()).unwrap_or(0.0) + pids.iter().filter_map(|&p| cpu_of(p)).sum::<f64>()
 }
 
+/// How a data row samples: its warm-up and timed counts, and the cluster's pids.
+struct Plan {
+    warmup: usize,
+    samples: usize,
+    pids: Vec<u32>,
+}
+
+/// The plan of moving `bytes`.
+fn plan(ctx: &mut Ctx, bytes: usize) -> Result<Plan> {
+    let (warmup, samples) = ctx.cfg.move_samples(bytes);
+    Ok(Plan { warmup, samples, pids: ctx.cluster_pids(KERNEL)? })
+}
+
 /// Times `op` like [`time_repeated`] and adds to the row the CPU it cost per transfer, summed
 /// over the client and every process of the cluster (`cpu per transfer`): a figure that a
 /// busy machine changes much less than the wall time.
-fn time_moves(
-    ((warmup, n), pids): ((usize, usize), Vec<u32>),
-    mut op: impl FnMut() -> Result<()>,
-) -> Result<Measured> {
-    time_repeated(warmup, 0, &mut op)?;
-    let before = cluster_cpu(&pids);
-    let samples = time_repeated(0, n, op)?;
-    let cpu = (cluster_cpu(&pids) - before) / n as f64;
+fn time_moves(plan: Plan, mut op: impl FnMut() -> Result<()>) -> Result<Measured> {
+    time_repeated(plan.warmup, 0, &mut op)?;
+    let before = cluster_cpu(&plan.pids);
+    let samples = time_repeated(0, plan.samples, op)?;
+    let cpu = (cluster_cpu(&plan.pids) - before) / plan.samples as f64;
     let mut measured = Measured::of(&samples)?;
     if let Measured::Done { breakdown, .. } = &mut measured {
         *breakdown = Some([("cpu per transfer".to_string(), cpu)].into());
     }
     Ok(measured)
-}
-
-/// The sample counts of moving `bytes`, and the cluster's pids.
-fn plan(ctx: &mut Ctx, bytes: usize) -> Result<((usize, usize), Vec<u32>)> {
-    Ok((ctx.cfg.move_samples(bytes), ctx.cluster_pids(KERNEL)?))
 }
 
 /// push: `bytes` to all engines (one TCP transfer to engine 0, then MPI Bcast).

@@ -98,7 +98,7 @@ impl HostArray for PyHostArray {
     }
     fn into_bytes(self: Box<Self>) -> Bytes {
         if self.fresh {
-            Bytes::from_owner(Owner { _obj: self.obj, ptr: self.ptr, len: self.len })
+            self.into_shared_bytes()
         } else {
             // Bound to a name: a later cell may write to it while the reply is still being
             // sent, so the reply gets its own copy.
