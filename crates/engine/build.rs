@@ -1,5 +1,6 @@
 //! Exports the engine's `MPI_*` wrappers (src/intercept.rs) from its executables, so that
-//! mpi4py's calls reach them before Open MPI's and `mpx where` can name a cell's MPI call.
+//! mpi4py's calls reach them before Open MPI's: `mpx where` names a cell's MPI call, and Ctrl-C
+//! can interrupt it.
 fn main() {
     for name in [
         "Barrier",
@@ -7,14 +8,19 @@ fn main() {
         "Reduce",
         "Allreduce",
         "Gather",
+        "Gatherv",
         "Scatter",
+        "Scatterv",
         "Allgather",
+        "Allgatherv",
         "Alltoall",
+        "Alltoallv",
         "Send",
         "Ssend",
         "Recv",
         "Sendrecv",
         "Probe",
+        "Mprobe",
         "Wait",
         "Waitall",
     ] {

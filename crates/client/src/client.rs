@@ -410,7 +410,30 @@ impl Client {
         })
     }
 
-    /// Tears the MPI world down (the cluster stops, or restarts when started with `--restart`).
+    /// Restarts the cluster's own MPI world: its engines end and a new world takes their ids
+    /// (variables are lost; the controller, this connection and the connection file stay);
+    /// returns the new world's engines once every one is ready. Requests sent meanwhile wait
+    /// for the new world.
+    ///
+    /// # Errors
+    /// Refused (engines started by hand), timeout or a lost connection.
+    pub fn restart(&self, reason: &str, timeout: Duration) -> Result<Vec<EngineId>, ClientError> {
+        let reply = self.control(
+            ClientToController::RestartRequest { reason: reason.into() },
+            timeout,
+            |r| match r {
+                ControllerToClient::RestartReply { engines, error } => Some((engines.clone(), error.clone())),
+                _ => None,
+            },
+        )?;
+        match reply {
+            (engines, None) => Ok(engines),
+            (_, Some(e)) => Err(ClientError::Refused(e)),
+        }
+    }
+
+    /// Tears the MPI worlds down: the cluster's own world restarts (variables are lost), any
+    /// other is torn down.
     ///
     /// # Errors
     /// Refused (engines started by hand), timeout or a lost connection.

@@ -128,12 +128,18 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
                 }
             }
             ControllerToClient::ShutdownReply => state.shutdown_acked = true,
+            ControllerToClient::Stuck(stuck) => {
+                if let Some(req) = state.requests.get_mut(&stuck.req_id) {
+                    req.stuck.push(stuck);
+                }
+            }
             ControllerToClient::Chunk { .. }
             | ControllerToClient::Output(_)
             | ControllerToClient::BalancedResults(_) => {}
             reply @ (ControllerToClient::InterruptReply { .. }
             | ControllerToClient::WhereReply { .. }
-            | ControllerToClient::AbortReply { .. }) => state.control.push(reply),
+            | ControllerToClient::AbortReply { .. }
+            | ControllerToClient::RestartReply { .. }) => state.control.push(reply),
         }
         drop(state);
         shared.cond.notify_all();

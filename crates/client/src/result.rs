@@ -43,6 +43,8 @@ pub(crate) struct RequestState {
     pub results: BTreeMap<EngineId, EngineResult>,
     /// The request's controller-wide id, once accepted.
     pub id: Option<u64>,
+    /// What the controller said of ranks stuck in MPI calls, in order.
+    pub stuck: Vec<mpx_messages::Stuck>,
 }
 
 impl RequestState {
@@ -150,6 +152,13 @@ impl AsyncResult {
     pub fn id(&self) -> Option<u64> {
         let state = self.shared.state.lock().expect("client state");
         state.requests.get(&self.req_id).and_then(|r| r.id)
+    }
+
+    /// What the controller said so far of this request's ranks stuck in MPI calls (each
+    /// [`Stuck::message`](mpx_messages::Stuck::message) is for the user), oldest first.
+    pub fn stuck(&self) -> Vec<mpx_messages::Stuck> {
+        let state = self.shared.state.lock().expect("client state");
+        state.requests.get(&self.req_id).map(|r| r.stuck.clone()).unwrap_or_default()
     }
 
     /// How many engines have answered so far.

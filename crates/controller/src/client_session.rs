@@ -114,6 +114,9 @@ impl StreamHandler<Result<Frame<ClientToController>, CodecError>> for ClientSess
             ClientToController::AbortRequest { reason } => {
                 self.hub.do_send(Feed(Event::Abort { client: self.client, reason }));
             }
+            ClientToController::RestartRequest { reason } => {
+                self.hub.do_send(Feed(Event::Restart { client: self.client, reason }));
+            }
             ClientToController::BalancedRequest(req) => {
                 self.hub.do_send(SubmitBalanced { client: self.client, req, buffers: frame.buffers });
             }

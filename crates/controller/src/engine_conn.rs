@@ -101,6 +101,15 @@ impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn
                     self.routes.remove(&reply.task_id);
                     self.hub.do_send(Feed(Event::EngineReply { engine: id, reply, buffers: frame.buffers }))
                 }
+                EngineToController::Blocked(report) => {
+                    self.hub.do_send(Feed(Event::EngineBlocked { engine: id, report }))
+                }
+                EngineToController::Unblocked { task_id } => {
+                    self.hub.do_send(Feed(Event::EngineUnblocked { engine: id, task_id }))
+                }
+                EngineToController::Abandoned(report) => {
+                    self.hub.do_send(Feed(Event::EngineAbandoned { engine: id, report }))
+                }
                 EngineToController::Chunk(chunk) => self.forward_chunk(id, chunk, frame.buffers, ctx),
                 EngineToController::Output(output) => self.forward_output(id, output, ctx),
                 EngineToController::RegisterRequest(_) => {

@@ -295,7 +295,8 @@ pub struct EngineReady(pub EngineId);
 impl Handler<EngineReady> for Hub {
     type Result = ();
 
-    fn handle(&mut self, msg: EngineReady, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: EngineReady, ctx: &mut Context<Self>) {
+        self.feed(Event::EngineReady { engine: msg.0 }, ctx);
         let Some(handle) = self.engines.get(&msg.0) else { return };
         let Some(rank) = self.world.info_of(msg.0).map(|e| e.rank) else { return };
         self.balanced.engine_up(msg.0, rank, handle.link.clone());

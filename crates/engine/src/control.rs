@@ -130,7 +130,16 @@ pub struct Control {
     pub registered: bool,
     /// What the running task writes, sent from here.
     pub output: Arc<OutputBuffer>,
+    /// A blocked call's report, waiting for the probe's line (by probe request id).
+    pub blocked_waiting: Option<(u64, mpx_messages::Blocked)>,
 }
+
+/// How often the control thread looks at the board for a blocked or abandoned MPI call.
+pub const REPORT_EVERY: Duration = Duration::from_millis(100);
+
+/// The probe requests of blocked reports are numbered from here down (status requests count up
+/// from 1).
+const BLOCKED_PROBES: u64 = u64::MAX;
 
 impl Control {
     /// Tells the MPI thread to leave its job loop (and leaves anyway after [`EXIT_GRACE`]),
@@ -184,11 +193,46 @@ impl Control {
     }
 }
 
-/// Handler for `ProbeDone`: the status answer, with the cell's line.
+impl Control {
+    /// Sends what the board has to report: a call the cell left half way at once, a call it is
+    /// blocked in with the cell's line from the probe (waiting at most [`PROBE_WAIT`] for it).
+    fn report(&mut self, ctx: &mut Context<Self>) {
+        let reports = self.board.take_reports();
+        if let Some(abandoned) = reports.abandoned {
+            warn!(call = %abandoned.call, comm = %abandoned.comm, "left an MPI call half way; the world must restart");
+            self.writer.write(Frame::new(EngineToController::Abandoned(abandoned)));
+        }
+        if let Some(task_id) = reports.unblocked {
+            // A report still waiting for its line is dropped instead.
+            if self.blocked_waiting.take_if(|(_, b)| b.task_id == task_id).is_none() {
+                self.writer.write(Frame::new(EngineToController::Unblocked { task_id }));
+            }
+        }
+        let Some(blocked) = reports.blocked else { return };
+        let req = BLOCKED_PROBES - blocked.task_id;
+        if !self.prober.as_ref().is_some_and(|p| p.ask(req)) {
+            self.writer.write(Frame::new(EngineToController::Blocked(blocked)));
+            return;
+        }
+        self.blocked_waiting = Some((req, blocked));
+        ctx.run_later(PROBE_WAIT, move |act, _| {
+            if let Some((_, blocked)) = act.blocked_waiting.take_if(|(r, _)| *r == req) {
+                act.writer.write(Frame::new(EngineToController::Blocked(blocked)));
+            }
+        });
+    }
+}
+
+/// Handler for `ProbeDone`: the status answer (or blocked report), with the cell's line.
 impl Handler<ProbeDone> for Control {
     type Result = ();
 
     fn handle(&mut self, msg: ProbeDone, _: &mut Context<Self>) {
+        if let Some((_, mut blocked)) = self.blocked_waiting.take_if(|(r, _)| *r == msg.req) {
+            blocked.detail = msg.detail;
+            self.writer.write(Frame::new(EngineToController::Blocked(blocked)));
+            return;
+        }
         if let Some(mut state) = self.pending_status.remove(&msg.req) {
             state.detail = msg.detail;
             self.writer.write(Frame::new(EngineToController::Status { req: msg.req, state }));
@@ -198,6 +242,10 @@ impl Handler<ProbeDone> for Control {
 
 impl Actor for Control {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(REPORT_EVERY, |act, ctx| act.report(ctx));
+    }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         // Nobody will send the output any more: a cell waiting for room goes on.
@@ -370,7 +418,11 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
             }
             ControllerToEngine::Interrupt => {
                 info!("interrupt requested");
-                self.interrupt.interrupt();
+                // A cell inside an MPI call notices the request itself (see `intercept`); a
+                // signal would reach Python only after the call.
+                if !self.board.interrupt() {
+                    self.interrupt.interrupt();
+                }
             }
             ControllerToEngine::StatusRequest { req } => self.status(req, ctx),
             ControllerToEngine::Chunk(chunk) => {

@@ -22,6 +22,7 @@
 //! - [`mpi_comm`]: `Collectives` over MPI for the cells.
 //! - [`state`]: what the engine is doing, for `mpx where`.
 //! - [`stream`]: arrays streamed in chunks (push/scatter in, pull/gather out).
+//! - [`threads`]: BLAS/OpenMP thread counts that share the host among its engines.
 //! - [`writer`]: the control thread's frames to the controller.
 //! - [`worker`]: the MPI thread's job loop.
 #![deny(missing_docs)]
@@ -37,6 +38,7 @@ pub mod output;
 pub mod registry;
 pub mod state;
 pub mod stream;
+pub mod threads;
 pub mod worker;
 pub mod writer;
 

@@ -120,6 +120,8 @@ fn install_panic_hook() {
 /// # Errors
 /// [`EngineError`] when MPI, the connection file or the controller fail.
 pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineError> {
+    // Before any thread exists and before numpy loads its BLAS: one share of the host each.
+    let blas_threads = crate::threads::apply_defaults();
     if opts.kernel == mpx_messages::Kernel::Python && std::env::var_os("MPI4PY_RC_FAST_REDUCE").is_none() {
         // mpi4py's lowercase allreduce holds the GIL while it waits unless this is off, which
         // would keep `mpx where` from seeing inside the cell. Set while this process has one
@@ -222,7 +224,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     };
     let (id, set) = registered?;
     crate::log::attach(&opts.connection_file, id.get());
-    info!(engine = %id, set, rank, kernel = %opts.kernel, "registered");
+    info!(engine = %id, set, rank, kernel = %opts.kernel, ?blas_threads, "registered");
     drop(comm);
 
     let mut result = Ok(());
@@ -230,7 +232,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
         match job {
             Job::Registered(..) => {}
             Job::Task { task_id, task, buffers, refused, stream, reply_to, chunks_to } => {
-                board.running(kernel.execution_count() + 1);
+                board.running(kernel.execution_count() + 1, task_id);
                 output.begin(task_id);
                 let refused = refused.map(|why| *why);
                 let io = TaskIo {
@@ -464,6 +466,7 @@ fn control_main(start: ControlStart, register: RegisterRequest) {
                 streams: Default::default(),
                 jobs: jobs2,
                 registered: false,
+                blocked_waiting: None,
             }
         });
         Ok::<(), String>(())

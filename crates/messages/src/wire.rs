@@ -166,6 +166,16 @@ pub enum EngineToController {
         /// The engine's state.
         state: EngineState,
     },
+    /// The running cell has been inside one MPI call for a while (see [`crate::stuck`]).
+    Blocked(crate::Blocked),
+    /// The cell got out of the call it was reported [`Blocked`](Self::Blocked) in.
+    Unblocked {
+        /// The task.
+        task_id: u64,
+    },
+    /// The running cell was interrupted inside an MPI call it cannot leave safely: the world
+    /// must restart (see [`crate::stuck`]).
+    Abandoned(crate::Abandoned),
 }
 
 /// Controller → engine.
@@ -301,9 +311,15 @@ pub enum ClientToController {
     },
     /// Ask every engine what it is doing.
     WhereRequest,
-    /// Tear the MPI world down (restarting it when the cluster was started with `--restart`).
+    /// Tear the MPI worlds down: the cluster's own world restarts, any other is torn down.
     AbortRequest {
         /// Why, for the logs.
+        reason: String,
+    },
+    /// Restart the cluster's own MPI world (same engine ids; variables are lost): answered by
+    /// a `RestartReply` once the new world is ready.
+    RestartRequest {
+        /// Why, for the logs and the messages of the requests it ends.
         reason: String,
     },
     /// Load-balanced tasks (see [`crate::tasks`]); each answered by a `BalancedResults` entry.
@@ -360,4 +376,13 @@ pub enum ControllerToClient {
     },
     /// Results of load-balanced tasks, as they end (see [`crate::tasks`]).
     BalancedResults(Vec<crate::tasks::BalancedResult>),
+    /// Ranks of a request are stuck in MPI calls (see [`crate::stuck`]).
+    Stuck(crate::Stuck),
+    /// The restart asked for is done: the world is ready again (or why not).
+    RestartReply {
+        /// The engines of the new world.
+        engines: Vec<EngineId>,
+        /// Why it could not restart.
+        error: Option<MpxError>,
+    },
 }

@@ -24,7 +24,10 @@ use super::{progress::Progress, Target};
 pub enum OnTimeout {
     /// Report the timeout; the cell goes on running.
     Wait,
-    /// Tear the MPI world down (a cell stuck in a collective cannot be cancelled otherwise).
+    /// Interrupt the cell, as Ctrl-C does (ranks inside an MPI call that cannot be cancelled
+    /// make the world restart).
+    Interrupt,
+    /// Restart the MPI world at once (variables are lost; the cluster stays).
     Abort,
 }
 
@@ -126,23 +129,39 @@ pub fn show_request(
     let total = engines.len();
     let started = Instant::now();
     let mut last = started;
-    let mut tick = |live: &mut LiveOutput, progress: &mut Progress| {
+    // The results and stuck notices already shown while others ran.
+    let mut shown: Vec<EngineId> = Vec::new();
+    let mut told = 0;
+    let mut tick = |live: &mut LiveOutput, progress: &mut Progress, shown: &mut Vec<EngineId>| {
         for piece in stream.next(Duration::ZERO) {
             live.add(piece.engine_id, piece.stream, &piece.text);
         }
-        let answered: Vec<EngineId> = pending.partial().iter().map(|r| r.engine_id).collect();
+        let partial = pending.partial();
+        let answered: Vec<EngineId> = partial.iter().map(|r| r.engine_id).collect();
         let now = Instant::now();
-        if now - started >= FIRST_BATCH && now - last >= BATCH {
-            let running: Vec<EngineId> = engines.iter().copied().filter(|e| !answered.contains(e)).collect();
-            if live.due(&running) {
-                last = now;
-                let text = live.batch();
-                progress.suspend(|| print_now(&text));
-            }
+        let running: Vec<EngineId> = engines.iter().copied().filter(|e| !answered.contains(e)).collect();
+        if now - started >= FIRST_BATCH && now - last >= BATCH && live.due(&running) {
+            last = now;
+            let text = live.batch();
+            progress.suspend(|| print_now(&text));
         }
+        // An engine that finished while others still run is shown at once (after the first
+        // batch, so a quick cell's results still collapse whole).
+        let fresh: Vec<_> = partial.into_iter().filter(|r| !shown.contains(&r.engine_id)).collect();
+        if now - started >= FIRST_BATCH && !fresh.is_empty() && !running.is_empty() {
+            let text = format!("{}{}", live.batch(), display::render_opts(&fresh, &labels, collapse));
+            shown.extend(fresh.iter().map(|r| r.engine_id));
+            progress.suspend(|| print_now(&text));
+        }
+        let stuck = pending.stuck();
+        for s in stuck.iter().skip(told) {
+            progress.suspend(|| eprintln!("mpx: {}", s.message()));
+        }
+        told = stuck.len();
         progress.update(answered.len(), total, "engines done", None);
     };
-    let waited = wait_ticking(client, targets, pending, timeout, &mut || tick(&mut live, &mut progress));
+    let waited =
+        wait_ticking(client, targets, pending, timeout, &mut || tick(&mut live, &mut progress, &mut shown));
     progress.finish();
     // Every engine's output comes before its reply: what is left is in the stream now.
     for piece in stream.next(Duration::ZERO) {
@@ -151,17 +170,37 @@ pub fn show_request(
     print_now(&live.finish());
     let (results, interrupted) = match waited {
         Err(ClientError::Timeout(t)) if on_timeout == OnTimeout::Abort => {
-            eprintln!("mpx: no result after {t:?}: tearing the MPI world down");
+            eprintln!("mpx: no result after {t:?}: restarting the MPI world (variables are lost)");
             client.abort(&format!("px timed out after {t:?}"), Duration::from_secs(10))?;
             (pending.get(Duration::from_secs(10))?, false)
+        }
+        Err(ClientError::Timeout(t)) if on_timeout == OnTimeout::Interrupt => {
+            eprintln!("mpx: no result after {t:?}: interrupting the cell");
+            client.interrupt(targets.clone(), Duration::from_secs(5))?;
+            (pending.get(Duration::from_secs(10))?, true)
         }
         Err(ClientError::Timeout(after)) => {
             return Err(StillRunning { after, id: pending.id(), again: again.to_string() }.into());
         }
         other => other?,
     };
-    print_now(&display::render_opts(&results, &labels, collapse));
+    let rest: Vec<EngineResult> = results.iter().filter(|r| !shown.contains(&r.engine_id)).cloned().collect();
+    print_now(&display::render_opts(&rest, &labels, collapse));
+    if let Some(note) = restart_note(&results) {
+        eprintln!("mpx: {note}");
+    }
     Ok(if interrupted { 130 } else { i32::from(display::any_error(&results)) })
+}
+
+/// What to tell the user when the request's world restarts: the next cell waits for it.
+fn restart_note(results: &[EngineResult]) -> Option<&'static str> {
+    let restarting = results.iter().any(|r| {
+        matches!(&r.outcome.error, Some(mpx_client::MpxError::WorldDown { reason }) if reason.contains("being restarted"))
+    });
+    restarting.then_some(
+        "the MPI world is restarting with the same engine ids; its variables are gone. The next cell \
+         waits until it is ready.",
+    )
 }
 
 /// A request whose wait ran out: it goes on, and `again ID` waits for it again.
@@ -249,7 +288,7 @@ pub fn wait_ticking(
                 )));
             }
             interrupted = true;
-            eprintln!("^C: interrupting the running cell");
+            eprintln!("^C: interrupting the running cell (again to stop waiting)");
             client.interrupt(targets.clone(), Duration::from_secs(5))?;
         }
     }

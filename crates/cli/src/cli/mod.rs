@@ -10,6 +10,7 @@ mod exec;
 mod logging;
 mod logs;
 mod progress;
+mod recover;
 mod targets;
 
 use std::{path::PathBuf, time::Duration};
@@ -60,6 +61,12 @@ enum Command {
     Wait(exec::WaitArgs),
     /// What every engine is doing: idle, running a cell, or inside an MPI call (and how long).
     Where(exec::WhereArgs),
+    /// Interrupt the running cells (Ctrl-C from another terminal): ranks inside an MPI call
+    /// are freed too (the world restarts when a call cannot be cancelled)
+    Interrupt(recover::InterruptArgs),
+    /// Restart the cluster's MPI world: same engine ids, controller and connection file;
+    /// variables are lost. Returns when the new world is ready
+    Restart(recover::RestartArgs),
     /// Interactive console: `%px CODE`, `%autopx`, plain lines run locally.
     Console(console::ConsoleArgs),
     /// Bind a variable on the engines to an array from a `.npy` file (MPI Bcast among them).
@@ -143,6 +150,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Run(args) => exec::run_file(args),
         Command::Wait(args) => exec::wait(args),
         Command::Where(args) => exec::where_(args),
+        Command::Interrupt(args) => recover::interrupt(args),
+        Command::Restart(args) => recover::restart(args),
         Command::Console(args) => console::run(args),
         Command::Push(args) => data::push(args),
         Command::Pull(args) => data::pull(args),

@@ -128,4 +128,6 @@ pub enum Timer {
     Where(u64),
     /// The deadline of the explanation of this engine's death.
     DeathReport(EngineId),
+    /// Tell the client of this request which of its ranks are stuck (see [`super::stuck`]).
+    Stuck(u64),
 }

@@ -82,13 +82,14 @@ impl World {
         }
     }
 
-    /// A client asks to tear every world down (the cluster's own restarts with `--restart`).
+    /// A client asks to tear every world down: the cluster's own restarts, any other is torn
+    /// down.
     pub(super) fn abort(&mut self, client: ClientId, reason: String) {
         let error = if self.config.runner {
             warn!(%reason, "a client asked to tear the MPI worlds down");
             let sets: Vec<u32> = self.sets.keys().copied().collect();
             for set in sets {
-                self.tear_down(set, None, &reason);
+                self.tear_down_as(set, None, &reason, true);
             }
             None
         } else {
@@ -109,9 +110,17 @@ impl World {
     /// Takes one world down: its pending requests fail, its engines are told to stop and
     /// forgotten; the cluster's own world goes to the runner, any other is reaped.
     pub(super) fn tear_down(&mut self, set: u32, first: Option<EngineId>, cause: &str) {
+        self.tear_down_as(set, first, cause, self.config.restart);
+    }
+
+    /// [`World::tear_down`], restarting the cluster's own world if `restart`.
+    pub(super) fn tear_down_as(&mut self, set: u32, first: Option<EngineId>, cause: &str, restart: bool) {
         let Some(world) = self.sets.remove(&set) else { return };
         let own = self.launched == Launched::Set(set);
-        let restart = own && self.config.restart;
+        let restart = own && restart;
+        if restart {
+            self.restarting = true;
+        }
         let note = match (own, restart) {
             (true, true) => "; the MPI world is being restarted (variables are lost)".to_string(),
             (true, false) => "; the MPI world was torn down and the cluster stops".to_string(),
@@ -132,6 +141,7 @@ impl World {
         lost.sort_unstable_by_key(|(task, _)| *task);
         for (task, p) in lost {
             self.pending.remove(&task);
+            self.forget_request_if_done(p.id);
             let error = match first {
                 Some(f) if f == p.engine => MpxError::EngineDied {
                     engine: f,
@@ -149,6 +159,7 @@ impl World {
             ids.iter().map(|&id| (id, if Some(id) == first { cause.to_string() } else { torn.clone() }));
         self.emit(Command::EnginesGone { gone: gone.collect(), restarting: restart });
         for id in ids {
+            self.blocked.remove(&id);
             if let Some(e) = self.engines.remove(&id) {
                 self.shut_down(id, e.conn.is_some());
                 engines.push(e.info);

@@ -139,4 +139,37 @@ pub enum Event {
     },
     /// A timer set by [`Command::Wake`](super::Command::Wake) went off.
     Timer(Timer),
+    /// An engine's cell has been in one MPI call for a while.
+    EngineBlocked {
+        /// The engine.
+        engine: EngineId,
+        /// Its report.
+        report: mpx_messages::Blocked,
+    },
+    /// An engine's cell got out of the MPI call it was reported blocked in.
+    EngineUnblocked {
+        /// The engine.
+        engine: EngineId,
+        /// The task.
+        task_id: u64,
+    },
+    /// An engine's cell was interrupted inside an MPI call it cannot leave safely.
+    EngineAbandoned {
+        /// The engine.
+        engine: EngineId,
+        /// Its report.
+        report: mpx_messages::Abandoned,
+    },
+    /// An engine's registration answer is queued: work may follow it.
+    EngineReady {
+        /// The engine.
+        engine: EngineId,
+    },
+    /// A client asks to restart the cluster's own world.
+    Restart {
+        /// The client.
+        client: ClientId,
+        /// Why.
+        reason: String,
+    },
 }

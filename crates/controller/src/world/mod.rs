@@ -22,6 +22,8 @@
 //! - `deaths.rs`: an engine lost (connection gone, heartbeats missed), the
 //!   launcher's explanation, the teardown of one world and its restart, aborts.
 //! - `wheres.rs`: `where` polls, answered when every engine has or at a deadline.
+//! - [`stuck`]: ranks stuck in MPI calls told to the client, interrupted calls that
+//!   restart the world, and restarts on demand.
 //! - `retained.rs`: results that outlive their wait: the requests of a client that went away,
 //!   kept (bounded) until a client adopts them by id (`mpx wait ID`).
 //!
@@ -51,6 +53,7 @@ pub mod event;
 mod registry;
 mod requests;
 pub mod retained;
+pub mod stuck;
 mod wheres;
 
 #[cfg(test)]
@@ -163,6 +166,22 @@ pub struct World {
     launched: Launched,
     mpirun_pid: Option<u32>,
     out: Vec<Command>,
+    /// The engines whose cells report a blocked MPI call.
+    blocked: BTreeMap<EngineId, mpx_messages::Blocked>,
+    /// By request id: the engines that left it while others still run, with their error's class.
+    left: HashMap<u64, BTreeMap<EngineId, Option<String>>>,
+    /// By request id: the engines its client was told are stuck.
+    stuck_told: HashMap<u64, std::collections::BTreeSet<EngineId>>,
+    /// Requests with a [`Timer::Stuck`] set.
+    stuck_timers: std::collections::BTreeSet<u64>,
+    /// The engines whose registration answer is queued (work may follow it).
+    ready: std::collections::BTreeSet<EngineId>,
+    /// The cluster's own world is restarting.
+    restarting: bool,
+    /// Clients waiting for the restart to be done.
+    restart_waiters: Vec<ClientId>,
+    /// Requests waiting for the restarting world.
+    deferred: Vec<(ClientId, mpx_messages::SubmitRequest, Vec<mpx_messages::Payload>)>,
 }
 
 impl World {
@@ -182,6 +201,14 @@ impl World {
             launched: Launched::None,
             mpirun_pid: None,
             out: Vec::new(),
+            blocked: BTreeMap::new(),
+            left: HashMap::new(),
+            stuck_told: HashMap::new(),
+            stuck_timers: Default::default(),
+            ready: Default::default(),
+            restarting: false,
+            restart_waiters: Vec::new(),
+            deferred: Vec::new(),
         }
     }
 
@@ -196,6 +223,14 @@ impl World {
     pub fn handle(&mut self, event: Event) -> Vec<Command> {
         match event {
             Event::Register { conn, req } => self.register(conn, req),
+            Event::EngineReady { engine } => {
+                self.ready.insert(engine);
+                self.restart_done_if_complete();
+            }
+            Event::EngineBlocked { engine, report } => self.engine_blocked(engine, report),
+            Event::EngineUnblocked { engine, task_id } => self.engine_unblocked(engine, task_id),
+            Event::EngineAbandoned { engine, report } => self.engine_abandoned(engine, report),
+            Event::Restart { client, reason } => self.restart(client, reason),
             Event::EngineReply { engine, reply, buffers } => self.engine_reply(engine, reply, buffers),
             Event::EngineStatus { engine, poll, state } => self.engine_status(engine, poll, state),
             Event::EngineGone { engine, conn, cause } => self.engine_gone(engine, conn, cause),
@@ -227,6 +262,7 @@ impl World {
             Event::JobEnded { status } => self.job_ended(status),
             Event::Timer(Timer::Where(poll)) => self.answer_poll(poll),
             Event::Timer(Timer::DeathReport(engine)) => self.death_explained(engine, None),
+            Event::Timer(Timer::Stuck(id)) => self.tell_stuck(id),
         }
         std::mem::take(&mut self.out)
     }
@@ -289,6 +325,7 @@ impl World {
 
     /// Queues `Shutdown` for a connected engine and lets go of its connection.
     fn shut_down(&mut self, engine: EngineId, connected: bool) {
+        self.ready.remove(&engine);
         if connected {
             let frame = mpx_messages::Frame::new(mpx_messages::ControllerToEngine::Shutdown);
             self.emit(Command::ToEngine { engine, frame });

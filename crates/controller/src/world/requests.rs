@@ -21,6 +21,21 @@ impl World {
     pub(super) fn submit(&mut self, client: ClientId, req: SubmitRequest, buffers: Vec<Payload>) {
         let req_id = req.req_id;
         let streamed = streamed_total(&req.request, &buffers);
+        if self.restarting {
+            // The world comes back in about the time of a start: the request waits for it (one
+            // whose array streams after it cannot: its chunks have nowhere to go meanwhile).
+            let error = MpxError::refused(
+                "the MPI world is restarting: send the array again once it is ready (`mpx restart` waits for it)",
+            );
+            let error = match streamed {
+                None if self.defer(client, req, buffers) => return,
+                None => MpxError::refused("the MPI world is restarting and too many requests wait for it"),
+                Some(_) => error,
+            };
+            let reply = SubmitReply { req_id, engines: vec![], error: Some(error), id: 0 };
+            self.reply(client, ControllerToClient::SubmitReply(reply));
+            return;
+        }
         let planned = self.resolve(&req.targets).and_then(|ids| {
             let places: Vec<Place> = ids
                 .iter()
@@ -70,6 +85,8 @@ impl World {
     pub(super) fn engine_reply(&mut self, engine: EngineId, reply: TaskReply, buffers: Vec<Payload>) {
         match self.pending.remove(&reply.task_id) {
             Some(p) if p.engine == engine => {
+                self.engine_unblocked(engine, reply.task_id);
+                self.left_request(p.id, engine, &reply.outcome);
                 let result = EngineReply { req_id: p.req_id, engine_id: engine, outcome: reply.outcome };
                 self.answer(&p, result, buffers);
             }

@@ -229,7 +229,10 @@ impl PythonKernel {
         Python::attach(|py| {
             let helper = self.helper.bind(py);
             self.interrupt.start();
+            // The cell's MPI calls are interruptible from here (see `intercept`).
+            let scope = crate::intercept::cell_scope();
             let result = f(py, helper);
+            drop(scope);
             self.interrupt.finish(py);
             match result {
                 Ok(raw) => output(raw),
