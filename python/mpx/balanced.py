@@ -11,12 +11,14 @@ import time
 
 from . import _apply, _mpx
 from ._arrays import from_buffer
-from .error import collect
+from .error import collect, world_restarted
 
 
 def _finish(client, r):
     """The Python value of a task's result dict (its arrays pulled from its engine), or the
     task's error raised."""
+    if world_restarted([r]):
+        client._world_restarted()
     error = collect([r])
     if error is not None:
         raise error

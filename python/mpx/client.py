@@ -11,6 +11,8 @@ from .view import View
 
 #: Seconds a control request (ids, interrupt, where) may take.
 CONTROL_TIMEOUT = 10.0
+#: Seconds ``restart`` waits for the new MPI world by default.
+RESTART_TIMEOUT = 120.0
 
 
 class Client:
@@ -89,8 +91,26 @@ class Client:
         activate(self)
 
     def interrupt(self, targets=None):
-        """Interrupts the running cells of ``targets`` (None: all); returns the engines told."""
+        """Interrupts the running cells of ``targets`` (None: all); returns the engines told.
+
+        A cell fails with ``KeyboardInterrupt``; a rank inside an MPI receive or probe gets an
+        ``mpi4py.MPI.Exception`` and the world goes on; a rank inside a collective (Barrier,
+        Allreduce, ...), which MPI cannot leave half way, makes the controller restart the MPI
+        world: same engine ids, variables lost, and that request's results are ``WorldDown``
+        errors. Requests sent meanwhile wait for the new world."""
         return self._raw.interrupt(targets, CONTROL_TIMEOUT)
+
+    def restart(self, timeout: float = RESTART_TIMEOUT, reason: str = "restarted from Python") -> list[int]:
+        """Restarts the cluster's MPI world and returns its engine ids once every engine of the
+        new world is ready (waits up to ``timeout`` seconds).
+
+        The engine ids, the controller, this client's connection and the connection file stay;
+        the engines' variables, imports and functions are lost (running cells end with
+        ``WorldDown`` errors). Requests sent meanwhile wait for the new world. Refused for
+        engines started by hand (``mpx controller start``)."""
+        ids = self._raw.restart(reason, timeout)
+        self._world_restarted()
+        return ids
 
     def where(self):
         """What every engine is doing: ``[(id, state dict or None), ...]``."""
@@ -131,6 +151,13 @@ class Client:
             if errors:
                 raise RuntimeError("cannot set up mpx's apply helper on the engines: %s" % (errors[0],))
             self._helper_ready = True
+
+    def _world_restarted(self) -> None:
+        """The engines' MPI world restarted: what this client left on them (the apply helper,
+        result arrays to drop) is gone."""
+        with self._lock:
+            self._helper_ready = False
+            self._drop.clear()
 
     def _token(self):
         return "%d" % next(self._tokens)

@@ -1,23 +1,43 @@
 """The IPython extension (``%load_ext mpx``): ``%px``, ``%%px``, ``%autopx``, ``%pxresult``,
-``%pxconfig`` and ``%where``.
+``%pxconfig``, ``%where`` and ``%restart``.
 
 Options of ``%px``/``%%px`` (and defaults set with ``%pxconfig``): ``--targets 0,2`` (also
 ``1-3``, ``::2``, ``all``), ``--block``/``--noblock``, ``--stream`` (each engine's output as
 it arrives), ``--group-outputs`` (identical output of several engines once, with the rank list:
-``[stdout:0-3] ...``). A cell still running after 2 s shows a progress line. Ctrl-C interrupts
-the engines. The client is ``mpx.Client()`` (the only cluster running) unless
+``[stdout:0-3] ...``). An engine done while others still run is shown at once (after the first
+second, so a quick cell is shown whole), its traceback too; what the controller says of ranks
+stuck in MPI calls (``[px] ranks 1-3 are blocked in Barrier ...``) is shown as it arrives. A
+cell still running after 2 s shows a progress line (in Jupyter, one display updated in place).
+Ctrl-C interrupts the engines: a rank inside an MPI collective makes the MPI world restart
+(same engine ids, variables lost), which %px says; ``%restart`` restarts it on purpose. The client is ``mpx.Client()`` (the only cluster running) unless
 ``%pxconfig --cluster-id ID`` or ``Client.activate()`` chose another.
 """
-import sys
+from __future__ import annotations
+
 import time
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from . import _display
-from .error import RemoteError
+from ._progress import ProgressLine
+from .error import RemoteError, world_restarted
+
+if TYPE_CHECKING:
+    from .asyncresult import AsyncResult
 
 #: Seconds a blocking %px waits silently before it shows a progress line.
 PROGRESS_AFTER = 2.0
+#: Seconds after which an engine that is done is shown while others still run (before, a
+#: quick cell is shown whole, in engine order).
+EARLY_AFTER = 1.0
+#: Seconds %px waits for the engines after Ctrl-C sent them KeyboardInterrupt.
+INTERRUPTED_WAIT = 30.0
+#: What %px says when a cell's MPI world is being restarted.
+RESTART_NOTE = (
+    "the MPI world is restarting with the same engine ids; its variables are lost. "
+    "The next cell waits until it is ready."
+)
 
 _active = {"client": None}
 
@@ -125,44 +145,59 @@ class ParallelMagics(Magics):
         self._show(ar, stream, group)
         return None
 
-    def _show(self, ar, stream, group):
+    def _show(self, ar: AsyncResult, stream: bool, group: bool) -> None:
+        """Waits for ``ar`` showing each engine's output (and traceback) as soon as it is done
+        while others still run (after :data:`EARLY_AFTER`, at once with ``stream``), what the
+        controller says of ranks stuck in MPI calls, a progress line after
+        :data:`PROGRESS_AFTER`; then the rest, and raises the engines' errors (those shown
+        already by their headline only)."""
         start = time.monotonic()
-        shown = set()
-        progress = False
+        shown: list[int] = []
+        told: set[str] = set()
+        line = ProgressLine()
+        total: Optional[int] = None
         try:
             while not ar.wait(0.1):
-                if stream:
-                    self._stream_new(ar, shown)
-                if time.monotonic() - start > PROGRESS_AFTER:
-                    progress = True
-                    total = len(ar._raws[0].engines())
-                    sys.stdout.write("\r[px] %d/%d engines done, %.1f s" % (ar.progress, total, time.monotonic() - start))
-                    sys.stdout.flush()
+                elapsed = time.monotonic() - start
+                done = ar.ready_engines()
+                fresh = [e for e in done if e not in shown]
+                if fresh and (stream or elapsed >= EARLY_AFTER):
+                    line.clear()
+                    results = [r for r in ar.results if r["engine_id"] in fresh]
+                    for text in _display.render(results, group=group):
+                        print(text, flush=True)
+                    shown += fresh
+                for message in ar.stuck:
+                    if message not in told:
+                        told.add(message)
+                        line.note("[px] " + message)
+                if elapsed > PROGRESS_AFTER:
+                    total = total if total is not None else len(ar)
+                    line.update("[px] %d/%d engines done, %.1f s" % (len(done), total, elapsed))
         except KeyboardInterrupt:
-            sys.stdout.write("\n[px] interrupted: the engines were sent KeyboardInterrupt\n")
-            ar.wait(10)
-        if progress:
-            sys.stdout.write("\r[px] done in %.1f s%s\n" % (time.monotonic() - start, " " * 20))
+            line.close()
+            print("[px] interrupted: the engines were sent KeyboardInterrupt")
+            ar.wait(INTERRUPTED_WAIT)
+        if total is not None:
+            line.update("[px] done in %.1f s" % (time.monotonic() - start))
+        line.close()
         results = [r for r in ar.results if r["engine_id"] not in shown]
-        for line in _display.render(results, group=group, errors=False):
-            print(line)
-        self._raise_errors(ar, group)
+        for text in _display.render(results, group=group, errors=False):
+            print(text)
+        if world_restarted(ar.results):
+            print("[px] " + RESTART_NOTE)
+        self._raise_errors(ar, group, shown)
 
-    def _stream_new(self, ar, shown):
-        for r in ar.results:
-            if r["engine_id"] not in shown:
-                shown.add(r["engine_id"])
-                for line in _display.engine_lines(dict(r, error=None)):
-                    print(line)
-                sys.stdout.flush()
-
-    def _raise_errors(self, ar, group):
+    def _raise_errors(self, ar: AsyncResult, group: bool, shown: Sequence[int] = ()) -> None:
+        """Raises ``ar``'s error (IPython shows it), if done with one; ``shown``: engines whose
+        traceback was shown already."""
         if not ar.ready():
             return
         error = ar.exception(0)
         if error is not None:
             if isinstance(error, RemoteError):
                 error.group = group
+                error.shown = frozenset(shown)
             raise error
 
     @line_magic
@@ -188,6 +223,19 @@ class ParallelMagics(Magics):
         opts, _ = split_options(line)
         _, stream, group, _ = self._settings(opts)
         self._show(self.last, stream, group)
+
+    @line_magic
+    def restart(self, line: str) -> list[int]:
+        """%restart [TIMEOUT]: restarts the cluster's MPI world (same engine ids; the engines'
+        variables, imports and functions are lost); returns when the new world is ready."""
+        from .client import RESTART_TIMEOUT
+
+        timeout = float(line) if line.strip() else RESTART_TIMEOUT
+        print("[px] restarting the MPI world (its variables are lost)...", flush=True)
+        t0 = time.monotonic()
+        ids: list[int] = self.client.restart(timeout=timeout, reason="restarted by %restart")
+        print("[px] the MPI world is ready: %d engines in %.2f s" % (len(ids), time.monotonic() - t0))
+        return ids
 
     @line_magic
     def where(self, line):
@@ -222,7 +270,7 @@ class ParallelMagics(Magics):
 def _autopx_transform(lines):
     """While %autopx is on: every cell runs as ``%%px``, except ``%autopx`` itself."""
     first = lines[0].strip() if lines else ""
-    if not lines or first.startswith(("%autopx", "%%px", "%pxconfig", "%where", "%pxresult")):
+    if not lines or first.startswith(("%autopx", "%%px", "%pxconfig", "%where", "%pxresult", "%restart")):
         return lines
     return ["%%px\n"] + lines
 

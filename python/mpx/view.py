@@ -38,13 +38,14 @@ class View:
     def _block(self, block):
         return self.block if block is None else block
 
-    def _result(self, raws, finish, block, targets=None, single=None):
+    def _result(self, raws, values, block, targets=None, single=None, join=None):
         ar = AsyncResult(
             self.client,
             raws,
             self._targets if targets is None else targets,
-            finish,
+            values,
             self._single if single is None else single,
+            join,
         )
         return ar.get() if block else ar
 
@@ -87,13 +88,12 @@ class View:
                 rest[name] = value
         if rest or not raws:
             raws.append(self._apply_raw("push", None, (rest,), {}, self._targets)[0])
-        n = len(self._ids())
-        return self._result(raws, lambda results: [None] * n, self._block(block))
+        return self._result(raws, _nones, self._block(block))
 
     def pull(self, names, block=None):
         """The value of ``names`` (a name, or a list of names) on each engine."""
         raw, token = self._apply_raw("pull", None, (names,), {}, self._targets)
-        return self._result([raw], self._unpacker(token), self._block(block))
+        return self._result([raw], self._unpacker(lambda eid: token), self._block(block))
 
     def __getitem__(self, name):
         return self.pull(name, block=True)
@@ -106,25 +106,27 @@ class View:
         each part to ``name``. Arrays go as one mpx array (MPI Scatterv on the engines)."""
         if is_wire_array(seq):
             raw = self.client._raw.scatter(self._targets, name, to_wire(seq))
-            return self._result([raw], lambda results: [None] * len(results), self._block(block))
+            return self._result([raw], _nones, self._block(block))
         ids = self._ids()
         raws, start = [], 0
         for eid, rows in zip(ids, _split(len(seq), len(ids))):
             part = seq[start : start + rows]
             start += rows
             raws.append(self._apply_raw("push", None, ({name: part},), {}, [eid])[0])
-        return self._result(raws, lambda results: [None] * len(results), self._block(block), single=False)
+        return self._result(raws, _nones, self._block(block), single=False)
 
     def gather(self, name, block=None):
         """``name`` concatenated along axis 0 over the engines, in engine order (an array;
         MPI Gatherv on the engines)."""
         raw = self.client._raw.gather(self._targets, name)
 
-        def finish(results):
-            arrays = [from_buffer(r["array"]) for r in results if r["array"] is not None]
-            return [arrays[0]]
+        def values(groups):
+            return [None if rs[0]["array"] is None else from_buffer(rs[0]["array"]) for rs in groups]
 
-        return self._result([raw], finish, self._block(block), single=True)
+        def join(arrays):
+            return [next(a for a in arrays if a is not None)]
+
+        return self._result([raw], values, self._block(block), single=True, join=join)
 
     # -- Python functions --------------------------------------------------------------------
     def _apply_raw(self, op, f, args, kwargs, targets):
@@ -134,12 +136,15 @@ class View:
         call_args = [token, self.client._take_drop(targets), payload] + arrays
         return self.client._raw.apply(targets, _apply.HELPER, call_args), token
 
-    def _unpacker(self, token):
+    def _unpacker(self, token_of):
+        """The values of engines from their helper's result dicts (``token_of(engine id)``: the
+        call's token there): their result arrays pulled (all at once), then unpickled."""
         client = self.client
 
-        def finish(results):
+        def values(groups):
             pulls = []
-            for r in results:
+            for r in (rs[0] for rs in groups):
+                token = token_of(r["engine_id"])
                 value = r["value"][1:-1]
                 names = ["__mpx_r_%s_%d" % (token, i) for i in range(_apply.array_count(value))]
                 raws = [client._raw.pull([r["engine_id"]], n) for n in names]
@@ -158,7 +163,7 @@ class View:
                 out.append(_apply.unpack(value, arrays))
             return out
 
-        return finish
+        return values
 
     def apply(self, f, *args, **kwargs):
         """Calls ``f(*args, **kwargs)`` on each engine (blocking as ``self.block`` says)."""
@@ -174,29 +179,25 @@ class View:
 
     def _apply(self, f, args, kwargs, block):
         raw, token = self._apply_raw("call", f, args, kwargs, self._targets)
-        return self._result([raw], self._unpacker(token), block)
+        return self._result([raw], self._unpacker(lambda eid: token), block)
 
     def map(self, f, *seqs, block=None):
         """``list(map(f, *seqs))``, the sequences split over the engines in order."""
         ids = self._ids()
         n = min(len(s) for s in seqs)
-        raws, tokens, start = [], [], 0
+        raws, tokens, start = [], {}, 0
         for eid, rows in zip(ids, _split(n, len(ids))):
             if rows == 0:
                 continue
             chunks = tuple(s[start : start + rows] for s in seqs)
             start += rows
-            raw, token = self._apply_raw("map", f, chunks, {}, [eid])
+            raw, tokens[eid] = self._apply_raw("map", f, chunks, {}, [eid])
             raws.append(raw)
-            tokens.append(token)
 
-        def finish(results):
-            out = []
-            for r, token in zip(results, tokens):
-                out.extend(self._unpacker(token)([r])[0])
-            return out
+        def join(chunks):
+            return [[x for chunk in chunks for x in chunk]]
 
-        return self._result(raws, lambda results: [finish(results)], self._block(block), single=True)
+        return self._result(raws, self._unpacker(tokens.__getitem__), self._block(block), single=True, join=join)
 
     def map_sync(self, f, *seqs):
         """``map`` and wait."""
@@ -211,5 +212,11 @@ class View:
         return self.client.interrupt(self._targets)
 
 
-def _replies(results):
-    return [ExecuteReply(r) for r in results]
+def _replies(groups):
+    """Each engine's ``ExecuteReply``."""
+    return [ExecuteReply(rs[0]) for rs in groups]
+
+
+def _nones(groups):
+    """No value per engine (push, scatter)."""
+    return [None] * len(groups)

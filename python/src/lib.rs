@@ -220,10 +220,19 @@ impl Client {
         self.balanced(py, targets, retries, work)
     }
 
-    /// Interrupts the running cells of `targets` (they fail with `KeyboardInterrupt`);
-    /// returns the engines told.
+    /// Interrupts the running cells of `targets` (they fail with `KeyboardInterrupt`; a rank
+    /// in a receive or probe gets an `MPI.Exception`, and one in a collective makes the world
+    /// restart: every engine of that request then fails with `WorldDown`); returns the
+    /// engines told.
     fn interrupt(&self, py: Python<'_>, targets: Option<Vec<u32>>, timeout: f64) -> PyResult<Vec<u32>> {
         py.detach(|| self.inner.interrupt(self::targets(targets), secs(timeout))).map(numbers).map_err(to_py)
+    }
+
+    /// Restarts the cluster's MPI world (same engine ids; variables are lost; the controller,
+    /// this connection and the connection file stay); returns the new world's engines once
+    /// every one is ready. Requests sent meanwhile wait for the new world.
+    fn restart(&self, py: Python<'_>, reason: &str, timeout: f64) -> PyResult<Vec<u32>> {
+        py.detach(|| self.inner.restart(reason, secs(timeout))).map(numbers).map_err(to_py)
     }
 
     /// What every engine is doing, as JSON: `[[id, state or null], ...]`.

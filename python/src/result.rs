@@ -122,6 +122,40 @@ fn result_dict<'py>(py: Python<'py>, r: EngineResult) -> PyResult<Bound<'py, PyD
     Ok(d)
 }
 
+/// A [`Stuck`](mpx_messages::Stuck) notice as a dict (see [`AsyncResult::stuck`]).
+fn stuck_dict<'py>(py: Python<'py>, s: &mpx_messages::Stuck) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("message", s.message())?;
+    d.set_item("set", s.set)?;
+    let blocked = s
+        .blocked
+        .iter()
+        .map(|b| {
+            let e = PyDict::new(py);
+            e.set_item("engine_id", b.engine_id.get())?;
+            e.set_item("rank", b.rank.get())?;
+            e.set_item("call", &b.call)?;
+            e.set_item("comm", &b.comm)?;
+            e.set_item("detail", b.detail.as_deref())?;
+            Ok(e)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    d.set_item("blocked", blocked)?;
+    let left = s
+        .left
+        .iter()
+        .map(|l| {
+            let e = PyDict::new(py);
+            e.set_item("engine_id", l.engine_id.get())?;
+            e.set_item("rank", l.rank.get())?;
+            e.set_item("error", l.error.as_deref())?;
+            Ok(e)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    d.set_item("left", left)?;
+    Ok(d)
+}
+
 #[pymethods]
 impl AsyncResult {
     /// Waits up to `timeout` seconds (None: until done); True when every engine answered.
@@ -151,6 +185,24 @@ impl AsyncResult {
     /// The results so far, as dicts, in engine order.
     fn partial<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         self.inner.partial().into_iter().map(|r| result_dict(py, r)).collect()
+    }
+
+    /// How many engines have answered so far.
+    fn answered(&self) -> usize {
+        self.inner.answered()
+    }
+
+    /// The request's controller-wide id once the controller accepted it (what `mpx wait ID`
+    /// takes), else None.
+    fn id(&self) -> Option<u64> {
+        self.inner.id()
+    }
+
+    /// What the controller said so far of this request's ranks stuck in MPI calls, oldest
+    /// first, as dicts: message (for the user), set, blocked (dicts: engine_id, rank, call,
+    /// comm, detail), left (dicts: engine_id, rank, error: the class it left with, or None).
+    fn stuck<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        self.inner.stuck().iter().map(|s| stuck_dict(py, s)).collect()
     }
 
     /// Waits (as [`wait`](Self::wait)) and returns every engine's result as a dict: engine_id,

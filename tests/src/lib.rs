@@ -7,6 +7,7 @@ pub mod memory;
 pub mod netns;
 pub mod peer;
 pub mod slurm;
+pub mod tmux;
 
 use std::{
     ffi::OsStr,

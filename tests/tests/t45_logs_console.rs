@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mpx_tests::{bin, mpx_cmd, run_with_timeout, stderr, stdout, Cluster, Kernel};
+use mpx_tests::{mpx_cmd, run_with_timeout, stderr, stdout, tmux::Tmux, Cluster, Kernel};
 
 #[test]
 fn t45_logs_of_the_controller_and_of_each_engine() {
@@ -97,122 +97,25 @@ fn logs_cmd(home: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-/// A console in a tmux session of its own, killed (by its name) on drop.
-struct Tmux {
-    name: String,
-}
-
-impl Tmux {
-    fn start(home: &Path, tag: &str) -> Tmux {
-        let name = format!("mpx-{tag}-{}", std::process::id());
-        let console = format!("{} console", bin("mpx").display());
-        // A tmux server whose last session just ended may still be exiting: try a few times.
-        let started = (0..10).any(|_| {
-            let ok = Command::new("tmux")
-                .args(["new-session", "-d", "-s", &name, "-x", "120", "-y", "40"])
-                .args(["-e", &format!("MPX_HOME={}", home.display())])
-                .arg(&console)
-                .status()
-                .expect("tmux")
-                .success();
-            if !ok {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            ok
-        });
-        assert!(started, "tmux new-session failed");
-        let t = Tmux { name };
-        t.wait_for("%help for help", Duration::from_secs(30));
-        t
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let status =
-            Command::new("tmux").args(["send-keys", "-t", &self.name]).args(keys).status().expect("tmux");
-        assert!(status.success());
-    }
-
-    fn screen(&self) -> String {
-        let out = Command::new("tmux").args(["capture-pane", "-p", "-t", &self.name]).output().expect("tmux");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Waits (bounded) until the screen shows `text`; returns the screen.
-    fn wait_for(&self, text: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let screen = self.screen();
-            if screen.contains(text) {
-                return screen;
-            }
-            assert!(Instant::now() < deadline, "{text:?} not on the screen after {timeout:?}:\n{screen}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Tmux {
-    /// Waits (bounded) until the console waits for input: its last line is the bare prompt
-    /// (keys typed earlier would reach the terminal while a cell runs, not the editor).
-    fn idle(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let screen = self.screen();
-            if screen.lines().rev().find(|l| !l.trim().is_empty()).is_some_and(|l| l.trim_end() == "mpx>") {
-                return;
-            }
-            assert!(Instant::now() < deadline, "no prompt after 30 s:\n{screen}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Types a cell once the console is idle, and waits for `expect` on the screen.
-    fn cell(&self, keys: &[&str], expect: &str) -> String {
-        self.idle();
-        self.keys(keys);
-        self.wait_for(expect, Duration::from_secs(30))
-    }
-
-    /// Waits (bounded) until the console has exited and its session ended.
-    fn wait_gone(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while Command::new("tmux")
-            .args(["has-session", "-t", &self.name])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            assert!(Instant::now() < deadline, "the console did not exit:\n{}", self.screen());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["kill-session", "-t", &self.name]).stderr(Stdio::null()).status();
-    }
-}
-
 #[test]
 fn t46_console_completes_keeps_history_and_reconnects() {
     let mut c = Cluster::start(Kernel::Python, "console-tty", 2, &[]);
     let t = Tmux::start(&c.home, "console");
     // A name defined on the engines completes.
-    t.cell(&["%px a_long_name = 41", "Enter"], "mpx> %px a_long_name = 41");
+    t.cell(&["%px a_long_name = 41", "Enter"], "> %px a_long_name = 41");
     t.idle();
     t.keys(&["%px a_long_n", "Tab"]);
-    t.wait_for("mpx> %px a_long_name", Duration::from_secs(10));
+    t.wait_for("> %px a_long_name", Duration::from_secs(10));
     t.keys(&[" + 1", "Enter"]);
     let screen = t.wait_for("Out[0-1]: 42", Duration::from_secs(30));
     // A magic completes; %timeout says what it set.
     t.idle();
     t.keys(&["%tim", "Tab"]);
-    t.wait_for("mpx> %timeout", Duration::from_secs(10));
+    t.wait_for("> %timeout", Duration::from_secs(10));
     t.keys(&[" 2", "Enter"]);
     t.wait_for("timeout: 2 s", Duration::from_secs(10));
     // A comment ending in `{` ends the cell; a Python block waits for an empty line.
-    t.cell(&["%px b = 1  # {", "Enter"], "mpx> %px b = 1  # {");
+    t.cell(&["%px b = 1  # {", "Enter"], "> %px b = 1  # {");
     t.cell(&["%px def f(x):", "Enter", "    return x * 2", "Enter", "Enter"], "    return x * 2");
     t.cell(&["%px f(b)", "Enter"], "Out[0-1]: 2\n");
 
@@ -238,7 +141,7 @@ fn t46_console_completes_keeps_history_and_reconnects() {
     }
     let t = Tmux::start(&c.home, "console2");
     t.keys(&["Up"]);
-    t.wait_for("mpx> %quit", Duration::from_secs(10));
+    t.wait_for("> %quit", Duration::from_secs(10));
     t.keys(&["C-u", "%quit", "Enter"]);
     t.wait_gone(Duration::from_secs(10));
     assert!(screen.contains("a_long_name + 1"), "{screen}");

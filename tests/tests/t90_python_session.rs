@@ -113,7 +113,7 @@ fn t90_seed_session_typed_into_the_console() {
     // The lines in the order they came (a prompt may precede one): the first cell's 4 values
     // (totals, collapsed when equal), then the second's, each ordered by engine here.
     let mut printed: Vec<(u32, f64)> = Vec::new();
-    for line in text.lines().map(|l| l.trim_start_matches("mpx> ")) {
+    for line in text.lines().map(|l| l.trim_start_matches("mpx> ").trim_start_matches("[px]> ")) {
         let Some((ids, value)) = line.strip_prefix("[stdout:").and_then(|rest| rest.split_once("] ")) else {
             continue;
         };

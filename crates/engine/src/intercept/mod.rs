@@ -38,9 +38,17 @@ static BOARD: OnceLock<Board> = OnceLock::new();
 
 static IN_CELL: AtomicBool = AtomicBool::new(false);
 
+/// Whether cells' calls wait as their non-blocking forms (`MPX_INTERRUPTIBLE_MPI=0`: they go
+/// straight to the blocking calls: not interruptible, not reported blocked, still named by
+/// `where`; for comparisons, or an MPI whose non-blocking collectives misbehave).
+static NONBLOCKING: AtomicBool = AtomicBool::new(true);
+
 /// Where the MPI calls of cells are noted (once, at engine start, after MPI started).
 pub fn install(board: Board) {
     wait::make_error_class();
+    if std::env::var("MPX_INTERRUPTIBLE_MPI").is_ok_and(|v| v == "0") {
+        NONBLOCKING.store(false, Ordering::Relaxed);
+    }
     let _ = BOARD.set(board);
 }
 
@@ -100,7 +108,8 @@ macro_rules! nonblocking {
         /// As the MPI function of the same name.
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $t),*) -> c_int {
-            let Some((board, _noted)) = note($call, Some($comm)) else {
+            let noted = note($call, Some($comm));
+            let Some((board, _noted)) = noted.filter(|_| NONBLOCKING.load(Ordering::Relaxed)) else {
                 return unsafe { ffi::$pmpi($($arg),*) };
             };
             let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
@@ -167,7 +176,8 @@ pub unsafe extern "C" fn MPI_Recv(
     comm: MPI_Comm,
     status: *mut MPI_Status,
 ) -> c_int {
-    let Some((board, _noted)) = note("Recv", Some(comm)) else {
+    let noted = note("Recv", Some(comm));
+    let Some((board, _noted)) = noted.filter(|_| NONBLOCKING.load(Ordering::Relaxed)) else {
         return unsafe { ffi::PMPI_Recv(buf, count, datatype, source, tag, comm, status) };
     };
     let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
@@ -198,7 +208,8 @@ pub unsafe extern "C" fn MPI_Sendrecv(
     comm: MPI_Comm,
     status: *mut MPI_Status,
 ) -> c_int {
-    let Some((board, _noted)) = note("Sendrecv", Some(comm)) else {
+    let noted = note("Sendrecv", Some(comm));
+    let Some((board, _noted)) = noted.filter(|_| NONBLOCKING.load(Ordering::Relaxed)) else {
         return unsafe {
             ffi::PMPI_Sendrecv(
                 sendbuf, sendcount, sendtype, dest, sendtag, recvbuf, recvcount, recvtype, source, recvtag,
@@ -246,7 +257,8 @@ pub unsafe extern "C" fn MPI_Probe(
     comm: MPI_Comm,
     status: *mut MPI_Status,
 ) -> c_int {
-    let Some((board, _noted)) = note("Probe", Some(comm)) else {
+    let noted = note("Probe", Some(comm));
+    let Some((board, _noted)) = noted.filter(|_| NONBLOCKING.load(Ordering::Relaxed)) else {
         return unsafe { ffi::PMPI_Probe(source, tag, comm, status) };
     };
     let mut flag: c_int = 0;
@@ -273,7 +285,8 @@ pub unsafe extern "C" fn MPI_Mprobe(
     message: *mut MPI_Message,
     status: *mut MPI_Status,
 ) -> c_int {
-    let Some((board, _noted)) = note("Mprobe", Some(comm)) else {
+    let noted = note("Mprobe", Some(comm));
+    let Some((board, _noted)) = noted.filter(|_| NONBLOCKING.load(Ordering::Relaxed)) else {
         return unsafe { ffi::PMPI_Mprobe(source, tag, comm, message, status) };
     };
     let mut flag: c_int = 0;
@@ -295,7 +308,8 @@ pub unsafe extern "C" fn MPI_Mprobe(
 /// As the MPI function of the same name.
 #[no_mangle]
 pub unsafe extern "C" fn MPI_Wait(request: *mut MPI_Request, status: *mut MPI_Status) -> c_int {
-    let Some((board, _noted)) = note("Wait", None) else {
+    let noted = note("Wait", None);
+    let Some((board, _noted)) = noted.filter(|_| NONBLOCKING.load(Ordering::Relaxed)) else {
         return unsafe { ffi::PMPI_Wait(request, status) };
     };
     unsafe { wait::finish(board, On { comm: None, peer: None }, &mut *request, status) }
@@ -311,7 +325,8 @@ pub unsafe extern "C" fn MPI_Waitall(
     array_of_requests: *mut MPI_Request,
     array_of_statuses: *mut MPI_Status,
 ) -> c_int {
-    let Some((board, _noted)) = note("Waitall", None) else {
+    let noted = note("Waitall", None);
+    let Some((board, _noted)) = noted.filter(|_| NONBLOCKING.load(Ordering::Relaxed)) else {
         return unsafe { ffi::PMPI_Waitall(count, array_of_requests, array_of_statuses) };
     };
     let mut flag: c_int = 0;

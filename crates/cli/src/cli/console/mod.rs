@@ -44,11 +44,16 @@ pub struct ConsoleArgs {
     /// Default seconds to wait for a cell's result.
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
+    /// On a Python cluster, run lines without `%` in the local rhai interpreter instead of on
+    /// the engines (`%autopx` toggles it).
+    #[arg(long)]
+    no_autopx: bool,
 }
 
 const HELP: &str = "\
 %px CODE        run CODE on the target engines
-%autopx         toggle: every cell runs on the engines
+%autopx         toggle: lines without % run on the engines (the default on a Python cluster)
+                or in the local rhai interpreter (the default on a rhai cluster)
 %run FILE       run a file on the target engines
 %push NAME F    send F.npy to the engines as NAME   %pull NAME F    fetch NAME into F.npy
 %scatter NAME F split F.npy over the engines         %gather NAME F  concatenate NAME into F.npy
@@ -56,11 +61,15 @@ const HELP: &str = "\
 %timeout S      seconds to wait for results
 %where          what every engine is doing (idle, running, inside an MPI call)
 %result [ID]    wait again for a cell whose wait ran out (the last one, or request ID)
+%interrupt      interrupt the running cells of the targets (from a cell left running)
+%restart        restart the MPI world: same engine ids, variables are lost
 Tab             complete magics, file names and names known to the engines
-Ctrl-C          while waiting: interrupt the running cell on its engines
+Ctrl-C          while waiting: interrupt the running cell on its engines, also inside MPI
+                calls (the world restarts when a call cannot be cancelled); twice: stop waiting
 %help           this text
 %quit           leave (also exit or Ctrl-D)
-other lines     run locally (rank 0 of a world of 1)";
+other lines     with %autopx on, run on the engines; off, run locally in rhai (rank 0 of a
+                world of 1)";
 
 /// How many cells the history keeps.
 const HISTORY_SIZE: usize = 2000;
@@ -306,6 +315,14 @@ impl Console {
                 _ => eprintln!("error: %timeout takes a positive number of seconds"),
             },
             "result" => self.result(rest),
+            "restart" => self.restart(),
+            "interrupt" => {
+                let targets = self.targets.clone();
+                match self.client().and_then(|c| Ok(c.interrupt(targets, Duration::from_secs(10))?)) {
+                    Ok(engines) => println!("interrupted the running cells of {} engines", engines.len()),
+                    Err(e) => self.report(&e),
+                }
+            }
             "where" => match self.client().and_then(|c| Ok(c.engine_states(Duration::from_secs(10))?)) {
                 Ok(states) => print!("{}", render_states(&states)),
                 Err(e) => self.report(&e),
@@ -315,6 +332,27 @@ impl Console {
             other => eprintln!("error: unknown magic %{other} (%help lists them)"),
         }
         true
+    }
+
+    /// `%restart`: a new MPI world, ready when this returns.
+    fn restart(&mut self) {
+        println!("restarting the MPI world (its variables are lost)...");
+        let t0 = std::time::Instant::now();
+        match self
+            .client()
+            .and_then(|c| Ok(c.restart("restarted from the console", Duration::from_secs(120))?))
+        {
+            Ok(engines) => {
+                self.names = None;
+                self.attributes.clear();
+                println!(
+                    "the MPI world is ready: {} engines in {:.2} s",
+                    engines.len(),
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+            Err(e) => self.report(&e),
+        }
     }
 
     /// Runs a completion cell on the target engines (all of them, so that their cell numbers
@@ -373,7 +411,15 @@ pub fn run(args: ConsoleArgs) -> Result<i32> {
     let (client, connected_as) = Console::connect(&args.cluster_id)?;
     let n = client.ids()?.len();
     let kernel = probe_kernel(&client);
-    println!("mpx console: cluster {} with {n} engines. %help for help.", client.cluster_id());
+    let autopx = kernel == Lang::Python && !args.no_autopx;
+    let lines = match (kernel, autopx) {
+        (Lang::Python, true) => {
+            "Python kernel: lines run on the engines (%autopx: in a local rhai interpreter)"
+        }
+        (Lang::Python, false) => "Python kernel: lines run in a local rhai interpreter, %px on the engines",
+        (Lang::Rhai, _) => "rhai kernel: lines run in a local rhai interpreter, %px on the engines",
+    };
+    println!("mpx console: cluster {} with {n} engines; {lines}. %help for help.", client.cluster_id());
     let comm = LocalWorld::new(1).pop().expect("a world of one");
     let local = Interpreter::new(Box::new(comm), Registry::new(), Arc::new(AtomicBool::new(false)));
     let console = Rc::new(RefCell::new(Console {
@@ -384,7 +430,7 @@ pub fn run(args: ConsoleArgs) -> Result<i32> {
         kernel,
         targets: Targets::All,
         timeout: Duration::from_secs_f64(args.timeout.max(0.001)),
-        autopx: false,
+        autopx,
         local,
         names: None,
         attributes: HashMap::new(),
