@@ -58,6 +58,8 @@ mod wheres;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_stuck;
 
 pub use command::{Command, RunnerCall, Timer, UpstreamPlan};
 pub use event::Event;

@@ -100,7 +100,8 @@ impl World {
 
     /// The stuck ranks of request `id` (of the first engine set that has any), and its client.
     fn stuck_of(&self, id: u64) -> Option<(ClientId, Stuck)> {
-        let running: Vec<_> = self.pending.values().filter(|p| p.id == id).collect();
+        let mut running: Vec<_> = self.pending.values().filter(|p| p.id == id).collect();
+        running.sort_unstable_by_key(|p| p.engine);
         let first = running.first()?;
         let (client, req_id) = (first.client?, first.req_id);
         let empty = Default::default();

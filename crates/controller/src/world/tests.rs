@@ -10,9 +10,9 @@ use mpx_messages::{
 
 use super::*;
 
-const CLIENT: ClientId = 7;
+pub(super) const CLIENT: ClientId = 7;
 
-fn world(restart: bool) -> World {
+pub(super) fn world(restart: bool) -> World {
     World::new(Config {
         cluster_id: "c".into(),
         heartbeat: Duration::from_millis(500),
@@ -23,7 +23,7 @@ fn world(restart: bool) -> World {
 
 /// Registers a world of `size` ranks (connections `conn0..`): rank 0 with every rank's
 /// details, then the others with the set rank 0 was given. Returns the engine ids.
-fn register(w: &mut World, size: u32, conn0: ConnId) -> Vec<u32> {
+pub(super) fn register(w: &mut World, size: u32, conn0: ConnId) -> Vec<u32> {
     let detail =
         |rank: u32| RankInfo { rank: Rank(rank), pid: 1000 + conn0 as u32 + rank, hostname: "h".into() };
     let req = |rank: u32, set: Option<u32>| RegisterRequest {
@@ -45,20 +45,20 @@ fn register(w: &mut World, size: u32, conn0: ConnId) -> Vec<u32> {
     ids
 }
 
-fn execute(w: &mut World, req_id: u64, targets: Targets, code: &str) -> Vec<Command> {
+pub(super) fn execute(w: &mut World, req_id: u64, targets: Targets, code: &str) -> Vec<Command> {
     let req = SubmitRequest { req_id, targets, request: Request::Execute { code: code.into() } };
     w.handle(Event::Submit { client: CLIENT, req, buffers: vec![] })
 }
 
-fn to_client(msg: ToClient) -> Command {
+pub(super) fn to_client(msg: ToClient) -> Command {
     Command::ToClient { client: CLIENT, frame: Frame::new(msg) }
 }
 
-fn to_engine(engine: u32, msg: ToEngine) -> Command {
+pub(super) fn to_engine(engine: u32, msg: ToEngine) -> Command {
     Command::ToEngine { engine: EngineId(engine), frame: Frame::new(msg) }
 }
 
-fn failed(req_id: u64, engine: u32, error: MpxError) -> Command {
+pub(super) fn failed(req_id: u64, engine: u32, error: MpxError) -> Command {
     let outcome = Outcome { error: Some(error), ..Default::default() };
     to_client(ToClient::EngineReply(EngineReply { req_id, engine_id: EngineId(engine), outcome }))
 }
@@ -67,15 +67,15 @@ fn died(engine: u32, rank: u32, cause: &str) -> MpxError {
     MpxError::EngineDied { engine: EngineId(engine), rank: Rank(rank), cause: cause.into() }
 }
 
-fn down(reason: impl Into<String>) -> MpxError {
+pub(super) fn down(reason: impl Into<String>) -> MpxError {
     MpxError::WorldDown { reason: reason.into() }
 }
 
-fn ids(ids: &[u32]) -> Vec<EngineId> {
+pub(super) fn ids(ids: &[u32]) -> Vec<EngineId> {
     ids.iter().copied().map(EngineId).collect()
 }
 
-fn info(w: &World, engine: u32) -> EngineInfo {
+pub(super) fn info(w: &World, engine: u32) -> EngineInfo {
     w.info().engines.into_iter().find(|e| e.id == EngineId(engine)).unwrap()
 }
 
