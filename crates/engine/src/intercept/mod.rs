@@ -30,6 +30,7 @@ use mpi::ffi::{self, MPI_Comm, MPI_Datatype, MPI_Message, MPI_Op, MPI_Request, M
 
 use crate::state::{Board, MpiGuard};
 
+pub mod fast;
 pub mod wait;
 
 use wait::On;
@@ -129,9 +130,6 @@ nonblocking!(MPI_Bcast => PMPI_Bcast / PMPI_Ibcast, "Bcast", comm, None,
 nonblocking!(MPI_Reduce => PMPI_Reduce / PMPI_Ireduce, "Reduce", comm, None,
     (sendbuf: *const c_void, recvbuf: *mut c_void, count: c_int, datatype: MPI_Datatype, op: MPI_Op,
      root: c_int, comm: MPI_Comm));
-nonblocking!(MPI_Allreduce => PMPI_Allreduce / PMPI_Iallreduce, "Allreduce", comm, None,
-    (sendbuf: *const c_void, recvbuf: *mut c_void, count: c_int, datatype: MPI_Datatype, op: MPI_Op,
-     comm: MPI_Comm));
 nonblocking!(MPI_Gather => PMPI_Gather / PMPI_Igather, "Gather", comm, None,
     (sendbuf: *const c_void, sendcount: c_int, sendtype: MPI_Datatype, recvbuf: *mut c_void,
      recvcount: c_int, recvtype: MPI_Datatype, root: c_int, comm: MPI_Comm));
@@ -161,6 +159,35 @@ nonblocking!(MPI_Send => PMPI_Send / PMPI_Isend, "Send", comm, peer(dest),
     (buf: *const c_void, count: c_int, datatype: MPI_Datatype, dest: c_int, tag: c_int, comm: MPI_Comm));
 nonblocking!(MPI_Ssend => PMPI_Ssend / PMPI_Issend, "Ssend", comm, peer(dest),
     (buf: *const c_void, count: c_int, datatype: MPI_Datatype, dest: c_int, tag: c_int, comm: MPI_Comm));
+
+/// `MPI_Allreduce`: a cell's small reduction is made of point-to-point messages
+/// ([`fast::allreduce`]), any other waits as `MPI_Iallreduce`; both can be interrupted.
+///
+/// # Safety
+/// As the MPI function of the same name.
+#[no_mangle]
+pub unsafe extern "C" fn MPI_Allreduce(
+    sendbuf: *const c_void,
+    recvbuf: *mut c_void,
+    count: c_int,
+    datatype: MPI_Datatype,
+    op: MPI_Op,
+    comm: MPI_Comm,
+) -> c_int {
+    let noted = note("Allreduce", Some(comm));
+    let Some((board, _noted)) = noted.filter(|_| NONBLOCKING.load(Ordering::Relaxed)) else {
+        return unsafe { ffi::PMPI_Allreduce(sendbuf, recvbuf, count, datatype, op, comm) };
+    };
+    if let Some(rc) = unsafe { fast::allreduce(board, sendbuf, recvbuf, count, datatype, op, comm) } {
+        return rc;
+    }
+    let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
+    let rc = unsafe { ffi::PMPI_Iallreduce(sendbuf, recvbuf, count, datatype, op, comm, &mut req) };
+    if rc != 0 {
+        return rc;
+    }
+    unsafe { wait::finish(board, On { comm: Some(comm), peer: None }, &mut req, ffi::RSMPI_STATUS_IGNORE) }
+}
 
 /// `MPI_Recv`: a cell's receive waits as `MPI_Irecv`; an interrupt cancels it.
 ///
