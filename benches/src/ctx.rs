@@ -75,6 +75,18 @@ impl Ctx {
         Ok(&self.session.as_ref().expect("just set").client)
     }
 
+    /// Runs the set-up cells of `kernel`'s shared cluster again (after its world restarted).
+    ///
+    /// # Errors
+    /// A cell fails.
+    pub fn set_up_again(&mut self, kernel: Kernel) -> Result<()> {
+        let all = self.client(kernel)?.view(Targets::All);
+        for code in Cells::of(kernel).setup {
+            run_cell(&all, code)?;
+        }
+        Ok(())
+    }
+
     /// The pid of the shared cluster's controller (starting the cluster of `kernel` if needed).
     ///
     /// # Errors

@@ -55,6 +55,9 @@ pub struct Floors {
     pub moves: BTreeMap<usize, MoveFloors>,
     /// `mpirun -n N --oversubscribe true`.
     pub mpirun_true: Stats,
+    /// Seconds per 8-byte Allreduce of a tight loop in plain mpi4py under mpirun (the same code
+    /// as the `allreduce_loop` row's cell; slowest rank).
+    pub allreduce_loop: Stats,
     /// Not floors of any row: figures that explain where mpx's time goes (see BENCHMARKS.md):
     /// `relay_8mb`/`relay_80mb` (the same bytes through a relay thread that forwards without
     /// hashing, MACed by the sender and verified by the receiver in a fresh buffer: the design's
@@ -91,6 +94,7 @@ impl Floors {
             moves.insert(bytes, floors);
         }
         let mpirun_true = stats("mpirun_true", &mpirun_true(cfg, 1, cfg.lifecycle_samples)?)?;
+        let allreduce_loop = stats("allreduce_loop", &allreduce_loop(cfg)?)?;
         let mut diagnostics = BTreeMap::new();
         for bytes in MOVE_SIZES {
             let (warmup, samples) = cfg.move_samples(bytes);
@@ -126,6 +130,7 @@ impl Floors {
             allreduce1m: get("allreduce1m")?,
             moves,
             mpirun_true,
+            allreduce_loop,
             diagnostics,
         })
     }
@@ -151,9 +156,35 @@ impl Floors {
             out.push((format!("mpi_gatherv_{mb}mb"), m.gather));
         }
         out.push(("mpirun_true".into(), self.mpirun_true));
+        out.push(("mpi4py_allreduce_loop_8b".into(), self.allreduce_loop));
         out.extend(self.diagnostics.clone());
         out
     }
+}
+
+/// The `allreduce_loop` row's loop in plain mpi4py under mpirun: seconds per call (slowest
+/// rank), one sample per run.
+fn allreduce_loop(cfg: &Config) -> Result<Vec<f64>> {
+    let runs = if cfg.quick { 2 } else { 7 };
+    let code = format!(
+        "{}
+print(_t)",
+        crate::recovery::allreduce_loop_code()
+    );
+    let mut out = Vec::new();
+    for _ in 0..runs {
+        let mut cmd = mpirun(cfg);
+        cmd.args([PYTHON, "-c", &code]);
+        let run = cmd.output().context("mpirun of the mpi4py Allreduce loop")?;
+        anyhow::ensure!(
+            run.status.success(),
+            "the mpi4py loop failed: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let text = String::from_utf8_lossy(&run.stdout);
+        out.push(crate::recovery::parse_loop_lines(&text).context("the mpi4py loop printed no time")?);
+    }
+    Ok(out)
 }
 
 fn stats(name: &str, samples: &[f64]) -> Result<Stats> {

@@ -28,6 +28,7 @@ pub mod data;
 pub mod floors;
 pub mod latency;
 pub mod procs;
+pub mod recovery;
 pub mod relay;
 pub mod report;
 pub mod rows;

@@ -13,7 +13,7 @@ use crate::{
     ctx::Ctx,
     data,
     floors::{megabytes, Floors, BIG_BYTES, MOVE_SIZES},
-    latency,
+    latency, recovery,
     stats::Stats,
     tasks,
 };
@@ -93,6 +93,8 @@ pub enum Goal {
     MemoryAtMost(u64),
     /// At least this many operations per second (median).
     RateAtLeast(f64),
+    /// mpx median ≤ this many seconds.
+    AtMost(f64),
 }
 
 impl Goal {
@@ -106,6 +108,7 @@ impl Goal {
             Goal::WithinNoLeftovers(s) => Some(format!("≤ {s} s, 0 leftovers")),
             Goal::MemoryAtMost(b) => Some(format!("≤ {} MB above idle", b / 1_000_000)),
             Goal::RateAtLeast(r) => Some(format!("≥ {r:.0}/s")),
+            Goal::AtMost(s) => Some(format!("≤ {s} s")),
         }
     }
 
@@ -117,6 +120,7 @@ impl Goal {
             (Goal::ThroughputAtLeast(k), Some(f)) => Some(f.median / mpx.median >= k),
             (Goal::FloorPlus(s), Some(f)) => Some(mpx.median <= f.median + s),
             (Goal::WithinNoLeftovers(s), _) => Some(mpx.median <= s && leftovers == Some(0)),
+            (Goal::AtMost(s), _) => Some(mpx.median <= s),
             (Goal::MemoryAtMost(_) | Goal::RateAtLeast(_), _) | (_, None) => None,
         }
     }
@@ -207,6 +211,7 @@ pub fn rows() -> Vec<Row> {
     ));
     rows.extend(latency_rows(Kernel::Rhai));
     rows.extend(task_rows());
+    rows.extend(recovery_rows());
     rows.extend(Kernel::ALL.map(start_row));
     rows.extend(Kernel::ALL.map(stop_row));
     rows
@@ -270,6 +275,44 @@ fn allreduce_rows(k: Kernel) -> [Row; 2] {
             "raw MPI_Allreduce of 1M f64 + TCP RTT",
             move |ctx| latency::allreduce_round_trip(ctx, k),
             |f| Some(f.allreduce1m.then(f.tcp_rtt)),
+            Goal::None,
+        ),
+    ]
+}
+
+/// The rows of a session that survives its accidents (python kernel, see [`recovery`]).
+fn recovery_rows() -> [Row; 4] {
+    [
+        Row::new(
+            "wait_cpu",
+            "CPU seconds of a rank waiting 5 s in a cell's Barrier for a rank that sleeps (goal: ≤ 10 % of a core)",
+            "–",
+            recovery::wait_cpu,
+            |_| None,
+            Goal::AtMost(0.5),
+        ),
+        Row::new(
+            "allreduce_loop",
+            format!("seconds per 8-byte Allreduce of a loop of {} in a cell (slowest rank)", recovery::LOOP_CALLS),
+            "the same loop in plain mpi4py under mpirun",
+            recovery::allreduce_loop,
+            |f| Some(f.allreduce_loop),
+            Goal::RatioAtMost(1.1),
+        ),
+        Row::new(
+            "ctrlc_free",
+            "interrupt of ranks blocked in a Barrier for a rank that raised, until the next cell answers on every rank",
+            "–",
+            recovery::ctrlc_free,
+            |_| None,
+            Goal::AtMost(2.0),
+        ),
+        Row::new(
+            "restart",
+            "`mpx restart` (Client::restart) until the new world is ready",
+            "`mpirun -n 4 --oversubscribe true` (reference)",
+            recovery::restart,
+            |f| Some(f.mpirun_true),
             Goal::None,
         ),
     ]
