@@ -9,8 +9,16 @@ The API follows ipyparallel::
         view["a"] = np.arange(10)          # push; numpy arrays are not copied on the client
         view.apply_sync(lambda x: x * 2, 21)
 
-``%load_ext mpx`` in IPython gives ``%px``, ``%%px``, ``%autopx``, ``%pxresult`` and ``%where``.
+``%load_ext mpx`` in IPython gives ``%px``, ``%%px``, ``%autopx``, ``%pxresult``, ``%where``
+and ``%restart``.
+
+A request's results come engine by engine (``ar.results_so_far()``, ``ar.ready_engines()``,
+``ar.wait_interactive()``), with what the controller says of ranks stuck in MPI calls
+(``ar.stuck``); ``rc.interrupt()`` frees them, and ``rc.restart()`` gives a fresh MPI world with
+the same engine ids.
 """
+from typing import TYPE_CHECKING
+
 from ._mpx import RefusedError
 from .asyncresult import AsyncResult, ExecuteReply
 from .balanced import LoadBalancedView, MapResult, TaskResult
@@ -18,6 +26,9 @@ from .client import Client
 from .cluster import Cluster, find_mpx
 from .error import CompositeError, EngineDied, RemoteError
 from .view import View
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 
 __all__ = [
     "AsyncResult",
@@ -37,7 +48,7 @@ __all__ = [
 ]
 
 
-def load_ipython_extension(ipython):
+def load_ipython_extension(ipython: "InteractiveShell") -> None:
     """``%load_ext mpx``: registers the parallel magics."""
     from .magics import load
 

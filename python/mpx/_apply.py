@@ -13,21 +13,27 @@ Functions are pickled with cloudpickle where it is installed (closures, lambdas,
 defined in a notebook), else with pickle (functions by reference). The engines need the same
 cloudpickle version to unpickle what it made.
 """
+from __future__ import annotations
+
 import base64
 import io
 import pickle
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-from ._arrays import WIRE_DTYPES, is_wire_array, to_wire
+from ._arrays import WIRE_DTYPES, WireArray, is_wire_array, to_wire
 
+_Base: type[pickle.Pickler]
 try:
-    import cloudpickle
+    import cloudpickle  # type: ignore[import-untyped]
 
     _Base = cloudpickle.CloudPickler
 except ImportError:  # pragma: no cover - depends on the installation
     cloudpickle = None
     _Base = pickle.Pickler
+
+__all__ = ["HELPER", "WIRE_DTYPES", "array_count", "define_cell", "pack", "unpack"]
 
 #: Name of the engine-side helper (in the ``mpx_engine`` module).
 HELPER = "mpx_apply"
@@ -82,7 +88,7 @@ def mpx_apply(token, drop, payload, *arrays):
 '''
 
 
-def define_cell(wire_dtypes):
+def define_cell(wire_dtypes: Iterable[str]) -> str:
     """The cell that defines the helper on the engines (run once per client)."""
     src = "import numpy as _np\n_WIRE = %r\n%s" % (sorted(wire_dtypes), HELPER_SOURCE)
     return (
@@ -91,41 +97,43 @@ def define_cell(wire_dtypes):
     )
 
 
-class _ArgPickler(_Base):
+class _ArgPickler(_Base):  # type: ignore[valid-type,misc]
     """Pickles arguments, taking numpy arrays out (they travel as mpx arrays)."""
 
-    def __init__(self, file, arrays):
+    def __init__(self, file: io.BytesIO, arrays: list[Any]) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self._arrays = arrays
 
-    def persistent_id(self, obj):
+    def persistent_id(self, obj: Any) -> Optional[int]:
         if is_wire_array(obj):
             self._arrays.append(obj)
             return len(self._arrays) - 1
         return None
 
 
-def pack(op, f, args, kwargs):
+def pack(
+    op: str, f: Optional[Callable[..., Any]], args: Sequence[Any], kwargs: dict[str, Any]
+) -> tuple[WireArray, list[WireArray]]:
     """(payload, arrays): the pickled ``(op, f, args, kwargs)`` as a uint8 array and the wire
     descriptions of the numpy arrays taken out of it."""
-    arrays = []
+    arrays: list[Any] = []
     buf = io.BytesIO()
     _ArgPickler(buf, arrays).dump((op, f, tuple(args), dict(kwargs)))
     payload = np.frombuffer(buf.getbuffer(), dtype=np.uint8)
     return to_wire(payload), [to_wire(a) for a in arrays]
 
 
-def unpack(value, arrays):
+def unpack(value: str, arrays: Sequence[Any]) -> Any:
     """The result from the helper's value ``"N:base64"`` and its N pulled arrays."""
 
     class _Unpickler(pickle.Unpickler):
-        def persistent_load(self, pid):
+        def persistent_load(self, pid: Any) -> Any:
             return arrays[pid]
 
     _, data = value.split(":", 1)
     return _Unpickler(io.BytesIO(base64.b64decode(data))).load()
 
 
-def array_count(value):
+def array_count(value: str) -> int:
     """How many result arrays the helper's value says stay on the engine."""
     return int(value.split(":", 1)[0])

@@ -5,7 +5,14 @@ owner)``; the Rust side sends its bytes from where they are and keeps ``owner`` 
 they are written. In: a received array is a :class:`mpx._mpx.Buffer` whose
 ``__array_interface__`` numpy wraps in place.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
+
+#: An array to send: ``(dtype, shape, address, nbytes, owner)``.
+WireArray = tuple[str, list[int], int, int, Any]
 
 #: numpy dtype strings mpx moves natively (every numeric dtype and bool).
 WIRE_DTYPES = frozenset(
@@ -13,12 +20,12 @@ WIRE_DTYPES = frozenset(
 )
 
 
-def is_wire_array(x):
+def is_wire_array(x: object) -> bool:
     """Whether x is a plain ndarray of a dtype mpx moves natively (any byte order/layout)."""
-    return type(x) is np.ndarray and x.dtype.newbyteorder("<").str in WIRE_DTYPES
+    return type(x) is np.ndarray and isinstance(x, np.ndarray) and x.dtype.newbyteorder("<").str in WIRE_DTYPES
 
 
-def to_wire(x):
+def to_wire(x: Any) -> WireArray:
     """The wire description of array x; only non-contiguous or big-endian arrays are copied."""
     a = np.asarray(x)
     if a.dtype.byteorder == ">":
@@ -30,6 +37,6 @@ def to_wire(x):
     return (a.dtype.str, list(a.shape), address, a.nbytes, a)
 
 
-def from_buffer(buf):
+def from_buffer(buf: Any) -> np.ndarray[Any, Any]:
     """The numpy array over a received Buffer's bytes (no copy; the array keeps them alive)."""
     return np.asarray(buf)

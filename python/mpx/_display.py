@@ -1,10 +1,20 @@
 """Rendering results as ipyparallel shows them: ``[stdout:0] line``, ``Out[0:7]: value``,
 ``[0:error] Name: message`` with the traceback; grouped, identical output of several engines is
 shown once with the rank list (``[stdout:0-3] ...``)."""
+from __future__ import annotations
+
 import re
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, TypeVar
+
+if TYPE_CHECKING:
+    from .error import RemoteError
+
+#: An error as the result dicts carry it: (ename, evalue, line or None, traceback).
+Error = tuple[str, str, Optional[int], str]
+K = TypeVar("K")
 
 
-def rank_list(ids):
+def rank_list(ids: Iterable[int]) -> str:
     """Engine ids as a compact list: ``[0, 1, 2, 3, 5]`` -> ``"0-3,5"``."""
     ids = sorted(ids)
     parts = []
@@ -18,28 +28,30 @@ def rank_list(ids):
     return ",".join(parts)
 
 
-def _group(items, norm=lambda key: key):
+def _group(
+    items: Iterable[tuple[int, K]], norm: Callable[[K], Any] = lambda key: key
+) -> list[tuple[list[int], K]]:
     """[(id, key)] -> [(ids, first key)] for non-empty keys equal under ``norm``, in first-seen
     order."""
-    groups = {}
+    groups: dict[Any, tuple[K, list[int]]] = {}
     for eid, key in items:
         if key:
             groups.setdefault(norm(key), (key, []))[1].append(eid)
     return [(ids, key) for key, ids in groups.values()]
 
 
-def _same_error(error):
+def _same_error(error: Error) -> tuple[str, str, Optional[int], str]:
     """An error's identity across engines: the traceback without its cell numbers (engines
     count cells separately)."""
     ename, evalue, line, tb = error
     return ename, evalue, line, re.sub(r"<cell-\d+>", "<cell>", tb)
 
 
-def _lines(kind, who, text):
+def _lines(kind: str, who: object, text: str) -> list[str]:
     return ["[%s:%s] %s" % (kind, who, line) for line in text.splitlines()]
 
 
-def _error_lines(who, error):
+def _error_lines(who: object, error: Error) -> list[str]:
     ename, evalue, line, tb = error
     at = "" if line is None else " (line %d)" % line
     sep = ": " if evalue else ""
@@ -48,11 +60,11 @@ def _error_lines(who, error):
     return out
 
 
-def _out(who, count, value):
+def _out(who: object, count: int, value: str) -> list[str]:
     return ["Out[%s:%d]: %s" % (who, count, value)]
 
 
-def engine_lines(r):
+def engine_lines(r: dict[str, Any]) -> list[str]:
     """One engine's output, ungrouped."""
     who = r["engine_id"]
     out = _lines("stdout", who, r["stdout"]) + _lines("stderr", who, r["stderr"])
@@ -63,7 +75,7 @@ def engine_lines(r):
     return out
 
 
-def render(results, group=False, errors=True):
+def render(results: Sequence[dict[str, Any]], group: bool = False, errors: bool = True) -> list[str]:
     """The lines showing results (dicts from :class:`mpx.AsyncResult`): engine by engine as in
     ipyparallel, or with ``group`` each distinct stdout, stderr, value and error once, labelled
     with the ranks that produced it."""
@@ -71,7 +83,7 @@ def render(results, group=False, errors=True):
         results = [dict(r, error=None) for r in results]
     if not group:
         return [line for r in results for line in engine_lines(r)]
-    out = []
+    out: list[str] = []
     for ids, text in _group((r["engine_id"], r["stdout"]) for r in results):
         out += _lines("stdout", rank_list(ids), text)
     for ids, text in _group((r["engine_id"], r["stderr"]) for r in results):
@@ -84,13 +96,13 @@ def render(results, group=False, errors=True):
     return out
 
 
-def group_errors(errors, group=True):
+def group_errors(errors: Sequence[RemoteError], group: bool = True) -> str:
     """RemoteErrors as text, engine by engine, or (``group``) identical ones once with their
     rank list."""
-    items = [(e.engine_id, (e.ename, e.evalue, e.line, e.traceback)) for e in errors]
+    items: list[tuple[Any, Error]] = [(e.engine_id, (e.ename, e.evalue, e.line, e.traceback)) for e in errors]
     if not group:
         return "\n".join(line for eid, error in items for line in _error_lines(eid, error))
-    out = []
+    out: list[str] = []
     for ids, error in _group(items, _same_error):
         out += _error_lines(rank_list(ids), error)
     return "\n".join(out)

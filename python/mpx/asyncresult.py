@@ -84,6 +84,7 @@ class AsyncResult(concurrent.futures.Future):  # type: ignore[type-arg]
         self._outcome: Optional[tuple[str, Any]] = None
         self._results: Optional[list[ResultDict]] = None
         self._stuck: Optional[list[dict[str, Any]]] = None
+        self._all_ids: Optional[list[int]] = None
         self.submitted: float = min((r.submitted for r in self._raws), default=time.time())
         client._watch(self)
 
@@ -153,7 +154,8 @@ class AsyncResult(concurrent.futures.Future):  # type: ignore[type-arg]
                 self._outcome = ("error", error)
             for raw in self._raws:
                 raw.forget()
-        kind, value = self._outcome
+        outcome: tuple[str, Any] = self._outcome
+        kind, value = outcome
         try:
             if kind == "ok":
                 self.set_result(value[0] if self._single else value)
@@ -182,7 +184,7 @@ class AsyncResult(concurrent.futures.Future):  # type: ignore[type-arg]
             raise TimeoutError("mpx result not ready after %s s" % timeout)
         assert self._outcome is not None
         kind, value = self._outcome
-        return value if kind == "error" else None  # type: ignore[no-any-return]
+        return value if kind == "error" else None
 
     def get_dict(self, timeout: Optional[float] = None) -> dict[int, Any]:
         """Each engine's own value by engine id, once all are done (raises as ``get``)."""
@@ -203,7 +205,6 @@ class AsyncResult(concurrent.futures.Future):  # type: ignore[type-arg]
         if timeout is not None and timeout < 0:
             timeout = None
         deadline = None if timeout is None else time.monotonic() + timeout
-        total = len(self)
         told: set[str] = set()
         line = ProgressLine(widget)
         try:
@@ -214,7 +215,8 @@ class AsyncResult(concurrent.futures.Future):  # type: ignore[type-arg]
                     if message not in told:
                         told.add(message)
                         line.note("mpx: " + message)
-                line.update("%d/%d engines done after %d s" % (self.progress, total, self.elapsed))
+                # No engines yet: a request sent while the MPI world restarts waits for it.
+                line.update("%d/%s engines done after %d s" % (self.progress, len(self) or "?", self.elapsed))
                 if done or (deadline is not None and time.monotonic() >= deadline):
                     return done
         finally:
@@ -234,21 +236,38 @@ class AsyncResult(concurrent.futures.Future):  # type: ignore[type-arg]
             self._raw_engines[i] = known
         return known
 
-    def _engines(self) -> list[int]:
-        """Every engine of the request, in order (waits for the controller's acceptance)."""
-        if self._results is not None:
-            return list(_by_engine(self._results))
+    def _engines(self, wait: Optional[float] = 0.0) -> list[int]:
+        """Every engine of the request, in order. Until the controller accepted it (a request
+        sent while the MPI world restarts waits for the new world), waits up to ``wait``
+        seconds (None: until accepted or done), then counts the view's targets."""
+        deadline = None if wait is None else time.monotonic() + wait
         out: list[int] = []
         for i, raw in enumerate(self._raws):
             engines = self._engines_of(i)
-            if engines is None:
+            while engines is None and self._results is None:
+                left = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
+                if left <= 0:
+                    break
                 try:
-                    engines = raw.engines(10.0)
-                except Exception:  # noqa: BLE001 - a refusal or timeout: get() reports it
-                    engines = []
-                self._raw_engines[i] = engines
+                    engines = self._raw_engines[i] = raw.engines(left)
+                except TimeoutError:
+                    pass
+                except Exception:  # noqa: BLE001 - a refusal: get() raises it
+                    engines = self._raw_engines[i] = []
+            if self._results is not None:
+                return list(_by_engine(self._results))
+            if engines is None:
+                engines = self._target_ids()
             out += [e for e in engines if e not in out]
         return out
+
+    def _target_ids(self) -> list[int]:
+        """The view's engines (all: the client's, asked once)."""
+        if self._targets is not None:
+            return list(self._targets)
+        if not self._all_ids:
+            self._all_ids = self._client.ids  # none while the MPI world restarts: ask again
+        return self._all_ids
 
     def ready_engines(self) -> list[int]:
         """The engines that are done with this request (answered every part of it that ran on
@@ -315,7 +334,8 @@ class AsyncResult(concurrent.futures.Future):  # type: ignore[type-arg]
         return out
 
     def __len__(self) -> int:
-        """The number of engines the request runs on."""
+        """The number of engines the request runs on (its targets until the controller
+        accepted it)."""
         return len(self._engines())
 
     def __iter__(self) -> Iterator[Any]:
@@ -323,7 +343,10 @@ class AsyncResult(concurrent.futures.Future):  # type: ignore[type-arg]
         error is raised when its turn comes)."""
         if self._single:
             raise TypeError("the AsyncResult of a single engine (or a map) is not iterable")
-        for eid in self._engines():
+        engines = self._engines(wait=None)
+        if not engines:
+            self.get()  # refused: raises why
+        for eid in engines:
             while eid not in self.ready_engines() and not self.wait(0.05):
                 pass
             ok, value = self._item(eid)

@@ -1,13 +1,22 @@
 """:class:`Client`: a connection to an mpx cluster, indexed into views of engines as in
 ipyparallel (``rc[:]``, ``rc[0]``, ``rc[::2]``, ``rc[[0, 2]]``, ``rc[-1]``)."""
+from __future__ import annotations
+
 import itertools
 import json
 import numbers
+import os
 import threading
 import weakref
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from . import _apply, _mpx
+from ._arrays import WIRE_DTYPES
 from .view import View
+
+if TYPE_CHECKING:
+    from .asyncresult import AsyncResult
+    from .balanced import LoadBalancedView
 
 #: Seconds a control request (ids, interrupt, where) may take.
 CONTROL_TIMEOUT = 10.0
@@ -22,39 +31,41 @@ class Client:
     ``x``, ``Client("path/to/cluster-x.json")`` through a connection file.
     """
 
-    def __init__(self, connection_file=None, cluster_id=None):
+    def __init__(
+        self, connection_file: Union[str, os.PathLike[str], None] = None, cluster_id: Optional[str] = None
+    ) -> None:
         if connection_file is not None and cluster_id is not None:
             raise ValueError("give a connection file or a cluster id, not both")
         target = connection_file if connection_file is not None else (cluster_id or "")
-        self._raw = _mpx.Client(str(target))
+        self._raw: _mpx.Client = _mpx.Client(str(target))
         self._lock = threading.Lock()
         self._helper_ready = False
         self._tokens = itertools.count(1)
-        self._drop = {}
-        self._pending = []
+        self._drop: dict[int, list[str]] = {}
+        self._pending: list[weakref.ref[AsyncResult]] = []
         self._wake = threading.Condition()
-        self._watcher = None
+        self._watcher: Optional[threading.Thread] = None
 
     # -- the cluster -------------------------------------------------------------------------
     @property
-    def ids(self):
+    def ids(self) -> list[int]:
         """Ids of the registered engines (= MPI ranks)."""
         return self._raw.ids()
 
     @property
-    def cluster_id(self):
+    def cluster_id(self) -> str:
         """The cluster id."""
         return self._raw.cluster_id
 
     @property
-    def connection_file(self):
+    def connection_file(self) -> str:
         """The connection file used."""
         return self._raw.connection_file
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Union[int, slice, list[int], tuple[int, ...], range]) -> View:
         """A view: ``rc[:]`` all engines, ``rc[i]`` one (results unwrapped), a slice or a list."""
         if isinstance(key, slice) and key == slice(None):
             return View(self, None)
@@ -71,26 +82,28 @@ class Client:
             return View(self, chosen)
         raise TypeError("index a Client with an int, a slice or a list of ints")
 
-    def direct_view(self, targets="all"):
+    def direct_view(self, targets: Union[str, int, list[int], None] = "all") -> View:
         """A view on ``targets`` ("all", an id, or a list of ids)."""
         if targets == "all" or targets is None:
             return self[:]
+        if isinstance(targets, str):
+            raise ValueError("targets: 'all', an engine id or a list of ids, not %r" % targets)
         return self[targets]
 
-    def load_balanced_view(self, targets=None, retries=0):
+    def load_balanced_view(self, targets: Optional[list[int]] = None, retries: int = 0) -> LoadBalancedView:
         """A view whose tasks each run on one free engine of ``targets`` (None: all); a task
         whose engine dies runs again elsewhere up to ``retries`` times."""
         from .balanced import LoadBalancedView
 
         return LoadBalancedView(self, targets, retries)
 
-    def activate(self):
+    def activate(self) -> None:
         """Makes the ``%px`` magics use this client."""
         from .magics import activate
 
         activate(self)
 
-    def interrupt(self, targets=None):
+    def interrupt(self, targets: Optional[list[int]] = None) -> list[int]:
         """Interrupts the running cells of ``targets`` (None: all); returns the engines told.
 
         A cell fails with ``KeyboardInterrupt``; a rank inside an MPI receive or probe gets an
@@ -112,40 +125,41 @@ class Client:
         self._world_restarted()
         return ids
 
-    def where(self):
+    def where(self) -> list[tuple[int, Optional[dict[str, Any]]]]:
         """What every engine is doing: ``[(id, state dict or None), ...]``."""
-        return [tuple(x) for x in json.loads(self._raw.where_json(CONTROL_TIMEOUT))]
+        return [(eid, state) for eid, state in json.loads(self._raw.where_json(CONTROL_TIMEOUT))]
 
-    def info(self):
+    def info(self) -> dict[str, Any]:
         """The cluster's state (id, engines with pids and hosts) as a dict."""
-        return json.loads(self._raw.info_json(CONTROL_TIMEOUT))
+        info: dict[str, Any] = json.loads(self._raw.info_json(CONTROL_TIMEOUT))
+        return info
 
-    def shutdown(self):
+    def shutdown(self) -> None:
         """Stops the whole cluster (engines, mpirun, controller)."""
         self._raw.shutdown(CONTROL_TIMEOUT)
 
-    def close(self):
+    def close(self) -> None:
         """Drops the connection (the cluster goes on)."""
         with self._wake:
             self._pending.clear()
-        self._raw = None
+        self._raw = None  # type: ignore[assignment]  # closed: every call fails
 
-    def __enter__(self):
+    def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<mpx.Client cluster %r>" % (self.cluster_id,)
 
     # -- helpers for views -------------------------------------------------------------------
-    def _ensure_helper(self):
+    def _ensure_helper(self) -> None:
         """Defines the apply helper on every engine, once per client."""
         with self._lock:
             if self._helper_ready:
                 return
-            ar = self._raw.execute(None, _apply.define_cell(_apply.WIRE_DTYPES))
+            ar = self._raw.execute(None, _apply.define_cell(WIRE_DTYPES))
             errors = [r["error"] for r in ar.get(60.0) if r["error"]]
             ar.forget()
             if errors:
@@ -159,21 +173,21 @@ class Client:
             self._helper_ready = False
             self._drop.clear()
 
-    def _token(self):
+    def _token(self) -> str:
         return "%d" % next(self._tokens)
 
-    def _take_drop(self, targets):
+    def _take_drop(self, targets: Optional[list[int]]) -> str:
         """Names of result arrays already pulled from ``targets`` (None: all), to drop there."""
         with self._lock:
             engines = list(self._drop) if targets is None else [t for t in targets if t in self._drop]
             names = sorted({n for eid in engines for n in self._drop.pop(eid)})
         return ",".join(names)
 
-    def _dropped(self, engine_id, names):
+    def _dropped(self, engine_id: int, names: list[str]) -> None:
         with self._lock:
             self._drop.setdefault(engine_id, []).extend(names)
 
-    def _watch(self, ar):
+    def _watch(self, ar: AsyncResult) -> None:
         """Finishes ``ar`` in the background when ready (for Future callbacks and waits)."""
         with self._wake:
             self._pending.append(weakref.ref(ar))
@@ -184,7 +198,7 @@ class Client:
             self._wake.notify()
 
 
-def _watch_loop(client_ref):
+def _watch_loop(client_ref: weakref.ref[Client]) -> None:
     while True:
         client = client_ref()
         if client is None:
@@ -193,7 +207,7 @@ def _watch_loop(client_ref):
             if not client._pending:
                 client._wake.wait(1.0)
             pending = list(client._pending)
-        keep = []
+        keep: list[weakref.ref[AsyncResult]] = []
         for ref in pending:
             ar = ref()
             if ar is None or ar._outcome is not None:

@@ -2,7 +2,7 @@
 a dead engine as :class:`EngineDied`."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 #: What the controller's errors say when the cluster's MPI world is being restarted (after a
 #: rank was freed from a collective, a death with restarts on, an abort).
@@ -36,7 +36,7 @@ class RemoteError(Exception):
         self.line = line
         super().__init__(ename, evalue, engine_id)
 
-    def __str__(self):
+    def __str__(self) -> str:
         where = "" if self.engine_id is None else "[%s:error] " % self.engine_id
         sep = ": " if self.evalue else ""
         return "%s%s%s%s" % (where, self.ename, sep, self.evalue)
@@ -59,12 +59,12 @@ class CompositeError(RemoteError):
     """Errors from several engines; ``errors`` holds one :class:`RemoteError` per engine and the
     attributes of the first are this exception's."""
 
-    def __init__(self, errors):
+    def __init__(self, errors: Iterable[RemoteError]) -> None:
         self.errors = list(errors)
         first = self.errors[0]
         super().__init__(first.ename, first.evalue, first.traceback, first.engine_id, first.line)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "%d engines failed: %s" % (
             len(self.errors),
             "; ".join(RemoteError.__str__(e) for e in self.errors),
@@ -85,7 +85,7 @@ class EngineDied(Exception):
     """An engine died (killed, crashed, exited): ``engine_id``, its ``rank`` in its MPI world and
     ``cause`` (what mpirun said)."""
 
-    def __init__(self, engine_id, cause, rank=None):
+    def __init__(self, engine_id: int, cause: str, rank: Optional[int] = None) -> None:
         self.engine_id = engine_id
         self.rank = rank
         self.cause = cause
@@ -94,7 +94,7 @@ class EngineDied(Exception):
 
 def collect(results: list[dict[str, Any]]) -> Optional[Exception]:
     """The exception for a list of result dicts with errors, or None."""
-    errors = []
+    errors: list[RemoteError] = []
     for r in results:
         e = r["error"]
         if e is None:

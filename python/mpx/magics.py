@@ -9,14 +9,16 @@ second, so a quick cell is shown whole), its traceback too; what the controller 
 stuck in MPI calls (``[px] ranks 1-3 are blocked in Barrier ...``) is shown as it arrives. A
 cell still running after 2 s shows a progress line (in Jupyter, one display updated in place).
 Ctrl-C interrupts the engines: a rank inside an MPI collective makes the MPI world restart
-(same engine ids, variables lost), which %px says; ``%restart`` restarts it on purpose. The client is ``mpx.Client()`` (the only cluster running) unless
-``%pxconfig --cluster-id ID`` or ``Client.activate()`` chose another.
+(same engine ids, variables lost), which %px says; ``%restart`` restarts it on purpose. The
+client is ``mpx.Client()`` (the only cluster running) unless ``%pxconfig --cluster-id ID`` or
+``Client.activate()`` chose another.
 """
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
+from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from . import _display
@@ -25,6 +27,8 @@ from .error import RemoteError, world_restarted
 
 if TYPE_CHECKING:
     from .asyncresult import AsyncResult
+    from .client import Client
+    from .view import View
 
 #: Seconds a blocking %px waits silently before it shows a progress line.
 PROGRESS_AFTER = 2.0
@@ -39,22 +43,22 @@ RESTART_NOTE = (
     "The next cell waits until it is ready."
 )
 
-_active = {"client": None}
+_active: dict[str, Optional[Client]] = {"client": None}
 
 
-def activate(client):
+def activate(client: Client) -> None:
     """Makes ``client`` the one the magics use."""
     _active["client"] = client
 
 
-def parse_targets(spec, ids):
+def parse_targets(spec: Optional[str], ids: list[int]) -> Optional[list[int]]:
     """Engine ids from ``all``, ``0,2``, ``1-3`` or a slice ``::2``."""
     if spec is None or spec == "all":
         return None
     if ":" in spec:
         parts = [int(p) if p else None for p in spec.split(":")]
         return ids[slice(*parts)]
-    out = []
+    out: list[int] = []
     for part in spec.split(","):
         if "-" in part.strip("-"):
             lo, hi = part.split("-")
@@ -65,9 +69,9 @@ def parse_targets(spec, ids):
     return out
 
 
-def split_options(line):
+def split_options(line: str) -> tuple[dict[str, Union[str, bool]], str]:
     """(options dict, rest of the line): leading ``--x`` options, the rest is code."""
-    opts = {}
+    opts: dict[str, Union[str, bool]] = {}
     rest = line.lstrip()
     while rest.startswith("--"):
         word, _, after = rest.partition(" ")
@@ -88,54 +92,55 @@ def split_options(line):
 class ParallelMagics(Magics):
     """The parallel magics; settings from ``%pxconfig`` persist."""
 
-    def __init__(self, shell):
+    def __init__(self, shell: InteractiveShell) -> None:
         super().__init__(shell)
-        self.targets = None
+        self.targets: Optional[str] = None
         self.block = True
         self.stream = False
         self.group = False
-        self.cluster_id = None
-        self.last = None
-        self.autopx = False
+        self.cluster_id: Optional[str] = None
+        self.last: Optional[AsyncResult] = None
+        self._autopx_on = False
 
     # -- settings ----------------------------------------------------------------------------
     @property
-    def client(self):
+    def client(self) -> Client:
         """The client in use (connected at first use)."""
-        if _active["client"] is None:
+        client = _active["client"]
+        if client is None:
             from .client import Client
 
-            _active["client"] = Client(cluster_id=self.cluster_id)
-        return _active["client"]
+            client = _active["client"] = Client(cluster_id=self.cluster_id)
+        return client
 
-    def _settings(self, opts):
+    def _settings(self, opts: dict[str, Union[str, bool]]) -> tuple[bool, bool, bool, Optional[str]]:
         block = self.block
         if opts.get("block"):
             block = True
         if opts.get("noblock"):
             block = False
-        group = (self.group or opts.get("group-outputs", False)) and not opts.get("no-group-outputs")
-        stream = (self.stream or opts.get("stream", False)) and not opts.get("nostream")
+        group = bool((self.group or opts.get("group-outputs", False)) and not opts.get("no-group-outputs"))
+        stream = bool((self.stream or opts.get("stream", False)) and not opts.get("nostream"))
         targets = opts.get("targets", self.targets)
-        return block, stream, group, targets
+        return block, stream, group, None if targets is None else str(targets)
 
     @line_magic
-    def pxconfig(self, line):
+    def pxconfig(self, line: str) -> None:
         """%pxconfig [--targets T] [--block|--noblock] [--stream|--nostream]
         [--group-outputs|--no-group-outputs] [--cluster-id ID]: defaults for %px."""
         opts, _ = split_options(line)
         self.block, self.stream, self.group, self.targets = self._settings(opts)
         if "cluster-id" in opts:
-            self.cluster_id = opts["cluster-id"]
+            self.cluster_id = str(opts["cluster-id"])
             _active["client"] = None
 
     # -- running -----------------------------------------------------------------------------
-    def _view(self, targets):
+    def _view(self, targets: Optional[str]) -> View:
         client = self.client
         ids = parse_targets(targets, client.ids)
         return client[:] if ids is None else client[list(ids)]
 
-    def _execute(self, code, opts):
+    def _execute(self, code: str, opts: dict[str, Union[str, bool]]) -> Optional[AsyncResult]:
         block, stream, group, targets = self._settings(opts)
         view = self._view(targets)
         ar = view.execute(code, block=False)
@@ -155,7 +160,7 @@ class ParallelMagics(Magics):
         shown: list[int] = []
         told: set[str] = set()
         line = ProgressLine()
-        total: Optional[int] = None
+        progress = False
         try:
             while not ar.wait(0.1):
                 elapsed = time.monotonic() - start
@@ -172,13 +177,13 @@ class ParallelMagics(Magics):
                         told.add(message)
                         line.note("[px] " + message)
                 if elapsed > PROGRESS_AFTER:
-                    total = total if total is not None else len(ar)
-                    line.update("[px] %d/%d engines done, %.1f s" % (len(done), total, elapsed))
+                    progress = True
+                    line.update("[px] %d/%s engines done, %.1f s" % (len(done), len(ar) or "?", elapsed))
         except KeyboardInterrupt:
             line.close()
-            print("[px] interrupted: the engines were sent KeyboardInterrupt")
+            print("[px] interrupted: the engines were sent KeyboardInterrupt (ranks in MPI calls are freed)")
             ar.wait(INTERRUPTED_WAIT)
-        if total is not None:
+        if progress:
             line.update("[px] done in %.1f s" % (time.monotonic() - start))
         line.close()
         results = [r for r in ar.results if r["engine_id"] not in shown]
@@ -201,13 +206,13 @@ class ParallelMagics(Magics):
             raise error
 
     @line_magic
-    def px(self, line):
+    def px(self, line: str) -> Optional[AsyncResult]:
         """%px [options] CODE: runs CODE on the engines."""
         opts, code = split_options(line)
         return self._execute(code, opts)
 
-    @cell_magic("px")
-    def cell_px(self, line, cell):
+    @cell_magic("px")  # type: ignore[arg-type]  # IPython types the name-taking form badly
+    def cell_px(self, line: str, cell: str) -> Optional[AsyncResult]:
         """%%px [options]: runs the cell on the engines."""
         opts, rest = split_options(line)
         if rest.strip():
@@ -215,7 +220,7 @@ class ParallelMagics(Magics):
         return self._execute(cell, opts)
 
     @line_magic
-    def pxresult(self, line):
+    def pxresult(self, line: str) -> None:
         """%pxresult: waits for the last %px (e.g. one run with --noblock) and shows its output."""
         if self.last is None:
             print("no %px result yet")
@@ -225,20 +230,20 @@ class ParallelMagics(Magics):
         self._show(self.last, stream, group)
 
     @line_magic
-    def restart(self, line: str) -> list[int]:
+    def restart(self, line: str) -> None:
         """%restart [TIMEOUT]: restarts the cluster's MPI world (same engine ids; the engines'
-        variables, imports and functions are lost); returns when the new world is ready."""
+        variables, imports and functions are lost); returns when the new world is ready
+        (waiting up to TIMEOUT seconds, default 120)."""
         from .client import RESTART_TIMEOUT
 
         timeout = float(line) if line.strip() else RESTART_TIMEOUT
         print("[px] restarting the MPI world (its variables are lost)...", flush=True)
         t0 = time.monotonic()
-        ids: list[int] = self.client.restart(timeout=timeout, reason="restarted by %restart")
+        ids = self.client.restart(timeout=timeout, reason="restarted by %restart")
         print("[px] the MPI world is ready: %d engines in %.2f s" % (len(ids), time.monotonic() - t0))
-        return ids
 
     @line_magic
-    def where(self, line):
+    def where(self, line: str) -> None:
         """%where: what every engine is doing right now (idle, a cell's line, an MPI call)."""
         for eid, state in self.client.where():
             if state is None:
@@ -254,20 +259,21 @@ class ParallelMagics(Magics):
             print("[%s] %s for %.1f s" % (eid, what, state["seconds"]))
 
     @line_magic
-    def autopx(self, line):
+    def autopx(self, line: str) -> None:
         """%autopx: toggles sending every cell to the engines (as %%px)."""
+        assert self.shell is not None
         transformers = self.shell.input_transformers_cleanup
-        if self.autopx:
+        if self._autopx_on:
             transformers[:] = [t for t in transformers if t is not _autopx_transform]
-            self.autopx = False
+            self._autopx_on = False
             print("%autopx disabled")
         else:
             transformers.append(_autopx_transform)
-            self.autopx = True
+            self._autopx_on = True
             print("%autopx enabled")
 
 
-def _autopx_transform(lines):
+def _autopx_transform(lines: list[str]) -> list[str]:
     """While %autopx is on: every cell runs as ``%%px``, except ``%autopx`` itself."""
     first = lines[0].strip() if lines else ""
     if not lines or first.startswith(("%autopx", "%%px", "%pxconfig", "%where", "%pxresult", "%restart")):
@@ -275,6 +281,6 @@ def _autopx_transform(lines):
     return ["%%px\n"] + lines
 
 
-def load(ipython):
+def load(ipython: InteractiveShell) -> None:
     """Registers the magics with ``ipython``."""
     ipython.register_magics(ParallelMagics)

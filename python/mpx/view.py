@@ -1,14 +1,22 @@
 """:class:`View`: a set of engines of a client and what runs on them (ipyparallel's
 ``DirectView``)."""
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 from . import _apply
 from ._arrays import from_buffer, is_wire_array, to_wire
-from .asyncresult import AsyncResult, ExecuteReply
-from .error import collect
+from .asyncresult import AsyncResult, ExecuteReply, Join, Values
+from .error import RemoteError, collect
+
+if TYPE_CHECKING:
+    from ._mpx import AsyncResult as RawResult
+    from ._mpx import ResultDict
+    from .client import Client
 
 
-def _split(n, k):
+def _split(n: int, k: int) -> list[int]:
     """Row counts of n rows over k engines: the first engines get one more (as ipyparallel)."""
     return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
@@ -20,26 +28,33 @@ class View:
     or return an :class:`AsyncResult` at once; every call takes ``block=`` to override it.
     """
 
-    def __init__(self, client, targets, single=False):
+    def __init__(self, client: Client, targets: Optional[list[int]], single: bool = False) -> None:
         self.client = client
         self._targets = targets
         self._single = single
         self.block = False
 
     @property
-    def targets(self):
+    def targets(self) -> Union[int, list[int]]:
         """The engine ids (one id for a single-engine view)."""
         ids = self._ids()
         return ids[0] if self._single else ids
 
-    def _ids(self):
+    def _ids(self) -> list[int]:
         return self.client.ids if self._targets is None else list(self._targets)
 
-    def _block(self, block):
+    def _block(self, block: Optional[bool]) -> bool:
         return self.block if block is None else block
 
-    def _result(self, raws, values, block, targets=None, single=None, join=None):
-        ar = AsyncResult(
+    def _async(
+        self,
+        raws: Sequence[RawResult],
+        values: Values,
+        targets: Optional[list[int]] = None,
+        single: Optional[bool] = None,
+        join: Optional[Join] = None,
+    ) -> AsyncResult:
+        return AsyncResult(
             self.client,
             raws,
             self._targets if targets is None else targets,
@@ -47,16 +62,29 @@ class View:
             self._single if single is None else single,
             join,
         )
-        return ar.get() if block else ar
 
-    def __repr__(self):
+    def _run(self, submit: Callable[[], AsyncResult], block: Optional[bool]) -> Any:
+        """``submit()``'s AsyncResult, or (blocking) its value. A blocking call that found no
+        apply helper on any engine (their MPI world was restarted, by another client, since
+        this one set it up) is sent once more: the helper is set up again first."""
+        ar = submit()
+        if not self._block(block):
+            return ar
+        try:
+            return ar.get()
+        except RemoteError:
+            if not _helper_missing_everywhere(ar.results):
+                raise
+        return submit().get()
+
+    def __repr__(self) -> str:
         return "<mpx.View %s>" % ("all" if self._targets is None else self.targets)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._ids())
 
     # -- code --------------------------------------------------------------------------------
-    def execute(self, code, silent=True, block=None):
+    def execute(self, code: str, silent: bool = True, block: Optional[bool] = None) -> AsyncResult:
         """Runs ``code`` as a cell; returns its :class:`AsyncResult` (waited for, and errors
         raised, when blocking). ``get()`` gives an ``ExecuteReply`` per engine."""
         raw = self.client._raw.execute(self._targets, code)
@@ -65,7 +93,7 @@ class View:
             ar.get()
         return ar
 
-    def run(self, filename, block=None):
+    def run(self, filename: Union[str, os.PathLike[str]], block: Optional[bool] = None) -> AsyncResult:
         """Runs a local file's code on the engines, like IPython's ``%run`` (tracebacks name it)."""
         with open(filename, encoding="utf-8") as f:
             code = f.read()
@@ -76,72 +104,98 @@ class View:
         return ar
 
     # -- data --------------------------------------------------------------------------------
-    def push(self, ns, block=None):
+    def push(self, ns: dict[str, Any], block: Optional[bool] = None) -> Any:
         """Binds each name of dict ``ns`` on the engines. numpy arrays of mpx's dtypes go as
         mpx arrays, read in place (not copied on the client); other values are pickled."""
-        raws = []
-        rest = {}
-        for name, value in ns.items():
-            if is_wire_array(value):
-                raws.append(self.client._raw.push(self._targets, name, to_wire(value)))
-            else:
-                rest[name] = value
-        if rest or not raws:
-            raws.append(self._apply_raw("push", None, (rest,), {}, self._targets)[0])
-        return self._result(raws, _nones, self._block(block))
 
-    def pull(self, names, block=None):
+        def submit() -> AsyncResult:
+            raws = []
+            rest = {}
+            for name, value in ns.items():
+                if is_wire_array(value):
+                    raws.append(self.client._raw.push(self._targets, name, to_wire(value)))
+                else:
+                    rest[name] = value
+            if rest or not raws:
+                raws.append(self._apply_raw("push", None, (rest,), {}, self._targets)[0])
+            return self._async(raws, _nones)
+
+        return self._run(submit, block)
+
+    def pull(self, names: Union[str, list[str]], block: Optional[bool] = None) -> Any:
         """The value of ``names`` (a name, or a list of names) on each engine."""
-        raw, token = self._apply_raw("pull", None, (names,), {}, self._targets)
-        return self._result([raw], self._unpacker(lambda eid: token), self._block(block))
 
-    def __getitem__(self, name):
+        def submit() -> AsyncResult:
+            raw, token = self._apply_raw("pull", None, (names,), {}, self._targets)
+            return self._async([raw], self._unpacker(lambda eid: token))
+
+        return self._run(submit, block)
+
+    def __getitem__(self, name: str) -> Any:
         return self.pull(name, block=True)
 
-    def __setitem__(self, name, value):
+    def __setitem__(self, name: str, value: Any) -> None:
         self.push({name: value}, block=True)
 
-    def scatter(self, name, seq, block=None):
+    def scatter(self, name: str, seq: Any, block: Optional[bool] = None) -> Any:
         """Splits ``seq`` along axis 0 over the engines (the first get one row more) and binds
         each part to ``name``. Arrays go as one mpx array (MPI Scatterv on the engines)."""
         if is_wire_array(seq):
-            raw = self.client._raw.scatter(self._targets, name, to_wire(seq))
-            return self._result([raw], _nones, self._block(block))
-        ids = self._ids()
-        raws, start = [], 0
-        for eid, rows in zip(ids, _split(len(seq), len(ids))):
-            part = seq[start : start + rows]
-            start += rows
-            raws.append(self._apply_raw("push", None, ({name: part},), {}, [eid])[0])
-        return self._result(raws, _nones, self._block(block), single=False)
+            wire = to_wire(seq)
 
-    def gather(self, name, block=None):
+            def scatter() -> AsyncResult:
+                return self._async([self.client._raw.scatter(self._targets, name, wire)], _nones)
+
+            return self._run(scatter, block)
+        ids = self._ids()
+
+        def submit() -> AsyncResult:
+            raws, start = [], 0
+            for eid, rows in zip(ids, _split(len(seq), len(ids))):
+                part = seq[start : start + rows]
+                start += rows
+                raws.append(self._apply_raw("push", None, ({name: part},), {}, [eid])[0])
+            return self._async(raws, _nones, single=False)
+
+        return self._run(submit, block)
+
+    def gather(self, name: str, block: Optional[bool] = None) -> Any:
         """``name`` concatenated along axis 0 over the engines, in engine order (an array;
         MPI Gatherv on the engines)."""
-        raw = self.client._raw.gather(self._targets, name)
 
-        def values(groups):
+        def values(groups: Sequence[list[ResultDict]]) -> list[Any]:
             return [None if rs[0]["array"] is None else from_buffer(rs[0]["array"]) for rs in groups]
 
-        def join(arrays):
+        def join(arrays: list[Any]) -> list[Any]:
             return [next(a for a in arrays if a is not None)]
 
-        return self._result([raw], values, self._block(block), single=True, join=join)
+        def submit() -> AsyncResult:
+            raw = self.client._raw.gather(self._targets, name)
+            return self._async([raw], values, single=True, join=join)
+
+        return self._run(submit, block)
 
     # -- Python functions --------------------------------------------------------------------
-    def _apply_raw(self, op, f, args, kwargs, targets):
+    def _apply_raw(
+        self,
+        op: str,
+        f: Optional[Callable[..., Any]],
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        targets: Optional[list[int]],
+    ) -> tuple[RawResult, str]:
         self.client._ensure_helper()
         token = self.client._token()
         payload, arrays = _apply.pack(op, f, args, kwargs)
-        call_args = [token, self.client._take_drop(targets), payload] + arrays
+        call_args: list[Any] = [token, self.client._take_drop(targets), payload, *arrays]
         return self.client._raw.apply(targets, _apply.HELPER, call_args), token
 
-    def _unpacker(self, token_of):
+    def _unpacker(self, token_of: Callable[[int], str]) -> Values:
         """The values of engines from their helper's result dicts (``token_of(engine id)``: the
         call's token there): their result arrays pulled (all at once), then unpickled."""
         client = self.client
 
-        def values(groups):
+        def values(groups: Sequence[list[ResultDict]]) -> list[Any]:
             pulls = []
             for r in (rs[0] for rs in groups):
                 token = token_of(r["engine_id"])
@@ -151,7 +205,7 @@ class View:
                 pulls.append((r["engine_id"], value, names, raws))
             out = []
             for eid, value, names, raws in pulls:
-                arrays = []
+                arrays: list[Any] = []
                 for raw in raws:
                     got = raw.get(None)
                     raw.forget()
@@ -165,58 +219,77 @@ class View:
 
         return values
 
-    def apply(self, f, *args, **kwargs):
+    def apply(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Calls ``f(*args, **kwargs)`` on each engine (blocking as ``self.block`` says)."""
         return self._apply(f, args, kwargs, self.block)
 
-    def apply_sync(self, f, *args, **kwargs):
+    def apply_sync(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Calls ``f(*args, **kwargs)`` on each engine and returns the results."""
         return self._apply(f, args, kwargs, True)
 
-    def apply_async(self, f, *args, **kwargs):
+    def apply_async(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> AsyncResult:
         """Calls ``f(*args, **kwargs)`` on each engine; returns an :class:`AsyncResult`."""
-        return self._apply(f, args, kwargs, False)
+        ar: AsyncResult = self._apply(f, args, kwargs, False)
+        return ar
 
-    def _apply(self, f, args, kwargs, block):
-        raw, token = self._apply_raw("call", f, args, kwargs, self._targets)
-        return self._result([raw], self._unpacker(lambda eid: token), block)
+    def _apply(self, f: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], block: bool) -> Any:
+        def submit() -> AsyncResult:
+            raw, token = self._apply_raw("call", f, args, kwargs, self._targets)
+            return self._async([raw], self._unpacker(lambda eid: token))
 
-    def map(self, f, *seqs, block=None):
+        return self._run(submit, block)
+
+    def map(self, f: Callable[..., Any], *seqs: Sequence[Any], block: Optional[bool] = None) -> Any:
         """``list(map(f, *seqs))``, the sequences split over the engines in order."""
         ids = self._ids()
         n = min(len(s) for s in seqs)
-        raws, tokens, start = [], {}, 0
-        for eid, rows in zip(ids, _split(n, len(ids))):
-            if rows == 0:
-                continue
-            chunks = tuple(s[start : start + rows] for s in seqs)
-            start += rows
-            raw, tokens[eid] = self._apply_raw("map", f, chunks, {}, [eid])
-            raws.append(raw)
 
-        def join(chunks):
+        def join(chunks: list[Any]) -> list[Any]:
             return [[x for chunk in chunks for x in chunk]]
 
-        return self._result(raws, self._unpacker(tokens.__getitem__), self._block(block), single=True, join=join)
+        def submit() -> AsyncResult:
+            raws: list[RawResult] = []
+            tokens: dict[int, str] = {}
+            start = 0
+            for eid, rows in zip(ids, _split(n, len(ids))):
+                if rows == 0:
+                    continue
+                chunks = tuple(s[start : start + rows] for s in seqs)
+                start += rows
+                raw, tokens[eid] = self._apply_raw("map", f, chunks, {}, [eid])
+                raws.append(raw)
+            return self._async(raws, self._unpacker(tokens.__getitem__), single=True, join=join)
 
-    def map_sync(self, f, *seqs):
+        return self._run(submit, block)
+
+    def map_sync(self, f: Callable[..., Any], *seqs: Sequence[Any]) -> list[Any]:
         """``map`` and wait."""
-        return self.map(f, *seqs, block=True)
+        values: list[Any] = self.map(f, *seqs, block=True)
+        return values
 
-    def map_async(self, f, *seqs):
+    def map_async(self, f: Callable[..., Any], *seqs: Sequence[Any]) -> AsyncResult:
         """``map`` without waiting: an :class:`AsyncResult` whose ``get()`` is the list."""
-        return self.map(f, *seqs, block=False)
+        ar: AsyncResult = self.map(f, *seqs, block=False)
+        return ar
 
-    def interrupt(self):
+    def interrupt(self) -> list[int]:
         """Interrupts the running cells of this view's engines."""
         return self.client.interrupt(self._targets)
 
 
-def _replies(groups):
+def _replies(groups: Sequence[list[ResultDict]]) -> list[Any]:
     """Each engine's ``ExecuteReply``."""
     return [ExecuteReply(rs[0]) for rs in groups]
 
 
-def _nones(groups):
+def _helper_missing_everywhere(results: list[ResultDict]) -> bool:
+    """Whether every result dict says the engine had no apply helper (so nothing ran)."""
+    return bool(results) and all(
+        r["error"] is not None and r["error"][0] == "NameError" and "'%s'" % _apply.HELPER in r["error"][1]
+        for r in results
+    )
+
+
+def _nones(groups: Sequence[list[ResultDict]]) -> list[Any]:
     """No value per engine (push, scatter)."""
     return [None] * len(groups)

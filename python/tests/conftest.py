@@ -47,6 +47,20 @@ def dv(rc):
     return v
 
 
+def names_ranks(message, ranks):
+    """Whether a stuck message names exactly these ranks as blocked: ``ranks 1-3 are blocked
+    ...``, or in parts when they are at different places (engines number their cells
+    separately, so ``<cell-N>`` can differ): ``ranks 1-2 are blocked ... and rank 3 is ...``."""
+    import re
+
+    named = set()
+    for spec in re.findall(r"ranks? ([\d, -]+?) (?:is|are) blocked", message.split(" waiting for ")[0]):
+        for part in spec.split(","):
+            lo, _, hi = part.strip().partition("-")
+            named.update(range(int(lo), int(hi or lo) + 1))
+    return named == set(ranks)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Stops any cluster a failed test left running under this session's MPX_HOME (by the pids
     in its connection files, through `mpx cluster stop`), then removes MPX_HOME."""

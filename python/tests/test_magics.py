@@ -2,13 +2,17 @@
 machinery: transformers, magics, tracebacks) and a scripted `ipython` session."""
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import mpx
+from conftest import names_ranks
 from mpx import magics
 
 
@@ -108,3 +112,139 @@ def test_scripted_ipython_session(cluster, tmp_path):
     lines = [l[l.index("[stdout:"):] for l in lines]
     assert lines[:4] == ["[stdout:%d] 6" % i for i in range(4)]
     assert "[stdout:0-3] 6" in lines
+
+
+class _Recorder:
+    """A stream that keeps what was written, readable from another thread while it is written."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._parts = []
+
+    def write(self, text):
+        with self._lock:
+            self._parts.append(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+    def text(self):
+        with self._lock:
+            return "".join(self._parts)
+
+
+STUCK_CELL = "%%px\nfrom mpi4py import MPI\nc = MPI.COMM_WORLD\nif c.rank == 0: 1/0\nc.Barrier()"
+
+
+def test_px_shows_a_failed_engine_while_the_others_are_stuck(ip, monkeypatch):
+    """%px shows engine 0's traceback and the stuck message while ranks 1-3 sit in the Barrier
+    (which they cannot leave before the interrupt below, sent only once both were seen); after
+    the interrupt it says the MPI world restarted, and the next cell runs on all 4 engines."""
+    recorder = _Recorder()
+    monkeypatch.setattr(sys, "stdout", recorder)
+    monkeypatch.setattr(sys, "stderr", recorder)
+    px = ip.magics_manager.registry["ParallelMagics"]
+    seen = {}
+
+    def watch():
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60:
+            text = recorder.text()
+            traceback = "[0:error] ZeroDivisionError: division by zero" in text and "<cell-" in text
+            stuck = re.search(r"\[px\] .*blocked in Barrier.* waiting for rank 0, which left the cell with "
+                              r"ZeroDivisionError", text)
+            if traceback and "traceback" not in seen:
+                seen["traceback"] = px.last is not None and not px.last.ready()
+            if traceback and stuck:
+                seen["stuck"] = True
+                break
+            time.sleep(0.02)
+        ip_client = px.client
+        ip_client.interrupt([1, 2, 3])
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    result = ip.run_cell(STUCK_CELL)
+    watcher.join(60)
+    text = recorder.text()
+    assert seen == {"traceback": True, "stuck": True}, text
+    assert isinstance(result.error_in_exec, mpx.CompositeError)
+    # The traceback is shown once (the error raised at the end refers to it).
+    assert text.count("Traceback (most recent call last):") == 1, text
+    assert text.count("if c.rank == 0: 1/0") == 1, text
+    assert "[0:error] ZeroDivisionError: division by zero (traceback above)" in text
+    stuck = [line for line in text.splitlines() if line.startswith("[px] ") and "blocked in Barrier" in line]
+    assert len(stuck) == 1, text
+    assert names_ranks(stuck[0], [1, 2, 3]), stuck[0]
+    assert "[1:error] WorldDown: " in text and "being restarted (variables are lost)" in text
+    assert "[px] the MPI world is restarting with the same engine ids; its variables are lost" in text
+    # The early lines come before the end of the request: the restart note is printed last.
+    assert text.index("[0:error] ZeroDivisionError") < text.index("[px] the MPI world is restarting")
+
+    monkeypatch.undo()
+    out = _run_out(ip, "%px from mpi4py import MPI; print(MPI.COMM_WORLD.allreduce(1))")
+    assert out.splitlines() == ["[stdout:%d] 4" % i for i in range(4)]
+
+
+def _run_out(ip, cell):
+    recorder = _Recorder()
+    saved = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = recorder
+    try:
+        ip.run_cell(cell)
+    finally:
+        sys.stdout, sys.stderr = saved
+    return recorder.text()
+
+
+def test_restart_magic(ip, capsys):
+    run(ip, capsys, "%px restart_probe = 1")
+    _, out = run(ip, capsys, "%restart")
+    assert "[px] restarting the MPI world (its variables are lost)..." in out
+    assert re.search(r"\[px\] the MPI world is ready: 4 engines in \d+\.\d\d s", out), out
+    assert "Out[" not in out
+    result, out = run(ip, capsys, "%px restart_probe")
+    assert isinstance(result.error_in_exec, mpx.CompositeError)
+    assert "[0:error] NameError: name 'restart_probe' is not defined" in out
+    _, out = run(ip, capsys, "%px print('again')")
+    assert out.splitlines() == ["[stdout:%d] again" % i for i in range(4)]
+
+
+def test_ctrl_c_in_px_frees_the_stuck_ranks(ip, capsys):
+    """Ctrl-C while %px waits for the stuck cell (sent once the stuck message was shown):
+    the ranks in the Barrier are freed, the world restarts, %px says so and ends."""
+    # As in test_client: Python's own SIGINT handler, whatever the runner inherited.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    px = ip.magics_manager.registry["ParallelMagics"]
+    main = threading.main_thread().ident
+    stop = threading.Event()
+
+    def ctrl_c():
+        t0 = time.monotonic()
+        while not stop.is_set() and time.monotonic() - t0 < 60:
+            ar = px.last
+            if ar is not None and not ar.ready() and ar.stuck:
+                time.sleep(0.3)  # %px polls every 0.1 s: the message is on screen by now
+                signal.pthread_kill(main, signal.SIGINT)
+                return
+            time.sleep(0.02)
+
+    sender = threading.Thread(target=ctrl_c, daemon=True)
+    try:
+        px.last = None
+        sender.start()
+        result, out = run(ip, capsys, STUCK_CELL)
+    finally:
+        stop.set()
+        sender.join(60)
+        signal.signal(signal.SIGINT, previous)
+    assert "[px] interrupted: the engines were sent KeyboardInterrupt" in out, out
+    assert isinstance(result.error_in_exec, mpx.CompositeError)
+    assert {e.ename for e in result.error_in_exec.errors} == {"ZeroDivisionError", "WorldDown"}
+    assert "[px] the MPI world is restarting with the same engine ids; its variables are lost" in out
+    _, out = run(ip, capsys, "%px from mpi4py import MPI; print(MPI.COMM_WORLD.allreduce(1))")
+    assert out.splitlines() == ["[stdout:%d] 4" % i for i in range(4)]

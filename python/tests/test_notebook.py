@@ -1,5 +1,5 @@
-"""examples/psum.ipynb executed headless with nbclient: the seed's session prints four equal
-psum lines, one per rank."""
+"""Notebooks executed headless with nbclient: examples/psum.ipynb (the seed's session prints
+four equal psum lines, one per rank), and AsyncResult.wait_interactive in a kernel."""
 import re
 
 import nbformat
@@ -19,3 +19,41 @@ def test_psum_notebook_prints_four_equal_sums():
     values = {v for _, v in lines}
     assert len(values) == 1, text
     assert 0 < float(values.pop()) < 400
+
+
+def test_wait_interactive_in_a_kernel_updates_one_display(cluster, tmp_path):
+    """In a Jupyter kernel, wait_interactive shows its progress as one display updated in
+    place (no terminal control characters) and the stuck message once, as a stream line."""
+    failing = "from mpi4py import MPI\nc = MPI.COMM_WORLD\nif c.rank == 0: 1/0\nc.Barrier()"
+    allreduce = "from mpi4py import MPI\nMPI.COMM_WORLD.allreduce(1)"
+    free_when_stuck = "\n".join([
+        "import threading, time",
+        "ar = rc[:].execute(%r)" % failing,
+        "def free():",
+        "    t0 = time.monotonic()",
+        "    while not ar.stuck and time.monotonic() - t0 < 60:",
+        "        time.sleep(0.05)",
+        "    time.sleep(0.3)",
+        "    ar.interrupt()",
+        "threading.Thread(target=free, daemon=True).start()",
+        "done = ar.wait_interactive(interval=0.05, timeout=120)",
+    ])
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("import mpx\nrc = mpx.Client(cluster_id=%r)" % cluster.cluster_id),
+        nbformat.v4.new_code_cell(free_when_stuck),
+        nbformat.v4.new_code_cell("print(done, sorted(ar.results_so_far()))"),
+        nbformat.v4.new_code_cell("rc[:].execute(%r).get(60)" % allreduce),
+    ]
+    resources = {"metadata": {"path": str(tmp_path)}}
+    NotebookClient(nb, timeout=180, kernel_name="python3", resources=resources).execute()
+    outputs = nb.cells[1].outputs
+    displays = [o for o in outputs if o.output_type == "display_data"]
+    assert len(displays) == 1, outputs
+    assert re.fullmatch(r"4/4 engines done after \d+ s", displays[0].data["text/plain"]), displays
+    streams = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "\r" not in streams
+    stuck = [line for line in streams.splitlines() if line.startswith("mpx: ")]
+    assert len(stuck) == 1 and "blocked in Barrier" in stuck[0] and "waiting for rank 0" in stuck[0], streams
+    assert "".join(o.get("text", "") for o in nb.cells[2].outputs) == "True [0, 1, 2, 3]\n"
+    assert nb.cells[3].outputs[0].data["text/plain"].count(": 4>") == 4

@@ -328,6 +328,41 @@ impl Client {
         request: Request,
         buffers: Vec<Bytes>,
     ) -> Result<AsyncResult, ClientError> {
+        self.submit_from(targets, request, buffers, None)
+    }
+
+    /// Submits a request of the tool's own (completions, helpers): it runs as any other, but is
+    /// not part of the session's history.
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn submit_internal(&self, targets: Targets, request: Request) -> Result<AsyncResult, ClientError> {
+        self.submit_full(targets, request, Vec::new(), None, true)
+    }
+
+    /// Like [`submit_with`](Self::submit_with), telling the controller where a push's or
+    /// scatter's array came from (for the session's history: a `.npy` file can be replayed).
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn submit_from(
+        &self,
+        targets: Targets,
+        request: Request,
+        buffers: Vec<Bytes>,
+        source: Option<mpx_messages::DataSource>,
+    ) -> Result<AsyncResult, ClientError> {
+        self.submit_full(targets, request, buffers, source, false)
+    }
+
+    fn submit_full(
+        &self,
+        targets: Targets,
+        request: Request,
+        buffers: Vec<Bytes>,
+        source: Option<mpx_messages::DataSource>,
+        internal: bool,
+    ) -> Result<AsyncResult, ClientError> {
         let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
         self.shared.state.lock().expect("client state").requests.insert(req_id, RequestState::default());
         let submitted = mpx_messages::unix_time();
@@ -336,7 +371,8 @@ impl Client {
         let streamed = matches!(request, Request::Push { .. } | Request::Scatter { .. })
             && buffers.len() == 1
             && buffers[0].len() > chunk;
-        let request = ClientToController::SubmitRequest(SubmitRequest { req_id, targets, request });
+        let request =
+            ClientToController::SubmitRequest(SubmitRequest { source, internal, req_id, targets, request });
         if !streamed {
             self.send_frame(&Frame::with_buffers(request, buffers))?;
             return Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted });
@@ -430,6 +466,17 @@ impl Client {
             (engines, None) => Ok(engines),
             (_, Some(e)) => Err(ClientError::Refused(e)),
         }
+    }
+
+    /// The session's history, oldest first (see `mpx_messages::history`).
+    ///
+    /// # Errors
+    /// Timeout or a lost connection.
+    pub fn history(&self, timeout: Duration) -> Result<mpx_messages::SessionHistory, ClientError> {
+        self.control(ClientToController::HistoryRequest, timeout, |r| match r {
+            ControllerToClient::HistoryReply(history) => Some(history.clone()),
+            _ => None,
+        })
     }
 
     /// Tears the MPI worlds down: the cluster's own world restarts (variables are lost), any

@@ -28,10 +28,12 @@ pub mod balanced;
 pub mod client;
 pub mod collapse;
 pub mod display;
+pub mod export;
 mod incoming;
 pub mod npy;
 pub mod output;
 mod reader;
+pub mod replay;
 pub mod result;
 pub mod view;
 

@@ -139,7 +139,8 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
             reply @ (ControllerToClient::InterruptReply { .. }
             | ControllerToClient::WhereReply { .. }
             | ControllerToClient::AbortReply { .. }
-            | ControllerToClient::RestartReply { .. }) => state.control.push(reply),
+            | ControllerToClient::RestartReply { .. }
+            | ControllerToClient::HistoryReply(_)) => state.control.push(reply),
         }
         drop(state);
         shared.cond.notify_all();

@@ -68,6 +68,34 @@ impl<'a> View<'a> {
         self.client.submit_with(self.targets.clone(), request, vec![array.data().clone()])
     }
 
+    /// Like [`push`](Self::push), with where the array came from (for the session's history).
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn push_from(
+        &self,
+        name: &str,
+        array: &RawArray,
+        source: mpx_messages::DataSource,
+    ) -> Result<AsyncResult, ClientError> {
+        let request = Request::Push { name: name.into(), array: array.meta(0) };
+        self.client.submit_from(self.targets.clone(), request, vec![array.data().clone()], Some(source))
+    }
+
+    /// Like [`scatter`](Self::scatter), with where the array came from.
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn scatter_from(
+        &self,
+        name: &str,
+        array: &RawArray,
+        source: mpx_messages::DataSource,
+    ) -> Result<AsyncResult, ClientError> {
+        let request = Request::Scatter { name: name.into(), array: array.meta(0) };
+        self.client.submit_from(self.targets.clone(), request, vec![array.data().clone()], Some(source))
+    }
+
     /// Fetches `name` from each of the view's engines (results carry `array`, checked against
     /// its dtype and shape).
     ///
@@ -156,5 +184,14 @@ impl<'a> View<'a> {
     /// Timeout (the cell goes on), refusal, or a lost connection.
     pub fn execute_sync(&self, code: &str, timeout: Duration) -> Result<Vec<EngineResult>, ClientError> {
         self.execute(code)?.get(timeout)
+    }
+
+    /// Runs a cell of the tool's own (a completion, a probe): as [`execute`](Self::execute),
+    /// but not part of the session's history.
+    ///
+    /// # Errors
+    /// A lost connection.
+    pub fn execute_internal(&self, code: &str) -> Result<AsyncResult, ClientError> {
+        self.client.submit_internal(self.targets.clone(), Request::Execute { code: code.to_string() })
     }
 }

@@ -114,6 +114,9 @@ impl StreamHandler<Result<Frame<ClientToController>, CodecError>> for ClientSess
             ClientToController::AbortRequest { reason } => {
                 self.hub.do_send(Feed(Event::Abort { client: self.client, reason }));
             }
+            ClientToController::HistoryRequest => {
+                self.hub.do_send(Feed(Event::History { client: self.client }));
+            }
             ClientToController::RestartRequest { reason } => {
                 self.hub.do_send(Feed(Event::Restart { client: self.client, reason }));
             }

@@ -196,8 +196,10 @@ pub async fn run_cluster(
     };
     files::write_connection_file(&path, &info)?;
     let _cleanup = RemoveOnDrop(path.clone());
+    let history_file = files::history_file(&opts.home, &opts.cluster_id);
+    let _history = RemoveOnDrop(history_file.clone());
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
-    ctl.hub.do_send(SetRunner { calls: calls_tx, restart: opts.restart });
+    ctl.hub.do_send(SetRunner { calls: calls_tx, restart: opts.restart, history_file: Some(history_file) });
 
     let mut signals = Signals::new()?;
     start_world(&opts, launcher.as_mut(), &ctl.hub, &path, &mut signals).await?;
@@ -327,7 +329,7 @@ async fn start_world(
     Ok(())
 }
 
-/// Removes a file when dropped (the connection file, on every exit path).
+/// Removes a file when dropped (the connection file and the history, on every exit path).
 struct RemoveOnDrop(PathBuf);
 
 impl Drop for RemoveOnDrop {

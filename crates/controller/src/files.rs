@@ -70,3 +70,33 @@ pub fn pid_alive(pid: u32) -> bool {
 fn is_zombie(pid: u32) -> bool {
     procfs::process::Process::new(pid as i32).and_then(|p| p.stat()).is_ok_and(|s| s.state == 'Z')
 }
+
+/// The session's history of cluster `id`, beside its engines' logs (removed with the cluster).
+pub fn history_file(home: &Path, id: &str) -> PathBuf {
+    home.join(format!("cluster-{id}")).join("history.json")
+}
+
+/// Saves the session's history (JSON, mode 0600), replacing the file at once (a temporary file
+/// renamed over it).
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_history(path: &Path, entries: &[mpx_messages::HistoryEntry]) -> std::io::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    file.write_all(&serde_json::to_vec(entries).map_err(std::io::Error::other)?)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Reads a saved history (for `mpx history` when the controller does not answer).
+///
+/// # Errors
+/// The file is missing or not a history.
+pub fn read_history(path: &Path) -> std::io::Result<Vec<mpx_messages::HistoryEntry>> {
+    serde_json::from_slice(&std::fs::read(path)?).map_err(std::io::Error::other)
+}

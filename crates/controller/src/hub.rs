@@ -13,7 +13,7 @@ use mpx_messages::{
     RegisterReply, RegisterRequest, SubmitRequest,
 };
 use tokio::sync::{mpsc, oneshot};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::{
     balanced::{is_balanced, Balanced},
@@ -47,6 +47,8 @@ pub struct Hub {
     runner: Option<mpsc::UnboundedSender<RunnerCall>>,
     /// Load-balanced tasks.
     balanced: Balanced,
+    /// Where the session's history is saved, if anywhere.
+    history_file: Option<std::path::PathBuf>,
 }
 
 /// What a command answers to the handler that fed the event.
@@ -72,6 +74,7 @@ impl Hub {
             shutdown: Some(shutdown),
             runner: None,
             balanced: Balanced::default(),
+            history_file: None,
         }
     }
 
@@ -147,6 +150,13 @@ impl Hub {
                     ctx.run_later(after, move |hub, ctx| {
                         hub.feed(Event::Timer(timer), ctx);
                     });
+                }
+                Command::SaveHistory { entries } => {
+                    if let Some(path) = &self.history_file {
+                        if let Err(e) = crate::files::write_history(path, &entries) {
+                            warn!(path = %path.display(), error = %e, "cannot save the session's history");
+                        }
+                    }
                 }
                 Command::Runner(RunnerCall::StopCluster) => {
                     if let Some(tx) = self.shutdown.take() {
@@ -371,6 +381,8 @@ pub struct SetRunner {
     pub calls: mpsc::UnboundedSender<RunnerCall>,
     /// Restart instead of stopping.
     pub restart: bool,
+    /// Where the session's history is saved (see `world::history`).
+    pub history_file: Option<std::path::PathBuf>,
 }
 
 /// Handler for `SetRunner`.
@@ -379,6 +391,7 @@ impl Handler<SetRunner> for Hub {
 
     fn handle(&mut self, msg: SetRunner, _: &mut Context<Self>) {
         self.runner = Some(msg.calls);
+        self.history_file = msg.history_file;
         self.world.attach_runner(msg.restart);
     }
 }

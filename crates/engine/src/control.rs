@@ -135,7 +135,7 @@ pub struct Control {
 }
 
 /// How often the control thread looks at the board for a blocked or abandoned MPI call.
-pub const REPORT_EVERY: Duration = Duration::from_millis(100);
+pub const REPORT_EVERY: Duration = Duration::from_millis(25);
 
 /// The probe requests of blocked reports are numbered from here down (status requests count up
 /// from 1).

@@ -31,6 +31,7 @@ pub mod codec;
 pub mod connection;
 pub mod dtype;
 pub mod error;
+pub mod history;
 pub mod ids;
 pub mod kernel;
 pub mod output;
@@ -44,6 +45,7 @@ pub use codec::{Binding, CodecError, Frame, Key, Payload, Refused, Session, Veri
 #[cfg(feature = "tokio")]
 pub use codec::{FrameCodec, Outbound};
 pub use connection::ConnectionInfo;
+pub use history::{DataSource, EngineOutcome, HistoryEntry, HistoryItem, SessionHistory};
 pub use kernel::Kernel;
 pub use output::{EngineOutput, StreamName, TaskOutput, OUTPUT_CHUNK};
 pub use stuck::{Abandoned, Blocked, BlockedRank, LeftRank, Stuck};

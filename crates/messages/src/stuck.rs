@@ -93,9 +93,12 @@ impl Stuck {
         let mut groups: Vec<(&str, &str, Option<&str>, Vec<Rank>)> = Vec::new();
         let mut blocked: Vec<&BlockedRank> = self.blocked.iter().collect();
         blocked.sort_by_key(|b| b.rank);
+        // Ranks number their cells on their own: `<cell-16> line 4` and `<cell-13> line 4` are
+        // the same place when the cells were the same request.
+        let place = |d: Option<&str>| d.map(|d| d.split_once("> ").map_or(d, |(_, rest)| rest).to_string());
         for b in blocked {
             let key = (b.call.as_str(), b.comm.as_str(), b.detail.as_deref());
-            match groups.iter_mut().find(|g| (g.0, g.1, g.2) == key) {
+            match groups.iter_mut().find(|g| (g.0, g.1) == (key.0, key.1) && place(g.2) == place(key.2)) {
                 Some(g) => g.3.push(b.rank),
                 None => groups.push((key.0, key.1, key.2, vec![b.rank])),
             }

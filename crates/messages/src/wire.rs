@@ -221,6 +221,14 @@ pub struct SubmitRequest {
     pub targets: Targets,
     /// The work.
     pub request: Request,
+    /// Where a push's or scatter's array came from, for the session's history (`None`: a
+    /// client's memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::history::DataSource>,
+    /// A request a tool makes for itself (the console's completions, a client's helpers): not
+    /// part of the user's session, so not in its history.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
 }
 
 /// The controller's acceptance (or refusal) of a [`SubmitRequest`].
@@ -316,6 +324,8 @@ pub enum ClientToController {
         /// Why, for the logs.
         reason: String,
     },
+    /// The session's history (see [`crate::history`]): answered by a `HistoryReply`.
+    HistoryRequest,
     /// Restart the cluster's own MPI world (same engine ids; variables are lost): answered by
     /// a `RestartReply` once the new world is ready.
     RestartRequest {
@@ -378,6 +388,8 @@ pub enum ControllerToClient {
     BalancedResults(Vec<crate::tasks::BalancedResult>),
     /// Ranks of a request are stuck in MPI calls (see [`crate::stuck`]).
     Stuck(crate::Stuck),
+    /// The session's history.
+    HistoryReply(crate::history::SessionHistory),
     /// The restart asked for is done: the world is ready again (or why not).
     RestartReply {
         /// The engines of the new world.

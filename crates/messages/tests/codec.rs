@@ -33,6 +33,8 @@ fn reader<In>(limit: usize, verify: Verify) -> FrameCodec<In, ()> {
 fn sample() -> Frame<ClientToController> {
     Frame::with_buffers(
         ClientToController::SubmitRequest(SubmitRequest {
+            source: None,
+            internal: false,
             req_id: 7,
             targets: Targets::ids([0, 2]),
             request: Request::Execute { code: "let a = rand(100);\nprint(a)".into() },

@@ -28,7 +28,13 @@ fn handshake(
 
 fn submit(req_id: u64) -> Frame<ClientToController> {
     let request = Request::Execute { code: "counter += 1".into() };
-    Frame::new(ClientToController::SubmitRequest(SubmitRequest { req_id, targets: Targets::All, request }))
+    Frame::new(ClientToController::SubmitRequest(SubmitRequest {
+        source: None,
+        internal: false,
+        req_id,
+        targets: Targets::All,
+        request,
+    }))
 }
 
 #[test]

@@ -213,8 +213,13 @@ pub fn info_request() -> Frame<ClientToController> {
 }
 
 pub fn submit_request(code: &str) -> Frame<ClientToController> {
-    let req =
-        SubmitRequest { req_id: 1, targets: Targets::All, request: Request::Execute { code: code.into() } };
+    let req = SubmitRequest {
+        source: None,
+        internal: false,
+        req_id: 1,
+        targets: Targets::All,
+        request: Request::Execute { code: code.into() },
+    };
     Frame::new(ClientToController::SubmitRequest(req))
 }
 

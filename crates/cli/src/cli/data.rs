@@ -69,7 +69,8 @@ pub fn push(args: PutArgs) -> Result<i32> {
     let array = npy::read(&args.file)?;
     let client = Client::connect(&args.target.cluster_id)?;
     let progress = Progress::new(format!("push {}", args.name));
-    let pending = client.view(args.target.targets(&client)?).push(&args.name, &array)?;
+    let source = mpx_client::replay::file_source(&args.file)?;
+    let pending = client.view(args.target.targets(&client)?).push_from(&args.name, &array, source)?;
     let bytes = Some(array.data().len() as u64);
     let results = wait_moving(&pending, args.target.timeout(), progress, bytes)?;
     print!("{}", display::render(&results));
@@ -80,7 +81,8 @@ pub fn scatter(args: PutArgs) -> Result<i32> {
     let array = npy::read(&args.file)?;
     let client = Client::connect(&args.target.cluster_id)?;
     let progress = Progress::new(format!("scatter {}", args.name));
-    let pending = client.view(args.target.targets(&client)?).scatter(&args.name, &array)?;
+    let source = mpx_client::replay::file_source(&args.file)?;
+    let pending = client.view(args.target.targets(&client)?).scatter_from(&args.name, &array, source)?;
     let bytes = Some(array.data().len() as u64);
     let results = wait_moving(&pending, args.target.timeout(), progress, bytes)?;
     print!("{}", display::render(&results));

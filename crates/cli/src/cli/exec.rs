@@ -199,7 +199,7 @@ fn restart_note(results: &[EngineResult]) -> Option<&'static str> {
     });
     restarting.then_some(
         "the MPI world is restarting with the same engine ids; its variables are gone. The next cell \
-         waits until it is ready.",
+         waits until it is ready; `mpx replay` (%replay in the console) runs the session's cells again.",
     )
 }
 

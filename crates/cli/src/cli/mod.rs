@@ -11,6 +11,7 @@ mod logging;
 mod logs;
 mod progress;
 mod recover;
+pub(crate) mod session;
 mod targets;
 
 use std::{path::PathBuf, time::Duration};
@@ -67,6 +68,15 @@ enum Command {
     /// Restart the cluster's MPI world: same engine ids, controller and connection file;
     /// variables are lost. Returns when the new world is ready
     Restart(recover::RestartArgs),
+    /// The session's history: every cell, run, push and pull, numbered, with targets and
+    /// outcomes (`-n N`, `--errors`)
+    History(session::HistoryArgs),
+    /// Run the session before the last restart again (its cells and runs that succeeded, its
+    /// pushes of unchanged .npy files), stopping at the first failure
+    Replay(session::ReplayArgs),
+    /// Write the session since the last restart as a Python program for `mpirun -n N python3
+    /// FILE.py` (and a job script with --sbatch/--pbs)
+    Export(session::ExportArgs),
     /// Interactive console: `%px CODE`, `%autopx`, plain lines run locally.
     Console(console::ConsoleArgs),
     /// Bind a variable on the engines to an array from a `.npy` file (MPI Bcast among them).
@@ -152,6 +162,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Where(args) => exec::where_(args),
         Command::Interrupt(args) => recover::interrupt(args),
         Command::Restart(args) => recover::restart(args),
+        Command::History(args) => session::history(args),
+        Command::Replay(args) => session::replay(args),
+        Command::Export(args) => session::export(args),
         Command::Console(args) => console::run(args),
         Command::Push(args) => data::push(args),
         Command::Pull(args) => data::pull(args),

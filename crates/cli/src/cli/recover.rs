@@ -32,6 +32,9 @@ pub struct RestartArgs {
     /// Seconds to wait for the new world.
     #[arg(long, default_value_t = 120.0)]
     timeout: f64,
+    /// Then run the session again (see `mpx replay`).
+    #[arg(long)]
+    replay: bool,
 }
 
 /// `mpx restart`: a new MPI world for the cluster (same engine ids, controller and connection
@@ -43,5 +46,8 @@ pub fn restart(args: RestartArgs) -> Result<i32> {
     let engines =
         client.restart("restarted by `mpx restart`", Duration::from_secs_f64(args.timeout.max(0.0)))?;
     println!("the MPI world is ready: {} engines in {:.2} s", engines.len(), t0.elapsed().as_secs_f64());
+    if args.replay {
+        return super::session::replay_previous(&client);
+    }
     Ok(0)
 }

@@ -120,6 +120,7 @@ impl World {
         let restart = own && restart;
         if restart {
             self.restarting = true;
+            self.history.epoch += 1;
         }
         let note = match (own, restart) {
             (true, true) => "; the MPI world is being restarted (variables are lost)".to_string(),

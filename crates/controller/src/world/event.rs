@@ -165,6 +165,11 @@ pub enum Event {
         /// The engine.
         engine: EngineId,
     },
+    /// A client asks for the session's history.
+    History {
+        /// The client.
+        client: ClientId,
+    },
     /// A client asks to restart the cluster's own world.
     Restart {
         /// The client.

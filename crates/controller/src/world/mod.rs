@@ -22,6 +22,7 @@
 //! - `deaths.rs`: an engine lost (connection gone, heartbeats missed), the
 //!   launcher's explanation, the teardown of one world and its restart, aborts.
 //! - `wheres.rs`: `where` polls, answered when every engine has or at a deadline.
+//! - [`history`]: the session's history (every request, its targets and outcomes, per epoch).
 //! - [`stuck`]: ranks stuck in MPI calls told to the client, interrupted calls that
 //!   restart the world, and restarts on demand.
 //! - `retained.rs`: results that outlive their wait: the requests of a client that went away,
@@ -50,6 +51,7 @@ use mpx_messages::{ClusterInfo, EngineId, EngineInfo, Rank, RankInfo};
 pub mod command;
 mod deaths;
 pub mod event;
+pub mod history;
 mod registry;
 mod requests;
 pub mod retained;
@@ -182,6 +184,8 @@ pub struct World {
     restarting: bool,
     /// Clients waiting for the restart to be done.
     restart_waiters: Vec<ClientId>,
+    /// The session's history.
+    history: history::History,
     /// Requests waiting for the restarting world.
     deferred: Vec<(ClientId, mpx_messages::SubmitRequest, Vec<mpx_messages::Payload>)>,
 }
@@ -211,6 +215,7 @@ impl World {
             restarting: false,
             restart_waiters: Vec::new(),
             deferred: Vec::new(),
+            history: history::History::default(),
         }
     }
 
@@ -233,6 +238,13 @@ impl World {
             Event::EngineUnblocked { engine, task_id } => self.engine_unblocked(engine, task_id),
             Event::EngineAbandoned { engine, report } => self.engine_abandoned(engine, report),
             Event::Restart { client, reason } => self.restart(client, reason),
+            Event::History { client } => {
+                let history = mpx_messages::SessionHistory {
+                    epoch: self.history.epoch,
+                    entries: self.history.entries(),
+                };
+                self.reply(client, mpx_messages::ControllerToClient::HistoryReply(history));
+            }
             Event::EngineReply { engine, reply, buffers } => self.engine_reply(engine, reply, buffers),
             Event::EngineStatus { engine, poll, state } => self.engine_status(engine, poll, state),
             Event::EngineGone { engine, conn, cause } => self.engine_gone(engine, conn, cause),

@@ -21,6 +21,8 @@ impl World {
     pub(super) fn submit(&mut self, client: ClientId, req: SubmitRequest, buffers: Vec<Payload>) {
         let req_id = req.req_id;
         let streamed = streamed_total(&req.request, &buffers);
+        let item = (!req.internal).then(|| super::history::item_of(&req.request, req.source.clone()));
+        let targets = req.targets.clone();
         if self.restarting {
             // The world comes back in about the time of a start: the request waits for it (one
             // whose array streams after it cannot: its chunks have nowhere to go meanwhile).
@@ -56,6 +58,9 @@ impl World {
         };
         let id = self.next_request;
         self.next_request += 1;
+        if let Some(item) = item {
+            self.record_history(id, item, engines.clone(), &targets);
+        }
         let accepted = SubmitReply { req_id, engines, error: None, id };
         self.reply(client, ControllerToClient::SubmitReply(accepted));
         let mut root = true;
@@ -101,6 +106,7 @@ impl World {
     /// Sends an engine's answer to the client waiting for it, or keeps it with its request
     /// when that client went away.
     pub(super) fn answer(&mut self, p: &Pending, result: EngineReply, buffers: Vec<Payload>) {
+        self.history_answer(p.id, result.engine_id, &result.outcome);
         match p.client {
             Some(client) => {
                 let frame = Frame::with_payloads(ControllerToClient::EngineReply(result), buffers);

@@ -46,7 +46,13 @@ pub(super) fn register(w: &mut World, size: u32, conn0: ConnId) -> Vec<u32> {
 }
 
 pub(super) fn execute(w: &mut World, req_id: u64, targets: Targets, code: &str) -> Vec<Command> {
-    let req = SubmitRequest { req_id, targets, request: Request::Execute { code: code.into() } };
+    let req = SubmitRequest {
+        source: None,
+        internal: false,
+        req_id,
+        targets,
+        request: Request::Execute { code: code.into() },
+    };
     w.handle(Event::Submit { client: CLIENT, req, buffers: vec![] })
 }
 
@@ -163,8 +169,13 @@ fn a_request_across_sets_runs_on_every_engine_and_results_go_back() {
         vec![to_client(ToClient::EngineReply(EngineReply { req_id: 5, engine_id: EngineId(2), outcome }))]
     );
     // A collective never spans sets.
-    let req =
-        SubmitRequest { req_id: 6, targets: Targets::All, request: Request::Gather { name: "a".into() } };
+    let req = SubmitRequest {
+        source: None,
+        internal: false,
+        req_id: 6,
+        targets: Targets::All,
+        request: Request::Gather { name: "a".into() },
+    };
     let out = w.handle(Event::Submit { client: CLIENT, req, buffers: vec![] });
     assert!(matches!(&out[..], [Command::ToClient { frame, .. }]
         if matches!(&frame.header, ToClient::SubmitReply(r) if r.error.as_ref().unwrap().to_string().contains("engine sets"))));

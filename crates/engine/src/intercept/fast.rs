@@ -41,7 +41,12 @@ thread_local! {
 }
 
 /// Frees a communicator's private duplicate when the communicator goes.
-unsafe extern "C" fn free_shadow(_comm: MPI_Comm, _key: c_int, value: *mut c_void, _extra: *mut c_void) -> c_int {
+unsafe extern "C" fn free_shadow(
+    _comm: MPI_Comm,
+    _key: c_int,
+    value: *mut c_void,
+    _extra: *mut c_void,
+) -> c_int {
     // SAFETY: `value` is the box this module stored, given back once.
     let mut shadow = unsafe { Box::from_raw(value.cast::<MPI_Comm>()) };
     // SAFETY: the duplicate this module made.
@@ -153,9 +158,11 @@ unsafe fn exchange(
     }
     let mut flag: c_int = 0;
     let statuses = unsafe { ffi::RSMPI_STATUSES_IGNORE };
-    match wait::poll(board, on, || match unsafe { ffi::PMPI_Testall(2, reqs.as_mut_ptr(), &mut flag, statuses) } {
-        0 => Ok(flag != 0),
-        rc => Err(rc),
+    match wait::poll(board, on, || {
+        match unsafe { ffi::PMPI_Testall(2, reqs.as_mut_ptr(), &mut flag, statuses) } {
+            0 => Ok(flag != 0),
+            rc => Err(rc),
+        }
     }) {
         wait::Waited::Done(rc) => rc,
         wait::Waited::Interrupted => wait::abandon(board),
@@ -199,7 +206,13 @@ pub unsafe fn allreduce(
         let mine = recvbuf.cast_const();
         // SAFETY: every buffer holds `bytes` bytes; `shadow` is this call's communicator's.
         unsafe {
-            let reduce = |rc: c_int| if rc == 0 { ffi::PMPI_Reduce_local(tmp, recvbuf, count, datatype, op) } else { rc };
+            let reduce = |rc: c_int| {
+                if rc == 0 {
+                    ffi::PMPI_Reduce_local(tmp, recvbuf, count, datatype, op)
+                } else {
+                    rc
+                }
+            };
             let pof2 = 1 << (31 - (size as u32).leading_zeros());
             let rem = size - pof2;
             // Fold the ranks past the power of two into their even neighbours.

@@ -18,6 +18,8 @@ pub fn any_message() -> impl Strategy<Value = ClientToController> {
         Just(ClientToController::ShutdownRequest),
         (any::<u64>(), targets, ".{0,40}").prop_map(|(req_id, targets, code)| {
             ClientToController::SubmitRequest(SubmitRequest {
+                source: None,
+                internal: false,
                 req_id,
                 targets,
                 request: Request::Execute { code },

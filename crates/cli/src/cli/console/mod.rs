@@ -62,7 +62,10 @@ const HELP: &str = "\
 %where          what every engine is doing (idle, running, inside an MPI call)
 %result [ID]    wait again for a cell whose wait ran out (the last one, or request ID)
 %interrupt      interrupt the running cells of the targets (from a cell left running)
-%restart        restart the MPI world: same engine ids, variables are lost
+%restart        restart the MPI world: same engine ids, variables are lost (--replay: then
+                run the session again)
+%history [-n N] [--errors]   the session's history     %replay   run the session before the
+                last restart again (after Ctrl-C restarted the world, say)
 Tab             complete magics, file names and names known to the engines
 Ctrl-C          while waiting: interrupt the running cell on its engines, also inside MPI
                 calls (the world restarts when a call cannot be cancelled); twice: stop waiting
@@ -104,7 +107,7 @@ pub struct Console {
 /// Which kernel the engines run: the cell `true` is a value in rhai and a NameError in Python.
 /// It runs on every engine, so that their cell numbers stay the same.
 fn probe_kernel(client: &Client) -> Lang {
-    match client.view(Targets::All).execute_sync("true", Duration::from_secs(10)) {
+    match client.view(Targets::All).execute_internal("true").and_then(|p| p.get(Duration::from_secs(10))) {
         Ok(results) if !results.is_empty() && results.iter().all(|r| r.outcome.error.is_none()) => Lang::Rhai,
         _ => Lang::Python,
     }
@@ -231,9 +234,17 @@ impl Console {
         let results = self.client().and_then(|client| {
             let view = client.view(targets.clone());
             let sent = match magic {
-                "push" | "scatter" => npy::read(file).and_then(|a| match magic {
-                    "push" => view.push(name, &a),
-                    _ => view.scatter(name, &a),
+                "push" | "scatter" => npy::read(file).and_then(|a| {
+                    let source = match mpx_client::replay::file_source(file) {
+                        Ok(source) => source,
+                        Err(e) => {
+                            return Err(mpx_client::ClientError::NotFound(format!("{}: {e}", file.display())))
+                        }
+                    };
+                    match magic {
+                        "push" => view.push_from(name, &a, source),
+                        _ => view.scatter_from(name, &a, source),
+                    }
                 }),
                 "pull" => view.pull(name),
                 _ => view.gather(name),
@@ -315,7 +326,22 @@ impl Console {
                 _ => eprintln!("error: %timeout takes a positive number of seconds"),
             },
             "result" => self.result(rest),
-            "restart" => self.restart(),
+            "restart" => {
+                self.restart();
+                if rest == "--replay" {
+                    self.replay();
+                }
+            }
+            "replay" => self.replay(),
+            "history" => match self.client().and_then(|c| Ok(c.history(Duration::from_secs(10))?)) {
+                Ok(history) => {
+                    let n = rest.strip_prefix("-n").and_then(|n| n.trim().parse().ok());
+                    let errors = rest.contains("--errors");
+                    let entries = crate::cli::session::select(history.entries, n, errors);
+                    print!("{}", crate::cli::session::render_history(&entries));
+                }
+                Err(e) => self.report(&e),
+            },
             "interrupt" => {
                 let targets = self.targets.clone();
                 match self.client().and_then(|c| Ok(c.interrupt(targets, Duration::from_secs(10))?)) {
@@ -332,6 +358,14 @@ impl Console {
             other => eprintln!("error: unknown magic %{other} (%help lists them)"),
         }
         true
+    }
+
+    /// `%replay`: the session before the last restart, run again.
+    fn replay(&mut self) {
+        match self.client().and_then(crate::cli::session::replay_previous) {
+            Ok(_) => self.names = None,
+            Err(e) => self.report(&e),
+        }
     }
 
     /// `%restart`: a new MPI world, ready when this returns.
@@ -360,7 +394,7 @@ impl Console {
     fn ask_engine(&mut self, code: &str) -> Vec<String> {
         let targets = self.targets.clone();
         let Ok(client) = self.client() else { return Vec::new() };
-        match client.view(targets).execute_sync(code, Duration::from_secs(2)) {
+        match client.view(targets).execute_internal(code).and_then(|p| p.get(Duration::from_secs(2))) {
             Ok(results) => results
                 .iter()
                 .find(|r| r.outcome.error.is_none())
