@@ -187,9 +187,23 @@ pub fn script(entries: &[HistoryEntry], size: usize, stem: &str) -> Result<Expor
     Ok(Export { script: out.join("\n"), data })
 }
 
-/// A Slurm job script that runs `script` on `size` ranks (with the queue and time limit, when
-/// given).
-pub fn sbatch(script: &Path, size: usize, queue: Option<&str>, walltime: Option<&str>) -> String {
+/// A job script's settings: the ranks, the Python that runs the program, the queue and the time
+/// limit (when given).
+#[derive(Debug, Clone, Copy)]
+pub struct Job<'a> {
+    /// Ranks.
+    pub size: usize,
+    /// The Python interpreter (`python3`, or the path of the engines' one).
+    pub python: &'a str,
+    /// The queue (partition).
+    pub queue: Option<&'a str>,
+    /// The time limit.
+    pub walltime: Option<&'a str>,
+}
+
+/// A Slurm job script that runs `script` (submitted from its directory).
+pub fn sbatch(script: &Path, job: Job<'_>) -> String {
+    let Job { size, python, queue, walltime } = job;
     let mut s = format!("#!/bin/sh\n#SBATCH --job-name=mpx-export\n#SBATCH --ntasks={size}\n");
     if let Some(q) = queue {
         s.push_str(&format!("#SBATCH --partition={q}\n"));
@@ -197,19 +211,20 @@ pub fn sbatch(script: &Path, size: usize, queue: Option<&str>, walltime: Option<
     if let Some(w) = walltime {
         s.push_str(&format!("#SBATCH --time={w}\n"));
     }
-    s.push_str(&format!("mpirun -n {size} python3 {}\n", script.display()));
+    s.push_str(&format!("mpirun -n {size} {python} {}\n", script.display()));
     s
 }
 
-/// A PBS job script that runs `script` on `size` ranks.
-pub fn pbs(script: &Path, size: usize, queue: Option<&str>, walltime: Option<&str>) -> String {
-    let mut s = format!("#!/bin/sh\n#PBS -N mpx-export\n#PBS -l nodes=1:ppn={size}\n");
+/// A PBS (Torque-style) job script that runs `script` (submitted from its directory).
+pub fn pbs(script: &Path, job: Job<'_>) -> String {
+    let Job { size, python, queue, walltime } = job;
+    let mut s = format!("#!/bin/sh\n#PBS -N mpx-export\n#PBS -V\n#PBS -l nodes=1:ppn={size}\n");
     if let Some(q) = queue {
         s.push_str(&format!("#PBS -q {q}\n"));
     }
     if let Some(w) = walltime {
         s.push_str(&format!("#PBS -l walltime={w}\n"));
     }
-    s.push_str(&format!("cd \"$PBS_O_WORKDIR\"\nmpirun -n {size} python3 {}\n", script.display()));
+    s.push_str(&format!("cd \"${{PBS_O_WORKDIR:-.}}\"\nmpirun -n {size} {python} {}\n", script.display()));
     s
 }

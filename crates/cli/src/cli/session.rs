@@ -176,6 +176,10 @@ pub struct ExportArgs {
     /// The job script's time limit (HH:MM:SS).
     #[arg(long)]
     walltime: Option<String>,
+    /// The Python interpreter the job scripts run (with numpy and mpi4py: the one the
+    /// engines use).
+    #[arg(long, default_value = "python3")]
+    python: String,
     /// The Python program to write.
     file: PathBuf,
 }
@@ -214,16 +218,23 @@ pub fn export(args: ExportArgs) -> Result<i32> {
         entries.len(),
         args.file.display()
     );
-    let (queue, walltime) = (args.queue.as_deref(), args.walltime.as_deref());
+    let job = export::Job {
+        size,
+        python: &args.python,
+        queue: args.queue.as_deref(),
+        walltime: args.walltime.as_deref(),
+    };
     let name = args.file.file_name().map(PathBuf::from).unwrap_or_default();
     if args.sbatch {
+        let script = export::sbatch(&name, job);
         let job = args.file.with_extension("sbatch");
-        std::fs::write(&job, export::sbatch(&name, size, queue, walltime))?;
+        std::fs::write(&job, script)?;
         println!("wrote {} (sbatch {})", job.display(), job.display());
     }
     if args.pbs {
+        let script = export::pbs(&name, job);
         let job = args.file.with_extension("pbs");
-        std::fs::write(&job, export::pbs(&name, size, queue, walltime))?;
+        std::fs::write(&job, script)?;
         println!("wrote {} (qsub {})", job.display(), job.display());
     }
     Ok(0)
