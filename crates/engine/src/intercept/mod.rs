@@ -30,7 +30,6 @@ use mpi::ffi::{self, MPI_Comm, MPI_Datatype, MPI_Message, MPI_Op, MPI_Request, M
 
 use crate::state::{Board, MpiGuard};
 
-pub mod fast;
 pub mod wait;
 
 use wait::On;
@@ -69,6 +68,27 @@ impl Drop for CellScope {
     }
 }
 
+thread_local! {
+    /// The last communicator named and its name: a loop of calls on one communicator asks MPI
+    /// for the name once.
+    static NAMED: std::cell::RefCell<Option<(MPI_Comm, String)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The communicator's name, from the last call's when it is the same communicator.
+fn cached_name(comm: MPI_Comm) -> String {
+    NAMED.with(|n| {
+        let mut n = n.borrow_mut();
+        match &*n {
+            Some((c, name)) if *c == comm => name.clone(),
+            _ => {
+                let name = comm_name(comm);
+                *n = Some((comm, name.clone()));
+                name
+            }
+        }
+    })
+}
+
 /// The communicator's MPI name (`COMM_WORLD`, or what the user set), for `where`.
 fn comm_name(comm: MPI_Comm) -> String {
     let mut buf = [0 as c_char; 256];
@@ -89,7 +109,7 @@ fn note(call: &'static str, comm: Option<MPI_Comm>) -> Option<(&'static Board, M
         return None;
     }
     let board = BOARD.get()?;
-    let guard = board.mpi_from_cell(call, || comm.map(comm_name).unwrap_or_else(|| "a request".into()))?;
+    let guard = board.mpi_from_cell(call, || comm.map(cached_name).unwrap_or_else(|| "a request".into()))?;
     Some((board, guard))
 }
 
@@ -130,6 +150,9 @@ nonblocking!(MPI_Bcast => PMPI_Bcast / PMPI_Ibcast, "Bcast", comm, None,
 nonblocking!(MPI_Reduce => PMPI_Reduce / PMPI_Ireduce, "Reduce", comm, None,
     (sendbuf: *const c_void, recvbuf: *mut c_void, count: c_int, datatype: MPI_Datatype, op: MPI_Op,
      root: c_int, comm: MPI_Comm));
+nonblocking!(MPI_Allreduce => PMPI_Allreduce / PMPI_Iallreduce, "Allreduce", comm, None,
+    (sendbuf: *const c_void, recvbuf: *mut c_void, count: c_int, datatype: MPI_Datatype, op: MPI_Op,
+     comm: MPI_Comm));
 nonblocking!(MPI_Gather => PMPI_Gather / PMPI_Igather, "Gather", comm, None,
     (sendbuf: *const c_void, sendcount: c_int, sendtype: MPI_Datatype, recvbuf: *mut c_void,
      recvcount: c_int, recvtype: MPI_Datatype, root: c_int, comm: MPI_Comm));
@@ -159,35 +182,6 @@ nonblocking!(MPI_Send => PMPI_Send / PMPI_Isend, "Send", comm, peer(dest),
     (buf: *const c_void, count: c_int, datatype: MPI_Datatype, dest: c_int, tag: c_int, comm: MPI_Comm));
 nonblocking!(MPI_Ssend => PMPI_Ssend / PMPI_Issend, "Ssend", comm, peer(dest),
     (buf: *const c_void, count: c_int, datatype: MPI_Datatype, dest: c_int, tag: c_int, comm: MPI_Comm));
-
-/// `MPI_Allreduce`: a cell's small reduction is made of point-to-point messages
-/// ([`fast::allreduce`]), any other waits as `MPI_Iallreduce`; both can be interrupted.
-///
-/// # Safety
-/// As the MPI function of the same name.
-#[no_mangle]
-pub unsafe extern "C" fn MPI_Allreduce(
-    sendbuf: *const c_void,
-    recvbuf: *mut c_void,
-    count: c_int,
-    datatype: MPI_Datatype,
-    op: MPI_Op,
-    comm: MPI_Comm,
-) -> c_int {
-    let noted = note("Allreduce", Some(comm));
-    let Some((board, _noted)) = noted.filter(|_| NONBLOCKING.load(Ordering::Relaxed)) else {
-        return unsafe { ffi::PMPI_Allreduce(sendbuf, recvbuf, count, datatype, op, comm) };
-    };
-    if let Some(rc) = unsafe { fast::allreduce(board, sendbuf, recvbuf, count, datatype, op, comm) } {
-        return rc;
-    }
-    let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
-    let rc = unsafe { ffi::PMPI_Iallreduce(sendbuf, recvbuf, count, datatype, op, comm, &mut req) };
-    if rc != 0 {
-        return rc;
-    }
-    unsafe { wait::finish(board, On { comm: Some(comm), peer: None }, &mut req, ffi::RSMPI_STATUS_IGNORE) }
-}
 
 /// `MPI_Recv`: a cell's receive waits as `MPI_Irecv`; an interrupt cancels it.
 ///
