@@ -146,3 +146,33 @@ fn t92_kill_9_of_a_rank_during_an_mpi4py_allreduce_is_reported() {
     let left = c.pids.wait_gone(Duration::from_secs(10));
     assert!(left.is_empty(), "left after the fault: {left:?}");
 }
+
+/// An mpi4py on another MPI library than the engine's (a stand-in package that says it is
+/// MPICH, first on the engines' PYTHONPATH): the cluster does not start, and says why, naming
+/// both libraries; nothing is left running.
+#[test]
+fn t92_an_mpi4py_on_another_mpi_is_refused_with_both_libraries_named() {
+    let _serial = mpx_tests::serial();
+    let fake = mpx_tests::TempDir::new("fake-mpi4py");
+    let package = fake.0.join("mpi4py");
+    std::fs::create_dir_all(&package).unwrap();
+    std::fs::write(package.join("__init__.py"), "class _RC:\n    pass\n\nrc = _RC()\n").unwrap();
+    std::fs::write(
+        package.join("MPI.py"),
+        "def Get_library_version():\n    return 'MPICH Version:\\t4.0.2\\nMPICH Release date: a stand-in'\n",
+    )
+    .unwrap();
+    let home = mpx_tests::temp_home("other-mpi");
+    let mut cmd = mpx_cmd(&home);
+    cmd.args(["cluster", "start", "-n", "2", "--daemonize", "--timeout", "60"]).env("PYTHONPATH", &fake.0);
+    let out = mpx_tests::run_with_timeout(cmd, Duration::from_secs(90));
+    let text = format!("{}{}", stdout(&out), mpx_tests::stderr(&out));
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("mpi4py uses another MPI library than the engine"), "{text}");
+    assert!(
+        text.contains("the engine runs on \"Open MPI") && text.contains("mpi4py on \"MPICH Version:"),
+        "{text}"
+    );
+    assert!(!mpx_controller::files::connection_file(&home, "default").exists(), "nothing left: {text}");
+    let _ = std::fs::remove_dir_all(&home);
+}

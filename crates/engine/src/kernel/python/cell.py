@@ -186,8 +186,10 @@ def _finalize_guard(*args, **kwargs):
 
 def setup(cwd, emit):
     """Once, on the engine's main thread: Ctrl-C raises KeyboardInterrupt, the working
-    directory is on sys.path, mpi4py (if installed) cannot finalize MPI under the engine,
-    cells write through `emit`."""
+    directory is on sys.path, mpi4py (if installed) cannot initialise or finalize MPI under the
+    engine, cells write through `emit`. Returns the main thread's ident and the version of the
+    MPI library mpi4py loaded (None without mpi4py), which the engine compares with its own
+    before anything else of mpi4py runs."""
     global _emit
     _emit = emit
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -203,12 +205,18 @@ def setup(cwd, emit):
         import numpy  # noqa: F401  (imported once here so the first cell does not pay for it)
     except ImportError:
         pass
+    mpi_version = None
     try:
+        import mpi4py
+        # Never another MPI than the engine's: mpi4py must not initialise one of its own.
+        mpi4py.rc.initialize = False
+        mpi4py.rc.finalize = False
         from mpi4py import MPI
+        mpi_version = MPI.Get_library_version()
         MPI.Finalize = _finalize_guard
     except ImportError:
         pass
-    return threading.main_thread().ident
+    return threading.main_thread().ident, mpi_version
 
 
 def as_array(x):

@@ -26,6 +26,7 @@ use pyo3::{
 use super::{CallArg, CellOutput, HostArray, Interrupt, Kernel, Probe};
 use crate::output::OutputBuffer;
 
+mod mpi_check;
 mod signals;
 
 pub use signals::PyInterrupt;
@@ -192,11 +193,17 @@ impl PythonKernel {
                 .map_err(|e| format!("cell helper: {e}"))?;
             let cwd = std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default();
             let emit = emitter(py, output).map_err(|e| format!("output writer: {e}"))?;
-            let main_ident: u64 = helper
+            let (main_ident, mpi4py_version): (u64, Option<String>) = helper
                 .getattr("setup")
                 .and_then(|f| f.call1((cwd, emit)))
                 .and_then(|v| v.extract())
                 .map_err(|e| format!("python setup: {e}"))?;
+            if let Some(theirs) = mpi4py_version {
+                let ours = mpi::environment::library_version().unwrap_or_default();
+                if !mpi_check::same_library(&ours, &theirs) {
+                    return Err(mpi_check::mismatch(&ours, &theirs));
+                }
+            }
             let module = PyModule::new(py, "mpx_engine").map_err(|e| e.to_string())?;
             module.add("rank", rank).map_err(|e| e.to_string())?;
             module.add("size", size).map_err(|e| e.to_string())?;
