@@ -55,6 +55,8 @@ pub struct Floors {
     pub moves: BTreeMap<usize, MoveFloors>,
     /// `mpirun -n N --oversubscribe true`.
     pub mpirun_true: Stats,
+    /// A 1000x1000 matmul in one plain `python3` (the engines' Python and numpy).
+    pub matmul: Stats,
     /// Seconds per 8-byte Allreduce of a tight loop in plain mpi4py under mpirun (the same code
     /// as the `allreduce_loop` row's cell; slowest rank).
     pub allreduce_loop: Stats,
@@ -95,6 +97,7 @@ impl Floors {
         }
         let mpirun_true = stats("mpirun_true", &mpirun_true(cfg, 1, cfg.lifecycle_samples)?)?;
         let allreduce_loop = stats("allreduce_loop", &allreduce_loop(cfg)?)?;
+        let matmul = stats("matmul", &matmul(cfg)?)?;
         let mut diagnostics = BTreeMap::new();
         for bytes in MOVE_SIZES {
             let (warmup, samples) = cfg.move_samples(bytes);
@@ -131,6 +134,7 @@ impl Floors {
             moves,
             mpirun_true,
             allreduce_loop,
+            matmul,
             diagnostics,
         })
     }
@@ -157,6 +161,7 @@ impl Floors {
         }
         out.push(("mpirun_true".into(), self.mpirun_true));
         out.push(("mpi4py_allreduce_loop_8b".into(), self.allreduce_loop));
+        out.push(("python_matmul_1000".into(), self.matmul));
         out.extend(self.diagnostics.clone());
         out
     }
@@ -185,6 +190,30 @@ print(_t)",
         out.push(crate::recovery::parse_loop_lines(&text).context("the mpi4py loop printed no time")?);
     }
     Ok(out)
+}
+
+/// The `matmul` row's product in one plain `python3` with one engine's share of the host's
+/// cores as its BLAS threads (the row's engines, as many as cores, get one each): what a rank's
+/// product costs without mpx.
+fn matmul(cfg: &Config) -> Result<Vec<f64>> {
+    let runs = if cfg.quick { 3 } else { 15 };
+    let share = "1";
+    let code = format!(
+        "{}\nfor _ in range({runs}):\n    _t = time.perf_counter(); _m @ _m; print(time.perf_counter() - _t)",
+        crate::recovery::MATMUL_CODE
+    );
+    let mut cmd = Command::new(PYTHON);
+    cmd.args(["-c", &code]);
+    for var in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"] {
+        cmd.env(var, share);
+    }
+    let run = cmd.output().context("python3 matmul")?;
+    anyhow::ensure!(
+        run.status.success(),
+        "the plain matmul failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    Ok(String::from_utf8_lossy(&run.stdout).lines().filter_map(|l| l.trim().parse::<f64>().ok()).collect())
 }
 
 fn stats(name: &str, samples: &[f64]) -> Result<Stats> {

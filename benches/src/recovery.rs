@@ -143,3 +143,34 @@ pub fn restart(ctx: &mut Ctx) -> Result<Measured> {
 pub fn parse_loop_lines(text: &str) -> Option<f64> {
     text.lines().filter_map(|l| l.trim().parse::<f64>().ok()).reduce(f64::max)
 }
+
+/// The matmul of the `matmul` row: a 1000x1000 product timed inside Python (after one untimed
+/// product); its value (and, in plain Python, its printed line) is the seconds it took.
+pub const MATMUL_CODE: &str = "import time, numpy as np\n_m = np.random.rand(1000, 1000)\n_m @ _m\n\
+_t = time.perf_counter()\n_m @ _m\n_t = time.perf_counter() - _t\n_t";
+
+/// matmul: a 1000x1000 matmul in a cell on every engine of a cluster with as many engines as
+/// this host has cores (slowest engine), BLAS threads as the engines default them.
+pub fn matmul(ctx: &mut Ctx) -> Result<Measured> {
+    let samples = if ctx.cfg.quick { 3 } else { 15 };
+    ctx.end_session()?;
+    let mut cfg = ctx.cfg.clone();
+    cfg.engines = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let (cluster, _) = crate::cluster::BenchCluster::start(&cfg, Kernel::Python)?;
+    let measured = (|| {
+        let client = cluster.client()?;
+        let mut out = Vec::new();
+        for _ in 0..samples {
+            let results = client.view(Targets::All).execute_sync(MATMUL_CODE, Duration::from_secs(120))?;
+            let mut slowest = 0.0f64;
+            for r in &results {
+                let v = r.outcome.value.as_deref().context("the matmul returned no value")?;
+                slowest = slowest.max(v.trim().parse::<f64>()?);
+            }
+            out.push(slowest);
+        }
+        Measured::of(&out)
+    })();
+    cluster.stop()?;
+    measured
+}

@@ -281,7 +281,7 @@ fn allreduce_rows(k: Kernel) -> [Row; 2] {
 }
 
 /// The rows of a session that survives its accidents (python kernel, see [`recovery`]).
-fn recovery_rows() -> [Row; 4] {
+fn recovery_rows() -> [Row; 5] {
     [
         Row::new(
             "wait_cpu",
@@ -314,6 +314,14 @@ fn recovery_rows() -> [Row; 4] {
             recovery::restart,
             |f| Some(f.mpirun_true),
             Goal::None,
+        ),
+        Row::new(
+            "matmul",
+            "a 1000x1000 matmul in a cell on every engine, as many engines as cores (slowest engine)",
+            "the same matmul in one plain python3 with one engine's share of the cores as BLAS threads",
+            recovery::matmul,
+            |f| Some(f.matmul),
+            Goal::RatioAtMost(1.2),
         ),
     ]
 }
