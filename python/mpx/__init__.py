@@ -9,13 +9,17 @@ The API follows ipyparallel::
         view["a"] = np.arange(10)          # push; numpy arrays are not copied on the client
         view.apply_sync(lambda x: x * 2, 21)
 
-``%load_ext mpx`` in IPython gives ``%px``, ``%%px``, ``%autopx``, ``%pxresult``, ``%where``
-and ``%restart``.
+``%load_ext mpx`` in IPython gives ``%px``, ``%%px``, ``%autopx``, ``%pxresult``, ``%where``,
+``%restart``, ``%pxhistory``, ``%replay`` and ``%export``.
 
 A request's results come engine by engine (``ar.results_so_far()``, ``ar.ready_engines()``,
 ``ar.wait_interactive()``), with what the controller says of ranks stuck in MPI calls
 (``ar.stuck``); ``rc.interrupt()`` frees them, and ``rc.restart()`` gives a fresh MPI world with
 the same engine ids.
+
+The controller keeps the session's history (``rc.history()``): ``rc.restart(replay=True)`` and
+``rc.replay()`` run the session before a restart again, ``rc.export("job.py", sbatch=True)``
+writes it as a plain mpi4py program for a batch job.
 """
 from typing import TYPE_CHECKING
 
@@ -25,6 +29,7 @@ from .balanced import LoadBalancedView, MapResult, TaskResult
 from .client import Client
 from .cluster import Cluster, find_mpx
 from .error import CompositeError, EngineDied, RemoteError
+from .history import Exported, History, HistoryEntry, Replay
 from .view import View
 
 if TYPE_CHECKING:
@@ -37,10 +42,14 @@ __all__ = [
     "CompositeError",
     "EngineDied",
     "ExecuteReply",
+    "Exported",
+    "History",
+    "HistoryEntry",
     "LoadBalancedView",
     "MapResult",
     "RefusedError",
     "RemoteError",
+    "Replay",
     "TaskResult",
     "View",
     "find_mpx",

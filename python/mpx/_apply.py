@@ -1,7 +1,9 @@
 """Python functions on the engines: pickling on the client, a small helper on the engines.
 
 A call travels as one mpx ``apply`` request of the engine-side function ``mpx_apply`` (defined
-once per client in the engines' ``mpx_engine`` module, so the user's namespace stays clean):
+once per client in the engines' ``mpx_engine`` module, so the user's namespace stays clean, by a
+cell of mpx's own that the session's history does not record; ``map``, ``push`` and ``pull``
+call it under the names ``mpx_map``, ``mpx_push`` and ``mpx_pull``, which the history shows):
 its arguments are a token, the names of earlier result arrays to drop, the pickled
 ``(op, f, args, kwargs)`` as a uint8 array, and every numpy array found in ``args``/``kwargs``
 as an mpx array of its own (the pickle refers to them by index: they are never pickled).
@@ -33,10 +35,22 @@ except ImportError:  # pragma: no cover - depends on the installation
     cloudpickle = None
     _Base = pickle.Pickler
 
-__all__ = ["HELPER", "WIRE_DTYPES", "array_count", "define_cell", "pack", "unpack"]
+__all__ = [
+    "HELPER",
+    "HELPERS",
+    "WIRE_DTYPES",
+    "array_count",
+    "define_cell",
+    "helper_missing",
+    "pack",
+    "unpack",
+]
 
 #: Name of the engine-side helper (in the ``mpx_engine`` module).
 HELPER = "mpx_apply"
+#: The helper's name for each operation (the same function: the session's history tells the
+#: operations apart by these names).
+HELPERS = {"call": HELPER, "map": "mpx_map", "push": "mpx_push", "pull": "mpx_pull"}
 
 # Compiled on the engine under cell.py's own file name, so the engine's traceback formatter drops
 # the helper's frames and users see only their function's.
@@ -85,6 +99,8 @@ def mpx_apply(token, drop, payload, *arrays):
     for i, a in enumerate(found):
         ns["__mpx_r_%s_%d" % (token, i)] = a
     return "%d:%s" % (len(found), _b64.b64encode(buf.getvalue()).decode("ascii"))
+
+mpx_map = mpx_push = mpx_pull = mpx_apply
 '''
 
 
@@ -132,6 +148,12 @@ def unpack(value: str, arrays: Sequence[Any]) -> Any:
 
     _, data = value.split(":", 1)
     return _Unpickler(io.BytesIO(base64.b64decode(data))).load()
+
+
+def helper_missing(ename: str, evalue: str) -> bool:
+    """Whether an error is the engines' NameError for a missing helper (their MPI world was
+    restarted since this client defined it)."""
+    return ename == "NameError" and any("'%s'" % name in evalue for name in HELPERS.values())
 
 
 def array_count(value: str) -> int:

@@ -28,7 +28,7 @@ def _finish(client, r):
     names = ["__mpx_r_%s_%d" % (token, i) for i in range(_apply.array_count(value))]
     arrays = []
     for name in names:
-        raw = client._raw.pull([eid], name)
+        raw = client._raw.pull_internal([eid], name)
         got = raw.get(None)
         raw.forget()
         error = collect(got)

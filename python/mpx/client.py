@@ -8,10 +8,11 @@ import numbers
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union, overload
 
 from . import _apply, _mpx
 from ._arrays import WIRE_DTYPES
+from .history import Exported, History, HistoryEntry, Replay
 from .view import View
 
 if TYPE_CHECKING:
@@ -113,17 +114,83 @@ class Client:
         errors. Requests sent meanwhile wait for the new world."""
         return self._raw.interrupt(targets, CONTROL_TIMEOUT)
 
-    def restart(self, timeout: float = RESTART_TIMEOUT, reason: str = "restarted from Python") -> list[int]:
+    @overload
+    def restart(
+        self, timeout: float = ..., reason: str = ..., replay: Literal[False] = ...
+    ) -> list[int]: ...
+
+    @overload
+    def restart(self, timeout: float = ..., reason: str = ..., *, replay: Literal[True]) -> Replay: ...
+
+    def restart(
+        self, timeout: float = RESTART_TIMEOUT, reason: str = "restarted from Python", replay: bool = False
+    ) -> Union[list[int], Replay]:
         """Restarts the cluster's MPI world and returns its engine ids once every engine of the
         new world is ready (waits up to ``timeout`` seconds).
 
         The engine ids, the controller, this client's connection and the connection file stay;
         the engines' variables, imports and functions are lost (running cells end with
         ``WorldDown`` errors). Requests sent meanwhile wait for the new world. Refused for
-        engines started by hand (``mpx controller start``)."""
+        engines started by hand (``mpx controller start``).
+
+        With ``replay=True``, the session before the restart then runs again (see
+        :meth:`replay`) and the :class:`~mpx.history.Replay` is returned (its ``engines`` are
+        the new world's ids): what ran, what was not replayed and why, where it stopped."""
         ids = self._raw.restart(reason, timeout)
         self._world_restarted()
-        return ids
+        if not replay:
+            return ids
+        done = self.replay()
+        done.engines = ids
+        return done
+
+    # -- the session's history ---------------------------------------------------------------
+    def history(self, n: Optional[int] = None, errors: bool = False) -> History:
+        """The session's history, oldest first: every cell, run, push, scatter, pull, gather
+        and call that reached the engines (by any client), with its targets, each engine's
+        outcome and times; ``n``: only the last n entries; ``errors``: only those that failed
+        somewhere. A :class:`~mpx.history.History` (a list of
+        :class:`~mpx.history.HistoryEntry` with the current MPI world's ``epoch``); ``print()``
+        shows it as ``mpx history`` does. Requests of this client's own (its apply helper) are
+        not in it."""
+        raw = json.loads(self._raw.history_json(CONTROL_TIMEOUT))
+        history = History([HistoryEntry.from_json(e) for e in raw["entries"]], raw["epoch"])
+        return history.select(n, errors) if n is not None or errors else history
+
+    def replay(self, timeout: Optional[float] = None) -> Replay:
+        """Runs the session before the last restart of the MPI world again (``mpx replay``):
+        its cells and runs that succeeded then, on the same targets, and its pushes and
+        scatters of ``.npy`` files (``View.push_npy``) that did not change, in order, each
+        waited for up to ``timeout`` seconds (None: no limit). It stops at the first entry
+        that fails now. Arrays pushed from memory, Python calls (``apply``, ``map``, pushes of
+        Python values) and entries that failed then are not replayed; the
+        :class:`~mpx.history.Replay` returned says which and why (``print()`` it). Ctrl-C
+        interrupts the engines and stops the replay there."""
+        session, ran, skipped, failed = self._raw.replay(timeout, CONTROL_TIMEOUT)
+        entries = json.loads(session)
+        return Replay.from_raw(entries, ran, skipped, failed, entries[0]["epoch"] if entries else 0)
+
+    def export(
+        self,
+        path: Union[str, os.PathLike[str]],
+        sbatch: bool = False,
+        pbs: bool = False,
+        queue: Optional[str] = None,
+        walltime: Optional[str] = None,
+        python: str = "python3",
+    ) -> Exported:
+        """Writes the session since the last restart as a plain mpi4py program (``mpx export``)
+        that ``mpirun -n N python3 FILE.py`` runs without mpx: cells that succeeded in order
+        (those for some engines under a guard on the rank), ``.npy`` files pushed or scattered
+        copied beside it, pulls and gathers saved; what cannot be had again (an array from a
+        client's memory, a failed cell, a Python call) is left out with a comment. ``sbatch``/
+        ``pbs``: also a Slurm (FILE.sbatch) or PBS (FILE.pbs) job script with ``queue`` and
+        ``walltime`` (HH:MM:SS) that runs it with the interpreter ``python``. Returns what it
+        wrote (an :class:`~mpx.history.Exported`; ``print()`` says how to run it)."""
+        script, data, jobs, entries, size = self._raw.export(
+            os.fspath(path), sbatch, pbs, queue, walltime, python, CONTROL_TIMEOUT
+        )
+        return Exported(script, data, jobs, entries, size)
 
     def where(self) -> list[tuple[int, Optional[dict[str, Any]]]]:
         """What every engine is doing: ``[(id, state dict or None), ...]``."""
@@ -159,7 +226,8 @@ class Client:
         with self._lock:
             if self._helper_ready:
                 return
-            ar = self._raw.execute(None, _apply.define_cell(WIRE_DTYPES))
+            # A cell of mpx's own: the session's history does not record it.
+            ar = self._raw.execute_internal(None, _apply.define_cell(WIRE_DTYPES))
             errors = [r["error"] for r in ar.get(60.0) if r["error"]]
             ar.forget()
             if errors:

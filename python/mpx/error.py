@@ -123,6 +123,6 @@ def helper_missing(error: BaseException) -> bool:
     """Whether an apply failed because the engines lack this client's helper (their world
     was restarted since it was defined)."""
     errors = getattr(error, "errors", [error])
-    return bool(errors) and all(
-        isinstance(e, RemoteError) and e.ename == "NameError" and "'mpx_apply'" in e.evalue for e in errors
-    )
+    from ._apply import helper_missing as missing
+
+    return bool(errors) and all(isinstance(e, RemoteError) and missing(e.ename, e.evalue) for e in errors)

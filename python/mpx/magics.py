@@ -1,5 +1,6 @@
 """The IPython extension (``%load_ext mpx``): ``%px``, ``%%px``, ``%autopx``, ``%pxresult``,
-``%pxconfig``, ``%where`` and ``%restart``.
+``%pxconfig``, ``%where``, ``%restart``, and the session's history: ``%pxhistory``,
+``%replay`` and ``%export``.
 
 Options of ``%px``/``%%px`` (and defaults set with ``%pxconfig``): ``--targets 0,2`` (also
 ``1-3``, ``::2``, ``all``), ``--block``/``--noblock``, ``--stream`` (each engine's output as
@@ -9,15 +10,25 @@ second, so a quick cell is shown whole), its traceback too; what the controller 
 stuck in MPI calls (``[px] ranks 1-3 are blocked in Barrier ...``) is shown as it arrives. A
 cell still running after 2 s shows a progress line (in Jupyter, one display updated in place).
 Ctrl-C interrupts the engines: a rank inside an MPI collective makes the MPI world restart
-(same engine ids, variables lost), which %px says; ``%restart`` restarts it on purpose. The
-client is ``mpx.Client()`` (the only cluster running) unless ``%pxconfig --cluster-id ID`` or
-``Client.activate()`` chose another.
+(same engine ids, variables lost), which %px says; ``%restart`` restarts it on purpose.
+
+The controller keeps the session's history (every cell, push, pull... with its targets and each
+engine's outcome): ``%pxhistory [-n N] [--errors]`` shows it as ``mpx history`` does (named so
+as not to hide IPython's own ``%history`` of this shell's input); ``%replay`` (or ``%restart
+--replay``) runs the session before the last restart again, and ``%export FILE.py [--sbatch]
+[--pbs]`` writes the session since then as a program for ``mpirun``.
+
+The client is ``mpx.Client()`` (the only cluster running) unless ``%pxconfig --cluster-id ID``
+or ``Client.activate()`` chose another.
 """
 from __future__ import annotations
 
+import argparse
+import shlex
 import time
-from typing import TYPE_CHECKING, Optional, Sequence, Union
+from typing import TYPE_CHECKING, NoReturn, Optional, Sequence, Union
 
+from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
@@ -42,6 +53,8 @@ RESTART_NOTE = (
     "the MPI world is restarting with the same engine ids; its variables are lost. "
     "The next cell waits until it is ready."
 )
+#: What %px and %restart offer once the MPI world restarted.
+REPLAY_NOTE = "%replay runs the session before the restart again (%pxhistory shows it)."
 
 _active: dict[str, Optional[Client]] = {"client": None}
 
@@ -86,6 +99,44 @@ def split_options(line: str) -> tuple[dict[str, Union[str, bool]], str]:
             raise ValueError("unknown %%px option --%s" % name)
         rest = after.lstrip()
     return opts, rest
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse for a magic's line: errors are IPython's UsageError, not an exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError("%%%s: %s" % (self.prog, message))
+
+    def exit(self, status: int = 0, message: Optional[str] = None) -> NoReturn:
+        raise UsageError(message or self.format_usage())
+
+    def parse_line(self, line: str) -> argparse.Namespace:
+        return self.parse_args(shlex.split(line))
+
+
+def _history_parser() -> _Parser:
+    p = _Parser(prog="pxhistory", add_help=False)
+    p.add_argument("-n", type=int, default=None)
+    p.add_argument("--errors", action="store_true")
+    return p
+
+
+def _export_parser() -> _Parser:
+    p = _Parser(prog="export", add_help=False)
+    p.add_argument("file")
+    p.add_argument("--sbatch", action="store_true")
+    p.add_argument("--pbs", action="store_true")
+    p.add_argument("--queue", default=None)
+    p.add_argument("--walltime", default=None)
+    p.add_argument("--python", default="python3")
+    return p
+
+
+def _restart_parser() -> _Parser:
+    p = _Parser(prog="restart", add_help=False)
+    p.add_argument("--replay", action="store_true")
+    p.add_argument("timeout", nargs="?", type=float, default=None)
+    return p
 
 
 @magics_class
@@ -191,6 +242,7 @@ class ParallelMagics(Magics):
             print(text)
         if world_restarted(ar.results):
             print("[px] " + RESTART_NOTE)
+            print("[px] " + REPLAY_NOTE)
         self._raise_errors(ar, group, shown)
 
     def _raise_errors(self, ar: AsyncResult, group: bool, shown: Sequence[int] = ()) -> None:
@@ -231,16 +283,61 @@ class ParallelMagics(Magics):
 
     @line_magic
     def restart(self, line: str) -> None:
-        """%restart [TIMEOUT]: restarts the cluster's MPI world (same engine ids; the engines'
-        variables, imports and functions are lost); returns when the new world is ready
-        (waiting up to TIMEOUT seconds, default 120)."""
+        """%restart [--replay] [TIMEOUT]: restarts the cluster's MPI world (same engine ids; the
+        engines' variables, imports and functions are lost); returns when the new world is
+        ready (waiting up to TIMEOUT seconds, default 120). With --replay, the session before
+        the restart then runs again (as %replay)."""
         from .client import RESTART_TIMEOUT
 
-        timeout = float(line) if line.strip() else RESTART_TIMEOUT
+        args = _restart_parser().parse_line(line)
+        timeout = RESTART_TIMEOUT if args.timeout is None else args.timeout
         print("[px] restarting the MPI world (its variables are lost)...", flush=True)
         t0 = time.monotonic()
         ids = self.client.restart(timeout=timeout, reason="restarted by %restart")
         print("[px] the MPI world is ready: %d engines in %.2f s" % (len(ids), time.monotonic() - t0))
+        if args.replay:
+            self._replay()
+        else:
+            print("[px] " + REPLAY_NOTE)
+
+    @line_magic
+    def replay(self, line: str) -> None:
+        """%replay: runs the session before the last restart of the MPI world again: its cells
+        that succeeded then, in order, on their targets (and pushes of unchanged .npy files);
+        it stops at the first that fails now, and says what it did not replay and why. Ctrl-C
+        stops it."""
+        if line.strip():
+            raise UsageError("%replay takes no arguments")
+        self._replay()
+
+    def _replay(self) -> None:
+        print("[px] replaying the session before the restart...", flush=True)
+        print(self.client.replay().summary(), end="")
+
+    @line_magic
+    def pxhistory(self, line: str) -> None:
+        """%pxhistory [-n N] [--errors]: the session's history on the engines, numbered like
+        IPython's: each cell, push, pull... with its targets, each engine's outcome at a glance
+        and its time (the last N entries; only those that failed somewhere)."""
+        args = _history_parser().parse_line(line)
+        text = self.client.history(n=args.n, errors=args.errors).render()
+        print(text or "the session's history is empty", end="" if text else "\n")
+
+    @line_magic
+    def export(self, line: str) -> None:
+        """%export FILE.py [--sbatch] [--pbs] [--queue Q] [--walltime T] [--python P]: writes
+        the session since the last restart as a plain mpi4py program that ``mpirun -n N python3
+        FILE.py`` runs without mpx (and a Slurm or PBS job script that runs it)."""
+        args = _export_parser().parse_line(line)
+        done = self.client.export(
+            args.file,
+            sbatch=args.sbatch,
+            pbs=args.pbs,
+            queue=args.queue,
+            walltime=args.walltime,
+            python=args.python,
+        )
+        print(done)
 
     @line_magic
     def where(self, line: str) -> None:
@@ -276,7 +373,10 @@ class ParallelMagics(Magics):
 def _autopx_transform(lines: list[str]) -> list[str]:
     """While %autopx is on: every cell runs as ``%%px``, except ``%autopx`` itself."""
     first = lines[0].strip() if lines else ""
-    if not lines or first.startswith(("%autopx", "%%px", "%pxconfig", "%where", "%pxresult", "%restart")):
+    local = (
+        "%autopx", "%%px", "%pxconfig", "%where", "%pxresult", "%restart", "%replay", "%pxhistory", "%export",
+    )
+    if not lines or first.startswith(local):
         return lines
     return ["%%px\n"] + lines
 

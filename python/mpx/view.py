@@ -122,6 +122,29 @@ class View:
 
         return self._run(submit, block)
 
+    def push_npy(self, name: str, path: Union[str, os.PathLike[str]], block: Optional[bool] = None) -> Any:
+        """Binds ``name`` on the engines to the array of the ``.npy`` file ``path`` (read by
+        the client, sent as an mpx array). Unlike an array pushed from memory, the session's
+        history keeps where it came from (the file and its hash): ``Client.replay()`` loads it
+        again if unchanged, and ``Client.export()`` copies it beside the program."""
+        path = os.fspath(path)
+
+        def submit() -> AsyncResult:
+            return self._async([self.client._raw.push_npy(self._targets, name, path, False)], _nones)
+
+        return self._run(submit, block)
+
+    def scatter_npy(self, name: str, path: Union[str, os.PathLike[str]], block: Optional[bool] = None) -> Any:
+        """Splits the array of the ``.npy`` file ``path`` along axis 0 over the engines (as
+        :meth:`scatter`) and binds each part to ``name``; replayable and exported as
+        :meth:`push_npy`."""
+        path = os.fspath(path)
+
+        def submit() -> AsyncResult:
+            return self._async([self.client._raw.push_npy(self._targets, name, path, True)], _nones)
+
+        return self._run(submit, block)
+
     def pull(self, names: Union[str, list[str]], block: Optional[bool] = None) -> Any:
         """The value of ``names`` (a name, or a list of names) on each engine."""
 
@@ -188,7 +211,7 @@ class View:
         token = self.client._token()
         payload, arrays = _apply.pack(op, f, args, kwargs)
         call_args: list[Any] = [token, self.client._take_drop(targets), payload, *arrays]
-        return self.client._raw.apply(targets, _apply.HELPER, call_args), token
+        return self.client._raw.apply(targets, _apply.HELPERS[op], call_args), token
 
     def _unpacker(self, token_of: Callable[[int], str]) -> Values:
         """The values of engines from their helper's result dicts (``token_of(engine id)``: the
@@ -201,7 +224,7 @@ class View:
                 token = token_of(r["engine_id"])
                 value = r["value"][1:-1]
                 names = ["__mpx_r_%s_%d" % (token, i) for i in range(_apply.array_count(value))]
-                raws = [client._raw.pull([r["engine_id"]], n) for n in names]
+                raws = [client._raw.pull_internal([r["engine_id"]], n) for n in names]
                 pulls.append((r["engine_id"], value, names, raws))
             out = []
             for eid, value, names, raws in pulls:
@@ -285,8 +308,7 @@ def _replies(groups: Sequence[list[ResultDict]]) -> list[Any]:
 def _helper_missing_everywhere(results: list[ResultDict]) -> bool:
     """Whether every result dict says the engine had no apply helper (so nothing ran)."""
     return bool(results) and all(
-        r["error"] is not None and r["error"][0] == "NameError" and "'%s'" % _apply.HELPER in r["error"][1]
-        for r in results
+        r["error"] is not None and _apply.helper_missing(r["error"][0], r["error"][1]) for r in results
     )
 
 

@@ -7,6 +7,7 @@
 //! - [`result`]: [`AsyncResult`] (waits release the GIL and notice Ctrl-C) and [`Buffer`], the
 //!   bytes of an array received, which numpy reads in place through `__array_interface__`.
 //! - [`array`](mod@array): numpy arrays to send, read in place (no copy) through their data pointer.
+//! - [`session`]: the session's history replayed (stoppable with Ctrl-C) and exported.
 //!
 //! The module is built for Python's stable ABI (abi3, CPython >= 3.10), which has no buffer
 //! protocol before 3.11: arrays cross the boundary as (pointer, length, owner) instead.
@@ -25,6 +26,7 @@ use pyo3::{
 pub mod array;
 pub mod balanced;
 pub mod result;
+pub mod session;
 
 pub use balanced::BalancedTask;
 pub use result::{AsyncResult, Buffer};
@@ -123,6 +125,19 @@ impl Client {
         self.wrap(py.detach(|| view.execute(code)))
     }
 
+    /// Runs a cell of the Python client's own (its apply helper): as [`execute`](Self::execute),
+    /// but not recorded in the session's history.
+    #[pyo3(signature = (targets, code))]
+    fn execute_internal(
+        &self,
+        py: Python<'_>,
+        targets: Option<Vec<u32>>,
+        code: &str,
+    ) -> PyResult<AsyncResult> {
+        let view = self.inner.view(self::targets(targets));
+        self.wrap(py.detach(|| view.execute_internal(code)))
+    }
+
     /// Runs a file's source on `targets` (tracebacks name `filename`).
     fn run(
         &self,
@@ -149,6 +164,28 @@ impl Client {
         self.wrap(py.detach(|| view.push(name, &raw)))
     }
 
+    /// Binds `name` on `targets` to the array of the `.npy` file `path` (`scatter`: split along
+    /// axis 0 over them); the history keeps the file's path and hash, so a replay or an export
+    /// can load it again.
+    fn push_npy(
+        &self,
+        py: Python<'_>,
+        targets: Option<Vec<u32>>,
+        name: &str,
+        path: &str,
+        scatter: bool,
+    ) -> PyResult<AsyncResult> {
+        let (raw, source) = py.detach(|| session::npy_file(path))?;
+        let view = self.inner.view(self::targets(targets));
+        self.wrap(py.detach(|| {
+            if scatter {
+                view.scatter_from(name, &raw, source)
+            } else {
+                view.push_from(name, &raw, source)
+            }
+        }))
+    }
+
     /// Splits an array (as in [`push`](Self::push)) along axis 0 over `targets`.
     fn scatter(
         &self,
@@ -166,6 +203,13 @@ impl Client {
     fn pull(&self, py: Python<'_>, targets: Option<Vec<u32>>, name: &str) -> PyResult<AsyncResult> {
         let view = self.inner.view(self::targets(targets));
         self.wrap(py.detach(|| view.pull(name)))
+    }
+
+    /// Fetches the array `name` from each of `targets` for the Python client's own use (the
+    /// arrays of a Python function's result): not recorded in the session's history.
+    fn pull_internal(&self, py: Python<'_>, targets: Option<Vec<u32>>, name: &str) -> PyResult<AsyncResult> {
+        let request = mpx_client::Request::Pull { name: name.into() };
+        self.wrap(py.detach(|| self.inner.submit_internal(self::targets(targets), request)))
     }
 
     /// Concatenates `name` along axis 0 over `targets` (the lowest target's result has it).
@@ -233,6 +277,48 @@ impl Client {
     /// every one is ready. Requests sent meanwhile wait for the new world.
     fn restart(&self, py: Python<'_>, reason: &str, timeout: f64) -> PyResult<Vec<u32>> {
         py.detach(|| self.inner.restart(reason, secs(timeout))).map(numbers).map_err(to_py)
+    }
+
+    /// The session's history as JSON: `{"epoch": the current world's, "entries": [...]}` (see
+    /// `mpx_messages::history`).
+    fn history_json(&self, py: Python<'_>, timeout: f64) -> PyResult<String> {
+        let history = py.detach(|| self.inner.history(secs(timeout))).map_err(to_py)?;
+        serde_json::to_string(&history).map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    /// Runs the session before the current MPI world again (`mpx replay`): its cells and runs
+    /// that succeeded, its pushes and scatters of unchanged `.npy` files, in order, each waited
+    /// for up to `timeout` seconds (None: no limit), stopping at the first that fails. Returns
+    /// `(that session's entries as JSON, the numbers run, [(number, why not replayed)],
+    /// (number, why it failed) or None)`. Ctrl-C interrupts the engines and stops the replay.
+    #[pyo3(signature = (timeout, control_timeout))]
+    fn replay(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        control_timeout: f64,
+    ) -> PyResult<session::ReplayOut> {
+        session::replay_previous(py, &self.inner, timeout, secs(control_timeout))
+    }
+
+    /// Writes the session since the last restart as a program for mpirun (`mpx export`): the
+    /// script `path`, its `.npy` data beside it, and a Slurm or PBS job script (running the
+    /// interpreter `python`) when asked. Returns `(script, [data files], [job scripts],
+    /// entries, ranks)`.
+    #[pyo3(signature = (path, sbatch, pbs, queue, walltime, python, timeout))]
+    #[allow(clippy::too_many_arguments)]
+    fn export(
+        &self,
+        py: Python<'_>,
+        path: &str,
+        sbatch: bool,
+        pbs: bool,
+        queue: Option<&str>,
+        walltime: Option<&str>,
+        python: &str,
+        timeout: f64,
+    ) -> PyResult<session::ExportOut> {
+        session::export_session(py, &self.inner, path, sbatch, pbs, queue, walltime, python, secs(timeout))
     }
 
     /// What every engine is doing, as JSON: `[[id, state or null], ...]`.

@@ -182,6 +182,7 @@ def test_px_shows_a_failed_engine_while_the_others_are_stuck(ip, monkeypatch):
     assert names_ranks(stuck[0], [1, 2, 3]), stuck[0]
     assert "[1:error] WorldDown: " in text and "being restarted (variables are lost)" in text
     assert "[px] the MPI world is restarting with the same engine ids; its variables are lost" in text
+    assert "[px] " + magics.REPLAY_NOTE in text  # the session can be run again
     # The early lines come before the end of the request: the restart note is printed last.
     assert text.index("[0:error] ZeroDivisionError") < text.index("[px] the MPI world is restarting")
 
@@ -206,6 +207,7 @@ def test_restart_magic(ip, capsys):
     _, out = run(ip, capsys, "%restart")
     assert "[px] restarting the MPI world (its variables are lost)..." in out
     assert re.search(r"\[px\] the MPI world is ready: 4 engines in \d+\.\d\d s", out), out
+    assert out.splitlines()[-1] == "[px] " + magics.REPLAY_NOTE
     assert "Out[" not in out
     result, out = run(ip, capsys, "%px restart_probe")
     assert isinstance(result.error_in_exec, mpx.CompositeError)
@@ -246,5 +248,6 @@ def test_ctrl_c_in_px_frees_the_stuck_ranks(ip, capsys):
     assert isinstance(result.error_in_exec, mpx.CompositeError)
     assert {e.ename for e in result.error_in_exec.errors} == {"ZeroDivisionError", "WorldDown"}
     assert "[px] the MPI world is restarting with the same engine ids; its variables are lost" in out
+    assert "[px] " + magics.REPLAY_NOTE in out
     _, out = run(ip, capsys, "%px from mpi4py import MPI; print(MPI.COMM_WORLD.allreduce(1))")
     assert out.splitlines() == ["[stdout:%d] 4" % i for i in range(4)]

@@ -6,8 +6,7 @@
 //! - A push loads its `.npy` file, copied beside the script (`FILE_data/N_name.npy`); a scatter
 //!   loads it and keeps this rank's rows, split exactly as mpx splits (`np.array_split`: the
 //!   first ranks get one row more). An array pushed from a client's memory cannot be had again:
-//!   the script says so in a comment, and the program stops there with a clear error if it is
-//!   used.
+//!   the script says so in a comment and binds the name to `None`, for the user to fill in.
 //! - A pull becomes `np.save` of each target's array (`pull-N-name-rank-R.npy`), a gather a
 //!   gather to rank 0 saved as `gather-N-name.npy`: what the client received.
 //! - Entries that failed are left out, with a comment.
@@ -176,6 +175,9 @@ pub fn script(entries: &[HistoryEntry], size: usize, stem: &str) -> Result<Expor
                     header(entry, &format!("gather {name}")),
                     entry.n
                 )
+            }
+            HistoryItem::Apply { function } if function == "mpx_pull" => {
+                format!("# [{}] left out: a pull of Python values to the client", entry.n)
             }
             HistoryItem::Apply { function } => {
                 format!("# [{}] left out: a call of {function} (its arguments are not kept)", entry.n)

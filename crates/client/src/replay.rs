@@ -114,7 +114,9 @@ pub fn replay(client: &Client, entries: &[HistoryEntry], timeout: Duration) -> R
     for entry in entries {
         if let Some(why) = not_replayed(entry) {
             // Entries that only fetched data need no mention.
-            if !matches!(entry.item, HistoryItem::Pull { .. } | HistoryItem::Gather { .. }) {
+            let fetch = matches!(&entry.item, HistoryItem::Pull { .. } | HistoryItem::Gather { .. })
+                || matches!(&entry.item, HistoryItem::Apply { function } if function == "mpx_pull");
+            if !fetch {
                 done.skipped.push((entry.n, why));
             }
             continue;

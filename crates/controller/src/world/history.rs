@@ -3,7 +3,7 @@
 //! of the cluster's own world begins the next). Bounded like the retained results: at most
 //! [`HISTORY_ENTRIES`] entries and [`HISTORY_BYTES`] of code, the oldest go first. When an
 //! entry is complete the core asks for the history to be saved ([`Command::SaveHistory`]), so
-//! `$MPX_HOME/cluster-ID.history.json` holds it while the cluster lives.
+//! `$MPX_HOME/cluster-ID/history.json` holds it while the cluster lives.
 
 use std::collections::{BTreeMap, VecDeque};
 
