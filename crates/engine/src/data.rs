@@ -267,20 +267,25 @@ pub fn scatter(
     kernel.bind(name, a)
 }
 
+/// Why a member has nothing to contribute to a gather (it travels to the other members).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, thiserror::Error)]
+#[error("{0}")]
+struct NoArray(String);
+
 /// What a member has to contribute to a gather: the array, or why it cannot.
-fn describe(kernel: &mut dyn Kernel, engine: EngineId, name: &str) -> Result<Box<dyn HostArray>, String> {
-    let a = kernel.array(name).map_err(|e| format!("engine {engine}: {}", e.evalue))?;
+fn describe(kernel: &mut dyn Kernel, engine: EngineId, name: &str) -> Result<Box<dyn HostArray>, NoArray> {
+    let a = kernel.array(name).map_err(|e| NoArray(format!("engine {engine}: {}", e.evalue)))?;
     if a.shape().is_empty() {
-        return Err(format!("engine {engine}: {name:?} is 0-d; gather concatenates along axis 0"));
+        return Err(NoArray(format!("engine {engine}: {name:?} is 0-d; gather concatenates along axis 0")));
     }
     Ok(a)
 }
 
 /// A member's description for a gather's agreement: its array's dtype and shape, or why it
 /// has none. It travels as JSON, as every small control value the engines exchange over MPI.
-type Description = Result<(Dtype, Vec<usize>), String>;
+type Description = Result<(Dtype, Vec<usize>), NoArray>;
 
-fn encode_desc(d: &Result<Box<dyn HostArray>, String>) -> Vec<u8> {
+fn encode_desc(d: &Result<Box<dyn HostArray>, NoArray>) -> Vec<u8> {
     let desc: Description = d.as_ref().map(|a| (a.dtype(), a.shape().to_vec())).map_err(Clone::clone);
     serde_json::to_vec(&desc).expect("a description serializes")
 }

@@ -6,6 +6,15 @@
 //!   finalizes MPI.
 //! - **Control thread**: runs an actix System with the [`control::Control`] actor (connection to
 //!   the controller). It never calls MPI, so it answers even while the MPI thread blocks.
+//! - **Probe thread** (Python kernel): reads the main thread's Python stack for `mpx where` and
+//!   for blocked-call reports ([`control::Prober`]); it may wait for the GIL, which the control
+//!   thread must never do.
+//! - **Exit watchdog**: started when the engine is told to leave ([`control::EXIT_GRACE`]); if
+//!   the MPI thread has not left its job loop by then (stuck in a call another rank never joins),
+//!   it ends the process, and mpirun the rest of the job.
+//!
+//! MPI is initialised at `MPI_THREAD_MULTIPLE` (the engine refuses to start otherwise): cells'
+//! own threads and native functions may call MPI beside the MPI thread.
 //!
 //! A panic anywhere calls `MPI_Abort`: an unwinding panic on one rank would otherwise leave the
 //! others waiting in a collective forever.

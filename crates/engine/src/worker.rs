@@ -62,6 +62,9 @@ pub enum EngineError {
     /// MPI could not be initialised.
     #[error("MPI could not be initialised (already initialised?)")]
     MpiInit,
+    /// The MPI library does not grant `MPI_THREAD_MULTIPLE`, which the engine needs.
+    #[error("the MPI library grants the thread level {0}, the engine needs MPI_THREAD_MULTIPLE")]
+    ThreadLevel(String),
     /// The connection file is missing or bad.
     #[error("connection file {path}: {why}")]
     ConnectionFile {
@@ -128,8 +131,13 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
         // thread.
         std::env::set_var("MPI4PY_RC_FAST_REDUCE", "false");
     }
-    let (universe, _level) =
+    let (universe, level) =
         mpi::initialize_with_threading(mpi::Threading::Multiple).ok_or(EngineError::MpiInit)?;
+    // Two threads call MPI (the control thread never does, but the probe and the cells' own
+    // threads may, and the SAFETY notes on the communicators rely on it): Multiple or nothing.
+    if level != mpi::Threading::Multiple {
+        return Err(EngineError::ThreadLevel(format!("{level:?}")));
+    }
     install_panic_hook();
     let world = universe.world();
     let (rank, size) = (world.rank() as u32, world.size() as u32);
@@ -143,7 +151,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
 
     let (rhai_registry, py_steps) = registry.into_parts();
     let output = Arc::new(OutputBuffer::default());
-    let made: Result<Box<dyn Kernel>, String> = match opts.kernel {
+    let made: Result<Box<dyn Kernel>, crate::kernel::python::KernelStartError> = match opts.kernel {
         mpx_messages::Kernel::Rhai => Ok(Box::new(RhaiKernel::new(
             Box::new(MpiComm::world(world.duplicate(), board.clone())),
             rhai_registry,
@@ -158,7 +166,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     comm.comm().all_reduce_into(&i32::from(made.is_ok()), &mut all_ok, SystemOperation::min());
     let mut kernel = match (made, all_ok) {
         (Ok(k), 1) => k,
-        (Err(why), _) => return Err(EngineError::Kernel { kernel: opts.kernel, why }),
+        (Err(why), _) => return Err(EngineError::Kernel { kernel: opts.kernel, why: why.to_string() }),
         (Ok(_), _) => {
             return Err(EngineError::Kernel { kernel: opts.kernel, why: "it failed on another rank".into() })
         }
@@ -413,6 +421,20 @@ fn wait_registered(jobs: &mpsc::Receiver<Job>) -> Result<(EngineId, u32), Engine
     }
 }
 
+/// Why the control thread could not reach the controller.
+#[derive(Debug, Error)]
+enum ReachError {
+    /// No connection.
+    #[error("cannot connect to the controller at {address}: {cause}")]
+    Connect { address: String, cause: String },
+    /// No answer to the handshake.
+    #[error("the controller at {address} did not answer the handshake in {HANDSHAKE_TIMEOUT:?}")]
+    Silent { address: String },
+    /// The handshake failed (wrong key?).
+    #[error("cannot open a session with the controller at {address}: {cause}")]
+    Session { address: String, cause: String },
+}
+
 /// How long the controller may take to answer the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -424,18 +446,14 @@ fn control_main(start: ControlStart, register: RegisterRequest) {
     let started = system.block_on(async move {
         let mut stream = tokio::net::TcpStream::connect(&address)
             .await
-            .map_err(|e| format!("cannot connect to the controller at {address}: {e}"))?;
+            .map_err(|e| ReachError::Connect { address: address.clone(), cause: e.to_string() })?;
         let _ = stream.set_nodelay(true);
         // The handshake: both sides prove they hold the key; the session is bound to fresh nonces.
         let Session { sealer, opener } =
             tokio::time::timeout(HANDSHAKE_TIMEOUT, codec::connect(&mut stream, &key))
                 .await
-                .map_err(|_| {
-                    format!(
-                        "the controller at {address} did not answer the handshake in {HANDSHAKE_TIMEOUT:?}"
-                    )
-                })?
-                .map_err(|e| format!("cannot open a session with the controller at {address}: {e}"))?;
+                .map_err(|_| ReachError::Silent { address: address.clone() })?
+                .map_err(|e| ReachError::Session { address: address.clone(), cause: e.to_string() })?;
         let (read, write) = stream.into_split();
         Control::create(move |ctx| {
             let codec = FrameCodec::<ControllerToEngine, EngineToController>::reading(
@@ -469,7 +487,7 @@ fn control_main(start: ControlStart, register: RegisterRequest) {
                 blocked_waiting: None,
             }
         });
-        Ok::<(), String>(())
+        Ok::<(), ReachError>(())
     });
     match started {
         Ok(()) => {
@@ -479,7 +497,7 @@ fn control_main(start: ControlStart, register: RegisterRequest) {
         }
         Err(why) => {
             error!(%why, "cannot start");
-            let _ = jobs.send(Job::Exit(Some(why)));
+            let _ = jobs.send(Job::Exit(Some(why.to_string())));
         }
     }
 }

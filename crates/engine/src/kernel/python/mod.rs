@@ -123,6 +123,17 @@ fn array_memory(obj: &Bound<'_, PyAny>) -> PyResult<(*mut u8, usize)> {
     Ok((ptr, len))
 }
 
+/// Why the Python kernel could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelStartError {
+    /// Python, numpy or the cell helper failed to start.
+    #[error("{0}")]
+    Python(String),
+    /// mpi4py loaded another MPI library than the engine's (see `mpi_check`).
+    #[error("{0}")]
+    OtherMpi(String),
+}
+
 /// The Python kernel.
 pub struct PythonKernel {
     ns: Py<PyDict>,
@@ -184,41 +195,44 @@ impl PythonKernel {
         size: usize,
         steps: &[PyStep],
         output: Arc<OutputBuffer>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KernelStartError> {
         Python::initialize();
         let interrupt = Arc::new(PyInterrupt::for_this_thread());
         Python::attach(|py| {
-            let code = CString::new(include_str!("cell.py")).map_err(|e| e.to_string())?;
+            let code =
+                CString::new(include_str!("cell.py")).map_err(|e| KernelStartError::Python(e.to_string()))?;
             let helper = PyModule::from_code(py, &code, c"mpx_cell.py", c"mpx_cell")
-                .map_err(|e| format!("cell helper: {e}"))?;
+                .map_err(|e| KernelStartError::Python(format!("cell helper: {e}")))?;
             let cwd = std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default();
-            let emit = emitter(py, output).map_err(|e| format!("output writer: {e}"))?;
+            let emit =
+                emitter(py, output).map_err(|e| KernelStartError::Python(format!("output writer: {e}")))?;
             let (main_ident, mpi4py_version): (u64, Option<String>) = helper
                 .getattr("setup")
                 .and_then(|f| f.call1((cwd, emit)))
                 .and_then(|v| v.extract())
-                .map_err(|e| format!("python setup: {e}"))?;
+                .map_err(|e| KernelStartError::Python(format!("python setup: {e}")))?;
             if let Some(theirs) = mpi4py_version {
                 let ours = mpi::environment::library_version().unwrap_or_default();
                 if !mpi_check::same_library(&ours, &theirs) {
-                    return Err(mpi_check::mismatch(&ours, &theirs));
+                    return Err(KernelStartError::OtherMpi(mpi_check::mismatch(&ours, &theirs)));
                 }
             }
-            let module = PyModule::new(py, "mpx_engine").map_err(|e| e.to_string())?;
-            module.add("rank", rank).map_err(|e| e.to_string())?;
-            module.add("size", size).map_err(|e| e.to_string())?;
+            let module =
+                PyModule::new(py, "mpx_engine").map_err(|e| KernelStartError::Python(e.to_string()))?;
+            module.add("rank", rank).map_err(|e| KernelStartError::Python(e.to_string()))?;
+            module.add("size", size).map_err(|e| KernelStartError::Python(e.to_string()))?;
             for step in steps {
-                step(&module).map_err(|e| format!("native functions: {e}"))?;
+                step(&module).map_err(|e| KernelStartError::Python(format!("native functions: {e}")))?;
             }
             py.import("sys")
                 .and_then(|sys| sys.getattr("modules"))
                 .and_then(|m| m.set_item("mpx_engine", &module))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| KernelStartError::Python(e.to_string()))?;
             let ns = py
                 .import("__main__")
                 .and_then(|m| m.getattr("__dict__"))
                 .and_then(|d| Ok(d.cast_into::<PyDict>()?))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| KernelStartError::Python(e.to_string()))?;
             let helper: Py<PyModule> = helper.unbind();
             let probe = Arc::new(PyProbe {
                 main_ident,
