@@ -118,7 +118,13 @@ impl Hosts {
         Ok(())
     }
 
-    /// mpirun's remote launch: `AGENT HOST COMMAND...` runs COMMAND in HOST's namespace.
+    /// mpirun's remote launch: `AGENT HOST COMMAND...` runs COMMAND in HOST's namespace, with a
+    /// temporary directory of that host's own. The namespaces share one kernel and one hostname,
+    /// so without it every host's orted would use the same Open MPI session directory
+    /// (`ompi.HOSTNAME.UID` under the temporary directory) and write the same hwloc topology file
+    /// there at once: now and then one crashed in `hwloc_shmem_topology_write` (mpirun exited
+    /// with 139; reproduced 3 times in 25 runs with the other core busy). Separate hosts have
+    /// separate `/tmp`s; so do these.
     fn write_agent(&self) -> std::io::Result<()> {
         let mut cases = String::new();
         for (ns, addr) in &self.hosts {
@@ -127,7 +133,9 @@ impl Hosts {
         let agent = format!(
             "#!/bin/sh\n# mpirun's rsh agent: the host is the address of a test namespace\n\
              host=$1; shift\ncase $host in\n{cases}    *) echo \"netns-rsh: unknown host $host\" >&2; exit 1 ;;\n\
-             esac\nexec ip netns exec \"$ns\" /bin/sh -c \"$*\"\n"
+             esac\ntmp={tmp}/tmp-$ns\nmkdir -p \"$tmp\"\n\
+             exec ip netns exec \"$ns\" env TMPDIR=\"$tmp\" OMPI_MCA_orte_tmpdir_base=\"$tmp\" /bin/sh -c \"$*\"\n",
+            tmp = self.dir.0.display()
         );
         std::fs::write(self.agent(), agent)?;
         std::fs::set_permissions(self.agent(), std::fs::Permissions::from_mode(0o755))?;
