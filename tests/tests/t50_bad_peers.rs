@@ -17,7 +17,7 @@ use std::{
 
 use bad_peers::*;
 use mpx_messages::{
-    codec::{blocking, ClientHandshake, AUTH_REJECTED, FIRST_FRAME_MAX, MAC_LEN},
+    codec::{blocking, ClientHandshake, AUTH_REJECTED, MAC_LEN, UNVERIFIED_RESERVE},
     ClientToController, CodecError, ControllerToClient, ControllerToEngine, EngineToController, Frame, Key,
     RankInfo, RegisterRequest,
 };
@@ -83,13 +83,23 @@ fn t50_each_kind_of_bad_peer_is_closed_and_logged_while_a_good_client_is_served(
     }
     assert_serving(&client, "oversized prefixes");
 
-    // A first frame over FIRST_FRAME_MAX is refused from its prefix, whatever the limit: nothing
-    // large is allocated before the peer's first frame, even after its handshake.
+    // A first frame over the limit is refused from its prefix. One over UNVERIFIED_RESERVE and
+    // under the limit is served: the handshake has proved the peer (an engine's registration
+    // carries its whole world), and the controller's memory for it grew only as it arrived.
     let mut c = Conn::open(ctl.address);
-    send(&mut c.s, &(FIRST_FRAME_MAX as u32 + 1).to_be_bytes());
-    assert!(read_until_closed(&mut c.s, CLOSE_WITHIN, "big first frame").is_empty());
-    Log::get().expect_warning(c.peer, &format!("exceeds the limit of {FIRST_FRAME_MAX} bytes"));
-    assert_serving(&client, "a big first frame");
+    send(&mut c.s, &(LIMIT as u32 + 1).to_be_bytes());
+    assert!(read_until_closed(&mut c.s, CLOSE_WITHIN, "first frame over the limit").is_empty());
+    Log::get().expect_warning(c.peer, &format!("exceeds the limit of {LIMIT} bytes"));
+    assert_serving(&client, "a first frame over the limit");
+    let mut c = Conn::open(ctl.address);
+    let big =
+        Frame::with_buffers(ClientToController::InfoRequest, vec![vec![0u8; 4 * UNVERIFIED_RESERVE].into()]);
+    let first = c.framed(&big);
+    send(&mut c.s, &first);
+    c.s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let reply = blocking::read_frame::<ControllerToClient>(&mut c.s, &mut c.opener, usize::MAX);
+    assert!(matches!(reply, Ok(Some(Frame { header: ControllerToClient::InfoReply(_), .. }))), "{reply:?}");
+    drop(c);
 
     // After an authenticated first frame, a frame exactly at the limit (inconsistent inside, but
     // correctly signed, with the right sequence number) is read whole and refused for its
@@ -247,8 +257,8 @@ fn t50_cli_max_frame_mb_reaches_the_daemonized_controller() {
         assert!(matches!(reply.map(|f| f.header), Some(ControllerToClient::InfoReply(_))));
     }
 
-    // ...one byte over it is refused from the prefix (again after a small first frame; before
-    // one, anything over FIRST_FRAME_MAX is).
+    // ...one byte over it is refused from the prefix (after a small first frame, or as the
+    // first frame).
     let mut p = Peer::connect(&address.to_string(), &key, Duration::from_millis(200));
     p.send(&Frame::new(ClientToController::InfoRequest));
     p.send_raw(&((1u32 << 20) + 1).to_be_bytes());

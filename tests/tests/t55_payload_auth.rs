@@ -10,7 +10,7 @@ use std::{io::Write, net::TcpStream, time::Duration};
 use bytes::Bytes;
 use mpx_client::{Dtype, RawArray, Targets};
 use mpx_messages::{
-    codec::FIRST_FRAME_MAX, Binding, Chunk, ClientToController, ControllerToClient, EngineReply, Frame,
+    codec::UNVERIFIED_RESERVE, Binding, Chunk, ClientToController, ControllerToClient, EngineReply, Frame,
     Payload, Request, SubmitRequest,
 };
 use mpx_tests::{
@@ -155,10 +155,13 @@ fn t55_unauthenticated_connections_announcing_huge_frames_cost_almost_no_memory(
         let mut s = TcpStream::connect(c.address_and_key().0).expect("connect");
         s.set_write_timeout(Some(Duration::from_secs(2))).expect("timeout");
         // Half of them announce 1 GiB and send 8 MB of it (a controller that believed the prefix
-        // would hold 64 MB for them); the others announce a first frame of the allowed maximum,
-        // send half of it and stall. All hold their connection open.
-        let (announced, sent) =
-            if i % 2 == 0 { (1u32 << 30, 8 << 20) } else { (FIRST_FRAME_MAX as u32, FIRST_FRAME_MAX / 2) };
+        // would hold 64 MB for them); the others announce UNVERIFIED_RESERVE bytes (the most a
+        // prefix is believed before a peer is verified), send half of it and stall. All hold their connection open.
+        let (announced, sent) = if i % 2 == 0 {
+            (1u32 << 30, 8 << 20)
+        } else {
+            (UNVERIFIED_RESERVE as u32, UNVERIFIED_RESERVE / 2)
+        };
         let _ = s.write_all(&announced.to_be_bytes());
         let _ = s.write_all(&vec![0x5a; sent]);
         held.push(s);

@@ -85,7 +85,8 @@ pub struct TaskResult {
 
 impl TaskResult {
     /// The result, or its error: [`ClientError::EngineDied`] for a dead engine,
-    /// [`ClientError::Remote`] for any other.
+    /// [`ClientError::Remote`] for any other error of the engine that ran it,
+    /// [`ClientError::NotRun`] when no engine ran it.
     ///
     /// # Errors
     /// As described.
@@ -94,8 +95,10 @@ impl TaskResult {
         if let MpxError::EngineDied { engine, rank, cause } = e {
             return Err(ClientError::EngineDied { engine: *engine, rank: *rank, cause: cause.clone() });
         }
-        let engine = self.engine_id.unwrap_or(EngineId(u32::MAX));
-        Err(ClientError::Remote(vec![(engine, e.clone())]))
+        match self.engine_id {
+            Some(engine) => Err(ClientError::Remote(vec![(engine, e.clone())])),
+            None => Err(ClientError::NotRun(e.clone())),
+        }
     }
 }
 
@@ -420,5 +423,26 @@ impl<T, F> Drop for MapIter<'_, T, F> {
         if let Ok(mut state) = self.view.client.shared.state.lock() {
             state.balanced.forget_group(self.group, self.outstanding.keys().copied());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(engine_id: Option<EngineId>, error: MpxError) -> TaskResult {
+        let outcome = Outcome { error: Some(error), ..Default::default() };
+        TaskResult { engine_id, outcome, array: None, attempts: 1, received: 0.0 }
+    }
+
+    #[test]
+    fn a_failed_task_names_its_engine_or_says_it_ran_on_none() {
+        let none = MpxError::NoEngines { reason: "no engines are registered".into() };
+        let got = failed(None, none.clone()).ok().unwrap_err();
+        assert!(matches!(&got, ClientError::NotRun(e) if *e == none), "{got:?}");
+        assert_eq!(got.to_string(), "the task ran on no engine: no engines are registered");
+        let raised = MpxError::Cell(mpx_messages::RemoteError::new("ValueError", "bad"));
+        let got = failed(Some(EngineId(2)), raised.clone()).ok().unwrap_err();
+        assert!(matches!(&got, ClientError::Remote(v) if v == &[(EngineId(2), raised)]), "{got:?}");
     }
 }

@@ -4,15 +4,16 @@
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
-use mpx_messages::{Binding, Chunk, EngineId, Outcome, RawArray, RemoteError};
+use mpx_messages::{Binding, Chunk, EngineId, MpxError, Outcome, RawArray};
 
 use crate::reader::decode_array;
 
 /// The arrays streaming in, by (request, engine): each written into its final buffer, allocated
-/// once at its first chunk.
+/// once at its first chunk; or why it broke ([`MpxError::Authentication`] for a chunk refused or
+/// out of its place, [`MpxError::Stream`] for one that does not continue it).
 #[derive(Default)]
 pub(crate) struct Incoming {
-    streams: HashMap<(u64, EngineId), Result<Stream, String>>,
+    streams: HashMap<(u64, EngineId), Result<Stream, MpxError>>,
 }
 
 /// One array streaming in: its bytes so far, and the binding its next chunk must carry (the
@@ -51,11 +52,13 @@ impl Incoming {
         let in_place = stream.in_place(binding);
         let buf = &mut stream.bytes;
         let bad = match (refused, buffers.as_slice()) {
-            (Some(r), _) => Some(format!("refused the chunk at byte {}: {r}", chunk.offset)),
-            (None, _) if !in_place => Some(format!(
+            (Some(r), _) => {
+                Some(MpxError::authentication(format!("refused the chunk at byte {}: {r}", chunk.offset)))
+            }
+            (None, _) if !in_place => Some(MpxError::authentication(format!(
                 "refused the chunk at byte {}: it is not the next chunk of this array (another array's, or sent again)",
                 chunk.offset
-            )),
+            ))),
             (None, [piece])
                 if chunk.offset == buf.len() as u64 && buf.len() + piece.len() <= chunk.total as usize =>
             {
@@ -65,12 +68,12 @@ impl Incoming {
                 buf.extend_from_slice(piece);
                 None
             }
-            (None, _) => Some(format!(
+            (None, _) => Some(MpxError::stream(format!(
                 "chunk at byte {} of {} does not continue the array at byte {}",
                 chunk.offset,
                 chunk.total,
                 buf.len()
-            )),
+            ))),
         };
         if let Some(why) = bad {
             *entry = Err(why);
@@ -78,17 +81,17 @@ impl Incoming {
     }
 
     /// The array of (request, engine), once its reply came.
-    pub(crate) fn take(&mut self, req: u64, engine: EngineId) -> Option<Result<Bytes, String>> {
+    pub(crate) fn take(&mut self, req: u64, engine: EngineId) -> Option<Result<Bytes, MpxError>> {
         self.streams.remove(&(req, engine)).map(|s| s.map(|s| s.bytes.freeze()))
     }
 }
 
 /// Decodes a streamed array; a broken stream or a bad array becomes the outcome's error.
-pub(crate) fn decode_streamed(outcome: &mut Outcome, bytes: Result<Bytes, String>) -> Option<RawArray> {
+pub(crate) fn decode_streamed(outcome: &mut Outcome, bytes: Result<Bytes, MpxError>) -> Option<RawArray> {
     match bytes {
         Ok(bytes) => decode_array(outcome, &[bytes]),
         Err(why) => {
-            outcome.error = Some(RemoteError::new("DecodeError", format!("bad array reply: {why}")).into());
+            outcome.error = Some(why);
             None
         }
     }
@@ -122,7 +125,19 @@ mod tests {
             add(&mut incoming, 2, 7, 1, b"cd");
             add(&mut incoming, 4, origin, index, b"ef");
             let got = incoming.take(1, EngineId(0)).expect("a stream");
-            assert!(got.is_err_and(|why| why.contains("not the next chunk")), "({origin}, {index})");
+            assert!(
+                matches!(&got, Err(MpxError::Authentication { reason }) if reason.contains("not the next chunk")),
+                "({origin}, {index}): {got:?}"
+            );
         }
+        // A chunk in its place whose bytes do not continue the array breaks it as a stream.
+        let mut incoming = Incoming::default();
+        add(&mut incoming, 0, 7, 0, b"ab");
+        add(&mut incoming, 4, 7, 1, b"ef");
+        let got = incoming.take(1, EngineId(0)).expect("a stream");
+        assert!(
+            matches!(&got, Err(MpxError::Stream { reason }) if reason.contains("does not continue")),
+            "{got:?}"
+        );
     }
 }

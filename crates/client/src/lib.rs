@@ -92,6 +92,10 @@ pub enum ClientError {
     /// One or more engines reported an error.
     #[error("{}", .0.iter().map(|(id, e)| format!("[{id}:{}] {}", e.ename(), e.evalue())).collect::<Vec<_>>().join("; "))]
     Remote(Vec<(EngineId, MpxError)>),
+    /// A load-balanced task that no engine ran failed ([`MpxError::NoEngines`]: none to run it;
+    /// [`MpxError::Refused`]: not a kind of task that runs on one engine).
+    #[error("the task ran on no engine: {0}")]
+    NotRun(MpxError),
     /// An `.npy` file that cannot be used (malformed, unsupported dtype, unwritable).
     #[error("{path}: {cause}")]
     Npy {

@@ -8,7 +8,9 @@
 //!   so a cell printing gigabytes cannot fill the client's memory.
 //! - **as it arrives**: [`AsyncResult::output`](crate::AsyncResult::output) returns an
 //!   [`OutputStream`]; while it exists, pieces queue for it instead (and the results carry no
-//!   output: it was given once, to the stream). The queue holds at most [`QUEUE_LIMIT`] bytes:
+//!   output: it was given once, to the stream). The stream also takes the output of the engines
+//!   that answered before it started out of their results, so a request's output is all in one
+//!   place however fast its engines were. The queue holds at most [`QUEUE_LIMIT`] bytes:
 //!   beyond that the connection's reader waits for the stream to be read, which slows the
 //!   controller's sends to this client and, through it, the engines.
 
@@ -94,16 +96,32 @@ pub struct OutputStream {
 }
 
 impl OutputStream {
-    /// Starts streaming request `req_id`'s output (what arrived before comes first).
+    /// Starts streaming request `req_id`'s output. What arrived before comes first, in engine
+    /// order: the output of engines that have answered already (taken out of their results, so
+    /// that all of it is in one place and a caller can show it in engine order), then what the
+    /// others printed so far.
     pub(crate) fn start(req_id: u64, shared: Arc<Shared>) -> OutputStream {
         {
             let mut state = shared.state.lock().expect("client state");
+            let mut queue = VecDeque::new();
+            if let Some(request) = state.requests.get_mut(&req_id) {
+                for (&engine_id, result) in request.results.iter_mut() {
+                    for (stream, text) in [
+                        (StreamName::Stdout, std::mem::take(&mut result.outcome.stdout)),
+                        (StreamName::Stderr, std::mem::take(&mut result.outcome.stderr)),
+                    ] {
+                        if !text.is_empty() {
+                            queue.push_back(EngineOutput { req_id, engine_id, stream, text });
+                        }
+                    }
+                }
+            }
             let out = state.output.entry(req_id).or_default();
-            let mut queue = out.queue.take().unwrap_or_default();
+            queue.extend(out.queue.take().unwrap_or_default());
             for ((engine_id, stream), kept) in std::mem::take(&mut out.kept) {
-                out.queued += kept.text.len();
                 queue.push_back(EngineOutput { req_id, engine_id, stream, text: kept.text });
             }
+            out.queued = queue.iter().map(|p| p.text.len()).sum();
             out.queue = Some(queue);
         }
         OutputStream { req_id, shared }
@@ -176,6 +194,47 @@ mod tests {
             "{}",
             &text[KEEP - 5..]
         );
+    }
+
+    /// Regression: under load, an engine could answer before the caller started the stream (the
+    /// CLI asked the controller for labels first); its output stayed in its result, was shown
+    /// after the others' streamed output, and `[stdout:0]` came last.
+    #[test]
+    fn a_stream_started_after_some_engines_answered_shows_all_output_in_engine_order() {
+        use std::sync::{Condvar, Mutex};
+
+        use mpx_messages::Outcome;
+
+        use crate::{client::State, collapse::LiveOutput, result::RequestState, EngineResult};
+
+        let shared = Arc::new(Shared { state: Mutex::new(State::default()), cond: Condvar::new() });
+        {
+            let mut state = shared.state.lock().unwrap();
+            // Engine 2 answered first, its output joined into its result; engines 3 and 1 have
+            // printed, not answered.
+            let mut request = RequestState::default();
+            let outcome = Outcome { stdout: "r 2\n".into(), stderr: "w 2\n".into(), ..Default::default() };
+            let result = EngineResult { engine_id: EngineId::from(2), outcome, array: None, received: 0.0 };
+            request.results.insert(EngineId::from(2), result);
+            state.requests.insert(1, request);
+            let out = state.output.entry(1).or_default();
+            out.add(piece(3, "r 3\n"));
+            out.add(piece(1, "r 1\n"));
+        }
+        let stream = OutputStream::start(1, shared.clone());
+        shared.state.lock().unwrap().output.get_mut(&1).unwrap().add(piece(0, "r 0\n"));
+        let mut live = LiveOutput::new(true, Default::default());
+        for p in stream.next(Duration::ZERO) {
+            live.add(p.engine_id, p.stream, &p.text);
+        }
+        assert_eq!(
+            live.finish(),
+            "[stdout:0] r 0\n[stdout:1] r 1\n[stdout:2] r 2\n[stdout:3] r 3\n[stderr:2] w 2\n"
+        );
+        // The result gave its output to the stream: shown once, in its place.
+        let state = shared.state.lock().unwrap();
+        let result = &state.requests[&1].results[&EngineId::from(2)];
+        assert_eq!((result.outcome.stdout.as_str(), result.outcome.stderr.as_str()), ("", ""));
     }
 
     #[test]

@@ -7,8 +7,7 @@ use std::{io::BufReader, net::TcpStream, sync::Arc, time::Duration};
 use bytes::Bytes;
 use mpx_messages::{
     codec::{blocking, Opener},
-    CodecError, ControllerToClient, EngineOutput, Outcome, RawArray, RemoteError, StreamName,
-    DEFAULT_MAX_FRAME,
+    CodecError, ControllerToClient, EngineOutput, MpxError, Outcome, RawArray, StreamName, DEFAULT_MAX_FRAME,
 };
 
 use crate::{
@@ -53,8 +52,8 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
                     let array = match &refused {
                         None => decode_array(&mut r.outcome, &buffers),
                         Some(why) => {
-                            let why = format!("refused the reply: {why}");
-                            r.outcome.error = Some(RemoteError::new("DecodeError", why).into());
+                            r.outcome.error =
+                                Some(MpxError::authentication(format!("refused the reply: {why}")));
                             None
                         }
                     };
@@ -87,8 +86,7 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
             }
             (ControllerToClient::EngineReply(res), None) => decode_array(&mut res.outcome, &buffers),
             (ControllerToClient::EngineReply(res), Some(refused)) => {
-                res.outcome.error =
-                    Some(RemoteError::new("DecodeError", format!("refused the reply: {refused}")).into());
+                res.outcome.error = Some(MpxError::authentication(format!("refused the reply: {refused}")));
                 None
             }
             _ => None,
@@ -173,7 +171,7 @@ pub(crate) fn decode_array(outcome: &mut Outcome, buffers: &[Bytes]) -> Option<R
     match RawArray::from_meta(meta, buffers) {
         Ok(a) => Some(a),
         Err(why) => {
-            outcome.error = Some(RemoteError::new("DecodeError", format!("bad array reply: {why}")).into());
+            outcome.error = Some(MpxError::decode(format!("bad array reply: {why}")));
             None
         }
     }

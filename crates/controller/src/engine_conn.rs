@@ -11,7 +11,7 @@ use actix::prelude::*;
 use mpx_messages::{
     Chunk, CodecError, ControllerToEngine, EngineId, EngineToController, Frame, Payload, TaskOutput,
 };
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::{
     forward::Downstream,
@@ -89,8 +89,13 @@ impl Handler<CloseConn> for EngineConn {
 /// The engine's frames: the main event loop of the connection.
 impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn {
     fn handle(&mut self, item: Result<Frame<EngineToController>, CodecError>, ctx: &mut Context<Self>) {
-        let id = self.id.unwrap_or(EngineId(u32::MAX));
         self.last_heard = Instant::now();
+        let Some(id) = self.id else {
+            // Frames are handled only once the hub has answered the registration; without an
+            // id it was refused, and the connection is closing.
+            debug!(peer = %self.peer, "a frame on a refused engine connection dropped");
+            return;
+        };
         match item {
             Ok(frame) => match frame.header {
                 EngineToController::Pong { .. } => {}

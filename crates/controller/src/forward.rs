@@ -9,7 +9,33 @@ use mpx_messages::{
     Request, TaskOutput,
 };
 
+use thiserror::Error;
+
 use crate::writer::{Link, LinkClosed};
+
+/// Why a client's chunk cannot be forwarded (its stream is then aborted).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BadChunk {
+    /// No buffer, or several.
+    #[error("a chunk frame carries exactly one buffer")]
+    Buffers,
+    /// Its place or size does not continue the stream.
+    #[error(
+        "chunk of {len} bytes at offset {offset} (of {total}) does not continue the stream at {next} of {expected}"
+    )]
+    OutOfPlace {
+        /// Its bytes.
+        len: u64,
+        /// Its offset.
+        offset: u64,
+        /// The array's size it gives.
+        total: u64,
+        /// The offset the stream is at.
+        next: u64,
+        /// The array's size the request gave.
+        expected: u64,
+    },
+}
 
 /// Where the chunks of a client's push or scatter go: the root engine's task.
 #[derive(Clone)]
@@ -49,22 +75,25 @@ impl Upstream {
     /// the stream with exactly one buffer that fits the array.
     ///
     /// # Errors
-    /// Why the chunk does not fit (the stream is then aborted).
+    /// [`BadChunk`]: why the chunk does not fit (the stream is then aborted).
     pub fn chunk_frame(
         &mut self,
         chunk: Chunk,
         mut buffers: Vec<Payload>,
-    ) -> Result<Frame<ControllerToEngine>, String> {
+    ) -> Result<Frame<ControllerToEngine>, BadChunk> {
         let Some(payload) = buffers.pop().filter(|_| buffers.is_empty()) else {
-            return Err("a chunk frame carries exactly one buffer".into());
+            return Err(BadChunk::Buffers);
         };
         let len = payload.len() as u64;
         if chunk.offset != self.next || chunk.total != self.total || len == 0 || self.next + len > self.total
         {
-            return Err(format!(
-                "chunk of {len} bytes at offset {} (of {}) does not continue the stream at {} of {}",
-                chunk.offset, chunk.total, self.next, self.total
-            ));
+            return Err(BadChunk::OutOfPlace {
+                len,
+                offset: chunk.offset,
+                total: chunk.total,
+                next: self.next,
+                expected: self.total,
+            });
         }
         self.next += len;
         let chunk = Chunk { stream: self.task_id, ..chunk };

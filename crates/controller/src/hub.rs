@@ -151,9 +151,9 @@ impl Hub {
                         hub.feed(Event::Timer(timer), ctx);
                     });
                 }
-                Command::SaveHistory { entries } => {
+                Command::SaveHistory => {
                     if let Some(path) = &self.history_file {
-                        if let Err(e) = crate::files::write_history(path, &entries) {
+                        if let Err(e) = crate::files::write_history(path, &self.world.history()) {
                             warn!(path = %path.display(), error = %e, "cannot save the session's history");
                         }
                     }

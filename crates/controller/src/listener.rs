@@ -104,8 +104,10 @@ async fn handshake(
         }
     };
     let (read, mut write) = stream.into_split();
-    // Forwarding codec: payloads keep their MACs for the engines and clients they go to. Until
-    // its first frame is verified, a connection may send no more than `FIRST_FRAME_MAX` bytes.
+    // Forwarding codec: payloads keep their MACs for the engines and clients they go to. The
+    // handshake has proved the peer, so its first frame may be as large as any (a registration
+    // carries its whole world); until one is verified, memory grows only with the bytes that
+    // arrive (`UNVERIFIED_RESERVE`).
     let codec: FrameCodec<First, ()> = FrameCodec::reading(opener, config.max_frame, Verify::HeaderOnly);
     let mut framed = FramedRead::new(read, codec);
     let first = match tokio::time::timeout_at(deadline, framed.next()).await {

@@ -40,26 +40,23 @@ pub fn split_rows(rows: usize, n: usize) -> Vec<usize> {
 /// [`MpxError::Refused`] when the request does not fit (missing buffer, 0-d scatter, targets
 /// in several engine sets, ...).
 pub fn plan(request: Request, places: &[Place], buffers: Vec<Payload>) -> Result<Vec<Assignment>, MpxError> {
-    plan_tasks(request, places, buffers).map_err(MpxError::refused)
-}
-
-fn plan_tasks(request: Request, places: &[Place], buffers: Vec<Payload>) -> Result<Vec<Assignment>, String> {
     let engines: Vec<EngineId> = places.iter().map(|p| p.engine).collect();
     let engines = &engines[..];
     if request.is_collective() && places.iter().any(|p| p.set != places[0].set) && engines.len() > 1 {
-        return Err(
-            "the targets span several engine sets; data moves with MPI within one set at a time".into()
-        );
+        return Err(MpxError::refused(
+            "the targets span several engine sets; data moves with MPI within one set at a time",
+        ));
     }
-    let check_buffer = |index: usize, expected: usize| -> Result<(), String> {
+    let check_buffer = |index: usize, expected: usize| -> Result<(), MpxError> {
         match buffers.get(index) {
             Some(b) if b.len() == expected => Ok(()),
-            Some(b) => {
-                Err(format!("array bytes: {} given, {expected} expected from dtype and shape", b.len()))
-            }
+            Some(b) => Err(MpxError::refused(format!(
+                "array bytes: {} given, {expected} expected from dtype and shape",
+                b.len()
+            ))),
             // No buffer at all: the array streams in chunks after the request.
             None if buffers.is_empty() => Ok(()),
-            None => Err(format!("array buffer {index} is missing")),
+            None => Err(MpxError::refused(format!("array buffer {index} is missing"))),
         }
     };
     let group: Vec<Rank> = places.iter().map(|p| p.rank).collect();
@@ -87,7 +84,7 @@ fn plan_tasks(request: Request, places: &[Place], buffers: Vec<Payload>) -> Resu
         }
         Request::Scatter { name, array } => {
             let Some(&rows) = array.shape.first() else {
-                return Err(format!("cannot scatter {name:?}: a 0-d array has no axis 0"));
+                return Err(MpxError::refused(format!("cannot scatter {name:?}: a 0-d array has no axis 0")));
             };
             check_buffer(array.buffer, byte_len(&array)?)?;
             let rows = split_rows(rows, engines.len());
@@ -101,9 +98,9 @@ fn plan_tasks(request: Request, places: &[Place], buffers: Vec<Payload>) -> Resu
     }
 }
 
-fn byte_len(array: &ArrayMeta) -> Result<usize, String> {
+fn byte_len(array: &ArrayMeta) -> Result<usize, MpxError> {
     mpx_messages::array::byte_len(array.dtype, &array.shape)
-        .ok_or_else(|| format!("shape {:?} of {} is too large", array.shape, array.dtype))
+        .ok_or_else(|| MpxError::refused(format!("shape {:?} of {} is too large", array.shape, array.dtype)))
 }
 
 #[cfg(test)]

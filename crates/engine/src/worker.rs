@@ -358,7 +358,7 @@ fn run_task(
         }
     };
     if let Err(e) = result {
-        out.error = Some(MpxError::Cell(e));
+        out.error = Some(MpxError::from_task(e));
     }
     out.execution_count = kernel.execution_count();
     out.completed = mpx_messages::unix_time();

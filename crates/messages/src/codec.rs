@@ -30,8 +30,11 @@
 //! bytes) under the session's key for that direction. A receiver checks it before interpreting
 //! any field, then requires `seq` to be exactly the next one: a recorded frame is refused on any
 //! other connection (another key: [`CodecError::BadSignature`]) and out of order on its own
-//! ([`CodecError::Replayed`]). Until one frame has been verified, a frame may be at most
-//! [`FIRST_FRAME_MAX`] bytes.
+//! ([`CodecError::Replayed`]). A frame may be as large as the receiver's configured limit from
+//! the first one on: the handshake has proved the peer before any frame is read (rank 0
+//! registers its whole world in one frame, about 70 bytes a rank). Until one frame has been verified, its
+//! buffer grows with the bytes that arrive, never more than [`UNVERIFIED_RESERVE`] ahead of them,
+//! so a length prefix alone makes nothing large be allocated.
 //!
 //! # Payloads
 //! Each payload MAC is keyed BLAKE3, under a key derived from the cluster key, of `origin |
@@ -73,9 +76,10 @@ pub use stream::{accept, connect, FrameCodec, Outbound};
 /// Default largest frame accepted (1 GiB plus room for the header).
 pub const DEFAULT_MAX_FRAME: usize = (1 << 30) + (1 << 20);
 
-/// Largest first frame of a connection: nothing bigger is accepted (or allocated for) before a
-/// peer has proved it holds the key.
-pub const FIRST_FRAME_MAX: usize = 64 << 10;
+/// Most bytes allocated on the strength of a length prefix alone before a frame of the peer has
+/// been verified: a handshake message announcing more is refused ([`CodecError::TooLarge`]), and
+/// a first frame announcing more gets its buffer as its bytes arrive, not from its prefix.
+pub const UNVERIFIED_RESERVE: usize = 64 << 10;
 
 /// Length of a MAC (keyed BLAKE3 output), at the head of every frame and per payload buffer.
 pub const MAC_LEN: usize = 32;
@@ -215,7 +219,7 @@ pub enum CodecError {
     TooLarge {
         /// Declared size.
         size: usize,
-        /// Configured limit (the first frame's limit before the peer has authenticated).
+        /// Configured limit (for a handshake message, [`UNVERIFIED_RESERVE`]).
         limit: usize,
     },
     /// A forwarding codec was asked to send a payload without its original MAC.

@@ -1,7 +1,7 @@
 //! Errors as they cross the wire: [`MpxError`] says what failed (a cell, an engine's death, its
-//! world going down, a refusal), intact from the side that knows to the client, which matches
-//! on it; [`RemoteError`] is an error raised by a cell on an engine (ipyparallel's
-//! `wrap_exception`).
+//! world going down, a refusal, a payload or stream the protocol refused), intact from the side
+//! that knows to the client, which matches on it; [`RemoteError`] is an error raised by a cell
+//! on an engine (ipyparallel's `wrap_exception`).
 //!
 //! On the wire an `MpxError` is tagged adjacently, e.g.
 //! `{"kind": "EngineDied", "detail": {"engine": 2, "rank": 2, "cause": "killed by signal 9"}}`.
@@ -38,9 +38,26 @@ impl RemoteError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "detail")]
 pub enum MpxError {
-    /// The cell raised an error (or the engine refused the task, e.g. a payload that failed
-    /// authentication); the engine goes on.
+    /// The cell raised an error; the engine goes on.
     Cell(RemoteError),
+    /// A payload failed authentication at its final receiver (an engine, or the client): its
+    /// MAC does not match its bytes, or its binding puts it out of its place (another request's
+    /// bytes, a chunk sent again). Nothing was bound to it; the engine goes on.
+    Authentication {
+        /// What was refused, and why.
+        reason: String,
+    },
+    /// A streamed array broke off: a chunk that does not continue it, none in time, or the
+    /// connection lost mid-stream. Nothing was bound; the engine goes on.
+    Stream {
+        /// What broke, and where.
+        reason: String,
+    },
+    /// An authentic reply that cannot be read: its array does not match its description.
+    Decode {
+        /// What does not match.
+        reason: String,
+    },
     /// The engine died during the request (killed, crashed, exited, silent); its world was torn
     /// down after it.
     EngineDied {
@@ -83,10 +100,29 @@ impl MpxError {
         MpxError::Refused { reason: reason.into() }
     }
 
-    /// The error's class: the cell's `ename`, or the variant's name.
+    /// A payload refused for its MAC or binding ([`MpxError::Authentication`]).
+    pub fn authentication(reason: impl Into<String>) -> Self {
+        MpxError::Authentication { reason: reason.into() }
+    }
+
+    /// A stream that broke off ([`MpxError::Stream`]).
+    pub fn stream(reason: impl Into<String>) -> Self {
+        MpxError::Stream { reason: reason.into() }
+    }
+
+    /// A reply that cannot be read ([`MpxError::Decode`]).
+    pub fn decode(reason: impl Into<String>) -> Self {
+        MpxError::Decode { reason: reason.into() }
+    }
+
+    /// The error's class: the cell's `ename`, or the variant's name (`AuthenticationError`,
+    /// `StreamError` and `DecodeError` for the protocol's, as Python names its errors).
     pub fn ename(&self) -> &str {
         match self {
             MpxError::Cell(e) => &e.ename,
+            MpxError::Authentication { .. } => "AuthenticationError",
+            MpxError::Stream { .. } => "StreamError",
+            MpxError::Decode { .. } => "DecodeError",
             MpxError::EngineDied { .. } => "EngineDied",
             MpxError::WorldDown { .. } => "WorldDown",
             MpxError::NoSuchEngine { .. } => "NoSuchEngine",
@@ -102,7 +138,10 @@ impl MpxError {
             MpxError::EngineDied { engine, cause, .. } => format!("engine {engine} died: {cause}"),
             MpxError::WorldDown { reason }
             | MpxError::Refused { reason }
-            | MpxError::NoEngines { reason } => reason.clone(),
+            | MpxError::NoEngines { reason }
+            | MpxError::Authentication { reason }
+            | MpxError::Stream { reason }
+            | MpxError::Decode { reason } => reason.clone(),
             MpxError::NoSuchEngine { engine, registered } => {
                 let ids: Vec<u32> = registered.iter().map(|e| e.0).collect();
                 format!("no engine {engine} (registered: {ids:?})")
@@ -140,6 +179,20 @@ impl fmt::Display for MpxError {
 
 impl std::error::Error for MpxError {}
 
+impl MpxError {
+    /// An error an engine met while running a task: the protocol failures it names by class
+    /// (`AuthenticationError`, `StreamError`, `DecodeError`) become their own variants, any
+    /// other stays the cell's error.
+    pub fn from_task(e: RemoteError) -> MpxError {
+        match e.ename.as_str() {
+            "AuthenticationError" => MpxError::authentication(e.evalue),
+            "StreamError" => MpxError::stream(e.evalue),
+            "DecodeError" => MpxError::decode(e.evalue),
+            _ => MpxError::Cell(e),
+        }
+    }
+}
+
 impl From<RemoteError> for MpxError {
     fn from(e: RemoteError) -> Self {
         MpxError::Cell(e)
@@ -167,6 +220,9 @@ mod tests {
             MpxError::NoSuchEngine { engine: EngineId(9), registered: vec![EngineId(0)] },
             MpxError::refused("the targets span several engine sets"),
             MpxError::NoEngines { reason: "no engines are registered".into() },
+            MpxError::authentication("refused the chunk at byte 0: it is not the next chunk"),
+            MpxError::stream("no piece was sent within 30 s"),
+            MpxError::decode("bad array reply: 8 bytes for 2 x f64"),
         ];
         for e in kinds {
             let back: MpxError = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
@@ -175,5 +231,14 @@ mod tests {
         let missing =
             MpxError::NoSuchEngine { engine: EngineId(9), registered: vec![EngineId(0), EngineId(1)] };
         assert_eq!(missing.to_string(), "no engine 9 (registered: [0, 1])");
+        // The protocol's failures read as before, when they travelled as cell errors.
+        let refused = MpxError::authentication("the payload was altered");
+        assert_eq!(
+            serde_json::to_string(&refused).unwrap(),
+            r#"{"kind":"Authentication","detail":{"reason":"the payload was altered"}}"#
+        );
+        assert_eq!(refused.to_string(), "AuthenticationError: the payload was altered");
+        assert_eq!(MpxError::stream("lost").to_string(), "StreamError: lost");
+        assert_eq!(MpxError::decode("bad").to_string(), "DecodeError: bad");
     }
 }

@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 use mpx_messages::codec::{
-    blocking, decode_body, decode_body_with, encode_body, Nonces, AUTH_REJECTED, FIRST_FRAME_MAX,
+    blocking, decode_body, decode_body_with, encode_body, Nonces, AUTH_REJECTED, UNVERIFIED_RESERVE,
 };
 use mpx_messages::*;
 use tokio_util::codec::{Decoder, Encoder};
@@ -85,11 +85,16 @@ fn every_message_kind_round_trips_as_json() {
             outcome: Outcome {
                 stdout: "x\n".into(),
                 error: Some(MpxError::Cell(RemoteError {
-                    ename: "RuntimeError".into(),
-                    evalue: "boom".into(),
                     line: Some(2),
-                    traceback: String::new(),
+                    ..RemoteError::new("RuntimeError", "boom")
                 })),
+                ..Default::default()
+            },
+        }),
+        EngineToController::TaskReply(TaskReply {
+            task_id: 2,
+            outcome: Outcome {
+                error: Some(MpxError::authentication("refused the chunk at byte 0: altered")),
                 ..Default::default()
             },
         }),
@@ -262,14 +267,21 @@ fn forwarding_keeps_the_original_mac_so_the_final_receiver_catches_corruption() 
 }
 
 #[test]
-fn the_first_frame_is_small_until_the_peer_authenticates() {
+fn a_first_frame_gets_memory_only_as_its_bytes_arrive() {
     let mut codec = reader::<ClientToController>(DEFAULT_MAX_FRAME, Verify::HeaderOnly);
-    // Announcing a big first frame is refused from its prefix, before anything is allocated.
+    // Announcing a big first frame (under the limit: the handshake has proved the peer) reserves
+    // nothing for it: a prefix alone allocates nothing large.
     let mut buf = BytesMut::from(&(1u32 << 30).to_be_bytes()[..]);
+    buf.extend_from_slice(&[7u8; 100]);
+    assert!(codec.decode(&mut buf).unwrap().is_none());
+    assert!(buf.capacity() < UNVERIFIED_RESERVE, "allocated {} before a verified frame", buf.capacity());
+    // Over the configured limit, it is refused from its prefix.
+    let mut codec = reader::<ClientToController>(1 << 20, Verify::HeaderOnly);
+    let mut buf = BytesMut::from(&((1u32 << 20) + 1).to_be_bytes()[..]);
     let err = codec.decode(&mut buf).unwrap_err();
-    assert!(matches!(err, CodecError::TooLarge { limit: FIRST_FRAME_MAX, .. }), "{err}");
-    assert!(buf.capacity() < 64 << 10, "allocated {} before authentication", buf.capacity());
-    // After one verified frame, the configured limit applies (and survives `retype`).
+    assert!(matches!(err, CodecError::TooLarge { limit: 0x10_0000, .. }), "{err}");
+    // After one verified frame, a frame's buffer is reserved whole from its prefix (and the
+    // state survives `retype`).
     let mut codec = reader::<ClientToController>(DEFAULT_MAX_FRAME, Verify::HeaderOnly);
     let mut sealer = client().sealer;
     let small = encode_body(&mut sealer, &Frame::new(ClientToController::InfoRequest)).unwrap();
@@ -278,15 +290,56 @@ fn the_first_frame_is_small_until_the_peer_authenticates() {
     let mut wire = BytesMut::new();
     wire.extend_from_slice(&(small.len() as u32).to_be_bytes());
     wire.extend_from_slice(&small);
+    assert!(!codec.is_authenticated());
     assert!(codec.decode(&mut wire).unwrap().is_some());
     assert!(codec.is_authenticated());
     let codec: FrameCodec<EngineToController, ()> = codec.retype();
     assert!(codec.is_authenticated());
     let mut codec: FrameCodec<ClientToController, ()> = codec.retype();
     wire.extend_from_slice(&(big_body.len() as u32).to_be_bytes());
-    wire.extend_from_slice(&big_body);
+    wire.extend_from_slice(&big_body[..10]);
+    assert!(codec.decode(&mut wire).unwrap().is_none());
+    assert!(wire.capacity() >= big_body.len(), "no room reserved after a verified frame");
+    wire.extend_from_slice(&big_body[10..]);
     let got = codec.decode(&mut wire).unwrap().unwrap();
     assert_eq!(got.buffers[0].len(), 200_000);
+}
+
+#[test]
+fn a_world_of_10000_ranks_registers_in_one_first_frame() {
+    let world: Vec<RankInfo> = (0..10_000)
+        .map(|r| RankInfo {
+            rank: Rank(r),
+            pid: 4_000_000 + r,
+            hostname: format!("node{:04}.cluster.example", r / 64),
+        })
+        .collect();
+    let request = RegisterRequest {
+        rank: Rank(0),
+        size: 10_000,
+        pid: 4_000_000,
+        hostname: world[0].hostname.clone(),
+        world,
+        set: None,
+    };
+    let mut sender: FrameCodec<(), EngineToController> = FrameCodec::new(client());
+    let mut wire = BytesMut::new();
+    sender.encode(Frame::new(EngineToController::RegisterRequest(request.clone())), &mut wire).unwrap();
+    assert!(wire.len() > UNVERIFIED_RESERVE, "{} bytes", wire.len());
+    // It arrives in pieces, as from a socket; the buffer grows with them, then the frame decodes.
+    let mut codec = reader::<EngineToController>(DEFAULT_MAX_FRAME, Verify::HeaderOnly);
+    let mut buf = BytesMut::new();
+    let mut got = None;
+    for piece in wire.chunks(16 << 10) {
+        assert!(got.is_none(), "decoded before its last piece");
+        if buf.capacity() - buf.len() < piece.len() {
+            buf.reserve(piece.len());
+        }
+        buf.extend_from_slice(piece);
+        got = codec.decode(&mut buf).unwrap();
+    }
+    let frame = got.expect("the registration");
+    assert_eq!(frame.header, EngineToController::RegisterRequest(request));
 }
 
 #[test]

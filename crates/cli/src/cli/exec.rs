@@ -120,9 +120,10 @@ pub fn show_request(
     show: Show,
     again: &str,
 ) -> Result<i32> {
+    // The stream first: output is then streamed from now on (what came before is in it too).
+    let stream = pending.output();
     let collapse = !show.no_collapse;
     let labels = client.labels()?;
-    let stream = pending.output();
     let mut live = LiveOutput::new(collapse, labels.clone());
     let mut progress = Progress::new("cell");
     let engines = pending.engines(Duration::from_secs(10)).unwrap_or_default();

@@ -11,7 +11,7 @@ use futures::{future::LocalBoxFuture, FutureExt};
 use tracing::{info, warn};
 
 use super::{
-    command::{self, CmdOutput, COMMAND_TIMEOUT},
+    command::{self, CmdOutput, CommandError, COMMAND_TIMEOUT},
     template::{self, TemplateVars},
     Kernel, Launcher, OUTPUT_LINES,
 };
@@ -51,8 +51,9 @@ pub trait BatchSystem {
     /// Reads the answer of [`BatchSystem::status`].
     ///
     /// # Errors
-    /// A message when the answer says nothing about the job (the query itself failed).
-    fn parse_status(&self, out: &CmdOutput) -> Result<JobState, String>;
+    /// [`CommandError::Failed`] when the answer says nothing about the job (the query itself
+    /// failed).
+    fn parse_status(&self, out: &CmdOutput) -> Result<JobState, CommandError>;
     /// Commands that tell how an ended job ended, tried in order.
     fn details(&self, id: &str) -> Vec<Vec<String>>;
     /// Reads the answer of one of [`BatchSystem::details`].
@@ -124,7 +125,7 @@ impl<S: BatchSystem> BatchLauncher<S> {
     }
 
     /// Asks the queue once.
-    async fn query(&self, id: &str) -> Result<JobState, String> {
+    async fn query(&self, id: &str) -> Result<JobState, CommandError> {
         let out = command::run(&self.system.status(id), COMMAND_TIMEOUT, false).await?;
         self.system.parse_status(&out)
     }
@@ -173,7 +174,8 @@ impl<S: BatchSystem> Launcher for BatchLauncher<S> {
         };
         let argv = self.system.submit(&script_path, &output_path, &workdir);
         let failed = |why: String| ClusterError::SubmitFailed { command: command::command_line(&argv), why };
-        let out = command::run_blocking_in(&argv, Some(&workdir), COMMAND_TIMEOUT, true).map_err(failed)?;
+        let out = command::run_blocking_in(&argv, Some(&workdir), COMMAND_TIMEOUT, true)
+            .map_err(|e| failed(e.to_string()))?;
         if !out.success {
             return Err(failed(out.text()));
         }

@@ -8,8 +8,37 @@ use std::{
     time::{Duration, Instant},
 };
 
+use thiserror::Error;
 use tracing::{debug, info, warn};
 use wait_timeout::ChildExt;
+
+/// Why a batch-system command gave no answer (or an answer that says nothing of the job).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CommandError {
+    /// No program was given.
+    #[error("empty command")]
+    Empty,
+    /// The program could not be started, or waited for.
+    #[error("cannot run {program}: {why}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The system's error.
+        why: String,
+    },
+    /// It did not end within its deadline, and was killed.
+    #[error("{command} did not answer within {after:?}")]
+    Timeout {
+        /// The command line.
+        command: String,
+        /// How long it ran.
+        after: Duration,
+    },
+    /// It answered, but its answer says nothing about the job: the query itself failed (what it
+    /// printed).
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// How long one batch-system command may take before it is killed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,23 +81,24 @@ fn output_of(out: std::process::Output) -> CmdOutput {
 /// `loud` logs the command at info level (submissions, cancellations), else at debug (polls).
 ///
 /// # Errors
-/// A message if the command cannot be run or overruns.
-pub fn run_blocking(argv: &[String], timeout: Duration, loud: bool) -> Result<CmdOutput, String> {
+/// [`CommandError`] if the command cannot be run or overruns.
+pub fn run_blocking(argv: &[String], timeout: Duration, loud: bool) -> Result<CmdOutput, CommandError> {
     run_blocking_in(argv, None, timeout, loud)
 }
 
 /// [`run_blocking`] in directory `cwd` (`None`: the current one).
 ///
 /// # Errors
-/// A message if the command cannot be run or overruns.
+/// [`CommandError`] if the command cannot be run or overruns.
 pub fn run_blocking_in(
     argv: &[String],
     cwd: Option<&Path>,
     timeout: Duration,
     loud: bool,
-) -> Result<CmdOutput, String> {
+) -> Result<CmdOutput, CommandError> {
     log_command(argv, loud);
-    let (program, args) = argv.split_first().ok_or("empty command")?;
+    let (program, args) = argv.split_first().ok_or(CommandError::Empty)?;
+    let spawn = |e: std::io::Error| CommandError::Spawn { program: program.clone(), why: e.to_string() };
     let mut cmd = std::process::Command::new(program);
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
@@ -79,7 +109,7 @@ pub fn run_blocking_in(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+        .map_err(spawn)?;
     // Readers drain the pipes while the child runs (a full pipe would stall it).
     let read = |pipe: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
@@ -98,9 +128,9 @@ pub fn run_blocking_in(
             // Our own child, not yet reaped.
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("{} did not answer within {timeout:?}", command_line(argv)));
+            return Err(CommandError::Timeout { command: command_line(argv), after: timeout });
         }
-        Err(e) => return Err(format!("{program}: {e}")),
+        Err(e) => return Err(spawn(e)),
     };
     let out = output_of(std::process::Output {
         status,
@@ -114,10 +144,10 @@ pub fn run_blocking_in(
 /// Runs `argv` without blocking the event loop; killed if it overruns `timeout`.
 ///
 /// # Errors
-/// A message if the command cannot be run or overruns.
-pub async fn run(argv: &[String], timeout: Duration, loud: bool) -> Result<CmdOutput, String> {
+/// [`CommandError`] if the command cannot be run or overruns.
+pub async fn run(argv: &[String], timeout: Duration, loud: bool) -> Result<CmdOutput, CommandError> {
     log_command(argv, loud);
-    let (program, args) = argv.split_first().ok_or("empty command")?;
+    let (program, args) = argv.split_first().ok_or(CommandError::Empty)?;
     let t0 = Instant::now();
     let child = tokio::process::Command::new(program)
         .args(args)
@@ -128,8 +158,8 @@ pub async fn run(argv: &[String], timeout: Duration, loud: bool) -> Result<CmdOu
         .output();
     let out = match tokio::time::timeout(timeout, child).await {
         Ok(Ok(out)) => output_of(out),
-        Ok(Err(e)) => return Err(format!("cannot run {program}: {e}")),
-        Err(_) => return Err(format!("{} did not answer within {:?}", command_line(argv), t0.elapsed())),
+        Ok(Err(e)) => return Err(CommandError::Spawn { program: program.clone(), why: e.to_string() }),
+        Err(_) => return Err(CommandError::Timeout { command: command_line(argv), after: t0.elapsed() }),
     };
     log_output(argv, &out, loud);
     Ok(out)
@@ -175,7 +205,8 @@ mod tests {
     fn blocking_run_kills_an_overrunning_command() {
         let t0 = Instant::now();
         let err = run_blocking(&argv(&["sleep", "10"]), Duration::from_millis(200), false).unwrap_err();
-        assert!(err.contains("did not answer"), "{err}");
+        assert!(matches!(err, CommandError::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("did not answer"), "{err}");
         assert!(t0.elapsed() < Duration::from_secs(5));
     }
 
@@ -188,6 +219,11 @@ mod tests {
 
     #[test]
     fn a_missing_program_is_an_error() {
-        assert!(run_blocking(&argv(&["/nonexistent/sbatch"]), COMMAND_TIMEOUT, false).is_err());
+        let err = run_blocking(&argv(&["/nonexistent/sbatch"]), COMMAND_TIMEOUT, false).unwrap_err();
+        assert!(
+            matches!(&err, CommandError::Spawn { program, .. } if program == "/nonexistent/sbatch"),
+            "{err}"
+        );
+        assert_eq!(run_blocking(&[], COMMAND_TIMEOUT, false), Err(CommandError::Empty));
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::{
     batch::{BatchLauncher, BatchSystem, JobState},
-    command::CmdOutput,
+    command::{CmdOutput, CommandError},
 };
 
 /// The built-in job script (OpenPBS/PBS Pro resource syntax; Torque sites use
@@ -92,14 +92,14 @@ impl BatchSystem for Pbs {
         vec![self.qstat.clone(), "-f".into(), id.into()]
     }
 
-    fn parse_status(&self, out: &CmdOutput) -> Result<JobState, String> {
+    fn parse_status(&self, out: &CmdOutput) -> Result<JobState, CommandError> {
         if !out.success {
             let text = out.text();
             // 153 is PBS's "unknown job id" (PBSE_UNKJOBID as an exit code); Slurm's qstat
             // wrapper exits with it without a word once Slurm has forgotten the job.
             let gone = out.code == Some(UNKNOWN_JOB_EXIT)
                 || ["Unknown Job", "has finished", "does not exist"].iter().any(|s| text.contains(s));
-            return if gone { Ok(JobState::Ended(None)) } else { Err(text) };
+            return if gone { Ok(JobState::Ended(None)) } else { Err(CommandError::Failed(text)) };
         }
         match field(&out.stdout, "job_state") {
             None => Ok(JobState::Ended(None)),

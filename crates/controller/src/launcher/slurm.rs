@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::{
     batch::{BatchLauncher, BatchSystem, JobState},
-    command::CmdOutput,
+    command::{CmdOutput, CommandError},
 };
 
 /// The built-in job script. Variables: `{n}`, `{queue}`, `{walltime}`, `{connection_file}`,
@@ -119,13 +119,13 @@ impl BatchSystem for Slurm {
         argv(&[&self.squeue, "-h", "-j", id, "-o", "%T"])
     }
 
-    fn parse_status(&self, out: &CmdOutput) -> Result<JobState, String> {
+    fn parse_status(&self, out: &CmdOutput) -> Result<JobState, CommandError> {
         if !out.success {
             // squeue forgets a job some time after it ends and then calls its id invalid.
             return if out.stderr.contains("Invalid job id") {
                 Ok(JobState::Ended(None))
             } else {
-                Err(out.text())
+                Err(CommandError::Failed(out.text()))
             };
         }
         match out.stdout.split_whitespace().next() {

@@ -81,11 +81,9 @@ pub enum Command {
     },
     /// Ask the cluster runner (who owns the launcher).
     Runner(RunnerCall),
-    /// Save the session's history (an entry became complete; see [`super::history`]).
-    SaveHistory {
-        /// Every entry kept.
-        entries: Vec<mpx_messages::HistoryEntry>,
-    },
+    /// Save the session's history (an entry became complete; see [`super::history`]): what
+    /// [`World::history`](super::World::history) gives.
+    SaveHistory,
 }
 
 /// A route for a streamed array, from a client's request to the root engine's task.

@@ -145,7 +145,7 @@ impl World {
     /// An engine's answer passes: the history notes it, and is saved once the entry is complete.
     pub(super) fn history_answer(&mut self, id: u64, engine: EngineId, outcome: &Outcome) {
         if self.history.answered(id, engine, outcome) {
-            self.emit(Command::SaveHistory { entries: self.history.entries() });
+            self.emit(Command::SaveHistory);
         }
     }
 

@@ -2,9 +2,50 @@
 //! rank), then every rank attaches its own connection to that set.
 
 use mpx_messages::{EngineId, EngineInfo, MpxError, Rank, RegisterReply, RegisterRequest};
+use thiserror::Error;
 use tracing::{info, warn};
 
 use super::{Command, ConnId, Engine, EngineSet, Launched, World};
+
+/// Why a registration was refused (the engine is told, as [`MpxError::Refused`], and exits).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RegisterRefused {
+    /// A registration without an engine set that is not rank 0's with its whole world.
+    #[error("only rank 0 registers a world, with every rank's details")]
+    NotAWorld,
+    /// The engine set named is not registered.
+    #[error("no engine set {0}")]
+    NoSuchSet(u32),
+    /// The engine set is going down.
+    #[error("engine set {0} is being torn down")]
+    SetDying(u32),
+    /// The rank is not in the set's world.
+    #[error("rank {rank} is outside engine set {set} of {size} ranks")]
+    OutsideSet {
+        /// The rank given.
+        rank: Rank,
+        /// The engine set.
+        set: u32,
+        /// Its world's size.
+        size: u32,
+    },
+    /// The rank has a connection already.
+    #[error("engine {set}:{rank} is already registered")]
+    AlreadyRegistered {
+        /// The engine set.
+        set: u32,
+        /// The rank.
+        rank: Rank,
+    },
+    /// Its pid or host is not what rank 0 registered for it.
+    #[error("engine {set}:{rank} does not match its world's registration")]
+    Mismatch {
+        /// The engine set.
+        set: u32,
+        /// The rank.
+        rank: Rank,
+    },
+}
 
 impl World {
     /// Handles a registration: answers with the engine id and set, or a refusal.
@@ -22,7 +63,7 @@ impl World {
                 RegisterReply {
                     engine_id: None,
                     cluster_id: self.config.cluster_id.clone(),
-                    error: Some(MpxError::refused(error)),
+                    error: Some(MpxError::refused(error.to_string())),
                     heartbeat_ms: 0,
                     set: None,
                 }
@@ -31,28 +72,28 @@ impl World {
         self.emit(Command::Registered { conn, reply });
     }
 
-    fn attach(&mut self, conn: ConnId, req: RegisterRequest) -> Result<(EngineId, u32), String> {
+    fn attach(&mut self, conn: ConnId, req: RegisterRequest) -> Result<(EngineId, u32), RegisterRefused> {
         let set = match req.set {
             None if req.rank == Rank(0) && req.world.len() == req.size as usize => self.new_set(&req),
-            None => return Err("only rank 0 registers a world, with every rank's details".into()),
+            None => return Err(RegisterRefused::NotAWorld),
             Some(set) => set,
         };
         let Some(world) = self.sets.get(&set) else {
-            return Err(format!("no engine set {set}"));
+            return Err(RegisterRefused::NoSuchSet(set));
         };
         if world.dying.is_some() {
-            return Err(format!("engine set {set} is being torn down"));
+            return Err(RegisterRefused::SetDying(set));
         }
         if req.rank.0 >= world.size {
-            return Err(format!("rank {} is outside engine set {set} of {} ranks", req.rank, world.size));
+            return Err(RegisterRefused::OutsideSet { rank: req.rank, set, size: world.size });
         }
         let id = EngineId(world.base.0 + req.rank.0);
         if self.engines.contains_key(&id) {
-            return Err(format!("engine {set}:{} is already registered", req.rank));
+            return Err(RegisterRefused::AlreadyRegistered { set, rank: req.rank });
         }
         let detail = world.ranks.get(&req.rank);
         if detail.is_some_and(|d| d.pid != req.pid || d.hostname != req.hostname) {
-            return Err(format!("engine {set}:{} does not match its world's registration", req.rank));
+            return Err(RegisterRefused::Mismatch { set, rank: req.rank });
         }
         info!(engine = %id, set, rank = %req.rank, pid = req.pid, "engine attached");
         let info = EngineInfo {

@@ -106,7 +106,12 @@ impl World {
     /// Sends an engine's answer to the client waiting for it, or keeps it with its request
     /// when that client went away.
     pub(super) fn answer(&mut self, p: &Pending, result: EngineReply, buffers: Vec<Payload>) {
-        self.history_answer(p.id, result.engine_id, &result.outcome);
+        let (engine, outcome) = (result.engine_id, result.outcome.clone());
+        self.answer_client(p, result, buffers);
+        self.history_answer(p.id, engine, &outcome);
+    }
+
+    fn answer_client(&mut self, p: &Pending, result: EngineReply, buffers: Vec<Payload>) {
         match p.client {
             Some(client) => {
                 let frame = Frame::with_payloads(ControllerToClient::EngineReply(result), buffers);

@@ -1,7 +1,7 @@
 //! Stuck ranks and world restarts: the path of a cell that one rank left while others wait.
 //!
 //! 1. A rank that finishes its part of a request while others of the same request still run
-//!    is recorded as having left it ([`World::left_request`]), with its error's class.
+//!    is recorded as having left it (`World::left_request`), with its error's class.
 //! 2. An engine whose cell has sat in one MPI call for a second reports it
 //!    ([`Event::EngineBlocked`](super::Event::EngineBlocked)): the call, the communicator's
 //!    `COMM_WORLD` ranks and the peer of a point-to-point call; it takes the report back when the
@@ -11,12 +11,12 @@
 //!    different call on the same communicator. Reports of several ranks come within a few
 //!    milliseconds of each other, so the client is told [`STUCK_GATHER`] after the first one,
 //!    once for all of them ([`mpx_messages::Stuck`]), and again only when more ranks are stuck.
-//! 4. Ctrl-C interrupts the request's engines ([`World::interrupt`]). A rank inside an MPI call
+//! 4. Ctrl-C interrupts the request's engines (`World::interrupt`). A rank inside an MPI call
 //!    that cannot be cancelled reports it abandoned
 //!    ([`Event::EngineAbandoned`](super::Event::EngineAbandoned)): its world restarts (the
 //!    cluster's own world; one started by hand is torn down, as mpx cannot start it again).
 //! 5. A restart (`mpx restart`, an abandoned call, an abort) tears the world down with
-//!    `restart`; requests that arrive meanwhile wait for the new world ([`World::submit`]
+//!    `restart`; requests that arrive meanwhile wait for the new world (`World::submit`
 //!    defers them), and the clients that asked for the restart are answered once every rank of
 //!    the new world is ready (its registration answer queued, so work may follow).
 

@@ -112,10 +112,29 @@ fn a_world_registers_and_its_ranks_attach() {
     );
     // Rank 1 must match its world's registration.
     let mut other = RegisterRequest { rank: Rank(1), pid: 99, world: vec![], set: Some(0), ..first.clone() };
-    let out = w.handle(Event::Register { conn: 2, req: other.clone() });
-    assert!(
-        matches!(&out[..], [Command::Registered { conn: 2, reply }] if reply.engine_id.is_none()),
-        "{out:?}"
+    let refused = |conn, why: registry::RegisterRefused| Command::Registered {
+        conn,
+        reply: RegisterReply {
+            engine_id: None,
+            cluster_id: "c".into(),
+            error: Some(MpxError::refused(why.to_string())),
+            heartbeat_ms: 0,
+            set: None,
+        },
+    };
+    assert_eq!(
+        w.handle(Event::Register { conn: 2, req: other.clone() }),
+        vec![refused(2, registry::RegisterRefused::Mismatch { set: 0, rank: Rank(1) })]
+    );
+    let outside = RegisterRequest { rank: Rank(7), ..other.clone() };
+    assert_eq!(
+        w.handle(Event::Register { conn: 2, req: outside }),
+        vec![refused(2, registry::RegisterRefused::OutsideSet { rank: Rank(7), set: 0, size: 2 })]
+    );
+    let no_set = RegisterRequest { set: Some(5), ..other.clone() };
+    assert_eq!(
+        w.handle(Event::Register { conn: 2, req: no_set }),
+        vec![refused(2, registry::RegisterRefused::NoSuchSet(5))]
     );
     other.pid = 11;
     assert_eq!(
@@ -123,9 +142,9 @@ fn a_world_registers_and_its_ranks_attach() {
         vec![Command::Registered { conn: 3, reply: reply(1, 0) }]
     );
     // Twice is refused; a second world gets the next set and ids.
-    let out = w.handle(Event::Register { conn: 4, req: other });
-    assert!(
-        matches!(&out[..], [Command::Registered { reply, .. }] if reply.error.as_ref().unwrap().to_string().contains("already"))
+    assert_eq!(
+        w.handle(Event::Register { conn: 4, req: other }),
+        vec![refused(4, registry::RegisterRefused::AlreadyRegistered { set: 0, rank: Rank(1) })]
     );
     assert_eq!(register(&mut w, 3, 10), vec![2, 3, 4]);
     assert_eq!(info(&w, 3).set, 1);
@@ -222,6 +241,7 @@ fn a_death_mid_request_is_explained_then_the_world_goes_down() {
             failed(9, 1, down(&others)),
             failed(9, 2, died(2, 2, &format!("killed by signal 9 (Killed){note}"))),
             failed(9, 3, down(&others)),
+            Command::SaveHistory,
             Command::EnginesGone {
                 gone: vec![
                     (EngineId(0), others.clone()),
@@ -309,6 +329,7 @@ fn an_abort_restarts_the_world_and_late_news_of_the_old_one_is_ignored() {
         vec![
             failed(3, 0, down(why)),
             failed(3, 1, down(why)),
+            Command::SaveHistory,
             Command::EnginesGone {
                 gone: vec![(EngineId(0), why.into()), (EngineId(1), why.into())],
                 restarting: true
@@ -407,9 +428,11 @@ fn a_request_whose_client_left_is_kept_and_adopted_by_another_client() {
         text: "late\n".into(),
     };
     assert!(w.handle(Event::EngineOutput { engine: EngineId(1), output: piece, now: 11.0 }).is_empty());
-    assert!(w
-        .handle(Event::EngineReply { engine: EngineId(1), reply: reply(2, "b"), buffers: vec![] })
-        .is_empty());
+    // The request is complete: only its history is saved (its reply is kept).
+    assert_eq!(
+        w.handle(Event::EngineReply { engine: EngineId(1), reply: reply(2, "b"), buffers: vec![] }),
+        vec![Command::SaveHistory]
+    );
     // Another client adopts request 1 as its request 3: acceptance, output, reply.
     let other = 8;
     let out = w.handle(Event::Adopt { client: other, req_id: 3, id: 1, now: 12.0 });

@@ -139,6 +139,7 @@ fn an_abandoned_call_restarts_the_world_and_requests_meanwhile_wait_for_it() {
                  ranks' communicators can no longer be trusted to match";
     let why = format!("{cause}; the MPI world is being restarted (variables are lost)");
     let mut expected: Vec<Command> = (0..4).map(|e| failed(1, e, down(why.clone()))).collect();
+    expected.push(Command::SaveHistory);
     expected.push(Command::EnginesGone {
         gone: (0..4).map(|e| (EngineId(e), why.clone())).collect(),
         restarting: true,
@@ -196,4 +197,43 @@ fn a_restart_of_engines_started_by_hand_is_refused_and_their_abandoned_call_tear
     let out = execute(&mut w, 5, Targets::All, "x");
     let [Command::ToClient { frame, .. }] = &out[..] else { panic!("{out:?}") };
     assert!(matches!(&frame.header, ToClient::SubmitReply(r) if r.error.is_some()), "{out:?}");
+}
+
+#[test]
+fn the_history_records_targets_outcomes_and_the_epoch_of_each_request() {
+    let mut w = running();
+    w.handle(Event::EngineReply {
+        engine: EngineId(0),
+        reply: reply(1, Some("ZeroDivisionError")),
+        buffers: vec![],
+    });
+    for (engine, task) in [(1, 2), (2, 3)] {
+        w.handle(Event::EngineReply { engine: EngineId(engine), reply: reply(task, None), buffers: vec![] });
+    }
+    let entry = &w.history()[0];
+    assert_eq!((entry.n, entry.epoch, entry.all, entry.done()), (1, 0, true, false));
+    let out = w.handle(Event::EngineReply { engine: EngineId(3), reply: reply(4, None), buffers: vec![] });
+    assert_eq!(out.last(), Some(&Command::SaveHistory), "saved once complete: {out:?}");
+    let entry = &w.history()[0];
+    assert_eq!(
+        entry.outcomes,
+        vec![
+            (EngineId(0), mpx_messages::EngineOutcome::Error("ZeroDivisionError".into())),
+            (EngineId(1), mpx_messages::EngineOutcome::Ok),
+            (EngineId(2), mpx_messages::EngineOutcome::Ok),
+            (EngineId(3), mpx_messages::EngineOutcome::Ok),
+        ]
+    );
+    assert!(!entry.succeeded());
+    // A restart begins the next epoch; a targeted cell is recorded with its engines.
+    w.handle(Event::Restart { client: CLIENT, reason: "r".into() });
+    w.handle(Event::Launching);
+    register(&mut w, 4, 10);
+    for e in 0..4 {
+        w.handle(Event::EngineReady { engine: EngineId(e) });
+    }
+    execute(&mut w, 2, Targets::List(ids(&[1, 3])), "x = 1");
+    let entry = w.history().last().cloned().unwrap();
+    assert_eq!((entry.n, entry.epoch, entry.all, entry.engines.clone()), (2, 1, false, ids(&[1, 3])));
+    assert!(matches!(entry.item, mpx_messages::HistoryItem::Cell { ref code } if code == "x = 1"));
 }

@@ -9,7 +9,9 @@ use std::{
     sync::Mutex,
 };
 
-use super::{random_bytes, CodecError, Key, Mac, Nonces, Session, AUTH_REJECTED, FIRST_FRAME_MAX, MAC_LEN};
+use super::{
+    random_bytes, CodecError, Key, Mac, Nonces, Session, AUTH_REJECTED, MAC_LEN, UNVERIFIED_RESERVE,
+};
 
 /// Magic of the client's hello.
 const HELLO_MAGIC: &[u8; 8] = b"MPXHELO1";
@@ -42,11 +44,11 @@ fn prefixed<const N: usize>(body: &[u8]) -> [u8; N] {
 /// prefix the size of [`AUTH_REJECTED`] is let through (the caller reads and recognises it).
 ///
 /// # Errors
-/// [`CodecError::TooLarge`] over [`FIRST_FRAME_MAX`], else [`CodecError::NotHandshake`].
+/// [`CodecError::TooLarge`] over [`UNVERIFIED_RESERVE`], else [`CodecError::NotHandshake`].
 pub fn check_prefix(prefix: [u8; 4], want: usize, what: &str) -> Result<usize, CodecError> {
     let size = u32::from_be_bytes(prefix) as usize;
-    if size > FIRST_FRAME_MAX {
-        return Err(CodecError::TooLarge { size, limit: FIRST_FRAME_MAX });
+    if size > UNVERIFIED_RESERVE {
+        return Err(CodecError::TooLarge { size, limit: UNVERIFIED_RESERVE });
     }
     if size != want && size != AUTH_REJECTED.len() {
         return Err(CodecError::NotHandshake(format!(

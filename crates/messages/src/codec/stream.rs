@@ -1,5 +1,6 @@
 //! The tokio side: the handshake over an async socket ([`connect`], [`accept`]), and the codec
-//! of an open session's frames, whose size limit stays small until the peer's first frame.
+//! of an open session's frames, whose buffer grows only with the bytes that arrive until a frame
+//! of the peer has been verified.
 
 use std::marker::PhantomData;
 
@@ -12,7 +13,7 @@ use super::{
     decode_body_with, encode_head,
     handshake::{check_prefix, ClientHandshake, ServerHandshake, CHALLENGE_LEN, HELLO_LEN, PROOF_LEN},
     CodecError, Frame, Key, NonceHistory, Opener, Sealer, Session, Verify, AUTH_REJECTED, DEFAULT_MAX_FRAME,
-    FIRST_FRAME_MAX,
+    UNVERIFIED_RESERVE,
 };
 
 /// Opens a session on a fresh connection as its connecting side (an engine): hello, the
@@ -92,9 +93,12 @@ const SPARE_KEPT: usize = 1 << 20;
 /// A tokio codec reading frames of type `In` and writing frames of type `Out`.
 ///
 /// Outer framing is a 4-byte big-endian length with a size limit: an oversized frame is refused
-/// from its length prefix alone, before anything is allocated for it. Until one frame has been
-/// verified, the limit is [`FIRST_FRAME_MAX`]. Frames are checked and numbered with the
-/// session's [`Opener`] (and written with its [`Sealer`], if the codec has one).
+/// from its length prefix alone, before anything is allocated for it. The limit applies from the
+/// first frame on (the handshake that opened the session has proved the peer), but until one
+/// frame has been verified, its buffer is reserved no more than [`UNVERIFIED_RESERVE`] ahead of
+/// the bytes that arrived: a peer that announces a large frame and sends little costs little.
+/// Frames are checked and numbered with the session's [`Opener`] (and written with its
+/// [`Sealer`], if the codec has one).
 #[derive(Debug)]
 pub struct FrameCodec<In, Out> {
     opener: Opener,
@@ -150,17 +154,10 @@ impl<In, Out> FrameCodec<In, Out> {
         FrameCodec { opener, sealer, limit, verify, authenticated, pending, _types: PhantomData }
     }
 
-    /// Whether a frame from the peer has been verified (and the full size limit applies).
+    /// Whether a frame from the peer has been verified (and a frame's buffer is reserved whole
+    /// from its length prefix).
     pub fn is_authenticated(&self) -> bool {
         self.authenticated
-    }
-
-    fn current_limit(&self) -> usize {
-        if self.authenticated {
-            self.limit
-        } else {
-            self.limit.min(FIRST_FRAME_MAX)
-        }
     }
 }
 
@@ -176,9 +173,8 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
                     return Ok(None);
                 }
                 let size = src.get_u32() as usize;
-                let limit = self.current_limit();
-                if size > limit {
-                    return Err(CodecError::TooLarge { size, limit });
+                if size > self.limit {
+                    return Err(CodecError::TooLarge { size, limit: self.limit });
                 }
                 self.pending = Some(size);
                 size
@@ -187,8 +183,10 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
         if src.len() < size {
             // Make room for exactly this frame (bounded by the limit checked above). `src` holds
             // only this frame's first bytes now. `reserve` would not do: it may double the
-            // existing allocation, to nearly twice the limit.
-            if src.capacity() < size {
+            // existing allocation, to nearly twice the limit. Before a frame of the peer has
+            // been verified, a frame larger than `UNVERIFIED_RESERVE` gets no room ahead: the
+            // reads grow the buffer as its bytes arrive (to at most twice what came).
+            if src.capacity() < size && (self.authenticated || size <= UNVERIFIED_RESERVE) {
                 let mut exact = BytesMut::with_capacity(size);
                 exact.extend_from_slice(src);
                 *src = exact;
