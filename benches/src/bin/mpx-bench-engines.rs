@@ -32,10 +32,9 @@ struct Args {
     /// Ranks per world for the "many worlds" registration row.
     #[arg(long, default_value_t = 4)]
     world_size: usize,
-    /// The largest world: populations above it register as several worlds of this size (one
-    /// world's registration is one frame, and a connection's first frame is capped at 64 KiB,
-    /// about 1,100 ranks); a population above it is also tried as one world, and that row says
-    /// whether the controller took it.
+    /// The largest world of the "several worlds" rows: populations above it register as several
+    /// worlds of this size; a population above it is also registered as one world (one frame),
+    /// and that row says whether the controller took it.
     #[arg(long, default_value_t = 1000)]
     max_world: usize,
     /// Where to write the JSON results.
