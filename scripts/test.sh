@@ -20,6 +20,8 @@ cargo test --workspace
 # The Python client (python/): its venv (made or refreshed by python-env.sh, which also runs
 # `pip install ./python`), then pytest against real 4-rank clusters of the binaries built above.
 VENV="$(./scripts/python-env.sh)"
+# The package's type hints are checked (it ships them: py.typed, and _mpx.pyi for the extension).
+"$VENV/bin/python" -m mypy --strict python/mpx
 MPX_BIN="$PWD/target/debug/mpx" "$VENV/bin/python" -m pytest -q python/tests
 
 # Smoke run of the benchmark (figures are printed, never asserted).

@@ -20,20 +20,20 @@ from __future__ import annotations
 import base64
 import io
 import pickle
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
 from ._arrays import WIRE_DTYPES, WireArray, is_wire_array, to_wire
 
-_Base: type[pickle.Pickler]
-try:
-    import cloudpickle  # type: ignore[import-untyped]
-
-    _Base = cloudpickle.CloudPickler
-except ImportError:  # pragma: no cover - depends on the installation
-    cloudpickle = None
+if TYPE_CHECKING:
+    # cloudpickle ships no type information; its CloudPickler is a pickle.Pickler.
     _Base = pickle.Pickler
+else:
+    try:
+        from cloudpickle import CloudPickler as _Base
+    except ImportError:  # pragma: no cover - depends on the installation
+        _Base = pickle.Pickler
 
 __all__ = [
     "HELPER",
@@ -113,7 +113,7 @@ def define_cell(wire_dtypes: Iterable[str]) -> str:
     )
 
 
-class _ArgPickler(_Base):  # type: ignore[valid-type,misc]
+class _ArgPickler(_Base):
     """Pickles arguments, taking numpy arrays out (they travel as mpx arrays)."""
 
     def __init__(self, file: io.BytesIO, arrays: list[Any]) -> None:

@@ -4,7 +4,7 @@ shown once with the rank list (``[stdout:0-3] ...``)."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Container, Iterable, Optional, Sequence, TypeVar
 
 if TYPE_CHECKING:
     from .error import RemoteError
@@ -106,3 +106,33 @@ def group_errors(errors: Sequence[RemoteError], group: bool = True) -> str:
     for ids, error in _group(items, _same_error):
         out += _error_lines(rank_list(ids), error)
     return "\n".join(out)
+
+
+class LiveLines:
+    """Engines' output shown as it arrives (``%px`` in Jupyter): each call of :meth:`lines`
+    gives the whole lines that are new since the last, ``[stdout:0] text``, engine by engine,
+    and the last unfinished line of the engines that are done."""
+
+    def __init__(self) -> None:
+        # Characters of each (engine, stream) shown so far.
+        self._shown: dict[tuple[int, str], int] = {}
+
+    def lines(self, texts: dict[tuple[int, str], str], done: Container[int]) -> list[str]:
+        """The lines to show now, from each engine's output so far by ``(engine id,
+        stream)`` (stdout before stderr) and the engines that are ``done``."""
+        out: list[str] = []
+        for key in sorted(texts, key=lambda k: (k[0], k[1] != "stdout")):
+            engine_id, name = key
+            start = self._shown.get(key, 0)
+            new = texts[key][start:]
+            if engine_id not in done:
+                new = new[: new.rfind("\n") + 1]
+            if new:
+                self._shown[key] = start + len(new)
+                out += _lines(name, engine_id, new)
+        return out
+
+
+def without_output(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Result dicts without their stdout and stderr (shown already, as it arrived)."""
+    return [dict(r, stdout="", stderr="") for r in results]

@@ -1,16 +1,22 @@
 """Types of the extension module ``mpx._mpx`` (python/src/*.rs): the Rust client library
 (``mpx_client``) for the pure-Python package. Result dicts are described in
 :meth:`AsyncResult.get`; arrays to send are ``(dtype, shape, address, nbytes, owner)``."""
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, final
 
+__all__ = ["Client", "AsyncResult", "Buffer", "BalancedTask", "OutputStream", "wait_any", "RefusedError"]
+
+# The aliases below exist only for type checkers (stubtest's allowlist names them).
 #: A result dict (see :meth:`AsyncResult.get`).
 ResultDict = dict[str, Any]
 #: An array to send: ``(dtype, shape, address, nbytes, owner)``.
 WireArray = tuple[str, list[int], int, int, Any]
+#: A piece of output: ``(engine_id, "stdout" or "stderr", text)``.
+Piece = tuple[int, str, str]
 
 class RefusedError(Exception):
     """The controller refused the request."""
 
+@final
 class Buffer:
     """The bytes of an array received from an engine (numpy wraps them in place)."""
 
@@ -21,6 +27,7 @@ class Buffer:
     @property
     def nbytes(self) -> int: ...
 
+@final
 class AsyncResult:
     """A request in flight."""
 
@@ -37,8 +44,21 @@ class AsyncResult:
         """Every engine's result dict: engine_id, stdout, stderr, value, error (ename, evalue,
         line, traceback) or None, died (engine, rank, cause) or None, execution_count, started,
         completed, received, array (a :class:`Buffer` or None)."""
+    def output(self) -> OutputStream:
+        """The engines' output as it arrives, from now on (what arrived before comes first);
+        while the stream is open, the results carry no stdout or stderr."""
     def forget(self) -> None: ...
 
+@final
+class OutputStream:
+    """One request's output as it arrives."""
+
+    def next(self, timeout: float = 0.0) -> list[Piece]:
+        """The pieces that arrived since the last call (waits up to ``timeout`` seconds for one)."""
+    def close(self) -> None:
+        """Stops streaming: what comes next goes to the results again."""
+
+@final
 class BalancedTask:
     """One load-balanced task in flight."""
 
@@ -50,10 +70,12 @@ def wait_any(
     tasks: Sequence[BalancedTask], timeout: Optional[float] = None
 ) -> Optional[tuple[int, ResultDict]]: ...
 
+@final
 class Client:
     """A connection to a cluster's controller."""
 
-    def __init__(self, target: str) -> None: ...
+    def __new__(cls, target: str) -> "Client":
+        """Connects by connection-file path or cluster id ("" = the only cluster running)."""
     @property
     def cluster_id(self) -> str: ...
     @property

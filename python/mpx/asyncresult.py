@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 from . import _display
+from ._output import Streamed
 from ._progress import ProgressLine
 from .error import RemoteError, collect, helper_missing, world_restarted
 
@@ -39,7 +40,7 @@ class ExecuteReply:
         return "<ExecuteReply[%d]%s>" % (self.execution_count, value)
 
 
-class AsyncResult(concurrent.futures.Future):  # type: ignore[type-arg]
+class AsyncResult(concurrent.futures.Future[Any]):
     """The results of one request on a view's engines.
 
     The whole request: ``wait(timeout)``, ``ready()``, ``get(timeout)`` / ``result(timeout)``
@@ -52,6 +53,10 @@ class AsyncResult(concurrent.futures.Future):  # type: ignore[type-arg]
     finished engine's value, or its exception), ``progress`` (engines done), ``len(ar)``
     (engines), iteration (each engine's value in engine order as soon as it is done),
     ``stuck`` (the controller's messages about ranks stuck in MPI calls), ``interrupt()``.
+
+    As a ``concurrent.futures.Future`` it runs from the start (the request is sent):
+    ``cancel()`` returns False; ``interrupt()`` stops it. ``add_done_callback(fn)`` runs
+    ``fn(ar)`` on the client's background thread once every engine answered.
 
     A ``KeyboardInterrupt`` during a blocking wait interrupts the engines, then propagates.
     Errors raise :class:`mpx.RemoteError` (one engine), :class:`mpx.CompositeError` (several)
@@ -85,7 +90,13 @@ class AsyncResult(concurrent.futures.Future):  # type: ignore[type-arg]
         self._results: Optional[list[ResultDict]] = None
         self._stuck: Optional[list[dict[str, Any]]] = None
         self._all_ids: Optional[list[int]] = None
+        # The output as it arrives, once _stream_output() asked for it.
+        self._output = Streamed()
+        # Whether a Ctrl-C in a wait (or interrupt()) interrupted the engines.
+        self._interrupted = False
         self.submitted: float = min((r.submitted for r in self._raws), default=time.time())
+        # Sent already: a running Future, which cancel() leaves alone (interrupt() stops it).
+        self.set_running_or_notify_cancel()
         client._watch(self)
 
     # -- waiting -----------------------------------------------------------------------------
@@ -110,6 +121,7 @@ class AsyncResult(concurrent.futures.Future):  # type: ignore[type-arg]
         try:
             done = self._raw_wait(timeout)
         except KeyboardInterrupt:
+            self._interrupted = True
             self._client.interrupt(self._targets)
             raise
         if done:
@@ -133,7 +145,10 @@ class AsyncResult(concurrent.futures.Future):  # type: ignore[type-arg]
                 return
             if not all(raw.ready() for raw in self._raws):
                 return
-            per_raw = [raw.get(0) for raw in self._raws]
+            # The output streamed in goes back in front of each result's own (it must be taken
+            # before the raw requests are forgotten).
+            self._output.close()
+            per_raw = [self._output.merge(raw.get(0)) for raw in self._raws]
             results = [d for raw_results in per_raw for d in raw_results]
             self._stuck = [s for raw in self._raws for s in raw.stuck()]
             self._raw_engines = [[d["engine_id"] for d in raw_results] for raw_results in per_raw]
@@ -199,8 +214,9 @@ class AsyncResult(concurrent.futures.Future):  # type: ignore[type-arg]
         progress every ``interval`` seconds (``2/4 engines done after 3 s``) and each message
         of the controller about ranks stuck in MPI calls, once, as it arrives.
 
-        In a Jupyter kernel the progress is one display updated in place; elsewhere a line
-        rewritten with ``\\r``. ``widget`` forces one (True: the display, False: the line).
+        In a Jupyter kernel the progress is one display updated in place (an ipywidgets bar
+        when ipywidgets is installed); elsewhere a line rewritten with ``\\r``. ``widget``
+        forces one (True: the display, False: the line).
         Returns whether the request is done."""
         if timeout is not None and timeout < 0:
             timeout = None
@@ -216,7 +232,9 @@ class AsyncResult(concurrent.futures.Future):  # type: ignore[type-arg]
                         told.add(message)
                         line.note("mpx: " + message)
                 # No engines yet: a request sent while the MPI world restarts waits for it.
-                line.update("%d/%s engines done after %d s" % (self.progress, len(self) or "?", self.elapsed))
+                done_engines, total = self.progress, len(self)
+                text = "%d/%s engines done after %d s" % (done_engines, total or "?", self.elapsed)
+                line.update(text, done_engines, total)
                 if done or (deadline is not None and time.monotonic() >= deadline):
                     return done
         finally:
@@ -371,6 +389,7 @@ class AsyncResult(concurrent.futures.Future):  # type: ignore[type-arg]
             return []
         done = set(self.ready_engines())
         pending = [e for e in self._engines() if e not in done]
+        self._interrupted = True
         return self._client.interrupt(pending) if pending else []
 
     @property
@@ -390,13 +409,38 @@ class AsyncResult(concurrent.futures.Future):  # type: ignore[type-arg]
         stuck = [s for raw in self._raws for s in raw.stuck()]
         return self._stuck if self._stuck is not None else stuck
 
+    # -- output as it arrives ----------------------------------------------------------------
+    def _stream_output(self) -> None:
+        """Takes the engines' output as it arrives from now on (what came before included), for
+        :meth:`_read_output` and :meth:`_output_so_far` (``%px`` in Jupyter shows it while the
+        engines run); the results hold it all the same."""
+        with self._lock:
+            if self._outcome is None:
+                self._output.open(self._raws)
+
+    def _read_output(self, timeout: float) -> bool:
+        """Keeps the output that arrives during ``timeout`` seconds, or until every engine
+        answered (at once when not streaming); True if any came. A ``KeyboardInterrupt``
+        interrupts the engines (as in :meth:`wait`), then propagates."""
+        try:
+            return self._output.read(timeout, self._raw_wait)
+        except KeyboardInterrupt:
+            self._interrupted = True
+            self._client.interrupt(self._targets)
+            raise
+
+    def _output_so_far(self) -> dict[tuple[int, str], str]:
+        """Each engine's output so far, by ``(engine id, "stdout" or "stderr")``: all of it for
+        the engines done, what arrived for the others (when streaming)."""
+        return self._output.texts(self.results)
+
     # -- per-engine details ------------------------------------------------------------------
     @property
     def results(self) -> list[ResultDict]:
         """The raw per-engine result dicts (those received so far while running)."""
         if self._results is not None:
             return self._results
-        partial = [d for raw in self._raws for d in raw.partial()]
+        partial = self._output.merge([d for raw in self._raws for d in raw.partial()])
         # The watcher may have finished (and forgotten) the request meanwhile.
         return self._results if self._results is not None else partial
 

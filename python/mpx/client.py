@@ -17,12 +17,16 @@ from .view import View
 
 if TYPE_CHECKING:
     from .asyncresult import AsyncResult
-    from .balanced import LoadBalancedView
+    from .balanced import LoadBalancedView, TaskResult
 
 #: Seconds a control request (ids, interrupt, where) may take.
 CONTROL_TIMEOUT = 10.0
 #: Seconds ``restart`` waits for the new MPI world by default.
 RESTART_TIMEOUT = 120.0
+#: Seconds the results watcher waits for the load-balanced tasks it knows at a time, per task
+#: and at least and at most (a task sent meanwhile is waited for from the next wait on; each
+#: wait looks at every task, so many tasks are looked at less often).
+TASK_SLICE = (0.00005, 0.005, 0.05)
 
 
 class Client:
@@ -44,6 +48,9 @@ class Client:
         self._tokens = itertools.count(1)
         self._drop: dict[int, list[str]] = {}
         self._pending: list[weakref.ref[AsyncResult]] = []
+        # Load-balanced tasks not yet ended (held: a task's done callbacks must run even when
+        # nobody else keeps its TaskResult).
+        self._tasks: list[TaskResult] = []
         self._wake = threading.Condition()
         self._watcher: Optional[threading.Thread] = None
 
@@ -209,6 +216,9 @@ class Client:
         """Drops the connection (the cluster goes on)."""
         with self._wake:
             self._pending.clear()
+            tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task._fail(ConnectionError("the client was closed before the task ended"))
         self._raw = None  # type: ignore[assignment]  # closed: every call fails
 
     def __enter__(self) -> Client:
@@ -259,22 +269,38 @@ class Client:
         """Finishes ``ar`` in the background when ready (for Future callbacks and waits)."""
         with self._wake:
             self._pending.append(weakref.ref(ar))
-            if self._watcher is None:
-                self._watcher = threading.Thread(target=_watch_loop, args=(weakref.ref(self),), daemon=True)
-                self._watcher.name = "mpx-results"
-                self._watcher.start()
-            self._wake.notify()
+            self._start_watcher()
+
+    def _watch_task(self, task: TaskResult) -> None:
+        """Takes the result of load-balanced ``task`` in the background when it ends, and
+        hands it to the task (the watcher is the only one to take results of TaskResults:
+        a result is taken once)."""
+        with self._wake:
+            self._tasks.append(task)
+            self._start_watcher()
+
+    def _start_watcher(self) -> None:
+        """Starts the results watcher if not yet running, else wakes it (with ``_wake`` held)."""
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=_watch_loop, args=(weakref.ref(self),), daemon=True)
+            self._watcher.name = "mpx-results"
+            self._watcher.start()
+        self._wake.notify()
 
 
 def _watch_loop(client_ref: weakref.ref[Client]) -> None:
+    """The results watcher of a client (thread ``mpx-results``): finishes its AsyncResults
+    that are ready and hands its load-balanced tasks their results, so that their Futures'
+    callbacks and waits work without a call of the user; ends with the client."""
     while True:
         client = client_ref()
         if client is None:
             return
         with client._wake:
-            if not client._pending:
+            if not client._pending and not client._tasks:
                 client._wake.wait(1.0)
             pending = list(client._pending)
+            tasks = list(client._tasks)
         keep: list[weakref.ref[AsyncResult]] = []
         for ref in pending:
             ar = ref()
@@ -287,9 +313,36 @@ def _watch_loop(client_ref: weakref.ref[Client]) -> None:
             except Exception:  # noqa: BLE001 - reported by get() on the caller's thread
                 continue
             keep.append(ref)
+        # While tasks run, waiting for them is the loop's pause.
+        per_task, least, most = TASK_SLICE
+        ended = _take_ended(tasks, min(most, max(least, per_task * len(tasks)))) if tasks else set()
         with client._wake:
             client._pending = keep + [r for r in client._pending if r not in pending]
-            wait = 0.01 if client._pending else None
-        del client, pending, keep
+            if ended:
+                client._tasks = [t for t in client._tasks if id(t) not in ended]
+            wait = 0.01 if client._pending and not client._tasks else None
+        del client, pending, keep, tasks
         if wait:
             threading.Event().wait(wait)
+
+
+def _take_ended(tasks: list[TaskResult], timeout: float) -> set[int]:
+    """Hands each of ``tasks`` that ended its result, waiting up to ``timeout`` seconds for
+    the first; returns the ``id()`` of those that ended. A lost connection ends them all with
+    its error."""
+    ended: set[int] = set()
+    left = list(tasks)
+    while left:
+        try:
+            found = _mpx.wait_any([t._task for t in left], 0.0 if ended else timeout)
+        except Exception as e:  # noqa: BLE001 - the connection is lost: every task fails with it
+            for task in left:
+                task._fail(e)
+            return {id(t) for t in tasks}
+        if found is None:
+            break
+        i, raw = found
+        task = left.pop(i)
+        task._deliver(raw)
+        ended.add(id(task))
+    return ended

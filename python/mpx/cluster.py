@@ -1,16 +1,22 @@
 """:class:`Cluster`: start and stop an mpx cluster from Python (as ``ipp.Cluster``)."""
+from __future__ import annotations
+
 import itertools
 import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Mapping, Optional, Sequence, Union
 
 from .client import Client
+
+#: A path as the standard library takes it.
+StrPath = Union[str, os.PathLike[str]]
 
 _counter = itertools.count(1)
 
 
-def find_mpx(explicit=None):
+def find_mpx(explicit: Optional[StrPath] = None) -> str:
     """The ``mpx`` executable: ``explicit``, ``$MPX_BIN``, ``mpx`` on PATH, or a
     ``target/{release,debug}/mpx`` of the checkout this package or the current directory is in."""
     for candidate in (explicit, os.environ.get("MPX_BIN")):
@@ -39,20 +45,29 @@ class Cluster:
     current directory), so cells import the modules there.
     """
 
-    def __init__(self, n=4, kernel="python", cluster_id=None, cwd=None, timeout=120,
-                 mpx=None, args=(), env=None):
+    def __init__(
+        self,
+        n: int = 4,
+        kernel: str = "python",
+        cluster_id: Optional[str] = None,
+        cwd: Optional[StrPath] = None,
+        timeout: float = 120,
+        mpx: Optional[StrPath] = None,
+        args: Sequence[str] = (),
+        env: Optional[Mapping[str, str]] = None,
+    ) -> None:
         self.n = n
         self.kernel = kernel
-        self.cluster_id = cluster_id or "py-%d-%d" % (os.getpid(), next(_counter))
+        self.cluster_id: str = cluster_id or "py-%d-%d" % (os.getpid(), next(_counter))
         self.cwd = cwd
         self.timeout = timeout
         self.mpx = find_mpx(mpx)
         self.args = list(args)
         self.env = env
-        self.client = None
-        self.controller_pid = None
+        self.client: Optional[Client] = None
+        self.controller_pid: Optional[int] = None
 
-    def _run(self, *args, timeout):
+    def _run(self, *args: str, timeout: float) -> str:
         proc = subprocess.run(
             [self.mpx, *args], cwd=self.cwd, env=self.env, capture_output=True, text=True,
             timeout=timeout,
@@ -61,7 +76,7 @@ class Cluster:
             raise RuntimeError("`mpx %s` failed:\n%s%s" % (" ".join(args), proc.stdout, proc.stderr))
         return proc.stdout
 
-    def start(self):
+    def start(self) -> Cluster:
         """Starts the cluster; returns once all engines registered."""
         args = ["cluster", "start", "-n", str(self.n), "--kernel", self.kernel,
                 "--cluster-id", self.cluster_id, "--daemonize", "--timeout", str(self.timeout)]
@@ -70,32 +85,32 @@ class Cluster:
         self._run(*args, timeout=self.timeout + 30)
         return self
 
-    def connect(self):
+    def connect(self) -> Client:
         """A :class:`Client` of this cluster (kept as ``self.client``)."""
         self.client = Client(cluster_id=self.cluster_id)
         self.controller_pid = self.client.info().get("controller_pid")
         return self.client
 
-    def start_and_connect(self):
+    def start_and_connect(self) -> Client:
         """``start()`` then ``connect()``."""
         self.start()
         return self.connect()
 
-    def pids(self):
+    def pids(self) -> list[int]:
         """Process ids of the engines, mpirun and the controller (while running)."""
         info = (self.client or Client(cluster_id=self.cluster_id)).info()
         pids = [e["pid"] for e in info.get("engines", []) if e.get("pid")]
         pids += [info[k] for k in ("mpirun_pid", "controller_pid") if info.get(k)]
         return pids
 
-    def stop(self):
+    def stop(self) -> None:
         """Stops engines, mpirun and controller; returns once the controller exited."""
         if self.client is not None:
             self.client.close()
             self.client = None
         self._run("cluster", "stop", "--cluster-id", self.cluster_id, timeout=60)
 
-    def __enter__(self):
+    def __enter__(self) -> Client:
         self.start()
         try:
             return self.connect()
@@ -103,8 +118,8 @@ class Cluster:
             self.stop()
             raise
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<mpx.Cluster %s: n=%d, kernel=%s>" % (self.cluster_id, self.n, self.kernel)

@@ -3,12 +3,16 @@
 ``%replay`` and ``%export``.
 
 Options of ``%px``/``%%px`` (and defaults set with ``%pxconfig``): ``--targets 0,2`` (also
-``1-3``, ``::2``, ``all``), ``--block``/``--noblock``, ``--stream`` (each engine's output as
-it arrives), ``--group-outputs`` (identical output of several engines once, with the rank list:
-``[stdout:0-3] ...``). An engine done while others still run is shown at once (after the first
-second, so a quick cell is shown whole), its traceback too; what the controller says of ranks
-stuck in MPI calls (``[px] ranks 1-3 are blocked in Barrier ...``) is shown as it arrives. A
-cell still running after 2 s shows a progress line (in Jupyter, one display updated in place).
+``1-3``, ``::2``, ``all``), ``--block``/``--noblock``, ``--stream``/``--nostream`` (each
+engine's output line by line as it arrives, ``[stdout:0] ...``, and each engine's value or
+error as soon as it is done: the default in Jupyter, as in ipyparallel, unless outputs are
+grouped), ``--group-outputs`` (identical output of several engines once, with the rank list:
+``[stdout:0-3] ...``). Without streaming, an engine done while others still run is shown at
+once (after the first second, so a quick cell is shown whole), its traceback too. What the
+controller says of ranks stuck in MPI calls (``[px] ranks 1-3 are blocked in Barrier ...``) is
+shown as it arrives. A cell still running after 2 s shows its progress: on a terminal a line
+rewritten in place, in Jupyter one display updated in place (a widget when ipywidgets is
+installed).
 Ctrl-C interrupts the engines: a rank inside an MPI collective makes the MPI world restart
 (same engine ids, variables lost), which %px says; ``%restart`` restarts it on purpose.
 
@@ -33,7 +37,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from . import _display
-from ._progress import ProgressLine
+from ._progress import ProgressLine, in_kernel
 from .error import RemoteError, world_restarted
 
 if TYPE_CHECKING:
@@ -46,6 +50,11 @@ PROGRESS_AFTER = 2.0
 #: Seconds after which an engine that is done is shown while others still run (before, a
 #: quick cell is shown whole, in engine order).
 EARLY_AFTER = 1.0
+#: Seconds a streaming %px holds the engines' output at first (a quick cell is shown whole, in
+#: engine order), as the mpx command does; then it shows what arrived every :data:`TICK`.
+STREAM_AFTER = 0.5
+#: Seconds between two looks of %px at its request (output, engines done, stuck ranks).
+TICK = 0.1
 #: Seconds %px waits for the engines after Ctrl-C sent them KeyboardInterrupt.
 INTERRUPTED_WAIT = 30.0
 #: What %px says when a cell's MPI world is being restarted.
@@ -62,6 +71,12 @@ _active: dict[str, Optional[Client]] = {"client": None}
 def activate(client: Client) -> None:
     """Makes ``client`` the one the magics use."""
     _active["client"] = client
+
+
+def _stream(stream: Optional[bool], group: bool) -> bool:
+    """Whether %px streams the engines' output: as asked, else in Jupyter (ipyparallel's
+    default there) unless outputs are grouped (which needs each engine's whole output)."""
+    return (in_kernel() and not group) if stream is None else stream
 
 
 def parse_targets(spec: Optional[str], ids: list[int]) -> Optional[list[int]]:
@@ -147,7 +162,8 @@ class ParallelMagics(Magics):
         super().__init__(shell)
         self.targets: Optional[str] = None
         self.block = True
-        self.stream = False
+        # None: stream in Jupyter unless outputs are grouped (see _stream).
+        self.stream: Optional[bool] = None
         self.group = False
         self.cluster_id: Optional[str] = None
         self.last: Optional[AsyncResult] = None
@@ -164,14 +180,22 @@ class ParallelMagics(Magics):
             client = _active["client"] = Client(cluster_id=self.cluster_id)
         return client
 
-    def _settings(self, opts: dict[str, Union[str, bool]]) -> tuple[bool, bool, bool, Optional[str]]:
+    def _settings(
+        self, opts: dict[str, Union[str, bool]]
+    ) -> tuple[bool, Optional[bool], bool, Optional[str]]:
+        """(block, stream (None: as :func:`_stream` decides), group, targets) from the options
+        of a line and the defaults."""
         block = self.block
         if opts.get("block"):
             block = True
         if opts.get("noblock"):
             block = False
         group = bool((self.group or opts.get("group-outputs", False)) and not opts.get("no-group-outputs"))
-        stream = bool((self.stream or opts.get("stream", False)) and not opts.get("nostream"))
+        stream = self.stream
+        if opts.get("stream"):
+            stream = True
+        if opts.get("nostream"):
+            stream = False
         targets = opts.get("targets", self.targets)
         return block, stream, group, None if targets is None else str(targets)
 
@@ -198,48 +222,75 @@ class ParallelMagics(Magics):
         self.last = ar
         if not block:
             return ar
-        self._show(ar, stream, group)
+        self._show(ar, _stream(stream, group), group)
         return None
 
     def _show(self, ar: AsyncResult, stream: bool, group: bool) -> None:
-        """Waits for ``ar`` showing each engine's output (and traceback) as soon as it is done
-        while others still run (after :data:`EARLY_AFTER`, at once with ``stream``), what the
-        controller says of ranks stuck in MPI calls, a progress line after
-        :data:`PROGRESS_AFTER`; then the rest, and raises the engines' errors (those shown
-        already by their headline only)."""
+        """Waits for ``ar`` showing the engines' output: with ``stream``, each engine's lines
+        as they arrive and its value or traceback as soon as it is done; else each engine's
+        whole output (and traceback) as soon as it is done while others still run, after
+        :data:`EARLY_AFTER`. Also what the controller says of ranks stuck in MPI calls, and the
+        progress after :data:`PROGRESS_AFTER`; then the rest, and raises the engines' errors
+        (those shown already by their headline only)."""
         start = time.monotonic()
         shown: list[int] = []
         told: set[str] = set()
         line = ProgressLine()
+        live = _display.LiveLines() if stream else None
+        if stream:
+            ar._stream_output()
         progress = False
         try:
-            while not ar.wait(0.1):
+            while True:
+                if live is None:
+                    finished = ar.wait(TICK)
+                else:
+                    # What arrives during a tick is shown together (a tick ends early when done).
+                    ar._read_output(TICK)
+                    finished = ar.wait(0)
+                if finished:
+                    break
                 elapsed = time.monotonic() - start
+                if stream and elapsed < STREAM_AFTER:
+                    continue
                 done = ar.ready_engines()
                 fresh = [e for e in done if e not in shown]
+                texts = [] if live is None else live.lines(ar._output_so_far(), set(done))
                 if fresh and (stream or elapsed >= EARLY_AFTER):
-                    line.clear()
                     results = [r for r in ar.results if r["engine_id"] in fresh]
-                    for text in _display.render(results, group=group):
-                        print(text, flush=True)
+                    texts += _display.render(_display.without_output(results) if stream else results, group)
                     shown += fresh
+                if texts:
+                    line.clear()
+                    print("\n".join(texts), flush=True)
                 for message in ar.stuck:
                     if message not in told:
                         told.add(message)
                         line.note("[px] " + message)
                 if elapsed > PROGRESS_AFTER:
                     progress = True
-                    line.update("[px] %d/%s engines done, %.1f s" % (len(done), len(ar) or "?", elapsed))
+                    total = len(ar)
+                    text = "[px] %d/%s engines done, %.1f s" % (len(done), total or "?", elapsed)
+                    line.update(text, len(done), total)
         except KeyboardInterrupt:
+            if not ar._interrupted:
+                ar.interrupt()  # Ctrl-C came between two waits, which would have told the engines
             line.close()
             print("[px] interrupted: the engines were sent KeyboardInterrupt (ranks in MPI calls are freed)")
             ar.wait(INTERRUPTED_WAIT)
         if progress:
-            line.update("[px] done in %.1f s" % (time.monotonic() - start))
+            line.update("[px] done in %.1f s" % (time.monotonic() - start), len(ar.ready_engines()), len(ar))
         line.close()
+        texts = []
+        if live is not None:
+            so_far = ar._output_so_far()
+            texts = live.lines(so_far, {engine_id for engine_id, _ in so_far})
         results = [r for r in ar.results if r["engine_id"] not in shown]
-        for text in _display.render(results, group=group, errors=False):
-            print(text)
+        if stream:
+            results = _display.without_output(results)
+        texts += _display.render(results, group=group, errors=False)
+        if texts:
+            print("\n".join(texts), flush=True)
         if world_restarted(ar.results):
             print("[px] " + RESTART_NOTE)
             print("[px] " + REPLAY_NOTE)
@@ -279,7 +330,7 @@ class ParallelMagics(Magics):
             return
         opts, _ = split_options(line)
         _, stream, group, _ = self._settings(opts)
-        self._show(self.last, stream, group)
+        self._show(self.last, _stream(stream, group), group)
 
     @line_magic
     def restart(self, line: str) -> None:

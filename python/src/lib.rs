@@ -7,6 +7,7 @@
 //! - [`result`]: [`AsyncResult`] (waits release the GIL and notice Ctrl-C) and [`Buffer`], the
 //!   bytes of an array received, which numpy reads in place through `__array_interface__`.
 //! - [`array`](mod@array): numpy arrays to send, read in place (no copy) through their data pointer.
+//! - [`output`]: [`OutputStream`], a request's output as it arrives (for `%px` in Jupyter).
 //! - [`session`]: the session's history replayed (stoppable with Ctrl-C) and exported.
 //!
 //! The module is built for Python's stable ABI (abi3, CPython >= 3.10), which has no buffer
@@ -25,10 +26,12 @@ use pyo3::{
 
 pub mod array;
 pub mod balanced;
+pub mod output;
 pub mod result;
 pub mod session;
 
 pub use balanced::BalancedTask;
+pub use output::OutputStream;
 pub use result::{AsyncResult, Buffer};
 
 create_exception!(_mpx, RefusedError, PyException, "The controller refused the request.");
@@ -340,6 +343,7 @@ fn _mpx(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AsyncResult>()?;
     m.add_class::<Buffer>()?;
     m.add_class::<BalancedTask>()?;
+    m.add_class::<OutputStream>()?;
     m.add_function(wrap_pyfunction!(balanced::wait_any, m)?)?;
     m.add("RefusedError", m.py().get_type::<RefusedError>())?;
     Ok(())

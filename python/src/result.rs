@@ -220,6 +220,12 @@ impl AsyncResult {
         results.into_iter().map(|r| result_dict(py, r)).collect()
     }
 
+    /// The engines' output as it arrives, from now on (what arrived before comes first): while
+    /// the [`OutputStream`](crate::OutputStream) is open, the results carry no stdout or stderr.
+    fn output(&self) -> crate::OutputStream {
+        crate::OutputStream::new(self.inner.output())
+    }
+
     /// Drops the results kept for this request (after they were taken).
     fn forget(&self) {
         self.inner.clone().forget();

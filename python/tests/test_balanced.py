@@ -1,5 +1,8 @@
 """Load-balanced tasks from Python: apply on one engine, map in order and as completed, chunks,
-imap's bound, a task's error, numpy results."""
+imap's bound, a task's error, numpy results; TaskResult and MapResult as
+concurrent.futures.Futures."""
+import concurrent.futures
+import threading
 import time
 
 import numpy as np
@@ -59,3 +62,92 @@ def test_a_task_error_raises_at_its_turn_and_numpy_results_come_back(rc):
     assert e.value.ename == "ValueError" and "bad item 2" in e.value.evalue
     arrays = lb.map_sync(lambda n: np.arange(n, dtype=np.float64), [3, 5])
     assert [a.tolist() for a in arrays] == [[0.0, 1.0, 2.0], [0.0, 1.0, 2.0, 3.0, 4.0]]
+
+
+def test_task_results_are_futures(rc):
+    lb = rc.load_balanced_view()
+    slow = lb.apply_async(lambda: __import__("time").sleep(1.0) or "slow")
+    assert isinstance(slow, concurrent.futures.Future)
+    # Sent already: running, and not to be cancelled.
+    assert slow.running() and not slow.done() and not slow.ready()
+    assert not slow.cancel() and not slow.cancelled()
+    with pytest.raises(TimeoutError):
+        slow.result(timeout=0.05)
+    with pytest.raises(TimeoutError):
+        slow.exception(timeout=0.05)
+    ended = threading.Event()
+    seen = []
+    slow.add_done_callback(lambda f: (seen.append((f, f.engine_id)), ended.set()))
+    quick = [lb.apply_async(lambda i=i: i * i) for i in range(3)]
+    values = [f.result() for f in concurrent.futures.as_completed(quick + [slow], timeout=60)]
+    assert sorted(values, key=str) == [0, 1, 4, "slow"]
+    assert ended.wait(10) and seen == [(slow, slow.engine_id)] and slow.engine_id in rc.ids
+    assert slow.done() and not slow.running() and slow.exception() is None and slow.get() == "slow"
+    # A callback added once done runs at once.
+    late = []
+    slow.add_done_callback(late.append)
+    assert late == [slow]
+    # The result's arrays are pulled before the Future is done.
+    arrays = lb.apply_async(lambda: np.arange(3.0))
+    done, _ = concurrent.futures.wait([arrays], timeout=60)
+    assert done == {arrays} and arrays.result(0).tolist() == [0.0, 1.0, 2.0]
+
+
+def test_a_task_future_fails_with_the_error_and_calls_back_unreferenced(rc):
+    lb = rc.load_balanced_view()
+    bad = lb.apply_async(lambda: 1 / 0)
+    error = bad.exception(timeout=60)
+    assert isinstance(error, mpx.RemoteError) and error.ename == "ZeroDivisionError"
+    with pytest.raises(mpx.RemoteError):
+        bad.result()
+    assert bad.engine_id in rc.ids and bad.metadata["attempts"] == 1 and bad.attempts == 1
+    # Nobody keeps the TaskResult: its callback runs all the same.
+    got = []
+    called = threading.Event()
+    lb.apply_async(lambda: 7).add_done_callback(lambda f: (got.append(f.result()), called.set()))
+    assert called.wait(60) and got == [7]
+
+
+def test_closing_the_client_fails_its_running_task_futures(cluster):
+    client = mpx.Client(cluster_id=cluster.cluster_id)
+    task = client.load_balanced_view().apply_async(lambda: __import__("time").sleep(0.5))
+    client.close()
+    assert isinstance(task.exception(timeout=10), ConnectionError)
+
+
+def test_map_results_are_futures(rc):
+    lb = rc.load_balanced_view()
+
+    def slow_id(i):
+        import time
+
+        time.sleep(0.1)
+        return i
+
+    m = lb.map_async(slow_id, range(8))
+    assert isinstance(m, concurrent.futures.Future)
+    assert m.running() and not m.cancel() and not m.cancelled()
+    with pytest.raises(TimeoutError):
+        m.result(timeout=0.01)
+    called = threading.Event()
+    m.add_done_callback(lambda f: called.set())
+    ar = rc[:].execute("x = 1")
+    done, _ = concurrent.futures.wait([m, ar], timeout=60)
+    assert done == {m, ar}
+    assert m.result() == list(range(8)) and m.exception() is None and m.done() and m.ready()
+    assert called.wait(10) and list(m) == list(range(8))
+
+    def fail_at_2(i):
+        if i == 2:
+            raise ValueError("bad item %d" % i)
+        return i
+
+    failing = lb.map_async(fail_at_2, range(4))
+    error = failing.exception(timeout=60)
+    assert isinstance(error, mpx.RemoteError) and "bad item 2" in error.evalue
+    with pytest.raises(mpx.RemoteError):
+        failing.get()
+    it = iter(failing)
+    assert [next(it), next(it)] == [0, 1]
+    with pytest.raises(mpx.RemoteError):
+        next(it)

@@ -186,6 +186,8 @@ def _interrupt_a_blocking_wait(rc):
 
 def test_future_protocol(rc):
     ar = rc[:].execute("import time\ntime.sleep(0.3)")
+    # Sent already: running, and cancel() leaves it alone.
+    assert ar.running() and not ar.cancel() and not ar.cancelled()
     called = []
     ar.add_done_callback(lambda f: called.append(f))
     done, _ = concurrent.futures.wait([ar], timeout=30)

@@ -65,6 +65,35 @@ def test_stream_prints_each_engine_as_it_finishes(ip, capsys):
     assert out.splitlines() == ["[stdout:%d] done %d" % (i, i) for i in range(4)]
 
 
+def test_stream_shows_each_engine_line_while_the_cell_runs(ip, monkeypatch):
+    """--stream (the default in Jupyter, where no option says otherwise): each engine's
+    lines as they arrive, not at the end; the request's results keep the output."""
+    recorder = _Recorder()
+    monkeypatch.setattr(sys, "stdout", recorder)
+    px = ip.magics_manager.registry["ParallelMagics"]
+    seen = {}
+
+    def watch():
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60 and "[stdout:3] first" not in recorder.text():
+            time.sleep(0.02)
+        seen["running"] = px.last is not None and not px.last.ready()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    ip.run_cell("%px --stream import time; print('first'); time.sleep(1.5); print('last')")
+    watcher.join(60)
+    monkeypatch.undo()
+    lines = recorder.text().splitlines()
+    # Lines that arrive together are shown in engine order; later ones as they come.
+    assert sorted(lines[:4]) == ["[stdout:%d] first" % i for i in range(4)], lines
+    assert sorted(lines[4:]) == ["[stdout:%d] last" % i for i in range(4)], lines
+    assert seen == {"running": True}
+    assert px.last.stdout == ["first\nlast\n"] * 4
+    # Without an option, a terminal's %px does not stream (Jupyter's does, unless grouped).
+    assert magics._stream(None, False) is False and magics._stream(True, True) is True
+
+
 def test_noblock_and_pxresult(ip, capsys):
     result, out = run(ip, capsys, "%px --noblock import time; time.sleep(0.3); print('late')")
     assert isinstance(result.result, mpx.AsyncResult)

@@ -1,5 +1,6 @@
 """Notebooks executed headless with nbclient: examples/psum.ipynb (the seed's session prints
-four equal psum lines, one per rank), and AsyncResult.wait_interactive in a kernel."""
+four equal psum lines, one per rank), AsyncResult.wait_interactive in a kernel, and %px's
+output streamed as it comes with one progress display."""
 import re
 
 import nbformat
@@ -57,3 +58,47 @@ def test_wait_interactive_in_a_kernel_updates_one_display(cluster, tmp_path):
     assert len(stuck) == 1 and "blocked in Barrier" in stuck[0] and "waiting for rank 0" in stuck[0], streams
     assert "".join(o.get("text", "") for o in nb.cells[2].outputs) == "True [0, 1, 2, 3]\n"
     assert nb.cells[3].outputs[0].data["text/plain"].count(": 4>") == 4
+
+
+class _TimedClient(NotebookClient):
+    """Keeps, beside the notebook, when the kernel sent each output: ``sent`` is a list of
+    ``(cell index, the message's date, output)``."""
+
+    def output(self, outs, msg, display_id, cell_index):
+        out = super().output(outs, msg, display_id, cell_index)
+        if out is not None:
+            self.sent.append((cell_index, msg["header"]["date"], out))
+        return out
+
+
+def test_px_output_streams_per_engine_with_one_progress_display(cluster, tmp_path):
+    """In a notebook, %px shows each engine's output as it comes (a cell that prints, sleeps
+    and prints again records its first line well before its last), and the progress of a long
+    cell is one display updated in place, not a stream output per tick."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "%%load_ext mpx\nimport mpx\nmpx.Client(cluster_id=%r).activate()" % cluster.cluster_id
+        ),
+        nbformat.v4.new_code_cell("%px import time"),
+        nbformat.v4.new_code_cell("%px for i in range(3): print(i); time.sleep(1.2)"),
+        nbformat.v4.new_code_cell("%px --group-outputs print('same')"),
+    ]
+    resources = {"metadata": {"path": str(tmp_path)}}
+    client = _TimedClient(nb, timeout=180, kernel_name="python3", resources=resources)
+    client.sent = []
+    client.execute()
+    outputs = nb.cells[2].outputs
+    streams = [(date, o.text) for cell, date, o in client.sent if cell == 2 and o.output_type == "stream"]
+    text = "".join(t for _, t in streams)
+    assert "\r" not in text, outputs
+    lines = re.findall(r"^\[stdout:(\d)\] (\d)$", text, re.M)
+    assert sorted(lines) == sorted((str(e), str(i)) for e in range(4) for i in range(3)), text
+    first = next(date for date, t in streams if "[stdout:0] 0" in t)
+    last = next(date for date, t in streams if "[stdout:0] 2" in t)
+    assert (last - first).total_seconds() > 1.5, streams
+    displays = [o for o in outputs if o.output_type == "display_data"]
+    assert len(displays) <= 1, outputs
+    assert all(o.output_type in ("stream", "display_data") for o in outputs), outputs
+    # Grouped outputs need each engine's whole output: not streamed.
+    assert "".join(o.get("text", "") for o in nb.cells[3].outputs) == "[stdout:0-3] same\n"
