@@ -47,6 +47,25 @@ def dv(rc):
     return v
 
 
+@pytest.fixture
+def ip(rc):
+    """An IPython shell with the mpx magics, blocking on every engine, output not grouped."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "mpx")
+    rc.activate()
+    shell.run_line_magic("pxconfig", "--targets all --block --no-group-outputs --nostream")
+    return shell
+
+
+def run(ip, capsys, cell):
+    """Runs `cell` in the shell: its result and what it printed (stdout then stderr)."""
+    result = ip.run_cell(cell)
+    out = capsys.readouterr()
+    return result, out.out + out.err
+
+
 def names_ranks(message, ranks):
     """Whether a stuck message names exactly these ranks as blocked: ``ranks 1-3 are blocked
     ...``, or in parts when they are at different places (engines number their cells

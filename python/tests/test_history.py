@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
+from conftest import run
 
 import mpx
 from mpx.history import History, HistoryEntry
@@ -281,19 +281,6 @@ def test_export_runs_under_mpirun_and_prints_the_same(rc, tmp_path):
 # -- the magics ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def ip(rc):
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "mpx")
-    rc.activate()
-    shell.run_line_magic("pxconfig", "--targets all --block --no-group-outputs --nostream")
-    return shell
-
-
-def run(ip, capsys, cell):
-    result = ip.run_cell(cell)
-    out = capsys.readouterr()
-    return result, out.out + out.err
 
 
 def test_pxhistory_magic(ip, capsys, rc):

@@ -8,27 +8,12 @@ import sys
 import threading
 import time
 
-import pytest
-from IPython.core.interactiveshell import InteractiveShell
 
 import mpx
-from conftest import names_ranks
+from conftest import names_ranks, run
 from mpx import magics
 
 
-@pytest.fixture
-def ip(rc):
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "mpx")
-    rc.activate()
-    shell.run_line_magic("pxconfig", "--targets all --block --no-group-outputs --nostream")
-    return shell
-
-
-def run(ip, capsys, cell):
-    result = ip.run_cell(cell)
-    out = capsys.readouterr()
-    return result, out.out + out.err
 
 
 def test_px_line_and_cell(ip, capsys):
