@@ -49,6 +49,8 @@ pub struct Hub {
     balanced: Balanced,
     /// Where the session's history is saved, if anywhere.
     history_file: Option<std::path::PathBuf>,
+    /// A save of the history is scheduled.
+    history_saving: bool,
 }
 
 /// What a command answers to the handler that fed the event.
@@ -57,6 +59,9 @@ struct Answers {
     registered: Option<RegisterReply>,
     upstream: Option<Upstream>,
 }
+
+/// How long the history may wait to be saved after a request completes.
+const HISTORY_SAVE_DELAY: Duration = Duration::from_millis(500);
 
 /// Grace between a torn-down world's `Shutdown` and SIGKILL to its engines left on this host.
 const REAP_GRACE: Duration = Duration::from_secs(1);
@@ -75,6 +80,7 @@ impl Hub {
             runner: None,
             balanced: Balanced::default(),
             history_file: None,
+            history_saving: false,
         }
     }
 
@@ -151,13 +157,20 @@ impl Hub {
                         hub.feed(Event::Timer(timer), ctx);
                     });
                 }
-                Command::SaveHistory => {
-                    if let Some(path) = &self.history_file {
-                        if let Err(e) = crate::files::write_history(path, &self.world.history()) {
-                            warn!(path = %path.display(), error = %e, "cannot save the session's history");
+                Command::SaveHistory if self.history_file.is_some() && !self.history_saving => {
+                    // At most one write per HISTORY_SAVE_DELAY, of the history as it is then: a
+                    // busy session must not serialize its whole history after every cell.
+                    self.history_saving = true;
+                    ctx.run_later(HISTORY_SAVE_DELAY, |hub, _| {
+                        hub.history_saving = false;
+                        if let Some(path) = &hub.history_file {
+                            if let Err(e) = crate::files::write_history(path, &hub.world.history()) {
+                                warn!(path = %path.display(), error = %e, "cannot save the session's history");
+                            }
                         }
-                    }
+                    });
                 }
+                Command::SaveHistory => {}
                 Command::Runner(RunnerCall::StopCluster) => {
                     if let Some(tx) = self.shutdown.take() {
                         let _ = tx.send(());
