@@ -196,7 +196,11 @@ pub(crate) fn export_session(
     std::fs::write(&path, &made.script).map_err(io_error(format!("cannot write {}", path.display())))?;
     let name = path.file_name().map(PathBuf::from).unwrap_or_default();
     let mut jobs = Vec::new();
-    let job = export::Job { size, python, queue, walltime };
+    // The cluster's own batch job's queue and time limit, unless given.
+    let batch = info.batch.clone().unwrap_or_default();
+    let queue = queue.map(str::to_string).or((!batch.queue.is_empty()).then_some(batch.queue));
+    let walltime = walltime.map(str::to_string).or((!batch.walltime.is_empty()).then_some(batch.walltime));
+    let job = export::Job { size, python, queue: queue.as_deref(), walltime: walltime.as_deref() };
     if sbatch {
         let path = path.with_extension("sbatch");
         std::fs::write(&path, export::sbatch(&name, job))

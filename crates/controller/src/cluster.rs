@@ -199,7 +199,12 @@ pub async fn run_cluster(
     let history_file = files::history_file(&opts.home, &opts.cluster_id);
     let _history = RemoveOnDrop(history_file.clone());
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
-    ctl.hub.do_send(SetRunner { calls: calls_tx, restart: opts.restart, history_file: Some(history_file) });
+    ctl.hub.do_send(SetRunner {
+        calls: calls_tx,
+        restart: opts.restart,
+        history_file: Some(history_file),
+        batch: launcher.batch(),
+    });
 
     let mut signals = Signals::new()?;
     start_world(&opts, launcher.as_mut(), &ctl.hub, &path, &mut signals).await?;

@@ -396,6 +396,8 @@ pub struct SetRunner {
     pub restart: bool,
     /// Where the session's history is saved (see `world::history`).
     pub history_file: Option<std::path::PathBuf>,
+    /// The batch job's queue and time limit, told to clients.
+    pub batch: Option<mpx_messages::BatchSettings>,
 }
 
 /// Handler for `SetRunner`.
@@ -405,7 +407,7 @@ impl Handler<SetRunner> for Hub {
     fn handle(&mut self, msg: SetRunner, _: &mut Context<Self>) {
         self.runner = Some(msg.calls);
         self.history_file = msg.history_file;
-        self.world.attach_runner(msg.restart);
+        self.world.attach_runner(msg.restart, msg.batch);
     }
 }
 

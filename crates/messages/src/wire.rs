@@ -298,6 +298,19 @@ pub struct ClusterInfo {
     pub controller_pid: u32,
     /// Process id of the mpirun the controller started, if any.
     pub mpirun_pid: Option<u32>,
+    /// The batch queue and time limit of the cluster's own job (Slurm, PBS), when it has them:
+    /// what an exported session's job script asks for too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchSettings>,
+}
+
+/// A batch job's queue and time limit (empty: the system's default).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BatchSettings {
+    /// Queue (PBS) or partition (Slurm).
+    pub queue: String,
+    /// Time limit, `HH:MM:SS`.
+    pub walltime: String,
 }
 
 /// Client → controller.

@@ -170,10 +170,11 @@ pub struct ExportArgs {
     /// Also write a PBS job script (FILE.pbs) that runs it.
     #[arg(long)]
     pbs: bool,
-    /// The batch queue (partition) for the job script.
+    /// The batch queue (partition) for the job script [default: the cluster's, if it runs as a
+    /// batch job].
     #[arg(long)]
     queue: Option<String>,
-    /// The job script's time limit (HH:MM:SS).
+    /// The job script's time limit (HH:MM:SS) [default: the cluster's job's, if any].
     #[arg(long)]
     walltime: Option<String>,
     /// The Python interpreter the job scripts run (with numpy and mpi4py: the one the
@@ -218,12 +219,14 @@ pub fn export(args: ExportArgs) -> Result<i32> {
         entries.len(),
         args.file.display()
     );
-    let job = export::Job {
-        size,
-        python: &args.python,
-        queue: args.queue.as_deref(),
-        walltime: args.walltime.as_deref(),
-    };
+    // The cluster's own batch job's queue and time limit, unless given here.
+    let batch = info.batch.clone().unwrap_or_default();
+    let or_cluster =
+        |given: &Option<String>, cluster: String| given.clone().or((!cluster.is_empty()).then_some(cluster));
+    let (queue, walltime) =
+        (or_cluster(&args.queue, batch.queue), or_cluster(&args.walltime, batch.walltime));
+    let job =
+        export::Job { size, python: &args.python, queue: queue.as_deref(), walltime: walltime.as_deref() };
     let name = args.file.file_name().map(PathBuf::from).unwrap_or_default();
     if args.sbatch {
         let script = export::sbatch(&name, job);

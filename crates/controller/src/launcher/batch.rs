@@ -161,6 +161,13 @@ impl<S: BatchSystem> BatchLauncher<S> {
 }
 
 impl<S: BatchSystem> Launcher for BatchLauncher<S> {
+    fn batch(&self) -> Option<mpx_messages::BatchSettings> {
+        Some(mpx_messages::BatchSettings {
+            queue: self.opts.queue.clone(),
+            walltime: self.opts.walltime.clone(),
+        })
+    }
+
     fn start(&mut self, n: u32, connection_file: &Path) -> Result<(), ClusterError> {
         let name = self.system.name();
         let script_path = connection_file.with_extension(format!("{name}.sh"));

@@ -61,6 +61,11 @@ pub trait Launcher {
     /// Process id of the launching process (mpirun), if there is one on this machine.
     fn pid(&self) -> Option<u32>;
 
+    /// The batch queue and time limit of the job, for a batch launcher.
+    fn batch(&self) -> Option<mpx_messages::BatchSettings> {
+        None
+    }
+
     /// How engine `rank` died, as the job's launcher reported it (signal or exit code), once
     /// the job has ended.
     fn explain(&self, rank: Rank) -> Option<String> {

@@ -186,6 +186,8 @@ pub struct World {
     restart_waiters: Vec<ClientId>,
     /// The session's history.
     history: history::History,
+    /// The batch job's queue and time limit, if the cluster's world is a batch job.
+    batch: Option<mpx_messages::BatchSettings>,
     /// Requests waiting for the restarting world.
     deferred: Vec<(ClientId, mpx_messages::SubmitRequest, Vec<mpx_messages::Payload>)>,
 }
@@ -216,14 +218,16 @@ impl World {
             restart_waiters: Vec::new(),
             deferred: Vec::new(),
             history: history::History::default(),
+            batch: None,
         }
     }
 
     /// A runner now carries out [`RunnerCall`]s; the cluster's own world restarts when it goes
-    /// down if `restart`.
-    pub fn attach_runner(&mut self, restart: bool) {
+    /// down if `restart`; `batch`: the queue and time limit of its batch job, if it has one.
+    pub fn attach_runner(&mut self, restart: bool, batch: Option<mpx_messages::BatchSettings>) {
         self.config.runner = true;
         self.config.restart = restart;
+        self.batch = batch;
     }
 
     /// Takes one event; returns what to do, in order.
@@ -288,6 +292,7 @@ impl World {
             engines: self.engines.values().map(|e| e.info.clone()).collect(),
             controller_pid: std::process::id(),
             mpirun_pid: self.mpirun_pid,
+            batch: self.batch.clone(),
         }
     }
 

@@ -237,3 +237,12 @@ fn the_history_records_targets_outcomes_and_the_epoch_of_each_request() {
     assert_eq!((entry.n, entry.epoch, entry.all, entry.engines.clone()), (2, 1, false, ids(&[1, 3])));
     assert!(matches!(entry.item, mpx_messages::HistoryItem::Cell { ref code } if code == "x = 1"));
 }
+
+#[test]
+fn a_batch_clusters_queue_and_time_limit_reach_its_clients() {
+    let mut w = world(false);
+    assert_eq!(w.info().batch, None);
+    let batch = mpx_messages::BatchSettings { queue: "debug".into(), walltime: "00:10:00".into() };
+    w.attach_runner(false, Some(batch.clone()));
+    assert_eq!(w.info().batch, Some(batch));
+}
