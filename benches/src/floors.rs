@@ -168,12 +168,14 @@ impl Floors {
 }
 
 /// The `allreduce_loop` row's loop in plain mpi4py under mpirun: seconds per call (slowest
-/// rank), one sample per run.
+/// rank, printed by rank 0), one sample per run.
 fn allreduce_loop(cfg: &Config) -> Result<Vec<f64>> {
     let runs = if cfg.quick { 2 } else { 7 };
+    // One line, from rank 0 (the slowest rank's time), flushed at once: what a rank leaves in
+    // Python's buffer is written at exit, after mpi4py has finalized MPI, when mpirun may no
+    // longer forward it (seen once, under load: mpirun succeeded and printed no time).
     let code = format!(
-        "{}
-print(_t)",
+        "{}\n_t = _c.allreduce(_t, op=MPI.MAX)\nif _c.rank == 0:\n    print(repr(_t), flush=True)",
         crate::recovery::allreduce_loop_code()
     );
     let mut out = Vec::new();

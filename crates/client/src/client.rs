@@ -402,7 +402,7 @@ impl Client {
     }
 
     /// Sends a control request and waits for the first reply that `pick` accepts.
-    fn control<T>(
+    pub(crate) fn control<T>(
         &self,
         msg: ClientToController,
         timeout: Duration,
@@ -442,39 +442,6 @@ impl Client {
     ) -> Result<Vec<(EngineId, Option<EngineState>)>, ClientError> {
         self.control(ClientToController::WhereRequest, timeout, |r| match r {
             ControllerToClient::WhereReply { states } => Some(states.clone()),
-            _ => None,
-        })
-    }
-
-    /// Restarts the cluster's own MPI world: its engines end and a new world takes their ids
-    /// (variables are lost; the controller, this connection and the connection file stay);
-    /// returns the new world's engines once every one is ready. Requests sent meanwhile wait
-    /// for the new world.
-    ///
-    /// # Errors
-    /// Refused (engines started by hand), timeout or a lost connection.
-    pub fn restart(&self, reason: &str, timeout: Duration) -> Result<Vec<EngineId>, ClientError> {
-        let reply = self.control(
-            ClientToController::RestartRequest { reason: reason.into() },
-            timeout,
-            |r| match r {
-                ControllerToClient::RestartReply { engines, error } => Some((engines.clone(), error.clone())),
-                _ => None,
-            },
-        )?;
-        match reply {
-            (engines, None) => Ok(engines),
-            (_, Some(e)) => Err(ClientError::Refused(e)),
-        }
-    }
-
-    /// The session's history, oldest first (see `mpx_messages::history`).
-    ///
-    /// # Errors
-    /// Timeout or a lost connection.
-    pub fn history(&self, timeout: Duration) -> Result<mpx_messages::SessionHistory, ClientError> {
-        self.control(ClientToController::HistoryRequest, timeout, |r| match r {
-            ControllerToClient::HistoryReply(history) => Some(history.clone()),
             _ => None,
         })
     }

@@ -35,6 +35,7 @@ pub mod output;
 mod reader;
 pub mod replay;
 pub mod result;
+mod session;
 pub mod view;
 
 pub use balanced::{wait_any, BalancedView, MapItem, MapIter, MapOptions, TaskHandle, TaskResult, Work};
