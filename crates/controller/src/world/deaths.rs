@@ -142,6 +142,7 @@ impl World {
         lost.sort_unstable_by_key(|(task, _)| *task);
         for (task, p) in lost {
             self.pending.remove(&task);
+            self.task_done(p.id);
             self.forget_request_if_done(p.id);
             let error = match first {
                 Some(f) if f == p.engine => MpxError::EngineDied {

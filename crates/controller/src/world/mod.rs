@@ -172,6 +172,8 @@ pub struct World {
     out: Vec<Command>,
     /// The engines whose cells report a blocked MPI call.
     blocked: BTreeMap<EngineId, mpx_messages::Blocked>,
+    /// By request id: how many of its tasks are pending (a request with none is not listed).
+    tasks_left: HashMap<u64, usize>,
     /// By request id: the engines that left it while others still run, with their error's class.
     left: HashMap<u64, BTreeMap<EngineId, Option<String>>>,
     /// By request id: the engines its client was told are stuck.
@@ -210,6 +212,7 @@ impl World {
             mpirun_pid: None,
             out: Vec::new(),
             blocked: BTreeMap::new(),
+            tasks_left: HashMap::new(),
             left: HashMap::new(),
             stuck_told: HashMap::new(),
             stuck_timers: Default::default(),

@@ -68,6 +68,7 @@ impl World {
             let task_id = self.next_task;
             self.next_task += 1;
             self.pending.insert(task_id, Pending { client: Some(client), req_id, engine: a.engine, id });
+            *self.tasks_left.entry(id).or_default() += 1;
             let mut sent = a.buffers.iter().map(|b| b.len() as u64).sum::<u64>();
             let request = ControllerToEngine::TaskRequest(TaskRequest { task_id, task: a.task });
             self.emit(Command::ToEngine {
@@ -90,6 +91,7 @@ impl World {
     pub(super) fn engine_reply(&mut self, engine: EngineId, reply: TaskReply, buffers: Vec<Payload>) {
         match self.pending.remove(&reply.task_id) {
             Some(p) if p.engine == engine => {
+                self.task_done(p.id);
                 self.engine_unblocked(engine, reply.task_id);
                 self.left_request(p.id, engine, &reply.outcome);
                 let result = EngineReply { req_id: p.req_id, engine_id: engine, outcome: reply.outcome };

@@ -39,20 +39,33 @@ pub const DEFERRED_MAX: usize = 1024;
 impl World {
     /// `engine` finished its part of request `id` while others may still run.
     pub(super) fn left_request(&mut self, id: u64, engine: EngineId, outcome: &Outcome) {
-        if !self.pending.values().any(|p| p.id == id) {
+        if !self.tasks_left.contains_key(&id) {
             self.forget_request(id);
             return;
         }
         let error = outcome.error.as_ref().map(|e| e.ename().to_string());
         self.left.entry(id).or_default().insert(engine, error);
-        if self.pending.values().any(|p| p.id == id && self.blocked.contains_key(&p.engine)) {
+        // Blocked reports are rare: the request's tasks are looked through only when there are.
+        if !self.blocked.is_empty()
+            && self.pending.values().any(|p| p.id == id && self.blocked.contains_key(&p.engine))
+        {
             self.gather_stuck(id);
+        }
+    }
+
+    /// One of request `id`'s tasks is no longer pending.
+    pub(super) fn task_done(&mut self, id: u64) {
+        if let Some(n) = self.tasks_left.get_mut(&id) {
+            *n -= 1;
+            if *n == 0 {
+                self.tasks_left.remove(&id);
+            }
         }
     }
 
     /// Forgets what was recorded of request `id` once none of its tasks is pending.
     pub(super) fn forget_request_if_done(&mut self, id: u64) {
-        if !self.pending.values().any(|p| p.id == id) {
+        if !self.tasks_left.contains_key(&id) {
             self.forget_request(id);
         }
     }

@@ -125,15 +125,10 @@ pub fn poll(board: &Board, on: On, mut test: impl FnMut() -> Result<bool, c_int>
 /// # Safety
 /// `req` is a pending request of this thread; `status` is valid for `MPI_Test`.
 pub unsafe fn finish(board: &Board, on: On, req: &mut MPI_Request, status: *mut MPI_Status) -> c_int {
-    let mut flag: c_int = 0;
     // SAFETY: as the caller promised.
-    let waited = poll(board, on, || match unsafe { ffi::PMPI_Test(req, &mut flag, status) } {
-        0 => Ok(flag != 0),
-        rc => Err(rc),
-    });
-    match waited {
-        Waited::Done(rc) => rc,
-        Waited::Interrupted => abandon(board),
+    match unsafe { finish_or_interrupt(board, on, req, status) } {
+        Some(rc) => rc,
+        None => abandon(board),
     }
 }
 
