@@ -23,6 +23,12 @@ VENV="$(./scripts/python-env.sh)"
 # The package's type hints are checked (it ships them: py.typed, and _mpx.pyi for the extension).
 "$VENV/bin/python" -m mypy --strict python/mpx
 MPX_BIN="$PWD/target/debug/mpx" "$VENV/bin/python" -m pytest -q python/tests
+# The same suite again with the engines in the user's own interpreter: a plain venv (no system
+# packages; numpy and mpi4py from PyPI) where `pip install ./python` gave the client, the `mpx`
+# command and the engine; its `mpx` runs engines as `python -m mpx.engine` of that venv
+# (test_venv.py checks that they do).
+PLAIN="$(./scripts/plain-venv.sh)"
+MPX_TEST_ENGINES=python MPX_BIN="$PLAIN/bin/mpx" "$PLAIN/bin/python" -m pytest -q python/tests
 
 # Smoke run of the benchmark (figures are printed, never asserted).
 ./scripts/bench.sh --quick --with-engines --out target/mpx-bench-quick.json

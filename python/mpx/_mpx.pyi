@@ -3,7 +3,10 @@
 :meth:`AsyncResult.get`; arrays to send are ``(dtype, shape, address, nbytes, owner)``."""
 from typing import Any, Optional, Sequence, final
 
-__all__ = ["Client", "AsyncResult", "Buffer", "BalancedTask", "OutputStream", "wait_any", "RefusedError"]
+__all__ = [
+    "Client", "AsyncResult", "Buffer", "BalancedTask", "OutputStream", "wait_any", "RefusedError",
+    "run_command", "run_engine",
+]
 
 # The aliases below exist only for type checkers (stubtest's allowlist names them).
 #: A result dict (see :meth:`AsyncResult.get`).
@@ -69,6 +72,14 @@ class BalancedTask:
 def wait_any(
     tasks: Sequence[BalancedTask], timeout: Optional[float] = None
 ) -> Optional[tuple[int, ResultDict]]: ...
+
+def run_command(program: list[str], args: list[str], python: Optional[str] = None) -> int:
+    """Runs the ``mpx`` command in this interpreter; returns its exit code."""
+    ...
+
+def run_engine(args: list[str]) -> int:
+    """Runs an mpx engine in this interpreter, on the main thread; returns its exit code."""
+    ...
 
 @final
 class Client:

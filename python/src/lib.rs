@@ -9,9 +9,10 @@
 //! - [`array`](mod@array): numpy arrays to send, read in place (no copy) through their data pointer.
 //! - [`output`]: [`OutputStream`], a request's output as it arrives (for `%px` in Jupyter).
 //! - [`session`]: the session's history replayed (stoppable with Ctrl-C) and exported.
+//! - [`command`]: the `mpx` command and the engine, run in this interpreter (`mpx` installed by
+//!   pip, `python -m mpx.engine`).
 //!
-//! The module is built for Python's stable ABI (abi3, CPython >= 3.10), which has no buffer
-//! protocol before 3.11: arrays cross the boundary as (pointer, length, owner) instead.
+//! Arrays cross the boundary as (pointer, length, owner): numpy reads them in place.
 #![deny(missing_docs)]
 
 use std::{sync::Arc, time::Duration};
@@ -26,6 +27,7 @@ use pyo3::{
 
 pub mod array;
 pub mod balanced;
+pub mod command;
 pub mod output;
 pub mod result;
 pub mod session;
@@ -345,6 +347,8 @@ fn _mpx(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<BalancedTask>()?;
     m.add_class::<OutputStream>()?;
     m.add_function(wrap_pyfunction!(balanced::wait_any, m)?)?;
+    m.add_function(wrap_pyfunction!(command::run_command, m)?)?;
+    m.add_function(wrap_pyfunction!(command::run_engine, m)?)?;
     m.add("RefusedError", m.py().get_type::<RefusedError>())?;
     Ok(())
 }

@@ -30,3 +30,22 @@ impl EngineArgs {
         }
     }
 }
+
+/// The whole life of an engine process from its command line (`args` without the program
+/// name): the log, the options, [`crate::main_with`] with no native functions. Returns the
+/// exit code; an engine that fails prints one line, the reason (what `mpx cluster start` shows
+/// of mpirun's output). `mpx-engine` and the Python package's `python -m mpx.engine` run this;
+/// `--help`, `--version` and bad arguments print and end the process.
+pub fn run_command(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    use clap::Parser;
+    // Its own file once registered: $MPX_HOME/cluster-ID/engine-ID.log (`mpx logs --engine ID`).
+    crate::log::init();
+    let opts = EngineArgs::parse_from(std::iter::once("mpx-engine".into()).chain(args)).options();
+    match crate::main_with(opts, crate::Registry::new()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("mpx-engine: {e}");
+            1
+        }
+    }
+}

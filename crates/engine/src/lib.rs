@@ -51,7 +51,7 @@ pub mod threads;
 pub mod worker;
 pub mod writer;
 
-pub use args::EngineArgs;
+pub use args::{run_command, EngineArgs};
 pub use mpx_cells::{self as cells, ArrayValue};
 pub use mpx_messages::Kernel;
 pub use registry::Registry;

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use mpx_client::Client;
 use mpx_controller::{
     files,
-    launcher::{pbs::Pbs, slurm::Slurm, template::shell_quote, BatchLauncher, BatchOptions},
+    launcher::{pbs::Pbs, slurm::Slurm, template::shell_quote, BatchLauncher, BatchOptions, EngineProgram},
     ClusterOptions, Launcher, LocalLauncher,
 };
 
@@ -142,14 +142,27 @@ pub fn run(cmd: ClusterCommand) -> Result<i32> {
     }
 }
 
-pub(super) fn engine_exe(explicit: Option<PathBuf>) -> PathBuf {
-    if let Some(p) = explicit.or_else(|| std::env::var_os("MPX_ENGINE").map(PathBuf::from)) {
-        return p;
+/// The program of the engines: `--engine`, `--python`, `$MPX_ENGINE`, `$MPX_PYTHON`, the
+/// interpreter this command runs in (when started from the Python package), `mpx-engine` next
+/// to this executable, or `mpx-engine` on PATH.
+pub(super) fn engine_program(cmd: &EngineCommand) -> EngineProgram {
+    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(exe) = cmd.engine.clone() {
+        return EngineProgram::Binary(exe);
+    }
+    if let Some(python) = cmd.python.clone() {
+        return EngineProgram::Python(python);
+    }
+    if let Some(exe) = env("MPX_ENGINE") {
+        return EngineProgram::Binary(exe);
+    }
+    if let Some(python) = env("MPX_PYTHON").or(crate::invocation::get().python) {
+        return EngineProgram::Python(python);
     }
     let sibling = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("mpx-engine")));
     match sibling {
-        Some(p) if p.is_file() => p,
-        _ => PathBuf::from("mpx-engine"),
+        Some(p) if p.is_file() => EngineProgram::Binary(p),
+        _ => EngineProgram::default(),
     }
 }
 
@@ -157,7 +170,7 @@ pub(super) fn engine_exe(explicit: Option<PathBuf>) -> PathBuf {
 /// `mpx cluster start` was run in: the daemon does not change it), so that cells find the
 /// user's files and modules there.
 fn launcher(args: &StartArgs) -> Result<Box<dyn Launcher>> {
-    let engine = engine_exe(args.engines.engine.clone());
+    let engine = engine_program(&args.engines);
     let workdir = std::env::current_dir().context("cannot read the current directory")?;
     let kernel = args.engines.kernel;
     if args.launcher == LauncherKind::Local {

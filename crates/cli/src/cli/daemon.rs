@@ -143,9 +143,11 @@ pub fn daemonize(cluster_id: &str, engines: usize) -> Result<i32> {
     let cannot = || format!("cannot create {}", log_path.display());
     std::fs::File::create(&log_path).with_context(cannot)?;
     let log = std::fs::OpenOptions::new().append(true).open(&log_path).with_context(cannot)?;
-    let exe = std::env::current_exe().context("cannot find the mpx executable")?;
-    let mut cmd = Command::new(exe);
-    cmd.args(std::env::args_os().skip(1))
+    let me = crate::invocation::get();
+    let (program, words) = me.program.split_first().context("cannot find the mpx executable")?;
+    let mut cmd = Command::new(program);
+    cmd.args(words)
+        .args(&me.args)
         .env(CHILD_MARKER, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -12,7 +12,7 @@ use clap::Args;
 use mpx_client::{client::find_connection_file, Client};
 use mpx_controller::launcher::mpirun_command;
 
-use super::{cluster::engine_exe, EngineCommand};
+use super::{cluster::engine_program, EngineCommand};
 
 #[derive(Args)]
 pub struct EnginesArgs {
@@ -48,7 +48,7 @@ pub fn run(args: EnginesArgs) -> Result<i32> {
     let mut log_path = log_dir.join(format!("set-starting-{}.log", std::process::id()));
     let log =
         std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let engine = engine_exe(args.engines.engine);
+    let engine = engine_program(&args.engines);
     let mut cmd = mpirun_command(
         &args.engines.mpirun,
         args.n,

@@ -104,9 +104,14 @@ pub struct EngineCommand {
     /// The mpirun command.
     #[arg(long, default_value = "mpirun")]
     pub mpirun: String,
-    /// The engine executable (default: `mpx-engine` next to `mpx`, or $MPX_ENGINE).
-    #[arg(long)]
+    /// The engine executable (default: $MPX_ENGINE, or `mpx-engine` next to `mpx`; from the
+    /// Python package: its interpreter's `python -m mpx.engine`).
+    #[arg(long, conflicts_with = "python")]
     pub engine: Option<PathBuf>,
+    /// Run the engines in this Python interpreter (`PATH -m mpx.engine`; its environment must
+    /// have the mpx package), default $MPX_PYTHON.
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
     /// The cell language of the engines (`mpx-engine --kernel`).
     #[arg(long, default_value = "python", value_parser = parse_kernel)]
     pub kernel: Kernel,

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::{
     command::{self, CmdOutput, CommandError, COMMAND_TIMEOUT},
     template::{self, TemplateVars},
-    Kernel, Launcher, OUTPUT_LINES,
+    EngineProgram, Kernel, Launcher, OUTPUT_LINES,
 };
 use crate::ClusterError;
 
@@ -71,8 +71,8 @@ pub struct BatchOptions {
     pub walltime: String,
     /// The job script template; `None` for the built-in one.
     pub template: Option<String>,
-    /// The engine executable.
-    pub engine: PathBuf,
+    /// The program of each rank.
+    pub engine: EngineProgram,
     /// The mpirun command (with extra arguments) used in the job.
     pub mpirun: String,
     /// The job's name.
@@ -116,7 +116,7 @@ impl<S: BatchSystem> BatchLauncher<S> {
             queue: self.opts.queue.clone(),
             walltime: self.opts.walltime.clone(),
             connection_file: connection_file.to_string_lossy().into_owned(),
-            engine: self.opts.engine.to_string_lossy().into_owned(),
+            engine: self.opts.engine.shell_words(),
             job_name: self.opts.job_name.clone(),
             mpirun: self.opts.mpirun.clone(),
             kernel: self.opts.kernel.name().to_string(),

@@ -16,7 +16,7 @@ use nix::{
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
-use super::{describe_status, Kernel, Launcher, OutputTail};
+use super::{describe_status, EngineProgram, Kernel, Launcher, OutputTail};
 use crate::ClusterError;
 
 /// The command that starts `n` engines under mpirun on this machine:
@@ -28,7 +28,7 @@ pub fn mpirun_command(
     n: u32,
     already: usize,
     mpirun_args: &[String],
-    engine: &Path,
+    engine: &EngineProgram,
     kernel: Kernel,
     connection_file: &Path,
 ) -> std::process::Command {
@@ -39,7 +39,7 @@ pub fn mpirun_command(
         cmd.arg("--oversubscribe");
     }
     cmd.args(mpirun_args)
-        .arg(engine)
+        .args(engine.argv())
         .arg("--kernel")
         .arg(kernel.name())
         .arg("--connect")
@@ -55,8 +55,8 @@ pub struct LocalLauncher {
     pub mpirun: String,
     /// Extra arguments for mpirun, before the engine command.
     pub mpirun_args: Vec<String>,
-    /// The engine executable.
-    pub engine_exe: PathBuf,
+    /// The program of each rank.
+    pub engine: EngineProgram,
     /// The cell language of the engines (`--kernel`).
     pub kernel: Kernel,
     /// Where mpirun (and so every engine) runs; `None`: this process's current directory.
@@ -67,18 +67,18 @@ pub struct LocalLauncher {
 }
 
 impl LocalLauncher {
-    /// A launcher running `engine_exe --kernel KERNEL` under `mpirun` with extra arguments, in
+    /// A launcher running `ENGINE --kernel KERNEL` under `mpirun` with extra arguments, in
     /// the current directory (see [`LocalLauncher::workdir`]).
     pub fn new(
         mpirun: impl Into<String>,
         mpirun_args: Vec<String>,
-        engine_exe: impl Into<PathBuf>,
+        engine: impl Into<EngineProgram>,
         kernel: Kernel,
     ) -> Self {
         LocalLauncher {
             mpirun: mpirun.into(),
             mpirun_args,
-            engine_exe: engine_exe.into(),
+            engine: engine.into(),
             kernel,
             workdir: None,
             child: None,
@@ -102,7 +102,7 @@ impl Launcher for LocalLauncher {
             n,
             0,
             &self.mpirun_args,
-            &self.engine_exe,
+            &self.engine,
             self.kernel,
             connection_file,
         ));

@@ -25,6 +25,7 @@ pub mod command;
 pub mod external;
 pub mod local;
 pub mod pbs;
+pub mod program;
 pub mod slurm;
 pub mod template;
 
@@ -32,6 +33,7 @@ pub use batch::{BatchLauncher, BatchOptions};
 pub use external::ExternalEngines;
 pub use local::{mpirun_command, LocalLauncher};
 pub use pbs::PbsLauncher;
+pub use program::EngineProgram;
 pub use slurm::SlurmLauncher;
 
 pub use mpx_messages::Kernel;

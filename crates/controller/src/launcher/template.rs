@@ -18,7 +18,8 @@ pub struct TemplateVars {
     pub walltime: String,
     /// `{connection_file}`: the controller's connection file.
     pub connection_file: String,
-    /// `{engine}`: the engine executable.
+    /// `{engine}`: the engine's command, already quoted for the shell
+    /// ([`super::EngineProgram::shell_words`]).
     pub engine: String,
     /// `{job_name}`: the job's name.
     pub job_name: String,
@@ -36,7 +37,7 @@ impl TemplateVars {
             ("queue", self.queue.clone()),
             ("walltime", self.walltime.clone()),
             ("connection_file", shell_quote(&self.connection_file)),
-            ("engine", shell_quote(&self.engine)),
+            ("engine", self.engine.clone()),
             ("job_name", self.job_name.clone()),
             ("mpirun", self.mpirun.clone()),
             ("kernel", self.kernel.clone()),
