@@ -4,12 +4,18 @@ A call travels as one mpx ``apply`` request of the engine-side function ``mpx_ap
 once per client in the engines' ``mpx_engine`` module, so the user's namespace stays clean, by a
 cell of mpx's own that the session's history does not record; ``map``, ``push`` and ``pull``
 call it under the names ``mpx_map``, ``mpx_push`` and ``mpx_pull``, which the history shows):
-its arguments are a token, the names of earlier result arrays to drop, the pickled
-``(op, f, args, kwargs)`` as a uint8 array, and every numpy array found in ``args``/``kwargs``
-as an mpx array of its own (the pickle refers to them by index: they are never pickled).
-The helper answers with ``"N:base64(pickle)"`` as the call's value; the N numpy arrays of the
-result stay on the engine as ``__mpx_r_<token>_<i>`` until the client pulled them (as mpx
-arrays) and names them for dropping in its next call.
+its arguments are the pickled ``(op, f, args, kwargs)`` as a uint8 array and every numpy array
+found in ``args``/``kwargs`` as an mpx array of its own (the pickle refers to them by index:
+they are never pickled).
+
+The result travels back the same way, in the reply itself: the helper returns an
+``mpx_engine.Returned(pickle, arrays)``, which the engine sends as the reply's buffers instead
+of a displayed value: the pickle of the result with every numpy array of mpx's dtypes taken out
+(referred to by index), and those arrays each as an mpx array (sent from the array's own memory
+when nothing else on the engine refers to it, else copied once). The client finds them in the
+result dict's ``returned`` (the pickle's bytes and a :class:`mpx._mpx.Buffer` per array, which
+numpy wraps without a copy): one round trip per call, and nothing left behind on the engines.
+A result must fit one reply (about 1 GiB; past that the call fails with ``ResultTooLarge``).
 
 Functions are pickled with cloudpickle where it is installed (closures, lambdas, functions
 defined in a notebook), else with pickle (functions by reference). The engines need the same
@@ -17,14 +23,13 @@ cloudpickle version to unpickle what it made.
 """
 from __future__ import annotations
 
-import base64
 import io
 import pickle
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-from ._arrays import WIRE_DTYPES, WireArray, is_wire_array, to_wire
+from ._arrays import WIRE_DTYPES, WireArray, from_buffer, is_wire_array, to_wire
 
 if TYPE_CHECKING:
     # cloudpickle ships no type information; its CloudPickler is a pickle.Pickler.
@@ -39,7 +44,6 @@ __all__ = [
     "HELPER",
     "HELPERS",
     "WIRE_DTYPES",
-    "array_count",
     "define_cell",
     "helper_missing",
     "pack",
@@ -55,24 +59,48 @@ HELPERS = {"call": HELPER, "map": "mpx_map", "push": "mpx_push", "pull": "mpx_pu
 # Compiled on the engine under cell.py's own file name, so the engine's traceback formatter drops
 # the helper's frames and users see only their function's.
 HELPER_SOURCE = r'''
-import base64 as _b64, io as _io, pickle as _pickle
+import io as _io, pickle as _pickle
+from mpx_engine import Returned as _Returned
 try:
     import cloudpickle as _cp
     _Pickler = _cp.CloudPickler
 except ImportError:
     _Pickler = _pickle.Pickler
 
-def mpx_apply(token, drop, payload, *arrays):
+
+class _ResultPickler(_Pickler):
+    # Takes the numpy arrays of mpx's dtypes out of the pickle (into `found`, by index; an
+    # array met twice is sent once and comes back as one array).
+    def __init__(self, file, found):
+        super().__init__(file, protocol=_pickle.HIGHEST_PROTOCOL)
+        self.found = found
+        self.index = {}
+
+    def persistent_id(self, obj):
+        if type(obj) is _np.ndarray and obj.dtype.newbyteorder("<").str in _WIRE:
+            i = self.index.get(id(obj))
+            if i is None:
+                i = self.index[id(obj)] = len(self.found)
+                self.found.append(obj)
+            return i
+        return None
+
+
+class _ArgUnpickler(_pickle.Unpickler):
+    # Puts the argument arrays back where the pickle refers to them.
+    def __init__(self, file, arrays):
+        super().__init__(file)
+        self.arrays = arrays
+
+    def persistent_load(self, pid):
+        return self.arrays[pid]
+
+
+def mpx_apply(payload, *arrays):
     import __main__
     ns = __main__.__dict__
-    for name in drop.split(",") if drop else ():
-        ns.pop(name, None)
-
-    class _Unpickler(_pickle.Unpickler):
-        def persistent_load(self, pid):
-            return arrays[pid]
-
-    op, f, args, kwargs = _Unpickler(_io.BytesIO(payload.tobytes())).load()
+    op, f, args, kwargs = _ArgUnpickler(_io.BytesIO(payload.tobytes()), arrays).load()
+    del payload
     if op == "call":
         result = f(*args, **kwargs)
     elif op == "map":
@@ -85,20 +113,17 @@ def mpx_apply(token, drop, payload, *arrays):
         result = ns[names] if isinstance(names, str) else [ns[n] for n in names]
     else:
         raise ValueError("unknown mpx operation %r" % (op,))
-    found = []
-
-    class _ResultPickler(_Pickler):
-        def persistent_id(self, obj):
-            if type(obj) is _np.ndarray and obj.dtype.newbyteorder("<").str in _WIRE:
-                found.append(obj)
-                return len(found) - 1
-            return None
-
+    del f, args, kwargs, arrays
     buf = _io.BytesIO()
-    _ResultPickler(buf, protocol=_pickle.HIGHEST_PROTOCOL).dump(result)
-    for i, a in enumerate(found):
-        ns["__mpx_r_%s_%d" % (token, i)] = a
-    return "%d:%s" % (len(found), _b64.b64encode(buf.getvalue()).decode("ascii"))
+    found = []
+    pickler = _ResultPickler(buf, found)
+    pickler.dump(result)
+    # Only the marker keeps the result's arrays: the engine then sends the arrays nothing else
+    # refers to from their own memory (a pickler may outlive this call in a reference cycle).
+    pickler.clear_memo()
+    pickler.found = None
+    del pickler, result
+    return _Returned(buf.getvalue(), found)
 
 mpx_map = mpx_push = mpx_pull = mpx_apply
 '''
@@ -139,23 +164,27 @@ def pack(
     return to_wire(payload), [to_wire(a) for a in arrays]
 
 
-def unpack(value: str, arrays: Sequence[Any]) -> Any:
-    """The result from the helper's value ``"N:base64"`` and its N pulled arrays."""
+class _ResultUnpickler(pickle.Unpickler):
+    """Unpickles a result, putting its arrays back where the pickle refers to them."""
 
-    class _Unpickler(pickle.Unpickler):
-        def persistent_load(self, pid: Any) -> Any:
-            return arrays[pid]
+    def __init__(self, file: io.BytesIO, arrays: Sequence[Any]) -> None:
+        super().__init__(file)
+        self._arrays = arrays
 
-    _, data = value.split(":", 1)
-    return _Unpickler(io.BytesIO(base64.b64decode(data))).load()
+    def persistent_load(self, pid: Any) -> Any:
+        return self._arrays[pid]
+
+
+def unpack(returned: Optional[tuple[bytes, list[Any]]]) -> Any:
+    """The result of a helper call from its result dict's ``returned``: the pickle's bytes and
+    a Buffer per array, which become numpy arrays over the reply's bytes (no copy)."""
+    if returned is None:
+        raise RuntimeError("the engine sent no result for mpx's apply helper (an engine of another mpx version?)")
+    payload, buffers = returned
+    return _ResultUnpickler(io.BytesIO(payload), [from_buffer(b) for b in buffers]).load()
 
 
 def helper_missing(ename: str, evalue: str) -> bool:
     """Whether an error is the engines' NameError for a missing helper (their MPI world was
     restarted since this client defined it)."""
     return ename == "NameError" and any("'%s'" % name in evalue for name in HELPERS.values())
-
-
-def array_count(value: str) -> int:
-    """How many result arrays the helper's value says stay on the engine."""
-    return int(value.split(":", 1)[0])

@@ -46,7 +46,8 @@ class AsyncResult:
     def get(self, timeout: Optional[float] = None) -> list[ResultDict]:
         """Every engine's result dict: engine_id, stdout, stderr, value, error (ename, evalue,
         line, traceback) or None, died (engine, rank, cause) or None, execution_count, started,
-        completed, received, array (a :class:`Buffer` or None)."""
+        completed, received, array (a :class:`Buffer` or None), returned (what an apply's
+        function returned out of band, ``(payload bytes, [Buffer])``, or None)."""
     def output(self) -> OutputStream:
         """The engines' output as it arrives, from now on (what arrived before comes first);
         while the stream is open, the results carry no stdout or stderr."""

@@ -14,7 +14,6 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from . import _apply, _mpx
-from ._arrays import from_buffer
 from .error import collect, world_restarted
 
 if TYPE_CHECKING:
@@ -22,29 +21,15 @@ if TYPE_CHECKING:
     from .client import Client
 
 
-def _finish(client: Client, r: ResultDict, token: str) -> Any:
-    """The Python value of a task's result dict (its arrays pulled from its engine; ``token``:
-    the call's), or the task's error raised."""
+def _finish(client: Client, r: ResultDict) -> Any:
+    """The Python value of a task's result dict (its pickle and arrays came in the reply), or
+    the task's error raised."""
     if world_restarted([r]):
         client._world_restarted()
     error = collect([r])
     if error is not None:
         raise error
-    value = r["value"][1:-1]
-    eid = r["engine_id"]
-    names = ["__mpx_r_%s_%d" % (token, i) for i in range(_apply.array_count(value))]
-    arrays: list[Any] = []
-    for name in names:
-        raw = client._raw.pull_internal([eid], name)
-        got = raw.get(None)
-        raw.forget()
-        error = collect(got)
-        if error is not None:
-            raise error
-        arrays.append(from_buffer(got[0]["array"]))
-    if names:
-        client._dropped(eid, names)
-    return _apply.unpack(value, arrays)
+    return _apply.unpack(r["returned"])
 
 
 def _wait(future: concurrent.futures.Future[Any], timeout: Optional[float]) -> bool:
@@ -68,11 +53,10 @@ class TaskResult(concurrent.futures.Future[Any]):
     (``rc.interrupt()`` interrupts what the engines run).
     """
 
-    def __init__(self, client: Client, task: BalancedTask, token: str) -> None:
+    def __init__(self, client: Client, task: BalancedTask) -> None:
         super().__init__()
         self._client = client
         self._task = task
-        self._token = token
         self._raw: Optional[ResultDict] = None
         self.submitted: float = task.submitted
         self.set_running_or_notify_cancel()
@@ -84,7 +68,7 @@ class TaskResult(concurrent.futures.Future[Any]):
         """The task ended with result dict ``raw``: its value (or error) becomes this Future's."""
         self._raw = raw
         try:
-            value = _finish(self._client, raw, self._token)
+            value = _finish(self._client, raw)
         except Exception as e:  # noqa: BLE001 - the task's error, raised by result()
             self._fail(e)
             return
@@ -165,20 +149,15 @@ class LoadBalancedView:
 
     def _submit(
         self, op: str, f: Callable[..., Any], arg_lists: Iterable[Sequence[Any]], kwargs: dict[str, Any]
-    ) -> list[tuple[BalancedTask, str]]:
+    ) -> list[BalancedTask]:
         """One task per entry of ``arg_lists``: ``(op, f, args, kwargs)`` through the apply
-        helper. Returns [(task, token)]."""
+        helper (see :mod:`mpx._apply`)."""
         self.client._ensure_helper()
         calls: list[tuple[str, list[Any]]] = []
-        tokens: list[str] = []
         for args in arg_lists:
-            token = self.client._token()
             payload, arrays = _apply.pack(op, f, args, kwargs)
-            call_args: list[Any] = [token, "", payload, *arrays]
-            calls.append((_apply.HELPER, call_args))
-            tokens.append(token)
-        tasks = self.client._raw.balanced_apply(self.targets, self.retries, calls)
-        return list(zip(tasks, tokens))
+            calls.append((_apply.HELPER, [payload, *arrays]))
+        return self.client._raw.balanced_apply(self.targets, self.retries, calls)
 
     # -- one call ------------------------------------------------------------------------------
     def apply(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -195,11 +174,11 @@ class LoadBalancedView:
         return result
 
     def _apply(self, f: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], block: bool) -> Any:
-        [(task, token)] = self._submit("call", f, [args], kwargs)
+        [task] = self._submit("call", f, [args], kwargs)
         if block:
             # Taken here rather than by the client's watcher: one thread hop less per call.
-            return _finish(self.client, task.get(None), token)
-        return TaskResult(self.client, task, token)
+            return _finish(self.client, task.get(None))
+        return TaskResult(self.client, task)
 
     # -- many ----------------------------------------------------------------------------------
     def imap(
@@ -218,8 +197,8 @@ class LoadBalancedView:
         items = list(zip(*seqs))
         chunks = [items[i : i + chunksize] for i in range(0, len(items), max(1, chunksize))]
         bound = len(chunks) if max_outstanding is None else max(1, max_outstanding)
-        pending: list[tuple[int, BalancedTask, str]] = []  # [(chunk index, task, token)]
-        done: dict[int, tuple[ResultDict, str]] = {}  # {chunk index: (result dict, token)}
+        pending: list[tuple[int, BalancedTask]] = []  # [(chunk index, task)]
+        done: dict[int, ResultDict] = {}  # {chunk index: result dict}
         next_chunk, next_yield = 0, 0
         while next_yield < len(chunks):
             room = bound - len(pending) - len(done)
@@ -227,23 +206,23 @@ class LoadBalancedView:
                 batch = chunks[next_chunk : next_chunk + room]
                 # One task per chunk: the helper's "map" op runs list(map(f, *columns)).
                 sent = self._submit("map", f, [tuple(zip(*c)) for c in batch], {})
-                for k, (task, token) in enumerate(sent):
-                    pending.append((next_chunk + k, task, token))
+                for k, task in enumerate(sent):
+                    pending.append((next_chunk + k, task))
                 next_chunk += len(batch)
             if not pending:
                 raise RuntimeError("mpx map: no task in flight for item chunk %d" % next_yield)
-            found = _mpx.wait_any([t for _, t, _ in pending], timeout)
+            found = _mpx.wait_any([t for _, t in pending], timeout)
             if found is None:
                 raise TimeoutError("no task ended within %s s" % timeout)
             i, raw = found
-            index, _, token = pending.pop(i)
+            index, _ = pending.pop(i)
             if not ordered:
                 next_yield += 1
-                yield from _finish(self.client, raw, token)
+                yield from _finish(self.client, raw)
                 continue
-            done[index] = (raw, token)
+            done[index] = raw
             while next_yield in done:
-                yield from _finish(self.client, *done.pop(next_yield))
+                yield from _finish(self.client, done.pop(next_yield))
                 next_yield += 1
 
     def map(

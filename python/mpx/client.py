@@ -2,7 +2,6 @@
 ipyparallel (``rc[:]``, ``rc[0]``, ``rc[::2]``, ``rc[[0, 2]]``, ``rc[-1]``)."""
 from __future__ import annotations
 
-import itertools
 import json
 import numbers
 import os
@@ -45,8 +44,6 @@ class Client:
         self._raw: _mpx.Client = _mpx.Client(str(target))
         self._lock = threading.Lock()
         self._helper_ready = False
-        self._tokens = itertools.count(1)
-        self._drop: dict[int, list[str]] = {}
         self._pending: list[weakref.ref[AsyncResult]] = []
         # Load-balanced tasks not yet ended (held: a task's done callbacks must run even when
         # nobody else keeps its TaskResult).
@@ -245,25 +242,9 @@ class Client:
             self._helper_ready = True
 
     def _world_restarted(self) -> None:
-        """The engines' MPI world restarted: what this client left on them (the apply helper,
-        result arrays to drop) is gone."""
+        """The engines' MPI world restarted: the apply helper this client defined is gone."""
         with self._lock:
             self._helper_ready = False
-            self._drop.clear()
-
-    def _token(self) -> str:
-        return "%d" % next(self._tokens)
-
-    def _take_drop(self, targets: Optional[list[int]]) -> str:
-        """Names of result arrays already pulled from ``targets`` (None: all), to drop there."""
-        with self._lock:
-            engines = list(self._drop) if targets is None else [t for t in targets if t in self._drop]
-            names = sorted({n for eid in engines for n in self._drop.pop(eid)})
-        return ",".join(names)
-
-    def _dropped(self, engine_id: int, names: list[str]) -> None:
-        with self._lock:
-            self._drop.setdefault(engine_id, []).extend(names)
 
     def _watch(self, ar: AsyncResult) -> None:
         """Finishes ``ar`` in the background when ready (for Future callbacks and waits)."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 from . import _apply
 from ._arrays import from_buffer, is_wire_array, to_wire
 from .asyncresult import AsyncResult, ExecuteReply, Join, Values
-from .error import RemoteError, collect
+from .error import RemoteError
 
 if TYPE_CHECKING:
     from ._mpx import AsyncResult as RawResult
@@ -117,7 +117,7 @@ class View:
                 else:
                     rest[name] = value
             if rest or not raws:
-                raws.append(self._apply_raw("push", None, (rest,), {}, self._targets)[0])
+                raws.append(self._apply_raw("push", None, (rest,), {}, self._targets))
             return self._async(raws, _nones)
 
         return self._run(submit, block)
@@ -149,8 +149,7 @@ class View:
         """The value of ``names`` (a name, or a list of names) on each engine."""
 
         def submit() -> AsyncResult:
-            raw, token = self._apply_raw("pull", None, (names,), {}, self._targets)
-            return self._async([raw], self._unpacker(lambda eid: token))
+            return self._async([self._apply_raw("pull", None, (names,), {}, self._targets)], _unpacked)
 
         return self._run(submit, block)
 
@@ -177,7 +176,7 @@ class View:
             for eid, rows in zip(ids, _split(len(seq), len(ids))):
                 part = seq[start : start + rows]
                 start += rows
-                raws.append(self._apply_raw("push", None, ({name: part},), {}, [eid])[0])
+                raws.append(self._apply_raw("push", None, ({name: part},), {}, [eid]))
             return self._async(raws, _nones, single=False)
 
         return self._run(submit, block)
@@ -206,41 +205,11 @@ class View:
         args: Sequence[Any],
         kwargs: dict[str, Any],
         targets: Optional[list[int]],
-    ) -> tuple[RawResult, str]:
+    ) -> RawResult:
+        """One call of the apply helper (see :mod:`mpx._apply`) on ``targets``."""
         self.client._ensure_helper()
-        token = self.client._token()
         payload, arrays = _apply.pack(op, f, args, kwargs)
-        call_args: list[Any] = [token, self.client._take_drop(targets), payload, *arrays]
-        return self.client._raw.apply(targets, _apply.HELPERS[op], call_args), token
-
-    def _unpacker(self, token_of: Callable[[int], str]) -> Values:
-        """The values of engines from their helper's result dicts (``token_of(engine id)``: the
-        call's token there): their result arrays pulled (all at once), then unpickled."""
-        client = self.client
-
-        def values(groups: Sequence[list[ResultDict]]) -> list[Any]:
-            pulls = []
-            for r in (rs[0] for rs in groups):
-                token = token_of(r["engine_id"])
-                value = r["value"][1:-1]
-                names = ["__mpx_r_%s_%d" % (token, i) for i in range(_apply.array_count(value))]
-                raws = [client._raw.pull_internal([r["engine_id"]], n) for n in names]
-                pulls.append((r["engine_id"], value, names, raws))
-            out = []
-            for eid, value, names, raws in pulls:
-                arrays: list[Any] = []
-                for raw in raws:
-                    got = raw.get(None)
-                    raw.forget()
-                    error = collect(got)
-                    if error is not None:
-                        raise error
-                    arrays.append(from_buffer(got[0]["array"]))
-                client._dropped(eid, names)
-                out.append(_apply.unpack(value, arrays))
-            return out
-
-        return values
+        return self.client._raw.apply(targets, _apply.HELPERS[op], [payload, *arrays])
 
     def apply(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Calls ``f(*args, **kwargs)`` on each engine (blocking as ``self.block`` says)."""
@@ -257,8 +226,7 @@ class View:
 
     def _apply(self, f: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], block: bool) -> Any:
         def submit() -> AsyncResult:
-            raw, token = self._apply_raw("call", f, args, kwargs, self._targets)
-            return self._async([raw], self._unpacker(lambda eid: token))
+            return self._async([self._apply_raw("call", f, args, kwargs, self._targets)], _unpacked)
 
         return self._run(submit, block)
 
@@ -272,16 +240,14 @@ class View:
 
         def submit() -> AsyncResult:
             raws: list[RawResult] = []
-            tokens: dict[int, str] = {}
             start = 0
             for eid, rows in zip(ids, _split(n, len(ids))):
                 if rows == 0:
                     continue
                 chunks = tuple(s[start : start + rows] for s in seqs)
                 start += rows
-                raw, tokens[eid] = self._apply_raw("map", f, chunks, {}, [eid])
-                raws.append(raw)
-            return self._async(raws, self._unpacker(tokens.__getitem__), single=True, join=join)
+                raws.append(self._apply_raw("map", f, chunks, {}, [eid]))
+            return self._async(raws, _unpacked, single=True, join=join)
 
         return self._run(submit, block)
 
@@ -310,6 +276,11 @@ def _helper_missing_everywhere(results: list[ResultDict]) -> bool:
     return bool(results) and all(
         r["error"] is not None and _apply.helper_missing(r["error"][0], r["error"][1]) for r in results
     )
+
+
+def _unpacked(groups: Sequence[list[ResultDict]]) -> list[Any]:
+    """Each engine's value from its apply helper's result dict (pickle and arrays in the reply)."""
+    return [_apply.unpack(rs[0]["returned"]) for rs in groups]
 
 
 def _nones(groups: Sequence[list[ResultDict]]) -> list[Any]:

@@ -19,7 +19,7 @@ pub struct BalancedTask {
 
 /// A task's result as a dict: engine_id (None if it never ran), stdout, stderr, value, error
 /// (ename, evalue, line, traceback) or None, died (engine, rank, cause) or None, execution_count, started, completed, received,
-/// array (a `Buffer` or None), attempts.
+/// array (a `Buffer` or None), returned (`(payload bytes, [Buffer])` or None), attempts.
 fn task_dict<'py>(py: Python<'py>, r: TaskResult) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     let o = r.outcome;
@@ -33,6 +33,7 @@ fn task_dict<'py>(py: Python<'py>, r: TaskResult) -> PyResult<Bound<'py, PyDict>
     d.set_item("completed", o.completed)?;
     d.set_item("received", r.received)?;
     d.set_item("array", r.array.map(buffer))?;
+    d.set_item("returned", crate::result::returned(py, r.returned))?;
     d.set_item("attempts", r.attempts)?;
     Ok(d)
 }

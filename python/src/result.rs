@@ -8,7 +8,7 @@ use mpx_client::{EngineResult, MpxError};
 use pyo3::{
     exceptions::PyTimeoutError,
     prelude::*,
-    types::{PyDict, PyTuple},
+    types::{PyBytes, PyDict, PyTuple},
 };
 
 use crate::{secs, to_py};
@@ -87,6 +87,16 @@ pub(crate) fn buffer(a: mpx_client::RawArray) -> Buffer {
     Buffer { dtype: a.dtype().numpy_str().to_string(), shape: a.shape().to_vec(), data: a.data().clone() }
 }
 
+/// What a result returned out of band, for Python: `(payload, arrays)`, the payload as `bytes`
+/// (the pickle, copied once: the arrays are not in it) and each array a [`Buffer`] over the
+/// reply's bytes; or None.
+pub(crate) fn returned(
+    py: Python<'_>,
+    r: Option<mpx_client::ReturnedData>,
+) -> Option<(Bound<'_, PyBytes>, Vec<Buffer>)> {
+    r.map(|r| (PyBytes::new(py, &r.payload), r.arrays.into_iter().map(buffer).collect()))
+}
+
 /// Sets a result dict's `error` (ename, evalue, line, traceback) or None, and `died`: a death
 /// as (engine, rank, cause), which `mpx.error.collect` matches on, or None.
 pub(crate) fn set_error(d: &Bound<'_, PyDict>, error: Option<MpxError>) -> PyResult<()> {
@@ -113,12 +123,8 @@ fn result_dict<'py>(py: Python<'py>, r: EngineResult) -> PyResult<Bound<'py, PyD
     d.set_item("started", o.started)?;
     d.set_item("completed", o.completed)?;
     d.set_item("received", r.received)?;
-    let array = r.array.map(|a| Buffer {
-        dtype: a.dtype().numpy_str().to_string(),
-        shape: a.shape().to_vec(),
-        data: a.data().clone(),
-    });
-    d.set_item("array", array)?;
+    d.set_item("array", r.array.map(buffer))?;
+    d.set_item("returned", returned(py, r.returned))?;
     Ok(d)
 }
 
@@ -207,7 +213,8 @@ impl AsyncResult {
 
     /// Waits (as [`wait`](Self::wait)) and returns every engine's result as a dict: engine_id,
     /// stdout, stderr, value, error (ename, evalue, line, traceback) or None, execution_count,
-    /// started, completed, received, array (a [`Buffer`] or None).
+    /// started, completed, received, array (a [`Buffer`] or None), returned (what an apply's
+    /// function returned out of band: `(payload bytes, [Buffer])`, or None).
     #[pyo3(signature = (timeout=None))]
     fn get<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         if !self.wait_inner(py, timeout)? {

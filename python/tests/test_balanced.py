@@ -64,6 +64,26 @@ def test_a_task_error_raises_at_its_turn_and_numpy_results_come_back(rc):
     assert [a.tolist() for a in arrays] == [[0.0, 1.0, 2.0], [0.0, 1.0, 2.0, 3.0, 4.0]]
 
 
+def test_task_results_travel_in_the_reply(rc):
+    """A task's result with several arrays in nested objects comes back whole, and leaves
+    nothing on its engine."""
+    lb = rc.load_balanced_view()
+
+    def make(n):
+        import numpy as np
+
+        a = np.arange(n, dtype=np.int32)
+        return {"a": a, "pair": (a[::2], np.eye(n)), "n": n}
+
+    for n, r in zip([2, 3, 4], lb.map_sync(make, [2, 3, 4])):
+        assert r["n"] == n and r["a"].tolist() == list(range(n))
+        assert r["pair"][0].tolist() == list(range(0, n, 2)) and np.array_equal(r["pair"][1], np.eye(n))
+    r = lb.apply_async(make, 5).result(60)
+    assert r["a"].tolist() == list(range(5))
+    left = rc[:].apply_sync(lambda: sorted(k for k in __import__("__main__").__dict__ if k.startswith("__mpx")))
+    assert left == [[]] * len(rc.ids)
+
+
 def test_task_results_are_futures(rc):
     lb = rc.load_balanced_view()
     slow = lb.apply_async(lambda: __import__("time").sleep(1.0) or "slow")

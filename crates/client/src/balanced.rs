@@ -75,8 +75,10 @@ pub struct TaskResult {
     /// ([`MpxError::EngineDied`]: its engine died with no retry left; [`MpxError::NoEngines`]:
     /// no engine to run it; [`MpxError::Refused`]: not a kind of task that runs on one engine).
     pub outcome: Outcome,
-    /// The array it sent back (an apply's), checked against its dtype and shape.
+    /// The array it sent back (none yet: a task is code on one engine).
     pub array: Option<RawArray>,
+    /// What its apply's function returned out of band (the Python client's helper).
+    pub returned: Option<crate::ReturnedData>,
     /// How many times it was started (above 1: retried after its engine died).
     pub attempts: u32,
     /// When the client had it (seconds since the Unix epoch).
@@ -432,7 +434,7 @@ mod tests {
 
     fn failed(engine_id: Option<EngineId>, error: MpxError) -> TaskResult {
         let outcome = Outcome { error: Some(error), ..Default::default() };
-        TaskResult { engine_id, outcome, array: None, attempts: 1, received: 0.0 }
+        TaskResult { engine_id, outcome, array: None, returned: None, attempts: 1, received: 0.0 }
     }
 
     #[test]

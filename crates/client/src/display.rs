@@ -135,7 +135,7 @@ mod tests {
         });
         let outcome =
             Outcome { stdout: stdout.into(), value: value.map(str::to_string), error, ..Default::default() };
-        EngineResult { engine_id: EngineId(id), outcome, array: None, received: 0.0 }
+        EngineResult { engine_id: EngineId(id), outcome, array: None, returned: None, received: 0.0 }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`view`]: [`View`], a set of target engines, and what runs on them.
 //! - [`balanced`]: [`BalancedView`], load-balanced tasks: each runs on one free engine.
 //! - [`result`]: [`AsyncResult`], one request's per-engine results, waited for with timeouts.
+//! - [`returned`]: [`ReturnedData`], what an apply's function returned out of band.
 //! - [`npy`]: `.npy` files of every dtype, for the CLI's data commands.
 //! - [`display`]: ipyparallel-style rendering (`[stdout:0] ...`, `Out[0]: ...`, `[2:error] ...`).
 //! - [`collapse`]: identical output of several engines shown once (`[stdout:0-3] ...`), also
@@ -35,6 +36,7 @@ pub mod output;
 mod reader;
 pub mod replay;
 pub mod result;
+pub mod returned;
 mod session;
 pub mod view;
 
@@ -46,6 +48,7 @@ pub use mpx_messages::{
 };
 pub use output::OutputStream;
 pub use result::{AsyncResult, EngineResult};
+pub use returned::ReturnedData;
 pub use view::{ApplyArg, View};
 
 use thiserror::Error;

@@ -214,7 +214,13 @@ mod tests {
             // printed, not answered.
             let mut request = RequestState::default();
             let outcome = Outcome { stdout: "r 2\n".into(), stderr: "w 2\n".into(), ..Default::default() };
-            let result = EngineResult { engine_id: EngineId::from(2), outcome, array: None, received: 0.0 };
+            let result = EngineResult {
+                engine_id: EngineId::from(2),
+                outcome,
+                array: None,
+                returned: None,
+                received: 0.0,
+            };
             request.results.insert(EngineId::from(2), result);
             state.requests.insert(1, request);
             let out = state.output.entry(1).or_default();

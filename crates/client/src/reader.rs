@@ -15,6 +15,7 @@ use crate::{
     client::{Closed, Shared},
     incoming::{decode_streamed, Incoming},
     result::EngineResult,
+    returned::decode_returned,
 };
 
 /// The reader thread: files every frame under its request and wakes the waiters.
@@ -49,18 +50,22 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
             let results: Vec<(u64, TaskResult)> = results
                 .into_iter()
                 .map(|mut r| {
-                    let array = match &refused {
-                        None => decode_array(&mut r.outcome, &buffers),
+                    let (array, returned) = match &refused {
+                        None => (
+                            decode_array(&mut r.outcome, &buffers),
+                            decode_returned(&mut r.outcome, &buffers),
+                        ),
                         Some(why) => {
                             r.outcome.error =
                                 Some(MpxError::authentication(format!("refused the reply: {why}")));
-                            None
+                            (None, None)
                         }
                     };
                     let result = TaskResult {
                         engine_id: r.engine_id,
                         outcome: r.outcome,
                         array,
+                        returned,
                         attempts: r.attempts,
                         received,
                     };
@@ -80,16 +85,18 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
             ControllerToClient::EngineReply(res) => incoming.take(res.req_id, res.engine_id),
             _ => None,
         };
-        let array = match (&mut header, refused) {
+        let (array, returned) = match (&mut header, refused) {
             (ControllerToClient::EngineReply(res), None) if buffers.is_empty() && streamed.is_some() => {
-                decode_streamed(&mut res.outcome, streamed.expect("checked"))
+                (decode_streamed(&mut res.outcome, streamed.expect("checked")), None)
             }
-            (ControllerToClient::EngineReply(res), None) => decode_array(&mut res.outcome, &buffers),
+            (ControllerToClient::EngineReply(res), None) => {
+                (decode_array(&mut res.outcome, &buffers), decode_returned(&mut res.outcome, &buffers))
+            }
             (ControllerToClient::EngineReply(res), Some(refused)) => {
                 res.outcome.error = Some(MpxError::authentication(format!("refused the reply: {refused}")));
-                None
+                (None, None)
             }
-            _ => None,
+            _ => (None, None),
         };
         let mut state = shared.state.lock().expect("client state");
         match header {
@@ -120,6 +127,7 @@ pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Share
                         engine_id: res.engine_id,
                         outcome: res.outcome,
                         array,
+                        returned,
                         received: mpx_messages::unix_time(),
                     };
                     req.results.insert(res.engine_id, result);

@@ -6,7 +6,7 @@ use mpx_messages::{EngineId, MpxError, Outcome, RawArray};
 
 use crate::{
     client::{Shared, State},
-    ClientError, OutputStream,
+    ClientError, OutputStream, ReturnedData,
 };
 
 /// The first engine death among results, as [`ClientError::EngineDied`].
@@ -26,8 +26,10 @@ pub struct EngineResult {
     pub engine_id: EngineId,
     /// What it did.
     pub outcome: Outcome,
-    /// The array it sent back (pull, gather, apply), checked against its dtype and shape.
+    /// The array it sent back (pull, gather), checked against its dtype and shape.
     pub array: Option<RawArray>,
+    /// What its apply's function returned out of band (the Python client's helper).
+    pub returned: Option<ReturnedData>,
     /// When the client had it (seconds since the Unix epoch).
     pub received: f64,
 }

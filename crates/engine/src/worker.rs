@@ -11,7 +11,7 @@ use bytes::Bytes;
 use mpi::{collective::SystemOperation, traits::*};
 use mpx_cells::Collectives;
 use mpx_messages::{
-    codec, Arg, ConnectionInfo, ControllerToEngine, EngineId, EngineToController, Frame, FrameCodec, Key,
+    codec, ConnectionInfo, ControllerToEngine, EngineId, EngineToController, Frame, FrameCodec, Key,
     MpxError, Outcome, Rank, RankInfo, RegisterRequest, RemoteError, Session, StreamName, Task, TaskReply,
     Verify, DEFAULT_MAX_FRAME,
 };
@@ -23,8 +23,7 @@ use crate::{
     control::{Control, Done, Job},
     data::{self, Groups},
     kernel::{
-        array_from_wire, python::PythonKernel, rhai::RhaiKernel, CallArg, CellOutput, Interrupt, Kernel,
-        Probe,
+        call_args, python::PythonKernel, returned, rhai::RhaiKernel, CellOutput, Interrupt, Kernel, Probe,
     },
     mpi_comm::MpiComm,
     output::OutputBuffer,
@@ -333,8 +332,15 @@ fn run_task(
             take_cell(&mut out, kernel.execute(&code, Some(&filename)));
             Ok(())
         }
-        Task::Apply { function, args } => apply_args(kernel, args, &io.buffers).map(|args| {
-            take_cell(&mut out, kernel.call(&function, args));
+        Task::Apply { function, args } => call_args(kernel, args, &io.buffers).and_then(|args| {
+            let mut cell = kernel.call(&function, args);
+            let ret = cell.returned.take();
+            take_cell(&mut out, cell);
+            // Returned out of band: the payload and arrays become the reply's buffers.
+            let (wire, bytes) = ret.map(returned::lay_out).transpose()?.unzip();
+            out.returned = wire;
+            reply.extend(bytes.into_iter().flatten());
+            Ok(())
         }),
         Task::Push { name, array, group } => {
             let mut source = io.source(array.buffer);
@@ -363,29 +369,6 @@ fn run_task(
     out.execution_count = kernel.execution_count();
     out.completed = mpx_messages::unix_time();
     (out, reply)
-}
-
-/// Arguments of an apply as kernel values (arrays copied once from the wire into the
-/// kernel's memory).
-fn apply_args(
-    kernel: &mut dyn Kernel,
-    args: Vec<Arg>,
-    buffers: &[Bytes],
-) -> Result<Vec<CallArg>, RemoteError> {
-    args.into_iter()
-        .map(|a| match a {
-            Arg::Float(x) => Ok(CallArg::Float(x)),
-            Arg::Int(i) => Ok(CallArg::Int(i)),
-            Arg::Bool(b) => Ok(CallArg::Bool(b)),
-            Arg::Str(s) => Ok(CallArg::Str(s)),
-            Arg::Array(meta) => {
-                let bytes = buffers.get(meta.buffer).ok_or_else(|| {
-                    RemoteError::new("ValueError", format!("argument buffer {} is missing", meta.buffer))
-                })?;
-                array_from_wire(kernel, meta.dtype, &meta.shape, bytes).map(CallArg::Array)
-            }
-        })
-        .collect()
 }
 
 /// What the control thread needs.

@@ -107,6 +107,41 @@ fn python_kernel() {
     k.execute("objs = [object()]", None);
     assert_eq!(k.array("objs").err().map(|e| e.ename), Some("TypeError".into()));
 
+    // A call returning `mpx_engine.Returned` gives its payload and arrays out of band, not a
+    // value: an array nothing else refers to is sent from its own memory; one bound to a name,
+    // or a view of one, is copied (a later cell may change it); a big-endian or non-contiguous
+    // one becomes a standard copy.
+    let code = "import numpy as np\nfrom mpx_engine import Returned\nkept = np.arange(3.0)\nat = {}\n\
+                def give():\n    fresh = np.arange(4, dtype='<i4')\n    at['fresh'] = fresh.__array_interface__['data'][0]\n    \
+                return Returned(b'pickle', [fresh, kept, kept[1:], np.arange(6, dtype='>i2')[::2]])";
+    assert!(k.execute(code, None).error.is_none());
+    let out = k.call("give", vec![]);
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert_eq!(out.value, None);
+    let ret = out.returned.expect("returned out of band");
+    assert_eq!(&ret.payload[..], b"pickle");
+    let address = |i: usize| Some((ret.arrays[i].data().as_ptr() as usize).to_string());
+    assert_eq!(address(0), k.execute("at['fresh']", None).value, "sent from its own memory");
+    assert_ne!(address(1), k.execute("kept.__array_interface__['data'][0]", None).value, "copied");
+    assert_ne!(address(2), k.execute("kept[1:].__array_interface__['data'][0]", None).value, "copied");
+    let shapes: Vec<_> = ret.arrays.iter().map(|a| (a.dtype(), a.shape().to_vec())).collect();
+    assert_eq!(
+        shapes,
+        [(Dtype::I32, vec![4]), (Dtype::F64, vec![3]), (Dtype::F64, vec![2]), (Dtype::I16, vec![3])]
+    );
+    assert_eq!(&ret.arrays[0].data()[..], &[0i32, 1, 2, 3].map(i32::to_le_bytes).concat());
+    assert_eq!(&ret.arrays[2].data()[..], &[1f64, 2.].map(f64::to_le_bytes).concat());
+    assert_eq!(&ret.arrays[3].data()[..], &[0i16, 2, 4].map(i16::to_le_bytes).concat());
+    // A function's ordinary value is still displayed; a bad marker is the call's error.
+    k.execute(
+        "def plain():\n    return 'p'\ndef bad():\n    return Returned(b'', [np.array([object()])])",
+        None,
+    );
+    assert_eq!(k.call("plain", vec![]).value.as_deref(), Some("'p'"));
+    let bad = k.call("bad", vec![]);
+    assert!(bad.returned.is_none());
+    assert_eq!(bad.error.map(|e| e.ename), Some("TypeError".into()));
+
     // Interrupt: a sleeping cell stops at once, and an interrupt fired after a cell ended
     // never reaches the next one.
     let stop = k.interrupter();

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::{ArrayMeta, Dtype};
+use crate::{ArrayMeta, Dtype, ReturnedArray};
 
 /// Why bytes do not make a [`RawArray`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -152,6 +152,33 @@ impl RawArray {
         let data = buffers.get(meta.buffer).ok_or_else(missing)?.clone();
         RawArray::new(meta.dtype, meta.shape.clone(), data)
     }
+
+    /// The array of a call's out-of-band return that `returned` describes, its bytes a slice
+    /// of `buffers` (no copy).
+    ///
+    /// # Errors
+    /// [`ArrayError::MissingBuffer`]; [`ArrayError::WrongLength`] when the buffer has too few
+    /// bytes from the offset on; or as [`new`](Self::new).
+    pub fn from_returned(returned: &ReturnedArray, buffers: &[Bytes]) -> Result<RawArray, ArrayError> {
+        let ReturnedArray { dtype, shape, buffer, offset } = returned;
+        let missing = || ArrayError::MissingBuffer { index: *buffer, count: buffers.len() };
+        let data = buffers.get(*buffer).ok_or_else(missing)?;
+        let Some(n) = byte_len(*dtype, shape) else {
+            return Err(ArrayError::TooLarge { dtype: *dtype, shape: shape.clone() });
+        };
+        let available = data.len().saturating_sub(*offset);
+        if available < n {
+            return Err(ArrayError::WrongLength {
+                dtype: *dtype,
+                shape: shape.clone(),
+                expected: n,
+                got: available,
+            });
+        }
+        // An empty array may sit at any offset, even past the buffer's end.
+        let start = (*offset).min(data.len());
+        RawArray::new(*dtype, shape.clone(), data.slice(start..start + n))
+    }
 }
 
 #[cfg(test)]
@@ -169,6 +196,32 @@ mod tests {
             let (d, s, b) = a.into_parts();
             assert_eq!((d, s, b), (dtype, vec![2, 3], data));
         }
+    }
+
+    #[test]
+    fn returned_arrays_are_slices_of_their_buffer() {
+        let buffers = vec![Bytes::from_static(b"p"), Bytes::from(vec![1u8, 0, 0, 0, 2, 0, 0, 0, 9])];
+        let at = |offset, shape: &[usize]| ReturnedArray {
+            dtype: Dtype::I32,
+            shape: shape.to_vec(),
+            buffer: 1,
+            offset,
+        };
+        let a = RawArray::from_returned(&at(4, &[1]), &buffers).unwrap();
+        assert_eq!(a.data().as_ptr(), buffers[1][4..].as_ptr(), "no copy");
+        assert_eq!(&a.data()[..], &[2, 0, 0, 0]);
+        assert_eq!(RawArray::from_returned(&at(0, &[2]), &buffers).unwrap().len(), 2);
+        let short = RawArray::from_returned(&at(8, &[1]), &buffers).unwrap_err();
+        assert_eq!(short, ArrayError::WrongLength { dtype: Dtype::I32, shape: vec![1], expected: 4, got: 1 });
+        assert!(matches!(
+            RawArray::from_returned(&at(99, &[0]), &buffers),
+            Ok(a) if a.is_empty()
+        ));
+        let missing = ReturnedArray { buffer: 2, ..at(0, &[1]) };
+        assert_eq!(
+            RawArray::from_returned(&missing, &buffers).unwrap_err(),
+            ArrayError::MissingBuffer { index: 2, count: 2 }
+        );
     }
 
     #[test]

@@ -44,8 +44,8 @@ pub struct BalancedRequest {
 
 /// The result of one load-balanced task.
 ///
-/// Its array (an apply's result) is in a buffer of the frame, `outcome.array.buffer` indexing
-/// the frame's buffers.
+/// What its apply returned out of band (`outcome.returned`) is in the buffers of the frame,
+/// which carries one result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BalancedResult {
     /// The task's id, as the client gave it.

@@ -14,7 +14,8 @@
 //!
 //! What one engine did is an [`Outcome`] on both hops (the controller forwards it untouched);
 //! its `error` is an [`MpxError`]. The client library keeps each `EngineReply` as an
-//! `EngineResult` (the outcome with its decoded array and the time it arrived).
+//! `EngineResult` (the outcome with its decoded array or out-of-band return, and the time it
+//! arrived).
 //!
 //! Every reply says whether it worked: `error: None` or the [`MpxError`]; the replies that
 //! cannot fail (info, where, shutdown) have no error.
@@ -25,7 +26,7 @@ pub use crate::dtype::Dtype;
 pub use crate::{
     error::{MpxError, RemoteError},
     ids::{EngineId, Rank, Targets},
-    work::{Arg, ArrayMeta, Chunk, Request, Task},
+    work::{Arg, ArrayMeta, Chunk, Request, Returned, ReturnedArray, Task},
 };
 
 /// Seconds since the Unix epoch: the clock of every timestamp on the wire (`Outcome`'s
@@ -45,8 +46,13 @@ pub struct Outcome {
     pub value: Option<String>,
     /// The error, if the request failed on this engine.
     pub error: Option<MpxError>,
-    /// An array sent back (pull, gather, apply), its bytes in a buffer of the frame.
+    /// An array sent back (pull, gather), its bytes in a buffer of the frame.
     pub array: Option<ArrayMeta>,
+    /// What an apply's function returned out of band instead of a displayed value (the Python
+    /// client's helper: its result pickled, the numpy arrays in it apart), its bytes in the
+    /// buffers of the frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returned: Option<Returned>,
     /// The engine's execution counter after this request.
     pub execution_count: u64,
     /// When the engine started the work (seconds since the Unix epoch).

@@ -18,6 +18,37 @@ pub struct ArrayMeta {
     pub buffer: usize,
 }
 
+/// What a call returned out of band (see [`Outcome::returned`](crate::Outcome::returned)): an
+/// opaque payload (the Python client's pickle, whose arrays it refers to by index) and arrays,
+/// each in the reply's buffers rather than in its header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Returned {
+    /// Index of the buffer holding the payload.
+    pub payload: usize,
+    /// The arrays, in the payload's order.
+    pub arrays: Vec<ReturnedArray>,
+}
+
+/// One array of a [`Returned`]: its bytes are `byte_len(dtype, shape)` bytes at `offset` of
+/// buffer `buffer`. Most arrays have a buffer of their own (offset 0); a frame holds at most
+/// about a thousand buffers, so beyond that the smallest share one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnedArray {
+    /// Element type.
+    pub dtype: Dtype,
+    /// Shape (row-major, C order); empty for a 0-d array.
+    pub shape: Vec<usize>,
+    /// Index of the buffer holding the bytes.
+    pub buffer: usize,
+    /// Where the bytes start in that buffer.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub offset: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// One piece of a streamed array: an array larger than one chunk travels as a request (or reply)
 /// without its bytes plus one `Chunk` frame per piece, each carrying one payload buffer (MACed by
 /// the original sender together with its binding, the stream's origin and the chunk's number;

@@ -92,6 +92,19 @@ fn every_message_kind_round_trips_as_json() {
             },
         }),
         EngineToController::TaskReply(TaskReply {
+            task_id: 3,
+            outcome: Outcome {
+                returned: Some(Returned {
+                    payload: 0,
+                    arrays: vec![
+                        ReturnedArray { dtype: Dtype::F64, shape: vec![2, 3], buffer: 1, offset: 0 },
+                        ReturnedArray { dtype: Dtype::Bool, shape: vec![], buffer: 2, offset: 16 },
+                    ],
+                }),
+                ..Default::default()
+            },
+        }),
+        EngineToController::TaskReply(TaskReply {
             task_id: 2,
             outcome: Outcome {
                 error: Some(MpxError::authentication("refused the chunk at byte 0: altered")),

@@ -1,14 +1,16 @@
 //! The kernel: what runs cells on an engine. The worker, the data plane and the control thread
-//! see only [`Kernel`], [`HostArray`], [`Interrupt`] and [`Probe`]; two kernels implement them:
+//! see only [`Kernel`], [`HostArray`], [`Interrupt`] and [`Probe`] (and [`returned`], which lays a
+//! call's out-of-band return out as reply buffers); two kernels implement them:
 //! - [`python`]: embedded CPython with one persistent `__main__` namespace (numpy, mpi4py);
 //! - [`rhai`](mod@rhai): the zero-dependency cell language of `mpx_cells`.
 
 use std::any::Any;
 
 use bytes::Bytes;
-use mpx_messages::{Dtype, RemoteError};
+use mpx_messages::{Arg, Dtype, RemoteError};
 
 pub mod python;
+pub mod returned;
 pub mod rhai;
 
 /// What running a cell (or a call) produced.
@@ -22,6 +24,20 @@ pub struct CellOutput {
     pub value: Option<String>,
     /// The error that stopped the cell.
     pub error: Option<RemoteError>,
+    /// What a call returned out of band instead of a displayed value (see [`Kernel::call`]).
+    pub returned: Option<CallReturn>,
+}
+
+/// What a call returned for the reply's buffers rather than its display: an opaque payload
+/// (for the Python kernel, the bytes of an `mpx_engine.Returned`: the Python client's pickled
+/// result) and arrays (the numpy arrays that pickle refers to by index).
+#[derive(Debug, Clone, Default)]
+pub struct CallReturn {
+    /// The payload's bytes.
+    pub payload: Bytes,
+    /// The arrays, in the payload's order: bytes the kernel no longer writes to (shared when
+    /// nothing else refers to the array, copied otherwise).
+    pub arrays: Vec<mpx_messages::RawArray>,
 }
 
 impl CellOutput {
@@ -89,7 +105,9 @@ pub trait Kernel {
     /// Runs a cell. `filename` names a file run with `mpx run`; otherwise the cell is
     /// `<cell-N>` (N = its execution count).
     fn execute(&mut self, code: &str, filename: Option<&str>) -> CellOutput;
-    /// Calls a function of the namespace (or a native one) with arguments.
+    /// Calls a function of the namespace (or a native one) with arguments. A function that
+    /// returns the kernel's out-of-band marker (Python: `mpx_engine.Returned(payload, arrays)`)
+    /// gives [`CellOutput::returned`] instead of a displayed value.
     fn call(&mut self, function: &str, args: Vec<CallArg>) -> CellOutput;
     /// A new C-contiguous array to receive into (contents unspecified).
     ///
@@ -112,6 +130,32 @@ pub trait Kernel {
     fn interrupter(&self) -> std::sync::Arc<dyn Interrupt>;
     /// The handle `mpx where` uses to see inside a running cell, if the kernel has one.
     fn prober(&self) -> Option<std::sync::Arc<dyn Probe>>;
+}
+
+/// Arguments of an apply as kernel values (arrays copied once from the wire into the
+/// kernel's memory).
+///
+/// # Errors
+/// A missing buffer or an array that does not match its description.
+pub fn call_args(
+    kernel: &mut dyn Kernel,
+    args: Vec<Arg>,
+    buffers: &[Bytes],
+) -> Result<Vec<CallArg>, RemoteError> {
+    args.into_iter()
+        .map(|a| match a {
+            Arg::Float(x) => Ok(CallArg::Float(x)),
+            Arg::Int(i) => Ok(CallArg::Int(i)),
+            Arg::Bool(b) => Ok(CallArg::Bool(b)),
+            Arg::Str(s) => Ok(CallArg::Str(s)),
+            Arg::Array(meta) => {
+                let bytes = buffers.get(meta.buffer).ok_or_else(|| {
+                    RemoteError::new("ValueError", format!("argument buffer {} is missing", meta.buffer))
+                })?;
+                array_from_wire(kernel, meta.dtype, &meta.shape, bytes).map(CallArg::Array)
+            }
+        })
+        .collect()
 }
 
 /// An array made from wire bytes: a new kernel array with the bytes copied in (bool bytes

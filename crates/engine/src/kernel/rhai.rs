@@ -72,6 +72,7 @@ fn output(cell: mpx_cells::CellOutcome) -> CellOutput {
         stderr: String::new(),
         value: cell.value,
         error: cell.error.map(remote),
+        returned: None,
     }
 }
 

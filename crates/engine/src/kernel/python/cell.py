@@ -103,12 +103,29 @@ def run_cell(src, ns, name):
     return "", "", value, error
 
 
+class Returned:
+    """What a function called by apply returns to send its result out of band (exported as
+    ``mpx_engine.Returned``): the reply carries ``payload`` (bytes, e.g. the Python client's
+    pickle) and ``arrays`` (numpy arrays of mpx's dtypes, which the payload refers to by index)
+    as its buffers, instead of a displayed value. An array that nothing else refers to is sent
+    from its own memory; any other is copied first (a later cell may change it)."""
+
+    __slots__ = ("payload", "arrays")
+
+    def __init__(self, payload, arrays=()):
+        self.payload = bytes(payload)
+        self.arrays = list(arrays)
+
+
 def call(fn, args, ns):
-    """Calls `fn` (a name in ns, or of the mpx_engine module) with args, as a cell would."""
+    """Calls `fn` (a name in ns, or of the mpx_engine module) with args, as a cell would:
+    (stdout, stderr, value, error, returned), `returned` the function's `Returned` (then there
+    is no value) or None."""
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _Writer(0), _Writer(1)
     value = None
     error = None
+    returned = None
     try:
         f = ns.get(fn)
         if f is None:
@@ -116,13 +133,15 @@ def call(fn, args, ns):
         if f is None:
             raise NameError("name %r is not defined" % fn)
         v = f(*args)
-        if v is not None:
+        if type(v) is Returned:
+            returned = v
+        elif v is not None:
             value = repr(v)
     except BaseException as e:
         error = _describe(e, "<apply>")
     finally:
         sys.stdout, sys.stderr = saved
-    return "", "", value, error
+    return "", "", value, error, returned
 
 
 def restore_streams():

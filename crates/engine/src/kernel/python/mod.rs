@@ -15,15 +15,15 @@ use std::{
 };
 
 use bytes::Bytes;
-use mpx_messages::{Dtype, RemoteError};
-use mpx_messages::{StreamName, OUTPUT_CHUNK};
+use mpx_messages::{Dtype, RawArray, RemoteError, StreamName, OUTPUT_CHUNK};
 use numpy::{PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::{
+    exceptions::{PyTypeError, PyValueError},
     prelude::*,
-    types::{PyCFunction, PyDict, PyList, PyModule, PyString, PyTuple},
+    types::{PyBytes, PyCFunction, PyDict, PyList, PyModule, PyString, PyTuple},
 };
 
-use super::{CallArg, CellOutput, HostArray, Interrupt, Kernel, Probe};
+use super::{CallArg, CallReturn, CellOutput, HostArray, Interrupt, Kernel, Probe};
 use crate::output::OutputBuffer;
 
 mod mpi_check;
@@ -51,17 +51,18 @@ pub struct PyHostArray {
     fresh: bool,
 }
 
-/// Keeps a numpy array alive behind a `Bytes` (dropped without the GIL: PyO3 defers the
-/// decref to the next time a thread holds it).
+/// Keeps a numpy array (or a `bytes` object) alive behind a `Bytes` (dropped without the GIL:
+/// PyO3 defers the decref to the next time a thread holds it).
 struct Owner {
     _obj: Py<PyAny>,
     ptr: *const u8,
     len: usize,
 }
 
-// SAFETY: the pointer is into the array `_obj` keeps alive; the bytes are only read, and only
-// arrays nobody else references (fresh ones) are shared this way, or bound ones while the MPI
-// thread runs no Python code until every clone is dropped (`into_shared_bytes`).
+// SAFETY: the pointer is into the array (or immutable `bytes`) `_obj` keeps alive; the bytes
+// are only read, and only arrays nobody else references (fresh ones) are shared this way, or
+// bound ones while the MPI thread runs no Python code until every clone is dropped
+// (`into_shared_bytes`).
 unsafe impl Send for Owner {}
 unsafe impl Sync for Owner {}
 
@@ -165,8 +166,11 @@ impl Probe for PyProbe {
     }
 }
 
-/// What the cell helper returns: (stdout, stderr, value, error).
-type Raw = (String, String, Option<String>, Option<(String, String, Option<usize>, String)>);
+/// An error as the cell helper describes it: (ename, evalue, line, traceback).
+type RawError = (String, String, Option<usize>, String);
+
+/// What the cell helper's `run_cell` returns: (stdout, stderr, value, error).
+type Raw = (String, String, Option<String>, Option<RawError>);
 
 fn output(raw: Raw) -> CellOutput {
     let (stdout, stderr, value, error) = raw;
@@ -175,7 +179,40 @@ fn output(raw: Raw) -> CellOutput {
         stderr,
         value,
         error: error.map(|(ename, evalue, line, traceback)| RemoteError { ename, evalue, line, traceback }),
+        returned: None,
     }
+}
+
+/// The bytes of an `mpx_engine.Returned` (`cell.py`): the payload's shared (a `bytes` object
+/// never changes); each array's shared when nothing can reach it but through the marker, which
+/// nothing else refers to (no later cell can write to it), and copied otherwise.
+fn call_return(helper: &Bound<'_, PyModule>, marker: Bound<'_, PyAny>) -> PyResult<CallReturn> {
+    let payload = marker.getattr("payload")?.cast_into::<PyBytes>()?;
+    let list = marker.getattr("arrays")?.cast_into::<PyList>()?;
+    // The only references: `marker` here, and its list's from the marker and `list`.
+    let sole = marker.get_refcnt() == 1 && list.get_refcnt() == 2;
+    let as_array = helper.getattr("as_array")?;
+    let mut arrays = Vec::with_capacity(list.len());
+    for x in list.iter() {
+        // An array referred to by the list and `x` alone, owning its memory (no view of it).
+        let alone =
+            sole && x.get_refcnt() == 2 && x.getattr("flags")?.getattr("owndata")?.extract::<bool>()?;
+        let (a, dstr, copied): (Bound<'_, PyAny>, String, bool) = as_array.call1((&x,))?.extract()?;
+        let dtype = dtype_of_numpy(&dstr).ok_or_else(|| {
+            PyTypeError::new_err(format!("a returned array has numpy dtype {dstr}, which mpx does not move"))
+        })?;
+        let shape: Vec<usize> = a.getattr("shape")?.extract()?;
+        let (ptr, len) = array_memory(&a)?;
+        let host =
+            PyHostArray { obj: a.unbind(), ptr, len, dtype, shape: shape.clone(), fresh: copied || alone };
+        let raw = RawArray::new(dtype, shape, Box::new(host).into_bytes())
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        arrays.push(raw);
+    }
+    let bytes = payload.as_bytes();
+    let (ptr, len) = (bytes.as_ptr(), bytes.len());
+    let payload = Bytes::from_owner(Owner { _obj: payload.unbind().into_any(), ptr, len });
+    Ok(CallReturn { payload, arrays })
 }
 
 fn py_error(py: Python<'_>, e: PyErr) -> RemoteError {
@@ -221,6 +258,11 @@ impl PythonKernel {
                 PyModule::new(py, "mpx_engine").map_err(|e| KernelStartError::Python(e.to_string()))?;
             module.add("rank", rank).map_err(|e| KernelStartError::Python(e.to_string()))?;
             module.add("size", size).map_err(|e| KernelStartError::Python(e.to_string()))?;
+            // The marker a function returns to send its result out of band (see `call_return`).
+            helper
+                .getattr("Returned")
+                .and_then(|c| module.add("Returned", c))
+                .map_err(|e| KernelStartError::Python(e.to_string()))?;
             for step in steps {
                 step(&module).map_err(|e| KernelStartError::Python(format!("native functions: {e}")))?;
             }
@@ -246,7 +288,10 @@ impl PythonKernel {
 
     /// Runs `f` (a helper call) as a cell: marked running for interrupts, with any interrupt
     /// that arrives too late flushed before the next cell.
-    fn guarded(&self, f: impl FnOnce(Python<'_>, &Bound<'_, PyModule>) -> PyResult<Raw>) -> CellOutput {
+    fn guarded(
+        &self,
+        f: impl FnOnce(Python<'_>, &Bound<'_, PyModule>) -> PyResult<CellOutput>,
+    ) -> CellOutput {
         Python::attach(|py| {
             let helper = self.helper.bind(py);
             self.interrupt.start();
@@ -256,7 +301,7 @@ impl PythonKernel {
             drop(scope);
             self.interrupt.finish(py);
             match result {
-                Ok(raw) => output(raw),
+                Ok(out) => out,
                 Err(e) => {
                     // An interrupt landed in the helper itself, outside the cell's try.
                     let _ = helper.getattr("restore_streams").and_then(|f| f.call0());
@@ -293,7 +338,7 @@ impl Kernel for PythonKernel {
         let name = filename.map(str::to_string).unwrap_or_else(|| format!("<cell-{}>", self.count));
         *self.probe.file.lock().unwrap_or_else(|e| e.into_inner()) = filename.map(str::to_string);
         let out = self.guarded(|py, helper| {
-            helper.getattr("run_cell")?.call1((code, self.ns.bind(py), &name))?.extract()
+            helper.getattr("run_cell")?.call1((code, self.ns.bind(py), &name))?.extract().map(output)
         });
         *self.probe.file.lock().unwrap_or_else(|e| e.into_inner()) = None;
         out
@@ -314,7 +359,15 @@ impl Kernel for PythonKernel {
                     },
                 }
             }
-            helper.getattr("call")?.call1((function, list.to_tuple(), self.ns.bind(py)))?.extract()
+            let result = helper.getattr("call")?.call1((function, list.to_tuple(), self.ns.bind(py)))?;
+            // The arguments' references go before `call_return` counts references.
+            drop(list);
+            let (stdout, stderr, value, error, returned): (_, _, _, _, Option<Bound<'_, PyAny>>) =
+                result.extract()?;
+            drop(result);
+            let mut out = output((stdout, stderr, value, error));
+            out.returned = returned.map(|marker| call_return(helper, marker)).transpose()?;
+            Ok(out)
         })
     }
 
