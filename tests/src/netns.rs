@@ -119,8 +119,10 @@ impl Hosts {
     }
 
     /// mpirun's remote launch: `AGENT HOST COMMAND...` runs COMMAND in HOST's namespace, with a
-    /// temporary directory of that host's own. The namespaces share one kernel and one hostname,
-    /// so without it every host's orted would use the same Open MPI session directory
+    /// host name (a UTS namespace of its own, named after the network namespace: engines there
+    /// are on another host for mpx, which then connects them over TCP, not through the
+    /// controller's Unix socket) and a temporary directory of that host's own. The namespaces
+    /// share one kernel, so without the latter every host's orted would use the same Open MPI session directory
     /// (`ompi.HOSTNAME.UID` under the temporary directory) and write the same hwloc topology file
     /// there at once: now and then one crashed in `hwloc_shmem_topology_write` (mpirun exited
     /// with 139; reproduced 3 times in 25 runs with the other core busy). Separate hosts have
@@ -134,7 +136,9 @@ impl Hosts {
             "#!/bin/sh\n# mpirun's rsh agent: the host is the address of a test namespace\n\
              host=$1; shift\ncase $host in\n{cases}    *) echo \"netns-rsh: unknown host $host\" >&2; exit 1 ;;\n\
              esac\ntmp={tmp}/tmp-$ns\nmkdir -p \"$tmp\"\n\
-             exec ip netns exec \"$ns\" env TMPDIR=\"$tmp\" OMPI_MCA_orte_tmpdir_base=\"$tmp\" /bin/sh -c \"$*\"\n",
+             exec ip netns exec \"$ns\" unshare --uts /bin/sh -c \
+             'hostname \"$0\" && exec env TMPDIR=\"$1\" OMPI_MCA_orte_tmpdir_base=\"$1\" /bin/sh -c \"$2\"' \
+             \"$ns\" \"$tmp\" \"$*\"\n",
             tmp = self.dir.0.display()
         );
         std::fs::write(self.agent(), agent)?;

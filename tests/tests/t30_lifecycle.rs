@@ -174,6 +174,8 @@ fn t35_stop_with_a_stale_file_leaves_an_unrelated_process_alone() {
             controller_pid: pid,
             engines: 4,
             controller_started: started,
+            unix: None,
+            host: None,
         };
         let path = files::connection_file(&home, "default");
         files::write_connection_file(&path, &info).unwrap();

@@ -50,6 +50,12 @@ fn t76_psum_and_data_across_three_hosts() {
         hosts.hosts.iter().flat_map(|(ns, _)| std::iter::repeat_n(ns.clone(), SLOTS as usize)).collect();
     expected.sort();
     assert_eq!(placed, expected, "the ranks live on the engine hosts, {SLOTS} each");
+    // Each engine host has a name of its own (the engines there reach the controller by TCP, not
+    // through its Unix socket, which only peers on its own host use).
+    let info = c.client().info(T).unwrap();
+    let mut names: Vec<String> = info.engines.iter().map(|e| e.hostname.clone()).collect();
+    names.sort();
+    assert_eq!(names, expected, "engines report their host's name");
 
     c.check_psum(n);
 

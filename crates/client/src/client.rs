@@ -24,6 +24,7 @@ use mpx_messages::{
 use crate::{
     balanced::{BalancedView, Slots},
     result::RequestState,
+    socket::Socket,
     AsyncResult, ClientError, View,
 };
 
@@ -98,7 +99,7 @@ impl Shared {
 /// frames, so one frame is written at a time).
 #[derive(Debug)]
 struct Writer {
-    stream: TcpStream,
+    stream: Socket,
     sealer: Sealer,
 }
 
@@ -118,6 +119,8 @@ pub struct Client {
     connection_file: PathBuf,
     /// Arrays larger than this stream in chunks of this size (bytes).
     chunk: AtomicU64,
+    /// Connected through the controller's Unix socket (same host).
+    local: bool,
 }
 
 /// Finds the connection file for `target`: a path to a file, or a cluster id under `$MPX_HOME`
@@ -165,7 +168,27 @@ impl Client {
         let path = find_connection_file(target)?;
         let info = files::read_connection_file(&path).map_err(|e| ClientError::NotFound(e.to_string()))?;
         let key = Key::from_hex(&info.key)?;
-        Self::connect_with(&info.address, key, &info.cluster_id, path)
+        match info.local_socket() {
+            Some(socket) => Self::connect_local(socket, key, &info.cluster_id, path),
+            None => Self::connect_with(&info.address, key, &info.cluster_id, path),
+        }
+    }
+
+    /// Connects to a controller on this host through its Unix socket at `socket` with `key`.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub fn connect_local(
+        socket: &Path,
+        key: Key,
+        cluster_id: &str,
+        connection_file: PathBuf,
+    ) -> Result<Client, ClientError> {
+        let address = socket.display().to_string();
+        let stream = std::os::unix::net::UnixStream::connect(socket)
+            .map_err(|cause| ClientError::Connect { address: address.clone(), cause })?;
+        tracing::debug!(socket = %address, "connecting through the controller's Unix socket");
+        Self::open(Socket::Unix(stream), &address, key, cluster_id, connection_file)
     }
 
     /// Connects to a controller at `address` with `key`.
@@ -184,8 +207,20 @@ impl Client {
             .map_err(connect_error)?
             .next()
             .ok_or_else(|| connect_error(std::io::Error::other("the address resolves to nothing")))?;
-        let mut stream = TcpStream::connect_timeout(&socket, CONNECT_TIMEOUT).map_err(connect_error)?;
+        let stream = TcpStream::connect_timeout(&socket, CONNECT_TIMEOUT).map_err(connect_error)?;
         let _ = stream.set_nodelay(true);
+        Self::open(Socket::Tcp(stream), address, key, cluster_id, connection_file)
+    }
+
+    /// The handshake on a new connection, then the reader thread and the first exchange.
+    fn open(
+        mut stream: Socket,
+        address: &str,
+        key: Key,
+        cluster_id: &str,
+        connection_file: PathBuf,
+    ) -> Result<Client, ClientError> {
+        let connect_error = |cause| ClientError::Connect { address: address.to_string(), cause };
         // The handshake: both sides prove they hold the key, and the session is bound to fresh
         // nonces (a wrong key is found here, clearly).
         stream.set_read_timeout(Some(CONNECT_TIMEOUT)).map_err(connect_error)?;
@@ -202,7 +237,9 @@ impl Client {
             .name("mpx-client-reader".into())
             .spawn(move || crate::reader::read_loop(reader, opener, shared2))
             .map_err(connect_error)?;
+        let local = stream.is_unix();
         let client = Client {
+            local,
             writer: Mutex::new(Writer { stream, sealer }),
             shared,
             next_req: AtomicU64::new(1),
@@ -213,6 +250,12 @@ impl Client {
         // The first exchange proves the key: a wrong one is rejected here, clearly.
         client.info(CONNECT_TIMEOUT)?;
         Ok(client)
+    }
+
+    /// Whether this client is connected through the controller's Unix socket (it runs on the
+    /// controller's host, and `MPX_SHM` is not `0`), rather than over TCP.
+    pub fn is_local(&self) -> bool {
+        self.local
     }
 
     /// The cluster id.

@@ -38,6 +38,7 @@ pub mod replay;
 pub mod result;
 pub mod returned;
 mod session;
+pub mod socket;
 pub mod view;
 
 pub use balanced::{wait_any, BalancedView, MapItem, MapIter, MapOptions, TaskHandle, TaskResult, Work};

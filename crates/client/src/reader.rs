@@ -2,7 +2,7 @@
 //! files each reply under its request (arrays decoded, streamed ones assembled by [`Incoming`]),
 //! waking the callers that wait for it.
 
-use std::{io::BufReader, net::TcpStream, sync::Arc, time::Duration};
+use std::{io::BufReader, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use mpx_messages::{
@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// The reader thread: files every frame under its request and wakes the waiters.
-pub(crate) fn read_loop(stream: TcpStream, mut opener: Opener, shared: Arc<Shared>) {
+pub(crate) fn read_loop(stream: crate::socket::Socket, mut opener: Opener, shared: Arc<Shared>) {
     let mut reader = BufReader::with_capacity(1 << 16, stream);
     let mut incoming = Incoming::default();
     let why = loop {

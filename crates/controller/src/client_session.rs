@@ -1,7 +1,7 @@
 //! `ClientSession` is an actor. It owns one client's TCP connection: it decodes the client's
 //! requests, hands them to the hub, and writes the hub's answers and results back.
 
-use std::{collections::HashMap, net::SocketAddr, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use actix::prelude::*;
 use mpx_messages::{Chunk, ClientToController, CodecError, ControllerToClient, Frame, Outbound, Payload};
@@ -10,6 +10,7 @@ use tracing::{debug, warn};
 use crate::{
     forward::Upstream,
     hub::{ClientLeft, Feed, Hub, Info, Submit, SubmitBalanced},
+    peer::Peer,
     world::{ClientId, Event},
     writer::FrameWriter,
 };
@@ -26,7 +27,7 @@ pub struct ClientSession {
     /// The connection's number (the hub writes to it through its link).
     pub client: ClientId,
     /// The client's address, for the log.
-    pub peer: SocketAddr,
+    pub peer: Peer,
     /// The hub.
     pub hub: Addr<Hub>,
     /// Where frames are written.

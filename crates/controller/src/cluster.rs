@@ -4,7 +4,7 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -12,7 +12,7 @@ use actix::prelude::*;
 use mpx_messages::{ConnectionInfo, EngineInfo, Key, Rank, DEFAULT_MAX_FRAME};
 use rand::RngExt;
 use tokio::{
-    net::{TcpListener, TcpSocket},
+    net::{TcpListener, TcpSocket, UnixListener},
     sync::{mpsc, oneshot},
 };
 use tracing::{info, warn};
@@ -101,18 +101,23 @@ pub enum StopReason {
 pub struct Controller {
     /// Where it listens.
     pub address: SocketAddr,
+    /// Its Unix socket, for peers on this host (`None`: none could be bound).
+    pub unix: Option<PathBuf>,
     /// The hub actor.
     pub hub: Addr<Hub>,
     /// Fires when a client sends a shutdown request.
     pub shutdown: oneshot::Receiver<()>,
 }
 
-/// Binds a controller and starts serving on the current actix System.
+/// Binds a controller (on `bind`, and on the Unix socket `unix_socket` when given) and starts
+/// serving on the current actix System.
 ///
 /// # Errors
-/// [`ClusterError::Io`] if the address cannot be bound.
+/// [`ClusterError::Io`] if the address cannot be bound (a Unix socket that cannot be bound is
+/// logged and left out: peers then use TCP).
 pub async fn start_controller(
     bind: &str,
+    unix_socket: Option<&Path>,
     key: Key,
     cluster_id: &str,
     max_frame: usize,
@@ -126,8 +131,19 @@ pub async fn start_controller(
     let (tx, shutdown) = oneshot::channel();
     let hub = Hub::new(cluster_id.to_string(), heartbeat, tx).start();
     let config = ListenerConfig { key, max_frame, heartbeat };
-    actix::spawn(listener::serve(listener, hub.clone(), config));
-    Ok(Controller { address, hub, shutdown })
+    let history = listener::nonce_history();
+    let unix = unix_socket.and_then(|path| match bind_unix(path) {
+        Ok(unix) => {
+            actix::spawn(listener::serve_unix(unix, hub.clone(), config.clone(), history.clone()));
+            Some(path.to_path_buf())
+        }
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "no Unix socket: peers on this host use TCP");
+            None
+        }
+    });
+    actix::spawn(listener::serve(listener, hub.clone(), config, history));
+    Ok(Controller { address, unix, hub, shutdown })
 }
 
 /// Pending connections the listener queues before accepting them (the kernel caps it at
@@ -147,6 +163,18 @@ async fn listen(bind: &str) -> Result<TcpListener, ClusterError> {
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other(format!("{bind} resolves to no address"))).into())
+}
+
+/// Binds the Unix socket at `path` (a stale socket file of a dead controller is replaced) with
+/// mode 0600; its directory, `$MPX_HOME`, is 0700.
+fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
 }
 
 /// A fresh random cluster key.
@@ -180,8 +208,17 @@ pub async fn run_cluster(
         address::advertised(bind, opts.advertise)?;
     }
     let key = new_key();
-    let mut ctl =
-        start_controller(&opts.bind, key.clone(), &opts.cluster_id, opts.max_frame, opts.heartbeat).await?;
+    let socket = files::socket_file(&opts.home, &opts.cluster_id);
+    let mut ctl = start_controller(
+        &opts.bind,
+        Some(&socket),
+        key.clone(),
+        &opts.cluster_id,
+        opts.max_frame,
+        opts.heartbeat,
+    )
+    .await?;
+    let _socket = ctl.unix.clone().map(RemoveOnDrop);
     let advertised = address::advertised(ctl.address, opts.advertise)?;
     if advertised != ctl.address {
         info!(bound = %ctl.address, %advertised, "the connection file gives the advertised address");
@@ -193,6 +230,8 @@ pub async fn run_cluster(
         controller_pid: std::process::id(),
         engines: opts.n,
         controller_started: mpx_messages::connection::process_start_time(std::process::id()),
+        unix: ctl.unix.clone(),
+        host: Some(mpx_messages::connection::hostname()),
     };
     files::write_connection_file(&path, &info)?;
     let _cleanup = RemoveOnDrop(path.clone());

@@ -3,7 +3,6 @@
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
     time::{Duration, Instant},
 };
 
@@ -16,6 +15,7 @@ use tracing::{debug, warn};
 use crate::{
     forward::Downstream,
     hub::{CloseConn, Feed, Hub, RouteOf},
+    peer::Peer,
     world::{ConnId, Event},
     writer::FrameWriter,
 };
@@ -30,7 +30,7 @@ pub struct EngineConn {
     /// Engine id, once registered.
     pub id: Option<EngineId>,
     /// The engine's address, for the log.
-    pub peer: SocketAddr,
+    pub peer: Peer,
     /// The hub.
     pub hub: Addr<Hub>,
     /// Where frames are written.

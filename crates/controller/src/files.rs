@@ -7,7 +7,8 @@ use std::{
 };
 
 pub use mpx_messages::connection::{
-    connection_file, list_connection_files, mpx_home, read_connection_file, write_connection_file,
+    connection_file, list_connection_files, mpx_home, read_connection_file, socket_file,
+    write_connection_file,
 };
 
 /// The log file of a daemonized cluster `id` under `home`.

@@ -34,6 +34,7 @@ pub mod forward;
 pub mod hub;
 pub mod launcher;
 pub mod listener;
+pub mod peer;
 pub mod plan;
 pub mod scheduler;
 pub mod world;

@@ -4,7 +4,6 @@
 //! or `ClientSession` actor. A refused handshake or frame is logged with the peer's address.
 
 use std::{
-    net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -20,7 +19,10 @@ use mpx_messages::{
     FrameCodec, Key, Session, Verify,
 };
 use serde::Deserialize;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream, UnixListener, UnixStream},
+};
 use tokio_util::codec::FramedRead;
 use tracing::{debug, warn};
 
@@ -28,6 +30,7 @@ use crate::{
     client_session::{ClientSession, CLOSE_GRACE},
     engine_conn::EngineConn,
     hub::{ClientJoined, EngineReady, Hub, Register},
+    peer::Peer,
     writer::FrameWriter,
 };
 
@@ -56,15 +59,56 @@ pub struct ListenerConfig {
     pub heartbeat: Duration,
 }
 
-/// Accepts connections forever (until the System stops).
-pub async fn serve(listener: TcpListener, hub: Addr<Hub>, config: ListenerConfig) {
-    // The client nonces of recent handshakes: a hello repeating one is a replay.
-    let history = Arc::new(NonceHistory::default());
+/// A connected socket that splits into owned halves (TCP or Unix).
+pub trait Connection: AsyncRead + AsyncWrite + Unpin + 'static {
+    /// The read half.
+    type Read: AsyncRead + Unpin + 'static;
+    /// The write half.
+    type Write: AsyncWrite + Unpin + 'static;
+    /// Splits the socket.
+    fn halves(self) -> (Self::Read, Self::Write);
+}
+
+impl Connection for TcpStream {
+    type Read = tokio::net::tcp::OwnedReadHalf;
+    type Write = tokio::net::tcp::OwnedWriteHalf;
+    fn halves(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+}
+
+impl Connection for UnixStream {
+    type Read = tokio::net::unix::OwnedReadHalf;
+    type Write = tokio::net::unix::OwnedWriteHalf;
+    fn halves(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+}
+
+/// The client nonces of recent handshakes, shared by both listeners: a hello repeating one is a
+/// replay, whichever socket it comes to.
+pub fn nonce_history() -> Arc<NonceHistory> {
+    Arc::new(NonceHistory::default())
+}
+
+/// Accepts TCP connections forever (until the System stops).
+pub async fn serve(
+    listener: TcpListener,
+    hub: Addr<Hub>,
+    config: ListenerConfig,
+    history: Arc<NonceHistory>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                actix::spawn(handshake(stream, peer, hub.clone(), config.clone(), history.clone()));
+                actix::spawn(handshake(
+                    stream,
+                    Peer::Tcp(peer),
+                    hub.clone(),
+                    config.clone(),
+                    history.clone(),
+                ));
             }
             Err(e) => {
                 warn!(error = %e, "accept failed");
@@ -74,8 +118,37 @@ pub async fn serve(listener: TcpListener, hub: Addr<Hub>, config: ListenerConfig
     }
 }
 
+/// Accepts connections on the controller's Unix socket forever: peers on this host, with the
+/// same handshake as over TCP (the socket's mode, 0600 in a 0700 directory, only narrows who can
+/// try).
+pub async fn serve_unix(
+    listener: UnixListener,
+    hub: Addr<Hub>,
+    config: ListenerConfig,
+    history: Arc<NonceHistory>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let pid = stream.peer_cred().ok().and_then(|c| c.pid());
+                actix::spawn(handshake(
+                    stream,
+                    Peer::Unix { pid },
+                    hub.clone(),
+                    config.clone(),
+                    history.clone(),
+                ));
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed on the Unix socket");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Refuses a connection whose handshake failed, saying why in the log.
-fn refuse(peer: SocketAddr, e: &CodecError) {
+fn refuse(peer: Peer, e: &CodecError) {
     match e {
         CodecError::Replayed(_) => warn!(%peer, error = %e, "refused a replayed connection"),
         CodecError::BadProof => warn!(%peer, error = %e, "refused a connection: authentication failed"),
@@ -86,9 +159,9 @@ fn refuse(peer: SocketAddr, e: &CodecError) {
     }
 }
 
-async fn handshake(
-    mut stream: TcpStream,
-    peer: SocketAddr,
+async fn handshake<S: Connection>(
+    mut stream: S,
+    peer: Peer,
     hub: Addr<Hub>,
     config: ListenerConfig,
     history: Arc<NonceHistory>,
@@ -103,7 +176,7 @@ async fn handshake(
             return;
         }
     };
-    let (read, mut write) = stream.into_split();
+    let (read, mut write) = stream.halves();
     // Forwarding codec: payloads keep their MACs for the engines and clients they go to. The
     // handshake has proved the peer, so its first frame may be as large as any (a registration
     // carries its whole world); until one is verified, memory grows only with the bytes that

@@ -16,7 +16,7 @@ use mpx_messages::{
 use serde::Serialize;
 use thiserror::Error;
 use tokio::{
-    net::tcp::OwnedWriteHalf,
+    io::AsyncWrite,
     sync::{
         mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender},
         OwnedSemaphorePermit, Semaphore,
@@ -101,9 +101,10 @@ impl<H> Link<H> {
 impl<H: Serialize + 'static> FrameWriter<H> {
     /// Starts writing to `io` for the actor of `ctx`, signing and numbering headers with the
     /// session's `sealer`; frames over `limit` bytes are refused.
-    pub fn start<A>(io: OwnedWriteHalf, sealer: Sealer, limit: usize, ctx: &mut Context<A>) -> Self
+    pub fn start<A, W>(io: W, sealer: Sealer, limit: usize, ctx: &mut Context<A>) -> Self
     where
         A: Actor<Context = Context<A>>,
+        W: AsyncWrite + Unpin + 'static,
     {
         let (tx, rx) = unbounded_channel();
         let budget = Arc::new(Semaphore::new(QUEUE_BUDGET));
@@ -145,8 +146,8 @@ impl<H> Drop for FrameWriter<H> {
     }
 }
 
-async fn run<H: Serialize>(
-    io: OwnedWriteHalf,
+async fn run<H: Serialize, W: AsyncWrite + Unpin>(
+    io: W,
     mut sealer: Sealer,
     limit: usize,
     mut rx: UnboundedReceiver<Cmd<H>>,

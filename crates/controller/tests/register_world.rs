@@ -59,10 +59,16 @@ async fn register(address: SocketAddr, key: &Key, req: RegisterRequest) -> (Conn
 fn a_world_of_10000_ranks_registers_in_one_frame() {
     actix::System::new().block_on(async {
         let key = new_key();
-        let ctl =
-            start_controller("127.0.0.1:0", key.clone(), "big-world", DEFAULT_MAX_FRAME, Duration::ZERO)
-                .await
-                .expect("a controller");
+        let ctl = start_controller(
+            "127.0.0.1:0",
+            None,
+            key.clone(),
+            "big-world",
+            DEFAULT_MAX_FRAME,
+            Duration::ZERO,
+        )
+        .await
+        .expect("a controller");
         let world = world();
         let encoded = serde_json::to_vec(&world).expect("json").len();
         assert!(encoded > 64 << 10, "the world takes {encoded} bytes: more than a 64 KiB first frame");

@@ -16,6 +16,7 @@ use mpx_messages::{
     Verify, DEFAULT_MAX_FRAME,
 };
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::FramedRead;
 use tracing::{error, info};
 
@@ -207,6 +208,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     let payload_key = Arc::new(key.clone());
     let control = ControlStart {
         address: info.address.clone(),
+        unix: info.local_socket().map(Path::to_path_buf),
         key,
         jobs: jobs_tx,
         board: board.clone(),
@@ -374,6 +376,9 @@ fn run_task(
 /// What the control thread needs.
 struct ControlStart {
     address: String,
+    /// The controller's Unix socket, when it runs on this host (see
+    /// [`ConnectionInfo::local_socket`]).
+    unix: Option<PathBuf>,
     key: Key,
     jobs: mpsc::Sender<Job>,
     board: Board,
@@ -421,23 +426,46 @@ enum ReachError {
 /// How long the controller may take to answer the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The halves of a connection to the controller (TCP or Unix).
+type Halves = (Box<dyn AsyncRead + Unpin>, Box<dyn AsyncWrite + Unpin>, Session);
+
+/// The handshake on a new connection (both sides prove they hold the key; the session is bound
+/// to fresh nonces), then its halves.
+async fn open_session<S>(mut stream: S, key: &Key, address: String) -> Result<Halves, ReachError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let session = tokio::time::timeout(HANDSHAKE_TIMEOUT, codec::connect(&mut stream, key))
+        .await
+        .map_err(|_| ReachError::Silent { address: address.clone() })?
+        .map_err(|e| ReachError::Session { address, cause: e.to_string() })?;
+    let (read, write) = tokio::io::split(stream);
+    Ok((Box::new(read), Box::new(write), session))
+}
+
 /// The control thread: connect, register, and run the `Control` actor until it stops.
 fn control_main(start: ControlStart, register: RegisterRequest) {
-    let ControlStart { address, key, jobs, board, interrupt, probe, output } = start;
+    let ControlStart { address, unix, key, jobs, board, interrupt, probe, output } = start;
     let system = System::new();
     let jobs2 = jobs.clone();
     let started = system.block_on(async move {
-        let mut stream = tokio::net::TcpStream::connect(&address)
-            .await
-            .map_err(|e| ReachError::Connect { address: address.clone(), cause: e.to_string() })?;
-        let _ = stream.set_nodelay(true);
-        // The handshake: both sides prove they hold the key; the session is bound to fresh nonces.
-        let Session { sealer, opener } =
-            tokio::time::timeout(HANDSHAKE_TIMEOUT, codec::connect(&mut stream, &key))
-                .await
-                .map_err(|_| ReachError::Silent { address: address.clone() })?
-                .map_err(|e| ReachError::Session { address: address.clone(), cause: e.to_string() })?;
-        let (read, write) = stream.into_split();
+        let (read, write, Session { sealer, opener }) = match unix {
+            Some(path) => {
+                let address = path.display().to_string();
+                let stream = tokio::net::UnixStream::connect(&path)
+                    .await
+                    .map_err(|e| ReachError::Connect { address: address.clone(), cause: e.to_string() })?;
+                info!(socket = %address, "connecting through the controller's Unix socket");
+                open_session(stream, &key, address).await?
+            }
+            None => {
+                let stream = tokio::net::TcpStream::connect(&address)
+                    .await
+                    .map_err(|e| ReachError::Connect { address: address.clone(), cause: e.to_string() })?;
+                let _ = stream.set_nodelay(true);
+                open_session(stream, &key, address).await?
+            }
+        };
         Control::create(move |ctx| {
             let codec = FrameCodec::<ControllerToEngine, EngineToController>::reading(
                 opener,

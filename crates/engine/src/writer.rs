@@ -13,7 +13,7 @@ use mpx_messages::{
     CodecError, EngineToController, Frame,
 };
 use tokio::{
-    net::tcp::OwnedWriteHalf,
+    io::AsyncWrite,
     sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender},
     task::JoinHandle,
 };
@@ -31,7 +31,10 @@ impl Writer {
     /// Starts the writing task on the current (actix) runtime, signing and numbering frames with
     /// the session's `sealer`; it ends with the first write error, or once the writer is dropped
     /// and everything queued is written.
-    pub fn start(io: OwnedWriteHalf, sealer: Sealer) -> (Writer, JoinHandle<Result<(), CodecError>>) {
+    pub fn start<W: AsyncWrite + Unpin + 'static>(
+        io: W,
+        sealer: Sealer,
+    ) -> (Writer, JoinHandle<Result<(), CodecError>>) {
         let (tx, rx) = unbounded_channel();
         let backlog = Arc::new(AtomicUsize::new(0));
         (Writer { tx, backlog: backlog.clone() }, actix::spawn(run(io, sealer, rx, backlog)))
@@ -57,8 +60,8 @@ impl Writer {
     }
 }
 
-async fn run(
-    io: OwnedWriteHalf,
+async fn run<W: AsyncWrite + Unpin>(
+    io: W,
     mut sealer: Sealer,
     mut rx: UnboundedReceiver<Queued>,
     backlog: Arc<AtomicUsize>,

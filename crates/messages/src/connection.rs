@@ -46,6 +46,34 @@ pub struct ConnectionInfo {
     /// that a stale file whose pid now belongs to another process is recognised as stale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller_started: Option<u64>,
+    /// The controller's Unix socket (`$MPX_HOME/cluster-<id>.sock`, mode 0600 in the 0700
+    /// home): peers on the controller's host connect there instead of `address` (see
+    /// [`ConnectionInfo::local_socket`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unix: Option<PathBuf>,
+    /// The controller's host name ([`hostname`]): a peer on the same host may use `unix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+impl ConnectionInfo {
+    /// The Unix socket a peer on this host connects to: the controller's, when it runs on this
+    /// host, the socket exists, and `MPX_SHM` is not `0` (which keeps every connection on TCP).
+    pub fn local_socket(&self) -> Option<&Path> {
+        let path = self.unix.as_deref()?;
+        let same_host = self.host.as_deref() == Some(hostname().as_str());
+        (same_host && shm_enabled() && path.exists()).then_some(path)
+    }
+}
+
+/// Whether the same-host path (Unix socket, memfds) may be used: unless `MPX_SHM=0`.
+pub fn shm_enabled() -> bool {
+    std::env::var_os("MPX_SHM").is_none_or(|v| v != "0")
+}
+
+/// The Unix socket of cluster `id` under `home`: `cluster-<id>.sock`.
+pub fn socket_file(home: &Path, id: &str) -> PathBuf {
+    home.join(format!("cluster-{id}.sock"))
 }
 
 /// This host's name, as engines report it and the controller compares it (to tell whether an

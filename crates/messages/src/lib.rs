@@ -34,6 +34,7 @@ pub mod error;
 pub mod history;
 pub mod ids;
 pub mod kernel;
+pub mod memfd;
 pub mod output;
 pub mod stuck;
 pub mod tasks;

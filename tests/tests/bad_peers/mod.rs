@@ -106,7 +106,14 @@ impl Controller {
         let thread = thread::spawn(move || {
             let system = actix::System::new();
             let ctl = system
-                .block_on(mpx_controller::start_controller("127.0.0.1:0", key, "t50", LIMIT, Duration::ZERO))
+                .block_on(mpx_controller::start_controller(
+                    "127.0.0.1:0",
+                    None,
+                    key,
+                    "t50",
+                    LIMIT,
+                    Duration::ZERO,
+                ))
                 .expect("controller binds");
             tx.send((ctl.address, actix::System::current())).expect("test thread waits");
             system.run().expect("controller system");

@@ -1,0 +1,362 @@
+//! Arrays in sealed memfds: the bytes of an array moved between processes of one host as a file
+//! descriptor (`SCM_RIGHTS` over the controller's Unix socket) instead of through sockets.
+//!
+//! # Integrity model
+//! A memfd's bytes never leave the kernel, and the Unix socket that carries its descriptor is
+//! authenticated like the TCP one (same handshake and session keys; the socket file is 0600 in
+//! a 0700 directory, so only the cluster's user can connect at all). An authenticated peer can
+//! already run any code on the engines, so a descriptor needs no MAC: what a receiver must be
+//! sure of is *correctness*, that the bytes it maps are the ones the sender meant and stay so.
+//! Before mapping, a receiver checks ([`SealedMemfd::check`]):
+//! - the descriptor is a memfd at all (`F_GET_SEALS` fails on any other file: a pipe, a socket,
+//!   a regular file someone else could still write through its path) → [`MemfdError::NotMemfd`];
+//! - it is sealed against writes, shrinking and growing (`F_SEAL_WRITE | F_SEAL_SHRINK |
+//!   F_SEAL_GROW`, and `F_SEAL_SEAL` so no seal can be removed or added later): no process,
+//!   the sender included, can change its bytes or size after the hand-over → [`MemfdError::Unsealed`];
+//! - its size is exactly what the frame's header says → [`MemfdError::WrongSize`].
+//!
+//! A memfd vanishes with its last descriptor and mapping: a killed process leaves nothing in
+//! `/dev/shm` or on disk.
+//!
+//! # Mappings
+//! [`SealedMemfd::map_private`] gives a copy-on-write view (a write by a cell copies only the
+//! pages it touches, in that process); [`SealedMemfd::map_shared`] a read-only view that every
+//! process of the host shares (one copy of the bytes for all of them).
+
+use std::{
+    ffi::c_void,
+    num::NonZeroUsize,
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
+    ptr::NonNull,
+    sync::Arc,
+};
+
+use nix::{
+    errno::Errno,
+    fcntl::{fcntl, FcntlArg, SealFlag},
+    sys::{
+        memfd::{memfd_create, MFdFlags},
+        mman::{mmap, munmap, MapFlags, ProtFlags},
+        stat::fstat,
+    },
+    unistd::ftruncate,
+};
+use thiserror::Error;
+
+/// The seals a receiver requires.
+fn required_seals() -> SealFlag {
+    SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL
+}
+
+/// Why a memfd could not be made, checked or mapped.
+#[derive(Debug, Error)]
+pub enum MemfdError {
+    /// The descriptor is not a memfd (or does not support seals).
+    #[error("the descriptor is not a memfd")]
+    NotMemfd,
+    /// The memfd is not sealed against changes.
+    #[error("the memfd is not sealed against writes and resizing (seals {0:#x})")]
+    Unsealed(i32),
+    /// The memfd's size is not the array's.
+    #[error("the memfd holds {actual} bytes, the header says {expected}")]
+    WrongSize {
+        /// Bytes the header gives.
+        expected: u64,
+        /// Bytes the memfd holds.
+        actual: u64,
+    },
+    /// This system has no memfds (old kernel, some containers).
+    #[error("memfd_create is not available here: {0}")]
+    Unavailable(Errno),
+    /// Another system call failed.
+    #[error("{call}: {errno}")]
+    Sys {
+        /// The call.
+        call: &'static str,
+        /// Its error.
+        errno: Errno,
+    },
+}
+
+fn sys(call: &'static str) -> impl FnOnce(Errno) -> MemfdError {
+    move |errno| MemfdError::Sys { call, errno }
+}
+
+/// A mapping of (part of) a memfd, unmapped on drop.
+#[derive(Debug)]
+pub struct Mapping {
+    ptr: Option<NonNull<c_void>>,
+    len: usize,
+    writable: bool,
+}
+
+// SAFETY: a mapping is plain memory owned by this value; access goes through `&self`/`&mut self`.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps `len` bytes of `fd` from `offset` (a multiple of the page size).
+    fn new(
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+        prot: ProtFlags,
+        flags: MapFlags,
+    ) -> Result<Self, MemfdError> {
+        let writable = prot.contains(ProtFlags::PROT_WRITE);
+        let Some(length) = NonZeroUsize::new(len) else {
+            return Ok(Mapping { ptr: None, len: 0, writable });
+        };
+        let offset =
+            i64::try_from(offset).map_err(|_| MemfdError::Sys { call: "mmap", errno: Errno::EOVERFLOW })?;
+        // SAFETY: a fresh mapping chosen by the kernel (no address given) overlaps nothing.
+        let ptr = unsafe { mmap(None, length, prot, flags, fd, offset) }.map_err(sys("mmap"))?;
+        Ok(Mapping { ptr: Some(ptr), len, writable })
+    }
+
+    /// The mapped bytes' address (dangling but aligned when empty).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.map_or(NonNull::dangling().as_ptr(), |p| p.as_ptr().cast())
+    }
+
+    /// How many bytes are mapped.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is mapped.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the mapping may be written (a private copy-on-write one).
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `len` bytes are mapped readable at the pointer for as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
+    }
+
+    /// The bytes, to write (only a writable mapping).
+    ///
+    /// # Panics
+    /// When the mapping is read-only.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        assert!(self.writable, "a read-only mapping");
+        // SAFETY: as above, and the mapping is writable and exclusively borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.len) }
+    }
+}
+
+impl AsRef<[u8]> for Mapping {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if let Some(ptr) = self.ptr {
+            // SAFETY: this value made the mapping and nothing refers to it any more.
+            let _ = unsafe { munmap(ptr, self.len) };
+        }
+    }
+}
+
+/// A memfd being filled by its creator: writable through [`MemfdWriter::bytes`], then sealed.
+#[derive(Debug)]
+pub struct MemfdWriter {
+    fd: OwnedFd,
+    map: Mapping,
+}
+
+impl MemfdWriter {
+    /// A new memfd of `len` bytes (zeroed), mapped for writing.
+    ///
+    /// # Errors
+    /// [`MemfdError::Unavailable`] where memfds do not exist; other system errors.
+    pub fn create(name: &str, len: usize) -> Result<Self, MemfdError> {
+        let name = std::ffi::CString::new(format!("mpx-{name}")).unwrap_or_else(|_| c"mpx-array".into());
+        let fd = memfd_create(name.as_c_str(), MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING).map_err(
+            |e| match e {
+                Errno::ENOSYS | Errno::EINVAL | Errno::EPERM => MemfdError::Unavailable(e),
+                other => MemfdError::Sys { call: "memfd_create", errno: other },
+            },
+        )?;
+        let size =
+            i64::try_from(len).map_err(|_| MemfdError::Sys { call: "ftruncate", errno: Errno::EFBIG })?;
+        ftruncate(&fd, size).map_err(sys("ftruncate"))?;
+        let map = Mapping::new(
+            fd.as_fd(),
+            0,
+            len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+        )?;
+        Ok(MemfdWriter { fd, map })
+    }
+
+    /// The bytes to fill.
+    pub fn bytes(&mut self) -> &mut [u8] {
+        self.map.as_mut_slice()
+    }
+
+    /// Seals the memfd (after unmapping the writable view, which the write seal requires): from
+    /// now on nobody can change it.
+    ///
+    /// # Errors
+    /// The seals cannot be added.
+    pub fn seal(self) -> Result<SealedMemfd, MemfdError> {
+        let MemfdWriter { fd, map } = self;
+        let len = map.len();
+        drop(map);
+        fcntl(&fd, FcntlArg::F_ADD_SEALS(required_seals())).map_err(sys("fcntl(F_ADD_SEALS)"))?;
+        Ok(SealedMemfd { fd: Arc::new(fd), len })
+    }
+}
+
+/// A memfd whose bytes and size can no longer change: what travels between processes.
+#[derive(Debug, Clone)]
+pub struct SealedMemfd {
+    fd: Arc<OwnedFd>,
+    len: usize,
+}
+
+impl SealedMemfd {
+    /// A memfd holding a copy of `bytes`, sealed.
+    ///
+    /// # Errors
+    /// As [`MemfdWriter::create`] and [`MemfdWriter::seal`].
+    pub fn copy_of(name: &str, bytes: &[u8]) -> Result<Self, MemfdError> {
+        let mut w = MemfdWriter::create(name, bytes.len())?;
+        w.bytes().copy_from_slice(bytes);
+        w.seal()
+    }
+
+    /// Checks a descriptor received from a peer: a memfd, sealed against every change, of
+    /// exactly `expected` bytes (see the module's integrity model).
+    ///
+    /// # Errors
+    /// [`MemfdError::NotMemfd`], [`MemfdError::Unsealed`] or [`MemfdError::WrongSize`].
+    pub fn check(fd: OwnedFd, expected: u64) -> Result<Self, MemfdError> {
+        let seals = match fcntl(&fd, FcntlArg::F_GET_SEALS) {
+            Ok(s) => s,
+            Err(Errno::EINVAL) => return Err(MemfdError::NotMemfd),
+            Err(e) => return Err(MemfdError::Sys { call: "fcntl(F_GET_SEALS)", errno: e }),
+        };
+        if !SealFlag::from_bits_truncate(seals).contains(required_seals()) {
+            return Err(MemfdError::Unsealed(seals));
+        }
+        let actual = u64::try_from(fstat(&fd).map_err(sys("fstat"))?.st_size).unwrap_or(0);
+        if actual != expected {
+            return Err(MemfdError::WrongSize { expected, actual });
+        }
+        let len = usize::try_from(actual).map_err(|_| MemfdError::WrongSize { expected, actual })?;
+        Ok(SealedMemfd { fd: Arc::new(fd), len })
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The descriptor (to send).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The raw descriptor number (to send with `SCM_RIGHTS`).
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    /// A copy-on-write view of the whole memfd: writes stay in this process.
+    ///
+    /// # Errors
+    /// `mmap` fails.
+    pub fn map_private(&self) -> Result<Mapping, MemfdError> {
+        Mapping::new(
+            self.fd.as_fd(),
+            0,
+            self.len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_PRIVATE,
+        )
+    }
+
+    /// A read-only view shared by every process that maps it (one copy on the host).
+    ///
+    /// # Errors
+    /// `mmap` fails.
+    pub fn map_shared(&self) -> Result<Mapping, MemfdError> {
+        Mapping::new(self.fd.as_fd(), 0, self.len, ProtFlags::PROT_READ, MapFlags::MAP_SHARED)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dup(fd: BorrowedFd<'_>) -> OwnedFd {
+        fd.try_clone_to_owned().expect("dup")
+    }
+
+    #[test]
+    fn a_sealed_memfd_is_checked_and_mapped_copy_on_write() {
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let sealed = SealedMemfd::copy_of("t", &bytes).unwrap();
+        let received = SealedMemfd::check(dup(sealed.fd()), bytes.len() as u64).unwrap();
+        let mut private = received.map_private().unwrap();
+        assert_eq!(private.as_slice(), &bytes[..]);
+        private.as_mut_slice()[0] = 99;
+        // The write stays in the private view.
+        assert_eq!(received.map_shared().unwrap().as_slice(), &bytes[..]);
+        assert_eq!(private.as_slice()[0], 99);
+    }
+
+    #[test]
+    fn a_wrong_size_or_not_a_memfd_or_an_unsealed_memfd_is_refused() {
+        let sealed = SealedMemfd::copy_of("t", &[1, 2, 3]).unwrap();
+        assert!(matches!(
+            SealedMemfd::check(dup(sealed.fd()), 4),
+            Err(MemfdError::WrongSize { expected: 4, actual: 3 })
+        ));
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        assert!(matches!(SealedMemfd::check(OwnedFd::from(file), 3), Err(MemfdError::NotMemfd)));
+        let unsealed = MemfdWriter::create("t", 3).unwrap();
+        assert!(matches!(SealedMemfd::check(dup(unsealed.fd.as_fd()), 3), Err(MemfdError::Unsealed(_))));
+    }
+
+    #[test]
+    fn a_sealed_memfd_cannot_be_written_or_resized() {
+        let sealed = SealedMemfd::copy_of("t", &[7; 4096]).unwrap();
+        let file = std::fs::File::from(dup(sealed.fd()));
+        assert!(std::os::unix::fs::FileExt::write_at(&file, &[1], 0).is_err());
+        assert!(file.set_len(1).is_err());
+        assert!(file.set_len(8192).is_err());
+        // Nor mapped shared and writable.
+        assert!(Mapping::new(
+            sealed.fd(),
+            0,
+            4096,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn empty_arrays_need_no_mapping() {
+        let sealed = SealedMemfd::copy_of("t", &[]).unwrap();
+        let checked = SealedMemfd::check(dup(sealed.fd()), 0).unwrap();
+        assert!(checked.map_private().unwrap().as_slice().is_empty());
+    }
+}
