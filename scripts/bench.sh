@@ -3,6 +3,10 @@
 # and the floor it is bounded by (TCP loopback, raw MPI under mpirun, `mpirun true`) in one run,
 # prints the table and writes target/mpx-bench.json. Latency and start/stop rows are measured for both
 # engine kernels (python, the default: `rtt1`...; rhai: `rtt1.rhai`...). See BENCHMARKS.md.
+# The `.interp` rows (`rtt1.interp`, `psum.interp`, `push80M.interp`, `pull80M.interp`, `start.interp`)
+# run the engines in a Python environment with the mpx package (`mpx cluster start --python PATH`):
+# target/plain-venv (scripts/plain-venv.sh), else target/pyenv (scripts/python-env.sh), the first
+# where `import mpx` works; with neither they are reported pending. `--python PATH` chooses another.
 #
 #   scripts/bench.sh           full run (≥ 200 samples per latency, 50 per 8 MB move, 7 per 80 MB move; < 10 min)
 #   scripts/bench.sh --quick   smoke run (20, 5 and 2 samples; < 1 min; rough figures)
@@ -48,7 +52,22 @@ if [ "$engines" = only ]; then
 fi
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if ! git diff --quiet HEAD 2>/dev/null; then commit="$commit-dirty"; fi
-target/release/mpx-bench --commit "$commit" "$@"
+# The interpreter of the .interp rows' engines, unless the arguments give one. (Its extension
+# module is the one `pip install ./python` built when the venv's script last ran: rerun the script
+# after changing the engine, or the two modes measure different code.)
+python=()
+case " $* " in
+  *" --python "* | *" --python="*) ;;
+  *)
+    for venv in target/plain-venv target/pyenv; do
+      if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import mpx' 2>/dev/null; then
+        python=(--python "$PWD/$venv/bin/python")
+        break
+      fi
+    done
+    ;;
+esac
+target/release/mpx-bench --commit "$commit" ${python[@]+"${python[@]}"} "$@"
 
 # From Python (the mpx package): no-op execute and apply round trips, next to the rows above,
 # when the package's venv exists (scripts/python-env.sh makes it; scripts/test.sh runs that).

@@ -1,5 +1,6 @@
 //! A benchmark cluster: `mpx cluster start -n N --daemonize` in the run's private `$MPX_HOME`
-//! with the engines' kernel of choice, its processes (by PID), and a stop timed until every one
+//! with the engines' kernel and mode of choice (the `mpx-engine` binary, or the user's
+//! interpreter with `--python PATH`), its processes (by PID), and a stop timed until every one
 //! of them is gone.
 
 use std::{
@@ -22,6 +23,30 @@ const CLUSTER_ID: &str = "default";
 
 pub use mpx_messages::Kernel;
 
+/// How a cluster's engines run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum EngineMode {
+    /// The `mpx-engine` binary built next to `mpx`, which embeds the libpython it was built
+    /// against (the default of the cargo-built `mpx`).
+    #[default]
+    Embedding,
+    /// The same Rust engine inside the `mpx` package's extension module, run by the user's
+    /// interpreter: `mpx cluster start --python PATH` (engines are `PATH -m mpx.engine`), with
+    /// PATH from [`Config::python`].
+    Interpreter,
+}
+
+impl EngineMode {
+    /// A row name in this mode: the embedding mode's rows keep their names (`rtt1`), the
+    /// interpreter mode's get `.interp` (`rtt1.interp`).
+    pub fn row_name(self, name: &str) -> String {
+        match self {
+            EngineMode::Embedding => name.to_string(),
+            EngineMode::Interpreter => format!("{name}.interp"),
+        }
+    }
+}
+
 /// A row name for a kernel: the default kernel's rows keep their plain names (`rtt1`), the
 /// others get the kernel as a suffix (`rtt1.rhai`).
 pub fn row_name(kernel: Kernel, name: &str) -> String {
@@ -32,11 +57,12 @@ pub fn row_name(kernel: Kernel, name: &str) -> String {
     }
 }
 
-/// `mpx` with the run's `$MPX_HOME` and the Open MPI environment (and no `$MPX_ENGINE` from the
-/// caller: the engine is the one built next to `mpx`, or the one given with `--engine`).
+/// `mpx` with the run's `$MPX_HOME` and the Open MPI environment (and no `$MPX_ENGINE` or
+/// `$MPX_PYTHON` from the caller: the engine is the one built next to `mpx`, or the one given
+/// with `--engine` or `--python`).
 pub fn mpx_cmd(cfg: &Config) -> Command {
     let mut cmd = Command::new(cfg.bin("mpx"));
-    cmd.env("MPX_HOME", &cfg.home).env_remove("MPX_ENGINE").envs(MPI_ENV);
+    cmd.env("MPX_HOME", &cfg.home).env_remove("MPX_ENGINE").env_remove("MPX_PYTHON").envs(MPI_ENV);
     cmd
 }
 
@@ -65,12 +91,13 @@ pub struct StopSample {
 }
 
 impl BenchCluster {
-    /// Starts a cluster whose engines run `kernel` and returns it with the time
+    /// Starts a cluster whose engines run `kernel` in `mode` and returns it with the time
     /// `mpx cluster start` took to report it ready.
     ///
     /// # Errors
-    /// The start fails, times out, or the cluster does not have `cfg.engines` engines.
-    pub fn start(cfg: &Config, kernel: Kernel) -> Result<(BenchCluster, f64)> {
+    /// The start fails, times out, or the cluster does not have `cfg.engines` engines; the
+    /// interpreter mode without [`Config::python`].
+    pub fn start(cfg: &Config, kernel: Kernel, mode: EngineMode) -> Result<(BenchCluster, f64)> {
         let guard = cleanup::register(Resource::Cluster {
             mpx: cfg.bin("mpx"),
             home: cfg.home.clone(),
@@ -93,6 +120,11 @@ impl BenchCluster {
             "--kernel",
             kernel.name(),
         ]);
+        if mode == EngineMode::Interpreter {
+            let python =
+                cfg.python.as_ref().context("the interpreter mode needs a Python (--python PATH)")?;
+            cmd.arg("--python").arg(python);
+        }
         let t0 = Instant::now();
         let out = procs::run(&mut cmd, Duration::from_secs(90))?;
         let secs = t0.elapsed().as_secs_f64();

@@ -1,6 +1,6 @@
 //! What the row functions share: the configuration, one benchmark cluster at a time (of either
-//! kernel) with its client and its session set up, the start/stop cycles of each kernel, and
-//! the helpers that run and time cells.
+//! kernel, in either engine mode) with its client and its session set up, the start/stop cycles
+//! of each kernel and mode, and the helpers that run and time cells.
 
 use std::{
     collections::BTreeMap,
@@ -12,7 +12,8 @@ use mpx_client::{Client, EngineResult, Targets, View};
 
 use crate::{
     cells::Cells,
-    cluster::{BenchCluster, Kernel},
+    cluster::{BenchCluster, EngineMode, Kernel},
+    rows::Measured,
     stats::Stats,
     Config,
 };
@@ -24,6 +25,7 @@ pub const CELL_TIMEOUT: Duration = Duration::from_secs(60);
 /// cluster).
 struct Session {
     kernel: Kernel,
+    mode: EngineMode,
     client: Client,
     cluster: BenchCluster,
 }
@@ -40,37 +42,63 @@ pub struct Lifecycle {
     pub leftovers: usize,
 }
 
+/// Why the `.interp` rows are not measured when the run has no interpreter.
+pub const NO_PYTHON: &str = "not measured: no Python environment with the mpx package (mpx-bench \
+    --python PATH; scripts/bench.sh passes target/plain-venv or target/pyenv when `import mpx` works \
+    there: scripts/plain-venv.sh makes one)";
+
 /// What the row functions share: the configuration, the shared cluster, the lifecycle samples.
 pub struct Ctx {
     /// How much to measure.
     pub cfg: Config,
+    /// The engine mode of the clusters the row functions get (see [`Ctx::in_interpreter`]).
+    mode: EngineMode,
     session: Option<Session>,
-    lifecycles: BTreeMap<Kernel, Lifecycle>,
+    lifecycles: BTreeMap<(Kernel, EngineMode), Lifecycle>,
 }
 
 impl Ctx {
-    /// A context with nothing started yet.
+    /// A context with nothing started yet, in the embedding mode.
     pub fn new(cfg: Config) -> Ctx {
-        Ctx { cfg, session: None, lifecycles: BTreeMap::new() }
+        Ctx { cfg, mode: EngineMode::Embedding, session: None, lifecycles: BTreeMap::new() }
     }
 
-    /// The shared 4-engine cluster of `kernel` (started on first use, with `psum` defined and the
-    /// inputs set). A cluster of the other kernel is stopped first: only one runs at a time.
+    /// Runs a row function with the engines in the user's interpreter ([`Config::python`]): its
+    /// clusters (the shared one, the start/stop cycles) are started with `--python PATH`, and
+    /// the shared cluster of the other mode is stopped first. Without an interpreter the row is
+    /// [`Measured::Pending`] ([`NO_PYTHON`]), not an error.
+    ///
+    /// # Errors
+    /// `row` fails.
+    pub fn in_interpreter(&mut self, row: impl FnOnce(&mut Ctx) -> Result<Measured>) -> Result<Measured> {
+        if self.cfg.python.is_none() {
+            return Ok(Measured::Pending(NO_PYTHON));
+        }
+        let before = std::mem::replace(&mut self.mode, EngineMode::Interpreter);
+        let measured = row(self);
+        self.mode = before;
+        measured
+    }
+
+    /// The shared 4-engine cluster of `kernel` in the current engine mode (started on first use,
+    /// with `psum` defined and the inputs set). A cluster of the other kernel or mode is stopped
+    /// first: only one runs at a time.
     ///
     /// # Errors
     /// The start, the stop of the other cluster or the set-up cells fail.
     pub fn client(&mut self, kernel: Kernel) -> Result<&Client> {
-        if self.session.as_ref().is_some_and(|s| s.kernel != kernel) {
+        let mode = self.mode;
+        if self.session.as_ref().is_some_and(|s| (s.kernel, s.mode) != (kernel, mode)) {
             self.end_session()?;
         }
         if self.session.is_none() {
-            let (cluster, _) = BenchCluster::start(&self.cfg, kernel)?;
+            let (cluster, _) = BenchCluster::start(&self.cfg, kernel, mode)?;
             let client = cluster.client()?;
             let all = client.view(Targets::All);
             for code in Cells::of(kernel).setup {
                 run_cell(&all, code)?;
             }
-            self.session = Some(Session { kernel, client, cluster });
+            self.session = Some(Session { kernel, mode, client, cluster });
         }
         Ok(&self.session.as_ref().expect("just set").client)
     }
@@ -123,19 +151,21 @@ impl Ctx {
         Ok(())
     }
 
-    /// `kernel`'s start/stop cycles (run on first use, after one untimed warm-up cycle).
+    /// `kernel`'s start/stop cycles in the current engine mode (run on first use, after one
+    /// untimed warm-up cycle).
     ///
     /// # Errors
     /// A start or stop fails.
     pub fn lifecycle(&mut self, kernel: Kernel) -> Result<Lifecycle> {
-        if let Some(l) = self.lifecycles.get(&kernel) {
+        let key = (kernel, self.mode);
+        if let Some(l) = self.lifecycles.get(&key) {
             return Ok(l.clone());
         }
         self.end_session()?;
         let mut l = Lifecycle { start: Vec::new(), stop: Vec::new(), leftovers: 0 };
         // One warm-up cycle (page cache, first mpirun), then the timed ones.
         for i in 0..1 + self.cfg.lifecycle_samples {
-            let (cluster, start) = BenchCluster::start(&self.cfg, kernel)?;
+            let (cluster, start) = BenchCluster::start(&self.cfg, kernel, key.1)?;
             let stop = cluster.stop()?;
             if i >= 1 {
                 l.start.push(start);
@@ -143,7 +173,7 @@ impl Ctx {
                 l.leftovers += stop.leftovers;
             }
         }
-        self.lifecycles.insert(kernel, l.clone());
+        self.lifecycles.insert(key, l.clone());
         Ok(l)
     }
 }

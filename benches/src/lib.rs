@@ -10,7 +10,9 @@
 //! - [`floors`]: the floors as real programs: a TCP echo and bulk transfer on loopback, the raw
 //!   rsmpi program `mpx-bench-mpi` under `mpirun`, and `mpirun -n 4 true`.
 //! - [`cluster`]: a benchmark cluster (`mpx cluster start --daemonize` in a private `$MPX_HOME`)
-//!   of either kernel, its processes, and timed stops.
+//!   of either kernel and either engine mode, its processes, and timed stops.
+//! - [`interp`]: the `.interp` rows, the embedding engine's rows again with the engines in the
+//!   user's interpreter (`--python PATH`), whose floor is the embedding row of the same run.
 //! - [`cleanup`]: every process the benchmark starts is registered here and ended on every path:
 //!   `Drop`, a panic (the release profile aborts, so a panic hook does it), SIGINT/SIGTERM/SIGHUP.
 //! - [`procs`]: bounded child processes in their own process groups, and `/proc` scans.
@@ -26,6 +28,7 @@ pub mod cluster;
 pub mod ctx;
 pub mod data;
 pub mod floors;
+pub mod interp;
 pub mod latency;
 pub mod procs;
 pub mod recovery;
@@ -61,6 +64,9 @@ pub struct Config {
     pub bin_dir: PathBuf,
     /// The private `$MPX_HOME` of this run.
     pub home: PathBuf,
+    /// The interpreter of the `.interp` rows' engines (`mpx cluster start --python PATH`; its
+    /// environment has the mpx package); `None`: those rows are reported pending.
+    pub python: Option<PathBuf>,
 }
 
 impl Config {
@@ -80,6 +86,7 @@ impl Config {
             engines: 4,
             bin_dir,
             home,
+            python: None,
         }
     }
 

@@ -2,7 +2,7 @@
 //! and writes `target/mpx-bench.json`. Use `scripts/bench.sh [--quick]`.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     io::Write,
     path::{Path, PathBuf},
     time::Instant,
@@ -12,10 +12,10 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use mpx_benches::{
     cleanup,
-    ctx::Ctx,
+    ctx::{Ctx, NO_PYTHON},
     floors::Floors,
     report::{utc_now, Machine, Report, RowResult},
-    rows::rows,
+    rows::{rows, Row},
     stats::fmt_secs,
     Config,
 };
@@ -33,9 +33,14 @@ struct Args {
     /// The commit being measured (recorded in the JSON).
     #[arg(long, default_value = "unknown")]
     commit: String,
-    /// Only these rows (comma-separated names); the floors are always measured.
+    /// Only these rows (comma-separated names); the floors are always measured, and so are the
+    /// rows that are the floors of those named (`rtt1` for `rtt1.interp`).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// The Python interpreter of the `.interp` rows' engines (`mpx cluster start --python
+    /// PATH`; its environment must have the mpx package). Without it those rows are pending.
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
     /// Directory holding mpx, mpx-engine and mpx-bench-mpi (default: this binary's).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -66,8 +71,14 @@ fn run(args: Args, home: &Path) -> Result<()> {
     for bin in ["mpx", "mpx-engine", "mpx-bench-mpi"] {
         anyhow::ensure!(bin_dir.join(bin).is_file(), "{bin} is not built in {}", bin_dir.display());
     }
+    if let Some(python) = &args.python {
+        check_python(python, &bin_dir.join("mpx-engine"))?;
+    }
+    let all_rows = rows();
+    let selected = selected(&all_rows, &args.only)?;
     std::fs::create_dir_all(home)?;
-    let cfg = Config::new(args.quick, bin_dir, home.to_path_buf());
+    let mut cfg = Config::new(args.quick, bin_dir, home.to_path_buf());
+    cfg.python = args.python.clone();
     let machine = Machine::describe();
     let date = utc_now();
     eprintln!(
@@ -84,6 +95,10 @@ fn run(args: Args, home: &Path) -> Result<()> {
         machine.cpu,
         machine.loadavg_at_start
     );
+    match &cfg.python {
+        Some(p) => eprintln!("  .interp rows: engines in {} (-m mpx.engine)", p.display()),
+        None => eprintln!("  .interp rows {NO_PYTHON}"),
+    }
 
     let step = |what: &str| {
         eprint!("  {what} ...");
@@ -98,8 +113,8 @@ fn run(args: Args, home: &Path) -> Result<()> {
 
     let mut ctx = Ctx::new(cfg.clone());
     let mut results = Vec::new();
-    for row in rows() {
-        if !args.only.is_empty() && !args.only.contains(&row.name) {
+    for row in all_rows {
+        if !selected.contains(&row.name) {
             continue;
         }
         let t = step(&row.name);
@@ -108,7 +123,8 @@ fn run(args: Args, home: &Path) -> Result<()> {
         }
         let measured = (row.mpx)(&mut ctx);
         done(t);
-        results.push(RowResult::new(&row, measured, &floors));
+        let floor = RowResult::floor_of(&row, &floors, &results);
+        results.push(RowResult::new(&row, measured, floor));
         if args.panic_after.as_deref() == Some(row.name.as_str()) {
             panic!("--panic-after {}: checking that the cleanup ends every process", row.name);
         }
@@ -128,6 +144,7 @@ fn run(args: Args, home: &Path) -> Result<()> {
         quick: cfg.quick,
         samples,
         machine,
+        python: cfg.python.as_ref().map(|p| p.display().to_string()),
         floors: floors.named().into_iter().collect(),
         rows: results,
         total_secs: t0.elapsed().as_secs_f64(),
@@ -152,5 +169,59 @@ fn run(args: Args, home: &Path) -> Result<()> {
     let errors: Vec<_> =
         report.rows.iter().filter(|r| r.status == "error").map(|r| r.name.as_str()).collect();
     anyhow::ensure!(errors.is_empty(), "rows failed: {}", errors.join(", "));
+    Ok(())
+}
+
+/// The names of the rows to run: every row, or those `only` names and the rows that are their
+/// floors ([`Row::floor_row`]: `rtt1` for `rtt1.interp`).
+///
+/// # Errors
+/// `only` names a row that does not exist.
+fn selected(rows: &[Row], only: &[String]) -> Result<BTreeSet<String>> {
+    if only.is_empty() {
+        return Ok(rows.iter().map(|r| r.name.clone()).collect());
+    }
+    let mut names = BTreeSet::new();
+    for name in only {
+        let row = rows.iter().find(|r| &r.name == name);
+        let row = row.with_context(|| {
+            let all: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+            format!("--only: no row {name:?} (the rows: {})", all.join(", "))
+        })?;
+        names.insert(row.name.clone());
+        names.extend(row.floor_row.clone());
+    }
+    Ok(names)
+}
+
+/// Checks that `python` has the mpx package, and warns when its extension module (the
+/// interpreter mode's engine) is older than `engine` (the embedding mode's): the two modes would
+/// then run different builds of the engine.
+///
+/// # Errors
+/// `python` cannot run or cannot import the package.
+fn check_python(python: &Path, engine: &Path) -> Result<()> {
+    let out = std::process::Command::new(python)
+        .args(["-c", "import mpx._mpx as m; print(m.__file__)"])
+        .output()
+        .with_context(|| format!("cannot run --python {}", python.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "--python {}: `import mpx` fails there (pip install ./python into it):\n{}",
+        python.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let extension = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(ext), Some(bin)) = (modified(&extension), modified(engine)) {
+        if ext < bin {
+            eprintln!(
+                "note: {} is older than {}: the .interp rows may run an older engine (rerun \
+                 scripts/plain-venv.sh or scripts/python-env.sh)",
+                extension.display(),
+                engine.display()
+            );
+        }
+    }
     Ok(())
 }

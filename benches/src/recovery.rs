@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use mpx_client::{AsyncResult, Client, Targets};
 
-use crate::{cluster::Kernel, ctx::Ctx, rows::Measured};
+use crate::{
+    cluster::{EngineMode, Kernel},
+    ctx::Ctx,
+    rows::Measured,
+};
 
 /// Small Allreduces per loop.
 pub const LOOP_CALLS: usize = 10_000;
@@ -156,7 +160,7 @@ pub fn matmul(ctx: &mut Ctx) -> Result<Measured> {
     ctx.end_session()?;
     let mut cfg = ctx.cfg.clone();
     cfg.engines = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-    let (cluster, _) = crate::cluster::BenchCluster::start(&cfg, Kernel::Python)?;
+    let (cluster, _) = crate::cluster::BenchCluster::start(&cfg, Kernel::Python, EngineMode::Embedding)?;
     let measured = (|| {
         let client = cluster.client()?;
         let mut out = Vec::new();

@@ -68,9 +68,18 @@ pub struct MemoryFigures {
 }
 
 impl RowResult {
-    /// Combines a row, its measurement (or error) and the floors.
-    pub fn new(row: &Row, measured: Result<Measured>, floors: &Floors) -> RowResult {
-        let floor = (row.floor)(floors);
+    /// The floor of `row`: the mpx summary of its [`Row::floor_row`] among `earlier` (`None` if
+    /// that row was not measured), else its [`Row::floor`] of the run's `floors`.
+    pub fn floor_of(row: &Row, floors: &Floors, earlier: &[RowResult]) -> Option<Stats> {
+        match &row.floor_row {
+            Some(name) => earlier.iter().find(|r| &r.name == name).and_then(|r| r.mpx),
+            None => (row.floor)(floors),
+        }
+    }
+
+    /// Combines a row, its measurement (or error) and its floor: [`Row::floor`] of the
+    /// run's floors, or the mpx side of its [`Row::floor_row`] (see [`RowResult::floor_of`]).
+    pub fn new(row: &Row, measured: Result<Measured>, floor: Option<Stats>) -> RowResult {
         let gbps = |s: &Stats| row.bytes.map(|b| b as f64 / s.median / 1e9);
         let mut r = RowResult {
             name: row.name.clone(),
@@ -116,6 +125,9 @@ impl RowResult {
             Ok(Measured::Pending(why)) => (r.status, r.message) = ("pending".into(), Some(why.into())),
             Ok(Measured::NotImplemented(why)) => (r.status, r.message) = ("n/a".into(), Some(why.into())),
             Err(e) => (r.status, r.message) = ("error".into(), Some(format!("{e:#}"))),
+        }
+        if let (Some(name), None, "measured") = (&row.floor_row, &r.floor, r.status.as_str()) {
+            r.message = Some(format!("no floor: row `{name}` was not measured in this run"));
         }
         r
     }
@@ -183,6 +195,8 @@ pub struct Report {
     pub samples: BTreeMap<String, usize>,
     /// The machine.
     pub machine: Machine,
+    /// The interpreter the `.interp` rows' engines ran in (`--python PATH`), if any.
+    pub python: Option<String>,
     /// Every floor on its own (seconds).
     pub floors: BTreeMap<String, Stats>,
     /// The rows.

@@ -1,7 +1,9 @@
 //! The table of rows: each row is one mpx operation (one function, in [`latency`] or
 //! [`data`]), the floor it is bounded by (one function of the measured [`Floors`]) and the goal
 //! from the benchmark issue. The latency and lifecycle rows exist for both kernels: plain names
-//! (`rtt1`) for the default python kernel, `.rhai` names (`rtt1.rhai`) for rhai.
+//! (`rtt1`) for the default python kernel, `.rhai` names (`rtt1.rhai`) for rhai. Some python
+//! rows also exist with the engines in the user's interpreter (`rtt1.interp`, see [`crate::interp`]):
+//! their floor is another row of the same run ([`Row::floor_row`]).
 
 use std::collections::BTreeMap;
 
@@ -13,6 +15,7 @@ use crate::{
     ctx::Ctx,
     data,
     floors::{megabytes, Floors, BIG_BYTES, MOVE_SIZES},
+    interp::with_interp,
     latency, recovery,
     stats::Stats,
     tasks,
@@ -143,6 +146,9 @@ pub struct Row {
     pub mpx: MpxFn,
     /// Its floor, from the floors measured in this run.
     pub floor: FloorFn,
+    /// A row whose mpx median is this row's floor instead of [`Row::floor`] (a row of the same
+    /// run that comes earlier; the `.interp` rows' embedding rows).
+    pub floor_row: Option<String>,
     /// Its goal.
     pub goal: Goal,
     /// Bytes moved, for rows that move data (throughput = bytes / time).
@@ -165,6 +171,7 @@ impl Row {
             floor_definition: floor_definition.into(),
             mpx: Box::new(mpx),
             floor: Box::new(floor),
+            floor_row: None,
             goal,
             bytes: None,
         }
@@ -178,11 +185,12 @@ impl Row {
 
 /// Every row, in the order they run: the python kernel's latency, allreduce and data rows on
 /// one shared cluster, the rhai latency rows on another, then start/stop cycles of each kernel.
+/// The `.interp` rows follow their group (see [`crate::interp`] for why).
 pub fn rows() -> Vec<Row> {
-    let mut rows = Vec::from(latency_rows(Kernel::Python));
+    let mut rows = with_interp(|| latency_rows(Kernel::Python).into());
     rows.extend(allreduce_rows(Kernel::Python));
     for bytes in MOVE_SIZES {
-        rows.extend(move_rows(bytes));
+        rows.extend(with_interp(|| move_rows(bytes).into()));
     }
     rows.push(
         Row::new(
@@ -212,7 +220,7 @@ pub fn rows() -> Vec<Row> {
     rows.extend(latency_rows(Kernel::Rhai));
     rows.extend(task_rows());
     rows.extend(recovery_rows());
-    rows.extend(Kernel::ALL.map(start_row));
+    rows.extend(with_interp(|| Kernel::ALL.map(start_row).into()));
     rows.extend(Kernel::ALL.map(stop_row));
     rows
 }
