@@ -1,10 +1,10 @@
-//! [`Client`]: one TCP connection to a controller (its session opened by the handshake), with a
+//! [`Client`]: one connection to a controller (its session opened by the handshake, see
+//! `connect.rs`), with a
 //! reader thread (`reader.rs`) that files each reply under its request; [`View`]: a set of
 //! target engines.
 
 use std::{
     collections::HashMap,
-    net::{TcpStream, ToSocketAddrs},
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -18,7 +18,7 @@ use mpx_messages::connection as files;
 use mpx_messages::{
     codec::{blocking, Sealer},
     Binding, Chunk, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, EngineState,
-    Frame, Key, Payload, Request, Session, SubmitRequest, Targets,
+    Frame, Payload, Request, SubmitRequest, Targets,
 };
 
 use crate::{
@@ -29,7 +29,7 @@ use crate::{
 };
 
 /// How long `connect` waits for the controller's first answer.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the connection ended, kept to build the error for every later call.
 #[derive(Debug, Clone)]
@@ -98,29 +98,33 @@ impl Shared {
 /// The writing half of the connection: the socket and the session's sealer (which numbers the
 /// frames, so one frame is written at a time).
 #[derive(Debug)]
-struct Writer {
-    stream: Socket,
-    sealer: Sealer,
+pub(crate) struct Writer {
+    pub(crate) stream: Socket,
+    pub(crate) sealer: Sealer,
 }
 
 impl Writer {
     fn write(&mut self, frame: &Frame<ClientToController>) -> Result<(), CodecError> {
-        blocking::write_frame(&mut self.stream, &mut self.sealer, frame)
+        match &mut self.stream {
+            Socket::Unix(sock) => blocking::write_frame_unix(sock, &mut self.sealer, frame),
+            tcp if frame.fds.is_empty() => blocking::write_frame(tcp, &mut self.sealer, frame),
+            _ => Err(CodecError::Malformed("descriptors cannot pass over TCP".into())),
+        }
     }
 }
 
 /// A connection to a cluster's controller.
 #[derive(Debug)]
 pub struct Client {
-    writer: Mutex<Writer>,
+    pub(crate) writer: Mutex<Writer>,
     pub(crate) shared: Arc<Shared>,
-    next_req: AtomicU64,
-    cluster_id: String,
-    connection_file: PathBuf,
+    pub(crate) next_req: AtomicU64,
+    pub(crate) cluster_id: String,
+    pub(crate) connection_file: PathBuf,
     /// Arrays larger than this stream in chunks of this size (bytes).
-    chunk: AtomicU64,
+    pub(crate) chunk: AtomicU64,
     /// Connected through the controller's Unix socket (same host).
-    local: bool,
+    pub(crate) local: bool,
 }
 
 /// Finds the connection file for `target`: a path to a file, or a cluster id under `$MPX_HOME`
@@ -160,98 +164,6 @@ pub fn find_connection_file(target: &str) -> Result<PathBuf, ClientError> {
 }
 
 impl Client {
-    /// Connects to a cluster by connection-file path or cluster id ("" = the only one running).
-    ///
-    /// # Errors
-    /// The file is missing or unsafe, the controller is unreachable, or it rejects our key.
-    pub fn connect(target: &str) -> Result<Client, ClientError> {
-        let path = find_connection_file(target)?;
-        let info = files::read_connection_file(&path).map_err(|e| ClientError::NotFound(e.to_string()))?;
-        let key = Key::from_hex(&info.key)?;
-        match info.local_socket() {
-            Some(socket) => Self::connect_local(socket, key, &info.cluster_id, path),
-            None => Self::connect_with(&info.address, key, &info.cluster_id, path),
-        }
-    }
-
-    /// Connects to a controller on this host through its Unix socket at `socket` with `key`.
-    ///
-    /// # Errors
-    /// As [`connect`](Self::connect).
-    pub fn connect_local(
-        socket: &Path,
-        key: Key,
-        cluster_id: &str,
-        connection_file: PathBuf,
-    ) -> Result<Client, ClientError> {
-        let address = socket.display().to_string();
-        let stream = std::os::unix::net::UnixStream::connect(socket)
-            .map_err(|cause| ClientError::Connect { address: address.clone(), cause })?;
-        tracing::debug!(socket = %address, "connecting through the controller's Unix socket");
-        Self::open(Socket::Unix(stream), &address, key, cluster_id, connection_file)
-    }
-
-    /// Connects to a controller at `address` with `key`.
-    ///
-    /// # Errors
-    /// As [`connect`](Self::connect).
-    pub fn connect_with(
-        address: &str,
-        key: Key,
-        cluster_id: &str,
-        connection_file: PathBuf,
-    ) -> Result<Client, ClientError> {
-        let connect_error = |cause| ClientError::Connect { address: address.to_string(), cause };
-        let socket = address
-            .to_socket_addrs()
-            .map_err(connect_error)?
-            .next()
-            .ok_or_else(|| connect_error(std::io::Error::other("the address resolves to nothing")))?;
-        let stream = TcpStream::connect_timeout(&socket, CONNECT_TIMEOUT).map_err(connect_error)?;
-        let _ = stream.set_nodelay(true);
-        Self::open(Socket::Tcp(stream), address, key, cluster_id, connection_file)
-    }
-
-    /// The handshake on a new connection, then the reader thread and the first exchange.
-    fn open(
-        mut stream: Socket,
-        address: &str,
-        key: Key,
-        cluster_id: &str,
-        connection_file: PathBuf,
-    ) -> Result<Client, ClientError> {
-        let connect_error = |cause| ClientError::Connect { address: address.to_string(), cause };
-        // The handshake: both sides prove they hold the key, and the session is bound to fresh
-        // nonces (a wrong key is found here, clearly).
-        stream.set_read_timeout(Some(CONNECT_TIMEOUT)).map_err(connect_error)?;
-        let Session { sealer, opener } = blocking::connect(&mut stream, &key).map_err(|e| match e {
-            CodecError::Unproven | CodecError::Rejected | CodecError::BadProof => ClientError::Rejected,
-            CodecError::Io(source) => connect_error(source),
-            other => ClientError::Codec(other),
-        })?;
-        stream.set_read_timeout(None).map_err(connect_error)?;
-        let reader = stream.try_clone().map_err(connect_error)?;
-        let shared = Arc::new(Shared { state: Mutex::new(State::default()), cond: Condvar::new() });
-        let shared2 = shared.clone();
-        std::thread::Builder::new()
-            .name("mpx-client-reader".into())
-            .spawn(move || crate::reader::read_loop(reader, opener, shared2))
-            .map_err(connect_error)?;
-        let local = stream.is_unix();
-        let client = Client {
-            local,
-            writer: Mutex::new(Writer { stream, sealer }),
-            shared,
-            next_req: AtomicU64::new(1),
-            cluster_id: cluster_id.to_string(),
-            connection_file,
-            chunk: AtomicU64::new(mpx_messages::array::chunk_bytes() as u64),
-        };
-        // The first exchange proves the key: a wrong one is rejected here, clearly.
-        client.info(CONNECT_TIMEOUT)?;
-        Ok(client)
-    }
-
     /// Whether this client is connected through the controller's Unix socket (it runs on the
     /// controller's host, and `MPX_SHM` is not `0`), rather than over TCP.
     pub fn is_local(&self) -> bool {
@@ -406,9 +318,22 @@ impl Client {
         source: Option<mpx_messages::DataSource>,
         internal: bool,
     ) -> Result<AsyncResult, ClientError> {
+        let (mut request, mut buffers) = (request, buffers);
+        let fds = self.same_host_path(&targets, &mut request, &mut buffers);
         let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
         self.shared.state.lock().expect("client state").requests.insert(req_id, RequestState::default());
         let submitted = mpx_messages::unix_time();
+        if !fds.is_empty() {
+            let request = ClientToController::SubmitRequest(SubmitRequest {
+                source,
+                internal,
+                req_id,
+                targets,
+                request,
+            });
+            self.send_frame(&Frame::new(request).with_fds(fds))?;
+            return Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted });
+        }
         // A push's or scatter's array larger than a chunk streams after the request.
         let chunk = self.chunk_bytes();
         let streamed = matches!(request, Request::Push { .. } | Request::Scatter { .. })

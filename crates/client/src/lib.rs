@@ -28,6 +28,7 @@
 pub mod balanced;
 pub mod client;
 pub mod collapse;
+mod connect;
 pub mod display;
 pub mod export;
 mod incoming;
@@ -38,6 +39,7 @@ pub mod replay;
 pub mod result;
 pub mod returned;
 mod session;
+mod shm;
 pub mod socket;
 pub mod view;
 

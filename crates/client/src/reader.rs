@@ -6,7 +6,11 @@ use std::{io::BufReader, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use mpx_messages::{
-    codec::{blocking, Opener},
+    codec::{
+        blocking,
+        fds::{FdInbox, FdReader},
+        Opener,
+    },
     CodecError, ControllerToClient, EngineOutput, MpxError, Outcome, RawArray, StreamName, DEFAULT_MAX_FRAME,
 };
 
@@ -18,22 +22,44 @@ use crate::{
     returned::decode_returned,
 };
 
-/// The reader thread: files every frame under its request and wakes the waiters.
-pub(crate) fn read_loop(stream: crate::socket::Socket, mut opener: Opener, shared: Arc<Shared>) {
-    let mut reader = BufReader::with_capacity(1 << 16, stream);
+/// The reader thread: files every frame under its request and wakes the waiters. On the Unix
+/// connection, descriptors passed with frames are collected as they are read.
+pub(crate) fn read_loop(stream: crate::socket::Socket, opener: Opener, shared: Arc<Shared>) {
+    match stream {
+        crate::socket::Socket::Unix(sock) => {
+            let inbox = FdInbox::default();
+            let reader = BufReader::with_capacity(1 << 16, FdReader::new(sock, inbox.clone()));
+            read_frames(reader, Some(inbox), opener, shared);
+        }
+        tcp => read_frames(BufReader::with_capacity(1 << 16, tcp), None, opener, shared),
+    }
+}
+
+fn read_frames(
+    mut reader: impl std::io::Read,
+    inbox: Option<FdInbox>,
+    mut opener: Opener,
+    shared: Arc<Shared>,
+) {
     let mut incoming = Incoming::default();
     let why = loop {
-        let frame =
-            match blocking::read_frame::<ControllerToClient>(&mut reader, &mut opener, DEFAULT_MAX_FRAME) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break Closed::Other("the controller closed the connection".into()),
-                Err(CodecError::Rejected) => break Closed::Rejected,
-                Err(e) => break Closed::Other(e.to_string()),
-            };
+        let read = blocking::read_frame_fds::<ControllerToClient>(
+            &mut reader,
+            &mut opener,
+            DEFAULT_MAX_FRAME,
+            inbox.as_ref(),
+        );
+        let mut frame = match read {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break Closed::Other("the controller closed the connection".into()),
+            Err(CodecError::Rejected) => break Closed::Rejected,
+            Err(e) => break Closed::Other(e.to_string()),
+        };
         // Decode array replies before taking the lock: other threads keep waiting meanwhile.
         // `read_frame` verified every payload MAC; a refused payload is the result's error.
         let binding = frame.buffers.first().and_then(|b| b.binding());
-        let (mut header, buffers, refused) = match frame.into_parts() {
+        let fds = std::mem::take(&mut frame.fds);
+        let (mut header, mut buffers, refused) = match frame.into_parts() {
             Ok((header, buffers)) => (header, buffers, None),
             Err((header, refused)) => (header, Vec::new(), Some(refused)),
         };
@@ -90,6 +116,7 @@ pub(crate) fn read_loop(stream: crate::socket::Socket, mut opener: Opener, share
                 (decode_streamed(&mut res.outcome, streamed.expect("checked")), None)
             }
             (ControllerToClient::EngineReply(res), None) => {
+                crate::shm::adopt_reply_memfd(&mut res.outcome, &fds, &mut buffers);
                 (decode_array(&mut res.outcome, &buffers), decode_returned(&mut res.outcome, &buffers))
             }
             (ControllerToClient::EngineReply(res), Some(refused)) => {

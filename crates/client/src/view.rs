@@ -102,7 +102,7 @@ impl<'a> View<'a> {
     /// # Errors
     /// A lost connection.
     pub fn pull(&self, name: &str) -> Result<AsyncResult, ClientError> {
-        self.client.submit(self.targets.clone(), Request::Pull { name: name.into() })
+        self.client.submit(self.targets.clone(), Request::Pull { name: name.into(), shm: false })
     }
 
     /// Splits `array` (any dtype) along axis 0 over the view's engines; one transfer to the

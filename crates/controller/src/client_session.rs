@@ -91,12 +91,18 @@ impl StreamHandler<Result<Frame<ClientToController>, CodecError>> for ClientSess
                     })
                     .wait(ctx);
             }
-            ClientToController::SubmitRequest(req) => {
+            ClientToController::SubmitRequest(mut req) => {
                 let req_id = req.req_id;
+                if !matches!(self.peer, Peer::Unix { .. }) {
+                    // Only a client on this host can map what engines here would send back.
+                    if let mpx_messages::Request::Pull { shm, .. } = &mut req.request {
+                        *shm = false;
+                    }
+                }
                 // `wait`: the route of a streamed array is known before its chunks are read.
                 // (The hub writes the SubmitReply ahead of any result, on the same queue.)
                 self.hub
-                    .send(Submit { client: self.client, req, buffers: frame.buffers })
+                    .send(Submit { client: self.client, req, buffers: frame.buffers, fds: frame.fds })
                     .into_actor(self)
                     .map(move |res, act, _| {
                         if let Ok(Some(up)) = res {

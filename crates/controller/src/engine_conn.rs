@@ -104,7 +104,12 @@ impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn
                 }
                 EngineToController::TaskReply(reply) => {
                     self.routes.remove(&reply.task_id);
-                    self.hub.do_send(Feed(Event::EngineReply { engine: id, reply, buffers: frame.buffers }))
+                    self.hub.do_send(Feed(Event::EngineReply {
+                        engine: id,
+                        reply,
+                        buffers: frame.buffers,
+                        fds: frame.fds,
+                    }))
                 }
                 EngineToController::Blocked(report) => {
                     self.hub.do_send(Feed(Event::EngineBlocked { engine: id, report }))

@@ -63,7 +63,10 @@ pub struct Downstream {
 /// chunks after the request. `None` for every other request.
 pub fn streamed_total(request: &Request, buffers: &[Payload]) -> Option<u64> {
     match request {
-        Request::Push { array, .. } | Request::Scatter { array, .. } if buffers.is_empty() => {
+        // (An array in a memfd does not stream: its bytes never pass through sockets.)
+        Request::Push { array, .. } | Request::Scatter { array, .. }
+            if buffers.is_empty() && array.fd.is_none() =>
+        {
             byte_len(array.dtype, &array.shape).map(|n| n as u64)
         }
         _ => None,

@@ -85,12 +85,12 @@ impl Hub {
     }
 
     fn feed(&mut self, event: Event, ctx: &mut Context<Self>) -> Answers {
-        if let Event::EngineReply { engine, reply, buffers } = event {
+        if let Event::EngineReply { engine, reply, buffers, fds } = event {
             if is_balanced(reply.task_id) {
                 self.balanced.reply(engine, reply, buffers);
                 return Answers::default();
             }
-            return self.feed_core(Event::EngineReply { engine, reply, buffers }, ctx);
+            return self.feed_core(Event::EngineReply { engine, reply, buffers, fds }, ctx);
         }
         self.feed_core(event, ctx)
     }
@@ -237,6 +237,8 @@ pub struct Register {
     pub link: Link<ControllerToEngine>,
     /// Its actor.
     pub close: Recipient<CloseConn>,
+    /// It connected through the Unix socket (same host).
+    pub local: bool,
 }
 
 /// Handler for `Register`: answers with the engine id and set, or the refusal.
@@ -245,7 +247,7 @@ impl Handler<Register> for Hub {
 
     fn handle(&mut self, msg: Register, ctx: &mut Context<Self>) -> Self::Result {
         self.joining.insert(msg.conn, EngineHandle { link: msg.link, close: msg.close });
-        let answers = self.feed(Event::Register { conn: msg.conn, req: msg.req }, ctx);
+        let answers = self.feed(Event::Register { conn: msg.conn, req: msg.req, local: msg.local }, ctx);
         MessageResult(answers.registered.expect("a registration is always answered"))
     }
 }
@@ -340,6 +342,8 @@ pub struct Submit {
     pub req: SubmitRequest,
     /// Its buffers with their MACs, forwarded without copying or hashing.
     pub buffers: Vec<Payload>,
+    /// The descriptors passed with it.
+    pub fds: mpx_messages::Fds,
 }
 
 /// Handler for `Submit`.
@@ -347,7 +351,8 @@ impl Handler<Submit> for Hub {
     type Result = Option<Upstream>;
 
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) -> Self::Result {
-        self.feed(Event::Submit { client: msg.client, req: msg.req, buffers: msg.buffers }, ctx).upstream
+        let Submit { client, req, buffers, fds } = msg;
+        self.feed(Event::Submit { client, req, buffers, fds }, ctx).upstream
     }
 }
 

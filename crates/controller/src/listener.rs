@@ -14,7 +14,12 @@ use std::{
 use actix::prelude::*;
 use futures::StreamExt;
 use mpx_messages::{
-    codec::{self, NonceHistory},
+    codec::{
+        self,
+        fd_stream::{split_with_fds, FdReadHalf, FdWriteHalf},
+        fds::{FdInbox, FdOutbox},
+        NonceHistory,
+    },
     ClientToController, CodecError, ControllerToClient, ControllerToEngine, EngineToController, Frame,
     FrameCodec, Key, Session, Verify,
 };
@@ -59,29 +64,32 @@ pub struct ListenerConfig {
     pub heartbeat: Duration,
 }
 
-/// A connected socket that splits into owned halves (TCP or Unix).
+/// A connected socket that splits into owned halves (TCP, or Unix passing descriptors).
 pub trait Connection: AsyncRead + AsyncWrite + Unpin + 'static {
     /// The read half.
     type Read: AsyncRead + Unpin + 'static;
     /// The write half.
     type Write: AsyncWrite + Unpin + 'static;
-    /// Splits the socket.
-    fn halves(self) -> (Self::Read, Self::Write);
+    /// Splits the socket; a Unix one also gives where received descriptors wait for their
+    /// frames and where a frame's descriptors go out.
+    fn halves(self) -> (Self::Read, Self::Write, Option<(FdInbox, FdOutbox)>);
 }
 
 impl Connection for TcpStream {
     type Read = tokio::net::tcp::OwnedReadHalf;
     type Write = tokio::net::tcp::OwnedWriteHalf;
-    fn halves(self) -> (Self::Read, Self::Write) {
-        self.into_split()
+    fn halves(self) -> (Self::Read, Self::Write, Option<(FdInbox, FdOutbox)>) {
+        let (read, write) = self.into_split();
+        (read, write, None)
     }
 }
 
 impl Connection for UnixStream {
-    type Read = tokio::net::unix::OwnedReadHalf;
-    type Write = tokio::net::unix::OwnedWriteHalf;
-    fn halves(self) -> (Self::Read, Self::Write) {
-        self.into_split()
+    type Read = FdReadHalf;
+    type Write = FdWriteHalf;
+    fn halves(self) -> (Self::Read, Self::Write, Option<(FdInbox, FdOutbox)>) {
+        let (read, write, inbox, outbox) = split_with_fds(self);
+        (read, write, Some((inbox, outbox)))
     }
 }
 
@@ -176,12 +184,16 @@ async fn handshake<S: Connection>(
             return;
         }
     };
-    let (read, mut write) = stream.halves();
+    let (read, mut write, fds) = stream.halves();
+    let (inbox, outbox) = fds.unzip();
     // Forwarding codec: payloads keep their MACs for the engines and clients they go to. The
     // handshake has proved the peer, so its first frame may be as large as any (a registration
     // carries its whole world); until one is verified, memory grows only with the bytes that
     // arrive (`UNVERIFIED_RESERVE`).
-    let codec: FrameCodec<First, ()> = FrameCodec::reading(opener, config.max_frame, Verify::HeaderOnly);
+    let mut codec: FrameCodec<First, ()> = FrameCodec::reading(opener, config.max_frame, Verify::HeaderOnly);
+    if let Some(inbox) = inbox {
+        codec = codec.with_fds(inbox);
+    }
     let mut framed = FramedRead::new(read, codec);
     let first = match tokio::time::timeout_at(deadline, framed.next()).await {
         Ok(Some(Ok(frame))) => frame,
@@ -209,9 +221,10 @@ async fn handshake<S: Connection>(
             let conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
             let hub2 = hub.clone();
             EngineConn::create(move |ctx| {
-                let writer = FrameWriter::start(write, sealer, config.max_frame, ctx);
+                let writer = FrameWriter::start(write, outbox, sealer, config.max_frame, ctx);
                 let link = writer.link().expect("a new writer is open");
-                let register = Register { conn, req, link, close: ctx.address().recipient() };
+                let local = matches!(peer, Peer::Unix { .. });
+                let register = Register { conn, req, link, close: ctx.address().recipient(), local };
                 ctx.wait(actix::fut::wrap_future::<_, EngineConn>(hub2.send(register)).map(
                     move |res, act, ctx| {
                         let refused = match res {
@@ -258,11 +271,11 @@ async fn handshake<S: Connection>(
         }
         First::Client(msg) => {
             let reader = framed.map_decoder(FrameCodec::retype::<ClientToController, ControllerToClient>);
-            let first = Frame::with_payloads(msg, first.buffers);
+            let first = Frame::with_payloads(msg, first.buffers).with_fds(first.fds);
             let stream = futures::stream::once(async move { Ok(first) }).chain(reader);
             let client = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
             ClientSession::create(move |ctx| {
-                let writer = FrameWriter::start(write, sealer, config.max_frame, ctx);
+                let writer = FrameWriter::start(write, outbox, sealer, config.max_frame, ctx);
                 let link = writer.link().expect("a new writer is open");
                 hub.do_send(ClientJoined { client, link });
                 ctx.add_stream(stream);

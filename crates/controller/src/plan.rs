@@ -2,7 +2,7 @@
 //! gets, with which buffers. Collective kinds send the array bytes once, to the root (the
 //! lowest target), and the engines move them among themselves with MPI.
 
-use mpx_messages::{ArrayMeta, EngineId, MpxError, Payload, Rank, Request, Task};
+use mpx_messages::{ArrayMeta, EngineId, Fds, MpxError, Payload, Rank, Request, Task};
 
 /// One engine's share of a task.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +13,8 @@ pub struct Assignment {
     pub task: Task,
     /// The buffers its frame carries, with their original MACs.
     pub buffers: Vec<Payload>,
+    /// The descriptors its frame passes (a pushed array's memfd, same host only).
+    pub fds: Fds,
 }
 
 /// Where an engine is: its id, engine set (MPI world) and rank in that world.
@@ -24,6 +26,8 @@ pub struct Place {
     pub set: u32,
     /// Rank in the set's world.
     pub rank: Rank,
+    /// Connected through the controller's Unix socket (on the controller's host).
+    pub local: bool,
 }
 
 /// Rows of an axis-0 split of `rows` over `n` engines: as even as possible, the first engines
@@ -39,7 +43,23 @@ pub fn split_rows(rows: usize, n: usize) -> Vec<usize> {
 /// # Errors
 /// [`MpxError::Refused`] when the request does not fit (missing buffer, 0-d scatter, targets
 /// in several engine sets, ...).
-pub fn plan(request: Request, places: &[Place], buffers: Vec<Payload>) -> Result<Vec<Assignment>, MpxError> {
+///
+/// An array pushed in a memfd (`array.fd`, from a client on the controller's host) goes to
+/// every target, each binding it alone (no MPI): every target must be on this host too.
+pub fn plan(
+    request: Request,
+    places: &[Place],
+    buffers: Vec<Payload>,
+    fds: Fds,
+) -> Result<Vec<Assignment>, MpxError> {
+    if let Request::Push { name, array } = &request {
+        if let Some(fd) = array.fd {
+            return plan_shared_push(name, array, fd, places, &fds);
+        }
+    }
+    if !fds.is_empty() {
+        return Err(MpxError::refused("descriptors passed with a request that takes none"));
+    }
     let engines: Vec<EngineId> = places.iter().map(|p| p.engine).collect();
     let engines = &engines[..];
     if request.is_collective() && places.iter().any(|p| p.set != places[0].set) && engines.len() > 1 {
@@ -68,13 +88,19 @@ pub fn plan(request: Request, places: &[Place], buffers: Vec<Payload>) -> Result
                 engine,
                 task: task.clone(),
                 buffers: if i == 0 { buffers.clone() } else { Vec::new() },
+                fds: Fds::default(),
             })
             .collect()
     };
     let each = |task: Task, buffers: Vec<Payload>| -> Vec<Assignment> {
         engines
             .iter()
-            .map(|&engine| Assignment { engine, task: task.clone(), buffers: buffers.clone() })
+            .map(|&engine| Assignment {
+                engine,
+                task: task.clone(),
+                buffers: buffers.clone(),
+                fds: Fds::default(),
+            })
             .collect()
     };
     match request {
@@ -93,9 +119,49 @@ pub fn plan(request: Request, places: &[Place], buffers: Vec<Payload>) -> Result
         Request::Gather { name } => Ok(root_only(Task::Gather { name, group }, Vec::new())),
         Request::Execute { code } => Ok(each(Task::Execute { code }, buffers)),
         Request::Run { code, filename } => Ok(each(Task::Run { code, filename }, buffers)),
-        Request::Pull { name } => Ok(each(Task::Pull { name }, buffers)),
+        // Engines on this host answer a pull of a client on this host with a memfd.
+        Request::Pull { name, shm } => Ok(places
+            .iter()
+            .map(|p| Assignment {
+                engine: p.engine,
+                task: Task::Pull { name: name.clone(), shm: shm && p.local },
+                buffers: buffers.clone(),
+                fds: Fds::default(),
+            })
+            .collect()),
         Request::Apply { function, args } => Ok(each(Task::Apply { function, args }, buffers)),
     }
+}
+
+/// A push whose array is in the request's memfd `fd`: each target gets the memfd and binds the
+/// array alone (its group is itself).
+fn plan_shared_push(
+    name: &str,
+    array: &ArrayMeta,
+    fd: usize,
+    places: &[Place],
+    fds: &Fds,
+) -> Result<Vec<Assignment>, MpxError> {
+    byte_len(array)?;
+    let memfd = fds.0.get(fd).cloned().ok_or_else(|| {
+        MpxError::refused(format!("the array is in descriptor {fd}, and {} came with the request", fds.len()))
+    })?;
+    if let Some(p) = places.iter().find(|p| !p.local) {
+        return Err(MpxError::refused(format!(
+            "engine {} is not on the controller's host: an array in a memfd reaches only engines there",
+            p.engine
+        )));
+    }
+    let array = ArrayMeta { fd: Some(0), ..array.clone() };
+    Ok(places
+        .iter()
+        .map(|p| Assignment {
+            engine: p.engine,
+            task: Task::Push { name: name.to_string(), array: array.clone(), group: vec![p.rank] },
+            buffers: Vec::new(),
+            fds: Fds(vec![memfd.clone()]),
+        })
+        .collect())
 }
 
 fn byte_len(array: &ArrayMeta) -> Result<usize, MpxError> {
@@ -111,7 +177,7 @@ mod tests {
     use super::*;
 
     fn at(ids: &[u32]) -> Vec<Place> {
-        ids.iter().map(|&id| Place { engine: EngineId(id), set: 0, rank: Rank(id) }).collect()
+        ids.iter().map(|&id| Place { engine: EngineId(id), set: 0, rank: Rank(id), local: false }).collect()
     }
 
     fn ranks(ids: &[u32]) -> Vec<Rank> {
@@ -119,7 +185,7 @@ mod tests {
     }
 
     fn meta(shape: &[usize]) -> ArrayMeta {
-        ArrayMeta { dtype: Dtype::F64, shape: shape.to_vec(), buffer: 0 }
+        ArrayMeta { dtype: Dtype::F64, shape: shape.to_vec(), buffer: 0, fd: None }
     }
 
     #[test]
@@ -134,7 +200,7 @@ mod tests {
     fn push_sends_the_bytes_once_to_the_root() {
         let bytes = Bytes::from(vec![0u8; 80]);
         let request = Request::Push { name: "a".into(), array: meta(&[10]) };
-        let p = plan(request, &at(&[1, 2, 3]), vec![Payload::new(bytes)]).unwrap();
+        let p = plan(request, &at(&[1, 2, 3]), vec![Payload::new(bytes)], Fds::default()).unwrap();
         assert_eq!(p.iter().map(|a| a.buffers.len()).collect::<Vec<_>>(), vec![1, 0, 0]);
         assert!(p.iter().all(|a| matches!(&a.task, Task::Push { group, .. } if group == &ranks(&[1, 2, 3]))));
     }
@@ -142,10 +208,16 @@ mod tests {
     #[test]
     fn scatter_plans_rows_and_refuses_0d() {
         let request = Request::Scatter { name: "a".into(), array: meta(&[10, 2]) };
-        let p = plan(request, &at(&[0, 1, 2, 3]), vec![Payload::new(Bytes::from(vec![0u8; 160]))]).unwrap();
+        let p = plan(
+            request,
+            &at(&[0, 1, 2, 3]),
+            vec![Payload::new(Bytes::from(vec![0u8; 160]))],
+            Fds::default(),
+        )
+        .unwrap();
         assert!(matches!(&p[0].task, Task::Scatter { rows, .. } if rows == &vec![3, 3, 2, 2]));
         let request = Request::Scatter { name: "a".into(), array: meta(&[]) };
-        assert!(plan(request, &at(&[0]), vec![Payload::new(Bytes::from(vec![0u8; 8]))])
+        assert!(plan(request, &at(&[0]), vec![Payload::new(Bytes::from(vec![0u8; 8]))], Fds::default())
             .unwrap_err()
             .to_string()
             .contains("0-d"));
@@ -155,11 +227,13 @@ mod tests {
     fn a_missing_or_short_buffer_is_refused() {
         let task = Request::Push { name: "a".into(), array: meta(&[10]) };
         // No buffers at all: a streamed array (its chunks follow the request).
-        assert!(plan(task.clone(), &at(&[0]), vec![]).is_ok());
+        assert!(plan(task.clone(), &at(&[0]), vec![], Fds::default()).is_ok());
         let two = vec![Payload::new(Bytes::from(vec![0u8; 80])); 2];
         let wrong = Request::Push { name: "a".into(), array: ArrayMeta { buffer: 2, ..meta(&[10]) } };
-        assert!(plan(wrong, &at(&[0]), two).is_err());
-        assert!(plan(task, &at(&[0]), vec![Payload::new(Bytes::from(vec![0u8; 79]))]).is_err());
+        assert!(plan(wrong, &at(&[0]), two, Fds::default()).is_err());
+        assert!(
+            plan(task, &at(&[0]), vec![Payload::new(Bytes::from(vec![0u8; 79]))], Fds::default()).is_err()
+        );
     }
 }
 
@@ -171,16 +245,20 @@ mod set_tests {
 
     #[test]
     fn collectives_stay_within_one_engine_set_and_use_its_ranks() {
-        let place = |engine, set, rank| Place { engine: EngineId(engine), set, rank: Rank(rank) };
+        let place =
+            |engine, set, rank| Place { engine: EngineId(engine), set, rank: Rank(rank), local: false };
         let places = [place(2, 1, 0), place(3, 1, 1)];
         let request = Request::Gather { name: "a".into() };
-        let p = plan(request.clone(), &places, vec![]).unwrap();
+        let p = plan(request.clone(), &places, vec![], Fds::default()).unwrap();
         assert!(matches!(&p[0].task, Task::Gather { group, .. } if group == &vec![Rank(0), Rank(1)]));
         let mixed = [place(1, 0, 1), place(2, 1, 0)];
-        assert!(plan(request, &mixed, vec![]).unwrap_err().to_string().contains("engine sets"));
+        assert!(plan(request, &mixed, vec![], Fds::default())
+            .unwrap_err()
+            .to_string()
+            .contains("engine sets"));
         // Cells may run across sets: each set has its own COMM_WORLD.
         let exec = Request::Execute { code: "1".into() };
-        assert_eq!(plan(exec, &mixed, vec![]).unwrap().len(), 2);
-        let _ = ArrayMeta { dtype: Dtype::F64, shape: vec![], buffer: 0 };
+        assert_eq!(plan(exec, &mixed, vec![], Fds::default()).unwrap().len(), 2);
+        let _ = ArrayMeta { dtype: Dtype::F64, shape: vec![], buffer: 0, fd: None };
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use actix::{fut::wrap_future, prelude::*};
 use mpx_messages::{
-    codec::{batch::BatchWriter, encode_head, rejection, Sealer},
+    codec::{batch::BatchWriter, encode_head, fds::FdOutbox, rejection, Sealer},
     CodecError, Frame, Outbound, Verify,
 };
 use serde::Serialize;
@@ -100,15 +100,22 @@ impl<H> Link<H> {
 
 impl<H: Serialize + 'static> FrameWriter<H> {
     /// Starts writing to `io` for the actor of `ctx`, signing and numbering headers with the
-    /// session's `sealer`; frames over `limit` bytes are refused.
-    pub fn start<A, W>(io: W, sealer: Sealer, limit: usize, ctx: &mut Context<A>) -> Self
+    /// session's `sealer`; frames over `limit` bytes are refused. On a Unix connection,
+    /// `outbox` passes the frames' descriptors.
+    pub fn start<A, W>(
+        io: W,
+        outbox: Option<FdOutbox>,
+        sealer: Sealer,
+        limit: usize,
+        ctx: &mut Context<A>,
+    ) -> Self
     where
         A: Actor<Context = Context<A>>,
         W: AsyncWrite + Unpin + 'static,
     {
         let (tx, rx) = unbounded_channel();
         let budget = Arc::new(Semaphore::new(QUEUE_BUDGET));
-        let handle = actix::spawn(run(io, sealer, limit, rx, budget.clone()));
+        let handle = actix::spawn(run(io, outbox, sealer, limit, rx, budget.clone()));
         let task = handle.abort_handle();
         ctx.spawn(wrap_future::<_, A>(handle).map(|res, _, ctx| {
             if let Ok(Err(e)) = res {
@@ -148,6 +155,7 @@ impl<H> Drop for FrameWriter<H> {
 
 async fn run<H: Serialize, W: AsyncWrite + Unpin>(
     io: W,
+    outbox: Option<FdOutbox>,
     mut sealer: Sealer,
     limit: usize,
     mut rx: UnboundedReceiver<Cmd<H>>,
@@ -163,13 +171,16 @@ async fn run<H: Serialize, W: AsyncWrite + Unpin>(
     let _close = CloseOnExit(budget);
     // Small frames queued together go out in one write (many task requests or results at
     // once cost one system call); a large payload is written from its own memory.
-    let mut out = BatchWriter::new(io);
+    let mut out = match outbox {
+        Some(outbox) => BatchWriter::with_outbox(io, outbox),
+        None => BatchWriter::new(io),
+    };
     let mut next = rx.recv().await;
     while let Some(cmd) = next.take() {
         match cmd {
             Cmd::Write(Outbound::Frame(frame), _permit) => {
                 let head = encode_head(&mut sealer, &frame, limit, Verify::HeaderOnly)?;
-                out.frame(&head, &frame.buffers).await?;
+                out.frame_with_fds(&head, &frame.buffers, &frame.fds).await?;
             }
             Cmd::Write(Outbound::AuthRejected, _) => out.raw(&rejection()),
             Cmd::Close => break,

@@ -13,7 +13,7 @@ use std::{
 
 use actix::prelude::*;
 use mpx_messages::{
-    Chunk, CodecError, ControllerToEngine, EngineState, EngineToController, Frame, Payload, RemoteError,
+    Chunk, CodecError, ControllerToEngine, EngineState, EngineToController, Fds, Frame, Payload, RemoteError,
     TaskReply,
 };
 use tracing::{error, info, warn};
@@ -72,10 +72,13 @@ pub enum Job {
     Task {
         /// Controller's task id.
         task_id: u64,
-        /// The work.
-        task: mpx_messages::Task,
+        /// The work (boxed: the job channel's items stay small).
+        task: Box<mpx_messages::Task>,
         /// The request's buffers (array bytes), authenticated.
         buffers: Vec<bytes::Bytes>,
+        /// The descriptors the request's frame carried (same-host path: sealed memfds, which
+        /// the MPI thread checks before mapping).
+        fds: Fds,
         /// Why the request's buffers were refused (a payload MAC did not match): the task then
         /// fails with this error, binding nothing (collectives still agree on the failure).
         refused: Option<Box<mpx_messages::RemoteError>>,
@@ -92,10 +95,10 @@ pub enum Job {
     Exit(Option<String>),
 }
 
-/// A finished task, from the MPI thread, with the reply's buffers.
+/// A finished task, from the MPI thread, with the reply's buffers and descriptors.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Done(pub TaskReply, pub Vec<bytes::Bytes>);
+pub struct Done(pub TaskReply, pub Vec<bytes::Bytes>, pub Fds);
 
 /// A chunk of a streamed reply, from the MPI thread, to write.
 #[derive(Message)]
@@ -294,7 +297,9 @@ impl Handler<Done> for Control {
         let rest = self.output.drain();
         self.send_output(rest);
         self.streams.remove(&msg.0.task_id);
-        self.writer.write(Frame::with_buffers(EngineToController::TaskReply(msg.0), msg.1));
+        // The reply's descriptors (a pulled memfd) go with its frame over the Unix socket.
+        let Done(reply, buffers, fds) = msg;
+        self.writer.write(Frame::with_buffers(EngineToController::TaskReply(reply), buffers).with_fds(fds));
     }
 }
 
@@ -390,11 +395,14 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                         format!("refused this request: {r}; nothing was bound"),
                     ))
                 });
-                // A push or scatter without buffers: its array streams in chunks after it.
-                let streamed =
-                    matches!(req.task, mpx_messages::Task::Push { .. } | mpx_messages::Task::Scatter { .. })
-                        && frame.buffers.is_empty()
-                        && refused.is_none();
+                // A push or scatter without buffers: its array streams in chunks after it
+                // (unless it is in one of the frame's descriptors: the same-host path).
+                let streamed = match &req.task {
+                    mpx_messages::Task::Push { array, .. } => array.fd.is_none(),
+                    mpx_messages::Task::Scatter { .. } => true,
+                    _ => false,
+                } && frame.buffers.is_empty()
+                    && refused.is_none();
                 let stream = streamed.then(|| {
                     let (tx, rx) = mpsc::channel();
                     self.streams.insert(req.task_id, StreamIn::new(tx));
@@ -402,8 +410,9 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                 });
                 let job = Job::Task {
                     task_id: req.task_id,
-                    task: req.task,
+                    task: Box::new(req.task),
                     buffers: frame.buffers.into_iter().map(mpx_messages::Payload::into_bytes).collect(),
+                    fds: frame.fds,
                     refused,
                     stream,
                     reply_to: ctx.address().recipient(),

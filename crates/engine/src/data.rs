@@ -39,7 +39,7 @@ fn err(ename: &str, evalue: impl Into<String>) -> RemoteError {
 
 /// The wire description of an array whose bytes go in buffer `buffer`.
 pub fn meta_of(a: &dyn HostArray, buffer: usize) -> ArrayMeta {
-    ArrayMeta { dtype: a.dtype(), shape: a.shape().to_vec(), buffer }
+    ArrayMeta { dtype: a.dtype(), shape: a.shape().to_vec(), buffer, fd: None }
 }
 
 /// Communicators per set of engines, created on first use.
@@ -396,6 +396,6 @@ pub fn gather(
             None => comm.process_at_rank(0).gather_varcount_into(send),
         }
     }
-    let meta = ArrayMeta { dtype, shape, buffer: 0 };
+    let meta = ArrayMeta { dtype, shape, buffer: 0, fd: None };
     Ok(root.then_some((meta, None)))
 }

@@ -27,10 +27,12 @@
 //! - [`kernel`]: the `Kernel` interface and its two kernels, Python and rhai.
 //! - [`log`]: the engine's own log file.
 //! - [`registry`]: native Rust functions for cells of both kernels.
+//! - [`shm`]: the same-host path: arrays in sealed memfds instead of frame buffers.
 //! - [`output`]: what running cells write, on its way to the controller while they run.
 //! - [`mpi_comm`]: `Collectives` over MPI for the cells.
 //! - [`state`]: what the engine is doing, for `mpx where`.
 //! - [`stream`]: arrays streamed in chunks (push/scatter in, pull/gather out).
+//! - [`task`]: one task on the MPI thread, with the bytes and descriptors it takes and gives.
 //! - [`threads`]: BLAS/OpenMP thread counts that share the host among its engines.
 //! - [`writer`]: the control thread's frames to the controller.
 //! - [`worker`]: the MPI thread's job loop.
@@ -45,8 +47,10 @@ pub mod log;
 pub mod mpi_comm;
 pub mod output;
 pub mod registry;
+pub mod shm;
 pub mod state;
 pub mod stream;
+pub mod task;
 pub mod threads;
 pub mod worker;
 pub mod writer;

@@ -7,13 +7,15 @@ use std::{
 };
 
 use actix::prelude::*;
-use bytes::Bytes;
 use mpi::{collective::SystemOperation, traits::*};
 use mpx_cells::Collectives;
+use mpx_messages::codec::{
+    fd_stream::split_with_fds,
+    fds::{FdInbox, FdOutbox},
+};
 use mpx_messages::{
-    codec, ConnectionInfo, ControllerToEngine, EngineId, EngineToController, Frame, FrameCodec, Key,
-    MpxError, Outcome, Rank, RankInfo, RegisterRequest, RemoteError, Session, StreamName, Task, TaskReply,
-    Verify, DEFAULT_MAX_FRAME,
+    codec, ConnectionInfo, ControllerToEngine, EngineId, EngineToController, Frame, FrameCodec, Key, Rank,
+    RankInfo, RegisterRequest, Session, StreamName, TaskReply, Verify, DEFAULT_MAX_FRAME,
 };
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -22,14 +24,13 @@ use tracing::{error, info};
 
 use crate::{
     control::{Control, Done, Job},
-    data::{self, Groups},
-    kernel::{
-        call_args, python::PythonKernel, returned, rhai::RhaiKernel, CellOutput, Interrupt, Kernel, Probe,
-    },
+    data::Groups,
+    kernel::{python::PythonKernel, rhai::RhaiKernel, Interrupt, Kernel, Probe},
     mpi_comm::MpiComm,
     output::OutputBuffer,
     state::Board,
-    stream::{ChunkIn, Sink, Source},
+    stream::Sink,
+    task::{run_task, TaskDone, TaskIo},
     writer::Writer,
     Registry,
 };
@@ -240,24 +241,26 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     for job in jobs {
         match job {
             Job::Registered(..) => {}
-            Job::Task { task_id, task, buffers, refused, stream, reply_to, chunks_to } => {
+            Job::Task { task_id, task, buffers, fds, refused, stream, reply_to, chunks_to } => {
                 board.running(kernel.execution_count() + 1, task_id);
                 output.begin(task_id);
                 let refused = refused.map(|why| *why);
                 let io = TaskIo {
                     buffers,
+                    fds,
                     refused,
                     stream,
                     sink: Sink::new(task_id, chunks_to, payload_key.clone()),
                 };
-                let (mut outcome, buffers) = run_task(kernel.as_mut(), &mut groups, id, task, io);
+                let TaskDone { mut outcome, buffers, fds } =
+                    run_task(kernel.as_mut(), &mut groups, id, *task, io);
                 // Output the kernel kept until the end (rhai) is streamed like the rest: the
                 // reply never carries it, so it cannot grow past a frame.
                 output.write(StreamName::Stdout, &std::mem::take(&mut outcome.stdout));
                 output.write(StreamName::Stderr, &std::mem::take(&mut outcome.stderr));
                 output.end();
                 board.idle();
-                reply_to.do_send(Done(TaskReply { task_id, outcome }, buffers));
+                reply_to.do_send(Done(TaskReply { task_id, outcome }, buffers, fds));
             }
             Job::Exit(why) => {
                 output.close();
@@ -273,104 +276,6 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     let _ = control_thread.join();
     drop(universe);
     result
-}
-
-/// What a task's bytes come in and go out by.
-struct TaskIo {
-    /// The request's buffers.
-    buffers: Vec<Bytes>,
-    /// Why the request's payload was refused (it failed authentication).
-    refused: Option<RemoteError>,
-    /// The chunks of the request's array, when it streams.
-    stream: Option<std::sync::mpsc::Receiver<ChunkIn>>,
-    /// Where the chunks of a streamed reply go.
-    sink: Sink,
-}
-
-impl TaskIo {
-    /// Where the root's bytes of the array in buffer `index` come from.
-    fn source(&mut self, index: usize) -> Source {
-        match self.stream.take() {
-            Some(rx) => Source::Stream(rx),
-            None => Source::Inline(self.buffers.get(index).cloned()),
-        }
-    }
-}
-
-/// Runs one task, or refuses it with `io.refused` (its payload failed authentication); returns
-/// its outcome and the reply's buffers.
-fn run_task(
-    kernel: &mut dyn Kernel,
-    groups: &mut Groups,
-    engine: EngineId,
-    task: Task,
-    mut io: TaskIo,
-) -> (Outcome, Vec<Bytes>) {
-    let started = mpx_messages::unix_time();
-    let mut out = Outcome { started, ..Default::default() };
-    let mut reply = Vec::new();
-    let take_cell = |out: &mut Outcome, cell: CellOutput| {
-        out.stdout = cell.stdout;
-        out.stderr = cell.stderr;
-        out.value = cell.value;
-        out.error = cell.error.map(MpxError::Cell);
-    };
-    let result: Result<(), RemoteError> = match task {
-        // The request's payload failed authentication: nothing is bound. A push or scatter still
-        // takes part in its collective, without the bytes, so that the other engines of the group
-        // fail too instead of waiting for this one.
-        task if io.refused.is_some() => {
-            if matches!(task, Task::Push { .. } | Task::Scatter { .. }) {
-                let bare = TaskIo { buffers: Vec::new(), refused: None, stream: None, sink: io.sink };
-                let _ = run_task(kernel, groups, engine, task, bare);
-            }
-            Err(io.refused.clone().expect("checked by the guard"))
-        }
-        Task::Execute { code } => {
-            take_cell(&mut out, kernel.execute(&code, None));
-            Ok(())
-        }
-        Task::Run { code, filename } => {
-            take_cell(&mut out, kernel.execute(&code, Some(&filename)));
-            Ok(())
-        }
-        Task::Apply { function, args } => call_args(kernel, args, &io.buffers).and_then(|args| {
-            let mut cell = kernel.call(&function, args);
-            let ret = cell.returned.take();
-            take_cell(&mut out, cell);
-            // Returned out of band: the payload and arrays become the reply's buffers.
-            let (wire, bytes) = ret.map(returned::lay_out).transpose()?.unzip();
-            out.returned = wire;
-            reply.extend(bytes.into_iter().flatten());
-            Ok(())
-        }),
-        Task::Push { name, array, group } => {
-            let mut source = io.source(array.buffer);
-            data::push(groups, kernel, &name, &array, &group, &mut source)
-        }
-        Task::Pull { name } => data::pull(kernel, engine, &name, &io.sink).map(|(meta, bytes)| {
-            out.array = Some(meta);
-            reply.extend(bytes);
-        }),
-        Task::Scatter { name, array, group, rows } => {
-            let mut source = io.source(array.buffer);
-            data::scatter(groups, kernel, &name, &array, &group, &rows, &mut source)
-        }
-        Task::Gather { name, group } => {
-            data::gather(groups, kernel, engine, &name, &group, &io.sink).map(|whole| {
-                if let Some((meta, bytes)) = whole {
-                    out.array = Some(meta);
-                    reply.extend(bytes);
-                }
-            })
-        }
-    };
-    if let Err(e) = result {
-        out.error = Some(MpxError::from_task(e));
-    }
-    out.execution_count = kernel.execution_count();
-    out.completed = mpx_messages::unix_time();
-    (out, reply)
 }
 
 /// What the control thread needs.
@@ -426,21 +331,47 @@ enum ReachError {
 /// How long the controller may take to answer the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The halves of a connection to the controller (TCP or Unix).
-type Halves = (Box<dyn AsyncRead + Unpin>, Box<dyn AsyncWrite + Unpin>, Session);
+/// The halves of a connection to the controller (TCP, or Unix passing descriptors: then with
+/// where received descriptors wait for their frames and where sent ones go).
+type Halves = (Box<dyn AsyncRead + Unpin>, Box<dyn AsyncWrite + Unpin>, Session, Option<(FdInbox, FdOutbox)>);
 
 /// The handshake on a new connection (both sides prove they hold the key; the session is bound
-/// to fresh nonces), then its halves.
-async fn open_session<S>(mut stream: S, key: &Key, address: String) -> Result<Halves, ReachError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
-{
-    let session = tokio::time::timeout(HANDSHAKE_TIMEOUT, codec::connect(&mut stream, key))
+/// to fresh nonces).
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    key: &Key,
+    address: String,
+) -> Result<Session, ReachError> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, codec::connect(stream, key))
         .await
         .map_err(|_| ReachError::Silent { address: address.clone() })?
-        .map_err(|e| ReachError::Session { address, cause: e.to_string() })?;
-    let (read, write) = tokio::io::split(stream);
-    Ok((Box::new(read), Box::new(write), session))
+        .map_err(|e| ReachError::Session { address, cause: e.to_string() })
+}
+
+/// Connects to the controller: through its Unix socket `unix` when given (same host), else
+/// over TCP to `address`.
+async fn open_connection(address: &str, unix: Option<PathBuf>, key: &Key) -> Result<Halves, ReachError> {
+    let refused =
+        |address: String| move |e: std::io::Error| ReachError::Connect { address, cause: e.to_string() };
+    match unix {
+        Some(path) => {
+            let address = path.display().to_string();
+            let mut stream =
+                tokio::net::UnixStream::connect(&path).await.map_err(refused(address.clone()))?;
+            info!(socket = %address, "connecting through the controller's Unix socket");
+            let session = handshake(&mut stream, key, address).await?;
+            let (read, write, inbox, outbox) = split_with_fds(stream);
+            Ok((Box::new(read), Box::new(write), session, Some((inbox, outbox))))
+        }
+        None => {
+            let mut stream =
+                tokio::net::TcpStream::connect(address).await.map_err(refused(address.to_string()))?;
+            let _ = stream.set_nodelay(true);
+            let session = handshake(&mut stream, key, address.to_string()).await?;
+            let (read, write) = stream.into_split();
+            Ok((Box::new(read), Box::new(write), session, None))
+        }
+    }
 }
 
 /// The control thread: connect, register, and run the `Control` actor until it stops.
@@ -449,30 +380,18 @@ fn control_main(start: ControlStart, register: RegisterRequest) {
     let system = System::new();
     let jobs2 = jobs.clone();
     let started = system.block_on(async move {
-        let (read, write, Session { sealer, opener }) = match unix {
-            Some(path) => {
-                let address = path.display().to_string();
-                let stream = tokio::net::UnixStream::connect(&path)
-                    .await
-                    .map_err(|e| ReachError::Connect { address: address.clone(), cause: e.to_string() })?;
-                info!(socket = %address, "connecting through the controller's Unix socket");
-                open_session(stream, &key, address).await?
-            }
-            None => {
-                let stream = tokio::net::TcpStream::connect(&address)
-                    .await
-                    .map_err(|e| ReachError::Connect { address: address.clone(), cause: e.to_string() })?;
-                let _ = stream.set_nodelay(true);
-                open_session(stream, &key, address).await?
-            }
-        };
+        let (read, write, Session { sealer, opener }, fds) = open_connection(&address, unix, &key).await?;
+        let (inbox, outbox) = fds.unzip();
         Control::create(move |ctx| {
-            let codec = FrameCodec::<ControllerToEngine, EngineToController>::reading(
+            let mut codec = FrameCodec::<ControllerToEngine, EngineToController>::reading(
                 opener,
                 DEFAULT_MAX_FRAME,
                 Verify::All,
             );
-            let (writer, written) = Writer::start(write, sealer);
+            if let Some(inbox) = inbox {
+                codec = codec.with_fds(inbox);
+            }
+            let (writer, written) = Writer::start(write, outbox, sealer);
             ctx.spawn(actix::fut::wrap_future::<_, Control>(written).map(|res, act, ctx| {
                 if let Ok(Err(e)) = res {
                     error!(error = %e, "writing to the controller failed; leaving");

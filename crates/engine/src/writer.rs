@@ -9,7 +9,7 @@ use std::sync::{
 };
 
 use mpx_messages::{
-    codec::{batch::BatchWriter, encode_head, Sealer, Verify},
+    codec::{batch::BatchWriter, encode_head, fds::FdOutbox, Sealer, Verify},
     CodecError, EngineToController, Frame,
 };
 use tokio::{
@@ -30,14 +30,20 @@ pub struct Writer {
 impl Writer {
     /// Starts the writing task on the current (actix) runtime, signing and numbering frames with
     /// the session's `sealer`; it ends with the first write error, or once the writer is dropped
-    /// and everything queued is written.
+    /// and everything queued is written. On a Unix connection, `outbox` passes the frames'
+    /// descriptors.
     pub fn start<W: AsyncWrite + Unpin + 'static>(
         io: W,
+        outbox: Option<FdOutbox>,
         sealer: Sealer,
     ) -> (Writer, JoinHandle<Result<(), CodecError>>) {
         let (tx, rx) = unbounded_channel();
         let backlog = Arc::new(AtomicUsize::new(0));
-        (Writer { tx, backlog: backlog.clone() }, actix::spawn(run(io, sealer, rx, backlog)))
+        let out = match outbox {
+            Some(outbox) => BatchWriter::with_outbox(io, outbox),
+            None => BatchWriter::new(io),
+        };
+        (Writer { tx, backlog: backlog.clone() }, actix::spawn(run(out, sealer, rx, backlog)))
     }
 
     /// Queues a frame.
@@ -61,18 +67,17 @@ impl Writer {
 }
 
 async fn run<W: AsyncWrite + Unpin>(
-    io: W,
+    mut out: BatchWriter<W>,
     mut sealer: Sealer,
     mut rx: UnboundedReceiver<Queued>,
     backlog: Arc<AtomicUsize>,
 ) -> Result<(), CodecError> {
     // Replies queued together (pipelined tasks ending one after the other) go out in one write;
     // a large payload is written from its own memory.
-    let mut out = BatchWriter::new(io);
     let mut next = rx.recv().await;
     while let Some((frame, bytes)) = next.take() {
         let head = encode_head(&mut sealer, &frame, u32::MAX as usize, Verify::All)?;
-        out.frame(&head, &frame.buffers).await?;
+        out.frame_with_fds(&head, &frame.buffers, &frame.fds).await?;
         // Written: its payloads go now, not when the next frame comes (a pulled array's memory
         // is lent until then, see `stream::lend`).
         drop(frame);

@@ -23,8 +23,10 @@
 //!
 //! # Frames
 //! Body layout (inside a 4-byte big-endian length prefix):
-//! `header MAC[32] | seq: u64 LE | header_len: u32 LE | header (JSON) | n_buffers: u32 LE |
-//! n × (len: u64 LE | origin: u64 LE | index: u64 LE | payload MAC[32]) | buffers`.
+//! `header MAC[32] | seq: u64 LE | header_len: u32 LE | header (JSON) | counts: u32 LE |
+//! n × (len: u64 LE | origin: u64 LE | index: u64 LE | payload MAC[32]) | buffers`, where
+//! `counts` holds the number of buffers `n` in its low 16 bits and the number of descriptors
+//! passed with the frame over a Unix connection in its high 16 bits ([`fds`]).
 //!
 //! The header MAC covers everything from `seq` through the buffer descriptors (not the buffers'
 //! bytes) under the session's key for that direction. A receiver checks it before interpreting
@@ -59,6 +61,9 @@ use thiserror::Error;
 #[cfg(feature = "tokio")]
 pub mod batch;
 pub mod blocking;
+#[cfg(feature = "tokio")]
+pub mod fd_stream;
+pub mod fds;
 pub mod handshake;
 mod layout;
 mod payload;
@@ -67,8 +72,8 @@ mod session;
 mod stream;
 
 pub use handshake::{ClientHandshake, NonceHistory, ServerHandshake};
-pub use layout::{decode_body, decode_body_with, encode_body, encode_head};
-pub use payload::{Binding, Frame, Payload, Refused};
+pub use layout::{decode_body, decode_body_fds, decode_body_with, encode_body, encode_head};
+pub use payload::{Binding, Fds, Frame, Payload, Refused};
 pub use session::{Nonces, Opener, Sealer, Session};
 #[cfg(feature = "tokio")]
 pub use stream::{accept, connect, FrameCodec, Outbound};

@@ -42,7 +42,7 @@ pub mod wire;
 pub mod work;
 
 pub use array::{ArrayError, RawArray};
-pub use codec::{Binding, CodecError, Frame, Key, Payload, Refused, Session, Verify, DEFAULT_MAX_FRAME};
+pub use codec::{Binding, CodecError, Fds, Frame, Key, Payload, Refused, Session, Verify, DEFAULT_MAX_FRAME};
 #[cfg(feature = "tokio")]
 pub use codec::{FrameCodec, Outbound};
 pub use connection::ConnectionInfo;

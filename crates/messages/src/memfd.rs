@@ -43,6 +43,15 @@ use nix::{
 };
 use thiserror::Error;
 
+/// Arrays smaller than this stay inline in their frames (a memfd costs a few system calls and
+/// a mapping on each side): `$MPX_SHM_MIN_BYTES`, default 64 KiB.
+pub fn min_bytes() -> usize {
+    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MIN.get_or_init(|| {
+        std::env::var("MPX_SHM_MIN_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(64 << 10)
+    })
+}
+
 /// The seals a receiver requires.
 fn required_seals() -> SealFlag {
     SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL
@@ -271,6 +280,11 @@ impl SealedMemfd {
     /// The descriptor (to send).
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+
+    /// The descriptor, shared (to pass with a frame: [`crate::Fds`]).
+    pub fn shared_fd(&self) -> Arc<OwnedFd> {
+        self.fd.clone()
     }
 
     /// The raw descriptor number (to send with `SCM_RIGHTS`).

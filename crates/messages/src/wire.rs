@@ -280,6 +280,10 @@ pub struct EngineInfo {
     pub set: u32,
     /// Its rank in that world.
     pub rank: Rank,
+    /// It is connected through the controller's Unix socket (it shares the controller's host:
+    /// arrays reach it as memfds from clients there too).
+    #[serde(default)]
+    pub local: bool,
 }
 
 impl EngineInfo {

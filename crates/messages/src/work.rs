@@ -16,6 +16,10 @@ pub struct ArrayMeta {
     pub shape: Vec<usize>,
     /// Index of the buffer holding the bytes.
     pub buffer: usize,
+    /// Index of the frame's descriptor holding the bytes instead, on the same-host path: a
+    /// sealed memfd of exactly the array's bytes (see [`crate::memfd`]); `buffer` is then unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd: Option<usize>,
 }
 
 /// What a call returned out of band (see [`Outcome::returned`](crate::Outcome::returned)): an
@@ -109,6 +113,9 @@ pub enum Request {
     Pull {
         /// Variable name.
         name: String,
+        /// The client is on the controller's host: engines there reply with a memfd.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shm: bool,
     },
     /// Split an array along axis 0 over the targets (as evenly as possible, the first ones
     /// getting one row more).
@@ -148,7 +155,7 @@ impl Request {
         match self {
             Request::Execute { code } => Ok(Task::Execute { code }),
             Request::Run { code, filename } => Ok(Task::Run { code, filename }),
-            Request::Pull { name } => Ok(Task::Pull { name }),
+            Request::Pull { name, shm } => Ok(Task::Pull { name, shm }),
             Request::Apply { function, args } => Ok(Task::Apply { function, args }),
             collective => Err(collective),
         }
@@ -189,6 +196,9 @@ pub enum Task {
     Pull {
         /// Variable.
         name: String,
+        /// Reply with the array in a sealed memfd (the engine and the client share a host).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shm: bool,
     },
     /// Split an array along axis 0 over the group (MPI Scatterv from the root).
     Scatter {

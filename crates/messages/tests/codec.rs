@@ -149,7 +149,7 @@ fn every_message_kind_round_trips_as_json() {
             task_id: 6,
             task: Task::Scatter {
                 name: "a".into(),
-                array: ArrayMeta { dtype: Dtype::Bool, shape: vec![4, 0, 2], buffer: 0 },
+                array: ArrayMeta { dtype: Dtype::Bool, shape: vec![4, 0, 2], buffer: 0, fd: None },
                 group: vec![Rank(0), Rank(2)],
                 rows: vec![2, 2],
             },

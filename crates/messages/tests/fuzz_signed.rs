@@ -55,7 +55,7 @@ proptest! {
                 !in_place || key().payload_mac(*binding, b)[..] != mac[..]
             });
             Some(match bad {
-                Some(index) => Frame { header, buffers: vec![], refused: Some(Refused { index }) },
+                Some(index) => Frame { header, buffers: vec![], refused: Some(Refused { index }), fds: Default::default() },
                 None => Frame::with_payloads(
                     header,
                     buffers.into_iter().map(|(b, _, _)| Payload::new(Bytes::copy_from_slice(b))).collect(),

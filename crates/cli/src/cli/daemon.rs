@@ -117,7 +117,12 @@ fn start_progress(cluster_id: &str, engines: usize, done: Arc<AtomicBool>) -> Op
         let mut progress = Progress::new("cluster start");
         let started = Instant::now();
         while !done.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(250));
+            // Woken at once when the start is over (see `daemonize`): a start is not rounded up
+            // to the next tick.
+            std::thread::park_timeout(Duration::from_millis(250));
+            if done.load(Ordering::SeqCst) {
+                break;
+            }
             if started.elapsed() < SHOW_AFTER {
                 continue;
             }
@@ -163,6 +168,7 @@ pub fn daemonize(cluster_id: &str, engines: usize) -> Result<i32> {
         let line = line.unwrap_or_default();
         done.store(true, Ordering::SeqCst);
         if let Some(watcher) = progress.take() {
+            watcher.thread().unpark();
             let _ = watcher.join();
         }
         if let Some(ready) = line.strip_prefix("ready: ") {

@@ -16,7 +16,7 @@
 //! A client's abort and the end of the launcher's job take the same teardown, without a dead
 //! engine.
 
-use mpx_messages::{ControllerToClient, EngineId, EngineReply, MpxError, Outcome, Rank};
+use mpx_messages::{ControllerToClient, EngineId, EngineReply, Fds, MpxError, Outcome, Rank};
 use tracing::{info, warn};
 
 use super::{
@@ -154,7 +154,7 @@ impl World {
             };
             let outcome = Outcome { error: Some(error), ..Default::default() };
             let result = EngineReply { req_id: p.req_id, engine_id: p.engine, outcome };
-            self.answer(&p, result, Vec::new());
+            self.answer(&p, result, Vec::new(), Fds::default());
         }
         let mut engines = Vec::new();
         let gone =

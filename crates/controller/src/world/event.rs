@@ -1,6 +1,6 @@
 //! What happens to the controller: the input of [`World::handle`](super::World::handle).
 
-use mpx_messages::{EngineId, EngineState, Payload, RegisterRequest, SubmitRequest, Targets, TaskReply};
+use mpx_messages::{EngineId, EngineState, Fds, Payload, RegisterRequest, SubmitRequest, Targets, TaskReply};
 
 use super::{ClientId, ConnId, Timer};
 
@@ -13,6 +13,8 @@ pub enum Event {
         conn: ConnId,
         /// What the engine said about itself.
         req: RegisterRequest,
+        /// It connected through the controller's Unix socket (it shares the controller's host).
+        local: bool,
     },
     /// An engine answered a task.
     EngineReply {
@@ -22,6 +24,8 @@ pub enum Event {
         reply: TaskReply,
         /// The answer's buffers with their MACs (forwarded untouched).
         buffers: Vec<Payload>,
+        /// The descriptors passed with it (a pulled array's memfd).
+        fds: Fds,
     },
     /// An engine answered a `where` poll.
     EngineStatus {
@@ -58,6 +62,9 @@ pub enum Event {
         req: SubmitRequest,
         /// Its buffers with their MACs (forwarded untouched).
         buffers: Vec<Payload>,
+        /// The descriptors passed with it (a pushed array's memfd; only from a client on the
+        /// Unix socket).
+        fds: Fds,
     },
     /// A client asks to interrupt the running cells of some engines.
     Interrupt {

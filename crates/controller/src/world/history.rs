@@ -58,7 +58,7 @@ pub fn item_of(request: &Request, source: Option<DataSource>) -> HistoryItem {
             shape: array.shape.clone(),
             source: source(),
         },
-        Request::Pull { name } => HistoryItem::Pull { name: name.clone() },
+        Request::Pull { name, .. } => HistoryItem::Pull { name: name.clone() },
         Request::Gather { name } => HistoryItem::Gather { name: name.clone() },
         Request::Apply { function, .. } => HistoryItem::Apply { function: function.clone() },
     }

@@ -191,7 +191,7 @@ pub struct World {
     /// The batch job's queue and time limit, if the cluster's world is a batch job.
     batch: Option<mpx_messages::BatchSettings>,
     /// Requests waiting for the restarting world.
-    deferred: Vec<(ClientId, mpx_messages::SubmitRequest, Vec<mpx_messages::Payload>)>,
+    deferred: Vec<(ClientId, mpx_messages::SubmitRequest, Vec<mpx_messages::Payload>, mpx_messages::Fds)>,
 }
 
 impl World {
@@ -236,7 +236,7 @@ impl World {
     /// Takes one event; returns what to do, in order.
     pub fn handle(&mut self, event: Event) -> Vec<Command> {
         match event {
-            Event::Register { conn, req } => self.register(conn, req),
+            Event::Register { conn, req, local } => self.register(conn, req, local),
             Event::EngineReady { engine } => {
                 self.ready.insert(engine);
                 self.restart_done_if_complete();
@@ -252,11 +252,13 @@ impl World {
                 };
                 self.reply(client, mpx_messages::ControllerToClient::HistoryReply(history));
             }
-            Event::EngineReply { engine, reply, buffers } => self.engine_reply(engine, reply, buffers),
+            Event::EngineReply { engine, reply, buffers, fds } => {
+                self.engine_reply(engine, reply, buffers, fds)
+            }
             Event::EngineStatus { engine, poll, state } => self.engine_status(engine, poll, state),
             Event::EngineGone { engine, conn, cause } => self.engine_gone(engine, conn, cause),
             Event::HeartbeatMissed { engine, conn, missed } => self.heartbeat_missed(engine, conn, missed),
-            Event::Submit { client, req, buffers } => self.submit(client, req, buffers),
+            Event::Submit { client, req, buffers, fds } => self.submit(client, req, buffers, fds),
             Event::EngineOutput { engine, output, now } => {
                 self.now = now;
                 self.engine_output(engine, output);

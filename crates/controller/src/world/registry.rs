@@ -49,8 +49,8 @@ pub enum RegisterRefused {
 
 impl World {
     /// Handles a registration: answers with the engine id and set, or a refusal.
-    pub(super) fn register(&mut self, conn: ConnId, req: RegisterRequest) {
-        let reply = match self.attach(conn, req) {
+    pub(super) fn register(&mut self, conn: ConnId, req: RegisterRequest, local: bool) {
+        let reply = match self.attach(conn, req, local) {
             Ok((engine, set)) => RegisterReply {
                 engine_id: Some(engine),
                 cluster_id: self.config.cluster_id.clone(),
@@ -72,7 +72,12 @@ impl World {
         self.emit(Command::Registered { conn, reply });
     }
 
-    fn attach(&mut self, conn: ConnId, req: RegisterRequest) -> Result<(EngineId, u32), RegisterRefused> {
+    fn attach(
+        &mut self,
+        conn: ConnId,
+        req: RegisterRequest,
+        local: bool,
+    ) -> Result<(EngineId, u32), RegisterRefused> {
         let set = match req.set {
             None if req.rank == Rank(0) && req.world.len() == req.size as usize => self.new_set(&req),
             None => return Err(RegisterRefused::NotAWorld),
@@ -104,6 +109,7 @@ impl World {
             bytes_sent: 0,
             set,
             rank: req.rank,
+            local,
         };
         self.engines.insert(id, Engine { info, conn: Some(conn) });
         Ok((id, set))

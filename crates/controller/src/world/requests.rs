@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use mpx_messages::{
-    ControllerToClient, ControllerToEngine, EngineId, EngineOutput, EngineReply, Frame, MpxError, Payload,
-    SubmitReply, SubmitRequest, Targets, TaskOutput, TaskReply, TaskRequest,
+    ControllerToClient, ControllerToEngine, EngineId, EngineOutput, EngineReply, Fds, Frame, MpxError,
+    Payload, SubmitReply, SubmitRequest, Targets, TaskOutput, TaskReply, TaskRequest,
 };
 use tracing::{info, warn};
 
@@ -18,7 +18,7 @@ use crate::{
 
 impl World {
     /// Plans a client's request: the acceptance (or refusal) first, then one task per engine.
-    pub(super) fn submit(&mut self, client: ClientId, req: SubmitRequest, buffers: Vec<Payload>) {
+    pub(super) fn submit(&mut self, client: ClientId, req: SubmitRequest, buffers: Vec<Payload>, fds: Fds) {
         let req_id = req.req_id;
         let streamed = streamed_total(&req.request, &buffers);
         let item = (!req.internal).then(|| super::history::item_of(&req.request, req.source.clone()));
@@ -30,7 +30,7 @@ impl World {
                 "the MPI world is restarting: send the array again once it is ready (`mpx restart` waits for it)",
             );
             let error = match streamed {
-                None if self.defer(client, req, buffers) => return,
+                None if self.defer(client, req, buffers, fds) => return,
                 None => MpxError::refused("the MPI world is restarting and too many requests wait for it"),
                 Some(_) => error,
             };
@@ -43,10 +43,10 @@ impl World {
                 .iter()
                 .map(|id| {
                     let info = &self.engines[id].info;
-                    Place { engine: *id, set: info.set, rank: info.rank }
+                    Place { engine: *id, set: info.set, rank: info.rank, local: info.local }
                 })
                 .collect();
-            Ok((plan(req.request, &places, buffers)?, ids))
+            Ok((plan(req.request, &places, buffers, fds)?, ids))
         });
         let (assignments, engines) = match planned {
             Ok(planned) => planned,
@@ -73,7 +73,7 @@ impl World {
             let request = ControllerToEngine::TaskRequest(TaskRequest { task_id, task: a.task });
             self.emit(Command::ToEngine {
                 engine: a.engine,
-                frame: Frame::with_payloads(request, a.buffers),
+                frame: Frame::with_payloads(request, a.buffers).with_fds(a.fds),
             });
             if let (Some(total), true) = (streamed, root) {
                 // The root (first assignment) receives the chunks, after its task.
@@ -88,14 +88,20 @@ impl World {
     }
 
     /// Routes an engine's answer to the client that asked.
-    pub(super) fn engine_reply(&mut self, engine: EngineId, reply: TaskReply, buffers: Vec<Payload>) {
+    pub(super) fn engine_reply(
+        &mut self,
+        engine: EngineId,
+        reply: TaskReply,
+        buffers: Vec<Payload>,
+        fds: Fds,
+    ) {
         match self.pending.remove(&reply.task_id) {
             Some(p) if p.engine == engine => {
                 self.task_done(p.id);
                 self.engine_unblocked(engine, reply.task_id);
                 self.left_request(p.id, engine, &reply.outcome);
                 let result = EngineReply { req_id: p.req_id, engine_id: engine, outcome: reply.outcome };
-                self.answer(&p, result, buffers);
+                self.answer(&p, result, buffers, fds);
             }
             Some(p) => {
                 warn!(%engine, task = reply.task_id, "reply from the wrong engine dropped");
@@ -107,18 +113,21 @@ impl World {
 
     /// Sends an engine's answer to the client waiting for it, or keeps it with its request
     /// when that client went away.
-    pub(super) fn answer(&mut self, p: &Pending, result: EngineReply, buffers: Vec<Payload>) {
+    pub(super) fn answer(&mut self, p: &Pending, result: EngineReply, buffers: Vec<Payload>, fds: Fds) {
         let (engine, outcome) = (result.engine_id, result.outcome.clone());
-        self.answer_client(p, result, buffers);
+        self.answer_client(p, result, buffers, fds);
         self.history_answer(p.id, engine, &outcome);
     }
 
-    fn answer_client(&mut self, p: &Pending, result: EngineReply, buffers: Vec<Payload>) {
+    fn answer_client(&mut self, p: &Pending, result: EngineReply, buffers: Vec<Payload>, fds: Fds) {
         match p.client {
             Some(client) => {
-                let frame = Frame::with_payloads(ControllerToClient::EngineReply(result), buffers);
+                let frame =
+                    Frame::with_payloads(ControllerToClient::EngineReply(result), buffers).with_fds(fds);
                 self.emit(Command::ToClient { client, frame });
             }
+            // A kept reply keeps no descriptor (a client adopting it later is told the array's
+            // memfd is gone: pull again).
             None => self.retained.reply(p.id, result, buffers, self.now),
         }
     }

@@ -23,7 +23,7 @@
 use std::time::Duration;
 
 use mpx_messages::{
-    Abandoned, Blocked, BlockedRank, ControllerToClient, EngineId, LeftRank, MpxError, Outcome, Payload,
+    Abandoned, Blocked, BlockedRank, ControllerToClient, EngineId, Fds, LeftRank, MpxError, Outcome, Payload,
     Rank, Stuck, SubmitRequest,
 };
 use tracing::{info, warn};
@@ -226,18 +226,24 @@ impl World {
             let engines = engines.clone();
             self.reply(client, ControllerToClient::RestartReply { engines, error: None });
         }
-        for (client, req, buffers) in std::mem::take(&mut self.deferred) {
-            self.submit(client, req, buffers);
+        for (client, req, buffers, fds) in std::mem::take(&mut self.deferred) {
+            self.submit(client, req, buffers, fds);
         }
     }
 
     /// Keeps a request for the restarting world; false when it cannot wait (too many waiting).
-    pub(super) fn defer(&mut self, client: ClientId, req: SubmitRequest, buffers: Vec<Payload>) -> bool {
+    pub(super) fn defer(
+        &mut self,
+        client: ClientId,
+        req: SubmitRequest,
+        buffers: Vec<Payload>,
+        fds: Fds,
+    ) -> bool {
         if self.deferred.len() >= DEFERRED_MAX {
             return false;
         }
         info!(request = req.req_id, "a request waits for the restarting MPI world");
-        self.deferred.push((client, req, buffers));
+        self.deferred.push((client, req, buffers, fds));
         true
     }
 }

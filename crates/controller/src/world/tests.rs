@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use mpx_messages::{
     ControllerToClient as ToClient, ControllerToEngine as ToEngine, EngineInfo, EngineReply, EngineState,
-    Frame, MpxError, Outcome, Rank, RankInfo, RegisterReply, RegisterRequest, Request, SubmitReply,
+    Fds, Frame, MpxError, Outcome, Rank, RankInfo, RegisterReply, RegisterRequest, Request, SubmitReply,
     SubmitRequest, Targets, Task, TaskReply, TaskRequest,
 };
 
@@ -37,7 +37,7 @@ pub(super) fn register(w: &mut World, size: u32, conn0: ConnId) -> Vec<u32> {
     let mut set = None;
     let mut ids = Vec::new();
     for rank in 0..size {
-        let out = w.handle(Event::Register { conn: conn0 + rank as u64, req: req(rank, set) });
+        let out = w.handle(Event::Register { conn: conn0 + rank as u64, req: req(rank, set), local: false });
         let [Command::Registered { reply, .. }] = &out[..] else { panic!("{out:?}") };
         set = reply.set;
         ids.push(reply.engine_id.expect("registered").get());
@@ -53,7 +53,7 @@ pub(super) fn execute(w: &mut World, req_id: u64, targets: Targets, code: &str) 
         targets,
         request: Request::Execute { code: code.into() },
     };
-    w.handle(Event::Submit { client: CLIENT, req, buffers: vec![] })
+    w.handle(Event::Submit { client: CLIENT, req, buffers: vec![], fds: Fds::default() })
 }
 
 pub(super) fn to_client(msg: ToClient) -> Command {
@@ -107,7 +107,7 @@ fn a_world_registers_and_its_ranks_attach() {
         set: Some(set),
     };
     assert_eq!(
-        w.handle(Event::Register { conn: 1, req: first.clone() }),
+        w.handle(Event::Register { conn: 1, req: first.clone(), local: false }),
         vec![Command::Registered { conn: 1, reply: reply(0, 0) }]
     );
     // Rank 1 must match its world's registration.
@@ -123,27 +123,27 @@ fn a_world_registers_and_its_ranks_attach() {
         },
     };
     assert_eq!(
-        w.handle(Event::Register { conn: 2, req: other.clone() }),
+        w.handle(Event::Register { conn: 2, req: other.clone(), local: false }),
         vec![refused(2, registry::RegisterRefused::Mismatch { set: 0, rank: Rank(1) })]
     );
     let outside = RegisterRequest { rank: Rank(7), ..other.clone() };
     assert_eq!(
-        w.handle(Event::Register { conn: 2, req: outside }),
+        w.handle(Event::Register { conn: 2, req: outside, local: false }),
         vec![refused(2, registry::RegisterRefused::OutsideSet { rank: Rank(7), set: 0, size: 2 })]
     );
     let no_set = RegisterRequest { set: Some(5), ..other.clone() };
     assert_eq!(
-        w.handle(Event::Register { conn: 2, req: no_set }),
+        w.handle(Event::Register { conn: 2, req: no_set, local: false }),
         vec![refused(2, registry::RegisterRefused::NoSuchSet(5))]
     );
     other.pid = 11;
     assert_eq!(
-        w.handle(Event::Register { conn: 3, req: other.clone() }),
+        w.handle(Event::Register { conn: 3, req: other.clone(), local: false }),
         vec![Command::Registered { conn: 3, reply: reply(1, 0) }]
     );
     // Twice is refused; a second world gets the next set and ids.
     assert_eq!(
-        w.handle(Event::Register { conn: 4, req: other }),
+        w.handle(Event::Register { conn: 4, req: other, local: false }),
         vec![refused(4, registry::RegisterRefused::AlreadyRegistered { set: 0, rank: Rank(1) })]
     );
     assert_eq!(register(&mut w, 3, 10), vec![2, 3, 4]);
@@ -182,6 +182,7 @@ fn a_request_across_sets_runs_on_every_engine_and_results_go_back() {
         engine: EngineId(2),
         reply: TaskReply { task_id: 3, outcome: outcome.clone() },
         buffers: vec![],
+        fds: Fds::default(),
     });
     assert_eq!(
         out,
@@ -195,7 +196,7 @@ fn a_request_across_sets_runs_on_every_engine_and_results_go_back() {
         targets: Targets::All,
         request: Request::Gather { name: "a".into() },
     };
-    let out = w.handle(Event::Submit { client: CLIENT, req, buffers: vec![] });
+    let out = w.handle(Event::Submit { client: CLIENT, req, buffers: vec![], fds: Fds::default() });
     assert!(matches!(&out[..], [Command::ToClient { frame, .. }]
         if matches!(&frame.header, ToClient::SubmitReply(r) if r.error.as_ref().unwrap().to_string().contains("engine sets"))));
 }
@@ -301,7 +302,8 @@ fn a_death_in_engine_set_1_takes_down_that_set_only() {
     );
     // Set 0 goes on: its pending tasks still answer, new requests run there.
     let reply = TaskReply { task_id: 1, outcome: Outcome::default() };
-    let out = w.handle(Event::EngineReply { engine: EngineId(0), reply, buffers: vec![] });
+    let out =
+        w.handle(Event::EngineReply { engine: EngineId(0), reply, buffers: vec![], fds: Fds::default() });
     assert_eq!(out.len(), 1);
     let out = execute(&mut w, 2, Targets::All, "y");
     assert!(
@@ -418,7 +420,12 @@ fn a_request_whose_client_left_is_kept_and_adopted_by_another_client() {
         task_id,
         outcome: Outcome { value: Some(text.into()), ..Default::default() },
     };
-    let out = w.handle(Event::EngineReply { engine: EngineId(0), reply: reply(1, "a"), buffers: vec![] });
+    let out = w.handle(Event::EngineReply {
+        engine: EngineId(0),
+        reply: reply(1, "a"),
+        buffers: vec![],
+        fds: Fds::default(),
+    });
     assert_eq!(out.len(), 1);
     assert!(w.handle(Event::ClientLeft { client: CLIENT, now: 10.0 }).is_empty());
     assert_eq!(w.route_of(EngineId(1), 2), None, "nobody waits: the output goes to the core");
@@ -430,7 +437,12 @@ fn a_request_whose_client_left_is_kept_and_adopted_by_another_client() {
     assert!(w.handle(Event::EngineOutput { engine: EngineId(1), output: piece, now: 11.0 }).is_empty());
     // The request is complete: only its history is saved (its reply is kept).
     assert_eq!(
-        w.handle(Event::EngineReply { engine: EngineId(1), reply: reply(2, "b"), buffers: vec![] }),
+        w.handle(Event::EngineReply {
+            engine: EngineId(1),
+            reply: reply(2, "b"),
+            buffers: vec![],
+            fds: Fds::default()
+        }),
         vec![Command::SaveHistory]
     );
     // Another client adopts request 1 as its request 3: acceptance, output, reply.

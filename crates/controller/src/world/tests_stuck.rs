@@ -2,8 +2,8 @@
 //! each test asserts the exact commands emitted.
 
 use mpx_messages::{
-    Abandoned, Blocked, BlockedRank, ControllerToClient as ToClient, ControllerToEngine as ToEngine, Frame,
-    LeftRank, MpxError, Outcome, RemoteError, Stuck, SubmitReply, Targets, TaskReply, TaskRequest,
+    Abandoned, Blocked, BlockedRank, ControllerToClient as ToClient, ControllerToEngine as ToEngine, Fds,
+    Frame, LeftRank, MpxError, Outcome, RemoteError, Stuck, SubmitReply, Targets, TaskReply, TaskRequest,
 };
 
 use super::stuck::STUCK_GATHER;
@@ -56,6 +56,7 @@ fn ranks_waiting_for_a_rank_that_failed_are_told_once_after_the_gather() {
         engine: EngineId(0),
         reply: reply(1, Some("ZeroDivisionError")),
         buffers: vec![],
+        fds: Fds::default(),
     });
     assert_eq!(out.len(), 1);
     // Ranks 1-3 report their Barrier; one timer gathers them.
@@ -88,13 +89,23 @@ fn ranks_waiting_for_a_rank_that_failed_are_told_once_after_the_gather() {
 fn a_receive_waits_for_its_source_only_and_a_returned_call_is_taken_back() {
     let mut w = running();
     // Rank 1 waits for rank 2 (still running), rank 3 finished: nothing to tell.
-    w.handle(Event::EngineReply { engine: EngineId(3), reply: reply(4, None), buffers: vec![] });
+    w.handle(Event::EngineReply {
+        engine: EngineId(3),
+        reply: reply(4, None),
+        buffers: vec![],
+        fds: Fds::default(),
+    });
     let out = w.handle(Event::EngineBlocked { engine: EngineId(1), report: blocked(2, "Recv", Some(2)) });
     assert_eq!(out, vec![Command::Wake { after: STUCK_GATHER, timer: Timer::Stuck(1) }]);
     assert_eq!(w.handle(Event::Timer(Timer::Stuck(1))), vec![]);
     // Rank 1's receive completes, then rank 2 finishes: still nothing (the report was taken back).
     assert_eq!(w.handle(Event::EngineUnblocked { engine: EngineId(1), task_id: 2 }), vec![]);
-    let out = w.handle(Event::EngineReply { engine: EngineId(2), reply: reply(3, None), buffers: vec![] });
+    let out = w.handle(Event::EngineReply {
+        engine: EngineId(2),
+        reply: reply(3, None),
+        buffers: vec![],
+        fds: Fds::default(),
+    });
     assert_eq!(out.len(), 1, "{out:?}");
     // Blocked again on rank 2, which has left: told, with rank 2 finished.
     w.handle(Event::EngineBlocked { engine: EngineId(1), report: blocked(2, "Recv", Some(2)) });
@@ -206,13 +217,24 @@ fn the_history_records_targets_outcomes_and_the_epoch_of_each_request() {
         engine: EngineId(0),
         reply: reply(1, Some("ZeroDivisionError")),
         buffers: vec![],
+        fds: Fds::default(),
     });
     for (engine, task) in [(1, 2), (2, 3)] {
-        w.handle(Event::EngineReply { engine: EngineId(engine), reply: reply(task, None), buffers: vec![] });
+        w.handle(Event::EngineReply {
+            engine: EngineId(engine),
+            reply: reply(task, None),
+            buffers: vec![],
+            fds: Fds::default(),
+        });
     }
     let entry = &w.history()[0];
     assert_eq!((entry.n, entry.epoch, entry.all, entry.done()), (1, 0, true, false));
-    let out = w.handle(Event::EngineReply { engine: EngineId(3), reply: reply(4, None), buffers: vec![] });
+    let out = w.handle(Event::EngineReply {
+        engine: EngineId(3),
+        reply: reply(4, None),
+        buffers: vec![],
+        fds: Fds::default(),
+    });
     assert_eq!(out.last(), Some(&Command::SaveHistory), "saved once complete: {out:?}");
     let entry = &w.history()[0];
     assert_eq!(

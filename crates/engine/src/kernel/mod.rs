@@ -7,7 +7,7 @@
 use std::any::Any;
 
 use bytes::Bytes;
-use mpx_messages::{Arg, Dtype, RemoteError};
+use mpx_messages::{memfd::Mapping, Arg, Dtype, RemoteError};
 
 pub mod python;
 pub mod returned;
@@ -119,6 +119,28 @@ pub trait Kernel {
     /// # Errors
     /// An array from another kernel, or a bad name.
     fn bind(&mut self, name: &str, array: Box<dyn HostArray>) -> Result<(), RemoteError>;
+    /// Binds `name` to a `dtype` array of `shape` whose bytes are `mapping` (a memfd mapped
+    /// by the same-host path, see [`crate::shm`]). A kernel that can hold foreign memory
+    /// makes the array over the mapping without a copy, keeps the mapping alive as long as the
+    /// array and unmaps it when the array is freed (Python); by default the bytes are copied
+    /// into a new kernel array (rhai). Writable when the mapping is (a copy-on-write one).
+    ///
+    /// # Errors
+    /// A mapping whose length does not match dtype and shape, a bool byte other than 0 or 1,
+    /// a dtype the kernel refuses, or a bad name.
+    fn bind_mapped(
+        &mut self,
+        name: &str,
+        dtype: Dtype,
+        shape: &[usize],
+        mapping: Mapping,
+    ) -> Result<(), RemoteError> {
+        check_wire(dtype, shape, mapping.as_slice())?;
+        let mut a = self.new_array(dtype, shape)?;
+        a.bytes_mut().copy_from_slice(mapping.as_slice());
+        drop(mapping);
+        self.bind(name, a)
+    }
     /// The variable `name` as an array, read in place when it is one already.
     ///
     /// # Errors

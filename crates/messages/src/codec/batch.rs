@@ -7,7 +7,7 @@ use tokio::{
     sync::mpsc::UnboundedReceiver,
 };
 
-use super::Payload;
+use super::{fds::FdOutbox, Fds, Payload};
 
 /// Bytes of small frames gathered into one write at most.
 pub const BATCH_BYTES: usize = 256 << 10;
@@ -20,12 +20,49 @@ pub const SMALL_PAYLOAD: usize = 16 << 10;
 pub struct BatchWriter<W> {
     io: W,
     batch: Vec<u8>,
+    /// Where a frame's descriptors go to be attached to its first byte (Unix connections).
+    outbox: Option<FdOutbox>,
 }
 
 impl<W: AsyncWrite + Unpin> BatchWriter<W> {
     /// A batching writer over `io`.
     pub fn new(io: W) -> Self {
-        BatchWriter { io, batch: Vec::new() }
+        BatchWriter { io, batch: Vec::new(), outbox: None }
+    }
+
+    /// A batching writer over `io`, a connection that passes descriptors through `outbox`
+    /// ([`super::fd_stream::FdWriteHalf`]).
+    pub fn with_outbox(io: W, outbox: FdOutbox) -> Self {
+        BatchWriter { io, batch: Vec::new(), outbox: Some(outbox) }
+    }
+
+    /// Writes a frame that passes descriptors: what is batched first, then the frame alone,
+    /// its descriptors attached to its first byte.
+    ///
+    /// # Errors
+    /// The socket's write error, or `InvalidInput` on a connection without an outbox.
+    pub async fn frame_with_fds(
+        &mut self,
+        head: &[u8],
+        buffers: &[Payload],
+        fds: &Fds,
+    ) -> std::io::Result<()> {
+        if fds.is_empty() {
+            return self.frame(head, buffers).await;
+        }
+        let Some(outbox) = self.outbox.clone() else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "descriptors cannot pass over this connection (not a Unix one)",
+            ));
+        };
+        self.flush().await?;
+        outbox.put(fds.clone());
+        self.io.write_all(head).await?;
+        for b in buffers {
+            self.io.write_all(b.bytes()).await?;
+        }
+        Ok(())
     }
 
     /// Adds an encoded frame head and its payloads: copied into the batch when the payloads are

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
-    decode_body, encode_head,
+    encode_head,
     handshake::{check_prefix, ClientHandshake, CHALLENGE_LEN},
     CodecError, Frame, Key, Opener, Sealer, Session, Verify,
 };
@@ -59,6 +59,51 @@ pub fn write_frame<H: Serialize>(
     Ok(())
 }
 
+/// As [`write_frame`], on a Unix connection: the frame's descriptors go with its first byte
+/// (see [`super::fds`]).
+///
+/// # Errors
+/// Socket errors, or a header that cannot be serialized.
+pub fn write_frame_unix<H: Serialize>(
+    sock: &std::os::unix::net::UnixStream,
+    sealer: &mut Sealer,
+    frame: &Frame<H>,
+) -> Result<(), CodecError> {
+    use std::{io::IoSlice, os::fd::AsFd};
+    let head = encode_head(sealer, frame, u32::MAX as usize, Verify::All)?;
+    let outbox = super::fds::FdOutbox::default();
+    if !frame.fds.is_empty() {
+        outbox.put(frame.fds.clone());
+    }
+    let parts: Vec<&[u8]> =
+        std::iter::once(&head[..]).chain(frame.buffers.iter().map(|b| &b.bytes()[..])).collect();
+    let (mut part, mut at) = (0, 0);
+    while part < parts.len() {
+        let slices: Vec<IoSlice<'_>> = std::iter::once(IoSlice::new(&parts[part][at..]))
+            .chain(parts[part + 1..].iter().take(63).map(|p| IoSlice::new(p)))
+            .collect();
+        let mut n = match outbox.write(sock.as_fd(), &slices) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        while n > 0 && part < parts.len() {
+            let left = parts[part].len() - at;
+            if n >= left {
+                n -= left;
+                (part, at) = (part + 1, 0);
+            } else {
+                at += n;
+                n = 0;
+            }
+        }
+        while part < parts.len() && parts[part].len() == at {
+            (part, at) = (part + 1, 0);
+        }
+    }
+    Ok(())
+}
+
 /// Reads the next frame of `opener`'s session as a final receiver ([`Verify::All`]); `Ok(None)`
 /// on a clean end of stream between frames. A frame whose header is authentic but one of whose
 /// payloads is not comes back with no buffers and [`Frame::refused`] set.
@@ -70,6 +115,20 @@ pub fn read_frame<H: DeserializeOwned>(
     r: &mut impl Read,
     opener: &mut Opener,
     limit: usize,
+) -> Result<Option<Frame<H>>, CodecError> {
+    read_frame_fds(r, opener, limit, None)
+}
+
+/// As [`read_frame`], on a Unix connection that passes descriptors: the frame takes the ones
+/// its head declares from `inbox` (filled by the reads, see [`super::fds::FdReader`]).
+///
+/// # Errors
+/// As [`read_frame`].
+pub fn read_frame_fds<H: DeserializeOwned>(
+    r: &mut impl Read,
+    opener: &mut Opener,
+    limit: usize,
+    inbox: Option<&super::fds::FdInbox>,
 ) -> Result<Option<Frame<H>>, CodecError> {
     let mut prefix = [0u8; 4];
     let mut got = 0;
@@ -90,5 +149,5 @@ pub fn read_frame<H: DeserializeOwned>(
     if body.len() < size {
         return Err(CodecError::Truncated("connection closed inside a frame"));
     }
-    decode_body(opener, Bytes::from(body)).map(Some)
+    super::decode_body_fds(opener, Bytes::from(body), super::Verify::All, inbox).map(Some)
 }

@@ -5,7 +5,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
-    Binding, CodecError, Frame, Mac, Opener, Payload, Refused, Sealer, Verify, AUTH_REJECTED, MAC_LEN,
+    Binding, CodecError, Fds, Frame, Mac, Opener, Payload, Refused, Sealer, Verify, AUTH_REJECTED, MAC_LEN,
     MAX_BUFFERS,
 };
 
@@ -27,13 +27,21 @@ pub fn encode_head<H: Serialize>(
 ) -> Result<Vec<u8>, CodecError> {
     let header = serde_json::to_vec(&frame.header).map_err(|e| CodecError::BadHeader(e.to_string()))?;
     let n = frame.buffers.len();
+    if frame.fds.len() > super::fds::MAX_FDS {
+        return Err(CodecError::Malformed(format!(
+            "{} descriptors in one frame (at most {})",
+            frame.fds.len(),
+            super::fds::MAX_FDS
+        )));
+    }
     let seq = sealer.next_seq();
     let mut head = Vec::with_capacity(4 + MAC_LEN + 16 + header.len() + DESCRIPTOR_LEN * n);
     head.resize(4 + MAC_LEN, 0);
     head.extend_from_slice(&seq.to_le_bytes());
     head.extend_from_slice(&(header.len() as u32).to_le_bytes());
     head.extend_from_slice(&header);
-    head.extend_from_slice(&(n as u32).to_le_bytes());
+    // The count word: buffers in the low 16 bits, descriptors in the high ones.
+    head.extend_from_slice(&(n as u32 | (frame.fds.len() as u32) << 16).to_le_bytes());
     let origin = if n > 0 { sealer.origin(seq) } else { 0 };
     for (i, b) in frame.buffers.iter().enumerate() {
         let binding = b.binding().unwrap_or(Binding { origin, index: i as u64 });
@@ -97,6 +105,21 @@ pub fn decode_body_with<H: DeserializeOwned>(
     body: Bytes,
     verify: Verify,
 ) -> Result<Frame<H>, CodecError> {
+    decode_body_fds(opener, body, verify, None)
+}
+
+/// As [`decode_body_with`], on a connection that passes descriptors: the frame takes the ones
+/// its authenticated head declares from `inbox` (see [`super::fds`]); without an inbox, a frame
+/// declaring any is refused.
+///
+/// # Errors
+/// Any [`CodecError`] describing why the body was refused.
+pub fn decode_body_fds<H: DeserializeOwned>(
+    opener: &mut Opener,
+    body: Bytes,
+    verify: Verify,
+    inbox: Option<&super::fds::FdInbox>,
+) -> Result<Frame<H>, CodecError> {
     if body.as_ref() == AUTH_REJECTED {
         return Err(CodecError::Rejected);
     }
@@ -110,7 +133,8 @@ pub fn decode_body_with<H: DeserializeOwned>(
         return Err(CodecError::Truncated("header"));
     }
     let header_bytes = rest.split_to(header_len);
-    let n_buffers = take_u32(&mut rest, "buffer count")? as usize;
+    let counts = take_u32(&mut rest, "buffer count")? as usize;
+    let (n_buffers, n_fds) = (counts & 0xffff, counts >> 16);
     if n_buffers > MAX_BUFFERS {
         return Err(CodecError::Malformed(format!("{n_buffers} buffers (at most {MAX_BUFFERS})")));
     }
@@ -119,6 +143,20 @@ pub fn decode_body_with<H: DeserializeOwned>(
     }
     let head_end = body.len() - rest.len() + DESCRIPTOR_LEN * n_buffers;
     opener.check(seq, &body[MAC_LEN..head_end], &body[..MAC_LEN])?;
+    // The count is authentic now: take the frame's descriptors (even if a payload is refused
+    // below, so that the next frame gets its own).
+    let fds = match (n_fds, inbox) {
+        (0, _) => Fds::default(),
+        (n, _) if n > super::fds::MAX_FDS => {
+            return Err(CodecError::Malformed(format!("{n} descriptors (at most {})", super::fds::MAX_FDS)))
+        }
+        (n, Some(inbox)) => inbox.take(n)?,
+        (n, None) => {
+            return Err(CodecError::Malformed(format!(
+                "the frame declares {n} descriptors on a connection that cannot pass them"
+            )))
+        }
+    };
     let mut descriptors = Vec::with_capacity(n_buffers);
     let mut total: u64 = 0;
     for _ in 0..n_buffers {
@@ -145,12 +183,12 @@ pub fn decode_body_with<H: DeserializeOwned>(
             let in_place =
                 binding.origin == first.origin && binding.index == first.index.wrapping_add(i as u64);
             if !in_place || !opener.key().payload_matches(binding, &bytes, &mac) {
-                return Ok(Frame { header, buffers: Vec::new(), refused: Some(Refused { index: i }) });
+                return Ok(Frame { header, buffers: Vec::new(), refused: Some(Refused { index: i }), fds });
             }
         }
         buffers.push(Payload::with_mac(bytes, binding, mac));
     }
-    Ok(Frame { header, buffers, refused: None })
+    Ok(Frame { header, buffers, refused: None, fds })
 }
 
 fn take_u32(buf: &mut Bytes, what: &'static str) -> Result<u32, CodecError> {

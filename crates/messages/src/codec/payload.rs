@@ -117,6 +117,33 @@ impl std::fmt::Display for Refused {
     }
 }
 
+/// File descriptors a frame carries over a Unix connection (`SCM_RIGHTS`): sealed memfds of
+/// the same-host path, referenced by index from the header ([`crate::ArrayMeta::fd`]). Shared
+/// when a frame is forwarded to several peers; closed with the last holder.
+#[derive(Debug, Clone, Default)]
+pub struct Fds(pub Vec<std::sync::Arc<std::os::fd::OwnedFd>>);
+
+impl Fds {
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl PartialEq for Fds {
+    /// The same descriptors (by number).
+    fn eq(&self, other: &Self) -> bool {
+        use std::os::fd::AsRawFd;
+        self.0.len() == other.0.len()
+            && self.0.iter().zip(&other.0).all(|(a, b)| a.as_raw_fd() == b.as_raw_fd())
+    }
+}
+
 /// A decoded message: a typed header plus payload buffers (array bytes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frame<H> {
@@ -128,22 +155,34 @@ pub struct Frame<H> {
     /// payload is not: the frame then has no buffers, and the receiver answers the message with
     /// an error.
     pub refused: Option<Refused>,
+    /// Descriptors passed with the frame (Unix connections only; see [`Fds`]).
+    pub fds: Fds,
 }
 
 impl<H> Frame<H> {
     /// A frame without buffers.
     pub fn new(header: H) -> Self {
-        Frame { header, buffers: Vec::new(), refused: None }
+        Frame { header, buffers: Vec::new(), refused: None, fds: Fds::default() }
     }
 
     /// A frame with buffers made here.
     pub fn with_buffers(header: H, buffers: Vec<Bytes>) -> Self {
-        Frame { header, buffers: buffers.into_iter().map(Payload::new).collect(), refused: None }
+        Frame {
+            header,
+            buffers: buffers.into_iter().map(Payload::new).collect(),
+            refused: None,
+            fds: Fds::default(),
+        }
     }
 
     /// A frame with payloads (forwarded ones keep their MACs).
     pub fn with_payloads(header: H, buffers: Vec<Payload>) -> Self {
-        Frame { header, buffers, refused: None }
+        Frame { header, buffers, refused: None, fds: Fds::default() }
+    }
+
+    /// The same frame, carrying `fds`.
+    pub fn with_fds(self, fds: Fds) -> Self {
+        Frame { fds, ..self }
     }
 
     /// The buffers' bytes, for a final receiver ([`Verify::All`](super::Verify::All): they are

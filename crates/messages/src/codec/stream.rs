@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::{
-    decode_body_with, encode_head,
+    encode_head,
     handshake::{check_prefix, ClientHandshake, ServerHandshake, CHALLENGE_LEN, HELLO_LEN, PROOF_LEN},
     CodecError, Frame, Key, NonceHistory, Opener, Sealer, Session, Verify, AUTH_REJECTED, DEFAULT_MAX_FRAME,
     UNVERIFIED_RESERVE,
@@ -109,6 +109,8 @@ pub struct FrameCodec<In, Out> {
     authenticated: bool,
     /// Size of the body being received, once its prefix has been read.
     pending: Option<usize>,
+    /// Where the connection's passed descriptors wait for their frames (Unix connections).
+    inbox: Option<super::fds::FdInbox>,
     _types: PhantomData<fn(Out) -> In>,
 }
 
@@ -143,6 +145,7 @@ impl<In, Out> FrameCodec<In, Out> {
             verify,
             authenticated: false,
             pending: None,
+            inbox: None,
             _types: PhantomData,
         }
     }
@@ -150,8 +153,13 @@ impl<In, Out> FrameCodec<In, Out> {
     /// The same codec, state included (session, limits, authentication, a frame half read), for
     /// other message types.
     pub fn retype<In2, Out2>(self) -> FrameCodec<In2, Out2> {
-        let FrameCodec { opener, sealer, limit, verify, authenticated, pending, .. } = self;
-        FrameCodec { opener, sealer, limit, verify, authenticated, pending, _types: PhantomData }
+        let FrameCodec { opener, sealer, limit, verify, authenticated, pending, inbox, .. } = self;
+        FrameCodec { opener, sealer, limit, verify, authenticated, pending, inbox, _types: PhantomData }
+    }
+
+    /// The same codec on a connection that passes descriptors: frames take theirs from `inbox`.
+    pub fn with_fds(self, inbox: super::fds::FdInbox) -> Self {
+        FrameCodec { inbox: Some(inbox), ..self }
     }
 
     /// Whether a frame from the peer has been verified (and a frame's buffer is reserved whole
@@ -198,7 +206,7 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
         if src.capacity() > SPARE_KEPT && src.len() < SPARE_KEPT / 4 {
             *src = BytesMut::from(&src[..]);
         }
-        let frame = decode_body_with(&mut self.opener, body, self.verify)?;
+        let frame = super::decode_body_fds(&mut self.opener, body, self.verify, self.inbox.as_ref())?;
         self.authenticated = true;
         Ok(Some(frame))
     }

@@ -183,7 +183,9 @@ pub fn declared_head_len(rest: &[u8]) -> usize {
     let word = |at: usize| rest.get(at..at + 4).map(|w| u32::from_le_bytes(w.try_into().expect("4 bytes")));
     let Some(header_len) = word(8) else { return rest.len() };
     let n_at = 12 + header_len as usize;
-    let Some(n) = word(n_at) else { return rest.len() };
+    let Some(counts) = word(n_at) else { return rest.len() };
+    // Buffers in the count word's low 16 bits (descriptors in the high ones).
+    let n = counts & 0xffff;
     (n_at + 4).saturating_add((n as usize).saturating_mul(DESCRIPTOR)).min(rest.len())
 }
 
@@ -216,8 +218,10 @@ pub fn reference_layout(body: &[u8]) -> Option<(u64, &[u8], Vec<ReferenceBuffer<
     let header_len = u32::from_le_bytes(rest.get(8..12)?.try_into().ok()?) as usize;
     let header = rest.get(12..12usize.checked_add(header_len)?)?;
     let rest = &rest[12 + header_len..];
-    let n = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-    if n > 1024 {
+    let counts = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    // Buffers in the low 16 bits; a frame declaring descriptors is refused where none can pass.
+    let (n, fds) = (counts & 0xffff, counts >> 16);
+    if n > 1024 || fds > 0 {
         return None;
     }
     let descriptors = rest.get(4..4usize.checked_add(n.checked_mul(DESCRIPTOR)?)?)?;

@@ -15,7 +15,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use mpx_messages::{Dtype, RawArray, RemoteError, StreamName, OUTPUT_CHUNK};
+use mpx_messages::{memfd::Mapping, Dtype, RawArray, RemoteError, StreamName, OUTPUT_CHUNK};
 use numpy::{PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::{
     exceptions::{PyTypeError, PyValueError},
@@ -26,9 +26,11 @@ use pyo3::{
 use super::{CallArg, CallReturn, CellOutput, HostArray, Interrupt, Kernel, Probe};
 use crate::output::OutputBuffer;
 
+mod mapped;
 mod mpi_check;
 mod signals;
 
+pub use mapped::MappedMemory;
 pub use signals::PyInterrupt;
 
 /// Python steps of a [`crate::Registry`]: each adds native functions to the `mpx_engine`
@@ -390,6 +392,25 @@ impl Kernel for PythonKernel {
             .downcast::<PyHostArray>()
             .map_err(|_| RemoteError::new("TypeError", "not a numpy array"))?;
         Python::attach(|py| self.ns.bind(py).set_item(name, a.obj.bind(py)).map_err(|e| py_error(py, e)))
+    }
+
+    fn bind_mapped(
+        &mut self,
+        name: &str,
+        dtype: Dtype,
+        shape: &[usize],
+        mapping: Mapping,
+    ) -> Result<(), RemoteError> {
+        super::check_wire(dtype, shape, mapping.as_slice())?;
+        if mapping.is_empty() {
+            // Nothing to share: a new (empty) array.
+            let a = self.new_array(dtype, shape)?;
+            return self.bind(name, a);
+        }
+        Python::attach(|py| {
+            let a = mapped::array_over(py, dtype, shape, mapping).map_err(|e| py_error(py, e))?;
+            self.ns.bind(py).set_item(name, a).map_err(|e| py_error(py, e))
+        })
     }
 
     fn array(&mut self, name: &str) -> Result<Box<dyn HostArray>, RemoteError> {

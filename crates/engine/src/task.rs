@@ -1,0 +1,156 @@
+//! One task on the MPI thread: [`run_task`] runs it with its [`TaskIo`] (the request's buffers,
+//! descriptors and streamed chunks) and gives its [`TaskDone`] (outcome, reply buffers and
+//! reply descriptors).
+
+use bytes::Bytes;
+use mpx_messages::{EngineId, Fds, MpxError, Outcome, RemoteError, Task};
+
+use crate::{
+    data::{self, Groups},
+    kernel::{call_args, returned, CellOutput, Kernel},
+    shm,
+    stream::{ChunkIn, Sink, Source},
+};
+
+/// What a task's bytes come in and go out by.
+pub struct TaskIo {
+    /// The request's buffers.
+    pub buffers: Vec<Bytes>,
+    /// The descriptors the request's frame carried (same-host path: sealed memfds, referred to
+    /// by [`mpx_messages::ArrayMeta::fd`]).
+    pub fds: Fds,
+    /// Why the request's payload was refused (it failed authentication).
+    pub refused: Option<RemoteError>,
+    /// The chunks of the request's array, when it streams.
+    pub stream: Option<std::sync::mpsc::Receiver<ChunkIn>>,
+    /// Where the chunks of a streamed reply go.
+    pub sink: Sink,
+}
+
+/// What a task gives back: the outcome, and what its reply frame carries besides.
+pub struct TaskDone {
+    /// The outcome.
+    pub outcome: Outcome,
+    /// The reply's buffers (array bytes, a call's returned payload).
+    pub buffers: Vec<Bytes>,
+    /// The reply's descriptors (a pulled array's memfd on the same-host path).
+    pub fds: Fds,
+}
+
+impl TaskIo {
+    /// Where the root's bytes of the array in buffer `index` come from.
+    fn source(&mut self, index: usize) -> Source {
+        match self.stream.take() {
+            Some(rx) => Source::Stream(rx),
+            None => Source::Inline(self.buffers.get(index).cloned()),
+        }
+    }
+}
+
+/// Runs one task, or refuses it with `io.refused` (its payload failed authentication); returns
+/// its outcome and what the reply carries.
+pub fn run_task(
+    kernel: &mut dyn Kernel,
+    groups: &mut Groups,
+    engine: EngineId,
+    task: Task,
+    mut io: TaskIo,
+) -> TaskDone {
+    let started = mpx_messages::unix_time();
+    let mut out = Outcome { started, ..Default::default() };
+    let mut reply = Vec::new();
+    let mut fds = Fds::default();
+    let take_cell = |out: &mut Outcome, cell: CellOutput| {
+        out.stdout = cell.stdout;
+        out.stderr = cell.stderr;
+        out.value = cell.value;
+        out.error = cell.error.map(MpxError::Cell);
+    };
+    let result: Result<(), RemoteError> = match task {
+        // The request's payload failed authentication: nothing is bound. A push or scatter still
+        // takes part in its collective, without the bytes, so that the other engines of the group
+        // fail too instead of waiting for this one.
+        task if io.refused.is_some() => {
+            // (A same-host push has no collective: nothing to take part in.)
+            let collective = match &task {
+                Task::Push { array, .. } => array.fd.is_none(),
+                Task::Scatter { .. } => true,
+                _ => false,
+            };
+            if collective {
+                let bare = TaskIo {
+                    buffers: Vec::new(),
+                    fds: Fds::default(),
+                    refused: None,
+                    stream: None,
+                    sink: io.sink,
+                };
+                let _ = run_task(kernel, groups, engine, task, bare);
+            }
+            Err(io.refused.clone().expect("checked by the guard"))
+        }
+        Task::Execute { code } => {
+            take_cell(&mut out, kernel.execute(&code, None));
+            Ok(())
+        }
+        Task::Run { code, filename } => {
+            take_cell(&mut out, kernel.execute(&code, Some(&filename)));
+            Ok(())
+        }
+        Task::Apply { function, args } => call_args(kernel, args, &io.buffers).and_then(|args| {
+            let mut cell = kernel.call(&function, args);
+            let ret = cell.returned.take();
+            take_cell(&mut out, cell);
+            // Returned out of band: the payload and arrays become the reply's buffers.
+            let (wire, bytes) = ret.map(returned::lay_out).transpose()?.unzip();
+            out.returned = wire;
+            reply.extend(bytes.into_iter().flatten());
+            Ok(())
+        }),
+        // Same host: the array is the frame's memfd, mapped (no MPI: each engine of the host
+        // gets its own task).
+        Task::Push { name, array, group } if array.fd.is_some() => {
+            shm::push(kernel, &name, &array, &group, &io.fds)
+        }
+        Task::Push { name, array, group } => {
+            let mut source = io.source(array.buffer);
+            data::push(groups, kernel, &name, &array, &group, &mut source)
+        }
+        // Same host: the array in a new sealed memfd, unless this system has none.
+        Task::Pull { name, shm: true } => shm::pull(kernel, engine, &name).and_then(|made| match made {
+            Some((meta, memfd)) => {
+                out.array = Some(meta);
+                fds = memfd;
+                Ok(())
+            }
+            None => data::pull(kernel, engine, &name, &io.sink).map(|(meta, bytes)| {
+                out.array = Some(meta);
+                reply.extend(bytes);
+            }),
+        }),
+        Task::Pull { name, shm: false } => {
+            data::pull(kernel, engine, &name, &io.sink).map(|(meta, bytes)| {
+                out.array = Some(meta);
+                reply.extend(bytes);
+            })
+        }
+        Task::Scatter { name, array, group, rows } => {
+            let mut source = io.source(array.buffer);
+            data::scatter(groups, kernel, &name, &array, &group, &rows, &mut source)
+        }
+        Task::Gather { name, group } => {
+            data::gather(groups, kernel, engine, &name, &group, &io.sink).map(|whole| {
+                if let Some((meta, bytes)) = whole {
+                    out.array = Some(meta);
+                    reply.extend(bytes);
+                }
+            })
+        }
+    };
+    if let Err(e) = result {
+        out.error = Some(MpxError::from_task(e));
+    }
+    out.execution_count = kernel.execution_count();
+    out.completed = mpx_messages::unix_time();
+    TaskDone { outcome: out, buffers: reply, fds }
+}
