@@ -47,7 +47,8 @@ pub(crate) fn to_py(e: ClientError) -> PyErr {
         ClientError::Connect { .. } | ClientError::Closed(_) | ClientError::Rejected => {
             PyConnectionError::new_err(text)
         }
-        ClientError::Refused(_) => RefusedError::new_err(text),
+        // A shared push that cannot be made is refused as the controller would refuse it.
+        ClientError::Refused(_) | ClientError::NotShared(_) => RefusedError::new_err(text),
         _ => PyValueError::new_err(text),
     }
 }
@@ -156,17 +157,21 @@ impl Client {
     }
 
     /// Binds `name` to an array on `targets`; `array` is `(dtype, shape, address, nbytes,
-    /// owner)` of a C-contiguous little-endian array, sent from where it is.
+    /// owner)` of a C-contiguous little-endian array, sent from where it is. `shared`: one
+    /// read-only copy for all the targets (`View::push_shared`; `RefusedError` where it cannot
+    /// be made).
+    #[pyo3(signature = (targets, name, array, shared=false))]
     fn push(
         &self,
         py: Python<'_>,
         targets: Option<Vec<u32>>,
         name: &str,
         array: &Bound<'_, PyTuple>,
+        shared: bool,
     ) -> PyResult<AsyncResult> {
         let raw = array::raw_array(array)?;
         let view = self.inner.view(self::targets(targets));
-        self.wrap(py.detach(|| view.push(name, &raw)))
+        self.wrap(py.detach(|| if shared { view.push_shared(name, &raw) } else { view.push(name, &raw) }))
     }
 
     /// Binds `name` on `targets` to the array of the `.npy` file `path` (`scatter`: split along

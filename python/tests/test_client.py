@@ -87,6 +87,27 @@ def test_push_pull_getitem_setitem(dv, rc):
     assert base.address == p.__array_interface__["data"][0]
 
 
+def test_push_shared_is_one_read_only_copy(dv, rc, monkeypatch):
+    a = np.arange(100_000, dtype=np.float64)
+    dv.push({"shx": a}, shared=True)
+    rows = dv.execute("shx.flags.writeable, float(shx[-1]), type(shx.base).__name__").get()
+    assert [r.execute_result for r in rows] == ["(False, 99999.0, 'MappedMemory')"] * 4
+    with pytest.raises(mpx.RemoteError, match="read-only"):
+        dv.execute("shx[0] = 1.0").get()
+    assert all(np.array_equal(p, a) for p in dv.pull("shx"))
+    # Only arrays can be shared, and only on the same-host path: never a copy per engine.
+    with pytest.raises(TypeError):
+        dv.push({"shl": [1, 2]}, shared=True)
+    monkeypatch.setenv("MPX_SHM", "0")
+    tcp = mpx.Client(rc.connection_file)
+    try:
+        with pytest.raises(mpx.RefusedError, match="MPX_SHM=0"):
+            tcp[:].push({"sht": a}, shared=True, block=True)
+    finally:
+        tcp.close()
+    assert dv.execute("'sht' in globals()").get()[0].execute_result == "False"
+
+
 def test_push_noblock_returns_asyncresult(rc):
     v = rc[:]
     ar = v.push({"nb": np.arange(3)})
@@ -104,16 +125,32 @@ def test_scatter_gather(dv):
     assert dv["letters"] == [list("ab"), list("cd"), list("ef"), list("g")]
 
 
-def test_80mb_push_is_not_copied_on_the_client(dv):
+def test_80mb_push_is_copied_at_most_once_on_the_client(dv, rc, monkeypatch):
+    """Over TCP the array is sent from its own memory (no copy); on the same-host path it is
+    copied once, into the memfd every engine maps."""
     big = np.random.default_rng(1).random(10 * 1024 * 1024)  # 80 MB
     assert big.nbytes == 80 * 1024 * 1024
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, high-water mark
+    monkeypatch.setenv("MPX_SHM", "0")
+    tcp = mpx.Client(rc.connection_file)
+    monkeypatch.delenv("MPX_SHM")
+    try:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, high-water mark
+        tcp[:].push({"big": big}, block=True)
+        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        # A copy would raise the peak by 80 MB while the original is alive.
+        assert grown_mb < 40, "client memory grew by %.0f MB during the TCP push" % grown_mb
+    finally:
+        tcp.close()
+    mapped = "open('/proc/self/maps').read().count('/memfd:mpx-')"
+    mappings = [int(r.execute_result) for r in dv.execute(mapped).get()]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     dv.push({"big": big})
     elapsed = time.perf_counter() - t0
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    # A copy would raise the peak by 80 MB while the original is alive.
-    assert grown_mb < 40, "client memory grew by %.0f MB during the push" % grown_mb
+    assert grown_mb < 120, "client memory grew by %.0f MB during the memfd push" % grown_mb
+    # Each engine's array is a mapping of the one memfd.
+    assert [int(r.execute_result) for r in dv.execute(mapped).get()] == [m + 1 for m in mappings]
     sums = [float(x.execute_result) for x in dv.execute("float(big.sum())").get()]
     assert sums == [pytest.approx(float(big.sum()))] * 4
     print("80 MB push to 4 engines: %.2f s, client peak grew %.1f MB" % (elapsed, grown_mb))

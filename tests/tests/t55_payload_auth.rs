@@ -41,7 +41,7 @@ fn t55_a_payload_altered_after_signing_is_refused_by_the_engine_and_nothing_is_b
     altered[at] ^= 0x10;
     let binding = Binding { origin: 99, index: 0 };
     let forged = Payload::with_mac(Bytes::from(altered), binding, key.payload_mac(binding, other.data()));
-    let request = Request::Push { name: "x".into(), array: other.meta(0) };
+    let request = Request::Push { name: "x".into(), array: other.meta(0), shared: false };
     let req = SubmitRequest { source: None, internal: false, req_id: 7, targets: Targets::All, request };
     peer.send(&Frame::with_payloads(ClientToController::SubmitRequest(req), vec![forged]));
 
@@ -105,7 +105,7 @@ fn t55_authentic_chunks_out_of_their_place_are_refused_by_the_engine_and_nothing
         ("a chunk of another stream", [(1, 0), (1, 1), (2, 2), (1, 3)]),
     ];
     for (req_id, (what, order)) in (10u64..).zip(cases) {
-        let request = Request::Push { name: "x".into(), array: other.meta(0) };
+        let request = Request::Push { name: "x".into(), array: other.meta(0), shared: false };
         let req = SubmitRequest { source: None, internal: false, req_id, targets: Targets::All, request };
         peer.send(&Frame::new(ClientToController::SubmitRequest(req)));
         for (place, (origin, k)) in order.into_iter().enumerate() {
@@ -124,7 +124,7 @@ fn t55_authentic_chunks_out_of_their_place_are_refused_by_the_engine_and_nothing
     for a in client.view(Targets::All).pull_sync("x", T).unwrap() {
         assert!(a == good, "an engine holds something else than the last good push");
     }
-    let request = Request::Push { name: "x".into(), array: other.meta(0) };
+    let request = Request::Push { name: "x".into(), array: other.meta(0), shared: false };
     peer.send(&Frame::new(ClientToController::SubmitRequest(SubmitRequest {
         source: None,
         internal: false,

@@ -147,8 +147,16 @@ fn t62_errors_name_the_engine_and_the_variable() {
 #[test]
 fn t63_push_to_four_engines_crosses_the_links_once() {
     let c = Cluster::start(Kernel::Rhai, "links", 4, &[]);
-    let client = c.client();
     let a = sample(Dtype::F64, &[1_000_000], 7); // 8 MB
+                                                 // On this host the array travels as a memfd: no payload byte crosses a link.
+    let local = c.client();
+    assert!(local.is_local());
+    local.view(Targets::All).push_sync("big", &a, T).unwrap();
+    let sent: Vec<u64> = local.info(T).unwrap().engines.iter().map(|e| e.bytes_sent).collect();
+    assert_eq!(sent, vec![0, 0, 0, 0], "payload bytes per controller→engine link (memfd)");
+    // The TCP path (a client elsewhere): the bytes cross to the root once.
+    let (address, key) = c.address_and_key();
+    let client = mpx_client::Client::connect_with(&address, key, "links", c.connection_file()).unwrap();
     client.view(Targets::All).push_sync("big", &a, T).unwrap();
     let info = client.info(T).unwrap();
     let sent: Vec<u64> = info.engines.iter().map(|e| e.bytes_sent).collect();

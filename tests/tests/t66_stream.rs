@@ -119,7 +119,7 @@ impl Peer {
 
     /// A streamed push of `array`'s bytes as `name` (the request; chunks follow).
     fn push_request(&mut self, req_id: u64, name: &str, a: &RawArray) {
-        let request = Request::Push { name: name.into(), array: a.meta(0) };
+        let request = Request::Push { name: name.into(), array: a.meta(0), shared: false };
         let req = SubmitRequest { source: None, internal: false, req_id, targets: Targets::All, request };
         self.send(&Frame::new(ClientToController::SubmitRequest(req)));
     }

@@ -319,7 +319,7 @@ impl Client {
         internal: bool,
     ) -> Result<AsyncResult, ClientError> {
         let (mut request, mut buffers) = (request, buffers);
-        let fds = self.same_host_path(&targets, &mut request, &mut buffers);
+        let fds = self.same_host_path(&targets, &mut request, &mut buffers)?;
         let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
         self.shared.state.lock().expect("client state").requests.insert(req_id, RequestState::default());
         let submitted = mpx_messages::unix_time();

@@ -116,7 +116,8 @@ pub fn script(entries: &[HistoryEntry], size: usize, stem: &str) -> Result<Expor
                     guarded(entry, code)
                 )
             }
-            HistoryItem::Push { name, source, dtype, shape }
+            // (A shared push is a plain np.load on each rank of the exported program.)
+            HistoryItem::Push { name, source, dtype, shape, .. }
             | HistoryItem::Scatter { name, source, dtype, shape } => {
                 let scatter = matches!(entry.item, HistoryItem::Scatter { .. });
                 let verb = if scatter { "scatter" } else { "push" };

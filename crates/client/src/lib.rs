@@ -52,6 +52,7 @@ pub use mpx_messages::{
 pub use output::OutputStream;
 pub use result::{AsyncResult, EngineResult};
 pub use returned::ReturnedData;
+pub use shm::SharedPushError;
 pub use view::{ApplyArg, View};
 
 use thiserror::Error;
@@ -111,6 +112,11 @@ pub enum ClientError {
         /// Why (part of the message, not a `source`: error chains say it once).
         cause: npy::NpyError,
     },
+    /// A shared push (one read-only copy for the host's engines) cannot be made: it needs
+    /// the same-host path (this client and every target on the controller's host, memfds), and
+    /// it never becomes a copy per engine instead.
+    #[error("cannot push shared: {0}; a shared push maps one memfd on the controller's host")]
+    NotShared(#[from] shm::SharedPushError),
     /// Framing or encoding failure.
     #[error(transparent)]
     Codec(#[from] mpx_messages::CodecError),

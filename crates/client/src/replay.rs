@@ -125,9 +125,13 @@ pub fn replay(client: &Client, entries: &[HistoryEntry], timeout: Duration) -> R
         let pending = match &entry.item {
             HistoryItem::Cell { code } => view.execute(code)?,
             HistoryItem::Run { code, filename } => view.run(code, filename)?,
-            HistoryItem::Push { name, source: source @ DataSource::File { path, .. }, .. } => {
+            HistoryItem::Push { name, source: source @ DataSource::File { path, .. }, shared, .. } => {
                 let array = npy::read(Path::new(path)).map_err(|e| ClientError::Closed(e.to_string()))?;
-                view.push_from(name, &array, source.clone())?
+                if *shared {
+                    view.push_shared_from(name, &array, source.clone())?
+                } else {
+                    view.push_from(name, &array, source.clone())?
+                }
             }
             HistoryItem::Scatter { name, source: source @ DataSource::File { path, .. }, .. } => {
                 let array = npy::read(Path::new(path)).map_err(|e| ClientError::Closed(e.to_string()))?;

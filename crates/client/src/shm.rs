@@ -8,6 +8,9 @@
 //!   over it is writable) and the array's bytes are the mapping, not a copy.
 //!
 //! Anything else (another host, `MPX_SHM=0`, no memfds here) takes the TCP path, logged once.
+//! Except a shared push (`push --shared`: one read-only copy for all the engines of the
+//! host): it exists only on this path, so where the path is closed it fails with a
+//! [`SharedPushError`] instead of quietly becoming a copy per engine.
 
 use std::sync::atomic::AtomicBool;
 
@@ -15,8 +18,32 @@ use bytes::Bytes;
 use mpx_messages::{
     array::byte_len,
     memfd::{MemfdError, SealedMemfd},
-    Fds, MpxError, Outcome, Request, Targets,
+    ArrayMeta, EngineId, Fds, MpxError, Outcome, Request, Targets,
 };
+use thiserror::Error;
+
+use crate::{client::CONNECT_TIMEOUT, ClientError};
+
+/// Why a shared push (one read-only copy for every engine of the host) cannot be made.
+#[derive(Debug, Error)]
+pub enum SharedPushError {
+    /// `MPX_SHM=0`: this client connected over TCP.
+    #[error("MPX_SHM=0 keeps this client off the controller's Unix socket")]
+    Disabled,
+    /// The client is not on the controller's host (it connected over TCP).
+    #[error("this client is not on the controller's host")]
+    NotLocal,
+    /// Some target engines are on other hosts (or not known to the client).
+    #[error("engines {} are not on the controller's host", display_ids(.0))]
+    EnginesElsewhere(Vec<EngineId>),
+    /// No memfd could be made for the array.
+    #[error("no memfd for the array: {0}")]
+    Memfd(#[from] MemfdError),
+}
+
+fn display_ids(ids: &[EngineId]) -> String {
+    ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
 
 /// Set once the fallback to the TCP path has been logged.
 static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
@@ -74,36 +101,87 @@ impl crate::Client {
     /// to engines all on this host moves its array into a memfd (returned, to pass with the
     /// frame; `buffers` is then empty), and a pull asks for memfds. Anything else is left as it
     /// is, for the TCP path.
+    ///
+    /// # Errors
+    /// [`ClientError::NotShared`]: a shared push that cannot take this path.
     pub(crate) fn same_host_path(
         &self,
         targets: &Targets,
         request: &mut Request,
         buffers: &mut Vec<Bytes>,
-    ) -> mpx_messages::Fds {
-        if !self.local {
-            return mpx_messages::Fds::default();
+    ) -> Result<mpx_messages::Fds, ClientError> {
+        if let Request::Push { array, shared: true, .. } = request {
+            return self.shared_push_path(targets, array, buffers).map_err(ClientError::NotShared);
         }
-        match request {
-            Request::Pull { shm, .. } => *shm = true,
+        if !self.local {
+            return Ok(mpx_messages::Fds::default());
+        }
+        Ok(match request {
+            Request::Pull { shm, .. } => {
+                *shm = true;
+                mpx_messages::Fds::default()
+            }
             Request::Push { array, .. }
                 if buffers.len() == 1 && buffers[0].len() >= mpx_messages::memfd::min_bytes() =>
             {
                 if !self.all_local(targets) {
                     log_fallback("some target engines are on other hosts");
-                    return mpx_messages::Fds::default();
+                    return Ok(mpx_messages::Fds::default());
                 }
                 match memfd_of(&buffers[0]) {
                     Ok(memfd) => {
                         array.fd = Some(0);
                         buffers.clear();
-                        return fds_of(&memfd);
+                        fds_of(&memfd)
                     }
-                    Err(e) => log_fallback(&e.to_string()),
+                    Err(e) => {
+                        log_fallback(&e.to_string());
+                        mpx_messages::Fds::default()
+                    }
                 }
             }
-            _ => {}
+            _ => mpx_messages::Fds::default(),
+        })
+    }
+
+    /// A shared push's array into a memfd (whatever its size), or why it cannot be: this
+    /// client and every target must be on the controller's host (the cluster information is
+    /// asked again once when a target is not known to be, e.g. engines added since).
+    fn shared_push_path(
+        &self,
+        targets: &Targets,
+        array: &mut ArrayMeta,
+        buffers: &mut Vec<Bytes>,
+    ) -> Result<Fds, SharedPushError> {
+        if !self.local {
+            let disabled = !mpx_messages::connection::shm_enabled();
+            return Err(if disabled { SharedPushError::Disabled } else { SharedPushError::NotLocal });
         }
-        mpx_messages::Fds::default()
+        if !self.elsewhere(targets).is_empty() {
+            // Stale information is not a reason to refuse; a failed refresh leaves it as it was.
+            let _ = self.info(CONNECT_TIMEOUT);
+            let elsewhere = self.elsewhere(targets);
+            if !elsewhere.is_empty() {
+                return Err(SharedPushError::EnginesElsewhere(elsewhere));
+            }
+        }
+        let bytes = buffers.first().map_or(&[][..], |b| &b[..]);
+        let memfd = memfd_of(bytes)?;
+        array.fd = Some(0);
+        buffers.clear();
+        Ok(fds_of(&memfd))
+    }
+
+    /// The engines of `targets` not on this host as the last cluster information says (an id
+    /// it does not list counts as elsewhere).
+    fn elsewhere(&self, targets: &Targets) -> Vec<EngineId> {
+        let state = self.shared.state.lock().expect("client state");
+        let engines = state.info.as_ref().map_or(&[][..], |info| &info.engines[..]);
+        let local = |id: &EngineId| engines.iter().any(|e| e.id == *id && e.local);
+        match targets {
+            Targets::All => engines.iter().map(|e| e.id).filter(|id| !local(id)).collect(),
+            Targets::List(ids) => ids.iter().copied().filter(|id| !local(id)).collect(),
+        }
     }
 
     /// Whether every engine of `targets` is on this host, as the last cluster information

@@ -64,7 +64,22 @@ impl<'a> View<'a> {
     /// # Errors
     /// A lost connection.
     pub fn push(&self, name: &str, array: &RawArray) -> Result<AsyncResult, ClientError> {
-        let request = Request::Push { name: name.into(), array: array.meta(0) };
+        let request = Request::Push { name: name.into(), array: array.meta(0), shared: false };
+        self.client.submit_with(self.targets.clone(), request, vec![array.data().clone()])
+    }
+
+    /// Binds `name` to one read-only copy of `array` shared by all the view's engines (`push
+    /// --shared`): the array goes into a sealed memfd once, and every engine maps that memfd
+    /// read-only, so pushing 1 GB to 4 engines of the host costs it about 1 GB, not 4. The
+    /// engines' numpy arrays are not writeable (a cell writing to one gets numpy's
+    /// `ValueError`; `x.copy()` makes a private one); rhai engines get a copy each.
+    ///
+    /// # Errors
+    /// [`ClientError::NotShared`] when this client or a target engine is not on the
+    /// controller's host, `MPX_SHM=0`, or no memfd can be made: a shared push never becomes a
+    /// copy per engine. A lost connection.
+    pub fn push_shared(&self, name: &str, array: &RawArray) -> Result<AsyncResult, ClientError> {
+        let request = Request::Push { name: name.into(), array: array.meta(0), shared: true };
         self.client.submit_with(self.targets.clone(), request, vec![array.data().clone()])
     }
 
@@ -78,7 +93,21 @@ impl<'a> View<'a> {
         array: &RawArray,
         source: mpx_messages::DataSource,
     ) -> Result<AsyncResult, ClientError> {
-        let request = Request::Push { name: name.into(), array: array.meta(0) };
+        let request = Request::Push { name: name.into(), array: array.meta(0), shared: false };
+        self.client.submit_from(self.targets.clone(), request, vec![array.data().clone()], Some(source))
+    }
+
+    /// Like [`push_shared`](Self::push_shared), with where the array came from.
+    ///
+    /// # Errors
+    /// As [`push_shared`](Self::push_shared).
+    pub fn push_shared_from(
+        &self,
+        name: &str,
+        array: &RawArray,
+        source: mpx_messages::DataSource,
+    ) -> Result<AsyncResult, ClientError> {
+        let request = Request::Push { name: name.into(), array: array.meta(0), shared: true };
         self.client.submit_from(self.targets.clone(), request, vec![array.data().clone()], Some(source))
     }
 
@@ -146,6 +175,19 @@ impl<'a> View<'a> {
     /// Timeout, refusal, a lost connection, or the engines' errors.
     pub fn push_sync(&self, name: &str, array: &RawArray, timeout: Duration) -> Result<(), ClientError> {
         self.push(name, array)?.get_ok(timeout).map(drop)
+    }
+
+    /// [`push_shared`](Self::push_shared) and wait.
+    ///
+    /// # Errors
+    /// As [`push_shared`](Self::push_shared) and [`push_sync`](Self::push_sync).
+    pub fn push_shared_sync(
+        &self,
+        name: &str,
+        array: &RawArray,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        self.push_shared(name, array)?.get_ok(timeout).map(drop)
     }
 
     /// [`pull`](Self::pull) and wait: each engine's array, in engine order

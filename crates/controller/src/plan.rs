@@ -45,16 +45,25 @@ pub fn split_rows(rows: usize, n: usize) -> Vec<usize> {
 /// in several engine sets, ...).
 ///
 /// An array pushed in a memfd (`array.fd`, from a client on the controller's host) goes to
-/// every target, each binding it alone (no MPI): every target must be on this host too.
+/// every target, each binding it alone (no MPI): every target must be on this host too. A
+/// `shared` push (one read-only copy for the host) must come that way: it is refused
+/// otherwise, never turned into a copy per engine.
 pub fn plan(
     request: Request,
     places: &[Place],
     buffers: Vec<Payload>,
     fds: Fds,
 ) -> Result<Vec<Assignment>, MpxError> {
-    if let Request::Push { name, array } = &request {
-        if let Some(fd) = array.fd {
-            return plan_shared_push(name, array, fd, places, &fds);
+    if let Request::Push { name, array, shared } = &request {
+        match array.fd {
+            Some(fd) => return plan_memfd_push(name, array, *shared, fd, places, &fds),
+            None if *shared => {
+                return Err(MpxError::refused(format!(
+                    "a shared push of {name:?} needs its array in a memfd, from a client on the \
+                     controller's host"
+                )))
+            }
+            None => {}
         }
     }
     if !fds.is_empty() {
@@ -104,9 +113,9 @@ pub fn plan(
             .collect()
     };
     match request {
-        Request::Push { name, array } => {
+        Request::Push { name, array, .. } => {
             check_buffer(array.buffer, byte_len(&array)?)?;
-            Ok(root_only(Task::Push { name, array, group }, buffers))
+            Ok(root_only(Task::Push { name, array, group, shared: false }, buffers))
         }
         Request::Scatter { name, array } => {
             let Some(&rows) = array.shape.first() else {
@@ -134,10 +143,12 @@ pub fn plan(
 }
 
 /// A push whose array is in the request's memfd `fd`: each target gets the memfd and binds the
-/// array alone (its group is itself).
-fn plan_shared_push(
+/// array alone (its group is itself), `shared` (read-only, one copy for the host) or
+/// copy-on-write.
+fn plan_memfd_push(
     name: &str,
     array: &ArrayMeta,
+    shared: bool,
     fd: usize,
     places: &[Place],
     fds: &Fds,
@@ -157,7 +168,7 @@ fn plan_shared_push(
         .iter()
         .map(|p| Assignment {
             engine: p.engine,
-            task: Task::Push { name: name.to_string(), array: array.clone(), group: vec![p.rank] },
+            task: Task::Push { name: name.to_string(), array: array.clone(), group: vec![p.rank], shared },
             buffers: Vec::new(),
             fds: Fds(vec![memfd.clone()]),
         })
@@ -199,7 +210,7 @@ mod tests {
     #[test]
     fn push_sends_the_bytes_once_to_the_root() {
         let bytes = Bytes::from(vec![0u8; 80]);
-        let request = Request::Push { name: "a".into(), array: meta(&[10]) };
+        let request = Request::Push { name: "a".into(), array: meta(&[10]), shared: false };
         let p = plan(request, &at(&[1, 2, 3]), vec![Payload::new(bytes)], Fds::default()).unwrap();
         assert_eq!(p.iter().map(|a| a.buffers.len()).collect::<Vec<_>>(), vec![1, 0, 0]);
         assert!(p.iter().all(|a| matches!(&a.task, Task::Push { group, .. } if group == &ranks(&[1, 2, 3]))));
@@ -225,15 +236,33 @@ mod tests {
 
     #[test]
     fn a_missing_or_short_buffer_is_refused() {
-        let task = Request::Push { name: "a".into(), array: meta(&[10]) };
+        let task = Request::Push { name: "a".into(), array: meta(&[10]), shared: false };
         // No buffers at all: a streamed array (its chunks follow the request).
         assert!(plan(task.clone(), &at(&[0]), vec![], Fds::default()).is_ok());
         let two = vec![Payload::new(Bytes::from(vec![0u8; 80])); 2];
-        let wrong = Request::Push { name: "a".into(), array: ArrayMeta { buffer: 2, ..meta(&[10]) } };
+        let wrong =
+            Request::Push { name: "a".into(), array: ArrayMeta { buffer: 2, ..meta(&[10]) }, shared: false };
         assert!(plan(wrong, &at(&[0]), two, Fds::default()).is_err());
         assert!(
             plan(task, &at(&[0]), vec![Payload::new(Bytes::from(vec![0u8; 79]))], Fds::default()).is_err()
         );
+    }
+
+    #[test]
+    fn a_shared_push_maps_the_memfd_everywhere_or_is_refused() {
+        let local = |ids: &[u32]| at(ids).into_iter().map(|p| Place { local: true, ..p }).collect::<Vec<_>>();
+        let devnull = std::fs::File::open("/dev/null").unwrap();
+        let fds = Fds(vec![std::sync::Arc::new(std::os::fd::OwnedFd::from(devnull))]);
+        let shared =
+            |fd| Request::Push { name: "a".into(), array: ArrayMeta { fd, ..meta(&[10]) }, shared: true };
+        let p = plan(shared(Some(0)), &local(&[0, 1]), vec![], fds.clone()).unwrap();
+        assert!(p.iter().all(|a| a.fds.len() == 1
+            && matches!(&a.task, Task::Push { shared: true, group, .. } if group.len() == 1)));
+        // Without a memfd, or to an engine elsewhere: refused, never a copy per engine.
+        let bytes = vec![Payload::new(Bytes::from(vec![0u8; 80]))];
+        let why = plan(shared(None), &local(&[0, 1]), bytes, Fds::default()).unwrap_err().to_string();
+        assert!(why.contains("shared push"), "{why}");
+        assert!(plan(shared(Some(0)), &at(&[0]), vec![], fds).unwrap_err().to_string().contains("host"));
     }
 }
 

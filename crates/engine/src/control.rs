@@ -398,7 +398,7 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                 // A push or scatter without buffers: its array streams in chunks after it
                 // (unless it is in one of the frame's descriptors: the same-host path).
                 let streamed = match &req.task {
-                    mpx_messages::Task::Push { array, .. } => array.fd.is_none(),
+                    mpx_messages::Task::Push { array, shared, .. } => array.fd.is_none() && !shared,
                     mpx_messages::Task::Scatter { .. } => true,
                     _ => false,
                 } && frame.buffers.is_empty()

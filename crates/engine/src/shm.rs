@@ -7,6 +7,10 @@
 //!   array's bytes) *before* mapping anything, maps it copy-on-write and binds the name to an
 //!   array over the mapping ([`Kernel::bind_mapped`]): no copy, and a cell writing to it changes
 //!   only this engine's pages.
+//! - **Shared push** (`push --shared`, [`Mapped::Shared`]): the same checks, then a read-only
+//!   `MAP_SHARED` mapping: every engine of the host reads the same pages (one copy of the array
+//!   for all of them), and the numpy array over it is not writeable (a cell writing to it gets
+//!   numpy's `ValueError`). The rhai kernel copies it (its arrays own their memory).
 //! - **Pull** ([`pull`]): the engine copies the array once into a fresh memfd, seals it and
 //!   replies with the descriptor (the reply's [`ArrayMeta::fd`] is `Some(0)`, its frame carries
 //!   the descriptor in [`Fds`]) and no buffers.
@@ -69,12 +73,21 @@ pub enum ShmError {
     Create(MemfdError),
 }
 
-/// The array a pushed descriptor holds, checked and mapped copy-on-write.
+/// How a pushed memfd is mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mapped {
+    /// Private and writable: a cell's writes copy the pages they touch, in this engine only.
+    CopyOnWrite,
+    /// Shared and read-only (`push --shared`): one copy on the host for every engine.
+    Shared,
+}
+
+/// The array a pushed descriptor holds, checked and mapped as `how` says.
 ///
 /// # Errors
 /// [`ShmError`]: no descriptor at `meta.fd`, a group of more than one engine, or a descriptor
 /// that is not a sealed memfd of exactly the array's bytes (then it is never mapped).
-pub fn map_pushed(meta: &ArrayMeta, group: &[Rank], fds: &Fds) -> Result<Mapping, ShmError> {
+pub fn map_pushed(meta: &ArrayMeta, group: &[Rank], fds: &Fds, how: Mapped) -> Result<Mapping, ShmError> {
     if group.len() != 1 {
         return Err(ShmError::NotOneEngine(group.len()));
     }
@@ -88,11 +101,16 @@ pub fn map_pushed(meta: &ArrayMeta, group: &[Rank], fds: &Fds) -> Result<Mapping
     let sealed =
         SealedMemfd::check(own, total as u64).map_err(|source| ShmError::Refused { index, source })?;
     // The mapping keeps the memfd's memory alive once the descriptor is closed.
-    sealed.map_private().map_err(ShmError::Map)
+    match how {
+        Mapped::CopyOnWrite => sealed.map_private(),
+        Mapped::Shared => sealed.map_shared(),
+    }
+    .map_err(ShmError::Map)
 }
 
-/// Binds `name` to the array in the pushed memfd: checked, mapped copy-on-write and bound
-/// without a copy (see [`Kernel::bind_mapped`]). Nothing is bound on error.
+/// Binds `name` to the array in the pushed memfd: checked, mapped as `how` says and bound
+/// without a copy (see [`Kernel::bind_mapped`]; read-only when [`Mapped::Shared`]). Nothing is
+/// bound on error.
 ///
 /// # Errors
 /// A [`SharedMemoryError`](ENAME) saying what is wrong with the descriptor (see
@@ -103,8 +121,9 @@ pub fn push(
     meta: &ArrayMeta,
     group: &[Rank],
     fds: &Fds,
+    how: Mapped,
 ) -> Result<(), RemoteError> {
-    let mapping = map_pushed(meta, group, fds).map_err(|e| {
+    let mapping = map_pushed(meta, group, fds, how).map_err(|e| {
         RemoteError::new(ENAME, format!("cannot bind {name:?} from shared memory: {e}; nothing was bound"))
     })?;
     kernel.bind_mapped(name, meta.dtype, &meta.shape, mapping)

@@ -73,7 +73,7 @@ pub fn run_task(
         task if io.refused.is_some() => {
             // (A same-host push has no collective: nothing to take part in.)
             let collective = match &task {
-                Task::Push { array, .. } => array.fd.is_none(),
+                Task::Push { array, shared, .. } => array.fd.is_none() && !shared,
                 Task::Scatter { .. } => true,
                 _ => false,
             };
@@ -108,11 +108,12 @@ pub fn run_task(
             Ok(())
         }),
         // Same host: the array is the frame's memfd, mapped (no MPI: each engine of the host
-        // gets its own task).
-        Task::Push { name, array, group } if array.fd.is_some() => {
-            shm::push(kernel, &name, &array, &group, &io.fds)
+        // gets its own task); a shared push always comes this way (without a memfd it fails).
+        Task::Push { name, array, group, shared } if array.fd.is_some() || shared => {
+            let how = if shared { shm::Mapped::Shared } else { shm::Mapped::CopyOnWrite };
+            shm::push(kernel, &name, &array, &group, &io.fds, how)
         }
-        Task::Push { name, array, group } => {
+        Task::Push { name, array, group, .. } => {
             let mut source = io.source(array.buffer);
             data::push(groups, kernel, &name, &array, &group, &mut source)
         }

@@ -12,7 +12,11 @@ use std::{
 use mpx_engine::{
     kernel::{python::PythonKernel, rhai::RhaiKernel, Kernel},
     output::OutputBuffer,
-    shm::{self, ShmError},
+    shm::{
+        self,
+        Mapped::{CopyOnWrite, Shared},
+        ShmError,
+    },
 };
 use mpx_messages::{
     memfd::{MemfdError, SealedMemfd},
@@ -72,9 +76,9 @@ fn a_pushed_descriptor_is_checked_before_it_is_mapped() {
     let shape = [2usize, 4];
     // 8 f64 = 64 bytes.
     let (_sealed, fds) = memfd("ok", &[0; 64]);
-    assert!(shm::map_pushed(&meta(Dtype::F64, &shape), &[Rank(3)], &fds).is_ok());
+    assert!(shm::map_pushed(&meta(Dtype::F64, &shape), &[Rank(3)], &fds, CopyOnWrite).is_ok());
     // Wrong size: the header says 8 i32 (32 bytes), the memfd holds 64.
-    let e = shm::map_pushed(&meta(Dtype::I32, &shape), &[Rank(3)], &fds).unwrap_err();
+    let e = shm::map_pushed(&meta(Dtype::I32, &shape), &[Rank(3)], &fds, CopyOnWrite).unwrap_err();
     assert!(
         matches!(
             e,
@@ -83,23 +87,29 @@ fn a_pushed_descriptor_is_checked_before_it_is_mapped() {
         "{e:?}"
     );
     // No descriptor at the header's index, none named at all, a group of several engines.
-    let e = shm::map_pushed(&ArrayMeta { fd: Some(1), ..meta(Dtype::F64, &shape) }, &[Rank(0)], &fds);
+    let e = shm::map_pushed(
+        &ArrayMeta { fd: Some(1), ..meta(Dtype::F64, &shape) },
+        &[Rank(0)],
+        &fds,
+        CopyOnWrite,
+    );
     assert!(matches!(e, Err(ShmError::MissingDescriptor { index: 1, count: 1 })), "{e:?}");
-    let e = shm::map_pushed(&ArrayMeta { fd: None, ..meta(Dtype::F64, &shape) }, &[Rank(0)], &fds);
+    let e =
+        shm::map_pushed(&ArrayMeta { fd: None, ..meta(Dtype::F64, &shape) }, &[Rank(0)], &fds, CopyOnWrite);
     assert!(matches!(e, Err(ShmError::NoDescriptor)), "{e:?}");
-    let e = shm::map_pushed(&meta(Dtype::F64, &shape), &[Rank(0), Rank(1)], &fds);
+    let e = shm::map_pushed(&meta(Dtype::F64, &shape), &[Rank(0), Rank(1)], &fds, CopyOnWrite);
     assert!(matches!(e, Err(ShmError::NotOneEngine(2))), "{e:?}");
     // Not a memfd: a regular file, a pipe.
     let file = Fds(vec![Arc::new(OwnedFd::from(std::fs::File::open("/proc/self/status").expect("open")))]);
-    let e = shm::map_pushed(&meta(Dtype::U8, &[1]), &[Rank(0)], &file);
+    let e = shm::map_pushed(&meta(Dtype::U8, &[1]), &[Rank(0)], &file, CopyOnWrite);
     assert!(matches!(e, Err(ShmError::Refused { source: MemfdError::NotMemfd, .. })), "{e:?}");
     let (reader, _writer) = std::io::pipe().expect("pipe");
     let pipe = Fds(vec![Arc::new(OwnedFd::from(reader))]);
-    let e = shm::map_pushed(&meta(Dtype::U8, &[1]), &[Rank(0)], &pipe);
+    let e = shm::map_pushed(&meta(Dtype::U8, &[1]), &[Rank(0)], &pipe, CopyOnWrite);
     assert!(matches!(e, Err(ShmError::Refused { source: MemfdError::NotMemfd, .. })), "{e:?}");
     // An unsealed memfd of the right size is refused, and never mapped.
     let unsealed = Fds(vec![Arc::new(unsealed_memfd(c"mpx-unsealed-check", 64))]);
-    let e = shm::map_pushed(&meta(Dtype::F64, &shape), &[Rank(0)], &unsealed);
+    let e = shm::map_pushed(&meta(Dtype::F64, &shape), &[Rank(0)], &unsealed, CopyOnWrite);
     assert!(matches!(e, Err(ShmError::Refused { source: MemfdError::Unsealed(_), .. })), "{e:?}");
     assert_eq!(mappings_of("unsealed-check"), 0);
     // The errors say what is wrong.
@@ -121,15 +131,20 @@ fn rhai_binds_a_pushed_memfd_by_copy() {
         }
         let bytes = pattern(dtype, 15 * dtype.item_size(), i as u64 + 1);
         let (_sealed, fds) = memfd(&format!("rhai-{}", dtype.name()), &bytes);
-        shm::push(&mut k, "a", &meta(dtype, &shape), &[Rank(0)], &fds).expect("pushed");
+        shm::push(&mut k, "a", &meta(dtype, &shape), &[Rank(0)], &fds, CopyOnWrite).expect("pushed");
         let back = k.array("a").expect("bound");
         assert_eq!((back.dtype(), back.shape()), (dtype, &shape[..]));
         assert_eq!(back.bytes(), &bytes[..], "{dtype}");
+        // Shared: rhai's arrays own their memory, so it copies too.
+        shm::push(&mut k, "s", &meta(dtype, &shape), &[Rank(0)], &fds, Shared).expect("pushed");
+        assert_eq!(k.array("s").expect("bound").bytes(), &bytes[..], "{dtype}");
     }
 }
 
 #[test]
 fn python_binds_a_pushed_memfd_in_place_and_pulls_into_one() {
+    // Small arrays too (they stay inline in replies by default): before anything reads it.
+    std::env::set_var("MPX_SHM_MIN_BYTES", "0");
     // mpi4py is imported by the kernel's setup; keep it from initialising MPI in this process.
     std::env::set_var("MPI4PY_RC_INITIALIZE", "false");
     let output = Arc::new(OutputBuffer::default());
@@ -147,7 +162,13 @@ fn python_binds_a_pushed_memfd_in_place_and_pulls_into_one() {
              for line in open('/proc/self/maps'):\n        \
                  lo, hi = (int(x, 16) for x in line.split()[0].split('-'))\n        \
                  if lo <= p < hi:\n            \
-                     return line.split(None, 5)[5].strip() if len(line.split()) > 5 else ''\n",
+                     return line.split(None, 5)[5].strip() if len(line.split()) > 5 else ''\n\
+         def perms(a):\n    \
+             p = a.__array_interface__['data'][0]\n    \
+             for line in open('/proc/self/maps'):\n        \
+                 lo, hi = (int(x, 16) for x in line.split()[0].split('-'))\n        \
+                 if lo <= p < hi:\n            \
+                     return line.split()[1]\n",
         None,
     );
 
@@ -157,7 +178,7 @@ fn python_binds_a_pushed_memfd_in_place_and_pulls_into_one() {
         let bytes = pattern(dtype, 105 * dtype.item_size(), i as u64 + 1);
         let name = format!("py-{}", dtype.name());
         let (_sealed, fds) = memfd(&name, &bytes);
-        shm::push(&mut k, "a", &meta(dtype, &shape), &[Rank(0)], &fds).expect("pushed");
+        shm::push(&mut k, "a", &meta(dtype, &shape), &[Rank(0)], &fds, CopyOnWrite).expect("pushed");
         let back = k.array("a").expect("bound");
         assert_eq!((back.dtype(), back.shape()), (dtype, &shape[..]));
         assert_eq!(back.bytes(), &bytes[..], "{dtype}");
@@ -179,7 +200,7 @@ fn python_binds_a_pushed_memfd_in_place_and_pulls_into_one() {
     // A cell's write changes the array, only in this process: the memfd keeps its bytes.
     let bytes: Vec<u8> = [1.5f64, 2.5, 3.5, 4.5].map(f64::to_le_bytes).concat();
     let (sealed, fds) = memfd("cow", &bytes);
-    shm::push(&mut k, "w", &meta(Dtype::F64, &[4]), &[Rank(0)], &fds).expect("pushed");
+    shm::push(&mut k, "w", &meta(Dtype::F64, &[4]), &[Rank(0)], &fds, CopyOnWrite).expect("pushed");
     drop(fds);
     assert_eq!(value(&mut k, "w[1] = -7.0\nw *= 2\nw.tolist()"), "[3.0, -14.0, 7.0, 9.0]");
     assert_eq!(&k.array("w").expect("bound").bytes()[8..16], &(-14f64).to_le_bytes());
@@ -192,28 +213,46 @@ fn python_binds_a_pushed_memfd_in_place_and_pulls_into_one() {
     value(&mut k, "del v\nimport gc\ngc.collect()");
     assert_eq!(mappings_of("cow"), 0, "unmapped with the last array");
 
+    // Shared (push --shared): a read-only MAP_SHARED mapping of the memfd, not writeable (a
+    // cell's write is numpy's ValueError), and numpy will not turn the flag back on.
+    let (_sealed, fds) = memfd("ro", &bytes);
+    shm::push(&mut k, "s", &meta(Dtype::F64, &[4]), &[Rank(0)], &fds, Shared).expect("pushed");
+    assert_eq!(value(&mut k, "s.flags.writeable, s.tolist()"), "(False, [1.5, 2.5, 3.5, 4.5])");
+    assert_eq!(value(&mut k, "perms(s)"), "'r--s'");
+    let refused = "try:\n    {}\n    why = 'written'\nexcept ValueError as e:\n    why = str(e)\nwhy";
+    let write = value(&mut k, &refused.replace("{}", "s[0] = 1.0"));
+    assert!(write.contains("read-only"), "{write}");
+    let flag = value(&mut k, &refused.replace("{}", "s.setflags(write=True)"));
+    assert!(flag.contains("cannot set WRITEABLE"), "{flag}");
+    assert_eq!(value(&mut k, "s.tolist()"), "[1.5, 2.5, 3.5, 4.5]");
+    let (_s, fds) = memfd("ro-empty", &[]);
+    shm::push(&mut k, "se", &meta(Dtype::F64, &[0]), &[Rank(0)], &fds, Shared).expect("empty");
+    assert_eq!(value(&mut k, "se.flags.writeable"), "False");
+    value(&mut k, "del s, se, why");
+
     // Empty arrays and bad bools.
     let (_s, fds) = memfd("empty", &[]);
-    shm::push(&mut k, "e", &meta(Dtype::I32, &[0, 3]), &[Rank(0)], &fds).expect("empty");
+    shm::push(&mut k, "e", &meta(Dtype::I32, &[0, 3]), &[Rank(0)], &fds, CopyOnWrite).expect("empty");
     assert_eq!(value(&mut k, "e.shape, e.dtype.str"), "((0, 3), '<i4')");
     let (_s, fds) = memfd("bool", &[0, 1, 2]);
-    let e = shm::push(&mut k, "b", &meta(Dtype::Bool, &[3]), &[Rank(0)], &fds).unwrap_err();
+    let e = shm::push(&mut k, "b", &meta(Dtype::Bool, &[3]), &[Rank(0)], &fds, CopyOnWrite).unwrap_err();
     assert_eq!(e.ename, "ValueError");
     assert_eq!(k.array("b").err().map(|e| e.ename), Some("NameError".into()), "nothing bound");
 
     // Refused descriptors: a clear error, nothing bound, nothing mapped.
     let (_s, fds) = memfd("small", &[0; 24]);
-    let e = shm::push(&mut k, "r", &meta(Dtype::F64, &[4]), &[Rank(0)], &fds).unwrap_err();
+    let e = shm::push(&mut k, "r", &meta(Dtype::F64, &[4]), &[Rank(0)], &fds, CopyOnWrite).unwrap_err();
     assert_eq!(e.ename, shm::ENAME);
     assert!(e.evalue.contains("holds 24 bytes, the header says 32"), "{}", e.evalue);
     let file = Fds(vec![Arc::new(OwnedFd::from(std::fs::File::open("/proc/self/status").expect("open")))]);
-    let e = shm::push(&mut k, "r", &meta(Dtype::U8, &[1]), &[Rank(0)], &file).unwrap_err();
+    let e = shm::push(&mut k, "r", &meta(Dtype::U8, &[1]), &[Rank(0)], &file, CopyOnWrite).unwrap_err();
     assert!(e.evalue.contains("not a memfd") && e.evalue.contains("\"r\""), "{}", e.evalue);
     let unsealed = Fds(vec![Arc::new(unsealed_memfd(c"mpx-unsealed-push", 32))]);
-    let e = shm::push(&mut k, "r", &meta(Dtype::F64, &[4]), &[Rank(0)], &unsealed).unwrap_err();
+    let e = shm::push(&mut k, "r", &meta(Dtype::F64, &[4]), &[Rank(0)], &unsealed, CopyOnWrite).unwrap_err();
     assert!(e.evalue.contains("not sealed"), "{}", e.evalue);
     assert_eq!(mappings_of("unsealed-push"), 0);
-    let e = shm::push(&mut k, "r", &meta(Dtype::F64, &[4]), &[Rank(0)], &Fds::default()).unwrap_err();
+    let e = shm::push(&mut k, "r", &meta(Dtype::F64, &[4]), &[Rank(0)], &Fds::default(), CopyOnWrite)
+        .unwrap_err();
     assert!(e.evalue.contains("names descriptor 0, but its frame carries 0"), "{}", e.evalue);
     assert_eq!(k.array("r").err().map(|e| e.ename), Some("NameError".into()), "nothing bound");
 

@@ -48,6 +48,9 @@ pub enum HistoryItem {
         shape: Vec<usize>,
         /// Where it came from.
         source: DataSource,
+        /// Pushed `--shared`: one read-only copy for the host's engines.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shared: bool,
     },
     /// A scatter (split along axis 0 over the targets).
     Scatter {

@@ -108,6 +108,11 @@ pub enum Request {
         name: String,
         /// The array.
         array: ArrayMeta,
+        /// One read-only copy for all targets of the host (`push --shared`): the array must
+        /// come in a memfd (`array.fd`) and every target maps that memfd shared, read-only;
+        /// without a memfd the request is refused, never turned into a copy per engine.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shared: bool,
     },
     /// Send back each target's array bound to `name`.
     Pull {
@@ -191,6 +196,10 @@ pub enum Task {
         array: ArrayMeta,
         /// Ranks taking part.
         group: Vec<Rank>,
+        /// Map the array's memfd shared and read-only, not copy-on-write (as `shared` of
+        /// [`Request::Push`]).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shared: bool,
     },
     /// As [`Request::Pull`], on this engine.
     Pull {
@@ -226,4 +235,26 @@ pub enum Task {
         /// Arguments.
         args: Vec<Arg>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Dtype;
+
+    #[test]
+    fn a_shared_push_round_trips_and_older_pushes_read_as_not_shared() {
+        let array = ArrayMeta { dtype: Dtype::F64, shape: vec![3], buffer: 0, fd: Some(0) };
+        let shared = Request::Push { name: "x".into(), array: array.clone(), shared: true };
+        let json = serde_json::to_string(&shared).unwrap();
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), shared);
+        let task = Task::Push { name: "x".into(), array: array.clone(), group: vec![Rank(0)], shared: true };
+        assert_eq!(serde_json::from_str::<Task>(&serde_json::to_string(&task).unwrap()).unwrap(), task);
+        // An ordinary push is written as before (no `shared`), and what was written before reads
+        // as an ordinary push.
+        let plain = Request::Push { name: "x".into(), array, shared: false };
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("shared"), "{json}");
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), plain);
+    }
 }

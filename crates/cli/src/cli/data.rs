@@ -43,6 +43,17 @@ pub struct PutArgs {
 }
 
 #[derive(Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    put: PutArgs,
+    /// One read-only copy for all the engines (each maps the same sealed memfd; numpy arrays
+    /// not writeable): needs this client and every target on the controller's host, and fails
+    /// otherwise rather than sending a copy to each engine.
+    #[arg(long)]
+    shared: bool,
+}
+
+#[derive(Args)]
 pub struct GetArgs {
     #[command(flatten)]
     target: Target,
@@ -65,12 +76,17 @@ pub struct GatherArgs {
     out: PathBuf,
 }
 
-pub fn push(args: PutArgs) -> Result<i32> {
+pub fn push(PushArgs { put: args, shared }: PushArgs) -> Result<i32> {
     let array = npy::read(&args.file)?;
     let client = Client::connect(&args.target.cluster_id)?;
     let progress = Progress::new(format!("push {}", args.name));
     let source = mpx_client::replay::file_source(&args.file)?;
-    let pending = client.view(args.target.targets(&client)?).push_from(&args.name, &array, source)?;
+    let view = client.view(args.target.targets(&client)?);
+    let pending = if shared {
+        view.push_shared_from(&args.name, &array, source)?
+    } else {
+        view.push_from(&args.name, &array, source)?
+    };
     let bytes = Some(array.data().len() as u64);
     let results = wait_moving(&pending, args.target.timeout(), progress, bytes)?;
     print!("{}", display::render(&results));

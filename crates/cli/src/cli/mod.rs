@@ -79,8 +79,9 @@ enum Command {
     Export(session::ExportArgs),
     /// Interactive console: `%px CODE`, `%autopx`, plain lines run locally.
     Console(console::ConsoleArgs),
-    /// Bind a variable on the engines to an array from a `.npy` file (MPI Bcast among them).
-    Push(data::PutArgs),
+    /// Bind a variable on the engines to an array from a `.npy` file (MPI Bcast among them;
+    /// --shared: one read-only copy for all the engines of the controller's host).
+    Push(data::PushArgs),
     /// Fetch a variable from the engines into `.npy` files.
     Pull(data::GetArgs),
     /// Split a `.npy` array along axis 0 over the engines (MPI Scatterv).

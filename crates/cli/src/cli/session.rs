@@ -69,9 +69,13 @@ fn item_text(item: &HistoryItem) -> String {
     match item {
         HistoryItem::Cell { code } => code.trim_end().to_string(),
         HistoryItem::Run { filename, .. } => format!("%run {filename}"),
-        HistoryItem::Push { name, dtype, shape, source }
+        HistoryItem::Push { name, dtype, shape, source, .. }
         | HistoryItem::Scatter { name, dtype, shape, source } => {
-            let verb = if matches!(item, HistoryItem::Push { .. }) { "push" } else { "scatter" };
+            let verb = match item {
+                HistoryItem::Push { shared: true, .. } => "push --shared",
+                HistoryItem::Push { .. } => "push",
+                _ => "scatter",
+            };
             let from = match source {
                 mpx_messages::DataSource::File { path, .. } => path.clone(),
                 mpx_messages::DataSource::Memory => "a Python client's memory".into(),

@@ -46,11 +46,12 @@ pub fn item_of(request: &Request, source: Option<DataSource>) -> HistoryItem {
         Request::Run { code, filename } => {
             HistoryItem::Run { filename: filename.clone(), code: code.clone() }
         }
-        Request::Push { name, array } => HistoryItem::Push {
+        Request::Push { name, array, shared } => HistoryItem::Push {
             name: name.clone(),
             dtype: array.dtype,
             shape: array.shape.clone(),
             source: source(),
+            shared: *shared,
         },
         Request::Scatter { name, array } => HistoryItem::Scatter {
             name: name.clone(),

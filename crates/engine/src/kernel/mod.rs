@@ -123,7 +123,9 @@ pub trait Kernel {
     /// by the same-host path, see [`crate::shm`]). A kernel that can hold foreign memory
     /// makes the array over the mapping without a copy, keeps the mapping alive as long as the
     /// array and unmaps it when the array is freed (Python); by default the bytes are copied
-    /// into a new kernel array (rhai). Writable when the mapping is (a copy-on-write one).
+    /// into a new kernel array (rhai). Writable when the mapping is (a copy-on-write one);
+    /// over a read-only shared mapping (`push --shared`) the array is read-only too, except
+    /// where the kernel copied it (rhai's copy is its own, writable).
     ///
     /// # Errors
     /// A mapping whose length does not match dtype and shape, a bool byte other than 0 or 1,

@@ -8,6 +8,7 @@ pub const HELP: &str = "\
 %run FILE       run a file on the target engines
 %push NAME F    send F.npy to the engines as NAME   %pull NAME F    fetch NAME into F.npy
 %scatter NAME F split F.npy over the engines         %gather NAME F  concatenate NAME into F.npy
+%push --shared NAME F   one read-only copy of F.npy for all the engines (same host only)
 %targets T      set targets: all, 0,2, 1-3, or Python indexes and slices: -1, ::2, 1:3
 %timeout S      seconds to wait for results
 %where          what every engine is doing (idle, running, inside an MPI call)

@@ -201,8 +201,10 @@ impl Console {
         }
     }
 
-    /// `%push/%pull/%scatter/%gather NAME FILE`.
+    /// `%push/%pull/%scatter/%gather NAME FILE`, `%push --shared NAME FILE`.
     fn data(&mut self, magic: &str, rest: &str) {
+        let shared = magic == "push" && rest.trim_start().starts_with("--shared ");
+        let rest = if shared { rest.trim_start().trim_start_matches("--shared").trim_start() } else { rest };
         let Some((name, file)) = rest.split_once(char::is_whitespace) else {
             return eprintln!("error: %{magic} takes NAME FILE");
         };
@@ -219,6 +221,7 @@ impl Console {
                         }
                     };
                     match magic {
+                        "push" if shared => view.push_shared_from(name, &a, source),
                         "push" => view.push_from(name, &a, source),
                         _ => view.scatter_from(name, &a, source),
                     }

@@ -403,9 +403,19 @@ impl Kernel for PythonKernel {
     ) -> Result<(), RemoteError> {
         super::check_wire(dtype, shape, mapping.as_slice())?;
         if mapping.is_empty() {
-            // Nothing to share: a new (empty) array.
+            // Nothing to share: a new (empty) array, read-only like the mapping.
             let a = self.new_array(dtype, shape)?;
-            return self.bind(name, a);
+            let read_only = !mapping.is_writable();
+            self.bind(name, a)?;
+            return Python::attach(|py| {
+                let ns = self.ns.bind(py);
+                match ns.get_item(name) {
+                    Ok(Some(a)) if read_only => a.call_method1("setflags", (false,)).map(drop),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                }
+                .map_err(|e| py_error(py, e))
+            });
         }
         Python::attach(|py| {
             let a = mapped::array_over(py, dtype, shape, mapping).map_err(|e| py_error(py, e))?;
