@@ -157,7 +157,17 @@ class View:
         return self._run(submit, block)
 
     def pull(self, names: Union[str, list[str]], block: Optional[bool] = None) -> Any:
-        """The value of ``names`` (a name, or a list of names) on each engine."""
+        """The value of ``names`` (a name, or a list of names) on each engine.
+
+        A blocking pull of one name by a client on the controller's host asks for the arrays
+        first (they come back as memfds this process maps: the numpy arrays live over the
+        mappings, no copy); a value that is not an array on some engine is then fetched as any
+        other object, through the apply helper."""
+        if isinstance(names, str) and self._block(block) and self.client._raw.is_local:
+            try:
+                return self._async([self.client._raw.pull(self._targets, names)], _arrays).get()
+            except RemoteError:
+                pass
 
         def submit() -> AsyncResult:
             return self._async([self._apply_raw("pull", None, (names,), {}, self._targets)], _unpacked)
@@ -292,6 +302,11 @@ def _helper_missing_everywhere(results: list[ResultDict]) -> bool:
 def _unpacked(groups: Sequence[list[ResultDict]]) -> list[Any]:
     """Each engine's value from its apply helper's result dict (pickle and arrays in the reply)."""
     return [_apply.unpack(rs[0]["returned"]) for rs in groups]
+
+
+def _arrays(groups: Sequence[list[ResultDict]]) -> list[Any]:
+    """Each engine's array from a native pull (over the received memory, no copy)."""
+    return [from_buffer(rs[0]["array"]) for rs in groups]
 
 
 def _nones(groups: Sequence[list[ResultDict]]) -> list[Any]:

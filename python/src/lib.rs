@@ -107,6 +107,13 @@ impl Client {
         self.inner.cluster_id().to_string()
     }
 
+    /// Whether this client is on the controller's host (connected through its Unix socket):
+    /// arrays then move as memfds.
+    #[getter]
+    fn is_local(&self) -> bool {
+        self.inner.is_local()
+    }
+
     /// The connection file's path.
     #[getter]
     fn connection_file(&self) -> String {
