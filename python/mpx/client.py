@@ -54,7 +54,7 @@ class Client:
     # -- the cluster -------------------------------------------------------------------------
     @property
     def ids(self) -> list[int]:
-        """Ids of the registered engines (= MPI ranks)."""
+        """Ids of the registered engines (with one engine set, its MPI ranks)."""
         return self._raw.ids()
 
     @property

@@ -11,7 +11,7 @@ RESTARTING = "the MPI world is being restarted"
 
 class RemoteError(Exception):
     """An exception raised on an engine: ``ename``, ``evalue``, ``traceback`` (the remote one,
-    as text), ``engine_id`` (= MPI rank) and ``line`` (of the cell, when known).
+    as text), ``engine_id`` (the MPI rank, with one engine set) and ``line`` (of the cell, when known).
 
     ``ename`` is ``WorldDown`` when the engine's MPI world went down under the request (``%px``
     and ``mpx px`` say when it is being restarted: same engine ids, variables lost)."""
