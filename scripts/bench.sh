@@ -3,6 +3,11 @@
 # and the floor it is bounded by (TCP loopback, raw MPI under mpirun, `mpirun true`) in one run,
 # prints the table and writes target/mpx-bench.json. Latency and start/stop rows are measured for both
 # engine kernels (python, the default: `rtt1`...; rhai: `rtt1.rhai`...). See BENCHMARKS.md.
+# The data rows exist on both paths a move can take: `push8M` ... `gather80M` with a client over
+# TCP (goal ≤ 1.2x the design floor: one TCP hop + the raw MPI collective), `push8M.shm` ...
+# `gather80M.shm` with the client on the controller's host (Unix socket, memfds; goal: faster than
+# one bare TCP hop, `tcp_8mb`/`tcp_80mb`), printed with one memcpy of the bytes and, for the 80 MB
+# push and pull, ipyparallel's figures (goal ≥ 5x faster). MPX_SHM=0 leaves the .shm rows pending.
 # The `.interp` rows (`rtt1.interp`, `psum.interp`, `push80M.interp`, `pull80M.interp`, `start.interp`)
 # run the engines in a Python environment with the mpx package (`mpx cluster start --python PATH`):
 # target/plain-venv (scripts/plain-venv.sh), else target/pyenv (scripts/python-env.sh), the first

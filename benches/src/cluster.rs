@@ -163,6 +163,21 @@ impl BenchCluster {
         Ok(Client::connect(&self.connection_file.to_string_lossy())?)
     }
 
+    /// A new client of this cluster over TCP: the connection file's address and key
+    /// (`Client::connect_with`), so it never uses the controller's Unix socket even on its host
+    /// (the data rows' TCP path, see [`crate::data::Path`]).
+    ///
+    /// # Errors
+    /// The connection file cannot be read or the connection fails.
+    pub fn tcp_client(&self) -> Result<Client> {
+        let info = mpx_messages::connection::read_connection_file(&self.connection_file)?;
+        let key = mpx_messages::Key::from_hex(&info.key)?;
+        let client =
+            Client::connect_with(&info.address, key, &info.cluster_id, self.connection_file.clone())?;
+        ensure!(!client.is_local(), "a client of {} is local", info.address);
+        Ok(client)
+    }
+
     /// Its processes still alive.
     pub fn alive(&self) -> Vec<u32> {
         procs::cluster_members(&self.pids, self.session.as_slice(), self.group)

@@ -21,12 +21,16 @@ use crate::{
 /// How long one cell may take before the row fails.
 pub const CELL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The shared cluster of the latency and data rows, with its client (dropped before the
+/// The shared cluster of the latency and data rows, with its clients (dropped before the
 /// cluster).
 struct Session {
     kernel: Kernel,
     mode: EngineMode,
+    /// The client `Client::connect` makes: through the controller's Unix socket on its host
+    /// (unless `MPX_SHM=0`).
     client: Client,
+    /// A client over TCP, made on first use ([`Ctx::tcp_client`]).
+    tcp_client: Option<Client>,
     cluster: BenchCluster,
 }
 
@@ -98,9 +102,24 @@ impl Ctx {
             for code in Cells::of(kernel).setup {
                 run_cell(&all, code)?;
             }
-            self.session = Some(Session { kernel, mode, client, cluster });
+            self.session = Some(Session { kernel, mode, client, tcp_client: None, cluster });
         }
         Ok(&self.session.as_ref().expect("just set").client)
+    }
+
+    /// A client of the same shared cluster as [`Ctx::client`] connected over TCP (made on first
+    /// use, kept with the cluster): it never uses the controller's Unix socket, so every byte it
+    /// moves goes through sockets.
+    ///
+    /// # Errors
+    /// As [`Ctx::client`], or the TCP connection fails.
+    pub fn tcp_client(&mut self, kernel: Kernel) -> Result<&Client> {
+        self.client(kernel)?;
+        let session = self.session.as_mut().expect("started above");
+        if session.tcp_client.is_none() {
+            session.tcp_client = Some(session.cluster.tcp_client()?);
+        }
+        Ok(session.tcp_client.as_ref().expect("just set"))
     }
 
     /// Runs the set-up cells of `kernel`'s shared cluster again (after its world restarted).
@@ -139,8 +158,8 @@ impl Ctx {
     /// # Errors
     /// The stop fails or leaves processes behind.
     pub fn end_session(&mut self) -> Result<()> {
-        if let Some(Session { client, cluster, .. }) = self.session.take() {
-            drop(client);
+        if let Some(Session { client, tcp_client, cluster, .. }) = self.session.take() {
+            drop((client, tcp_client));
             let stop = cluster.stop()?;
             ensure!(
                 stop.leftovers == 0,

@@ -1,5 +1,5 @@
-//! The data rows' mpx side (push, pull, scatter, gather of a given size), against the
-//! default (python) kernel's shared cluster.
+//! The data rows' mpx side (push, pull, scatter, gather of a given size, on either [`Path`]),
+//! against the default (python) kernel's shared cluster.
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{anyhow, ensure, Context, Result};
 use mpx_cells::ArrayValue;
-use mpx_client::{RawArray, Targets};
+use mpx_client::{Client, RawArray, Targets};
 use ndarray::{ArrayD, IxDyn};
 
 use crate::{
@@ -21,6 +21,55 @@ use crate::{
 
 /// The kernel the data rows run against (the engine's default).
 const KERNEL: Kernel = Kernel::Python;
+
+/// Which way a data row's arrays travel (README, "Which path a move takes"). Both paths run
+/// against the same cluster, whose engines are on the controller's host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// The TCP path: a client connected over TCP ([`Ctx::tcp_client`]), though it runs on the
+    /// controller's host; every byte goes through sockets. Rows keep their plain names (`push8M`).
+    Tcp,
+    /// The same-host path: the client `Client::connect` makes on the controller's host, through
+    /// its Unix socket; a push or pull of 64 KiB or more moves as a sealed memfd (scatter and
+    /// gather still move bytes, over the Unix socket). Rows are named `.shm` (`push8M.shm`).
+    SameHost,
+}
+
+impl Path {
+    /// Both paths, in the order a size's rows run them (see [`crate::moves`]).
+    pub const ALL: [Path; 2] = [Path::SameHost, Path::Tcp];
+
+    /// A row name on this path: `push8M` on the TCP path, `push8M.shm` on the same-host path.
+    pub fn row_name(self, name: &str) -> String {
+        match self {
+            Path::Tcp => name.to_string(),
+            Path::SameHost => format!("{name}.shm"),
+        }
+    }
+}
+
+/// Why the `.shm` rows are not measured with `MPX_SHM=0`.
+const SHM_OFF: &str = "not measured: MPX_SHM=0 keeps every connection on TCP (no same-host path)";
+
+/// The client of `path` (the shared cluster started if need be); `None` when the same-host path
+/// is turned off (`MPX_SHM=0`).
+///
+/// # Errors
+/// The cluster or the connection fails, or the client is not on the path it should be on (a
+/// same-host client that is not local, a TCP client that is).
+fn client_on(ctx: &mut Ctx, path: Path) -> Result<Option<&Client>> {
+    let client = match path {
+        Path::Tcp => ctx.tcp_client(KERNEL)?,
+        Path::SameHost if !mpx_messages::connection::shm_enabled() => return Ok(None),
+        Path::SameHost => ctx.client(KERNEL)?,
+    };
+    ensure!(
+        client.is_local() == (path == Path::SameHost),
+        "the {path:?} row's client is {}connected through the Unix socket",
+        if client.is_local() { "" } else { "not " }
+    );
+    Ok(Some(client))
+}
 
 /// `bytes` of f64 (`bytes / 8` elements), shared copy-on-write: sending it never copies it.
 fn f64_array(bytes: usize) -> RawArray {
@@ -73,21 +122,24 @@ fn time_moves(plan: Plan, mut op: impl FnMut() -> Result<()>) -> Result<Measured
     Ok(measured)
 }
 
-/// push: `bytes` to all engines (one TCP transfer to engine 0, then MPI Bcast).
-pub fn push(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
+/// push: `bytes` to all engines (TCP path: one transfer to engine 0, then MPI Bcast; same-host
+/// path: one memfd that every engine maps).
+pub fn push(ctx: &mut Ctx, bytes: usize, path: Path) -> Result<Measured> {
     let plan = plan(ctx, bytes)?;
     let data = f64_array(bytes);
-    let view = ctx.client(KERNEL)?.view(Targets::All);
+    let Some(client) = client_on(ctx, path)? else { return Ok(Measured::Pending(SHM_OFF)) };
+    let view = client.view(Targets::All);
     time_moves(plan, || {
         view.push_sync("x", &data, CELL_TIMEOUT)?;
         Ok(())
     })
 }
 
-/// pull: `bytes` from engine 0.
-pub fn pull(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
+/// pull: `bytes` from engine 0 (same-host path: a memfd the client maps).
+pub fn pull(ctx: &mut Ctx, bytes: usize, path: Path) -> Result<Measured> {
     let plan = plan(ctx, bytes)?;
-    let view = ctx.client(KERNEL)?.view(Targets::ids([0]));
+    let Some(client) = client_on(ctx, path)? else { return Ok(Measured::Pending(SHM_OFF)) };
+    let view = client.view(Targets::ids([0]));
     view.push_sync("x", &f64_array(bytes), CELL_TIMEOUT)?;
     time_moves(plan, || {
         let got = view.pull_sync("x", CELL_TIMEOUT)?;
@@ -96,21 +148,23 @@ pub fn pull(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
     })
 }
 
-/// scatter: `bytes` of f64 split over all engines (one TCP transfer, then MPI Scatterv).
-pub fn scatter(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
+/// scatter: `bytes` of f64 split over all engines (one transfer, then MPI Scatterv).
+pub fn scatter(ctx: &mut Ctx, bytes: usize, path: Path) -> Result<Measured> {
     let plan = plan(ctx, bytes)?;
     let data = f64_array(bytes);
-    let view = ctx.client(KERNEL)?.view(Targets::All);
+    let Some(client) = client_on(ctx, path)? else { return Ok(Measured::Pending(SHM_OFF)) };
+    let view = client.view(Targets::All);
     time_moves(plan, || {
         view.scatter_sync("x", &data, CELL_TIMEOUT)?;
         Ok(())
     })
 }
 
-/// gather: `bytes` of f64 concatenated from all engines (MPI Gatherv, one TCP transfer back).
-pub fn gather(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
+/// gather: `bytes` of f64 concatenated from all engines (MPI Gatherv, one transfer back).
+pub fn gather(ctx: &mut Ctx, bytes: usize, path: Path) -> Result<Measured> {
     let plan = plan(ctx, bytes)?;
-    let view = ctx.client(KERNEL)?.view(Targets::All);
+    let Some(client) = client_on(ctx, path)? else { return Ok(Measured::Pending(SHM_OFF)) };
+    let view = client.view(Targets::All);
     view.scatter_sync("x", &f64_array(bytes), CELL_TIMEOUT)?;
     time_moves(plan, || {
         let whole = view.gather_sync("x", CELL_TIMEOUT)?;

@@ -1,5 +1,6 @@
 //! The floors, as real programs measured in the same run: a TCP echo and a TCP bulk transfer
-//! on loopback, the raw rsmpi program `mpx-bench-mpi` under `mpirun`, and `mpirun -n N true`.
+//! on loopback, one memcpy in this process, the raw rsmpi program `mpx-bench-mpi` under
+//! `mpirun`, and `mpirun -n N true`.
 
 use std::{
     collections::BTreeMap,
@@ -30,6 +31,8 @@ pub fn megabytes(bytes: usize) -> usize {
 pub struct MoveFloors {
     /// TCP loopback transfer of the bytes (until the receiver's 1-byte acknowledgement).
     pub tcp: Stats,
+    /// One memcpy of the bytes in this process, into a buffer already written (see [`memcpy`]).
+    pub memcpy: Stats,
     /// MPI_Bcast of the bytes from rank 0.
     pub bcast: Stats,
     /// MPI_Scatterv of the bytes from rank 0.
@@ -87,8 +90,10 @@ impl Floors {
             let (warmup, samples) = cfg.move_samples(bytes);
             let mb = megabytes(bytes);
             let tcp = stats(&format!("tcp_{mb}mb"), &tcp_transfer(warmup, samples, bytes)?)?;
+            let memcpy = stats(&format!("memcpy_{mb}mb"), &memcpy(warmup, samples.max(5), bytes))?;
             let floors = MoveFloors {
                 tcp,
+                memcpy,
                 bcast: get(&format!("bcast{mb}"))?,
                 scatter: get(&format!("scatter{mb}"))?,
                 gather: get(&format!("gather{mb}"))?,
@@ -150,6 +155,7 @@ impl Floors {
         let mut out = vec![("tcp_rtt".to_string(), self.tcp_rtt)];
         for (&bytes, m) in &self.moves {
             out.push((format!("tcp_{}mb", megabytes(bytes)), m.tcp));
+            out.push((format!("memcpy_{}mb", megabytes(bytes)), m.memcpy));
         }
         out.push(("mpi_allreduce_1_f64".into(), self.allreduce1));
         out.push(("mpi_allreduce_1m_f64".into(), self.allreduce1m));
@@ -340,6 +346,27 @@ pub fn tcp_transfer(warmup: usize, samples: usize, bytes: usize) -> Result<Vec<f
     drop(client);
     receiver.join().map_err(|_| anyhow::anyhow!("receiver thread panicked"))??;
     Ok(out)
+}
+
+/// Copies of `bytes` of f64 (`copy_from_slice`) from a freshly written buffer into a warm one
+/// (written once before: its pages are mapped), one timed copy per sample. The least any move
+/// of the bytes from one buffer to another costs on this machine: the same-host path copies a
+/// pushed array once, into a memfd (whose pages are fresh, so it also pays their faults).
+pub fn memcpy(warmup: usize, samples: usize, bytes: usize) -> Vec<f64> {
+    let src: Vec<u8> = (0..bytes / 8).flat_map(|i| (i as f64).to_le_bytes()).collect();
+    let mut dst = vec![0u8; bytes];
+    // `vec![0; n]` maps zero pages lazily: write them so that no copy pays their faults.
+    dst.fill(1);
+    let mut out = Vec::with_capacity(samples);
+    for i in 0..warmup + samples {
+        let t0 = Instant::now();
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&mut dst);
+        if i >= warmup {
+            out.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    out
 }
 
 /// `mpirun -n N --oversubscribe` with the Open MPI environment.

@@ -5,6 +5,11 @@
 //! goal is to be within 10 % of it (issue 23: "the in-interpreter engine within 10 % of the
 //! embedding one").
 //!
+//! `push80M.interp` and `pull80M.interp` are the TCP-path rows again (a client over TCP, see
+//! [`crate::data::Path`]): the path `push80M` and `pull80M` took when the `.interp` rows were
+//! introduced (before the same-host path), so their figures stay comparable with those of
+//! then. The same-host `.shm` rows have no `.interp` twins.
+//!
 //! Only one cluster runs at a time, so the two modes cannot be measured at once; the VM is
 //! noisy over seconds to minutes. Each group of rows is therefore followed at once by its
 //! `.interp` rows ([`with_interp`]): `rtt1`, `rttN`, `psum`, then `rtt1.interp`, `psum.interp`;
@@ -41,6 +46,7 @@ pub fn interp_row(base: Row) -> Row {
         floor_row: Some(base.name),
         goal: GOAL,
         bytes: base.bytes,
+        references: Vec::new(),
     }
 }
 

@@ -5,10 +5,13 @@
 //! - [`rows`]: the table of rows, one function per mpx operation and one per floor; the latency
 //!   and start/stop rows for both engine kernels (python, the default, and rhai).
 //! - [`latency`], [`data`]: the mpx side of the rows (cells' round trips, allreduces, start/stop
-//!   cycles; push, pull, scatter, gather), with [`cells`] (the cells in each kernel's language)
-//!   and [`ctx`] (the shared cluster of one kernel at a time, and the helpers that time cells).
-//! - [`floors`]: the floors as real programs: a TCP echo and bulk transfer on loopback, the raw
-//!   rsmpi program `mpx-bench-mpi` under `mpirun`, and `mpirun -n 4 true`.
+//!   cycles; push, pull, scatter, gather on the TCP and the same-host path), with [`cells`]
+//!   (the cells in each kernel's language) and [`ctx`] (the shared cluster of one kernel at a
+//!   time, its clients, and the helpers that time cells).
+//! - [`moves`]: the data rows on both paths (`push8M` over TCP, `push8M.shm` on the controller's
+//!   host), their floors, goals and references (one memcpy, ipyparallel's figures).
+//! - [`floors`]: the floors as real programs: a TCP echo and bulk transfer on loopback, one
+//!   memcpy, the raw rsmpi program `mpx-bench-mpi` under `mpirun`, and `mpirun -n 4 true`.
 //! - [`cluster`]: a benchmark cluster (`mpx cluster start --daemonize` in a private `$MPX_HOME`)
 //!   of either kernel and either engine mode, its processes, and timed stops.
 //! - [`interp`]: the `.interp` rows, the embedding engine's rows again with the engines in the
@@ -30,6 +33,7 @@ pub mod data;
 pub mod floors;
 pub mod interp;
 pub mod latency;
+pub mod moves;
 pub mod procs;
 pub mod recovery;
 pub mod relay;

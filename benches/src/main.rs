@@ -107,7 +107,7 @@ fn run(args: Args, home: &Path) -> Result<()> {
     };
     let done = |t: Instant| eprintln!(" {:.1} s", t.elapsed().as_secs_f64());
 
-    let t = step("floors (TCP echo, 8 and 80 MB, mpx-bench-mpi under mpirun, mpirun true)");
+    let t = step("floors (TCP echo, 8 and 80 MB, memcpy, mpx-bench-mpi under mpirun, mpirun true)");
     let floors = Floors::measure(&cfg)?;
     done(t);
 
@@ -124,7 +124,7 @@ fn run(args: Args, home: &Path) -> Result<()> {
         let measured = (row.mpx)(&mut ctx);
         done(t);
         let floor = RowResult::floor_of(&row, &floors, &results);
-        results.push(RowResult::new(&row, measured, floor));
+        results.push(RowResult::new(&row, measured, floor).with_references(&row, &floors));
         if args.panic_after.as_deref() == Some(row.name.as_str()) {
             panic!("--panic-after {}: checking that the cleanup ends every process", row.name);
         }
@@ -157,6 +157,11 @@ fn run(args: Args, home: &Path) -> Result<()> {
         );
     }
     print!("{}", report.table());
+    let references = report.references();
+    if !references.is_empty() {
+        println!("\nagainst references (one memcpy of the bytes in this process; ipyparallel's figures from issue 24):");
+        print!("{references}");
+    }
     println!("\nwhere the round trips' time goes (medians, wall clocks of client and engines):");
     print!("{}", report.breakdowns());
     println!("\nfloors and diagnostics (medians):");

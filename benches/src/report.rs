@@ -52,6 +52,24 @@ pub struct RowResult {
     pub per_second: Option<Stats>,
     /// Rate rows: operations in each sample.
     pub per_sample: Option<usize>,
+    /// The figures it is compared with besides its floor ([`Row::references`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<ReferenceResult>,
+}
+
+/// A row against one of its [`crate::rows::Reference`]s.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReferenceResult {
+    /// What the reference is.
+    pub name: String,
+    /// Its time (seconds); `None`: not measured in this run.
+    pub secs: Option<f64>,
+    /// Reference time / the row's median: how many times faster the row is.
+    pub faster_by: Option<f64>,
+    /// The goal against it (`≥ 5x faster (≤ 31.6 ms)`), if any.
+    pub goal: Option<String>,
+    /// Whether the goal is met.
+    pub goal_met: Option<bool>,
 }
 
 /// A memory row's figures.
@@ -77,6 +95,31 @@ impl RowResult {
         }
     }
 
+    /// Adds the row's comparisons with its [`Row::references`] (their times from `floors` or
+    /// fixed) to this result of it.
+    pub fn with_references(mut self, row: &Row, floors: &Floors) -> RowResult {
+        let median = self.mpx.map(|s| s.median);
+        self.references = row
+            .references
+            .iter()
+            .map(|reference| {
+                let secs = (reference.secs)(floors);
+                let goal_secs = |k: f64| secs.map(|s| s / k);
+                ReferenceResult {
+                    name: reference.name.clone(),
+                    secs,
+                    faster_by: secs.zip(median).map(|(s, m)| s / m),
+                    goal: reference.faster_by.map(|k| match goal_secs(k) {
+                        Some(g) => format!("≥ {k}x faster (≤ {})", fmt_secs(g)),
+                        None => format!("≥ {k}x faster"),
+                    }),
+                    goal_met: reference.faster_by.and_then(|k| Some(median? <= goal_secs(k)?)),
+                }
+            })
+            .collect();
+        self
+    }
+
     /// Combines a row, its measurement (or error) and its floor: [`Row::floor`] of the
     /// run's floors, or the mpx side of its [`Row::floor_row`] (see [`RowResult::floor_of`]).
     pub fn new(row: &Row, measured: Result<Measured>, floor: Option<Stats>) -> RowResult {
@@ -100,6 +143,7 @@ impl RowResult {
             memory: None,
             per_second: None,
             per_sample: None,
+            references: Vec::new(),
         };
         match measured {
             Ok(Measured::Done { stats, leftovers, breakdown }) => {
@@ -268,6 +312,39 @@ impl Report {
                 None => "–",
             };
             let _ = writeln!(t, "| {} | {mpx} | {floor} | {ratio} | {goal} | {met} |", r.name);
+        }
+        t
+    }
+
+    /// The rows against their references, one line per row that has any (`push80M.shm 21.3 ms:
+    /// 0.61x memcpy_80mb (13.0 ms); 7.4x faster than ipyparallel ... (158 ms), goal ≥ 5x
+    /// faster (≤ 31.6 ms): yes`).
+    pub fn references(&self) -> String {
+        let mut t = String::new();
+        for r in self.rows.iter().filter(|r| !r.references.is_empty()) {
+            let median = r.mpx.map_or_else(|| r.status.clone(), |s| fmt_secs(s.median));
+            let parts: Vec<String> = r
+                .references
+                .iter()
+                .map(|x| {
+                    let secs = x.secs.map_or_else(|| "not measured".into(), fmt_secs);
+                    let mut part = match x.faster_by {
+                        Some(k) if k >= 1.0 => format!("{k:.2}x faster than {} ({secs})", x.name),
+                        Some(k) => format!("{:.2}x the time of {} ({secs})", 1.0 / k, x.name),
+                        None => format!("{} ({secs})", x.name),
+                    };
+                    if let Some(goal) = &x.goal {
+                        let met = match x.goal_met {
+                            Some(true) => "yes",
+                            Some(false) => "**no**",
+                            None => "–",
+                        };
+                        let _ = write!(part, ", goal {goal}: {met}");
+                    }
+                    part
+                })
+                .collect();
+            let _ = writeln!(t, "  {} {median}: {}", r.name, parts.join("; "));
         }
         t
     }

@@ -3,7 +3,10 @@
 //! from the benchmark issue. The latency and lifecycle rows exist for both kernels: plain names
 //! (`rtt1`) for the default python kernel, `.rhai` names (`rtt1.rhai`) for rhai. Some python
 //! rows also exist with the engines in the user's interpreter (`rtt1.interp`, see [`crate::interp`]):
-//! their floor is another row of the same run ([`Row::floor_row`]).
+//! their floor is another row of the same run ([`Row::floor_row`]). The data rows (see
+//! [`crate::moves`]) exist on both paths a move can take: plain names (`push8M`) for the TCP
+//! path, `.shm` names (`push8M.shm`) for the same-host path; some also have
+//! [`Row::references`].
 
 use std::collections::BTreeMap;
 
@@ -16,7 +19,9 @@ use crate::{
     data,
     floors::{megabytes, Floors, BIG_BYTES, MOVE_SIZES},
     interp::with_interp,
-    latency, recovery,
+    latency,
+    moves::move_rows,
+    recovery,
     stats::Stats,
     tasks,
 };
@@ -129,6 +134,22 @@ impl Goal {
     }
 }
 
+/// A figure a row is compared with besides its floor, printed under the table and recorded in
+/// the JSON: a floor of the run that is not the row's own (one memcpy of the bytes), or a fixed
+/// figure measured elsewhere (ipyparallel's, from the benchmark issue), with or without a goal
+/// of being some times faster than it.
+pub struct Reference {
+    /// What it is, as printed (`memcpy_80mb`, `ipyparallel 9.2, 80 MB push to one engine`).
+    pub name: String,
+    /// Its time (seconds), from the run's floors or fixed; `None`: not measured in this run.
+    pub secs: ReferenceFn,
+    /// The goal: the row's median at least this many times faster (`None`: a reference only).
+    pub faster_by: Option<f64>,
+}
+
+/// A reference's time (seconds) from the run's floors, or fixed (see [`Reference::secs`]).
+pub type ReferenceFn = Box<dyn Fn(&Floors) -> Option<f64>>;
+
 /// Measures a row's mpx side.
 pub type MpxFn = Box<dyn Fn(&mut Ctx) -> Result<Measured>>;
 /// A row's floor, from the floors measured in the run (`None`: the row has none).
@@ -153,11 +174,13 @@ pub struct Row {
     pub goal: Goal,
     /// Bytes moved, for rows that move data (throughput = bytes / time).
     pub bytes: Option<usize>,
+    /// Figures it is compared with besides its floor (see [`Reference`]).
+    pub references: Vec<Reference>,
 }
 
 impl Row {
     /// A row that moves no data.
-    fn new(
+    pub(crate) fn new(
         name: impl Into<String>,
         operation: impl Into<String>,
         floor_definition: impl Into<String>,
@@ -174,12 +197,19 @@ impl Row {
             floor_row: None,
             goal,
             bytes: None,
+            references: Vec::new(),
         }
     }
 
     /// The same row, moving `bytes` (its throughput is reported).
-    fn moving(self, bytes: usize) -> Row {
+    pub(crate) fn moving(self, bytes: usize) -> Row {
         Row { bytes: Some(bytes), ..self }
+    }
+
+    /// The same row, compared with `reference` too.
+    pub(crate) fn with_reference(mut self, reference: Reference) -> Row {
+        self.references.push(reference);
+        self
     }
 }
 
@@ -190,7 +220,7 @@ pub fn rows() -> Vec<Row> {
     let mut rows = with_interp(|| latency_rows(Kernel::Python).into());
     rows.extend(allreduce_rows(Kernel::Python));
     for bytes in MOVE_SIZES {
-        rows.extend(with_interp(|| move_rows(bytes).into()));
+        rows.extend(with_interp(|| move_rows(bytes)));
     }
     rows.push(
         Row::new(
@@ -362,53 +392,6 @@ fn stop_row(k: Kernel) -> Row {
     )
 }
 
-/// The data rows of one size (`push8M`, `pull8M`, `scatter8M`, `gather8M` for 8 MB): push to all
-/// engines, pull from one, scatter and gather, each with its floor of the same bytes.
-fn move_rows(bytes: usize) -> [Row; 4] {
-    let mb = megabytes(bytes);
-    let elems = format!("{}M f64", bytes / 8 / 1_000_000);
-    let goal = Goal::ThroughputAtLeast(0.7);
-    let tcp = format!("TCP loopback {mb} MB");
-    [
-        Row::new(
-            format!("push{mb}M"),
-            format!("push {mb} MB of f64 to all engines (python kernel)"),
-            format!("{tcp} + raw MPI_Bcast {mb} MB"),
-            move |ctx| data::push(ctx, bytes),
-            move |f| f.of_move(bytes).map(|m| m.tcp.then(m.bcast)),
-            goal,
-        )
-        .moving(bytes),
-        Row::new(
-            format!("pull{mb}M"),
-            format!("pull {mb} MB of f64 from one engine (python kernel)"),
-            tcp.clone(),
-            move |ctx| data::pull(ctx, bytes),
-            move |f| f.of_move(bytes).map(|m| m.tcp),
-            goal,
-        )
-        .moving(bytes),
-        Row::new(
-            format!("scatter{mb}M"),
-            format!("scatter {elems} over all engines (python kernel)"),
-            format!("{tcp} + raw MPI_Scatterv {mb} MB"),
-            move |ctx| data::scatter(ctx, bytes),
-            move |f| f.of_move(bytes).map(|m| m.tcp.then(m.scatter)),
-            goal,
-        )
-        .moving(bytes),
-        Row::new(
-            format!("gather{mb}M"),
-            format!("gather {elems} from all engines (python kernel)"),
-            format!("raw MPI_Gatherv {mb} MB + {tcp}"),
-            move |ctx| data::gather(ctx, bytes),
-            move |f| f.of_move(bytes).map(|m| m.gather.then(m.tcp)),
-            goal,
-        )
-        .moving(bytes),
-    ]
-}
-
 /// The load-balanced task rows: tasks/s from one client and from 4, one task's round trip.
 fn task_rows() -> [Row; 3] {
     let goal = Goal::RateAtLeast(20_000.0);
@@ -444,29 +427,6 @@ fn task_rows() -> [Row; 3] {
 mod tests {
     use super::*;
     use crate::Config;
-
-    #[test]
-    fn data_rows_of_both_sizes() {
-        let rows = rows();
-        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
-        let mut unique = names.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), names.len(), "duplicate row names: {names:?}");
-        for (mb, bytes) in [(8, 8_000_000), (80, 80_000_000)] {
-            for op in ["push", "pull", "scatter", "gather"] {
-                let name = format!("{op}{mb}M");
-                let row = rows.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("no row {name}"));
-                assert_eq!(row.bytes, Some(bytes), "{name}");
-                assert!(
-                    row.floor_definition.contains(&format!("{mb} MB")),
-                    "{name}: {}",
-                    row.floor_definition
-                );
-                assert!(matches!(row.goal, Goal::ThroughputAtLeast(k) if k == 0.7), "{name}");
-            }
-        }
-    }
 
     #[test]
     fn latency_and_lifecycle_rows_of_both_kernels() {
