@@ -35,6 +35,10 @@ pub const PENDING_MAX: usize = 256;
 /// rather than truncated into a mismatch.
 const SCM_MAX_FD: usize = 253;
 
+/// Words of the control buffer of one `recvmsg`: room for `CMSG_SPACE(SCM_MAX_FD * 4)` bytes
+/// (16 bytes of header and 1,012 of descriptors, rounded up).
+const CONTROL_WORDS: usize = (16 + SCM_MAX_FD * std::mem::size_of::<RawFd>()).div_ceil(8) + 1;
+
 /// Descriptors received on a connection, waiting for the frames that declare them.
 #[derive(Debug, Clone, Default)]
 pub struct FdInbox(Arc<Mutex<VecDeque<OwnedFd>>>);
@@ -143,10 +147,8 @@ pub fn recv_with_fds(
     dst: &mut [MaybeUninit<u8>],
     inbox: &FdInbox,
 ) -> io::Result<usize> {
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE((SCM_MAX_FD * std::mem::size_of::<RawFd>()) as u32) } as usize;
-    // u64 words: aligned for cmsghdr.
-    let mut control = vec![0u64; space.div_ceil(8)];
+    // u64 words (aligned for cmsghdr), on the stack: this runs for every read of a connection.
+    let mut control = [0u64; CONTROL_WORDS];
     let mut iov = libc::iovec { iov_base: dst.as_mut_ptr().cast(), iov_len: dst.len() };
     // SAFETY: msghdr is plain data; all-zero is a valid empty message header.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
