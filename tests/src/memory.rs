@@ -1,17 +1,28 @@
-//! A process's resident memory, for the tests of the controller's memory.
+//! A process's memory (resident, proportional), for the tests of memory use.
 
 use std::time::{Duration, Instant};
 
-/// The resident memory of process `pid` in bytes (VmRSS of /proc/PID/status).
-pub fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
-    let kb: u64 = status
+/// The `field` line of a `/proc` file that counts kilobytes (`VmRSS:     1234 kB`), in bytes.
+fn kilobytes(path: &str, field: &str) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let kb: u64 = text
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .expect("VmRSS line");
+        .unwrap_or_else(|| panic!("no {field} line in {path}"));
     kb * 1024
+}
+
+/// The resident memory of process `pid` in bytes (VmRSS of /proc/PID/status).
+pub fn rss(pid: u32) -> u64 {
+    kilobytes(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+/// The proportional set size of `pid` in bytes (`Pss` of /proc/PID/smaps_rollup): pages shared
+/// by k processes count 1/k in each, so the sum over processes counts each page once.
+pub fn pss(pid: u32) -> u64 {
+    kilobytes(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
 }
 
 /// Waits up to `within` for the RSS of `pid` to be at most `bound`; returns the last figure.

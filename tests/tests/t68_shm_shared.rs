@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mpx_client::{Client, ClientError, Dtype, EngineId, RawArray, SharedPushError, Targets};
-use mpx_tests::{memory::mb, stderr, stdout, Cluster, Kernel};
+use mpx_tests::{
+    memory::{mb, pss},
+    stderr, stdout, Cluster, Kernel,
+};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -18,19 +21,6 @@ const T: Duration = Duration::from_secs(120);
 fn values(client: &Client, code: &str) -> Vec<String> {
     let out = client.view(Targets::All).execute_sync(code, T).expect("cell");
     out.into_iter().map(|r| r.outcome.value.unwrap_or_else(|| format!("{:?}", r.outcome.error))).collect()
-}
-
-/// The proportional set size of `pid` in bytes (`Pss` of /proc/PID/smaps_rollup): pages shared
-/// by k processes count 1/k in each, so the sum over processes counts each page once.
-fn pss(pid: u32) -> u64 {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).expect("smaps_rollup");
-    let kb: u64 = rollup
-        .lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("Pss line");
-    kb * 1024
 }
 
 fn engines_pss(c: &Cluster) -> u64 {

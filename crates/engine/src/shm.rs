@@ -159,7 +159,6 @@ pub fn pull(
     };
     w.bytes().copy_from_slice(a.bytes());
     let sealed = w.seal().map_err(|e| failed(ShmError::Create(e)))?;
-    let fd = sealed.fd().try_clone_to_owned().map_err(|source| failed(ShmError::Dup { index: 0, source }))?;
     let meta = ArrayMeta { dtype: a.dtype(), shape: a.shape().to_vec(), buffer: 0, fd: Some(0) };
-    Ok(Some((meta, Fds(vec![Arc::new(fd)]))))
+    Ok(Some((meta, Fds(vec![sealed.shared_fd()]))))
 }
