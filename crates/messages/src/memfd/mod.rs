@@ -22,6 +22,10 @@
 //! [`SealedMemfd::map_private`] gives a copy-on-write view (a write by a cell copies only the
 //! pages it touches, in that process); [`SealedMemfd::map_shared`] a read-only view that every
 //! process of the host shares (one copy of the bytes for all of them).
+//!
+//! # Warm pages
+//! A new large memfd is taken from this process's [`spare`] when one of about its size is
+//! ready (its pages already allocated), and a background thread then makes the next spare.
 
 use std::{
     ffi::c_void,
@@ -42,6 +46,8 @@ use nix::{
     unistd::ftruncate,
 };
 use thiserror::Error;
+
+pub mod spare;
 
 /// Arrays smaller than this stay inline in their frames (a memfd costs a few system calls and
 /// a mapping on each side): `$MPX_SHM_MIN_BYTES`, default 64 KiB.
@@ -91,10 +97,18 @@ fn sys(call: &'static str) -> impl FnOnce(Errno) -> MemfdError {
     move |errno| MemfdError::Sys { call, errno }
 }
 
+/// The size of a memory page.
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf reads a constant of the system.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
+}
+
 /// A mapping of (part of) a memfd, unmapped on drop.
 #[derive(Debug)]
 pub struct Mapping {
     ptr: Option<NonNull<c_void>>,
+    /// Bytes mapped before the view (a range that starts inside a page).
+    skip: usize,
     len: usize,
     writable: bool,
 }
@@ -114,18 +128,56 @@ impl Mapping {
     ) -> Result<Self, MemfdError> {
         let writable = prot.contains(ProtFlags::PROT_WRITE);
         let Some(length) = NonZeroUsize::new(len) else {
-            return Ok(Mapping { ptr: None, len: 0, writable });
+            return Ok(Mapping { ptr: None, skip: 0, len: 0, writable });
         };
         let offset =
             i64::try_from(offset).map_err(|_| MemfdError::Sys { call: "mmap", errno: Errno::EOVERFLOW })?;
         // SAFETY: a fresh mapping chosen by the kernel (no address given) overlaps nothing.
         let ptr = unsafe { mmap(None, length, prot, flags, fd, offset) }.map_err(sys("mmap"))?;
-        Ok(Mapping { ptr: Some(ptr), len, writable })
+        Ok(Mapping { ptr: Some(ptr), skip: 0, len, writable })
+    }
+
+    /// Maps the `len` bytes of `fd` from `offset` (any offset: the mapping starts at the page
+    /// that holds it, and the view skips what comes before).
+    fn range(
+        fd: BorrowedFd<'_>,
+        offset: usize,
+        len: usize,
+        prot: ProtFlags,
+        flags: MapFlags,
+    ) -> Result<Self, MemfdError> {
+        if len == 0 {
+            return Mapping::new(fd, 0, 0, prot, flags);
+        }
+        let skip = offset % page_size();
+        let mut map = Mapping::new(fd, (offset - skip) as u64, skip + len, prot, flags)?;
+        map.skip = skip;
+        map.len = len;
+        Ok(map)
+    }
+
+    /// Unmaps all but the first `len` bytes (fewer than mapped; whole pages past `len`).
+    fn shrink(&mut self, len: usize) -> Result<(), MemfdError> {
+        assert!(len > 0, "a mapping is not cut to nothing");
+        let page = page_size();
+        let keep = len.div_ceil(page) * page;
+        let mapped = self.len.div_ceil(page) * page;
+        debug_assert_eq!(self.skip, 0, "only whole mappings are cut");
+        if let (Some(ptr), true) = (self.ptr, keep < mapped) {
+            // SAFETY: the pages from `keep` on are this mapping's own, past every byte still used.
+            let tail =
+                unsafe { NonNull::new_unchecked(ptr.as_ptr().cast::<u8>().add(keep).cast::<c_void>()) };
+            // SAFETY: unmapping part of this value's own mapping that nothing refers to.
+            unsafe { munmap(tail, mapped - keep) }.map_err(sys("munmap"))?;
+        }
+        self.len = len;
+        Ok(())
     }
 
     /// The mapped bytes' address (dangling but aligned when empty).
     pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr.map_or(NonNull::dangling().as_ptr(), |p| p.as_ptr().cast())
+        // SAFETY: `skip` bytes are mapped before the view, within the same mapping.
+        self.ptr.map_or(NonNull::dangling().as_ptr(), |p| unsafe { p.as_ptr().cast::<u8>().add(self.skip) })
     }
 
     /// How many bytes are mapped.
@@ -170,7 +222,7 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         if let Some(ptr) = self.ptr {
             // SAFETY: this value made the mapping and nothing refers to it any more.
-            let _ = unsafe { munmap(ptr, self.len) };
+            let _ = unsafe { munmap(ptr, self.skip + self.len) };
         }
     }
 }
@@ -188,6 +240,17 @@ impl MemfdWriter {
     /// # Errors
     /// [`MemfdError::Unavailable`] where memfds do not exist; other system errors.
     pub fn create(name: &str, len: usize) -> Result<Self, MemfdError> {
+        match spare::take(len) {
+            Some(w) => Ok(w),
+            None => Self::create_cold(name, len),
+        }
+    }
+
+    /// A new memfd of `len` bytes, never a spare (its pages are allocated as they are written).
+    ///
+    /// # Errors
+    /// As [`MemfdWriter::create`].
+    pub fn create_cold(name: &str, len: usize) -> Result<Self, MemfdError> {
         let name = std::ffi::CString::new(format!("mpx-{name}")).unwrap_or_else(|_| c"mpx-array".into());
         let fd = memfd_create(name.as_c_str(), MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING).map_err(
             |e| match e {
@@ -211,6 +274,18 @@ impl MemfdWriter {
     /// The bytes to fill.
     pub fn bytes(&mut self) -> &mut [u8] {
         self.map.as_mut_slice()
+    }
+
+    /// Cuts the memfd to its first `len` bytes (at most its size), and the mapping with it.
+    fn truncate(&mut self, len: usize) -> Result<(), MemfdError> {
+        if len == self.map.len() {
+            return Ok(());
+        }
+        assert!(len < self.map.len(), "a memfd is only cut shorter");
+        self.map.shrink(len)?;
+        let size =
+            i64::try_from(len).map_err(|_| MemfdError::Sys { call: "ftruncate", errno: Errno::EFBIG })?;
+        ftruncate(&self.fd, size).map_err(sys("ftruncate"))
     }
 
     /// Seals the memfd (after unmapping the writable view, which the write seal requires): from
@@ -306,6 +381,26 @@ impl SealedMemfd {
         )
     }
 
+    /// A copy-on-write view of `len` bytes from byte `offset` (one engine's rows of a scattered
+    /// array): writes stay in this process.
+    ///
+    /// # Errors
+    /// [`MemfdError::WrongSize`] when the range runs past the end; `mmap` fails.
+    pub fn map_private_range(&self, offset: usize, len: usize) -> Result<Mapping, MemfdError> {
+        let end = offset.checked_add(len).filter(|&end| end <= self.len);
+        if end.is_none() {
+            let expected = (offset as u64).saturating_add(len as u64);
+            return Err(MemfdError::WrongSize { expected, actual: self.len as u64 });
+        }
+        Mapping::range(
+            self.fd.as_fd(),
+            offset,
+            len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_PRIVATE,
+        )
+    }
+
     /// A read-only view shared by every process that maps it (one copy on the host).
     ///
     /// # Errors
@@ -365,6 +460,22 @@ mod tests {
             MapFlags::MAP_SHARED
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_range_maps_from_inside_a_page() {
+        let bytes: Vec<u8> = (0..20_000u32).map(|i| (i % 253) as u8).collect();
+        let sealed = SealedMemfd::copy_of("t", &bytes).unwrap();
+        for (offset, len) in [(0, 100), (4095, 2), (4096, 4096), (5000, 15_000), (12_345, 0)] {
+            let mut view = sealed.map_private_range(offset, len).unwrap();
+            assert_eq!(view.as_slice(), &bytes[offset..offset + len], "{offset}+{len}");
+            if len > 0 {
+                view.as_mut_slice()[0] ^= 1;
+            }
+        }
+        assert_eq!(sealed.map_shared().unwrap().as_slice(), &bytes[..]);
+        assert!(matches!(sealed.map_private_range(19_999, 2), Err(MemfdError::WrongSize { .. })));
+        assert!(matches!(sealed.map_private_range(usize::MAX, 2), Err(MemfdError::WrongSize { .. })));
     }
 
     #[test]
