@@ -9,7 +9,7 @@ use tracing::{debug, warn};
 
 use crate::{
     forward::Upstream,
-    hub::{ClientLeft, Feed, Hub, Info, Submit, SubmitBalanced},
+    hub::{ClientLeft, Feed, Hub, Info, Submit},
     peer::Peer,
     world::{ClientId, Event},
     writer::FrameWriter,
@@ -128,7 +128,8 @@ impl StreamHandler<Result<Frame<ClientToController>, CodecError>> for ClientSess
                 self.hub.do_send(Feed(Event::Restart { client: self.client, reason }));
             }
             ClientToController::BalancedRequest(req) => {
-                self.hub.do_send(SubmitBalanced { client: self.client, req, buffers: frame.buffers });
+                let buffers = frame.buffers;
+                self.hub.do_send(Feed(Event::SubmitBalanced { client: self.client, req, buffers }));
             }
             ClientToController::ShutdownRequest => {
                 self.hub.do_send(Feed(Event::Shutdown { client: self.client }));

@@ -22,6 +22,7 @@ use crate::{
     hub::{Feed, Hub, SetRunner, StopEngines, WaitForEngines},
     launcher::Launcher,
     listener::{self, ListenerConfig},
+    reap::reap,
     world::{Event, RunnerCall},
     ClusterError,
 };
@@ -416,21 +417,4 @@ async fn teardown(hub: &Addr<Hub>, launcher: &mut dyn Launcher, grace: Duration)
 async fn end_job(engines: Vec<EngineInfo>, launcher: &mut dyn Launcher, grace: Duration) {
     launcher.stop(grace).await;
     reap(engines, grace).await;
-}
-
-/// SIGKILLs the engines on this host still alive after `grace` (an engine on another host
-/// reports a pid that means nothing here).
-pub(crate) async fn reap(engines: Vec<EngineInfo>, grace: Duration) {
-    let here = mpx_messages::connection::hostname();
-    for pid in engines.iter().filter(|e| e.hostname == here).map(|e| e.pid) {
-        let deadline = Instant::now() + grace;
-        while files::pid_alive(pid) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        if files::pid_alive(pid) {
-            warn!(pid, "engine outlived its job; sending SIGKILL");
-            // An engine on this host that registered with this controller.
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
-        }
-    }
 }

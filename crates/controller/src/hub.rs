@@ -1,24 +1,23 @@
 //! `Hub` is an actor. It owns the [`World`] core and the handles on every connection: it feeds
 //! the core the events of engines, clients, the runner and its own timers, and carries out the
 //! commands the core returns (write to an engine or a client, close or forget a connection,
-//! reap a world's processes, set a timer, ask the runner). Every decision is the core's; the
-//! load-balanced tasks ([`Balanced`], with its own pure scheduler) hear of engines coming and
-//! going from the core's commands.
+//! reap a world's processes, set a timer, ask the runner). Every decision is the core's,
+//! load-balanced tasks' included, and the hub is the only one that writes what the core decides.
 
 use std::{collections::HashMap, time::Duration};
 
 use actix::prelude::*;
 use mpx_messages::{
-    BalancedRequest, ClusterInfo, ControllerToClient, ControllerToEngine, EngineId, EngineInfo, Payload,
-    RegisterReply, RegisterRequest, SubmitRequest,
+    ClusterInfo, ControllerToClient, ControllerToEngine, EngineId, EngineInfo, Payload, RegisterReply,
+    RegisterRequest, SubmitRequest,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::{
-    balanced::{is_balanced, Balanced},
     forward::{Downstream, Upstream},
-    world::{ClientId, Command, Config, ConnId, Event, RunnerCall, World},
+    reap::reap,
+    world::{scheduler::DEFAULT_DEPTH, ClientId, Command, Config, ConnId, Event, RunnerCall, World},
     writer::Link,
 };
 
@@ -45,8 +44,6 @@ pub struct Hub {
     waiters: Vec<(usize, oneshot::Sender<()>)>,
     shutdown: Option<oneshot::Sender<()>>,
     runner: Option<mpsc::UnboundedSender<RunnerCall>>,
-    /// Load-balanced tasks.
-    balanced: Balanced,
     /// Where the session's history is saved, if anywhere.
     history_file: Option<std::path::PathBuf>,
     /// A save of the history is scheduled.
@@ -58,6 +55,7 @@ pub struct Hub {
 struct Answers {
     registered: Option<RegisterReply>,
     upstream: Option<Upstream>,
+    stopped: Option<Vec<EngineInfo>>,
 }
 
 /// How long the history may wait to be saved after a request completes.
@@ -69,7 +67,14 @@ const REAP_GRACE: Duration = Duration::from_secs(1);
 impl Hub {
     /// A hub for the given cluster; `shutdown` fires when a client asks the cluster to stop.
     pub fn new(cluster_id: String, heartbeat: Duration, shutdown: oneshot::Sender<()>) -> Self {
-        let config = Config { cluster_id, heartbeat, restart: false, runner: false };
+        let config = Config {
+            cluster_id,
+            heartbeat,
+            restart: false,
+            runner: false,
+            task_depth: depth_from_env(),
+            controller_pid: std::process::id(),
+        };
         Hub {
             world: World::new(config),
             joining: HashMap::new(),
@@ -78,24 +83,12 @@ impl Hub {
             waiters: Vec::new(),
             shutdown: Some(shutdown),
             runner: None,
-            balanced: Balanced::default(),
             history_file: None,
             history_saving: false,
         }
     }
 
     fn feed(&mut self, event: Event, ctx: &mut Context<Self>) -> Answers {
-        if let Event::EngineReply { engine, reply, buffers, fds } = event {
-            if is_balanced(reply.task_id) {
-                self.balanced.reply(engine, reply, buffers);
-                return Answers::default();
-            }
-            return self.feed_core(Event::EngineReply { engine, reply, buffers, fds }, ctx);
-        }
-        self.feed_core(event, ctx)
-    }
-
-    fn feed_core(&mut self, event: Event, ctx: &mut Context<Self>) -> Answers {
         let commands = self.world.handle(event);
         self.carry_out(commands, ctx)
     }
@@ -138,20 +131,10 @@ impl Hub {
                 Command::Forget { engine } => {
                     self.engines.remove(&engine);
                 }
-                Command::WorldDying { engines } => {
-                    // Its engines take no more tasks; waiting tasks wait (it may restart).
-                    self.balanced.expect_engines(true);
-                    for engine in engines {
-                        self.balanced.engine_stopping(engine);
-                    }
-                }
-                Command::EnginesGone { gone, restarting } => {
-                    self.balanced.expect_engines(restarting);
-                    self.balanced.engines_gone(&gone);
-                }
                 Command::Reap { engines } => {
-                    actix::spawn(crate::cluster::reap(engines, REAP_GRACE));
+                    actix::spawn(reap(engines, REAP_GRACE));
                 }
+                Command::EnginesStopped { engines } => answers.stopped = Some(engines),
                 Command::Wake { after, timer } => {
                     ctx.run_later(after, move |hub, ctx| {
                         hub.feed(Event::Timer(timer), ctx);
@@ -196,6 +179,11 @@ impl Hub {
             let _ = tx.send(());
         }
     }
+}
+
+/// The load-balanced tasks an engine holds at once: `$MPX_TASK_DEPTH`, else [`DEFAULT_DEPTH`].
+fn depth_from_env() -> usize {
+    std::env::var("MPX_TASK_DEPTH").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_DEPTH)
 }
 
 /// How often the core hears the time (kept results past their time are dropped).
@@ -282,32 +270,7 @@ impl Handler<ClientLeft> for Hub {
 
     fn handle(&mut self, msg: ClientLeft, ctx: &mut Context<Self>) {
         self.clients.remove(&msg.0);
-        self.balanced.client_gone(msg.0);
         self.feed(Event::ClientLeft { client: msg.0, now: mpx_messages::unix_time() }, ctx);
-    }
-}
-
-/// A client submits load-balanced tasks.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SubmitBalanced {
-    /// The client.
-    pub client: ClientId,
-    /// The tasks.
-    pub req: BalancedRequest,
-    /// The frame's buffers, shared by the tasks' array arguments.
-    pub buffers: Vec<Payload>,
-}
-
-/// Handler for `SubmitBalanced`: the scheduler places each task on an engine (see
-/// [`crate::scheduler`]).
-impl Handler<SubmitBalanced> for Hub {
-    type Result = ();
-
-    fn handle(&mut self, msg: SubmitBalanced, _: &mut Context<Self>) {
-        if let Some(link) = self.clients.get(&msg.client) {
-            self.balanced.submit(msg.client, link.clone(), msg.req, msg.buffers);
-        }
     }
 }
 
@@ -316,19 +279,12 @@ impl Handler<SubmitBalanced> for Hub {
 #[rtype(result = "()")]
 pub struct EngineReady(pub EngineId);
 
-/// Handler for `EngineReady`: load-balanced tasks may go to the engine.
+/// Handler for `EngineReady`: work, load-balanced tasks included, may go to the engine.
 impl Handler<EngineReady> for Hub {
     type Result = ();
 
     fn handle(&mut self, msg: EngineReady, ctx: &mut Context<Self>) {
         self.feed(Event::EngineReady { engine: msg.0 }, ctx);
-        let Some(handle) = self.engines.get(&msg.0) else { return };
-        let Some(rank) = self.world.info_of(msg.0).map(|e| e.rank) else { return };
-        self.balanced.engine_up(msg.0, rank, handle.link.clone());
-        if self.world.world_complete(msg.0) {
-            // A whole world is here: no more engines are awaited for waiting tasks.
-            self.balanced.expect_engines(false);
-        }
     }
 }
 
@@ -409,10 +365,10 @@ pub struct SetRunner {
 impl Handler<SetRunner> for Hub {
     type Result = ();
 
-    fn handle(&mut self, msg: SetRunner, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: SetRunner, ctx: &mut Context<Self>) {
         self.runner = Some(msg.calls);
         self.history_file = msg.history_file;
-        self.world.attach_runner(msg.restart, msg.batch);
+        self.feed(Event::RunnerAttached { restart: msg.restart, batch: msg.batch }, ctx);
     }
 }
 
@@ -447,8 +403,7 @@ impl Handler<StopEngines> for Hub {
     type Result = MessageResult<StopEngines>;
 
     fn handle(&mut self, _: StopEngines, ctx: &mut Context<Self>) -> Self::Result {
-        let (commands, engines) = self.world.stop_all();
-        self.carry_out(commands, ctx);
-        MessageResult(engines)
+        let answers = self.feed(Event::StopEngines, ctx);
+        MessageResult(answers.stopped.expect("a stop is always answered"))
     }
 }

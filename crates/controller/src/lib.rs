@@ -2,20 +2,21 @@
 //! and runs whole clusters (controller + engines under mpirun).
 //!
 //! # Layout
-//! - [`world`]: the pure core: engines and sets, pending requests, `where` polls, deaths,
-//!   teardowns and restarts; events in, commands out (no actors, sockets or clocks).
-//! - [`hub`]: the `Hub` actor, which feeds the core and carries out its commands.
-//! - [`balanced`]: the hub's load-balanced tasks, carrying out the [`scheduler`]'s decisions.
+//! - [`world`]: the pure core: engines and sets, pending requests, load-balanced tasks and
+//!   their scheduler ([`world::scheduler`]), `where` polls, deaths, teardowns and restarts;
+//!   events in, commands out (no actors, sockets or clocks).
+//! - [`hub`]: the `Hub` actor, which feeds the core and carries out its commands (the only
+//!   writer to connections).
 //! - [`engine_conn`]: the `EngineConn` actor, one per engine connection.
 //! - [`client_session`]: the `ClientSession` actor, one per client connection.
 //! - [`plan`]: which engine gets which part of a task (pure).
-//! - [`scheduler`]: which engine runs each load-balanced task (pure: events in, decisions out).
 //! - [`listener`]: the accept loop and the first-frame handshake.
 //! - [`writer`]: writes a connection's frames, payloads straight from their memory; its
 //!   [`Link`](writer::Link)s give streams back-pressure.
 //! - [`forward`]: the routes of streamed arrays' chunks through the controller.
 //! - [`address`]: which address a controller binds and which it advertises.
 //! - [`cluster`]: start a controller, launch engines, tear everything down.
+//! - [`reap`]: make sure engine processes on this host end (SIGKILL after a grace period).
 //! - [`launcher`]: how engines are started (`local`: mpirun; `slurm`, `pbs`: batch jobs; none).
 //! - [`files`]: connection files under `$MPX_HOME`.
 #![deny(missing_docs)]
@@ -25,7 +26,6 @@ use std::{path::PathBuf, time::Duration};
 use thiserror::Error;
 
 pub mod address;
-pub mod balanced;
 pub mod client_session;
 pub mod cluster;
 pub mod engine_conn;
@@ -36,7 +36,7 @@ pub mod launcher;
 pub mod listener;
 pub mod peer;
 pub mod plan;
-pub mod scheduler;
+pub mod reap;
 pub mod world;
 pub mod writer;
 

@@ -1,5 +1,7 @@
 //! What the controller does: the output of [`World::handle`](super::World::handle). The actors
-//! carry commands out in order; engines and clients are named by id, never by handle.
+//! carry commands out in order; engines and clients are named by id, never by handle. A
+//! load-balanced task goes to its engine and its result to its client as a frame like any other
+//! ([`Command::ToEngine`], [`Command::ToClient`]).
 
 use std::time::Duration;
 
@@ -58,19 +60,11 @@ pub enum Command {
         /// The engines.
         engines: Vec<EngineInfo>,
     },
-    /// A world is going down once its death is explained: its engines take no more work, and
-    /// work waiting for engines waits (the world may restart).
-    WorldDying {
-        /// Its engines.
-        engines: Vec<EngineId>,
-    },
-    /// These engines are gone (their world was torn down, or the cluster stops), each with
-    /// what is known of why; `restarting`: the cluster's own world comes back.
-    EnginesGone {
-        /// The engines and why.
-        gone: Vec<(EngineId, String)>,
-        /// Whether engines are coming back.
-        restarting: bool,
+    /// Answer the runner's [`Event::StopEngines`](super::Event::StopEngines): these engines
+    /// were told to shut down and forgotten (their processes are made sure to end).
+    EnginesStopped {
+        /// The engines.
+        engines: Vec<EngineInfo>,
     },
     /// Feed [`Event::Timer`](super::Event::Timer) with `timer` after `after`.
     Wake {

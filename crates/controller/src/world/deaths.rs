@@ -7,14 +7,19 @@
 //!    waits, at most [`DEATH_REPORT_FALLBACK`]. A world started otherwise has no launcher to
 //!    ask: it goes down at once with what the connection knew.
 //! 3. The world goes down ([`World::tear_down`]): its pending requests fail (the dead engine's
-//!    with `EngineDied`, the other ranks' with `WorldDown`), its other engines are told to shut
-//!    down and forgotten. Other engine sets go on.
+//!    with `EngineDied`, the other ranks' with `WorldDown`), its load-balanced tasks run again
+//!    on other engines while they have retries (else fail with `EngineDied`; while the world
+//!    restarts they wait for it), its other engines are told to shut down and forgotten. Other
+//!    engine sets go on.
 //! 4. The cluster's own world goes to the runner ([`RunnerCall::EndWorld`]), which ends its
 //!    job and restarts it (`--restart`) or stops the cluster; any other world's processes are
 //!    reaped ([`Command::Reap`]).
 //!
 //! A client's abort and the end of the launcher's job take the same teardown, without a dead
-//! engine.
+//! engine. While a world is dying (step 2), its engines take no more load-balanced tasks.
+//!
+//! When the cluster stops ([`Event::StopEngines`](super::Event::StopEngines)), every engine is
+//! told to shut down and forgotten, and the runner is answered ([`Command::EnginesStopped`]).
 
 use mpx_messages::{ControllerToClient, EngineId, EngineReply, Fds, MpxError, Outcome, Rank};
 use tracing::{info, warn};
@@ -40,8 +45,8 @@ impl World {
         warn!(%engine, set, %rank, %cause, "engine lost");
         if self.launched == Launched::Set(set) {
             world.dying = Some(Dying { engine, cause });
-            let engines = (world.base.0..world.base.0 + world.size).map(EngineId).collect();
-            self.emit(Command::WorldDying { engines });
+            let engines: Vec<EngineId> = (world.base.0..world.base.0 + world.size).map(EngineId).collect();
+            self.balanced_world_dying(&engines);
             self.emit(Command::Runner(RunnerCall::ExplainDeath { engine, rank }));
             self.emit(Command::Wake { after: DEATH_REPORT_FALLBACK, timer: Timer::DeathReport(engine) });
         } else {
@@ -107,6 +112,22 @@ impl World {
         self.emit(Command::Runner(RunnerCall::StopCluster));
     }
 
+    /// The cluster stops: every engine is told to shut down and forgotten, with its set, and
+    /// the load-balanced tasks fail; the runner is told which engines were told.
+    pub(super) fn stop_engines(&mut self) {
+        let gone: Vec<(EngineId, String)> =
+            self.engines.keys().map(|&e| (e, "the cluster is stopping".to_string())).collect();
+        self.balanced_engines_gone(&gone, false);
+        let mut told = Vec::new();
+        for (id, e) in std::mem::take(&mut self.engines) {
+            self.shut_down(id, e.conn.is_some());
+            told.push(e.info);
+        }
+        self.sets.clear();
+        self.launched = Launched::None;
+        self.emit(Command::EnginesStopped { engines: told });
+    }
+
     /// Takes one world down: its pending requests fail, its engines are told to stop and
     /// forgotten; the cluster's own world goes to the runner, any other is reaped.
     pub(super) fn tear_down(&mut self, set: u32, first: Option<EngineId>, cause: &str) {
@@ -157,9 +178,11 @@ impl World {
             self.answer(&p, result, Vec::new(), Fds::default());
         }
         let mut engines = Vec::new();
-        let gone =
-            ids.iter().map(|&id| (id, if Some(id) == first { cause.to_string() } else { torn.clone() }));
-        self.emit(Command::EnginesGone { gone: gone.collect(), restarting: restart });
+        let gone: Vec<(EngineId, String)> = ids
+            .iter()
+            .map(|&id| (id, if Some(id) == first { cause.to_string() } else { torn.clone() }))
+            .collect();
+        self.balanced_engines_gone(&gone, restart);
         for id in ids {
             self.blocked.remove(&id);
             if let Some(e) = self.engines.remove(&id) {

@@ -1,6 +1,9 @@
 //! What happens to the controller: the input of [`World::handle`](super::World::handle).
 
-use mpx_messages::{EngineId, EngineState, Fds, Payload, RegisterRequest, SubmitRequest, Targets, TaskReply};
+use mpx_messages::{
+    BalancedRequest, BatchSettings, EngineId, EngineState, Fds, Payload, RegisterRequest, SubmitRequest,
+    Targets, TaskReply,
+};
 
 use super::{ClientId, ConnId, Timer};
 
@@ -16,7 +19,7 @@ pub enum Event {
         /// It connected through the controller's Unix socket (it shares the controller's host).
         local: bool,
     },
-    /// An engine answered a task.
+    /// An engine answered a task (of a direct request, or a load-balanced one).
     EngineReply {
         /// The engine.
         engine: EngineId,
@@ -65,6 +68,16 @@ pub enum Event {
         /// The descriptors passed with it (a pushed array's memfd; only from a client on the
         /// Unix socket).
         fds: Fds,
+    },
+    /// A client submits load-balanced tasks: each runs on one engine of its targets (see
+    /// `balanced.rs`).
+    SubmitBalanced {
+        /// The client.
+        client: ClientId,
+        /// The tasks.
+        req: BalancedRequest,
+        /// The frame's buffers, shared by the tasks' array arguments.
+        buffers: Vec<Payload>,
     },
     /// A client asks to interrupt the running cells of some engines.
     Interrupt {
@@ -124,6 +137,17 @@ pub enum Event {
         /// The client.
         client: ClientId,
     },
+    /// A runner now carries out [`RunnerCall`](super::RunnerCall)s: the cluster's own world
+    /// restarts when it goes down if `restart`.
+    RunnerAttached {
+        /// Restart instead of stopping the cluster.
+        restart: bool,
+        /// The queue and time limit of its batch job, if it has one (told to clients).
+        batch: Option<BatchSettings>,
+    },
+    /// The cluster stops: every engine is told to shut down and forgotten, answered with
+    /// [`Command::EnginesStopped`](super::Command::EnginesStopped).
+    StopEngines,
     /// The runner is about to start the cluster's own world: the next world that registers is it.
     Launching,
     /// The runner started it, under this mpirun (if on this machine).

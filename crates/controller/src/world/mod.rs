@@ -1,17 +1,21 @@
 //! The world core: the controller's state as a plain struct, with no actors, sockets or clocks.
 //!
 //! [`World`] holds the engines and their sets (one set per MPI world), the pending requests,
-//! the `where` polls and the state of each world (up, or dying until its launcher explains a
-//! death). [`World::handle`] takes one [`Event`] and returns the [`Command`]s to carry out; the
-//! `Hub` actor feeds it the events of every connection and carries the commands out, and the
-//! cluster runner (`cluster.rs`) carries out the [`RunnerCall`]s (ask the launcher, end or
-//! restart the job, stop the cluster).
+//! the load-balanced tasks and their [`scheduler`], the `where` polls and the state of each
+//! world (up, or dying until its launcher explains a death). [`World::handle`] takes one
+//! [`Event`] and returns the [`Command`]s to carry out; the `Hub` actor feeds it the events of
+//! every connection and carries the commands out (it is the only one that writes to a
+//! connection), and the cluster runner (`cluster.rs`) carries out the [`RunnerCall`]s (ask the
+//! launcher, end or restart the job, stop the cluster).
 //!
 //! ```text
-//!  EngineConn ──Register/Reply/Status/Gone/HeartbeatMissed──▶ ┌───────┐ ──ToEngine/CloseEngine/Forget──▶ engines
-//!  ClientSession ──Submit/Interrupt/Where/Abort/Shutdown────▶ │ World │ ──ToClient/OpenUpstream─────────▶ clients
-//!  runner ──Launching/Launched/DeathExplained/JobEnded──────▶ │       │ ──Runner(ExplainDeath/EndWorld/  ▶ runner
-//!  Hub timers ──Timer(Where/DeathReport)────────────────────▶ └───────┘          StopCluster), Reap, Wake
+//!  EngineConn ──Register/Ready/Reply/Status/Gone/──────────▶ ┌───────┐ ──Registered/ToEngine/CloseEngine/──▶ engines
+//!              HeartbeatMissed/Output/Blocked/...            │       │   Forget (tasks, balanced tasks too)
+//!  ClientSession ──Submit/SubmitBalanced/Interrupt/Where/──▶ │ World │ ──ToClient/OpenUpstream─────────────▶ clients
+//!              Abort/Restart/Shutdown/Adopt/ClientLeft       │       │   (replies, BalancedResults too)
+//!  runner ──RunnerAttached/Launching/Launched/─────────────▶ │       │ ──Runner(ExplainDeath/EndWorld/──────▶ runner
+//!              DeathExplained/JobEnded/StopEngines           │       │   StopCluster), EnginesStopped
+//!  Hub timers ──Timer(Where/DeathReport/Stuck)/Tick────────▶ └───────┘ ──Reap, Wake, SaveHistory──────────▶ Hub
 //! ```
 //!
 //! # Where each path reads
@@ -19,8 +23,12 @@
 //!   ranks attach; ids and set numbers.
 //! - `requests.rs`: a client's request planned over its targets, the
 //!   engines' replies routed back, interrupts.
+//! - `balanced.rs`: load-balanced tasks: each runs on one targeted engine that the
+//!   [`scheduler`] picks, and again elsewhere when its engine set dies (while it has retries);
+//!   the scheduler hears of engines from the world's own events (ready, world dying, torn down,
+//!   cluster stopping).
 //! - `deaths.rs`: an engine lost (connection gone, heartbeats missed), the
-//!   launcher's explanation, the teardown of one world and its restart, aborts.
+//!   launcher's explanation, the teardown of one world and its restart, aborts, the cluster's stop.
 //! - `wheres.rs`: `where` polls, answered when every engine has or at a deadline.
 //! - [`history`]: the session's history (every request, its targets and outcomes, per epoch).
 //! - [`stuck`]: ranks stuck in MPI calls told to the client, interrupted calls that
@@ -36,10 +44,10 @@
 //! # A death in one engine set
 //! An engine set is one MPI world (one mpirun, one `COMM_WORLD`). A death tears down only the
 //! dead engine's set: its pending requests fail (the dead engine's with `EngineDied`, the other
-//! ranks' with `WorldDown`), its other engines are told to shut down and forgotten. Other sets
-//! keep running and the cluster stays up. Only when the set is the cluster's own world (the one
-//! its launcher started) does the runner end the job and then restart it (`--restart`) or stop
-//! the cluster.
+//! ranks' with `WorldDown`), its load-balanced tasks run again on other engines while they have
+//! retries, its other engines are told to shut down and forgotten. Other sets keep running and
+//! the cluster stays up. Only when the set is the cluster's own world (the one its launcher
+//! started) does the runner end the job and then restart it (`--restart`) or stop the cluster.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -48,6 +56,7 @@ use std::{
 
 use mpx_messages::{ClusterInfo, EngineId, EngineInfo, Rank, RankInfo};
 
+mod balanced;
 pub mod command;
 mod deaths;
 pub mod event;
@@ -55,13 +64,18 @@ pub mod history;
 mod registry;
 mod requests;
 pub mod retained;
+pub mod scheduler;
 pub mod stuck;
 mod wheres;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_paths;
+#[cfg(test)]
 mod tests_stuck;
+#[cfg(test)]
+mod tests_tasks;
 
 pub use command::{Command, RunnerCall, Timer, UpstreamPlan};
 pub use event::Event;
@@ -85,6 +99,10 @@ pub struct Config {
     /// Whether a runner carries out [`RunnerCall`]s (false for a bare controller: then a
     /// client cannot abort, and a death is not explained by a launcher).
     pub runner: bool,
+    /// Load-balanced tasks an engine holds at once (see [`scheduler::DEFAULT_DEPTH`]).
+    pub task_depth: usize,
+    /// The controller's process id, told to clients.
+    pub controller_pid: u32,
 }
 
 /// Heartbeats an engine may miss in a row before it is declared dead.
@@ -158,7 +176,10 @@ pub struct World {
     sets: BTreeMap<u32, EngineSet>,
     /// By task id.
     pending: HashMap<u64, Pending>,
+    /// The next task id (of a direct request's task or of a load-balanced task).
     next_task: u64,
+    /// Load-balanced tasks.
+    balanced: balanced::Balanced,
     /// The next request's controller-wide id.
     next_request: u64,
     /// Requests whose client went away.
@@ -198,6 +219,7 @@ impl World {
     /// An empty world.
     pub fn new(config: Config) -> Self {
         World {
+            balanced: balanced::Balanced::new(config.task_depth),
             config,
             engines: BTreeMap::new(),
             sets: BTreeMap::new(),
@@ -225,14 +247,6 @@ impl World {
         }
     }
 
-    /// A runner now carries out [`RunnerCall`]s; the cluster's own world restarts when it goes
-    /// down if `restart`; `batch`: the queue and time limit of its batch job, if it has one.
-    pub fn attach_runner(&mut self, restart: bool, batch: Option<mpx_messages::BatchSettings>) {
-        self.config.runner = true;
-        self.config.restart = restart;
-        self.batch = batch;
-    }
-
     /// Takes one event; returns what to do, in order.
     pub fn handle(&mut self, event: Event) -> Vec<Command> {
         match event {
@@ -240,6 +254,7 @@ impl World {
             Event::EngineReady { engine } => {
                 self.ready.insert(engine);
                 self.restart_done_if_complete();
+                self.balanced_engine_ready(engine);
             }
             Event::EngineBlocked { engine, report } => self.engine_blocked(engine, report),
             Event::EngineUnblocked { engine, task_id } => self.engine_unblocked(engine, task_id),
@@ -259,12 +274,14 @@ impl World {
             Event::EngineGone { engine, conn, cause } => self.engine_gone(engine, conn, cause),
             Event::HeartbeatMissed { engine, conn, missed } => self.heartbeat_missed(engine, conn, missed),
             Event::Submit { client, req, buffers, fds } => self.submit(client, req, buffers, fds),
+            Event::SubmitBalanced { client, req, buffers } => self.submit_balanced(client, req, buffers),
             Event::EngineOutput { engine, output, now } => {
                 self.now = now;
                 self.engine_output(engine, output);
             }
             Event::ClientLeft { client, now } => {
                 self.now = now;
+                self.balanced_client_left(client);
                 self.client_left(client);
             }
             Event::Adopt { client, req_id, id, now } => {
@@ -279,6 +296,12 @@ impl World {
             Event::Where { client } => self.start_poll(client),
             Event::Abort { client, reason } => self.abort(client, reason),
             Event::Shutdown { client } => self.shutdown(client),
+            Event::RunnerAttached { restart, batch } => {
+                self.config.runner = true;
+                self.config.restart = restart;
+                self.batch = batch;
+            }
+            Event::StopEngines => self.stop_engines(),
             Event::Launching => self.launched = Launched::Expected,
             Event::Launched { mpirun_pid } => self.mpirun_pid = mpirun_pid,
             Event::DeathExplained { engine, cause } => self.death_explained(engine, cause),
@@ -295,7 +318,7 @@ impl World {
         ClusterInfo {
             cluster_id: self.config.cluster_id.clone(),
             engines: self.engines.values().map(|e| e.info.clone()).collect(),
-            controller_pid: std::process::id(),
+            controller_pid: self.config.controller_pid,
             mpirun_pid: self.mpirun_pid,
             batch: self.batch.clone(),
         }
@@ -316,31 +339,11 @@ impl World {
         Some((p.client?, p.req_id))
     }
 
-    /// What is known of a registered engine.
-    pub fn info_of(&self, engine: EngineId) -> Option<&EngineInfo> {
-        self.engines.get(&engine).map(|e| &e.info)
-    }
-
     /// Whether `engine`'s world has all its engines attached.
-    pub fn world_complete(&self, engine: EngineId) -> bool {
+    fn world_complete(&self, engine: EngineId) -> bool {
         let Some(set) = self.engines.get(&engine).map(|e| e.info.set) else { return false };
         let attached = self.engines.values().filter(|e| e.info.set == set && e.conn.is_some()).count();
         self.sets.get(&set).is_some_and(|s| attached == s.size as usize)
-    }
-
-    /// Tells every engine to shut down and forgets every engine and set (the cluster stops);
-    /// returns the commands and the engines told.
-    pub fn stop_all(&mut self) -> (Vec<Command>, Vec<EngineInfo>) {
-        let gone = self.engines.keys().map(|&e| (e, "the cluster is stopping".to_string())).collect();
-        self.emit(Command::EnginesGone { gone, restarting: false });
-        let mut told = Vec::new();
-        for (id, e) in std::mem::take(&mut self.engines) {
-            self.shut_down(id, e.conn.is_some());
-            told.push(e.info);
-        }
-        self.sets.clear();
-        self.launched = Launched::None;
-        (std::mem::take(&mut self.out), told)
     }
 
     fn emit(&mut self, command: Command) {

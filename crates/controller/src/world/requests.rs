@@ -87,7 +87,8 @@ impl World {
         }
     }
 
-    /// Routes an engine's answer to the client that asked.
+    /// Routes an engine's answer to the client that asked (a load-balanced task's to
+    /// `balanced.rs`; its descriptors, if any, are dropped).
     pub(super) fn engine_reply(
         &mut self,
         engine: EngineId,
@@ -107,6 +108,7 @@ impl World {
                 warn!(%engine, task = reply.task_id, "reply from the wrong engine dropped");
                 self.pending.insert(reply.task_id, p);
             }
+            None if self.balanced.knows(reply.task_id) => self.balanced_reply(engine, reply, buffers),
             None => warn!(%engine, task = reply.task_id, "reply to an unknown task dropped"),
         }
     }

@@ -18,6 +18,8 @@ pub(super) fn world(restart: bool) -> World {
         heartbeat: Duration::from_millis(500),
         restart,
         runner: true,
+        task_depth: 2,
+        controller_pid: 4242,
     })
 }
 
@@ -213,7 +215,6 @@ fn a_death_mid_request_is_explained_then_the_world_goes_down() {
     assert_eq!(
         out,
         vec![
-            Command::WorldDying { engines: ids(&[0, 1, 2, 3]) },
             Command::Runner(RunnerCall::ExplainDeath { engine: EngineId(2), rank: Rank(2) }),
             Command::Wake { after: DEATH_REPORT_FALLBACK, timer: Timer::DeathReport(EngineId(2)) },
         ]
@@ -243,15 +244,6 @@ fn a_death_mid_request_is_explained_then_the_world_goes_down() {
             failed(9, 2, died(2, 2, &format!("killed by signal 9 (Killed){note}"))),
             failed(9, 3, down(&others)),
             Command::SaveHistory,
-            Command::EnginesGone {
-                gone: vec![
-                    (EngineId(0), others.clone()),
-                    (EngineId(1), others.clone()),
-                    (EngineId(2), "killed by signal 9 (Killed)".into()),
-                    (EngineId(3), others.clone()),
-                ],
-                restarting: false,
-            },
             to_engine(0, ToEngine::Shutdown),
             Command::Forget { engine: EngineId(0) },
             Command::Forget { engine: EngineId(1) },
@@ -287,13 +279,6 @@ fn a_death_in_engine_set_1_takes_down_that_set_only() {
         vec![
             failed(1, 2, down(format!("engine 3 died (connection closed){note}"))),
             failed(1, 3, died(3, 1, &format!("connection closed{note}"))),
-            Command::EnginesGone {
-                gone: vec![
-                    (EngineId(2), format!("engine 3 died (connection closed){note}")),
-                    (EngineId(3), "connection closed".into())
-                ],
-                restarting: false,
-            },
             to_engine(2, ToEngine::Shutdown),
             Command::Forget { engine: EngineId(2) },
             Command::Forget { engine: EngineId(3) },
@@ -332,10 +317,6 @@ fn an_abort_restarts_the_world_and_late_news_of_the_old_one_is_ignored() {
             failed(3, 0, down(why)),
             failed(3, 1, down(why)),
             Command::SaveHistory,
-            Command::EnginesGone {
-                gone: vec![(EngineId(0), why.into()), (EngineId(1), why.into())],
-                restarting: true
-            },
             to_engine(0, ToEngine::Shutdown),
             Command::Forget { engine: EngineId(0) },
             to_engine(1, ToEngine::Shutdown),
@@ -357,7 +338,6 @@ fn an_abort_restarts_the_world_and_late_news_of_the_old_one_is_ignored() {
         w.handle(Event::HeartbeatMissed { engine: EngineId(1), conn: 11, missed: 3 }),
         vec![
             Command::CloseEngine { engine: EngineId(1) },
-            Command::WorldDying { engines: ids(&[0, 1]) },
             Command::Runner(RunnerCall::ExplainDeath { engine: EngineId(1), rank: Rank(1) }),
             Command::Wake { after: DEATH_REPORT_FALLBACK, timer: Timer::DeathReport(EngineId(1)) },
         ]

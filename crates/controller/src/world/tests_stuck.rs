@@ -151,10 +151,6 @@ fn an_abandoned_call_restarts_the_world_and_requests_meanwhile_wait_for_it() {
     let why = format!("{cause}; the MPI world is being restarted (variables are lost)");
     let mut expected: Vec<Command> = (0..4).map(|e| failed(1, e, down(why.clone()))).collect();
     expected.push(Command::SaveHistory);
-    expected.push(Command::EnginesGone {
-        gone: (0..4).map(|e| (EngineId(e), why.clone())).collect(),
-        restarting: true,
-    });
     for e in 0..4 {
         expected.push(to_engine(e, ToEngine::Shutdown));
         expected.push(Command::Forget { engine: EngineId(e) });
@@ -265,6 +261,6 @@ fn a_batch_clusters_queue_and_time_limit_reach_its_clients() {
     let mut w = world(false);
     assert_eq!(w.info().batch, None);
     let batch = mpx_messages::BatchSettings { queue: "debug".into(), walltime: "00:10:00".into() };
-    w.attach_runner(false, Some(batch.clone()));
+    assert_eq!(w.handle(Event::RunnerAttached { restart: false, batch: Some(batch.clone()) }), vec![]);
     assert_eq!(w.info().batch, Some(batch));
 }

@@ -1,4 +1,6 @@
 //! The load-balanced task scheduler: pure state, events in, decisions out (no actors, no IO).
+//! The world core feeds it (`balanced.rs`: submissions, replies, engines ready, dying, gone,
+//! clients gone) and turns its decisions into [`Command`](super::Command)s.
 //!
 //! ```text
 //!   submit / done / engine up / engine gone / cancel --->  Scheduler  ---> Decision::Run / Reply / Fail
