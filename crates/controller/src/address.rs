@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::ClusterError;
+use crate::error::ClusterError;
 
 /// The address to bind and the one to advertise, from `--ip`, `--interface` and `--port`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,13 +18,14 @@ use tokio::{
 use tracing::{info, warn};
 
 use crate::{
-    address, files,
+    address,
+    error::ClusterError,
+    files,
     hub::{Feed, Hub, SetRunner, StopEngines, WaitForEngines},
     launcher::Launcher,
     listener::{self, ListenerConfig},
     reap::reap,
     world::{Event, RunnerCall},
-    ClusterError,
 };
 
 /// Everything `mpx cluster start` needs.

@@ -11,6 +11,8 @@ pub use mpx_messages::connection::{
     write_connection_file,
 };
 
+use crate::error::ClusterError;
+
 /// The log file of a daemonized cluster `id` under `home`.
 pub fn log_file(home: &Path, id: &str) -> PathBuf {
     home.join(format!("cluster-{id}.log"))
@@ -25,8 +27,8 @@ pub struct ClusterLock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
 /// could let two later starts lock two different files).
 ///
 /// # Errors
-/// [`crate::ClusterError::AlreadyRunning`] when another process holds it; I/O errors.
-pub fn lock_cluster(home: &Path, id: &str) -> Result<ClusterLock, crate::ClusterError> {
+/// [`ClusterError::AlreadyRunning`] when another process holds it; I/O errors.
+pub fn lock_cluster(home: &Path, id: &str) -> Result<ClusterLock, ClusterError> {
     use std::os::unix::fs::OpenOptionsExt;
     fs::create_dir_all(home)?;
     let file = fs::OpenOptions::new()
@@ -38,7 +40,7 @@ pub fn lock_cluster(home: &Path, id: &str) -> Result<ClusterLock, crate::Cluster
     // Released when the lock (and its file) is dropped, or the process ends.
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(ClusterLock(lock)),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(crate::ClusterError::AlreadyRunning(id.to_string())),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(ClusterError::AlreadyRunning(id.to_string())),
         Err((_, e)) => Err(std::io::Error::from(e).into()),
     }
 }

@@ -19,16 +19,18 @@
 //! - [`reap`]: make sure engine processes on this host end (SIGKILL after a grace period).
 //! - [`launcher`]: how engines are started (`local`: mpirun; `slurm`, `pbs`: batch jobs; none).
 //! - [`files`]: connection files under `$MPX_HOME`.
+//! - [`ClusterError`] (`error.rs`): why a cluster could not be started or reached.
+//!
+//! No file imports another in a circle, and none imports this one (it only declares and
+//! re-exports):
+//! `tests/no_import_cycles.rs` checks it.
 #![deny(missing_docs)]
-
-use std::{path::PathBuf, time::Duration};
-
-use thiserror::Error;
 
 pub mod address;
 pub mod client_session;
 pub mod cluster;
 pub mod engine_conn;
+mod error;
 pub mod files;
 pub mod forward;
 pub mod hub;
@@ -40,69 +42,7 @@ pub mod reap;
 pub mod world;
 pub mod writer;
 
+pub use error::ClusterError;
+
 pub use cluster::{run_cluster, start_controller, ClusterOptions, Ready, StopReason};
 pub use launcher::{ExternalEngines, Kernel, Launcher, LocalLauncher, PbsLauncher, SlurmLauncher};
-
-/// Why a cluster could not be started or reached.
-#[derive(Debug, Error)]
-pub enum ClusterError {
-    /// mpirun could not be run or ended before the engines were ready.
-    #[error("{status}; its output:\n{output}")]
-    MpirunFailed {
-        /// Exit status or spawn error.
-        status: String,
-        /// The last lines mpirun printed.
-        output: String,
-    },
-    /// The batch system refused the job (or its submit command failed).
-    #[error("could not submit the engines' job: {command}: {why}")]
-    SubmitFailed {
-        /// The command run.
-        command: String,
-        /// What went wrong.
-        why: String,
-    },
-    /// A job script template cannot work.
-    #[error("bad job script template: {0}")]
-    BadTemplate(String),
-    /// Not every engine registered in time.
-    #[error("the {n} engines did not all register within {after:?}; their job's output:\n{output}")]
-    Timeout {
-        /// Engines expected.
-        n: u32,
-        /// The timeout.
-        after: Duration,
-        /// The last lines mpirun printed.
-        output: String,
-    },
-    /// A signal arrived during the start.
-    #[error("interrupted by {0} while starting")]
-    Interrupted(&'static str),
-    /// A controller with this id is running already.
-    #[error("a cluster with id {0:?} is already running or starting (mpx cluster stop --cluster-id {0})")]
-    AlreadyRunning(String),
-    /// The connection file is missing, unsafe or invalid.
-    #[error("connection file {path}: {why}")]
-    BadConnectionFile {
-        /// Its path.
-        path: PathBuf,
-        /// What is wrong.
-        why: String,
-    },
-    /// The address to listen on or to advertise cannot work (`--ip`, `--interface`).
-    #[error("{0}")]
-    Address(String),
-    /// I/O error.
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-impl From<mpx_messages::connection::ConnectionFileError> for ClusterError {
-    fn from(e: mpx_messages::connection::ConnectionFileError) -> Self {
-        use mpx_messages::connection::ConnectionFileError as E;
-        match e {
-            E::Bad { path, why } => ClusterError::BadConnectionFile { path, why },
-            E::Io(e) => ClusterError::Io(e),
-        }
-    }
-}

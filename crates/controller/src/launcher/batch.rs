@@ -8,14 +8,17 @@ use std::{
 };
 
 use futures::{future::LocalBoxFuture, FutureExt};
+use mpx_messages::Kernel;
 use tracing::{info, warn};
 
 use super::{
     command::{self, CmdOutput, CommandError, COMMAND_TIMEOUT},
+    job::Launcher,
+    output::OUTPUT_LINES,
+    program::EngineProgram,
     template::{self, TemplateVars},
-    EngineProgram, Kernel, Launcher, OUTPUT_LINES,
 };
-use crate::ClusterError;
+use crate::error::ClusterError;
 
 /// How long `stop` waits for the queue to forget a cancelled job.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(60);

@@ -6,8 +6,8 @@ use std::{path::Path, time::Duration};
 
 use futures::{future::LocalBoxFuture, FutureExt};
 
-use super::Launcher;
-use crate::ClusterError;
+use super::job::Launcher;
+use crate::error::ClusterError;
 
 /// Starts nothing; engines join by themselves.
 #[derive(Debug, Default, Clone, Copy)]

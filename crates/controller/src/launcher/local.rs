@@ -9,6 +9,7 @@ use std::{
 };
 
 use futures::{future::LocalBoxFuture, FutureExt};
+use mpx_messages::Kernel;
 use nix::{
     sys::signal::{killpg, Signal},
     unistd::Pid,
@@ -16,8 +17,12 @@ use nix::{
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
-use super::{describe_status, EngineProgram, Kernel, Launcher, OutputTail};
-use crate::ClusterError;
+use super::{
+    job::Launcher,
+    output::{describe_status, OutputTail},
+    program::EngineProgram,
+};
+use crate::error::ClusterError;
 
 /// The command that starts `n` engines under mpirun on this machine:
 /// `mpirun -n N [--oversubscribe] [mpirun_args] ENGINE --kernel K --connect FILE`, with

@@ -5,7 +5,7 @@
 //! variable without a value is left out, so `#SBATCH --partition={queue}` disappears when no
 //! queue was given.
 
-use crate::ClusterError;
+use crate::error::ClusterError;
 
 /// The variables a template may use, with their values (empty = not set).
 #[derive(Debug, Clone, Default)]
@@ -19,7 +19,7 @@ pub struct TemplateVars {
     /// `{connection_file}`: the controller's connection file.
     pub connection_file: String,
     /// `{engine}`: the engine's command, already quoted for the shell
-    /// ([`super::EngineProgram::shell_words`]).
+    /// ([`EngineProgram::shell_words`](super::program::EngineProgram::shell_words)).
     pub engine: String,
     /// `{job_name}`: the job's name.
     pub job_name: String,

@@ -1,6 +1,6 @@
 //! Load-balanced tasks (ipyparallel's `LoadBalancedView`): each task of a client's
 //! [`BalancedRequest`] runs on one engine among those it targets, placed by the
-//! [`Scheduler`]; its result goes back alone, as soon as it ends.
+//! [`Scheduler`](super::scheduler::Scheduler); its result goes back alone, as soon as it ends.
 //!
 //! 1. A client submits tasks ([`Event::SubmitBalanced`](super::Event::SubmitBalanced)): each
 //!    gets a task id from the same counter as the direct requests' tasks (an engine's reply is
@@ -15,60 +15,17 @@
 //! 4. A client that goes away gives its tasks up: waiting ones are dropped, running ones'
 //!    answers too.
 
-use std::collections::{BTreeSet, HashMap};
-
 use mpx_messages::{
     tasks::runs_alone, Arg, BalancedRequest, BalancedResult, ControllerToClient, ControllerToEngine,
-    EngineId, Frame, MpxError, Outcome, Payload, Rank, Request, Targets, Task, TaskReply, TaskRequest,
+    EngineId, Frame, MpxError, Outcome, Payload, Request, Targets, Task, TaskReply, TaskRequest,
 };
 use tracing::debug;
 
 use super::{
-    scheduler::{Decision, Pool, Scheduler, TaskError, TaskKey},
+    balanced_state::BalancedTask,
+    scheduler::{Decision, Pool, TaskError, TaskKey},
     ClientId, Command, World,
 };
-
-/// A load-balanced task until it ends: what to send again should its engine die.
-#[derive(Debug)]
-struct BalancedTask {
-    client: ClientId,
-    /// The client's id for it.
-    id: u64,
-    task: Task,
-    buffers: Vec<Payload>,
-    attempts: u32,
-    engine: Option<EngineId>,
-}
-
-/// The load-balanced tasks of every client and their scheduler.
-#[derive(Debug)]
-pub(super) struct Balanced {
-    scheduler: Scheduler,
-    /// Each engine's rank, for the `EngineDied` of its tasks (kept after it is gone).
-    ranks: HashMap<EngineId, Rank>,
-    /// By task id.
-    tasks: HashMap<TaskKey, BalancedTask>,
-    /// Each client's tasks (a client without any is not listed).
-    clients: HashMap<ClientId, BTreeSet<TaskKey>>,
-}
-
-impl Balanced {
-    /// No tasks, no engines; each engine holds up to `depth` tasks.
-    pub(super) fn new(depth: usize) -> Self {
-        Balanced {
-            scheduler: Scheduler::new(depth),
-            ranks: HashMap::new(),
-            tasks: HashMap::new(),
-            clients: HashMap::new(),
-        }
-    }
-
-    /// Whether `task_id` is a load-balanced task the scheduler still counts (running, or given
-    /// up by its client while it runs).
-    pub(super) fn knows(&self, task_id: u64) -> bool {
-        self.scheduler.engine_of(task_id).is_some()
-    }
-}
 
 impl World {
     /// A client's load-balanced tasks; `buffers` are its frame's, shared by the tasks' array

@@ -9,7 +9,7 @@ use mpx_messages::{
     ControllerToClient, ControllerToEngine, EngineId, EngineInfo, Frame, Rank, RegisterReply,
 };
 
-use super::{ClientId, ConnId};
+use super::ids::{ClientId, ConnId};
 
 /// One thing to do.
 #[derive(Debug, Clone, PartialEq)]

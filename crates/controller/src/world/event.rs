@@ -5,7 +5,10 @@ use mpx_messages::{
     Targets, TaskReply,
 };
 
-use super::{ClientId, ConnId, Timer};
+use super::{
+    command::Timer,
+    ids::{ClientId, ConnId},
+};
 
 /// One thing that happened, from a connection, the runner or a timer.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,16 +2,17 @@
 //! with its targets, each engine's outcome as its reply passes, and the world's epoch (a restart
 //! of the cluster's own world begins the next). Bounded like the retained results: at most
 //! [`HISTORY_ENTRIES`] entries and [`HISTORY_BYTES`] of code, the oldest go first. When an
-//! entry is complete the core asks for the history to be saved ([`Command::SaveHistory`]), so
+//! entry is complete the core asks for the history to be saved ([`Command::SaveHistory`](super::command::Command::SaveHistory)), so
 //! `$MPX_HOME/cluster-ID/history.json` holds it while the cluster lives.
+//!
+//! A leaf: it imports nothing from the core's `mod.rs`, which holds a [`History`] (and, in
+//! `World`'s methods, records to it).
 
 use std::collections::{BTreeMap, VecDeque};
 
 use mpx_messages::{
     DataSource, EngineId, EngineOutcome, HistoryEntry, HistoryItem, MpxError, Outcome, Request, Targets,
 };
-
-use super::{Command, World};
 
 /// Entries kept, at most.
 pub const HISTORY_ENTRIES: usize = 1000;
@@ -128,30 +129,5 @@ impl History {
     /// Every entry kept, oldest first.
     pub fn entries(&self) -> Vec<HistoryEntry> {
         self.entries.iter().cloned().collect()
-    }
-}
-
-impl World {
-    /// Records an accepted request in the history.
-    pub(super) fn record_history(
-        &mut self,
-        id: u64,
-        item: HistoryItem,
-        engines: Vec<EngineId>,
-        targets: &Targets,
-    ) {
-        self.history.record(id, item, engines, targets);
-    }
-
-    /// An engine's answer passes: the history notes it, and is saved once the entry is complete.
-    pub(super) fn history_answer(&mut self, id: u64, engine: EngineId, outcome: &Outcome) {
-        if self.history.answered(id, engine, outcome) {
-            self.emit(Command::SaveHistory);
-        }
-    }
-
-    /// The history, for a client.
-    pub fn history(&self) -> Vec<HistoryEntry> {
-        self.history.entries()
     }
 }

@@ -23,10 +23,10 @@
 //!   ranks attach; ids and set numbers.
 //! - `requests.rs`: a client's request planned over its targets, the
 //!   engines' replies routed back, interrupts.
-//! - `balanced.rs`: load-balanced tasks: each runs on one targeted engine that the
-//!   [`scheduler`] picks, and again elsewhere when its engine set dies (while it has retries);
-//!   the scheduler hears of engines from the world's own events (ready, world dying, torn down,
-//!   cluster stopping).
+//! - `balanced.rs` (its state: `balanced_state.rs`): load-balanced tasks: each runs on one
+//!   targeted engine that the [`scheduler`] picks, and again elsewhere when its engine set dies
+//!   (while it has retries); the scheduler hears of engines from the world's own events (ready,
+//!   world dying, torn down, cluster stopping).
 //! - `deaths.rs`: an engine lost (connection gone, heartbeats missed), the
 //!   launcher's explanation, the teardown of one world and its restart, aborts, the cluster's stop.
 //! - `wheres.rs`: `where` polls, answered when every engine has or at a deadline.
@@ -35,6 +35,12 @@
 //!   restart the world, and restarts on demand.
 //! - `retained.rs`: results that outlive their wait: the requests of a client that went away,
 //!   kept (bounded) until a client adopts them by id (`mpx wait ID`).
+//!
+//! # Files
+//! This file imports only leaves, files that import nothing from it: the ids (`ids.rs`), the
+//! [`command`]s and [`event`]s, the state it holds ([`history`], [`retained`],
+//! `balanced_state.rs`, the [`scheduler`]). The files of the paths above `impl World` and
+//! import it; no import goes round in a circle (`tests/no_import_cycles.rs`).
 //!
 //! # Output while it happens
 //! An engine's output pieces (`TaskOutput`) reach the client through its engine connection
@@ -54,13 +60,17 @@ use std::{
     time::Duration,
 };
 
-use mpx_messages::{ClusterInfo, EngineId, EngineInfo, Rank, RankInfo};
+use mpx_messages::{
+    ClusterInfo, EngineId, EngineInfo, HistoryEntry, HistoryItem, Outcome, Rank, RankInfo, Targets,
+};
 
 mod balanced;
+mod balanced_state;
 pub mod command;
 mod deaths;
 pub mod event;
 pub mod history;
+mod ids;
 mod registry;
 mod requests;
 pub mod retained;
@@ -79,13 +89,7 @@ mod tests_tasks;
 
 pub use command::{Command, RunnerCall, Timer, UpstreamPlan};
 pub use event::Event;
-
-/// A client connection, numbered by the listener.
-pub type ClientId = u64;
-
-/// An engine connection, numbered by the listener: a restarted world's engines reuse the ids
-/// of the engines they replace, never their connections.
-pub type ConnId = u64;
+pub use ids::{ClientId, ConnId};
 
 /// Settings of the core.
 #[derive(Debug, Clone)]
@@ -179,7 +183,7 @@ pub struct World {
     /// The next task id (of a direct request's task or of a load-balanced task).
     next_task: u64,
     /// Load-balanced tasks.
-    balanced: balanced::Balanced,
+    balanced: balanced_state::Balanced,
     /// The next request's controller-wide id.
     next_request: u64,
     /// Requests whose client went away.
@@ -219,7 +223,7 @@ impl World {
     /// An empty world.
     pub fn new(config: Config) -> Self {
         World {
-            balanced: balanced::Balanced::new(config.task_depth),
+            balanced: balanced_state::Balanced::new(config.task_depth),
             config,
             engines: BTreeMap::new(),
             sets: BTreeMap::new(),
@@ -358,5 +362,22 @@ impl World {
             self.emit(Command::ToEngine { engine, frame });
         }
         self.emit(Command::Forget { engine });
+    }
+
+    /// Records an accepted request in the history.
+    fn record_history(&mut self, id: u64, item: HistoryItem, engines: Vec<EngineId>, targets: &Targets) {
+        self.history.record(id, item, engines, targets);
+    }
+
+    /// An engine's answer passes: the history notes it, and is saved once the entry is complete.
+    fn history_answer(&mut self, id: u64, engine: EngineId, outcome: &Outcome) {
+        if self.history.answered(id, engine, outcome) {
+            self.emit(Command::SaveHistory);
+        }
+    }
+
+    /// The history, for a client.
+    pub fn history(&self) -> Vec<HistoryEntry> {
+        self.history.entries()
     }
 }

@@ -1,0 +1,10 @@
+//! No import circle among the files of `crates/controller/src` (issue 25): see [`imports`] for
+//! what counts as an import and how paths resolve to files.
+
+mod imports;
+
+#[test]
+fn controller_files_import_no_circle() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    imports::assert_no_import_cycles(&src);
+}
