@@ -3,23 +3,16 @@
 //! back as they end.
 //!
 //! A task is code for one engine ([`Work`]); it must not call an MPI collective, which would
-//! wait for engines busy with other tasks: collectives belong to a direct [`View`](crate::View)
+//! wait for engines busy with other tasks: collectives belong to a direct [`View`](crate::view::View)
 //! (`%px`), which runs a cell on every engine of a world.
 
-use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
-    ops::Range,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeMap, ops::Range, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use mpx_messages::{
-    Arg, BalancedRequest, BalancedTask, ClientToController, EngineId, Frame, MpxError, Outcome, RawArray,
-    Request, Targets,
-};
+use mpx_messages::{BalancedRequest, BalancedTask, ClientToController, Frame, Request, Targets};
 
-use crate::{client::Shared, view::ApplyArg, Client, ClientError};
+pub use crate::reply::TaskResult;
+use crate::{client::Client, error::ClientError, state::Shared, view::ApplyArg};
 
 /// Tasks sent in one frame at most.
 const BATCH: usize = 512;
@@ -46,102 +39,6 @@ impl Work {
             Work::Call { function, args } => {
                 Request::Apply { function, args: args.into_iter().map(|a| a.into_arg(buffers)).collect() }
             }
-        }
-    }
-}
-
-impl ApplyArg {
-    /// The wire argument; an array's bytes go to `buffers`.
-    pub(crate) fn into_arg(self, buffers: &mut Vec<Bytes>) -> Arg {
-        match self {
-            ApplyArg::Float(x) => Arg::Float(x),
-            ApplyArg::Int(i) => Arg::Int(i),
-            ApplyArg::Bool(b) => Arg::Bool(b),
-            ApplyArg::Str(s) => Arg::Str(s),
-            ApplyArg::Array(a) => {
-                buffers.push(a.data().clone());
-                Arg::Array(a.meta(buffers.len() - 1))
-            }
-        }
-    }
-}
-
-/// The result of one load-balanced task.
-#[derive(Debug, Clone)]
-pub struct TaskResult {
-    /// The engine that ran it (`None`: it never ran).
-    pub engine_id: Option<EngineId>,
-    /// What happened. `outcome.error` is the engine's error or the controller's
-    /// ([`MpxError::EngineDied`]: its engine died with no retry left; [`MpxError::NoEngines`]:
-    /// no engine to run it; [`MpxError::Refused`]: not a kind of task that runs on one engine).
-    pub outcome: Outcome,
-    /// The array it sent back (none yet: a task is code on one engine).
-    pub array: Option<RawArray>,
-    /// What its apply's function returned out of band (the Python client's helper).
-    pub returned: Option<crate::ReturnedData>,
-    /// How many times it was started (above 1: retried after its engine died).
-    pub attempts: u32,
-    /// When the client had it (seconds since the Unix epoch).
-    pub received: f64,
-}
-
-impl TaskResult {
-    /// The result, or its error: [`ClientError::EngineDied`] for a dead engine,
-    /// [`ClientError::Remote`] for any other error of the engine that ran it,
-    /// [`ClientError::NotRun`] when no engine ran it.
-    ///
-    /// # Errors
-    /// As described.
-    pub fn ok(self) -> Result<TaskResult, ClientError> {
-        let Some(e) = &self.outcome.error else { return Ok(self) };
-        if let MpxError::EngineDied { engine, rank, cause } = e {
-            return Err(ClientError::EngineDied { engine: *engine, rank: *rank, cause: cause.clone() });
-        }
-        match self.engine_id {
-            Some(engine) => Err(ClientError::Remote(vec![(engine, e.clone())])),
-            None => Err(ClientError::NotRun(e.clone())),
-        }
-    }
-}
-
-/// Where the results of a client's load-balanced tasks wait to be taken.
-#[derive(Debug, Default)]
-pub(crate) struct Slots {
-    /// By task id: its group and, once there, its result.
-    tasks: HashMap<u64, (u64, Option<TaskResult>)>,
-    /// Ids of the tasks of each group in the order their results came.
-    done: HashMap<u64, VecDeque<u64>>,
-}
-
-impl Slots {
-    /// A result arrived (dropped if nobody waits for it).
-    pub(crate) fn arrived(&mut self, id: u64, result: TaskResult) {
-        if let Some((group, slot)) = self.tasks.get_mut(&id) {
-            *slot = Some(result);
-            self.done.entry(*group).or_default().push_back(id);
-        }
-    }
-
-    fn expect(&mut self, id: u64, group: u64) {
-        self.tasks.insert(id, (group, None));
-    }
-
-    fn take(&mut self, id: u64) -> Option<TaskResult> {
-        match self.tasks.get(&id) {
-            Some((_, Some(_))) => self.tasks.remove(&id).and_then(|(_, r)| r),
-            _ => None,
-        }
-    }
-
-    fn take_any(&mut self, group: u64) -> Option<(u64, TaskResult)> {
-        let id = self.done.get_mut(&group)?.pop_front()?;
-        self.take(id).map(|r| (id, r))
-    }
-
-    fn forget_group(&mut self, group: u64, ids: impl IntoIterator<Item = u64>) {
-        self.done.remove(&group);
-        for id in ids {
-            self.tasks.remove(&id);
         }
     }
 }
@@ -213,6 +110,13 @@ pub struct MapItem {
     pub items: Range<usize>,
     /// Its result.
     pub result: TaskResult,
+}
+
+impl Client {
+    /// A view for load-balanced tasks on some engines: each task runs on one of them.
+    pub fn load_balanced_view(&self, targets: impl Into<Targets>) -> BalancedView<'_> {
+        BalancedView::new(self, targets.into())
+    }
 }
 
 /// A set of target engines for load-balanced tasks.
@@ -425,26 +329,5 @@ impl<T, F> Drop for MapIter<'_, T, F> {
         if let Ok(mut state) = self.view.client.shared.state.lock() {
             state.balanced.forget_group(self.group, self.outstanding.keys().copied());
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn failed(engine_id: Option<EngineId>, error: MpxError) -> TaskResult {
-        let outcome = Outcome { error: Some(error), ..Default::default() };
-        TaskResult { engine_id, outcome, array: None, returned: None, attempts: 1, received: 0.0 }
-    }
-
-    #[test]
-    fn a_failed_task_names_its_engine_or_says_it_ran_on_none() {
-        let none = MpxError::NoEngines { reason: "no engines are registered".into() };
-        let got = failed(None, none.clone()).ok().unwrap_err();
-        assert!(matches!(&got, ClientError::NotRun(e) if *e == none), "{got:?}");
-        assert_eq!(got.to_string(), "the task ran on no engine: no engines are registered");
-        let raised = MpxError::Cell(mpx_messages::RemoteError::new("ValueError", "bad"));
-        let got = failed(Some(EngineId(2)), raised.clone()).ok().unwrap_err();
-        assert!(matches!(&got, ClientError::Remote(v) if v == &[(EngineId(2), raised)]), "{got:?}");
     }
 }

@@ -1,99 +1,29 @@
 //! [`Client`]: one connection to a controller (its session opened by the handshake, see
 //! `connect.rs`), with a
-//! reader thread (`reader.rs`) that files each reply under its request; [`View`]: a set of
-//! target engines.
+//! reader thread (`reader.rs`) that files each reply under its request. The calls that submit
+//! requests are in `submit.rs`, views in [`crate::view`] and [`crate::balanced`].
 
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Condvar, Mutex,
+        Arc, Mutex,
     },
     time::Duration,
 };
 
-use bytes::Bytes;
 use mpx_messages::connection as files;
 use mpx_messages::{
     codec::{blocking, Sealer},
-    Binding, Chunk, ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, EngineState,
-    Frame, Payload, Request, SubmitRequest, Targets,
+    ClientToController, ClusterInfo, CodecError, ControllerToClient, EngineId, EngineState, Frame, Targets,
 };
 
-use crate::{
-    balanced::{BalancedView, Slots},
-    result::RequestState,
-    socket::Socket,
-    AsyncResult, ClientError, View,
-};
+pub use crate::state::Shared;
+use crate::{error::ClientError, socket::Socket, state::Closed};
 
 /// How long `connect` waits for the controller's first answer.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Why the connection ended, kept to build the error for every later call.
-#[derive(Debug, Clone)]
-pub(crate) enum Closed {
-    Rejected,
-    Other(String),
-}
-
-impl Closed {
-    pub(crate) fn to_error(&self) -> ClientError {
-        match self {
-            Closed::Rejected => ClientError::Rejected,
-            Closed::Other(why) => ClientError::Closed(why.clone()),
-        }
-    }
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct State {
-    pub requests: HashMap<u64, RequestState>,
-    pub info: Option<ClusterInfo>,
-    pub info_seq: u64,
-    pub shutdown_acked: bool,
-    pub closed: Option<Closed>,
-    /// Answers to control requests (interrupt, where, abort), oldest first.
-    pub control: Vec<ControllerToClient>,
-    /// Results of load-balanced tasks.
-    pub balanced: Slots,
-    /// What engines printed for each request, until its results take it.
-    pub output: HashMap<u64, crate::output::RequestOutput>,
-}
-
-/// What the reader thread and the callers share.
-#[derive(Debug)]
-pub struct Shared {
-    pub(crate) state: Mutex<State>,
-    pub(crate) cond: Condvar,
-}
-
-impl Shared {
-    /// Waits up to `timeout` until `ready` finds what it looks for in the state (checked at
-    /// each change); a closed connection ends the wait with its error.
-    pub(crate) fn wait_for<T>(
-        &self,
-        timeout: Duration,
-        mut ready: impl FnMut(&mut State) -> Option<T>,
-    ) -> Result<T, ClientError> {
-        let deadline = std::time::Instant::now() + timeout;
-        let mut state = self.state.lock().expect("client state");
-        loop {
-            if let Some(found) = ready(&mut state) {
-                return Ok(found);
-            }
-            if let Some(c) = &state.closed {
-                return Err(c.to_error());
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(ClientError::Timeout(timeout));
-            }
-            state = self.cond.wait_timeout(state, left).expect("client state").0;
-        }
-    }
-}
 
 /// The writing half of the connection: the socket and the session's sealer (which numbers the
 /// frames, so one frame is written at a time).
@@ -104,7 +34,7 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    fn write(&mut self, frame: &Frame<ClientToController>) -> Result<(), CodecError> {
+    pub(crate) fn write(&mut self, frame: &Frame<ClientToController>) -> Result<(), CodecError> {
         match &mut self.stream {
             Socket::Unix(sock) => blocking::write_frame_unix(sock, &mut self.sealer, frame),
             tcp if frame.fds.is_empty() => blocking::write_frame(tcp, &mut self.sealer, frame),
@@ -203,7 +133,7 @@ impl Client {
         })
     }
 
-    fn closed_error(&self) -> Option<ClientError> {
+    pub(crate) fn closed_error(&self) -> Option<ClientError> {
         self.shared.state.lock().expect("client state").closed.as_ref().map(Closed::to_error)
     }
 
@@ -235,138 +165,9 @@ impl Client {
         Ok(self.info(CONNECT_TIMEOUT)?.engines.iter().map(|e| e.id).collect())
     }
 
-    /// A view on some engines.
-    pub fn view(&self, targets: impl Into<Targets>) -> View<'_> {
-        View::new(self, targets.into())
-    }
-
-    /// A view for load-balanced tasks on some engines: each task runs on one of them.
-    pub fn load_balanced_view(&self, targets: impl Into<Targets>) -> BalancedView<'_> {
-        BalancedView::new(self, targets.into())
-    }
-
     /// A fresh id for a request or task of this connection.
     pub(crate) fn next_id(&self) -> u64 {
         self.next_req.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Submits a request to `targets`; results arrive in the returned [`AsyncResult`].
-    ///
-    /// # Errors
-    /// A lost connection.
-    pub fn submit(&self, targets: Targets, request: Request) -> Result<AsyncResult, ClientError> {
-        self.submit_with(targets, request, Vec::new())
-    }
-
-    /// Takes over request `id` (the id [`AsyncResult::id`] gives), whose client went away
-    /// before it ended (`mpx px --timeout` gave up): the controller keeps such requests for a
-    /// while and gives each once. The result holds the engines that had not answered when that
-    /// client left.
-    ///
-    /// # Errors
-    /// A lost connection; the refusal (not kept) comes from [`AsyncResult::get`].
-    pub fn adopt(&self, id: u64) -> Result<AsyncResult, ClientError> {
-        let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
-        self.shared.state.lock().expect("client state").requests.insert(req_id, RequestState::default());
-        let submitted = mpx_messages::unix_time();
-        self.send_frame(&Frame::new(ClientToController::Adopt { req_id, id }))?;
-        Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted })
-    }
-
-    /// Submits a request whose array bytes travel in `buffers`.
-    ///
-    /// # Errors
-    /// A lost connection.
-    pub fn submit_with(
-        &self,
-        targets: Targets,
-        request: Request,
-        buffers: Vec<Bytes>,
-    ) -> Result<AsyncResult, ClientError> {
-        self.submit_from(targets, request, buffers, None)
-    }
-
-    /// Submits a request of the tool's own (completions, helpers): it runs as any other, but is
-    /// not part of the session's history.
-    ///
-    /// # Errors
-    /// A lost connection.
-    pub fn submit_internal(&self, targets: Targets, request: Request) -> Result<AsyncResult, ClientError> {
-        self.submit_full(targets, request, Vec::new(), None, true)
-    }
-
-    /// Like [`submit_with`](Self::submit_with), telling the controller where a push's or
-    /// scatter's array came from (for the session's history: a `.npy` file can be replayed).
-    ///
-    /// # Errors
-    /// A lost connection.
-    pub fn submit_from(
-        &self,
-        targets: Targets,
-        request: Request,
-        buffers: Vec<Bytes>,
-        source: Option<mpx_messages::DataSource>,
-    ) -> Result<AsyncResult, ClientError> {
-        self.submit_full(targets, request, buffers, source, false)
-    }
-
-    fn submit_full(
-        &self,
-        targets: Targets,
-        request: Request,
-        buffers: Vec<Bytes>,
-        source: Option<mpx_messages::DataSource>,
-        internal: bool,
-    ) -> Result<AsyncResult, ClientError> {
-        let (mut request, mut buffers) = (request, buffers);
-        let fds = self.same_host_path(&targets, &mut request, &mut buffers)?;
-        let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
-        self.shared.state.lock().expect("client state").requests.insert(req_id, RequestState::default());
-        let submitted = mpx_messages::unix_time();
-        if !fds.is_empty() {
-            let request = ClientToController::SubmitRequest(SubmitRequest {
-                source,
-                internal,
-                req_id,
-                targets,
-                request,
-            });
-            self.send_frame(&Frame::new(request).with_fds(fds))?;
-            return Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted });
-        }
-        // A push's or scatter's array larger than a chunk streams after the request.
-        let chunk = self.chunk_bytes();
-        let streamed = matches!(request, Request::Push { .. } | Request::Scatter { .. })
-            && buffers.len() == 1
-            && buffers[0].len() > chunk;
-        let request =
-            ClientToController::SubmitRequest(SubmitRequest { source, internal, req_id, targets, request });
-        if !streamed {
-            self.send_frame(&Frame::with_buffers(request, buffers))?;
-            return Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted });
-        }
-        let array = &buffers[0];
-        let mut w = self.writer.lock().expect("client writer");
-        let total = array.len();
-        let mut send = |frame: &Frame<ClientToController>| {
-            w.write(frame).map_err(|e| match e {
-                CodecError::Io(io) => self.closed_error().unwrap_or(ClientError::Closed(io.to_string())),
-                other => ClientError::Codec(other),
-            })
-        };
-        send(&Frame::new(request))?;
-        // Every chunk is bound to the stream's fresh origin and its number: the engine takes
-        // them only in their place.
-        let origin = Binding::fresh_origin()?;
-        for (index, offset) in (0..total).step_by(chunk).enumerate() {
-            let piece = Payload::bound(
-                array.slice(offset..total.min(offset + chunk)),
-                Binding { origin, index: index as u64 },
-            );
-            let chunk = Chunk { stream: req_id, offset: offset as u64, total: total as u64 };
-            send(&Frame::with_payloads(ClientToController::Chunk(chunk), vec![piece]))?;
-        }
-        Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted })
     }
 
     /// Sends a control request and waits for the first reply that `pick` accepts.

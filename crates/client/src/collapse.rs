@@ -3,8 +3,10 @@
 //!
 //! [`LiveOutput`] does it for output as it streams in: what arrived together (one batch) is
 //! grouped by engine, and engines whose text is identical are shown once. The CLI and the
-//! console hold the first batch for [`FIRST_BATCH`] (so a quick cell's output is collapsed whole)
-//! and then show a batch every [`BATCH`] while the cell runs.
+//! console (through [`crate::printer::CellPrinter`]) hold a request's output while it is quick
+//! (the rule is in [`crate::output`]: it ends, or is seen running for [`FIRST_BATCH`]), so a
+//! quick cell's output is collapsed whole and in engine order, and then show a batch every
+//! [`BATCH`] while the cell runs.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -15,8 +17,8 @@ use std::{
 
 use mpx_messages::{EngineId, StreamName};
 
-/// How long output is held before the first batch is shown: a cell that ends sooner is shown
-/// whole, collapsed.
+/// How long a cell runs before its output streams: a cell that ends sooner is shown whole,
+/// collapsed, in engine order ([`crate::output::WINDOW`]; the rule is in [`crate::output`]).
 pub const FIRST_BATCH: Duration = Duration::from_millis(500);
 
 /// How often output is shown while a cell runs, after the first batch.
@@ -101,8 +103,13 @@ impl LiveOutput {
 
     /// Adds text an engine wrote.
     pub fn add(&mut self, engine: EngineId, stream: StreamName, text: &str) {
+        self.add_at(engine, stream, text, Instant::now());
+    }
+
+    /// [`add`](Self::add), received at `now`.
+    pub(crate) fn add_at(&mut self, engine: EngineId, stream: StreamName, text: &str, now: Instant) {
         if text.contains('\n') && self.waiting.is_none() {
-            self.waiting = Some(Instant::now());
+            self.waiting = Some(now);
         }
         self.pending.entry((stream, engine)).or_default().push_str(text);
     }
@@ -111,23 +118,33 @@ impl LiveOutput {
     /// `running` (those that have not answered yet) has one too, or they have waited
     /// [`MAX_HOLD`] (or collapsing is off).
     pub fn due(&self, running: &[EngineId]) -> bool {
+        self.due_at(running, Instant::now())
+    }
+
+    /// [`due`](Self::due) at `now`.
+    pub(crate) fn due_at(&self, running: &[EngineId], now: Instant) -> bool {
         let Some(since) = self.waiting else { return false };
         let has_line =
             |id: &EngineId| self.pending.iter().any(|((_, e), text)| e == id && text.contains('\n'));
-        !self.collapse || since.elapsed() >= MAX_HOLD || running.iter().all(has_line)
+        !self.collapse || now.saturating_duration_since(since) >= MAX_HOLD || running.iter().all(has_line)
     }
 
     /// The complete lines received so far, as text to show (a line not ended yet waits).
     pub fn batch(&mut self) -> String {
-        self.render(false)
+        self.render(false, Instant::now())
+    }
+
+    /// [`batch`](Self::batch) at `now`.
+    pub(crate) fn batch_at(&mut self, now: Instant) -> String {
+        self.render(false, now)
     }
 
     /// Everything received, unfinished lines included (the request ended).
     pub fn finish(&mut self) -> String {
-        self.render(true)
+        self.render(true, Instant::now())
     }
 
-    fn render(&mut self, all: bool) -> String {
+    fn render(&mut self, all: bool, now: Instant) -> String {
         let mut out = String::new();
         for stream in [StreamName::Stdout, StreamName::Stderr] {
             let mut ready: Vec<(EngineId, String)> = Vec::new();
@@ -151,7 +168,7 @@ impl LiveOutput {
         self.pending.retain(|_, text| !text.is_empty());
         self.waiting = None;
         if self.pending.values().any(|text| text.contains('\n')) {
-            self.waiting = Some(Instant::now());
+            self.waiting = Some(now);
         }
         out
     }

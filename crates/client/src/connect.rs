@@ -4,15 +4,17 @@
 use std::{
     net::{TcpStream, ToSocketAddrs},
     path::{Path, PathBuf},
-    sync::{atomic::AtomicU64, Arc, Condvar, Mutex},
+    sync::{atomic::AtomicU64, Arc, Mutex},
 };
 
 use mpx_messages::{codec::blocking, connection as files, CodecError, Key, Session};
 
 use crate::{
-    client::{find_connection_file, Shared, State, Writer, CONNECT_TIMEOUT},
+    client::{find_connection_file, Client, Writer, CONNECT_TIMEOUT},
+    error::ClientError,
+    reader::read_loop,
     socket::Socket,
-    Client, ClientError,
+    state::Shared,
 };
 
 impl Client {
@@ -87,11 +89,11 @@ impl Client {
         })?;
         stream.set_read_timeout(None).map_err(connect_error)?;
         let reader = stream.try_clone().map_err(connect_error)?;
-        let shared = Arc::new(Shared { state: Mutex::new(State::default()), cond: Condvar::new() });
+        let shared = Arc::new(Shared::new());
         let shared2 = shared.clone();
         std::thread::Builder::new()
             .name("mpx-client-reader".into())
-            .spawn(move || crate::reader::read_loop(reader, opener, shared2))
+            .spawn(move || read_loop(reader, opener, shared2))
             .map_err(connect_error)?;
         let local = stream.is_unix();
         let client = Client {

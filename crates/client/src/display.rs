@@ -2,7 +2,9 @@
 
 use std::{collections::HashMap, fmt::Write};
 
-use crate::{EngineId, EngineResult};
+use mpx_messages::EngineId;
+
+use crate::reply::EngineResult;
 
 /// Renders results in engine order: `[stdout:R] line` per printed line, `Out[R]: value` for a
 /// cell value, `[R:error] Name: message (line L)` for an error, followed by its traceback

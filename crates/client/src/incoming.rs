@@ -1,12 +1,11 @@
-//! Arrays streaming in from the controller (pull, gather replies larger than a chunk): each
-//! chunk, verified by the codec, is written into the array's final buffer.
+//! Arrays coming in from the controller: in a reply's own buffers ([`decode_array`]), or
+//! streaming in (pull, gather replies larger than a chunk), where each chunk, verified by the
+//! codec, is written into the array's final buffer.
 
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 use mpx_messages::{Binding, Chunk, EngineId, MpxError, Outcome, RawArray};
-
-use crate::reader::decode_array;
 
 /// The arrays streaming in, by (request, engine): each written into its final buffer, allocated
 /// once at its first chunk; or why it broke ([`MpxError::Authentication`] for a chunk refused or
@@ -92,6 +91,18 @@ pub(crate) fn decode_streamed(outcome: &mut Outcome, bytes: Result<Bytes, MpxErr
         Ok(bytes) => decode_array(outcome, &[bytes]),
         Err(why) => {
             outcome.error = Some(why);
+            None
+        }
+    }
+}
+
+/// Decodes the array an outcome refers to; a bad one becomes the outcome's error.
+pub(crate) fn decode_array(outcome: &mut Outcome, buffers: &[Bytes]) -> Option<RawArray> {
+    let meta = outcome.array.as_ref()?;
+    match RawArray::from_meta(meta, buffers) {
+        Ok(a) => Some(a),
+        Err(why) => {
+            outcome.error = Some(MpxError::decode(format!("bad array reply: {why}")));
             None
         }
     }

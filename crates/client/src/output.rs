@@ -6,84 +6,129 @@
 //!   `stdout` and `stderr`, as before streaming existed. At most [`KEEP`] bytes per engine and
 //!   stream are kept; the rest is counted and replaced by one line saying how much was left out,
 //!   so a cell printing gigabytes cannot fill the client's memory.
-//! - **as it arrives**: [`AsyncResult::output`](crate::AsyncResult::output) returns an
+//! - **as it arrives**: [`AsyncResult::output`](crate::result::AsyncResult::output) returns an
 //!   [`OutputStream`]; while it exists, pieces queue for it instead (and the results carry no
 //!   output: it was given once, to the stream). The stream also takes the output of the engines
 //!   that answered before it started out of their results, so a request's output is all in one
 //!   place however fast its engines were. The queue holds at most [`QUEUE_LIMIT`] bytes:
 //!   beyond that the connection's reader waits for the stream to be read, which slows the
 //!   controller's sends to this client and, through it, the engines.
+//!
+//! # In what order it is shown
+//! A user of ipyparallel expects a cell that ends quickly to show its output grouped per
+//! engine, in engine order (`[stdout:0]`, `[stdout:1]`, ...), and a long cell to show lines
+//! as they come. Under load those two look alike from the client's side: a short cell waits
+//! behind other clients' cells, so its engines run it at different times, and the time since
+//! submission says nothing about how long the cell runs. [`Hold`] decides from what the
+//! engines send instead:
+//!
+//! 1. **Held.** Output is held, and shown when the request ends, grouped per engine in engine
+//!    order (collapsed where engines printed the same).
+//! 2. **Streamed** from the moment the cell is seen to run long; the rest then shows as it
+//!    comes (in batches, see [`crate::collapse`]; an engine that answered while others run is
+//!    shown at once). The cell runs long when
+//!    - an engine answered after running it for at least [`WINDOW`] (its reply's
+//!      `completed - started`, both on the engine's clock), or
+//!    - an engine has printed and not answered for [`WINDOW`] (it is running the cell now,
+//!      and has been for that long), or
+//!    - output or a result has been waiting [`HOLD_MAX`] since the first came: an engine that
+//!      is silent (still busy with other clients' cells, or running without printing) does
+//!      not hide the others' output longer than that.
+//!
+//! The clock starts when the first output or result arrives, not at submission: a request
+//! that waits behind others is not running yet. [`crate::printer::CellPrinter`] applies the
+//! rule for the CLI and the console.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use mpx_messages::{EngineId, EngineOutput, StreamName};
 
-use crate::client::Shared;
+use crate::{reply::EngineResult, state::Shared};
 
-/// The most output kept per engine and stream in a result (16 MiB).
-pub const KEEP: usize = 16 << 20;
+pub use crate::state::{KEEP, QUEUE_LIMIT};
 
-/// The most output queued for an [`OutputStream`] before the reader waits for it (4 MiB).
-pub const QUEUE_LIMIT: usize = 4 << 20;
+/// How long a cell runs before its output streams (see the module doc): the time an engine
+/// ran it, or has been printing without answering.
+pub const WINDOW: Duration = crate::collapse::FIRST_BATCH;
 
-/// Output kept for one engine and stream.
-#[derive(Debug, Default)]
-struct Kept {
-    text: String,
-    dropped: usize,
+/// The longest output is held for engines that have neither printed nor answered.
+pub const HOLD_MAX: Duration = Duration::from_secs(2);
+
+/// Whether a request's output is still held or streams now (the rule in the module doc). A
+/// pure state machine: the caller tells it what arrived and when, and asks at any time.
+#[derive(Debug, Clone)]
+pub struct Hold {
+    window: Duration,
+    max: Duration,
+    /// When the first output or result arrived.
+    first: Option<Instant>,
+    /// Engines that printed and have not answered, with when their first piece arrived.
+    printing: BTreeMap<EngineId, Instant>,
+    /// Engines that answered.
+    answered: BTreeSet<EngineId>,
+    /// Set once the output streams; it never goes back.
+    streaming: bool,
 }
 
-/// One request's output on the client.
-#[derive(Debug, Default)]
-pub(crate) struct RequestOutput {
-    kept: BTreeMap<(EngineId, StreamName), Kept>,
-    /// Pieces for the [`OutputStream`], while one exists.
-    queue: Option<VecDeque<EngineOutput>>,
-    queued: usize,
+impl Default for Hold {
+    fn default() -> Self {
+        Hold::with_limits(WINDOW, HOLD_MAX)
+    }
 }
 
-impl RequestOutput {
-    /// Whether a piece may be added now (false: the stream's queue is full).
-    pub(crate) fn has_room(&self) -> bool {
-        self.queue.is_none() || self.queued < QUEUE_LIMIT
+impl Hold {
+    /// A hold with the limits [`WINDOW`] and [`HOLD_MAX`].
+    pub fn new() -> Self {
+        Hold::default()
     }
 
-    /// Adds a piece: to the stream's queue, or to what the result keeps.
-    pub(crate) fn add(&mut self, piece: EngineOutput) {
-        if let Some(q) = &mut self.queue {
-            self.queued += piece.text.len();
-            q.push_back(piece);
+    /// A hold with other limits (tests, tools).
+    pub fn with_limits(window: Duration, max: Duration) -> Self {
+        Hold {
+            window,
+            max,
+            first: None,
+            printing: BTreeMap::new(),
+            answered: BTreeSet::new(),
+            streaming: false,
+        }
+    }
+
+    /// `engine` printed something, received at `now`.
+    pub fn printed(&mut self, engine: EngineId, now: Instant) {
+        self.first.get_or_insert(now);
+        if !self.answered.contains(&engine) {
+            self.printing.entry(engine).or_insert(now);
+        }
+    }
+
+    /// An engine's result, seen at `now` (the same result again changes nothing).
+    pub fn answered(&mut self, result: &EngineResult, now: Instant) {
+        if !self.answered.insert(result.engine_id) {
             return;
         }
-        let kept = self.kept.entry((piece.engine_id, piece.stream)).or_default();
-        let room = KEEP.saturating_sub(kept.text.len());
-        if piece.text.len() <= room {
-            kept.text.push_str(&piece.text);
-        } else {
-            let at = mpx_messages::output::split_point(&piece.text, room).min(room);
-            kept.text.push_str(&piece.text[..at]);
-            kept.dropped += piece.text.len() - at;
+        self.first.get_or_insert(now);
+        self.printing.remove(&result.engine_id);
+        // A result the controller made (an engine died, no engine ran it) carries no times.
+        let (started, completed) = (result.outcome.started, result.outcome.completed);
+        if started > 0.0 && completed - started >= self.window.as_secs_f64() {
+            self.streaming = true;
         }
     }
 
-    /// The text kept for an engine and stream (taken), with a line for what was left out.
-    pub(crate) fn take(&mut self, engine: EngineId, stream: StreamName) -> String {
-        let Some(mut kept) = self.kept.remove(&(engine, stream)) else { return String::new() };
-        if kept.dropped > 0 {
-            if !kept.text.ends_with('\n') {
-                kept.text.push('\n');
-            }
-            kept.text.push_str(&format!(
-                "[mpx: {} more bytes of {stream} were not kept (the client keeps {} MiB per engine)]\n",
-                kept.dropped,
-                KEEP >> 20
-            ));
+    /// Whether the output streams at `now` (else it is held until the request ends).
+    pub fn streaming(&mut self, now: Instant) -> bool {
+        if !self.streaming {
+            let since = |at: &Instant| now.saturating_duration_since(*at);
+            let running_long = self.printing.values().any(|at| since(at) >= self.window);
+            let waited = self.first.as_ref().is_some_and(|at| since(at) >= self.max);
+            self.streaming = running_long || waited;
         }
-        kept.text
+        self.streaming
     }
 }
 
@@ -116,13 +161,7 @@ impl OutputStream {
                     }
                 }
             }
-            let out = state.output.entry(req_id).or_default();
-            queue.extend(out.queue.take().unwrap_or_default());
-            for ((engine_id, stream), kept) in std::mem::take(&mut out.kept) {
-                queue.push_back(EngineOutput { req_id, engine_id, stream, text: kept.text });
-            }
-            out.queued = queue.iter().map(|p| p.text.len()).sum();
-            out.queue = Some(queue);
+            state.output.entry(req_id).or_default().start_stream(queue, req_id);
         }
         OutputStream { req_id, shared }
     }
@@ -133,11 +172,8 @@ impl OutputStream {
         let deadline = Instant::now() + timeout;
         let mut state = self.shared.state.lock().expect("client state");
         loop {
-            let out = state.output.get_mut(&self.req_id);
-            if let Some(out) = out.filter(|o| o.queue.as_ref().is_some_and(|q| !q.is_empty())) {
-                out.queued = 0;
-                let taken: Vec<EngineOutput> =
-                    out.queue.as_mut().map(|q| q.drain(..).collect()).unwrap_or_default();
+            if let Some(out) = state.output.get_mut(&self.req_id).filter(|o| o.has_queued()) {
+                let taken = out.drain();
                 drop(state);
                 self.shared.cond.notify_all();
                 return taken;
@@ -155,8 +191,7 @@ impl Drop for OutputStream {
     fn drop(&mut self) {
         if let Ok(mut state) = self.shared.state.lock() {
             if let Some(out) = state.output.get_mut(&self.req_id) {
-                out.queue = None;
-                out.queued = 0;
+                out.stop_stream();
             }
         }
         self.shared.cond.notify_all();
@@ -165,6 +200,8 @@ impl Drop for OutputStream {
 
 #[cfg(test)]
 mod tests {
+    use mpx_messages::EngineId;
+
     use super::*;
 
     fn piece(engine: u32, text: &str) -> EngineOutput {
@@ -176,38 +213,16 @@ mod tests {
         }
     }
 
-    #[test]
-    fn results_keep_output_up_to_the_cap_and_say_what_was_left_out() {
-        let mut out = RequestOutput::default();
-        out.add(piece(0, "a\n"));
-        out.add(piece(1, "b\n"));
-        out.add(piece(0, "c\n"));
-        assert_eq!(out.take(EngineId::from(0), StreamName::Stdout), "a\nc\n");
-        assert_eq!(out.take(EngineId::from(0), StreamName::Stdout), "");
-        assert_eq!(out.take(EngineId::from(1), StreamName::Stderr), "");
-        let big = "x".repeat(KEEP - 1);
-        out.add(piece(2, &big));
-        out.add(piece(2, "yyy"));
-        let text = out.take(EngineId::from(2), StreamName::Stdout);
-        assert!(
-            text.starts_with(&big) && text.contains("[mpx: 2 more bytes of stdout were not kept"),
-            "{}",
-            &text[KEEP - 5..]
-        );
-    }
-
     /// Regression: under load, an engine could answer before the caller started the stream (the
     /// CLI asked the controller for labels first); its output stayed in its result, was shown
     /// after the others' streamed output, and `[stdout:0]` came last.
     #[test]
     fn a_stream_started_after_some_engines_answered_shows_all_output_in_engine_order() {
-        use std::sync::{Condvar, Mutex};
-
         use mpx_messages::Outcome;
 
-        use crate::{client::State, collapse::LiveOutput, result::RequestState, EngineResult};
+        use crate::{collapse::LiveOutput, reply::EngineResult, state::RequestState};
 
-        let shared = Arc::new(Shared { state: Mutex::new(State::default()), cond: Condvar::new() });
+        let shared = Arc::new(Shared::new());
         {
             let mut state = shared.state.lock().unwrap();
             // Engine 2 answered first, its output joined into its result; engines 3 and 1 have
@@ -243,12 +258,54 @@ mod tests {
         assert_eq!((result.outcome.stdout.as_str(), result.outcome.stderr.as_str()), ("", ""));
     }
 
+    fn answer(engine: u32, ran: f64) -> EngineResult {
+        let outcome =
+            mpx_messages::Outcome { started: 1000.0, completed: 1000.0 + ran, ..Default::default() };
+        EngineResult {
+            engine_id: EngineId::from(engine),
+            outcome,
+            array: None,
+            returned: None,
+            received: 0.0,
+        }
+    }
+
     #[test]
-    fn a_stream_queue_fills_up_to_its_limit() {
-        let mut out = RequestOutput { queue: Some(VecDeque::new()), ..Default::default() };
-        assert!(out.has_room());
-        out.add(piece(0, &"z".repeat(QUEUE_LIMIT)));
-        assert!(!out.has_room());
-        assert_eq!(out.take(EngineId::from(0), StreamName::Stdout), "", "streamed output is not kept");
+    fn a_quick_cell_is_held_however_late_and_far_apart_its_engines_run_it() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut hold = Hold::new();
+        // Nothing for 5 s (queued behind other clients' cells): held.
+        assert!(!hold.streaming(at(5000)));
+        // Engine 3 runs it first, engine 0 a second later: each ran it briefly.
+        hold.printed(EngineId::from(3), at(5000));
+        hold.answered(&answer(3, 0.01), at(5010));
+        assert!(!hold.streaming(at(5900)));
+        hold.printed(EngineId::from(0), at(6000));
+        hold.answered(&answer(0, 0.01), at(6010));
+        assert!(!hold.streaming(at(6500)), "held while no engine is seen to run long");
+        // An engine still silent does not hide the others' output for more than HOLD_MAX.
+        assert!(hold.streaming(at(5000) + HOLD_MAX));
+    }
+
+    #[test]
+    fn a_cell_seen_running_long_streams() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // An engine printed and has not answered for the window.
+        let mut hold = Hold::new();
+        hold.printed(EngineId::from(1), at(0));
+        hold.printed(EngineId::from(1), at(400));
+        assert!(!hold.streaming(at(499)));
+        assert!(hold.streaming(at(500)));
+        assert!(hold.streaming(at(501)), "it never goes back");
+        // An engine answered after running the cell for the window.
+        let mut hold = Hold::new();
+        hold.answered(&answer(2, 0.6), at(0));
+        assert!(hold.streaming(at(0)));
+        // A result without times (made by the controller) says nothing of the cell.
+        let mut hold = Hold::new();
+        hold.answered(&EngineResult { outcome: Default::default(), ..answer(2, 0.0) }, at(0));
+        assert!(!hold.streaming(at(100)));
     }
 }

@@ -4,29 +4,29 @@
 
 use std::{io::BufReader, sync::Arc, time::Duration};
 
-use bytes::Bytes;
 use mpx_messages::{
     codec::{
         blocking,
         fds::{FdInbox, FdReader},
         Opener,
     },
-    CodecError, ControllerToClient, EngineOutput, MpxError, Outcome, RawArray, StreamName, DEFAULT_MAX_FRAME,
+    CodecError, ControllerToClient, EngineOutput, MpxError, StreamName, DEFAULT_MAX_FRAME,
 };
 
 use crate::{
-    balanced::TaskResult,
-    client::{Closed, Shared},
-    incoming::{decode_streamed, Incoming},
-    result::EngineResult,
+    incoming::{decode_array, decode_streamed, Incoming},
+    reply::{EngineResult, TaskResult},
     returned::decode_returned,
+    shm::adopt_reply_memfd,
+    socket::Socket,
+    state::{Closed, Shared},
 };
 
 /// The reader thread: files every frame under its request and wakes the waiters. On the Unix
 /// connection, descriptors passed with frames are collected as they are read.
-pub(crate) fn read_loop(stream: crate::socket::Socket, opener: Opener, shared: Arc<Shared>) {
+pub(crate) fn read_loop(stream: Socket, opener: Opener, shared: Arc<Shared>) {
     match stream {
-        crate::socket::Socket::Unix(sock) => {
+        Socket::Unix(sock) => {
             let inbox = FdInbox::default();
             let reader = BufReader::with_capacity(1 << 16, FdReader::new(sock, inbox.clone()));
             read_frames(reader, Some(inbox), opener, shared);
@@ -116,7 +116,7 @@ fn read_frames(
                 (decode_streamed(&mut res.outcome, streamed.expect("checked")), None)
             }
             (ControllerToClient::EngineReply(res), None) => {
-                crate::shm::adopt_reply_memfd(&mut res.outcome, &fds, &mut buffers);
+                adopt_reply_memfd(&mut res.outcome, &fds, &mut buffers);
                 (decode_array(&mut res.outcome, &buffers), decode_returned(&mut res.outcome, &buffers))
             }
             (ControllerToClient::EngineReply(res), Some(refused)) => {
@@ -186,7 +186,7 @@ fn read_frames(
 /// (in steps of 100 ms) while that queue is full, which holds back the reading of this
 /// connection and so the controller's sends; or into what its results keep.
 ///
-/// [`OutputStream`]: crate::OutputStream
+/// [`OutputStream`]: crate::output::OutputStream
 fn add_output(shared: &Shared, piece: EngineOutput) {
     let mut state = shared.state.lock().expect("client state");
     if !state.requests.contains_key(&piece.req_id) {
@@ -198,16 +198,4 @@ fn add_output(shared: &Shared, piece: EngineOutput) {
     state.output.entry(piece.req_id).or_default().add(piece);
     drop(state);
     shared.cond.notify_all();
-}
-
-/// Decodes the array an outcome refers to; a bad one becomes the outcome's error.
-pub(crate) fn decode_array(outcome: &mut Outcome, buffers: &[Bytes]) -> Option<RawArray> {
-    let meta = outcome.array.as_ref()?;
-    match RawArray::from_meta(meta, buffers) {
-        Ok(a) => Some(a),
-        Err(why) => {
-            outcome.error = Some(MpxError::decode(format!("bad array reply: {why}")));
-            None
-        }
-    }
 }

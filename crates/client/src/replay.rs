@@ -7,7 +7,7 @@ use std::{path::Path, time::Duration};
 
 use mpx_messages::{DataSource, EngineId, HistoryEntry, HistoryItem, Targets};
 
-use crate::{npy, Client, ClientError};
+use crate::{client::Client, error::ClientError, npy};
 
 /// A `.npy` file as a history source: its absolute path and the BLAKE3 hash of its bytes.
 ///

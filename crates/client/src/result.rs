@@ -1,12 +1,14 @@
 //! [`AsyncResult`]: the per-engine results of one request, filled in by the reader thread.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use mpx_messages::{EngineId, MpxError, Outcome, RawArray};
+use mpx_messages::{EngineId, MpxError};
 
+pub use crate::reply::EngineResult;
 use crate::{
-    client::{Shared, State},
-    ClientError, OutputStream, ReturnedData,
+    error::ClientError,
+    output::OutputStream,
+    state::{RequestState, Shared, State},
 };
 
 /// The first engine death among results, as [`ClientError::EngineDied`].
@@ -17,42 +19,6 @@ pub fn died(results: &[EngineResult]) -> Option<ClientError> {
         }
         _ => None,
     })
-}
-
-/// One engine's result, with when the client received it.
-#[derive(Debug, Clone)]
-pub struct EngineResult {
-    /// The engine.
-    pub engine_id: EngineId,
-    /// What it did.
-    pub outcome: Outcome,
-    /// The array it sent back (pull, gather), checked against its dtype and shape.
-    pub array: Option<RawArray>,
-    /// What its apply's function returned out of band (the Python client's helper).
-    pub returned: Option<ReturnedData>,
-    /// When the client had it (seconds since the Unix epoch).
-    pub received: f64,
-}
-
-/// State of one request, shared with the reader thread.
-#[derive(Debug, Default)]
-pub(crate) struct RequestState {
-    /// Engines that will answer, once the controller accepted.
-    pub engines: Option<Vec<EngineId>>,
-    /// Refusal.
-    pub error: Option<MpxError>,
-    /// Results so far.
-    pub results: BTreeMap<EngineId, EngineResult>,
-    /// The request's controller-wide id, once accepted.
-    pub id: Option<u64>,
-    /// What the controller said of ranks stuck in MPI calls, in order.
-    pub stuck: Vec<mpx_messages::Stuck>,
-}
-
-impl RequestState {
-    fn done(&self) -> bool {
-        self.error.is_some() || self.engines.as_ref().is_some_and(|e| e.len() == self.results.len())
-    }
 }
 
 /// A request in flight: wait for it, poll it, get its per-engine results in engine order.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use mpx_messages::{ClientToController, ControllerToClient, EngineId};
 
-use crate::{Client, ClientError};
+use crate::{client::Client, error::ClientError};
 
 impl Client {
     /// Restarts the cluster's own MPI world: its engines end and a new world takes their ids

@@ -14,36 +14,16 @@
 
 use std::sync::atomic::AtomicBool;
 
+use crate::{
+    client::{Client, CONNECT_TIMEOUT},
+    error::{ClientError, SharedPushError},
+};
 use bytes::Bytes;
 use mpx_messages::{
     array::byte_len,
     memfd::{MemfdError, SealedMemfd},
     ArrayMeta, EngineId, Fds, MpxError, Outcome, Request, Targets,
 };
-use thiserror::Error;
-
-use crate::{client::CONNECT_TIMEOUT, ClientError};
-
-/// Why a shared push (one read-only copy for every engine of the host) cannot be made.
-#[derive(Debug, Error)]
-pub enum SharedPushError {
-    /// `MPX_SHM=0`: this client connected over TCP.
-    #[error("MPX_SHM=0 keeps this client off the controller's Unix socket")]
-    Disabled,
-    /// The client is not on the controller's host (it connected over TCP).
-    #[error("this client is not on the controller's host")]
-    NotLocal,
-    /// Some target engines are on other hosts (or not known to the client).
-    #[error("engines {} are not on the controller's host", display_ids(.0))]
-    EnginesElsewhere(Vec<EngineId>),
-    /// No memfd could be made for the array.
-    #[error("no memfd for the array: {0}")]
-    Memfd(#[from] MemfdError),
-}
-
-fn display_ids(ids: &[EngineId]) -> String {
-    ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-}
 
 /// Set once the fallback to the TCP path has been logged.
 static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
@@ -96,7 +76,7 @@ pub(crate) fn adopt_reply_memfd(outcome: &mut Outcome, fds: &Fds, buffers: &mut 
     }
 }
 
-impl crate::Client {
+impl Client {
     /// Puts `request` on the same-host path when it can take it (see [`crate::shm`]): a push
     /// to engines all on this host moves its array into a memfd (returned, to pass with the
     /// frame; `buffers` is then empty), and a pull asks for memfds. Anything else is left as it

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use mpx_messages::{RawArray, Request, Targets};
+use bytes::Bytes;
+use mpx_messages::{Arg, RawArray, Request, Targets};
 
-use crate::{AsyncResult, Client, ClientError, EngineResult};
+use crate::{client::Client, error::ClientError, reply::EngineResult, result::AsyncResult};
 
 /// An argument of [`View::apply`].
 #[derive(Debug, Clone)]
@@ -19,6 +20,29 @@ pub enum ApplyArg {
     Str(String),
     /// An array (of any dtype; `(&array_value).into()` makes one from an `ArrayValue`).
     Array(RawArray),
+}
+
+impl ApplyArg {
+    /// The wire argument; an array's bytes go to `buffers`.
+    pub(crate) fn into_arg(self, buffers: &mut Vec<Bytes>) -> Arg {
+        match self {
+            ApplyArg::Float(x) => Arg::Float(x),
+            ApplyArg::Int(i) => Arg::Int(i),
+            ApplyArg::Bool(b) => Arg::Bool(b),
+            ApplyArg::Str(s) => Arg::Str(s),
+            ApplyArg::Array(a) => {
+                buffers.push(a.data().clone());
+                Arg::Array(a.meta(buffers.len() - 1))
+            }
+        }
+    }
+}
+
+impl Client {
+    /// A view on some engines.
+    pub fn view(&self, targets: impl Into<Targets>) -> View<'_> {
+        View::new(self, targets.into())
+    }
 }
 
 /// A set of target engines of one client (ipyparallel's `DirectView`).

@@ -1,10 +1,8 @@
-//! No import circle among the files of `crates/controller/src` (issue 25): see [`imports`] for
+//! No import circle among the files of `crates/controller/src` (issue 25): see `mpx_imports` for
 //! what counts as an import and how paths resolve to files.
-
-mod imports;
 
 #[test]
 fn controller_files_import_no_circle() {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    imports::assert_no_import_cycles(&src);
+    mpx_imports::assert_no_import_cycles(&src);
 }

@@ -13,8 +13,8 @@ use std::{
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use mpx_client::{
-    collapse::{LiveOutput, BATCH, FIRST_BATCH},
-    display, AsyncResult, Client, ClientError, EngineId, EngineResult, EngineState, Targets, View,
+    display, printer::CellPrinter, AsyncResult, Client, ClientError, EngineId, EngineResult, EngineState,
+    Targets, View,
 };
 
 use super::{progress::Progress, Target};
@@ -103,10 +103,11 @@ pub fn execute_and_print(
     show_request(client, &targets, &pending, target.timeout(), on_timeout, show, "mpx wait")
 }
 
-/// Waits for `pending` and shows it: its engines' output as it arrives (held for
-/// [`FIRST_BATCH`], so a quick cell's output is collapsed whole, then shown every [`BATCH`]),
-/// a progress line on a terminal after 2 s, then the values and errors, collapsed unless
-/// `show.no_collapse`. Returns the exit code (130 after Ctrl-C, 1 when an engine failed).
+/// Waits for `pending` and shows it as [`CellPrinter`] says: a quick cell's output when it
+/// ends, per engine in engine order; a long cell's output as it arrives (the rule is in
+/// `mpx_client::output`); a progress line on a terminal after 2 s, then the values and errors,
+/// collapsed unless `show.no_collapse`. Returns the exit code (130 after Ctrl-C, 1 when an
+/// engine failed).
 ///
 /// # Errors
 /// A timeout ([`StillRunning`], naming the request's id and `again`, the command that waits for
@@ -124,34 +125,20 @@ pub fn show_request(
     let stream = pending.output();
     let collapse = !show.no_collapse;
     let labels = client.labels()?;
-    let mut live = LiveOutput::new(collapse, labels.clone());
     let mut progress = Progress::new("cell");
     let engines = pending.engines(Duration::from_secs(10)).unwrap_or_default();
     let total = engines.len();
-    let started = Instant::now();
-    let mut last = started;
-    // The results and stuck notices already shown while others ran.
-    let mut shown: Vec<EngineId> = Vec::new();
+    let mut printer = CellPrinter::new(collapse, labels, engines);
+    // The stuck notices already shown.
     let mut told = 0;
-    let mut tick = |live: &mut LiveOutput, progress: &mut Progress, shown: &mut Vec<EngineId>| {
+    let mut tick = |printer: &mut CellPrinter, progress: &mut Progress| {
+        let now = Instant::now();
         for piece in stream.next(Duration::ZERO) {
-            live.add(piece.engine_id, piece.stream, &piece.text);
+            printer.piece(&piece, now);
         }
         let partial = pending.partial();
-        let answered: Vec<EngineId> = partial.iter().map(|r| r.engine_id).collect();
-        let now = Instant::now();
-        let running: Vec<EngineId> = engines.iter().copied().filter(|e| !answered.contains(e)).collect();
-        if now - started >= FIRST_BATCH && now - last >= BATCH && live.due(&running) {
-            last = now;
-            let text = live.batch();
-            progress.suspend(|| print_now(&text));
-        }
-        // An engine that finished while others still run is shown at once (after the first
-        // batch, so a quick cell's results still collapse whole).
-        let fresh: Vec<_> = partial.into_iter().filter(|r| !shown.contains(&r.engine_id)).collect();
-        if now - started >= FIRST_BATCH && !fresh.is_empty() && !running.is_empty() {
-            let text = format!("{}{}", live.batch(), display::render_opts(&fresh, &labels, collapse));
-            shown.extend(fresh.iter().map(|r| r.engine_id));
+        let text = printer.tick(&partial, now);
+        if !text.is_empty() {
             progress.suspend(|| print_now(&text));
         }
         let stuck = pending.stuck();
@@ -159,16 +146,15 @@ pub fn show_request(
             progress.suspend(|| eprintln!("mpx: {}", s.message()));
         }
         told = stuck.len();
-        progress.update(answered.len(), total, "engines done", None);
+        progress.update(partial.len(), total, "engines done", None);
     };
-    let waited =
-        wait_ticking(client, targets, pending, timeout, &mut || tick(&mut live, &mut progress, &mut shown));
+    let waited = wait_ticking(client, targets, pending, timeout, &mut || tick(&mut printer, &mut progress));
     progress.finish();
     // Every engine's output comes before its reply: what is left is in the stream now.
     for piece in stream.next(Duration::ZERO) {
-        live.add(piece.engine_id, piece.stream, &piece.text);
+        printer.piece(&piece, Instant::now());
     }
-    print_now(&live.finish());
+    print_now(&printer.finish_output());
     let (results, interrupted) = match waited {
         Err(ClientError::Timeout(t)) if on_timeout == OnTimeout::Abort => {
             eprintln!("mpx: no result after {t:?}: restarting the MPI world (variables are lost)");
@@ -185,8 +171,7 @@ pub fn show_request(
         }
         other => other?,
     };
-    let rest: Vec<EngineResult> = results.iter().filter(|r| !shown.contains(&r.engine_id)).cloned().collect();
-    print_now(&display::render_opts(&rest, &labels, collapse));
+    print_now(&printer.finish_results(&results));
     if let Some(note) = restart_note(&results) {
         eprintln!("mpx: {note}");
     }

@@ -3,7 +3,10 @@
 
 use mpx_messages::Dtype;
 
-use super::NpyError;
+use crate::error::NpyError;
+
+/// The magic string that starts every `.npy` file.
+pub const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
 /// What an `.npy` header says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,14 +186,14 @@ pub fn format(dtype: Dtype, shape: &[usize]) -> Vec<u8> {
     };
     let dict = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {dims}, }}", dtype.numpy_str());
     for (version, len_bytes) in [(1u8, 2usize), (2, 4)] {
-        let prefix = super::MAGIC.len() + 2 + len_bytes;
+        let prefix = MAGIC.len() + 2 + len_bytes;
         let total = (prefix + dict.len() + 1).div_ceil(64) * 64;
         let header_len = total - prefix;
         if version == 1 && header_len > usize::from(u16::MAX) {
             continue;
         }
         let mut out = Vec::with_capacity(total);
-        out.extend_from_slice(super::MAGIC);
+        out.extend_from_slice(MAGIC);
         out.extend_from_slice(&[version, 0]);
         if version == 1 {
             out.extend_from_slice(&(header_len as u16).to_le_bytes());

@@ -13,76 +13,15 @@ use std::{
 };
 
 use bytes::Bytes;
-use mpx_messages::{array::byte_len, ArrayError, Dtype, RawArray};
-use thiserror::Error;
+use mpx_messages::{array::byte_len, RawArray};
 
-pub use header::Header;
+pub use crate::error::NpyError;
+pub use header::{Header, MAGIC};
 
-use crate::ClientError;
-
-/// The magic string that starts every `.npy` file.
-pub const MAGIC: &[u8; 6] = b"\x93NUMPY";
+use crate::error::ClientError;
 
 /// Longest header accepted (numpy's own limit for untrusted files is 10000 bytes).
 const MAX_HEADER: usize = 1 << 20;
-
-/// Why bytes are not an `.npy` array mpx can use.
-#[derive(Debug, Error)]
-pub enum NpyError {
-    /// Reading or writing failed.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    /// The file does not start with numpy's magic string.
-    #[error("not an .npy file (it does not start with \\x93NUMPY)")]
-    NotNpy,
-    /// A format version other than 1.0, 2.0 or 3.0.
-    #[error("unsupported .npy format version {0}.{1}")]
-    Version(u8, u8),
-    /// The header is not a dict with `descr`, `fortran_order` and `shape`.
-    #[error("malformed .npy header: {0}")]
-    Header(String),
-    /// A dtype mpx does not carry.
-    #[error(
-        "dtype '{descr}' is not supported (mpx carries float64, float32, int64, int32, int16, int8, \
-         uint64, uint32, uint16, uint8, bool, complex64 and complex128)"
-    )]
-    Unsupported {
-        /// The header's `descr`.
-        descr: String,
-    },
-    /// A big-endian dtype.
-    #[error(
-        "dtype '{descr}' is big-endian; mpx arrays are little-endian \
-         (save a.astype(a.dtype.newbyteorder('<')) instead)"
-    )]
-    BigEndian {
-        /// The header's `descr`.
-        descr: String,
-    },
-    /// The shape's byte count overflows.
-    #[error("shape {shape:?} of {dtype} is too large")]
-    TooLarge {
-        /// Element type.
-        dtype: Dtype,
-        /// Shape.
-        shape: Vec<usize>,
-    },
-    /// The data after the header is not the size the header implies.
-    #[error("the header says {dtype} {shape:?} ({expected} bytes) but {got} data bytes follow it")]
-    WrongSize {
-        /// Element type.
-        dtype: Dtype,
-        /// Shape.
-        shape: Vec<usize>,
-        /// Bytes the header implies.
-        expected: usize,
-        /// Bytes the file holds after the header.
-        got: u64,
-    },
-    /// The bytes are not a valid array (e.g. a bool byte other than 0 or 1).
-    #[error(transparent)]
-    Array(#[from] ArrayError),
-}
 
 /// Reads the preamble (magic, version, header) from `r`; returns the header and the
 /// preamble's length in bytes.
@@ -176,7 +115,7 @@ pub fn to_bytes(a: &RawArray) -> Vec<u8> {
     out
 }
 
-/// Reads an `.npy` file of any dtype mpx carries (see [`Dtype`]).
+/// Reads an `.npy` file of any dtype mpx carries (see [`Dtype`](mpx_messages::Dtype)).
 ///
 /// The header is checked against the file's size before the data is allocated: a header
 /// claiming more elements than the file holds is an error, not an allocation.
@@ -208,7 +147,7 @@ pub fn write(path: &Path, a: &RawArray) -> Result<(), ClientError> {
 }
 
 /// Where the array of engine `id` goes when several engines answer: `STEM.<id>.npy` next to `out`.
-pub fn per_engine_path(out: &Path, id: crate::EngineId) -> std::path::PathBuf {
+pub fn per_engine_path(out: &Path, id: mpx_messages::EngineId) -> std::path::PathBuf {
     let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
     out.with_file_name(format!("{stem}.{id}.npy"))
 }

@@ -5,6 +5,8 @@ use std::{
     process::Command,
 };
 
+use mpx_messages::Dtype;
+
 use super::*;
 
 const PYTHON: &str = "/usr/bin/python3";

@@ -1,5 +1,6 @@
 //! Who imports whom among the files of a crate's `src`, and whether that graph has a circle
-//! (issue 25). Std only, so another crate's tests can take a copy of this directory.
+//! (issue 25). A dev-dependency of the crates whose tests keep their graph free of circles
+//! (`tests/no_import_cycles.rs` in `mpx-controller` and `mpx-client`).
 //!
 //! # What counts as an import
 //! An edge goes from file A to file B when A names a path that resolves to a module kept in B:
@@ -22,13 +23,38 @@
 //! `Command`), and `super::command::Command` one of `world/command.rs`. An edge from a file to
 //! itself (`use super::*` in a `mod tests { … }` block) is left out.
 
-#![allow(dead_code)] // each test crate that includes this uses a part of it
-
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
     path::{Path, PathBuf},
 };
+
+/// Why a crate's import graph could not be read, or what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The directory has no crate root.
+    #[error("{}: no lib.rs, main.rs or bin/*.rs", .0.display())]
+    NoRoot(PathBuf),
+    /// A file or directory could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// What could not be read.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Files that no crate root reaches (they could not be checked).
+    #[error("files no crate root reaches (not checked): {0:?}")]
+    Unreached(BTreeSet<String>),
+    /// Files that import each other in a circle.
+    #[error("files of {} import in a circle:\n{cycles}", src.display())]
+    Circle {
+        /// The crate's `src`.
+        src: PathBuf,
+        /// Each circle, with the lines behind each step.
+        cycles: String,
+    },
+}
 
 mod lex;
 #[cfg(test)]
@@ -55,7 +81,7 @@ pub struct ImportGraph {
 ///
 /// # Errors
 /// A file that cannot be read, or a `src` without a crate root.
-pub fn import_graph(src: &Path) -> Result<ImportGraph, String> {
+pub fn import_graph(src: &Path) -> Result<ImportGraph, ImportError> {
     let mut graph = ImportGraph::default();
     let mut all = Vec::new();
     rs_files(src, &mut all)?;
@@ -64,11 +90,11 @@ pub fn import_graph(src: &Path) -> Result<ImportGraph, String> {
     }
     let roots = crate_roots(src);
     if roots.is_empty() {
-        return Err(format!("{}: no lib.rs, main.rs or bin/*.rs", src.display()));
+        return Err(ImportError::NoRoot(src.to_path_buf()));
     }
     let mut sources = BTreeMap::new();
     for f in &all {
-        let text = fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let text = fs::read_to_string(f).map_err(|source| ImportError::Read { path: f.clone(), source })?;
         sources.insert(rel(src, f), lex(&text));
     }
     let mut reached = BTreeSet::new();
@@ -180,10 +206,10 @@ impl ImportGraph {
 ///
 /// # Errors
 /// Every circle, each step with the imports behind it; unreached files; unreadable files.
-pub fn check_no_import_cycles(src: &Path) -> Result<ImportGraph, String> {
+pub fn check_no_import_cycles(src: &Path) -> Result<ImportGraph, ImportError> {
     let graph = import_graph(src)?;
     if !graph.unreached.is_empty() {
-        return Err(format!("files no crate root reaches (not checked): {:?}", graph.unreached));
+        return Err(ImportError::Unreached(graph.unreached.clone()));
     }
     let cycles = graph.cycles();
     if !cycles.is_empty() {
@@ -200,7 +226,7 @@ pub fn check_no_import_cycles(src: &Path) -> Result<ImportGraph, String> {
                 )
             })
             .collect();
-        return Err(format!("files of {} import in a circle:\n{}", src.display(), text.join("\n")));
+        return Err(ImportError::Circle { src: src.to_path_buf(), cycles: text.join("\n") });
     }
     Ok(graph)
 }
@@ -269,8 +295,9 @@ fn strongly_connected(nodes: &BTreeSet<String>, succ: &dyn Fn(&String) -> Vec<St
     st.out
 }
 
-fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
-    let entries = fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ImportError> {
+    let entries =
+        fs::read_dir(dir).map_err(|source| ImportError::Read { path: dir.to_path_buf(), source })?;
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for p in paths {

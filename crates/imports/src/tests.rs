@@ -55,6 +55,8 @@ fn finds_a_circle_between_two_files() {
     assert!(text.contains("a.rs -> b.rs   (line 1: crate::b::B)"), "{text}");
     assert!(text.contains("b.rs -> a.rs   (line 2: crate::a::A)"), "{text}");
     let err = super::check_no_import_cycles(c.src()).expect_err("the check must fail on a circle");
+    assert!(matches!(err, super::ImportError::Circle { .. }), "{err}");
+    let err = err.to_string();
     assert!(err.contains("import in a circle") && err.contains("a.rs -> b.rs"), "{err}");
 }
 
@@ -139,5 +141,7 @@ fn reports_files_no_root_reaches() {
     let g = import_graph(c.src()).expect("graph");
     assert_eq!(g.unreached.iter().collect::<Vec<_>>(), ["lost.rs"]);
     let err = super::check_no_import_cycles(c.src()).expect_err("an unreached file fails the check");
+    assert!(matches!(err, super::ImportError::Unreached(_)), "{err}");
+    let err = err.to_string();
     assert!(err.contains("lost.rs"), "{err}");
 }
