@@ -241,6 +241,54 @@ fn t50_each_kind_of_bad_peer_is_closed_and_logged_while_a_good_client_is_served(
     assert_serving(&client, "a stalled peer");
 }
 
+/// The registration of rank 0 of a world of `size` ranks, each with its details.
+fn world_registration(size: u32, hostname: &str) -> Frame<EngineToController> {
+    let world: Vec<RankInfo> = (0..size)
+        .map(|r| RankInfo { rank: mpx_client::Rank(r), pid: 4_000_000 + r, hostname: hostname.into() })
+        .collect();
+    Frame::new(EngineToController::RegisterRequest(RegisterRequest {
+        rank: mpx_client::Rank(0),
+        size,
+        pid: 4_000_000,
+        hostname: hostname.into(),
+        world,
+        set: None,
+    }))
+}
+
+#[test]
+fn t50_a_world_of_10000_ranks_registers_in_its_first_frame() {
+    let ctl = Controller::start(key());
+    let client = good_client(&ctl);
+
+    // Rank 0 of a world of 10,000 ranks registers the whole world in the first frame of its
+    // connection, far over UNVERIFIED_RESERVE (the handshake has proved it), and is registered.
+    let mut e = Conn::open(ctl.address);
+    let first = e.framed(&world_registration(10_000, "node0042.cluster.example"));
+    assert!(first.len() > 8 * UNVERIFIED_RESERVE && first.len() < LIMIT, "{} bytes", first.len());
+    send(&mut e.s, &first);
+    e.s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let reply =
+        blocking::read_frame::<ControllerToEngine>(&mut e.s, &mut e.opener, usize::MAX).expect("reply");
+    match reply.map(|f| f.header) {
+        Some(ControllerToEngine::RegisterReply(r)) => {
+            assert!(r.engine_id.is_some() && r.error.is_none(), "{r:?}")
+        }
+        other => panic!("a world of 10,000 ranks was not registered: {other:?}"),
+    }
+    assert_serving(&client, "a registration of 10,000 ranks");
+
+    // A world too large for the controller's limit is refused from its first frame's prefix,
+    // cleanly: the connection closes with a warning and nothing else is disturbed.
+    let mut e = Conn::open(ctl.address);
+    let first = e.framed(&world_registration(20_000, "node0042.cluster.example"));
+    assert!(first.len() > LIMIT, "{} bytes", first.len());
+    send(&mut e.s, &first[..4]);
+    assert!(read_until_closed(&mut e.s, CLOSE_WITHIN, "a world over the limit").is_empty());
+    Log::get().expect_warning(e.peer, &format!("exceeds the limit of {LIMIT} bytes"));
+    assert_serving(&client, "a registration over the limit");
+}
+
 #[test]
 fn t50_cli_max_frame_mb_reaches_the_daemonized_controller() {
     let c = Cluster::start(Kernel::Rhai, "maxframe", 1, &["--max-frame-mb", "1"]);

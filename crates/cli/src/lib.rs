@@ -2,7 +2,9 @@
 //! Python package runs the same command in its interpreter (its `mpx` console script and
 //! `python -m mpx`), so one `pip install` gives the command too.
 //!
-//! This crate is a binary's code: its errors are `anyhow` errors, printed by [`run_command`].
+//! The commands' errors are `anyhow` errors, printed by [`run_command`] (this crate is a
+//! binary's code); the values clap parses with our own parsers (`--targets`, `--kernel`,
+//! `--walltime`) are refused with typed errors (`TargetError`, `ArgError`), which clap shows.
 
 mod cli;
 mod invocation;

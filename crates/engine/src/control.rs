@@ -13,7 +13,7 @@ use std::{
 
 use actix::prelude::*;
 use mpx_messages::{
-    Chunk, CodecError, ControllerToEngine, EngineState, EngineToController, Fds, Frame, Payload, RemoteError,
+    Chunk, CodecError, ControllerToEngine, EngineState, EngineToController, Fds, Frame, MpxError, Payload,
     TaskReply,
 };
 use tracing::{error, info, warn};
@@ -79,9 +79,10 @@ pub enum Job {
         /// The descriptors the request's frame carried (same-host path: sealed memfds, which
         /// the MPI thread checks before mapping).
         fds: Fds,
-        /// Why the request's buffers were refused (a payload MAC did not match): the task then
-        /// fails with this error, binding nothing (collectives still agree on the failure).
-        refused: Option<Box<mpx_messages::RemoteError>>,
+        /// Why the request's buffers were refused (a payload MAC did not match: an
+        /// [`MpxError::Authentication`]): the task then fails with this error, binding nothing
+        /// (collectives still agree on the failure).
+        refused: Option<Box<MpxError>>,
         /// The chunks of the request's array, when it streams after the request.
         stream: Option<mpsc::Receiver<ChunkIn>>,
         /// Where the reply goes.
@@ -151,11 +152,14 @@ impl Control {
         let _ = self.jobs.send(Job::Exit(why));
         // If the MPI thread is stuck (e.g. in a collective another rank never joins), leave anyway:
         // the rest of the job is torn down by mpirun when this rank exits.
-        std::thread::spawn(|| {
+        let watchdog = std::thread::Builder::new().name("mpx-exit-watchdog".into()).spawn(|| {
             std::thread::sleep(EXIT_GRACE);
             error!("the MPI thread did not stop within {EXIT_GRACE:?}; exiting");
             std::process::exit(1);
         });
+        if let Err(e) = watchdog {
+            warn!(error = %e, "no exit watchdog: a stuck MPI thread will keep this engine alive");
+        }
         ctx.stop();
     }
 }
@@ -327,28 +331,22 @@ impl Control {
                     offset = chunk.offset,
                     "refused a chunk out of its place in the stream"
                 );
-                Err(RemoteError::new(
-                    "AuthenticationError",
-                    format!(
-                        "refused the chunk at byte {}: it is not the next chunk of this array (another \
-                         array's, or sent again); nothing was bound",
-                        chunk.offset
-                    ),
-                ))
+                Err(MpxError::authentication(format!(
+                    "refused the chunk at byte {}: it is not the next chunk of this array (another \
+                     array's, or sent again); nothing was bound",
+                    chunk.offset
+                )))
             }
             None if buffers.len() == 1 => {
                 Ok((chunk.offset, chunk.total, buffers.pop().expect("one buffer").into_bytes()))
             }
-            None => Err(RemoteError::new("StreamError", "a chunk frame carries exactly one buffer")),
+            None => Err(MpxError::stream("a chunk frame carries exactly one buffer")),
             Some(refused) => {
                 warn!(task = chunk.stream, offset = chunk.offset, "refused a chunk: {refused}");
-                Err(RemoteError::new(
-                    "AuthenticationError",
-                    format!(
-                        "refused the chunk at byte {} of the array: {refused}; nothing was bound",
-                        chunk.offset
-                    ),
-                ))
+                Err(MpxError::authentication(format!(
+                    "refused the chunk at byte {} of the array: {refused}; nothing was bound",
+                    chunk.offset
+                )))
             }
         };
         let broken = item.is_err();
@@ -390,10 +388,9 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                 // no buffers and says which one failed.
                 let refused = frame.refused.map(|r| {
                     warn!(task = req.task_id, "refused a request: {r}");
-                    Box::new(mpx_messages::RemoteError::new(
-                        "AuthenticationError",
-                        format!("refused this request: {r}; nothing was bound"),
-                    ))
+                    Box::new(MpxError::authentication(format!(
+                        "refused this request: {r}; nothing was bound"
+                    )))
                 });
                 // A push or scatter without buffers: its array streams in chunks after it
                 // (unless it is in one of the frame's descriptors: the same-host path).
@@ -440,7 +437,7 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
             ControllerToEngine::StreamAbort { task_id, reason } => {
                 warn!(task = task_id, %reason, "stream aborted");
                 if let Some(stream) = self.streams.remove(&task_id) {
-                    let _ = stream.tx.send(Err(RemoteError::new("StreamError", reason)));
+                    let _ = stream.tx.send(Err(MpxError::stream(reason)));
                 }
             }
             ControllerToEngine::Shutdown => {

@@ -17,7 +17,7 @@ use mpi::{
     Count,
 };
 use mpx_cells::Collectives;
-use mpx_messages::{ArrayMeta, Dtype, EngineId, Rank, RemoteError};
+use mpx_messages::{ArrayMeta, Dtype, EngineId, MpxError, Rank, RemoteError};
 
 use crate::{
     kernel::{HostArray, Kernel},
@@ -32,9 +32,15 @@ const GATHER_PIECES: usize = 4;
 /// Largest single MPI message (counts are C ints).
 const MAX_COUNT: usize = i32::MAX as usize;
 
-/// An error of a data operation on this engine.
-fn err(ename: &str, evalue: impl Into<String>) -> RemoteError {
-    RemoteError::new(ename, evalue)
+/// An error of a data operation on this engine, raised to the cell's caller as a cell error
+/// of class `ename` (the protocol's own failures are [`MpxError::Stream`] and the like).
+fn err(ename: &str, evalue: impl Into<String>) -> MpxError {
+    MpxError::Cell(RemoteError::new(ename, evalue))
+}
+
+/// A kernel's verdict without its value, to share with the other members.
+fn verdict<T>(made: &Result<T, RemoteError>) -> Result<(), MpxError> {
+    made.as_ref().map(|_| ()).map_err(|e| MpxError::Cell(e.clone()))
 }
 
 /// The wire description of an array whose bytes go in buffer `buffer`.
@@ -60,7 +66,7 @@ impl Groups {
 
     /// The communicator of exactly `group` (sorted world ranks); the lowest is rank 0 in it.
     /// Collective over the members only (MPI_Comm_create_group).
-    fn comm(&mut self, group: &[Rank]) -> Result<&MpiComm, RemoteError> {
+    fn comm(&mut self, group: &[Rank]) -> Result<&MpiComm, MpxError> {
         if let Some(&bad) = group.iter().find(|&&r| r.0 as usize >= self.world_size) {
             return Err(err("ValueError", format!("rank {bad} is not in this MPI world")));
         }
@@ -92,7 +98,7 @@ fn bcast_bytes(comm: &SimpleCommunicator, buf: &mut [u8]) {
 }
 
 /// Root: `Ok(())` or the error to share; everyone: the root's verdict.
-fn agree(comm: &SimpleCommunicator, mine: Result<(), RemoteError>) -> Result<(), RemoteError> {
+fn agree(comm: &SimpleCommunicator, mine: Result<(), MpxError>) -> Result<(), MpxError> {
     let mut flag = [u8::from(mine.is_err())];
     comm.process_at_rank(0).broadcast_into(&mut flag[..]);
     match (mine, flag[0]) {
@@ -104,7 +110,7 @@ fn agree(comm: &SimpleCommunicator, mine: Result<(), RemoteError>) -> Result<(),
 
 /// Every member's verdict: `Ok(())` only when every member's is (so that no member enters the
 /// data steps alone).
-fn agree_all(comm: &SimpleCommunicator, mine: Result<(), RemoteError>) -> Result<(), RemoteError> {
+fn agree_all(comm: &SimpleCommunicator, mine: Result<(), MpxError>) -> Result<(), MpxError> {
     let mut any = 0u8;
     comm.all_reduce_into(&u8::from(mine.is_err()), &mut any, SystemOperation::max());
     match (mine, any) {
@@ -114,7 +120,7 @@ fn agree_all(comm: &SimpleCommunicator, mine: Result<(), RemoteError>) -> Result
     }
 }
 
-fn total_bytes(meta: &ArrayMeta) -> Result<usize, RemoteError> {
+fn total_bytes(meta: &ArrayMeta) -> Result<usize, MpxError> {
     mpx_messages::array::byte_len(meta.dtype, &meta.shape)
         .ok_or_else(|| err("ValueError", format!("shape {:?} is too large", meta.shape)))
 }
@@ -130,7 +136,7 @@ pub fn push(
     meta: &ArrayMeta,
     group: &[Rank],
     source: &mut Source,
-) -> Result<(), RemoteError> {
+) -> Result<(), MpxError> {
     let (dtype, total) = (meta.dtype, total_bytes(meta)?);
     if group.len() == 1 {
         source.check(total)?;
@@ -138,7 +144,7 @@ pub fn push(
         step_pieces(None, Some(source), dtype, total, |pos, len, piece| {
             a.bytes_mut()[pos..pos + len].copy_from_slice(piece.expect("the root has its pieces"));
         })?;
-        return kernel.bind(name, a);
+        return Ok(kernel.bind(name, a)?);
     }
     let group_comm = groups.comm(group)?;
     let _in = group_comm.enter("bcast");
@@ -146,7 +152,7 @@ pub fn push(
     let root = comm.rank() == 0;
     // Everyone allocates first, so that a dtype one kernel refuses fails everywhere alike.
     let made = kernel.new_array(dtype, &meta.shape);
-    let mine = made.as_ref().map(|_| ()).map_err(Clone::clone);
+    let mine = verdict(&made);
     agree_all(comm, if root { mine.and_then(|()| source.check(total)) } else { mine })?;
     let mut a = made?;
     step_pieces(Some(comm), root.then_some(source), dtype, total, |pos, len, piece| {
@@ -162,7 +168,7 @@ pub fn push(
             None => bcast_bytes(comm, region),
         }
     })?;
-    kernel.bind(name, a)
+    Ok(kernel.bind(name, a)?)
 }
 
 /// The root's side of [`bcast_bytes`], from a buffer it only reads.
@@ -191,7 +197,7 @@ pub fn pull(
     engine: EngineId,
     name: &str,
     sink: &Sink,
-) -> Result<(ArrayMeta, Option<Bytes>), RemoteError> {
+) -> Result<(ArrayMeta, Option<Bytes>), MpxError> {
     let a = kernel
         .array(name)
         .map_err(|e| err(&e.ename, format!("engine {engine}: cannot pull {name:?}: {}", e.evalue)))?;
@@ -208,7 +214,7 @@ pub fn pull(
     Ok((meta, None))
 }
 
-fn counts_displs(counts: &[usize]) -> Result<(Vec<Count>, Vec<Count>), RemoteError> {
+fn counts_displs(counts: &[usize]) -> Result<(Vec<Count>, Vec<Count>), MpxError> {
     let total: usize = counts.iter().sum();
     if total > MAX_COUNT {
         return Err(err("ValueError", format!("{total} bytes exceed one MPI Scatterv/Gatherv (2 GiB)")));
@@ -235,7 +241,7 @@ pub fn scatter(
     group: &[Rank],
     rows: &[usize],
     source: &mut Source,
-) -> Result<(), RemoteError> {
+) -> Result<(), MpxError> {
     let (dtype, total) = (meta.dtype, total_bytes(meta)?);
     let row_bytes = meta.shape[1..].iter().product::<usize>() * dtype.item_size();
     let group_comm = groups.comm(group)?;
@@ -247,7 +253,7 @@ pub fn scatter(
     let mut shape = meta.shape.clone();
     shape[0] = rows[me];
     let made = kernel.new_array(dtype, &shape);
-    let mine = made.as_ref().map(|_| ()).map_err(Clone::clone);
+    let mine = verdict(&made);
     let root = me == 0;
     agree_all(comm, if root { mine.and_then(|()| source.check(total)) } else { mine })?;
     let mut a = made?;
@@ -264,7 +270,7 @@ pub fn scatter(
             None => comm.process_at_rank(0).scatter_varcount_into(recv),
         }
     })?;
-    kernel.bind(name, a)
+    Ok(kernel.bind(name, a)?)
 }
 
 /// Why a member has nothing to contribute to a gather (it travels to the other members).
@@ -300,7 +306,7 @@ pub fn gather(
     name: &str,
     group: &[Rank],
     sink: &Sink,
-) -> Result<Option<(ArrayMeta, Option<Bytes>)>, RemoteError> {
+) -> Result<Option<(ArrayMeta, Option<Bytes>)>, MpxError> {
     let mine = describe(kernel, engine, name);
     let comm = groups.comm(group)?;
     let _in = comm.enter("gatherv");
@@ -351,7 +357,7 @@ pub fn gather(
             return Ok(None);
         }
         let made = kernel.new_array(dtype, &shape);
-        agree(comm, made.as_ref().map(|_| ()).map_err(Clone::clone))?;
+        agree(comm, verdict(&made))?;
         let mut whole = made?;
         let mut spare = [0u8; 1];
         {
@@ -388,8 +394,7 @@ pub fn gather(
                 sink.send(pos, total, pieces.lend(piece));
             }
             None if head[0] != 0 => {
-                return Err(err(
-                    "StreamError",
+                return Err(MpxError::stream(
                     "the root engine could not send the gathered array (see its error)",
                 ))
             }

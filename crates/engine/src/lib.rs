@@ -4,17 +4,20 @@
 //! - **MPI thread** (the main thread): initialises MPI, owns the communicators and the kernel
 //!   (embedded CPython or rhai), and serves the job channel until told to exit; then
 //!   finalizes MPI.
-//! - **Control thread**: runs an actix System with the [`control::Control`] actor (connection to
-//!   the controller). It never calls MPI, so it answers even while the MPI thread blocks.
-//! - **Probe thread** (Python kernel): reads the main thread's Python stack for `mpx where` and
-//!   for blocked-call reports ([`control::Prober`]); it may wait for the GIL, which the control
-//!   thread must never do.
-//! - **Exit watchdog**: started when the engine is told to leave ([`control::EXIT_GRACE`]); if
-//!   the MPI thread has not left its job loop by then (stuck in a call another rank never joins),
-//!   it ends the process, and mpirun the rest of the job.
+//! - **Control thread** (`mpx-control`): runs an actix System with the [`control::Control`]
+//!   actor (connection to the controller). It never calls MPI, so it answers even while the MPI
+//!   thread blocks.
+//! - **Probe thread** (`mpx-probe`, Python kernel): reads the main thread's Python stack for
+//!   `mpx where` and for blocked-call reports ([`control::Prober`]); it may wait for the GIL,
+//!   which the control thread must never do. It never calls MPI.
+//! - **Exit watchdog** (`mpx-exit-watchdog`): started when the engine is told to leave; if the
+//!   MPI thread has not left its job loop within [`control::EXIT_GRACE`] (stuck in a call another
+//!   rank never joins), it ends the process, and mpirun the rest of the job. It never calls MPI.
 //!
-//! MPI is initialised at `MPI_THREAD_MULTIPLE` (the engine refuses to start otherwise): cells'
-//! own threads and native functions may call MPI beside the MPI thread.
+//! MPI is initialised at `MPI_THREAD_MULTIPLE`, and the engine refuses to start
+//! ([`EngineError::ThreadLevel`]) when the library grants less: cells' own threads and native
+//! functions may call MPI beside the MPI thread, and the panic hook's `MPI_Abort` may run on any
+//! thread; the SAFETY notes rely on it.
 //!
 //! A panic anywhere calls `MPI_Abort`: an unwinding panic on one rank would otherwise leave the
 //! others waiting in a collective forever.

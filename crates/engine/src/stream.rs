@@ -24,13 +24,19 @@ use actix::Recipient;
 use bytes::Bytes;
 use mpi::{topology::SimpleCommunicator, traits::*, Count};
 pub use mpx_messages::array::chunk_bytes;
-use mpx_messages::{Binding, Chunk, Dtype, Key, Payload, RemoteError};
+use mpx_messages::{Binding, Chunk, Dtype, Key, MpxError, Payload, RemoteError};
 
 use crate::control::ChunkOut;
 
 /// A chunk of a streamed request, as the control thread hands it over: (offset, total, bytes)
-/// after its MAC was verified, or why the stream broke.
-pub type ChunkIn = Result<(u64, u64, Bytes), RemoteError>;
+/// after its MAC was verified, or why the stream broke ([`MpxError::Authentication`] for a
+/// refused chunk, [`MpxError::Stream`] for one that does not continue it or an aborted stream).
+pub type ChunkIn = Result<(u64, u64, Bytes), MpxError>;
+
+/// A cell-level error of the array's bytes (they do not hold the array).
+fn value_error(evalue: impl Into<String>) -> MpxError {
+    MpxError::Cell(RemoteError::new("ValueError", evalue))
+}
 
 /// Where the root's bytes of a push or scatter come from.
 pub enum Source {
@@ -42,38 +48,35 @@ pub enum Source {
 
 impl Source {
     /// Whether the source can give `total` bytes (checked before any collective starts).
-    pub fn check(&self, total: usize) -> Result<(), RemoteError> {
+    pub fn check(&self, total: usize) -> Result<(), MpxError> {
         match self {
-            Source::Inline(None) => Err(RemoteError::new("ValueError", "the array's bytes are missing")),
-            Source::Inline(Some(b)) if b.len() != total => Err(RemoteError::new(
-                "ValueError",
-                format!("{} bytes do not hold the array ({total} bytes from its dtype and shape)", b.len()),
-            )),
+            Source::Inline(None) => Err(value_error("the array's bytes are missing")),
+            Source::Inline(Some(b)) if b.len() != total => Err(value_error(format!(
+                "{} bytes do not hold the array ({total} bytes from its dtype and shape)",
+                b.len()
+            ))),
             _ => Ok(()),
         }
     }
 
     /// The next piece, at byte `pos` of `total`.
-    fn next(&mut self, pos: usize, total: usize) -> Result<Bytes, RemoteError> {
+    fn next(&mut self, pos: usize, total: usize) -> Result<Bytes, MpxError> {
         match self {
             Source::Inline(Some(b)) => Ok(b.slice(pos..total.min(pos + chunk_bytes()))),
-            Source::Inline(None) => Err(RemoteError::new("ValueError", "the array's bytes are missing")),
+            Source::Inline(None) => Err(value_error("the array's bytes are missing")),
             Source::Stream(rx) => {
                 let (offset, whole, bytes) = rx.recv().map_err(|_| {
-                    RemoteError::new("StreamError", "the connection to the controller was lost mid-stream")
+                    MpxError::stream("the connection to the controller was lost mid-stream")
                 })??;
                 if offset != pos as u64
                     || whole != total as u64
                     || bytes.is_empty()
                     || pos + bytes.len() > total
                 {
-                    return Err(RemoteError::new(
-                        "StreamError",
-                        format!(
-                            "chunk of {} bytes at {offset} of {whole} does not continue the array at {pos} of {total}",
-                            bytes.len()
-                        ),
-                    ));
+                    return Err(MpxError::stream(format!(
+                        "chunk of {} bytes at {offset} of {whole} does not continue the array at {pos} of {total}",
+                        bytes.len()
+                    )));
                 }
                 Ok(bytes)
             }
@@ -165,7 +168,7 @@ pub fn step_pieces(
     dtype: Dtype,
     total: usize,
     mut each: impl FnMut(usize, usize, Option<&[u8]>),
-) -> Result<(), RemoteError> {
+) -> Result<(), MpxError> {
     let root = source.is_some();
     let mut pos = 0;
     while pos < total {
@@ -189,8 +192,7 @@ pub fn step_pieces(
         }
         if head[0] != 0 {
             return Err(failed.unwrap_or_else(|| {
-                RemoteError::new(
-                    "StreamError",
+                MpxError::stream(
                     "the array did not reach the root engine whole (see its error); nothing was bound",
                 )
             }));
@@ -235,13 +237,12 @@ impl Returned {
     ///
     /// # Errors
     /// They were still held after `timeout`.
-    pub fn wait(self, timeout: Duration) -> Result<(), RemoteError> {
+    pub fn wait(self, timeout: Duration) -> Result<(), MpxError> {
         match self.0.recv_timeout(timeout) {
             Err(RecvTimeoutError::Disconnected) | Ok(()) => Ok(()),
-            Err(RecvTimeoutError::Timeout) => Err(RemoteError::new(
-                "StreamError",
-                format!("the array was not sent within {} s", timeout.as_secs()),
-            )),
+            Err(RecvTimeoutError::Timeout) => {
+                Err(MpxError::stream(format!("the array was not sent within {} s", timeout.as_secs())))
+            }
         }
     }
 }
@@ -286,16 +287,17 @@ impl Pieces {
     ///
     /// # Errors
     /// Every buffer was still lent out after `timeout`.
-    pub fn take(&mut self, len: usize, timeout: Duration) -> Result<Vec<u8>, RemoteError> {
+    pub fn take(&mut self, len: usize, timeout: Duration) -> Result<Vec<u8>, MpxError> {
         let mut buf = match self.free.try_recv() {
             Ok(buf) => buf,
             Err(_) if self.made < self.count => {
                 self.made += 1;
                 Vec::new()
             }
-            Err(_) => self.free.recv_timeout(timeout).map_err(|_| {
-                RemoteError::new("StreamError", format!("no piece was sent within {} s", timeout.as_secs()))
-            })?,
+            Err(_) => self
+                .free
+                .recv_timeout(timeout)
+                .map_err(|_| MpxError::stream(format!("no piece was sent within {} s", timeout.as_secs())))?,
         };
         buf.resize(len, 0);
         Ok(buf)
@@ -339,13 +341,10 @@ pub fn bcast_head(comm: &SimpleCommunicator, head: &mut [u64; 2], root: bool) {
     });
 }
 
-fn check_bools(dtype: Dtype, pos: usize, b: Bytes) -> Result<Bytes, RemoteError> {
+fn check_bools(dtype: Dtype, pos: usize, b: Bytes) -> Result<Bytes, MpxError> {
     if dtype == Dtype::Bool {
         if let Some(i) = b.iter().position(|&x| x > 1) {
-            return Err(RemoteError::new(
-                "ValueError",
-                format!("byte {} at element {} is not a bool (0 or 1)", b[i], pos + i),
-            ));
+            return Err(value_error(format!("byte {} at element {} is not a bool (0 or 1)", b[i], pos + i)));
         }
     }
     Ok(b)
@@ -389,5 +388,33 @@ mod tests {
         assert_eq!(piece_split(&starts, &counts, 8, 10, 0).2, 8);
         assert_eq!(piece_split(&starts, &counts, 18, 7, 2), (vec![0, 2, 5], vec![0, 0, 2], 0));
         assert_eq!(piece_split(&starts, &counts, 18, 7, 1).2, 8);
+    }
+
+    #[test]
+    fn a_broken_stream_fails_as_a_stream_not_as_a_cell() {
+        // A chunk that does not continue the array.
+        let (tx, rx) = std::sync::mpsc::channel();
+        tx.send(Ok((4, 8, Bytes::from_static(b"abcd")))).unwrap();
+        let got = Source::Stream(rx).next(0, 8);
+        assert!(
+            matches!(&got, Err(MpxError::Stream { reason }) if reason.contains("does not continue")),
+            "{got:?}"
+        );
+        // A refused chunk keeps its kind.
+        let (tx, rx) = std::sync::mpsc::channel();
+        tx.send(Err(MpxError::authentication("not the next chunk"))).unwrap();
+        assert!(matches!(Source::Stream(rx).next(0, 8), Err(MpxError::Authentication { .. })));
+        // The control thread gone mid-stream.
+        let (tx, rx) = std::sync::mpsc::channel::<ChunkIn>();
+        drop(tx);
+        let got = Source::Stream(rx).next(0, 8);
+        assert!(matches!(&got, Err(MpxError::Stream { reason }) if reason.contains("lost")), "{got:?}");
+        assert_eq!(
+            got.unwrap_err().to_string(),
+            "StreamError: the connection to the controller was lost mid-stream"
+        );
+        // Bytes that do not hold the array are the cell's error, as before.
+        let got = Source::Inline(Some(Bytes::from_static(b"ab"))).check(8);
+        assert!(matches!(&got, Err(MpxError::Cell(e)) if e.ename == "ValueError"), "{got:?}");
     }
 }

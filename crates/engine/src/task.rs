@@ -3,7 +3,7 @@
 //! reply descriptors).
 
 use bytes::Bytes;
-use mpx_messages::{EngineId, Fds, MpxError, Outcome, RemoteError, Task};
+use mpx_messages::{EngineId, Fds, MpxError, Outcome, Task};
 
 use crate::{
     data::{self, Groups},
@@ -19,8 +19,9 @@ pub struct TaskIo {
     /// The descriptors the request's frame carried (same-host path: sealed memfds, referred to
     /// by [`mpx_messages::ArrayMeta::fd`]).
     pub fds: Fds,
-    /// Why the request's payload was refused (it failed authentication).
-    pub refused: Option<RemoteError>,
+    /// Why the request's payload was refused (it failed authentication: an
+    /// [`MpxError::Authentication`]).
+    pub refused: Option<MpxError>,
     /// The chunks of the request's array, when it streams.
     pub stream: Option<std::sync::mpsc::Receiver<ChunkIn>>,
     /// Where the chunks of a streamed reply go.
@@ -66,7 +67,7 @@ pub fn run_task(
         out.value = cell.value;
         out.error = cell.error.map(MpxError::Cell);
     };
-    let result: Result<(), RemoteError> = match task {
+    let result: Result<(), MpxError> = match task {
         // The request's payload failed authentication: nothing is bound. A push or scatter still
         // takes part in its collective, without the bytes, so that the other engines of the group
         // fail too instead of waiting for this one.
@@ -97,38 +98,42 @@ pub fn run_task(
             take_cell(&mut out, kernel.execute(&code, Some(&filename)));
             Ok(())
         }
-        Task::Apply { function, args } => call_args(kernel, args, &io.buffers).and_then(|args| {
-            let mut cell = kernel.call(&function, args);
-            let ret = cell.returned.take();
-            take_cell(&mut out, cell);
-            // Returned out of band: the payload and arrays become the reply's buffers.
-            let (wire, bytes) = ret.map(returned::lay_out).transpose()?.unzip();
-            out.returned = wire;
-            reply.extend(bytes.into_iter().flatten());
-            Ok(())
-        }),
+        Task::Apply { function, args } => {
+            call_args(kernel, args, &io.buffers).map_err(MpxError::Cell).and_then(|args| {
+                let mut cell = kernel.call(&function, args);
+                let ret = cell.returned.take();
+                take_cell(&mut out, cell);
+                // Returned out of band: the payload and arrays become the reply's buffers.
+                let (wire, bytes) = ret.map(returned::lay_out).transpose()?.unzip();
+                out.returned = wire;
+                reply.extend(bytes.into_iter().flatten());
+                Ok(())
+            })
+        }
         // Same host: the array is the frame's memfd, mapped (no MPI: each engine of the host
         // gets its own task); a shared push always comes this way (without a memfd it fails).
         Task::Push { name, array, group, shared } if array.fd.is_some() || shared => {
             let how = if shared { shm::Mapped::Shared } else { shm::Mapped::CopyOnWrite };
-            shm::push(kernel, &name, &array, &group, &io.fds, how)
+            shm::push(kernel, &name, &array, &group, &io.fds, how).map_err(MpxError::Cell)
         }
         Task::Push { name, array, group, .. } => {
             let mut source = io.source(array.buffer);
             data::push(groups, kernel, &name, &array, &group, &mut source)
         }
         // Same host: the array in a new sealed memfd, unless this system has none.
-        Task::Pull { name, shm: true } => shm::pull(kernel, engine, &name).and_then(|made| match made {
-            Some((meta, memfd)) => {
-                out.array = Some(meta);
-                fds = memfd;
-                Ok(())
-            }
-            None => data::pull(kernel, engine, &name, &io.sink).map(|(meta, bytes)| {
-                out.array = Some(meta);
-                reply.extend(bytes);
-            }),
-        }),
+        Task::Pull { name, shm: true } => {
+            shm::pull(kernel, engine, &name).map_err(MpxError::Cell).and_then(|made| match made {
+                Some((meta, memfd)) => {
+                    out.array = Some(meta);
+                    fds = memfd;
+                    Ok(())
+                }
+                None => data::pull(kernel, engine, &name, &io.sink).map(|(meta, bytes)| {
+                    out.array = Some(meta);
+                    reply.extend(bytes);
+                }),
+            })
+        }
         Task::Pull { name, shm: false } => {
             data::pull(kernel, engine, &name, &io.sink).map(|(meta, bytes)| {
                 out.array = Some(meta);
@@ -149,7 +154,7 @@ pub fn run_task(
         }
     };
     if let Err(e) = result {
-        out.error = Some(MpxError::from_task(e));
+        out.error = Some(e);
     }
     out.execution_count = kernel.execution_count();
     out.completed = mpx_messages::unix_time();

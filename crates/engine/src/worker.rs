@@ -134,8 +134,10 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     }
     let (universe, level) =
         mpi::initialize_with_threading(mpi::Threading::Multiple).ok_or(EngineError::MpiInit)?;
-    // Two threads call MPI (the control thread never does, but the probe and the cells' own
-    // threads may, and the SAFETY notes on the communicators rely on it): Multiple or nothing.
+    // More than one thread may call MPI at once: the MPI thread, the cells' own threads and
+    // native functions, and the panic hook's MPI_Abort on whichever thread panics (its SAFETY
+    // note relies on this level). The control, probe and watchdog threads never call MPI.
+    // Multiple or nothing.
     if level != mpi::Threading::Multiple {
         return Err(EngineError::ThreadLevel(format!("{level:?}")));
     }

@@ -179,20 +179,6 @@ impl fmt::Display for MpxError {
 
 impl std::error::Error for MpxError {}
 
-impl MpxError {
-    /// An error an engine met while running a task: the protocol failures it names by class
-    /// (`AuthenticationError`, `StreamError`, `DecodeError`) become their own variants, any
-    /// other stays the cell's error.
-    pub fn from_task(e: RemoteError) -> MpxError {
-        match e.ename.as_str() {
-            "AuthenticationError" => MpxError::authentication(e.evalue),
-            "StreamError" => MpxError::stream(e.evalue),
-            "DecodeError" => MpxError::decode(e.evalue),
-            _ => MpxError::Cell(e),
-        }
-    }
-}
-
 impl From<RemoteError> for MpxError {
     fn from(e: RemoteError) -> Self {
         MpxError::Cell(e)

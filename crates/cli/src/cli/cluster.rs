@@ -17,7 +17,7 @@ use mpx_controller::{
 use mpx_messages::DEFAULT_MAX_FRAME;
 use nix::sys::signal::{kill, Signal};
 
-use super::{daemon, EngineCommand};
+use super::{daemon, ArgError, EngineCommand};
 
 /// One MiB, the unit of `--max-frame-mb`.
 const MIB: usize = 1 << 20;
@@ -102,14 +102,14 @@ pub struct StartArgs {
 }
 
 /// Accepts `[D-]HH:MM:SS`-like limits (digits, `:` and `-`).
-fn parse_walltime(text: &str) -> Result<String, String> {
+pub(super) fn parse_walltime(text: &str) -> Result<String, ArgError> {
     let ok = !text.is_empty()
         && text.chars().all(|c| c.is_ascii_digit() || c == ':' || c == '-')
         && text.chars().next().is_some_and(|c| c.is_ascii_digit());
     if ok {
         Ok(text.to_string())
     } else {
-        Err(format!("bad walltime {text:?}: expected HH:MM:SS"))
+        Err(ArgError::Walltime { given: text.to_string() })
     }
 }
 

@@ -118,9 +118,35 @@ pub struct EngineCommand {
     pub kernel: Kernel,
 }
 
+/// A command-line value clap's own parsers do not check, refused (targets have their own,
+/// [`targets::TargetError`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    /// `--kernel` names no kernel.
+    #[error("unknown kernel {given:?}: expected one of {}", kernel_names())]
+    UnknownKernel {
+        /// The name given.
+        given: String,
+    },
+    /// `--walltime` is not `[D-]HH:MM:SS`-like.
+    #[error("bad walltime {given:?}: expected HH:MM:SS")]
+    Walltime {
+        /// The limit given.
+        given: String,
+    },
+}
+
+/// The kernels' names, for [`ArgError::UnknownKernel`].
+fn kernel_names() -> String {
+    Kernel::ALL.map(Kernel::name).join(", ")
+}
+
 /// Parses `--kernel` (`python` or `rhai`; the error lists both).
-pub fn parse_kernel(s: &str) -> Result<Kernel, String> {
-    s.parse()
+///
+/// # Errors
+/// [`ArgError::UnknownKernel`].
+pub fn parse_kernel(s: &str) -> Result<Kernel, ArgError> {
+    Kernel::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| ArgError::UnknownKernel { given: s.into() })
 }
 
 /// Which cluster and engines a command talks to.
@@ -191,5 +217,30 @@ pub(crate) fn new_session(cmd: &mut std::process::Command) {
     // SAFETY: setsid is async-signal-safe, as the code between fork and exec must be.
     unsafe {
         cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_values_read_as_they_did() {
+        assert_eq!(parse_kernel("rhai"), Ok(Kernel::Rhai));
+        let unknown = parse_kernel("perl").unwrap_err();
+        // The same text as the kernel's own parser gives.
+        assert_eq!(unknown.to_string(), "perl".parse::<Kernel>().unwrap_err());
+        assert_eq!(unknown.to_string(), "unknown kernel \"perl\": expected one of python, rhai");
+        assert!(cluster::parse_walltime("1-02:00:00").is_ok());
+        assert_eq!(
+            cluster::parse_walltime("2h").unwrap_err().to_string(),
+            "bad walltime \"2h\": expected HH:MM:SS"
+        );
+    }
+
+    #[test]
+    fn clap_shows_the_typed_errors() {
+        let refused = Cli::try_parse_from(["mpx", "px", "--targets", "3-1", "1"]).err().expect("refused");
+        assert!(refused.to_string().contains("the range is empty (3 > 1)"), "{refused}");
     }
 }

@@ -51,11 +51,61 @@ impl fmt::Display for TargetSpec {
 pub const SYNTAX: &str =
     "all, ids 0,2, ranges 1-3, or Python indexes and slices of the engines: -1, ::2, 1:3";
 
+/// Why a target list was refused: when it is parsed (clap's `--targets`, `%targets`), or when
+/// it is resolved against the registered engines ([`TargetSpec::select`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// The list is empty (it is not "all").
+    #[error("empty target list: give {SYNTAX}")]
+    Empty,
+    /// An item is none of the forms of [`SYNTAX`].
+    #[error("bad target {item:?}: expected {SYNTAX}")]
+    Bad {
+        /// The item as given.
+        item: String,
+    },
+    /// A slice with a step of zero.
+    #[error("bad target {item:?}: a slice step cannot be zero")]
+    ZeroStep {
+        /// The item as given.
+        item: String,
+    },
+    /// A range whose start is after its end.
+    #[error("bad target {item:?}: the range is empty ({start} > {end})")]
+    EmptyRange {
+        /// The item as given.
+        item: String,
+        /// Its first id.
+        start: EngineId,
+        /// Its last id.
+        end: EngineId,
+    },
+    /// A negative index past the first engine.
+    #[error("target {index} is out of range: there are {engines} engines")]
+    OutOfRange {
+        /// The index (negative).
+        index: i64,
+        /// How many engines are registered.
+        engines: usize,
+    },
+    /// The list names no engine.
+    #[error("targets {targets} select no engine (engine ids: {ids})")]
+    NoEngine {
+        /// The list as given.
+        targets: String,
+        /// The registered ids, compactly ([`compact`]).
+        ids: String,
+    },
+}
+
 /// Parses `--targets` text (see the module doc); an empty text is an error.
-pub fn parse_targets(text: &str) -> Result<TargetSpec, String> {
+///
+/// # Errors
+/// [`TargetError::Empty`], or the first item that is not a target.
+pub fn parse_targets(text: &str) -> Result<TargetSpec, TargetError> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return Err(format!("empty target list: give {SYNTAX}"));
+        return Err(TargetError::Empty);
     }
     if trimmed == "all" {
         return Ok(TargetSpec::default());
@@ -64,8 +114,8 @@ pub fn parse_targets(text: &str) -> Result<TargetSpec, String> {
     Ok(TargetSpec { text: trimmed.to_string(), items: Some(items) })
 }
 
-fn parse_item(part: &str) -> Result<Item, String> {
-    let bad = || format!("bad target {part:?}: expected {SYNTAX}");
+fn parse_item(part: &str) -> Result<Item, TargetError> {
+    let bad = || TargetError::Bad { item: part.to_string() };
     if part.is_empty() {
         return Err(bad());
     }
@@ -74,7 +124,7 @@ fn parse_item(part: &str) -> Result<Item, String> {
         if fields.len() > 3 {
             return Err(bad());
         }
-        let num = |i: usize| -> Result<Option<i64>, String> {
+        let num = |i: usize| -> Result<Option<i64>, TargetError> {
             match fields.get(i).map(|f| f.trim()) {
                 None | Some("") => Ok(None),
                 Some(f) => f.parse().map(Some).map_err(|_| bad()),
@@ -82,7 +132,7 @@ fn parse_item(part: &str) -> Result<Item, String> {
         };
         let step = num(2)?;
         if step == Some(0) {
-            return Err(format!("bad target {part:?}: a slice step cannot be zero"));
+            return Err(TargetError::ZeroStep { item: part.to_string() });
         }
         return Ok(Item::Slice(num(0)?, num(1)?, step));
     }
@@ -94,7 +144,7 @@ fn parse_item(part: &str) -> Result<Item, String> {
         let (a, b): (EngineId, EngineId) =
             (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
         if a > b {
-            return Err(format!("bad target {part:?}: the range is empty ({a} > {b})"));
+            return Err(TargetError::EmptyRange { item: part.to_string(), start: a, end: b });
         }
         return Ok(Item::Range(a, b));
     }
@@ -111,7 +161,7 @@ impl TargetSpec {
     ///
     /// # Errors
     /// An index out of range, or a list that selects no engine.
-    pub fn select(&self, ids: &[EngineId]) -> Result<Targets, String> {
+    pub fn select(&self, ids: &[EngineId]) -> Result<Targets, TargetError> {
         let Some(items) = &self.items else {
             return Ok(Targets::All);
         };
@@ -124,9 +174,10 @@ impl TargetSpec {
                 Item::Range(a, b) => out.extend((a.0..=b.0).map(EngineId)),
                 Item::Index(i) => {
                     let at = ids.len() as i64 + i;
-                    let id = usize::try_from(at).ok().and_then(|at| ids.get(at)).ok_or_else(|| {
-                        format!("target {i} is out of range: there are {} engines", ids.len())
-                    })?;
+                    let id = usize::try_from(at)
+                        .ok()
+                        .and_then(|at| ids.get(at))
+                        .ok_or(TargetError::OutOfRange { index: i, engines: ids.len() })?;
                     out.push(*id);
                 }
                 Item::Slice(start, stop, step) => out.extend(slice(&ids, start, stop, step)),
@@ -135,7 +186,7 @@ impl TargetSpec {
         let mut seen = std::collections::HashSet::new();
         out.retain(|id| seen.insert(*id));
         if out.is_empty() {
-            return Err(format!("targets {} select no engine (engine ids: {})", self.text, compact(&ids)));
+            return Err(TargetError::NoEngine { targets: self.text.clone(), ids: compact(&ids) });
         }
         Ok(Targets::List(out))
     }
@@ -147,10 +198,10 @@ impl TargetSpec {
     /// As [`select`](Self::select), or a failed request.
     pub fn resolve(&self, client: &Client) -> anyhow::Result<Targets> {
         if !self.needs_ids() {
-            return self.select(&[]).map_err(anyhow::Error::msg);
+            return Ok(self.select(&[])?);
         }
         let ids = client.ids().map_err(|e: ClientError| anyhow::anyhow!(e))?;
-        self.select(&ids).map_err(anyhow::Error::msg)
+        Ok(self.select(&ids)?)
     }
 }
 
@@ -213,7 +264,7 @@ pub fn describe(targets: &Targets) -> String {
 mod tests {
     use super::*;
 
-    fn sel(text: &str, n: u32) -> Result<Vec<u32>, String> {
+    fn sel(text: &str, n: u32) -> Result<Vec<u32>, TargetError> {
         let ids: Vec<EngineId> = (0..n).map(EngineId).collect();
         let chosen = match parse_targets(text)?.select(&ids)? {
             Targets::All => ids,
@@ -252,9 +303,20 @@ mod tests {
         for bad in ["", "  ", "x", "1-", "3-1", "::0", "1:2:3:4", "0,,1", "-x"] {
             assert!(parse_targets(bad).is_err(), "{bad:?} was accepted");
         }
-        assert!(parse_targets("").unwrap_err().contains("empty"));
-        assert!(sel("-5", 4).unwrap_err().contains("out of range"));
-        assert!(sel("3:1", 4).unwrap_err().contains("select no engine"));
+        assert_eq!(parse_targets("").unwrap_err(), TargetError::Empty);
+        assert!(sel("-5", 4).unwrap_err().to_string().contains("out of range"));
+        assert!(sel("3:1", 4).unwrap_err().to_string().contains("select no engine"));
+    }
+
+    #[test]
+    fn refusals_read_as_they_did() {
+        let says = |text: &str, n: u32| sel(text, n).unwrap_err().to_string();
+        assert_eq!(says("", 4), format!("empty target list: give {SYNTAX}"));
+        assert_eq!(says("x", 4), format!("bad target \"x\": expected {SYNTAX}"));
+        assert_eq!(says("::0", 4), "bad target \"::0\": a slice step cannot be zero");
+        assert_eq!(says("3-1", 4), "bad target \"3-1\": the range is empty (3 > 1)");
+        assert_eq!(says("-5", 4), "target -5 is out of range: there are 4 engines");
+        assert_eq!(says("3:1", 4), "targets 3:1 select no engine (engine ids: 0-3)");
     }
 
     #[test]

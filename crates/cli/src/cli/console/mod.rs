@@ -287,7 +287,7 @@ impl Console {
             "targets" if rest.is_empty() => println!("targets: {}", describe(&self.targets)),
             "targets" => {
                 let chosen = parse_targets(rest)
-                    .map_err(anyhow::Error::msg)
+                    .map_err(anyhow::Error::from)
                     .and_then(|spec| spec.resolve(self.client()?));
                 match chosen {
                     Ok(t) => {
