@@ -30,13 +30,18 @@ impl std::fmt::Display for Kernel {
     }
 }
 
+/// A kernel name that names no kernel.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown kernel {given:?}: expected one of {}", Kernel::ALL.map(|k| k.name()).join(", "))]
+pub struct UnknownKernel {
+    /// The name given.
+    pub given: String,
+}
+
 impl std::str::FromStr for Kernel {
-    type Err = String;
+    type Err = UnknownKernel;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Kernel::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = Kernel::ALL.iter().map(|k| k.name()).collect();
-            format!("unknown kernel {s:?}: expected one of {}", names.join(", "))
-        })
+        Kernel::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| UnknownKernel { given: s.to_string() })
     }
 }

@@ -229,7 +229,7 @@ mod tests {
         assert_eq!(parse_kernel("rhai"), Ok(Kernel::Rhai));
         let unknown = parse_kernel("perl").unwrap_err();
         // The same text as the kernel's own parser gives.
-        assert_eq!(unknown.to_string(), "perl".parse::<Kernel>().unwrap_err());
+        assert_eq!(unknown.to_string(), "perl".parse::<Kernel>().unwrap_err().to_string());
         assert_eq!(unknown.to_string(), "unknown kernel \"perl\": expected one of python, rhai");
         assert!(cluster::parse_walltime("1-02:00:00").is_ok());
         assert_eq!(

@@ -81,7 +81,7 @@ mod tests {
             assert_eq!(k.name().parse::<Kernel>(), Ok(k));
         }
         assert_eq!(Kernel::default(), Kernel::Python);
-        let err = "julia".parse::<Kernel>().unwrap_err();
+        let err = "julia".parse::<Kernel>().unwrap_err().to_string();
         assert!(err.contains("julia") && err.contains("python, rhai"), "{err}");
     }
 
