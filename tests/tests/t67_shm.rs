@@ -1,6 +1,7 @@
 //! Arrays through shared memory on one host (issue 24): a client on the controller's host
-//! pushes to engines there through a sealed memfd that each maps copy-on-write, and pulls an
-//! engine's array as a memfd it maps; the same moves from a TCP client take the TCP path.
+//! pushes to engines there through a sealed memfd that each maps copy-on-write, scatters
+//! through one memfd of which each maps its rows, and pulls (or gathers) an engine's array as
+//! a memfd it maps; the same moves from a TCP client take the TCP path.
 //! Both are bit-exact for every dtype; a cell that writes to a pushed array changes only its
 //! own copy; a descriptor that is not a sealed memfd of the right size is refused before
 //! anything is mapped.
@@ -13,7 +14,10 @@ use mpx_messages::{
     memfd::SealedMemfd,
     ArrayMeta, ClientToController, ControllerToClient, Fds, Frame, Request, SubmitRequest,
 };
-use mpx_tests::{arrays::sample, Cluster, Kernel};
+use mpx_tests::{
+    arrays::{rows, sample},
+    Cluster, Kernel,
+};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -69,6 +73,24 @@ fn t67_every_dtype_moves_bit_exactly_through_memfds_and_over_tcp() {
             assert_eq!(memfd_mappings() - before, if shared { 4 } else { 0 }, "{dtype}");
             drop(back);
             values(client, "del x");
+            // Scatter: each engine maps its own rows of one memfd; gather: the lowest engine
+            // gathers into a memfd the client maps.
+            all.scatter_sync("s", &a, T).unwrap();
+            let mapped = values(client, "open('/proc/self/maps').read().count('/memfd:mpx-') > 0");
+            assert_eq!(mapped, vec![shared.to_string().replace('t', "T").replace('f', "F"); 4], "{dtype}");
+            let parts = all.pull_sync("s", T).unwrap();
+            let mut from = 0;
+            for (part, n) in parts.iter().zip([63, 63, 62, 62]) {
+                assert!(part == &rows(&a, from, from + n), "{dtype}: rows {from}.. of a scatter");
+                from += n;
+            }
+            drop(parts);
+            let before = memfd_mappings();
+            let whole = all.gather_sync("s", T).unwrap();
+            assert!(whole == a, "{dtype}: gathered through {}", if shared { "a memfd" } else { "TCP" });
+            assert_eq!(memfd_mappings() - before, usize::from(shared), "{dtype}");
+            drop(whole);
+            values(client, "del s");
         }
     }
     drop(tcp);

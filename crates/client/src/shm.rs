@@ -4,8 +4,11 @@
 //!
 //! - A push from a client on the controller's host, to engines that are all there too, copies
 //!   the array once into a memfd; every engine maps it copy-on-write.
+//! - A scatter goes the same way: one memfd, and each engine maps its own rows of it.
 //! - A pull asks those engines for a memfd; the client maps it (copy-on-write: the numpy array
-//!   over it is writable) and the array's bytes are the mapping, not a copy.
+//!   over it is writable) and the array's bytes are the mapping, not a copy. A gather asks its
+//!   lowest engine to gather into a memfd (MPI among the engines, as ever) and is answered the
+//!   same way.
 //!
 //! Anything else (another host, `MPX_SHM=0`, no memfds here) takes the TCP path, logged once.
 //! Except a shared push (`push --shared`: one read-only copy for all the engines of the
@@ -97,11 +100,11 @@ impl Client {
             return Ok(mpx_messages::Fds::default());
         }
         Ok(match request {
-            Request::Pull { shm, .. } => {
+            Request::Pull { shm, .. } | Request::Gather { shm, .. } => {
                 *shm = true;
                 mpx_messages::Fds::default()
             }
-            Request::Push { array, .. }
+            Request::Push { array, .. } | Request::Scatter { array, .. }
                 if buffers.len() == 1 && buffers[0].len() >= mpx_messages::memfd::min_bytes() =>
             {
                 if !self.all_local(targets) {

@@ -176,7 +176,7 @@ impl<'a> View<'a> {
     /// # Errors
     /// A lost connection.
     pub fn gather(&self, name: &str) -> Result<AsyncResult, ClientError> {
-        self.client.submit(self.targets.clone(), Request::Gather { name: name.into() })
+        self.client.submit(self.targets.clone(), Request::Gather { name: name.into(), shm: false })
     }
 
     /// Calls a registered native (or cell-defined) function on the view's engines.

@@ -54,6 +54,11 @@ pub fn plan(
     buffers: Vec<Payload>,
     fds: Fds,
 ) -> Result<Vec<Assignment>, MpxError> {
+    if let Request::Scatter { name, array } = &request {
+        if let Some(fd) = array.fd {
+            return plan_memfd_scatter(name, array, fd, places, &fds);
+        }
+    }
     if let Request::Push { name, array, shared } = &request {
         match array.fd {
             Some(fd) => return plan_memfd_push(name, array, *shared, fd, places, &fds),
@@ -123,9 +128,12 @@ pub fn plan(
             };
             check_buffer(array.buffer, byte_len(&array)?)?;
             let rows = split_rows(rows, engines.len());
-            Ok(root_only(Task::Scatter { name, array, group, rows }, buffers))
+            Ok(root_only(Task::Scatter { name, array, group, rows, first_row: 0 }, buffers))
         }
-        Request::Gather { name } => Ok(root_only(Task::Gather { name, group }, Vec::new())),
+        // A memfd reply only from a root on this host, to a client on this host.
+        Request::Gather { name, shm } => {
+            Ok(root_only(Task::Gather { name, group, shm: shm && places[0].local }, Vec::new()))
+        }
         Request::Execute { code } => Ok(each(Task::Execute { code }, buffers)),
         Request::Run { code, filename } => Ok(each(Task::Run { code, filename }, buffers)),
         // Engines on this host answer a pull of a client on this host with a memfd.
@@ -153,16 +161,7 @@ fn plan_memfd_push(
     places: &[Place],
     fds: &Fds,
 ) -> Result<Vec<Assignment>, MpxError> {
-    byte_len(array)?;
-    let memfd = fds.0.get(fd).cloned().ok_or_else(|| {
-        MpxError::refused(format!("the array is in descriptor {fd}, and {} came with the request", fds.len()))
-    })?;
-    if let Some(p) = places.iter().find(|p| !p.local) {
-        return Err(MpxError::refused(format!(
-            "engine {} is not on the controller's host: an array in a memfd reaches only engines there",
-            p.engine
-        )));
-    }
+    let memfd = local_memfd(array, fd, places, fds)?;
     let array = ArrayMeta { fd: Some(0), ..array.clone() };
     Ok(places
         .iter()
@@ -173,6 +172,59 @@ fn plan_memfd_push(
             fds: Fds(vec![memfd.clone()]),
         })
         .collect())
+}
+
+/// A scatter whose array is in the request's memfd `fd`: each target gets the memfd and maps
+/// its own rows (its group is itself; `first_row` says where its rows start).
+fn plan_memfd_scatter(
+    name: &str,
+    array: &ArrayMeta,
+    fd: usize,
+    places: &[Place],
+    fds: &Fds,
+) -> Result<Vec<Assignment>, MpxError> {
+    let Some(&rows) = array.shape.first() else {
+        return Err(MpxError::refused(format!("cannot scatter {name:?}: a 0-d array has no axis 0")));
+    };
+    let memfd = local_memfd(array, fd, places, fds)?;
+    let array = ArrayMeta { fd: Some(0), ..array.clone() };
+    let mut first_row = 0;
+    Ok(places
+        .iter()
+        .zip(split_rows(rows, places.len()))
+        .map(|(p, rows)| {
+            let task = Task::Scatter {
+                name: name.to_string(),
+                array: array.clone(),
+                group: vec![p.rank],
+                rows: vec![rows],
+                first_row,
+            };
+            first_row += rows;
+            Assignment { engine: p.engine, task, buffers: Vec::new(), fds: Fds(vec![memfd.clone()]) }
+        })
+        .collect())
+}
+
+/// The memfd at `fd` of the request's descriptors, for an array whose targets must all be on
+/// this host.
+fn local_memfd(
+    array: &ArrayMeta,
+    fd: usize,
+    places: &[Place],
+    fds: &Fds,
+) -> Result<std::sync::Arc<std::os::fd::OwnedFd>, MpxError> {
+    byte_len(array)?;
+    let memfd = fds.0.get(fd).cloned().ok_or_else(|| {
+        MpxError::refused(format!("the array is in descriptor {fd}, and {} came with the request", fds.len()))
+    })?;
+    if let Some(p) = places.iter().find(|p| !p.local) {
+        return Err(MpxError::refused(format!(
+            "engine {} is not on the controller's host: an array in a memfd reaches only engines there",
+            p.engine
+        )));
+    }
+    Ok(memfd)
 }
 
 fn byte_len(array: &ArrayMeta) -> Result<usize, MpxError> {
@@ -189,6 +241,11 @@ mod tests {
 
     fn at(ids: &[u32]) -> Vec<Place> {
         ids.iter().map(|&id| Place { engine: EngineId(id), set: 0, rank: Rank(id), local: false }).collect()
+    }
+
+    /// Places on the controller's host.
+    fn local(ids: &[u32]) -> Vec<Place> {
+        at(ids).into_iter().map(|p| Place { local: true, ..p }).collect()
     }
 
     fn ranks(ids: &[u32]) -> Vec<Rank> {
@@ -250,7 +307,6 @@ mod tests {
 
     #[test]
     fn a_shared_push_maps_the_memfd_everywhere_or_is_refused() {
-        let local = |ids: &[u32]| at(ids).into_iter().map(|p| Place { local: true, ..p }).collect::<Vec<_>>();
         let devnull = std::fs::File::open("/dev/null").unwrap();
         let fds = Fds(vec![std::sync::Arc::new(std::os::fd::OwnedFd::from(devnull))]);
         let shared =
@@ -263,6 +319,53 @@ mod tests {
         let why = plan(shared(None), &local(&[0, 1]), bytes, Fds::default()).unwrap_err().to_string();
         assert!(why.contains("shared push"), "{why}");
         assert!(plan(shared(Some(0)), &at(&[0]), vec![], fds).unwrap_err().to_string().contains("host"));
+    }
+
+    #[test]
+    fn a_memfd_scatter_maps_each_targets_rows_and_a_gather_asks_a_local_root_for_a_memfd() {
+        let memfd = || {
+            Fds(vec![std::sync::Arc::new(std::os::fd::OwnedFd::from(
+                std::fs::File::open("/dev/null").unwrap(),
+            ))])
+        };
+        let array = ArrayMeta { fd: Some(0), ..meta(&[10, 2]) };
+        let request = Request::Scatter { name: "a".into(), array: array.clone() };
+        let p = plan(request.clone(), &local(&[0, 1, 2, 3]), Vec::new(), memfd()).unwrap();
+        let parts: Vec<(Vec<Rank>, Vec<usize>, usize, usize)> = p
+            .iter()
+            .map(|a| match &a.task {
+                Task::Scatter { group, rows, first_row, array, .. } => {
+                    assert_eq!(array.fd, Some(0));
+                    (group.clone(), rows.clone(), *first_row, a.fds.len())
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            parts,
+            vec![
+                (ranks(&[0]), vec![3], 0, 1),
+                (ranks(&[1]), vec![3], 3, 1),
+                (ranks(&[2]), vec![2], 6, 1),
+                (ranks(&[3]), vec![2], 8, 1)
+            ]
+        );
+        assert!(p.iter().all(|a| a.buffers.is_empty()));
+        // An engine elsewhere, no descriptor, or a 0-d array: refused.
+        let mut away = local(&[0, 1]);
+        away[1].local = false;
+        assert!(plan(request.clone(), &away, Vec::new(), memfd()).is_err());
+        assert!(plan(request, &local(&[0, 1]), Vec::new(), Fds::default()).is_err());
+        let flat = Request::Scatter { name: "a".into(), array: ArrayMeta { fd: Some(0), ..meta(&[]) } };
+        assert!(plan(flat, &local(&[0, 1]), Vec::new(), memfd()).is_err());
+        // A gather: the root replies with a memfd when the client asked and the root is here.
+        let gather = Request::Gather { name: "a".into(), shm: true };
+        let p = plan(gather.clone(), &local(&[0, 1]), Vec::new(), Fds::default()).unwrap();
+        assert!(p.iter().all(|a| matches!(&a.task, Task::Gather { shm: true, .. })));
+        let mut away = local(&[0, 1]);
+        away[0].local = false;
+        let p = plan(gather, &away, Vec::new(), Fds::default()).unwrap();
+        assert!(p.iter().all(|a| matches!(&a.task, Task::Gather { shm: false, .. })));
     }
 }
 
@@ -277,7 +380,7 @@ mod set_tests {
         let place =
             |engine, set, rank| Place { engine: EngineId(engine), set, rank: Rank(rank), local: false };
         let places = [place(2, 1, 0), place(3, 1, 1)];
-        let request = Request::Gather { name: "a".into() };
+        let request = Request::Gather { name: "a".into(), shm: false };
         let p = plan(request.clone(), &places, vec![], Fds::default()).unwrap();
         assert!(matches!(&p[0].task, Task::Gather { group, .. } if group == &vec![Rank(0), Rank(1)]));
         let mixed = [place(1, 0, 1), place(2, 1, 0)];

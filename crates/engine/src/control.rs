@@ -396,7 +396,7 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                 // (unless it is in one of the frame's descriptors: the same-host path).
                 let streamed = match &req.task {
                     mpx_messages::Task::Push { array, shared, .. } => array.fd.is_none() && !shared,
-                    mpx_messages::Task::Scatter { .. } => true,
+                    mpx_messages::Task::Scatter { array, .. } => array.fd.is_none(),
                     _ => false,
                 } && frame.buffers.is_empty()
                     && refused.is_none();

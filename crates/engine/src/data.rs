@@ -17,11 +17,12 @@ use mpi::{
     Count,
 };
 use mpx_cells::Collectives;
-use mpx_messages::{ArrayMeta, Dtype, EngineId, MpxError, Rank, RemoteError};
+use mpx_messages::{ArrayMeta, Dtype, EngineId, Fds, MpxError, Rank, RemoteError};
 
 use crate::{
     kernel::{HostArray, Kernel},
     mpi_comm::{recv_buf, send_buf, MpiComm},
+    shm,
     state::Board,
     stream::{bcast_head, chunk_bytes, lend, piece_split, step_pieces, Pieces, Sink, Source, LEND_TIMEOUT},
 };
@@ -296,17 +297,29 @@ fn encode_desc(d: &Result<Box<dyn HostArray>, NoArray>) -> Vec<u8> {
     serde_json::to_vec(&desc).expect("a description serializes")
 }
 
+/// What the root of a gather replies with.
+pub enum Gathered {
+    /// The array's meta with its bytes (`None`: streamed to the sink).
+    Bytes(ArrayMeta, Option<Bytes>),
+    /// The array in a sealed memfd (`fd: Some(0)` in the meta), for a client on this host.
+    Memfd(ArrayMeta, Fds),
+}
+
 /// Gathers `name` from every engine of `group` onto the root (MPI Gatherv, each member's
 /// array read in place); the root returns the array's meta with its bytes, or, when larger
 /// than a chunk, gathers and streams it to `sink` piece by piece (then the bytes are `None`).
+/// With `shm` (the client shares the root's host) the root gathers into a memfd instead and
+/// replies with it, unless the array is small or this system has no memfds.
+#[allow(clippy::too_many_arguments)]
 pub fn gather(
     groups: &mut Groups,
     kernel: &mut dyn Kernel,
     engine: EngineId,
     name: &str,
     group: &[Rank],
+    shm: bool,
     sink: &Sink,
-) -> Result<Option<(ArrayMeta, Option<Bytes>)>, MpxError> {
+) -> Result<Option<Gathered>, MpxError> {
     let mine = describe(kernel, engine, name);
     let comm = groups.comm(group)?;
     let _in = comm.enter("gatherv");
@@ -349,6 +362,14 @@ pub fn gather(
     let root = comm.rank() == 0;
     let mut shape = first.clone();
     shape[0] = rows.iter().sum();
+    let meta = ArrayMeta { dtype, shape, buffer: 0, fd: None };
+    if shm && total >= mpx_messages::memfd::min_bytes() {
+        let into = shm::GatherInto { name, bytes: a.bytes(), byte_counts: &byte_counts, total };
+        if let Some(memfd) = shm::gather(comm, into)? {
+            return Ok(memfd.map(|fds| Gathered::Memfd(ArrayMeta { fd: Some(0), ..meta }, fds)));
+        }
+    }
+    let shape = meta.shape.clone();
     if total <= step {
         let (counts, displs) = counts_displs(&byte_counts)?;
         if !root {
@@ -365,7 +386,7 @@ pub fn gather(
                 PartitionMut::new(recv_buf(whole.bytes_mut(), &mut spare), &counts[..], &displs[..]);
             comm.process_at_rank(0).gather_varcount_into_root(send_buf(a.bytes()), &mut recv);
         }
-        return Ok(Some((meta_of(whole.as_ref(), 0), Some(whole.into_bytes()))));
+        return Ok(Some(Gathered::Bytes(meta_of(whole.as_ref(), 0), Some(whole.into_bytes()))));
     }
     // Larger than a chunk: gathered one piece at a time, each piece streamed back by the root
     // while the next is gathered.
@@ -401,6 +422,5 @@ pub fn gather(
             None => comm.process_at_rank(0).gather_varcount_into(send),
         }
     }
-    let meta = ArrayMeta { dtype, shape, buffer: 0, fd: None };
-    Ok(root.then_some((meta, None)))
+    Ok(root.then_some(Gathered::Bytes(meta, None)))
 }

@@ -14,16 +14,25 @@
 //! - **Pull** ([`pull`]): the engine copies the array once into a fresh memfd, seals it and
 //!   replies with the descriptor (the reply's [`ArrayMeta::fd`] is `Some(0)`, its frame carries
 //!   the descriptor in [`Fds`]) and no buffers.
+//! - **Scatter** ([`scatter`]): as a push, each engine of the host gets the task and the memfd
+//!   with a group of only itself, and maps only its own rows copy-on-write (no MPI).
+//! - **Gather** ([`gather`]): the engines gather with MPI as ever, but the root's receive
+//!   buffer is a new memfd, which it seals and replies with, as a pull.
 
 use std::{os::fd::OwnedFd, sync::Arc};
 
+use mpi::{datatype::PartitionMut, topology::SimpleCommunicator, traits::*};
 use mpx_messages::{
     memfd::{Mapping, MemfdError, MemfdWriter, SealedMemfd},
-    ArrayMeta, EngineId, Fds, Rank, RemoteError,
+    ArrayMeta, EngineId, Fds, MpxError, Rank, RemoteError,
 };
 use thiserror::Error;
 
-use crate::kernel::Kernel;
+use crate::{
+    kernel::Kernel,
+    mpi_comm::{recv_buf, send_buf},
+    stream::piece_split,
+};
 
 /// The `ename` of every error of this path.
 pub const ENAME: &str = "SharedMemoryError";
@@ -46,6 +55,9 @@ pub enum ShmError {
     /// its own task); a group of several would need MPI.
     #[error("a push through shared memory binds on exactly one engine, this one's group has {0}")]
     NotOneEngine(usize),
+    /// A 0-d array has no rows to scatter.
+    #[error("a 0-d array has no axis 0 to scatter")]
+    ZeroD,
     /// The header's shape has more bytes than memory can hold.
     #[error("shape {0:?} is too large")]
     TooLarge(Vec<usize>),
@@ -91,6 +103,18 @@ pub fn map_pushed(meta: &ArrayMeta, group: &[Rank], fds: &Fds, how: Mapped) -> R
     if group.len() != 1 {
         return Err(ShmError::NotOneEngine(group.len()));
     }
+    let sealed = checked(meta, fds)?;
+    // The mapping keeps the memfd's memory alive once the descriptor is closed.
+    match how {
+        Mapped::CopyOnWrite => sealed.map_private(),
+        Mapped::Shared => sealed.map_shared(),
+    }
+    .map_err(ShmError::Map)
+}
+
+/// The memfd at `meta.fd` of the frame's descriptors, checked to be sealed and to hold exactly
+/// the array's bytes.
+fn checked(meta: &ArrayMeta, fds: &Fds) -> Result<SealedMemfd, ShmError> {
     let index = meta.fd.ok_or(ShmError::NoDescriptor)?;
     let fd: &Arc<OwnedFd> =
         fds.0.get(index).ok_or(ShmError::MissingDescriptor { index, count: fds.len() })?;
@@ -98,14 +122,116 @@ pub fn map_pushed(meta: &ArrayMeta, group: &[Rank], fds: &Fds, how: Mapped) -> R
         .ok_or_else(|| ShmError::TooLarge(meta.shape.clone()))?;
     // The frame's descriptor stays shared (its Arc); the check takes its own.
     let own = fd.try_clone().map_err(|source| ShmError::Dup { index, source })?;
-    let sealed =
-        SealedMemfd::check(own, total as u64).map_err(|source| ShmError::Refused { index, source })?;
-    // The mapping keeps the memfd's memory alive once the descriptor is closed.
-    match how {
-        Mapped::CopyOnWrite => sealed.map_private(),
-        Mapped::Shared => sealed.map_shared(),
+    SealedMemfd::check(own, total as u64).map_err(|source| ShmError::Refused { index, source })
+}
+
+/// This engine's `rows` of the scattered array in the frame's memfd, from row `first_row`:
+/// checked like a pushed memfd (the whole array's size), then only those rows mapped
+/// copy-on-write.
+fn map_rows(
+    meta: &ArrayMeta,
+    group: &[Rank],
+    rows: &[usize],
+    first_row: usize,
+    fds: &Fds,
+) -> Result<Mapping, ShmError> {
+    if group.len() != 1 || rows.len() != 1 {
+        return Err(ShmError::NotOneEngine(group.len().max(rows.len())));
     }
-    .map_err(ShmError::Map)
+    let sealed = checked(meta, fds)?;
+    let too_large = || ShmError::TooLarge(meta.shape.clone());
+    let row_bytes = match meta.shape.split_first() {
+        Some((_, rest)) => mpx_messages::array::byte_len(meta.dtype, rest).ok_or_else(too_large)?,
+        None => return Err(ShmError::ZeroD),
+    };
+    let offset = first_row.checked_mul(row_bytes).ok_or_else(too_large)?;
+    let len = rows[0].checked_mul(row_bytes).ok_or_else(too_large)?;
+    sealed.map_private_range(offset, len).map_err(ShmError::Map)
+}
+
+/// Binds `name` to this engine's rows of the scattered array in the frame's memfd (see
+/// [`map_rows`]): no copy, and a cell writing to them changes only this engine's pages.
+/// Nothing is bound on error.
+///
+/// # Errors
+/// A [`SharedMemoryError`](ENAME) saying what is wrong with the descriptor or the rows, or the
+/// kernel's error binding them.
+pub fn scatter(
+    kernel: &mut dyn Kernel,
+    name: &str,
+    meta: &ArrayMeta,
+    part: (&[Rank], &[usize], usize),
+    fds: &Fds,
+) -> Result<(), RemoteError> {
+    let (group, rows, first_row) = part;
+    let mapping = map_rows(meta, group, rows, first_row, fds).map_err(|e| {
+        RemoteError::new(ENAME, format!("cannot bind {name:?} from shared memory: {e}; nothing was bound"))
+    })?;
+    let mut shape = meta.shape.clone();
+    shape[0] = rows[0];
+    kernel.bind_mapped(name, meta.dtype, &shape, mapping)
+}
+
+/// A member's part in a gather into a memfd (see [`gather`]).
+pub struct GatherInto<'a> {
+    /// The variable's name (names the memfd).
+    pub name: &'a str,
+    /// This member's bytes.
+    pub bytes: &'a [u8],
+    /// Every member's bytes, in group order.
+    pub byte_counts: &'a [usize],
+    /// Their sum.
+    pub total: usize,
+}
+
+/// The largest piece one MPI Gatherv moves into the memfd (its counts are C ints).
+const MAX_PIECE: usize = 1 << 30;
+
+/// Gathers every member's bytes into a memfd the root makes (MPI Gatherv straight into its
+/// mapping, in pieces of at most [`MAX_PIECE`]), then seals it. `None` when the root has no
+/// memfd (this system has none, or no memory for it): every member learns so first, and
+/// they all take the ordinary path. Otherwise the root gets the reply's descriptor and the
+/// others `None`.
+///
+/// # Errors
+/// A [`SharedMemoryError`](ENAME) when the root cannot seal the memfd.
+pub fn gather(comm: &SimpleCommunicator, into: GatherInto<'_>) -> Result<Option<Option<Fds>>, MpxError> {
+    let GatherInto { name, bytes, byte_counts, total } = into;
+    let root = comm.rank() == 0;
+    let mut writer = if root {
+        MemfdWriter::create(name, total)
+            .map_err(|e| tracing::info!("gathering {name:?} into a memfd: {e}; it takes the TCP path"))
+            .ok()
+    } else {
+        None
+    };
+    let mut has = [u8::from(writer.is_some())];
+    comm.process_at_rank(0).broadcast_into(&mut has[..]);
+    if has[0] == 0 {
+        return Ok(None);
+    }
+    let starts: Vec<usize> =
+        byte_counts.iter().scan(0, |acc, &n| Some(std::mem::replace(acc, *acc + n))).collect();
+    let me = comm.rank() as usize;
+    let mut spare = [0u8; 1];
+    for pos in (0..total).step_by(MAX_PIECE) {
+        let len = MAX_PIECE.min(total - pos);
+        let (counts, displs, at) = piece_split(&starts, byte_counts, pos, len, me);
+        let send = send_buf(&bytes[at..at + counts[me] as usize]);
+        match writer.as_mut() {
+            Some(w) => {
+                let region = recv_buf(&mut w.bytes()[pos..pos + len], &mut spare);
+                let mut recv = PartitionMut::new(region, &counts[..], &displs[..]);
+                comm.process_at_rank(0).gather_varcount_into_root(send, &mut recv);
+            }
+            None => comm.process_at_rank(0).gather_varcount_into(send),
+        }
+    }
+    let Some(w) = writer else { return Ok(Some(None)) };
+    let sealed = w.seal().map_err(|e| {
+        MpxError::Cell(RemoteError::new(ENAME, format!("cannot gather {name:?} into shared memory: {e}")))
+    })?;
+    Ok(Some(Some(Fds(vec![sealed.shared_fd()]))))
 }
 
 /// Binds `name` to the array in the pushed memfd: checked, mapped as `how` says and bound

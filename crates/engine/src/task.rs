@@ -75,7 +75,7 @@ pub fn run_task(
             // (A same-host push has no collective: nothing to take part in.)
             let collective = match &task {
                 Task::Push { array, shared, .. } => array.fd.is_none() && !shared,
-                Task::Scatter { .. } => true,
+                Task::Scatter { array, .. } => array.fd.is_none(),
                 _ => false,
             };
             if collective {
@@ -140,16 +140,25 @@ pub fn run_task(
                 reply.extend(bytes);
             })
         }
-        Task::Scatter { name, array, group, rows } => {
+        // Same host: this engine's rows of the frame's memfd, mapped (no MPI).
+        Task::Scatter { name, array, group, rows, first_row } if array.fd.is_some() => {
+            shm::scatter(kernel, &name, &array, (&group, &rows, first_row), &io.fds).map_err(MpxError::Cell)
+        }
+        Task::Scatter { name, array, group, rows, .. } => {
             let mut source = io.source(array.buffer);
             data::scatter(groups, kernel, &name, &array, &group, &rows, &mut source)
         }
-        Task::Gather { name, group } => {
-            data::gather(groups, kernel, engine, &name, &group, &io.sink).map(|whole| {
-                if let Some((meta, bytes)) = whole {
+        Task::Gather { name, group, shm } => {
+            data::gather(groups, kernel, engine, &name, &group, shm, &io.sink).map(|whole| match whole {
+                Some(data::Gathered::Bytes(meta, bytes)) => {
                     out.array = Some(meta);
                     reply.extend(bytes);
                 }
+                Some(data::Gathered::Memfd(meta, memfd)) => {
+                    out.array = Some(meta);
+                    fds = memfd;
+                }
+                None => {}
             })
         }
     };

@@ -123,7 +123,8 @@ pub enum Request {
         shm: bool,
     },
     /// Split an array along axis 0 over the targets (as evenly as possible, the first ones
-    /// getting one row more).
+    /// getting one row more). From a client on the controller's host to engines there, the
+    /// array may come in a memfd (`array.fd`): each target then maps its own rows of it.
     Scatter {
         /// Variable name.
         name: String,
@@ -135,6 +136,10 @@ pub enum Request {
     Gather {
         /// Variable name.
         name: String,
+        /// The client is on the controller's host: the lowest target, when there too, gathers
+        /// into a memfd and replies with it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shm: bool,
     },
     /// Call a native or cell-defined function with arguments on each target.
     Apply {
@@ -209,7 +214,9 @@ pub enum Task {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         shm: bool,
     },
-    /// Split an array along axis 0 over the group (MPI Scatterv from the root).
+    /// Split an array along axis 0 over the group (MPI Scatterv from the root). When the
+    /// array is in the frame's memfd (`array.fd`, same host), the group is this engine alone,
+    /// `rows` its own rows and `first_row` where they start: it maps them, no MPI.
     Scatter {
         /// Variable name.
         name: String,
@@ -219,6 +226,9 @@ pub enum Task {
         group: Vec<Rank>,
         /// Rows for each rank of the group, in group order.
         rows: Vec<usize>,
+        /// The first of this engine's rows in a memfd array (0 otherwise).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        first_row: usize,
     },
     /// Concatenate `name` along axis 0 over the group (MPI Gatherv to the root, which replies
     /// with the whole array).
@@ -227,6 +237,10 @@ pub enum Task {
         name: String,
         /// Ranks taking part.
         group: Vec<Rank>,
+        /// The root gathers into a sealed memfd and replies with it (it and the client share
+        /// a host).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shm: bool,
     },
     /// As [`Request::Apply`], on this engine.
     Apply {

@@ -152,6 +152,17 @@ fn every_message_kind_round_trips_as_json() {
                 array: ArrayMeta { dtype: Dtype::Bool, shape: vec![4, 0, 2], buffer: 0, fd: None },
                 group: vec![Rank(0), Rank(2)],
                 rows: vec![2, 2],
+                first_row: 0,
+            },
+        }),
+        ControllerToEngine::TaskRequest(TaskRequest {
+            task_id: 8,
+            task: Task::Scatter {
+                name: "a".into(),
+                array: ArrayMeta { dtype: Dtype::F64, shape: vec![9, 3], buffer: 0, fd: Some(0) },
+                group: vec![Rank(3)],
+                rows: vec![2],
+                first_row: 7,
             },
         }),
         ControllerToEngine::TaskRequest(TaskRequest {

@@ -61,7 +61,7 @@ pub fn item_of(request: &Request, source: Option<DataSource>) -> HistoryItem {
             source: source(),
         },
         Request::Pull { name, .. } => HistoryItem::Pull { name: name.clone() },
-        Request::Gather { name } => HistoryItem::Gather { name: name.clone() },
+        Request::Gather { name, .. } => HistoryItem::Gather { name: name.clone() },
         Request::Apply { function, .. } => HistoryItem::Apply { function: function.clone() },
     }
 }

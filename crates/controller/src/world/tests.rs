@@ -196,7 +196,7 @@ fn a_request_across_sets_runs_on_every_engine_and_results_go_back() {
         internal: false,
         req_id: 6,
         targets: Targets::All,
-        request: Request::Gather { name: "a".into() },
+        request: Request::Gather { name: "a".into(), shm: false },
     };
     let out = w.handle(Event::Submit { client: CLIENT, req, buffers: vec![], fds: Fds::default() });
     assert!(matches!(&out[..], [Command::ToClient { frame, .. }]
