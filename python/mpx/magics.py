@@ -48,10 +48,12 @@ if TYPE_CHECKING:
 #: Seconds a blocking %px waits silently before it shows a progress line.
 PROGRESS_AFTER = 2.0
 #: Seconds after which an engine that is done is shown while others still run (before, a
-#: quick cell is shown whole, in engine order).
+#: quick cell is shown whole, in engine order). Counted from the first engine's answer, not
+#: from the submission: a quick cell that waited behind other work is still quick.
 EARLY_AFTER = 1.0
 #: Seconds a streaming %px holds the engines' output at first (a quick cell is shown whole, in
 #: engine order), as the mpx command does; then it shows what arrived every :data:`TICK`.
+#: Counted from the first output or answer of an engine, as :data:`EARLY_AFTER`.
 STREAM_AFTER = 0.5
 #: Seconds between two looks of %px at its request (output, engines done, stuck ranks).
 TICK = 0.1
@@ -233,6 +235,9 @@ class ParallelMagics(Magics):
         progress after :data:`PROGRESS_AFTER`; then the rest, and raises the engines' errors
         (those shown already by their headline only)."""
         start = time.monotonic()
+        # When the first engine printed or answered: the cell is running (it may have waited
+        # behind other clients' work before), and the hold of a quick cell starts there.
+        first: Optional[float] = None
         shown: list[int] = []
         told: set[str] = set()
         line = ProgressLine()
@@ -250,13 +255,17 @@ class ParallelMagics(Magics):
                     finished = ar.wait(0)
                 if finished:
                     break
-                elapsed = time.monotonic() - start
-                if stream and elapsed < STREAM_AFTER:
-                    continue
+                now = time.monotonic()
+                elapsed = now - start
                 done = ar.ready_engines()
-                fresh = [e for e in done if e not in shown]
-                texts = [] if live is None else live.lines(ar._output_so_far(), set(done))
-                if fresh and (stream or elapsed >= EARLY_AFTER):
+                if first is None and (done or (live is not None and ar._output_so_far())):
+                    first = now
+                held = 0.0 if first is None else now - first
+                # A quick cell's output is held, to be shown whole in engine order at the end.
+                holding = held < (STREAM_AFTER if stream else EARLY_AFTER)
+                fresh = [] if holding else [e for e in done if e not in shown]
+                texts = [] if live is None or holding else live.lines(ar._output_so_far(), set(done))
+                if fresh:
                     results = [r for r in ar.results if r["engine_id"] in fresh]
                     texts += _display.render(_display.without_output(results) if stream else results, group)
                     shown += fresh
