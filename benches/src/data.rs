@@ -184,14 +184,15 @@ fn rss_of(pid: u32) -> Result<u64> {
     Ok(kb * 1024)
 }
 
-/// rss: the controller's resident memory while `bytes` of f64 are pushed to all engines (one
-/// push, sampled every millisecond by a second thread): its idle RSS before, the peak above idle
-/// during the push, and what is left above idle one second after. The engines' copy is dropped
-/// afterwards (`x = None`).
-pub fn push_memory(ctx: &mut Ctx, bytes: usize) -> Result<Measured> {
+/// rss: the controller's resident memory while `bytes` of f64 are pushed to all engines on
+/// `path` (one push, sampled every millisecond by a second thread): its idle RSS before, the
+/// peak above idle during the push, and what is left above idle one second after. The
+/// engines' copy is dropped afterwards (`x = None`).
+pub fn push_memory(ctx: &mut Ctx, bytes: usize, path: Path) -> Result<Measured> {
     let pid = ctx.controller_pid(KERNEL)?;
     let data = f64_array(bytes);
-    let view = ctx.client(KERNEL)?.view(Targets::All);
+    let Some(client) = client_on(ctx, path)? else { return Ok(Measured::Pending(SHM_OFF)) };
+    let view = client.view(Targets::All);
     let idle = rss_of(pid)?;
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {

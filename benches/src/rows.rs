@@ -236,17 +236,23 @@ pub fn rows() -> Vec<Row> {
         )
         .moving(BIG_BYTES),
     );
-    rows.push(Row::new(
-        format!("rss{}G", RSS_PUSH_BYTES / 1_000_000_000),
-        format!(
-            "the controller's peak RSS above idle during one push of {} GB of f64 to all engines",
-            RSS_PUSH_BYTES / 1_000_000_000
-        ),
-        "–",
-        |ctx| data::push_memory(ctx, RSS_PUSH_BYTES),
-        |_| None,
-        Goal::MemoryAtMost(64_000_000),
-    ));
+    for path in data::Path::ALL {
+        rows.push(Row::new(
+            path.row_name(&format!("rss{}G", RSS_PUSH_BYTES / 1_000_000_000)),
+            format!(
+                "the controller's peak RSS above idle during one push of {} GB of f64 to all engines ({})",
+                RSS_PUSH_BYTES / 1_000_000_000,
+                match path {
+                    data::Path::Tcp => "TCP path: the bytes stream through the controller",
+                    data::Path::SameHost => "same-host path: one memfd passed on",
+                }
+            ),
+            "–",
+            move |ctx| data::push_memory(ctx, RSS_PUSH_BYTES, path),
+            |_| None,
+            Goal::MemoryAtMost(64_000_000),
+        ));
+    }
     rows.extend(latency_rows(Kernel::Rhai));
     rows.extend(task_rows());
     rows.extend(recovery_rows());
