@@ -150,7 +150,7 @@ fn map_rows(
 }
 
 /// Binds `name` to this engine's rows of the scattered array in the frame's memfd (see
-/// [`map_rows`]): no copy, and a cell writing to them changes only this engine's pages.
+/// `map_rows`): no copy, and a cell writing to them changes only this engine's pages.
 /// Nothing is bound on error.
 ///
 /// # Errors
@@ -188,7 +188,7 @@ pub struct GatherInto<'a> {
 const MAX_PIECE: usize = 1 << 30;
 
 /// Gathers every member's bytes into a memfd the root makes (MPI Gatherv straight into its
-/// mapping, in pieces of at most [`MAX_PIECE`]), then seals it. `None` when the root has no
+/// mapping, in pieces of at most `MAX_PIECE`), then seals it. `None` when the root has no
 /// memfd (this system has none, or no memory for it): every member learns so first, and
 /// they all take the ordinary path. Otherwise the root gets the reply's descriptor and the
 /// others `None`.
