@@ -20,7 +20,7 @@ use std::{
 use futures::{SinkExt, StreamExt};
 use mpx_messages::{
     codec, unix_time, ControllerToEngine, EngineToController, Frame, FrameCodec, Key, Outcome, Rank,
-    RankInfo, RegisterRequest, RemoteError, Task, TaskReply, DEFAULT_MAX_FRAME,
+    RankInfo, RegisterRequest, RemoteError, SetId, Task, TaskReply, DEFAULT_MAX_FRAME,
 };
 use tokio::{
     net::TcpStream,
@@ -67,7 +67,7 @@ impl Engines {
         let mut first = 0;
         while first < n {
             let size = world_size.max(1).min(n - first);
-            let (set_tx, set_rx) = watch::channel(None::<u32>);
+            let (set_tx, set_rx) = watch::channel(None::<SetId>);
             let world: Vec<RankInfo> = (0..size as u32)
                 .map(|rank| RankInfo { rank: Rank(rank), pid: std::process::id(), hostname: SIM_HOST.into() })
                 .collect();
@@ -115,9 +115,9 @@ impl Engines {
 /// How an engine registers.
 enum Role {
     /// Rank 0: registers the whole world, then tells the others the engine set.
-    Root { world: Vec<RankInfo>, set: watch::Sender<Option<u32>> },
+    Root { world: Vec<RankInfo>, set: watch::Sender<Option<SetId>> },
     /// Another rank: waits for the set, then attaches.
-    Member { set: watch::Receiver<Option<u32>> },
+    Member { set: watch::Receiver<Option<SetId>> },
 }
 
 /// One simulated engine.

@@ -132,7 +132,7 @@ fn result_dict<'py>(py: Python<'py>, r: EngineResult) -> PyResult<Bound<'py, PyD
 fn stuck_dict<'py>(py: Python<'py>, s: &mpx_messages::Stuck) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("message", s.message())?;
-    d.set_item("set", s.set)?;
+    d.set_item("set", s.set.get())?;
     let blocked = s
         .blocked
         .iter()
@@ -201,7 +201,7 @@ impl AsyncResult {
     /// The request's controller-wide id once the controller accepted it (what `mpx wait ID`
     /// takes), else None.
     fn id(&self) -> Option<u64> {
-        self.inner.id()
+        self.inner.id().map(|t| t.get())
     }
 
     /// What the controller said so far of this request's ranks stuck in MPI calls, oldest

@@ -216,7 +216,7 @@ fn t50_each_kind_of_bad_peer_is_closed_and_logged_while_a_good_client_is_served(
         pid: 2,
         hostname: "nowhere".into(),
         world: vec![],
-        set: Some(0),
+        set: Some(mpx_messages::SetId(0)),
     };
     let bytes = dup.framed(&Frame::new(EngineToController::RegisterRequest(reg)));
     send(&mut dup.s, &bytes);

@@ -42,7 +42,13 @@ fn t55_a_payload_altered_after_signing_is_refused_by_the_engine_and_nothing_is_b
     let binding = Binding { origin: 99, index: 0 };
     let forged = Payload::with_mac(Bytes::from(altered), binding, key.payload_mac(binding, other.data()));
     let request = Request::Push { name: "x".into(), array: other.meta(0), shared: false };
-    let req = SubmitRequest { source: None, internal: false, req_id: 7, targets: Targets::All, request };
+    let req = SubmitRequest {
+        source: None,
+        internal: false,
+        req_id: mpx_messages::RequestId(7),
+        targets: Targets::All,
+        request,
+    };
     peer.send(&Frame::with_payloads(ClientToController::SubmitRequest(req), vec![forged]));
 
     // The controller forwards it (it checks headers only); every engine answers with an error,
@@ -52,7 +58,7 @@ fn t55_a_payload_altered_after_signing_is_refused_by_the_engine_and_nothing_is_b
         let frame = peer.recv::<ControllerToClient>().expect("a reply").expect("the connection stays open");
         match frame.header {
             ControllerToClient::SubmitReply(r) => assert_eq!(r.error, None, "{r:?}"),
-            ControllerToClient::EngineReply(r) if r.req_id == 7 => results.push(r),
+            ControllerToClient::EngineReply(r) if r.req_id == mpx_messages::RequestId(7) => results.push(r),
             _ => {}
         }
     }
@@ -80,7 +86,9 @@ fn results(peer: &mut Peer, req_id: u64, n: usize) -> Vec<EngineReply> {
         let frame = peer.recv::<ControllerToClient>().expect("a reply").expect("the connection stays open");
         match frame.header {
             ControllerToClient::SubmitReply(r) => assert_eq!(r.error, None, "{r:?}"),
-            ControllerToClient::EngineReply(r) if r.req_id == req_id => results.push(r),
+            ControllerToClient::EngineReply(r) if r.req_id == mpx_messages::RequestId(req_id) => {
+                results.push(r)
+            }
             _ => {}
         }
     }
@@ -106,7 +114,13 @@ fn t55_authentic_chunks_out_of_their_place_are_refused_by_the_engine_and_nothing
     ];
     for (req_id, (what, order)) in (10u64..).zip(cases) {
         let request = Request::Push { name: "x".into(), array: other.meta(0), shared: false };
-        let req = SubmitRequest { source: None, internal: false, req_id, targets: Targets::All, request };
+        let req = SubmitRequest {
+            source: None,
+            internal: false,
+            req_id: mpx_messages::RequestId(req_id),
+            targets: Targets::All,
+            request,
+        };
         peer.send(&Frame::new(ClientToController::SubmitRequest(req)));
         for (place, (origin, k)) in order.into_iter().enumerate() {
             let bytes = other.data().slice(k * step..(k + 1) * step);
@@ -128,7 +142,7 @@ fn t55_authentic_chunks_out_of_their_place_are_refused_by_the_engine_and_nothing
     peer.send(&Frame::new(ClientToController::SubmitRequest(SubmitRequest {
         source: None,
         internal: false,
-        req_id: 20,
+        req_id: mpx_messages::RequestId(20),
         targets: Targets::All,
         request,
     })));

@@ -120,7 +120,13 @@ impl Peer {
     /// A streamed push of `array`'s bytes as `name` (the request; chunks follow).
     fn push_request(&mut self, req_id: u64, name: &str, a: &RawArray) {
         let request = Request::Push { name: name.into(), array: a.meta(0), shared: false };
-        let req = SubmitRequest { source: None, internal: false, req_id, targets: Targets::All, request };
+        let req = SubmitRequest {
+            source: None,
+            internal: false,
+            req_id: mpx_messages::RequestId(req_id),
+            targets: Targets::All,
+            request,
+        };
         self.send(&Frame::new(ClientToController::SubmitRequest(req)));
     }
 
@@ -137,7 +143,9 @@ impl Peer {
                 self.0.recv::<ControllerToClient>().expect("a reply").expect("the connection stays open");
             match frame.header {
                 ControllerToClient::SubmitReply(r) => assert_eq!(r.error, None, "{r:?}"),
-                ControllerToClient::EngineReply(r) if r.req_id == req_id => results.push(r),
+                ControllerToClient::EngineReply(r) if r.req_id == mpx_messages::RequestId(req_id) => {
+                    results.push(r)
+                }
                 _ => {}
             }
         }

@@ -128,7 +128,13 @@ fn push_with(c: &Cluster, fd: Arc<std::os::fd::OwnedFd>, bytes: usize) -> Vec<St
     let (mut sealer, mut opener) = (session.sealer, session.opener);
     let array = ArrayMeta { dtype: Dtype::U8, shape: vec![bytes], buffer: 0, fd: Some(0) };
     let request = Request::Push { name: "bad".into(), array, shared: false };
-    let submit = SubmitRequest { req_id: 1, targets: Targets::All, request, source: None, internal: false };
+    let submit = SubmitRequest {
+        req_id: mpx_messages::RequestId(1),
+        targets: Targets::All,
+        request,
+        source: None,
+        internal: false,
+    };
     let frame = Frame::new(ClientToController::SubmitRequest(submit)).with_fds(Fds(vec![fd]));
     blocking::write_frame_unix(&sock, &mut sealer, &frame).unwrap();
     sock.flush().unwrap();

@@ -29,7 +29,7 @@ fn t75_two_engine_sets_run_psum_independently() {
     let client = c.client();
     let info = client.info(T).unwrap();
     let placed: Vec<(u32, u32, u32)> =
-        info.engines.iter().map(|e| (e.id.get(), e.set, e.rank.get())).collect();
+        info.engines.iter().map(|e| (e.id.get(), e.set.get(), e.rank.get())).collect();
     assert_eq!(placed, vec![(0, 0, 0), (1, 0, 1), (2, 1, 0), (3, 1, 1)]);
 
     let all = client.view(Targets::All);

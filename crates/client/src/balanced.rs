@@ -9,7 +9,7 @@
 use std::{collections::BTreeMap, ops::Range, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use mpx_messages::{BalancedRequest, BalancedTask, ClientToController, Frame, Request, Targets};
+use mpx_messages::{BalancedRequest, BalancedTask, ClientToController, Frame, Request, Targets, TaskId};
 
 pub use crate::reply::TaskResult;
 use crate::{client::Client, error::ClientError, state::Shared, view::ApplyArg};
@@ -46,7 +46,7 @@ impl Work {
 /// One load-balanced task in flight.
 #[derive(Debug, Clone)]
 pub struct TaskHandle {
-    id: u64,
+    id: TaskId,
     shared: Arc<Shared>,
     /// When it was sent (seconds since the Unix epoch).
     pub submitted: f64,
@@ -148,13 +148,13 @@ impl<'a> BalancedView<'a> {
             let mut buffers = Vec::new();
             let mut tasks = Vec::new();
             for w in work.by_ref().take(BATCH) {
-                let id = self.client.next_id();
+                let id = TaskId(self.client.next_id());
                 tasks.push(BalancedTask { id, task: w.into_task(&mut buffers) });
             }
             {
                 let mut state = self.client.shared.state.lock().expect("client state");
                 for t in &tasks {
-                    state.balanced.expect(t.id, group.unwrap_or(t.id));
+                    state.balanced.expect(t.id, group.unwrap_or(t.id.get()));
                 }
             }
             let submitted = mpx_messages::unix_time();
@@ -240,7 +240,7 @@ pub struct MapIter<'a, T, F> {
     opts: MapOptions,
     group: u64,
     /// Tasks sent and not yet yielded: id → (chunk index, items).
-    outstanding: BTreeMap<u64, (usize, Range<usize>)>,
+    outstanding: BTreeMap<TaskId, (usize, Range<usize>)>,
     /// Results that came ahead of their turn (ordered maps).
     by_index: BTreeMap<usize, MapItem>,
     next_yield: usize,

@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
-use mpx_messages::{Binding, Chunk, EngineId, MpxError, Outcome, RawArray};
+use mpx_messages::{Binding, Chunk, EngineId, MpxError, Outcome, RawArray, RequestId};
 
 /// The arrays streaming in, by (request, engine): each written into its final buffer, allocated
 /// once at its first chunk; or why it broke ([`MpxError::Authentication`] for a chunk refused or
 /// out of its place, [`MpxError::Stream`] for one that does not continue it).
 #[derive(Default)]
 pub(crate) struct Incoming {
-    streams: HashMap<(u64, EngineId), Result<Stream, MpxError>>,
+    streams: HashMap<(RequestId, EngineId), Result<Stream, MpxError>>,
 }
 
 /// One array streaming in: its bytes so far, and the binding its next chunk must carry (the
@@ -45,7 +45,7 @@ impl Incoming {
         (buffers, binding): (Vec<Bytes>, Option<Binding>),
         refused: Option<mpx_messages::Refused>,
     ) {
-        let key = (chunk.stream, engine);
+        let key = (RequestId(chunk.stream), engine);
         let entry = self.streams.entry(key).or_insert_with(|| Ok(Stream::default()));
         let Ok(stream) = entry else { return };
         let in_place = stream.in_place(binding);
@@ -80,7 +80,7 @@ impl Incoming {
     }
 
     /// The array of (request, engine), once its reply came.
-    pub(crate) fn take(&mut self, req: u64, engine: EngineId) -> Option<Result<Bytes, MpxError>> {
+    pub(crate) fn take(&mut self, req: RequestId, engine: EngineId) -> Option<Result<Bytes, MpxError>> {
         self.streams.remove(&(req, engine)).map(|s| s.map(|s| s.bytes.freeze()))
     }
 }
@@ -128,14 +128,14 @@ mod tests {
         add(&mut incoming, 0, 7, 0, b"ab");
         add(&mut incoming, 2, 7, 1, b"cd");
         add(&mut incoming, 4, 7, 2, b"ef");
-        assert_eq!(incoming.take(1, EngineId(0)), Some(Ok(Bytes::from_static(b"abcdef"))));
+        assert_eq!(incoming.take(RequestId(1), EngineId(0)), Some(Ok(Bytes::from_static(b"abcdef"))));
         // A chunk sent again, and one of another stream, each break their array.
         for (origin, index) in [(7, 1), (8, 2)] {
             let mut incoming = Incoming::default();
             add(&mut incoming, 0, 7, 0, b"ab");
             add(&mut incoming, 2, 7, 1, b"cd");
             add(&mut incoming, 4, origin, index, b"ef");
-            let got = incoming.take(1, EngineId(0)).expect("a stream");
+            let got = incoming.take(RequestId(1), EngineId(0)).expect("a stream");
             assert!(
                 matches!(&got, Err(MpxError::Authentication { reason }) if reason.contains("not the next chunk")),
                 "({origin}, {index}): {got:?}"
@@ -145,7 +145,7 @@ mod tests {
         let mut incoming = Incoming::default();
         add(&mut incoming, 0, 7, 0, b"ab");
         add(&mut incoming, 4, 7, 1, b"ef");
-        let got = incoming.take(1, EngineId(0)).expect("a stream");
+        let got = incoming.take(RequestId(1), EngineId(0)).expect("a stream");
         assert!(
             matches!(&got, Err(MpxError::Stream { reason }) if reason.contains("does not continue")),
             "{got:?}"

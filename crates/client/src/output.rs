@@ -136,7 +136,7 @@ impl Hold {
 /// the output back to the results.
 #[derive(Debug)]
 pub struct OutputStream {
-    pub(crate) req_id: u64,
+    pub(crate) req_id: mpx_messages::RequestId,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -145,7 +145,7 @@ impl OutputStream {
     /// order: the output of engines that have answered already (taken out of their results, so
     /// that all of it is in one place and a caller can show it in engine order), then what the
     /// others printed so far.
-    pub(crate) fn start(req_id: u64, shared: Arc<Shared>) -> OutputStream {
+    pub(crate) fn start(req_id: mpx_messages::RequestId, shared: Arc<Shared>) -> OutputStream {
         {
             let mut state = shared.state.lock().expect("client state");
             let mut queue = VecDeque::new();
@@ -206,7 +206,7 @@ mod tests {
 
     fn piece(engine: u32, text: &str) -> EngineOutput {
         EngineOutput {
-            req_id: 1,
+            req_id: mpx_messages::RequestId(1),
             engine_id: EngineId::from(engine),
             stream: StreamName::Stdout,
             text: text.into(),
@@ -237,13 +237,20 @@ mod tests {
                 received: 0.0,
             };
             request.results.insert(EngineId::from(2), result);
-            state.requests.insert(1, request);
-            let out = state.output.entry(1).or_default();
+            state.requests.insert(mpx_messages::RequestId(1), request);
+            let out = state.output.entry(mpx_messages::RequestId(1)).or_default();
             out.add(piece(3, "r 3\n"));
             out.add(piece(1, "r 1\n"));
         }
-        let stream = OutputStream::start(1, shared.clone());
-        shared.state.lock().unwrap().output.get_mut(&1).unwrap().add(piece(0, "r 0\n"));
+        let stream = OutputStream::start(mpx_messages::RequestId(1), shared.clone());
+        shared
+            .state
+            .lock()
+            .unwrap()
+            .output
+            .get_mut(&mpx_messages::RequestId(1))
+            .unwrap()
+            .add(piece(0, "r 0\n"));
         let mut live = LiveOutput::new(true, Default::default());
         for p in stream.next(Duration::ZERO) {
             live.add(p.engine_id, p.stream, &p.text);
@@ -254,7 +261,7 @@ mod tests {
         );
         // The result gave its output to the stream: shown once, in its place.
         let state = shared.state.lock().unwrap();
-        let result = &state.requests[&1].results[&EngineId::from(2)];
+        let result = &state.requests[&mpx_messages::RequestId(1)].results[&EngineId::from(2)];
         assert_eq!((result.outcome.stdout.as_str(), result.outcome.stderr.as_str()), ("", ""));
     }
 

@@ -127,7 +127,7 @@ mod tests {
 
     fn piece(engine: u32, text: &str) -> EngineOutput {
         EngineOutput {
-            req_id: 1,
+            req_id: mpx_messages::RequestId(1),
             engine_id: EngineId::from(engine),
             stream: StreamName::Stdout,
             text: text.into(),

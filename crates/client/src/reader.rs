@@ -10,7 +10,7 @@ use mpx_messages::{
         fds::{FdInbox, FdReader},
         Opener,
     },
-    CodecError, ControllerToClient, EngineOutput, MpxError, StreamName, DEFAULT_MAX_FRAME,
+    CodecError, ControllerToClient, EngineOutput, MpxError, StreamName, TaskId, DEFAULT_MAX_FRAME,
 };
 
 use crate::{
@@ -73,7 +73,7 @@ fn read_frames(
         }
         if let ControllerToClient::BalancedResults(results) = header {
             let received = mpx_messages::unix_time();
-            let results: Vec<(u64, TaskResult)> = results
+            let results: Vec<(TaskId, TaskResult)> = results
                 .into_iter()
                 .map(|mut r| {
                     let (array, returned) = match &refused {
@@ -133,7 +133,7 @@ fn read_frames(
             }
             ControllerToClient::SubmitReply(reply) => {
                 if let Some(req) = state.requests.get_mut(&reply.req_id) {
-                    req.id = (reply.id > 0).then_some(reply.id);
+                    req.id = reply.id;
                     match reply.error {
                         Some(e) => req.error = Some(e),
                         None => req.engines = Some(reply.engines),

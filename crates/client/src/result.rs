@@ -24,7 +24,7 @@ pub fn died(results: &[EngineResult]) -> Option<ClientError> {
 /// A request in flight: wait for it, poll it, get its per-engine results in engine order.
 #[derive(Debug, Clone)]
 pub struct AsyncResult {
-    pub(crate) req_id: u64,
+    pub(crate) req_id: mpx_messages::RequestId,
     pub(crate) shared: Arc<Shared>,
     /// When the request was sent (seconds since the Unix epoch).
     pub submitted: f64,
@@ -117,7 +117,7 @@ impl AsyncResult {
 
     /// The request's controller-wide id, once the controller accepted it: what `mpx wait ID`
     /// and [`Client::adopt`](crate::Client::adopt) take.
-    pub fn id(&self) -> Option<u64> {
+    pub fn id(&self) -> Option<mpx_messages::Ticket> {
         let state = self.shared.state.lock().expect("client state");
         state.requests.get(&self.req_id).and_then(|r| r.id)
     }

@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 use mpx_messages::{
-    Binding, Chunk, ClientToController, CodecError, Frame, Payload, Request, SubmitRequest, Targets,
+    Binding, Chunk, ClientToController, CodecError, Frame, Payload, Request, RequestId, SubmitRequest,
+    Targets, Ticket,
 };
 
 use crate::{client::Client, error::ClientError, result::AsyncResult, state::RequestState};
@@ -24,8 +25,8 @@ impl Client {
     ///
     /// # Errors
     /// A lost connection; the refusal (not kept) comes from [`AsyncResult::get`].
-    pub fn adopt(&self, id: u64) -> Result<AsyncResult, ClientError> {
-        let req_id = self.next_id();
+    pub fn adopt(&self, id: Ticket) -> Result<AsyncResult, ClientError> {
+        let req_id = RequestId(self.next_id());
         self.shared.state.lock().expect("client state").requests.insert(req_id, RequestState::default());
         let submitted = mpx_messages::unix_time();
         self.send_frame(&Frame::new(ClientToController::Adopt { req_id, id }))?;
@@ -79,7 +80,7 @@ impl Client {
     ) -> Result<AsyncResult, ClientError> {
         let (mut request, mut buffers) = (request, buffers);
         let fds = self.same_host_path(&targets, &mut request, &mut buffers)?;
-        let req_id = self.next_id();
+        let req_id = RequestId(self.next_id());
         self.shared.state.lock().expect("client state").requests.insert(req_id, RequestState::default());
         let submitted = mpx_messages::unix_time();
         if !fds.is_empty() {
@@ -122,7 +123,7 @@ impl Client {
                 array.slice(offset..total.min(offset + chunk)),
                 Binding { origin, index: index as u64 },
             );
-            let chunk = Chunk { stream: req_id, offset: offset as u64, total: total as u64 };
+            let chunk = Chunk { stream: req_id.get(), offset: offset as u64, total: total as u64 };
             send(&Frame::with_payloads(ClientToController::Chunk(chunk), vec![piece]))?;
         }
         Ok(AsyncResult { req_id, shared: self.shared.clone(), submitted })

@@ -4,7 +4,9 @@
 use std::{collections::HashMap, time::Duration};
 
 use actix::prelude::*;
-use mpx_messages::{Chunk, ClientToController, CodecError, ControllerToClient, Frame, Outbound, Payload};
+use mpx_messages::{
+    Chunk, ClientToController, CodecError, ControllerToClient, Frame, Outbound, Payload, RequestId,
+};
 use tracing::{debug, warn};
 
 use crate::{
@@ -33,7 +35,7 @@ pub struct ClientSession {
     /// Where frames are written.
     pub writer: ClientWriter,
     /// The client's arrays streaming to engines, by request id.
-    pub upstreams: HashMap<u64, Upstream>,
+    pub upstreams: HashMap<RequestId, Upstream>,
 }
 
 impl ClientSession {
@@ -151,15 +153,15 @@ impl ClientSession {
     /// until the engine's queue has room (back-pressure); a chunk that does not continue its
     /// stream aborts it, and a lost engine drops the rest (its tasks fail through the hub).
     fn forward_chunk(&mut self, chunk: Chunk, buffers: Vec<Payload>, ctx: &mut Context<Self>) {
-        let req_id = chunk.stream;
+        let req_id = RequestId(chunk.stream);
         let Some(up) = self.upstreams.get_mut(&req_id) else {
-            debug!(peer = %self.peer, req = req_id, "chunk of no streaming request dropped");
+            debug!(peer = %self.peer, req = %req_id, "chunk of no streaming request dropped");
             return;
         };
         let frame = match up.chunk_frame(chunk, buffers) {
             Ok(frame) => frame,
             Err(why) => {
-                warn!(peer = %self.peer, req = req_id, %why, "bad chunk; the stream is aborted");
+                warn!(peer = %self.peer, req = %req_id, %why, "bad chunk; the stream is aborted");
                 up.abort(format!("the client sent a bad chunk ({why}); nothing was bound"));
                 self.upstreams.remove(&req_id);
                 return;

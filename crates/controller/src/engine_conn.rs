@@ -8,7 +8,7 @@ use std::{
 
 use actix::prelude::*;
 use mpx_messages::{
-    Chunk, CodecError, ControllerToEngine, EngineId, EngineToController, Frame, Payload, TaskOutput,
+    Chunk, CodecError, ControllerToEngine, EngineId, EngineToController, Frame, Payload, TaskId, TaskOutput,
 };
 use tracing::{debug, warn};
 
@@ -44,7 +44,7 @@ pub struct EngineConn {
     /// Next ping's sequence number.
     pub seq: u64,
     /// Where the chunks of streamed replies go, by task id (asked of the hub at the first).
-    pub routes: HashMap<u64, Downstream>,
+    pub routes: HashMap<TaskId, Downstream>,
 }
 
 impl EngineConn {
@@ -149,7 +149,11 @@ impl StreamHandler<Result<Frame<EngineToController>, CodecError>> for EngineConn
 impl EngineConn {
     /// Where the streamed output and chunks of engine `id`'s task `task_id` go: the route cached
     /// at its first piece, or the hub's answer.
-    fn route_of(&self, id: EngineId, task_id: u64) -> impl std::future::Future<Output = Option<Downstream>> {
+    fn route_of(
+        &self,
+        id: EngineId,
+        task_id: TaskId,
+    ) -> impl std::future::Future<Output = Option<Downstream>> {
         let cached = self.routes.get(&task_id).cloned();
         let hub = self.hub.clone();
         async move {
@@ -196,7 +200,7 @@ impl EngineConn {
     /// waits until the client's queue has room (back-pressure); the chunks of a reply nobody
     /// waits for any more are dropped (its `TaskReply` follows them through the hub).
     fn forward_chunk(&mut self, id: EngineId, chunk: Chunk, buffers: Vec<Payload>, ctx: &mut Context<Self>) {
-        let task_id = chunk.stream;
+        let task_id = TaskId(chunk.stream);
         let route = self.route_of(id, task_id);
         let forward = async move {
             match route.await {

@@ -6,7 +6,7 @@
 
 use mpx_messages::{
     array::byte_len, Chunk, ControllerToClient, ControllerToEngine, EngineId, EngineOutput, Frame, Payload,
-    Request, TaskOutput,
+    Request, RequestId, TaskId, TaskOutput,
 };
 
 use thiserror::Error;
@@ -43,7 +43,7 @@ pub struct Upstream {
     /// The root engine's write queue.
     pub link: Link<ControllerToEngine>,
     /// The root's task.
-    pub task_id: u64,
+    pub task_id: TaskId,
     /// Bytes of the whole array.
     pub total: u64,
     /// Bytes forwarded so far (the next chunk's offset).
@@ -56,7 +56,7 @@ pub struct Downstream {
     /// The client's write queue.
     pub link: Link<ControllerToClient>,
     /// The client's request.
-    pub req_id: u64,
+    pub req_id: RequestId,
 }
 
 /// The byte count of a push or scatter whose frame came without buffers: its array streams in
@@ -99,7 +99,7 @@ impl Upstream {
             });
         }
         self.next += len;
-        let chunk = Chunk { stream: self.task_id, ..chunk };
+        let chunk = Chunk { stream: self.task_id.get(), ..chunk };
         Ok(Frame::with_payloads(ControllerToEngine::Chunk(chunk), vec![payload]))
     }
 
@@ -145,7 +145,7 @@ impl Downstream {
         chunk: Chunk,
         buffers: Vec<Payload>,
     ) -> Result<(), LinkClosed> {
-        let chunk = Chunk { stream: self.req_id, ..chunk };
+        let chunk = Chunk { stream: self.req_id.get(), ..chunk };
         self.link.send(Frame::with_payloads(ControllerToClient::Chunk { chunk, engine_id }, buffers)).await
     }
 }

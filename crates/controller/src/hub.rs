@@ -319,7 +319,7 @@ pub struct RouteOf {
     /// The engine.
     pub engine: EngineId,
     /// Its task.
-    pub task_id: u64,
+    pub task_id: mpx_messages::TaskId,
 }
 
 /// Handler for `RouteOf`.

@@ -36,6 +36,7 @@ use crate::{
     engine_conn::EngineConn,
     hub::{ClientJoined, EngineReady, Hub, Register},
     peer::Peer,
+    world::{ClientId, ConnId},
     writer::FrameWriter,
 };
 
@@ -218,7 +219,7 @@ async fn handshake<S: Connection>(
     match first.header {
         First::Engine(EngineToController::RegisterRequest(req)) => {
             let reader = framed.map_decoder(FrameCodec::retype::<EngineToController, ControllerToEngine>);
-            let conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+            let conn = ConnId(NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed));
             let hub2 = hub.clone();
             EngineConn::create(move |ctx| {
                 let writer = FrameWriter::start(write, outbox, sealer, config.max_frame, ctx);
@@ -273,7 +274,7 @@ async fn handshake<S: Connection>(
             let reader = framed.map_decoder(FrameCodec::retype::<ClientToController, ControllerToClient>);
             let first = Frame::with_payloads(msg, first.buffers).with_fds(first.fds);
             let stream = futures::stream::once(async move { Ok(first) }).chain(reader);
-            let client = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+            let client = ClientId(NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed));
             ClientSession::create(move |ctx| {
                 let writer = FrameWriter::start(write, outbox, sealer, config.max_frame, ctx);
                 let link = writer.link().expect("a new writer is open");

@@ -2,7 +2,7 @@
 //! gets, with which buffers. Collective kinds send the array bytes once, to the root (the
 //! lowest target), and the engines move them among themselves with MPI.
 
-use mpx_messages::{ArrayMeta, EngineId, Fds, MpxError, Payload, Rank, Request, Task};
+use mpx_messages::{ArrayMeta, EngineId, Fds, MpxError, Payload, Rank, Request, SetId, Task};
 
 /// One engine's share of a task.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,7 +23,7 @@ pub struct Place {
     /// Engine id.
     pub engine: EngineId,
     /// Engine set.
-    pub set: u32,
+    pub set: SetId,
     /// Rank in the set's world.
     pub rank: Rank,
     /// Connected through the controller's Unix socket (on the controller's host).
@@ -240,7 +240,9 @@ mod tests {
     use super::*;
 
     fn at(ids: &[u32]) -> Vec<Place> {
-        ids.iter().map(|&id| Place { engine: EngineId(id), set: 0, rank: Rank(id), local: false }).collect()
+        ids.iter()
+            .map(|&id| Place { engine: EngineId(id), set: SetId(0), rank: Rank(id), local: false })
+            .collect()
     }
 
     /// Places on the controller's host.
@@ -377,8 +379,12 @@ mod set_tests {
 
     #[test]
     fn collectives_stay_within_one_engine_set_and_use_its_ranks() {
-        let place =
-            |engine, set, rank| Place { engine: EngineId(engine), set, rank: Rank(rank), local: false };
+        let place = |engine, set, rank| Place {
+            engine: EngineId(engine),
+            set: SetId(set),
+            rank: Rank(rank),
+            local: false,
+        };
         let places = [place(2, 1, 0), place(3, 1, 1)];
         let request = Request::Gather { name: "a".into(), shm: false };
         let p = plan(request.clone(), &places, vec![], Fds::default()).unwrap();

@@ -14,7 +14,7 @@ use std::{
 use actix::prelude::*;
 use mpx_messages::{
     Chunk, CodecError, ControllerToEngine, EngineState, EngineToController, Fds, Frame, MpxError, Payload,
-    TaskReply,
+    PollId, SetId, TaskId, TaskReply,
 };
 use tracing::{error, info, warn};
 
@@ -29,12 +29,21 @@ use crate::{
 /// How long a status answer waits for the kernel's probe (which may wait for Python's GIL).
 pub const PROBE_WAIT: Duration = Duration::from_millis(300);
 
-/// The kernel's probe for a status request, answered.
+/// What a probe of the running cell is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeFor {
+    /// The status request of this poll.
+    Status(PollId),
+    /// The blocked report of this task.
+    Blocked(TaskId),
+}
+
+/// The kernel's probe for a status request or a blocked report, answered.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ProbeDone {
-    /// The status request.
-    pub req: u64,
+    /// What it was for.
+    pub req: ProbeFor,
     /// Where the cell is.
     pub detail: Option<String>,
 }
@@ -42,13 +51,13 @@ pub struct ProbeDone {
 /// A thread that runs the kernel's [`Probe`] (it may block on the GIL, which the control
 /// thread must never do) and sends the answer back as [`ProbeDone`].
 pub struct Prober {
-    requests: SyncSender<u64>,
+    requests: SyncSender<ProbeFor>,
 }
 
 impl Prober {
     /// Starts the thread.
     pub fn start(probe: Arc<dyn Probe>, control: Addr<Control>) -> Prober {
-        let (requests, rx) = mpsc::sync_channel::<u64>(1);
+        let (requests, rx) = mpsc::sync_channel::<ProbeFor>(1);
         let spawned = std::thread::Builder::new().name("mpx-probe".into()).spawn(move || {
             for req in rx {
                 control.do_send(ProbeDone { req, detail: probe.probe() });
@@ -61,7 +70,7 @@ impl Prober {
     }
 
     /// Asks for a probe; false when the thread is still busy with an earlier one.
-    fn ask(&self, req: u64) -> bool {
+    fn ask(&self, req: ProbeFor) -> bool {
         self.requests.try_send(req).is_ok()
     }
 }
@@ -71,7 +80,7 @@ pub enum Job {
     /// Run a task and send the reply to `reply_to`.
     Task {
         /// Controller's task id.
-        task_id: u64,
+        task_id: TaskId,
         /// The work (boxed: the job channel's items stay small).
         task: Box<mpx_messages::Task>,
         /// The request's buffers (array bytes), authenticated.
@@ -90,8 +99,8 @@ pub enum Job {
         /// Where the chunks of a streamed reply go.
         chunks_to: Recipient<ChunkOut>,
     },
-    /// Registered as this engine id, in this engine set.
-    Registered(mpx_messages::EngineId, u32),
+    /// Registered as this engine id, in this engine set (`None`: the controller named none).
+    Registered(mpx_messages::EngineId, Option<SetId>),
     /// Leave the job loop (with a reason when it is an error).
     Exit(Option<String>),
 }
@@ -121,29 +130,25 @@ pub struct Control {
     /// Looks inside the running cell for `mpx where` (Python kernel).
     pub prober: Option<Prober>,
     /// Status answers waiting for the probe.
-    pub pending_status: HashMap<u64, EngineState>,
+    pub pending_status: HashMap<PollId, EngineState>,
     /// When the controller was last heard from.
     pub last_heard: Instant,
     /// Frames to the controller.
     pub writer: Writer,
     /// The channels of the requests whose arrays stream in, by task id.
-    pub streams: HashMap<u64, StreamIn>,
+    pub streams: HashMap<TaskId, StreamIn>,
     /// Jobs to the MPI thread.
     pub jobs: Sender<Job>,
     /// Set once the controller accepted the registration.
     pub registered: bool,
     /// What the running task writes, sent from here.
     pub output: Arc<OutputBuffer>,
-    /// A blocked call's report, waiting for the probe's line (by probe request id).
-    pub blocked_waiting: Option<(u64, mpx_messages::Blocked)>,
+    /// A blocked call's report, waiting for the probe's line.
+    pub blocked_waiting: Option<mpx_messages::Blocked>,
 }
 
 /// How often the control thread looks at the board for a blocked or abandoned MPI call.
 pub const REPORT_EVERY: Duration = Duration::from_millis(25);
-
-/// The probe requests of blocked reports are numbered from here down (status requests count up
-/// from 1).
-const BLOCKED_PROBES: u64 = u64::MAX;
 
 impl Control {
     /// Tells the MPI thread to leave its job loop (and leaves anyway after [`EXIT_GRACE`]),
@@ -183,9 +188,10 @@ impl Control {
 impl Control {
     /// Answers a status request: the board's state, with the cell's line from the probe when
     /// a cell runs (waiting at most [`PROBE_WAIT`] for it).
-    fn status(&mut self, req: u64, ctx: &mut Context<Self>) {
+    fn status(&mut self, req: PollId, ctx: &mut Context<Self>) {
         let state = self.board.snapshot();
-        let asked = state.activity != "idle" && self.prober.as_ref().is_some_and(|p| p.ask(req));
+        let asked =
+            state.activity != "idle" && self.prober.as_ref().is_some_and(|p| p.ask(ProbeFor::Status(req)));
         if !asked {
             self.writer.write(Frame::new(EngineToController::Status { req, state }));
             return;
@@ -211,19 +217,19 @@ impl Control {
         }
         if let Some(task_id) = reports.unblocked {
             // A report still waiting for its line is dropped instead.
-            if self.blocked_waiting.take_if(|(_, b)| b.task_id == task_id).is_none() {
+            if self.blocked_waiting.take_if(|b| b.task_id == task_id).is_none() {
                 self.writer.write(Frame::new(EngineToController::Unblocked { task_id }));
             }
         }
         let Some(blocked) = reports.blocked else { return };
-        let req = BLOCKED_PROBES - blocked.task_id;
-        if !self.prober.as_ref().is_some_and(|p| p.ask(req)) {
+        let task = blocked.task_id;
+        if !self.prober.as_ref().is_some_and(|p| p.ask(ProbeFor::Blocked(task))) {
             self.writer.write(Frame::new(EngineToController::Blocked(blocked)));
             return;
         }
-        self.blocked_waiting = Some((req, blocked));
+        self.blocked_waiting = Some(blocked);
         ctx.run_later(PROBE_WAIT, move |act, _| {
-            if let Some((_, blocked)) = act.blocked_waiting.take_if(|(r, _)| *r == req) {
+            if let Some(blocked) = act.blocked_waiting.take_if(|b| b.task_id == task) {
                 act.writer.write(Frame::new(EngineToController::Blocked(blocked)));
             }
         });
@@ -235,14 +241,19 @@ impl Handler<ProbeDone> for Control {
     type Result = ();
 
     fn handle(&mut self, msg: ProbeDone, _: &mut Context<Self>) {
-        if let Some((_, mut blocked)) = self.blocked_waiting.take_if(|(r, _)| *r == msg.req) {
-            blocked.detail = msg.detail;
-            self.writer.write(Frame::new(EngineToController::Blocked(blocked)));
-            return;
-        }
-        if let Some(mut state) = self.pending_status.remove(&msg.req) {
-            state.detail = msg.detail;
-            self.writer.write(Frame::new(EngineToController::Status { req: msg.req, state }));
+        match msg.req {
+            ProbeFor::Blocked(task) => {
+                if let Some(mut blocked) = self.blocked_waiting.take_if(|b| b.task_id == task) {
+                    blocked.detail = msg.detail;
+                    self.writer.write(Frame::new(EngineToController::Blocked(blocked)));
+                }
+            }
+            ProbeFor::Status(req) => {
+                if let Some(mut state) = self.pending_status.remove(&req) {
+                    state.detail = msg.detail;
+                    self.writer.write(Frame::new(EngineToController::Status { req, state }));
+                }
+            }
         }
     }
 }
@@ -320,7 +331,8 @@ impl Control {
     /// Hands a chunk of a streamed request to the MPI thread (its MAC was checked by the codec;
     /// a refused one breaks the stream).
     fn chunk_in(&mut self, chunk: Chunk, mut buffers: Vec<Payload>, refused: Option<mpx_messages::Refused>) {
-        let Some(stream) = self.streams.get_mut(&chunk.stream) else {
+        let task = TaskId(chunk.stream);
+        let Some(stream) = self.streams.get_mut(&task) else {
             warn!(task = chunk.stream, "chunk of no streaming task dropped");
             return;
         };
@@ -351,7 +363,7 @@ impl Control {
         };
         let broken = item.is_err();
         if stream.tx.send(item).is_err() || broken {
-            self.streams.remove(&chunk.stream);
+            self.streams.remove(&task);
         }
     }
 }
@@ -372,7 +384,7 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                 (Some(id), _) => {
                     info!(engine = %id, cluster = %reply.cluster_id, "registered");
                     self.registered = true;
-                    let _ = self.jobs.send(Job::Registered(id, reply.set.unwrap_or(0)));
+                    let _ = self.jobs.send(Job::Registered(id, reply.set));
                     if reply.heartbeat_ms > 0 {
                         self.watch_heartbeats(Duration::from_millis(reply.heartbeat_ms), ctx);
                     }
@@ -387,7 +399,7 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                 // The codec verified every payload MAC (`Verify::All`); a refused payload leaves
                 // no buffers and says which one failed.
                 let refused = frame.refused.map(|r| {
-                    warn!(task = req.task_id, "refused a request: {r}");
+                    warn!(task = %req.task_id, "refused a request: {r}");
                     Box::new(MpxError::authentication(format!(
                         "refused this request: {r}; nothing was bound"
                     )))
@@ -435,7 +447,7 @@ impl StreamHandler<Result<Frame<ControllerToEngine>, CodecError>> for Control {
                 self.chunk_in(chunk, frame.buffers, frame.refused);
             }
             ControllerToEngine::StreamAbort { task_id, reason } => {
-                warn!(task = task_id, %reason, "stream aborted");
+                warn!(task = %task_id, %reason, "stream aborted");
                 if let Some(stream) = self.streams.remove(&task_id) {
                     let _ = stream.tx.send(Err(MpxError::stream(reason)));
                 }

@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use mpx_messages::{output::split_point, StreamName, TaskOutput, OUTPUT_CHUNK};
+use mpx_messages::{output::split_point, StreamName, TaskId, TaskOutput, OUTPUT_CHUNK};
 
 /// How often the control thread sends what a running cell wrote.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -29,7 +29,7 @@ type Waker = Box<dyn Fn() + Send + Sync>;
 #[derive(Default)]
 struct State {
     /// The task now running, whose output this is.
-    task: Option<u64>,
+    task: Option<TaskId>,
     /// Pieces of at most [`OUTPUT_CHUNK`] bytes, oldest first.
     pieces: VecDeque<TaskOutput>,
     /// Bytes of text in `pieces`.
@@ -52,7 +52,7 @@ impl OutputBuffer {
     }
 
     /// The task `task_id` starts: what is written from now on is its output.
-    pub fn begin(&self, task_id: u64) {
+    pub fn begin(&self, task_id: TaskId) {
         self.lock().task = Some(task_id);
     }
 
@@ -168,7 +168,7 @@ mod tests {
     fn appends_merge_into_pieces_of_one_task_and_stream() {
         let b = OutputBuffer::default();
         b.append(StreamName::Stdout, "before any task\n");
-        b.begin(7);
+        b.begin(TaskId(7));
         b.append(StreamName::Stdout, "a\n");
         b.append(StreamName::Stdout, "b\n");
         b.append(StreamName::Stderr, "oops\n");
@@ -176,7 +176,7 @@ mod tests {
         b.end();
         b.append(StreamName::Stdout, "after\n");
         let got: Vec<(u64, StreamName, String)> =
-            b.drain().into_iter().map(|p| (p.task_id, p.stream, p.text)).collect();
+            b.drain().into_iter().map(|p| (p.task_id.get(), p.stream, p.text)).collect();
         assert_eq!(
             got,
             vec![
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn big_writes_become_bounded_pieces_and_fill_the_buffer() {
         let b = OutputBuffer::default();
-        b.begin(1);
+        b.begin(TaskId(1));
         b.append(StreamName::Stdout, "x");
         let big = "y".repeat(3 * OUTPUT_CHUNK + 5);
         b.append(StreamName::Stdout, &big);
@@ -211,7 +211,7 @@ mod tests {
     #[test]
     fn a_waiting_writer_wakes_when_drained_or_closed() {
         let b = std::sync::Arc::new(OutputBuffer::default());
-        b.begin(1);
+        b.begin(TaskId(1));
         b.append(StreamName::Stdout, &"z".repeat(BUFFER_LIMIT));
         let b2 = b.clone();
         let t = std::thread::spawn(move || b2.wait_room(Duration::from_secs(10)));

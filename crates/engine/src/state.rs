@@ -15,13 +15,13 @@ use std::{
     time::Instant,
 };
 
-use mpx_messages::{Abandoned, Blocked, EngineState, Rank};
+use mpx_messages::{Abandoned, Blocked, EngineState, Rank, TaskId};
 
 #[derive(Debug, Clone)]
 struct Now {
     activity: &'static str,
     cell: Option<u64>,
-    task: Option<u64>,
+    task: Option<TaskId>,
     call: Option<&'static str>,
     comm: Option<String>,
     since: Instant,
@@ -30,7 +30,7 @@ struct Now {
     /// Whether that blocked call was reported.
     reported: bool,
     /// A reported call that returned, by task, not yet taken back.
-    unblocked: Option<u64>,
+    unblocked: Option<TaskId>,
     /// A call the cell left half way, not yet reported.
     abandoned: Option<Abandoned>,
 }
@@ -74,7 +74,7 @@ pub struct Reports {
     /// A call the cell left half way.
     pub abandoned: Option<Abandoned>,
     /// The task of a reported call that returned.
-    pub unblocked: Option<u64>,
+    pub unblocked: Option<TaskId>,
 }
 
 impl Board {
@@ -89,7 +89,7 @@ impl Board {
     }
 
     /// The MPI thread starts task `task` (`cell` = the execution count it will have).
-    pub fn running(&self, cell: u64, task: u64) {
+    pub fn running(&self, cell: u64, task: TaskId) {
         self.0.interrupt.store(false, Ordering::SeqCst);
         self.set(|n| {
             n.activity = "running";

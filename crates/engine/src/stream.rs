@@ -24,7 +24,7 @@ use actix::Recipient;
 use bytes::Bytes;
 use mpi::{topology::SimpleCommunicator, traits::*, Count};
 pub use mpx_messages::array::chunk_bytes;
-use mpx_messages::{Binding, Chunk, Dtype, Key, MpxError, Payload, RemoteError};
+use mpx_messages::{Binding, Chunk, Dtype, Key, MpxError, Payload, RemoteError, TaskId};
 
 use crate::control::ChunkOut;
 
@@ -116,7 +116,7 @@ impl StreamIn {
 /// Where the chunks of a streamed reply go: the control thread, for task `task_id`.
 pub struct Sink {
     /// The task replied to.
-    pub task_id: u64,
+    pub task_id: TaskId,
     /// The control actor.
     pub to: Recipient<ChunkOut>,
     /// The cluster's key: chunks are MACed here, on the MPI thread, while the control thread
@@ -130,16 +130,16 @@ pub struct Sink {
 
 impl Sink {
     /// The sink of task `task_id`'s reply, with a fresh origin.
-    pub fn new(task_id: u64, to: Recipient<ChunkOut>, key: Arc<Key>) -> Sink {
+    pub fn new(task_id: TaskId, to: Recipient<ChunkOut>, key: Arc<Key>) -> Sink {
         // Without OS randomness (never seen on Linux), the task id still tells streams apart.
-        let origin = Binding::fresh_origin().unwrap_or(task_id);
+        let origin = Binding::fresh_origin().unwrap_or(task_id.get());
         Sink { task_id, to, key, origin, next: Cell::new(0) }
     }
 
     /// Sends `bytes` as the next chunk, at `offset` of `total`, bound to the stream's origin and
     /// the chunk's number and MACed here (the control thread's writer only writes it).
     pub fn send(&self, offset: usize, total: usize, bytes: Bytes) {
-        let chunk = Chunk { stream: self.task_id, offset: offset as u64, total: total as u64 };
+        let chunk = Chunk { stream: self.task_id.get(), offset: offset as u64, total: total as u64 };
         let index = self.next.replace(self.next.get() + 1);
         let binding = Binding { origin: self.origin, index };
         let mac = self.key.payload_mac(binding, &bytes);

@@ -15,7 +15,7 @@ use mpx_messages::codec::{
 };
 use mpx_messages::{
     codec, ConnectionInfo, ControllerToEngine, EngineId, EngineToController, Frame, FrameCodec, Key, Rank,
-    RankInfo, RegisterRequest, Session, StreamName, TaskReply, Verify, DEFAULT_MAX_FRAME,
+    RankInfo, RegisterRequest, Session, SetId, StreamName, TaskReply, Verify, DEFAULT_MAX_FRAME,
 };
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -199,7 +199,7 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
         .map(|d| serde_json::from_slice::<RankInfo>(d))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| EngineError::Controller(format!("bad details from a rank: {e}")))?;
-    let register = |set: Option<u32>, world: Vec<RankInfo>| RegisterRequest {
+    let register = |set: Option<SetId>, world: Vec<RankInfo>| RegisterRequest {
         rank: Rank(rank),
         size,
         pid: me.pid,
@@ -222,21 +222,22 @@ pub fn main_with(opts: EngineOptions, registry: Registry) -> Result<(), EngineEr
     let (control_thread, registered) = if rank == 0 {
         let thread = control.spawn(register(None, world_info))?;
         let registered = wait_registered(&jobs);
-        let mut set = [registered.as_ref().map_or(-1, |(_, set)| i64::from(*set))];
+        // `[1, set]`, or `[0, 0]` when the world was not registered.
+        let mut set = registered.as_ref().map_or([0u32, 0], |(_, set)| [1, set.get()]);
         comm.comm().process_at_rank(0).broadcast_into(&mut set[..]);
         (thread, registered)
     } else {
-        let mut set = [-1i64];
+        let mut set = [0u32; 2];
         comm.comm().process_at_rank(0).broadcast_into(&mut set[..]);
-        if set[0] < 0 {
+        if set[0] == 0 {
             return Err(EngineError::Controller("rank 0 could not register this world".into()));
         }
-        let thread = control.spawn(register(Some(set[0] as u32), Vec::new()))?;
+        let thread = control.spawn(register(Some(SetId(set[1])), Vec::new()))?;
         (thread, wait_registered(&jobs))
     };
     let (id, set) = registered?;
     crate::log::attach(&opts.connection_file, id.get());
-    info!(engine = %id, set, rank, kernel = %opts.kernel, ?blas_threads, "registered");
+    info!(engine = %id, %set, rank, kernel = %opts.kernel, ?blas_threads, "registered");
     drop(comm);
 
     let mut result = Ok(());
@@ -305,9 +306,12 @@ impl ControlStart {
 }
 
 /// Waits for the controller's answer to the registration: (engine id, engine set).
-fn wait_registered(jobs: &mpsc::Receiver<Job>) -> Result<(EngineId, u32), EngineError> {
+fn wait_registered(jobs: &mpsc::Receiver<Job>) -> Result<(EngineId, SetId), EngineError> {
     match jobs.recv() {
-        Ok(Job::Registered(id, set)) => Ok((id, set)),
+        Ok(Job::Registered(id, Some(set))) => Ok((id, set)),
+        Ok(Job::Registered(_, None)) => Err(EngineError::Controller(
+            "the controller accepted the registration without an engine set".into(),
+        )),
         Ok(Job::Exit(why)) => {
             Err(EngineError::Controller(why.unwrap_or_else(|| "registration failed".into())))
         }

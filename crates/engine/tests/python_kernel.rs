@@ -21,7 +21,7 @@ fn python_kernel() {
     std::env::set_var("MPI4PY_RC_INITIALIZE", "false");
     let output = Arc::new(OutputBuffer::default());
     let mut k = PythonKernel::new(0, 1, &[], output.clone()).expect("python starts");
-    output.begin(1);
+    output.begin(mpx_messages::TaskId(1));
 
     // Statements run, a trailing expression is the value, `_` holds it, print goes to the
     // output buffer as it is written (the cell's result carries none).

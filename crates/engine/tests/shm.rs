@@ -149,7 +149,7 @@ fn python_binds_a_pushed_memfd_in_place_and_pulls_into_one() {
     std::env::set_var("MPI4PY_RC_INITIALIZE", "false");
     let output = Arc::new(OutputBuffer::default());
     let mut k = PythonKernel::new(0, 1, &[], output.clone()).expect("python starts");
-    output.begin(1);
+    output.begin(mpx_messages::TaskId(1));
     let value = |k: &mut PythonKernel, code: &str| {
         let out = k.execute(code, None);
         assert!(out.error.is_none(), "{code}: {:?}", out.error);

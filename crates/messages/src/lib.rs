@@ -4,7 +4,8 @@
 //! - [`wire`]: the messages of each channel (engine ⇄ controller, client ⇄ controller), and
 //!   which name a request and its result have on each hop.
 //! - [`work`]: the work: a client's [`Request`], an engine's [`Task`].
-//! - [`ids`]: [`EngineId`] and [`Rank`], never mixed; [`Targets`].
+//! - [`ids`]: [`EngineId`] and [`Rank`], never mixed; [`Targets`]; the numbered ids
+//!   ([`SetId`], [`RequestId`], [`TaskId`], [`Ticket`], [`PollId`]), plain numbers on the wire.
 //! - [`error`]: [`MpxError`], errors that cross the wire intact; [`RemoteError`], a cell's.
 //! - [`output`]: output while it happens (stdout/stderr pieces of running tasks).
 //! - [`tasks`]: the messages of load-balanced tasks (client ⇄ controller).

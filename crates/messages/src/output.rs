@@ -43,7 +43,7 @@ impl std::fmt::Display for StreamName {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskOutput {
     /// The task that wrote it.
-    pub task_id: u64,
+    pub task_id: crate::ids::TaskId,
     /// The stream.
     pub stream: StreamName,
     /// The text (at most [`OUTPUT_CHUNK`] bytes).
@@ -55,7 +55,7 @@ pub struct TaskOutput {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineOutput {
     /// The client's request.
-    pub req_id: u64,
+    pub req_id: crate::ids::RequestId,
     /// The engine that wrote it.
     pub engine_id: EngineId,
     /// The stream.
@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn stream_names_are_lowercase_on_the_wire() {
-        let out = TaskOutput { task_id: 3, stream: StreamName::Stderr, text: "x".into() };
+        let out = TaskOutput { task_id: crate::ids::TaskId(3), stream: StreamName::Stderr, text: "x".into() };
         let json = serde_json::to_string(&out).unwrap();
         assert_eq!(json, r#"{"task_id":3,"stream":"stderr","text":"x"}"#);
         assert_eq!(serde_json::from_str::<TaskOutput>(&json).unwrap(), out);

@@ -8,13 +8,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{EngineId, Rank};
+use crate::ids::{EngineId, Rank, RequestId, SetId, TaskId};
 
 /// An engine's cell has been inside one MPI call for longer than [`BLOCKED_AFTER_MS`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Blocked {
     /// The task whose cell it is.
-    pub task_id: u64,
+    pub task_id: TaskId,
     /// The MPI call, e.g. `Barrier`.
     pub call: String,
     /// Its communicator's name, e.g. `COMM_WORLD`.
@@ -36,7 +36,7 @@ pub const BLOCKED_AFTER_MS: u64 = 1000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Abandoned {
     /// The task whose cell it was.
-    pub task_id: u64,
+    pub task_id: TaskId,
     /// The MPI call left, e.g. `Barrier`.
     pub call: String,
     /// Its communicator.
@@ -74,9 +74,9 @@ pub struct LeftRank {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stuck {
     /// The client's request.
-    pub req_id: u64,
+    pub req_id: RequestId,
     /// The engine set (MPI world) of the ranks.
-    pub set: u32,
+    pub set: SetId,
     /// The ranks blocked.
     pub blocked: Vec<BlockedRank>,
     /// The ranks they wait for, which left the cell (empty: the blocked ranks sit in calls that
@@ -111,7 +111,7 @@ impl Stuck {
                 format!("{} {verb} blocked in {call} on {comm}{at}", ranks_text(ranks))
             })
             .collect();
-        let set = if self.set > 0 { format!(" of engine set {}", self.set) } else { String::new() };
+        let set = if self.set != SetId(0) { format!(" of engine set {}", self.set) } else { String::new() };
         let mut text = parts.join(" and ");
         if self.left.is_empty() {
             text.push_str(&format!("{set}: their calls do not match"));
@@ -178,8 +178,8 @@ mod tests {
     #[test]
     fn names_the_blocked_and_the_ranks_they_wait_for() {
         let stuck = Stuck {
-            req_id: 1,
-            set: 0,
+            req_id: RequestId(1),
+            set: SetId(0),
             blocked: vec![blocked(3, "Barrier"), blocked(1, "Barrier"), blocked(2, "Barrier")],
             left: vec![LeftRank {
                 engine_id: EngineId(0),
@@ -197,8 +197,8 @@ mod tests {
     #[test]
     fn calls_that_do_not_match() {
         let stuck = Stuck {
-            req_id: 1,
-            set: 1,
+            req_id: RequestId(1),
+            set: SetId(1),
             blocked: vec![blocked(0, "Allreduce"), blocked(1, "Barrier"), blocked(2, "Barrier")],
             left: vec![],
         };
@@ -213,8 +213,8 @@ mod tests {
     #[test]
     fn several_ranks_left_differently() {
         let stuck = Stuck {
-            req_id: 1,
-            set: 0,
+            req_id: RequestId(1),
+            set: SetId(0),
             blocked: vec![blocked(1, "Recv")],
             left: vec![
                 LeftRank { engine_id: EngineId(0), rank: Rank(0), error: None },

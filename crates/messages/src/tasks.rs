@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{EngineId, MpxError, Outcome, Request, Targets};
+use crate::wire::{EngineId, MpxError, Outcome, Request, Targets, TaskId};
 
 /// One task of a [`BalancedRequest`].
 ///
@@ -25,7 +25,7 @@ use crate::wire::{EngineId, MpxError, Outcome, Request, Targets};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BalancedTask {
     /// Client-chosen id, unique on the client's connection; its result carries it.
-    pub id: u64,
+    pub id: TaskId,
     /// The work.
     pub task: Request,
 }
@@ -49,7 +49,7 @@ pub struct BalancedRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BalancedResult {
     /// The task's id, as the client gave it.
-    pub id: u64,
+    pub id: TaskId,
     /// The engine that ran it (its last attempt), or `None` when it never ran (refused, no
     /// engine left).
     pub engine_id: Option<EngineId>,
@@ -63,7 +63,7 @@ pub struct BalancedResult {
 
 impl BalancedResult {
     /// A result for a task that failed in the controller.
-    pub fn failed(id: u64, engine_id: Option<EngineId>, error: MpxError, attempts: u32) -> Self {
+    pub fn failed(id: TaskId, engine_id: Option<EngineId>, error: MpxError, attempts: u32) -> Self {
         BalancedResult {
             id,
             engine_id,
@@ -89,9 +89,9 @@ mod tests {
             targets: Targets::ids([1, 2]),
             retries: 1,
             tasks: vec![
-                BalancedTask { id: 7, task: Request::Execute { code: "1 + 1".into() } },
+                BalancedTask { id: TaskId(7), task: Request::Execute { code: "1 + 1".into() } },
                 BalancedTask {
-                    id: 8,
+                    id: TaskId(8),
                     task: Request::Apply { function: "f".into(), args: vec![Arg::Int(3)] },
                 },
             ],
@@ -99,7 +99,7 @@ mod tests {
         let text = serde_json::to_string(&req).unwrap();
         assert_eq!(serde_json::from_str::<ClientToController>(&text).unwrap(), req);
         let res = ControllerToClient::BalancedResults(vec![BalancedResult::failed(
-            7,
+            TaskId(7),
             Some(EngineId(2)),
             MpxError::EngineDied { engine: EngineId(2), rank: crate::Rank(2), cause: "killed".into() },
             2,

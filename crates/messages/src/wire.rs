@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::dtype::Dtype;
 pub use crate::{
     error::{MpxError, RemoteError},
-    ids::{EngineId, Rank, Targets},
+    ids::{EngineId, PollId, Rank, RequestId, SetId, Targets, TaskId, Ticket},
     work::{Arg, ArrayMeta, Chunk, Request, Returned, ReturnedArray, Task},
 };
 
@@ -90,7 +90,7 @@ pub struct RegisterRequest {
     /// From rank 0: every rank of the world.
     pub world: Vec<RankInfo>,
     /// From the other ranks: the engine set their world was given.
-    pub set: Option<u32>,
+    pub set: Option<SetId>,
 }
 
 /// The controller's answer to a registration.
@@ -106,14 +106,14 @@ pub struct RegisterReply {
     /// ping for 3 periods considers the controller gone and exits.
     pub heartbeat_ms: u64,
     /// The engine set of the world (to rank 0).
-    pub set: Option<u32>,
+    pub set: Option<SetId>,
 }
 
 /// A unit of work for one engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRequest {
     /// Controller-wide id of this task.
-    pub task_id: u64,
+    pub task_id: TaskId,
     /// What to do.
     pub task: Task,
 }
@@ -122,7 +122,7 @@ pub struct TaskRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskReply {
     /// Id of the task answered.
-    pub task_id: u64,
+    pub task_id: TaskId,
     /// What happened.
     pub outcome: Outcome,
 }
@@ -168,7 +168,7 @@ pub enum EngineToController {
     /// Answer to a status request.
     Status {
         /// The request's id.
-        req: u64,
+        req: PollId,
         /// The engine's state.
         state: EngineState,
     },
@@ -177,7 +177,7 @@ pub enum EngineToController {
     /// The cell got out of the call it was reported [`Blocked`](Self::Blocked) in.
     Unblocked {
         /// The task.
-        task_id: u64,
+        task_id: TaskId,
     },
     /// The running cell was interrupted inside an MPI call it cannot leave safely: the world
     /// must restart (see [`crate::stuck`]).
@@ -207,14 +207,14 @@ pub enum ControllerToEngine {
     /// a bad chunk): the task fails and binds nothing.
     StreamAbort {
         /// The task.
-        task_id: u64,
+        task_id: TaskId,
         /// Why.
         reason: String,
     },
     /// Report the engine's state.
     StatusRequest {
         /// Id echoed in the answer.
-        req: u64,
+        req: PollId,
     },
 }
 
@@ -222,7 +222,7 @@ pub enum ControllerToEngine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubmitRequest {
     /// Client-chosen id, echoed in every reply about this request.
-    pub req_id: u64,
+    pub req_id: RequestId,
     /// Engines to run on.
     pub targets: Targets,
     /// The work.
@@ -241,22 +241,23 @@ pub struct SubmitRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubmitReply {
     /// Id of the request.
-    pub req_id: u64,
+    pub req_id: RequestId,
     /// Engines that will each send an [`EngineReply`], in id order; empty when refused.
     pub engines: Vec<EngineId>,
     /// Why the request was refused (unknown engine, no engines, ...).
     pub error: Option<MpxError>,
-    /// The request's controller-wide id (0 when refused): `mpx wait ID` fetches its result
-    /// once its client went away ([`ClientToController::Adopt`]).
-    #[serde(default)]
-    pub id: u64,
+    /// The request's controller-wide id (`None`, `0` on the wire, when a submission is refused;
+    /// a refused adoption names the id asked for): `mpx wait ID` fetches its result once its
+    /// client went away ([`ClientToController::Adopt`]).
+    #[serde(default, with = "crate::ids::ticket_or_zero")]
+    pub id: Option<Ticket>,
 }
 
 /// One engine's answer to a client's request (its [`TaskReply`], forwarded).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineReply {
     /// Id of the client request.
-    pub req_id: u64,
+    pub req_id: RequestId,
     /// Engine that answered.
     pub engine_id: EngineId,
     /// What happened there.
@@ -277,7 +278,7 @@ pub struct EngineInfo {
     /// Payload bytes the controller has sent to this engine over its link.
     pub bytes_sent: u64,
     /// The engine set (MPI world) it belongs to.
-    pub set: u32,
+    pub set: SetId,
     /// Its rank in that world.
     pub rank: Rank,
     /// It is connected through the controller's Unix socket (it shares the controller's host:
@@ -363,9 +364,9 @@ pub enum ClientToController {
     /// so far, then the rest as it comes.
     Adopt {
         /// This client's id for it.
-        req_id: u64,
+        req_id: RequestId,
         /// The request's controller-wide id ([`SubmitReply::id`]).
-        id: u64,
+        id: Ticket,
     },
 }
 

@@ -35,7 +35,7 @@ fn sample() -> Frame<ClientToController> {
         ClientToController::SubmitRequest(SubmitRequest {
             source: None,
             internal: false,
-            req_id: 7,
+            req_id: RequestId(7),
             targets: Targets::ids([0, 2]),
             request: Request::Execute { code: "let a = rand(100);\nprint(a)".into() },
         }),
@@ -78,10 +78,10 @@ fn every_message_kind_round_trips_as_json() {
             pid: 99,
             hostname: "h".into(),
             world: vec![RankInfo { rank: Rank(0), pid: 98, hostname: "h".into() }],
-            set: Some(1),
+            set: Some(SetId(1)),
         }),
         EngineToController::TaskReply(TaskReply {
-            task_id: 1,
+            task_id: TaskId(1),
             outcome: Outcome {
                 stdout: "x\n".into(),
                 error: Some(MpxError::Cell(RemoteError {
@@ -92,7 +92,7 @@ fn every_message_kind_round_trips_as_json() {
             },
         }),
         EngineToController::TaskReply(TaskReply {
-            task_id: 3,
+            task_id: TaskId(3),
             outcome: Outcome {
                 returned: Some(Returned {
                     payload: 0,
@@ -105,7 +105,7 @@ fn every_message_kind_round_trips_as_json() {
             },
         }),
         EngineToController::TaskReply(TaskReply {
-            task_id: 2,
+            task_id: TaskId(2),
             outcome: Outcome {
                 error: Some(MpxError::authentication("refused the chunk at byte 0: altered")),
                 ..Default::default()
@@ -115,7 +115,7 @@ fn every_message_kind_round_trips_as_json() {
     let mut engine_msgs = engine_msgs;
     engine_msgs.push(EngineToController::Pong { seq: 9 });
     engine_msgs.push(EngineToController::Status {
-        req: 3,
+        req: PollId(3),
         state: EngineState {
             activity: "mpi".into(),
             cell: Some(7),
@@ -126,7 +126,7 @@ fn every_message_kind_round_trips_as_json() {
         },
     });
     engine_msgs.push(EngineToController::Output(TaskOutput {
-        task_id: 4,
+        task_id: TaskId(4),
         stream: StreamName::Stderr,
         text: "warning é\n".into(),
     }));
@@ -142,11 +142,14 @@ fn every_message_kind_round_trips_as_json() {
             cluster_id: "c".into(),
             error: None,
             heartbeat_ms: 1000,
-            set: Some(1),
+            set: Some(SetId(1)),
         }),
-        ControllerToEngine::TaskRequest(TaskRequest { task_id: 5, task: Task::Execute { code: "1".into() } }),
         ControllerToEngine::TaskRequest(TaskRequest {
-            task_id: 6,
+            task_id: TaskId(5),
+            task: Task::Execute { code: "1".into() },
+        }),
+        ControllerToEngine::TaskRequest(TaskRequest {
+            task_id: TaskId(6),
             task: Task::Scatter {
                 name: "a".into(),
                 array: ArrayMeta { dtype: Dtype::Bool, shape: vec![4, 0, 2], buffer: 0, fd: None },
@@ -156,7 +159,7 @@ fn every_message_kind_round_trips_as_json() {
             },
         }),
         ControllerToEngine::TaskRequest(TaskRequest {
-            task_id: 8,
+            task_id: TaskId(8),
             task: Task::Scatter {
                 name: "a".into(),
                 array: ArrayMeta { dtype: Dtype::F64, shape: vec![9, 3], buffer: 0, fd: Some(0) },
@@ -166,7 +169,7 @@ fn every_message_kind_round_trips_as_json() {
             },
         }),
         ControllerToEngine::TaskRequest(TaskRequest {
-            task_id: 7,
+            task_id: TaskId(7),
             task: Task::Apply {
                 function: "f".into(),
                 args: vec![Arg::Float(1.5), Arg::Int(-2), Arg::Bool(true), Arg::Str("s".into())],
@@ -175,7 +178,7 @@ fn every_message_kind_round_trips_as_json() {
         ControllerToEngine::Shutdown,
         ControllerToEngine::Ping { seq: 9 },
         ControllerToEngine::Interrupt,
-        ControllerToEngine::StatusRequest { req: 3 },
+        ControllerToEngine::StatusRequest { req: PollId(3) },
     ];
     let (mut sealer, mut opener) = (server().sealer, client().opener);
     for m in to_engine {
@@ -185,16 +188,16 @@ fn every_message_kind_round_trips_as_json() {
     }
     let to_client = vec![
         ControllerToClient::Output(EngineOutput {
-            req_id: 2,
+            req_id: RequestId(2),
             engine_id: EngineId(3),
             stream: StreamName::Stdout,
             text: "first\n".into(),
         }),
         ControllerToClient::SubmitReply(SubmitReply {
-            req_id: 2,
+            req_id: RequestId(2),
             engines: vec![EngineId(0)],
             error: None,
-            id: 17,
+            id: Some(Ticket(17)),
         }),
     ];
     let (mut sealer, mut opener) = (server().sealer, client().opener);
@@ -203,7 +206,7 @@ fn every_message_kind_round_trips_as_json() {
         let back: Frame<ControllerToClient> = decode_body(&mut opener, body.freeze()).unwrap();
         assert_eq!(back.header, m);
     }
-    let adopt = ClientToController::Adopt { req_id: 5, id: 17 };
+    let adopt = ClientToController::Adopt { req_id: RequestId(5), id: Ticket(17) };
     let (mut sealer, mut opener) = (client().sealer, server().opener);
     let body = encode_body(&mut sealer, &Frame::new(adopt.clone())).unwrap();
     let back: Frame<ClientToController> = decode_body(&mut opener, body.freeze()).unwrap();

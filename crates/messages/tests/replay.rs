@@ -31,7 +31,7 @@ fn submit(req_id: u64) -> Frame<ClientToController> {
     Frame::new(ClientToController::SubmitRequest(SubmitRequest {
         source: None,
         internal: false,
-        req_id,
+        req_id: RequestId(req_id),
         targets: Targets::All,
         request,
     }))

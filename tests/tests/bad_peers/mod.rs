@@ -223,7 +223,7 @@ pub fn submit_request(code: &str) -> Frame<ClientToController> {
     let req = SubmitRequest {
         source: None,
         internal: false,
-        req_id: 1,
+        req_id: mpx_messages::RequestId(1),
         targets: Targets::All,
         request: Request::Execute { code: code.into() },
     };

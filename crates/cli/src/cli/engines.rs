@@ -66,7 +66,7 @@ pub fn run(args: EnginesArgs) -> Result<i32> {
     loop {
         let info = client.info(Duration::from_secs(10))?;
         if info.engines.len() >= before + args.n as usize {
-            let set = info.engines.iter().map(|e| e.set).max().unwrap_or(0);
+            let set = info.engines.iter().map(|e| e.set).max().unwrap_or_default();
             let ids: Vec<String> =
                 info.engines.iter().filter(|e| e.set == set).map(|e| e.id.to_string()).collect();
             let named = log_dir.join(format!("set-{set}.log"));

@@ -195,7 +195,7 @@ pub struct StillRunning {
     /// How long it was waited for.
     pub after: Duration,
     /// Its id (`None`: the controller had not even accepted it).
-    pub id: Option<u64>,
+    pub id: Option<mpx_messages::Ticket>,
     /// The command that waits again (`mpx wait`, `%result`).
     pub again: String,
 }
@@ -327,7 +327,7 @@ pub struct WaitArgs {
 /// `mpx wait ID`: the result of a request whose client stopped waiting, kept by the controller.
 pub fn wait(args: WaitArgs) -> Result<i32> {
     let client = Client::connect(&args.cluster_id)?;
-    let pending = client.adopt(args.id)?;
+    let pending = client.adopt(mpx_messages::Ticket(args.id))?;
     let targets = match pending.engines(Duration::from_secs(10)) {
         Ok(engines) => Targets::List(engines),
         Err(ClientError::Refused(why)) => bail!("{why}"),

@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mpx_messages::{ClusterInfo, ControllerToClient, EngineId, MpxError, Stuck};
+use mpx_messages::{ClusterInfo, ControllerToClient, EngineId, MpxError, RequestId, Stuck, Ticket};
 
 pub(crate) use printed::RequestOutput;
 pub use printed::{KEEP, QUEUE_LIMIT};
@@ -55,7 +55,7 @@ pub(crate) struct RequestState {
     /// Results so far.
     pub results: BTreeMap<EngineId, EngineResult>,
     /// The request's controller-wide id, once accepted.
-    pub id: Option<u64>,
+    pub id: Option<Ticket>,
     /// What the controller said of ranks stuck in MPI calls, in order.
     pub stuck: Vec<Stuck>,
 }
@@ -71,7 +71,7 @@ impl RequestState {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     /// Direct requests in flight, by the connection's request id.
-    pub requests: HashMap<u64, RequestState>,
+    pub requests: HashMap<RequestId, RequestState>,
     /// The last cluster information, and how many came (a caller waits for the next).
     pub info: Option<ClusterInfo>,
     pub info_seq: u64,
@@ -84,7 +84,7 @@ pub(crate) struct State {
     /// Results of load-balanced tasks.
     pub balanced: Slots,
     /// What engines printed for each request, until its results take it.
-    pub output: HashMap<u64, RequestOutput>,
+    pub output: HashMap<RequestId, RequestOutput>,
 }
 
 /// What the reader thread and the callers share.

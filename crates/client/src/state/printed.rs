@@ -74,7 +74,7 @@ impl RequestOutput {
     /// Starts queueing for a stream. Its queue begins with `first` (the output of engines that
     /// answered already), then what a stream before it left, then what was kept for the
     /// others, in engine order.
-    pub(crate) fn start_stream(&mut self, first: VecDeque<EngineOutput>, req_id: u64) {
+    pub(crate) fn start_stream(&mut self, first: VecDeque<EngineOutput>, req_id: mpx_messages::RequestId) {
         let mut queue = first;
         queue.extend(self.queue.take().unwrap_or_default());
         for ((engine_id, stream), kept) in std::mem::take(&mut self.kept) {
@@ -108,7 +108,7 @@ mod tests {
 
     fn piece(engine: u32, text: &str) -> EngineOutput {
         EngineOutput {
-            req_id: 1,
+            req_id: mpx_messages::RequestId(1),
             engine_id: EngineId::from(engine),
             stream: StreamName::Stdout,
             text: text.into(),
@@ -138,7 +138,7 @@ mod tests {
     #[test]
     fn a_stream_queue_fills_up_to_its_limit() {
         let mut out = RequestOutput::default();
-        out.start_stream(VecDeque::new(), 1);
+        out.start_stream(VecDeque::new(), mpx_messages::RequestId(1));
         assert!(out.has_room());
         out.add(piece(0, &"z".repeat(QUEUE_LIMIT)));
         assert!(!out.has_room());

@@ -17,13 +17,13 @@
 
 use mpx_messages::{
     tasks::runs_alone, Arg, BalancedRequest, BalancedResult, ControllerToClient, ControllerToEngine,
-    EngineId, Frame, MpxError, Outcome, Payload, Request, Targets, Task, TaskReply, TaskRequest,
+    EngineId, Frame, MpxError, Outcome, Payload, Request, Targets, Task, TaskId, TaskReply, TaskRequest,
 };
 use tracing::debug;
 
 use super::{
     balanced_state::BalancedTask,
-    scheduler::{Decision, Pool, TaskError, TaskKey},
+    scheduler::{Decision, Pool, TaskError},
     ClientId, Command, World,
 };
 
@@ -44,7 +44,7 @@ impl World {
                 }
             };
             let key = self.next_task;
-            self.next_task += 1;
+            self.next_task = key.next();
             let entry = BalancedTask { client, id: t.id, task, buffers: own, attempts: 0, engine: None };
             self.balanced.tasks.insert(key, entry);
             self.balanced.clients.entry(client).or_default().insert(key);
@@ -97,11 +97,11 @@ impl World {
     /// A client went away: its waiting tasks are dropped, its running ones' answers too.
     pub(super) fn balanced_client_left(&mut self, client: ClientId) {
         let Some(keys) = self.balanced.clients.remove(&client) else { return };
-        let keys: Vec<TaskKey> = keys.into_iter().collect();
+        let keys: Vec<TaskId> = keys.into_iter().collect();
         for key in &keys {
             self.balanced.tasks.remove(key);
         }
-        debug!(client, tasks = keys.len(), "a client with load-balanced tasks left");
+        debug!(%client, tasks = keys.len(), "a client with load-balanced tasks left");
         let decisions = self.balanced.scheduler.cancel(&keys);
         self.decide(decisions, None);
     }
@@ -144,7 +144,7 @@ impl World {
     }
 
     /// Forgets a task that ended.
-    fn forget_balanced(&mut self, task: TaskKey) -> Option<BalancedTask> {
+    fn forget_balanced(&mut self, task: TaskId) -> Option<BalancedTask> {
         let t = self.balanced.tasks.remove(&task)?;
         if let Some(keys) = self.balanced.clients.get_mut(&t.client) {
             keys.remove(&task);

@@ -4,19 +4,16 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use mpx_messages::{EngineId, Payload, Rank, Task};
+use mpx_messages::{EngineId, Payload, Rank, Task, TaskId};
 
-use super::{
-    ids::ClientId,
-    scheduler::{Scheduler, TaskKey},
-};
+use super::{ids::ClientId, scheduler::Scheduler};
 
 /// A load-balanced task until it ends: what to send again should its engine die.
 #[derive(Debug)]
 pub(super) struct BalancedTask {
     pub(super) client: ClientId,
     /// The client's id for it.
-    pub(super) id: u64,
+    pub(super) id: TaskId,
     pub(super) task: Task,
     pub(super) buffers: Vec<Payload>,
     pub(super) attempts: u32,
@@ -30,9 +27,9 @@ pub(super) struct Balanced {
     /// Each engine's rank, for the `EngineDied` of its tasks (kept after it is gone).
     pub(super) ranks: HashMap<EngineId, Rank>,
     /// By task id.
-    pub(super) tasks: HashMap<TaskKey, BalancedTask>,
+    pub(super) tasks: HashMap<TaskId, BalancedTask>,
     /// Each client's tasks (a client without any is not listed).
-    pub(super) clients: HashMap<ClientId, BTreeSet<TaskKey>>,
+    pub(super) clients: HashMap<ClientId, BTreeSet<TaskId>>,
 }
 
 impl Balanced {
@@ -48,7 +45,7 @@ impl Balanced {
 
     /// Whether `task_id` is a load-balanced task the scheduler still counts (running, or given
     /// up by its client while it runs).
-    pub(super) fn knows(&self, task_id: u64) -> bool {
+    pub(super) fn knows(&self, task_id: TaskId) -> bool {
         self.scheduler.engine_of(task_id).is_some()
     }
 }

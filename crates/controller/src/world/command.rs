@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use mpx_messages::{
-    ControllerToClient, ControllerToEngine, EngineId, EngineInfo, Frame, Rank, RegisterReply,
+    ControllerToClient, ControllerToEngine, EngineId, EngineInfo, Frame, PollId, Rank, RegisterReply,
+    RequestId, TaskId, Ticket,
 };
 
 use super::ids::{ClientId, ConnId};
@@ -84,11 +85,11 @@ pub enum Command {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UpstreamPlan {
     /// The client's request.
-    pub req_id: u64,
+    pub req_id: RequestId,
     /// The root engine.
     pub engine: EngineId,
     /// Its task.
-    pub task_id: u64,
+    pub task_id: TaskId,
     /// Bytes of the whole array.
     pub total: u64,
 }
@@ -122,9 +123,9 @@ pub enum RunnerCall {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timer {
     /// The deadline of a `where` poll.
-    Where(u64),
+    Where(PollId),
     /// The deadline of the explanation of this engine's death.
     DeathReport(EngineId),
     /// Tell the client of this request which of its ranks are stuck (see [`super::stuck`]).
-    Stuck(u64),
+    Stuck(Ticket),
 }

@@ -21,7 +21,7 @@
 //! When the cluster stops ([`Event::StopEngines`](super::Event::StopEngines)), every engine is
 //! told to shut down and forgotten, and the runner is answered ([`Command::EnginesStopped`]).
 
-use mpx_messages::{ControllerToClient, EngineId, EngineReply, Fds, MpxError, Outcome, Rank};
+use mpx_messages::{ControllerToClient, EngineId, EngineReply, Fds, MpxError, Outcome, SetId, TaskId};
 use tracing::{info, warn};
 
 use super::{
@@ -42,10 +42,10 @@ impl World {
         if world.dying.is_some() {
             return; // its world is already going down
         }
-        warn!(%engine, set, %rank, %cause, "engine lost");
+        warn!(%engine, %set, %rank, %cause, "engine lost");
         if self.launched == Launched::Set(set) {
             world.dying = Some(Dying { engine, cause });
-            let engines: Vec<EngineId> = (world.base.0..world.base.0 + world.size).map(EngineId).collect();
+            let engines: Vec<EngineId> = world.engines().collect();
             self.balanced_world_dying(&engines);
             self.emit(Command::Runner(RunnerCall::ExplainDeath { engine, rank }));
             self.emit(Command::Wake { after: DEATH_REPORT_FALLBACK, timer: Timer::DeathReport(engine) });
@@ -92,7 +92,7 @@ impl World {
     pub(super) fn abort(&mut self, client: ClientId, reason: String) {
         let error = if self.config.runner {
             warn!(%reason, "a client asked to tear the MPI worlds down");
-            let sets: Vec<u32> = self.sets.keys().copied().collect();
+            let sets: Vec<SetId> = self.sets.keys().copied().collect();
             for set in sets {
                 self.tear_down_as(set, None, &reason, true);
             }
@@ -130,12 +130,12 @@ impl World {
 
     /// Takes one world down: its pending requests fail, its engines are told to stop and
     /// forgotten; the cluster's own world goes to the runner, any other is reaped.
-    pub(super) fn tear_down(&mut self, set: u32, first: Option<EngineId>, cause: &str) {
+    pub(super) fn tear_down(&mut self, set: SetId, first: Option<EngineId>, cause: &str) {
         self.tear_down_as(set, first, cause, self.config.restart);
     }
 
     /// [`World::tear_down`], restarting the cluster's own world if `restart`.
-    pub(super) fn tear_down_as(&mut self, set: u32, first: Option<EngineId>, cause: &str, restart: bool) {
+    pub(super) fn tear_down_as(&mut self, set: SetId, first: Option<EngineId>, cause: &str, restart: bool) {
         let Some(world) = self.sets.remove(&set) else { return };
         let own = self.launched == Launched::Set(set);
         let restart = own && restart;
@@ -148,13 +148,13 @@ impl World {
             (true, false) => "; the MPI world was torn down and the cluster stops".to_string(),
             (false, _) => format!("; engine set {set} was torn down (other sets go on)"),
         };
-        warn!(set, engine = ?first, %cause, own, restart, "the MPI world goes down");
-        let ids: Vec<EngineId> = (world.base.0..world.base.0 + world.size).map(EngineId).collect();
+        warn!(%set, engine = ?first, %cause, own, restart, "the MPI world goes down");
+        let ids: Vec<EngineId> = world.engines().collect();
         let torn = match first {
             Some(f) => format!("engine {f} died ({cause}){note}"),
             None => format!("{cause}{note}"),
         };
-        let mut lost: Vec<(u64, super::Pending)> = self
+        let mut lost: Vec<(TaskId, super::Pending)> = self
             .pending
             .iter()
             .filter(|(_, p)| ids.contains(&p.engine))
@@ -168,7 +168,7 @@ impl World {
             let error = match first {
                 Some(f) if f == p.engine => MpxError::EngineDied {
                     engine: f,
-                    rank: Rank(f.0 - world.base.0),
+                    rank: world.rank(f).unwrap_or_default(),
                     cause: format!("{cause}{note}"),
                 },
                 _ => MpxError::WorldDown { reason: torn.clone() },

@@ -1,8 +1,8 @@
 //! What happens to the controller: the input of [`World::handle`](super::World::handle).
 
 use mpx_messages::{
-    BalancedRequest, BatchSettings, EngineId, EngineState, Fds, Payload, RegisterRequest, SubmitRequest,
-    Targets, TaskReply,
+    BalancedRequest, BatchSettings, EngineId, EngineState, Fds, Payload, PollId, RegisterRequest, RequestId,
+    SubmitRequest, Targets, TaskId, TaskReply, Ticket,
 };
 
 use super::{
@@ -38,7 +38,7 @@ pub enum Event {
         /// The engine.
         engine: EngineId,
         /// The poll.
-        poll: u64,
+        poll: PollId,
         /// What it is doing.
         state: EngineState,
     },
@@ -111,9 +111,9 @@ pub enum Event {
         /// The client.
         client: ClientId,
         /// Its id for the request.
-        req_id: u64,
+        req_id: RequestId,
         /// The request's controller-wide id.
-        id: u64,
+        id: Ticket,
         /// Seconds since the Unix epoch.
         now: f64,
     },
@@ -185,7 +185,7 @@ pub enum Event {
         /// The engine.
         engine: EngineId,
         /// The task.
-        task_id: u64,
+        task_id: TaskId,
     },
     /// An engine's cell was interrupted inside an MPI call it cannot leave safely.
     EngineAbandoned {

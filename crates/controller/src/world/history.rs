@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use mpx_messages::{
     DataSource, EngineId, EngineOutcome, HistoryEntry, HistoryItem, MpxError, Outcome, Request, Targets,
+    Ticket,
 };
 
 /// Entries kept, at most.
@@ -25,7 +26,7 @@ pub const HISTORY_BYTES: usize = 16 << 20;
 pub struct History {
     entries: VecDeque<HistoryEntry>,
     /// Request id → entry number, while the request runs.
-    open: BTreeMap<u64, u64>,
+    open: BTreeMap<Ticket, u64>,
     next: u64,
     bytes: usize,
     /// The world's epoch.
@@ -80,7 +81,7 @@ pub fn outcome_of(outcome: &Outcome) -> EngineOutcome {
 
 impl History {
     /// Records accepted request `id`.
-    pub fn record(&mut self, id: u64, item: HistoryItem, engines: Vec<EngineId>, targets: &Targets) {
+    pub fn record(&mut self, id: Ticket, item: HistoryItem, engines: Vec<EngineId>, targets: &Targets) {
         self.next += 1;
         let n = self.next;
         self.bytes += code_bytes(&item);
@@ -106,7 +107,7 @@ impl History {
     }
 
     /// Records `engine`'s answer to request `id`; true when the entry became complete.
-    pub fn answered(&mut self, id: u64, engine: EngineId, outcome: &Outcome) -> bool {
+    pub fn answered(&mut self, id: Ticket, engine: EngineId, outcome: &Outcome) -> bool {
         let Some(&n) = self.open.get(&id) else { return false };
         let Some(entry) = self.entries.iter_mut().rev().find(|e| e.n == n) else { return false };
         if entry.outcomes.iter().any(|(e, _)| *e == engine) {

@@ -61,7 +61,8 @@ use std::{
 };
 
 use mpx_messages::{
-    ClusterInfo, EngineId, EngineInfo, HistoryEntry, HistoryItem, Outcome, Rank, RankInfo, Targets,
+    ClusterInfo, EngineId, EngineInfo, HistoryEntry, HistoryItem, Outcome, PollId, Rank, RankInfo, RequestId,
+    SetId, Targets, TaskId, Ticket,
 };
 
 mod balanced;
@@ -126,7 +127,9 @@ struct Engine {
     conn: Option<ConnId>,
 }
 
-/// An MPI world registered with this controller: its ids are `base..base + size`.
+/// An MPI world registered with this controller: its ids are `base..base + size`, rank `r`
+/// is engine `base + r` (the one place that mapping is made: [`EngineSet::engine`],
+/// [`EngineSet::rank`]).
 #[derive(Debug, Clone)]
 struct EngineSet {
     base: EngineId,
@@ -134,6 +137,28 @@ struct EngineSet {
     ranks: BTreeMap<Rank, RankInfo>,
     /// Set when an engine died: the world waits for the launcher's explanation, then goes down.
     dying: Option<Dying>,
+}
+
+impl EngineSet {
+    /// The engine of `rank`, or `None` when the rank is outside the world.
+    fn engine(&self, rank: Rank) -> Option<EngineId> {
+        (rank.0 < self.size).then(|| EngineId(self.base.0 + rank.0))
+    }
+
+    /// The rank of `engine`, or `None` when it is not one of the set's engines.
+    fn rank(&self, engine: EngineId) -> Option<Rank> {
+        engine.0.checked_sub(self.base.0).filter(|&r| r < self.size).map(Rank)
+    }
+
+    /// Its engines' ids, in rank order.
+    fn engines(&self) -> impl Iterator<Item = EngineId> {
+        (self.base.0..self.base.0 + self.size).map(EngineId)
+    }
+
+    /// The id range `base..base + size` as numbers, to find room for a new set.
+    fn id_range(&self) -> (u32, u32) {
+        (self.base.0, self.base.0 + self.size)
+    }
 }
 
 /// A world waiting for the explanation of its first death.
@@ -151,7 +176,7 @@ enum Launched {
     /// The launcher is starting one: the next world to register is it.
     Expected,
     /// This set.
-    Set(u32),
+    Set(SetId),
 }
 
 /// One engine's share of a pending client request.
@@ -159,10 +184,10 @@ enum Launched {
 struct Pending {
     /// The client waiting for it; `None` once it went away (the request is kept).
     client: Option<ClientId>,
-    req_id: u64,
+    req_id: RequestId,
     engine: EngineId,
     /// The request's controller-wide id.
-    id: u64,
+    id: Ticket,
 }
 
 /// A pending `where` poll.
@@ -177,34 +202,34 @@ struct Poll {
 pub struct World {
     config: Config,
     engines: BTreeMap<EngineId, Engine>,
-    sets: BTreeMap<u32, EngineSet>,
+    sets: BTreeMap<SetId, EngineSet>,
     /// By task id.
-    pending: HashMap<u64, Pending>,
+    pending: HashMap<TaskId, Pending>,
     /// The next task id (of a direct request's task or of a load-balanced task).
-    next_task: u64,
+    next_task: TaskId,
     /// Load-balanced tasks.
     balanced: balanced_state::Balanced,
     /// The next request's controller-wide id.
-    next_request: u64,
+    next_request: Ticket,
     /// Requests whose client went away.
     retained: retained::Retained,
     /// The last time an event told (seconds since the Unix epoch): the core has no clock.
     now: f64,
-    polls: BTreeMap<u64, Poll>,
-    next_poll: u64,
+    polls: BTreeMap<PollId, Poll>,
+    next_poll: PollId,
     launched: Launched,
     mpirun_pid: Option<u32>,
     out: Vec<Command>,
     /// The engines whose cells report a blocked MPI call.
     blocked: BTreeMap<EngineId, mpx_messages::Blocked>,
     /// By request id: how many of its tasks are pending (a request with none is not listed).
-    tasks_left: HashMap<u64, usize>,
+    tasks_left: HashMap<Ticket, usize>,
     /// By request id: the engines that left it while others still run, with their error's class.
-    left: HashMap<u64, BTreeMap<EngineId, Option<String>>>,
+    left: HashMap<Ticket, BTreeMap<EngineId, Option<String>>>,
     /// By request id: the engines its client was told are stuck.
-    stuck_told: HashMap<u64, std::collections::BTreeSet<EngineId>>,
+    stuck_told: HashMap<Ticket, std::collections::BTreeSet<EngineId>>,
     /// Requests with a [`Timer::Stuck`] set.
-    stuck_timers: std::collections::BTreeSet<u64>,
+    stuck_timers: std::collections::BTreeSet<Ticket>,
     /// The engines whose registration answer is queued (work may follow it).
     ready: std::collections::BTreeSet<EngineId>,
     /// The cluster's own world is restarting.
@@ -228,12 +253,12 @@ impl World {
             engines: BTreeMap::new(),
             sets: BTreeMap::new(),
             pending: HashMap::new(),
-            next_task: 1,
-            next_request: 1,
+            next_task: TaskId(1),
+            next_request: Ticket(1),
             retained: retained::Retained::default(),
             now: 0.0,
             polls: BTreeMap::new(),
-            next_poll: 1,
+            next_poll: PollId(1),
             launched: Launched::None,
             mpirun_pid: None,
             out: Vec::new(),
@@ -338,7 +363,7 @@ impl World {
 
     /// Where the chunks of `engine`'s streamed reply to `task_id` go: the client and its
     /// request id (`None`: nobody waits for it).
-    pub fn route_of(&self, engine: EngineId, task_id: u64) -> Option<(ClientId, u64)> {
+    pub fn route_of(&self, engine: EngineId, task_id: TaskId) -> Option<(ClientId, RequestId)> {
         let p = self.pending.get(&task_id).filter(|p| p.engine == engine)?;
         Some((p.client?, p.req_id))
     }
@@ -365,12 +390,12 @@ impl World {
     }
 
     /// Records an accepted request in the history.
-    fn record_history(&mut self, id: u64, item: HistoryItem, engines: Vec<EngineId>, targets: &Targets) {
+    fn record_history(&mut self, id: Ticket, item: HistoryItem, engines: Vec<EngineId>, targets: &Targets) {
         self.history.record(id, item, engines, targets);
     }
 
     /// An engine's answer passes: the history notes it, and is saved once the entry is complete.
-    fn history_answer(&mut self, id: u64, engine: EngineId, outcome: &Outcome) {
+    fn history_answer(&mut self, id: Ticket, engine: EngineId, outcome: &Outcome) {
         if self.history.answered(id, engine, outcome) {
             self.emit(Command::SaveHistory);
         }

@@ -1,7 +1,7 @@
 //! Registration: rank 0 registers its whole world at once (a new engine set, ids for every
 //! rank), then every rank attaches its own connection to that set.
 
-use mpx_messages::{EngineId, EngineInfo, MpxError, Rank, RegisterReply, RegisterRequest};
+use mpx_messages::{EngineId, EngineInfo, MpxError, Rank, RegisterReply, RegisterRequest, SetId};
 use thiserror::Error;
 use tracing::{info, warn};
 
@@ -15,17 +15,17 @@ pub enum RegisterRefused {
     NotAWorld,
     /// The engine set named is not registered.
     #[error("no engine set {0}")]
-    NoSuchSet(u32),
+    NoSuchSet(SetId),
     /// The engine set is going down.
     #[error("engine set {0} is being torn down")]
-    SetDying(u32),
+    SetDying(SetId),
     /// The rank is not in the set's world.
     #[error("rank {rank} is outside engine set {set} of {size} ranks")]
     OutsideSet {
         /// The rank given.
         rank: Rank,
         /// The engine set.
-        set: u32,
+        set: SetId,
         /// Its world's size.
         size: u32,
     },
@@ -33,7 +33,7 @@ pub enum RegisterRefused {
     #[error("engine {set}:{rank} is already registered")]
     AlreadyRegistered {
         /// The engine set.
-        set: u32,
+        set: SetId,
         /// The rank.
         rank: Rank,
     },
@@ -41,7 +41,7 @@ pub enum RegisterRefused {
     #[error("engine {set}:{rank} does not match its world's registration")]
     Mismatch {
         /// The engine set.
-        set: u32,
+        set: SetId,
         /// The rank.
         rank: Rank,
     },
@@ -59,7 +59,7 @@ impl World {
                 set: Some(set),
             },
             Err(error) => {
-                warn!(conn, %error, "engine registration refused");
+                warn!(%conn, %error, "engine registration refused");
                 RegisterReply {
                     engine_id: None,
                     cluster_id: self.config.cluster_id.clone(),
@@ -77,7 +77,7 @@ impl World {
         conn: ConnId,
         req: RegisterRequest,
         local: bool,
-    ) -> Result<(EngineId, u32), RegisterRefused> {
+    ) -> Result<(EngineId, SetId), RegisterRefused> {
         let set = match req.set {
             None if req.rank == Rank(0) && req.world.len() == req.size as usize => self.new_set(&req),
             None => return Err(RegisterRefused::NotAWorld),
@@ -89,10 +89,9 @@ impl World {
         if world.dying.is_some() {
             return Err(RegisterRefused::SetDying(set));
         }
-        if req.rank.0 >= world.size {
+        let Some(id) = world.engine(req.rank) else {
             return Err(RegisterRefused::OutsideSet { rank: req.rank, set, size: world.size });
-        }
-        let id = EngineId(world.base.0 + req.rank.0);
+        };
         if self.engines.contains_key(&id) {
             return Err(RegisterRefused::AlreadyRegistered { set, rank: req.rank });
         }
@@ -100,7 +99,7 @@ impl World {
         if detail.is_some_and(|d| d.pid != req.pid || d.hostname != req.hostname) {
             return Err(RegisterRefused::Mismatch { set, rank: req.rank });
         }
-        info!(engine = %id, set, rank = %req.rank, pid = req.pid, "engine attached");
+        info!(engine = %id, %set, rank = %req.rank, pid = req.pid, "engine attached");
         let info = EngineInfo {
             id,
             world_size: req.size,
@@ -117,11 +116,11 @@ impl World {
 
     /// Registers rank 0's world as a new set: the lowest free set number, and the lowest ids
     /// free for all its ranks (a restarted world gets the ids of the one it replaces).
-    fn new_set(&mut self, req: &RegisterRequest) -> u32 {
-        let set = (0..).find(|s| !self.sets.contains_key(s)).expect("a free set number");
+    fn new_set(&mut self, req: &RegisterRequest) -> SetId {
+        let set = (0..).map(SetId).find(|s| !self.sets.contains_key(s)).expect("a free set number");
         // The sets' id ranges in id order (set numbers need not be): the first gap that fits.
         let mut base = 0;
-        let mut taken: Vec<(u32, u32)> = self.sets.values().map(|s| (s.base.0, s.base.0 + s.size)).collect();
+        let mut taken: Vec<(u32, u32)> = self.sets.values().map(EngineSet::id_range).collect();
         taken.sort_unstable();
         for (start, end) in taken {
             if base + req.size <= start {
@@ -134,7 +133,7 @@ impl World {
         if self.launched == Launched::Expected {
             self.launched = Launched::Set(set);
         }
-        info!(set, base, size = req.size, "engine set registered");
+        info!(%set, base, size = req.size, "engine set registered");
         set
     }
 }

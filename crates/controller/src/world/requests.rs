@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use mpx_messages::{
     ControllerToClient, ControllerToEngine, EngineId, EngineOutput, EngineReply, Fds, Frame, MpxError,
-    Payload, SubmitReply, SubmitRequest, Targets, TaskOutput, TaskReply, TaskRequest,
+    Payload, RequestId, SubmitReply, SubmitRequest, Targets, TaskOutput, TaskReply, TaskRequest, Ticket,
 };
 use tracing::{info, warn};
 
@@ -34,7 +34,7 @@ impl World {
                 None => MpxError::refused("the MPI world is restarting and too many requests wait for it"),
                 Some(_) => error,
             };
-            let reply = SubmitReply { req_id, engines: vec![], error: Some(error), id: 0 };
+            let reply = SubmitReply { req_id, engines: vec![], error: Some(error), id: None };
             self.reply(client, ControllerToClient::SubmitReply(reply));
             return;
         }
@@ -51,22 +51,22 @@ impl World {
         let (assignments, engines) = match planned {
             Ok(planned) => planned,
             Err(error) => {
-                let reply = SubmitReply { req_id, engines: vec![], error: Some(error), id: 0 };
+                let reply = SubmitReply { req_id, engines: vec![], error: Some(error), id: None };
                 self.reply(client, ControllerToClient::SubmitReply(reply));
                 return;
             }
         };
         let id = self.next_request;
-        self.next_request += 1;
+        self.next_request = id.next();
         if let Some(item) = item {
             self.record_history(id, item, engines.clone(), &targets);
         }
-        let accepted = SubmitReply { req_id, engines, error: None, id };
+        let accepted = SubmitReply { req_id, engines, error: None, id: Some(id) };
         self.reply(client, ControllerToClient::SubmitReply(accepted));
         let mut root = true;
         for a in assignments {
             let task_id = self.next_task;
-            self.next_task += 1;
+            self.next_task = task_id.next();
             self.pending.insert(task_id, Pending { client: Some(client), req_id, engine: a.engine, id });
             *self.tasks_left.entry(id).or_default() += 1;
             let mut sent = a.buffers.iter().map(|b| b.len() as u64).sum::<u64>();
@@ -105,11 +105,11 @@ impl World {
                 self.answer(&p, result, buffers, fds);
             }
             Some(p) => {
-                warn!(%engine, task = reply.task_id, "reply from the wrong engine dropped");
+                warn!(%engine, task = %reply.task_id, "reply from the wrong engine dropped");
                 self.pending.insert(reply.task_id, p);
             }
             None if self.balanced.knows(reply.task_id) => self.balanced_reply(engine, reply, buffers),
-            None => warn!(%engine, task = reply.task_id, "reply to an unknown task dropped"),
+            None => warn!(%engine, task = %reply.task_id, "reply to an unknown task dropped"),
         }
     }
 
@@ -157,21 +157,21 @@ impl World {
 
     /// A client went away: its pending requests are kept (bounded, see [`super::retained`]).
     pub(super) fn client_left(&mut self, client: ClientId) {
-        let mut orphans: BTreeMap<u64, Vec<EngineId>> = BTreeMap::new();
+        let mut orphans: BTreeMap<Ticket, Vec<EngineId>> = BTreeMap::new();
         for p in self.pending.values_mut().filter(|p| p.client == Some(client)) {
             p.client = None;
             orphans.entry(p.id).or_default().push(p.engine);
         }
         for (id, mut engines) in orphans {
             engines.sort_unstable();
-            info!(request = id, engines = engines.len(), "kept a request whose client went away");
+            info!(request = %id, engines = engines.len(), "kept a request whose client went away");
             self.retained.keep(id, engines, self.now);
         }
     }
 
     /// A client takes over kept request `id` as its `req_id`: the acceptance, what was kept,
     /// and from now on the rest as it comes.
-    pub(super) fn adopt(&mut self, client: ClientId, req_id: u64, id: u64) {
+    pub(super) fn adopt(&mut self, client: ClientId, req_id: RequestId, id: Ticket) {
         let Some(kept) = self.retained.take(id) else {
             let error = MpxError::refused(format!(
                 "request {id} is not kept: it is unknown, still waited for by its client, already \
@@ -181,10 +181,10 @@ impl World {
                 super::retained::KEEP_REQUESTS,
                 super::retained::KEEP_BYTES >> 20
             ));
-            let reply = SubmitReply { req_id, engines: vec![], error: Some(error), id };
+            let reply = SubmitReply { req_id, engines: vec![], error: Some(error), id: Some(id) };
             return self.reply(client, ControllerToClient::SubmitReply(reply));
         };
-        let accepted = SubmitReply { req_id, engines: kept.engines.clone(), error: None, id };
+        let accepted = SubmitReply { req_id, engines: kept.engines.clone(), error: None, id: Some(id) };
         self.reply(client, ControllerToClient::SubmitReply(accepted));
         for ((engine_id, stream), (mut text, dropped)) in kept.output {
             if dropped > 0 {

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use mpx_messages::{EngineId, EngineReply, Payload, StreamName};
+use mpx_messages::{EngineId, EngineReply, Payload, StreamName, Ticket};
 
 /// The most requests kept.
 pub const KEEP_REQUESTS: usize = 1000;
@@ -33,7 +33,7 @@ pub const KEEP_OUTPUT: usize = 1 << 20;
 #[derive(Debug)]
 pub struct Orphan {
     /// The request's controller-wide id.
-    pub id: u64,
+    pub id: Ticket,
     /// The engines that had not answered when its client went away, in id order.
     pub engines: Vec<EngineId>,
     /// Their answers so far, with their buffers.
@@ -62,7 +62,7 @@ pub struct Retained {
 
 impl Retained {
     /// Keeps request `id`, whose client went away while `engines` had not answered.
-    pub fn keep(&mut self, id: u64, engines: Vec<EngineId>, now: f64) {
+    pub fn keep(&mut self, id: Ticket, engines: Vec<EngineId>, now: f64) {
         self.orphans.push_back(Orphan {
             id,
             engines,
@@ -75,16 +75,16 @@ impl Retained {
     }
 
     /// Whether request `id` is kept.
-    pub fn contains(&self, id: u64) -> bool {
+    pub fn contains(&self, id: Ticket) -> bool {
         self.orphans.iter().any(|o| o.id == id)
     }
 
-    fn get(&mut self, id: u64) -> Option<&mut Orphan> {
+    fn get(&mut self, id: Ticket) -> Option<&mut Orphan> {
         self.orphans.iter_mut().find(|o| o.id == id)
     }
 
     /// Adds output an engine wrote for request `id` (dropped when it is not kept).
-    pub fn output(&mut self, id: u64, engine: EngineId, stream: StreamName, text: &str, now: f64) {
+    pub fn output(&mut self, id: Ticket, engine: EngineId, stream: StreamName, text: &str, now: f64) {
         let Some(o) = self.get(id) else { return };
         let (kept, dropped) = o.output.entry((engine, stream)).or_default();
         let room = KEEP_OUTPUT.saturating_sub(kept.len());
@@ -101,7 +101,7 @@ impl Retained {
     }
 
     /// Adds an engine's answer to request `id` (dropped when it is not kept).
-    pub fn reply(&mut self, id: u64, reply: EngineReply, buffers: Vec<Payload>, now: f64) {
+    pub fn reply(&mut self, id: Ticket, reply: EngineReply, buffers: Vec<Payload>, now: f64) {
         let Some(o) = self.get(id) else { return };
         let n: usize = buffers.iter().map(Payload::len).sum();
         o.replies.push((reply, buffers));
@@ -114,7 +114,7 @@ impl Retained {
     }
 
     /// Takes request `id` (it is given once).
-    pub fn take(&mut self, id: u64) -> Option<Orphan> {
+    pub fn take(&mut self, id: Ticket) -> Option<Orphan> {
         let i = self.orphans.iter().position(|o| o.id == id)?;
         let o = self.orphans.remove(i)?;
         self.bytes -= o.bytes;
@@ -160,31 +160,35 @@ mod tests {
     use super::*;
 
     fn reply(id: u32) -> EngineReply {
-        EngineReply { req_id: 0, engine_id: EngineId(id), outcome: Outcome::default() }
+        EngineReply {
+            req_id: mpx_messages::RequestId(0),
+            engine_id: EngineId(id),
+            outcome: Outcome::default(),
+        }
     }
 
     #[test]
     fn a_kept_request_collects_replies_and_output_and_is_given_once() {
         let mut r = Retained::default();
-        r.keep(7, vec![EngineId(0), EngineId(1)], 0.0);
-        r.output(7, EngineId(1), StreamName::Stdout, "late\n", 1.0);
-        r.output(8, EngineId(1), StreamName::Stdout, "not kept\n", 1.0);
-        r.reply(7, reply(1), vec![Payload::new(bytes::Bytes::from_static(b"abc"))], 1.0);
+        r.keep(Ticket(7), vec![EngineId(0), EngineId(1)], 0.0);
+        r.output(Ticket(7), EngineId(1), StreamName::Stdout, "late\n", 1.0);
+        r.output(Ticket(8), EngineId(1), StreamName::Stdout, "not kept\n", 1.0);
+        r.reply(Ticket(7), reply(1), vec![Payload::new(bytes::Bytes::from_static(b"abc"))], 1.0);
         assert_eq!(r.size(), (1, 8));
-        let o = r.take(7).expect("kept");
+        let o = r.take(Ticket(7)).expect("kept");
         assert!(!o.is_done());
         assert_eq!(o.output[&(EngineId(1), StreamName::Stdout)], ("late\n".to_string(), 0));
-        assert!(r.take(7).is_none(), "given once");
+        assert!(r.take(Ticket(7)).is_none(), "given once");
         assert_eq!(r.size(), (0, 0));
     }
 
     #[test]
     fn output_is_capped_per_engine_and_stream() {
         let mut r = Retained::default();
-        r.keep(1, vec![EngineId(0)], 0.0);
-        r.output(1, EngineId(0), StreamName::Stdout, &"x".repeat(KEEP_OUTPUT - 2), 0.0);
-        r.output(1, EngineId(0), StreamName::Stdout, "abcd", 0.0);
-        let o = r.take(1).expect("kept");
+        r.keep(Ticket(1), vec![EngineId(0)], 0.0);
+        r.output(Ticket(1), EngineId(0), StreamName::Stdout, &"x".repeat(KEEP_OUTPUT - 2), 0.0);
+        r.output(Ticket(1), EngineId(0), StreamName::Stdout, "abcd", 0.0);
+        let o = r.take(Ticket(1)).expect("kept");
         let (text, dropped) = &o.output[&(EngineId(0), StreamName::Stdout)];
         assert_eq!((text.len(), *dropped), (KEEP_OUTPUT, 2));
     }
@@ -193,22 +197,22 @@ mod tests {
     fn the_oldest_go_first_over_the_count_bytes_and_age_bounds() {
         let mut r = Retained::default();
         for id in 0..KEEP_REQUESTS as u64 + 5 {
-            r.keep(id, vec![EngineId(0)], 0.0);
+            r.keep(Ticket(id), vec![EngineId(0)], 0.0);
         }
         assert_eq!(r.size().0, KEEP_REQUESTS);
-        assert!(!r.contains(4) && r.contains(5));
+        assert!(!r.contains(Ticket(4)) && r.contains(Ticket(5)));
         let mut r = Retained::default();
         let mb = || vec![Payload::new(bytes::Bytes::from(vec![0u8; 1 << 20]))];
         for id in 0..70 {
-            r.keep(id, vec![EngineId(0)], 0.0);
-            r.reply(id, reply(0), mb(), 0.0);
+            r.keep(Ticket(id), vec![EngineId(0)], 0.0);
+            r.reply(Ticket(id), reply(0), mb(), 0.0);
         }
         assert_eq!(r.size(), (64, 64 << 20));
-        assert!(!r.contains(5) && r.contains(6));
+        assert!(!r.contains(Ticket(5)) && r.contains(Ticket(6)));
         // Ended requests older than an hour go; running ones stay.
-        r.keep(100, vec![EngineId(0)], 10.0);
+        r.keep(Ticket(100), vec![EngineId(0)], 10.0);
         r.trim(KEEP_FOR + 1.0);
         assert_eq!(r.size(), (1, 0));
-        assert!(r.contains(100));
+        assert!(r.contains(Ticket(100)));
     }
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use mpx_messages::{
     Abandoned, Blocked, BlockedRank, ControllerToClient, EngineId, Fds, LeftRank, MpxError, Outcome, Payload,
-    Rank, Stuck, SubmitRequest,
+    Stuck, SubmitRequest, TaskId, Ticket,
 };
 use tracing::{info, warn};
 
@@ -38,7 +38,7 @@ pub const DEFERRED_MAX: usize = 1024;
 
 impl World {
     /// `engine` finished its part of request `id` while others may still run.
-    pub(super) fn left_request(&mut self, id: u64, engine: EngineId, outcome: &Outcome) {
+    pub(super) fn left_request(&mut self, id: Ticket, engine: EngineId, outcome: &Outcome) {
         if !self.tasks_left.contains_key(&id) {
             self.forget_request(id);
             return;
@@ -54,7 +54,7 @@ impl World {
     }
 
     /// One of request `id`'s tasks is no longer pending.
-    pub(super) fn task_done(&mut self, id: u64) {
+    pub(super) fn task_done(&mut self, id: Ticket) {
         if let Some(n) = self.tasks_left.get_mut(&id) {
             *n -= 1;
             if *n == 0 {
@@ -64,14 +64,14 @@ impl World {
     }
 
     /// Forgets what was recorded of request `id` once none of its tasks is pending.
-    pub(super) fn forget_request_if_done(&mut self, id: u64) {
+    pub(super) fn forget_request_if_done(&mut self, id: Ticket) {
         if !self.tasks_left.contains_key(&id) {
             self.forget_request(id);
         }
     }
 
     /// Forgets what was recorded of a request that has ended.
-    fn forget_request(&mut self, id: u64) {
+    fn forget_request(&mut self, id: Ticket) {
         self.left.remove(&id);
         self.stuck_told.remove(&id);
     }
@@ -86,33 +86,33 @@ impl World {
     }
 
     /// An engine's cell got out of the call it was reported blocked in.
-    pub(super) fn engine_unblocked(&mut self, engine: EngineId, task_id: u64) {
+    pub(super) fn engine_unblocked(&mut self, engine: EngineId, task_id: TaskId) {
         if self.blocked.get(&engine).is_some_and(|b| b.task_id == task_id) {
             self.blocked.remove(&engine);
         }
     }
 
-    fn gather_stuck(&mut self, id: u64) {
+    fn gather_stuck(&mut self, id: Ticket) {
         if self.stuck_timers.insert(id) {
             self.emit(Command::Wake { after: STUCK_GATHER, timer: Timer::Stuck(id) });
         }
     }
 
     /// Tells the client of request `id` which of its ranks are stuck, if any more are.
-    pub(super) fn tell_stuck(&mut self, id: u64) {
+    pub(super) fn tell_stuck(&mut self, id: Ticket) {
         self.stuck_timers.remove(&id);
         let Some((client, stuck)) = self.stuck_of(id) else { return };
         let told = self.stuck_told.entry(id).or_default();
         let before = told.len();
         told.extend(stuck.blocked.iter().map(|b| b.engine_id));
         if told.len() > before {
-            info!(request = id, "{}", stuck.message());
+            info!(request = %id, "{}", stuck.message());
             self.reply(client, ControllerToClient::Stuck(stuck));
         }
     }
 
     /// The stuck ranks of request `id` (of the first engine set that has any), and its client.
-    fn stuck_of(&self, id: u64) -> Option<(ClientId, Stuck)> {
+    fn stuck_of(&self, id: Ticket) -> Option<(ClientId, Stuck)> {
         let mut running: Vec<_> = self.pending.values().filter(|p| p.id == id).collect();
         running.sort_unstable_by_key(|p| p.engine);
         let first = running.first()?;
@@ -125,10 +125,10 @@ impl World {
         let mut waited: Vec<EngineId> = Vec::new();
         for &(engine, b) in &blocked {
             let info = &self.engines.get(&engine)?.info;
-            let base = self.sets.get(&info.set)?.base.0;
+            let set = self.sets.get(&info.set)?;
             let candidates = b.peer.map_or_else(|| b.members.clone(), |p| vec![p]);
             let gone: Vec<EngineId> =
-                candidates.iter().map(|r| EngineId(base + r.0)).filter(|e| left.contains_key(e)).collect();
+                candidates.iter().filter_map(|&r| set.engine(r)).filter(|e| left.contains_key(e)).collect();
             let mismatch = blocked.iter().any(|(other, o)| {
                 *other != engine
                     && self.engines.get(other).is_some_and(|e| e.info.set == info.set)
@@ -156,13 +156,11 @@ impl World {
         let mut stuck = stuck?;
         waited.sort_unstable();
         waited.dedup();
-        let base = self.sets.get(&stuck.set)?.base.0;
+        let set = self.sets.get(&stuck.set)?;
         stuck.left = waited
             .into_iter()
-            .map(|e| LeftRank {
-                engine_id: e,
-                rank: Rank(e.0 - base),
-                error: left.get(&e).cloned().flatten(),
+            .filter_map(|e| {
+                Some(LeftRank { engine_id: e, rank: set.rank(e)?, error: left.get(&e).cloned().flatten() })
             })
             .collect();
         Some((client, stuck))
@@ -216,11 +214,11 @@ impl World {
             return;
         }
         let Some(world) = self.sets.get(&set) else { return };
-        let engines: Vec<EngineId> = (world.base.0..world.base.0 + world.size).map(EngineId).collect();
+        let engines: Vec<EngineId> = world.engines().collect();
         if !engines.iter().all(|e| self.ready.contains(e)) {
             return;
         }
-        info!(set, engines = engines.len(), "the restarted MPI world is ready");
+        info!(%set, engines = engines.len(), "the restarted MPI world is ready");
         self.restarting = false;
         for client in std::mem::take(&mut self.restart_waiters) {
             let engines = engines.clone();
@@ -242,7 +240,7 @@ impl World {
         if self.deferred.len() >= DEFERRED_MAX {
             return false;
         }
-        info!(request = req.req_id, "a request waits for the restarting MPI world");
+        info!(request = %req.req_id, "a request waits for the restarting MPI world");
         self.deferred.push((client, req, buffers, fds));
         true
     }

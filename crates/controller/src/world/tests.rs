@@ -10,7 +10,7 @@ use mpx_messages::{
 
 use super::*;
 
-pub(super) const CLIENT: ClientId = 7;
+pub(super) const CLIENT: ClientId = ClientId(7);
 
 pub(super) fn world(restart: bool) -> World {
     World::new(Config {
@@ -25,10 +25,10 @@ pub(super) fn world(restart: bool) -> World {
 
 /// Registers a world of `size` ranks (connections `conn0..`): rank 0 with every rank's
 /// details, then the others with the set rank 0 was given. Returns the engine ids.
-pub(super) fn register(w: &mut World, size: u32, conn0: ConnId) -> Vec<u32> {
+pub(super) fn register(w: &mut World, size: u32, conn0: u64) -> Vec<u32> {
     let detail =
         |rank: u32| RankInfo { rank: Rank(rank), pid: 1000 + conn0 as u32 + rank, hostname: "h".into() };
-    let req = |rank: u32, set: Option<u32>| RegisterRequest {
+    let req = |rank: u32, set: Option<SetId>| RegisterRequest {
         rank: Rank(rank),
         size,
         pid: detail(rank).pid,
@@ -39,7 +39,8 @@ pub(super) fn register(w: &mut World, size: u32, conn0: ConnId) -> Vec<u32> {
     let mut set = None;
     let mut ids = Vec::new();
     for rank in 0..size {
-        let out = w.handle(Event::Register { conn: conn0 + rank as u64, req: req(rank, set), local: false });
+        let conn = ConnId(conn0 + rank as u64);
+        let out = w.handle(Event::Register { conn, req: req(rank, set), local: false });
         let [Command::Registered { reply, .. }] = &out[..] else { panic!("{out:?}") };
         set = reply.set;
         ids.push(reply.engine_id.expect("registered").get());
@@ -51,7 +52,7 @@ pub(super) fn execute(w: &mut World, req_id: u64, targets: Targets, code: &str) 
     let req = SubmitRequest {
         source: None,
         internal: false,
-        req_id,
+        req_id: RequestId(req_id),
         targets,
         request: Request::Execute { code: code.into() },
     };
@@ -68,6 +69,7 @@ pub(super) fn to_engine(engine: u32, msg: ToEngine) -> Command {
 
 pub(super) fn failed(req_id: u64, engine: u32, error: MpxError) -> Command {
     let outcome = Outcome { error: Some(error), ..Default::default() };
+    let req_id = RequestId(req_id);
     to_client(ToClient::EngineReply(EngineReply { req_id, engine_id: EngineId(engine), outcome }))
 }
 
@@ -101,21 +103,22 @@ fn a_world_registers_and_its_ranks_attach() {
         ],
         set: None,
     };
-    let reply = |engine_id, set| RegisterReply {
+    let reply = |engine_id, set: u32| RegisterReply {
         engine_id: Some(EngineId(engine_id)),
         cluster_id: "c".into(),
         error: None,
         heartbeat_ms: 500,
-        set: Some(set),
+        set: Some(SetId(set)),
     };
     assert_eq!(
-        w.handle(Event::Register { conn: 1, req: first.clone(), local: false }),
-        vec![Command::Registered { conn: 1, reply: reply(0, 0) }]
+        w.handle(Event::Register { conn: ConnId(1), req: first.clone(), local: false }),
+        vec![Command::Registered { conn: ConnId(1), reply: reply(0, 0) }]
     );
     // Rank 1 must match its world's registration.
-    let mut other = RegisterRequest { rank: Rank(1), pid: 99, world: vec![], set: Some(0), ..first.clone() };
-    let refused = |conn, why: registry::RegisterRefused| Command::Registered {
-        conn,
+    let mut other =
+        RegisterRequest { rank: Rank(1), pid: 99, world: vec![], set: Some(SetId(0)), ..first.clone() };
+    let refused = |conn: u64, why: registry::RegisterRefused| Command::Registered {
+        conn: ConnId(conn),
         reply: RegisterReply {
             engine_id: None,
             cluster_id: "c".into(),
@@ -125,31 +128,31 @@ fn a_world_registers_and_its_ranks_attach() {
         },
     };
     assert_eq!(
-        w.handle(Event::Register { conn: 2, req: other.clone(), local: false }),
-        vec![refused(2, registry::RegisterRefused::Mismatch { set: 0, rank: Rank(1) })]
+        w.handle(Event::Register { conn: ConnId(2), req: other.clone(), local: false }),
+        vec![refused(2, registry::RegisterRefused::Mismatch { set: SetId(0), rank: Rank(1) })]
     );
     let outside = RegisterRequest { rank: Rank(7), ..other.clone() };
     assert_eq!(
-        w.handle(Event::Register { conn: 2, req: outside, local: false }),
-        vec![refused(2, registry::RegisterRefused::OutsideSet { rank: Rank(7), set: 0, size: 2 })]
+        w.handle(Event::Register { conn: ConnId(2), req: outside, local: false }),
+        vec![refused(2, registry::RegisterRefused::OutsideSet { rank: Rank(7), set: SetId(0), size: 2 })]
     );
-    let no_set = RegisterRequest { set: Some(5), ..other.clone() };
+    let no_set = RegisterRequest { set: Some(SetId(5)), ..other.clone() };
     assert_eq!(
-        w.handle(Event::Register { conn: 2, req: no_set, local: false }),
-        vec![refused(2, registry::RegisterRefused::NoSuchSet(5))]
+        w.handle(Event::Register { conn: ConnId(2), req: no_set, local: false }),
+        vec![refused(2, registry::RegisterRefused::NoSuchSet(SetId(5)))]
     );
     other.pid = 11;
     assert_eq!(
-        w.handle(Event::Register { conn: 3, req: other.clone(), local: false }),
-        vec![Command::Registered { conn: 3, reply: reply(1, 0) }]
+        w.handle(Event::Register { conn: ConnId(3), req: other.clone(), local: false }),
+        vec![Command::Registered { conn: ConnId(3), reply: reply(1, 0) }]
     );
     // Twice is refused; a second world gets the next set and ids.
     assert_eq!(
-        w.handle(Event::Register { conn: 4, req: other, local: false }),
-        vec![refused(4, registry::RegisterRefused::AlreadyRegistered { set: 0, rank: Rank(1) })]
+        w.handle(Event::Register { conn: ConnId(4), req: other, local: false }),
+        vec![refused(4, registry::RegisterRefused::AlreadyRegistered { set: SetId(0), rank: Rank(1) })]
     );
     assert_eq!(register(&mut w, 3, 10), vec![2, 3, 4]);
-    assert_eq!(info(&w, 3).set, 1);
+    assert_eq!(info(&w, 3).set, SetId(1));
     assert_eq!(info(&w, 3).rank, Rank(1));
 }
 
@@ -160,16 +163,20 @@ fn a_request_across_sets_runs_on_every_engine_and_results_go_back() {
     register(&mut w, 2, 0);
     register(&mut w, 2, 10);
     let out = execute(&mut w, 5, Targets::All, "rank");
-    let task =
-        |task_id| ToEngine::TaskRequest(TaskRequest { task_id, task: Task::Execute { code: "rank".into() } });
+    let task = |task_id| {
+        ToEngine::TaskRequest(TaskRequest {
+            task_id: TaskId(task_id),
+            task: Task::Execute { code: "rank".into() },
+        })
+    };
     assert_eq!(
         out,
         vec![
             to_client(ToClient::SubmitReply(SubmitReply {
-                req_id: 5,
+                req_id: RequestId(5),
                 engines: ids(&[0, 1, 2, 3]),
                 error: None,
-                id: 1,
+                id: Some(Ticket(1)),
             })),
             to_engine(0, task(1)),
             to_engine(1, task(2)),
@@ -177,24 +184,28 @@ fn a_request_across_sets_runs_on_every_engine_and_results_go_back() {
             to_engine(3, task(4)),
         ]
     );
-    assert_eq!(w.route_of(EngineId(2), 3), Some((CLIENT, 5)));
-    assert_eq!(w.route_of(EngineId(1), 3), None, "a task is routed for its own engine only");
+    assert_eq!(w.route_of(EngineId(2), TaskId(3)), Some((CLIENT, RequestId(5))));
+    assert_eq!(w.route_of(EngineId(1), TaskId(3)), None, "a task is routed for its own engine only");
     let outcome = Outcome { value: Some("0".into()), ..Default::default() };
     let out = w.handle(Event::EngineReply {
         engine: EngineId(2),
-        reply: TaskReply { task_id: 3, outcome: outcome.clone() },
+        reply: TaskReply { task_id: TaskId(3), outcome: outcome.clone() },
         buffers: vec![],
         fds: Fds::default(),
     });
     assert_eq!(
         out,
-        vec![to_client(ToClient::EngineReply(EngineReply { req_id: 5, engine_id: EngineId(2), outcome }))]
+        vec![to_client(ToClient::EngineReply(EngineReply {
+            req_id: RequestId(5),
+            engine_id: EngineId(2),
+            outcome
+        }))]
     );
     // A collective never spans sets.
     let req = SubmitRequest {
         source: None,
         internal: false,
-        req_id: 6,
+        req_id: RequestId(6),
         targets: Targets::All,
         request: Request::Gather { name: "a".into(), shm: false },
     };
@@ -211,7 +222,11 @@ fn a_death_mid_request_is_explained_then_the_world_goes_down() {
     register(&mut w, 4, 0);
     let engines = w.info().engines;
     execute(&mut w, 9, Targets::All, "barrier()");
-    let out = w.handle(Event::EngineGone { engine: EngineId(2), conn: 2, cause: "connection closed".into() });
+    let out = w.handle(Event::EngineGone {
+        engine: EngineId(2),
+        conn: ConnId(2),
+        cause: "connection closed".into(),
+    });
     assert_eq!(
         out,
         vec![
@@ -221,7 +236,11 @@ fn a_death_mid_request_is_explained_then_the_world_goes_down() {
     );
     // mpirun ends the other ranks: expected now, and nothing can be submitted to the world.
     assert_eq!(
-        w.handle(Event::EngineGone { engine: EngineId(1), conn: 1, cause: "connection closed".into() }),
+        w.handle(Event::EngineGone {
+            engine: EngineId(1),
+            conn: ConnId(1),
+            cause: "connection closed".into()
+        }),
         vec![]
     );
     let out = execute(&mut w, 10, Targets::All, "1");
@@ -271,8 +290,11 @@ fn a_death_in_engine_set_1_takes_down_that_set_only() {
     let set1 = vec![info(&w, 2), info(&w, 3)];
     execute(&mut w, 1, Targets::All, "x");
     // No launcher to ask: set 1 goes down at once, with what the connection knew.
-    let out =
-        w.handle(Event::EngineGone { engine: EngineId(3), conn: 11, cause: "connection closed".into() });
+    let out = w.handle(Event::EngineGone {
+        engine: EngineId(3),
+        conn: ConnId(11),
+        cause: "connection closed".into(),
+    });
     let note = "; engine set 1 was torn down (other sets go on)";
     assert_eq!(
         out,
@@ -286,7 +308,7 @@ fn a_death_in_engine_set_1_takes_down_that_set_only() {
         ]
     );
     // Set 0 goes on: its pending tasks still answer, new requests run there.
-    let reply = TaskReply { task_id: 1, outcome: Outcome::default() };
+    let reply = TaskReply { task_id: TaskId(1), outcome: Outcome::default() };
     let out =
         w.handle(Event::EngineReply { engine: EngineId(0), reply, buffers: vec![], fds: Fds::default() });
     assert_eq!(out.len(), 1);
@@ -299,7 +321,7 @@ fn a_death_in_engine_set_1_takes_down_that_set_only() {
     assert_eq!(w.launched_engines(), 2);
     // A new world takes the freed set and ids.
     assert_eq!(register(&mut w, 2, 20), vec![2, 3]);
-    assert_eq!(info(&w, 2).set, 1);
+    assert_eq!(info(&w, 2).set, SetId(1));
 }
 
 #[test]
@@ -330,12 +352,15 @@ fn an_abort_restarts_the_world_and_late_news_of_the_old_one_is_ignored() {
     assert_eq!(register(&mut w, 2, 10), vec![0, 1]);
     assert_eq!(w.launched_engines(), 2);
     // The old connections closing now is no death.
-    assert_eq!(w.handle(Event::EngineGone { engine: EngineId(0), conn: 0, cause: "closed".into() }), vec![]);
-    assert_eq!(w.handle(Event::HeartbeatMissed { engine: EngineId(1), conn: 1, missed: 3 }), vec![]);
-    // A rank that stops answering heartbeats is a death of the new world.
-    assert_eq!(w.handle(Event::HeartbeatMissed { engine: EngineId(1), conn: 11, missed: 2 }), vec![]);
     assert_eq!(
-        w.handle(Event::HeartbeatMissed { engine: EngineId(1), conn: 11, missed: 3 }),
+        w.handle(Event::EngineGone { engine: EngineId(0), conn: ConnId(0), cause: "closed".into() }),
+        vec![]
+    );
+    assert_eq!(w.handle(Event::HeartbeatMissed { engine: EngineId(1), conn: ConnId(1), missed: 3 }), vec![]);
+    // A rank that stops answering heartbeats is a death of the new world.
+    assert_eq!(w.handle(Event::HeartbeatMissed { engine: EngineId(1), conn: ConnId(11), missed: 2 }), vec![]);
+    assert_eq!(
+        w.handle(Event::HeartbeatMissed { engine: EngineId(1), conn: ConnId(11), missed: 3 }),
         vec![
             Command::CloseEngine { engine: EngineId(1) },
             Command::Runner(RunnerCall::ExplainDeath { engine: EngineId(1), rank: Rank(1) }),
@@ -359,10 +384,10 @@ fn where_answers_at_the_deadline_with_a_silent_rank_as_none() {
     assert_eq!(
         out,
         vec![
-            to_engine(0, ToEngine::StatusRequest { req: 1 }),
-            to_engine(1, ToEngine::StatusRequest { req: 1 }),
-            to_engine(2, ToEngine::StatusRequest { req: 1 }),
-            Command::Wake { after: WHERE_WAIT, timer: Timer::Where(1) },
+            to_engine(0, ToEngine::StatusRequest { req: PollId(1) }),
+            to_engine(1, ToEngine::StatusRequest { req: PollId(1) }),
+            to_engine(2, ToEngine::StatusRequest { req: PollId(1) }),
+            Command::Wake { after: WHERE_WAIT, timer: Timer::Where(PollId(1)) },
         ]
     );
     let state = EngineState {
@@ -373,18 +398,30 @@ fn where_answers_at_the_deadline_with_a_silent_rank_as_none() {
         seconds: 1.0,
         detail: None,
     };
-    assert_eq!(w.handle(Event::EngineStatus { engine: EngineId(0), poll: 1, state: state.clone() }), vec![]);
-    assert_eq!(w.handle(Event::EngineStatus { engine: EngineId(2), poll: 1, state: state.clone() }), vec![]);
+    assert_eq!(
+        w.handle(Event::EngineStatus { engine: EngineId(0), poll: PollId(1), state: state.clone() }),
+        vec![]
+    );
+    assert_eq!(
+        w.handle(Event::EngineStatus { engine: EngineId(2), poll: PollId(1), state: state.clone() }),
+        vec![]
+    );
     let states =
         vec![(EngineId(0), Some(state.clone())), (EngineId(1), None), (EngineId(2), Some(state.clone()))];
-    assert_eq!(w.handle(Event::Timer(Timer::Where(1))), vec![to_client(ToClient::WhereReply { states })]);
+    assert_eq!(
+        w.handle(Event::Timer(Timer::Where(PollId(1)))),
+        vec![to_client(ToClient::WhereReply { states })]
+    );
     // A late answer or deadline of a finished poll is dropped; a poll all answer ends at once.
-    assert_eq!(w.handle(Event::EngineStatus { engine: EngineId(1), poll: 1, state: state.clone() }), vec![]);
-    assert_eq!(w.handle(Event::Timer(Timer::Where(1))), vec![]);
+    assert_eq!(
+        w.handle(Event::EngineStatus { engine: EngineId(1), poll: PollId(1), state: state.clone() }),
+        vec![]
+    );
+    assert_eq!(w.handle(Event::Timer(Timer::Where(PollId(1)))), vec![]);
     w.handle(Event::Where { client: CLIENT });
-    w.handle(Event::EngineStatus { engine: EngineId(0), poll: 2, state: state.clone() });
-    w.handle(Event::EngineStatus { engine: EngineId(1), poll: 2, state: state.clone() });
-    let out = w.handle(Event::EngineStatus { engine: EngineId(2), poll: 2, state: state.clone() });
+    w.handle(Event::EngineStatus { engine: EngineId(0), poll: PollId(2), state: state.clone() });
+    w.handle(Event::EngineStatus { engine: EngineId(1), poll: PollId(2), state: state.clone() });
+    let out = w.handle(Event::EngineStatus { engine: EngineId(2), poll: PollId(2), state: state.clone() });
     assert!(
         matches!(&out[..], [Command::ToClient { frame, .. }] if matches!(frame.header, ToClient::WhereReply { .. }))
     );
@@ -397,7 +434,7 @@ fn a_request_whose_client_left_is_kept_and_adopted_by_another_client() {
     execute(&mut w, 5, Targets::All, "work()");
     // Engine 0 answers while its client waits; then the client goes.
     let reply = |task_id, text: &str| TaskReply {
-        task_id,
+        task_id: TaskId(task_id),
         outcome: Outcome { value: Some(text.into()), ..Default::default() },
     };
     let out = w.handle(Event::EngineReply {
@@ -408,9 +445,9 @@ fn a_request_whose_client_left_is_kept_and_adopted_by_another_client() {
     });
     assert_eq!(out.len(), 1);
     assert!(w.handle(Event::ClientLeft { client: CLIENT, now: 10.0 }).is_empty());
-    assert_eq!(w.route_of(EngineId(1), 2), None, "nobody waits: the output goes to the core");
+    assert_eq!(w.route_of(EngineId(1), TaskId(2)), None, "nobody waits: the output goes to the core");
     let piece = mpx_messages::TaskOutput {
-        task_id: 2,
+        task_id: TaskId(2),
         stream: mpx_messages::StreamName::Stdout,
         text: "late\n".into(),
     };
@@ -426,11 +463,11 @@ fn a_request_whose_client_left_is_kept_and_adopted_by_another_client() {
         vec![Command::SaveHistory]
     );
     // Another client adopts request 1 as its request 3: acceptance, output, reply.
-    let other = 8;
-    let out = w.handle(Event::Adopt { client: other, req_id: 3, id: 1, now: 12.0 });
+    let other = ClientId(8);
+    let out = w.handle(Event::Adopt { client: other, req_id: RequestId(3), id: Ticket(1), now: 12.0 });
     let to = |msg| Command::ToClient { client: other, frame: Frame::new(msg) };
     let output = mpx_messages::EngineOutput {
-        req_id: 3,
+        req_id: RequestId(3),
         engine_id: EngineId(1),
         stream: mpx_messages::StreamName::Stdout,
         text: "late\n".into(),
@@ -439,13 +476,18 @@ fn a_request_whose_client_left_is_kept_and_adopted_by_another_client() {
     assert_eq!(
         out,
         vec![
-            to(ToClient::SubmitReply(SubmitReply { req_id: 3, engines: ids(&[1]), error: None, id: 1 })),
+            to(ToClient::SubmitReply(SubmitReply {
+                req_id: RequestId(3),
+                engines: ids(&[1]),
+                error: None,
+                id: Some(Ticket(1))
+            })),
             to(ToClient::Output(output)),
-            to(ToClient::EngineReply(EngineReply { req_id: 3, engine_id: EngineId(1), outcome })),
+            to(ToClient::EngineReply(EngineReply { req_id: RequestId(3), engine_id: EngineId(1), outcome })),
         ]
     );
     // Given once.
-    let out = w.handle(Event::Adopt { client: other, req_id: 4, id: 1, now: 13.0 });
+    let out = w.handle(Event::Adopt { client: other, req_id: RequestId(4), id: Ticket(1), now: 13.0 });
     let [Command::ToClient { frame, .. }] = &out[..] else { panic!("{out:?}") };
     let ToClient::SubmitReply(SubmitReply { error: Some(MpxError::Refused { reason }), .. }) = &frame.header
     else {

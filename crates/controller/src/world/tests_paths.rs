@@ -46,7 +46,7 @@ fn an_interrupt_goes_to_the_targeted_engines_of_worlds_that_are_up() {
     let unknown = MpxError::NoSuchEngine { engine: EngineId(5), registered: ids(&[0, 1, 2]) };
     assert_eq!(interrupt(&mut w, Targets::List(ids(&[0, 5]))), vec![interrupted(&[], Some(unknown))]);
     // The cluster's world is dying: its engines are not interrupted, the other set's are.
-    w.handle(Event::EngineGone { engine: EngineId(0), conn: 0, cause: "connection closed".into() });
+    w.handle(Event::EngineGone { engine: EngineId(0), conn: ConnId(0), cause: "connection closed".into() });
     let down = MpxError::refused("engine 1 is down: its world is being torn down");
     assert_eq!(interrupt(&mut w, Targets::List(ids(&[1]))), vec![interrupted(&[], Some(down))]);
     assert_eq!(
@@ -96,7 +96,7 @@ fn the_end_of_the_launchers_job_takes_its_world_down() {
     // deadline) takes the world down.
     w.handle(Event::Launching);
     register(&mut w, 2, 10);
-    let dying = w.handle(Event::EngineGone { engine: EngineId(1), conn: 11, cause: "closed".into() });
+    let dying = w.handle(Event::EngineGone { engine: EngineId(1), conn: ConnId(11), cause: "closed".into() });
     assert_eq!(dying.len(), 2, "{dying:?}");
     assert_eq!(w.handle(Event::JobEnded { status: "exit code 1".into() }), vec![]);
 }
@@ -107,20 +107,22 @@ fn a_streamed_push_opens_the_route_of_its_chunks_to_the_root() {
     register(&mut w, 2, 0);
     let array = ArrayMeta { dtype: Dtype::F64, shape: vec![10], buffer: 0, fd: None };
     let request = Request::Push { name: "a".into(), array: array.clone(), shared: false };
-    let req = SubmitRequest { source: None, internal: false, req_id: 4, targets: Targets::All, request };
+    let req =
+        SubmitRequest { source: None, internal: false, req_id: RequestId(4), targets: Targets::All, request };
     // No buffer: the array's 80 bytes follow in chunks, to the root (the first engine).
     let out = w.handle(Event::Submit { client: CLIENT, req, buffers: vec![], fds: Fds::default() });
     let task = Task::Push { name: "a".into(), array, group: vec![Rank(0), Rank(1)], shared: false };
-    let request = |task_id| ToEngine::TaskRequest(TaskRequest { task_id, task: task.clone() });
-    let plan = UpstreamPlan { req_id: 4, engine: EngineId(0), task_id: 1, total: 80 };
+    let request =
+        |task_id| ToEngine::TaskRequest(TaskRequest { task_id: TaskId(task_id), task: task.clone() });
+    let plan = UpstreamPlan { req_id: RequestId(4), engine: EngineId(0), task_id: TaskId(1), total: 80 };
     assert_eq!(
         out,
         vec![
             to_client(ToClient::SubmitReply(SubmitReply {
-                req_id: 4,
+                req_id: RequestId(4),
                 engines: ids(&[0, 1]),
                 error: None,
-                id: 1
+                id: Some(Ticket(1))
             })),
             to_engine(0, request(1)),
             Command::OpenUpstream { client: CLIENT, plan },
@@ -128,7 +130,7 @@ fn a_streamed_push_opens_the_route_of_its_chunks_to_the_root() {
         ]
     );
     assert_eq!((info(&w, 0).bytes_sent, info(&w, 1).bytes_sent), (80, 0));
-    assert_eq!(w.route_of(EngineId(0), 1), Some((CLIENT, 4)));
+    assert_eq!(w.route_of(EngineId(0), TaskId(1)), Some((CLIENT, RequestId(4))));
 }
 
 #[test]
@@ -148,4 +150,17 @@ fn a_runner_attached_lets_clients_abort() {
     );
     // The controller's pid comes from its settings, not from the core's process.
     assert_eq!(w.info().controller_pid, 4242);
+}
+
+#[test]
+fn an_engine_sets_ids_and_ranks_map_both_ways_and_nowhere_outside_it() {
+    let set = EngineSet { base: EngineId(4), size: 2, ranks: Default::default(), dying: None };
+    assert_eq!(set.engine(Rank(0)), Some(EngineId(4)));
+    assert_eq!(set.engine(Rank(1)), Some(EngineId(5)));
+    assert_eq!(set.engine(Rank(2)), None);
+    assert_eq!(set.rank(EngineId(5)), Some(Rank(1)));
+    assert_eq!(set.rank(EngineId(3)), None);
+    assert_eq!(set.rank(EngineId(6)), None);
+    assert_eq!(set.engines().collect::<Vec<_>>(), ids(&[4, 5]));
+    assert_eq!(set.id_range(), (4, 6));
 }

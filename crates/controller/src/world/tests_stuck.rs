@@ -24,7 +24,7 @@ fn running() -> World {
 
 fn blocked(task_id: u64, call: &str, peer: Option<u32>) -> Blocked {
     Blocked {
-        task_id,
+        task_id: TaskId(task_id),
         call: call.into(),
         comm: "COMM_WORLD".into(),
         detail: Some("<cell-1> line 4".into()),
@@ -35,7 +35,7 @@ fn blocked(task_id: u64, call: &str, peer: Option<u32>) -> Blocked {
 
 fn reply(task_id: u64, error: Option<&str>) -> TaskReply {
     let error = error.map(|e| MpxError::Cell(RemoteError::new(e, "boom")));
-    TaskReply { task_id, outcome: Outcome { error, ..Default::default() } }
+    TaskReply { task_id: TaskId(task_id), outcome: Outcome { error, ..Default::default() } }
 }
 
 fn blocked_rank(engine: u32, call: &str) -> BlockedRank {
@@ -61,7 +61,7 @@ fn ranks_waiting_for_a_rank_that_failed_are_told_once_after_the_gather() {
     assert_eq!(out.len(), 1);
     // Ranks 1-3 report their Barrier; one timer gathers them.
     let out = w.handle(Event::EngineBlocked { engine: EngineId(1), report: blocked(2, "Barrier", None) });
-    assert_eq!(out, vec![Command::Wake { after: STUCK_GATHER, timer: Timer::Stuck(1) }]);
+    assert_eq!(out, vec![Command::Wake { after: STUCK_GATHER, timer: Timer::Stuck(Ticket(1)) }]);
     for (engine, task) in [(2, 3), (3, 4)] {
         let out = w.handle(Event::EngineBlocked {
             engine: EngineId(engine),
@@ -70,8 +70,8 @@ fn ranks_waiting_for_a_rank_that_failed_are_told_once_after_the_gather() {
         assert_eq!(out, vec![]);
     }
     let stuck = Stuck {
-        req_id: 1,
-        set: 0,
+        req_id: RequestId(1),
+        set: SetId(0),
         blocked: vec![blocked_rank(1, "Barrier"), blocked_rank(2, "Barrier"), blocked_rank(3, "Barrier")],
         left: vec![LeftRank {
             engine_id: EngineId(0),
@@ -79,10 +79,10 @@ fn ranks_waiting_for_a_rank_that_failed_are_told_once_after_the_gather() {
             error: Some("ZeroDivisionError".into()),
         }],
     };
-    assert_eq!(w.handle(Event::Timer(Timer::Stuck(1))), vec![to_client(ToClient::Stuck(stuck))]);
+    assert_eq!(w.handle(Event::Timer(Timer::Stuck(Ticket(1)))), vec![to_client(ToClient::Stuck(stuck))]);
     // Told once: a report again (or the timer again) says nothing new.
     w.handle(Event::EngineBlocked { engine: EngineId(3), report: blocked(4, "Barrier", None) });
-    assert_eq!(w.handle(Event::Timer(Timer::Stuck(1))), vec![]);
+    assert_eq!(w.handle(Event::Timer(Timer::Stuck(Ticket(1)))), vec![]);
 }
 
 #[test]
@@ -96,10 +96,10 @@ fn a_receive_waits_for_its_source_only_and_a_returned_call_is_taken_back() {
         fds: Fds::default(),
     });
     let out = w.handle(Event::EngineBlocked { engine: EngineId(1), report: blocked(2, "Recv", Some(2)) });
-    assert_eq!(out, vec![Command::Wake { after: STUCK_GATHER, timer: Timer::Stuck(1) }]);
-    assert_eq!(w.handle(Event::Timer(Timer::Stuck(1))), vec![]);
+    assert_eq!(out, vec![Command::Wake { after: STUCK_GATHER, timer: Timer::Stuck(Ticket(1)) }]);
+    assert_eq!(w.handle(Event::Timer(Timer::Stuck(Ticket(1)))), vec![]);
     // Rank 1's receive completes, then rank 2 finishes: still nothing (the report was taken back).
-    assert_eq!(w.handle(Event::EngineUnblocked { engine: EngineId(1), task_id: 2 }), vec![]);
+    assert_eq!(w.handle(Event::EngineUnblocked { engine: EngineId(1), task_id: TaskId(2) }), vec![]);
     let out = w.handle(Event::EngineReply {
         engine: EngineId(2),
         reply: reply(3, None),
@@ -110,12 +110,12 @@ fn a_receive_waits_for_its_source_only_and_a_returned_call_is_taken_back() {
     // Blocked again on rank 2, which has left: told, with rank 2 finished.
     w.handle(Event::EngineBlocked { engine: EngineId(1), report: blocked(2, "Recv", Some(2)) });
     let stuck = Stuck {
-        req_id: 1,
-        set: 0,
+        req_id: RequestId(1),
+        set: SetId(0),
         blocked: vec![blocked_rank(1, "Recv")],
         left: vec![LeftRank { engine_id: EngineId(2), rank: Rank(2), error: None }],
     };
-    assert_eq!(w.handle(Event::Timer(Timer::Stuck(1))), vec![to_client(ToClient::Stuck(stuck))]);
+    assert_eq!(w.handle(Event::Timer(Timer::Stuck(Ticket(1)))), vec![to_client(ToClient::Stuck(stuck))]);
 }
 
 #[test]
@@ -126,8 +126,8 @@ fn ranks_in_calls_that_do_not_match_are_told() {
         w.handle(Event::EngineBlocked { engine: EngineId(engine), report: blocked(task, "Barrier", None) });
     }
     let stuck = Stuck {
-        req_id: 1,
-        set: 0,
+        req_id: RequestId(1),
+        set: SetId(0),
         blocked: vec![
             blocked_rank(0, "Allreduce"),
             blocked_rank(1, "Barrier"),
@@ -136,14 +136,14 @@ fn ranks_in_calls_that_do_not_match_are_told() {
         ],
         left: vec![],
     };
-    assert_eq!(w.handle(Event::Timer(Timer::Stuck(1))), vec![to_client(ToClient::Stuck(stuck))]);
+    assert_eq!(w.handle(Event::Timer(Timer::Stuck(Ticket(1)))), vec![to_client(ToClient::Stuck(stuck))]);
 }
 
 #[test]
 fn an_abandoned_call_restarts_the_world_and_requests_meanwhile_wait_for_it() {
     let mut w = running();
     let engines = w.info().engines;
-    let report = Abandoned { task_id: 2, call: "Barrier".into(), comm: "COMM_WORLD".into() };
+    let report = Abandoned { task_id: TaskId(2), call: "Barrier".into(), comm: "COMM_WORLD".into() };
     let out = w.handle(Event::EngineAbandoned { engine: EngineId(1), report });
     let cause =
         "rank 1 was interrupted inside Barrier on COMM_WORLD, which MPI cannot cancel half way, so the \
@@ -159,7 +159,7 @@ fn an_abandoned_call_restarts_the_world_and_requests_meanwhile_wait_for_it() {
     assert_eq!(out, expected);
     // A cell sent while it restarts waits; `mpx restart` from another client waits too.
     assert_eq!(execute(&mut w, 2, Targets::All, "x"), vec![]);
-    assert_eq!(w.handle(Event::Restart { client: 9, reason: "r".into() }), vec![]);
+    assert_eq!(w.handle(Event::Restart { client: ClientId(9), reason: "r".into() }), vec![]);
     // The new world registers; once every rank is ready, the waiters are answered and the cell runs.
     w.handle(Event::Launching);
     register(&mut w, 4, 10);
@@ -169,19 +169,22 @@ fn an_abandoned_call_restarts_the_world_and_requests_meanwhile_wait_for_it() {
     let out = w.handle(Event::EngineReady { engine: EngineId(3) });
     let mut expected = vec![
         Command::ToClient {
-            client: 9,
+            client: ClientId(9),
             frame: Frame::new(ToClient::RestartReply { engines: ids(&[0, 1, 2, 3]), error: None }),
         },
         to_client(ToClient::SubmitReply(SubmitReply {
-            req_id: 2,
+            req_id: RequestId(2),
             engines: ids(&[0, 1, 2, 3]),
             error: None,
-            id: 2,
+            id: Some(Ticket(2)),
         })),
     ];
     for e in 0..4 {
         let task = mpx_messages::Task::Execute { code: "x".into() };
-        expected.push(to_engine(e, ToEngine::TaskRequest(TaskRequest { task_id: 5 + u64::from(e), task })));
+        expected.push(to_engine(
+            e,
+            ToEngine::TaskRequest(TaskRequest { task_id: TaskId(5 + u64::from(e)), task }),
+        ));
     }
     assert_eq!(out, expected);
 }
@@ -196,7 +199,7 @@ fn a_restart_of_engines_started_by_hand_is_refused_and_their_abandoned_call_tear
         matches!(&frame.header, ToClient::RestartReply { error: Some(MpxError::Refused { .. }), .. }),
         "{out:?}"
     );
-    let report = Abandoned { task_id: 1, call: "Barrier".into(), comm: "COMM_WORLD".into() };
+    let report = Abandoned { task_id: TaskId(1), call: "Barrier".into(), comm: "COMM_WORLD".into() };
     let out = w.handle(Event::EngineAbandoned { engine: EngineId(0), report });
     assert!(out.iter().any(|c| matches!(c, Command::Reap { .. })), "{out:?}");
     assert!(w.info().engines.is_empty());

@@ -11,7 +11,7 @@ use super::tests::{ids, info, register, to_client, to_engine, world, CLIENT};
 use super::*;
 
 /// Another client.
-const OTHER: ClientId = 8;
+const OTHER: ClientId = ClientId(8);
 
 /// Submits load-balanced `Execute` tasks `(client's id, code)`.
 fn submit(
@@ -23,7 +23,7 @@ fn submit(
 ) -> Vec<Command> {
     let tasks = tasks
         .iter()
-        .map(|&(id, code)| BalancedTask { id, task: Request::Execute { code: code.into() } })
+        .map(|&(id, code)| BalancedTask { id: TaskId(id), task: Request::Execute { code: code.into() } })
         .collect();
     let req = BalancedRequest { targets, retries, tasks };
     w.handle(Event::SubmitBalanced { client, req, buffers: vec![] })
@@ -37,7 +37,7 @@ fn ready(w: &mut World, engines: &[u32]) -> Vec<Command> {
 /// Engine `engine` answers task `task_id` with `value`.
 fn answer(w: &mut World, engine: u32, task_id: u64, value: &str) -> Vec<Command> {
     let outcome = Outcome { value: Some(value.into()), ..Default::default() };
-    let reply = TaskReply { task_id, outcome };
+    let reply = TaskReply { task_id: TaskId(task_id), outcome };
     w.handle(Event::EngineReply { engine: EngineId(engine), reply, buffers: vec![], fds: Fds::default() })
 }
 
@@ -45,7 +45,10 @@ fn answer(w: &mut World, engine: u32, task_id: u64, value: &str) -> Vec<Command>
 fn run(engine: u32, task_id: u64, code: &str) -> Command {
     to_engine(
         engine,
-        ToEngine::TaskRequest(TaskRequest { task_id, task: Task::Execute { code: code.into() } }),
+        ToEngine::TaskRequest(TaskRequest {
+            task_id: TaskId(task_id),
+            task: Task::Execute { code: code.into() },
+        }),
     )
 }
 
@@ -56,7 +59,7 @@ fn to(client: ClientId, result: BalancedResult) -> Command {
 /// The client's task `id` answered `value` on `engine` at its `attempts`th attempt.
 fn result(client: ClientId, id: u64, engine: u32, value: &str, attempts: u32) -> Command {
     let outcome = Outcome { value: Some(value.into()), ..Default::default() };
-    to(client, BalancedResult { id, engine_id: Some(EngineId(engine)), outcome, attempts })
+    to(client, BalancedResult { id: TaskId(id), engine_id: Some(EngineId(engine)), outcome, attempts })
 }
 
 #[test]
@@ -71,15 +74,16 @@ fn tasks_go_to_the_least_loaded_engine_and_each_result_goes_back_alone() {
         vec![run(0, 1, "a"), run(1, 2, "b"), run(0, 3, "c"), run(1, 4, "d")]
     );
     // A direct request takes the next task id: one counter, replies routed by it.
-    let direct = ToEngine::TaskRequest(TaskRequest { task_id: 6, task: Task::Execute { code: "x".into() } });
+    let direct =
+        ToEngine::TaskRequest(TaskRequest { task_id: TaskId(6), task: Task::Execute { code: "x".into() } });
     assert_eq!(
         super::tests::execute(&mut w, 9, Targets::List(ids(&[0])), "x"),
         vec![
             to_client(ToClient::SubmitReply(SubmitReply {
-                req_id: 9,
+                req_id: RequestId(9),
                 engines: ids(&[0]),
                 error: None,
-                id: 1
+                id: Some(Ticket(1))
             })),
             to_engine(0, direct),
         ]
@@ -90,7 +94,11 @@ fn tasks_go_to_the_least_loaded_engine_and_each_result_goes_back_alone() {
     assert_eq!(
         answer(&mut w, 0, 6, "X"),
         vec![
-            to_client(ToClient::EngineReply(EngineReply { req_id: 9, engine_id: EngineId(0), outcome })),
+            to_client(ToClient::EngineReply(EngineReply {
+                req_id: RequestId(9),
+                engine_id: EngineId(0),
+                outcome
+            })),
             Command::SaveHistory,
         ]
     );
@@ -113,17 +121,20 @@ fn an_apply_task_carries_only_its_own_buffers() {
     let req = BalancedRequest {
         targets: Targets::All,
         retries: 0,
-        tasks: vec![BalancedTask { id: 1, task: apply(1) }, BalancedTask { id: 2, task: apply(2) }],
+        tasks: vec![
+            BalancedTask { id: TaskId(1), task: apply(1) },
+            BalancedTask { id: TaskId(2), task: apply(2) },
+        ],
     };
     let out = w.handle(Event::SubmitBalanced { client: CLIENT, req, buffers: vec![b0, b1.clone()] });
     let task = Task::Apply { function: "f".into(), args: vec![Arg::Int(1), array(0)] };
-    let request = ToEngine::TaskRequest(TaskRequest { task_id: 1, task });
+    let request = ToEngine::TaskRequest(TaskRequest { task_id: TaskId(1), task });
     let missing = MpxError::refused("array buffer 2 is missing");
     assert_eq!(
         out,
         vec![
             Command::ToEngine { engine: EngineId(0), frame: Frame::with_payloads(request, vec![b1]) },
-            to(CLIENT, BalancedResult::failed(2, None, missing, 0)),
+            to(CLIENT, BalancedResult::failed(TaskId(2), None, missing, 0)),
         ]
     );
 }
@@ -134,23 +145,23 @@ fn collectives_and_tasks_without_engines_are_refused() {
     let none = MpxError::NoEngines { reason: "no engines are registered".into() };
     assert_eq!(
         submit(&mut w, CLIENT, Targets::All, 0, &[(1, "a")]),
-        vec![to(CLIENT, BalancedResult::failed(1, None, none, 0))]
+        vec![to(CLIENT, BalancedResult::failed(TaskId(1), None, none, 0))]
     );
     register(&mut w, 2, 0);
     ready(&mut w, &[0, 1]);
-    let gather = BalancedTask { id: 2, task: Request::Gather { name: "a".into(), shm: false } };
+    let gather = BalancedTask { id: TaskId(2), task: Request::Gather { name: "a".into(), shm: false } };
     let req = BalancedRequest { targets: Targets::All, retries: 0, tasks: vec![gather] };
     let out = w.handle(Event::SubmitBalanced { client: CLIENT, req, buffers: vec![] });
     let refused = MpxError::refused(
         "a load-balanced task runs code on one engine (execute, run or apply); data moves and \
          collectives go to every engine of a world (a direct view)",
     );
-    assert_eq!(out, vec![to(CLIENT, BalancedResult::failed(2, None, refused, 0))]);
+    assert_eq!(out, vec![to(CLIENT, BalancedResult::failed(TaskId(2), None, refused, 0))]);
     let unknown = format!("no engine 5 (registered: {:?})", [&EngineId(0), &EngineId(1)]);
     let unknown = MpxError::NoEngines { reason: unknown };
     assert_eq!(
         submit(&mut w, CLIENT, Targets::List(ids(&[5])), 0, &[(3, "a")]),
-        vec![to(CLIENT, BalancedResult::failed(3, None, unknown, 0))]
+        vec![to(CLIENT, BalancedResult::failed(TaskId(3), None, unknown, 0))]
     );
 }
 
@@ -170,14 +181,17 @@ fn a_task_is_retried_after_its_engine_set_died() {
     // Without retries, on set 1 only.
     assert_eq!(submit(&mut w, CLIENT, Targets::List(ids(&[2, 3])), 0, &[(5, "e")]), vec![run(2, 5, "e")]);
     // Set 1 goes down: its tasks with a retry left run again on set 0, the other fails.
-    let out =
-        w.handle(Event::EngineGone { engine: EngineId(3), conn: 11, cause: "connection closed".into() });
+    let out = w.handle(Event::EngineGone {
+        engine: EngineId(3),
+        conn: ConnId(11),
+        cause: "connection closed".into(),
+    });
     let torn = "engine 3 died (connection closed); engine set 1 was torn down (other sets go on)";
     let died = MpxError::EngineDied { engine: EngineId(2), rank: Rank(0), cause: torn.into() };
     assert_eq!(
         out,
         vec![
-            to(CLIENT, BalancedResult::failed(5, Some(EngineId(2)), died, 1)),
+            to(CLIENT, BalancedResult::failed(TaskId(5), Some(EngineId(2)), died, 1)),
             run(0, 3, "c"),
             run(1, 4, "d"),
             to_engine(2, ToEngine::Shutdown),
@@ -200,7 +214,11 @@ fn while_the_clusters_world_restarts_its_tasks_wait_for_it() {
     ready(&mut w, &[0, 1]);
     assert_eq!(submit(&mut w, CLIENT, Targets::All, 1, &[(1, "a")]), vec![run(0, 1, "a")]);
     assert_eq!(
-        w.handle(Event::EngineGone { engine: EngineId(1), conn: 1, cause: "connection closed".into() }),
+        w.handle(Event::EngineGone {
+            engine: EngineId(1),
+            conn: ConnId(1),
+            cause: "connection closed".into()
+        }),
         vec![
             Command::Runner(RunnerCall::ExplainDeath { engine: EngineId(1), rank: Rank(1) }),
             Command::Wake { after: DEATH_REPORT_FALLBACK, timer: Timer::DeathReport(EngineId(1)) },
@@ -247,7 +265,7 @@ fn a_failed_restart_fails_the_waiting_tasks() {
     assert_eq!(
         out,
         vec![
-            to(CLIENT, BalancedResult::failed(2, None, none, 0)),
+            to(CLIENT, BalancedResult::failed(TaskId(2), None, none, 0)),
             Command::EnginesStopped { engines: vec![] }
         ]
     );
@@ -281,7 +299,7 @@ fn the_clusters_stop_fails_the_running_tasks_and_answers_the_runner() {
     assert_eq!(
         w.handle(Event::StopEngines),
         vec![
-            to(CLIENT, BalancedResult::failed(1, Some(EngineId(1)), died, 1)),
+            to(CLIENT, BalancedResult::failed(TaskId(1), Some(EngineId(1)), died, 1)),
             to_engine(0, ToEngine::Shutdown),
             Command::Forget { engine: EngineId(0) },
             to_engine(1, ToEngine::Shutdown),

@@ -1,7 +1,7 @@
 //! `where` polls: every attached engine is asked for its state; the client gets the answer as
 //! soon as all have answered, or at the deadline with `None` for the silent ones.
 
-use mpx_messages::{ControllerToClient, ControllerToEngine, EngineId, EngineState, Frame};
+use mpx_messages::{ControllerToClient, ControllerToEngine, EngineId, EngineState, Frame, PollId};
 
 use super::{ClientId, Command, Poll, Timer, World, WHERE_WAIT};
 
@@ -9,7 +9,7 @@ impl World {
     /// Starts a poll of every attached engine.
     pub(super) fn start_poll(&mut self, client: ClientId) {
         let poll = self.next_poll;
-        self.next_poll += 1;
+        self.next_poll = poll.next();
         let asked: Vec<EngineId> =
             self.engines.iter().filter(|(_, e)| e.conn.is_some()).map(|(id, _)| *id).collect();
         for &engine in &asked {
@@ -26,7 +26,7 @@ impl World {
     }
 
     /// Records an engine's answer; answers the client once every engine has.
-    pub(super) fn engine_status(&mut self, engine: EngineId, poll: u64, state: EngineState) {
+    pub(super) fn engine_status(&mut self, engine: EngineId, poll: PollId, state: EngineState) {
         let Some(p) = self.polls.get_mut(&poll) else { return };
         if let Some(slot) = p.states.get_mut(&engine) {
             *slot = Some(state);
@@ -37,7 +37,7 @@ impl World {
     }
 
     /// Answers a poll with what is known (its deadline, or every engine answered).
-    pub(super) fn answer_poll(&mut self, poll: u64) {
+    pub(super) fn answer_poll(&mut self, poll: PollId) {
         if let Some(p) = self.polls.remove(&poll) {
             let states = p.states.into_iter().collect();
             self.reply(p.client, ControllerToClient::WhereReply { states });

@@ -2,7 +2,9 @@
 //! bodies signed with the right key whose fields lie.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use mpx_messages::{codec::MAC_LEN, Binding, ClientToController, Frame, Request, SubmitRequest, Targets};
+use mpx_messages::{
+    codec::MAC_LEN, Binding, ClientToController, Frame, Request, RequestId, SubmitRequest, Targets,
+};
 use proptest::prelude::*;
 
 use super::key;
@@ -20,7 +22,7 @@ pub fn any_message() -> impl Strategy<Value = ClientToController> {
             ClientToController::SubmitRequest(SubmitRequest {
                 source: None,
                 internal: false,
-                req_id,
+                req_id: RequestId(req_id),
                 targets,
                 request: Request::Execute { code },
             })

@@ -78,7 +78,7 @@ pub struct Console {
     /// Names the cells typed here defined (rhai: `let x`, `const x`, `fn f`).
     defined: BTreeSet<String>,
     /// Cells whose wait ran out, by request id, for `%result` (the last one last).
-    unfinished: Vec<(u64, AsyncResult, Targets)>,
+    unfinished: Vec<(mpx_messages::Ticket, AsyncResult, Targets)>,
 }
 
 /// Which kernel the engines run: the cell `true` is a value in rhai and a NameError in Python.
@@ -180,7 +180,7 @@ impl Console {
                 Some((id, ..)) => *id,
                 None => return eprintln!("error: no cell is waiting for its result"),
             },
-            text => match text.parse::<u64>() {
+            text => match text.parse::<mpx_messages::Ticket>() {
                 Ok(id) => id,
                 Err(_) => return eprintln!("error: %result takes a request id"),
             },

@@ -22,13 +22,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use mpx_messages::EngineId;
+use mpx_messages::{EngineId, TaskId};
 
 #[cfg(test)]
 mod tests;
-
-/// The controller-wide id of a load-balanced task (the task id its engine sees too).
-pub type TaskKey = u64;
 
 /// Tasks an engine holds at once by default: enough for a no-op task to start as soon as the
 /// previous one ends (measured on 2 cores with 4 engines: depth 2 gives 13,000 no-op tasks/s,
@@ -74,7 +71,7 @@ pub enum Decision {
     /// Send the task to the engine (`attempt` counts from 1; above 1 it is a retry).
     Run {
         /// The task.
-        task: TaskKey,
+        task: TaskId,
         /// The engine.
         engine: EngineId,
         /// Which attempt this is.
@@ -83,14 +80,14 @@ pub enum Decision {
     /// Pass the engine's answer to the task's client: the task is over.
     Reply {
         /// The task.
-        task: TaskKey,
+        task: TaskId,
         /// The engine that answered.
         engine: EngineId,
     },
     /// Tell the task's client that it failed: the task is over.
     Fail {
         /// The task.
-        task: TaskKey,
+        task: TaskId,
         /// Why.
         error: TaskError,
     },
@@ -119,12 +116,12 @@ struct Entry {
 pub struct Scheduler {
     depth: usize,
     /// Tasks in flight on each registered engine.
-    load: BTreeMap<EngineId, BTreeSet<TaskKey>>,
+    load: BTreeMap<EngineId, BTreeSet<TaskId>>,
     /// Engines with room, by (load, id): the least loaded first.
     free: BTreeSet<(usize, EngineId)>,
-    tasks: HashMap<TaskKey, Entry>,
+    tasks: HashMap<TaskId, Entry>,
     /// Waiting tasks by pool, each queue oldest first.
-    waiting: BTreeMap<Pool, VecDeque<(u64, TaskKey)>>,
+    waiting: BTreeMap<Pool, VecDeque<(u64, TaskId)>>,
     next_seq: u64,
     /// Engines are expected (a world is starting): waiting tasks with no engine wait on.
     expecting: bool,
@@ -173,7 +170,7 @@ impl Scheduler {
     }
 
     /// The engine running `task`, if it runs.
-    pub fn engine_of(&self, task: TaskKey) -> Option<EngineId> {
+    pub fn engine_of(&self, task: TaskId) -> Option<EngineId> {
         self.tasks.get(&task).and_then(|t| t.engine)
     }
 
@@ -201,7 +198,7 @@ impl Scheduler {
 
     /// Event: a client submitted a task for `pool`, to be retried up to `retries` times if its
     /// engine goes away. `task` must be new.
-    pub fn submit(&mut self, task: TaskKey, pool: Pool, retries: u32) -> Vec<Decision> {
+    pub fn submit(&mut self, task: TaskId, pool: Pool, retries: u32) -> Vec<Decision> {
         debug_assert!(!self.tasks.contains_key(&task), "task {task} submitted twice");
         if let Err(error) = self.check_pool(&pool) {
             return vec![Decision::Fail { task, error }];
@@ -226,7 +223,7 @@ impl Scheduler {
 
     /// Event: `engine` answered `task`. A reply from another engine than the one running the
     /// task, or to a task no longer known, is ignored (no decision).
-    pub fn done(&mut self, task: TaskKey, engine: EngineId) -> Vec<Decision> {
+    pub fn done(&mut self, task: TaskId, engine: EngineId) -> Vec<Decision> {
         if self.tasks.get(&task).and_then(|t| t.engine) != Some(engine) {
             return Vec::new();
         }
@@ -299,7 +296,7 @@ impl Scheduler {
     /// Event: the client of these tasks went away or gave them up. Waiting ones are dropped;
     /// running ones stay on their engine until it answers (the answer is then dropped: no
     /// decision names a cancelled task again).
-    pub fn cancel(&mut self, tasks: &[TaskKey]) -> Vec<Decision> {
+    pub fn cancel(&mut self, tasks: &[TaskId]) -> Vec<Decision> {
         for task in tasks {
             let Some(entry) = self.tasks.get_mut(task) else { continue };
             if entry.engine.is_some() {
@@ -408,7 +405,7 @@ impl Scheduler {
     }
 
     /// Counts `task` on `engine`.
-    fn place(&mut self, engine: EngineId, task: TaskKey) {
+    fn place(&mut self, engine: EngineId, task: TaskId) {
         let running = self.load.get_mut(&engine).expect("placed on a registered engine");
         let before = running.len();
         running.insert(task);
@@ -419,7 +416,7 @@ impl Scheduler {
     }
 
     /// Stops counting `task` on `engine`.
-    fn unload(&mut self, engine: EngineId, task: TaskKey) {
+    fn unload(&mut self, engine: EngineId, task: TaskId) {
         let Some(running) = self.load.get_mut(&engine) else { return };
         let before = running.len();
         if !running.remove(&task) {
