@@ -261,8 +261,10 @@ class ParallelMagics(Magics):
                 if first is None and (done or (live is not None and ar._output_so_far())):
                     first = now
                 held = 0.0 if first is None else now - first
-                # A quick cell's output is held, to be shown whole in engine order at the end.
-                holding = held < (STREAM_AFTER if stream else EARLY_AFTER)
+                # A quick cell's output is held, to be shown whole in engine order at the end;
+                # ranks stuck in an MPI call end the hold (what was held comes before the note).
+                unseen_stuck = any(message not in told for message in ar.stuck)
+                holding = held < (STREAM_AFTER if stream else EARLY_AFTER) and not unseen_stuck
                 fresh = [] if holding else [e for e in done if e not in shown]
                 texts = [] if live is None or holding else live.lines(ar._output_so_far(), set(done))
                 if fresh:

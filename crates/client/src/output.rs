@@ -33,7 +33,12 @@
 //!      and has been for that long), or
 //!    - output or a result has been waiting [`HOLD_MAX`] since the first came: an engine that
 //!      is silent (still busy with other clients' cells, or running without printing) does
-//!      not hide the others' output longer than that.
+//!      not hide the others' output longer than that, or
+//!    - an engine answered with an error and others have not answered for [`WINDOW`] (a rank
+//!      that raised while the others wait for it, in a collective most likely: its traceback
+//!      is shown at once, not at the end), or
+//!    - the controller says ranks are stuck in an MPI call ([`Hold::running_long`]; what was
+//!      held is shown before that notice).
 //!
 //! The clock starts when the first output or result arrives, not at submission: a request
 //! that waits behind others is not running yet. [`crate::printer::CellPrinter`] applies the
@@ -70,6 +75,8 @@ pub struct Hold {
     printing: BTreeMap<EngineId, Instant>,
     /// Engines that answered.
     answered: BTreeSet<EngineId>,
+    /// When the first answer with an error came.
+    failed: Option<Instant>,
     /// Set once the output streams; it never goes back.
     streaming: bool,
 }
@@ -94,6 +101,7 @@ impl Hold {
             first: None,
             printing: BTreeMap::new(),
             answered: BTreeSet::new(),
+            failed: None,
             streaming: false,
         }
     }
@@ -113,6 +121,9 @@ impl Hold {
         }
         self.first.get_or_insert(now);
         self.printing.remove(&result.engine_id);
+        if result.outcome.error.is_some() {
+            self.failed.get_or_insert(now);
+        }
         // A result the controller made (an engine died, no engine ran it) carries no times.
         let (started, completed) = (result.outcome.started, result.outcome.completed);
         if started > 0.0 && completed - started >= self.window.as_secs_f64() {
@@ -126,9 +137,16 @@ impl Hold {
             let since = |at: &Instant| now.saturating_duration_since(*at);
             let running_long = self.printing.values().any(|at| since(at) >= self.window);
             let waited = self.first.as_ref().is_some_and(|at| since(at) >= self.max);
-            self.streaming = running_long || waited;
+            let failed = self.failed.as_ref().is_some_and(|at| since(at) >= self.window);
+            self.streaming = running_long || waited || failed;
         }
         self.streaming
+    }
+
+    /// The cell is known to run long (the controller says ranks are stuck in an MPI call):
+    /// the output streams from now on.
+    pub fn running_long(&mut self) {
+        self.streaming = true;
     }
 }
 
@@ -314,5 +332,27 @@ mod tests {
         let mut hold = Hold::new();
         hold.answered(&EngineResult { outcome: Default::default(), ..answer(2, 0.0) }, at(0));
         assert!(!hold.streaming(at(100)));
+    }
+
+    #[test]
+    fn a_rank_that_raised_while_others_wait_or_stuck_ranks_end_the_hold() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Engine 0 raised at once; the others have not answered for the window.
+        let mut hold = Hold::new();
+        let mut failed = answer(0, 0.01);
+        failed.outcome.error = Some(mpx_messages::MpxError::Cell(mpx_messages::RemoteError::new(
+            "ZeroDivisionError",
+            "division by zero",
+        )));
+        hold.answered(&failed, at(0));
+        assert!(!hold.streaming(at(499)), "a quick cell whose engines all raise is still held");
+        assert!(hold.streaming(at(500)));
+        // The controller says ranks are stuck: streams at once.
+        let mut hold = Hold::new();
+        hold.answered(&answer(0, 0.01), at(0));
+        assert!(!hold.streaming(at(10)));
+        hold.running_long();
+        assert!(hold.streaming(at(10)));
     }
 }

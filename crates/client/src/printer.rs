@@ -70,6 +70,12 @@ impl CellPrinter {
         self.live.add_at(piece.engine_id, piece.stream, &piece.text, now);
     }
 
+    /// The cell is known to run long (ranks stuck in an MPI call, see
+    /// [`Hold::running_long`]): the next [`tick`](Self::tick) shows what was held.
+    pub fn running_long(&mut self) {
+        self.hold.running_long();
+    }
+
     /// What to print at `now`, given the results received so far (in engine order, as
     /// [`AsyncResult::partial`](crate::result::AsyncResult::partial) gives them): nothing while
     /// the output is held; once it streams, a batch of lines when one is due, and the engines

@@ -137,11 +137,16 @@ pub fn show_request(
             printer.piece(&piece, now);
         }
         let partial = pending.partial();
+        let stuck = pending.stuck();
+        if stuck.len() > told {
+            // Stuck ranks: the cell runs long, and what was held (the traceback of a rank
+            // that raised, most likely) comes before the notice.
+            printer.running_long();
+        }
         let text = printer.tick(&partial, now);
         if !text.is_empty() {
             progress.suspend(|| print_now(&text));
         }
-        let stuck = pending.stuck();
         for s in stuck.iter().skip(told) {
             progress.suspend(|| eprintln!("mpx: {}", s.message()));
         }
