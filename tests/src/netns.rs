@@ -121,12 +121,19 @@ impl Hosts {
     /// mpirun's remote launch: `AGENT HOST COMMAND...` runs COMMAND in HOST's namespace, with a
     /// host name (a UTS namespace of its own, named after the network namespace: engines there
     /// are on another host for mpx, which then connects them over TCP, not through the
-    /// controller's Unix socket) and a temporary directory of that host's own. The namespaces
-    /// share one kernel, so without the latter every host's orted would use the same Open MPI session directory
-    /// (`ompi.HOSTNAME.UID` under the temporary directory) and write the same hwloc topology file
-    /// there at once: now and then one crashed in `hwloc_shmem_topology_write` (mpirun exited
-    /// with 139; reproduced 3 times in 25 runs with the other core busy). Separate hosts have
-    /// separate `/tmp`s; so do these.
+    /// controller's Unix socket) and a temporary directory of that host's own.
+    ///
+    /// Both keep each host's orted in a session directory of its own (`ompi.HOSTNAME.UID` under
+    /// the temporary directory, see [`Hosts::session_dir`]). The namespaces share one kernel and
+    /// one `/tmp`: with neither, every host's orted used the same directory, and in
+    /// `orte_ess_base_orted_setup` → `rtc_hwloc` both wrote their hwloc topology into the same
+    /// `jf.JOBFAMILY/hwloc.sm` at once, each through a mapping at an address of its own; one then
+    /// followed the other's pointers and crashed in `hwloc_shmem_topology_write` (SIGSEGV; the
+    /// `sh -c` around it exits with 139, which mpirun passes on), or lost the race to create the
+    /// directory (`mkdir ... File exists`, mpirun exited with 213). With the other core busy: 3
+    /// of 25 runs of t76 before; an MPI hello under this agent minus both, 62 of 621 (2 of them
+    /// segfaults with that backtrace); with both, 0 of 366 runs of t76 and 0 of 750 of the hello.
+    /// Separate hosts have separate `/tmp`s and names; so do these.
     fn write_agent(&self) -> std::io::Result<()> {
         let mut cases = String::new();
         for (ns, addr) in &self.hosts {
@@ -146,6 +153,14 @@ impl Hosts {
         let lines: Vec<String> =
             self.hosts.iter().map(|(_, addr)| format!("{addr} slots={SLOTS}\n")).collect();
         std::fs::write(self.hostfile(), lines.concat())
+    }
+
+    /// The Open MPI session directory of the orted on host `ns` while it runs (Open MPI 4's
+    /// `TMPDIR/ompi.HOSTNAME.UID`, with the temporary directory and host name the agent gives).
+    pub fn session_dir(&self, ns: &str) -> PathBuf {
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        self.dir.0.join(format!("tmp-{ns}")).join(format!("ompi.{ns}.{uid}"))
     }
 
     /// The rsh agent script.

@@ -50,6 +50,12 @@ fn t76_psum_and_data_across_three_hosts() {
         hosts.hosts.iter().flat_map(|(ns, _)| std::iter::repeat_n(ns.clone(), SLOTS as usize)).collect();
     expected.sort();
     assert_eq!(placed, expected, "the ranks live on the engine hosts, {SLOTS} each");
+    // Each host's orted has a session directory of its own, as on separate machines (a shared
+    // one crashed orted now and then: see `Hosts::session_dir` and the agent in netns.rs).
+    for (ns, _) in &hosts.hosts {
+        let dir = hosts.session_dir(ns);
+        assert!(dir.is_dir(), "the orted on {ns} has no session directory of its own ({})", dir.display());
+    }
     // Each engine host has a name of its own (the engines there reach the controller by TCP, not
     // through its Unix socket, which only peers on its own host use).
     let info = c.client().info(T).unwrap();
