@@ -49,6 +49,8 @@ mod shm;
 pub mod socket;
 mod state;
 mod submit;
+#[cfg(test)]
+mod testing;
 pub mod view;
 
 pub use balanced::{wait_any, BalancedView, MapItem, MapIter, MapOptions, TaskHandle, TaskResult, Work};

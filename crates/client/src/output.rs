@@ -221,15 +221,7 @@ mod tests {
     use mpx_messages::EngineId;
 
     use super::*;
-
-    fn piece(engine: u32, text: &str) -> EngineOutput {
-        EngineOutput {
-            req_id: mpx_messages::RequestId(1),
-            engine_id: EngineId::from(engine),
-            stream: StreamName::Stdout,
-            text: text.into(),
-        }
-    }
+    use crate::testing::piece;
 
     /// Regression: under load, an engine could answer before the caller started the stream (the
     /// CLI asked the controller for labels first); its output stayed in its result, was shown
@@ -284,15 +276,7 @@ mod tests {
     }
 
     fn answer(engine: u32, ran: f64) -> EngineResult {
-        let outcome =
-            mpx_messages::Outcome { started: 1000.0, completed: 1000.0 + ran, ..Default::default() };
-        EngineResult {
-            engine_id: EngineId::from(engine),
-            outcome,
-            array: None,
-            returned: None,
-            received: 0.0,
-        }
+        crate::testing::result(engine, ran, None)
     }
 
     #[test]

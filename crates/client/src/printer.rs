@@ -123,38 +123,15 @@ impl CellPrinter {
 mod tests {
     use std::time::Duration;
 
-    use mpx_messages::{Outcome, StreamName};
-
     use super::*;
+    use crate::testing::piece;
 
     fn ids(n: u32) -> Vec<EngineId> {
         (0..n).map(EngineId::from).collect()
     }
 
-    fn piece(engine: u32, text: &str) -> EngineOutput {
-        EngineOutput {
-            req_id: mpx_messages::RequestId(1),
-            engine_id: EngineId::from(engine),
-            stream: StreamName::Stdout,
-            text: text.into(),
-        }
-    }
-
-    /// A result of engine `engine` that ran for `ran` seconds, with value `value`.
     fn result(engine: u32, ran: f64, value: &str) -> EngineResult {
-        let outcome = Outcome {
-            value: Some(value.into()),
-            started: 1000.0,
-            completed: 1000.0 + ran,
-            ..Default::default()
-        };
-        EngineResult {
-            engine_id: EngineId::from(engine),
-            outcome,
-            array: None,
-            returned: None,
-            received: 0.0,
-        }
+        crate::testing::result(engine, ran, Some(value))
     }
 
     /// Plays `events` (at milliseconds after the start: a piece, or a result) through a

@@ -105,15 +105,7 @@ impl RequestOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn piece(engine: u32, text: &str) -> EngineOutput {
-        EngineOutput {
-            req_id: mpx_messages::RequestId(1),
-            engine_id: EngineId::from(engine),
-            stream: StreamName::Stdout,
-            text: text.into(),
-        }
-    }
+    use crate::testing::piece;
 
     #[test]
     fn results_keep_output_up_to_the_cap_and_say_what_was_left_out() {
