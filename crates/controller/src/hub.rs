@@ -172,6 +172,10 @@ impl Hub {
     }
 
     fn wake_waiters(&mut self) {
+        // Counting the engines is O(N): not after every event when nobody waits.
+        if self.waiters.is_empty() {
+            return;
+        }
         let n = self.world.launched_engines();
         let (ready, waiting): (Vec<_>, Vec<_>) = self.waiters.drain(..).partition(|(want, _)| n >= *want);
         self.waiters = waiting;

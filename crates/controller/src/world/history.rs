@@ -110,11 +110,12 @@ impl History {
     pub fn answered(&mut self, id: Ticket, engine: EngineId, outcome: &Outcome) -> bool {
         let Some(&n) = self.open.get(&id) else { return false };
         let Some(entry) = self.entries.iter_mut().rev().find(|e| e.n == n) else { return false };
-        if entry.outcomes.iter().any(|(e, _)| *e == engine) {
-            return false;
+        // Kept in engine order: a binary search and an insertion (at the end, mostly), not a
+        // scan and a sort per reply, which made a cell on N engines cost O(N²) here.
+        match entry.outcomes.binary_search_by_key(&engine, |(e, _)| *e) {
+            Ok(_) => return false,
+            Err(at) => entry.outcomes.insert(at, (engine, outcome_of(outcome))),
         }
-        entry.outcomes.push((engine, outcome_of(outcome)));
-        entry.outcomes.sort_by_key(|(e, _)| *e);
         if outcome.started > 0.0 {
             entry.started =
                 if entry.started > 0.0 { entry.started.min(outcome.started) } else { outcome.started };
