@@ -133,3 +133,25 @@ impl History {
         self.entries.iter().cloned().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mpx_messages::{EngineId, EngineOutcome, HistoryItem, Outcome, Targets, Ticket};
+
+    use super::History;
+
+    #[test]
+    fn answers_in_any_order_are_kept_in_engine_order_once_each() {
+        let mut h = History::default();
+        let engines: Vec<EngineId> = (1..=6).map(EngineId).collect();
+        h.record(Ticket(7), HistoryItem::Cell { code: "pass".into() }, engines.clone(), &Targets::All);
+        let ok = Outcome::default();
+        for id in [3, 4, 1, 6, 4, 2] {
+            assert!(!h.answered(Ticket(7), EngineId(id), &ok), "complete too early at {id}");
+        }
+        assert!(h.answered(Ticket(7), EngineId(5), &ok), "complete after the sixth engine");
+        let entry = &h.entries()[0];
+        assert_eq!(entry.outcomes, engines.iter().map(|&e| (e, EngineOutcome::Ok)).collect::<Vec<_>>());
+        assert!(!h.answered(Ticket(7), EngineId(5), &ok), "a closed entry takes nothing more");
+    }
+}
