@@ -127,7 +127,8 @@ def test_scatter_gather(dv):
 
 def test_80mb_push_is_copied_at_most_once_on_the_client(dv, rc, monkeypatch):
     """Over TCP the array is sent from its own memory (no copy); on the same-host path it is
-    copied once, into the memfd every engine maps."""
+    copied once, into the memfd every engine maps, and the client may keep one warm spare of
+    that size for its next array (``mpx_messages::memfd::spare``; MPX_SHM_SPARE_BYTES)."""
     big = np.random.default_rng(1).random(10 * 1024 * 1024)  # 80 MB
     assert big.nbytes == 80 * 1024 * 1024
     monkeypatch.setenv("MPX_SHM", "0")
@@ -148,7 +149,9 @@ def test_80mb_push_is_copied_at_most_once_on_the_client(dv, rc, monkeypatch):
     dv.push({"big": big})
     elapsed = time.perf_counter() - t0
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    assert grown_mb < 120, "client memory grew by %.0f MB during the memfd push" % grown_mb
+    # One copy (80 MB) and at most one spare being made beside it (80 MB): a second copy
+    # would pass 200 MB.
+    assert grown_mb < 200, "client memory grew by %.0f MB during the memfd push" % grown_mb
     # Each engine's array is a mapping of the one memfd.
     assert [int(r.execute_result) for r in dv.execute(mapped).get()] == [m + 1 for m in mappings]
     sums = [float(x.execute_result) for x in dv.execute("float(big.sum())").get()]
