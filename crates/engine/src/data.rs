@@ -24,7 +24,10 @@ use crate::{
     mpi_comm::{recv_buf, send_buf, MpiComm},
     shm,
     state::Board,
-    stream::{bcast_head, chunk_bytes, lend, piece_split, step_pieces, Pieces, Sink, Source, LEND_TIMEOUT},
+    stream::{
+        bcast_head, chunk_bytes, lend, piece_split, starts_of, step_pieces, Pieces, Sink, Source,
+        LEND_TIMEOUT,
+    },
 };
 
 /// Buffers a gathering root streams its pieces through (see [`Pieces`]).
@@ -223,11 +226,6 @@ fn counts_displs(counts: &[usize]) -> Result<(Vec<Count>, Vec<Count>), MpxError>
     let c: Vec<Count> = counts.iter().map(|&n| n as Count).collect();
     let d: Vec<Count> = c.iter().scan(0, |acc, &n| Some(std::mem::replace(acc, *acc + n))).collect();
     Ok((c, d))
-}
-
-/// Byte offsets of parts of `counts` bytes laid end to end.
-fn starts_of(counts: &[usize]) -> Vec<usize> {
-    counts.iter().scan(0, |acc, &n| Some(std::mem::replace(acc, *acc + n))).collect()
 }
 
 /// Binds `name` on each engine of `group` to its rows of the root's array: for each piece of

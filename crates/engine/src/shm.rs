@@ -31,7 +31,7 @@ use thiserror::Error;
 use crate::{
     kernel::Kernel,
     mpi_comm::{recv_buf, send_buf},
-    stream::piece_split,
+    stream::{piece_split, starts_of},
 };
 
 /// The `ename` of every error of this path.
@@ -210,8 +210,7 @@ pub fn gather(comm: &SimpleCommunicator, into: GatherInto<'_>) -> Result<Option<
     if has[0] == 0 {
         return Ok(None);
     }
-    let starts: Vec<usize> =
-        byte_counts.iter().scan(0, |acc, &n| Some(std::mem::replace(acc, *acc + n))).collect();
+    let starts = starts_of(byte_counts);
     let me = comm.rank() as usize;
     let mut spare = [0u8; 1];
     for pos in (0..total).step_by(MAX_PIECE) {

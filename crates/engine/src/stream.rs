@@ -350,6 +350,11 @@ fn check_bools(dtype: Dtype, pos: usize, b: Bytes) -> Result<Bytes, MpxError> {
     Ok(b)
 }
 
+/// Byte offsets of parts of `counts` bytes laid end to end.
+pub fn starts_of(counts: &[usize]) -> Vec<usize> {
+    counts.iter().scan(0, |acc, &n| Some(std::mem::replace(acc, *acc + n))).collect()
+}
+
 /// Each rank's share of the piece `[pos, pos + len)` of an array split into `[starts[r],
 /// starts[r] + counts[r])`: MPI counts and displacements within the piece, and where this
 /// rank's share goes in its own part (`me`'s offset).
