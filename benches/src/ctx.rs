@@ -170,8 +170,15 @@ impl Ctx {
         Ok(())
     }
 
-    /// `kernel`'s start/stop cycles in the current engine mode (run on first use, after one
-    /// untimed warm-up cycle).
+    /// Starts another round of rows (`mpx-bench --rounds`, see [`crate::rounds`]): the
+    /// start/stop cycles are measured again in it (within a round, the `start` and `stop` rows
+    /// share one set of cycles).
+    pub fn new_round(&mut self) {
+        self.lifecycles.clear();
+    }
+
+    /// `kernel`'s start/stop cycles in the current engine mode (run on first use in a round,
+    /// after one untimed warm-up cycle).
     ///
     /// # Errors
     /// A start or stop fails.

@@ -16,7 +16,11 @@
 //! `push80M`, `pull80M`, then `push80M.interp`, `pull80M.interp`; `start`, then `start.interp`.
 //! A pair is a few seconds apart, both sides run on a cluster started for them in the same
 //! way (after the same warm-up), and a group costs one switch of clusters each way instead of
-//! one per row (a switch is a stop and a start: about a second).
+//! one per row (a switch is a stop and a start: about a second). Even so, one pass of each
+//! side can land in a quiet minute for one and a busy one for the other (`push80M.interp`
+//! measured 0.87x and 1.17x of `push80M` in two runs ten minutes apart): when the run has an
+//! interpreter, the pairs are measured in alternating rounds (`--paired-rounds`, default 3; see
+//! [`crate::rounds`]) and each side reported over its rounds.
 
 use crate::{
     cluster::EngineMode,
@@ -25,6 +29,12 @@ use crate::{
 
 /// The embedding rows that have a `.interp` row.
 pub const PAIRED: [&str; 5] = ["rtt1", "psum", "push80M", "pull80M", "start"];
+
+/// Whether `name` is a row of an engine-mode pair: one of [`PAIRED`] or its `.interp` row
+/// (`mpx-bench --paired-rounds` measures these in alternating rounds, see [`crate::rounds`]).
+pub fn is_paired(name: &str) -> bool {
+    PAIRED.contains(&name.strip_suffix(".interp").unwrap_or(name))
+}
 
 /// The goal of every `.interp` row: its median at most 1.1 times its embedding row's.
 pub const GOAL: Goal = Goal::RatioAtMost(1.1);
@@ -65,6 +75,12 @@ pub fn with_interp(make: impl Fn() -> Vec<Row>) -> Vec<Row> {
 mod tests {
     use super::*;
     use crate::rows::rows;
+
+    #[test]
+    fn the_pairs_are_the_paired_rows_and_their_interp_rows() {
+        assert!(is_paired("push80M") && is_paired("push80M.interp") && is_paired("start.interp"));
+        assert!(!is_paired("push80M.shm") && !is_paired("rtt1.rhai") && !is_paired("rttN"));
+    }
 
     #[test]
     fn every_paired_row_has_its_interp_row_after_it() {

@@ -38,6 +38,7 @@ pub mod procs;
 pub mod recovery;
 pub mod relay;
 pub mod report;
+pub mod rounds;
 pub mod rows;
 pub mod sim;
 pub mod stats;

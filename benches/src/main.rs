@@ -14,8 +14,10 @@ use mpx_benches::{
     cleanup,
     ctx::{Ctx, NO_PYTHON},
     floors::Floors,
+    interp,
     report::{utc_now, Machine, Report, RowResult},
-    rows::{rows, Row},
+    rounds::merge,
+    rows::{rows, Measured, Row},
     stats::fmt_secs,
     Config,
 };
@@ -41,6 +43,15 @@ struct Args {
     /// PATH`; its environment must have the mpx package). Without it those rows are pending.
     #[arg(long, value_name = "PATH")]
     python: Option<PathBuf>,
+    /// Measure the selected rows this many times, in their order each time, and report each
+    /// row over its rounds (median of the rounds' medians; see `benches/src/rounds.rs`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
+    /// Rounds of the rows compared across engine modes (`rtt1` and `rtt1.interp`, ...: the
+    /// `.interp` rows and their embedding rows), when they are more than `--rounds`: the two
+    /// modes then alternate, so the machine's drift reaches both alike.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    paired_rounds: u32,
     /// Directory holding mpx, mpx-engine and mpx-bench-mpi (default: this binary's).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -112,22 +123,43 @@ fn run(args: Args, home: &Path) -> Result<()> {
     done(t);
 
     let mut ctx = Ctx::new(cfg.clone());
+    let rows: Vec<Row> = all_rows.into_iter().filter(|r| selected.contains(&r.name)).collect();
+    let mut rounds: Vec<Vec<Result<Measured>>> = rows.iter().map(|_| Vec::new()).collect();
+    // A row's rounds: `--rounds`, or `--paired-rounds` for the rows of the engine-mode pairs
+    // when the run measures the `.interp` rows.
+    let paired = |r: &Row| cfg.python.is_some() && interp::is_paired(&r.name);
+    let rounds_of = |r: &Row| if paired(r) { args.rounds.max(args.paired_rounds) } else { args.rounds };
+    let last_round = rows.iter().map(rounds_of).max().unwrap_or(1);
+    for round in 1..=last_round {
+        if last_round > 1 {
+            eprintln!("  round {round} of {last_round}");
+            ctx.new_round();
+        }
+        for (row, measured) in rows.iter().zip(&mut rounds) {
+            if round > rounds_of(row) {
+                continue;
+            }
+            let t = step(&row.name);
+            if std::env::var_os("MPX_BENCH_WINDOWS").is_some() {
+                eprintln!("row {}", row.name);
+            }
+            let m = (row.mpx)(&mut ctx);
+            done(t);
+            if rounds_of(row) > 1 {
+                if let Ok(Measured::Done { stats, .. }) = &m {
+                    eprintln!("    {} round {round}: median {}", row.name, fmt_secs(stats.median));
+                }
+            }
+            measured.push(m);
+            if args.panic_after.as_deref() == Some(row.name.as_str()) {
+                panic!("--panic-after {}: checking that the cleanup ends every process", row.name);
+            }
+        }
+    }
     let mut results = Vec::new();
-    for row in all_rows {
-        if !selected.contains(&row.name) {
-            continue;
-        }
-        let t = step(&row.name);
-        if std::env::var_os("MPX_BENCH_WINDOWS").is_some() {
-            eprintln!("row {}", row.name);
-        }
-        let measured = (row.mpx)(&mut ctx);
-        done(t);
-        let floor = RowResult::floor_of(&row, &floors, &results);
-        results.push(RowResult::new(&row, measured, floor).with_references(&row, &floors));
-        if args.panic_after.as_deref() == Some(row.name.as_str()) {
-            panic!("--panic-after {}: checking that the cleanup ends every process", row.name);
-        }
+    for (row, measured) in rows.iter().zip(rounds) {
+        let floor = RowResult::floor_of(row, &floors, &results);
+        results.push(RowResult::new(row, merge(measured), floor).with_references(row, &floors));
     }
     let ended = ctx.end_session();
 
@@ -138,6 +170,11 @@ fn run(args: Args, home: &Path) -> Result<()> {
     samples.insert("medium_move_warmup".into(), cfg.medium_warmup);
     samples.insert("big_move".into(), cfg.big_samples);
     samples.insert("start_stop_cycles".into(), cfg.lifecycle_samples);
+    samples.insert("rounds".into(), args.rounds as usize);
+    samples.insert(
+        "paired_rounds".into(),
+        if cfg.python.is_some() { args.paired_rounds.max(args.rounds) } else { args.rounds } as usize,
+    );
     let report = Report {
         date,
         commit: args.commit,
