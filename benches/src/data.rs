@@ -135,12 +135,16 @@ pub fn push(ctx: &mut Ctx, bytes: usize, path: Path) -> Result<Measured> {
     })
 }
 
-/// pull: `bytes` from engine 0 (same-host path: a memfd the client maps).
+/// pull: `bytes` from engine 0 (same-host path: a memfd the client maps). The array is a
+/// cell's result (`x = x + 0.0`), in the engine's own memory, so the same-host path copies it
+/// once into a memfd; a pushed array that no cell wrote to would go back as the memfd it came
+/// in, without a copy (`mpx_messages::memfd::origin`), which is not what a pull usually moves.
 pub fn pull(ctx: &mut Ctx, bytes: usize, path: Path) -> Result<Measured> {
     let plan = plan(ctx, bytes)?;
     let Some(client) = client_on(ctx, path)? else { return Ok(Measured::Pending(SHM_OFF)) };
     let view = client.view(Targets::ids([0]));
     view.push_sync("x", &f64_array(bytes), CELL_TIMEOUT)?;
+    run_cell(&view, "x = x + 0.0")?;
     time_moves(plan, || {
         let got = view.pull_sync("x", CELL_TIMEOUT)?;
         ensure!(got.len() == 1 && got[0].len() == bytes / 8, "pulled the wrong array");

@@ -6,6 +6,7 @@ import resource
 import signal
 import threading
 import time
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -158,6 +159,48 @@ def test_80mb_push_is_copied_at_most_once_on_the_client(dv, rc, monkeypatch):
     assert sums == [pytest.approx(float(big.sum()))] * 4
     print("80 MB push to 4 engines: %.2f s, client peak grew %.1f MB" % (elapsed, grown_mb))
     dv.execute("del big")
+
+
+def _memfd_inode(a: np.ndarray) -> Optional[int]:
+    """The inode of the memfd whose mapping holds ``a``'s data (``/proc/self/maps``), if any."""
+    addr = a.__array_interface__["data"][0]
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            if lo <= addr < hi:
+                return int(fields[4]) if "/memfd:" in line else None
+    return None
+
+
+def test_an_array_in_a_memfd_moves_again_without_a_copy(dv, rc):
+    """A pushed array that no cell wrote to is pulled as the memfd it was pushed in, and a
+    pulled array that the client did not write to is pushed as its memfd: the same inode each
+    time, while a write on either side gives a copy with the write in it
+    (``mpx_messages::memfd::origin``)."""
+    x = np.arange(2 * 1024 * 1024, dtype=np.float64)  # 16 MB: a memfd each way
+    e0 = rc[0]
+    e0.push({"x": x}, block=True)
+    a, b = e0["x"], e0["x"]
+    first = _memfd_inode(a)
+    assert first is not None, "a pulled 16 MB array is a memfd mapping"
+    assert _memfd_inode(b) == first, "the second pull made a copy"
+    assert np.array_equal(a, x) and np.array_equal(b, x)
+    # A cell writes to its array: the next pull is a copy that has the write.
+    e0.execute("x[5] = -1.0", block=True)
+    c = e0["x"]
+    assert c[5] == -1.0 and a[5] == 5.0
+    assert _memfd_inode(c) not in (None, first)
+    # The client's unchanged array pushed back: the same memfd again, to every engine.
+    dv.push({"y": a}, block=True)
+    assert _memfd_inode(e0["y"]) == first
+    assert [float(r.execute_result) for r in dv.execute("float(y[-1])").get()] == [x[-1]] * 4
+    # Written in the client first: copied, with the write.
+    a[0] = 42.0
+    e0.push({"z": a}, block=True)
+    z = e0["z"]
+    assert z[0] == 42.0 and _memfd_inode(z) not in (None, first)
+    dv.execute("x = y = z = None", block=True)
 
 
 def test_errors_are_remote_errors_with_engine_and_traceback(dv, rc):

@@ -38,11 +38,17 @@ pub(crate) fn log_fallback(why: &str) {
     }
 }
 
-/// A sealed memfd holding a copy of `bytes` (the array to push), or why there is none.
+/// A sealed memfd holding `bytes` (the array to push): the memfd the array already lives in
+/// when it is an unchanged mapping of one (a pulled array, see
+/// [`mpx_messages::memfd::origin`]), else a copy; or why there is none.
 ///
 /// # Errors
 /// [`MemfdError`] (no memfds on this system, or a system call failed).
 pub(crate) fn memfd_of(bytes: &[u8]) -> Result<SealedMemfd, MemfdError> {
+    if let Some(memfd) = mpx_messages::memfd::origin::unchanged(bytes) {
+        tracing::debug!("push: {} bytes sent as the memfd they live in (no copy)", bytes.len());
+        return Ok(memfd);
+    }
     SealedMemfd::copy_of("push", bytes)
 }
 

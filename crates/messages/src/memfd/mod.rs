@@ -23,6 +23,11 @@
 //! pages it touches, in that process); [`SealedMemfd::map_shared`] a read-only view that every
 //! process of the host shares (one copy of the bytes for all of them).
 //!
+//! # No copy for an array already in a memfd
+//! A mapping of a whole sealed memfd remembers it ([`origin`]): an array over it that moves
+//! again unchanged (a pulled array pushed back, a pushed array pulled) is sent as the same
+//! memfd, not copied into a new one.
+//!
 //! # Warm pages
 //! A new large memfd is taken from this process's [`spare`] when one of about its size is
 //! ready (its pages already allocated), and a background thread then makes the next spare.
@@ -47,6 +52,7 @@ use nix::{
 };
 use thiserror::Error;
 
+pub mod origin;
 pub mod spare;
 
 /// Arrays smaller than this stay inline in their frames (a memfd costs a few system calls and
@@ -111,6 +117,8 @@ pub struct Mapping {
     skip: usize,
     len: usize,
     writable: bool,
+    /// Registered in [`origin`] (a whole sealed memfd's mapping) until it is unmapped.
+    origin: bool,
 }
 
 // SAFETY: a mapping is plain memory owned by this value; access goes through `&self`/`&mut self`.
@@ -128,13 +136,13 @@ impl Mapping {
     ) -> Result<Self, MemfdError> {
         let writable = prot.contains(ProtFlags::PROT_WRITE);
         let Some(length) = NonZeroUsize::new(len) else {
-            return Ok(Mapping { ptr: None, skip: 0, len: 0, writable });
+            return Ok(Mapping { ptr: None, skip: 0, len: 0, writable, origin: false });
         };
         let offset =
             i64::try_from(offset).map_err(|_| MemfdError::Sys { call: "mmap", errno: Errno::EOVERFLOW })?;
         // SAFETY: a fresh mapping chosen by the kernel (no address given) overlaps nothing.
         let ptr = unsafe { mmap(None, length, prot, flags, fd, offset) }.map_err(sys("mmap"))?;
-        Ok(Mapping { ptr: Some(ptr), skip: 0, len, writable })
+        Ok(Mapping { ptr: Some(ptr), skip: 0, len, writable, origin: false })
     }
 
     /// Maps the `len` bytes of `fd` from `offset` (any offset: the mapping starts at the page
@@ -221,6 +229,10 @@ impl AsRef<[u8]> for Mapping {
 impl Drop for Mapping {
     fn drop(&mut self) {
         if let Some(ptr) = self.ptr {
+            // Forgotten before it is unmapped: a new mapping may take the address after.
+            if self.origin {
+                origin::unregister(self.as_ptr() as usize);
+            }
             // SAFETY: this value made the mapping and nothing refers to it any more.
             let _ = unsafe { munmap(ptr, self.skip + self.len) };
         }
@@ -372,13 +384,24 @@ impl SealedMemfd {
     /// # Errors
     /// `mmap` fails.
     pub fn map_private(&self) -> Result<Mapping, MemfdError> {
-        Mapping::new(
+        let map = Mapping::new(
             self.fd.as_fd(),
             0,
             self.len,
             ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
             MapFlags::MAP_PRIVATE,
-        )
+        )?;
+        Ok(self.registered(map, true))
+    }
+
+    /// `map`, a mapping of this whole memfd, noted in [`origin`] (an array over it can travel
+    /// again as this memfd, see [`origin::unchanged`]).
+    fn registered(&self, mut map: Mapping, private: bool) -> Mapping {
+        if !map.is_empty() {
+            origin::register(map.as_ptr() as usize, map.len(), self.clone(), private);
+            map.origin = true;
+        }
+        map
     }
 
     /// A copy-on-write view of `len` bytes from byte `offset` (one engine's rows of a scattered
@@ -406,82 +429,10 @@ impl SealedMemfd {
     /// # Errors
     /// `mmap` fails.
     pub fn map_shared(&self) -> Result<Mapping, MemfdError> {
-        Mapping::new(self.fd.as_fd(), 0, self.len, ProtFlags::PROT_READ, MapFlags::MAP_SHARED)
+        let map = Mapping::new(self.fd.as_fd(), 0, self.len, ProtFlags::PROT_READ, MapFlags::MAP_SHARED)?;
+        Ok(self.registered(map, false))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dup(fd: BorrowedFd<'_>) -> OwnedFd {
-        fd.try_clone_to_owned().expect("dup")
-    }
-
-    #[test]
-    fn a_sealed_memfd_is_checked_and_mapped_copy_on_write() {
-        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-        let sealed = SealedMemfd::copy_of("t", &bytes).unwrap();
-        let received = SealedMemfd::check(dup(sealed.fd()), bytes.len() as u64).unwrap();
-        let mut private = received.map_private().unwrap();
-        assert_eq!(private.as_slice(), &bytes[..]);
-        private.as_mut_slice()[0] = 99;
-        // The write stays in the private view.
-        assert_eq!(received.map_shared().unwrap().as_slice(), &bytes[..]);
-        assert_eq!(private.as_slice()[0], 99);
-    }
-
-    #[test]
-    fn a_wrong_size_or_not_a_memfd_or_an_unsealed_memfd_is_refused() {
-        let sealed = SealedMemfd::copy_of("t", &[1, 2, 3]).unwrap();
-        assert!(matches!(
-            SealedMemfd::check(dup(sealed.fd()), 4),
-            Err(MemfdError::WrongSize { expected: 4, actual: 3 })
-        ));
-        let file = std::fs::File::open("/proc/self/status").unwrap();
-        assert!(matches!(SealedMemfd::check(OwnedFd::from(file), 3), Err(MemfdError::NotMemfd)));
-        let unsealed = MemfdWriter::create("t", 3).unwrap();
-        assert!(matches!(SealedMemfd::check(dup(unsealed.fd.as_fd()), 3), Err(MemfdError::Unsealed(_))));
-    }
-
-    #[test]
-    fn a_sealed_memfd_cannot_be_written_or_resized() {
-        let sealed = SealedMemfd::copy_of("t", &[7; 4096]).unwrap();
-        let file = std::fs::File::from(dup(sealed.fd()));
-        assert!(std::os::unix::fs::FileExt::write_at(&file, &[1], 0).is_err());
-        assert!(file.set_len(1).is_err());
-        assert!(file.set_len(8192).is_err());
-        // Nor mapped shared and writable.
-        assert!(Mapping::new(
-            sealed.fd(),
-            0,
-            4096,
-            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-            MapFlags::MAP_SHARED
-        )
-        .is_err());
-    }
-
-    #[test]
-    fn a_range_maps_from_inside_a_page() {
-        let bytes: Vec<u8> = (0..20_000u32).map(|i| (i % 253) as u8).collect();
-        let sealed = SealedMemfd::copy_of("t", &bytes).unwrap();
-        for (offset, len) in [(0, 100), (4095, 2), (4096, 4096), (5000, 15_000), (12_345, 0)] {
-            let mut view = sealed.map_private_range(offset, len).unwrap();
-            assert_eq!(view.as_slice(), &bytes[offset..offset + len], "{offset}+{len}");
-            if len > 0 {
-                view.as_mut_slice()[0] ^= 1;
-            }
-        }
-        assert_eq!(sealed.map_shared().unwrap().as_slice(), &bytes[..]);
-        assert!(matches!(sealed.map_private_range(19_999, 2), Err(MemfdError::WrongSize { .. })));
-        assert!(matches!(sealed.map_private_range(usize::MAX, 2), Err(MemfdError::WrongSize { .. })));
-    }
-
-    #[test]
-    fn empty_arrays_need_no_mapping() {
-        let sealed = SealedMemfd::copy_of("t", &[]).unwrap();
-        let checked = SealedMemfd::check(dup(sealed.fd()), 0).unwrap();
-        assert!(checked.map_private().unwrap().as_slice().is_empty());
-    }
-}
+mod tests;

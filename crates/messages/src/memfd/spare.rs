@@ -126,14 +126,14 @@ mod tests {
     fn a_spare_is_made_after_a_large_array_and_taken_once() {
         let len = MIN_BYTES + 12_345;
         let _first = MemfdWriter::create("t", len).unwrap();
-        settle(std::time::Duration::from_secs(10));
+        settle(std::time::Duration::from_secs(60));
         assert!(ready(), "no spare after a large array");
         // Too large for it: left for a larger array.
         assert!(take(len * 3).is_none());
-        settle(std::time::Duration::from_secs(10));
+        settle(std::time::Duration::from_secs(60));
         clear();
         let _again = MemfdWriter::create("t", len).unwrap();
-        settle(std::time::Duration::from_secs(10));
+        settle(std::time::Duration::from_secs(60));
         let mut w = take(len - 100).expect("the spare");
         assert_eq!(w.bytes().len(), len - 100);
         assert!(w.bytes().iter().all(|&b| b == 0), "a spare starts zeroed");
@@ -143,7 +143,7 @@ mod tests {
         assert!(sealed.map_shared().unwrap().as_slice().iter().all(|&b| b == 7));
         let file = std::fs::File::from(sealed.fd().try_clone_to_owned().unwrap());
         assert_eq!(file.metadata().unwrap().len(), (len - 100) as u64);
-        settle(std::time::Duration::from_secs(10));
+        settle(std::time::Duration::from_secs(60));
         clear();
     }
 
