@@ -5,6 +5,7 @@ import itertools
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
@@ -104,11 +105,35 @@ class Cluster:
         return pids
 
     def stop(self) -> None:
-        """Stops engines, mpirun and controller; returns once the controller exited."""
+        """Stops engines, mpirun and controller; returns once the controller exited. A cluster
+        that already ended on its own (its world went down after a rank died, as clusters
+        started without ``--restart`` do) is stopped already: no error then."""
         if self.client is not None:
             self.client.close()
             self.client = None
-        self._run("cluster", "stop", "--cluster-id", self.cluster_id, timeout=60)
+        try:
+            self._run("cluster", "stop", "--cluster-id", self.cluster_id, timeout=60)
+        except RuntimeError:
+            if not self._ended(wait=10.0):
+                raise
+
+    def _ended(self, wait: float) -> bool:
+        """Whether the controller this object connected to has exited, waiting up to ``wait``
+        seconds (it removes its connection file just before it exits)."""
+        pid = self.controller_pid
+        if pid is None:
+            return False
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
     def __enter__(self) -> Client:
         self.start()

@@ -1,5 +1,8 @@
 """apply/map of Python functions, and every numpy dtype bit-exactly through push/pull,
 scatter/gather and apply arguments/results."""
+import os
+import time
+
 import numpy as np
 import pytest
 
@@ -206,7 +209,22 @@ def test_a_function_returning_the_engine_marker_sends_buffers(rc):
 
 
 def test_engine_died_on_its_own_cluster(tmp_path):
-    with mpx.Cluster(n=2, cwd=str(tmp_path)) as rc2:
+    cluster = mpx.Cluster(n=2, cwd=str(tmp_path))
+    with cluster as rc2:
         with pytest.raises(mpx.EngineDied) as info:
             rc2[1].execute("import os\nos._exit(3)", block=True)
         assert info.value.engine_id == 1
+        # Without --restart the cluster ends with its world. Leaving the block after that (here
+        # always; by chance before, when the controller ended before the stop reached it) is
+        # no error: the cluster is stopped already.
+        pid = cluster.controller_pid
+        assert pid is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the controller did not end with its world")
