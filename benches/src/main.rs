@@ -127,8 +127,8 @@ fn run(args: Args, home: &Path) -> Result<()> {
     let mut rounds: Vec<Vec<Result<Measured>>> = rows.iter().map(|_| Vec::new()).collect();
     // A row's rounds: `--rounds`, or `--paired-rounds` for the rows of the engine-mode pairs
     // when the run measures the `.interp` rows.
-    let paired = |r: &Row| cfg.python.is_some() && interp::is_paired(&r.name);
-    let rounds_of = |r: &Row| if paired(r) { args.rounds.max(args.paired_rounds) } else { args.rounds };
+    let paired_rounds = if cfg.python.is_some() { args.rounds.max(args.paired_rounds) } else { args.rounds };
+    let rounds_of = |r: &Row| if interp::is_paired(&r.name) { paired_rounds } else { args.rounds };
     let last_round = rows.iter().map(rounds_of).max().unwrap_or(1);
     for round in 1..=last_round {
         if last_round > 1 {
@@ -171,10 +171,7 @@ fn run(args: Args, home: &Path) -> Result<()> {
     samples.insert("big_move".into(), cfg.big_samples);
     samples.insert("start_stop_cycles".into(), cfg.lifecycle_samples);
     samples.insert("rounds".into(), args.rounds as usize);
-    samples.insert(
-        "paired_rounds".into(),
-        if cfg.python.is_some() { args.paired_rounds.max(args.rounds) } else { args.rounds } as usize,
-    );
+    samples.insert("paired_rounds".into(), paired_rounds as usize);
     let report = Report {
         date,
         commit: args.commit,

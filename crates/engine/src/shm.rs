@@ -13,8 +13,8 @@
 //!   numpy's `ValueError`). The rhai kernel copies it (its arrays own their memory).
 //! - **Pull** ([`pull`]): the engine replies with the memfd the array lives in when it was
 //!   pushed and no cell wrote to it (see [`mpx_messages::memfd::origin`]); else it copies the
-//!   array once into a fresh memfd, seals it and replies with the descriptor (the reply's [`ArrayMeta::fd`] is `Some(0)`, its frame carries
-//!   the descriptor in [`Fds`]) and no buffers.
+//!   array once into a fresh memfd and seals it. The reply's [`ArrayMeta::fd`] is `Some(0)`,
+//!   its frame carries the descriptor in [`Fds`], and it has no buffers.
 //! - **Scatter** ([`scatter`]): as a push, each engine of the host gets the task and the memfd
 //!   with a group of only itself, and maps only its own rows copy-on-write (no MPI).
 //! - **Gather** ([`gather`]): the engines gather with MPI as ever, but the root's receive
@@ -257,9 +257,8 @@ pub fn push(
 
 /// The array bound to `name` in a sealed memfd (the one it was pushed in, if no cell wrote to
 /// it; else a new one it is copied into): its meta (`fd: Some(0)`, no buffer) and the
-/// descriptor for the reply's frame. `None` when this system has no memfds,
-/// or the array is small ([`mpx_messages::memfd::min_bytes`]): the caller replies with buffers
-/// instead.
+/// descriptor for the reply's frame. `None` when this system has no memfds, or the array is
+/// small ([`mpx_messages::memfd::min_bytes`]): the caller replies with buffers instead.
 ///
 /// # Errors
 /// `NameError`/`TypeError` as [`Kernel::array`], or a [`SharedMemoryError`](ENAME) when the
@@ -279,19 +278,22 @@ pub fn pull(
     let failed = |e: ShmError| {
         RemoteError::new(ENAME, format!("engine {engine}: cannot pull {name:?} through shared memory: {e}"))
     };
-    if let Some(memfd) = mpx_messages::memfd::origin::unchanged(a.bytes()) {
+    let sealed = match mpx_messages::memfd::origin::unchanged(a.bytes()) {
         // The array lives in a memfd (it was pushed) and no cell wrote to it: that memfd.
-        tracing::debug!("pull {name:?}: the memfd it was pushed in (no copy)");
-        let meta = ArrayMeta { dtype: a.dtype(), shape: a.shape().to_vec(), buffer: 0, fd: Some(0) };
-        return Ok(Some((meta, Fds(vec![memfd.shared_fd()]))));
-    }
-    let mut w = match MemfdWriter::create(name, a.bytes().len()) {
-        Ok(w) => w,
-        Err(MemfdError::Unavailable(_)) => return Ok(None),
-        Err(e) => return Err(failed(ShmError::Create(e))),
+        Some(memfd) => {
+            tracing::debug!("pull {name:?}: the memfd it was pushed in (no copy)");
+            memfd
+        }
+        None => {
+            let mut w = match MemfdWriter::create(name, a.bytes().len()) {
+                Ok(w) => w,
+                Err(MemfdError::Unavailable(_)) => return Ok(None),
+                Err(e) => return Err(failed(ShmError::Create(e))),
+            };
+            w.bytes().copy_from_slice(a.bytes());
+            w.seal().map_err(|e| failed(ShmError::Create(e)))?
+        }
     };
-    w.bytes().copy_from_slice(a.bytes());
-    let sealed = w.seal().map_err(|e| failed(ShmError::Create(e)))?;
     let meta = ArrayMeta { dtype: a.dtype(), shape: a.shape().to_vec(), buffer: 0, fd: Some(0) };
     Ok(Some((meta, Fds(vec![sealed.shared_fd()]))))
 }
