@@ -203,6 +203,34 @@ def test_an_array_in_a_memfd_moves_again_without_a_copy(dv, rc):
     dv.execute("x = y = z = None", block=True)
 
 
+def test_a_lent_memfd_is_written_again_only_after_every_engine_let_go(dv, rc):
+    """Pushes of one size reuse a memfd of the client's pool, whose pages are warm
+    (``mpx_messages::memfd::lent``), but never one that an engine still maps: an array an
+    engine keeps under another name keeps its bytes, while the memfd of an array every engine
+    dropped is written again."""
+    n = 1024 * 1024  # 8 MB: a lent memfd
+    e0 = rc[0]
+
+    def inode_of_x() -> Optional[int]:
+        return _memfd_inode(e0["x"])  # the pulled array is dropped at once
+
+    dv.push({"x": np.full(n, 1.0)}, block=True)
+    first = inode_of_x()
+    dv.execute("y = x", block=True)  # every engine keeps the first array
+    dv.push({"x": np.full(n, 2.0)}, block=True)
+    second = inode_of_x()
+    dv.push({"x": np.full(n, 3.0)}, block=True)  # the second array is dropped by every engine
+    third = inode_of_x()
+    dv.push({"x": np.full(n, 4.0)}, block=True)
+    fourth = inode_of_x()
+    assert None not in (first, second, third, fourth), "pulled 8 MB arrays are memfd mappings"
+    assert len({first, second, third}) == 3, "a memfd still mapped by the engines was reused"
+    assert fourth == second, "the memfd every engine let go was not reused"
+    got = dv.execute("(float(y.min()), float(y.max()), float(x.min()), float(x.max()))").get()
+    assert [r.execute_result for r in got] == ["(1.0, 1.0, 4.0, 4.0)"] * 4
+    dv.execute("del x, y", block=True)
+
+
 def test_errors_are_remote_errors_with_engine_and_traceback(dv, rc):
     with pytest.raises(mpx.CompositeError) as info:
         dv.execute("def f(x):\n    return 1 / x\nf(0)")

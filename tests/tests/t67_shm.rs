@@ -126,7 +126,7 @@ fn push_with(c: &Cluster, fd: Arc<std::os::fd::OwnedFd>, bytes: usize) -> Vec<St
     sock.set_read_timeout(Some(T)).unwrap();
     let session = blocking::connect(&mut sock, &key).unwrap();
     let (mut sealer, mut opener) = (session.sealer, session.opener);
-    let array = ArrayMeta { dtype: Dtype::U8, shape: vec![bytes], buffer: 0, fd: Some(0) };
+    let array = ArrayMeta { dtype: Dtype::U8, shape: vec![bytes], buffer: 0, fd: Some(0), lent: None };
     let request = Request::Push { name: "bad".into(), array, shared: false };
     let submit = SubmitRequest {
         req_id: mpx_messages::RequestId(1),

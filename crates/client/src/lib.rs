@@ -36,6 +36,7 @@ pub mod display;
 mod error;
 pub mod export;
 mod incoming;
+mod lend;
 pub mod npy;
 pub mod output;
 pub mod printer;

@@ -106,6 +106,16 @@ fn read_frames(
             shared.cond.notify_all();
             continue;
         }
+        // The lent memfds the controller placed and the engines released.
+        match &header {
+            ControllerToClient::SubmitReply(reply) => {
+                shared.lender.submitted(reply.req_id, reply.error.is_none().then_some(&reply.engines[..]));
+            }
+            ControllerToClient::EngineReply(res) => {
+                shared.lender.released(res.engine_id, &res.outcome.released)
+            }
+            _ => {}
+        }
         // A result ends its stream, whatever became of it.
         let streamed = match &header {
             ControllerToClient::EngineReply(res) => incoming.take(res.req_id, res.engine_id),
@@ -116,7 +126,7 @@ fn read_frames(
                 (decode_streamed(&mut res.outcome, streamed.expect("checked")), None)
             }
             (ControllerToClient::EngineReply(res), None) => {
-                adopt_reply_memfd(&mut res.outcome, &fds, &mut buffers);
+                adopt_reply_memfd(&shared.lender, &mut res.outcome, &fds, &mut buffers);
                 (decode_array(&mut res.outcome, &buffers), decode_returned(&mut res.outcome, &buffers))
             }
             (ControllerToClient::EngineReply(res), Some(refused)) => {

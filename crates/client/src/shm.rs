@@ -15,17 +15,19 @@
 //! host): it exists only on this path, so where the path is closed it fails with a
 //! [`SharedPushError`] instead of quietly becoming a copy per engine.
 
+use std::os::fd::AsFd;
 use std::sync::atomic::AtomicBool;
 
 use crate::{
     client::{Client, CONNECT_TIMEOUT},
     error::{ClientError, SharedPushError},
+    lend::Lender,
 };
 use bytes::Bytes;
 use mpx_messages::{
     array::byte_len,
-    memfd::{MemfdError, SealedMemfd},
-    ArrayMeta, EngineId, Fds, MpxError, Outcome, Request, Targets,
+    memfd::{lent::Lent, MemfdError, SealedMemfd},
+    ArrayMeta, EngineId, Fds, MpxError, Outcome, Request, RequestId, Targets,
 };
 
 /// Set once the fallback to the TCP path has been logged.
@@ -45,11 +47,17 @@ pub(crate) fn log_fallback(why: &str) {
 /// # Errors
 /// [`MemfdError`] (no memfds on this system, or a system call failed).
 pub(crate) fn memfd_of(bytes: &[u8]) -> Result<SealedMemfd, MemfdError> {
-    if let Some(memfd) = mpx_messages::memfd::origin::unchanged(bytes) {
+    if let Some(memfd) = unchanged(bytes) {
         tracing::debug!("push: {} bytes sent as the memfd they live in (no copy)", bytes.len());
         return Ok(memfd);
     }
     SealedMemfd::copy_of("push", bytes)
+}
+
+/// The sealed memfd `bytes` live in unchanged, if they do (a lent one, pulled back, is not
+/// sealed: a shared push copies it).
+fn unchanged(bytes: &[u8]) -> Option<SealedMemfd> {
+    mpx_messages::memfd::origin::unchanged(bytes).filter(|m| m.lent().is_none())
 }
 
 /// The frame's descriptors for one memfd.
@@ -60,13 +68,17 @@ pub(crate) fn fds_of(memfd: &SealedMemfd) -> Fds {
 /// When a reply's array came in a memfd (`array.fd`), checks it (a sealed memfd of the
 /// array's size), maps it copy-on-write, and makes the mapping the reply's next buffer (the
 /// array then refers to it); a descriptor that fails the checks becomes the reply's error.
-pub(crate) fn adopt_reply_memfd(outcome: &mut Outcome, fds: &Fds, buffers: &mut Vec<Bytes>) {
+pub(crate) fn adopt_reply_memfd(lender: &Lender, outcome: &mut Outcome, fds: &Fds, buffers: &mut Vec<Bytes>) {
     let Some(meta) = outcome.array.as_mut() else { return };
     let Some(index) = meta.fd else { return };
     let adopted = (|| {
         let fd =
             fds.0.get(index).ok_or_else(|| format!("descriptor {index} is missing ({} came)", fds.len()))?;
         let len = byte_len(meta.dtype, &meta.shape).ok_or_else(|| "the array is too large".to_string())?;
+        // An array pushed in a memfd this client lent comes back as that memfd.
+        if let Some(lent) = meta.lent {
+            return lender.adopt(lent, fd.as_fd(), len).map(Bytes::from_owner);
+        }
         let fd = fd.try_clone().map_err(|e| e.to_string())?;
         let memfd = SealedMemfd::check(fd, len as u64).map_err(|e| e.to_string())?;
         let mapping = memfd.map_private().map_err(|e| e.to_string())?;
@@ -75,6 +87,7 @@ pub(crate) fn adopt_reply_memfd(outcome: &mut Outcome, fds: &Fds, buffers: &mut 
     match adopted {
         Ok(bytes) => {
             meta.fd = None;
+            meta.lent = None;
             meta.buffer = buffers.len();
             buffers.push(bytes);
         }
@@ -96,6 +109,7 @@ impl Client {
     pub(crate) fn same_host_path(
         &self,
         targets: &Targets,
+        req_id: RequestId,
         request: &mut Request,
         buffers: &mut Vec<Bytes>,
     ) -> Result<mpx_messages::Fds, ClientError> {
@@ -106,7 +120,12 @@ impl Client {
             return Ok(mpx_messages::Fds::default());
         }
         Ok(match request {
-            Request::Pull { shm, .. } | Request::Gather { shm, .. } => {
+            Request::Pull { shm, lender, .. } => {
+                *shm = true;
+                *lender = Some(self.shared.lender.id());
+                mpx_messages::Fds::default()
+            }
+            Request::Gather { shm, .. } => {
                 *shm = true;
                 mpx_messages::Fds::default()
             }
@@ -117,11 +136,12 @@ impl Client {
                     log_fallback("some target engines are on other hosts");
                     return Ok(mpx_messages::Fds::default());
                 }
-                match memfd_of(&buffers[0]) {
-                    Ok(memfd) => {
+                match self.lent_or_sealed(&buffers[0], req_id) {
+                    Ok((fds, lent)) => {
                         array.fd = Some(0);
+                        array.lent = lent;
                         buffers.clear();
-                        fds_of(&memfd)
+                        fds
                     }
                     Err(e) => {
                         log_fallback(&e.to_string());
@@ -131,6 +151,30 @@ impl Client {
             }
             _ => mpx_messages::Fds::default(),
         })
+    }
+
+    /// The memfd that carries `bytes` (a push or scatter of request `req_id`): the sealed
+    /// memfd they already live in, else a copy in a lent memfd of this connection's pool
+    /// ([`crate::lend`]), else (a size the pool does not keep) a copy in a new sealed one.
+    fn lent_or_sealed(&self, bytes: &[u8], req_id: RequestId) -> Result<(Fds, Option<Lent>), MemfdError> {
+        if let Some(memfd) = mpx_messages::memfd::origin::unchanged(bytes) {
+            let lender = &self.shared.lender;
+            let again = match memfd.lent() {
+                None => Some((fds_of(&memfd), None)),
+                Some(lent) if lent.lender == lender.id() => {
+                    lender.relend(lent.token, req_id)?.map(|fd| (Fds(vec![fd]), Some(lent)))
+                }
+                Some(_) => None,
+            };
+            if let Some(again) = again {
+                tracing::debug!("push: {} bytes sent as the memfd they live in (no copy)", bytes.len());
+                return Ok(again);
+            }
+        }
+        match self.shared.lender.lend(bytes, req_id)? {
+            Some((fd, lent)) => Ok((Fds(vec![fd]), Some(lent))),
+            None => Ok((fds_of(&SealedMemfd::copy_of("push", bytes)?), None)),
+        }
     }
 
     /// A shared push's array into a memfd (whatever its size), or why it cannot be: this

@@ -79,8 +79,8 @@ impl Client {
         internal: bool,
     ) -> Result<AsyncResult, ClientError> {
         let (mut request, mut buffers) = (request, buffers);
-        let fds = self.same_host_path(&targets, &mut request, &mut buffers)?;
         let req_id = RequestId(self.next_id());
+        let fds = self.same_host_path(&targets, req_id, &mut request, &mut buffers)?;
         self.shared.state.lock().expect("client state").requests.insert(req_id, RequestState::default());
         let submitted = mpx_messages::unix_time();
         if !fds.is_empty() {

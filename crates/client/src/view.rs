@@ -155,7 +155,8 @@ impl<'a> View<'a> {
     /// # Errors
     /// A lost connection.
     pub fn pull(&self, name: &str) -> Result<AsyncResult, ClientError> {
-        self.client.submit(self.targets.clone(), Request::Pull { name: name.into(), shm: false })
+        self.client
+            .submit(self.targets.clone(), Request::Pull { name: name.into(), shm: false, lender: None })
     }
 
     /// Splits `array` (any dtype) along axis 0 over the view's engines; one transfer to the

@@ -137,11 +137,11 @@ pub fn plan(
         Request::Execute { code } => Ok(each(Task::Execute { code }, buffers)),
         Request::Run { code, filename } => Ok(each(Task::Run { code, filename }, buffers)),
         // Engines on this host answer a pull of a client on this host with a memfd.
-        Request::Pull { name, shm } => Ok(places
+        Request::Pull { name, shm, lender } => Ok(places
             .iter()
             .map(|p| Assignment {
                 engine: p.engine,
-                task: Task::Pull { name: name.clone(), shm: shm && p.local },
+                task: Task::Pull { name: name.clone(), shm: shm && p.local, lender },
                 buffers: buffers.clone(),
                 fds: Fds::default(),
             })
@@ -255,7 +255,7 @@ mod tests {
     }
 
     fn meta(shape: &[usize]) -> ArrayMeta {
-        ArrayMeta { dtype: Dtype::F64, shape: shape.to_vec(), buffer: 0, fd: None }
+        ArrayMeta { dtype: Dtype::F64, shape: shape.to_vec(), buffer: 0, fd: None, lent: None }
     }
 
     #[test]
@@ -397,6 +397,6 @@ mod set_tests {
         // Cells may run across sets: each set has its own COMM_WORLD.
         let exec = Request::Execute { code: "1".into() };
         assert_eq!(plan(exec, &mixed, vec![], Fds::default()).unwrap().len(), 2);
-        let _ = ArrayMeta { dtype: Dtype::F64, shape: vec![], buffer: 0, fd: None };
+        let _ = ArrayMeta { dtype: Dtype::F64, shape: vec![], buffer: 0, fd: None, lent: None };
     }
 }

@@ -49,7 +49,7 @@ fn verdict<T>(made: &Result<T, RemoteError>) -> Result<(), MpxError> {
 
 /// The wire description of an array whose bytes go in buffer `buffer`.
 pub fn meta_of(a: &dyn HostArray, buffer: usize) -> ArrayMeta {
-    ArrayMeta { dtype: a.dtype(), shape: a.shape().to_vec(), buffer, fd: None }
+    ArrayMeta { dtype: a.dtype(), shape: a.shape().to_vec(), buffer, fd: None, lent: None }
 }
 
 /// Communicators per set of engines, created on first use.
@@ -360,7 +360,7 @@ pub fn gather(
     let root = comm.rank() == 0;
     let mut shape = first.clone();
     shape[0] = rows.iter().sum();
-    let meta = ArrayMeta { dtype, shape, buffer: 0, fd: None };
+    let meta = ArrayMeta { dtype, shape, buffer: 0, fd: None, lent: None };
     if shm && total >= mpx_messages::memfd::min_bytes() {
         let into = shm::GatherInto { name, bytes: a.bytes(), byte_counts: &byte_counts, total };
         if let Some(memfd) = shm::gather(comm, into)? {

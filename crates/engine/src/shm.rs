@@ -24,7 +24,7 @@ use std::{os::fd::OwnedFd, sync::Arc};
 
 use mpi::{datatype::PartitionMut, topology::SimpleCommunicator, traits::*};
 use mpx_messages::{
-    memfd::{Mapping, MemfdError, MemfdWriter, SealedMemfd},
+    memfd::{lent::Receipt, Mapping, MemfdError, MemfdWriter, SealedMemfd},
     ArrayMeta, EngineId, Fds, MpxError, Rank, RemoteError,
 };
 use thiserror::Error;
@@ -123,7 +123,12 @@ fn checked(meta: &ArrayMeta, fds: &Fds) -> Result<SealedMemfd, ShmError> {
         .ok_or_else(|| ShmError::TooLarge(meta.shape.clone()))?;
     // The frame's descriptor stays shared (its Arc); the check takes its own.
     let own = fd.try_clone().map_err(|source| ShmError::Dup { index, source })?;
-    SealedMemfd::check(own, total as u64).map_err(|source| ShmError::Refused { index, source })
+    match meta.lent {
+        // Lent: released to its lender when the last mapping of it is gone.
+        Some(lent) => SealedMemfd::check_lent(own, total as u64, Receipt::queued(lent)),
+        None => SealedMemfd::check(own, total as u64),
+    }
+    .map_err(|source| ShmError::Refused { index, source })
 }
 
 /// This engine's `rows` of the scattered array in the frame's memfd, from row `first_row`:
@@ -267,6 +272,7 @@ pub fn pull(
     kernel: &mut dyn Kernel,
     engine: EngineId,
     name: &str,
+    lender: Option<u64>,
 ) -> Result<Option<(ArrayMeta, Fds)>, RemoteError> {
     let a = kernel.array(name).map_err(|e| {
         RemoteError::new(e.ename, format!("engine {engine}: cannot pull {name:?}: {}", e.evalue))
@@ -278,7 +284,10 @@ pub fn pull(
     let failed = |e: ShmError| {
         RemoteError::new(ENAME, format!("engine {engine}: cannot pull {name:?} through shared memory: {e}"))
     };
-    let sealed = match mpx_messages::memfd::origin::unchanged(a.bytes()) {
+    // A lent memfd goes back only to its own lender (who alone knows when it is free again).
+    let unchanged = mpx_messages::memfd::origin::unchanged(a.bytes())
+        .filter(|memfd| memfd.lent().is_none_or(|l| Some(l.lender) == lender));
+    let sealed = match unchanged {
         // The array lives in a memfd (it was pushed) and no cell wrote to it: that memfd.
         Some(memfd) => {
             tracing::debug!("pull {name:?}: the memfd it was pushed in (no copy)");
@@ -294,6 +303,12 @@ pub fn pull(
             w.seal().map_err(|e| failed(ShmError::Create(e)))?
         }
     };
-    let meta = ArrayMeta { dtype: a.dtype(), shape: a.shape().to_vec(), buffer: 0, fd: Some(0) };
+    let meta = ArrayMeta {
+        dtype: a.dtype(),
+        shape: a.shape().to_vec(),
+        buffer: 0,
+        fd: Some(0),
+        lent: sealed.lent(),
+    };
     Ok(Some((meta, Fds(vec![sealed.shared_fd()]))))
 }

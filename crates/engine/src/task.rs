@@ -61,6 +61,13 @@ pub fn run_task(
     let mut out = Outcome { started, ..Default::default() };
     let mut reply = Vec::new();
     let mut fds = Fds::default();
+    // The client that lent the request's memfd, or may get one back: the reply carries the
+    // memfds released to it (`mpx_messages::memfd::lent`).
+    let lender = match &task {
+        Task::Push { array, .. } | Task::Scatter { array, .. } => array.lent.map(|l| l.lender),
+        Task::Pull { lender, .. } => *lender,
+        _ => None,
+    };
     let take_cell = |out: &mut Outcome, cell: CellOutput| {
         out.stdout = cell.stdout;
         out.stderr = cell.stderr;
@@ -121,8 +128,8 @@ pub fn run_task(
             data::push(groups, kernel, &name, &array, &group, &mut source)
         }
         // Same host: the array in a new sealed memfd, unless this system has none.
-        Task::Pull { name, shm: true } => {
-            shm::pull(kernel, engine, &name).map_err(MpxError::Cell).and_then(|made| match made {
+        Task::Pull { name, shm: true, lender } => {
+            shm::pull(kernel, engine, &name, lender).map_err(MpxError::Cell).and_then(|made| match made {
                 Some((meta, memfd)) => {
                     out.array = Some(meta);
                     fds = memfd;
@@ -134,7 +141,7 @@ pub fn run_task(
                 }),
             })
         }
-        Task::Pull { name, shm: false } => {
+        Task::Pull { name, shm: false, .. } => {
             data::pull(kernel, engine, &name, &io.sink).map(|(meta, bytes)| {
                 out.array = Some(meta);
                 reply.extend(bytes);
@@ -164,6 +171,9 @@ pub fn run_task(
     };
     if let Err(e) = result {
         out.error = Some(e);
+    }
+    if let Some(lender) = lender {
+        out.released = mpx_messages::memfd::lent::take_released(lender);
     }
     out.execution_count = kernel.execution_count();
     out.completed = mpx_messages::unix_time();

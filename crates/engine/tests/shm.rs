@@ -19,7 +19,10 @@ use mpx_engine::{
     },
 };
 use mpx_messages::{
-    memfd::{MemfdError, SealedMemfd},
+    memfd::{
+        lent::{self, Lent},
+        MemfdError, MemfdWriter, SealedMemfd,
+    },
     ArrayMeta, Dtype, EngineId, Fds, Rank,
 };
 
@@ -49,7 +52,7 @@ fn memfd(name: &str, bytes: &[u8]) -> (SealedMemfd, Fds) {
 }
 
 fn meta(dtype: Dtype, shape: &[usize]) -> ArrayMeta {
-    ArrayMeta { dtype, shape: shape.to_vec(), buffer: 0, fd: Some(0) }
+    ArrayMeta { dtype, shape: shape.to_vec(), buffer: 0, fd: Some(0), lent: None }
 }
 
 /// A memfd with no seals at all (what a careless or hostile peer could send).
@@ -118,6 +121,36 @@ fn a_pushed_descriptor_is_checked_before_it_is_mapped() {
         text(ShmError::Refused { index: 0, source: MemfdError::NotMemfd }),
         "descriptor 0 refused: the descriptor is not a memfd"
     );
+}
+
+#[test]
+fn a_lent_memfd_is_checked_and_released_to_its_lender_when_its_mapping_goes() {
+    let lender = 0x001e_4de4_u64;
+    let lent = |token| ArrayMeta { lent: Some(Lent { lender, token }), ..meta(Dtype::F64, &[8]) };
+    // Lent memfds need only the resizing seals; the lender keeps writing it until it lends it.
+    let mut w = MemfdWriter::create_cold("lent-check", 64).expect("memfd");
+    w.seal_size().expect("seals");
+    w.bytes().copy_from_slice(&[7; 64]);
+    let fds = Fds(vec![w.shared_fd().expect("dup")]);
+    let map = shm::map_pushed(&lent(1), &[Rank(0)], &fds, CopyOnWrite).expect("a lent memfd maps");
+    assert_eq!(map.as_slice(), &[7; 64]);
+    assert!(lent::take_released(lender).is_empty(), "released while mapped");
+    drop(map);
+    assert_eq!(lent::take_released(lender), vec![1], "released once its mapping is gone");
+    // Without the resizing seals (the lender could shrink it under the mapping): refused,
+    // never mapped, and released at once.
+    let unsealed = Fds(vec![Arc::new(unsealed_memfd(c"mpx-lent-unsealed", 64))]);
+    let e = shm::map_pushed(&lent(2), &[Rank(0)], &unsealed, CopyOnWrite).unwrap_err();
+    assert!(matches!(e, ShmError::Refused { source: MemfdError::Unsealed(_), .. }), "{e:?}");
+    assert_eq!(mappings_of("lent-unsealed"), 0);
+    // The wrong size, lent or not.
+    let short = ArrayMeta { shape: vec![4], ..lent(3) };
+    let e = shm::map_pushed(&short, &[Rank(0)], &fds, CopyOnWrite).unwrap_err();
+    assert!(matches!(
+        e,
+        ShmError::Refused { source: MemfdError::WrongSize { expected: 32, actual: 64 }, .. }
+    ));
+    assert_eq!(lent::take_released(lender), vec![2, 3]);
 }
 
 #[test]
@@ -258,17 +291,17 @@ fn python_binds_a_pushed_memfd_in_place_and_pulls_into_one() {
 
     // Pull: a sealed memfd of exactly the array's bytes, descriptor 0 of the reply.
     value(&mut k, "p = np.arange(12, dtype='<i2').reshape(3, 4)[::-1]");
-    let (m, fds) = shm::pull(&mut k, EngineId(2), "p").expect("pulled").expect("memfds exist here");
-    assert_eq!(m, ArrayMeta { dtype: Dtype::I16, shape: vec![3, 4], buffer: 0, fd: Some(0) });
+    let (m, fds) = shm::pull(&mut k, EngineId(2), "p", None).expect("pulled").expect("memfds exist here");
+    assert_eq!(m, ArrayMeta { dtype: Dtype::I16, shape: vec![3, 4], buffer: 0, fd: Some(0), lent: None });
     assert_eq!(fds.len(), 1);
     let got = SealedMemfd::check(fds.0[0].try_clone().expect("dup"), 24).expect("sealed, 24 bytes");
     let want: Vec<u8> = [8i16, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3].map(i16::to_le_bytes).concat();
     assert_eq!(got.map_shared().expect("map").as_slice(), &want[..]);
     value(&mut k, "z = np.zeros((0, 3))");
-    let (m, fds) = shm::pull(&mut k, EngineId(2), "z").expect("pulled").expect("memfds exist here");
+    let (m, fds) = shm::pull(&mut k, EngineId(2), "z", None).expect("pulled").expect("memfds exist here");
     assert_eq!((m.shape, m.fd), (vec![0, 3], Some(0)));
     SealedMemfd::check(fds.0[0].try_clone().expect("dup"), 0).expect("sealed, empty");
-    let e = shm::pull(&mut k, EngineId(2), "nope").unwrap_err();
+    let e = shm::pull(&mut k, EngineId(2), "nope", None).unwrap_err();
     assert_eq!(e.ename, "NameError");
     assert!(e.evalue.contains("engine 2"), "{}", e.evalue);
 }

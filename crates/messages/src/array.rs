@@ -140,7 +140,7 @@ impl RawArray {
 
     /// The wire description of this array, its bytes travelling in buffer `buffer`.
     pub fn meta(&self, buffer: usize) -> ArrayMeta {
-        ArrayMeta { dtype: self.dtype, shape: self.shape.clone(), buffer, fd: None }
+        ArrayMeta { dtype: self.dtype, shape: self.shape.clone(), buffer, fd: None, lent: None }
     }
 
     /// The array an [`ArrayMeta`] describes, its bytes taken from `buffers` (no copy).
@@ -192,7 +192,7 @@ mod tests {
             let a = RawArray::new(dtype, vec![2, 3], data.clone()).unwrap();
             assert_eq!((a.dtype(), a.shape(), a.len(), a.ndim()), (dtype, &[2, 3][..], 6, 2));
             assert_eq!(a.data(), &data);
-            assert_eq!(a.meta(4), ArrayMeta { dtype, shape: vec![2, 3], buffer: 4, fd: None });
+            assert_eq!(a.meta(4), ArrayMeta { dtype, shape: vec![2, 3], buffer: 4, fd: None, lent: None });
             let (d, s, b) = a.into_parts();
             assert_eq!((d, s, b), (dtype, vec![2, 3], data));
         }
@@ -261,7 +261,7 @@ mod tests {
     #[test]
     fn from_meta_takes_the_named_buffer() {
         let buffers = [Bytes::from_static(&[9]), Bytes::from(vec![0u8; 8])];
-        let meta = ArrayMeta { dtype: Dtype::I16, shape: vec![2, 2], buffer: 1, fd: None };
+        let meta = ArrayMeta { dtype: Dtype::I16, shape: vec![2, 2], buffer: 1, fd: None, lent: None };
         let a = RawArray::from_meta(&meta, &buffers).unwrap();
         assert_eq!(a.len(), 4);
         let e = RawArray::from_meta(&ArrayMeta { buffer: 2, ..meta.clone() }, &buffers).unwrap_err();

@@ -59,6 +59,10 @@ pub struct Outcome {
     pub started: f64,
     /// When the engine finished the work (seconds since the Unix epoch).
     pub completed: f64,
+    /// Tokens of memfds lent by the request's client that this engine no longer maps
+    /// ([`crate::memfd::lent`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<u64>,
 }
 
 /// One rank of a world, as rank 0 reports it.

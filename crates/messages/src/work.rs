@@ -20,6 +20,10 @@ pub struct ArrayMeta {
     /// sealed memfd of exactly the array's bytes (see [`crate::memfd`]); `buffer` is then unused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fd: Option<usize>,
+    /// The memfd at `fd` is lent, not sealed against writes: whose it is, to release it to
+    /// (see [`crate::memfd::lent`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lent: Option<crate::memfd::lent::Lent>,
 }
 
 /// What a call returned out of band (see [`Outcome::returned`](crate::Outcome::returned)): an
@@ -121,6 +125,10 @@ pub enum Request {
         /// The client is on the controller's host: engines there reply with a memfd.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         shm: bool,
+        /// The client's lender number ([`crate::memfd::lent`]): an array that lives in a memfd
+        /// it lent goes back as that memfd, and the reply carries the memfds released to it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lender: Option<u64>,
     },
     /// Split an array along axis 0 over the targets (as evenly as possible, the first ones
     /// getting one row more). From a client on the controller's host to engines there, the
@@ -165,7 +173,7 @@ impl Request {
         match self {
             Request::Execute { code } => Ok(Task::Execute { code }),
             Request::Run { code, filename } => Ok(Task::Run { code, filename }),
-            Request::Pull { name, shm } => Ok(Task::Pull { name, shm }),
+            Request::Pull { name, shm, lender } => Ok(Task::Pull { name, shm, lender }),
             Request::Apply { function, args } => Ok(Task::Apply { function, args }),
             collective => Err(collective),
         }
@@ -213,6 +221,9 @@ pub enum Task {
         /// Reply with the array in a sealed memfd (the engine and the client share a host).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         shm: bool,
+        /// As in [`Request::Pull`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lender: Option<u64>,
     },
     /// Split an array along axis 0 over the group (MPI Scatterv from the root). When the
     /// array is in the frame's memfd (`array.fd`, same host), the group is this engine alone,
@@ -258,7 +269,7 @@ mod tests {
 
     #[test]
     fn a_shared_push_round_trips_and_older_pushes_read_as_not_shared() {
-        let array = ArrayMeta { dtype: Dtype::F64, shape: vec![3], buffer: 0, fd: Some(0) };
+        let array = ArrayMeta { dtype: Dtype::F64, shape: vec![3], buffer: 0, fd: Some(0), lent: None };
         let shared = Request::Push { name: "x".into(), array: array.clone(), shared: true };
         let json = serde_json::to_string(&shared).unwrap();
         assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), shared);

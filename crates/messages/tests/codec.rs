@@ -152,7 +152,13 @@ fn every_message_kind_round_trips_as_json() {
             task_id: TaskId(6),
             task: Task::Scatter {
                 name: "a".into(),
-                array: ArrayMeta { dtype: Dtype::Bool, shape: vec![4, 0, 2], buffer: 0, fd: None },
+                array: ArrayMeta {
+                    dtype: Dtype::Bool,
+                    shape: vec![4, 0, 2],
+                    buffer: 0,
+                    fd: None,
+                    lent: None,
+                },
                 group: vec![Rank(0), Rank(2)],
                 rows: vec![2, 2],
                 first_row: 0,
@@ -162,7 +168,7 @@ fn every_message_kind_round_trips_as_json() {
             task_id: TaskId(8),
             task: Task::Scatter {
                 name: "a".into(),
-                array: ArrayMeta { dtype: Dtype::F64, shape: vec![9, 3], buffer: 0, fd: Some(0) },
+                array: ArrayMeta { dtype: Dtype::F64, shape: vec![9, 3], buffer: 0, fd: Some(0), lent: None },
                 group: vec![Rank(3)],
                 rows: vec![2],
                 first_row: 7,

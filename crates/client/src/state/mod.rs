@@ -92,12 +92,18 @@ pub(crate) struct State {
 pub struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) cond: Condvar,
+    /// The memfds this connection lends to engines of its host.
+    pub(crate) lender: crate::lend::Lender,
 }
 
 impl Shared {
     /// Empty state, for a new connection.
     pub(crate) fn new() -> Shared {
-        Shared { state: Mutex::new(State::default()), cond: Condvar::new() }
+        Shared {
+            state: Mutex::new(State::default()),
+            cond: Condvar::new(),
+            lender: crate::lend::Lender::new(),
+        }
     }
 
     /// Waits up to `timeout` until `ready` finds what it looks for in the state (checked at

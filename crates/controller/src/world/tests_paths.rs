@@ -105,7 +105,7 @@ fn the_end_of_the_launchers_job_takes_its_world_down() {
 fn a_streamed_push_opens_the_route_of_its_chunks_to_the_root() {
     let mut w = world(false);
     register(&mut w, 2, 0);
-    let array = ArrayMeta { dtype: Dtype::F64, shape: vec![10], buffer: 0, fd: None };
+    let array = ArrayMeta { dtype: Dtype::F64, shape: vec![10], buffer: 0, fd: None, lent: None };
     let request = Request::Push { name: "a".into(), array: array.clone(), shared: false };
     let req =
         SubmitRequest { source: None, internal: false, req_id: RequestId(4), targets: Targets::All, request };

@@ -115,7 +115,8 @@ fn an_apply_task_carries_only_its_own_buffers() {
     let mut w = world(false);
     register(&mut w, 1, 0);
     ready(&mut w, &[0]);
-    let array = |buffer| Arg::Array(ArrayMeta { dtype: Dtype::F64, shape: vec![1], buffer, fd: None });
+    let array =
+        |buffer| Arg::Array(ArrayMeta { dtype: Dtype::F64, shape: vec![1], buffer, fd: None, lent: None });
     let apply = |buffer| Request::Apply { function: "f".into(), args: vec![Arg::Int(1), array(buffer)] };
     let (b0, b1) = (Payload::new(vec![0u8; 8]), Payload::new(vec![1u8; 8]));
     let req = BalancedRequest {

@@ -15,6 +15,10 @@
 //!   the sender included, can change its bytes or size after the hand-over → [`MemfdError::Unsealed`];
 //! - its size is exactly what the frame's header says → [`MemfdError::WrongSize`].
 //!
+//! A *lent* memfd ([`lent`], named so in the header) is the exception: it is sealed against
+//! resizing only, and its bytes stay as sent by its lender's promise not to write it until
+//! every receiver has released it ([`SealedMemfd::check_lent`] checks the rest).
+//!
 //! A memfd vanishes with its last descriptor and mapping: a killed process leaves nothing in
 //! `/dev/shm` or on disk.
 //!
@@ -29,14 +33,12 @@
 //! memfd, not copied into a new one.
 //!
 //! # Warm pages
-//! A new large memfd is taken from this process's [`spare`] when one of about its size is
-//! ready (its pages already allocated), and a background thread then makes the next spare.
+//! A client's pushes and scatters reuse the memfds it lent once they are released ([`lent`]).
+//! Any other new large memfd is taken from this process's [`spare`] when one of about its size
+//! is ready (its pages already allocated), and a background thread then makes the next spare.
 
 use std::{
-    ffi::c_void,
-    num::NonZeroUsize,
     os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
-    ptr::NonNull,
     sync::Arc,
 };
 
@@ -45,15 +47,19 @@ use nix::{
     fcntl::{fcntl, FcntlArg, SealFlag},
     sys::{
         memfd::{memfd_create, MFdFlags},
-        mman::{mmap, munmap, MapFlags, ProtFlags},
+        mman::{MapFlags, ProtFlags},
         stat::fstat,
     },
     unistd::ftruncate,
 };
 use thiserror::Error;
 
+pub mod lent;
+mod mapping;
 pub mod origin;
 pub mod spare;
+
+pub use mapping::Mapping;
 
 /// Arrays smaller than this stay inline in their frames (a memfd costs a few system calls and
 /// a mapping on each side): `$MPX_SHM_MIN_BYTES`, default 64 KiB.
@@ -109,136 +115,6 @@ pub(crate) fn page_size() -> usize {
     usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
 }
 
-/// A mapping of (part of) a memfd, unmapped on drop.
-#[derive(Debug)]
-pub struct Mapping {
-    ptr: Option<NonNull<c_void>>,
-    /// Bytes mapped before the view (a range that starts inside a page).
-    skip: usize,
-    len: usize,
-    writable: bool,
-    /// Registered in [`origin`] (a whole sealed memfd's mapping) until it is unmapped.
-    origin: bool,
-}
-
-// SAFETY: a mapping is plain memory owned by this value; access goes through `&self`/`&mut self`.
-unsafe impl Send for Mapping {}
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    /// Maps `len` bytes of `fd` from `offset` (a multiple of the page size).
-    fn new(
-        fd: BorrowedFd<'_>,
-        offset: u64,
-        len: usize,
-        prot: ProtFlags,
-        flags: MapFlags,
-    ) -> Result<Self, MemfdError> {
-        let writable = prot.contains(ProtFlags::PROT_WRITE);
-        let Some(length) = NonZeroUsize::new(len) else {
-            return Ok(Mapping { ptr: None, skip: 0, len: 0, writable, origin: false });
-        };
-        let offset =
-            i64::try_from(offset).map_err(|_| MemfdError::Sys { call: "mmap", errno: Errno::EOVERFLOW })?;
-        // SAFETY: a fresh mapping chosen by the kernel (no address given) overlaps nothing.
-        let ptr = unsafe { mmap(None, length, prot, flags, fd, offset) }.map_err(sys("mmap"))?;
-        Ok(Mapping { ptr: Some(ptr), skip: 0, len, writable, origin: false })
-    }
-
-    /// Maps the `len` bytes of `fd` from `offset` (any offset: the mapping starts at the page
-    /// that holds it, and the view skips what comes before).
-    fn range(
-        fd: BorrowedFd<'_>,
-        offset: usize,
-        len: usize,
-        prot: ProtFlags,
-        flags: MapFlags,
-    ) -> Result<Self, MemfdError> {
-        if len == 0 {
-            return Mapping::new(fd, 0, 0, prot, flags);
-        }
-        let skip = offset % page_size();
-        let mut map = Mapping::new(fd, (offset - skip) as u64, skip + len, prot, flags)?;
-        map.skip = skip;
-        map.len = len;
-        Ok(map)
-    }
-
-    /// Unmaps all but the first `len` bytes (fewer than mapped; whole pages past `len`).
-    fn shrink(&mut self, len: usize) -> Result<(), MemfdError> {
-        assert!(len > 0, "a mapping is not cut to nothing");
-        let page = page_size();
-        let keep = len.div_ceil(page) * page;
-        let mapped = self.len.div_ceil(page) * page;
-        debug_assert_eq!(self.skip, 0, "only whole mappings are cut");
-        if let (Some(ptr), true) = (self.ptr, keep < mapped) {
-            // SAFETY: the pages from `keep` on are this mapping's own, past every byte still used.
-            let tail =
-                unsafe { NonNull::new_unchecked(ptr.as_ptr().cast::<u8>().add(keep).cast::<c_void>()) };
-            // SAFETY: unmapping part of this value's own mapping that nothing refers to.
-            unsafe { munmap(tail, mapped - keep) }.map_err(sys("munmap"))?;
-        }
-        self.len = len;
-        Ok(())
-    }
-
-    /// The mapped bytes' address (dangling but aligned when empty).
-    pub fn as_ptr(&self) -> *mut u8 {
-        // SAFETY: `skip` bytes are mapped before the view, within the same mapping.
-        self.ptr.map_or(NonNull::dangling().as_ptr(), |p| unsafe { p.as_ptr().cast::<u8>().add(self.skip) })
-    }
-
-    /// How many bytes are mapped.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether nothing is mapped.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Whether the mapping may be written (a private copy-on-write one).
-    pub fn is_writable(&self) -> bool {
-        self.writable
-    }
-
-    /// The bytes.
-    pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: `len` bytes are mapped readable at the pointer for as long as `self` lives.
-        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
-    }
-
-    /// The bytes, to write (only a writable mapping).
-    ///
-    /// # Panics
-    /// When the mapping is read-only.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        assert!(self.writable, "a read-only mapping");
-        // SAFETY: as above, and the mapping is writable and exclusively borrowed.
-        unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.len) }
-    }
-}
-
-impl AsRef<[u8]> for Mapping {
-    fn as_ref(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        if let Some(ptr) = self.ptr {
-            // Forgotten before it is unmapped: a new mapping may take the address after.
-            if self.origin {
-                origin::unregister(self.as_ptr() as usize);
-            }
-            // SAFETY: this value made the mapping and nothing refers to it any more.
-            let _ = unsafe { munmap(ptr, self.skip + self.len) };
-        }
-    }
-}
-
 /// A memfd being filled by its creator: writable through [`MemfdWriter::bytes`], then sealed.
 #[derive(Debug)]
 pub struct MemfdWriter {
@@ -288,6 +164,51 @@ impl MemfdWriter {
         self.map.as_mut_slice()
     }
 
+    /// Seals the memfd's size for lending ([`lent`]): it stays writable by this writer, and
+    /// nobody can resize it or seal it otherwise from now on.
+    ///
+    /// # Errors
+    /// The seals cannot be added.
+    pub fn seal_size(&self) -> Result<(), MemfdError> {
+        let seals = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL;
+        fcntl(&self.fd, FcntlArg::F_ADD_SEALS(seals)).map(drop).map_err(sys("fcntl(F_ADD_SEALS)"))
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether it holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The descriptor.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The descriptor, duplicated (to send with a frame).
+    ///
+    /// # Errors
+    /// `dup` fails.
+    pub fn shared_fd(&self) -> Result<Arc<OwnedFd>, MemfdError> {
+        let fd = self.fd.try_clone().map_err(|e| MemfdError::Sys {
+            call: "dup",
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+        Ok(Arc::new(fd))
+    }
+
+    /// Whether `fd` is this writer's memfd (the same file, however duplicated or passed).
+    pub fn is_same_file(&self, fd: BorrowedFd<'_>) -> bool {
+        match (fstat(&self.fd), fstat(fd)) {
+            (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+            _ => false,
+        }
+    }
+
     /// Cuts the memfd to its first `len` bytes (at most its size), and the mapping with it.
     fn truncate(&mut self, len: usize) -> Result<(), MemfdError> {
         if len == self.map.len() {
@@ -310,15 +231,19 @@ impl MemfdWriter {
         let len = map.len();
         drop(map);
         fcntl(&fd, FcntlArg::F_ADD_SEALS(required_seals())).map_err(sys("fcntl(F_ADD_SEALS)"))?;
-        Ok(SealedMemfd { fd: Arc::new(fd), len })
+        Ok(SealedMemfd { fd: Arc::new(fd), len, receipt: None })
     }
 }
 
-/// A memfd whose bytes and size can no longer change: what travels between processes.
+/// A memfd whose bytes and size can no longer change: what travels between processes. Or,
+/// with a receipt, a lent one ([`lent`]): sealed against resizing, its bytes unchanged by the
+/// lender's promise until the receipt is let go.
 #[derive(Debug, Clone)]
 pub struct SealedMemfd {
     fd: Arc<OwnedFd>,
     len: usize,
+    /// The hold on a lent memfd, shared with its mappings.
+    receipt: Option<Arc<lent::Receipt>>,
 }
 
 impl SealedMemfd {
@@ -338,20 +263,23 @@ impl SealedMemfd {
     /// # Errors
     /// [`MemfdError::NotMemfd`], [`MemfdError::Unsealed`] or [`MemfdError::WrongSize`].
     pub fn check(fd: OwnedFd, expected: u64) -> Result<Self, MemfdError> {
-        let seals = match fcntl(&fd, FcntlArg::F_GET_SEALS) {
-            Ok(s) => s,
-            Err(Errno::EINVAL) => return Err(MemfdError::NotMemfd),
-            Err(e) => return Err(MemfdError::Sys { call: "fcntl(F_GET_SEALS)", errno: e }),
-        };
-        if !SealFlag::from_bits_truncate(seals).contains(required_seals()) {
-            return Err(MemfdError::Unsealed(seals));
-        }
-        let actual = u64::try_from(fstat(&fd).map_err(sys("fstat"))?.st_size).unwrap_or(0);
-        if actual != expected {
-            return Err(MemfdError::WrongSize { expected, actual });
-        }
-        let len = usize::try_from(actual).map_err(|_| MemfdError::WrongSize { expected, actual })?;
-        Ok(SealedMemfd { fd: Arc::new(fd), len })
+        let len = checked(&fd, required_seals(), expected)?;
+        Ok(SealedMemfd { fd: Arc::new(fd), len, receipt: None })
+    }
+
+    /// Checks a lent descriptor (see [`lent`]): a memfd sealed against resizing, of exactly
+    /// `expected` bytes. Its mappings and clones keep `receipt` until the last is gone.
+    ///
+    /// # Errors
+    /// As [`SealedMemfd::check`]; only the resizing seals are required.
+    pub fn check_lent(fd: OwnedFd, expected: u64, receipt: lent::Receipt) -> Result<Self, MemfdError> {
+        let len = checked(&fd, SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW, expected)?;
+        Ok(SealedMemfd { fd: Arc::new(fd), len, receipt: Some(Arc::new(receipt)) })
+    }
+
+    /// The lent memfd's name, when it is one.
+    pub fn lent(&self) -> Option<lent::Lent> {
+        self.receipt.as_ref().map(|r| r.lent())
     }
 
     /// Its size in bytes.
@@ -397,6 +325,7 @@ impl SealedMemfd {
     /// `map`, a mapping of this whole memfd, noted in [`origin`] (an array over it can travel
     /// again as this memfd, see [`origin::unchanged`]).
     fn registered(&self, mut map: Mapping, private: bool) -> Mapping {
+        map.receipt = self.receipt.clone();
         if !map.is_empty() {
             origin::register(map.as_ptr() as usize, map.len(), self.clone(), private);
             map.origin = true;
@@ -415,13 +344,15 @@ impl SealedMemfd {
             let expected = (offset as u64).saturating_add(len as u64);
             return Err(MemfdError::WrongSize { expected, actual: self.len as u64 });
         }
-        Mapping::range(
+        let mut map = Mapping::range(
             self.fd.as_fd(),
             offset,
             len,
             ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
             MapFlags::MAP_PRIVATE,
-        )
+        )?;
+        map.receipt = self.receipt.clone();
+        Ok(map)
     }
 
     /// A read-only view shared by every process that maps it (one copy on the host).
@@ -432,6 +363,23 @@ impl SealedMemfd {
         let map = Mapping::new(self.fd.as_fd(), 0, self.len, ProtFlags::PROT_READ, MapFlags::MAP_SHARED)?;
         Ok(self.registered(map, false))
     }
+}
+
+/// Checks that `fd` is a memfd with at least `seals` and exactly `expected` bytes; its length.
+fn checked(fd: &OwnedFd, seals: SealFlag, expected: u64) -> Result<usize, MemfdError> {
+    let has = match fcntl(fd, FcntlArg::F_GET_SEALS) {
+        Ok(s) => s,
+        Err(Errno::EINVAL) => return Err(MemfdError::NotMemfd),
+        Err(e) => return Err(MemfdError::Sys { call: "fcntl(F_GET_SEALS)", errno: e }),
+    };
+    if !SealFlag::from_bits_truncate(has).contains(seals) {
+        return Err(MemfdError::Unsealed(has));
+    }
+    let actual = u64::try_from(fstat(fd).map_err(sys("fstat"))?.st_size).unwrap_or(0);
+    if actual != expected {
+        return Err(MemfdError::WrongSize { expected, actual });
+    }
+    usize::try_from(actual).map_err(|_| MemfdError::WrongSize { expected, actual })
 }
 
 #[cfg(test)]
