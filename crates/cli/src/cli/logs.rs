@@ -84,6 +84,13 @@ fn running(connection_file: &Path) -> bool {
     files::read_connection_file(connection_file).is_ok_and(|i| files::controller_running(&i))
 }
 
+/// The controller `-f` follows: the one running when it started (the connection file is
+/// removed while the controller stops, before its last lines are logged, so the file alone
+/// would end the follow too early).
+fn followed(connection_file: &Path) -> Option<mpx_messages::ConnectionInfo> {
+    files::read_connection_file(connection_file).ok().filter(files::controller_running)
+}
+
 pub fn run(args: LogsArgs) -> Result<i32> {
     let home = files::mpx_home();
     let conn = connection_file_of(&home, &args.cluster_id)?;
@@ -106,6 +113,7 @@ pub fn run(args: LogsArgs) -> Result<i32> {
             None => bail!("no log of cluster {id} ({} does not exist)", path.display()),
         }
     }
+    let controller = if args.follow { followed(&conn) } else { None };
     let mut file = std::fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = std::io::stdout().lock();
     std::io::copy(&mut file, &mut out)?;
@@ -115,7 +123,9 @@ pub fn run(args: LogsArgs) -> Result<i32> {
     }
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let alive = running(&conn);
+        // Alive until the followed controller has exited (after its last line), or while a
+        // controller of this cluster runs.
+        let alive = controller.as_ref().is_some_and(files::controller_running) || running(&conn);
         // A log truncated by a new start of the cluster is read again from its beginning.
         let pos = file.stream_position()?;
         if std::fs::metadata(&path).map(|m| m.len() < pos).unwrap_or(false) {
