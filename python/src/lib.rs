@@ -225,7 +225,8 @@ impl Client {
     /// Fetches the array `name` from each of `targets` for the Python client's own use (the
     /// arrays of a Python function's result): not recorded in the session's history.
     fn pull_internal(&self, py: Python<'_>, targets: Option<Vec<u32>>, name: &str) -> PyResult<AsyncResult> {
-        let request = mpx_client::Request::Pull { name: name.into(), shm: false, lender: None };
+        let request =
+            mpx_client::Request::Pull { name: name.into(), shm: false, lender: None, returned: Vec::new() };
         self.wrap(py.detach(|| self.inner.submit_internal(self::targets(targets), request)))
     }
 

@@ -231,6 +231,27 @@ def test_a_lent_memfd_is_written_again_only_after_every_engine_let_go(dv, rc):
     dv.execute("del x, y", block=True)
 
 
+def test_a_pulled_result_comes_in_a_memfd_the_engine_reuses_once_the_client_let_go(rc):
+    """An engine copies a result it sends to a client of its host into a memfd of its own
+    pool, and writes that memfd again only after the client's array over it is gone (the
+    client's next pull from the engine returns it)."""
+    e0 = rc[0]
+    e0.execute("import numpy as np\nr = np.zeros(1024 * 1024)", block=True)  # 8 MB
+    a = e0["r"]
+    first = _memfd_inode(a)
+    e0.execute("r += 1.0", block=True)
+    b = e0["r"]
+    assert None not in (first, _memfd_inode(b))
+    assert _memfd_inode(b) != first, "a memfd the client still maps was written again"
+    assert (a.min(), a.max(), b.min(), b.max()) == (0.0, 0.0, 1.0, 1.0)
+    del a
+    e0.execute("r += 1.0", block=True)
+    c = e0["r"]
+    assert _memfd_inode(c) == first, "the memfd the client let go was not reused"
+    assert (b.min(), b.max(), c.min(), c.max()) == (1.0, 1.0, 2.0, 2.0)
+    e0.execute("del r", block=True)
+
+
 def test_errors_are_remote_errors_with_engine_and_traceback(dv, rc):
     with pytest.raises(mpx.CompositeError) as info:
         dv.execute("def f(x):\n    return 1 / x\nf(0)")

@@ -35,6 +35,8 @@ use mpx_messages::{
 pub const MAX_IDLE: usize = 1;
 /// The most memfds held by engines that are remembered.
 pub const MAX_HELD: usize = 8;
+/// The most returns kept for engines this client sends nothing to (the oldest forgotten).
+pub const MAX_RETURNS: usize = 256;
 
 /// One memfd of the pool.
 struct Entry {
@@ -77,10 +79,14 @@ impl Pool {
     }
 }
 
-/// This connection's lent memfds.
+/// Memfds engines lent this connection that it no longer maps, with the engine that lent each.
+type Returns = Arc<Mutex<Vec<(EngineId, Lent)>>>;
+
+/// This connection's lent memfds, and those engines lent it.
 pub(crate) struct Lender {
     id: u64,
     pool: Arc<Mutex<Pool>>,
+    returns: Returns,
 }
 
 impl std::fmt::Debug for Lender {
@@ -96,7 +102,7 @@ impl Lender {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             (u64::from(std::process::id()) << 32) ^ now.as_nanos() as u64
         });
-        Lender { id, pool: Arc::default() }
+        Lender { id, pool: Arc::default(), returns: Returns::default() }
     }
 
     /// The lender number, as requests name it.
@@ -227,6 +233,49 @@ impl Lender {
         drop(pool);
         let memfd = SealedMemfd::check_lent(own, len as u64, receipt).map_err(|e| e.to_string())?;
         memfd.map_private().map_err(|e| e.to_string())
+    }
+
+    /// A reply's memfd that engine `engine` lent (a pull's or gather's array; see the engine's
+    /// `lend` module), checked (sealed against resizing, of `len` bytes) and mapped
+    /// copy-on-write; once the mapping is gone it waits in [`Lender::take_returns`].
+    ///
+    /// # Errors
+    /// The descriptor fails the check or cannot be mapped.
+    pub(crate) fn borrow(
+        &self,
+        engine: EngineId,
+        lent: Lent,
+        fd: BorrowedFd<'_>,
+        len: usize,
+    ) -> Result<Mapping, String> {
+        let own = fd.try_clone_to_owned().map_err(|e| e.to_string())?;
+        let returns = Arc::downgrade(&self.returns);
+        let receipt = Receipt::new(lent, move |lent| {
+            if let Some(returns) = returns.upgrade() {
+                let mut returns = returns.lock().unwrap_or_else(|p| p.into_inner());
+                if returns.len() >= MAX_RETURNS {
+                    returns.remove(0);
+                }
+                returns.push((engine, lent));
+            }
+        });
+        let memfd = SealedMemfd::check_lent(own, len as u64, receipt).map_err(|e| e.to_string())?;
+        memfd.map_private().map_err(|e| e.to_string())
+    }
+
+    /// The memfds lent by the engines `is_target` accepts that this client no longer maps (for
+    /// a request to them: each engine takes back its own).
+    pub(crate) fn take_returns(&self, is_target: impl Fn(EngineId) -> bool) -> Vec<Lent> {
+        let mut returns = self.returns.lock().unwrap_or_else(|p| p.into_inner());
+        let mut taken = Vec::new();
+        returns.retain(|(engine, lent)| {
+            let take = is_target(*engine);
+            if take {
+                taken.push(*lent);
+            }
+            !take
+        });
+        taken
     }
 
     /// How many memfds are idle and held.

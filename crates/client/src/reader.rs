@@ -126,7 +126,7 @@ fn read_frames(
                 (decode_streamed(&mut res.outcome, streamed.expect("checked")), None)
             }
             (ControllerToClient::EngineReply(res), None) => {
-                adopt_reply_memfd(&shared.lender, &mut res.outcome, &fds, &mut buffers);
+                adopt_reply_memfd(&shared.lender, res.engine_id, &mut res.outcome, &fds, &mut buffers);
                 (decode_array(&mut res.outcome, &buffers), decode_returned(&mut res.outcome, &buffers))
             }
             (ControllerToClient::EngineReply(res), Some(refused)) => {

@@ -68,16 +68,27 @@ pub(crate) fn fds_of(memfd: &SealedMemfd) -> Fds {
 /// When a reply's array came in a memfd (`array.fd`), checks it (a sealed memfd of the
 /// array's size), maps it copy-on-write, and makes the mapping the reply's next buffer (the
 /// array then refers to it); a descriptor that fails the checks becomes the reply's error.
-pub(crate) fn adopt_reply_memfd(lender: &Lender, outcome: &mut Outcome, fds: &Fds, buffers: &mut Vec<Bytes>) {
+pub(crate) fn adopt_reply_memfd(
+    lender: &Lender,
+    engine: EngineId,
+    outcome: &mut Outcome,
+    fds: &Fds,
+    buffers: &mut Vec<Bytes>,
+) {
     let Some(meta) = outcome.array.as_mut() else { return };
     let Some(index) = meta.fd else { return };
     let adopted = (|| {
         let fd =
             fds.0.get(index).ok_or_else(|| format!("descriptor {index} is missing ({} came)", fds.len()))?;
         let len = byte_len(meta.dtype, &meta.shape).ok_or_else(|| "the array is too large".to_string())?;
-        // An array pushed in a memfd this client lent comes back as that memfd.
-        if let Some(lent) = meta.lent {
-            return lender.adopt(lent, fd.as_fd(), len).map(Bytes::from_owner);
+        // An array pushed in a memfd this client lent comes back as that memfd; the engine's
+        // own pool lends the others.
+        match meta.lent {
+            Some(lent) if lent.lender == lender.id() => {
+                return lender.adopt(lent, fd.as_fd(), len).map(Bytes::from_owner);
+            }
+            Some(lent) => return lender.borrow(engine, lent, fd.as_fd(), len).map(Bytes::from_owner),
+            None => {}
         }
         let fd = fd.try_clone().map_err(|e| e.to_string())?;
         let memfd = SealedMemfd::check(fd, len as u64).map_err(|e| e.to_string())?;
@@ -120,13 +131,15 @@ impl Client {
             return Ok(mpx_messages::Fds::default());
         }
         Ok(match request {
-            Request::Pull { shm, lender, .. } => {
+            Request::Pull { shm, lender, returned, .. } => {
                 *shm = true;
                 *lender = Some(self.shared.lender.id());
+                *returned = self.shared.lender.take_returns(|e| targets.contains(e));
                 mpx_messages::Fds::default()
             }
-            Request::Gather { shm, .. } => {
+            Request::Gather { shm, returned, .. } => {
                 *shm = true;
+                *returned = self.shared.lender.take_returns(|e| targets.contains(e));
                 mpx_messages::Fds::default()
             }
             Request::Push { array, .. } | Request::Scatter { array, .. }

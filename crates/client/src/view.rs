@@ -155,8 +155,10 @@ impl<'a> View<'a> {
     /// # Errors
     /// A lost connection.
     pub fn pull(&self, name: &str) -> Result<AsyncResult, ClientError> {
-        self.client
-            .submit(self.targets.clone(), Request::Pull { name: name.into(), shm: false, lender: None })
+        self.client.submit(
+            self.targets.clone(),
+            Request::Pull { name: name.into(), shm: false, lender: None, returned: Vec::new() },
+        )
     }
 
     /// Splits `array` (any dtype) along axis 0 over the view's engines; one transfer to the
@@ -177,7 +179,10 @@ impl<'a> View<'a> {
     /// # Errors
     /// A lost connection.
     pub fn gather(&self, name: &str) -> Result<AsyncResult, ClientError> {
-        self.client.submit(self.targets.clone(), Request::Gather { name: name.into(), shm: false })
+        self.client.submit(
+            self.targets.clone(),
+            Request::Gather { name: name.into(), shm: false, returned: Vec::new() },
+        )
     }
 
     /// Calls a registered native (or cell-defined) function on the view's engines.

@@ -131,17 +131,22 @@ pub fn plan(
             Ok(root_only(Task::Scatter { name, array, group, rows, first_row: 0 }, buffers))
         }
         // A memfd reply only from a root on this host, to a client on this host.
-        Request::Gather { name, shm } => {
-            Ok(root_only(Task::Gather { name, group, shm: shm && places[0].local }, Vec::new()))
+        Request::Gather { name, shm, returned } => {
+            Ok(root_only(Task::Gather { name, group, shm: shm && places[0].local, returned }, Vec::new()))
         }
         Request::Execute { code } => Ok(each(Task::Execute { code }, buffers)),
         Request::Run { code, filename } => Ok(each(Task::Run { code, filename }, buffers)),
         // Engines on this host answer a pull of a client on this host with a memfd.
-        Request::Pull { name, shm, lender } => Ok(places
+        Request::Pull { name, shm, lender, returned } => Ok(places
             .iter()
             .map(|p| Assignment {
                 engine: p.engine,
-                task: Task::Pull { name: name.clone(), shm: shm && p.local, lender },
+                task: Task::Pull {
+                    name: name.clone(),
+                    shm: shm && p.local,
+                    lender,
+                    returned: returned.clone(),
+                },
                 buffers: buffers.clone(),
                 fds: Fds::default(),
             })
@@ -361,7 +366,7 @@ mod tests {
         let flat = Request::Scatter { name: "a".into(), array: ArrayMeta { fd: Some(0), ..meta(&[]) } };
         assert!(plan(flat, &local(&[0, 1]), Vec::new(), memfd()).is_err());
         // A gather: the root replies with a memfd when the client asked and the root is here.
-        let gather = Request::Gather { name: "a".into(), shm: true };
+        let gather = Request::Gather { name: "a".into(), shm: true, returned: Vec::new() };
         let p = plan(gather.clone(), &local(&[0, 1]), Vec::new(), Fds::default()).unwrap();
         assert!(p.iter().all(|a| matches!(&a.task, Task::Gather { shm: true, .. })));
         let mut away = local(&[0, 1]);
@@ -386,7 +391,7 @@ mod set_tests {
             local: false,
         };
         let places = [place(2, 1, 0), place(3, 1, 1)];
-        let request = Request::Gather { name: "a".into(), shm: false };
+        let request = Request::Gather { name: "a".into(), shm: false, returned: Vec::new() };
         let p = plan(request.clone(), &places, vec![], Fds::default()).unwrap();
         assert!(matches!(&p[0].task, Task::Gather { group, .. } if group == &vec![Rank(0), Rank(1)]));
         let mixed = [place(1, 0, 1), place(2, 1, 0)];

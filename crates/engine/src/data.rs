@@ -364,7 +364,7 @@ pub fn gather(
     if shm && total >= mpx_messages::memfd::min_bytes() {
         let into = shm::GatherInto { name, bytes: a.bytes(), byte_counts: &byte_counts, total };
         if let Some(memfd) = shm::gather(comm, into)? {
-            return Ok(memfd.map(|fds| Gathered::Memfd(ArrayMeta { fd: Some(0), ..meta }, fds)));
+            return Ok(memfd.map(|(fds, lent)| Gathered::Memfd(ArrayMeta { fd: Some(0), lent, ..meta }, fds)));
         }
     }
     let shape = meta.shape.clone();

@@ -24,13 +24,16 @@ use std::{os::fd::OwnedFd, sync::Arc};
 
 use mpi::{datatype::PartitionMut, topology::SimpleCommunicator, traits::*};
 use mpx_messages::{
-    memfd::{lent::Receipt, Mapping, MemfdError, MemfdWriter, SealedMemfd},
+    memfd::{
+        lent::{Lent, Receipt},
+        Mapping, MemfdError, MemfdWriter, SealedMemfd,
+    },
     ArrayMeta, EngineId, Fds, MpxError, Rank, RemoteError,
 };
 use thiserror::Error;
 
 use crate::{
-    kernel::Kernel,
+    kernel::{HostArray, Kernel},
     mpi_comm::{recv_buf, send_buf},
     stream::{piece_split, starts_of},
 };
@@ -190,6 +193,10 @@ pub struct GatherInto<'a> {
     pub total: usize,
 }
 
+/// What the root of a gather into a memfd replies with: the memfd, and its name when it is a
+/// lent one of this engine's pool ([`crate::lend`]).
+pub type Gathered = (Fds, Option<Lent>);
+
 /// The largest piece one MPI Gatherv moves into the memfd (its counts are C ints).
 const MAX_PIECE: usize = 1 << 30;
 
@@ -201,13 +208,14 @@ const MAX_PIECE: usize = 1 << 30;
 ///
 /// # Errors
 /// A [`SharedMemoryError`](ENAME) when the root cannot seal the memfd.
-pub fn gather(comm: &SimpleCommunicator, into: GatherInto<'_>) -> Result<Option<Option<Fds>>, MpxError> {
+pub fn gather(comm: &SimpleCommunicator, into: GatherInto<'_>) -> Result<Option<Option<Gathered>>, MpxError> {
     let GatherInto { name, bytes, byte_counts, total } = into;
     let root = comm.rank() == 0;
+    let pooled = crate::lend::pooled(total);
     let mut writer = if root {
-        MemfdWriter::create(name, total)
-            .map_err(|e| tracing::info!("gathering {name:?} into a memfd: {e}; it takes the TCP path"))
-            .ok()
+        let made =
+            if pooled { crate::lend::take(total) } else { MemfdWriter::create(name, total).map(|w| (0, w)) };
+        made.map_err(|e| tracing::info!("gathering {name:?} into a memfd: {e}; it takes the TCP path")).ok()
     } else {
         None
     };
@@ -224,7 +232,7 @@ pub fn gather(comm: &SimpleCommunicator, into: GatherInto<'_>) -> Result<Option<
         let (counts, displs, at) = piece_split(&starts, byte_counts, pos, len, me);
         let send = send_buf(&bytes[at..at + counts[me] as usize]);
         match writer.as_mut() {
-            Some(w) => {
+            Some((_, w)) => {
                 let region = recv_buf(&mut w.bytes()[pos..pos + len], &mut spare);
                 let mut recv = PartitionMut::new(region, &counts[..], &displs[..]);
                 comm.process_at_rank(0).gather_varcount_into_root(send, &mut recv);
@@ -232,11 +240,16 @@ pub fn gather(comm: &SimpleCommunicator, into: GatherInto<'_>) -> Result<Option<
             None => comm.process_at_rank(0).gather_varcount_into(send),
         }
     }
-    let Some(w) = writer else { return Ok(Some(None)) };
-    let sealed = w.seal().map_err(|e| {
+    let Some((token, w)) = writer else { return Ok(Some(None)) };
+    let failed = |e| {
         MpxError::Cell(RemoteError::new(ENAME, format!("cannot gather {name:?} into shared memory: {e}")))
-    })?;
-    Ok(Some(Some(Fds(vec![sealed.shared_fd()]))))
+    };
+    if pooled {
+        let (fd, lent) = crate::lend::lend(token, w).map_err(failed)?;
+        return Ok(Some(Some((Fds(vec![fd]), Some(lent)))));
+    }
+    let sealed = w.seal().map_err(failed)?;
+    Ok(Some(Some((Fds(vec![sealed.shared_fd()]), None))))
 }
 
 /// Binds `name` to the array in the pushed memfd: checked, mapped as `how` says and bound
@@ -293,15 +306,7 @@ pub fn pull(
             tracing::debug!("pull {name:?}: the memfd it was pushed in (no copy)");
             memfd
         }
-        None => {
-            let mut w = match MemfdWriter::create(name, a.bytes().len()) {
-                Ok(w) => w,
-                Err(MemfdError::Unavailable(_)) => return Ok(None),
-                Err(e) => return Err(failed(ShmError::Create(e))),
-            };
-            w.bytes().copy_from_slice(a.bytes());
-            w.seal().map_err(|e| failed(ShmError::Create(e)))?
-        }
+        None => return copied(name, a.as_ref()).map_err(failed),
     };
     let meta = ArrayMeta {
         dtype: a.dtype(),
@@ -311,4 +316,29 @@ pub fn pull(
         lent: sealed.lent(),
     };
     Ok(Some((meta, Fds(vec![sealed.shared_fd()]))))
+}
+
+/// The pull's reply for array `a` copied once into a memfd: a lent one of this engine's pool
+/// ([`crate::lend`]) when its size is pooled, else a new sealed one. `None` when this system
+/// has no memfds.
+fn copied(name: &str, a: &dyn HostArray) -> Result<Option<(ArrayMeta, Fds)>, ShmError> {
+    let len = a.bytes().len();
+    let meta = |lent| ArrayMeta { dtype: a.dtype(), shape: a.shape().to_vec(), buffer: 0, fd: Some(0), lent };
+    let made = if crate::lend::pooled(len) {
+        crate::lend::take(len)
+    } else {
+        MemfdWriter::create(name, len).map(|w| (0, w))
+    };
+    let (token, mut w) = match made {
+        Ok(made) => made,
+        Err(MemfdError::Unavailable(_)) => return Ok(None),
+        Err(e) => return Err(ShmError::Create(e)),
+    };
+    w.bytes().copy_from_slice(a.bytes());
+    if crate::lend::pooled(len) {
+        let (fd, lent) = crate::lend::lend(token, w).map_err(ShmError::Create)?;
+        return Ok(Some((meta(Some(lent)), Fds(vec![fd]))));
+    }
+    let sealed = w.seal().map_err(ShmError::Create)?;
+    Ok(Some((meta(None), Fds(vec![sealed.shared_fd()]))))
 }

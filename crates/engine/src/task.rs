@@ -128,7 +128,8 @@ pub fn run_task(
             data::push(groups, kernel, &name, &array, &group, &mut source)
         }
         // Same host: the array in a new sealed memfd, unless this system has none.
-        Task::Pull { name, shm: true, lender } => {
+        Task::Pull { name, shm: true, lender, returned } => {
+            crate::lend::returned(&returned);
             shm::pull(kernel, engine, &name, lender).map_err(MpxError::Cell).and_then(|made| match made {
                 Some((meta, memfd)) => {
                     out.array = Some(meta);
@@ -155,7 +156,8 @@ pub fn run_task(
             let mut source = io.source(array.buffer);
             data::scatter(groups, kernel, &name, &array, &group, &rows, &mut source)
         }
-        Task::Gather { name, group, shm } => {
+        Task::Gather { name, group, shm, returned } => {
+            crate::lend::returned(&returned);
             data::gather(groups, kernel, engine, &name, &group, shm, &io.sink).map(|whole| match whole {
                 Some(data::Gathered::Bytes(meta, bytes)) => {
                     out.array = Some(meta);

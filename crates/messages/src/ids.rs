@@ -154,6 +154,14 @@ impl Targets {
     pub fn range(range: std::ops::Range<u32>) -> Targets {
         Targets::ids(range)
     }
+
+    /// Whether engine `id` is one of them (any engine is, for [`Targets::All`]).
+    pub fn contains(&self, id: EngineId) -> bool {
+        match self {
+            Targets::All => true,
+            Targets::List(ids) => ids.contains(&id),
+        }
+    }
 }
 
 impl From<std::ops::Range<u32>> for Targets {

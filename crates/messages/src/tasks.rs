@@ -107,6 +107,11 @@ mod tests {
         let text = serde_json::to_string(&res).unwrap();
         assert_eq!(serde_json::from_str::<ControllerToClient>(&text).unwrap(), res);
         assert!(runs_alone(&Request::Execute { code: String::new() }));
-        assert!(!runs_alone(&Request::Pull { name: "x".into(), shm: false, lender: None }));
+        assert!(!runs_alone(&Request::Pull {
+            name: "x".into(),
+            shm: false,
+            lender: None,
+            returned: Vec::new()
+        }));
     }
 }

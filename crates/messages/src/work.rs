@@ -129,6 +129,10 @@ pub enum Request {
         /// it lent goes back as that memfd, and the reply carries the memfds released to it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         lender: Option<u64>,
+        /// Memfds the target engines lent this client ([`crate::memfd::lent`]) that it no
+        /// longer maps: each engine takes back its own.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        returned: Vec<crate::memfd::lent::Lent>,
     },
     /// Split an array along axis 0 over the targets (as evenly as possible, the first ones
     /// getting one row more). From a client on the controller's host to engines there, the
@@ -148,6 +152,10 @@ pub enum Request {
         /// into a memfd and replies with it.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         shm: bool,
+        /// Memfds the target engines lent this client ([`crate::memfd::lent`]) that it no
+        /// longer maps: each engine takes back its own.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        returned: Vec<crate::memfd::lent::Lent>,
     },
     /// Call a native or cell-defined function with arguments on each target.
     Apply {
@@ -173,7 +181,7 @@ impl Request {
         match self {
             Request::Execute { code } => Ok(Task::Execute { code }),
             Request::Run { code, filename } => Ok(Task::Run { code, filename }),
-            Request::Pull { name, shm, lender } => Ok(Task::Pull { name, shm, lender }),
+            Request::Pull { name, shm, lender, returned } => Ok(Task::Pull { name, shm, lender, returned }),
             Request::Apply { function, args } => Ok(Task::Apply { function, args }),
             collective => Err(collective),
         }
@@ -224,6 +232,9 @@ pub enum Task {
         /// As in [`Request::Pull`].
         #[serde(default, skip_serializing_if = "Option::is_none")]
         lender: Option<u64>,
+        /// As in [`Request::Pull`]: the memfds this engine lent that the client let go.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        returned: Vec<crate::memfd::lent::Lent>,
     },
     /// Split an array along axis 0 over the group (MPI Scatterv from the root). When the
     /// array is in the frame's memfd (`array.fd`, same host), the group is this engine alone,
@@ -252,6 +263,9 @@ pub enum Task {
         /// a host).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         shm: bool,
+        /// As in [`Request::Pull`]: the memfds this engine lent that the client let go.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        returned: Vec<crate::memfd::lent::Lent>,
     },
     /// As [`Request::Apply`], on this engine.
     Apply {

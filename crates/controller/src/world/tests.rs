@@ -207,7 +207,7 @@ fn a_request_across_sets_runs_on_every_engine_and_results_go_back() {
         internal: false,
         req_id: RequestId(6),
         targets: Targets::All,
-        request: Request::Gather { name: "a".into(), shm: false },
+        request: Request::Gather { name: "a".into(), shm: false, returned: Vec::new() },
     };
     let out = w.handle(Event::Submit { client: CLIENT, req, buffers: vec![], fds: Fds::default() });
     assert!(matches!(&out[..], [Command::ToClient { frame, .. }]

@@ -150,7 +150,10 @@ fn collectives_and_tasks_without_engines_are_refused() {
     );
     register(&mut w, 2, 0);
     ready(&mut w, &[0, 1]);
-    let gather = BalancedTask { id: TaskId(2), task: Request::Gather { name: "a".into(), shm: false } };
+    let gather = BalancedTask {
+        id: TaskId(2),
+        task: Request::Gather { name: "a".into(), shm: false, returned: Vec::new() },
+    };
     let req = BalancedRequest { targets: Targets::All, retries: 0, tasks: vec![gather] };
     let out = w.handle(Event::SubmitBalanced { client: CLIENT, req, buffers: vec![] });
     let refused = MpxError::refused(
