@@ -30,8 +30,8 @@ pub enum Path {
     /// controller's host; every byte goes through sockets. Rows keep their plain names (`push8M`).
     Tcp,
     /// The same-host path: the client `Client::connect` makes on the controller's host, through
-    /// its Unix socket; a push or pull of 64 KiB or more moves as a sealed memfd (scatter and
-    /// gather still move bytes, over the Unix socket). Rows are named `.shm` (`push8M.shm`).
+    /// its Unix socket; an array of 64 KiB or more moves as a memfd (see [`crate::moves`]).
+    /// Rows are named `.shm` (`push8M.shm`).
     SameHost,
 }
 

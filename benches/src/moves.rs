@@ -5,8 +5,8 @@
 //!   design's own (one TCP hop of the bytes, plus the raw MPI collective that spreads or
 //!   collects them), goal ≤ 1.2x that floor;
 //! - **the same-host path** (`push8M.shm`, ...): the client `Client::connect` makes on the
-//!   controller's host (Unix socket; push and pull as memfds, scatter and gather as bytes over
-//!   the socket); each row's floor is one bare TCP hop of the same bytes (`tcp_8mb`,
+//!   controller's host (Unix socket; arrays as memfds, lent from a pool of the sender's and
+//!   reused once the receivers let go: `mpx_messages::memfd::lent`); each row's floor is one bare TCP hop of the same bytes (`tcp_8mb`,
 //!   `tcp_80mb`), goal: faster than it (≤ 1.0x). They are also compared with one memcpy of the
 //!   bytes (`memcpy_8mb`, `memcpy_80mb`: what the one copy of the path costs at least) and,
 //!   for the 80 MB push and pull, with ipyparallel's figures from the issue (goal ≥ 5x faster).
@@ -83,9 +83,10 @@ const OPS: [Op; 4] = [
 /// How the same-host path moves an operation's array.
 fn same_host_way(op: &str) -> &'static str {
     match op {
-        "push" => "one sealed memfd that every engine maps",
-        "pull" => "a memfd of the array that the client maps",
-        _ => "bytes over the Unix socket (no memfd)",
+        "push" => "one memfd of the client's pool that every engine maps",
+        "pull" => "a memfd of the engine's pool that the client maps",
+        "scatter" => "one memfd of the client's pool, each engine maps its rows",
+        _ => "MPI Gatherv into a memfd of the root's pool that the client maps",
     }
 }
 
