@@ -28,42 +28,25 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// Maps `len` bytes of `fd` from `offset` (a multiple of the page size).
-    pub(super) fn new(
-        fd: BorrowedFd<'_>,
-        offset: u64,
-        len: usize,
-        prot: ProtFlags,
-        flags: MapFlags,
-    ) -> Result<Self, MemfdError> {
-        let writable = prot.contains(ProtFlags::PROT_WRITE);
-        let Some(length) = NonZeroUsize::new(len) else {
-            return Ok(Mapping { ptr: None, skip: 0, len: 0, writable, origin: false, receipt: None });
-        };
-        let offset =
-            i64::try_from(offset).map_err(|_| MemfdError::Sys { call: "mmap", errno: Errno::EOVERFLOW })?;
-        // SAFETY: a fresh mapping chosen by the kernel (no address given) overlaps nothing.
-        let ptr = unsafe { mmap(None, length, prot, flags, fd, offset) }.map_err(sys("mmap"))?;
-        Ok(Mapping { ptr: Some(ptr), skip: 0, len, writable, origin: false, receipt: None })
-    }
-
     /// Maps the `len` bytes of `fd` from `offset` (any offset: the mapping starts at the page
     /// that holds it, and the view skips what comes before).
-    pub(super) fn range(
+    pub(super) fn new(
         fd: BorrowedFd<'_>,
         offset: usize,
         len: usize,
         prot: ProtFlags,
         flags: MapFlags,
     ) -> Result<Self, MemfdError> {
-        if len == 0 {
-            return Mapping::new(fd, 0, 0, prot, flags);
-        }
+        let writable = prot.contains(ProtFlags::PROT_WRITE);
         let skip = offset % page_size();
-        let mut map = Mapping::new(fd, (offset - skip) as u64, skip + len, prot, flags)?;
-        map.skip = skip;
-        map.len = len;
-        Ok(map)
+        let Some(length) = NonZeroUsize::new(skip + len).filter(|_| len > 0) else {
+            return Ok(Mapping { ptr: None, skip: 0, len: 0, writable, origin: false, receipt: None });
+        };
+        let start = i64::try_from(offset - skip)
+            .map_err(|_| MemfdError::Sys { call: "mmap", errno: Errno::EOVERFLOW })?;
+        // SAFETY: a fresh mapping chosen by the kernel (no address given) overlaps nothing.
+        let ptr = unsafe { mmap(None, length, prot, flags, fd, start) }.map_err(sys("mmap"))?;
+        Ok(Mapping { ptr: Some(ptr), skip, len, writable, origin: false, receipt: None })
     }
 
     /// Unmaps all but the first `len` bytes (fewer than mapped; whole pages past `len`).

@@ -344,7 +344,7 @@ impl SealedMemfd {
             let expected = (offset as u64).saturating_add(len as u64);
             return Err(MemfdError::WrongSize { expected, actual: self.len as u64 });
         }
-        let mut map = Mapping::range(
+        let mut map = Mapping::new(
             self.fd.as_fd(),
             offset,
             len,
