@@ -117,6 +117,43 @@ fn t67_a_cell_writing_a_pushed_array_changes_only_its_own_copy() {
     c.stop();
 }
 
+#[test]
+fn t67_arrays_over_tcp_land_in_warm_memfds_that_an_engine_reuses_only_once_freed() {
+    let c = Cluster::start(Kernel::Python, "tcp-warm", 4, &[]);
+    let (address, key) = c.address_and_key();
+    let tcp = Client::connect_with(&address, key, "tcp-warm", c.connection_file()).expect("TCP client");
+    assert!(!tcp.is_local());
+    let all = tcp.view(Targets::All);
+    // Which memfd (inode) holds an array's bytes in the engine, if one does.
+    values(
+        &tcp,
+        "def inode(a):\n    at = a.ctypes.data\n    for l in open('/proc/self/maps'):\n        \
+         f = l.split()\n        lo, hi = (int(v, 16) for v in f[0].split('-'))\n        \
+         if lo <= at < hi:\n            return f[4] if 'memfd:' in l else None",
+    );
+    let push = |v: f64| {
+        let bytes: Vec<u8> = std::iter::repeat_n(v.to_le_bytes(), 1 << 20).flatten().collect();
+        let a = mpx_client::RawArray::new(Dtype::F64, vec![1 << 20], bytes.into()).unwrap();
+        all.push_sync("x", &a, T).unwrap();
+        values(&tcp, "inode(x)")
+    };
+    let first = push(1.0);
+    assert!(first.iter().all(|i| i != "None"), "8 MB over TCP lands in a memfd: {first:?}");
+    values(&tcp, "y = x");
+    let second = push(2.0);
+    let third = push(3.0);
+    let fourth = push(4.0);
+    for e in 0..4 {
+        let seen = [&first[e], &second[e], &third[e]];
+        assert!(seen[0] != seen[1] && seen[1] != seen[2] && seen[0] != seen[2], "engine {e}: {seen:?}");
+    }
+    assert_eq!(fourth, second, "the memfd of the array every engine freed is reused");
+    let sums = values(&tcp, "(float(y.min()), float(y.max()), float(x.min()), float(x.max()))");
+    assert_eq!(sums, vec!["(1.0, 1.0, 4.0, 4.0)"; 4], "the array kept as y kept its bytes");
+    drop(tcp);
+    c.stop();
+}
+
 /// Sends a push whose array is said to be in descriptor 0, passing `fd`, through a raw session
 /// on the Unix socket; returns the engines' errors.
 fn push_with(c: &Cluster, fd: Arc<std::os::fd::OwnedFd>, bytes: usize) -> Vec<String> {

@@ -21,6 +21,7 @@ use mpx_messages::{ArrayMeta, Dtype, EngineId, Fds, MpxError, Rank, RemoteError}
 
 use crate::{
     kernel::{HostArray, Kernel},
+    landing::Landing,
     mpi_comm::{recv_buf, send_buf, MpiComm},
     shm,
     state::Board,
@@ -144,18 +145,18 @@ pub fn push(
     let (dtype, total) = (meta.dtype, total_bytes(meta)?);
     if group.len() == 1 {
         source.check(total)?;
-        let mut a = kernel.new_array(dtype, &meta.shape)?;
+        let mut a = Landing::new(kernel, dtype, &meta.shape)?;
         step_pieces(None, Some(source), dtype, total, |pos, len, piece| {
             a.bytes_mut()[pos..pos + len].copy_from_slice(piece.expect("the root has its pieces"));
         })?;
-        return Ok(kernel.bind(name, a)?);
+        return Ok(a.bind(kernel, name, dtype, &meta.shape)?);
     }
     let group_comm = groups.comm(group)?;
     let _in = group_comm.enter("bcast");
     let comm = group_comm.comm();
     let root = comm.rank() == 0;
     // Everyone allocates first, so that a dtype one kernel refuses fails everywhere alike.
-    let made = kernel.new_array(dtype, &meta.shape);
+    let made = Landing::new(kernel, dtype, &meta.shape);
     let mine = verdict(&made);
     agree_all(comm, if root { mine.and_then(|()| source.check(total)) } else { mine })?;
     let mut a = made?;
@@ -172,7 +173,7 @@ pub fn push(
             None => bcast_bytes(comm, region),
         }
     })?;
-    Ok(kernel.bind(name, a)?)
+    Ok(a.bind(kernel, name, dtype, &meta.shape)?)
 }
 
 /// The root's side of [`bcast_bytes`], from a buffer it only reads.
@@ -251,7 +252,7 @@ pub fn scatter(
     let starts = starts_of(&byte_counts);
     let mut shape = meta.shape.clone();
     shape[0] = rows[me];
-    let made = kernel.new_array(dtype, &shape);
+    let made = Landing::new(kernel, dtype, &shape);
     let mine = verdict(&made);
     let root = me == 0;
     agree_all(comm, if root { mine.and_then(|()| source.check(total)) } else { mine })?;
@@ -269,7 +270,7 @@ pub fn scatter(
             None => comm.process_at_rank(0).scatter_varcount_into(recv),
         }
     })?;
-    Ok(kernel.bind(name, a)?)
+    Ok(a.bind(kernel, name, dtype, &shape)?)
 }
 
 /// Why a member has nothing to contribute to a gather (it travels to the other members).

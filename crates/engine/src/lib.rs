@@ -46,6 +46,7 @@ pub mod control;
 pub mod data;
 pub mod intercept;
 pub mod kernel;
+pub mod landing;
 pub mod lend;
 pub mod log;
 pub mod mpi_comm;

@@ -21,6 +21,21 @@ pub struct Mapping {
     pub(super) origin: bool,
     /// The hold on a lent memfd, let go after the unmapping ([`lent`]).
     pub(super) receipt: Option<Arc<lent::Receipt>>,
+    /// A writer whose own mapping this is ([`super::MemfdWriter::into_mapping`]): given back,
+    /// still mapped, instead of being unmapped.
+    pub(super) recycle: Option<Box<Recycle>>,
+}
+
+/// A memfd writer lent out as a [`Mapping`], and where it goes back.
+pub(super) struct Recycle {
+    pub(super) writer: super::MemfdWriter,
+    pub(super) back: Box<dyn FnOnce(super::MemfdWriter) + Send + Sync>,
+}
+
+impl std::fmt::Debug for Recycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recycle").field("writer", &self.writer).finish_non_exhaustive()
+    }
 }
 
 // SAFETY: a mapping is plain memory owned by this value; access goes through `&self`/`&mut self`.
@@ -40,13 +55,39 @@ impl Mapping {
         let writable = prot.contains(ProtFlags::PROT_WRITE);
         let skip = offset % page_size();
         let Some(length) = NonZeroUsize::new(skip + len).filter(|_| len > 0) else {
-            return Ok(Mapping { ptr: None, skip: 0, len: 0, writable, origin: false, receipt: None });
+            return Ok(Mapping {
+                ptr: None,
+                skip: 0,
+                len: 0,
+                writable,
+                origin: false,
+                receipt: None,
+                recycle: None,
+            });
         };
         let start = i64::try_from(offset - skip)
             .map_err(|_| MemfdError::Sys { call: "mmap", errno: Errno::EOVERFLOW })?;
         // SAFETY: a fresh mapping chosen by the kernel (no address given) overlaps nothing.
         let ptr = unsafe { mmap(None, length, prot, flags, fd, start) }.map_err(sys("mmap"))?;
-        Ok(Mapping { ptr: Some(ptr), skip, len, writable, origin: false, receipt: None })
+        Ok(Mapping { ptr: Some(ptr), skip, len, writable, origin: false, receipt: None, recycle: None })
+    }
+
+    /// A view of `len` bytes at `ptr` that `recycle`'s writer maps (and keeps mapped).
+    pub(super) fn view(ptr: Option<NonNull<c_void>>, len: usize, recycle: Recycle) -> Mapping {
+        Mapping {
+            ptr,
+            skip: 0,
+            len,
+            writable: true,
+            origin: false,
+            receipt: None,
+            recycle: Some(Box::new(recycle)),
+        }
+    }
+
+    /// The mapping's start (`None` when empty).
+    pub(super) fn ptr(&self) -> Option<NonNull<c_void>> {
+        self.ptr
     }
 
     /// Unmaps all but the first `len` bytes (fewer than mapped; whole pages past `len`).
@@ -113,6 +154,12 @@ impl AsRef<[u8]> for Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        if let Some(recycle) = self.recycle.take() {
+            let Recycle { writer, back } = *recycle;
+            // The writer's own mapping: it goes back whole, pages and all.
+            back(writer);
+            return;
+        }
         if let Some(ptr) = self.ptr {
             // Forgotten before it is unmapped: a new mapping may take the address after.
             if self.origin {

@@ -164,6 +164,14 @@ impl MemfdWriter {
         self.map.as_mut_slice()
     }
 
+    /// This writer as a writable [`Mapping`] of its bytes that owns it: an array can live over
+    /// it, and when that mapping drops, `back` gets the writer again, still mapped (its pages
+    /// warm for the next array; see the engine's pool).
+    pub fn into_mapping(self, back: impl FnOnce(MemfdWriter) + Send + Sync + 'static) -> Mapping {
+        let (ptr, len) = (self.map.ptr(), self.map.len());
+        Mapping::view(ptr, len, mapping::Recycle { writer: self, back: Box::new(back) })
+    }
+
     /// Seals the memfd's size for lending ([`lent`]): it stays writable by this writer, and
     /// nobody can resize it or seal it otherwise from now on.
     ///

@@ -394,6 +394,10 @@ impl Kernel for PythonKernel {
         Python::attach(|py| self.ns.bind(py).set_item(name, a.obj.bind(py)).map_err(|e| py_error(py, e)))
     }
 
+    fn holds_mappings(&self) -> bool {
+        true
+    }
+
     fn bind_mapped(
         &mut self,
         name: &str,
