@@ -150,6 +150,22 @@ fn t67_arrays_over_tcp_land_in_warm_memfds_that_an_engine_reuses_only_once_freed
     assert_eq!(fourth, second, "the memfd of the array every engine freed is reused");
     let sums = values(&tcp, "(float(y.min()), float(y.max()), float(x.min()), float(x.max()))");
     assert_eq!(sums, vec!["(1.0, 1.0, 4.0, 4.0)"; 4], "the array kept as y kept its bytes");
+    // Pulled over TCP (streamed in chunks), an array lands in this process's warm memfd too:
+    // the same memory again once the first array is dropped, other memory while it lives.
+    let e0 = tcp.view(Targets::ids([0]));
+    let first = e0.pull_sync("x", T).unwrap().remove(0);
+    let at = first.data().as_ptr() as usize;
+    let second = e0.pull_sync("y", T).unwrap().remove(0);
+    let second_at = second.data().as_ptr() as usize;
+    assert_ne!(second_at, at);
+    assert!(first.data().chunks_exact(8).all(|v| v == 4.0f64.to_le_bytes()));
+    assert!(second.data().chunks_exact(8).all(|v| v == 1.0f64.to_le_bytes()));
+    drop((first, second));
+    let again = e0.pull_sync("x", T).unwrap().remove(0);
+    // The newest idle memfd (the second array's) stays mapped, so only a reuse has its address.
+    assert_eq!(again.data().as_ptr() as usize, second_at, "the idle warm memfd was not reused");
+    assert!(again.data().chunks_exact(8).all(|v| v == 4.0f64.to_le_bytes()));
+    assert!(memfd_mappings() >= 1, "the pulled array is a memfd mapping");
     drop(tcp);
     c.stop();
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
-use mpx_messages::{Binding, Chunk, EngineId, MpxError, Outcome, RawArray, RequestId};
+use mpx_messages::{memfd::Mapping, Binding, Chunk, EngineId, MpxError, Outcome, RawArray, RequestId};
 
 /// The arrays streaming in, by (request, engine): each written into its final buffer, allocated
 /// once at its first chunk; or why it broke ([`MpxError::Authentication`] for a chunk refused or
@@ -21,9 +21,59 @@ pub(crate) struct Incoming {
 /// keeps them in their place end to end.
 #[derive(Default)]
 struct Stream {
-    bytes: BytesMut,
+    bytes: Buffer,
     origin: Option<u64>,
     next: u64,
+}
+
+/// An array's final buffer: a warm memfd (`mpx_messages::memfd::warm`: pages already
+/// allocated, idle again when the array is freed) for the sizes it keeps, else the heap.
+enum Buffer {
+    Heap(BytesMut),
+    Warm { map: Mapping, filled: usize },
+}
+
+impl Default for Buffer {
+    fn default() -> Self {
+        Buffer::Heap(BytesMut::new())
+    }
+}
+
+impl Buffer {
+    /// Bytes written so far.
+    fn len(&self) -> usize {
+        match self {
+            Buffer::Heap(b) => b.len(),
+            Buffer::Warm { filled, .. } => *filled,
+        }
+    }
+
+    /// Makes room for the whole array (`total` bytes) at its first chunk.
+    fn start(&mut self, total: usize) {
+        *self = match mpx_messages::memfd::warm::receive(total) {
+            Some(map) => Buffer::Warm { map, filled: 0 },
+            None => Buffer::Heap(BytesMut::with_capacity(total)),
+        };
+    }
+
+    /// Appends a piece (it fits: checked against the total first).
+    fn extend(&mut self, piece: &[u8]) {
+        match self {
+            Buffer::Heap(b) => b.extend_from_slice(piece),
+            Buffer::Warm { map, filled } => {
+                map.as_mut_slice()[*filled..*filled + piece.len()].copy_from_slice(piece);
+                *filled += piece.len();
+            }
+        }
+    }
+
+    /// The bytes written.
+    fn freeze(self) -> Bytes {
+        match self {
+            Buffer::Heap(b) => b.freeze(),
+            Buffer::Warm { map, filled } => Bytes::from_owner(map).slice(..filled),
+        }
+    }
 }
 
 impl Stream {
@@ -61,10 +111,10 @@ impl Incoming {
             (None, [piece])
                 if chunk.offset == buf.len() as u64 && buf.len() + piece.len() <= chunk.total as usize =>
             {
-                if buf.is_empty() {
-                    buf.reserve(chunk.total as usize);
+                if buf.len() == 0 {
+                    buf.start(chunk.total as usize);
                 }
-                buf.extend_from_slice(piece);
+                buf.extend(piece);
                 None
             }
             (None, _) => Some(MpxError::stream(format!(

@@ -98,6 +98,7 @@ fn read_frames(
                     (r.id, result)
                 })
                 .collect();
+            drop(buffers);
             let mut state = shared.state.lock().expect("client state");
             for (id, result) in results {
                 state.balanced.arrived(id, result);
@@ -135,6 +136,11 @@ fn read_frames(
             }
             _ => (None, None),
         };
+        // The arrays hold what they need of the frame: let go of the rest before the result
+        // is visible, so that memory a caller drops with its result is freed then, not when
+        // this thread gets round to it.
+        drop(buffers);
+        drop(fds);
         let mut state = shared.state.lock().expect("client state");
         match header {
             ControllerToClient::InfoReply(info) => {

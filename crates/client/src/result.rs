@@ -95,17 +95,39 @@ impl AsyncResult {
     /// # Errors
     /// As `get`, plus the engines' errors.
     pub fn get_ok(&self, timeout: Duration) -> Result<Vec<EngineResult>, ClientError> {
-        let results = self.get(timeout)?;
-        if let Some(dead) = died(&results) {
-            return Err(dead);
+        only_ok(self.get(timeout)?)
+    }
+
+    /// Like [`get`](Self::get), but the request is forgotten after it (whatever the outcome, a
+    /// timeout included: its late results are dropped) and its results are moved out, not
+    /// cloned: what the `_sync` helpers of [`View`](crate::view::View) use, so that a loop of
+    /// them keeps no array alive.
+    ///
+    /// # Errors
+    /// As `get`.
+    pub fn take(self, timeout: Duration) -> Result<Vec<EngineResult>, ClientError> {
+        let waited = self.wait(timeout);
+        let req = {
+            let mut state = self.shared.state.lock().expect("client state");
+            state.output.remove(&self.req_id);
+            state.requests.remove(&self.req_id)
+        };
+        if !waited? {
+            return Err(ClientError::Timeout(timeout));
         }
-        let errors: Vec<_> =
-            results.iter().filter_map(|r| r.outcome.error.clone().map(|e| (r.engine_id, e))).collect();
-        if errors.is_empty() {
-            Ok(results)
-        } else {
-            Err(ClientError::Remote(errors))
+        let req = req.expect("request state exists once done");
+        match req.error {
+            Some(e) => Err(ClientError::Refused(e)),
+            None => Ok(req.results.into_values().collect()),
         }
+    }
+
+    /// [`take`](Self::take) with the errors of [`get_ok`](Self::get_ok).
+    ///
+    /// # Errors
+    /// As `get_ok`.
+    pub fn take_ok(self, timeout: Duration) -> Result<Vec<EngineResult>, ClientError> {
+        only_ok(self.take(timeout)?)
     }
 
     /// Forgets this request's results (they are kept until then so a timed-out wait can resume).
@@ -139,5 +161,20 @@ impl AsyncResult {
     /// results carry no stdout or stderr.
     pub fn output(&self) -> OutputStream {
         OutputStream::start(self.req_id, self.shared.clone())
+    }
+}
+
+/// `results` when every engine succeeded; else a dead engine as [`ClientError::EngineDied`],
+/// any other engine error as [`ClientError::Remote`].
+fn only_ok(results: Vec<EngineResult>) -> Result<Vec<EngineResult>, ClientError> {
+    if let Some(dead) = died(&results) {
+        return Err(dead);
+    }
+    let errors: Vec<_> =
+        results.iter().filter_map(|r| r.outcome.error.clone().map(|e| (r.engine_id, e))).collect();
+    if errors.is_empty() {
+        Ok(results)
+    } else {
+        Err(ClientError::Remote(errors))
     }
 }

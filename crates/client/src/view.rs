@@ -204,7 +204,7 @@ impl<'a> View<'a> {
     /// # Errors
     /// Timeout, refusal, a lost connection, or the engines' errors.
     pub fn push_sync(&self, name: &str, array: &RawArray, timeout: Duration) -> Result<(), ClientError> {
-        self.push(name, array)?.get_ok(timeout).map(drop)
+        self.push(name, array)?.take_ok(timeout).map(drop)
     }
 
     /// [`push_shared`](Self::push_shared) and wait.
@@ -217,7 +217,7 @@ impl<'a> View<'a> {
         array: &RawArray,
         timeout: Duration,
     ) -> Result<(), ClientError> {
-        self.push_shared(name, array)?.get_ok(timeout).map(drop)
+        self.push_shared(name, array)?.take_ok(timeout).map(drop)
     }
 
     /// [`pull`](Self::pull) and wait: each engine's array, in engine order
@@ -226,7 +226,7 @@ impl<'a> View<'a> {
     /// # Errors
     /// Timeout, refusal, a lost connection, or the engines' errors (naming engine and variable).
     pub fn pull_sync(&self, name: &str, timeout: Duration) -> Result<Vec<RawArray>, ClientError> {
-        let results = self.pull(name)?.get_ok(timeout)?;
+        let results = self.pull(name)?.take_ok(timeout)?;
         Ok(results.into_iter().filter_map(|r| r.array).collect())
     }
 
@@ -235,7 +235,7 @@ impl<'a> View<'a> {
     /// # Errors
     /// As [`push_sync`](Self::push_sync).
     pub fn scatter_sync(&self, name: &str, array: &RawArray, timeout: Duration) -> Result<(), ClientError> {
-        self.scatter(name, array)?.get_ok(timeout).map(drop)
+        self.scatter(name, array)?.take_ok(timeout).map(drop)
     }
 
     /// [`gather`](Self::gather) and wait: the concatenated array.
@@ -243,7 +243,7 @@ impl<'a> View<'a> {
     /// # Errors
     /// As [`pull_sync`](Self::pull_sync).
     pub fn gather_sync(&self, name: &str, timeout: Duration) -> Result<RawArray, ClientError> {
-        let results = self.gather(name)?.get_ok(timeout)?;
+        let results = self.gather(name)?.take_ok(timeout)?;
         results
             .into_iter()
             .find_map(|r| r.array)
@@ -255,7 +255,7 @@ impl<'a> View<'a> {
     /// # Errors
     /// Timeout (the cell goes on), refusal, or a lost connection.
     pub fn execute_sync(&self, code: &str, timeout: Duration) -> Result<Vec<EngineResult>, ClientError> {
-        self.execute(code)?.get(timeout)
+        self.execute(code)?.take(timeout)
     }
 
     /// Runs a cell of the tool's own (a completion, a probe): as [`execute`](Self::execute),

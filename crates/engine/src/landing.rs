@@ -1,11 +1,11 @@
-//! Where an array received over TCP lands: a warm memfd of the engine's pool when the kernel
-//! keeps mappings as arrays (Python: the numpy array lives over it, see [`crate::lend`]),
-//! else a new array of the kernel's own.
+//! Where an array received over TCP lands: a warm memfd when the kernel keeps mappings as
+//! arrays (Python: the numpy array lives over it, see `mpx_messages::memfd::warm`), else a
+//! new array of the kernel's own.
 //!
 //! Fresh pages cost more than the bytes written into them on this project's VM (80 MB: about
 //! 58 ms against 13 ms), and a push over TCP used to make one fresh array per engine: a pooled
-//! memfd whose pages are already allocated spares that, and goes back to the pool when the
-//! array is freed.
+//! memfd whose pages are already allocated spares that, and is idle again when the array is
+//! freed.
 
 use mpx_messages::{memfd::Mapping, Dtype, RemoteError};
 
@@ -15,7 +15,7 @@ use crate::kernel::{HostArray, Kernel};
 pub enum Landing {
     /// A new array of the kernel's.
     Array(Box<dyn HostArray>),
-    /// A memfd of the engine's pool, bound with [`Kernel::bind_mapped`].
+    /// A warm memfd, bound with [`Kernel::bind_mapped`].
     Mapped(Mapping),
 }
 
@@ -28,7 +28,7 @@ impl Landing {
     pub fn new(kernel: &mut dyn Kernel, dtype: Dtype, shape: &[usize]) -> Result<Landing, RemoteError> {
         let len = mpx_messages::array::byte_len(dtype, shape);
         if let (true, Some(len)) = (kernel.holds_mappings(), len) {
-            if let Some(mapping) = crate::lend::receive(len) {
+            if let Some(mapping) = mpx_messages::memfd::warm::receive(len) {
                 // The kernel's verdict on the dtype, as for its own array.
                 kernel.new_array(dtype, &[0])?;
                 return Ok(Landing::Mapped(mapping));

@@ -9,19 +9,13 @@
 //! return makes it idle. Bounds: one idle memfd, eight lent ones (the oldest forgotten, never
 //! written again: a client that left returns nothing). Sizes outside 4 MiB to
 //! `$MPX_SHM_SPARE_BYTES` are not pooled: they go in a sealed memfd, as before.
-//!
-//! The same memfds serve the engine itself: an array it receives over TCP (a push or scatter
-//! from a client on another host, or through the controller's TCP port) is received into an
-//! idle memfd of the pool ([`receive`]) and the Python array lives over its mapping; when the
-//! array is freed, the memfd is idle again, its pages warm (fresh pages cost more than the
-//! bytes copied into them on this VM).
 
 use std::{
     os::fd::OwnedFd,
     sync::{Arc, Mutex, MutexGuard, OnceLock},
 };
 
-use mpx_messages::memfd::{lent::Lent, spare, Mapping, MemfdError, MemfdWriter};
+use mpx_messages::memfd::{lent::Lent, spare, MemfdError, MemfdWriter};
 
 /// The most idle memfds kept.
 const MAX_IDLE: usize = 1;
@@ -85,22 +79,6 @@ pub fn lend(token: u64, writer: MemfdWriter) -> Result<(Arc<OwnedFd>, Lent), Mem
     pool.0.push(Entry { token, writer, lent: true });
     trim(&mut pool.0);
     Ok((fd, Lent { lender: lender(), token }))
-}
-
-/// An array's memory to receive `len` bytes into: a memfd of the pool, as a [`Mapping`] that
-/// goes back to the pool, warm, when the array over it is freed (a push or scatter over TCP
-/// into a kernel that [holds mappings](crate::kernel::Kernel::holds_mappings)). `None` for a
-/// size the pool does not keep, or no memfd: the kernel's own array then.
-pub fn receive(len: usize) -> Option<Mapping> {
-    if !pooled(len) {
-        return None;
-    }
-    let (token, writer) = take(len).ok()?;
-    Some(writer.into_mapping(move |writer| {
-        let mut pool = pool();
-        pool.0.push(Entry { token, writer, lent: false });
-        trim(&mut pool.0);
-    }))
 }
 
 /// The client no longer maps these memfds (those of other engines are ignored).

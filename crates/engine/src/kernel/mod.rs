@@ -144,8 +144,8 @@ pub trait Kernel {
         self.bind(name, a)
     }
     /// Whether [`bind_mapped`](Self::bind_mapped) keeps the mapping as the array's memory
-    /// (no copy): then an array received over TCP is received into a warm memfd of the
-    /// engine's pool ([`crate::lend::receive`]) rather than into fresh pages.
+    /// (no copy): then an array received over TCP is received into a warm memfd
+    /// ([`crate::landing`]) rather than into fresh pages.
     fn holds_mappings(&self) -> bool {
         false
     }

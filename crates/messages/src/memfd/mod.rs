@@ -58,6 +58,7 @@ pub mod lent;
 mod mapping;
 pub mod origin;
 pub mod spare;
+pub mod warm;
 
 pub use mapping::Mapping;
 
