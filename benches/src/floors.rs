@@ -33,6 +33,9 @@ pub struct MoveFloors {
     pub tcp: Stats,
     /// One memcpy of the bytes in this process, into a buffer already written (see [`memcpy`]).
     pub memcpy: Stats,
+    /// The bytes through a relay: sender MACs, two TCP hops, receiver verifies in a fresh
+    /// buffer (see [`crate::relay`]): the design's own floor of a move through the controller.
+    pub relay: Stats,
     /// MPI_Bcast of the bytes from rank 0.
     pub bcast: Stats,
     /// MPI_Scatterv of the bytes from rank 0.
@@ -64,9 +67,6 @@ pub struct Floors {
     /// as the `allreduce_loop` row's cell; slowest rank).
     pub allreduce_loop: Stats,
     /// Not floors of any row: figures that explain where mpx's time goes (see BENCHMARKS.md):
-    /// `relay_8mb`/`relay_80mb` (the same bytes through a relay thread that forwards without
-    /// hashing, MACed by the sender and verified by the receiver in a fresh buffer: the design's
-    /// own floor of a move through the controller, see [`crate::relay`]),
     /// `tcp_rtt_after_1ms_idle` (the same ping-pong with the peers idle 1 ms between pings),
     /// `mpirun_mpi_init` (`mpirun -n N` of a program that only initialises MPI),
     /// `mpirun_python_numpy_mpi4py` (`mpirun -n N python3 -c "import numpy; from mpi4py import
@@ -91,9 +91,12 @@ impl Floors {
             let mb = megabytes(bytes);
             let tcp = stats(&format!("tcp_{mb}mb"), &tcp_transfer(warmup, samples, bytes)?)?;
             let memcpy = stats(&format!("memcpy_{mb}mb"), &memcpy(warmup, samples.max(5), bytes))?;
+            let relay =
+                stats(&format!("relay_{mb}mb"), &crate::relay::relay_transfer(warmup, samples, bytes)?)?;
             let floors = MoveFloors {
                 tcp,
                 memcpy,
+                relay,
                 bcast: get(&format!("bcast{mb}"))?,
                 scatter: get(&format!("scatter{mb}"))?,
                 gather: get(&format!("gather{mb}"))?,
@@ -104,12 +107,6 @@ impl Floors {
         let allreduce_loop = stats("allreduce_loop", &allreduce_loop(cfg)?)?;
         let matmul = stats("matmul", &matmul(cfg)?)?;
         let mut diagnostics = BTreeMap::new();
-        for bytes in MOVE_SIZES {
-            let (warmup, samples) = cfg.move_samples(bytes);
-            let relay = crate::relay::relay_transfer(warmup, samples, bytes)?;
-            let name = format!("relay_{}mb", megabytes(bytes));
-            diagnostics.insert(name.clone(), stats(&name, &relay)?);
-        }
         let idle = tcp_rtt_idle(cfg.latency_warmup, cfg.latency_samples, Duration::from_millis(1))?;
         diagnostics.insert("tcp_rtt_after_1ms_idle".into(), stats("tcp idle", &idle)?);
         let mut init = mpirun(cfg);
@@ -156,6 +153,7 @@ impl Floors {
         for (&bytes, m) in &self.moves {
             out.push((format!("tcp_{}mb", megabytes(bytes)), m.tcp));
             out.push((format!("memcpy_{}mb", megabytes(bytes)), m.memcpy));
+            out.push((format!("relay_{}mb", megabytes(bytes)), m.relay));
         }
         out.push(("mpi_allreduce_1_f64".into(), self.allreduce1));
         out.push(("mpi_allreduce_1m_f64".into(), self.allreduce1m));

@@ -193,7 +193,7 @@ fn run(args: Args, home: &Path) -> Result<()> {
     print!("{}", report.table());
     let references = report.references();
     if !references.is_empty() {
-        println!("\nagainst references (one memcpy of the bytes in this process; ipyparallel's figures from issue 24):");
+        println!("\nagainst references (one memcpy of the bytes in this process; one bare TCP hop; ipyparallel's figures from issue 24):");
         print!("{references}");
     }
     println!("\nwhere the round trips' time goes (medians, wall clocks of client and engines):");
