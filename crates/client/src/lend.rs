@@ -384,4 +384,26 @@ mod tests {
         assert!(lender.adopt(lent, fd.as_fd(), LEN - 1).is_err(), "a wrong size");
         assert_eq!(lender.counts(), (1, 0), "a refused adoption holds nothing");
     }
+
+    #[test]
+    fn an_engines_memfd_is_borrowed_checked_and_returned_to_that_engine_once_unmapped() {
+        let lender = Lender::new();
+        let mut w = MemfdWriter::create_cold("engine", LEN).unwrap();
+        w.seal_size().unwrap();
+        w.bytes().fill(4);
+        let lent = Lent { lender: 0xE17, token: 3 };
+        let (e0, e1) = (EngineId(0), EngineId(1));
+        let map = lender.borrow(e1, lent, w.fd(), LEN).expect("a lent memfd of the right size");
+        assert!(map.as_slice().iter().all(|&b| b == 4));
+        assert!(lender.take_returns(|_| true).is_empty(), "still mapped");
+        drop(map);
+        assert!(lender.take_returns(|e| e == e0).is_empty(), "engine 1's memfd is not engine 0's");
+        assert_eq!(lender.take_returns(|e| e == e1), vec![lent]);
+        assert!(lender.take_returns(|_| true).is_empty(), "returned once");
+        // The wrong size, or no resizing seals: refused, and nothing to return.
+        assert!(lender.borrow(e1, lent, w.fd(), LEN + 8).unwrap_err().contains("header says"));
+        let unsealed = MemfdWriter::create_cold("unsealed", LEN).unwrap();
+        assert!(lender.borrow(e1, lent, unsealed.fd(), LEN).unwrap_err().contains("not sealed"));
+        assert_eq!(lender.take_returns(|_| true).len(), 2, "a refused memfd is returned at once");
+    }
 }
