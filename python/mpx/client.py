@@ -294,6 +294,9 @@ def _watch_loop(client_ref: weakref.ref[Client]) -> None:
             except Exception:  # noqa: BLE001 - reported by get() on the caller's thread
                 continue
             keep.append(ref)
+        # Hold no AsyncResult through the pause: its values (pulled arrays, their memory) are
+        # the caller's to free.
+        ar = None
         # While tasks run, waiting for them is the loop's pause.
         per_task, least, most = TASK_SLICE
         ended = _take_ended(tasks, min(most, max(least, per_task * len(tasks)))) if tasks else set()

@@ -252,6 +252,21 @@ def test_a_pulled_result_comes_in_a_memfd_the_engine_reuses_once_the_client_let_
     e0.execute("del r", block=True)
 
 
+def test_a_pulled_array_is_freed_with_its_last_reference(rc):
+    """Nothing of the client keeps a pulled array (and the memory under it) once the caller
+    drops it: not the request's state, not the results watcher's last AsyncResult."""
+    import weakref
+
+    e0 = rc[0]
+    e0.execute("import numpy as np\nfreed = np.zeros(1024 * 1024)", block=True)  # 8 MB
+    for _ in range(20):
+        a = e0["freed"]
+        ref = weakref.ref(a)
+        del a
+        assert ref() is None, "a pulled array outlived its last reference"
+    e0.execute("del freed", block=True)
+
+
 def test_errors_are_remote_errors_with_engine_and_traceback(dv, rc):
     with pytest.raises(mpx.CompositeError) as info:
         dv.execute("def f(x):\n    return 1 / x\nf(0)")
