@@ -56,13 +56,19 @@ impl Hosts {
     /// What failed, when the machine does not let us create namespaces (no `ip`, no
     /// CAP_NET_ADMIN); whatever was created by then is removed.
     pub fn create(n: usize) -> Result<Hosts, String> {
+        // Names of this process's k-th set of hosts: tests of one binary run in parallel, and
+        // each set has namespaces, an interface and a directory of its own.
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pid = std::process::id();
         let subnet = pid % 250 + 1;
-        let dir = TempDir::new("netns");
+        let dir = TempDir::new(&format!("netns-{k}"));
         let mut hosts = Hosts {
-            controller_ns: format!("mpx-{pid}-ctl"),
-            hosts: (0..n).map(|i| (format!("mpx-{pid}-h{i}"), format!("10.77.{subnet}.{}", i + 2))).collect(),
-            interface: format!("mx{pid}"),
+            controller_ns: format!("mpx-{pid}-{k}-ctl"),
+            hosts: (0..n)
+                .map(|i| (format!("mpx-{pid}-{k}-h{i}"), format!("10.77.{subnet}.{}", i + 2)))
+                .collect(),
+            interface: format!("mx{pid}x{k}"),
             controller_ip: format!("10.77.{subnet}.1"),
             created: Vec::new(),
             dir,
@@ -71,6 +77,20 @@ impl Hosts {
         hosts.wait_reachable()?;
         hosts.write_agent().map_err(|e| format!("cannot write the rsh agent: {e}"))?;
         Ok(hosts)
+    }
+
+    /// Puts [`SLOTS`] ranks on the controller's host too (mpirun maps its own host first: they
+    /// are the lowest ranks). mpirun starts them itself, in the controller's namespace, with the
+    /// machine's host name, and they connect through the Unix socket.
+    ///
+    /// # Errors
+    /// The hostfile cannot be written.
+    pub fn with_ranks_on_controller_host(self) -> std::io::Result<Hosts> {
+        let mut lines: Vec<String> =
+            self.hosts.iter().map(|(_, addr)| format!("{addr} slots={SLOTS}\n")).collect();
+        lines.push(format!("{} slots={SLOTS}\n", self.controller_ip));
+        std::fs::write(self.hostfile(), lines.concat())?;
+        Ok(self)
     }
 
     fn build(&mut self) -> Result<(), String> {

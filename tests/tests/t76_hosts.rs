@@ -118,3 +118,57 @@ fn t76_a_wildcard_address_needs_an_interface() {
     assert!(stopped.status.success(), "{}", stderr(&stopped));
     assert!(!mpx_controller::files::pid_alive(info.controller_pid), "the controller outlived the stop");
 }
+
+#[test]
+fn t76_a_push_reaches_ranks_here_through_a_memfd_and_ranks_elsewhere_by_mpi() {
+    let hosts =
+        match Hosts::create(1).and_then(|h| h.with_ranks_on_controller_host().map_err(|e| e.to_string())) {
+            Ok(hosts) => hosts,
+            Err(e) => {
+                eprintln!("SKIPPED t76: cannot create network namespaces on this machine ({e}); needs root");
+                return;
+            }
+        };
+    let n = 2 * SLOTS;
+    let _on_controller_host = hosts.enter(&hosts.controller_ns);
+    let mut extra = vec!["--ip".to_string(), "0.0.0.0".into(), "--interface".into(), hosts.interface.clone()];
+    extra.push("--".into());
+    extra.extend(hosts.mpirun_args());
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let c = Cluster::start(Kernel::Python, "mixed", n, &extra);
+    let client = c.client();
+    assert!(client.is_local());
+    let info = client.info(T).unwrap();
+    let here = info.engines.iter().filter(|e| e.local).count();
+    assert_eq!(here, SLOTS as usize, "{SLOTS} ranks on the controller's host, {SLOTS} elsewhere: {info:?}");
+
+    // One push to all four: no array bytes cross the controller's links (ranks 2 and 3 map the
+    // memfd, rank 2 broadcasts it to ranks 0 and 1 by MPI); every rank has the array.
+    let all = client.view(Targets::All);
+    let a = sample(Dtype::F64, &[100_000, 4], 761);
+    let sent =
+        |info: &mpx_messages::ClusterInfo| info.engines.iter().map(|e| e.bytes_sent).collect::<Vec<_>>();
+    let before = sent(&info);
+    all.push_sync("x", &a, T).unwrap();
+    let after = sent(&client.info(T).unwrap());
+    for (id, (b, a2)) in before.iter().zip(&after).enumerate() {
+        assert!(a2 - b < 100_000, "engine {id} was sent {} bytes: the array crossed its link", a2 - b);
+    }
+    for (id, back) in all.pull_sync("x", T).unwrap().iter().enumerate() {
+        assert!(back == &a, "pull from engine {id}: {} != {}", describe(back), describe(&a));
+    }
+    // The ranks here hold it in the memfd's mapping, those elsewhere in memory of their own;
+    // a collective over it works on the whole world.
+    let code = "from mpi4py import MPI\nat = x.ctypes.data\n\
+                mapped = any('/memfd:' in l and int(l.split('-')[0], 16) <= at < int(l.split()[0].split('-')[1], 16) \
+                for l in open('/proc/self/maps'))\n(mapped, MPI.COMM_WORLD.allreduce(x.size))";
+    let seen = all.execute_sync(code, T).unwrap();
+    for (r, e) in seen.iter().zip(&info.engines) {
+        let expected = format!("({}, 1600000)", if e.local { "True" } else { "False" });
+        assert_eq!(r.outcome.value.as_deref(), Some(expected.as_str()), "engine {}: {seen:?}", e.id);
+    }
+    drop(client);
+    let pids = c.pids.clone();
+    c.stop();
+    assert!(pids.alive().is_empty(), "left running: {:?}", pids.alive());
+}

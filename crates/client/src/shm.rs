@@ -3,7 +3,8 @@
 //! what a receiver checks, and why no MAC is needed).
 //!
 //! - A push from a client on the controller's host, to engines that are all there too, copies
-//!   the array once into a memfd; every engine maps it copy-on-write.
+//!   the array once into a memfd; every engine maps it copy-on-write. Targets on other hosts of
+//!   the same engine set get it by MPI from one of the engines here, which maps the memfd too.
 //! - A scatter goes the same way: one memfd, and each engine maps its own rows of it.
 //! - A pull asks those engines for a memfd; the client maps it (copy-on-write: the numpy array
 //!   over it is writable) and the array's bytes are the mapping, not a copy. A gather asks its
@@ -130,6 +131,7 @@ impl Client {
         if !self.local {
             return Ok(mpx_messages::Fds::default());
         }
+        let is_push = matches!(request, Request::Push { .. });
         Ok(match request {
             Request::Pull { shm, lender, returned, .. } => {
                 *shm = true;
@@ -145,7 +147,8 @@ impl Client {
             Request::Push { array, .. } | Request::Scatter { array, .. }
                 if buffers.len() == 1 && buffers[0].len() >= mpx_messages::memfd::min_bytes() =>
             {
-                if !self.all_local(targets) {
+                // A push also reaches engines elsewhere by MPI from one here (same engine set).
+                if !(self.all_local(targets) || is_push && self.bridged(targets)) {
                     log_fallback("some target engines are on other hosts");
                     return Ok(mpx_messages::Fds::default());
                 }
@@ -228,6 +231,21 @@ impl Client {
             Targets::All => engines.iter().map(|e| e.id).filter(|id| !local(id)).collect(),
             Targets::List(ids) => ids.iter().copied().filter(|id| !local(id)).collect(),
         }
+    }
+
+    /// Whether a memfd push to `targets` reaches them all, as the last cluster information
+    /// says: some are on this host, and all are in one engine set (one of them here then
+    /// broadcasts it to the others by MPI).
+    fn bridged(&self, targets: &Targets) -> bool {
+        let state = self.shared.state.lock().expect("client state");
+        let Some(info) = &state.info else { return false };
+        let chosen: Vec<_> = info.engines.iter().filter(|e| targets.contains(e.id)).collect();
+        chosen.iter().any(|e| e.local)
+            && chosen.windows(2).all(|w| w[0].set == w[1].set)
+            && match targets {
+                Targets::All => true,
+                Targets::List(ids) => ids.len() == chosen.len(),
+            }
     }
 
     /// Whether every engine of `targets` is on this host, as the last cluster information

@@ -45,7 +45,8 @@ pub fn split_rows(rows: usize, n: usize) -> Vec<usize> {
 /// in several engine sets, ...).
 ///
 /// An array pushed in a memfd (`array.fd`, from a client on the controller's host) goes to
-/// every target, each binding it alone (no MPI): every target must be on this host too. A
+/// every target on this host, each binding it alone (no MPI), and by MPI from one of them to
+/// targets elsewhere (see `plan_memfd_push`); a scattered one only to targets here. A
 /// `shared` push (one read-only copy for the host) must come that way: it is refused
 /// otherwise, never turned into a copy per engine.
 pub fn plan(
@@ -155,9 +156,12 @@ pub fn plan(
     }
 }
 
-/// A push whose array is in the request's memfd `fd`: each target gets the memfd and binds the
-/// array alone (its group is itself), `shared` (read-only, one copy for the host) or
-/// copy-on-write.
+/// A push whose array is in the request's memfd `fd`: each target on this host gets the memfd
+/// and binds the array alone (its group is itself), `shared` (read-only, one copy for the
+/// host) or copy-on-write. Targets on other hosts (not for a shared push, and only in the same
+/// engine set as one here) get it by MPI: the lowest target here (the bridge) maps the memfd
+/// and is the root of a Bcast to them (its group: itself first, then their ranks); they get the
+/// task without bytes and receive it.
 fn plan_memfd_push(
     name: &str,
     array: &ArrayMeta,
@@ -166,17 +170,35 @@ fn plan_memfd_push(
     places: &[Place],
     fds: &Fds,
 ) -> Result<Vec<Assignment>, MpxError> {
-    let memfd = local_memfd(array, fd, places, fds)?;
+    let (here, elsewhere): (Vec<Place>, Vec<Place>) = places.iter().partition(|p| p.local);
+    let memfd = local_memfd(array, fd, if shared || here.is_empty() { places } else { &here }, fds)?;
+    if elsewhere.iter().any(|p| p.set != here[0].set) {
+        return Err(MpxError::refused(format!(
+            "{name:?}: a memfd push reaches engines on other hosts by MPI from an engine on this \
+             host of the same engine set; the targets span several sets"
+        )));
+    }
     let array = ArrayMeta { fd: Some(0), ..array.clone() };
-    Ok(places
+    let task = |group| Task::Push { name: name.to_string(), array: array.clone(), group, shared };
+    let bridge: Vec<Rank> = std::iter::once(here[0].rank).chain(elsewhere.iter().map(|p| p.rank)).collect();
+    let mut out: Vec<Assignment> = here
         .iter()
-        .map(|p| Assignment {
+        .enumerate()
+        .map(|(i, p)| Assignment {
             engine: p.engine,
-            task: Task::Push { name: name.to_string(), array: array.clone(), group: vec![p.rank], shared },
+            task: task(if i == 0 && !elsewhere.is_empty() { bridge.clone() } else { vec![p.rank] }),
             buffers: Vec::new(),
             fds: Fds(vec![memfd.clone()]),
         })
-        .collect())
+        .collect();
+    let received = ArrayMeta { fd: None, ..array.clone() };
+    out.extend(elsewhere.iter().map(|p| Assignment {
+        engine: p.engine,
+        task: Task::Push { name: name.to_string(), array: received.clone(), group: bridge.clone(), shared },
+        buffers: Vec::new(),
+        fds: Fds::default(),
+    }));
+    Ok(out)
 }
 
 /// A scatter whose array is in the request's memfd `fd`: each target gets the memfd and maps
@@ -326,6 +348,39 @@ mod tests {
         let why = plan(shared(None), &local(&[0, 1]), bytes, Fds::default()).unwrap_err().to_string();
         assert!(why.contains("shared push"), "{why}");
         assert!(plan(shared(Some(0)), &at(&[0]), vec![], fds).unwrap_err().to_string().contains("host"));
+    }
+
+    #[test]
+    fn a_memfd_push_reaches_engines_elsewhere_by_a_bcast_from_the_lowest_engine_here() {
+        let fds = Fds(vec![std::sync::Arc::new(std::os::fd::OwnedFd::from(
+            std::fs::File::open("/dev/null").unwrap(),
+        ))]);
+        let push = |shared| Request::Push {
+            name: "a".into(),
+            array: ArrayMeta { fd: Some(0), ..meta(&[10]) },
+            shared,
+        };
+        // Engines 0 and 1 elsewhere, 2 and 3 here: 2 maps the memfd and broadcasts to 0 and 1
+        // (its group lists it first), 3 maps it alone; 0 and 1 get no memfd and receive.
+        let mut places = at(&[0, 1]);
+        places.extend(local(&[2, 3]));
+        let p = plan(push(false), &places, vec![], fds.clone()).unwrap();
+        let by = |id: u32| p.iter().find(|a| a.engine == EngineId(id)).unwrap();
+        let group_of = |a: &Assignment| match &a.task {
+            Task::Push { group, array, .. } => (group.clone(), array.fd),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(group_of(by(2)), (ranks(&[2, 0, 1]), Some(0)));
+        assert_eq!(by(2).fds.len(), 1);
+        assert_eq!(group_of(by(3)), (ranks(&[3]), Some(0)));
+        for id in [0, 1] {
+            assert_eq!(group_of(by(id)), (ranks(&[2, 0, 1]), None), "engine {id}");
+            assert!(by(id).fds.is_empty() && by(id).buffers.is_empty());
+        }
+        // Not for a shared push (one copy per host), nor across engine sets.
+        assert!(plan(push(true), &places, vec![], fds.clone()).unwrap_err().to_string().contains("host"));
+        places[0].set = SetId(1);
+        assert!(plan(push(false), &places, vec![], fds).unwrap_err().to_string().contains("several sets"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use mpi::{
     Count,
 };
 use mpx_cells::Collectives;
-use mpx_messages::{ArrayMeta, Dtype, EngineId, Fds, MpxError, Rank, RemoteError};
+use mpx_messages::{memfd::Mapping, ArrayMeta, Dtype, EngineId, Fds, MpxError, Rank, RemoteError};
 
 use crate::{
     kernel::{HostArray, Kernel},
@@ -76,7 +76,10 @@ impl Groups {
             return Err(err("ValueError", format!("rank {bad} is not in this MPI world")));
         }
         if !self.cache.contains_key(group) {
-            let (comm, name) = if group.len() == self.world_size {
+            // The whole world in its own order is COMM_WORLD; a group listed root first (a memfd
+            // push's bridge) gets a communicator in that order, whatever its size.
+            let in_order = group.windows(2).all(|w| w[0] < w[1]);
+            let (comm, name) = if group.len() == self.world_size && in_order {
                 (self.world.duplicate(), "COMM_WORLD".to_string())
             } else {
                 let ranks: Vec<i32> = group.iter().map(|&r| r.0 as i32).collect();
@@ -133,14 +136,15 @@ fn total_bytes(meta: &ArrayMeta) -> Result<usize, MpxError> {
 /// Binds `name` on every engine of `group` to the root's array. The root copies each piece of
 /// its `source` (the request's buffer, or the chunks streaming in) into a new kernel array, and
 /// the others receive the piece's MPI Bcast straight into theirs while the next piece arrives.
-/// Nothing is bound unless every piece arrived.
+/// Nothing is bound unless every piece arrived. A root that holds the array already (`own`: a
+/// memfd push's bridge, its source a view of the same memfd) broadcasts it and binds `own`.
 pub fn push(
     groups: &mut Groups,
     kernel: &mut dyn Kernel,
     name: &str,
     meta: &ArrayMeta,
     group: &[Rank],
-    source: &mut Source,
+    (source, own): (&mut Source, Option<Mapping>),
 ) -> Result<(), MpxError> {
     let (dtype, total) = (meta.dtype, total_bytes(meta)?);
     if group.len() == 1 {
@@ -156,7 +160,11 @@ pub fn push(
     let comm = group_comm.comm();
     let root = comm.rank() == 0;
     // Everyone allocates first, so that a dtype one kernel refuses fails everywhere alike.
-    let made = Landing::new(kernel, dtype, &meta.shape);
+    let has_own = own.is_some();
+    let made = match own {
+        Some(own) => kernel.new_array(dtype, &[0]).map(|_| Landing::Mapped(own)),
+        None => Landing::new(kernel, dtype, &meta.shape),
+    };
     let mine = verdict(&made);
     agree_all(comm, if root { mine.and_then(|()| source.check(total)) } else { mine })?;
     let mut a = made?;
@@ -168,7 +176,9 @@ pub fn push(
             // spinning inside the Bcast through the copy.
             Some(piece) => {
                 bcast_from_root(comm, piece);
-                region.copy_from_slice(piece);
+                if !has_own {
+                    region.copy_from_slice(piece);
+                }
             }
             None => bcast_bytes(comm, region),
         }

@@ -33,9 +33,10 @@ use mpx_messages::{
 use thiserror::Error;
 
 use crate::{
+    data,
     kernel::{HostArray, Kernel},
     mpi_comm::{recv_buf, send_buf},
-    stream::{piece_split, starts_of},
+    stream::{piece_split, starts_of, Source},
 };
 
 /// The `ename` of every error of this path.
@@ -271,6 +272,42 @@ pub fn push(
         RemoteError::new(ENAME, format!("cannot bind {name:?} from shared memory: {e}; nothing was bound"))
     })?;
     kernel.bind_mapped(name, meta.dtype, &meta.shape, mapping)
+}
+
+/// A memfd push that also reaches ranks on other hosts (`group`: this engine first, then
+/// them): the memfd is checked and mapped as for [`push`], and this engine is the root of the
+/// MPI Bcast that gives them the array, read from a second view of the same memfd, then binds
+/// its own mapping (no copy here). A memfd that fails the check still takes part, so that the
+/// others fail alike instead of waiting.
+///
+/// # Errors
+/// As [`data::push`], or the memfd's [`SharedMemoryError`](ENAME).
+pub fn bridge_push(
+    groups: &mut data::Groups,
+    kernel: &mut dyn Kernel,
+    name: &str,
+    meta: &ArrayMeta,
+    group: &[Rank],
+    fds: &Fds,
+) -> Result<(), MpxError> {
+    let mapped = checked(meta, fds).and_then(|memfd| {
+        let own = memfd.map_private().map_err(ShmError::Map)?;
+        let view = memfd.map_private_range(0, memfd.len()).map_err(ShmError::Map)?;
+        Ok((own, view))
+    });
+    let plain = ArrayMeta { fd: None, ..meta.clone() };
+    match mapped {
+        Ok((own, view)) => {
+            let mut source = Source::Inline(Some(bytes::Bytes::from_owner(view)));
+            data::push(groups, kernel, name, &plain, group, (&mut source, Some(own)))
+        }
+        Err(e) => {
+            let failed = RemoteError::new(ENAME, format!("cannot bind {name:?} from shared memory: {e}"));
+            // No bytes: the root's check fails in the agreement, on every member.
+            let _ = data::push(groups, kernel, name, &plain, group, (&mut Source::Inline(None), None));
+            Err(MpxError::Cell(failed))
+        }
+    }
 }
 
 /// The array bound to `name` in a sealed memfd (the one it was pushed in, if no cell wrote to

@@ -3,7 +3,7 @@
 //! reply descriptors).
 
 use bytes::Bytes;
-use mpx_messages::{EngineId, Fds, MpxError, Outcome, Task};
+use mpx_messages::{ArrayMeta, EngineId, Fds, MpxError, Outcome, Task};
 
 use crate::{
     data::{self, Groups},
@@ -63,6 +63,11 @@ pub fn run_task(
     let mut fds = Fds::default();
     // The client that lent the request's memfd, or may get one back: the reply carries the
     // memfds released to it (`mpx_messages::memfd::lent`).
+    // Named in a lent memfd's push but sent no memfd (a rank elsewhere, which gets the array by
+    // MPI): nothing to hold, released at once.
+    if let Task::Push { array: ArrayMeta { fd: None, lent: Some(lent), .. }, .. } = &task {
+        drop(mpx_messages::memfd::lent::Receipt::queued(*lent));
+    }
     let lender = match &task {
         Task::Push { array, .. } | Task::Scatter { array, .. } => array.lent.map(|l| l.lender),
         Task::Pull { lender, .. } => *lender,
@@ -79,9 +84,10 @@ pub fn run_task(
         // takes part in its collective, without the bytes, so that the other engines of the group
         // fail too instead of waiting for this one.
         task if io.refused.is_some() => {
-            // (A same-host push has no collective: nothing to take part in.)
+            // (A same-host push to this host alone has no collective: nothing to take part in.)
             let collective = match &task {
-                Task::Push { array, shared, .. } => array.fd.is_none() && !shared,
+                // (A memfd push's bridge broadcasts to ranks elsewhere: it takes part too.)
+                Task::Push { array, shared, group, .. } => (array.fd.is_none() || group.len() > 1) && !shared,
                 Task::Scatter { array, .. } => array.fd.is_none(),
                 _ => false,
             };
@@ -119,13 +125,17 @@ pub fn run_task(
         }
         // Same host: the array is the frame's memfd, mapped (no MPI: each engine of the host
         // gets its own task); a shared push always comes this way (without a memfd it fails).
+        // Same host, and ranks elsewhere: this engine maps the memfd and broadcasts it to them.
+        Task::Push { name, array, group, shared: false } if array.fd.is_some() && group.len() > 1 => {
+            shm::bridge_push(groups, kernel, &name, &array, &group, &io.fds)
+        }
         Task::Push { name, array, group, shared } if array.fd.is_some() || shared => {
             let how = if shared { shm::Mapped::Shared } else { shm::Mapped::CopyOnWrite };
             shm::push(kernel, &name, &array, &group, &io.fds, how).map_err(MpxError::Cell)
         }
         Task::Push { name, array, group, .. } => {
             let mut source = io.source(array.buffer);
-            data::push(groups, kernel, &name, &array, &group, &mut source)
+            data::push(groups, kernel, &name, &array, &group, (&mut source, None))
         }
         // Same host: the array in a new sealed memfd, unless this system has none.
         Task::Pull { name, shm: true, lender, returned } => {

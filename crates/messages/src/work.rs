@@ -191,7 +191,9 @@ impl Request {
 /// The work one engine is asked to do (controller → engine).
 ///
 /// For the collective kinds, `group` lists the ranks taking part (all in the engine's world),
-/// lowest first; the lowest is the root, and only the root's frame carries the array bytes.
+/// the root first: the lowest, except for a memfd push that also reaches ranks on other hosts,
+/// whose root is the engine on the client's host that maps the memfd and broadcasts it (see the
+/// controller's plan). Only the root's frame carries the array bytes (or the memfd).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "args")]
 pub enum Task {
