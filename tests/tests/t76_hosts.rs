@@ -19,6 +19,16 @@ use mpx_tests::{
 
 const T: Duration = Duration::from_secs(120);
 
+/// A cluster of `n` ranks on `hosts` (the caller is in the controller's namespace): the
+/// controller on the wildcard address, advertising the hosts' interface.
+fn start_on(hosts: &Hosts, kernel: Kernel, tag: &str, n: u32) -> Cluster {
+    let mut extra = vec!["--ip".to_string(), "0.0.0.0".into(), "--interface".into(), hosts.interface.clone()];
+    extra.push("--".into());
+    extra.extend(hosts.mpirun_args());
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    Cluster::start(kernel, tag, n, &extra)
+}
+
 #[test]
 fn t76_psum_and_data_across_three_hosts() {
     let hosts = match Hosts::create(2) {
@@ -31,11 +41,7 @@ fn t76_psum_and_data_across_three_hosts() {
     let n = SLOTS * hosts.hosts.len() as u32;
     // This thread (and so every process the harness starts) is on the controller's host.
     let _on_controller_host = hosts.enter(&hosts.controller_ns);
-    let mut extra = vec!["--ip".to_string(), "0.0.0.0".into(), "--interface".into(), hosts.interface.clone()];
-    extra.push("--".into());
-    extra.extend(hosts.mpirun_args());
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    let c = Cluster::start(Kernel::Rhai, "hosts", n, &extra);
+    let c = start_on(&hosts, Kernel::Rhai, "hosts", n);
 
     let (address, _) = c.address_and_key();
     assert!(
@@ -131,11 +137,7 @@ fn t76_a_push_reaches_ranks_here_through_a_memfd_and_ranks_elsewhere_by_mpi() {
         };
     let n = 2 * SLOTS;
     let _on_controller_host = hosts.enter(&hosts.controller_ns);
-    let mut extra = vec!["--ip".to_string(), "0.0.0.0".into(), "--interface".into(), hosts.interface.clone()];
-    extra.push("--".into());
-    extra.extend(hosts.mpirun_args());
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    let c = Cluster::start(Kernel::Python, "mixed", n, &extra);
+    let c = start_on(&hosts, Kernel::Python, "mixed", n);
     let client = c.client();
     assert!(client.is_local());
     let info = client.info(T).unwrap();
