@@ -1,7 +1,8 @@
 //! Warm memory for arrays a process receives in place (an engine's array pushed over TCP, a
 //! client's array pulled over TCP): a memfd of the array's size whose pages are already
-//! allocated, when this process has one idle, else a new one ([`super::MemfdWriter::create`],
-//! which takes the [`super::spare`] when there is one).
+//! allocated, when this process has one idle, else a new one (never the [`super::spare`]: that
+//! one is kept for the memfds sent to other processes, and taking it would start a background
+//! thread that allocates its successor).
 //!
 //! The array lives over the memfd's own writable mapping ([`super::MemfdWriter::into_mapping`]);
 //! when it is freed, the memfd becomes idle again, its pages still allocated, for the next
@@ -33,7 +34,7 @@ pub fn receive(len: usize) -> Option<Mapping> {
     };
     let writer = match idle {
         Some(w) => w,
-        None => MemfdWriter::create("array", len).ok()?,
+        None => MemfdWriter::create_cold("array", len).ok()?,
     };
     Some(writer.into_mapping(|writer| {
         let mut idle = IDLE.lock().unwrap_or_else(|p| p.into_inner());
