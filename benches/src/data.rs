@@ -49,7 +49,7 @@ impl Path {
 }
 
 /// Why the `.shm` rows are not measured with `MPX_SHM=0`.
-const SHM_OFF: &str = "not measured: MPX_SHM=0 keeps every connection on TCP (no same-host path)";
+pub(crate) const SHM_OFF: &str = "not measured: MPX_SHM=0 keeps every connection on TCP (no same-host path)";
 
 /// The client of `path` (the shared cluster started if need be); `None` when the same-host path
 /// is turned off (`MPX_SHM=0`).
@@ -57,7 +57,7 @@ const SHM_OFF: &str = "not measured: MPX_SHM=0 keeps every connection on TCP (no
 /// # Errors
 /// The cluster or the connection fails, or the client is not on the path it should be on (a
 /// same-host client that is not local, a TCP client that is).
-fn client_on(ctx: &mut Ctx, path: Path) -> Result<Option<&Client>> {
+pub(crate) fn client_on(ctx: &mut Ctx, path: Path) -> Result<Option<&Client>> {
     let client = match path {
         Path::Tcp => ctx.tcp_client(KERNEL)?,
         Path::SameHost if !mpx_messages::connection::shm_enabled() => return Ok(None),
@@ -72,7 +72,7 @@ fn client_on(ctx: &mut Ctx, path: Path) -> Result<Option<&Client>> {
 }
 
 /// `bytes` of f64 (`bytes / 8` elements), shared copy-on-write: sending it never copies it.
-fn f64_array(bytes: usize) -> RawArray {
+pub(crate) fn f64_array(bytes: usize) -> RawArray {
     let a = ArrayValue::F64(Arc::new(ArrayD::from_shape_fn(IxDyn(&[bytes / 8]), |i| i[0] as f64)));
     RawArray::from(&a)
 }

@@ -9,7 +9,8 @@
 //!   (the cells in each kernel's language) and [`ctx`] (the shared cluster of one kernel at a
 //!   time, its clients, and the helpers that time cells).
 //! - [`moves`]: the data rows on both paths (`push8M` over TCP, `push8M.shm` on the controller's
-//!   host), their floors, goals and references (one memcpy, ipyparallel's figures).
+//!   host), their floors, goals and references (one memcpy, one TCP hop, ipyparallel's
+//!   figures); [`shared`]: the host's memory during a `push --shared` of 1 GB.
 //! - [`floors`]: the floors as real programs: a TCP echo and bulk transfer on loopback, one
 //!   memcpy, the raw rsmpi program `mpx-bench-mpi` under `mpirun`, and `mpirun -n 4 true`.
 //! - [`cluster`]: a benchmark cluster (`mpx cluster start --daemonize` in a private `$MPX_HOME`)
@@ -40,6 +41,7 @@ pub mod relay;
 pub mod report;
 pub mod rounds;
 pub mod rows;
+pub mod shared;
 pub mod sim;
 pub mod stats;
 pub mod tasks;

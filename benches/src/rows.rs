@@ -253,6 +253,18 @@ pub fn rows() -> Vec<Row> {
             Goal::MemoryAtMost(64_000_000),
         ));
     }
+    rows.push(Row::new(
+        format!("shared{}G.shm", RSS_PUSH_BYTES / 1_000_000_000),
+        format!(
+            "the host's memory (summed Pss of client and cluster) above idle once one `push --shared` \
+             of {} GB of f64 to all engines was read whole by each (one read-only memfd)",
+            RSS_PUSH_BYTES / 1_000_000_000
+        ),
+        "–",
+        |ctx| crate::shared::shared_push_memory(ctx, RSS_PUSH_BYTES),
+        |_| None,
+        Goal::MemoryAtMost(1_200_000_000),
+    ));
     rows.extend(latency_rows(Kernel::Rhai));
     rows.extend(task_rows());
     rows.extend(recovery_rows());
