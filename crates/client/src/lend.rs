@@ -125,7 +125,7 @@ impl Lender {
         req: RequestId,
     ) -> Result<Option<(Arc<OwnedFd>, Lent)>, MemfdError> {
         let len = bytes.len();
-        if len < spare::MIN_BYTES || len > spare::max_bytes() {
+        if !spare::wanted(len) {
             return Ok(None);
         }
         let mut pool = self.pool();

@@ -47,7 +47,7 @@ pub fn lender() -> u64 {
 
 /// Whether arrays of `len` bytes go in lent memfds.
 pub fn pooled(len: usize) -> bool {
-    (spare::MIN_BYTES..=spare::max_bytes()).contains(&len)
+    spare::wanted(len)
 }
 
 /// A memfd of `len` bytes to fill and then [`lend`]: an idle one of the pool when there is

@@ -43,8 +43,9 @@ static SPARE: Mutex<Option<MemfdWriter>> = Mutex::new(None);
 /// A thread is making a spare.
 static REFILLING: AtomicBool = AtomicBool::new(false);
 
-/// Whether an array of `len` bytes gets a spare.
-fn wanted(len: usize) -> bool {
+/// Whether an array of `len` bytes is worth warm memory: [`MIN_BYTES`] to [`max_bytes`]. The
+/// spare, lent memfds ([`super::lent`]) and warm ones ([`super::warm`]) keep this one range.
+pub fn wanted(len: usize) -> bool {
     len >= MIN_BYTES && len <= max_bytes()
 }
 

@@ -25,7 +25,7 @@ static IDLE: Mutex<Vec<MemfdWriter>> = Mutex::new(Vec::new());
 /// when it drops; `None` for a size that is not kept, or where memfds cannot be made (the
 /// caller allocates as usual).
 pub fn receive(len: usize) -> Option<Mapping> {
-    if !(spare::MIN_BYTES..=spare::max_bytes()).contains(&len) {
+    if !spare::wanted(len) {
         return None;
     }
     let idle = {
