@@ -295,3 +295,87 @@ fn huge_push(c: &Cluster, client: &mpx_client::Client, a: &RawArray, path: &str)
     }
     client.view(Targets::All).execute_sync("big = 0", T).unwrap();
 }
+
+/// Where each engine's array `name` lives: `('INODE', True)` in a held memfd of the root's
+/// (`mpx_messages::memfd::held`), `('INODE', False)` in another memfd, `None` elsewhere.
+fn where_held(all: &mpx_client::View, name: &str) -> Vec<String> {
+    let code = format!(
+        "def _where(a):\n    at = a.ctypes.data\n    for l in open('/proc/self/maps'):\n        \
+         f = l.split()\n        lo, hi = (int(v, 16) for v in f[0].split('-'))\n        \
+         if lo <= at < hi:\n            return (f[4], 'mpx-held' in l) if 'memfd:' in l else None\n\
+         _where({name})"
+    );
+    let out = all.execute_sync(&code, T).unwrap();
+    out.into_iter().map(|r| r.outcome.value.unwrap_or_else(|| format!("{:?}", r.outcome.error))).collect()
+}
+
+#[test]
+fn t66_a_push_over_tcp_is_one_copy_on_the_host_and_a_refused_chunk_binds_nothing() {
+    let c = Cluster::start(Kernel::Python, "held", 4, &[]);
+    let (address, key) = c.address_and_key();
+    let tcp =
+        mpx_client::Client::connect_with(&address, key, "held", c.connection_file()).expect("TCP client");
+    assert!(!tcp.is_local());
+    let all = tcp.view(Targets::All);
+
+    // 8 MB to four engines of one host: the root copies the chunks into one memfd, which every
+    // rank maps copy-on-write (the same inode everywhere), instead of an MPI Bcast into four.
+    let a = sample(Dtype::F64, &[1 << 20], 66);
+    all.push_sync("x", &a, T).unwrap();
+    let places = where_held(&all, "x");
+    assert!(places[0].ends_with("True)"), "the array lives in a held memfd: {places:?}");
+    assert!(places.iter().all(|p| p == &places[0]), "one memfd for every rank: {places:?}");
+    for (engine, back) in all.pull_sync("x", T).unwrap().iter().enumerate() {
+        assert!(back == &a, "engine {engine}: {}", describe(back));
+    }
+    // Bools are checked as they stream in, and come back bit-exactly.
+    let b = sample(Dtype::Bool, &[5 << 20], 67);
+    all.push_sync("b", &b, T).unwrap();
+    assert!(all.pull_sync("b", T).unwrap().iter().all(|back| back == &b));
+
+    // A chunk altered after signing: the root refuses the stream, nothing is bound anywhere.
+    let mut peer = Peer::connect(&c);
+    let other = sample(Dtype::F64, &[1 << 20], 68);
+    let (total, step) = (other.data().len(), 1 << 20);
+    peer.push_request(7, "x", &other);
+    for (k, offset) in (0..total).step_by(step).enumerate() {
+        let bytes = other.data().slice(offset..total.min(offset + step));
+        let payload = if k == 6 {
+            let mut altered = bytes.to_vec();
+            altered[100] ^= 0x01;
+            let binding = Binding { origin: 7, index: k as u64 };
+            Payload::with_mac(Bytes::from(altered), binding, peer.0.key.payload_mac(binding, &bytes))
+        } else {
+            bound(bytes, 7, k)
+        };
+        peer.chunk(7, offset, total, payload);
+    }
+    let results = peer.results(7, 4);
+    let root = results[0].outcome.error.as_ref().expect("the root refuses the push");
+    assert_eq!(root.ename(), "AuthenticationError", "{root:?}");
+    assert!(root.evalue().contains("nothing was bound"), "{root:?}");
+    for r in &results[1..] {
+        let e = r.outcome.error.as_ref().unwrap_or_else(|| panic!("engine {} bound it: {r:?}", r.engine_id));
+        assert!(e.evalue().contains("nothing was bound"), "{e:?}");
+    }
+    assert_eq!(where_held(&all, "x"), places, "x is still the first push's array");
+
+    // A cell writing to the array changes only its own rank's copy.
+    all.execute_sync("from mpi4py import MPI\nx[:3] = MPI.COMM_WORLD.rank", T).unwrap();
+    for (rank, back) in all.pull_sync("x", T).unwrap().iter().enumerate() {
+        let first = f64::from_le_bytes(back.data()[..8].try_into().unwrap());
+        assert_eq!(first, rank as f64, "rank {rank} sees its own write only");
+        assert_eq!(&back.data()[24..], &a.data()[24..], "rank {rank}: the rest is the pushed array");
+    }
+    // Once every rank has let an array go, its memfd takes the next push of its size; while one
+    // rank holds it (x), it does not.
+    all.push_sync("y", &other, T).unwrap();
+    let y = where_held(&all, "y");
+    all.execute_sync("del y", T).unwrap();
+    all.push_sync("y", &a, T).unwrap();
+    assert_eq!(where_held(&all, "y"), y, "the idle memfd is taken again");
+    assert_ne!(y, places);
+    assert!(all.pull_sync("y", T).unwrap().iter().all(|back| back == &a));
+    drop(tcp);
+    c.stop();
+}

@@ -169,6 +169,24 @@ fn t76_a_push_reaches_ranks_here_through_a_memfd_and_ranks_elsewhere_by_mpi() {
         let expected = format!("({}, 1600000)", if e.local { "True" } else { "False" });
         assert_eq!(r.outcome.value.as_deref(), Some(expected.as_str()), "engine {}: {seen:?}", e.id);
     }
+    // Over TCP, 8 MB to ranks on two hosts: the root (engine 0) cannot share its memfd with
+    // the ranks of the other host (their network namespace is another host's), so it keeps
+    // the array in its memfd and every other rank gets it by MPI, as before, into memory of
+    // its own.
+    let (address, key) = c.address_and_key();
+    let tcp =
+        mpx_client::Client::connect_with(&address, key, "mixed", c.connection_file()).expect("TCP client");
+    assert!(!tcp.is_local());
+    let over_tcp = tcp.view(Targets::All);
+    let big = sample(Dtype::F64, &[1 << 20], 762);
+    over_tcp.push_sync("big", &big, T).unwrap();
+    for (id, back) in over_tcp.pull_sync("big", T).unwrap().iter().enumerate() {
+        assert!(back == &big, "engine {id}: {} != {}", describe(back), describe(&big));
+    }
+    let held = over_tcp.execute_sync("any('mpx-held' in l for l in open('/proc/self/maps'))", T).unwrap();
+    let held: Vec<&str> = held.iter().map(|r| r.outcome.value.as_deref().unwrap_or("?")).collect();
+    assert_eq!(held, ["True", "False", "False", "False"]);
+    drop(tcp);
     drop(client);
     let pids = c.pids.clone();
     c.stop();

@@ -31,6 +31,42 @@ use mpx_messages::{
     EngineId, RequestId,
 };
 
+/// Why a reply's memfd (lent or sealed) is not mapped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReplyMemfdError {
+    /// The memfd names another client as its lender.
+    #[error("a memfd lent by another client ({0:#x})")]
+    OtherLender(u64),
+    /// The token is not one of this client's pool.
+    #[error("lent memfd {0} is not in this client's pool")]
+    UnknownToken(u64),
+    /// The descriptor is another file, or of another size, than the pool's memfd.
+    #[error("the descriptor is not lent memfd {token} of {len} bytes")]
+    NotTheMemfd {
+        /// The token it claims.
+        token: u64,
+        /// The bytes the header says.
+        len: usize,
+    },
+    /// The header names a descriptor the frame does not carry.
+    #[error("descriptor {index} is missing ({count} came)")]
+    Missing {
+        /// The header's index.
+        index: usize,
+        /// Descriptors the frame carries.
+        count: usize,
+    },
+    /// The header's shape has more bytes than memory can hold.
+    #[error("the array is too large")]
+    TooLarge,
+    /// The descriptor could not be duplicated.
+    #[error("cannot duplicate the descriptor: {0}")]
+    Dup(std::io::Error),
+    /// The memfd failed its check or could not be mapped.
+    #[error(transparent)]
+    Memfd(#[from] mpx_messages::memfd::MemfdError),
+}
+
 /// The most idle memfds kept.
 pub const MAX_IDLE: usize = 1;
 /// The most memfds held by engines that are remembered.
@@ -205,20 +241,25 @@ impl Lender {
     ///
     /// # Errors
     /// Another lender's memfd, an unknown token, another file or size than the pool's.
-    pub(crate) fn adopt(&self, lent: Lent, fd: BorrowedFd<'_>, len: usize) -> Result<Mapping, String> {
+    pub(crate) fn adopt(
+        &self,
+        lent: Lent,
+        fd: BorrowedFd<'_>,
+        len: usize,
+    ) -> Result<Mapping, ReplyMemfdError> {
         if lent.lender != self.id {
-            return Err(format!("a memfd lent by another client ({:#x})", lent.lender));
+            return Err(ReplyMemfdError::OtherLender(lent.lender));
         }
         let mut pool = self.pool();
         let entry = pool
             .entries
             .iter_mut()
             .find(|e| e.token == lent.token)
-            .ok_or_else(|| format!("lent memfd {} is not in this client's pool", lent.token))?;
+            .ok_or(ReplyMemfdError::UnknownToken(lent.token))?;
         if !entry.writer.is_same_file(fd) || entry.writer.len() != len {
-            return Err(format!("the descriptor is not lent memfd {} of {len} bytes", lent.token));
+            return Err(ReplyMemfdError::NotTheMemfd { token: lent.token, len });
         }
-        let own = fd.try_clone_to_owned().map_err(|e| e.to_string())?;
+        let own = fd.try_clone_to_owned().map_err(ReplyMemfdError::Dup)?;
         let pool_ref: Weak<Mutex<Pool>> = Arc::downgrade(&self.pool);
         let receipt = Receipt::new(lent, move |lent| {
             if let Some(pool) = pool_ref.upgrade() {
@@ -231,8 +272,8 @@ impl Lender {
         });
         entry.local += 1;
         drop(pool);
-        let memfd = SealedMemfd::check_lent(own, len as u64, receipt).map_err(|e| e.to_string())?;
-        memfd.map_private().map_err(|e| e.to_string())
+        let memfd = SealedMemfd::check_lent(own, len as u64, receipt)?;
+        Ok(memfd.map_private()?)
     }
 
     /// A reply's memfd that engine `engine` lent (a pull's or gather's array; see the engine's
@@ -247,8 +288,8 @@ impl Lender {
         lent: Lent,
         fd: BorrowedFd<'_>,
         len: usize,
-    ) -> Result<Mapping, String> {
-        let own = fd.try_clone_to_owned().map_err(|e| e.to_string())?;
+    ) -> Result<Mapping, ReplyMemfdError> {
+        let own = fd.try_clone_to_owned().map_err(ReplyMemfdError::Dup)?;
         let returns = Arc::downgrade(&self.returns);
         let receipt = Receipt::new(lent, move |lent| {
             if let Some(returns) = returns.upgrade() {
@@ -259,8 +300,8 @@ impl Lender {
                 returns.push((engine, lent));
             }
         });
-        let memfd = SealedMemfd::check_lent(own, len as u64, receipt).map_err(|e| e.to_string())?;
-        memfd.map_private().map_err(|e| e.to_string())
+        let memfd = SealedMemfd::check_lent(own, len as u64, receipt)?;
+        Ok(memfd.map_private()?)
     }
 
     /// The memfds lent by the engines `is_target` accepts that this client no longer maps (for
@@ -376,11 +417,15 @@ mod tests {
         drop(map);
         assert_eq!(lender.counts(), (1, 0));
         let stranger = Lent { lender: lender.id() ^ 1, ..lent };
-        assert!(lender.adopt(stranger, fd.as_fd(), LEN).unwrap_err().contains("another client"));
+        assert!(lender.adopt(stranger, fd.as_fd(), LEN).unwrap_err().to_string().contains("another client"));
         let unknown = Lent { token: 999, ..lent };
-        assert!(lender.adopt(unknown, fd.as_fd(), LEN).unwrap_err().contains("not in this client's pool"));
+        assert!(lender
+            .adopt(unknown, fd.as_fd(), LEN)
+            .unwrap_err()
+            .to_string()
+            .contains("not in this client's pool"));
         let other = MemfdWriter::create_cold("t", LEN).unwrap();
-        assert!(lender.adopt(lent, other.fd(), LEN).unwrap_err().contains("is not lent memfd"));
+        assert!(lender.adopt(lent, other.fd(), LEN).unwrap_err().to_string().contains("is not lent memfd"));
         assert!(lender.adopt(lent, fd.as_fd(), LEN - 1).is_err(), "a wrong size");
         assert_eq!(lender.counts(), (1, 0), "a refused adoption holds nothing");
     }
@@ -401,9 +446,9 @@ mod tests {
         assert_eq!(lender.take_returns(|e| e == e1), vec![lent]);
         assert!(lender.take_returns(|_| true).is_empty(), "returned once");
         // The wrong size, or no resizing seals: refused, and nothing to return.
-        assert!(lender.borrow(e1, lent, w.fd(), LEN + 8).unwrap_err().contains("header says"));
+        assert!(lender.borrow(e1, lent, w.fd(), LEN + 8).unwrap_err().to_string().contains("header says"));
         let unsealed = MemfdWriter::create_cold("unsealed", LEN).unwrap();
-        assert!(lender.borrow(e1, lent, unsealed.fd(), LEN).unwrap_err().contains("not sealed"));
+        assert!(lender.borrow(e1, lent, unsealed.fd(), LEN).unwrap_err().to_string().contains("not sealed"));
         assert_eq!(lender.take_returns(|_| true).len(), 2, "a refused memfd is returned at once");
     }
 }

@@ -22,7 +22,7 @@ use std::sync::atomic::AtomicBool;
 use crate::{
     client::{Client, CONNECT_TIMEOUT},
     error::{ClientError, SharedPushError},
-    lend::Lender,
+    lend::{Lender, ReplyMemfdError},
 };
 use bytes::Bytes;
 use mpx_messages::{
@@ -79,9 +79,8 @@ pub(crate) fn adopt_reply_memfd(
     let Some(meta) = outcome.array.as_mut() else { return };
     let Some(index) = meta.fd else { return };
     let adopted = (|| {
-        let fd =
-            fds.0.get(index).ok_or_else(|| format!("descriptor {index} is missing ({} came)", fds.len()))?;
-        let len = byte_len(meta.dtype, &meta.shape).ok_or_else(|| "the array is too large".to_string())?;
+        let fd = fds.0.get(index).ok_or(ReplyMemfdError::Missing { index, count: fds.len() })?;
+        let len = byte_len(meta.dtype, &meta.shape).ok_or(ReplyMemfdError::TooLarge)?;
         // An array pushed in a memfd this client lent comes back as that memfd; the engine's
         // own pool lends the others.
         match meta.lent {
@@ -91,10 +90,10 @@ pub(crate) fn adopt_reply_memfd(
             Some(lent) => return lender.borrow(engine, lent, fd.as_fd(), len).map(Bytes::from_owner),
             None => {}
         }
-        let fd = fd.try_clone().map_err(|e| e.to_string())?;
-        let memfd = SealedMemfd::check(fd, len as u64).map_err(|e| e.to_string())?;
-        let mapping = memfd.map_private().map_err(|e| e.to_string())?;
-        Ok::<Bytes, String>(Bytes::from_owner(mapping))
+        let fd = fd.try_clone().map_err(ReplyMemfdError::Dup)?;
+        let memfd = SealedMemfd::check(fd, len as u64)?;
+        let mapping = memfd.map_private()?;
+        Ok::<Bytes, ReplyMemfdError>(Bytes::from_owner(mapping))
     })();
     match adopted {
         Ok(bytes) => {

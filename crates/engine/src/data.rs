@@ -23,7 +23,7 @@ use crate::{
     kernel::{HostArray, Kernel},
     landing::Landing,
     mpi_comm::{recv_buf, send_buf, MpiComm},
-    shm,
+    shm, siblings,
     state::Board,
     stream::{
         bcast_head, chunk_bytes, lend, piece_split, starts_of, step_pieces, Pieces, Sink, Source,
@@ -98,7 +98,7 @@ impl Groups {
 }
 
 /// Broadcasts the root's bytes in pieces small enough for MPI's int counts.
-fn bcast_bytes(comm: &SimpleCommunicator, buf: &mut [u8]) {
+pub(crate) fn bcast_bytes(comm: &SimpleCommunicator, buf: &mut [u8]) {
     let root = comm.process_at_rank(0);
     for chunk in buf.chunks_mut(MAX_COUNT) {
         root.broadcast_into(chunk);
@@ -168,6 +168,13 @@ pub fn push(
     let mine = verdict(&made);
     agree_all(comm, if root { mine.and_then(|()| source.check(total)) } else { mine })?;
     let mut a = made?;
+    if siblings::wanted(total) {
+        let what = (name, dtype, &meta.shape[..], total);
+        match siblings::push(comm, kernel, what, root.then_some((&mut *source, has_own)), a)? {
+            siblings::Step::Bound => return Ok(()),
+            siblings::Step::Pieces(landing) => a = landing,
+        }
+    }
     step_pieces(Some(comm), root.then_some(source), dtype, total, |pos, len, piece| {
         let region = &mut a.bytes_mut()[pos..pos + len];
         match piece {
@@ -187,7 +194,7 @@ pub fn push(
 }
 
 /// The root's side of [`bcast_bytes`], from a buffer it only reads.
-fn bcast_from_root(comm: &SimpleCommunicator, buf: &[u8]) {
+pub(crate) fn bcast_from_root(comm: &SimpleCommunicator, buf: &[u8]) {
     use mpi::raw::AsRaw;
     for chunk in buf.chunks(MAX_COUNT) {
         // SAFETY: at the root, MPI_Bcast only reads its buffer (`chunk.len()` bytes at a valid

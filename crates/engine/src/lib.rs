@@ -53,6 +53,7 @@ pub mod mpi_comm;
 pub mod output;
 pub mod registry;
 pub mod shm;
+pub mod siblings;
 pub mod state;
 pub mod stream;
 pub mod task;

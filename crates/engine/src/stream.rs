@@ -319,9 +319,9 @@ const SPIN: Duration = Duration::from_micros(50);
 /// without spinning for long: an `MPI_Ibcast` tested in a loop that sleeps between tests (up to
 /// `MAX_NAP`). A blocked MPI call busy-waits, and on an oversubscribed node the ranks waiting
 /// for the root's next chunk would take the cores its socket and hashing stages need.
-pub fn bcast_head(comm: &SimpleCommunicator, head: &mut [u64; 2], root: bool) {
+pub fn bcast_head(comm: &SimpleCommunicator, head: &mut [u64], root: bool) {
     mpi::request::scope(|scope| {
-        let mut req = comm.process_at_rank(0).immediate_broadcast_into(scope, &mut head[..]);
+        let mut req = comm.process_at_rank(0).immediate_broadcast_into(scope, head);
         if root {
             req.wait();
             return;

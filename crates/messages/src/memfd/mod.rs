@@ -54,6 +54,7 @@ use nix::{
 };
 use thiserror::Error;
 
+pub mod held;
 pub mod lent;
 mod mapping;
 pub mod origin;
