@@ -43,9 +43,9 @@ use crate::{
 };
 
 /// The most idle held memfds kept.
-const MAX_IDLE: usize = 1;
+pub const MAX_IDLE: usize = 1;
 /// The most held memfds kept in all.
-const MAX_HELD: usize = 4;
+pub const MAX_HELD: usize = 4;
 
 /// The first word of the root's broadcast: what follows.
 const PIECES: u64 = 0;
