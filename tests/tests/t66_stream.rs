@@ -310,7 +310,7 @@ fn where_held(all: &mpx_client::View, name: &str) -> Vec<String> {
 }
 
 #[test]
-fn t66_a_push_over_tcp_is_one_copy_on_the_host_and_a_refused_chunk_binds_nothing() {
+fn t66_a_push_or_gather_over_tcp_is_one_copy_on_the_host_and_a_refused_chunk_binds_nothing() {
     let c = Cluster::start(Kernel::Python, "held", 4, &[]);
     let (address, key) = c.address_and_key();
     let tcp =
@@ -376,6 +376,33 @@ fn t66_a_push_over_tcp_is_one_copy_on_the_host_and_a_refused_chunk_binds_nothing
     assert_eq!(where_held(&all, "y"), y, "the idle memfd is taken again");
     assert_ne!(y, places);
     assert!(all.pull_sync("y", T).unwrap().iter().all(|back| back == &a));
+
+    // A scatter over TCP to the ranks of one host: each maps its own rows of one held memfd
+    // (no MPI Scatterv); a write stays in its rank. A gather: each rank writes its rows into a
+    // held memfd of the root's (no MPI Gatherv), which the root streams back and then keeps.
+    let s = sample(Dtype::I32, &[750_000, 2], 69);
+    all.scatter_sync("s", &s, T).unwrap();
+    let places = where_held(&all, "s");
+    let inode = |p: &String| p.split(',').next().map(str::to_owned);
+    assert!(places.iter().all(|p| p.ends_with("True)") && inode(p) == inode(&places[0])), "{places:?}");
+    for (r, part) in all.pull_sync("s", T).unwrap().iter().enumerate() {
+        let n = 750_000 / 4;
+        assert!(part == &rows(&s, r * n, (r + 1) * n), "scatter to engine {r}");
+    }
+    let whole = all.gather_sync("s", T).unwrap();
+    assert!(whole == s, "gathered: {} != {}", describe(&whole), describe(&s));
+    let size = (6_000_000usize.div_ceil(4096) + 1) * 4096;
+    let kept = tcp
+        .view(Targets::ids([0]))
+        .execute_sync(
+            &format!(
+                "any('mpx-held' in l and (lambda r: int(r[1], 16) - int(r[0], 16))(l.split()[0].split('-')) \
+                 == {size} for l in open('/proc/self/maps'))"
+            ),
+            T,
+        )
+        .unwrap();
+    assert_eq!(kept[0].outcome.value.as_deref(), Some("True"), "{kept:?}");
     drop(tcp);
     c.stop();
 }

@@ -169,10 +169,9 @@ fn t76_a_push_reaches_ranks_here_through_a_memfd_and_ranks_elsewhere_by_mpi() {
         let expected = format!("({}, 1600000)", if e.local { "True" } else { "False" });
         assert_eq!(r.outcome.value.as_deref(), Some(expected.as_str()), "engine {}: {seen:?}", e.id);
     }
-    // Over TCP, 8 MB to ranks on two hosts: the root (engine 0) cannot share its memfd with
-    // the ranks of the other host (their network namespace is another host's), so it keeps
-    // the array in its memfd and every other rank gets it by MPI, as before, into memory of
-    // its own.
+    // Over TCP, 8 MB to ranks on two hosts: the root cannot share its memfd with the ranks of
+    // the other host (their network namespace is another host's), so every rank gets the
+    // array by MPI, as before, into memory of its own; so do the rows of a scatter.
     let (address, key) = c.address_and_key();
     let tcp =
         mpx_client::Client::connect_with(&address, key, "mixed", c.connection_file()).expect("TCP client");
@@ -183,9 +182,25 @@ fn t76_a_push_reaches_ranks_here_through_a_memfd_and_ranks_elsewhere_by_mpi() {
     for (id, back) in over_tcp.pull_sync("big", T).unwrap().iter().enumerate() {
         assert!(back == &big, "engine {id}: {} != {}", describe(back), describe(&big));
     }
-    let held = over_tcp.execute_sync("any('mpx-held' in l for l in open('/proc/self/maps'))", T).unwrap();
-    let held: Vec<&str> = held.iter().map(|r| r.outcome.value.as_deref().unwrap_or("?")).collect();
-    assert_eq!(held, ["True", "False", "False", "False"]);
+    let held = over_tcp
+        .execute_sync(
+            "at = big.ctypes.data\nany('mpx-held' in l and int(l.split('-')[0], 16) <= at < \
+             int(l.split()[0].split('-')[1], 16) for l in open('/proc/self/maps'))",
+            T,
+        )
+        .unwrap();
+    assert!(held.iter().all(|r| r.outcome.value.as_deref() == Some("False")), "{held:?}");
+    over_tcp.scatter_sync("rows", &big, T).unwrap();
+    for (r, part) in over_tcp.pull_sync("rows", T).unwrap().iter().enumerate() {
+        assert!(part == &rows(&big, r << 18, (r + 1) << 18), "scatter to engine {r}");
+    }
+    // A gather of 8 MB from both hosts: the MPI pieces, as before.
+    let whole = over_tcp.gather_sync("big", T).unwrap();
+    assert_eq!(whole.shape(), [4 << 20]);
+    for part in 0..4 {
+        let n = big.data().len();
+        assert!(whole.data()[part * n..(part + 1) * n] == big.data()[..], "part {part} of the gather");
+    }
     drop(tcp);
     drop(client);
     let pids = c.pids.clone();

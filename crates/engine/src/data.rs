@@ -10,7 +10,6 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use mpi::{
-    collective::SystemOperation,
     datatype::{Partition, PartitionMut},
     topology::{Communicator, Group, SimpleCommunicator},
     traits::*,
@@ -118,13 +117,14 @@ fn agree(comm: &SimpleCommunicator, mine: Result<(), MpxError>) -> Result<(), Mp
 
 /// Every member's verdict: `Ok(())` only when every member's is (so that no member enters the
 /// data steps alone).
+/// Waits for the others asleep (`stream::any_failed`): members that arrive first do not spin
+/// while the last ones still receive the request.
 fn agree_all(comm: &SimpleCommunicator, mine: Result<(), MpxError>) -> Result<(), MpxError> {
-    let mut any = 0u8;
-    comm.all_reduce_into(&u8::from(mine.is_err()), &mut any, SystemOperation::max());
+    let any = crate::stream::any_failed(comm, mine.is_err());
     match (mine, any) {
         (Err(e), _) => Err(e),
-        (Ok(()), 0) => Ok(()),
-        (Ok(()), _) => Err(err("GroupError", "another engine of the group failed; see its error")),
+        (Ok(()), false) => Ok(()),
+        (Ok(()), true) => Err(err("GroupError", "another engine of the group failed; see its error")),
     }
 }
 
@@ -169,8 +169,15 @@ pub fn push(
     agree_all(comm, if root { mine.and_then(|()| source.check(total)) } else { mine })?;
     let mut a = made?;
     if siblings::wanted(total) {
-        let what = (name, dtype, &meta.shape[..], total);
-        match siblings::push(comm, kernel, what, root.then_some((&mut *source, has_own)), a)? {
+        let part = siblings::Part { name, dtype, shape: &meta.shape, range: 0..total, total };
+        let spread = |comm: &SimpleCommunicator, root: Option<&[u8]>, mine: &mut [u8]| match root {
+            Some(bytes) => {
+                bcast_from_root(comm, bytes);
+                mine.copy_from_slice(bytes);
+            }
+            None => bcast_bytes(comm, mine),
+        };
+        match siblings::share(comm, kernel, part, root.then_some((&mut *source, has_own)), a, spread)? {
             siblings::Step::Bound => return Ok(()),
             siblings::Step::Pieces(landing) => a = landing,
         }
@@ -275,6 +282,26 @@ pub fn scatter(
     agree_all(comm, if root { mine.and_then(|()| source.check(total)) } else { mine })?;
     let mut a = made?;
     let mut spare = [0u8; 1];
+    // The fallback's one Scatterv takes up to 2 GiB; larger arrays keep to the pieces.
+    if let (true, Ok((counts, displs))) = (siblings::wanted(total), counts_displs(&byte_counts)) {
+        let range = starts[me]..starts[me] + byte_counts[me];
+        let part = siblings::Part { name, dtype, shape: &shape, range, total };
+        let spread = |comm: &SimpleCommunicator, root: Option<&[u8]>, mine: &mut [u8]| {
+            let mut spare = [0u8; 1];
+            let recv = recv_buf(mine, &mut spare);
+            match root {
+                Some(bytes) => {
+                    let send = Partition::new(send_buf(bytes), &counts[..], &displs[..]);
+                    comm.process_at_rank(0).scatter_varcount_into_root(&send, recv);
+                }
+                None => comm.process_at_rank(0).scatter_varcount_into(recv),
+            }
+        };
+        match siblings::share(comm, kernel, part, root.then_some((&mut *source, false)), a, spread)? {
+            siblings::Step::Bound => return Ok(()),
+            siblings::Step::Pieces(landing) => a = landing,
+        }
+    }
     step_pieces(Some(comm), root.then_some(source), dtype, total, |pos, len, piece| {
         let (counts, displs, at) = piece_split(&starts, &byte_counts, pos, len, me);
         let region = &mut a.bytes_mut()[at..at + counts[me] as usize];
@@ -371,10 +398,6 @@ pub fn gather(
     let byte_counts: Vec<usize> = rows.iter().map(|r| r * row_bytes).collect();
     let total: usize = byte_counts.iter().sum();
     let comm = comm.comm();
-    // The root's chunk size decides the pieces.
-    let mut step = [chunk_bytes() as u64];
-    comm.process_at_rank(0).broadcast_into(&mut step[..]);
-    let step = step[0].max(1) as usize;
     let root = comm.rank() == 0;
     let mut shape = first.clone();
     shape[0] = rows.iter().sum();
@@ -386,6 +409,17 @@ pub fn gather(
         }
     }
     let shape = meta.shape.clone();
+    if siblings::gathers(total) {
+        let starts = starts_of(&byte_counts);
+        let to = root.then_some((sink, chunk_bytes()));
+        if let siblings::Gather::Done(bytes) = siblings::gather(comm, a.bytes(), &starts, total, to) {
+            return Ok(root.then_some(Gathered::Bytes(meta, bytes)));
+        }
+    }
+    // The root's chunk size decides the pieces.
+    let mut step = [chunk_bytes() as u64];
+    comm.process_at_rank(0).broadcast_into(&mut step[..]);
+    let step = step[0].max(1) as usize;
     if total <= step {
         let (counts, displs) = counts_displs(&byte_counts)?;
         if !root {

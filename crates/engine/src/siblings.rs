@@ -1,33 +1,41 @@
-//! A push that arrived over TCP, shared with the ranks of the root's host instead of broadcast
-//! to them (issue 24: "the four fresh arrays and the Bcast spin are the cost to cut").
+//! Arrays that arrived over TCP, shared with the ranks of the root's host instead of moved to
+//! them by MPI (issue 24: "the four fresh arrays and the Bcast spin are the cost to cut").
 //!
 //! A push of 4 MiB or more to a group of several engines used to reach the root in chunks,
 //! each broadcast with MPI and copied into a fresh array on every rank: on one host that is two
-//! copies per rank through Open MPI's shared-memory queues, while the waiting ranks spin. Now:
+//! copies per rank through Open MPI's shared-memory queues, while the waiting ranks spin. Now
+//! ([`share`], for a push and a scatter alike):
 //! 1. every rank makes its landing as before, and they agree on it (`data::push`);
 //! 2. the root copies the chunks into a held memfd of its pool
 //!    (`mpx_messages::memfd::held`: pages already allocated when one of that size is idle),
 //!    while the other ranks wait asleep for one broadcast word block (`stream::bcast_head`);
-//! 3. the root broadcasts the memfd's offer (its pid, descriptor, inode, size and host's boot
-//!    id), or that its stream broke (then nothing is bound anywhere), or that it keeps to the
-//!    MPI path (`own` memory of a memfd push's bridge, a kernel that copies mappings);
-//! 4. each rank of the same boot id opens the descriptor through `/proc`, checks it and maps it
-//!    copy-on-write, counted as a holder; an allreduce tells whether every rank could;
+//! 3. the root broadcasts the memfd's offer (its pid, descriptor, inode, size and host token:
+//!    boot id and network namespace), or that its stream broke (then nothing is bound
+//!    anywhere), or that it keeps to the MPI path (`own` memory of a memfd push's bridge, a
+//!    kernel that copies mappings);
+//! 4. each rank with the same host token opens the descriptor through `/proc`, checks it and
+//!    maps its part copy-on-write (the whole array for a push, its rows for a scatter),
+//!    counted as a holder; an allreduce tells whether every rank could;
 //! 5. if so, each binds its name to an array over its mapping: one copy of the bytes on the
 //!    host, and a cell writing to it copies only the pages it touches, on its rank; if not (a
-//!    rank on another host, `/proc` closed), the root broadcasts the bytes from the memfd as
-//!    before, and every rank binds its own copy (logged once).
+//!    rank on another host, `/proc` closed), the root sends the bytes from the memfd by MPI as
+//!    before (Bcast, Scatterv), and every rank binds its own copy (logged once).
+//!
+//! A gather ([`gather`]) goes the other way: the root offers a held memfd of the whole array,
+//! every rank writes its rows into it through a shared mapping, and the root streams it.
 //!
 //! The root writes a memfd again only when no mapping of it is left (the holder count in its
 //! last page is zero). Bounds: at most [`MAX_IDLE`] idle memfds and [`MAX_HELD`] in all; one
 //! still held past that (a rank that died holding it) is forgotten, never written again.
+//! `MPX_SHM=0` turns this off with the rest of the shared-memory path.
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
     Mutex, MutexGuard,
 };
 
-use mpi::{collective::SystemOperation, topology::SimpleCommunicator, traits::*};
+use bytes::Bytes;
+use mpi::{topology::SimpleCommunicator, traits::*};
 use mpx_messages::{
     memfd::{
         held::{self, HeldWriter, Offer},
@@ -39,7 +47,7 @@ use mpx_messages::{
 use crate::{
     kernel::Kernel,
     landing::Landing,
-    stream::{bcast_head, step_pieces, Source},
+    stream::{any_failed, bcast_head, step_pieces, Sink, Source},
 };
 
 /// The most idle held memfds kept.
@@ -117,34 +125,45 @@ fn words(kind: u64, offer: Option<&Offer>) -> [u64; 7] {
     }
 }
 
-/// Whether any rank of `comm` failed.
-fn any_failed(comm: &SimpleCommunicator, failed: bool) -> bool {
-    let mut any = 0u8;
-    comm.all_reduce_into(&u8::from(failed), &mut any, SystemOperation::max());
-    any != 0
-}
-
 /// Logs, once per process, why an offer was not taken.
 fn log_fallback(why: &Refusal) {
     static LOGGED: AtomicBool = AtomicBool::new(false);
     if !LOGGED.swap(true, Ordering::Relaxed) {
-        tracing::info!("a pushed array is broadcast with MPI instead of shared on the host: {why}");
+        tracing::info!("an array moves by MPI instead of through a memfd shared on the host: {why}");
     }
 }
 
-/// The array `name` (`dtype` of `shape`, `total` bytes) on every rank of `comm`, shared
-/// through a held memfd when every rank can map it (see the module's steps). `source` is the
-/// root's (with `own`: it already maps the array, and keeps to the MPI path); `landing` this
-/// rank's agreed memory.
+/// This rank's part of an array that moves to every rank of a group: its name, dtype and
+/// shape, and its bytes `range` within the whole array of `total` bytes (the whole array for
+/// a push, the rank's rows for a scatter).
+pub struct Part<'a> {
+    /// The name to bind.
+    pub name: &'a str,
+    /// The array's dtype.
+    pub dtype: Dtype,
+    /// This rank's shape.
+    pub shape: &'a [usize],
+    /// This rank's bytes within the whole array.
+    pub range: std::ops::Range<usize>,
+    /// The whole array's bytes.
+    pub total: usize,
+}
+
+/// This rank's `part` of the root's array, shared through a held memfd when every rank can
+/// map it (see the module's steps). `source` is the root's (with `own`: it already maps the
+/// array, and keeps to the MPI path); `landing` this rank's agreed memory; `spread` the MPI
+/// path from the root's bytes (`Some` at the root) into every rank's landing, for when some
+/// rank cannot map the memfd.
 ///
 /// # Errors
 /// The root's broken stream (every rank fails alike, nothing bound), or binding.
-pub fn push(
+pub fn share(
     comm: &SimpleCommunicator,
     kernel: &mut dyn Kernel,
-    (name, dtype, shape, total): (&str, Dtype, &[usize], usize),
+    part: Part<'_>,
     source: Option<(&mut Source, bool)>,
     mut landing: Landing,
+    spread: impl FnOnce(&SimpleCommunicator, Option<&[u8]>, &mut [u8]),
 ) -> Result<Step, MpxError> {
     let mut head = [0u64; 7];
     let mut filled = None;
@@ -153,7 +172,7 @@ pub fn push(
         (head, failed) = if own || !kernel.holds_mappings() {
             (words(PIECES, None), None)
         } else {
-            match fill(source, dtype, total) {
+            match fill(source, part.dtype, part.total) {
                 Ok(w) => {
                     let offer = w.offer();
                     filled = Some(w);
@@ -179,31 +198,22 @@ pub fn push(
         _ => {}
     }
     let mapped = match &filled {
-        Some(w) => w.map_private().map_err(Refusal::Memfd),
-        None => open_offer(&head, kernel),
+        Some(w) => w.map_private_range(part.range.clone()).map_err(Refusal::Memfd),
+        None => open_offer(&head, kernel, part.range.clone()),
     };
     if let Err(why) = &mapped {
         log_fallback(why);
     }
-    let shared = !any_failed(comm, mapped.is_err());
-    match (shared, mapped, &filled) {
-        (true, Ok(mapping), _) => bind(kernel, name, dtype, shape, mapping)?,
-        (_, mapped, Some(w)) => {
-            // The root: the bytes from its memfd, bound over its own mapping when it has one.
-            crate::data::bcast_from_root(comm, w.as_slice());
-            match mapped {
-                Ok(mapping) => bind(kernel, name, dtype, shape, mapping)?,
-                Err(_) => {
-                    landing.bytes_mut().copy_from_slice(w.as_slice());
-                    landing.bind(kernel, name, dtype, shape)?;
-                }
-            }
-        }
-        (_, mapped, None) => {
-            drop(mapped);
-            crate::data::bcast_bytes(comm, landing.bytes_mut());
-            landing.bind(kernel, name, dtype, shape)?;
-        }
+    let (name, dtype, shape) = (part.name, part.dtype, part.shape);
+    if any_failed(comm, mapped.is_err()) {
+        // Every rank gets its part by MPI, into memory of its own.
+        drop(mapped);
+        spread(comm, filled.as_ref().map(HeldWriter::as_slice), landing.bytes_mut());
+        landing.bind(kernel, name, dtype, shape)?;
+    } else {
+        let mapping = mapped.expect("no rank failed");
+        drop(landing);
+        kernel.bind_mapped(name, dtype, shape, mapping)?;
     }
     if let Some(w) = filled {
         keep(w);
@@ -231,6 +241,9 @@ enum Refusal {
     /// This kernel copies mapped arrays anyway.
     #[error("this kernel copies mapped arrays")]
     Copies,
+    /// The root's memfd is still held (never the case for one it took).
+    #[error("the root's memfd is still held")]
+    Held,
     /// The offer's numbers do not fit.
     #[error("the offer names no process and descriptor")]
     BadOffer,
@@ -239,26 +252,120 @@ enum Refusal {
     Memfd(MemfdError),
 }
 
-/// Another rank: the root's offer opened and mapped, or why not.
-fn open_offer(head: &[u64; 7], kernel: &dyn Kernel) -> Result<Mapping, Refusal> {
+/// The offer in the root's broadcast, when this rank is on the root's host.
+fn offer_of(head: &[u64; 7]) -> Result<Offer, Refusal> {
     if [head[5], head[6]] != held::host_token() {
         return Err(Refusal::OtherHost);
-    }
-    if !kernel.holds_mappings() {
-        return Err(Refusal::Copies);
     }
     let (Ok(pid), Ok(fd)) = (u32::try_from(head[1]), i32::try_from(head[2])) else {
         return Err(Refusal::BadOffer);
     };
-    held::open(&Offer { pid, fd, ino: head[3], len: head[4] }).map_err(Refusal::Memfd)
+    Ok(Offer { pid, fd, ino: head[3], len: head[4] })
 }
 
-fn bind(
-    kernel: &mut dyn Kernel,
-    name: &str,
-    dtype: Dtype,
-    shape: &[usize],
-    m: Mapping,
-) -> Result<(), MpxError> {
-    Ok(kernel.bind_mapped(name, dtype, shape, m)?)
+/// Another rank: bytes `range` of the root's offer opened and mapped, or why not.
+fn open_offer(
+    head: &[u64; 7],
+    kernel: &dyn Kernel,
+    range: std::ops::Range<usize>,
+) -> Result<Mapping, Refusal> {
+    let offer = offer_of(head)?;
+    if !kernel.holds_mappings() {
+        return Err(Refusal::Copies);
+    }
+    held::open_range(&offer, range).map_err(Refusal::Memfd)
+}
+
+/// Whether a gather of `total` bytes may go this way (the same on every rank): the root holds
+/// the whole array until it is sent, so only sizes the pool keeps (4 MiB to the spare bound).
+pub fn gathers(total: usize) -> bool {
+    wanted(total) && spare::wanted(total)
+}
+
+/// A held memfd lent to the control thread as a gathered array's bytes: back in the pool once
+/// every chunk of it is written (or dropped with a broken connection).
+struct Filled(Option<HeldWriter>);
+
+impl AsRef<[u8]> for Filled {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_ref().map_or(&[], HeldWriter::as_slice)
+    }
+}
+
+impl Drop for Filled {
+    fn drop(&mut self) {
+        if let Some(w) = self.0.take() {
+            keep(w);
+        }
+    }
+}
+
+/// A gather over TCP among the ranks of the root's host: the root offers a held memfd of the
+/// whole array (`total` bytes), every rank writes its part (`mine`, at `starts[rank]`) into it
+/// through a shared mapping, and the root streams it to `sink` in chunks of `step` bytes: no
+/// MPI Gatherv, and no rank waits on another's piece; an array of one chunk comes back whole
+/// instead ([`Gather::Done`]`(Some)`, for the reply's frame). [`Gather::Fallback`]: some rank
+/// could not (another host, `/proc` closed, no memfd), and every rank goes on with the MPI
+/// pieces as before.
+pub fn gather(
+    comm: &SimpleCommunicator,
+    mine: &[u8],
+    starts: &[usize],
+    total: usize,
+    sink: Option<(&Sink, usize)>,
+) -> Gather {
+    let mut head = [0u64; 7];
+    let mut filled = None;
+    if sink.is_some() {
+        head = match take(total) {
+            Ok(w) => {
+                let offer = w.offer();
+                filled = Some(w);
+                words(OFFER, Some(&offer))
+            }
+            Err(e) => {
+                log_fallback(&Refusal::Memfd(e));
+                words(PIECES, None)
+            }
+        };
+    }
+    bcast_head(comm, &mut head, sink.is_some());
+    if head[0] != OFFER {
+        return Gather::Fallback;
+    }
+    let at = starts[comm.rank() as usize];
+    let wrote = match filled.as_mut() {
+        Some(w) => w.bytes().map(|b| b[at..at + mine.len()].copy_from_slice(mine)).ok_or(Refusal::Held),
+        None => offer_of(&head).and_then(|offer| {
+            let mut part = held::open_writable(&offer, at..at + mine.len()).map_err(Refusal::Memfd)?;
+            part.as_mut_slice().copy_from_slice(mine);
+            Ok(())
+        }),
+    };
+    if let Err(why) = &wrote {
+        log_fallback(why);
+    }
+    if any_failed(comm, wrote.is_err()) {
+        if let Some(w) = filled {
+            keep(w);
+        }
+        return Gather::Fallback;
+    }
+    let (Some((sink, step)), Some(w)) = (sink, filled) else { return Gather::Done(None) };
+    let bytes = Bytes::from_owner(Filled(Some(w)));
+    if total <= step {
+        return Gather::Done(Some(bytes));
+    }
+    for pos in (0..total).step_by(step) {
+        sink.send(pos, total, bytes.slice(pos..total.min(pos + step)));
+    }
+    Gather::Done(None)
+}
+
+/// How a [`gather`] went.
+pub enum Gather {
+    /// Every rank goes on with the MPI pieces.
+    Fallback,
+    /// Gathered: at the root, the whole array when it is one chunk (else streamed to the sink).
+    Done(Option<Bytes>),
 }

@@ -321,24 +321,43 @@ const SPIN: Duration = Duration::from_micros(50);
 /// for the root's next chunk would take the cores its socket and hashing stages need.
 pub fn bcast_head(comm: &SimpleCommunicator, head: &mut [u64], root: bool) {
     mpi::request::scope(|scope| {
-        let mut req = comm.process_at_rank(0).immediate_broadcast_into(scope, head);
+        let req = comm.process_at_rank(0).immediate_broadcast_into(scope, head);
         if root {
             req.wait();
-            return;
-        }
-        let start = Instant::now();
-        let mut nap = Duration::from_micros(10);
-        loop {
-            match req.test() {
-                Ok(_) => return,
-                Err(pending) => req = pending,
-            }
-            if start.elapsed() > SPIN {
-                std::thread::sleep(nap);
-                nap = (nap * 2).min(MAX_NAP);
-            }
+        } else {
+            wait_asleep(req);
         }
     });
+}
+
+/// Whether any rank of `comm` says `failed`, waiting for the others as [`bcast_head`] does
+/// (an `MPI_Iallreduce` tested between naps): ranks that finished their part first do not
+/// spin while the others still copy.
+pub fn any_failed(comm: &SimpleCommunicator, failed: bool) -> bool {
+    let (mine, mut any) = (u8::from(failed), 0u8);
+    mpi::request::scope(|scope| {
+        let req =
+            comm.immediate_all_reduce_into(scope, &mine, &mut any, mpi::collective::SystemOperation::max());
+        wait_asleep(req);
+    });
+    any != 0
+}
+
+/// Tests `req` until it completes: without sleeping for [`SPIN`], then between naps that
+/// double up to [`MAX_NAP`].
+fn wait_asleep<'a, D: ?Sized, S: mpi::request::Scope<'a>>(mut req: mpi::request::Request<'a, D, S>) {
+    let start = Instant::now();
+    let mut nap = Duration::from_micros(10);
+    loop {
+        match req.test() {
+            Ok(_) => return,
+            Err(pending) => req = pending,
+        }
+        if start.elapsed() > SPIN {
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(MAX_NAP);
+        }
+    }
 }
 
 fn check_bools(dtype: Dtype, pos: usize, b: Bytes) -> Result<Bytes, MpxError> {

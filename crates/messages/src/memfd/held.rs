@@ -60,30 +60,35 @@ fn memfd_size(len: usize) -> Option<usize> {
     len.checked_next_multiple_of(page)?.checked_add(page)
 }
 
-/// A counted mapping of `fd`'s first `len` bytes: the holder page mapped shared, its count up
-/// by one, and the bytes mapped copy-on-write, the count down again when that mapping drops.
-fn counted(fd: &OwnedFd, len: usize) -> Result<Mapping, MemfdError> {
-    let at = memfd_size(len).ok_or(MemfdError::WrongSize { expected: len as u64, actual: 0 })? - page_size();
+/// A counted mapping of bytes `range` of an array of `total` bytes in `fd`: the holder page
+/// mapped shared, its count up by one, and the range mapped copy-on-write, the count down again
+/// when that mapping drops.
+fn counted(fd: &OwnedFd, total: usize, range: std::ops::Range<usize>) -> Result<Mapping, MemfdError> {
+    let size = memfd_size(total).ok_or(MemfdError::WrongSize { expected: total as u64, actual: 0 })?;
+    if range.start > range.end || range.end > total {
+        return Err(MemfdError::WrongSize { expected: range.end as u64, actual: total as u64 });
+    }
     let page = Mapping::new(
         fd.as_fd(),
-        at,
+        size - page_size(),
         std::mem::size_of::<AtomicU64>(),
         ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
         MapFlags::MAP_SHARED,
     )?;
     let holders = Holders(Arc::new(page));
     holders.count().fetch_add(1, Ordering::AcqRel);
+    // The receipt names no lender: it only takes the count away (also when mapping fails).
+    let receipt = Arc::new(Receipt::new(Lent { lender: 0, token: 0 }, move |_| {
+        holders.count().fetch_sub(1, Ordering::AcqRel);
+    }));
     let mut map = Mapping::new(
         fd.as_fd(),
-        0,
-        len,
+        range.start,
+        range.len(),
         ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
         MapFlags::MAP_PRIVATE,
     )?;
-    // The receipt names no lender: it only takes the count away.
-    map.receipt = Some(Arc::new(Receipt::new(Lent { lender: 0, token: 0 }, move |_| {
-        holders.count().fetch_sub(1, Ordering::AcqRel);
-    })));
+    map.receipt = Some(receipt);
     Ok(map)
 }
 
@@ -166,11 +171,20 @@ impl HeldWriter {
     /// # Errors
     /// `dup` or `mmap` fails.
     pub fn map_private(&self) -> Result<Mapping, MemfdError> {
+        self.map_private_range(0..self.len)
+    }
+
+    /// A copy-on-write mapping of bytes `range` in this process (one rank's rows), counted as
+    /// a holder.
+    ///
+    /// # Errors
+    /// A range past the end; `dup` or `mmap` fails.
+    pub fn map_private_range(&self, range: std::ops::Range<usize>) -> Result<Mapping, MemfdError> {
         let fd = self.writer.fd().try_clone_to_owned().map_err(|e| MemfdError::Sys {
             call: "dup",
             errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
         })?;
-        counted(&fd, self.len)
+        counted(&fd, self.len, range)
     }
 }
 
@@ -183,6 +197,41 @@ impl HeldWriter {
 /// [`MemfdError::Sys`]), or it fails a check ([`MemfdError::NotMemfd`], [`MemfdError::Unsealed`],
 /// [`MemfdError::WrongSize`]).
 pub fn open(offer: &Offer) -> Result<Mapping, MemfdError> {
+    open_range(offer, 0..usize::try_from(offer.len).unwrap_or(usize::MAX))
+}
+
+/// [`open`], mapping only bytes `range` of the array (one rank's rows).
+///
+/// # Errors
+/// As [`open`], and a range past the end ([`MemfdError::WrongSize`]).
+pub fn open_range(offer: &Offer, range: std::ops::Range<usize>) -> Result<Mapping, MemfdError> {
+    let (fd, len) = opened(offer)?;
+    counted(&fd, len, range)
+}
+
+/// Opens `offer`'s memfd like [`open`] (the same checks) and maps bytes `range` of the array
+/// shared and writable, their pages populated: for a process that writes its part of an array
+/// the creator then reads (a gather). Not counted as a holder: the writer unmaps it before
+/// telling the creator it is done.
+///
+/// # Errors
+/// As [`open_range`].
+pub fn open_writable(offer: &Offer, range: std::ops::Range<usize>) -> Result<Mapping, MemfdError> {
+    let (fd, len) = opened(offer)?;
+    if range.start > range.end || range.end > len {
+        return Err(MemfdError::WrongSize { expected: range.end as u64, actual: len as u64 });
+    }
+    Mapping::new(
+        fd.as_fd(),
+        range.start,
+        range.len(),
+        ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+        MapFlags::MAP_SHARED | MapFlags::MAP_POPULATE,
+    )
+}
+
+/// `offer`'s memfd opened and checked, and the array's bytes.
+fn opened(offer: &Offer) -> Result<(OwnedFd, usize), MemfdError> {
     let path = format!("/proc/{}/fd/{}", offer.pid, offer.fd);
     let fd = nix::fcntl::open(path.as_str(), OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(sys("open"))?;
@@ -193,7 +242,7 @@ pub fn open(offer: &Offer) -> Result<Mapping, MemfdError> {
         usize::try_from(offer.len).map_err(|_| MemfdError::WrongSize { expected: offer.len, actual: 0 })?;
     let size = memfd_size(len).ok_or(MemfdError::WrongSize { expected: offer.len, actual: 0 })?;
     checked(&fd, SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW, size as u64)?;
-    counted(&fd, len)
+    Ok((fd, len))
 }
 
 /// This host's name for offers: its boot id (`/proc/sys/kernel/random/boot_id`) as two
@@ -239,6 +288,18 @@ mod tests {
         drop(theirs);
         assert_eq!(w.holders(), 0);
         assert!(w.bytes().is_some());
+        // A range: one rank's rows, counted alike.
+        let rows = open_range(&w.offer(), 5..len).unwrap();
+        assert_eq!((rows.len(), rows.as_slice()[0], w.holders()), (len - 5, 7, 1));
+        assert!(open_range(&w.offer(), 5..len + 1).is_err());
+        drop(rows);
+        assert_eq!(w.holders(), 0, "a refused range was not counted");
+        // A writer's part lands in the creator's bytes, and it is not counted.
+        let mut part = open_writable(&w.offer(), len - 2..len).unwrap();
+        part.as_mut_slice()[1] = 9;
+        assert_eq!(w.holders(), 0);
+        drop(part);
+        assert_eq!(w.as_slice()[len - 1], 9);
     }
 
     #[test]
@@ -256,6 +317,8 @@ mod tests {
         let unsealed = Offer { fd: plain.fd().as_raw_fd(), ino: fstat(plain.fd()).unwrap().st_ino, ..offer };
         assert!(matches!(open(&unsealed), Err(MemfdError::Unsealed(_))));
         assert_eq!(w.holders(), 0, "nothing refused was counted");
+        assert!(matches!(open_writable(&wrong_size, 0..1), Err(MemfdError::WrongSize { .. })));
+        assert!(matches!(open_writable(&offer, 0..page_size() + 1), Err(MemfdError::WrongSize { .. })));
         assert_ne!(host_token(), [0, 0]);
     }
 }
