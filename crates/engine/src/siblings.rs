@@ -369,3 +369,42 @@ pub enum Gather {
     /// Gathered: at the root, the whole array when it is one chunk (else streamed to the sink).
     Done(Option<Bytes>),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_gives_back_only_idle_memfds_and_keeps_within_its_bounds() {
+        let len = spare::MIN_BYTES;
+        let mut first = take(len).unwrap();
+        first.bytes().unwrap().fill(1);
+        let ino = first.offer().ino;
+        let held = first.map_private().unwrap();
+        keep(first);
+        assert_eq!(counts(), (1, 0));
+        // Held: a push of the same size gets another memfd.
+        let second = take(len).unwrap();
+        assert_ne!(second.offer().ino, ino);
+        keep(second);
+        assert_eq!(counts(), (2, 1));
+        // Let go: the next push takes it again, pages and bytes as they were.
+        drop(held);
+        let again = take(len).unwrap();
+        assert_eq!((again.offer().ino, again.as_slice()[0]), (ino, 1));
+        // Bounds: at most MAX_IDLE idle (the newest) and MAX_HELD in all (held ones forgotten
+        // oldest first, never written again).
+        let mut holds = Vec::new();
+        for _ in 0..MAX_HELD + 2 {
+            let w = take(len).unwrap();
+            holds.push(w.map_private().unwrap());
+            keep(w);
+        }
+        keep(again);
+        let (all, idle) = counts();
+        assert!(all <= MAX_HELD && idle <= MAX_IDLE, "{all} kept, {idle} idle");
+        drop(holds);
+        assert!(counts().0 <= MAX_HELD);
+        assert!(!gathers(spare::MIN_BYTES - 1) && gathers(spare::MIN_BYTES));
+    }
+}
