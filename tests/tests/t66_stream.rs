@@ -130,6 +130,25 @@ impl Peer {
         self.send(&Frame::new(ClientToController::SubmitRequest(req)));
     }
 
+    /// A streamed push of `a` as `name` in chunks of `step` bytes, the seventh chunk's bytes
+    /// changed after their MAC was made.
+    fn push_altered(&mut self, req_id: u64, name: &str, a: &RawArray, step: usize) {
+        self.push_request(req_id, name, a);
+        let total = a.data().len();
+        for (k, offset) in (0..total).step_by(step).enumerate() {
+            let bytes = a.data().slice(offset..total.min(offset + step));
+            let payload = if k == 6 {
+                let mut altered = bytes.to_vec();
+                altered[100] ^= 0x01;
+                let binding = Binding { origin: req_id, index: k as u64 };
+                Payload::with_mac(Bytes::from(altered), binding, self.0.key.payload_mac(binding, &bytes))
+            } else {
+                bound(bytes, req_id, k)
+            };
+            self.chunk(req_id, offset, total, payload);
+        }
+    }
+
     fn chunk(&mut self, req_id: u64, offset: usize, total: usize, payload: Payload) {
         let chunk = Chunk { stream: req_id, offset: offset as u64, total: total as u64 };
         self.send(&Frame::with_payloads(ClientToController::Chunk(chunk), vec![payload]));
@@ -166,19 +185,7 @@ fn t66_a_chunk_altered_after_signing_is_refused_by_the_engine_and_nothing_is_bou
     let mut peer = Peer::connect(&c);
     let other = sample(Dtype::F64, &[3000], 9);
     let (total, step) = (other.data().len(), 2400);
-    peer.push_request(7, "x", &other);
-    for (k, offset) in (0..total).step_by(step).enumerate() {
-        let bytes = other.data().slice(offset..total.min(offset + step));
-        let payload = if k == 6 {
-            let mut altered = bytes.to_vec();
-            altered[100] ^= 0x01;
-            let binding = Binding { origin: 7, index: k as u64 };
-            Payload::with_mac(Bytes::from(altered), binding, peer.0.key.payload_mac(binding, &bytes))
-        } else {
-            bound(bytes, 7, k)
-        };
-        peer.chunk(7, offset, total, payload);
-    }
+    peer.push_altered(7, "x", &other, step);
     let results = peer.results(7, 4);
     let root = results[0].outcome.error.as_ref().expect("the root refuses the push");
     assert_eq!(root.ename(), "AuthenticationError", "{root:?}");
@@ -336,20 +343,8 @@ fn t66_a_push_or_gather_over_tcp_is_one_copy_on_the_host_and_a_refused_chunk_bin
     // A chunk altered after signing: the root refuses the stream, nothing is bound anywhere.
     let mut peer = Peer::connect(&c);
     let other = sample(Dtype::F64, &[1 << 20], 68);
-    let (total, step) = (other.data().len(), 1 << 20);
-    peer.push_request(7, "x", &other);
-    for (k, offset) in (0..total).step_by(step).enumerate() {
-        let bytes = other.data().slice(offset..total.min(offset + step));
-        let payload = if k == 6 {
-            let mut altered = bytes.to_vec();
-            altered[100] ^= 0x01;
-            let binding = Binding { origin: 7, index: k as u64 };
-            Payload::with_mac(Bytes::from(altered), binding, peer.0.key.payload_mac(binding, &bytes))
-        } else {
-            bound(bytes, 7, k)
-        };
-        peer.chunk(7, offset, total, payload);
-    }
+    let step = 1 << 20;
+    peer.push_altered(7, "x", &other, step);
     let results = peer.results(7, 4);
     let root = results[0].outcome.error.as_ref().expect("the root refuses the push");
     assert_eq!(root.ename(), "AuthenticationError", "{root:?}");
