@@ -6,20 +6,22 @@
 //! copies per rank through Open MPI's shared-memory queues, while the waiting ranks spin. Now
 //! ([`share`], for a push and a scatter alike):
 //! 1. every rank makes its landing as before, and they agree on it (`data::push`);
-//! 2. the root copies the chunks into a held memfd of its pool
-//!    (`mpx_messages::memfd::held`: pages already allocated when one of that size is idle),
-//!    while the other ranks wait asleep for one broadcast word block (`stream::bcast_head`);
-//! 3. the root broadcasts the memfd's offer (its pid, descriptor, inode, size and host token:
-//!    boot id and network namespace), or that its stream broke (then nothing is bound
-//!    anywhere), or that it keeps to the MPI path (`own` memory of a memfd push's bridge, a
-//!    kernel that copies mappings);
-//! 4. each rank with the same host token opens the descriptor through `/proc`, checks it and
+//! 2. the root takes a memfd of its pool (`mpx_messages::memfd::held`: pages already
+//!    allocated when one of that size is idle) and sends the others its offer at once (its
+//!    pid, descriptor, inode, size and host token: boot id and network namespace), or that it
+//!    keeps to the MPI path (`own` memory of a memfd push's bridge, a kernel that copies
+//!    mappings);
+//! 3. each rank with the same host token opens the descriptor through `/proc`, checks it and
 //!    maps its part copy-on-write (the whole array for a push, its rows for a scatter),
-//!    counted as a holder; an allreduce tells whether every rank could;
-//! 5. if so, each binds its name to an array over its mapping: one copy of the bytes on the
-//!    host, and a cell writing to it copies only the pages it touches, on its rank; if not (a
-//!    rank on another host, `/proc` closed), the root sends the bytes from the memfd by MPI as
-//!    before (Bcast, Scatterv), and every rank binds its own copy (logged once).
+//!    counted as a holder, and the ranks tell each other whether all could: all this while the
+//!    chunks still stream in;
+//! 4. the root copies the chunks into the memfd and publishes it: a state word in the memfd's
+//!    holder page, on whose futex the others sleep, says the bytes are whole, or that the
+//!    root's stream broke (then nothing is bound anywhere);
+//! 5. if every rank mapped it, each binds its name to an array over its mapping: one copy of
+//!    the bytes on the host, and a cell writing to it copies only the pages it touches, on its
+//!    rank; if not (a rank on another host, `/proc` closed), the root sends the bytes from the
+//!    memfd by MPI as before (Bcast, Scatterv), and every rank binds its own copy (logged once).
 //!
 //! A gather ([`gather`]) goes the other way: the root offers a held memfd of the whole array,
 //! every rank writes its rows into it through a shared mapping, and the root streams it.
@@ -38,7 +40,7 @@ use bytes::Bytes;
 use mpi::{topology::SimpleCommunicator, traits::*};
 use mpx_messages::{
     memfd::{
-        held::{self, HeldWriter, Offer},
+        held::{self, Filling, HeldWriter, Offer},
         spare, Mapping, MemfdError,
     },
     Dtype, MpxError,
@@ -47,7 +49,7 @@ use mpx_messages::{
 use crate::{
     kernel::Kernel,
     landing::Landing,
-    stream::{any_failed, bcast_head, step_pieces, Sink, Source},
+    stream::{any_failed, bcast_head, step_pieces, Sink, Source, LEND_TIMEOUT},
 };
 
 /// The most idle held memfds kept.
@@ -55,10 +57,9 @@ pub const MAX_IDLE: usize = 1;
 /// The most held memfds kept in all.
 pub const MAX_HELD: usize = 4;
 
-/// The first word of the root's broadcast: what follows.
+/// The first word of the root's broadcast: the MPI path follows, or an offer.
 const PIECES: u64 = 0;
 const OFFER: u64 = 1;
-const BROKEN: u64 = 2;
 
 /// The root's memfds, oldest first.
 static POOL: Mutex<Vec<HeldWriter>> = Mutex::new(Vec::new());
@@ -165,71 +166,103 @@ pub fn share(
     mut landing: Landing,
     spread: impl FnOnce(&SimpleCommunicator, Option<&[u8]>, &mut [u8]),
 ) -> Result<Step, MpxError> {
+    let root = source.is_some();
+    let (source, own) = match source {
+        Some((source, own)) => (Some(source), own),
+        None => (None, false),
+    };
+    // The root offers the memfd before its bytes are in it: the others open, map and agree
+    // while the chunks still stream, and then wait on the memfd's futex for the filling.
     let mut head = [0u64; 7];
-    let mut filled = None;
-    if let Some((source, own)) = source {
-        let failed;
-        (head, failed) = if own || !kernel.holds_mappings() {
-            (words(PIECES, None), None)
-        } else {
-            match fill(source, part.dtype, part.total) {
-                Ok(w) => {
-                    let offer = w.offer();
-                    filled = Some(w);
-                    (words(OFFER, Some(&offer)), None)
+    let mut offered = None;
+    if root {
+        head = words(PIECES, None);
+        if !own && kernel.holds_mappings() {
+            match take(part.total) {
+                Ok(mut w) => {
+                    // A memfd of the pool is idle when taken, so `begin` holds.
+                    if w.begin() {
+                        head = words(OFFER, Some(&w.offer()));
+                        offered = Some(w);
+                    } else {
+                        keep(w);
+                    }
                 }
-                Err(e) => (words(BROKEN, None), Some(e)),
+                Err(e) => log_fallback(&Refusal::Memfd(e)),
             }
-        };
-        bcast_head(comm, &mut head, true);
-        if let Some(e) = failed {
-            return Err(e);
         }
-    } else {
-        bcast_head(comm, &mut head, false);
     }
-    match head[0] {
-        PIECES => return Ok(Step::Pieces(landing)),
-        BROKEN => {
-            return Err(MpxError::stream(
-                "the array did not reach the root engine whole (see its error); nothing was bound",
-            ))
-        }
-        _ => {}
+    bcast_head(comm, &mut head, root);
+    if head[0] != OFFER {
+        return Ok(Step::Pieces(landing));
     }
-    let mapped = match &filled {
-        Some(w) => w.map_private_range(part.range.clone()).map_err(Refusal::Memfd),
-        None => open_offer(&head, kernel, part.range.clone()),
+    let mapped = match &offered {
+        Some(w) => w.map_private_range(part.range.clone()).map(|m| (m, None)).map_err(Refusal::Memfd),
+        None => open_offer(&head, kernel, part.range.clone()).map(|(m, f)| (m, Some(f))),
     };
     if let Err(why) = &mapped {
         log_fallback(why);
     }
+    let shared = !any_failed(comm, mapped.is_err());
     let (name, dtype, shape) = (part.name, part.dtype, part.shape);
-    if any_failed(comm, mapped.is_err()) {
-        // Every rank gets its part by MPI, into memory of its own.
-        drop(mapped);
-        spread(comm, filled.as_ref().map(HeldWriter::as_slice), landing.bytes_mut());
-        landing.bind(kernel, name, dtype, shape)?;
-    } else {
-        let mapping = mapped.expect("no rank failed");
-        drop(landing);
-        kernel.bind_mapped(name, dtype, shape, mapping)?;
+    // The root fills the memfd from its stream and says how that went: on the memfd's futex
+    // when every rank maps it, else point to point (then the bytes follow by MPI).
+    let mut status = [0u64; 2];
+    let filled = match (offered.as_mut(), source) {
+        (Some(w), Some(source)) => {
+            let filled = fill(w, source, dtype, part.total);
+            w.publish(filled.is_ok());
+            status[0] = u64::from(filled.is_err());
+            filled
+        }
+        _ => Ok(()),
+    };
+    if !shared {
+        bcast_head(comm, &mut status, root);
     }
-    if let Some(w) = filled {
+    if let Err(e) = filled {
+        if let Some(w) = offered {
+            keep(w);
+        }
+        return Err(e);
+    }
+    let broken = || {
+        MpxError::stream("the array did not reach the root engine whole (see its error); nothing was bound")
+    };
+    match mapped {
+        Ok((mapping, filling)) if shared => {
+            if let Some(filling) = filling {
+                match filling.wait(LEND_TIMEOUT) {
+                    Some(true) => {}
+                    Some(false) => return Err(broken()),
+                    None => return Err(MpxError::stream("the root engine did not fill the array in time")),
+                }
+            }
+            drop(landing);
+            kernel.bind_mapped(name, dtype, shape, mapping)?;
+        }
+        mapped => {
+            // Every rank gets its part by MPI, into memory of its own.
+            drop(mapped);
+            if status[0] != 0 {
+                return Err(broken());
+            }
+            spread(comm, offered.as_ref().map(HeldWriter::as_slice), landing.bytes_mut());
+            landing.bind(kernel, name, dtype, shape)?;
+        }
+    }
+    if let Some(w) = offered {
         keep(w);
     }
     Ok(Step::Bound)
 }
 
-/// The root: its stream's pieces copied into a memfd of the pool.
-fn fill(source: &mut Source, dtype: Dtype, total: usize) -> Result<HeldWriter, MpxError> {
-    let mut w =
-        take(total).map_err(|e| MpxError::stream(format!("cannot make a memfd for the push: {e}")))?;
-    let bytes = w.bytes().ok_or_else(|| MpxError::stream("the pool's memfd is still held"))?;
+/// The root: its stream's pieces copied into the memfd it offered.
+fn fill(w: &mut HeldWriter, source: &mut Source, dtype: Dtype, total: usize) -> Result<(), MpxError> {
+    let bytes = w.filling_bytes().ok_or_else(|| MpxError::stream("the memfd was published already"))?;
     step_pieces(None, Some(source), dtype, total, |pos, len, piece| {
         bytes[pos..pos + len].copy_from_slice(piece.expect("the root has its pieces"));
-    })?;
-    Ok(w)
+    })
 }
 
 /// Why a rank does not map the root's offer (it then gets the bytes by MPI).
@@ -263,12 +296,13 @@ fn offer_of(head: &[u64; 7]) -> Result<Offer, Refusal> {
     Ok(Offer { pid, fd, ino: head[3], len: head[4] })
 }
 
-/// Another rank: bytes `range` of the root's offer opened and mapped, or why not.
+/// Another rank: bytes `range` of the root's offer opened and mapped (and its filling to
+/// wait for), or why not.
 fn open_offer(
     head: &[u64; 7],
     kernel: &dyn Kernel,
     range: std::ops::Range<usize>,
-) -> Result<Mapping, Refusal> {
+) -> Result<(Mapping, Filling), Refusal> {
     let offer = offer_of(head)?;
     if !kernel.holds_mappings() {
         return Err(Refusal::Copies);

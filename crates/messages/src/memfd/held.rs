@@ -14,15 +14,23 @@
 //! holder count in the memfd's last page, and the mapping's drop takes it away again, after
 //! the unmapping. The creator writes the bytes only while the count is zero
 //! ([`HeldWriter::bytes`]), so a holder sees them as they were at the hand-over; its own writes
-//! copy the pages they touch (`MAP_PRIVATE`), in its process only. A holder that is killed
-//! never takes its count away: its memfd is never written again, and its creator forgets it
-//! (see the engine's pool). The trust is the same as for [`super::lent`] memfds: only the
+//! copy the pages they touch (`MAP_PRIVATE`), in its process only.
+//!
+//! A holder may also map the memfd while its creator still fills it (so that the mapping and
+//! the group's agreement happen while the bytes stream in): the creator marks the filling
+//! ([`HeldWriter::begin`]) before it offers the memfd, and a state word in the holder page
+//! says when the bytes are whole ([`HeldWriter::publish`]). Holders sleep on that word's futex
+//! ([`Filling::wait`]) and read nothing before; the pages they have not touched show the
+//! creator's writes (`MAP_PRIVATE` copies a page only when its holder writes it).
+//!
+//! A holder that is killed never takes its count away: its memfd is never written again, and
+//! its creator forgets it (see the engine's pool). The trust is the same as for [`super::lent`] memfds: only the
 //! cluster's processes exchange offers, and they can already run any code on each other.
 
 use std::{
     os::fd::{AsFd, AsRawFd, OwnedFd},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
         Arc, OnceLock,
     },
 };
@@ -62,8 +70,12 @@ fn memfd_size(len: usize) -> Option<usize> {
 
 /// A counted mapping of bytes `range` of an array of `total` bytes in `fd`: the holder page
 /// mapped shared, its count up by one, and the range mapped copy-on-write, the count down again
-/// when that mapping drops.
-fn counted(fd: &OwnedFd, total: usize, range: std::ops::Range<usize>) -> Result<Mapping, MemfdError> {
+/// when that mapping drops. With the holder page, to wait on its state ([`Filling`]).
+fn counted(
+    fd: &OwnedFd,
+    total: usize,
+    range: std::ops::Range<usize>,
+) -> Result<(Mapping, Filling), MemfdError> {
     let size = memfd_size(total).ok_or(MemfdError::WrongSize { expected: total as u64, actual: 0 })?;
     if range.start > range.end || range.end > total {
         return Err(MemfdError::WrongSize { expected: range.end as u64, actual: total as u64 });
@@ -71,15 +83,18 @@ fn counted(fd: &OwnedFd, total: usize, range: std::ops::Range<usize>) -> Result<
     let page = Mapping::new(
         fd.as_fd(),
         size - page_size(),
-        std::mem::size_of::<AtomicU64>(),
+        PAGE_WORDS,
         ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
         MapFlags::MAP_SHARED,
     )?;
-    let holders = Holders(Arc::new(page));
+    let holders = Arc::new(Holders(page));
     holders.count().fetch_add(1, Ordering::AcqRel);
     // The receipt names no lender: it only takes the count away (also when mapping fails).
-    let receipt = Arc::new(Receipt::new(Lent { lender: 0, token: 0 }, move |_| {
-        holders.count().fetch_sub(1, Ordering::AcqRel);
+    let receipt = Arc::new(Receipt::new(Lent { lender: 0, token: 0 }, {
+        let holders = holders.clone();
+        move |_| {
+            holders.count().fetch_sub(1, Ordering::AcqRel);
+        }
     }));
     let mut map = Mapping::new(
         fd.as_fd(),
@@ -89,17 +104,80 @@ fn counted(fd: &OwnedFd, total: usize, range: std::ops::Range<usize>) -> Result<
         MapFlags::MAP_PRIVATE,
     )?;
     map.receipt = Some(receipt);
-    Ok(map)
+    Ok((map, Filling(holders)))
 }
 
+/// The bytes of the holder page in use: the holder count (`u64`), then the state (`u32`).
+const PAGE_WORDS: usize = 16;
+/// The state while the creator fills the bytes (a holder must not read them yet).
+const FILLING: u32 = 0;
+/// The state once the bytes are whole: from now on they do not change.
+const READY: u32 = 1;
+/// The state when the creator could not fill them (its stream broke).
+const BROKEN: u32 = 2;
+
 /// The holder page of a memfd, mapped shared.
-struct Holders(Arc<Mapping>);
+struct Holders(Mapping);
 
 impl Holders {
     fn count(&self) -> &AtomicU64 {
-        // SAFETY: the mapping is page-aligned, at least 8 bytes, shared and writable, and lives
-        // as long as `self`; every process touches the count only atomically.
-        unsafe { &*(self.0.as_ptr() as *const AtomicU64) }
+        count_at(self.0.as_ptr())
+    }
+
+    fn state(&self) -> &AtomicU32 {
+        state_at(self.0.as_ptr())
+    }
+}
+
+/// The holder count of a holder page at `page`.
+fn count_at<'a>(page: *mut u8) -> &'a AtomicU64 {
+    // SAFETY: `page` is the start of a shared, writable mapping of the holder page (page-aligned,
+    // at least PAGE_WORDS bytes) that outlives the reference's use; every process touches the
+    // count only atomically.
+    unsafe { &*(page as *const AtomicU64) }
+}
+
+/// The state word of a holder page at `page`.
+fn state_at<'a>(page: *mut u8) -> &'a AtomicU32 {
+    // SAFETY: as for `count_at`; the state is the 4 bytes after the count, aligned.
+    unsafe { &*(page.add(8) as *const AtomicU32) }
+}
+
+/// A holder's view of the creator's progress: wait until the bytes are whole.
+pub struct Filling(Arc<Holders>);
+
+impl Filling {
+    /// Waits up to `timeout` for the creator to finish: `Some(true)` when the bytes are whole,
+    /// `Some(false)` when it could not fill them, `None` when it is still filling. Asleep on a
+    /// futex of the holder page, which the creator wakes ([`HeldWriter::publish`]).
+    pub fn wait(&self, timeout: std::time::Duration) -> Option<bool> {
+        let state = self.0.state();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match state.load(Ordering::Acquire) {
+                READY => return Some(true),
+                BROKEN => return Some(false),
+                _ => {}
+            }
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            let ts = libc::timespec {
+                tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+                tv_nsec: libc::c_long::from(left.subsec_nanos() as i32),
+            };
+            // SAFETY: FUTEX_WAIT on a valid, aligned u32 of a shared mapping, with a timeout; it
+            // returns at once if the word is no longer FILLING.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    state.as_ptr(),
+                    libc::FUTEX_WAIT,
+                    FILLING,
+                    &ts as *const libc::timespec,
+                    std::ptr::null::<u32>(),
+                    0,
+                )
+            };
+        }
     }
 }
 
@@ -134,12 +212,15 @@ impl HeldWriter {
         self.len == 0
     }
 
+    /// The holder page within the writer's own mapping.
+    fn page(&self) -> *mut u8 {
+        // SAFETY: the holder page is the last page of the writer's mapping.
+        unsafe { self.writer.map.as_ptr().add(self.writer.map.len() - page_size()) }
+    }
+
     /// How many mappings of the bytes exist, in every process of the host.
     pub fn holders(&self) -> u64 {
-        let at = self.writer.map.len() - page_size();
-        // SAFETY: the holder page lies within the writer's shared mapping, page-aligned.
-        let count = unsafe { &*(self.writer.map.as_ptr().add(at) as *const AtomicU64) };
-        count.load(Ordering::Acquire)
+        count_at(self.page()).load(Ordering::Acquire)
     }
 
     /// The bytes to fill, when nobody holds them (`None` otherwise: then they must not change).
@@ -149,6 +230,36 @@ impl HeldWriter {
         }
         let len = self.len;
         Some(&mut self.writer.bytes()[..len])
+    }
+
+    /// Starts a filling that others may watch: when nobody holds the memfd, its state becomes
+    /// "filling", and holders that map it from now on wait ([`Filling::wait`]) until
+    /// [`HeldWriter::publish`] before they read. `false` when someone holds it.
+    pub fn begin(&mut self) -> bool {
+        if self.holders() != 0 {
+            return false;
+        }
+        state_at(self.page()).store(FILLING, Ordering::Release);
+        true
+    }
+
+    /// The bytes to fill after [`HeldWriter::begin`], while no holder reads them (`None`
+    /// once published).
+    pub fn filling_bytes(&mut self) -> Option<&mut [u8]> {
+        if state_at(self.page()).load(Ordering::Acquire) != FILLING {
+            return None;
+        }
+        let len = self.len;
+        Some(&mut self.writer.bytes()[..len])
+    }
+
+    /// Ends a filling: the bytes are whole (`ready`; they do not change while anyone holds
+    /// them) or will never be; wakes every waiting holder.
+    pub fn publish(&self, ready: bool) {
+        let state = state_at(self.page());
+        state.store(if ready { READY } else { BROKEN }, Ordering::Release);
+        // SAFETY: FUTEX_WAKE on a valid, aligned u32 of a shared mapping.
+        unsafe { libc::syscall(libc::SYS_futex, state.as_ptr(), libc::FUTEX_WAKE, i32::MAX) };
     }
 
     /// The bytes, to read (always allowed: holders only read them too, or copy their pages).
@@ -184,7 +295,7 @@ impl HeldWriter {
             call: "dup",
             errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
         })?;
-        counted(&fd, self.len, range)
+        counted(&fd, self.len, range).map(|(map, _)| map)
     }
 }
 
@@ -196,7 +307,7 @@ impl HeldWriter {
 /// The descriptor cannot be opened (another host, another user, the creator gone:
 /// [`MemfdError::Sys`]), or it fails a check ([`MemfdError::NotMemfd`], [`MemfdError::Unsealed`],
 /// [`MemfdError::WrongSize`]).
-pub fn open(offer: &Offer) -> Result<Mapping, MemfdError> {
+pub fn open(offer: &Offer) -> Result<(Mapping, Filling), MemfdError> {
     open_range(offer, 0..usize::try_from(offer.len).unwrap_or(usize::MAX))
 }
 
@@ -204,7 +315,7 @@ pub fn open(offer: &Offer) -> Result<Mapping, MemfdError> {
 ///
 /// # Errors
 /// As [`open`], and a range past the end ([`MemfdError::WrongSize`]).
-pub fn open_range(offer: &Offer, range: std::ops::Range<usize>) -> Result<Mapping, MemfdError> {
+pub fn open_range(offer: &Offer, range: std::ops::Range<usize>) -> Result<(Mapping, Filling), MemfdError> {
     let (fd, len) = opened(offer)?;
     counted(&fd, len, range)
 }
@@ -276,7 +387,7 @@ mod tests {
         w.bytes().unwrap().fill(7);
         assert_eq!(w.holders(), 0);
         let mut mine = w.map_private().unwrap();
-        let theirs = open(&w.offer()).unwrap();
+        let (theirs, _) = open(&w.offer()).unwrap();
         assert_eq!(w.holders(), 2);
         assert!(w.bytes().is_none(), "held bytes are not written");
         assert!(theirs.as_slice().iter().all(|&b| b == 7) && theirs.len() == len);
@@ -289,7 +400,7 @@ mod tests {
         assert_eq!(w.holders(), 0);
         assert!(w.bytes().is_some());
         // A range: one rank's rows, counted alike.
-        let rows = open_range(&w.offer(), 5..len).unwrap();
+        let (rows, _) = open_range(&w.offer(), 5..len).unwrap();
         assert_eq!((rows.len(), rows.as_slice()[0], w.holders()), (len - 5, 7, 1));
         assert!(open_range(&w.offer(), 5..len + 1).is_err());
         drop(rows);
@@ -300,6 +411,30 @@ mod tests {
         assert_eq!(w.holders(), 0);
         drop(part);
         assert_eq!(w.as_slice()[len - 1], 9);
+    }
+
+    #[test]
+    fn holders_wait_until_the_creator_publishes() {
+        use std::time::Duration;
+        let mut w = HeldWriter::create(page_size()).unwrap();
+        assert!(w.begin());
+        let (theirs, filling) = open(&w.offer()).unwrap();
+        assert_eq!(filling.wait(Duration::from_millis(10)), None, "still filling");
+        w.filling_bytes().unwrap().fill(5);
+        let holder =
+            std::thread::spawn(move || (filling.wait(Duration::from_secs(60)), theirs.as_slice()[0]));
+        std::thread::sleep(Duration::from_millis(20));
+        w.publish(true);
+        assert_eq!(holder.join().unwrap(), (Some(true), 5), "woken, and the bytes are whole");
+        assert!(w.filling_bytes().is_none(), "published bytes are not filled again");
+        assert_eq!(w.holders(), 0);
+        // The next filling; the creator's stream breaks.
+        assert!(w.begin());
+        let (held, filling) = open(&w.offer()).unwrap();
+        assert!(!w.begin(), "not while held");
+        w.publish(false);
+        assert_eq!(filling.wait(Duration::from_secs(60)), Some(false));
+        drop(held);
     }
 
     #[test]
