@@ -25,7 +25,7 @@ use crate::{
     shm, siblings,
     state::Board,
     stream::{
-        bcast_head, chunk_bytes, lend, piece_split, starts_of, step_pieces, Pieces, Sink, Source,
+        any_failed, bcast_head, chunk_bytes, lend, piece_split, starts_of, step_pieces, Pieces, Sink, Source,
         LEND_TIMEOUT,
     },
 };
@@ -116,11 +116,10 @@ fn agree(comm: &SimpleCommunicator, mine: Result<(), MpxError>) -> Result<(), Mp
 }
 
 /// Every member's verdict: `Ok(())` only when every member's is (so that no member enters the
-/// data steps alone).
-/// Waits for the others asleep (`stream::any_failed`): members that arrive first do not spin
-/// while the last ones still receive the request.
+/// data steps alone). Waits for the others asleep ([`any_failed`]): members that arrive first
+/// do not spin while the last ones still receive the request.
 fn agree_all(comm: &SimpleCommunicator, mine: Result<(), MpxError>) -> Result<(), MpxError> {
-    let any = crate::stream::any_failed(comm, mine.is_err());
+    let any = any_failed(comm, mine.is_err());
     match (mine, any) {
         (Err(e), _) => Err(e),
         (Ok(()), false) => Ok(()),

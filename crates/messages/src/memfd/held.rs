@@ -77,9 +77,7 @@ fn counted(
     range: std::ops::Range<usize>,
 ) -> Result<(Mapping, Filling), MemfdError> {
     let size = memfd_size(total).ok_or(MemfdError::WrongSize { expected: total as u64, actual: 0 })?;
-    if range.start > range.end || range.end > total {
-        return Err(MemfdError::WrongSize { expected: range.end as u64, actual: total as u64 });
-    }
+    within(&range, total)?;
     let page = Mapping::new(
         fd.as_fd(),
         size - page_size(),
@@ -105,6 +103,14 @@ fn counted(
     )?;
     map.receipt = Some(receipt);
     Ok((map, Filling(holders)))
+}
+
+/// Checks that `range` lies within an array of `len` bytes.
+fn within(range: &std::ops::Range<usize>, len: usize) -> Result<(), MemfdError> {
+    if range.start > range.end || range.end > len {
+        return Err(MemfdError::WrongSize { expected: range.end as u64, actual: len as u64 });
+    }
+    Ok(())
 }
 
 /// The bytes of the holder page in use: the holder count (`u64`), then the state (`u32`).
@@ -329,9 +335,7 @@ pub fn open_range(offer: &Offer, range: std::ops::Range<usize>) -> Result<(Mappi
 /// As [`open_range`].
 pub fn open_writable(offer: &Offer, range: std::ops::Range<usize>) -> Result<Mapping, MemfdError> {
     let (fd, len) = opened(offer)?;
-    if range.start > range.end || range.end > len {
-        return Err(MemfdError::WrongSize { expected: range.end as u64, actual: len as u64 });
-    }
+    within(&range, len)?;
     Mapping::new(
         fd.as_fd(),
         range.start,
