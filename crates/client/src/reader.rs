@@ -142,6 +142,7 @@ fn read_frames(
         drop(buffers);
         drop(fds);
         let mut state = shared.state.lock().expect("client state");
+        let mut wake = true;
         match header {
             ControllerToClient::InfoReply(info) => {
                 state.info = Some(info);
@@ -154,7 +155,13 @@ fn read_frames(
                         Some(e) => req.error = Some(e),
                         None => req.engines = Some(reply.engines),
                     }
+                    // The engines' replies come after this on the connection: an acceptance
+                    // completes only a request with no engines, and otherwise matters only
+                    // to those waiting for it (a wake-up for nothing costs the waiting caller
+                    // a CPU's wake on every request).
+                    wake = req.done();
                 }
+                wake |= state.accept_waiters > 0;
             }
             ControllerToClient::EngineReply(mut res) => {
                 // The engine's output came before its reply: it joins the result (unless it
@@ -192,7 +199,9 @@ fn read_frames(
             | ControllerToClient::HistoryReply(_)) => state.control.push(reply),
         }
         drop(state);
-        shared.cond.notify_all();
+        if wake {
+            shared.cond.notify_all();
+        }
     };
     shared.state.lock().expect("client state").closed = Some(why);
     shared.cond.notify_all();

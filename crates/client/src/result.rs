@@ -64,7 +64,10 @@ impl AsyncResult {
                 None => req.engines.clone().map(Ok),
             }
         };
-        self.shared.wait_for(timeout, accepted)?
+        self.shared.state.lock().expect("client state").accept_waiters += 1;
+        let found = self.shared.wait_for(timeout, accepted);
+        self.shared.state.lock().expect("client state").accept_waiters -= 1;
+        found?
     }
 
     /// The results received so far, in engine order (for progress or partial output).

@@ -65,6 +65,10 @@ pub struct ListenerConfig {
     pub heartbeat: Duration,
 }
 
+/// A connection's halves: read, write, and on a Unix one where received descriptors wait for
+/// their frames and where a frame's descriptors go out.
+pub type Halves<C> = (<C as Connection>::Read, <C as Connection>::Write, Option<(FdInbox, FdOutbox)>);
+
 /// A connected socket that splits into owned halves (TCP, or Unix passing descriptors).
 pub trait Connection: AsyncRead + AsyncWrite + Unpin + 'static {
     /// The read half.
@@ -73,24 +77,27 @@ pub trait Connection: AsyncRead + AsyncWrite + Unpin + 'static {
     type Write: AsyncWrite + Unpin + 'static;
     /// Splits the socket; a Unix one also gives where received descriptors wait for their
     /// frames and where a frame's descriptors go out.
-    fn halves(self) -> (Self::Read, Self::Write, Option<(FdInbox, FdOutbox)>);
+    ///
+    /// # Errors
+    /// The socket cannot be registered anew with the runtime.
+    fn halves(self) -> std::io::Result<Halves<Self>>;
 }
 
 impl Connection for TcpStream {
     type Read = tokio::net::tcp::OwnedReadHalf;
     type Write = tokio::net::tcp::OwnedWriteHalf;
-    fn halves(self) -> (Self::Read, Self::Write, Option<(FdInbox, FdOutbox)>) {
+    fn halves(self) -> std::io::Result<Halves<Self>> {
         let (read, write) = self.into_split();
-        (read, write, None)
+        Ok((read, write, None))
     }
 }
 
 impl Connection for UnixStream {
     type Read = FdReadHalf;
     type Write = FdWriteHalf;
-    fn halves(self) -> (Self::Read, Self::Write, Option<(FdInbox, FdOutbox)>) {
-        let (read, write, inbox, outbox) = split_with_fds(self);
-        (read, write, Some((inbox, outbox)))
+    fn halves(self) -> std::io::Result<Halves<Self>> {
+        let (read, write, inbox, outbox) = split_with_fds(self)?;
+        Ok((read, write, Some((inbox, outbox))))
     }
 }
 
@@ -185,7 +192,13 @@ async fn handshake<S: Connection>(
             return;
         }
     };
-    let (read, mut write, fds) = stream.halves();
+    let (read, mut write, fds) = match stream.halves() {
+        Ok(halves) => halves,
+        Err(e) => {
+            warn!(%peer, error = %e, "dropped a connection: its socket could not be registered");
+            return;
+        }
+    };
     let (inbox, outbox) = fds.unzip();
     // Forwarding codec: payloads keep their MACs for the engines and clients they go to. The
     // handshake has proved the peer, so its first frame may be as large as any (a registration

@@ -365,8 +365,8 @@ async fn open_connection(address: &str, unix: Option<PathBuf>, key: &Key) -> Res
             let mut stream =
                 tokio::net::UnixStream::connect(&path).await.map_err(refused(address.clone()))?;
             info!(socket = %address, "connecting through the controller's Unix socket");
-            let session = handshake(&mut stream, key, address).await?;
-            let (read, write, inbox, outbox) = split_with_fds(stream);
+            let session = handshake(&mut stream, key, address.clone()).await?;
+            let (read, write, inbox, outbox) = split_with_fds(stream).map_err(refused(address))?;
             Ok((Box::new(read), Box::new(write), session, Some((inbox, outbox))))
         }
         None => {

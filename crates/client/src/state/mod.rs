@@ -85,6 +85,9 @@ pub(crate) struct State {
     pub balanced: Slots,
     /// What engines printed for each request, until its results take it.
     pub output: HashMap<RequestId, RequestOutput>,
+    /// Callers waiting for a request's acceptance ([`crate::AsyncResult::engines`]): an
+    /// acceptance that completes nothing wakes the waiters only when there are some.
+    pub accept_waiters: usize,
 }
 
 /// What the reader thread and the callers share.

@@ -17,7 +17,7 @@ use crate::{
 };
 
 impl World {
-    /// Plans a client's request: the acceptance (or refusal) first, then one task per engine.
+    /// Plans a client's request: one task per engine, then the acceptance (or the refusal alone).
     pub(super) fn submit(&mut self, client: ClientId, req: SubmitRequest, buffers: Vec<Payload>, fds: Fds) {
         let req_id = req.req_id;
         let streamed = streamed_total(&req.request, &buffers);
@@ -61,8 +61,6 @@ impl World {
         if let Some(item) = item {
             self.record_history(id, item, engines.clone(), &targets);
         }
-        let accepted = SubmitReply { req_id, engines, error: None, id: Some(id) };
-        self.reply(client, ControllerToClient::SubmitReply(accepted));
         let mut root = true;
         for a in assignments {
             let task_id = self.next_task;
@@ -85,6 +83,10 @@ impl World {
             let entry = self.engines.get_mut(&a.engine).expect("resolved engines are registered");
             entry.info.bytes_sent += sent;
         }
+        // The acceptance goes after the tasks: the engines start first (the client learns of
+        // it before any engine's reply all the same, both being on its one connection).
+        let accepted = SubmitReply { req_id, engines, error: None, id: Some(id) };
+        self.reply(client, ControllerToClient::SubmitReply(accepted));
     }
 
     /// Routes an engine's answer to the client that asked (a load-balanced task's to

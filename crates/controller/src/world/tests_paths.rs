@@ -118,15 +118,15 @@ fn a_streamed_push_opens_the_route_of_its_chunks_to_the_root() {
     assert_eq!(
         out,
         vec![
+            to_engine(0, request(1)),
+            Command::OpenUpstream { client: CLIENT, plan },
+            to_engine(1, request(2)),
             to_client(ToClient::SubmitReply(SubmitReply {
                 req_id: RequestId(4),
                 engines: ids(&[0, 1]),
                 error: None,
                 id: Some(Ticket(1))
             })),
-            to_engine(0, request(1)),
-            Command::OpenUpstream { client: CLIENT, plan },
-            to_engine(1, request(2)),
         ]
     );
     assert_eq!((info(&w, 0).bytes_sent, info(&w, 1).bytes_sent), (80, 0));

@@ -79,13 +79,13 @@ fn tasks_go_to_the_least_loaded_engine_and_each_result_goes_back_alone() {
     assert_eq!(
         super::tests::execute(&mut w, 9, Targets::List(ids(&[0])), "x"),
         vec![
+            to_engine(0, direct),
             to_client(ToClient::SubmitReply(SubmitReply {
                 req_id: RequestId(9),
                 engines: ids(&[0]),
                 error: None,
                 id: Some(Ticket(1))
             })),
-            to_engine(0, direct),
         ]
     );
     // Engine 1 is done first: the result goes back, the waiting task takes the freed slot.

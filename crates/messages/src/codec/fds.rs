@@ -147,6 +147,16 @@ pub fn recv_with_fds(
     dst: &mut [MaybeUninit<u8>],
     inbox: &FdInbox,
 ) -> io::Result<usize> {
+    recv_flags(sock, dst, inbox, 0)
+}
+
+/// [`recv_with_fds`] with extra `recvmsg` flags (`MSG_DONTWAIT`).
+fn recv_flags(
+    sock: BorrowedFd<'_>,
+    dst: &mut [MaybeUninit<u8>],
+    inbox: &FdInbox,
+    flags: libc::c_int,
+) -> io::Result<usize> {
     // u64 words (aligned for cmsghdr), on the stack: this runs for every read of a connection.
     let mut control = [0u64; CONTROL_WORDS];
     let mut iov = libc::iovec { iov_base: dst.as_mut_ptr().cast(), iov_len: dst.len() };
@@ -158,7 +168,7 @@ pub fn recv_with_fds(
     msg.msg_controllen = control.len() * 8;
     // SAFETY: the iovec points at `dst` (writable, `dst.len()` bytes, alive for the call) and
     // the control buffer at `control` (its whole length); the kernel writes at most that.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC | flags) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -190,6 +200,11 @@ pub fn recv_with_fds(
 
 /// A blocking Unix connection whose reads collect passed descriptors into an [`FdInbox`] (the
 /// client's reader).
+///
+/// A read with nothing to read waits in `poll` for input, not in `recvmsg`: a Unix socket wakes
+/// every thread sleeping in its `recvmsg` each time the peer reads what this side wrote (the
+/// kernel's `unix_write_space`), while `poll` wakes only for what it asked for. The client's
+/// reader would otherwise wake for nothing once for every request the controller reads.
 #[derive(Debug)]
 pub struct FdReader {
     sock: std::os::unix::net::UnixStream,
@@ -207,13 +222,29 @@ impl io::Read for FdReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: an initialised buffer viewed as possibly-uninitialised bytes, written only.
         let dst = unsafe { &mut *(std::ptr::from_mut::<[u8]>(buf) as *mut [MaybeUninit<u8>]) };
+        let fd = std::os::fd::AsFd::as_fd(&self.sock);
         loop {
-            match recv_with_fds(std::os::fd::AsFd::as_fd(&self.sock), dst, &self.inbox) {
+            match recv_flags(fd, dst, &self.inbox, libc::MSG_DONTWAIT) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_readable(fd)?,
                 other => return other,
             }
         }
     }
+}
+
+/// Waits until `fd` has input (or an end or error, which the next `recvmsg` reports).
+fn wait_readable(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, for the duration of the call.
+    let n = unsafe { libc::poll(&mut p, 1, -1) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -224,6 +255,43 @@ mod tests {
 
     fn memfd_with(byte: u8) -> Arc<OwnedFd> {
         crate::memfd::SealedMemfd::copy_of("t", &[byte; 10]).unwrap().shared_fd()
+    }
+
+    /// A thread's voluntary context switches: one more each time it sleeps again.
+    fn sleeps_of(tid: i32) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("voluntary_ctxt_switches:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn a_waiting_reader_is_not_woken_each_time_the_peer_reads_what_its_side_wrote() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let mut r = FdReader::new(a.try_clone().unwrap(), FdInbox::default());
+        let waiter = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            let mut byte = [0u8; 1];
+            r.read_exact(&mut byte).unwrap();
+            byte[0]
+        });
+        let tid = tid_rx.recv().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let before = sleeps_of(tid);
+        // Each message `a` sends and `b` reads makes room on `a`: the kernel signals it to
+        // every waiter on `a`, the reader among them if it slept in `recvmsg`.
+        let mut b_reader = b.try_clone().unwrap();
+        for _ in 0..50 {
+            send_with_fds(a.as_fd(), &[IoSlice::new(b"x")], &Fds::default()).unwrap();
+            let mut got = [0u8; 1];
+            b_reader.read_exact(&mut got).unwrap();
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
+        let woken = sleeps_of(tid) - before;
+        send_with_fds(b.as_fd(), &[IoSlice::new(b"!")], &Fds::default()).unwrap();
+        assert_eq!(waiter.join().unwrap(), b'!');
+        assert!(woken < 10, "the waiting reader woke {woken} times for 50 reads of its peer");
     }
 
     #[test]
