@@ -5,7 +5,10 @@
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
-use mpx_messages::{memfd::Mapping, Binding, Chunk, EngineId, MpxError, Outcome, RawArray, RequestId};
+use mpx_messages::{
+    codec::blocking::Landing, memfd::Mapping, Binding, Chunk, ControllerToClient, EngineId, MpxError,
+    Outcome, RawArray, RequestId,
+};
 
 /// The arrays streaming in, by (request, engine): each written into its final buffer, allocated
 /// once at its first chunk; or why it broke ([`MpxError::Authentication`] for a chunk refused or
@@ -54,6 +57,14 @@ impl Buffer {
             Some(map) => Buffer::Warm { map, filled: 0 },
             None => Buffer::Heap(BytesMut::with_capacity(total)),
         };
+    }
+
+    /// Whether `extra` more bytes fit (a mapping holds the total of the array's first chunk).
+    fn fits(&self, extra: usize) -> bool {
+        match self {
+            Buffer::Heap(_) => true,
+            Buffer::Warm { map, filled } => filled.checked_add(extra).is_some_and(|end| end <= map.len()),
+        }
     }
 
     /// Appends a piece (it fits: checked against the total first).
@@ -109,7 +120,9 @@ impl Incoming {
                 chunk.offset
             ))),
             (None, [piece])
-                if chunk.offset == buf.len() as u64 && buf.len() + piece.len() <= chunk.total as usize =>
+                if chunk.offset == buf.len() as u64
+                    && buf.len() + piece.len() <= chunk.total as usize
+                    && (buf.len() == 0 || buf.fits(piece.len())) =>
             {
                 if buf.len() == 0 {
                     buf.start(chunk.total as usize);
@@ -129,9 +142,73 @@ impl Incoming {
         }
     }
 
+    /// Where the next chunk of `chunk`'s array (`len` bytes, from `engine`) is read in place:
+    /// its part of the array's final buffer, when that buffer is a mapping and the chunk
+    /// continues the array (else `None`: the chunk is read as a frame and [`add`](Self::add)ed,
+    /// which says what is wrong with it).
+    pub(crate) fn room(&mut self, chunk: &Chunk, engine: EngineId, len: usize) -> Option<&mut [u8]> {
+        let key = (RequestId(chunk.stream), engine);
+        let Ok(stream) = self.streams.entry(key).or_insert_with(|| Ok(Stream::default())) else {
+            return None;
+        };
+        let buf = &mut stream.bytes;
+        let at = buf.len();
+        if chunk.offset != at as u64 || at.checked_add(len)? > chunk.total as usize {
+            return None;
+        }
+        if at == 0 {
+            buf.start(chunk.total as usize);
+        }
+        match buf {
+            Buffer::Warm { map, .. } => map.as_mut_slice().get_mut(at..at + len),
+            Buffer::Heap(_) => None,
+        }
+    }
+
+    /// A chunk of `len` bytes was read into its [`room`](Self::room), with `binding`
+    /// (`refused`: its MAC did not match).
+    pub(crate) fn landed(
+        &mut self,
+        chunk: &Chunk,
+        engine: EngineId,
+        len: usize,
+        binding: Binding,
+        refused: Option<mpx_messages::Refused>,
+    ) {
+        let key = (RequestId(chunk.stream), engine);
+        let Some(entry) = self.streams.get_mut(&key) else { return };
+        let Ok(stream) = entry else { return };
+        let bad = if let Some(r) = refused {
+            Some(MpxError::authentication(format!("refused the chunk at byte {}: {r}", chunk.offset)))
+        } else if !stream.in_place(Some(binding)) {
+            Some(MpxError::authentication(format!(
+                "refused the chunk at byte {}: it is not the next chunk of this array (another array's, or sent again)",
+                chunk.offset
+            )))
+        } else {
+            if let Buffer::Warm { filled, .. } = &mut stream.bytes {
+                *filled += len;
+            }
+            None
+        };
+        if let Some(why) = bad {
+            *entry = Err(why);
+        }
+    }
+
     /// The array of (request, engine), once its reply came.
     pub(crate) fn take(&mut self, req: RequestId, engine: EngineId) -> Option<Result<Bytes, MpxError>> {
         self.streams.remove(&(req, engine)).map(|s| s.map(|s| s.bytes.freeze()))
+    }
+}
+
+/// A chunk's payload is read straight into its array ([`Incoming::room`]).
+impl Landing<ControllerToClient> for Incoming {
+    fn place(&mut self, header: &ControllerToClient, len: usize) -> Option<&mut [u8]> {
+        match header {
+            ControllerToClient::Chunk { chunk, engine_id } => self.room(chunk, *engine_id, len),
+            _ => None,
+        }
     }
 }
 
@@ -200,5 +277,61 @@ mod tests {
             matches!(&got, Err(MpxError::Stream { reason }) if reason.contains("does not continue")),
             "{got:?}"
         );
+    }
+
+    /// Lands `bytes` as the chunk at `offset` of a stream of `total` bytes, as the reader does.
+    fn land(
+        incoming: &mut Incoming,
+        offset: u64,
+        total: u64,
+        index: u64,
+        bytes: &[u8],
+        refused: bool,
+    ) -> bool {
+        let chunk = Chunk { stream: 1, offset, total };
+        let Some(room) = incoming.room(&chunk, EngineId(0), bytes.len()) else { return false };
+        room[..bytes.len()].copy_from_slice(bytes);
+        let refused = refused.then_some(mpx_messages::Refused { index: 0 });
+        incoming.landed(&chunk, EngineId(0), bytes.len(), Binding { origin: 7, index }, refused);
+        true
+    }
+
+    #[test]
+    fn chunks_land_in_their_array_and_only_in_their_place() {
+        let (total, half) = (8usize << 20, 4usize << 20);
+        let whole: Vec<u8> = (0..total).map(|i| (i % 253) as u8).collect();
+        let mut incoming = Incoming::default();
+        assert!(land(&mut incoming, 0, total as u64, 0, &whole[..half], false));
+        // A chunk that does not continue the array gets no place (read whole, then `add`ed).
+        assert!(incoming
+            .room(&Chunk { stream: 1, offset: 0, total: total as u64 }, EngineId(0), half)
+            .is_none());
+        assert!(land(&mut incoming, half as u64, total as u64, 1, &whole[half..], false));
+        let got = incoming.take(RequestId(1), EngineId(0)).expect("a stream").expect("whole");
+        assert!(got[..] == whole[..], "the landed chunks are the array");
+        // A refused chunk, and one out of its place, break the array.
+        for (index, refused, why) in [(1, true, "refused the chunk"), (5, false, "not the next chunk")] {
+            let mut incoming = Incoming::default();
+            assert!(land(&mut incoming, 0, total as u64, 0, &whole[..half], false));
+            assert!(land(&mut incoming, half as u64, total as u64, index, &whole[half..], refused));
+            let got = incoming.take(RequestId(1), EngineId(0)).expect("a stream");
+            assert!(
+                matches!(&got, Err(MpxError::Authentication { reason }) if reason.contains(why)),
+                "{got:?}"
+            );
+        }
+        // A chunk that says the array is larger than its first chunk said breaks it (no place,
+        // and no write past the array).
+        let mut incoming = Incoming::default();
+        assert!(land(&mut incoming, 0, total as u64, 0, &whole[..half], false));
+        let larger = Chunk { stream: 1, offset: half as u64, total: 2 * total as u64 };
+        assert!(incoming.room(&larger, EngineId(0), total).is_none());
+        let piece = Bytes::from(vec![0u8; total]);
+        incoming.add(larger, EngineId(0), (vec![piece], Some(Binding { origin: 7, index: 1 })), None);
+        let got = incoming.take(RequestId(1), EngineId(0)).expect("a stream");
+        assert!(matches!(&got, Err(MpxError::Stream { .. })), "{got:?}");
+        // An array too small for a memfd of its own is not landed (its chunks are copied).
+        let mut incoming = Incoming::default();
+        assert!(!land(&mut incoming, 0, 6, 0, b"abc", false));
     }
 }

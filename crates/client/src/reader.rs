@@ -6,7 +6,7 @@ use std::{io::BufReader, sync::Arc, time::Duration};
 
 use mpx_messages::{
     codec::{
-        blocking,
+        blocking::{self, Landed},
         fds::{FdInbox, FdReader},
         Opener,
     },
@@ -43,14 +43,22 @@ fn read_frames(
 ) {
     let mut incoming = Incoming::default();
     let why = loop {
-        let read = blocking::read_frame_fds::<ControllerToClient>(
+        let read = blocking::read_frame_landing::<ControllerToClient>(
             &mut reader,
             &mut opener,
             DEFAULT_MAX_FRAME,
             inbox.as_ref(),
+            &mut incoming,
         );
         let mut frame = match read {
-            Ok(Some(frame)) => frame,
+            Ok(Some(Landed::Frame(frame))) => frame,
+            Ok(Some(Landed::InPlace { header, len, binding, refused, .. })) => {
+                // Only a chunk is given a place (`Incoming::room`).
+                if let ControllerToClient::Chunk { chunk, engine_id } = header {
+                    incoming.landed(&chunk, engine_id, len, binding, refused);
+                }
+                continue;
+            }
             Ok(None) => break Closed::Other("the controller closed the connection".into()),
             Err(CodecError::Rejected) => break Closed::Rejected,
             Err(e) => break Closed::Other(e.to_string()),

@@ -7,9 +7,10 @@ use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
-    encode_head,
+    decode_body_fds, encode_head,
     handshake::{check_prefix, ClientHandshake, CHALLENGE_LEN},
-    CodecError, Frame, Key, Opener, Sealer, Session, Verify,
+    layout::{open_head, payload_holds, DESCRIPTOR_LEN},
+    Binding, CodecError, Fds, Frame, Key, Opener, Refused, Sealer, Session, Verify, MAC_LEN, MAX_BUFFERS,
 };
 
 /// Opens a session on a fresh connection as its connecting side: hello, the server's
@@ -130,6 +131,94 @@ pub fn read_frame_fds<H: DeserializeOwned>(
     limit: usize,
     inbox: Option<&super::fds::FdInbox>,
 ) -> Result<Option<Frame<H>>, CodecError> {
+    let Some(size) = read_prefix(r, limit)? else { return Ok(None) };
+    let body = read_body(r, size)?;
+    decode_body_fds(opener, Bytes::from(body), Verify::All, inbox).map(Some)
+}
+
+/// Where the payload of a frame may be read in place, chosen from the frame's authentic
+/// header (see [`read_frame_landing`]).
+pub trait Landing<H> {
+    /// The memory the only payload of a frame with `header` is read into, at least `len`
+    /// bytes (the first `len` are written), or `None` to read the frame as usual.
+    fn place(&mut self, header: &H, len: usize) -> Option<&mut [u8]>;
+}
+
+/// What [`read_frame_landing`] read.
+#[derive(Debug)]
+pub enum Landed<H> {
+    /// A frame, its payloads in a buffer of their own (verified as by [`read_frame`]).
+    Frame(Frame<H>),
+    /// A frame whose only payload was read into the place its [`Landing`] gave.
+    InPlace {
+        /// The message.
+        header: H,
+        /// The payload's length (the bytes written at the start of the place).
+        len: usize,
+        /// The payload's binding.
+        binding: Binding,
+        /// Set when the payload's MAC does not match: the place then holds bytes that are not
+        /// the sender's.
+        refused: Option<Refused>,
+        /// Descriptors passed with the frame.
+        fds: Fds,
+    },
+}
+
+/// As [`read_frame_fds`], reading a frame's head first: when it has exactly one payload and
+/// `landing` gives it a place, the payload is read straight into that place and verified there
+/// (no buffer of its own, no copy afterwards: a streamed array's chunks land in the array).
+///
+/// # Errors
+/// As [`read_frame`].
+pub fn read_frame_landing<H: DeserializeOwned>(
+    r: &mut impl Read,
+    opener: &mut Opener,
+    limit: usize,
+    inbox: Option<&super::fds::FdInbox>,
+    landing: &mut impl Landing<H>,
+) -> Result<Option<Landed<H>>, CodecError> {
+    let Some(size) = read_prefix(r, limit)? else { return Ok(None) };
+    // MAC, sequence number and header length: a body shorter than that (a rejection, or a
+    // truncated frame) is decoded whole, as by `read_frame`.
+    let fixed = MAC_LEN + 12;
+    if size < fixed {
+        let body = read_body(r, size)?;
+        return decode_body_fds(opener, Bytes::from(body), Verify::All, inbox)
+            .map(|f| Some(Landed::Frame(f)));
+    }
+    // The head in up to three reads, each bounded by the frame's size (checked against the
+    // limit): the fixed part, the header and count, the payload descriptors.
+    let mut head = Vec::with_capacity(fixed);
+    read_up_to(r, &mut head, fixed)?;
+    let header_len = u32::from_le_bytes(head[fixed - 4..fixed].try_into().expect("4 bytes")) as usize;
+    let counted = fixed.saturating_add(header_len).saturating_add(4);
+    read_up_to(r, &mut head, counted.min(size))?;
+    if head.len() == counted {
+        let counts = u32::from_le_bytes(head[counted - 4..].try_into().expect("4 bytes")) as usize;
+        let descriptors = DESCRIPTOR_LEN * (counts & 0xffff).min(MAX_BUFFERS + 1);
+        read_up_to(r, &mut head, (counted + descriptors).min(size))?;
+    }
+    let opened = open_head::<H>(opener, &head, size, inbox)?;
+    let carried = size - opened.end;
+    if let [(len, binding, mac)] = opened.payloads[..] {
+        if let Some(place) = landing.place(&opened.header, len as usize) {
+            let Some(place) = place.get_mut(..len as usize) else {
+                return Err(CodecError::Malformed("a landing place shorter than its payload".into()));
+            };
+            read_exactly(r, place, "connection closed inside a frame")?;
+            let holds = payload_holds(opener, binding, 0, binding, place, &mac);
+            let refused = (!holds).then_some(Refused { index: 0 });
+            let (header, fds, len) = (opened.header, opened.fds, len as usize);
+            return Ok(Some(Landed::InPlace { header, len, binding, refused, fds }));
+        }
+    }
+    let body = read_body(r, carried)?;
+    Ok(Some(Landed::Frame(opened.with_payloads(opener, Bytes::from(body), Verify::All))))
+}
+
+/// The next frame's length prefix, checked against `limit`; `None` on a clean end of stream.
+fn read_prefix(r: &mut impl Read, limit: usize) -> Result<Option<usize>, CodecError> {
     let mut prefix = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -143,11 +232,26 @@ pub fn read_frame_fds<H: DeserializeOwned>(
     if size > limit {
         return Err(CodecError::TooLarge { size, limit });
     }
-    // Read without zero-filling first: the body can be hundreds of megabytes.
+    Ok(Some(size))
+}
+
+/// `size` bytes of a frame, read without zero-filling first (a body can be hundreds of
+/// megabytes).
+fn read_body(r: &mut impl Read, size: usize) -> Result<Vec<u8>, CodecError> {
     let mut body = Vec::with_capacity(size);
     r.take(size as u64).read_to_end(&mut body)?;
     if body.len() < size {
         return Err(CodecError::Truncated("connection closed inside a frame"));
     }
-    super::decode_body_fds(opener, Bytes::from(body), super::Verify::All, inbox).map(Some)
+    Ok(body)
+}
+
+/// Reads into `buf` until it holds `len` bytes.
+fn read_up_to(r: &mut impl Read, buf: &mut Vec<u8>, len: usize) -> Result<(), CodecError> {
+    let want = len.saturating_sub(buf.len());
+    r.take(want as u64).read_to_end(buf)?;
+    if buf.len() < len {
+        return Err(CodecError::Truncated("connection closed inside a frame"));
+    }
+    Ok(())
 }

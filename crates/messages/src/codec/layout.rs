@@ -123,16 +123,49 @@ pub fn decode_body_fds<H: DeserializeOwned>(
     if body.as_ref() == AUTH_REJECTED {
         return Err(CodecError::Rejected);
     }
-    if body.len() < MAC_LEN + 8 {
+    let head = open_head(opener, &body, body.len(), inbox)?;
+    let payloads = body.slice(head.end..);
+    Ok(head.with_payloads(opener, payloads, verify))
+}
+
+/// A payload's descriptor in a frame's head: its length, binding and MAC.
+pub(crate) type Descriptor = (u64, Binding, Mac);
+
+/// A frame's authenticated head: everything before its payloads, checked and decoded.
+pub(crate) struct Head<H> {
+    /// The message.
+    pub header: H,
+    /// The payloads' descriptors, in order.
+    pub payloads: Vec<Descriptor>,
+    /// The descriptors passed with the frame.
+    pub fds: Fds,
+    /// Where the payloads start in the body.
+    pub end: usize,
+}
+
+/// Checks and decodes the head at the start of `bytes`, a frame body of `body_len` bytes in
+/// all (`bytes` holds at least its head, or the head is refused as truncated). The layout's
+/// lengths are bounds-checked, then the header MAC and the sequence number are checked before
+/// any field is interpreted.
+///
+/// # Errors
+/// Any [`CodecError`] describing why the head was refused.
+pub(crate) fn open_head<H: DeserializeOwned>(
+    opener: &mut Opener,
+    bytes: &[u8],
+    body_len: usize,
+    inbox: Option<&super::fds::FdInbox>,
+) -> Result<Head<H>, CodecError> {
+    if bytes.len() < MAC_LEN + 8 {
         return Err(CodecError::Truncated("shorter than a signature and a sequence number"));
     }
-    let mut rest = body.slice(MAC_LEN..);
+    let mut rest = &bytes[MAC_LEN..];
     let seq = rest.get_u64_le();
     let header_len = take_u32(&mut rest, "header length")? as usize;
     if rest.len() < header_len {
         return Err(CodecError::Truncated("header"));
     }
-    let header_bytes = rest.split_to(header_len);
+    let (header_bytes, mut rest) = rest.split_at(header_len);
     let counts = take_u32(&mut rest, "buffer count")? as usize;
     let (n_buffers, n_fds) = (counts & 0xffff, counts >> 16);
     if n_buffers > MAX_BUFFERS {
@@ -141,10 +174,10 @@ pub fn decode_body_fds<H: DeserializeOwned>(
     if rest.len() < DESCRIPTOR_LEN * n_buffers {
         return Err(CodecError::Truncated("buffer descriptors"));
     }
-    let head_end = body.len() - rest.len() + DESCRIPTOR_LEN * n_buffers;
-    opener.check(seq, &body[MAC_LEN..head_end], &body[..MAC_LEN])?;
+    let end = bytes.len() - rest.len() + DESCRIPTOR_LEN * n_buffers;
+    opener.check(seq, &bytes[MAC_LEN..end], &bytes[..MAC_LEN])?;
     // The count is authentic now: take the frame's descriptors (even if a payload is refused
-    // below, so that the next frame gets its own).
+    // later, so that the next frame gets its own).
     let fds = match (n_fds, inbox) {
         (0, _) => Fds::default(),
         (n, _) if n > super::fds::MAX_FDS => {
@@ -157,7 +190,7 @@ pub fn decode_body_fds<H: DeserializeOwned>(
             )))
         }
     };
-    let mut descriptors = Vec::with_capacity(n_buffers);
+    let mut payloads = Vec::with_capacity(n_buffers);
     let mut total: u64 = 0;
     for _ in 0..n_buffers {
         let len = rest.get_u64_le();
@@ -165,33 +198,56 @@ pub fn decode_body_fds<H: DeserializeOwned>(
         let mac: Mac = rest[..MAC_LEN].try_into().expect("32 bytes");
         rest.advance(MAC_LEN);
         total = total.saturating_add(len);
-        descriptors.push((len, binding, mac));
+        payloads.push((len, binding, mac));
     }
-    if total != rest.len() as u64 {
-        return Err(if total > rest.len() as u64 {
+    let carried = (body_len - end) as u64;
+    if total != carried {
+        return Err(if total > carried {
             CodecError::Truncated("buffers")
         } else {
             CodecError::Malformed("trailing bytes after the buffers".into())
         });
     }
-    let header = serde_json::from_slice(&header_bytes).map_err(|e| CodecError::BadHeader(e.to_string()))?;
-    let mut buffers = Vec::with_capacity(n_buffers);
-    let first = descriptors.first().map(|(_, b, _)| *b).unwrap_or_default();
-    for (i, (len, binding, mac)) in descriptors.into_iter().enumerate() {
-        let bytes = rest.split_to(len as usize);
-        if verify == Verify::All {
-            let in_place =
-                binding.origin == first.origin && binding.index == first.index.wrapping_add(i as u64);
-            if !in_place || !opener.key().payload_matches(binding, &bytes, &mac) {
-                return Ok(Frame { header, buffers: Vec::new(), refused: Some(Refused { index: i }), fds });
-            }
-        }
-        buffers.push(Payload::with_mac(bytes, binding, mac));
-    }
-    Ok(Frame { header, buffers, refused: None, fds })
+    let header = serde_json::from_slice(header_bytes).map_err(|e| CodecError::BadHeader(e.to_string()))?;
+    Ok(Head { header, payloads, fds, end })
 }
 
-fn take_u32(buf: &mut Bytes, what: &'static str) -> Result<u32, CodecError> {
+impl<H> Head<H> {
+    /// The frame, with its payloads: `bytes`, all of them in order (their lengths checked by
+    /// [`open_head`]). With [`Verify::All`], a payload whose MAC does not match (or whose binding
+    /// does not continue the first buffer's origin at the next index) makes a frame with no
+    /// buffers and [`Frame::refused`] set (the header being authentic, the receiver can answer
+    /// it).
+    pub(crate) fn with_payloads(self, opener: &Opener, mut bytes: Bytes, verify: Verify) -> Frame<H> {
+        let Head { header, payloads, fds, .. } = self;
+        let mut buffers = Vec::with_capacity(payloads.len());
+        let first = payloads.first().map(|(_, b, _)| *b).unwrap_or_default();
+        for (i, (len, binding, mac)) in payloads.into_iter().enumerate() {
+            let piece = bytes.split_to(len as usize);
+            if verify == Verify::All && !payload_holds(opener, first, i, binding, &piece, &mac) {
+                return Frame { header, buffers: Vec::new(), refused: Some(Refused { index: i }), fds };
+            }
+            buffers.push(Payload::with_mac(piece, binding, mac));
+        }
+        Frame { header, buffers, refused: None, fds }
+    }
+}
+
+/// Whether payload `i` of a frame whose first payload is bound to `first` is in its place
+/// (the same origin, the next index) and carries its MAC.
+pub(crate) fn payload_holds(
+    opener: &Opener,
+    first: Binding,
+    i: usize,
+    binding: Binding,
+    bytes: &[u8],
+    mac: &Mac,
+) -> bool {
+    let in_place = binding.origin == first.origin && binding.index == first.index.wrapping_add(i as u64);
+    in_place && opener.key().payload_matches(binding, bytes, mac)
+}
+
+fn take_u32(buf: &mut &[u8], what: &'static str) -> Result<u32, CodecError> {
     if buf.len() < 4 {
         return Err(CodecError::Truncated(what));
     }
