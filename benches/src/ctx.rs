@@ -272,14 +272,22 @@ pub fn time_repeated(warmup: usize, samples: usize, mut op: impl FnMut() -> Resu
             out.push(t0.elapsed().as_secs_f64());
         }
     }
-    if let (Some(start), Some(_)) = (start, std::env::var_os("MPX_BENCH_WINDOWS")) {
-        eprintln!("window {start:.6} {:.6}", monotonic_secs());
+    if let Some(start) = start {
+        print_window(start);
     }
     Ok(out)
 }
 
+/// With `MPX_BENCH_WINDOWS` set, prints the window of a row's timed samples, from `start`
+/// (`monotonic_secs`) to now, for `scripts/profile_windows.py`.
+pub(crate) fn print_window(start: f64) {
+    if std::env::var_os("MPX_BENCH_WINDOWS").is_some() {
+        eprintln!("window {start:.6} {:.6}", monotonic_secs());
+    }
+}
+
 /// CLOCK_MONOTONIC now, in seconds (the clock `perf record -k CLOCK_MONOTONIC` stamps samples with).
-fn monotonic_secs() -> f64 {
+pub(crate) fn monotonic_secs() -> f64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid timespec for clock_gettime to write.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };

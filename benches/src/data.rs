@@ -1,7 +1,7 @@
 //! The data rows' mpx side (push, pull, scatter, gather of a given size, on either [`Path`]),
 //! against the default (python) kernel's shared cluster.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},
@@ -15,8 +15,10 @@ use ndarray::{ArrayD, IxDyn};
 
 use crate::{
     cluster::Kernel,
-    ctx::{run_cell, time_repeated, Ctx, CELL_TIMEOUT},
+    ctx::{monotonic_secs, print_window, run_cell, time_repeated, Ctx, CELL_TIMEOUT},
+    relay::Relay,
     rows::Measured,
+    stats::Stats,
 };
 
 /// The kernel the data rows run against (the engine's default).
@@ -94,30 +96,62 @@ fn cluster_cpu(pids: &[u32]) -> f64 {
     cpu_of(std::process::id()).unwrap_or(0.0) + pids.iter().filter_map(|&p| cpu_of(p)).sum::<f64>()
 }
 
-/// How a data row samples: its warm-up and timed counts, and the cluster's pids.
+/// How a data row samples: its warm-up and timed counts, the cluster's pids, and on the TCP
+/// path the design floor's relay for its size.
 struct Plan {
     warmup: usize,
     samples: usize,
     pids: Vec<u32>,
+    relay: Option<Relay>,
 }
 
-/// The plan of moving `bytes`.
-fn plan(ctx: &mut Ctx, bytes: usize) -> Result<Plan> {
+/// The plan of moving `bytes` on `path`.
+fn plan(ctx: &mut Ctx, bytes: usize, path: Path) -> Result<Plan> {
     let (warmup, samples) = ctx.cfg.move_samples(bytes);
-    Ok(Plan { warmup, samples, pids: ctx.cluster_pids(KERNEL)? })
+    let relay = match path {
+        Path::Tcp => Some(Relay::start(bytes)?),
+        Path::SameHost => None,
+    };
+    Ok(Plan { warmup, samples, pids: ctx.cluster_pids(KERNEL)?, relay })
 }
 
 /// Times `op` like [`time_repeated`] and adds to the row the CPU it cost per transfer, summed
 /// over the client and every process of the cluster (`cpu per transfer`): a figure that a
-/// busy machine changes much less than the wall time.
+/// busy machine changes much less than the wall time. On the TCP path, one move through the
+/// design floor's relay is timed before each sample (warm-up included), so that the row and its
+/// floor see the same machine (its drift on this VM moves both by tens of percent within a run);
+/// the CPU figure leaves the relay's moves out.
 fn time_moves(plan: Plan, mut op: impl FnMut() -> Result<()>) -> Result<Measured> {
-    time_repeated(plan.warmup, 0, &mut op)?;
-    let before = cluster_cpu(&plan.pids);
-    let samples = time_repeated(0, plan.samples, op)?;
-    let cpu = (cluster_cpu(&plan.pids) - before) / plan.samples as f64;
+    let Plan { warmup, samples: n, pids, mut relay } = plan;
+    let (mut samples, mut relays, mut cpu) = (Vec::with_capacity(n), Vec::with_capacity(n), 0.0);
+    let mut start = 0.0;
+    for i in 0..warmup + n {
+        if i == warmup {
+            start = monotonic_secs();
+        }
+        let floor = relay.as_mut().map(Relay::once).transpose()?;
+        let before = cluster_cpu(&pids);
+        let t0 = Instant::now();
+        op()?;
+        let secs = t0.elapsed().as_secs_f64();
+        if i >= warmup {
+            cpu += cluster_cpu(&pids) - before;
+            samples.push(secs);
+            relays.extend(floor);
+        }
+    }
+    print_window(start);
+    if let Some(relay) = relay {
+        relay.finish()?;
+    }
     let mut measured = Measured::of(&samples)?;
-    if let Measured::Done { breakdown, .. } = &mut measured {
-        *breakdown = Some([("cpu per transfer".to_string(), cpu)].into());
+    if let Measured::Done { breakdown, relay, .. } = &mut measured {
+        let mut parts = BTreeMap::from([("cpu per transfer".to_string(), cpu / n as f64)]);
+        *relay = Stats::of(&relays);
+        if let Some(r) = relay {
+            parts.insert("relay alongside".to_string(), r.median);
+        }
+        *breakdown = Some(parts);
     }
     Ok(measured)
 }
@@ -125,7 +159,7 @@ fn time_moves(plan: Plan, mut op: impl FnMut() -> Result<()>) -> Result<Measured
 /// push: `bytes` to all engines (TCP path: one transfer to engine 0, then MPI Bcast; same-host
 /// path: one memfd that every engine maps).
 pub fn push(ctx: &mut Ctx, bytes: usize, path: Path) -> Result<Measured> {
-    let plan = plan(ctx, bytes)?;
+    let plan = plan(ctx, bytes, path)?;
     let data = f64_array(bytes);
     let Some(client) = client_on(ctx, path)? else { return Ok(Measured::Pending(SHM_OFF)) };
     let view = client.view(Targets::All);
@@ -140,7 +174,7 @@ pub fn push(ctx: &mut Ctx, bytes: usize, path: Path) -> Result<Measured> {
 /// once into a memfd; a pushed array that no cell wrote to would go back as the memfd it came
 /// in, without a copy (`mpx_messages::memfd::origin`), which is not what a pull usually moves.
 pub fn pull(ctx: &mut Ctx, bytes: usize, path: Path) -> Result<Measured> {
-    let plan = plan(ctx, bytes)?;
+    let plan = plan(ctx, bytes, path)?;
     let Some(client) = client_on(ctx, path)? else { return Ok(Measured::Pending(SHM_OFF)) };
     let view = client.view(Targets::ids([0]));
     view.push_sync("x", &f64_array(bytes), CELL_TIMEOUT)?;
@@ -154,7 +188,7 @@ pub fn pull(ctx: &mut Ctx, bytes: usize, path: Path) -> Result<Measured> {
 
 /// scatter: `bytes` of f64 split over all engines (one transfer, then MPI Scatterv).
 pub fn scatter(ctx: &mut Ctx, bytes: usize, path: Path) -> Result<Measured> {
-    let plan = plan(ctx, bytes)?;
+    let plan = plan(ctx, bytes, path)?;
     let data = f64_array(bytes);
     let Some(client) = client_on(ctx, path)? else { return Ok(Measured::Pending(SHM_OFF)) };
     let view = client.view(Targets::All);
@@ -166,7 +200,7 @@ pub fn scatter(ctx: &mut Ctx, bytes: usize, path: Path) -> Result<Measured> {
 
 /// gather: `bytes` of f64 concatenated from all engines (MPI Gatherv, one transfer back).
 pub fn gather(ctx: &mut Ctx, bytes: usize, path: Path) -> Result<Measured> {
-    let plan = plan(ctx, bytes)?;
+    let plan = plan(ctx, bytes, path)?;
     let Some(client) = client_on(ctx, path)? else { return Ok(Measured::Pending(SHM_OFF)) };
     let view = client.view(Targets::All);
     view.scatter_sync("x", &f64_array(bytes), CELL_TIMEOUT)?;

@@ -57,6 +57,7 @@ pub fn interp_row(base: Row) -> Row {
         goal: GOAL,
         bytes: base.bytes,
         references: Vec::new(),
+        floor_with_relay: None,
     }
 }
 

@@ -23,6 +23,7 @@ fn round_trips(ctx: &mut Ctx, kernel: Kernel, targets: Targets, code: &str) -> R
         stats: Stats::of(&secs).context("no samples")?,
         leftovers: None,
         breakdown: breakdown(&runs),
+        relay: None,
     })
 }
 
@@ -74,7 +75,9 @@ pub fn start(ctx: &mut Ctx, kernel: Kernel) -> Result<Measured> {
 pub fn stop(ctx: &mut Ctx, kernel: Kernel) -> Result<Measured> {
     let l = ctx.lifecycle(kernel)?;
     match Stats::of(&l.stop) {
-        Some(stats) => Ok(Measured::Done { stats, leftovers: Some(l.leftovers), breakdown: None }),
+        Some(stats) => {
+            Ok(Measured::Done { stats, leftovers: Some(l.leftovers), breakdown: None, relay: None })
+        }
         None => bail!("no stop samples"),
     }
 }

@@ -100,7 +100,7 @@ pub fn move_rows(bytes: usize) -> Vec<Row> {
     let tcp = format!("TCP loopback {size}");
     let relay = format!(
         "`relay_{mb}mb` ({size} MACed, over two TCP loopback hops through a relay that does not \
-         hash, verified into a fresh buffer)"
+         hash, verified into a fresh buffer; timed alternately with the row's samples)"
     );
     let mut rows = Vec::new();
     for op in OPS {
@@ -146,7 +146,13 @@ pub fn move_rows(bytes: usize) -> Vec<Row> {
                 move |f| f.of_move(bytes).map(floor),
                 TCP_GOAL,
             )
+            .with_relay_floor(move |f, relay| f.of_move(bytes).map(|m| floor(&MoveFloors { relay, ..*m })))
             .moving(bytes)
+            .with_reference(Reference {
+                name: format!("the design floor with `relay_{mb}mb` of the run's start"),
+                secs: Box::new(move |f| f.of_move(bytes).map(|m| floor(m).median)),
+                faster_by: None,
+            })
             .with_reference(Reference {
                 name: format!("tcp_{mb}mb (one bare TCP hop, no MAC)"),
                 secs: Box::new(move |f| f.of_move(bytes).map(|m| m.tcp.median)),
@@ -186,8 +192,10 @@ mod tests {
                     tcp.floor_definition.contains(&format!("`relay_{mb}mb`")),
                     "{name}: the design floor"
                 );
-                assert_eq!(tcp.references.len(), 1, "{name}");
-                assert!(tcp.references[0].name.starts_with(&format!("tcp_{mb}mb")), "{name}");
+                assert_eq!(tcp.references.len(), 2, "{name}");
+                assert!(tcp.references[0].name.starts_with("the design floor"), "{name}");
+                assert!(tcp.references[1].name.starts_with(&format!("tcp_{mb}mb")), "{name}");
+                assert!(tcp.floor_with_relay.is_some() && shm.floor_with_relay.is_none(), "{name}");
                 assert_eq!(shm.references[0].name, format!("memcpy_{mb}mb"));
                 let ipp = shm.references.iter().find(|r| r.name.starts_with("ipyparallel"));
                 let wanted = mb == 80 && (op == "push" || op == "pull");

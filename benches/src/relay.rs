@@ -75,37 +75,79 @@ fn receive(mut from: TcpStream, mut ack: TcpStream, key: Key, total: usize) -> R
     }
 }
 
+/// A relay floor ready to time moves of one size, one at a time ([`Relay::once`]), so that a
+/// row can time it alternately with its own samples (the TCP data rows, see
+/// [`crate::data`]): the sender in the calling thread, the relay and the receiver in threads
+/// of their own.
+pub struct Relay {
+    key: Key,
+    data: Vec<u8>,
+    to_relay: TcpStream,
+    ack_in: TcpStream,
+    relay: JoinHandle<std::io::Result<()>>,
+    receiver: JoinHandle<Result<()>>,
+}
+
+impl Relay {
+    /// Starts the relay and receiver threads for moves of `bytes`.
+    ///
+    /// # Errors
+    /// The loopback connections cannot be made.
+    pub fn start(bytes: usize) -> Result<Relay> {
+        let key = Key::new(b"mpx relay floor".to_vec());
+        let (to_relay, relay_in) = loopback_pair()?;
+        let (relay_out, from_relay) = loopback_pair()?;
+        let (ack_in, ack_out) = loopback_pair()?;
+        let relay = std::thread::spawn(move || relay(relay_in, relay_out));
+        let receiver_key = key.clone();
+        let receiver = std::thread::spawn(move || receive(from_relay, ack_out, receiver_key, bytes));
+        // f64 data, as a push would carry.
+        let data: Vec<u8> = (0..bytes / 8).flat_map(|i| (i as f64).to_le_bytes()).collect();
+        Ok(Relay { key, data, to_relay, ack_in, relay, receiver })
+    }
+
+    /// Times one move, until the receiver's acknowledgement is back (seconds).
+    ///
+    /// # Errors
+    /// A socket error (the receiver refusing a chunk closes its side).
+    pub fn once(&mut self) -> Result<f64> {
+        let t0 = Instant::now();
+        for (index, piece) in self.data.chunks(chunk()).enumerate() {
+            let mac = self.key.payload_mac(Binding { origin: 1, index: index as u64 }, piece);
+            self.to_relay.write_all(&header(piece.len(), &mac))?;
+            self.to_relay.write_all(piece)?;
+        }
+        let mut ack = [0u8; 1];
+        self.ack_in.read_exact(&mut ack)?;
+        Ok(t0.elapsed().as_secs_f64())
+    }
+
+    /// Ends the threads.
+    ///
+    /// # Errors
+    /// A thread failed (a chunk refused, a socket error).
+    pub fn finish(mut self) -> Result<()> {
+        self.to_relay.write_all(&header(0, &[0; 32]))?;
+        self.relay.join().map_err(|_| anyhow!("relay thread panicked"))??;
+        self.receiver.join().map_err(|_| anyhow!("receiver thread panicked"))??;
+        Ok(())
+    }
+}
+
 /// Times `samples` moves of `bytes` (after `warmup`) from sender to receiver through the relay,
 /// each until the receiver's acknowledgement is back.
 ///
 /// # Errors
 /// A socket error, or a chunk the receiver refuses.
 pub fn relay_transfer(warmup: usize, samples: usize, bytes: usize) -> Result<Vec<f64>> {
-    let key = Key::new(b"mpx relay floor".to_vec());
-    let (mut to_relay, relay_in) = loopback_pair()?;
-    let (relay_out, from_relay) = loopback_pair()?;
-    let (mut ack_in, ack_out) = loopback_pair()?;
-    let relay: JoinHandle<std::io::Result<()>> = std::thread::spawn(move || relay(relay_in, relay_out));
-    let receiver_key = key.clone();
-    let receiver = std::thread::spawn(move || receive(from_relay, ack_out, receiver_key, bytes));
-    // f64 data, as a push would carry.
-    let data: Vec<u8> = (0..bytes / 8).flat_map(|i| (i as f64).to_le_bytes()).collect();
+    let mut relay = Relay::start(bytes)?;
     let mut out = Vec::with_capacity(samples);
-    let mut ack = [0u8; 1];
     for i in 0..warmup + samples {
-        let t0 = Instant::now();
-        for (index, piece) in data.chunks(chunk()).enumerate() {
-            let mac = key.payload_mac(Binding { origin: 1, index: index as u64 }, piece);
-            to_relay.write_all(&header(piece.len(), &mac))?;
-            to_relay.write_all(piece)?;
-        }
-        ack_in.read_exact(&mut ack)?;
+        let secs = relay.once()?;
         if i >= warmup {
-            out.push(t0.elapsed().as_secs_f64());
+            out.push(secs);
         }
     }
-    to_relay.write_all(&header(0, &[0; 32]))?;
-    relay.join().map_err(|_| anyhow!("relay thread panicked"))??;
-    receiver.join().map_err(|_| anyhow!("receiver thread panicked"))??;
+    relay.finish()?;
     Ok(out)
 }

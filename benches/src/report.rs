@@ -146,7 +146,7 @@ impl RowResult {
             references: Vec::new(),
         };
         match measured {
-            Ok(Measured::Done { stats, leftovers, breakdown }) => {
+            Ok(Measured::Done { stats, leftovers, breakdown, .. }) => {
                 r.breakdown = breakdown;
                 r.mpx = Some(stats);
                 r.ratio = floor.map(|f| stats.median / f.median);

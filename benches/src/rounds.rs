@@ -71,9 +71,11 @@ pub fn merge(rounds: Vec<Result<Measured>>) -> Result<Measured> {
     Ok(match first {
         Measured::Done { .. } => {
             let (mut stats, mut leftovers, mut parts) = (Vec::new(), None::<usize>, Vec::new());
+            let mut relays = Vec::new();
             for m in done {
-                if let Measured::Done { stats: s, leftovers: l, breakdown } = m {
+                if let Measured::Done { stats: s, leftovers: l, breakdown, relay } = m {
                     stats.push(s);
+                    relays.extend(relay);
                     leftovers = match (leftovers, l) {
                         (None, None) => None,
                         (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
@@ -85,6 +87,7 @@ pub fn merge(rounds: Vec<Result<Measured>>) -> Result<Measured> {
                 stats: merge_stats(&stats).ok_or_else(|| anyhow::anyhow!("no samples"))?,
                 leftovers,
                 breakdown: merge_breakdowns(parts),
+                relay: merge_stats(&relays),
             }
         }
         Measured::Rate { per_sample, .. } => {
@@ -120,7 +123,7 @@ mod tests {
     fn done(samples: &[f64], leftovers: Option<usize>, part: f64) -> Result<Measured> {
         let mut b = BTreeMap::new();
         b.insert("engine_run".to_string(), part);
-        Ok(Measured::Done { stats: Stats::of(samples).unwrap(), leftovers, breakdown: Some(b) })
+        Ok(Measured::Done { stats: Stats::of(samples).unwrap(), leftovers, breakdown: Some(b), relay: None })
     }
 
     #[test]
@@ -131,7 +134,7 @@ mod tests {
             done(&[0.5, 6.0, 7.0], None, 3.0),
         ])
         .unwrap();
-        let Measured::Done { stats, leftovers, breakdown } = m else { panic!("not done: {m:?}") };
+        let Measured::Done { stats, leftovers, breakdown, .. } = m else { panic!("not done: {m:?}") };
         assert_eq!((stats.median, stats.min, stats.max, stats.n), (4.0, 0.5, 9.0, 9));
         assert_eq!(leftovers, Some(1));
         assert_eq!(breakdown.unwrap()["engine_run"], 3.0);

@@ -37,6 +37,10 @@ pub enum Measured {
         leftovers: Option<usize>,
         /// Where a round trip's time goes (medians in seconds, see [`crate::ctx::breakdown`]).
         breakdown: Option<BTreeMap<String, f64>>,
+        /// The design floor's relay (`relay_8mb`, ...), timed alternately with this row's
+        /// samples (TCP data rows; see [`crate::relay::Relay`]): the machine's drift reaches
+        /// both alike.
+        relay: Option<Stats>,
     },
     /// A process's memory during one operation (the controller's, during a big push).
     Memory {
@@ -80,6 +84,7 @@ impl Measured {
             stats: Stats::of(samples).context("no samples")?,
             leftovers: None,
             breakdown: None,
+            relay: None,
         })
     }
 }
@@ -154,6 +159,8 @@ pub type ReferenceFn = Box<dyn Fn(&Floors) -> Option<f64>>;
 pub type MpxFn = Box<dyn Fn(&mut Ctx) -> Result<Measured>>;
 /// A row's floor, from the floors measured in the run (`None`: the row has none).
 pub type FloorFn = Box<dyn Fn(&Floors) -> Option<Stats>>;
+/// A TCP data row's design floor from the run's floors and the relay timed alongside the row.
+pub type RelayFloorFn = Box<dyn Fn(&Floors, Stats) -> Option<Stats>>;
 
 /// One row of the benchmark.
 pub struct Row {
@@ -176,6 +183,9 @@ pub struct Row {
     pub bytes: Option<usize>,
     /// Figures it is compared with besides its floor (see [`Reference`]).
     pub references: Vec<Reference>,
+    /// Its floor when its measurement brings its own relay timings ([`Measured::Done`]'s
+    /// `relay`), instead of [`Row::floor`].
+    pub floor_with_relay: Option<RelayFloorFn>,
 }
 
 impl Row {
@@ -198,7 +208,14 @@ impl Row {
             goal,
             bytes: None,
             references: Vec::new(),
+            floor_with_relay: None,
         }
+    }
+
+    /// The same row, whose floor is `floor` of the relay timed alongside it when its
+    /// measurement has one.
+    pub(crate) fn with_relay_floor(self, floor: impl Fn(&Floors, Stats) -> Option<Stats> + 'static) -> Row {
+        Row { floor_with_relay: Some(Box::new(floor)), ..self }
     }
 
     /// The same row, moving `bytes` (its throughput is reported).
