@@ -146,6 +146,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+    use crate::codec::fds::tests::sleeps_of;
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
@@ -186,13 +187,6 @@ mod tests {
             assert!(got == data, "bytes differ");
             assert!(room_released, "the write registration is dropped once a write goes through");
         });
-    }
-
-    /// A thread's voluntary context switches: one more each time it sleeps again.
-    fn sleeps_of(tid: i32) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
-        let line = status.lines().find(|l| l.starts_with("voluntary_ctxt_switches:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
     #[test]

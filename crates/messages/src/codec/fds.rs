@@ -248,7 +248,7 @@ fn wait_readable(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::{io::Read, os::fd::AsFd, os::unix::net::UnixStream};
 
     use super::*;
@@ -258,7 +258,7 @@ mod tests {
     }
 
     /// A thread's voluntary context switches: one more each time it sleeps again.
-    fn sleeps_of(tid: i32) -> u64 {
+    pub(crate) fn sleeps_of(tid: i32) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
         let line = status.lines().find(|l| l.starts_with("voluntary_ctxt_switches:")).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
