@@ -59,12 +59,17 @@ impl Buffer {
         };
     }
 
-    /// Whether `extra` more bytes fit (a mapping holds the total of the array's first chunk).
-    fn fits(&self, extra: usize) -> bool {
-        match self {
-            Buffer::Heap(_) => true,
-            Buffer::Warm { map, filled } => filled.checked_add(extra).is_some_and(|end| end <= map.len()),
-        }
+    /// Whether `chunk`, `len` bytes, continues the array: at its end, within the total it
+    /// says, and within the mapping made for the total of the array's first chunk.
+    fn continued_by(&self, chunk: &Chunk, len: usize) -> bool {
+        let at = self.len();
+        let fits = match self {
+            Buffer::Warm { map, .. } if at > 0 => at.checked_add(len).is_some_and(|end| end <= map.len()),
+            _ => true,
+        };
+        chunk.offset == at as u64
+            && at.checked_add(len).is_some_and(|end| end <= chunk.total as usize)
+            && fits
     }
 
     /// Appends a piece (it fits: checked against the total first).
@@ -88,6 +93,24 @@ impl Buffer {
 }
 
 impl Stream {
+    /// Why the chunk at `offset` with `binding` (`refused`: its MAC did not match) cannot join
+    /// this array, if it cannot (see [`Stream::in_place`]).
+    fn refusal(
+        &mut self,
+        offset: u64,
+        binding: Option<Binding>,
+        refused: Option<mpx_messages::Refused>,
+    ) -> Option<MpxError> {
+        let in_place = self.in_place(binding);
+        match refused {
+            Some(r) => Some(MpxError::authentication(format!("refused the chunk at byte {offset}: {r}"))),
+            None if !in_place => Some(MpxError::authentication(format!(
+                "refused the chunk at byte {offset}: it is not the next chunk of this array (another array's, or sent again)"
+            ))),
+            None => None,
+        }
+    }
+
     fn in_place(&mut self, binding: Option<Binding>) -> bool {
         let Some(b) = binding else { return false };
         let ok = *self.origin.get_or_insert(b.origin) == b.origin && b.index == self.next;
@@ -109,21 +132,11 @@ impl Incoming {
         let key = (RequestId(chunk.stream), engine);
         let entry = self.streams.entry(key).or_insert_with(|| Ok(Stream::default()));
         let Ok(stream) = entry else { return };
-        let in_place = stream.in_place(binding);
+        let refusal = stream.refusal(chunk.offset, binding, refused);
         let buf = &mut stream.bytes;
-        let bad = match (refused, buffers.as_slice()) {
-            (Some(r), _) => {
-                Some(MpxError::authentication(format!("refused the chunk at byte {}: {r}", chunk.offset)))
-            }
-            (None, _) if !in_place => Some(MpxError::authentication(format!(
-                "refused the chunk at byte {}: it is not the next chunk of this array (another array's, or sent again)",
-                chunk.offset
-            ))),
-            (None, [piece])
-                if chunk.offset == buf.len() as u64
-                    && buf.len() + piece.len() <= chunk.total as usize
-                    && (buf.len() == 0 || buf.fits(piece.len())) =>
-            {
+        let bad = match (refusal, buffers.as_slice()) {
+            (Some(why), _) => Some(why),
+            (None, [piece]) if buf.continued_by(&chunk, piece.len()) => {
                 if buf.len() == 0 {
                     buf.start(chunk.total as usize);
                 }
@@ -152,10 +165,10 @@ impl Incoming {
             return None;
         };
         let buf = &mut stream.bytes;
-        let at = buf.len();
-        if chunk.offset != at as u64 || at.checked_add(len)? > chunk.total as usize {
+        if !buf.continued_by(chunk, len) {
             return None;
         }
+        let at = buf.len();
         if at == 0 {
             buf.start(chunk.total as usize);
         }
@@ -178,21 +191,13 @@ impl Incoming {
         let key = (RequestId(chunk.stream), engine);
         let Some(entry) = self.streams.get_mut(&key) else { return };
         let Ok(stream) = entry else { return };
-        let bad = if let Some(r) = refused {
-            Some(MpxError::authentication(format!("refused the chunk at byte {}: {r}", chunk.offset)))
-        } else if !stream.in_place(Some(binding)) {
-            Some(MpxError::authentication(format!(
-                "refused the chunk at byte {}: it is not the next chunk of this array (another array's, or sent again)",
-                chunk.offset
-            )))
-        } else {
-            if let Buffer::Warm { filled, .. } = &mut stream.bytes {
-                *filled += len;
+        match stream.refusal(chunk.offset, Some(binding), refused) {
+            Some(why) => *entry = Err(why),
+            None => {
+                if let Buffer::Warm { filled, .. } = &mut stream.bytes {
+                    *filled += len;
+                }
             }
-            None
-        };
-        if let Some(why) = bad {
-            *entry = Err(why);
         }
     }
 

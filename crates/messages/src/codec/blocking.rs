@@ -9,7 +9,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::{
     decode_body_fds, encode_head,
     handshake::{check_prefix, ClientHandshake, CHALLENGE_LEN},
-    layout::{open_head, payload_holds, DESCRIPTOR_LEN},
+    layout::{open_head, DESCRIPTOR_LEN},
     Binding, CodecError, Fds, Frame, Key, Opener, Refused, Sealer, Session, Verify, MAC_LEN, MAX_BUFFERS,
 };
 
@@ -207,8 +207,8 @@ pub fn read_frame_landing<H: DeserializeOwned>(
                 return Err(CodecError::Malformed("a landing place shorter than its payload".into()));
             };
             read_exactly(r, place, "connection closed inside a frame")?;
-            let holds = payload_holds(opener, binding, 0, binding, place, &mac);
-            let refused = (!holds).then_some(Refused { index: 0 });
+            let refused =
+                (!opener.key().payload_matches(binding, place, &mac)).then_some(Refused { index: 0 });
             let (header, fds, len) = (opened.header, opened.fds, len as usize);
             return Ok(Some(Landed::InPlace { header, len, binding, refused, fds }));
         }
@@ -239,10 +239,7 @@ fn read_prefix(r: &mut impl Read, limit: usize) -> Result<Option<usize>, CodecEr
 /// megabytes).
 fn read_body(r: &mut impl Read, size: usize) -> Result<Vec<u8>, CodecError> {
     let mut body = Vec::with_capacity(size);
-    r.take(size as u64).read_to_end(&mut body)?;
-    if body.len() < size {
-        return Err(CodecError::Truncated("connection closed inside a frame"));
-    }
+    read_up_to(r, &mut body, size)?;
     Ok(body)
 }
 

@@ -235,7 +235,7 @@ impl<H> Head<H> {
 
 /// Whether payload `i` of a frame whose first payload is bound to `first` is in its place
 /// (the same origin, the next index) and carries its MAC.
-pub(crate) fn payload_holds(
+fn payload_holds(
     opener: &Opener,
     first: Binding,
     i: usize,
