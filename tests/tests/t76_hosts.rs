@@ -144,8 +144,8 @@ fn t76_a_push_reaches_ranks_here_through_a_memfd_and_ranks_elsewhere_by_mpi() {
     let here = info.engines.iter().filter(|e| e.local).count();
     assert_eq!(here, SLOTS as usize, "{SLOTS} ranks on the controller's host, {SLOTS} elsewhere: {info:?}");
 
-    // One push to all four: no array bytes cross the controller's links (ranks 2 and 3 map the
-    // memfd, rank 2 broadcasts it to ranks 0 and 1 by MPI); every rank has the array.
+    // One push to all four: no array bytes cross the controller's links (ranks 0 and 1, here,
+    // map the memfd, rank 0 broadcasts it to ranks 2 and 3 by MPI); every rank has the array.
     let all = client.view(Targets::All);
     let a = sample(Dtype::F64, &[100_000, 4], 761);
     let sent =
@@ -168,6 +168,15 @@ fn t76_a_push_reaches_ranks_here_through_a_memfd_and_ranks_elsewhere_by_mpi() {
     for (r, e) in seen.iter().zip(&info.engines) {
         let expected = format!("({}, 1600000)", if e.local { "True" } else { "False" });
         assert_eq!(r.outcome.value.as_deref(), Some(expected.as_str()), "engine {}: {seen:?}", e.id);
+    }
+    assert!(info.engines[0].local, "mpirun puts its own host's ranks first: {info:?}");
+    // A gather to this client from ranks on both hosts: the root (engine 0) is here and gathers
+    // into a memfd; the ranks elsewhere cannot open it to write their rows, so every rank sends
+    // its rows by MPI into it instead.
+    let whole = all.gather_sync("x", T).unwrap();
+    assert_eq!(whole.shape(), [4 * 100_000, 4]);
+    for part in 0..4 {
+        assert!(rows(&whole, part * 100_000, (part + 1) * 100_000) == a, "part {part} of the gather");
     }
     // Over TCP, 8 MB to ranks on two hosts: the root cannot share its memfd with the ranks of
     // the other host (their network namespace is another host's), so every rank gets the

@@ -17,8 +17,11 @@
 //!   its frame carries the descriptor in [`Fds`], and it has no buffers.
 //! - **Scatter** ([`scatter`]): as a push, each engine of the host gets the task and the memfd
 //!   with a group of only itself, and maps only its own rows copy-on-write (no MPI).
-//! - **Gather** ([`gather`]): the engines gather with MPI as ever, but the root's receive
-//!   buffer is a new memfd, which it seals and replies with, as a pull.
+//! - **Gather** ([`gather`]): the root makes a memfd for the whole array (a lent one of its
+//!   pool, or a new one it seals) and offers it to the others, which write their rows into it
+//!   through a shared mapping (`crate::siblings::gather_plain`); when some rank cannot (on
+//!   another host), all gather into it by MPI Gatherv instead. The root replies with it, as a
+//!   pull.
 
 use std::{os::fd::OwnedFd, sync::Arc};
 
@@ -36,6 +39,7 @@ use crate::{
     data,
     kernel::{HostArray, Kernel},
     mpi_comm::{recv_buf, send_buf},
+    siblings::Plain,
     stream::{piece_split, starts_of, Source},
 };
 
@@ -201,8 +205,9 @@ pub type Gathered = (Fds, Option<Lent>);
 /// The largest piece one MPI Gatherv moves into the memfd (its counts are C ints).
 const MAX_PIECE: usize = 1 << 30;
 
-/// Gathers every member's bytes into a memfd the root makes (MPI Gatherv straight into its
-/// mapping, in pieces of at most `MAX_PIECE`), then seals it. `None` when the root has no
+/// Gathers every member's bytes into a memfd the root makes (each member writes its rows
+/// through a shared mapping; else by MPI Gatherv straight into the root's mapping), then lends
+/// or seals it. `None` when the root has no
 /// memfd (this system has none, or no memory for it): every member learns so first, and
 /// they all take the ordinary path. Otherwise the root gets the reply's descriptor and the
 /// others `None`.
@@ -220,26 +225,13 @@ pub fn gather(comm: &SimpleCommunicator, into: GatherInto<'_>) -> Result<Option<
     } else {
         None
     };
-    let mut has = [u8::from(writer.is_some())];
-    comm.process_at_rank(0).broadcast_into(&mut has[..]);
-    if has[0] == 0 {
-        return Ok(None);
-    }
-    let starts = starts_of(byte_counts);
     let me = comm.rank() as usize;
-    let mut spare = [0u8; 1];
-    for pos in (0..total).step_by(MAX_PIECE) {
-        let len = MAX_PIECE.min(total - pos);
-        let (counts, displs, at) = piece_split(&starts, byte_counts, pos, len, me);
-        let send = send_buf(&bytes[at..at + counts[me] as usize]);
-        match writer.as_mut() {
-            Some((_, w)) => {
-                let region = recv_buf(&mut w.bytes()[pos..pos + len], &mut spare);
-                let mut recv = PartitionMut::new(region, &counts[..], &displs[..]);
-                comm.process_at_rank(0).gather_varcount_into_root(send, &mut recv);
-            }
-            None => comm.process_at_rank(0).gather_varcount_into(send),
-        }
+    let starts = starts_of(byte_counts);
+    let offered = root.then(|| writer.as_mut().map(|(_, w)| w));
+    match crate::siblings::gather_plain(comm, bytes, starts[me], offered) {
+        Plain::NoMemfd => return Ok(None),
+        Plain::Written => {}
+        Plain::ByMpi => by_mpi(comm, bytes, byte_counts, &starts, writer.as_mut().map(|(_, w)| w)),
     }
     let Some((token, w)) = writer else { return Ok(Some(None)) };
     let failed = |e| {
@@ -251,6 +243,33 @@ pub fn gather(comm: &SimpleCommunicator, into: GatherInto<'_>) -> Result<Option<
     }
     let sealed = w.seal().map_err(failed)?;
     Ok(Some(Some((Fds(vec![sealed.shared_fd()]), None))))
+}
+
+/// The MPI path of a same-host gather: every member's bytes by MPI Gatherv straight into the
+/// root's memfd (`into`), in pieces of at most `MAX_PIECE`.
+fn by_mpi(
+    comm: &SimpleCommunicator,
+    bytes: &[u8],
+    byte_counts: &[usize],
+    starts: &[usize],
+    mut into: Option<&mut MemfdWriter>,
+) {
+    let total: usize = byte_counts.iter().sum();
+    let me = comm.rank() as usize;
+    let mut spare = [0u8; 1];
+    for pos in (0..total).step_by(MAX_PIECE) {
+        let len = MAX_PIECE.min(total - pos);
+        let (counts, displs, at) = piece_split(starts, byte_counts, pos, len, me);
+        let send = send_buf(&bytes[at..at + counts[me] as usize]);
+        match into.as_mut() {
+            Some(w) => {
+                let region = recv_buf(&mut w.bytes()[pos..pos + len], &mut spare);
+                let mut recv = PartitionMut::new(region, &counts[..], &displs[..]);
+                comm.process_at_rank(0).gather_varcount_into_root(send, &mut recv);
+            }
+            None => comm.process_at_rank(0).gather_varcount_into(send),
+        }
+    }
 }
 
 /// Binds `name` to the array in the pushed memfd: checked, mapped as `how` says and bound

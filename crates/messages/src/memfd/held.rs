@@ -322,7 +322,7 @@ pub fn open(offer: &Offer) -> Result<(Mapping, Filling), MemfdError> {
 /// # Errors
 /// As [`open`], and a range past the end ([`MemfdError::WrongSize`]).
 pub fn open_range(offer: &Offer, range: std::ops::Range<usize>) -> Result<(Mapping, Filling), MemfdError> {
-    let (fd, len) = opened(offer)?;
+    let (fd, len) = opened(offer, Kind::Held)?;
     counted(&fd, len, range)
 }
 
@@ -334,7 +334,34 @@ pub fn open_range(offer: &Offer, range: std::ops::Range<usize>) -> Result<(Mappi
 /// # Errors
 /// As [`open_range`].
 pub fn open_writable(offer: &Offer, range: std::ops::Range<usize>) -> Result<Mapping, MemfdError> {
-    let (fd, len) = opened(offer)?;
+    let (fd, len) = opened(offer, Kind::Held)?;
+    writable(&fd, len, range)
+}
+
+/// Where another process of the host opens `writer`'s memfd to write its part of it
+/// ([`open_plain_writable`]): a plain memfd, without a holder page (the same-host gather's,
+/// whose creator lends or seals it once every part is written).
+///
+/// # Errors
+/// `fstat` fails.
+pub fn plain_offer(writer: &MemfdWriter) -> Result<Offer, MemfdError> {
+    let ino = fstat(writer.fd()).map_err(sys("fstat"))?.st_ino;
+    Ok(Offer { pid: std::process::id(), fd: writer.fd().as_raw_fd(), ino, len: writer.len() as u64 })
+}
+
+/// [`open_writable`] for a [`plain_offer`]: the descriptor must be a memfd of the offered
+/// inode and of exactly the offered size (no holder page, no seal required: its creator is
+/// the gather's root, which neither resizes nor seals it before every writer has unmapped).
+///
+/// # Errors
+/// As [`open_range`], but for the seals.
+pub fn open_plain_writable(offer: &Offer, range: std::ops::Range<usize>) -> Result<Mapping, MemfdError> {
+    let (fd, len) = opened(offer, Kind::Plain)?;
+    writable(&fd, len, range)
+}
+
+/// Bytes `range` of an array of `len` bytes in `fd`, mapped shared and writable, populated.
+fn writable(fd: &OwnedFd, len: usize, range: std::ops::Range<usize>) -> Result<Mapping, MemfdError> {
     within(&range, len)?;
     Mapping::new(
         fd.as_fd(),
@@ -345,8 +372,16 @@ pub fn open_writable(offer: &Offer, range: std::ops::Range<usize>) -> Result<Map
     )
 }
 
+/// What an offer names: a held memfd (whole pages, then the holder page; sealed against
+/// resizing) or a plain one (exactly the array's bytes).
+#[derive(Clone, Copy)]
+enum Kind {
+    Held,
+    Plain,
+}
+
 /// `offer`'s memfd opened and checked, and the array's bytes.
-fn opened(offer: &Offer) -> Result<(OwnedFd, usize), MemfdError> {
+fn opened(offer: &Offer, kind: Kind) -> Result<(OwnedFd, usize), MemfdError> {
     let path = format!("/proc/{}/fd/{}", offer.pid, offer.fd);
     let fd = nix::fcntl::open(path.as_str(), OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(sys("open"))?;
@@ -355,8 +390,12 @@ fn opened(offer: &Offer) -> Result<(OwnedFd, usize), MemfdError> {
     }
     let len =
         usize::try_from(offer.len).map_err(|_| MemfdError::WrongSize { expected: offer.len, actual: 0 })?;
-    let size = memfd_size(len).ok_or(MemfdError::WrongSize { expected: offer.len, actual: 0 })?;
-    checked(&fd, SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW, size as u64)?;
+    let (size, seals) = match kind {
+        Kind::Held => (memfd_size(len), SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW),
+        Kind::Plain => (Some(len), SealFlag::empty()),
+    };
+    let size = size.ok_or(MemfdError::WrongSize { expected: offer.len, actual: 0 })?;
+    checked(&fd, seals, size as u64)?;
     Ok((fd, len))
 }
 

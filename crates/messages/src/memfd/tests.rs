@@ -102,3 +102,33 @@ fn an_unwritten_mapping_travels_again_as_its_own_memfd() {
     drop(shared);
     assert!(origin::registered_at(addr).is_none());
 }
+
+#[test]
+fn a_plain_offer_takes_writes_in_place_and_refuses_what_does_not_match() {
+    use held::{open_plain_writable, plain_offer, HeldWriter, Offer};
+    let len = 3 * page_size() + 5;
+    let mut w = MemfdWriter::create_cold("plain", len).unwrap();
+    let offer = plain_offer(&w).unwrap();
+    assert_eq!(offer.len, len as u64);
+    // Two writers' parts, one across a page boundary, land in the creator's bytes.
+    let mut a = open_plain_writable(&offer, 0..10).unwrap();
+    let mut b = open_plain_writable(&offer, page_size() - 3..len).unwrap();
+    a.as_mut_slice().fill(1);
+    b.as_mut_slice().fill(2);
+    drop((a, b));
+    let bytes = w.bytes();
+    assert!(bytes[..10].iter().all(|&x| x == 1) && bytes[10..page_size() - 3].iter().all(|&x| x == 0));
+    assert!(bytes[page_size() - 3..].iter().all(|&x| x == 2));
+    // Empty parts map nothing; parts past the end, other sizes and other files are refused.
+    assert_eq!(open_plain_writable(&offer, 4..4).unwrap().len(), 0);
+    assert!(matches!(open_plain_writable(&offer, 0..len + 1), Err(MemfdError::WrongSize { .. })));
+    let longer = Offer { len: offer.len + 1, ..offer };
+    assert!(matches!(open_plain_writable(&longer, 0..1), Err(MemfdError::WrongSize { .. })));
+    let other = Offer { ino: offer.ino + 1, ..offer };
+    assert!(matches!(open_plain_writable(&other, 0..1), Err(MemfdError::NotMemfd)));
+    // A held memfd (its holder page after the bytes) is not a plain one of its array's size.
+    let held = HeldWriter::create(page_size()).unwrap();
+    assert!(matches!(open_plain_writable(&held.offer(), 0..1), Err(MemfdError::WrongSize { .. })));
+    // Once every writer has unmapped, the creator can seal it.
+    assert!(w.seal().is_ok());
+}

@@ -36,8 +36,7 @@ use std::sync::{
     Mutex, MutexGuard,
 };
 
-use bytes::Bytes;
-use mpi::{topology::SimpleCommunicator, traits::*};
+use mpi::topology::SimpleCommunicator;
 use mpx_messages::{
     memfd::{
         held::{self, Filling, HeldWriter, Offer},
@@ -46,10 +45,14 @@ use mpx_messages::{
     Dtype, MpxError,
 };
 
+mod gather;
+
+pub use gather::{gather, gather_plain, gathers, Gather, Plain};
+
 use crate::{
     kernel::Kernel,
     landing::Landing,
-    stream::{any_failed, bcast_head, step_pieces, Sink, Source, LEND_TIMEOUT},
+    stream::{any_failed, bcast_head, step_pieces, Source, LEND_TIMEOUT},
 };
 
 /// The most idle held memfds kept.
@@ -308,100 +311,6 @@ fn open_offer(
         return Err(Refusal::Copies);
     }
     held::open_range(&offer, range).map_err(Refusal::Memfd)
-}
-
-/// Whether a gather of `total` bytes may go this way (the same on every rank): the root holds
-/// the whole array until it is sent, so only sizes the pool keeps (4 MiB to the spare bound).
-pub fn gathers(total: usize) -> bool {
-    wanted(total) && spare::wanted(total)
-}
-
-/// A held memfd lent to the control thread as a gathered array's bytes: back in the pool once
-/// every chunk of it is written (or dropped with a broken connection).
-struct Filled(Option<HeldWriter>);
-
-impl AsRef<[u8]> for Filled {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_ref().map_or(&[], HeldWriter::as_slice)
-    }
-}
-
-impl Drop for Filled {
-    fn drop(&mut self) {
-        if let Some(w) = self.0.take() {
-            keep(w);
-        }
-    }
-}
-
-/// A gather over TCP among the ranks of the root's host: the root offers a held memfd of the
-/// whole array (`total` bytes), every rank writes its part (`mine`, at `starts[rank]`) into it
-/// through a shared mapping, and the root streams it to `sink` in chunks of `step` bytes: no
-/// MPI Gatherv, and no rank waits on another's piece; an array of one chunk comes back whole
-/// instead ([`Gather::Done`]`(Some)`, for the reply's frame). [`Gather::Fallback`]: some rank
-/// could not (another host, `/proc` closed, no memfd), and every rank goes on with the MPI
-/// pieces as before.
-pub fn gather(
-    comm: &SimpleCommunicator,
-    mine: &[u8],
-    starts: &[usize],
-    total: usize,
-    sink: Option<(&Sink, usize)>,
-) -> Gather {
-    let mut head = [0u64; 7];
-    let mut filled = None;
-    if sink.is_some() {
-        head = match take(total) {
-            Ok(w) => {
-                let offer = w.offer();
-                filled = Some(w);
-                words(OFFER, Some(&offer))
-            }
-            Err(e) => {
-                log_fallback(&Refusal::Memfd(e));
-                words(PIECES, None)
-            }
-        };
-    }
-    bcast_head(comm, &mut head, sink.is_some());
-    if head[0] != OFFER {
-        return Gather::Fallback;
-    }
-    let at = starts[comm.rank() as usize];
-    let wrote = match filled.as_mut() {
-        Some(w) => w.bytes().map(|b| b[at..at + mine.len()].copy_from_slice(mine)).ok_or(Refusal::Held),
-        None => offer_of(&head).and_then(|offer| {
-            let mut part = held::open_writable(&offer, at..at + mine.len()).map_err(Refusal::Memfd)?;
-            part.as_mut_slice().copy_from_slice(mine);
-            Ok(())
-        }),
-    };
-    if let Err(why) = &wrote {
-        log_fallback(why);
-    }
-    if any_failed(comm, wrote.is_err()) {
-        if let Some(w) = filled {
-            keep(w);
-        }
-        return Gather::Fallback;
-    }
-    let (Some((sink, step)), Some(w)) = (sink, filled) else { return Gather::Done(None) };
-    let bytes = Bytes::from_owner(Filled(Some(w)));
-    if total <= step {
-        return Gather::Done(Some(bytes));
-    }
-    for pos in (0..total).step_by(step) {
-        sink.send(pos, total, bytes.slice(pos..total.min(pos + step)));
-    }
-    Gather::Done(None)
-}
-
-/// How a [`gather`] went.
-pub enum Gather {
-    /// Every rank goes on with the MPI pieces.
-    Fallback,
-    /// Gathered: at the root, the whole array when it is one chunk (else streamed to the sink).
-    Done(Option<Bytes>),
 }
 
 #[cfg(test)]
