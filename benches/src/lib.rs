@@ -31,6 +31,7 @@ pub mod cleanup;
 pub mod cluster;
 pub mod ctx;
 pub mod data;
+pub mod fanout;
 pub mod floors;
 pub mod interp;
 pub mod latency;

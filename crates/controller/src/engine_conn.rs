@@ -48,8 +48,11 @@ pub struct EngineConn {
 }
 
 impl EngineConn {
-    /// Pings every period and tells the hub how many periods the engine has been silent (the
-    /// core decides when that is a death).
+    /// Every period, tells the hub how many periods the engine has been silent (the core
+    /// decides when that is a death), and pings it unless the link is busy both ways: a ping
+    /// asks the engine to speak, and tells it that the controller lives (it leaves after 3
+    /// silent periods); an engine that spoke and was written to within the period needs neither
+    /// (10,000 engines running cells would otherwise get 10,000 pings a second on top).
     pub fn start_heartbeats(&mut self, ctx: &mut Context<Self>) {
         if self.heartbeat.is_zero() {
             return;
@@ -60,8 +63,11 @@ impl EngineConn {
             if let (Some(engine), true) = (act.id, missed > 0) {
                 act.hub.do_send(Feed(Event::HeartbeatMissed { engine, conn: act.conn, missed }));
             }
-            act.seq += 1;
-            act.writer.write(Frame::new(ControllerToEngine::Ping { seq: act.seq }));
+            let written = act.writer.link().and_then(|l| l.written_since());
+            if !busy(act.last_heard.elapsed(), written, period) {
+                act.seq += 1;
+                act.writer.heartbeat(Frame::new(ControllerToEngine::Ping { seq: act.seq }));
+            }
         });
     }
 }
@@ -216,5 +222,28 @@ impl EngineConn {
                 None => act.routes.remove(&task_id),
             };
         }));
+    }
+}
+
+/// Whether a link heard from `heard` ago and written to `written` ago (pings aside; `None`:
+/// never) is busy both ways within one heartbeat `period`, so that this period's ping can be
+/// left out. (The pong to the last ping makes `heard` recent on an idle link, and pings do not
+/// count as written: an idle link is pinged every period.)
+fn busy(heard: Duration, written: Option<Duration>, period: Duration) -> bool {
+    heard < period && written.is_some_and(|w| w < period)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ping_is_left_out_only_when_the_link_is_busy_both_ways_within_the_period() {
+        let (ms, period) = (Duration::from_millis, Duration::from_secs(1));
+        assert!(busy(ms(10), Some(ms(20)), period));
+        assert!(!busy(ms(10), None, period), "never written to: ping");
+        assert!(!busy(ms(10), Some(ms(1500)), period), "not written to lately: the engine must hear us");
+        assert!(!busy(ms(1500), Some(ms(10)), period), "silent engine: ping it");
+        assert!(!busy(period, Some(ms(10)), period));
     }
 }

@@ -6,7 +6,13 @@
 //! ([`Link::send`]): it waits while the queue holds [`QUEUE_BUDGET`] payload bytes or more,
 //! which is the back-pressure of every stream through the controller.
 
-use std::sync::Arc;
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
 use actix::{fut::wrap_future, prelude::*};
 use mpx_messages::{
@@ -33,6 +39,8 @@ pub const QUEUE_BUDGET: usize = 16 << 20;
 enum Cmd<H> {
     /// Write a frame (holding its share of the budget until written).
     Write(Outbound<H>, Option<OwnedSemaphorePermit>),
+    /// Write a heartbeat frame: not counted as the link's traffic ([`Link::written_since`]).
+    Heartbeat(Frame<H>),
     /// Flush what came before, then close the connection.
     Close,
 }
@@ -56,15 +64,42 @@ pub struct FrameWriter<H> {
 pub struct Link<H> {
     tx: UnboundedSender<Cmd<H>>,
     budget: Arc<Semaphore>,
+    written: Arc<Written>,
 }
 
 impl<H> Clone for Link<H> {
     fn clone(&self) -> Self {
-        Link { tx: self.tx.clone(), budget: self.budget.clone() }
+        Link { tx: self.tx.clone(), budget: self.budget.clone(), written: self.written.clone() }
+    }
+}
+
+/// When the writer last wrote a frame other than a heartbeat: milliseconds since it started,
+/// plus one (zero: never).
+#[derive(Debug)]
+struct Written {
+    start: Instant,
+    at_ms: AtomicU64,
+}
+
+impl Written {
+    fn now(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.at_ms.store(ms + 1, Ordering::Relaxed);
+    }
+
+    fn since(&self) -> Option<Duration> {
+        let at = self.at_ms.load(Ordering::Relaxed).checked_sub(1)?;
+        Some(self.start.elapsed().saturating_sub(Duration::from_millis(at)))
     }
 }
 
 impl<H> Link<H> {
+    /// How long ago the writer last wrote a frame other than a heartbeat to the connection
+    /// (`None`: never). A heartbeat is not needed on a link the peer has just been written to.
+    pub fn written_since(&self) -> Option<Duration> {
+        self.written.since()
+    }
+
     /// Queues a frame at once, whatever the queue holds (small control frames).
     ///
     /// # Errors
@@ -115,7 +150,8 @@ impl<H: Serialize + 'static> FrameWriter<H> {
     {
         let (tx, rx) = unbounded_channel();
         let budget = Arc::new(Semaphore::new(QUEUE_BUDGET));
-        let handle = actix::spawn(run(io, outbox, sealer, limit, rx, budget.clone()));
+        let written = Arc::new(Written { start: Instant::now(), at_ms: AtomicU64::new(0) });
+        let handle = actix::spawn(run(io, outbox, sealer, limit, rx, budget.clone(), written.clone()));
         let task = handle.abort_handle();
         ctx.spawn(wrap_future::<_, A>(handle).map(|res, _, ctx| {
             if let Ok(Err(e)) = res {
@@ -123,13 +159,21 @@ impl<H: Serialize + 'static> FrameWriter<H> {
             }
             ctx.stop();
         }));
-        FrameWriter { link: Some(Link { tx, budget }), task }
+        FrameWriter { link: Some(Link { tx, budget, written }), task }
     }
 
     /// Queues a frame (or the rejection marker); ignored once closed.
     pub fn write(&mut self, item: impl Into<Outbound<H>>) {
         if let Some(link) = &self.link {
             let _ = link.tx.send(Cmd::Write(item.into(), None));
+        }
+    }
+
+    /// Queues a heartbeat frame (a ping), which does not count as the link's traffic; ignored
+    /// once closed.
+    pub fn heartbeat(&mut self, frame: Frame<H>) {
+        if let Some(link) = &self.link {
+            let _ = link.tx.send(Cmd::Heartbeat(frame));
         }
     }
 
@@ -160,6 +204,7 @@ async fn run<H: Serialize, W: AsyncWrite + Unpin>(
     limit: usize,
     mut rx: UnboundedReceiver<Cmd<H>>,
     budget: Arc<Semaphore>,
+    written: Arc<Written>,
 ) -> Result<(), CodecError> {
     // Links waiting for room fail once the writer is gone.
     struct CloseOnExit(Arc<Semaphore>);
@@ -179,6 +224,11 @@ async fn run<H: Serialize, W: AsyncWrite + Unpin>(
     while let Some(cmd) = next.take() {
         match cmd {
             Cmd::Write(Outbound::Frame(frame), _permit) => {
+                let head = encode_head(&mut sealer, &frame, limit, Verify::HeaderOnly)?;
+                out.frame_with_fds(&head, &frame.buffers, &frame.fds).await?;
+                written.now();
+            }
+            Cmd::Heartbeat(frame) => {
                 let head = encode_head(&mut sealer, &frame, limit, Verify::HeaderOnly)?;
                 out.frame_with_fds(&head, &frame.buffers, &frame.fds).await?;
             }
