@@ -24,7 +24,9 @@
 //!    memfd by MPI as before (Bcast, Scatterv), and every rank binds its own copy (logged once).
 //!
 //! A gather ([`gather`]) goes the other way: the root offers a held memfd of the whole array,
-//! every rank writes its rows into it through a shared mapping, and the root streams it.
+//! every rank writes its rows into it through a shared mapping, and the root streams it. For a
+//! client on the root's host ([`gather_plain`], from `crate::shm::gather`) the memfd is a plain
+//! one the root then lends or seals to the client, and the ranks write into it the same way.
 //!
 //! The root writes a memfd again only when no mapping of it is left (the holder count in its
 //! last page is zero). Bounds: at most [`MAX_IDLE`] idle memfds and [`MAX_HELD`] in all; one
