@@ -68,6 +68,7 @@ pub struct Floors {
     pub allreduce_loop: Stats,
     /// Not floors of any row: figures that explain where mpx's time goes (see BENCHMARKS.md):
     /// `tcp_rtt_after_1ms_idle` (the same ping-pong with the peers idle 1 ms between pings),
+    /// `hop_chain_rtt` (the thread hand-offs of a cell's round trip: [`crate::chain`]),
     /// `mpirun_mpi_init` (`mpirun -n N` of a program that only initialises MPI),
     /// `mpirun_python_numpy_mpi4py` (`mpirun -n N python3 -c "import numpy; from mpi4py import
     /// MPI"`: the python kernel's start without mpx),
@@ -109,6 +110,8 @@ impl Floors {
         let mut diagnostics = BTreeMap::new();
         let idle = tcp_rtt_idle(cfg.latency_warmup, cfg.latency_samples, Duration::from_millis(1))?;
         diagnostics.insert("tcp_rtt_after_1ms_idle".into(), stats("tcp idle", &idle)?);
+        let chain = crate::chain::hop_chain_rtt(cfg.latency_warmup, cfg.latency_samples)?;
+        diagnostics.insert("hop_chain_rtt".into(), stats("hop chain", &chain)?);
         let mut init = mpirun(cfg);
         init.args([&cfg.bin("mpx-bench-mpi").to_string_lossy(), "--init-only"]);
         diagnostics.insert(

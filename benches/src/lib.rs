@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 pub mod cells;
+pub mod chain;
 pub mod cleanup;
 pub mod cluster;
 pub mod ctx;

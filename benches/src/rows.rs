@@ -293,6 +293,16 @@ pub fn rows() -> Vec<Row> {
 /// The push whose controller memory the `rss1G` row watches.
 const RSS_PUSH_BYTES: usize = 1_000_000_000;
 
+/// The latency rows' reference: the diagnostic `hop_chain_rtt` ([`crate::chain`]), the thread
+/// hand-offs of a cell's round trip with nothing else.
+fn hop_chain() -> Reference {
+    Reference {
+        name: "hop_chain_rtt (the 7 thread hand-offs of a cell's round trip, no protocol)".into(),
+        secs: Box::new(|f| f.diagnostics.get("hop_chain_rtt").map(|s| s.median)),
+        faster_by: None,
+    }
+}
+
 /// rtt1, rttN and psum of `kernel`.
 fn latency_rows(k: Kernel) -> [Row; 3] {
     let cells = Cells::of(k);
@@ -305,7 +315,8 @@ fn latency_rows(k: Kernel) -> [Row; 3] {
             move |ctx| latency::rtt1(ctx, k),
             |f| Some(f.tcp_rtt),
             Goal::RatioAtMost(4.0),
-        ),
+        )
+        .with_reference(hop_chain()),
         Row::new(
             row_name(k, "rttN"),
             format!("execute a no-op cell (`{}`, {k} kernel) on all engines, client round trip", cells.noop),
@@ -313,7 +324,8 @@ fn latency_rows(k: Kernel) -> [Row; 3] {
             move |ctx| latency::rtt_n(ctx, k),
             |f| Some(f.tcp_rtt),
             Goal::RatioAtMost(6.0),
-        ),
+        )
+        .with_reference(hop_chain()),
         Row::new(
             row_name(k, "psum"),
             format!("`{}` of a 100-element array on all engines ({k} kernel), client round trip", cells.psum),
