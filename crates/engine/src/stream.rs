@@ -325,7 +325,7 @@ pub fn bcast_head(comm: &SimpleCommunicator, head: &mut [u64], root: bool) {
         if root {
             req.wait();
         } else {
-            wait_asleep(req);
+            wait_asleep(req, Duration::ZERO);
         }
     });
 }
@@ -338,14 +338,22 @@ pub fn any_failed(comm: &SimpleCommunicator, failed: bool) -> bool {
     mpi::request::scope(|scope| {
         let req =
             comm.immediate_all_reduce_into(scope, &mine, &mut any, mpi::collective::SystemOperation::max());
-        wait_asleep(req);
+        wait_asleep(req, AGREEMENT_YIELD);
     });
     any != 0
 }
 
-/// Tests `req` until it completes: without sleeping for [`SPIN`], then between naps that
-/// double up to [`MAX_NAP`].
-fn wait_asleep<'a, D: ?Sized, S: mpi::request::Scope<'a>>(mut req: mpi::request::Request<'a, D, S>) {
+/// How long a rank waiting in an agreement ([`any_failed`]) yields between tests before it
+/// naps: the others are copying their parts of the same move, which ends soon.
+const AGREEMENT_YIELD: Duration = Duration::from_millis(1);
+
+/// Tests `req` until it completes: without sleeping for [`SPIN`], then yielding the CPU
+/// between tests until `yielding` has passed, then between naps that double up to
+/// [`MAX_NAP`].
+fn wait_asleep<'a, D: ?Sized, S: mpi::request::Scope<'a>>(
+    mut req: mpi::request::Request<'a, D, S>,
+    yielding: Duration,
+) {
     let start = Instant::now();
     let mut nap = Duration::from_micros(10);
     loop {
@@ -353,7 +361,10 @@ fn wait_asleep<'a, D: ?Sized, S: mpi::request::Scope<'a>>(mut req: mpi::request:
             Ok(_) => return,
             Err(pending) => req = pending,
         }
-        if start.elapsed() > SPIN {
+        let waited = start.elapsed();
+        if waited > SPIN && waited <= yielding {
+            std::thread::yield_now();
+        } else if waited > SPIN {
             std::thread::sleep(nap);
             nap = (nap * 2).min(MAX_NAP);
         }
