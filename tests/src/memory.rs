@@ -41,3 +41,13 @@ pub fn rss_settles(pid: u32, bound: u64, within: Duration) -> u64 {
 pub fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
+
+/// The entries of `/dev/shm`, sorted: a test takes them before its cluster starts and compares
+/// after it stopped (nothing of mpx's, or of the MPI jobs it ran, may be left there).
+pub fn dev_shm() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}

@@ -3,15 +3,16 @@
 //! descriptor and mapping. A client killed with SIGKILL while it pushes a large array through a
 //! memfd leaves no descriptor in the controller, no mapping in the engines except an array that
 //! was bound whole, and the cluster serving; a controller killed with SIGKILL takes its engines
-//! with it and leaves nothing in `/dev/shm`.
+//! with it and leaves nothing in `/dev/shm`; so does a rank killed in the middle of a gather into
+//! a memfd that the other ranks write their rows into.
 
 use std::{
     process::Stdio,
     time::{Duration, Instant},
 };
 
-use mpx_client::{Dtype, Targets};
-use mpx_tests::{arrays::sample, mpx_cmd, Cluster, Kernel, TempDir};
+use mpx_client::{ClientError, Dtype, Targets};
+use mpx_tests::{arrays::sample, memory::dev_shm, mpx_cmd, Cluster, Kernel, TempDir};
 
 /// SIGKILL to a process this test started.
 fn kill9(pid: u32) {
@@ -32,15 +33,6 @@ fn memfd_fds(pid: u32) -> usize {
                 .count()
         })
         .unwrap_or(0)
-}
-
-/// Entries of `/dev/shm`.
-fn dev_shm() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
-    names.sort();
-    names
 }
 
 /// Waits (bounded) until `done` holds.
@@ -97,4 +89,43 @@ fn t69_a_controller_killed_after_memfd_moves_takes_everything_with_it() {
     let left = c.pids.wait_gone(T);
     assert!(left.is_empty(), "processes left after the controller's SIGKILL: {left:?}");
     assert_eq!(dev_shm(), shm_before, "nothing new in /dev/shm");
+}
+
+#[test]
+fn t69_a_rank_killed_mid_gather_leaves_nothing_behind() {
+    // A rank that writes its rows into the root's memfd, then the root that made it.
+    for victim in [2, 0] {
+        rank_killed_mid_gather(victim);
+    }
+}
+
+fn rank_killed_mid_gather(victim_id: usize) {
+    let shm_before = dev_shm();
+    let c = Cluster::start(Kernel::Python, &format!("shm-kill-rank{victim_id}"), 4, &[]);
+    let client = c.client();
+    assert!(client.is_local(), "the same-host path needs a client on the controller's host");
+    let all = client.view(Targets::All);
+    // 100 MB of rows on each rank; their gather to this client goes through a 400 MB memfd of
+    // engine 0 that the others write their rows into.
+    all.scatter_sync("x", &sample(Dtype::F64, &[50_000_000], 691), T).unwrap();
+    let victim = c.pids.engines[victim_id];
+    let outcome = std::thread::scope(|s| {
+        let gather = s.spawn(|| all.gather_sync("x", T));
+        std::thread::sleep(Duration::from_millis(100));
+        kill9(victim);
+        gather.join().expect("the gather's thread")
+    });
+    // The gather ends with the rank's death (or whole, had it ended before the kill).
+    match &outcome {
+        Ok(whole) => assert_eq!(whole.shape(), [50_000_000], "a gather that ended first is whole"),
+        Err(ClientError::EngineDied { engine, .. }) => assert_eq!(engine.get() as usize, victim_id),
+        Err(e) => panic!("the gather failed otherwise: {e}"),
+    }
+    drop(client);
+    // The cluster's only world went down with the rank, and the cluster with it: every process
+    // ends, and no memfd, mapping or file of the move is left.
+    let left = c.pids.wait_gone(T);
+    assert!(left.is_empty(), "engine {victim_id} killed: processes left: {left:?}");
+    assert!(!c.connection_file().exists(), "engine {victim_id} killed: connection file left");
+    assert_eq!(dev_shm(), shm_before, "engine {victim_id} killed: nothing new in /dev/shm");
 }

@@ -93,6 +93,7 @@ fn world_usable(c: &Cluster) {
 
 #[test]
 fn t96_the_failed_rank_is_shown_the_blocked_named_and_ctrl_c_restarts_the_world() {
+    let shm_before = mpx_tests::memory::dev_shm();
     let mut c = Cluster::start(Kernel::Python, "stuck", 4, &[]);
     let before = std::fs::read_to_string(c.connection_file()).unwrap();
     let px = Watched::spawn(&c, &["px", "--timeout", "120", RAISE_THEN_BARRIER]);
@@ -119,6 +120,8 @@ fn t96_the_failed_rank_is_shown_the_blocked_named_and_ctrl_c_restarts_the_world(
     assert_eq!(std::fs::read_to_string(c.connection_file()).unwrap(), before);
     c.pids = c.read_pids();
     c.stop();
+    // The broken world's job was ended whole: mpirun removed its ranks' shared-memory files.
+    assert_eq!(mpx_tests::memory::dev_shm(), shm_before, "files left in /dev/shm");
 }
 
 #[test]
@@ -204,6 +207,7 @@ fn interrupt_blocked(c: &Cluster, call: &str) -> Vec<mpx_client::EngineResult> {
 
 #[test]
 fn t96_ctrl_c_frees_ranks_blocked_in_barrier_allreduce_and_recv() {
+    let shm_before = mpx_tests::memory::dev_shm();
     let mut c = Cluster::start(Kernel::Python, "free", 4, &[]);
     for call in ["c.Barrier()", "c.Allreduce(np.ones(4), buf)"] {
         let results = interrupt_blocked(&c, call);
@@ -228,6 +232,8 @@ fn t96_ctrl_c_frees_ranks_blocked_in_barrier_allreduce_and_recv() {
     world_usable(&c);
     c.pids = c.read_pids();
     c.stop();
+    // Two broken worlds' jobs were ended whole: nothing of theirs is left in /dev/shm.
+    assert_eq!(mpx_tests::memory::dev_shm(), shm_before, "files left in /dev/shm");
 }
 
 #[test]

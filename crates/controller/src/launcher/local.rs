@@ -100,6 +100,28 @@ impl LocalLauncher {
     }
 }
 
+/// How long mpirun has to end its job once its ranks are gone, before SIGKILL: it removes its
+/// session directory and the ranks' shared-memory segments (`/dev/shm/vader_segment.*`, 4 MB
+/// each); SIGKILLed before that, it leaves them behind for good. (Ranks stuck in an interrupted
+/// collective outlived mpirun's SIGTERM by seconds, and each restart of a broken world left
+/// three segments.)
+const TERM_GRACE: Duration = Duration::from_secs(3);
+
+/// The processes whose parent is `pid` (mpirun's local ranks), from `/proc`.
+fn children_of(pid: u32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).ok().is_some_and(|stat| {
+                // After the parenthesised command name: state, then the parent's pid.
+                let mut rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("").split_whitespace();
+                rest.nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid)
+            })
+        })
+        .collect()
+}
+
 impl Launcher for LocalLauncher {
     fn start(&mut self, n: u32, connection_file: &Path) -> Result<(), ClusterError> {
         let mut cmd = Command::from(mpirun_command(
@@ -153,9 +175,19 @@ impl Launcher for LocalLauncher {
                 warn!("mpirun did not end after the engines were told to stop; sending SIGTERM");
                 self.signal_group(Signal::SIGTERM);
                 if tokio::time::timeout(grace, child.wait()).await.is_err() {
-                    warn!("mpirun ignored SIGTERM; sending SIGKILL");
-                    self.signal_group(Signal::SIGKILL);
-                    let _ = child.wait().await;
+                    // Its ranks do not end (stuck in MPI): SIGKILL them, so that mpirun sees
+                    // them gone and ends the job itself, removing their shared-memory segments;
+                    // SIGKILLed first, it would leave those in /dev/shm for good.
+                    let ranks = child.id().map(children_of).unwrap_or_default();
+                    warn!(?ranks, "mpirun did not end after SIGTERM; sending SIGKILL to its ranks");
+                    for pid in ranks {
+                        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    }
+                    if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_err() {
+                        warn!("mpirun did not end after its ranks; sending SIGKILL");
+                        self.signal_group(Signal::SIGKILL);
+                        let _ = child.wait().await;
+                    }
                 }
             }
             // mpirun is gone; its group may still hold stragglers.
@@ -170,5 +202,22 @@ impl Launcher for LocalLauncher {
 
     fn pid(&self) -> Option<u32> {
         self.pgid.map(|p| p as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_children_of_a_process_are_found_and_only_they() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("sleep");
+        let found = children_of(std::process::id());
+        let pid = child.id() as i32;
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found.contains(&pid), "{pid} not in {found:?}");
+        assert!(!found.contains(&(std::process::id() as i32)));
+        assert!(children_of(pid as u32).is_empty(), "a sleep has no children");
     }
 }
