@@ -60,7 +60,7 @@ pub fn times(
                     let (mine, _) = listener.accept()?;
                     mine.set_nodelay(true)?;
                     mine.set_nonblocking(true)?;
-                    ours.push(Side::Tcp(tokio::net::TcpStream::from_std(mine)?));
+                    ours.push(Box::new(tokio::net::TcpStream::from_std(mine)?) as Side);
                 }
             }
             Transport::Unix => {
@@ -71,7 +71,7 @@ pub fn times(
                 for _ in 0..n {
                     let (mine, _) = listener.accept()?;
                     mine.set_nonblocking(true)?;
-                    ours.push(Side::Unix(tokio::net::UnixStream::from_std(mine)?));
+                    ours.push(Box::new(tokio::net::UnixStream::from_std(mine)?) as Side);
                 }
             }
         }
@@ -130,29 +130,25 @@ pub fn serve(to: &str, n: usize) -> Result<()> {
     })
 }
 
+/// A connected stream socket, TCP or Unix.
+trait Duplex: AsyncRead + AsyncWrite + Unpin {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Duplex for S {}
+
 /// One side of a connection, on the controller's side.
-enum Side {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
-}
+type Side = Box<dyn Duplex>;
 
 /// One message out on every connection, then one back from each.
 async fn fan_out(sides: &mut [Side]) -> Result<()> {
     let message = [7u8; MESSAGE];
     for side in sides.iter_mut() {
-        match side {
-            Side::Tcp(s) => s.write_all(&message).await?,
-            Side::Unix(s) => s.write_all(&message).await?,
-        }
+        side.write_all(&message).await?;
     }
     let mut back: FuturesUnordered<_> = sides
         .iter_mut()
         .map(|side| async move {
             let mut buf = [0u8; MESSAGE];
-            match side {
-                Side::Tcp(s) => s.read_exact(&mut buf).await,
-                Side::Unix(s) => s.read_exact(&mut buf).await,
-            }
+            side.read_exact(&mut buf).await
         })
         .collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

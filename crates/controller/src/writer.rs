@@ -224,14 +224,10 @@ async fn run<H: Serialize, W: AsyncWrite + Unpin>(
     while let Some(cmd) = next.take() {
         match cmd {
             Cmd::Write(Outbound::Frame(frame), _permit) => {
-                let head = encode_head(&mut sealer, &frame, limit, Verify::HeaderOnly)?;
-                out.frame_with_fds(&head, &frame.buffers, &frame.fds).await?;
+                write_frame(&mut out, &mut sealer, &frame, limit).await?;
                 written.now();
             }
-            Cmd::Heartbeat(frame) => {
-                let head = encode_head(&mut sealer, &frame, limit, Verify::HeaderOnly)?;
-                out.frame_with_fds(&head, &frame.buffers, &frame.fds).await?;
-            }
+            Cmd::Heartbeat(frame) => write_frame(&mut out, &mut sealer, &frame, limit).await?,
             Cmd::Write(Outbound::AuthRejected, _) => out.raw(&rejection()),
             Cmd::Close => break,
         }
@@ -239,5 +235,17 @@ async fn run<H: Serialize, W: AsyncWrite + Unpin>(
     }
     rx.close();
     out.shutdown().await?;
+    Ok(())
+}
+
+/// Signs and numbers `frame`'s header, then writes the frame (its payloads go as they came).
+async fn write_frame<H: Serialize, W: AsyncWrite + Unpin>(
+    out: &mut BatchWriter<W>,
+    sealer: &mut Sealer,
+    frame: &Frame<H>,
+    limit: usize,
+) -> Result<(), CodecError> {
+    let head = encode_head(sealer, frame, limit, Verify::HeaderOnly)?;
+    out.frame_with_fds(&head, &frame.buffers, &frame.fds).await?;
     Ok(())
 }
